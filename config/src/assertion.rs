@@ -1,0 +1,521 @@
+//! The internal assertion: a short-lived compact JWS that the gateway mints after it has
+//! authenticated a request, and that a region node verifies before serving it.
+//!
+//! Claims: `iss` = [`ISSUER`], `aud` = region id, `tid` (tenant), `sub`, `role`, `iat`, `exp`
+//! with `exp - iat` at most [`MAX_TTL_SECS`]. There is deliberately no per-request claim, so the
+//! gateway can cache one assertion per verified credential and re-mint about once a minute; the
+//! request id travels in `x-request-id` instead.
+//!
+//! Keys are per region and named by `kid`. Internal assertions use HMAC (`HS256`/`HS384`/
+//! `HS512`) with a secret of at least 32 bytes: the gateway and the region share the secret and
+//! nothing else can mint. The algorithm is pinned by the key, never taken from the token.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Problem, RegionId, TenantId};
+
+/// The `iss` of every internal assertion.
+pub const ISSUER: &str = "residency-gateway";
+/// The longest lifetime an assertion may have, in seconds.
+pub const MAX_TTL_SECS: u64 = 60;
+/// Clock skew tolerated between gateway and node, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
+/// The smallest accepted HMAC secret, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The claims of an internal assertion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssertionClaims {
+    /// Always [`ISSUER`].
+    pub iss: String,
+    /// The region the request is meant for.
+    pub aud: String,
+    /// The tenant, taken by the gateway from the verified credential only.
+    pub tid: Uuid,
+    /// The authenticated subject (user id, API key id, or `system:*` for internal calls).
+    pub sub: String,
+    /// The role from the credential, or empty to let the node use the member record.
+    #[serde(default)]
+    pub role: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: u64,
+}
+
+impl AssertionClaims {
+    /// The tenant as a typed id.
+    #[must_use]
+    pub fn tenant(&self) -> TenantId {
+        TenantId::from_uuid(self.tid)
+    }
+}
+
+/// Why an assertion was refused or a key could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AssertionError {
+    /// No assertion header on the request.
+    #[error("missing assertion")]
+    Missing,
+    /// Not a compact JWS, or no `kid`, or undecodable claims.
+    #[error("malformed assertion")]
+    Malformed,
+    /// The `kid` names no key this node holds.
+    #[error("unknown assertion key")]
+    UnknownKey,
+    /// The token's `alg` differs from the key's algorithm.
+    #[error("assertion algorithm does not match its key")]
+    AlgorithmMismatch,
+    /// Bad signature, wrong issuer, or a lifetime over [`MAX_TTL_SECS`].
+    #[error("invalid assertion")]
+    Invalid,
+    /// The assertion has expired.
+    #[error("expired assertion")]
+    Expired,
+    /// The assertion is addressed to another region.
+    #[error("assertion is for region {audience}")]
+    Misdirected {
+        /// The region the assertion names.
+        audience: String,
+    },
+    /// A key could not be loaded.
+    #[error("{0}")]
+    Key(String),
+}
+
+impl AssertionError {
+    /// A bounded label for metrics.
+    #[must_use]
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::UnknownKey => "unknown_kid",
+            Self::AlgorithmMismatch => "alg_mismatch",
+            Self::Invalid => "invalid",
+            Self::Expired => "expired",
+            Self::Misdirected { .. } => "misdirected",
+            Self::Key(_) => "key",
+        }
+    }
+}
+
+/// How a key is configured: `[[assertion.keys]]` with `kid`, `alg`, `key_file`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionKeyConfig {
+    /// Key id carried in the JWS header.
+    pub kid: String,
+    /// `HS256` (default), `HS384` or `HS512`.
+    #[serde(default = "default_alg")]
+    pub alg: String,
+    /// File holding the raw secret bytes.
+    pub key_file: PathBuf,
+}
+
+fn default_alg() -> String {
+    "HS256".to_owned()
+}
+
+impl AssertionKeyConfig {
+    /// Problems with this entry, keys prefixed with `prefix` (e.g. `assertion.keys[0]`).
+    #[must_use]
+    pub fn validate(&self, prefix: &str) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.kid.is_empty() || self.kid.len() > 64 {
+            out.push(Problem::new(
+                format!("{prefix}.kid"),
+                "must be 1-64 characters",
+            ));
+        }
+        if parse_alg(&self.alg).is_none() {
+            out.push(Problem::new(
+                format!("{prefix}.alg"),
+                format!(
+                    "unsupported algorithm {:?}: internal assertions use HS256, HS384 or HS512",
+                    self.alg
+                ),
+            ));
+        }
+        match std::fs::metadata(&self.key_file) {
+            Ok(m) if (m.len() as usize) < MIN_SECRET_BYTES => out.push(Problem::new(
+                format!("{prefix}.key_file"),
+                format!(
+                    "{} holds {} bytes; an assertion secret needs at least {MIN_SECRET_BYTES}",
+                    self.key_file.display(),
+                    m.len()
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => out.push(Problem::new(
+                format!("{prefix}.key_file"),
+                format!("cannot read {}: {e}", self.key_file.display()),
+            )),
+        }
+        out
+    }
+
+    /// Makes `key_file` relative to `base` when it is relative.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        crate::load::resolve(base, &mut self.key_file);
+    }
+}
+
+fn parse_alg(alg: &str) -> Option<Algorithm> {
+    match alg {
+        "HS256" => Some(Algorithm::HS256),
+        "HS384" => Some(Algorithm::HS384),
+        "HS512" => Some(Algorithm::HS512),
+        _ => None,
+    }
+}
+
+/// A loaded assertion key: `kid`, algorithm and secret.
+#[derive(Clone)]
+pub struct AssertionKey {
+    kid: String,
+    alg: Algorithm,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for AssertionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret is never printed.
+        f.debug_struct("AssertionKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AssertionKey {
+    /// Builds a key from a secret.
+    ///
+    /// # Errors
+    /// [`AssertionError::Key`] for an unsupported algorithm or a short secret.
+    pub fn new(kid: &str, alg: &str, secret: Vec<u8>) -> Result<Self, AssertionError> {
+        let alg = parse_alg(alg)
+            .ok_or_else(|| AssertionError::Key(format!("unsupported algorithm {alg:?}")))?;
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(AssertionError::Key(format!(
+                "assertion secret for kid {kid:?} is shorter than {MIN_SECRET_BYTES} bytes"
+            )));
+        }
+        Ok(Self {
+            kid: kid.to_owned(),
+            alg,
+            secret,
+        })
+    }
+
+    /// Loads a key as configured.
+    ///
+    /// # Errors
+    /// [`AssertionError::Key`] when the file cannot be read or the key is unusable.
+    pub fn load(cfg: &AssertionKeyConfig) -> Result<Self, AssertionError> {
+        let secret = std::fs::read(&cfg.key_file).map_err(|e| {
+            AssertionError::Key(format!("cannot read {}: {e}", cfg.key_file.display()))
+        })?;
+        Self::new(&cfg.kid, &cfg.alg, secret)
+    }
+
+    /// The key id.
+    #[must_use]
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// Seconds since the Unix epoch.
+#[must_use]
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Mints assertions for one region with one key.
+pub struct Signer {
+    region: RegionId,
+    header: Header,
+    key: EncodingKey,
+    ttl_secs: u64,
+}
+
+impl Signer {
+    /// A signer for `region`; `ttl_secs` is clamped to [`MAX_TTL_SECS`].
+    #[must_use]
+    pub fn new(region: RegionId, key: &AssertionKey, ttl_secs: u64) -> Self {
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        Self {
+            region,
+            header,
+            key: EncodingKey::from_secret(&key.secret),
+            ttl_secs: ttl_secs.clamp(1, MAX_TTL_SECS),
+        }
+    }
+
+    /// The region this signer mints for.
+    #[must_use]
+    pub fn region(&self) -> &RegionId {
+        &self.region
+    }
+
+    /// Mints an assertion issued at `now` (seconds since the epoch). Returns the token and its
+    /// expiry, so callers can cache it until shortly before then.
+    ///
+    /// # Errors
+    /// [`AssertionError::Key`] if signing fails (it does not with a valid HMAC key).
+    pub fn mint(
+        &self,
+        tenant: TenantId,
+        subject: &str,
+        role: &str,
+        now: u64,
+    ) -> Result<(String, u64), AssertionError> {
+        let exp = now + self.ttl_secs;
+        let claims = AssertionClaims {
+            iss: ISSUER.to_owned(),
+            aud: self.region.as_str().to_owned(),
+            tid: tenant.as_uuid(),
+            sub: subject.to_owned(),
+            role: role.to_owned(),
+            iat: now,
+            exp,
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.key)
+            .map(|t| (t, exp))
+            .map_err(|e| AssertionError::Key(e.to_string()))
+    }
+}
+
+/// Verifies assertions addressed to one region.
+pub struct Verifier {
+    region: RegionId,
+    keys: HashMap<String, (Algorithm, DecodingKey)>,
+}
+
+impl Verifier {
+    /// A verifier for `region` that accepts any of `keys` (several during a key rotation).
+    #[must_use]
+    pub fn new(region: RegionId, keys: &[AssertionKey]) -> Self {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.kid.clone(),
+                    (k.alg, DecodingKey::from_secret(&k.secret)),
+                )
+            })
+            .collect();
+        Self { region, keys }
+    }
+
+    /// Verifies `token` against the current clock.
+    ///
+    /// # Errors
+    /// The [`AssertionError`] naming why the assertion is refused. An assertion addressed to
+    /// another region yields [`AssertionError::Misdirected`], even when this node does not hold
+    /// that region's key: the request is refused either way, and 421 tells the gateway it
+    /// misrouted.
+    pub fn verify(&self, token: &str) -> Result<AssertionClaims, AssertionError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AssertionError::Malformed)?;
+        let kid = header.kid.ok_or(AssertionError::Malformed)?;
+        let Some((alg, key)) = self.keys.get(&kid) else {
+            return Err(self.unknown_key_error(token));
+        };
+        if header.alg != *alg {
+            return Err(AssertionError::AlgorithmMismatch);
+        }
+        let mut validation = Validation::new(*alg);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_aud = false;
+        validation.leeway = LEEWAY_SECS;
+        let data = jsonwebtoken::decode::<AssertionClaims>(token, key, &validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AssertionError::Expired,
+                jsonwebtoken::errors::ErrorKind::Json(_)
+                | jsonwebtoken::errors::ErrorKind::Base64(_)
+                | jsonwebtoken::errors::ErrorKind::Utf8(_) => AssertionError::Malformed,
+                _ => AssertionError::Invalid,
+            }
+        })?;
+        let claims = data.claims;
+        if claims.exp < claims.iat || claims.exp - claims.iat > MAX_TTL_SECS {
+            return Err(AssertionError::Invalid);
+        }
+        if claims.iat > now_secs() + LEEWAY_SECS {
+            return Err(AssertionError::Invalid);
+        }
+        if claims.aud != self.region.as_str() {
+            return Err(AssertionError::Misdirected {
+                audience: claims.aud,
+            });
+        }
+        Ok(claims)
+    }
+
+    fn unknown_key_error(&self, token: &str) -> AssertionError {
+        #[derive(Deserialize)]
+        struct Aud {
+            aud: Option<String>,
+        }
+        // Unverified peek, used only to choose between two refusals.
+        let aud = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                use base64_engine::decode_segment;
+                decode_segment(p)
+            })
+            .and_then(|b| serde_json::from_slice::<Aud>(&b).ok())
+            .and_then(|a| a.aud);
+        match aud {
+            Some(aud) if aud != self.region.as_str() && RegionId::new(&aud).is_ok() => {
+                AssertionError::Misdirected { audience: aud }
+            }
+            _ => AssertionError::UnknownKey,
+        }
+    }
+}
+
+/// Minimal base64url (no padding) decoding for the unverified audience peek, so this crate
+/// does not need a second base64 dependency beside jsonwebtoken's.
+mod base64_engine {
+    pub fn decode_segment(s: &str) -> Option<Vec<u8>> {
+        fn val(c: u8) -> Option<u32> {
+            match c {
+                b'A'..=b'Z' => Some(u32::from(c - b'A')),
+                b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+                b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+                b'-' => Some(62),
+                b'_' => Some(63),
+                _ => None,
+            }
+        }
+        if s.len() > 4096 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(s.len() * 3 / 4);
+        let mut acc = 0u32;
+        let mut bits = 0u32;
+        for c in s.bytes() {
+            acc = (acc << 6) | val(c)?;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push(((acc >> bits) & 0xff) as u8);
+            }
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kid: &str, fill: u8) -> AssertionKey {
+        AssertionKey::new(kid, "HS256", vec![fill; 32]).unwrap()
+    }
+
+    fn region(r: &str) -> RegionId {
+        RegionId::new(r).unwrap()
+    }
+
+    fn tenant() -> TenantId {
+        TenantId::from_uuid(Uuid::new_v4())
+    }
+
+    #[test]
+    fn roundtrip() {
+        let k = key("eu-1", 7);
+        let t = tenant();
+        let (tok, exp) = Signer::new(region("eu"), &k, 60)
+            .mint(t, "user-1", "admin", now_secs())
+            .unwrap();
+        let c = Verifier::new(region("eu"), &[k]).verify(&tok).unwrap();
+        assert_eq!(c.tenant(), t);
+        assert_eq!(c.sub, "user-1");
+        assert_eq!(c.role, "admin");
+        assert_eq!(c.exp, exp);
+    }
+
+    #[test]
+    fn other_region_is_misdirected_with_or_without_its_key() {
+        let us = key("us-1", 1);
+        let eu = key("eu-1", 2);
+        let (tok, _) = Signer::new(region("us"), &us, 60)
+            .mint(tenant(), "s", "", now_secs())
+            .unwrap();
+        let with_key = Verifier::new(region("eu"), &[eu.clone(), us]).verify(&tok);
+        assert_eq!(
+            with_key,
+            Err(AssertionError::Misdirected {
+                audience: "us".into()
+            })
+        );
+        let without = Verifier::new(region("eu"), &[eu]).verify(&tok);
+        assert!(matches!(without, Err(AssertionError::Misdirected { .. })));
+    }
+
+    #[test]
+    fn refusals() {
+        let k = key("eu-1", 7);
+        let v = Verifier::new(region("eu"), &[k.clone()]);
+        let s = Signer::new(region("eu"), &k, 60);
+        // Expired.
+        let (tok, _) = s.mint(tenant(), "s", "", now_secs() - 600).unwrap();
+        assert_eq!(v.verify(&tok), Err(AssertionError::Expired));
+        // Forged: signed with another secret under the same kid.
+        let forged = Signer::new(region("eu"), &key("eu-1", 9), 60)
+            .mint(tenant(), "s", "", now_secs())
+            .unwrap()
+            .0;
+        assert_eq!(v.verify(&forged), Err(AssertionError::Invalid));
+        // Unknown kid for our own region.
+        let other = Signer::new(region("eu"), &key("eu-2", 7), 60)
+            .mint(tenant(), "s", "", now_secs())
+            .unwrap()
+            .0;
+        assert_eq!(v.verify(&other), Err(AssertionError::UnknownKey));
+        // Garbage.
+        assert_eq!(v.verify("nope"), Err(AssertionError::Malformed));
+        // Tampered payload.
+        let (tok, _) = s.mint(tenant(), "s", "", now_secs()).unwrap();
+        let mut parts: Vec<&str> = tok.split('.').collect();
+        parts[1] = "eyJpc3MiOiJ4In0";
+        assert!(v.verify(&parts.join(".")).is_err());
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let k = key("eu-1", 7);
+        let v = Verifier::new(region("eu"), &[k]);
+        // {"alg":"none","kid":"eu-1"} . {"iss":"residency-gateway","aud":"eu",...} . (empty)
+        let tok = "eyJhbGciOiJub25lIiwia2lkIjoiZXUtMSJ9.eyJpc3MiOiJyZXNpZGVuY3ktZ2F0ZXdheSIsImF1ZCI6ImV1IiwidGlkIjoiMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwIiwic3ViIjoicyIsImlhdCI6MSwiZXhwIjo5OTk5OTk5OTk5fQ.";
+        assert!(v.verify(tok).is_err());
+    }
+
+    #[test]
+    fn short_secret_refused() {
+        assert!(AssertionKey::new("k", "HS256", vec![0; 31]).is_err());
+        assert!(AssertionKey::new("k", "none", vec![0; 32]).is_err());
+        assert!(AssertionKey::new("k", "ES256", vec![0; 32]).is_err());
+    }
+
+    #[test]
+    fn debug_hides_secret() {
+        let k = key("kid-x", 0x41);
+        assert!(!format!("{k:?}").contains("65"));
+        assert!(!format!("{k:?}").contains("AAAA"));
+    }
+}

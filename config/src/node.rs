@@ -1,0 +1,359 @@
+//! Configuration of a region node (`region-node --config node.toml`).
+//!
+//! ```toml
+//! [node]
+//! listen = "127.0.0.1:8541"
+//!
+//! [region]
+//! id = "eu"
+//! display_name = "Europe"
+//! location = "Frankfurt, DE"
+//!
+//! [database]
+//! url = "postgres://eu_app:...@127.0.0.1:5432/residency_eu"        # app role (NOBYPASSRLS)
+//! owner_url = "postgres://eu_owner:...@127.0.0.1:5432/residency_eu" # migrations only
+//! auditor_role = "eu_auditor"
+//!
+//! [[assertion.keys]]
+//! kid = "eu-1"
+//! alg = "HS256"
+//! key_file = "keys/eu-assertion.key"
+//!
+//! [credentials]
+//! key_file = "keys/eu-credentials.key"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::assertion::AssertionKeyConfig;
+use crate::load::{resolve, Validate};
+use crate::{Problem, RegionId};
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Listener settings.
+    pub node: ListenConfig,
+    /// Which region this node serves.
+    pub region: RegionConfig,
+    /// Database connections.
+    pub database: DatabaseConfig,
+    /// Keys accepted for the gateway's internal assertion.
+    pub assertion: AssertionConfig,
+    /// Encryption of connection credentials at rest.
+    pub credentials: CredentialsConfig,
+    /// Optional TLS for the node listener.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[node]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Whole-request timeout.
+    #[serde(default = "default_request_timeout", with = "crate::duration::serde_str")]
+    pub request_timeout: Duration,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[serde(default = "default_grace", with = "crate::duration::serde_str")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[region]`: identity of the region this node serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Region id, e.g. `eu`.
+    pub id: RegionId,
+    /// Human name, e.g. `Europe`.
+    #[serde(default)]
+    pub display_name: String,
+    /// Where the data physically lives, e.g. `Frankfurt, DE`.
+    #[serde(default)]
+    pub location: String,
+}
+
+/// `[database]`: the region's own Postgres.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connection URL of the application role (non-superuser, `NOBYPASSRLS`, owns nothing).
+    pub url: String,
+    /// Connection URL of the owner role; used only by `region-node migrate`.
+    #[serde(default)]
+    pub owner_url: Option<String>,
+    /// Name of the read-only auditor role that migrations grant to.
+    #[serde(default)]
+    pub auditor_role: Option<String>,
+    /// Apply pending migrations with `owner_url` at start.
+    #[serde(default)]
+    pub migrate_on_start: bool,
+    /// Connections in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Timeout to open a new connection.
+    #[serde(default = "default_connect_timeout", with = "crate::duration::serde_str")]
+    pub connect_timeout: Duration,
+    /// Timeout to check a connection out of the pool.
+    #[serde(default = "default_checkout_timeout", with = "crate::duration::serde_str")]
+    pub checkout_timeout: Duration,
+    /// `statement_timeout` applied to every connection.
+    #[serde(default = "default_statement_timeout", with = "crate::duration::serde_str")]
+    pub statement_timeout: Duration,
+}
+
+fn default_pool_size() -> u32 {
+    16
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_checkout_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[assertion]`: keys this node accepts (several during rotation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionConfig {
+    /// Accepted keys by `kid`.
+    pub keys: Vec<AssertionKeyConfig>,
+}
+
+/// `[credentials]`: key for encrypting connection credentials at rest (AES-256-GCM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// Key id stored beside each ciphertext, so keys can be rotated.
+    #[serde(default = "default_cred_kid")]
+    pub kid: String,
+    /// File holding exactly 32 raw key bytes.
+    pub key_file: PathBuf,
+}
+
+fn default_cred_kid() -> String {
+    "k1".to_owned()
+}
+
+/// `[tls]`: serve HTTPS instead of plain HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// When set, clients (the gateway) must present a certificate signed by this CA (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Whether `name` is a plain Postgres identifier this project is willing to interpolate into
+/// DDL (`[a-z_][a-z0-9_]{0,62}`); role names in migrations are always checked with this first.
+#[must_use]
+pub fn is_simple_identifier(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn check_pg_url(key: &str, url: &str, out: &mut Vec<Problem>) {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && !u.username().is_empty() => {}
+        Ok(_) => out.push(Problem::new(
+            key,
+            "must be a postgres:// url that names a user",
+        )),
+        Err(e) => out.push(Problem::new(key, format!("not a url: {e}"))),
+    }
+}
+
+fn check_file(key: &str, path: &Path, out: &mut Vec<Problem>) {
+    if let Err(e) = std::fs::metadata(path) {
+        out.push(Problem::new(key, format!("cannot read {}: {e}", path.display())));
+    }
+}
+
+impl Validate for NodeConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        for k in &mut self.assertion.keys {
+            k.resolve_paths(base);
+        }
+        resolve(base, &mut self.credentials.key_file);
+        if let Some(tls) = &mut self.tls {
+            resolve(base, &mut tls.cert_file);
+            resolve(base, &mut tls.key_file);
+            if let Some(ca) = &mut tls.client_ca_file {
+                resolve(base, ca);
+            }
+        }
+    }
+
+    fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.node.max_body_bytes == 0 {
+            out.push(Problem::new("node.max_body_bytes", "must be greater than 0"));
+        }
+        check_pg_url("database.url", &self.database.url, &mut out);
+        if let Some(owner) = &self.database.owner_url {
+            check_pg_url("database.owner_url", owner, &mut out);
+        }
+        if self.database.migrate_on_start && self.database.owner_url.is_none() {
+            out.push(Problem::new(
+                "database.owner_url",
+                "required when database.migrate_on_start is true",
+            ));
+        }
+        if let Some(r) = &self.database.auditor_role {
+            if !is_simple_identifier(r) {
+                out.push(Problem::new(
+                    "database.auditor_role",
+                    "must match [a-z_][a-z0-9_]{0,62}",
+                ));
+            }
+        }
+        if self.database.pool_size == 0 || self.database.pool_size > 1000 {
+            out.push(Problem::new("database.pool_size", "must be between 1 and 1000"));
+        }
+        if self.assertion.keys.is_empty() {
+            out.push(Problem::new("assertion.keys", "at least one key is required"));
+        }
+        for (i, k) in self.assertion.keys.iter().enumerate() {
+            out.extend(k.validate(&format!("assertion.keys[{i}]")));
+        }
+        match std::fs::metadata(&self.credentials.key_file) {
+            Ok(m) if m.len() != 32 => out.push(Problem::new(
+                "credentials.key_file",
+                format!(
+                    "{} must hold exactly 32 bytes, found {}",
+                    self.credentials.key_file.display(),
+                    m.len()
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => out.push(Problem::new(
+                "credentials.key_file",
+                format!("cannot read {}: {e}", self.credentials.key_file.display()),
+            )),
+        }
+        if let Some(tls) = &self.tls {
+            check_file("tls.cert_file", &tls.cert_file, &mut out);
+            check_file("tls.key_file", &tls.key_file, &mut out);
+            if let Some(ca) = &tls.client_ca_file {
+                check_file("tls.client_ca_file", ca, &mut out);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    const GOOD: &str = r#"
+[node]
+listen = "127.0.0.1:0"
+request_timeout = "5s"
+[region]
+id = "eu"
+[database]
+url = "postgres://app@127.0.0.1:5432/db"
+[[assertion.keys]]
+kid = "eu-1"
+key_file = "a.key"
+[credentials]
+key_file = "c.key"
+"#;
+
+    #[test]
+    fn loads_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        write(dir.path(), "node.toml", GOOD.as_bytes());
+        let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+        assert_eq!(cfg.region.id.as_str(), "eu");
+        assert_eq!(cfg.node.request_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.assertion.keys[0].key_file, dir.path().join("a.key"));
+        assert_eq!(cfg.database.pool_size, 16);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 8]);
+        write(dir.path(), "c.key", &[2; 31]);
+        let text = GOOD.replace("postgres://app@", "mysql://app@");
+        write(dir.path(), "node.toml", text.as_bytes());
+        let err = load::<NodeConfig>(&dir.path().join("node.toml"), &Vec::new()).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["database.url", "assertion.keys[0].key_file", "credentials.key_file"]
+        );
+        assert!(err.to_string().contains("node.toml: database.url:"));
+    }
+
+    #[test]
+    fn bad_region_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "node.toml",
+            GOOD.replace("id = \"eu\"", "id = \"EU!\"").as_bytes(),
+        );
+        let err = load::<NodeConfig>(&dir.path().join("node.toml"), &Vec::new()).unwrap_err();
+        assert_eq!(err.problems[0].key, "region.id");
+    }
+
+    #[test]
+    fn env_override_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        write(dir.path(), "node.toml", GOOD.as_bytes());
+        let env = vec![("RESIDENCY__DATABASE__POOL_SIZE".to_owned(), "3".to_owned())];
+        let cfg: NodeConfig = load(&dir.path().join("node.toml"), &env).unwrap();
+        assert_eq!(cfg.database.pool_size, 3);
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_simple_identifier("rg_eu_app"));
+        assert!(!is_simple_identifier("Robert'); drop"));
+        assert!(!is_simple_identifier(""));
+    }
+}

@@ -1,0 +1,36 @@
+-- Seed of the shared connector catalogue. Read-only for the application role.
+INSERT INTO connectors (id, name, category, auth_type, description) VALUES
+    ('slack',         'Slack',         'messaging',  'oauth2',  'Team messaging channels and direct messages'),
+    ('hubspot',       'HubSpot',       'crm',        'oauth2',  'CRM contacts, companies and deals'),
+    ('gmail',         'Gmail',         'email',      'oauth2',  'Send and read email'),
+    ('notion',        'Notion',        'docs',       'oauth2',  'Pages and databases'),
+    ('salesforce',    'Salesforce',    'crm',        'oauth2',  'Leads, accounts and opportunities'),
+    ('github',        'GitHub',        'developer',  'oauth2',  'Repositories, issues and pull requests'),
+    ('jira',          'Jira',          'developer',  'api_key', 'Issues and projects'),
+    ('stripe',        'Stripe',        'payments',   'api_key', 'Customers, invoices and payments'),
+    ('google_sheets', 'Google Sheets', 'docs',       'oauth2',  'Spreadsheet rows'),
+    ('zendesk',       'Zendesk',       'support',    'basic',   'Support tickets');
+
+INSERT INTO connector_actions (connector_id, action, description) VALUES
+    ('slack', 'post_message', 'Post a message to a channel'),
+    ('slack', 'list_channels', 'List channels'),
+    ('slack', 'create_channel', 'Create a channel'),
+    ('hubspot', 'create_contact', 'Create a contact'),
+    ('hubspot', 'update_deal', 'Update a deal'),
+    ('hubspot', 'search_companies', 'Search companies'),
+    ('gmail', 'send_email', 'Send an email'),
+    ('gmail', 'list_messages', 'List messages'),
+    ('notion', 'create_page', 'Create a page'),
+    ('notion', 'query_database', 'Query a database'),
+    ('salesforce', 'create_lead', 'Create a lead'),
+    ('salesforce', 'update_opportunity', 'Update an opportunity'),
+    ('github', 'create_issue', 'Create an issue'),
+    ('github', 'list_pull_requests', 'List pull requests'),
+    ('jira', 'create_issue', 'Create an issue'),
+    ('jira', 'transition_issue', 'Move an issue to another status'),
+    ('stripe', 'create_customer', 'Create a customer'),
+    ('stripe', 'list_invoices', 'List invoices'),
+    ('google_sheets', 'append_row', 'Append a row'),
+    ('google_sheets', 'read_range', 'Read a range'),
+    ('zendesk', 'create_ticket', 'Create a ticket'),
+    ('zendesk', 'update_ticket', 'Update a ticket');

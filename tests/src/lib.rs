@@ -1,0 +1,1 @@
+//! Harness for end-to-end tests: fresh databases per test, region nodes on port 0.
