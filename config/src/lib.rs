@@ -14,6 +14,7 @@
 
 pub mod assertion;
 pub mod duration;
+pub mod gateway;
 pub mod headers;
 mod ids;
 pub mod load;

@@ -1,0 +1,906 @@
+//! Configuration of the gateway (`residency-gateway --config gateway.toml`) and the format of
+//! its file-backed directory.
+//!
+//! ```toml
+//! [listen]
+//! public = "0.0.0.0:8443"
+//! admin = "127.0.0.1:9090"          # /healthz, /readyz, /metrics; optional
+//!
+//! [tls]                             # optional; plain HTTP without it (local use only)
+//! cert_file = "tls/gateway.pem"
+//! key_file = "tls/gateway.key"
+//!
+//! [[issuers]]
+//! issuer = "https://idp.example.com/"
+//! audience = "residency-api"
+//! jwks_file = "keys/jwks.json"      # or jwks_url = "http://127.0.0.1:8080/jwks.json"
+//! algorithms = ["ES256"]
+//! leeway = "5s"
+//!
+//! [claims]                          # defaults shown
+//! subject = "sub"
+//! tenant = "tenant_id"
+//! role = "role"
+//!
+//! [directory]
+//! source = "file"
+//! path = "directory.toml"
+//!
+//! [[regions]]
+//! id = "eu"
+//! display_name = "Europe"
+//! location = "Frankfurt, DE"
+//! upstreams = ["http://127.0.0.1:8542"]
+//! assertion = { kid = "eu-1", alg = "HS256", key_file = "keys/eu-assertion.key" }
+//!
+//! [limits]                          # defaults shown
+//! max_body_bytes = 10485760
+//! max_header_bytes = 16384
+//! header_read_timeout = "10s"
+//! ```
+//!
+//! The directory file (`[directory] source = "file"`) is described by [`DirectoryFile`]; the
+//! CLI writes it and the gateway reads it, so both use these types.
+//!
+//! This module only describes and checks configuration; the gateway crate opens the files,
+//! sockets and keys after validation succeeded.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::assertion::AssertionKeyConfig;
+use crate::load::{resolve, Validate};
+use crate::{Problem, RegionId, TenantId};
+
+/// The most clock skew an issuer's `leeway` may tolerate.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(30);
+/// The shortest allowed pause between two JWKS fetches triggered by unknown `kid`s.
+pub const MIN_JWKS_COOLDOWN: Duration = Duration::from_secs(30);
+/// The smallest header block limit hyper can enforce (its minimum read buffer).
+pub const MIN_HEADER_BYTES: usize = 8192;
+/// Algorithms an external issuer may be configured with: asymmetric only, so a key published
+/// in a JWKS can never be used as an HMAC secret.
+pub const EXTERNAL_ALGORITHMS: &[&str] = &[
+    "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+];
+/// The start of every API key: `rk_<prefix>_<secret>`.
+pub const API_KEY_SCHEME: &str = "rk_";
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Listener addresses.
+    pub listen: ListenConfig,
+    /// TLS for the public listener; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Identity providers whose JWTs are accepted.
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+    /// Names of the claims the gateway reads from a verified JWT.
+    #[serde(default)]
+    pub claims: ClaimNames,
+    /// Where tenants and API keys come from.
+    pub directory: DirectorySource,
+    /// The residency regions and their region nodes. Regions are data: a new one is an entry.
+    pub regions: Vec<RegionEntry>,
+    /// Size limits and timeouts.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[listen]`: where the gateway accepts connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// The public listener for customer traffic; port 0 picks a free port.
+    pub public: SocketAddr,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`); none when absent.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
+}
+
+/// `[tls]`: certificate and key of the public listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// `[[issuers]]`: one identity provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The exact `iss` claim of its tokens.
+    pub issuer: String,
+    /// The `aud` its tokens must carry.
+    pub audience: String,
+    /// A JWKS document on disk, read once at start.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// A JWKS document over HTTP, refreshed in the background.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Accepted `alg` values, from [`EXTERNAL_ALGORITHMS`].
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, at most [`MAX_LEEWAY`].
+    #[serde(default = "default_leeway", with = "crate::duration::serde_str")]
+    pub leeway: Duration,
+    /// How often a `jwks_url` is refetched in the background.
+    #[serde(default = "default_jwks_refresh", with = "crate::duration::serde_str")]
+    pub jwks_refresh: Duration,
+    /// The least time between two fetches caused by unknown `kid`s, at least
+    /// [`MIN_JWKS_COOLDOWN`].
+    #[serde(default = "default_jwks_cooldown", with = "crate::duration::serde_str")]
+    pub jwks_cooldown: Duration,
+    /// Timeout of one JWKS fetch.
+    #[serde(default = "default_jwks_timeout", with = "crate::duration::serde_str")]
+    pub jwks_timeout: Duration,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["ES256".to_owned()]
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_jwks_cooldown() -> Duration {
+    MIN_JWKS_COOLDOWN
+}
+fn default_jwks_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `[claims]`: which JWT claims carry the subject, tenant and role.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    /// The subject claim (default `sub`).
+    pub subject: String,
+    /// The tenant claim (default `tenant_id`); its value must be a UUID.
+    pub tenant: String,
+    /// The role claim (default `role`); optional in tokens.
+    pub role: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            subject: "sub".to_owned(),
+            tenant: "tenant_id".to_owned(),
+            role: "role".to_owned(),
+        }
+    }
+}
+
+/// `[directory]`: the source of tenants and API keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DirectorySource {
+    /// A TOML file in the [`DirectoryFile`] format, for small and test deployments.
+    File {
+        /// Path of the file.
+        path: PathBuf,
+    },
+    /// The global directory database. Not built yet: validation refuses it.
+    Postgres {
+        /// Connection URL.
+        url: String,
+    },
+}
+
+/// `[[regions]]`: one residency region and the region nodes that serve it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionEntry {
+    /// Region id, e.g. `eu`.
+    pub id: RegionId,
+    /// Human name, e.g. `Europe`.
+    #[serde(default)]
+    pub display_name: String,
+    /// Where the data physically lives, e.g. `Frankfurt, DE`.
+    #[serde(default)]
+    pub location: String,
+    /// Base URLs of the region's nodes (`http://host:port`); requests go to these only.
+    pub upstreams: Vec<String>,
+    /// The key the gateway signs this region's internal assertions with.
+    pub assertion: AssertionKeyConfig,
+}
+
+/// `[limits]`: sizes, counts and timeouts, with the SPEC defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body in bytes; larger ones get 413.
+    pub max_body_bytes: u64,
+    /// Largest request header block in bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Time a client has to send a complete header block.
+    #[serde(with = "crate::duration::serde_str")]
+    pub header_read_timeout: Duration,
+    /// Concurrent client connections per listener; further ones wait in the accept queue.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Time to open a TCP connection to a region node.
+    #[serde(with = "crate::duration::serde_str")]
+    pub upstream_connect_timeout: Duration,
+    /// Time a region node has to answer with a response head; 504 after it.
+    #[serde(with = "crate::duration::serde_str")]
+    pub upstream_timeout: Duration,
+    /// How long an upstream that refused a connection is skipped.
+    #[serde(with = "crate::duration::serde_str")]
+    pub upstream_eject: Duration,
+    /// Idle pooled connections kept per region node.
+    pub upstream_pool_idle: usize,
+    /// How long in-flight requests may take to finish after shutdown starts.
+    #[serde(with = "crate::duration::serde_str")]
+    pub shutdown_grace: Duration,
+    /// Verified tokens kept in the cache.
+    pub token_cache_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            h2_max_concurrent_streams: 200,
+            upstream_connect_timeout: Duration::from_secs(2),
+            upstream_timeout: Duration::from_secs(30),
+            upstream_eject: Duration::from_secs(5),
+            upstream_pool_idle: 256,
+            shutdown_grace: Duration::from_secs(10),
+            token_cache_entries: 100_000,
+        }
+    }
+}
+
+/// The file-backed directory: `[[tenants]]` and `[[api_keys]]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFile {
+    /// Every tenant and its home region.
+    #[serde(default)]
+    pub tenants: Vec<TenantEntry>,
+    /// API keys, stored as hashes only.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyEntry>,
+}
+
+/// One tenant (customer) in the directory.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantEntry {
+    /// The tenant id.
+    pub id: TenantId,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Home region: the only region its requests go to.
+    pub region: RegionId,
+    /// Commercial tier.
+    pub tier: Tier,
+    /// Lifecycle status; only `active` tenants are served.
+    pub status: TenantStatus,
+    /// Per-minute request quota overriding the tier's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_min: Option<u32>,
+}
+
+/// One API key in the directory: only its hash is stored.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    /// Key id, used as the subject of requests made with the key.
+    pub id: String,
+    /// The tenant the key belongs to.
+    pub tenant: TenantId,
+    /// The public part of the key (`rk_<prefix>_<secret>`), used to find the entry.
+    pub prefix: String,
+    /// Lowercase hex SHA-256 of the whole key.
+    pub hash: String,
+    /// Role granted to requests made with the key; empty means the member record decides.
+    #[serde(default)]
+    pub role: String,
+    /// Expiry, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// A revoked key is refused.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// Commercial tier of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// 100 requests per minute.
+    Starter,
+    /// 500 requests per minute.
+    Growth,
+    /// 1000 requests per minute; API keys allowed.
+    Scale,
+    /// Custom quota; API keys allowed.
+    Enterprise,
+}
+
+impl Tier {
+    /// The tier's default per-minute quota (enterprise defaults to the scale quota until a
+    /// per-tenant override is set).
+    #[must_use]
+    pub const fn default_rate_per_min(self) -> u32 {
+        match self {
+            Self::Starter => 100,
+            Self::Growth => 500,
+            Self::Scale | Self::Enterprise => 1000,
+        }
+    }
+
+    /// Whether tenants of this tier may use API keys.
+    #[must_use]
+    pub const fn allows_api_keys(self) -> bool {
+        matches!(self, Self::Scale | Self::Enterprise)
+    }
+
+    /// The tier as written in config and JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Starter => "starter",
+            Self::Growth => "growth",
+            Self::Scale => "scale",
+            Self::Enterprise => "enterprise",
+        }
+    }
+}
+
+/// Lifecycle status of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    /// Being created on its home node; not served yet.
+    Provisioning,
+    /// Served.
+    Active,
+    /// Refused with 403.
+    Suspended,
+    /// Being moved to another region; not served meanwhile.
+    Moving,
+    /// Gone; treated as unknown.
+    Deleted,
+}
+
+/// Splits an API key `rk_<prefix>_<secret>` into its public prefix and its secret.
+///
+/// The prefix is 8-32 characters of `[a-z0-9]`; the secret is at least 32 characters of
+/// `[A-Za-z0-9_-]`. Anything else is not an API key.
+#[must_use]
+pub fn split_api_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(API_KEY_SCHEME)?;
+    let (prefix, secret) = rest.split_once('_')?;
+    let prefix_ok = (8..=32).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let secret_ok = (32..=128).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (prefix_ok && secret_ok).then_some((prefix, secret))
+}
+
+impl Validate for GatewayConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(tls) = &mut self.tls {
+            resolve(base, &mut tls.cert_file);
+            resolve(base, &mut tls.key_file);
+        }
+        for i in &mut self.issuers {
+            if let Some(f) = &mut i.jwks_file {
+                resolve(base, f);
+            }
+        }
+        if let DirectorySource::File { path } = &mut self.directory {
+            resolve(base, path);
+        }
+        for r in &mut self.regions {
+            r.assertion.resolve_paths(base);
+        }
+    }
+
+    fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.listen.admin == Some(self.listen.public) && self.listen.public.port() != 0 {
+            out.push(Problem::new(
+                "listen.admin",
+                "must differ from listen.public",
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            check_file("tls.cert_file", &tls.cert_file, &mut out);
+            check_file("tls.key_file", &tls.key_file, &mut out);
+        }
+        if self.issuers.is_empty() {
+            out.push(Problem::new("issuers", "at least one issuer is required"));
+        }
+        for (i, iss) in self.issuers.iter().enumerate() {
+            iss.validate(&format!("issuers[{i}]"), &mut out);
+            if self.issuers[..i].iter().any(|o| o.issuer == iss.issuer) {
+                out.push(Problem::new(
+                    format!("issuers[{i}].issuer"),
+                    format!("issuer {:?} is configured twice", iss.issuer),
+                ));
+            }
+        }
+        self.claims.validate(&mut out);
+        match &self.directory {
+            DirectorySource::File { path } => check_file("directory.path", path, &mut out),
+            DirectorySource::Postgres { .. } => out.push(Problem::new(
+                "directory.source",
+                "the postgres directory is not built yet; use source = \"file\"",
+            )),
+        }
+        if self.regions.is_empty() {
+            out.push(Problem::new("regions", "at least one region is required"));
+        }
+        for (i, r) in self.regions.iter().enumerate() {
+            let prefix = format!("regions[{i}]");
+            if self.regions[..i].iter().any(|o| o.id == r.id) {
+                out.push(Problem::new(
+                    format!("{prefix}.id"),
+                    format!("region {} is configured twice", r.id),
+                ));
+            }
+            if r.upstreams.is_empty() {
+                out.push(Problem::new(
+                    format!("{prefix}.upstreams"),
+                    "at least one upstream url is required",
+                ));
+            }
+            for (j, u) in r.upstreams.iter().enumerate() {
+                check_upstream(&format!("{prefix}.upstreams[{j}]"), u, &mut out);
+            }
+            out.extend(r.assertion.validate(&format!("{prefix}.assertion")));
+        }
+        self.limits.validate(&mut out);
+        out
+    }
+}
+
+impl IssuerConfig {
+    fn validate(&self, prefix: &str, out: &mut Vec<Problem>) {
+        if self.issuer.is_empty() {
+            out.push(Problem::new(
+                format!("{prefix}.issuer"),
+                "must not be empty",
+            ));
+        }
+        if self.audience.is_empty() {
+            out.push(Problem::new(
+                format!("{prefix}.audience"),
+                "must not be empty",
+            ));
+        }
+        match (&self.jwks_file, &self.jwks_url) {
+            (Some(f), None) => check_file(&format!("{prefix}.jwks_file"), f, out),
+            (None, Some(u)) => match url::Url::parse(u) {
+                Ok(u) if u.scheme() == "http" && u.host().is_some() => {}
+                Ok(u) if u.scheme() == "https" => out.push(Problem::new(
+                    format!("{prefix}.jwks_url"),
+                    "https jwks urls are not built yet; use http on a trusted network or jwks_file",
+                )),
+                Ok(_) => out.push(Problem::new(
+                    format!("{prefix}.jwks_url"),
+                    "must be an http url with a host",
+                )),
+                Err(e) => out.push(Problem::new(
+                    format!("{prefix}.jwks_url"),
+                    format!("not a url: {e}"),
+                )),
+            },
+            _ => out.push(Problem::new(
+                format!("{prefix}.jwks_file"),
+                "set exactly one of jwks_file and jwks_url",
+            )),
+        }
+        if self.algorithms.is_empty() {
+            out.push(Problem::new(
+                format!("{prefix}.algorithms"),
+                "at least one algorithm is required",
+            ));
+        }
+        for (j, alg) in self.algorithms.iter().enumerate() {
+            if !EXTERNAL_ALGORITHMS.contains(&alg.as_str()) {
+                out.push(Problem::new(
+                    format!("{prefix}.algorithms[{j}]"),
+                    format!(
+                        "{alg:?} is not accepted; use one of {}",
+                        EXTERNAL_ALGORITHMS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if self.leeway > MAX_LEEWAY {
+            out.push(Problem::new(
+                format!("{prefix}.leeway"),
+                "must be at most 30s",
+            ));
+        }
+        if self.jwks_cooldown < MIN_JWKS_COOLDOWN {
+            out.push(Problem::new(
+                format!("{prefix}.jwks_cooldown"),
+                "must be at least 30s",
+            ));
+        }
+        if self.jwks_refresh < self.jwks_cooldown {
+            out.push(Problem::new(
+                format!("{prefix}.jwks_refresh"),
+                "must be at least jwks_cooldown",
+            ));
+        }
+        if self.jwks_timeout.is_zero() {
+            out.push(Problem::new(
+                format!("{prefix}.jwks_timeout"),
+                "must be greater than 0",
+            ));
+        }
+    }
+}
+
+impl ClaimNames {
+    fn validate(&self, out: &mut Vec<Problem>) {
+        for (key, v) in [
+            ("claims.subject", &self.subject),
+            ("claims.tenant", &self.tenant),
+            ("claims.role", &self.role),
+        ] {
+            if v.is_empty() {
+                out.push(Problem::new(key, "must not be empty"));
+            }
+        }
+        if self.tenant == self.subject || self.tenant == self.role {
+            out.push(Problem::new(
+                "claims.tenant",
+                "must differ from claims.subject and claims.role",
+            ));
+        }
+    }
+}
+
+impl Limits {
+    fn validate(&self, out: &mut Vec<Problem>) {
+        if self.max_body_bytes == 0 {
+            out.push(Problem::new(
+                "limits.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if !(MIN_HEADER_BYTES..=1024 * 1024).contains(&self.max_header_bytes) {
+            out.push(Problem::new(
+                "limits.max_header_bytes",
+                format!("must be between {MIN_HEADER_BYTES} and 1048576"),
+            ));
+        }
+        for (key, d) in [
+            ("limits.header_read_timeout", self.header_read_timeout),
+            (
+                "limits.upstream_connect_timeout",
+                self.upstream_connect_timeout,
+            ),
+            ("limits.upstream_timeout", self.upstream_timeout),
+        ] {
+            if d.is_zero() {
+                out.push(Problem::new(key, "must be greater than 0"));
+            }
+        }
+        if self.max_connections == 0 {
+            out.push(Problem::new(
+                "limits.max_connections",
+                "must be greater than 0",
+            ));
+        }
+        if self.h2_max_concurrent_streams == 0 {
+            out.push(Problem::new(
+                "limits.h2_max_concurrent_streams",
+                "must be greater than 0",
+            ));
+        }
+        if self.token_cache_entries == 0 {
+            out.push(Problem::new(
+                "limits.token_cache_entries",
+                "must be greater than 0",
+            ));
+        }
+    }
+}
+
+fn check_upstream(key: &str, raw: &str, out: &mut Vec<Problem>) {
+    match url::Url::parse(raw) {
+        Ok(u) if u.scheme() == "https" => out.push(Problem::new(
+            key,
+            "tls to region nodes is not built yet; use an http url",
+        )),
+        Ok(u) if u.scheme() != "http" || u.host().is_none() => {
+            out.push(Problem::new(key, "must be an http url with a host"));
+        }
+        Ok(u) if u.path() != "/" || u.query().is_some() || u.fragment().is_some() => {
+            out.push(Problem::new(
+                key,
+                "must be a base url without path, query or fragment",
+            ));
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            out.push(Problem::new(key, "must not carry credentials"));
+        }
+        Ok(_) => {}
+        Err(e) => out.push(Problem::new(key, format!("not a url: {e}"))),
+    }
+}
+
+fn check_file(key: &str, path: &Path, out: &mut Vec<Problem>) {
+    if let Err(e) = std::fs::metadata(path) {
+        out.push(Problem::new(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{from_str, load};
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    const GOOD: &str = r#"
+[listen]
+public = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[[issuers]]
+issuer = "https://idp.test/"
+audience = "api"
+jwks_file = "jwks.json"
+
+[directory]
+source = "file"
+path = "directory.toml"
+
+[[regions]]
+id = "eu"
+upstreams = ["http://127.0.0.1:8542"]
+assertion = { kid = "eu-1", key_file = "eu.key" }
+
+[[regions]]
+id = "us"
+upstreams = ["http://127.0.0.1:8541", "http://127.0.0.1:8540/"]
+assertion = { kid = "us-1", key_file = "us.key" }
+"#;
+
+    fn dir_with_files() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "jwks.json", b"{\"keys\":[]}");
+        write(dir.path(), "directory.toml", b"");
+        write(dir.path(), "eu.key", &[1; 32]);
+        write(dir.path(), "us.key", &[2; 32]);
+        dir
+    }
+
+    fn load_text(dir: &Path, text: &str) -> Result<GatewayConfig, crate::ConfigError> {
+        write(dir, "gateway.toml", text.as_bytes());
+        load(&dir.join("gateway.toml"), &Vec::new())
+    }
+
+    fn problem_keys(dir: &Path, text: &str) -> Vec<String> {
+        load_text(dir, text)
+            .unwrap_err()
+            .problems
+            .into_iter()
+            .map(|p| p.key)
+            .collect()
+    }
+
+    #[test]
+    fn loads_with_spec_defaults_and_resolved_paths() {
+        let dir = dir_with_files();
+        let cfg = load_text(dir.path(), GOOD).unwrap();
+        assert_eq!(cfg.limits.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(cfg.limits.max_header_bytes, 16 * 1024);
+        assert_eq!(cfg.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.claims, ClaimNames::default());
+        assert_eq!(cfg.claims.tenant, "tenant_id");
+        assert_eq!(cfg.issuers[0].algorithms, ["ES256"]);
+        assert_eq!(cfg.issuers[0].leeway, Duration::from_secs(5));
+        assert_eq!(
+            cfg.issuers[0].jwks_file.as_deref(),
+            Some(dir.path().join("jwks.json").as_path())
+        );
+        assert_eq!(cfg.regions[1].assertion.key_file, dir.path().join("us.key"));
+        assert!(matches!(
+            &cfg.directory,
+            DirectorySource::File { path } if path == &dir.path().join("directory.toml")
+        ));
+    }
+
+    #[test]
+    fn a_fourth_region_is_config_only() {
+        let dir = dir_with_files();
+        write(dir.path(), "sa.key", &[3; 32]);
+        let text = format!(
+            "{GOOD}\n[[regions]]\nid = \"sa\"\nupstreams = [\"http://10.0.0.1:80\"]\n\
+             assertion = {{ kid = \"sa-1\", key_file = \"sa.key\" }}\n"
+        );
+        let cfg = load_text(dir.path(), &text).unwrap();
+        assert_eq!(cfg.regions.len(), 3);
+        assert_eq!(cfg.regions[2].id.as_str(), "sa");
+    }
+
+    #[test]
+    fn issuer_problems_name_their_keys() {
+        let dir = dir_with_files();
+        let text = GOOD.replace(
+            "jwks_file = \"jwks.json\"",
+            "jwks_file = \"missing.json\"\nalgorithms = [\"HS256\", \"none\", \"ES256\"]\n\
+             leeway = \"31s\"\njwks_cooldown = \"1s\"",
+        );
+        assert_eq!(
+            problem_keys(dir.path(), &text),
+            [
+                "issuers[0].jwks_file",
+                "issuers[0].algorithms[0]",
+                "issuers[0].algorithms[1]",
+                "issuers[0].leeway",
+                "issuers[0].jwks_cooldown",
+            ]
+        );
+    }
+
+    #[test]
+    fn jwks_source_must_be_exactly_one() {
+        let dir = dir_with_files();
+        let both = GOOD.replace(
+            "jwks_file = \"jwks.json\"",
+            "jwks_file = \"jwks.json\"\njwks_url = \"http://127.0.0.1:1/jwks\"",
+        );
+        assert_eq!(problem_keys(dir.path(), &both), ["issuers[0].jwks_file"]);
+        let url = GOOD.replace(
+            "jwks_file = \"jwks.json\"",
+            "jwks_url = \"http://127.0.0.1:1/jwks\"",
+        );
+        assert!(load_text(dir.path(), &url).is_ok());
+    }
+
+    #[test]
+    fn region_problems_name_their_keys() {
+        let dir = dir_with_files();
+        let text = GOOD
+            .replace("http://127.0.0.1:8542", "https://127.0.0.1:8542")
+            .replace("\"http://127.0.0.1:8540/\"", "\"http://127.0.0.1:8540/v1\"")
+            .replace("id = \"us\"", "id = \"eu\"")
+            .replace("us.key", "short.key");
+        write(dir.path(), "short.key", &[1; 8]);
+        assert_eq!(
+            problem_keys(dir.path(), &text),
+            [
+                "regions[0].upstreams[0]",
+                "regions[1].id",
+                "regions[1].upstreams[1]",
+                "regions[1].assertion.key_file",
+            ]
+        );
+    }
+
+    #[test]
+    fn postgres_directory_is_refused_as_not_built() {
+        let dir = dir_with_files();
+        let text = GOOD.replace(
+            "source = \"file\"\npath = \"directory.toml\"",
+            "source = \"postgres\"\nurl = \"postgres://d@127.0.0.1/dir\"",
+        );
+        let err = load_text(dir.path(), &text).unwrap_err();
+        assert_eq!(err.problems[0].key, "directory.source");
+        assert!(err.problems[0].message.contains("not built yet"));
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let dir = dir_with_files();
+        let text = format!("{GOOD}\n[limits]\nmax_header_bytes = 1024\nmax_body_bytes = 0\n");
+        assert_eq!(
+            problem_keys(dir.path(), &text),
+            ["limits.max_body_bytes", "limits.max_header_bytes"]
+        );
+    }
+
+    #[test]
+    fn claim_names_must_be_distinct_and_non_empty() {
+        let dir = dir_with_files();
+        let text = format!("{GOOD}\n[claims]\nsubject = \"\"\ntenant = \"role\"\n");
+        assert_eq!(
+            problem_keys(dir.path(), &text),
+            ["claims.subject", "claims.tenant"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = from_str::<GatewayConfig>(
+            &GOOD.replace("[listen]", "[listen]\npublik = \"x\""),
+            &Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("publik"), "{err:?}");
+    }
+
+    #[test]
+    fn directory_file_roundtrips() {
+        let text = r#"
+[[tenants]]
+id = "0190a5c4-0000-7000-8000-000000000001"
+name = "Acme"
+region = "eu"
+tier = "scale"
+status = "active"
+
+[[api_keys]]
+id = "key-1"
+tenant = "0190a5c4-0000-7000-8000-000000000001"
+prefix = "abcdefgh"
+hash = "00"
+role = "developer"
+"#;
+        let d: DirectoryFile = toml::from_str(text).unwrap();
+        assert_eq!(d.tenants[0].tier, Tier::Scale);
+        assert_eq!(d.tenants[0].status, TenantStatus::Active);
+        assert!(!d.api_keys[0].revoked);
+        let again: DirectoryFile = toml::from_str(&toml::to_string(&d).unwrap()).unwrap();
+        assert_eq!(again.tenants, d.tenants);
+        assert_eq!(again.api_keys, d.api_keys);
+        assert!(toml::from_str::<DirectoryFile>("[[tenants]]\nid = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn api_key_format() {
+        let secret = "A".repeat(32);
+        let key = format!("rk_abcd1234_{secret}");
+        assert_eq!(split_api_key(&key), Some(("abcd1234", secret.as_str())));
+        // Secrets may contain '_' and '-'; the prefix ends at the first '_'.
+        let key = format!("rk_abcd1234_{}_-x", "b".repeat(30));
+        assert_eq!(split_api_key(&key).map(|p| p.0), Some("abcd1234"));
+        for bad in [
+            String::new(),
+            format!("rk_short_{secret}"),
+            format!("xx_abcd1234_{secret}"),
+            "rk_abcd1234_tooshort".to_owned(),
+            format!("rk_ABCD1234_{secret}"),
+            format!("rk_abcd1234_{secret} "),
+        ] {
+            assert_eq!(split_api_key(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tiers() {
+        assert_eq!(Tier::Starter.default_rate_per_min(), 100);
+        assert_eq!(Tier::Growth.default_rate_per_min(), 500);
+        assert!(!Tier::Growth.allows_api_keys());
+        assert!(Tier::Enterprise.allows_api_keys());
+    }
+}
