@@ -1,0 +1,118 @@
+//! Residency Gateway region node: the customer API for one region, over that region's own
+//! Postgres, with tenant isolation enforced by Row-Level Security.
+//!
+//! Entry points: [`run`] serves a validated [`NodeConfig`] on a bound listener until the
+//! shutdown token fires (tests call it with a port-0 listener); [`build_state`] and
+//! [`api::router`] build the parts for in-process tests.
+//!
+//! Invariants (see ARCHITECTURE.md):
+//! - every request except `/healthz`, `/readyz` and `/metrics` carries a verified gateway
+//!   assertion addressed to this region; the tenant comes from it and nothing else;
+//! - every database access goes through [`db::tenant_tx`]: one transaction with
+//!   `app.tenant_id` and `app.role` set transaction-locally before any query;
+//! - the node connects as the application role, which cannot bypass RLS and owns nothing.
+
+pub mod api;
+pub mod auth;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod rbac;
+pub mod request_id;
+pub mod serve;
+pub mod state;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use residency_config::assertion::{AssertionKey, Verifier};
+use residency_config::node::NodeConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::migrate::GrantRoles;
+use crate::db::tenant_tx::Db;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The roles the migrations grant to, derived from config: the app role is the user of
+/// `database.url`; the auditor role is `database.auditor_role`.
+///
+/// # Errors
+/// When the URL has no user or no auditor role is configured.
+pub fn grant_roles(cfg: &NodeConfig) -> anyhow::Result<GrantRoles> {
+    let app = url::Url::parse(&cfg.database.url)
+        .context("database.url")?
+        .username()
+        .to_owned();
+    let auditor = cfg
+        .database
+        .auditor_role
+        .clone()
+        .context("database.auditor_role is required to apply migrations")?;
+    Ok(GrantRoles { app, auditor })
+}
+
+/// Builds the shared state from a validated config (does not connect yet).
+///
+/// # Errors
+/// Unreadable keys or an unparsable database URL.
+pub fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
+    let keys = cfg
+        .assertion
+        .keys
+        .iter()
+        .map(AssertionKey::load)
+        .collect::<Result<Vec<_>, _>>()
+        .context("assertion.keys")?;
+    let cred_key = std::fs::read(&cfg.credentials.key_file).context("credentials.key_file")?;
+    let cipher = crypto::CredentialCipher::new(&cfg.credentials.kid, &cred_key)
+        .context("credentials.key_file")?;
+    let pool = db::pool::build(&cfg.database, &format!("region-node-{}", cfg.region.id))?;
+    Ok(Arc::new(AppState {
+        db: Db::new(pool),
+        verifier: Verifier::new(cfg.region.id.clone(), &keys),
+        region: cfg.region.clone(),
+        cipher,
+        max_body_bytes: cfg.node.max_body_bytes,
+        metrics: metrics::recorder(),
+    }))
+}
+
+/// Serves the node on `listener` until `shutdown` is cancelled, then drains.
+///
+/// # Errors
+/// Start-up failures (keys, TLS files, migrations).
+pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if cfg.database.migrate_on_start {
+        let owner = cfg.database.owner_url.as_deref().context("database.owner_url")?;
+        let applied = db::migrate::migrate(owner, &grant_roles(&cfg)?).await?;
+        tracing::info!(?applied, "migrations applied");
+    }
+    let state = build_state(&cfg)?;
+    let tls = cfg.tls.as_ref().map(serve::tls_acceptor).transpose()?;
+    let timeout = cfg.node.request_timeout;
+    let app = api::router(state).layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
+        match tokio::time::timeout(timeout, next.run(req)).await {
+            Ok(resp) => resp,
+            Err(_) => ApiError::Unavailable("request timed out".into()).into_response(),
+        }
+    }));
+    tracing::info!(
+        region = %cfg.region.id,
+        addr = %listener.local_addr()?,
+        tls = tls.is_some(),
+        "region node listening"
+    );
+    serve::serve(listener, app, tls, shutdown, cfg.node.shutdown_grace).await
+}
+
+/// Convenience for embedding: an `axum` response for an error (used by tests).
+#[must_use]
+pub fn error_response(e: ApiError) -> Response {
+    e.into_response()
+}

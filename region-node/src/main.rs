@@ -1,1 +1,150 @@
-fn main() {}
+//! `region-node`: serve a region, apply its migrations, or bootstrap its database and roles.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use residency_config::load::{load, ProcessEnv};
+use residency_config::node::NodeConfig;
+use residency_region_node::db::bootstrap::{self, Plan, RoleSpec};
+use tokio_util::sync::CancellationToken;
+
+/// Residency Gateway region node.
+#[derive(Parser)]
+#[command(name = "region-node", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the customer API for this region.
+    Serve {
+        /// Node config file (TOML); `RESIDENCY__SECTION__KEY` env vars override it.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Apply pending migrations as the owner role (`database.owner_url`).
+    Migrate {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Create the region database and its owner, app and auditor roles (run as an admin).
+    /// Names and passwords come from the config's `database.url`, `database.owner_url` and
+    /// `database.auditor_role`.
+    Bootstrap {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Admin connection URL.
+        #[arg(long, env = "RESIDENCY_ADMIN_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        admin_url: String,
+        /// Password for the auditor role.
+        #[arg(long, env = "RESIDENCY_AUDITOR_PASSWORD", hide_env_values = true)]
+        auditor_password: String,
+    },
+}
+
+fn load_config(path: &PathBuf) -> Result<NodeConfig, ExitCode> {
+    load(path, &ProcessEnv).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(64)
+    })
+}
+
+fn role_from_url(url: &str) -> anyhow::Result<(RoleSpec, String)> {
+    let u = url::Url::parse(url)?;
+    let spec = RoleSpec {
+        name: u.username().to_owned(),
+        password: u.password().unwrap_or_default().to_owned(),
+    };
+    Ok((spec, u.path().trim_start_matches('/').to_owned()))
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal received");
+    token.cancel();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let listener = match tokio::net::TcpListener::bind(cfg.node.listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{}: node.listen: cannot bind {}: {e}", config.display(), cfg.node.listen);
+                    return ExitCode::from(69);
+                }
+            };
+            let token = CancellationToken::new();
+            tokio::spawn(shutdown_signal(token.clone()));
+            residency_region_node::run(cfg, listener, token).await
+        }
+        Command::Migrate { config } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            async {
+                let owner = cfg
+                    .database
+                    .owner_url
+                    .as_deref()
+                    .context("database.owner_url is required for migrate")?;
+                let roles = residency_region_node::grant_roles(&cfg)?;
+                let applied = residency_region_node::db::migrate::migrate(owner, &roles).await?;
+                println!("applied migrations: {applied:?}");
+                Ok(())
+            }
+            .await
+        }
+        Command::Bootstrap { config, admin_url, auditor_password } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            async {
+                let (app, database) = role_from_url(&cfg.database.url)?;
+                let (owner, _) = role_from_url(
+                    cfg.database.owner_url.as_deref().context("database.owner_url is required")?,
+                )?;
+                let auditor = RoleSpec {
+                    name: cfg.database.auditor_role.clone().context("database.auditor_role is required")?,
+                    password: auditor_password,
+                };
+                bootstrap::bootstrap(&admin_url, &Plan { database, owner, app, auditor }).await?;
+                println!("bootstrapped");
+                Ok(())
+            }
+            .await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("region-node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,393 @@
-//! Harness for end-to-end tests: fresh databases per test, region nodes on port 0.
+//! Harness for end-to-end tests against real Postgres.
+//!
+//! - [`RegionDb`]: a uniquely named region database with its own owner, app and auditor roles,
+//!   bootstrapped and migrated exactly as in production, dropped (with its roles) on drop, so
+//!   tests run in parallel and re-run safely;
+//! - [`Node`]: a region node served in-process on `127.0.0.1:0` from a real config file,
+//!   connected as the app role (non-superuser, `NOBYPASSRLS`, owns nothing), returned only
+//!   once `/readyz` answers;
+//! - [`Response`] and a tiny HTTP client.
+//!
+//! The admin URL comes from `RESIDENCY_TEST_ADMIN_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use residency_config::assertion::{now_secs, AssertionKey, Signer};
+use residency_config::{RegionId, TenantId};
+use residency_region_node::db::{bootstrap, migrate};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The admin (superuser) URL used only to create and drop test databases and inspect catalogs.
+#[must_use]
+pub fn admin_url() -> String {
+    std::env::var("RESIDENCY_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn password() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+/// Connects with `url` and drives the connection in the background.
+///
+/// # Panics
+/// When Postgres is unreachable.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to postgres: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+/// A fresh region database with its three roles.
+pub struct RegionDb {
+    /// Database name.
+    pub name: String,
+    /// Owner role URL (migrations).
+    pub owner_url: String,
+    /// Application role URL (what the node uses).
+    pub app_url: String,
+    /// Auditor role URL.
+    pub auditor_url: String,
+    /// Admin URL pointing at this database (catalog inspection only).
+    pub admin_db_url: String,
+    /// Role names: owner, app, auditor.
+    pub roles: [String; 3],
+}
+
+impl RegionDb {
+    /// Creates, bootstraps and migrates a database for `region`.
+    ///
+    /// # Panics
+    /// When Postgres is unreachable or a migration fails.
+    pub async fn create(region: &str) -> Self {
+        let base = format!("rgt_{}_{}", &Uuid::new_v4().simple().to_string()[..10], region.replace('-', "_"));
+        let spec = |suffix: &str| bootstrap::RoleSpec {
+            name: format!("{base}_{suffix}"),
+            password: password(),
+        };
+        let plan = bootstrap::Plan {
+            database: base.clone(),
+            owner: spec("owner"),
+            app: spec("app"),
+            auditor: spec("auditor"),
+        };
+        let admin = admin_url();
+        bootstrap::bootstrap(&admin, &plan)
+            .await
+            .unwrap_or_else(|e| panic!("bootstrap {base}: {e:#}"));
+        let url = |r: &bootstrap::RoleSpec| bootstrap::role_url(&admin, r, &base).unwrap();
+        let db = Self {
+            owner_url: url(&plan.owner),
+            app_url: url(&plan.app),
+            auditor_url: url(&plan.auditor),
+            admin_db_url: {
+                let mut u = url::Url::parse(&admin).unwrap();
+                u.set_path(&base);
+                u.to_string()
+            },
+            roles: [plan.owner.name.clone(), plan.app.name.clone(), plan.auditor.name.clone()],
+            name: base,
+        };
+        migrate::migrate(
+            &db.owner_url,
+            &migrate::GrantRoles {
+                app: db.roles[1].clone(),
+                auditor: db.roles[2].clone(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("migrate {}: {e:#}", db.name));
+        db
+    }
+}
+
+impl Drop for RegionDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let roles = self.roles.clone();
+        // Drop runs inside the test's runtime; tear down on a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let refs: Vec<&str> = roles.iter().map(String::as_str).collect();
+                if let Err(e) = bootstrap::teardown(&admin_url(), &name, &refs).await {
+                    eprintln!("teardown of {name} failed: {e:#}");
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A response, with the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Response {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body as JSON (`Value::Null` when empty or not JSON).
+    pub json: Value,
+    /// Raw body text.
+    pub text: String,
+}
+
+/// A minimal HTTP/1.1 client.
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+impl Http {
+    /// Sends a request with optional JSON body and extra headers.
+    ///
+    /// # Panics
+    /// On transport errors.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let resp = self
+            .client
+            .request(req.body(Full::new(bytes)).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        Response {
+            status,
+            headers,
+            json: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            text,
+        }
+    }
+}
+
+/// A region node served in-process.
+pub struct Node {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Region id.
+    pub region: RegionId,
+    signer: Signer,
+    key: AssertionKey,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Directory holding the node's config and key files.
+    pub dir: tempfile::TempDir,
+    http: Http,
+}
+
+/// Options for starting a node.
+pub struct NodeOptions {
+    /// Pool size.
+    pub pool_size: u32,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self { pool_size: 4 }
+    }
+}
+
+/// Writes a node config for `db` into `dir`, with fresh key files. Returns the config path
+/// and the assertion key.
+///
+/// # Panics
+/// On I/O errors.
+pub fn write_node_config(dir: &std::path::Path, db: &RegionDb, region: &str, listen: &str, pool_size: u32) -> (PathBuf, AssertionKey) {
+    let secret: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
+    std::fs::write(dir.join("assertion.key"), &secret).unwrap();
+    let cred: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
+    std::fs::write(dir.join("credentials.key"), cred).unwrap();
+    let toml = format!(
+        r#"[node]
+listen = "{listen}"
+shutdown_grace = "5s"
+
+[region]
+id = "{region}"
+display_name = "Test {region}"
+location = "loopback"
+
+[database]
+url = "{app}"
+owner_url = "{owner}"
+auditor_role = "{auditor}"
+pool_size = {pool_size}
+checkout_timeout = "2s"
+
+[[assertion.keys]]
+kid = "{region}-test"
+alg = "HS256"
+key_file = "assertion.key"
+
+[credentials]
+key_file = "credentials.key"
+"#,
+        app = db.app_url,
+        owner = db.owner_url,
+        auditor = db.roles[2],
+    );
+    let path = dir.join("node.toml");
+    std::fs::write(&path, toml).unwrap();
+    let key = AssertionKey::new(&format!("{region}-test"), "HS256", secret).unwrap();
+    (path, key)
+}
+
+fn rand_byte() -> u8 {
+    // Uuid v4 uses the OS RNG; two bytes of it are plenty for test keys.
+    Uuid::new_v4().as_bytes()[0]
+}
+
+impl Node {
+    /// Starts a node for `db` and waits until it is ready.
+    ///
+    /// # Panics
+    /// When the node does not become ready within 20 s.
+    pub async fn start(db: &RegionDb, region: &str, opts: NodeOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, key) = write_node_config(dir.path(), db, region, "127.0.0.1:0", opts.pool_size);
+        let cfg: residency_config::node::NodeConfig =
+            residency_config::load::load(&path, &Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(residency_region_node::run(cfg, listener, shutdown.clone()));
+        let region = RegionId::new(region).unwrap();
+        let node = Self {
+            addr,
+            signer: Signer::new(region.clone(), &key, 60),
+            region,
+            key,
+            shutdown,
+            task: Some(task),
+            dir,
+            http: Http::default(),
+        };
+        node.wait_ready().await;
+        node
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = self.http.send(Method::GET, &self.url("/readyz"), &[], None).await;
+            if r.status == StatusCode::OK {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "node never became ready: {r:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Absolute URL of `path` on this node.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The node's assertion key (to mint tokens directly).
+    #[must_use]
+    pub fn key(&self) -> &AssertionKey {
+        &self.key
+    }
+
+    /// Mints a valid assertion for `tenant`.
+    ///
+    /// # Panics
+    /// Never with a valid key.
+    #[must_use]
+    pub fn assertion(&self, tenant: Uuid, subject: &str, role: &str) -> String {
+        self.signer
+            .mint(TenantId::from_uuid(tenant), subject, role, now_secs())
+            .unwrap()
+            .0
+    }
+
+    /// Calls the node as `tenant` with `role` (empty: use the member record of `subject`).
+    pub async fn call(&self, method: Method, path: &str, tenant: Uuid, subject: &str, role: &str, body: Option<&Value>) -> Response {
+        let a = self.assertion(tenant, subject, role);
+        self.http
+            .send(method, &self.url(path), &[("x-residency-assertion", &a)], body)
+            .await
+    }
+
+    /// Calls with raw headers (no assertion added).
+    pub async fn raw(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Response {
+        self.http.send(method, &self.url(path), headers, body).await
+    }
+
+    /// Provisions `tenant` with an owner member whose subject is `owner-<tenant>`.
+    ///
+    /// # Panics
+    /// When provisioning does not answer 201 or 200.
+    pub async fn provision(&self, tenant: Uuid, name: &str) -> Response {
+        let a = self.assertion(tenant, "system:test", "system");
+        let body = serde_json::json!({
+            "name": name,
+            "owner": { "subject": format!("owner-{tenant}"), "email": format!("owner@{name}.test") }
+        });
+        let r = self
+            .http
+            .send(Method::POST, &self.url("/internal/v1/provision"), &[("x-residency-assertion", &a)], Some(&body))
+            .await;
+        assert!(r.status == StatusCode::CREATED || r.status == StatusCode::OK, "{r:?}");
+        r
+    }
+
+    /// Stops the node and waits for it to drain.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.expect("node task").expect("node run");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

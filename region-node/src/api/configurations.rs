@@ -1,0 +1,154 @@
+//! `/v1/configurations/{key}`: a tenant's key → JSON settings.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_postgres::Row;
+
+use super::extract::{Body, Q};
+use super::page::{Page, PageQuery};
+use crate::db::tenant_tx::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn to_json(r: &Row) -> Value {
+    json!({
+        "key": r.get::<_, String>("key"),
+        "value": r.get::<_, Value>("value"),
+        "version": r.get::<_, i32>("version"),
+        "updated_by": r.get::<_, String>("updated_by"),
+        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+    })
+}
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    let ok = (1..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("key", "must be 1-128 characters of [A-Za-z0-9._:-]"))
+    }
+}
+
+/// Body of `PUT /v1/configurations/{key}`.
+#[derive(Deserialize)]
+pub struct PutConfiguration {
+    value: Value,
+}
+
+/// `GET /v1/configurations`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Q(q): Q<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let page = Page::from_query(&q)?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("configurations.read")?;
+                let rows = tx
+                    .query(
+                        "SELECT key, value, version, updated_by, updated_at FROM configurations \
+                         WHERE ($1::text IS NULL OR key > $1) ORDER BY key LIMIT $2",
+                        &[&page.after, &page.fetch()],
+                    )
+                    .await?;
+                Ok(page.finish(rows.iter().map(to_json).collect(), |v| {
+                    v["key"].as_str().unwrap_or_default().to_owned()
+                }))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `GET /v1/configurations/{key}`.
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_key(&key).map_err(|_| ApiError::NotFound("configuration"))?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("configurations.read")?;
+                let row = tx
+                    .query_opt(
+                        "SELECT key, value, version, updated_by, updated_at FROM configurations WHERE key = $1",
+                        &[&key],
+                    )
+                    .await?
+                    .ok_or(ApiError::NotFound("configuration"))?;
+                Ok(to_json(&row))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `PUT /v1/configurations/{key}`: creates (201) or replaces (200) the value.
+pub async fn put(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Body(body): Body<PutConfiguration>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_key(&key)?;
+    let (created, out) = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("configurations.write")?;
+                let row = tx
+                    .query_one(
+                        "INSERT INTO configurations (tenant_id, key, value, updated_by) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (tenant_id, key) DO UPDATE SET value = EXCLUDED.value, \
+                           version = configurations.version + 1, updated_by = EXCLUDED.updated_by, updated_at = now() \
+                         RETURNING key, value, version, updated_by, updated_at",
+                        &[&tx.tenant(), &key, &body.value, &tx.caller().subject],
+                    )
+                    .await?;
+                let version: i32 = row.get("version");
+                tx.audit("configuration.put", "configuration", &key, json!({ "version": version }))
+                    .await?;
+                Ok((version == 1, to_json(&row)))
+            })
+        })
+        .await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(out)))
+}
+
+/// `DELETE /v1/configurations/{key}`.
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_key(&key).map_err(|_| ApiError::NotFound("configuration"))?;
+    st.db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("configurations.delete")?;
+                let n = tx.execute("DELETE FROM configurations WHERE key = $1", &[&key]).await?;
+                if n == 0 {
+                    return Err(ApiError::NotFound("configuration"));
+                }
+                tx.audit("configuration.delete", "configuration", &key, json!({})).await?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

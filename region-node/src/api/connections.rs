@@ -1,0 +1,286 @@
+//! `/v1/connections`: a tenant's connections to shared connectors.
+//!
+//! Credentials are write-only: accepted on create/update, sealed with the region's key bound
+//! to (tenant, connection), and never returned — responses only say whether they are set.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::extract::{parse_id, Body, Q};
+use super::page::{by_id, Page};
+use super::text_field;
+use crate::db::tenant_tx::{Caller, Tx};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const COLUMNS: &str = "id, connector_id, name, enabled_actions, created_at, updated_at";
+
+fn to_json(r: &Row) -> Value {
+    json!({
+        "id": r.get::<_, Uuid>("id"),
+        "connector_id": r.get::<_, String>("connector_id"),
+        "name": r.get::<_, String>("name"),
+        "enabled_actions": r.get::<_, Vec<String>>("enabled_actions"),
+        "credentials_set": true,
+        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
+        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+    })
+}
+
+/// Body of `POST /v1/connections`.
+#[derive(Deserialize)]
+pub struct CreateConnection {
+    connector_id: String,
+    name: String,
+    #[serde(default)]
+    enabled_actions: Vec<String>,
+    credentials: Map<String, Value>,
+}
+
+/// Body of `PATCH /v1/connections/{id}`.
+#[derive(Deserialize)]
+pub struct UpdateConnection {
+    name: Option<String>,
+    enabled_actions: Option<Vec<String>>,
+    credentials: Option<Map<String, Value>>,
+}
+
+/// Query of `GET /v1/connections`.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    connector_id: Option<String>,
+}
+
+/// Checks that every enabled action is one of the connector's actions.
+async fn check_actions(tx: &Tx<'_>, connector: &str, actions: &[String]) -> Result<(), ApiError> {
+    let known: Vec<String> = tx
+        .query(
+            "SELECT action FROM connector_actions WHERE connector_id = $1",
+            &[&connector],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (i, a) in actions.iter().enumerate() {
+        if !known.contains(a) {
+            return Err(ApiError::invalid(
+                format!("enabled_actions[{i}]"),
+                format!("{connector} has no action {a:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn seal(st: &AppState, tenant: Uuid, id: Uuid, creds: &Map<String, Value>) -> Result<Vec<u8>, ApiError> {
+    if creds.is_empty() {
+        return Err(ApiError::invalid("credentials", "must not be empty"));
+    }
+    let plain = serde_json::to_vec(creds).map_err(|e| ApiError::Unexpected(e.into()))?;
+    st.cipher
+        .seal(tenant, id, &plain)
+        .map_err(|e| ApiError::Unexpected(e.into()))
+}
+
+/// `POST /v1/connections`.
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<CreateConnection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    text_field("name", &body.name, 1, 200)?;
+    let st2 = st.clone();
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("connections.create")?;
+                let exists = tx
+                    .query_opt("SELECT 1 FROM connectors WHERE id = $1", &[&body.connector_id])
+                    .await?;
+                if exists.is_none() {
+                    return Err(ApiError::invalid("connector_id", "no such connector"));
+                }
+                check_actions(tx, &body.connector_id, &body.enabled_actions).await?;
+                let id = Uuid::now_v7();
+                let sealed = seal(&st2, tx.tenant(), id, &body.credentials)?;
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "INSERT INTO connections (tenant_id, id, connector_id, name, enabled_actions, credentials, credentials_kid) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+                        ),
+                        &[
+                            &tx.tenant(),
+                            &id,
+                            &body.connector_id,
+                            &body.name,
+                            &body.enabled_actions,
+                            &sealed,
+                            &st2.cipher.kid(),
+                        ],
+                    )
+                    .await?;
+                tx.audit(
+                    "connection.create",
+                    "connection",
+                    &id.to_string(),
+                    json!({ "connector_id": body.connector_id, "name": body.name }),
+                )
+                .await?;
+                Ok(to_json(&row))
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `GET /v1/connections`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let page = Page::new(q.limit, q.cursor.as_deref())?;
+    let after = page.after_uuid()?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("connections.read")?;
+                let rows = tx
+                    .query(
+                        &format!(
+                            "SELECT {COLUMNS} FROM connections \
+                             WHERE ($1::uuid IS NULL OR id > $1) AND ($2::text IS NULL OR connector_id = $2) \
+                             ORDER BY id LIMIT $3"
+                        ),
+                        &[&after, &q.connector_id, &page.fetch()],
+                    )
+                    .await?;
+                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `GET /v1/connections/{id}`.
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "connection")?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("connections.read")?;
+                let row = tx
+                    .query_opt(&format!("SELECT {COLUMNS} FROM connections WHERE id = $1"), &[&id])
+                    .await?
+                    .ok_or(ApiError::NotFound("connection"))?;
+                Ok(to_json(&row))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `PATCH /v1/connections/{id}`.
+pub async fn update(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateConnection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "connection")?;
+    if let Some(n) = &body.name {
+        text_field("name", n, 1, 200)?;
+    }
+    let st2 = st.clone();
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("connections.update")?;
+                let connector: String = tx
+                    .query_opt("SELECT connector_id FROM connections WHERE id = $1 FOR UPDATE", &[&id])
+                    .await?
+                    .ok_or(ApiError::NotFound("connection"))?
+                    .get(0);
+                if let Some(actions) = &body.enabled_actions {
+                    check_actions(tx, &connector, actions).await?;
+                }
+                let sealed = body
+                    .credentials
+                    .as_ref()
+                    .map(|c| seal(&st2, tx.tenant(), id, c))
+                    .transpose()?;
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "UPDATE connections SET \
+                               name = coalesce($2, name), \
+                               enabled_actions = coalesce($3, enabled_actions), \
+                               credentials = coalesce($4, credentials), \
+                               credentials_kid = CASE WHEN $4::bytea IS NULL THEN credentials_kid ELSE $5 END, \
+                               updated_at = now() \
+                             WHERE id = $1 RETURNING {COLUMNS}"
+                        ),
+                        &[&id, &body.name, &body.enabled_actions, &sealed, &st2.cipher.kid()],
+                    )
+                    .await?;
+                tx.audit(
+                    "connection.update",
+                    "connection",
+                    &id.to_string(),
+                    json!({ "credentials_rotated": sealed.is_some() }),
+                )
+                .await?;
+                Ok(to_json(&row))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `DELETE /v1/connections/{id}`: refused with 409 while a workflow uses it.
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "connection")?;
+    st.db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("connections.delete")?;
+                let used = tx
+                    .query_opt("SELECT 1 FROM workflows WHERE connection_id = $1 LIMIT 1", &[&id])
+                    .await?;
+                if used.is_some() {
+                    return Err(ApiError::Conflict("the connection is used by a workflow".into()));
+                }
+                let n = tx.execute("DELETE FROM connections WHERE id = $1", &[&id]).await?;
+                if n == 0 {
+                    return Err(ApiError::NotFound("connection"));
+                }
+                tx.audit("connection.delete", "connection", &id.to_string(), json!({})).await?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

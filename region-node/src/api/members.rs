@@ -1,0 +1,230 @@
+//! `/v1/members`: people (subjects of the identity provider) with a role in this customer.
+//!
+//! Only an owner may grant the owner role or change an owner; the last owner cannot be
+//! removed or demoted.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::extract::{parse_id, Body, Q};
+use super::page::{by_id, Page, PageQuery};
+use super::text_field;
+use crate::db::tenant_tx::{Caller, Tx};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const SELECT: &str = "SELECT m.id, m.subject, m.email, m.display_name, r.name AS role, m.created_at, m.updated_at \
+                      FROM members m JOIN roles r ON r.tenant_id = m.tenant_id AND r.id = m.role_id";
+
+fn to_json(r: &Row) -> Value {
+    json!({
+        "id": r.get::<_, Uuid>("id"),
+        "subject": r.get::<_, String>("subject"),
+        "email": r.get::<_, String>("email"),
+        "display_name": r.get::<_, String>("display_name"),
+        "role": r.get::<_, String>("role"),
+        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
+        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+    })
+}
+
+/// Body of `POST /v1/members`.
+#[derive(Deserialize)]
+pub struct CreateMember {
+    subject: String,
+    email: String,
+    #[serde(default)]
+    display_name: String,
+    role: String,
+}
+
+/// Body of `PATCH /v1/members/{id}`.
+#[derive(Deserialize)]
+pub struct UpdateMember {
+    display_name: Option<String>,
+    role: Option<String>,
+}
+
+async fn role_id(tx: &Tx<'_>, name: &str) -> Result<Uuid, ApiError> {
+    if name == "owner" && tx.principal().role != "owner" {
+        return Err(ApiError::Forbidden("only an owner can grant the owner role".into()));
+    }
+    tx.query_opt("SELECT id FROM roles WHERE name = $1", &[&name])
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| ApiError::invalid("role", "no such role"))
+}
+
+async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Value, ApiError> {
+    let row = tx
+        .query_opt(&format!("{SELECT} WHERE m.id = $1"), &[&id])
+        .await?
+        .ok_or(ApiError::NotFound("member"))?;
+    Ok(to_json(&row))
+}
+
+/// Refuses changes to an owner by a non-owner, and removing the last owner.
+async fn guard_owner(tx: &Tx<'_>, id: Uuid, demoting: bool) -> Result<(), ApiError> {
+    let current = load(tx, id).await?;
+    if current["role"] != "owner" {
+        return Ok(());
+    }
+    if tx.principal().role != "owner" {
+        return Err(ApiError::Forbidden("only an owner can change an owner".into()));
+    }
+    if demoting {
+        let owners: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM members m JOIN roles r ON r.tenant_id = m.tenant_id AND r.id = m.role_id \
+                 WHERE r.name = 'owner'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if owners <= 1 {
+            return Err(ApiError::Conflict("a customer must keep at least one owner".into()));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/members`.
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<CreateMember>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    text_field("subject", &body.subject, 1, 256)?;
+    text_field("display_name", &body.display_name, 0, 200)?;
+    if !(3..=320).contains(&body.email.len()) || !body.email.contains('@') {
+        return Err(ApiError::invalid("email", "must be an email address"));
+    }
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("members.create")?;
+                let role = role_id(tx, &body.role).await?;
+                let id = Uuid::now_v7();
+                tx.execute(
+                    "INSERT INTO members (tenant_id, id, subject, email, display_name, role_id) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[&tx.tenant(), &id, &body.subject, &body.email, &body.display_name, &role],
+                )
+                .await?;
+                tx.audit("member.create", "member", &id.to_string(), json!({ "role": body.role }))
+                    .await?;
+                load(tx, id).await
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `GET /v1/members`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Q(q): Q<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let page = Page::from_query(&q)?;
+    let after = page.after_uuid()?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("members.read")?;
+                let rows = tx
+                    .query(
+                        &format!("{SELECT} WHERE ($1::uuid IS NULL OR m.id > $1) ORDER BY m.id LIMIT $2"),
+                        &[&after, &page.fetch()],
+                    )
+                    .await?;
+                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `GET /v1/members/{id}`.
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "member")?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("members.read")?;
+                load(tx, id).await
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `PATCH /v1/members/{id}`.
+pub async fn update(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateMember>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "member")?;
+    if let Some(d) = &body.display_name {
+        text_field("display_name", d, 0, 200)?;
+    }
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("members.update")?;
+                guard_owner(tx, id, body.role.as_deref().is_some_and(|r| r != "owner")).await?;
+                let role = match &body.role {
+                    Some(r) => Some(role_id(tx, r).await?),
+                    None => None,
+                };
+                tx.execute(
+                    "UPDATE members SET display_name = coalesce($2, display_name), role_id = coalesce($3, role_id), \
+                     updated_at = now() WHERE id = $1",
+                    &[&id, &body.display_name, &role],
+                )
+                .await?;
+                tx.audit("member.update", "member", &id.to_string(), json!({ "role": body.role }))
+                    .await?;
+                load(tx, id).await
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `DELETE /v1/members/{id}`.
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "member")?;
+    st.db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("members.delete")?;
+                guard_owner(tx, id, true).await?;
+                tx.execute("DELETE FROM members WHERE id = $1", &[&id]).await?;
+                tx.audit("member.delete", "member", &id.to_string(), json!({})).await?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,132 @@
+//! The customer API (`/v1`), the internal provisioning endpoint (`/internal/v1`), and health
+//! and metrics endpoints, assembled into one router.
+//!
+//! Every `/v1` route sits behind [`crate::auth::customer`]; every `/internal` route behind
+//! [`crate::auth::system`]; only `/healthz`, `/readyz` and `/metrics` need no assertion.
+
+mod account;
+mod audit_events;
+mod configurations;
+mod connections;
+mod executions;
+pub mod extract;
+mod members;
+mod page;
+mod provision;
+mod roles;
+mod workflows;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Checks a text field's length in characters.
+///
+/// # Errors
+/// 422 naming the field.
+pub fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let n = v.chars().count();
+    if n < min || n > max {
+        return Err(ApiError::invalid(field, format!("must be {min}-{max} characters")));
+    }
+    Ok(())
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH
+/// bodies.
+///
+/// # Errors
+/// When the value is neither null nor a `T`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Builds the node's router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/me", get(account::me))
+        .route("/v1/usage", get(account::usage))
+        .route("/v1/connectors", get(account::connectors))
+        .route("/v1/connectors/{id}", get(account::connector_get))
+        .route("/v1/connections", get(connections::list).post(connections::create))
+        .route(
+            "/v1/connections/{id}",
+            get(connections::get).patch(connections::update).delete(connections::delete),
+        )
+        .route("/v1/workflows", get(workflows::list).post(workflows::create))
+        .route(
+            "/v1/workflows/{id}",
+            get(workflows::get).patch(workflows::update).delete(workflows::delete),
+        )
+        .route("/v1/workflows/{id}/runs", post(workflows::run))
+        .route("/v1/executions", get(executions::list))
+        .route("/v1/executions/{id}", get(executions::get))
+        .route("/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/v1/configurations", get(configurations::list))
+        .route(
+            "/v1/configurations/{key}",
+            get(configurations::get).put(configurations::put).delete(configurations::delete),
+        )
+        .route("/v1/members", get(members::list).post(members::create))
+        .route(
+            "/v1/members/{id}",
+            get(members::get).patch(members::update).delete(members::delete),
+        )
+        .route("/v1/roles", get(roles::list).post(roles::create))
+        .route(
+            "/v1/roles/{id}",
+            get(roles::get).patch(roles::update).delete(roles::delete),
+        )
+        .route("/v1/audit-events", get(audit_events::list))
+        .route_layer(from_fn_with_state(state.clone(), crate::auth::customer));
+    let internal = Router::new()
+        .route("/internal/v1/provision", post(provision::provision))
+        .route_layer(from_fn_with_state(state.clone(), crate::auth::system));
+    Router::new()
+        .merge(v1)
+        .merge(internal)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async {
+            crate::error::problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+                &crate::error::CURRENT_REQUEST_ID.try_with(Clone::clone).unwrap_or_default(),
+                "method_not_allowed",
+            )
+        })
+        .layer(from_fn(crate::metrics::track))
+        .layer(from_fn(crate::request_id::scope))
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    if crate::db::pool::ping(st.db.pool()).await {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        ApiError::Unavailable("readiness ping failed".into()).into_response()
+    }
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
+}

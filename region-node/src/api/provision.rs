@@ -1,0 +1,94 @@
+//! `POST /internal/v1/provision`: creates a customer's home record in this region, its six
+//! system roles and its first owner member. Called by the gateway's admin API with a system
+//! assertion whose `tid` is the new customer. Idempotent: re-running changes nothing that
+//! exists and answers 200 instead of 201.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::extract::Body;
+use super::text_field;
+use crate::db::tenant_tx::Caller;
+use crate::error::ApiError;
+use crate::rbac::SystemRole;
+use crate::state::AppState;
+
+/// The first owner.
+#[derive(Deserialize)]
+pub struct Owner {
+    subject: String,
+    email: String,
+    #[serde(default)]
+    display_name: String,
+}
+
+/// Body of the provisioning call.
+#[derive(Deserialize)]
+pub struct Provision {
+    name: String,
+    owner: Option<Owner>,
+}
+
+/// `POST /internal/v1/provision`.
+pub async fn provision(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<Provision>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    text_field("name", &body.name, 1, 200)?;
+    if let Some(o) = &body.owner {
+        text_field("owner.subject", &o.subject, 1, 256)?;
+        if !o.email.contains('@') {
+            return Err(ApiError::invalid("owner.email", "must be an email address"));
+        }
+    }
+    let region = st.region.id.to_string();
+    let (created, out) = st
+        .db
+        .system(&caller, move |tx| {
+            Box::pin(async move {
+                let created = tx
+                    .execute(
+                        "INSERT INTO tenants (tenant_id, name, region) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING",
+                        &[&tx.tenant(), &body.name, &region],
+                    )
+                    .await?
+                    == 1;
+                for role in SystemRole::ALL {
+                    let perms: Vec<&str> = role.permissions();
+                    tx.execute(
+                        "INSERT INTO roles (tenant_id, id, name, description, is_system, permissions) \
+                         VALUES ($1, $2, $3, $4, true, $5) \
+                         ON CONFLICT (tenant_id, name) DO UPDATE SET permissions = EXCLUDED.permissions, \
+                           description = EXCLUDED.description, updated_at = now() \
+                         WHERE roles.is_system",
+                        &[&tx.tenant(), &Uuid::now_v7(), &role.name(), &role.description(), &perms],
+                    )
+                    .await?;
+                }
+                if let Some(o) = &body.owner {
+                    tx.execute(
+                        "INSERT INTO members (tenant_id, id, subject, email, display_name, role_id) \
+                         SELECT $1, $2, $3, $4, $5, id FROM roles WHERE name = 'owner' \
+                         ON CONFLICT DO NOTHING",
+                        &[&tx.tenant(), &Uuid::now_v7(), &o.subject, &o.email, &o.display_name],
+                    )
+                    .await?;
+                }
+                if created {
+                    tx.audit("tenant.provision", "tenant", &tx.tenant().to_string(), json!({ "region": region }))
+                        .await?;
+                }
+                Ok((created, json!({ "tenant_id": tx.tenant(), "region": region, "created": created })))
+            })
+        })
+        .await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(out)))
+}

@@ -1,0 +1,278 @@
+//! `/v1/roles`: the six system roles and custom roles.
+//!
+//! A custom role is a copy of a system role with permissions added or removed; every
+//! permission must be in the catalogue ([`crate::rbac::PERMISSIONS`]). System roles cannot be
+//! changed or deleted, and their names (and `system`) are reserved.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::extract::{parse_id, Body, Q};
+use super::page::{by_id, Page, PageQuery};
+use crate::db::tenant_tx::{Caller, Tx};
+use crate::error::ApiError;
+use crate::rbac::{is_permission, SystemRole, PERMISSIONS};
+use crate::state::AppState;
+
+const COLUMNS: &str = "id, name, description, is_system, based_on, permissions, created_at, updated_at";
+
+fn to_json(r: &Row) -> Value {
+    json!({
+        "id": r.get::<_, Uuid>("id"),
+        "name": r.get::<_, String>("name"),
+        "description": r.get::<_, String>("description"),
+        "system": r.get::<_, bool>("is_system"),
+        "based_on": r.get::<_, Option<String>>("based_on"),
+        "permissions": r.get::<_, Vec<String>>("permissions"),
+        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
+        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+    })
+}
+
+/// Body of `POST /v1/roles`.
+#[derive(Deserialize)]
+pub struct CreateRole {
+    name: String,
+    based_on: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// Body of `PATCH /v1/roles/{id}`.
+#[derive(Deserialize)]
+pub struct UpdateRole {
+    description: Option<String>,
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+fn check_permissions(field: &str, perms: &[String]) -> Result<(), ApiError> {
+    for (i, p) in perms.iter().enumerate() {
+        if !is_permission(p) {
+            return Err(ApiError::invalid(format!("{field}[{i}]"), format!("unknown permission {p:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// `base` plus `add` minus `remove`, in catalogue order.
+fn apply(base: &[String], add: &[String], remove: &[String]) -> Vec<String> {
+    PERMISSIONS
+        .iter()
+        .filter(|p| (base.iter().any(|b| b == *p) || add.iter().any(|a| a == *p)) && !remove.iter().any(|r| r == *p))
+        .map(|p| (*p).to_owned())
+        .collect()
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let b = name.as_bytes();
+    let shape = !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-');
+    if !shape {
+        return Err(ApiError::invalid("name", "must be 1-63 characters of [a-z0-9_-], starting with a letter"));
+    }
+    if SystemRole::from_name(name).is_some() || name == crate::auth::SYSTEM_ROLE {
+        return Err(ApiError::invalid("name", "is reserved for a system role"));
+    }
+    Ok(())
+}
+
+async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Row, ApiError> {
+    tx.query_opt(&format!("SELECT {COLUMNS} FROM roles WHERE id = $1"), &[&id])
+        .await?
+        .ok_or(ApiError::NotFound("role"))
+}
+
+/// `POST /v1/roles`.
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<CreateRole>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_name(&body.name)?;
+    let base = SystemRole::from_name(&body.based_on)
+        .ok_or_else(|| ApiError::invalid("based_on", "must name a system role"))?;
+    check_permissions("add", &body.add)?;
+    check_permissions("remove", &body.remove)?;
+    let base: Vec<String> = base.permissions().into_iter().map(str::to_owned).collect();
+    let permissions = apply(&base, &body.add, &body.remove);
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("roles.create")?;
+                if body.based_on == "owner" && tx.principal().role != "owner" {
+                    return Err(ApiError::Forbidden("only an owner can copy the owner role".into()));
+                }
+                let id = Uuid::now_v7();
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "INSERT INTO roles (tenant_id, id, name, description, is_system, based_on, permissions) \
+                             VALUES ($1, $2, $3, $4, false, $5, $6) RETURNING {COLUMNS}"
+                        ),
+                        &[&tx.tenant(), &id, &body.name, &body.description, &body.based_on, &permissions],
+                    )
+                    .await?;
+                tx.audit(
+                    "role.create",
+                    "role",
+                    &id.to_string(),
+                    json!({ "name": body.name, "based_on": body.based_on, "permissions": permissions }),
+                )
+                .await?;
+                Ok(to_json(&row))
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `GET /v1/roles`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Q(q): Q<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let page = Page::from_query(&q)?;
+    let after = page.after_uuid()?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("roles.read")?;
+                let rows = tx
+                    .query(
+                        &format!("SELECT {COLUMNS} FROM roles WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"),
+                        &[&after, &page.fetch()],
+                    )
+                    .await?;
+                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `GET /v1/roles/{id}`.
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "role")?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("roles.read")?;
+                Ok(to_json(&load(tx, id).await?))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `PATCH /v1/roles/{id}`: custom roles only.
+pub async fn update(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateRole>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "role")?;
+    check_permissions("add", &body.add)?;
+    check_permissions("remove", &body.remove)?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("roles.update")?;
+                let row = load(tx, id).await?;
+                if row.get::<_, bool>("is_system") {
+                    return Err(ApiError::Conflict("system roles cannot be changed".into()));
+                }
+                let current: Vec<String> = row.get("permissions");
+                let permissions = apply(&current, &body.add, &body.remove);
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "UPDATE roles SET description = coalesce($2, description), permissions = $3, updated_at = now() \
+                             WHERE id = $1 RETURNING {COLUMNS}"
+                        ),
+                        &[&id, &body.description, &permissions],
+                    )
+                    .await?;
+                tx.audit("role.update", "role", &id.to_string(), json!({ "permissions": permissions }))
+                    .await?;
+                Ok(to_json(&row))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `DELETE /v1/roles/{id}`: custom roles no member holds.
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "role")?;
+    st.db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("roles.delete")?;
+                let row = load(tx, id).await?;
+                if row.get::<_, bool>("is_system") {
+                    return Err(ApiError::Conflict("system roles cannot be deleted".into()));
+                }
+                let held = tx
+                    .query_opt("SELECT 1 FROM members WHERE role_id = $1 LIMIT 1", &[&id])
+                    .await?;
+                if held.is_some() {
+                    return Err(ApiError::Conflict("the role is held by a member".into()));
+                }
+                tx.execute("DELETE FROM roles WHERE id = $1", &[&id]).await?;
+                tx.audit("role.delete", "role", &id.to_string(), json!({})).await?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_adds_removes_in_catalogue_order() {
+        let base = vec!["workflows.read".to_owned(), "workflows.delete".to_owned()];
+        let out = apply(&base, &["tenant.read".to_owned()], &["workflows.delete".to_owned()]);
+        assert_eq!(out, ["tenant.read", "workflows.read"]);
+    }
+
+    #[test]
+    fn reserved_names() {
+        assert!(check_name("owner").is_err());
+        assert!(check_name("system").is_err());
+        assert!(check_name("Bad Name").is_err());
+        assert!(check_name("release-manager").is_ok());
+    }
+}

@@ -1,0 +1,327 @@
+//! `/v1/workflows`: workflow definitions and `POST /v1/workflows/{id}/runs`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::extract::{parse_id, parse_json, Body, Q};
+use super::page::{by_id, Page};
+use super::{executions, nullable, text_field};
+use crate::db::tenant_tx::{Caller, Tx};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const COLUMNS: &str =
+    "id, name, description, definition, connection_id, enabled, version, created_at, updated_at";
+
+fn to_json(r: &Row) -> Value {
+    json!({
+        "id": r.get::<_, Uuid>("id"),
+        "name": r.get::<_, String>("name"),
+        "description": r.get::<_, String>("description"),
+        "definition": r.get::<_, Value>("definition"),
+        "connection_id": r.get::<_, Option<Uuid>>("connection_id"),
+        "enabled": r.get::<_, bool>("enabled"),
+        "version": r.get::<_, i32>("version"),
+        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
+        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+    })
+}
+
+/// Body of `POST /v1/workflows`. Unknown fields (such as `tenant_id`) are ignored.
+#[derive(Deserialize)]
+pub struct CreateWorkflow {
+    name: String,
+    #[serde(default)]
+    description: String,
+    definition: Map<String, Value>,
+    #[serde(default)]
+    connection_id: Option<Uuid>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Body of `PATCH /v1/workflows/{id}`.
+#[derive(Deserialize)]
+pub struct UpdateWorkflow {
+    name: Option<String>,
+    description: Option<String>,
+    definition: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    connection_id: Option<Option<Uuid>>,
+    enabled: Option<bool>,
+}
+
+/// Query of `GET /v1/workflows`.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// Checks that `connection_id` names a connection of the caller's tenant. Another tenant's
+/// connection is invisible under RLS, so it is reported exactly like a missing one.
+async fn check_connection(tx: &Tx<'_>, id: Option<Uuid>) -> Result<(), ApiError> {
+    if let Some(id) = id {
+        let found = tx
+            .query_opt("SELECT 1 FROM connections WHERE id = $1", &[&id])
+            .await?;
+        if found.is_none() {
+            return Err(ApiError::invalid("connection_id", "no such connection"));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/workflows`.
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<CreateWorkflow>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    text_field("name", &body.name, 1, 200)?;
+    text_field("description", &body.description, 0, 2000)?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("workflows.create")?;
+                check_connection(tx, body.connection_id).await?;
+                let id = Uuid::now_v7();
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "INSERT INTO workflows (tenant_id, id, name, description, definition, connection_id, enabled) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+                        ),
+                        &[
+                            &tx.tenant(),
+                            &id,
+                            &body.name,
+                            &body.description,
+                            &Value::Object(body.definition),
+                            &body.connection_id,
+                            &body.enabled,
+                        ],
+                    )
+                    .await?;
+                tx.audit("workflow.create", "workflow", &id.to_string(), json!({ "name": body.name }))
+                    .await?;
+                Ok(to_json(&row))
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `GET /v1/workflows`.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let page = Page::new(q.limit, q.cursor.as_deref())?;
+    let after = page.after_uuid()?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("workflows.read")?;
+                let rows = tx
+                    .query(
+                        &format!(
+                            "SELECT {COLUMNS} FROM workflows \
+                             WHERE ($1::uuid IS NULL OR id > $1) AND ($2::bool IS NULL OR enabled = $2) \
+                             ORDER BY id LIMIT $3"
+                        ),
+                        &[&after, &q.enabled, &page.fetch()],
+                    )
+                    .await?;
+                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `GET /v1/workflows/{id}`.
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "workflow")?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("workflows.read")?;
+                let row = tx
+                    .query_opt(&format!("SELECT {COLUMNS} FROM workflows WHERE id = $1"), &[&id])
+                    .await?
+                    .ok_or(ApiError::NotFound("workflow"))?;
+                Ok(to_json(&row))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `PATCH /v1/workflows/{id}`.
+pub async fn update(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateWorkflow>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "workflow")?;
+    if let Some(n) = &body.name {
+        text_field("name", n, 1, 200)?;
+    }
+    if let Some(d) = &body.description {
+        text_field("description", d, 0, 2000)?;
+    }
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("workflows.update")?;
+                if let Some(conn) = body.connection_id {
+                    check_connection(tx, conn).await?;
+                }
+                let definition = body.definition.map(Value::Object);
+                let row = tx
+                    .query_opt(
+                        &format!(
+                            "UPDATE workflows SET \
+                               name = coalesce($2, name), \
+                               description = coalesce($3, description), \
+                               definition = coalesce($4, definition), \
+                               connection_id = CASE WHEN $5 THEN $6 ELSE connection_id END, \
+                               enabled = coalesce($7, enabled), \
+                               version = version + 1, updated_at = now() \
+                             WHERE id = $1 RETURNING {COLUMNS}"
+                        ),
+                        &[
+                            &id,
+                            &body.name,
+                            &body.description,
+                            &definition,
+                            &body.connection_id.is_some(),
+                            &body.connection_id.flatten(),
+                            &body.enabled,
+                        ],
+                    )
+                    .await?
+                    .ok_or(ApiError::NotFound("workflow"))?;
+                tx.audit("workflow.update", "workflow", &id.to_string(), json!({})).await?;
+                Ok(to_json(&row))
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `DELETE /v1/workflows/{id}` (its executions go with it).
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "workflow")?;
+    st.db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("workflows.delete")?;
+                let n = tx.execute("DELETE FROM workflows WHERE id = $1", &[&id]).await?;
+                if n == 0 {
+                    return Err(ApiError::NotFound("workflow"));
+                }
+                tx.audit("workflow.delete", "workflow", &id.to_string(), json!({})).await?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /v1/workflows/{id}/runs`.
+#[derive(Deserialize, Default)]
+pub struct RunWorkflow {
+    #[serde(default)]
+    input: Map<String, Value>,
+}
+
+/// `POST /v1/workflows/{id}/runs`: records a queued execution with its planned steps as log
+/// lines. (No worker executes steps yet; see the README's feature table.)
+pub async fn run(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = parse_id(&id, "workflow")?;
+    // The body is optional: an empty body runs with empty input.
+    let input = if body.is_empty() {
+        Map::new()
+    } else {
+        parse_json::<RunWorkflow>(&body)?.input
+    };
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require("workflows.run")?;
+                let wf = tx
+                    .query_opt(
+                        "SELECT enabled, definition FROM workflows WHERE id = $1 FOR SHARE",
+                        &[&id],
+                    )
+                    .await?
+                    .ok_or(ApiError::NotFound("workflow"))?;
+                if !wf.get::<_, bool>("enabled") {
+                    return Err(ApiError::Conflict("the workflow is disabled".into()));
+                }
+                let definition: Value = wf.get("definition");
+                let exec_id = Uuid::now_v7();
+                tx.execute(
+                    "INSERT INTO executions (tenant_id, id, workflow_id, status, trigger, input, created_by) \
+                     VALUES ($1, $2, $3, 'queued', 'api', $4, $5)",
+                    &[&tx.tenant(), &exec_id, &id, &Value::Object(input), &tx.caller().subject],
+                )
+                .await?;
+                let mut lines = vec![format!("run requested by {} through the api", tx.caller().subject)];
+                if let Some(steps) = definition.get("steps").and_then(Value::as_array) {
+                    for (i, step) in steps.iter().enumerate() {
+                        let action = step.get("action").and_then(Value::as_str).unwrap_or("unnamed");
+                        lines.push(format!("step {}: {action} planned", i + 1));
+                    }
+                }
+                for (seq, line) in lines.iter().enumerate() {
+                    let seq = i32::try_from(seq + 1).unwrap_or(i32::MAX);
+                    tx.execute(
+                        "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
+                         VALUES ($1, $2, $3, 'info', $4)",
+                        &[&tx.tenant(), &exec_id, &seq, line],
+                    )
+                    .await?;
+                }
+                tx.audit("workflow.run", "execution", &exec_id.to_string(), json!({ "workflow_id": id }))
+                    .await?;
+                executions::load(tx, exec_id, true).await
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}

@@ -1,0 +1,170 @@
+//! Creation of a region database and its roles, run once by an administrator
+//! (`region-node bootstrap`, or `residency up`), before the owner applies migrations.
+//!
+//! Three LOGIN roles per region database, none of them superuser:
+//! - **owner**: owns the schema and tables, runs migrations; subject to FORCE RLS;
+//! - **app**: what the node connects as; `NOBYPASSRLS`, owns nothing, only the grants the
+//!   migrations give it;
+//! - **auditor**: read-only, may count rows per tenant for the placement audit.
+//!
+//! Role and database names are identifiers checked by [`is_simple_identifier`]; passwords
+//! are restricted to `[A-Za-z0-9]`, so the DDL below (which cannot take bind parameters)
+//! never interpolates anything else.
+
+use residency_config::node::is_simple_identifier;
+use tokio_postgres::{Client, NoTls};
+
+/// A role to create, with its password.
+#[derive(Debug, Clone)]
+pub struct RoleSpec {
+    /// Role name.
+    pub name: String,
+    /// Password (`[A-Za-z0-9]{16,128}`).
+    pub password: String,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Database name.
+    pub database: String,
+    /// Owner role.
+    pub owner: RoleSpec,
+    /// Application role.
+    pub app: RoleSpec,
+    /// Auditor role.
+    pub auditor: RoleSpec,
+}
+
+impl Plan {
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            is_simple_identifier(&self.database),
+            "database name {:?} is not a plain identifier",
+            self.database
+        );
+        for r in [&self.owner, &self.app, &self.auditor] {
+            anyhow::ensure!(
+                is_simple_identifier(&r.name),
+                "role name {:?} is not a plain identifier",
+                r.name
+            );
+            anyhow::ensure!(
+                (16..=128).contains(&r.password.len())
+                    && r.password.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "password of role {} must be 16-128 characters of [A-Za-z0-9]",
+                r.name
+            );
+        }
+        Ok(())
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<Client> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to postgres as admin: {e}"))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn ensure_role(admin: &Client, role: &RoleSpec, attrs: &str) -> anyhow::Result<()> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role.name])
+        .await?
+        .is_some();
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    admin
+        .batch_execute(&format!(
+            "{verb} ROLE \"{}\" LOGIN {attrs} PASSWORD '{}'",
+            role.name, role.password
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Creates (or brings up to date) the roles and the database. Idempotent.
+///
+/// # Errors
+/// Invalid names, or any database error.
+pub async fn bootstrap(admin_url: &str, plan: &Plan) -> anyhow::Result<()> {
+    plan.check()?;
+    let admin = connect(admin_url).await?;
+    const LOCKED_DOWN: &str = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
+    ensure_role(&admin, &plan.owner, LOCKED_DOWN).await?;
+    ensure_role(&admin, &plan.app, &format!("{LOCKED_DOWN} NOINHERIT")).await?;
+    ensure_role(&admin, &plan.auditor, &format!("{LOCKED_DOWN} NOINHERIT")).await?;
+    let db_exists = admin
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&plan.database],
+        )
+        .await?
+        .is_some();
+    if !db_exists {
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{}\" OWNER \"{}\"",
+                plan.database, plan.owner.name
+            ))
+            .await?;
+    }
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC;
+             GRANT CONNECT ON DATABASE \"{db}\" TO \"{app}\", \"{aud}\";",
+            db = plan.database,
+            app = plan.app.name,
+            aud = plan.auditor.name
+        ))
+        .await?;
+    // Inside the new database: the owner owns the schema; nobody else can create objects.
+    let mut url = url::Url::parse(admin_url)?;
+    url.set_path(&plan.database);
+    let in_db = connect(url.as_str()).await?;
+    in_db
+        .batch_execute(&format!(
+            "ALTER SCHEMA public OWNER TO \"{owner}\";
+             REVOKE ALL ON SCHEMA public FROM PUBLIC;
+             GRANT USAGE ON SCHEMA public TO \"{app}\", \"{aud}\";",
+            owner = plan.owner.name,
+            app = plan.app.name,
+            aud = plan.auditor.name
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Drops the database and its roles (for `--fresh` and test teardown). Missing objects are
+/// not an error.
+///
+/// # Errors
+/// Invalid names or database errors.
+pub async fn teardown(admin_url: &str, database: &str, roles: &[&str]) -> anyhow::Result<()> {
+    anyhow::ensure!(is_simple_identifier(database), "bad database name");
+    let admin = connect(admin_url).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+        .await?;
+    for r in roles {
+        anyhow::ensure!(is_simple_identifier(r), "bad role name");
+        admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS \"{r}\""))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Builds a URL for `role` on `database`, from the admin URL's host and port.
+///
+/// # Errors
+/// When the admin URL does not parse.
+pub fn role_url(admin_url: &str, role: &RoleSpec, database: &str) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(admin_url)?;
+    url.set_username(&role.name)
+        .map_err(|()| anyhow::anyhow!("cannot set user"))?;
+    url.set_password(Some(&role.password))
+        .map_err(|()| anyhow::anyhow!("cannot set password"))?;
+    url.set_path(database);
+    Ok(url.to_string())
+}

@@ -1,0 +1,244 @@
+//! The tenant transaction: the only way request handlers reach the database.
+//!
+//! [`Db::tenant`] checks a connection out of the pool, opens a transaction, sets
+//! `app.tenant_id` and `app.role` with `set_config(..., true)` (transaction-local, so nothing
+//! survives into the next request on the same pooled connection), checks that the tenant is
+//! provisioned in this region, resolves the caller's role and permissions, and only then runs
+//! the handler's queries. The transaction commits when the handler returns `Ok`; on `Err`, on
+//! panic, or when the request future is dropped, it rolls back (tokio-postgres rolls back a
+//! dropped `Transaction`).
+//!
+//! Row-Level Security does the isolation; this module makes sure the setting it relies on is
+//! always present, and always the verified tenant's.
+
+use futures_util::future::BoxFuture;
+use residency_config::TenantId;
+use serde_json::Value;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::pool::PgPool;
+use crate::error::ApiError;
+
+/// Who is calling, as established by the verified gateway assertion.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The tenant, from the assertion's `tid` only.
+    pub tenant: TenantId,
+    /// The subject (`sub`).
+    pub subject: String,
+    /// The role claim; empty means "use the member record".
+    pub role_claim: String,
+    /// The request id, recorded in audit events.
+    pub request_id: String,
+}
+
+/// The caller's resolved role.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Role name (system or custom).
+    pub role: String,
+    /// Permissions of that role.
+    pub permissions: Vec<String>,
+}
+
+/// A transaction scoped to one tenant. Derefs to the tokio-postgres transaction.
+pub struct Tx<'c> {
+    tx: Transaction<'c>,
+    caller: Caller,
+    principal: Principal,
+}
+
+impl<'c> std::ops::Deref for Tx<'c> {
+    type Target = Transaction<'c>;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl Tx<'_> {
+    /// The tenant this transaction is scoped to.
+    #[must_use]
+    pub fn tenant(&self) -> Uuid {
+        self.caller.tenant.as_uuid()
+    }
+
+    /// The caller.
+    #[must_use]
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The caller's role and permissions.
+    #[must_use]
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Fails with 403 unless the caller's role grants `permission`.
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] naming the missing permission.
+    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
+        debug_assert!(crate::rbac::is_permission(permission), "{permission}");
+        if self.principal.permissions.iter().any(|p| p == permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "role {} lacks the permission {permission}",
+                self.principal.role
+            )))
+        }
+    }
+
+    /// Appends an audit event in this same transaction, so it exists exactly when the write
+    /// it describes commits.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn audit(
+        &self,
+        action: &str,
+        target_type: &str,
+        target_id: &str,
+        detail: Value,
+    ) -> Result<(), ApiError> {
+        self.tx
+            .execute(
+                "INSERT INTO audit_events (tenant_id, id, actor, action, target_type, target_id, request_id, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &self.tenant(),
+                    &Uuid::now_v7(),
+                    &self.caller.subject,
+                    &action,
+                    &target_type,
+                    &target_id,
+                    &self.caller.request_id,
+                    &detail,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// How the principal is established for a transaction.
+enum Scope {
+    /// A customer request: tenant must be provisioned; role from claim or member record.
+    Customer,
+    /// An internal system call (provisioning): no role lookup, no provisioning check.
+    System,
+}
+
+/// The database handle held in the application state.
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+}
+
+const SET_TENANT: &str =
+    "SELECT set_config('app.tenant_id', $1, true), set_config('app.role', $2, true)";
+
+const RESOLVE: &str = "\
+WITH chosen AS (
+    SELECT r.name, r.permissions FROM roles r
+    WHERE CASE WHEN $1 <> '' THEN r.name = $1
+               ELSE r.id = (SELECT m.role_id FROM members m WHERE m.subject = $2) END
+    LIMIT 1)
+SELECT EXISTS (SELECT 1 FROM tenants) AS provisioned,
+       (SELECT name FROM chosen) AS role,
+       (SELECT permissions FROM chosen) AS permissions,
+       set_config('app.role', coalesce((SELECT name FROM chosen), ''), true)";
+
+impl Db {
+    /// Wraps a pool.
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The underlying pool (health checks only).
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs `f` in a transaction scoped to the caller's tenant, after checking the tenant is
+    /// provisioned here (404 otherwise) and resolving the caller's role (403 when it has none).
+    ///
+    /// # Errors
+    /// The handler's error, or a database error mapped by [`crate::error::from_db`].
+    pub async fn tenant<T, F>(&self, caller: &Caller, f: F) -> Result<T, ApiError>
+    where
+        F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
+    {
+        self.run(caller, Scope::Customer, f).await
+    }
+
+    /// Runs `f` for an internal system call (provisioning): the tenant setting is applied the
+    /// same way, but the tenant need not exist yet and no role is looked up.
+    ///
+    /// # Errors
+    /// As [`Db::tenant`].
+    pub async fn system<T, F>(&self, caller: &Caller, f: F) -> Result<T, ApiError>
+    where
+        F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
+    {
+        self.run(caller, Scope::System, f).await
+    }
+
+    async fn run<T, F>(&self, caller: &Caller, scope: Scope, f: F) -> Result<T, ApiError>
+    where
+        F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
+    {
+        let mut conn = self.pool.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => crate::error::from_db(&e),
+            bb8::RunError::TimedOut => ApiError::Unavailable("pool checkout timed out".into()),
+        })?;
+        let tx = conn.transaction().await?;
+        let tenant = caller.tenant.to_string();
+        tx.execute(SET_TENANT, &[&tenant, &caller.role_claim]).await?;
+        let principal = match scope {
+            Scope::System => Principal {
+                role: "system".to_owned(),
+                permissions: Vec::new(),
+            },
+            Scope::Customer => {
+                let row = tx
+                    .query_one(RESOLVE, &[&caller.role_claim, &caller.subject])
+                    .await?;
+                if !row.get::<_, bool>("provisioned") {
+                    return Err(ApiError::NotFound("tenant"));
+                }
+                match (row.get::<_, Option<String>>("role"), row.get::<_, Option<Vec<String>>>("permissions")) {
+                    (Some(role), Some(permissions)) => Principal { role, permissions },
+                    _ => {
+                        return Err(ApiError::Forbidden(
+                            "the credential names no role of this customer and its subject is not a member"
+                                .into(),
+                        ))
+                    }
+                }
+            }
+        };
+        let scoped = Tx {
+            tx,
+            caller: caller.clone(),
+            principal,
+        };
+        let out = f(&scoped).await;
+        match out {
+            Ok(v) => {
+                scoped.tx.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                // Explicit rollback keeps the connection clean; if it fails the connection is
+                // closed and the pool replaces it.
+                let _ = scoped.tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The one place where region-node errors become HTTP responses.
+//!
+//! Every error answers RFC 9457 `application/problem+json` with `type`, `title`, `status`,
+//! `detail` and `request_id`. Client text never carries SQL, constraint names, stack traces or
+//! credentials; the full cause goes to the log (without secrets) for operators.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The assertion is missing or invalid.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    /// The assertion names another region.
+    #[error("misdirected request")]
+    Misdirected,
+    /// The caller lacks a permission.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// No such resource for this tenant (also what another tenant's id looks like).
+    #[error("not found")]
+    NotFound(&'static str),
+    /// Malformed request syntax (bad JSON, bad cursor).
+    #[error("bad request: {detail}")]
+    BadRequest {
+        /// Human text naming the field.
+        detail: String,
+    },
+    /// Well-formed but invalid: names the field.
+    #[error("invalid field {field}: {detail}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Conflicts with existing state (duplicate name, referenced row).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Request body too large.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// Wrong content type.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// The database is unreachable, saturated or timed out.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else; details are logged, never sent.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 naming `field`.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// A 400 with `detail`.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            detail: detail.into(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A bounded label for metrics and logs.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Misdirected => "misdirected",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::BadRequest { .. } => "bad_request",
+            Self::Invalid { .. } => "invalid",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable(_) => "unavailable",
+            Self::Unexpected(_) => "internal",
+        }
+    }
+
+    /// The text a client may see.
+    fn client_detail(&self) -> String {
+        match self {
+            Self::Unauthenticated(why) => format!("gateway assertion {why}"),
+            Self::Misdirected => "this request was routed to the wrong region".to_owned(),
+            Self::Forbidden(why) => why.clone(),
+            Self::NotFound(what) => format!("{what} not found"),
+            Self::BadRequest { detail } => detail.clone(),
+            Self::Invalid { field, detail } => format!("{field}: {detail}"),
+            Self::Conflict(why) => why.clone(),
+            Self::PayloadTooLarge => "request body is too large".to_owned(),
+            Self::UnsupportedMediaType => "request body must be application/json".to_owned(),
+            Self::Unavailable(_) => "the region's database is unavailable, retry later".to_owned(),
+            Self::Unexpected(_) => "an internal error occurred".to_owned(),
+        }
+    }
+}
+
+/// The request id of the request being served, set by the request-id middleware so that
+/// problem bodies can carry it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+tokio::task_local! {
+    /// Request id of the current request (scoped by the request-id middleware).
+    pub static CURRENT_REQUEST_ID: String;
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Unexpected(e) => tracing::error!(error = %e, kind = "internal", "request failed"),
+            Self::Unavailable(e) => tracing::warn!(error = %e, "database unavailable"),
+            other => tracing::debug!(kind = other.kind(), "request refused"),
+        }
+        metrics::counter!(crate::metrics::ERRORS, "kind" => self.kind()).increment(1);
+        let request_id = CURRENT_REQUEST_ID
+            .try_with(Clone::clone)
+            .unwrap_or_default();
+        problem(status, &self.client_detail(), &request_id, self.kind())
+    }
+}
+
+/// Builds a problem+json response.
+pub fn problem(status: StatusCode, detail: &str, request_id: &str, kind: &str) -> Response {
+    let body = json!({
+        "type": format!("https://docs.residency.dev/problems/{kind}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "request_id": request_id,
+    });
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    resp
+}
+
+/// Maps a database error to a client-safe error. Constraint names and messages stay in the
+/// log: unique and foreign-key violations would otherwise reveal what another tenant has.
+pub fn from_db(e: &tokio_postgres::Error) -> ApiError {
+    use tokio_postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return ApiError::Conflict("a resource with the same unique value already exists".into());
+        }
+        if *code == SqlState::FOREIGN_KEY_VIOLATION {
+            return ApiError::Conflict(
+                "the request references a resource that does not exist or is still in use".into(),
+            );
+        }
+        if *code == SqlState::CHECK_VIOLATION || *code == SqlState::NOT_NULL_VIOLATION {
+            return ApiError::invalid("body", "a value is out of its allowed range");
+        }
+        if *code == SqlState::QUERY_CANCELED || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::TOO_MANY_CONNECTIONS
+        {
+            return ApiError::Unavailable(code.code().to_owned());
+        }
+        return ApiError::Unexpected(anyhow::anyhow!(
+            "database error {}: {}",
+            code.code(),
+            db.message()
+        ));
+    }
+    if e.is_closed() {
+        return ApiError::Unavailable("connection closed".into());
+    }
+    ApiError::Unavailable(format!("database i/o: {e}"))
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        from_db(&e)
+    }
+}

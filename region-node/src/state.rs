@@ -1,0 +1,23 @@
+//! Shared application state: built once at start-up from validated config.
+
+use residency_config::assertion::Verifier;
+use residency_config::node::RegionConfig;
+
+use crate::crypto::CredentialCipher;
+use crate::db::tenant_tx::Db;
+
+/// Everything handlers share. Immutable after start-up; no locks.
+pub struct AppState {
+    /// Tenant-scoped database access.
+    pub db: Db,
+    /// Verifier of the gateway's assertions for this region.
+    pub verifier: Verifier,
+    /// This node's region.
+    pub region: RegionConfig,
+    /// Encryption of connection credentials.
+    pub cipher: CredentialCipher,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Prometheus page renderer.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
