@@ -1,4 +1,86 @@
-//! Residency Gateway: the public front door (not built yet; see issue "[2/5] Gateway").
+//! Residency Gateway: the public front door. It authenticates every request, finds the
+//! customer's home region in the directory, and streams the request to a region node of that
+//! region only.
 //!
-//! This crate is a placeholder so the workspace layout is final. It contains no request
-//! handling; the README's feature table lists the gateway as not built.
+//! Code map (phases in request order, pingora style):
+//! - [`listener`]: accept loop, TLS ([`tls`]), h1+h2, header limits and timeouts, drain;
+//! - [`headers`]: header hygiene, first thing on every request;
+//! - [`auth`]: bearer JWT ([`auth::jwt`], [`auth::jwks`], [`auth::cache`]) or API key;
+//! - [`directory`]: tenant → region, tier, status;
+//! - [`proxy`]: the phases wired together, upstream choice and streaming;
+//! - [`error`]: the one map from errors to problem+json;
+//! - [`metrics`], [`admin`]: observability.
+//!
+//! [`run`] is the whole server; `main.rs` only loads config, binds and calls it, so tests can
+//! run a gateway on port 0.
+
+pub mod admin;
+pub mod auth;
+pub mod directory;
+pub mod error;
+pub mod headers;
+pub mod listener;
+pub mod metrics;
+pub mod proxy;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use residency_config::gateway::GatewayConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use listener::ServeOptions;
+use proxy::Gateway;
+
+/// The bound sockets the gateway serves; binding happens in the caller so tests can use
+/// port 0 and learn the address first.
+pub struct Listeners {
+    /// Customer traffic.
+    pub public: TcpListener,
+    /// `/healthz`, `/readyz`, `/metrics`; none to disable.
+    pub admin: Option<TcpListener>,
+}
+
+/// Loads keys and the directory, then serves until `shutdown` is cancelled and in-flight
+/// requests have drained (bounded by `limits.shutdown_grace`).
+///
+/// # Errors
+/// A startup error (unreadable key, directory or certificate); once serving, it does not fail.
+pub async fn run(
+    cfg: GatewayConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let prometheus = metrics::install();
+    let gateway = Arc::new(Gateway::build(&cfg).await?);
+    gateway.jwt().spawn_refresh(shutdown.clone());
+    let tls = cfg.tls.as_ref().map(tls::acceptor).transpose()?;
+
+    let admin = listeners.admin.map(|l| {
+        let opts = ServeOptions::from_limits(&cfg.limits, None);
+        let svc = service_fn(move |req| {
+            let resp = admin::handle(&req, &prometheus);
+            async move { Ok::<_, Infallible>(resp) }
+        });
+        tokio::spawn(listener::serve(l, opts, svc, shutdown.clone()))
+    });
+
+    let opts = ServeOptions::from_limits(&cfg.limits, tls);
+    let svc = service_fn(move |req| {
+        let gateway = Arc::clone(&gateway);
+        async move { Ok::<_, Infallible>(gateway.handle(req).await) }
+    });
+    tracing::info!(
+        public = %listeners.public.local_addr()?,
+        regions = cfg.regions.len(),
+        "gateway serving"
+    );
+    listener::serve(listeners.public, opts, svc, shutdown).await;
+    if let Some(admin) = admin {
+        admin.await?;
+    }
+    Ok(())
+}

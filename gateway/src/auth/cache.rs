@@ -1,0 +1,218 @@
+//! The verified-token cache: a repeat request with the same bearer token does no signature
+//! work and, most of the time, no assertion minting either.
+//!
+//! Keyed by the SHA-256 of the token (the token itself is never stored), an entry lives until
+//! the token's `exp` and holds the [`AuthContext`] plus the last internal assertion minted for
+//! it. The cache is bounded: when full it sweeps expired entries at most once a second, and if
+//! still full it stops caching new tokens (they are still verified, just not remembered).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_lc_rs::digest::{digest, SHA256};
+use dashmap::DashMap;
+use http::HeaderValue;
+use residency_config::assertion::AssertionError;
+use residency_config::RegionId;
+
+use super::AuthContext;
+use crate::proxy::upstream::Region;
+
+/// Re-mint an assertion when less than this many seconds of it remain, so a node with a few
+/// seconds of clock skew never sees an expired one.
+pub const ASSERTION_REFRESH_MARGIN_SECS: u64 = 15;
+
+/// SHA-256 of a token: the cache key.
+pub type TokenKey = [u8; 32];
+
+/// Hashes a token into its cache key.
+#[must_use]
+pub fn key_of(token: &str) -> TokenKey {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+    out
+}
+
+/// A verified credential and its cached assertion.
+pub struct Verified {
+    /// Who is calling.
+    pub ctx: AuthContext,
+    assertion: Mutex<Option<Minted>>,
+}
+
+struct Minted {
+    region: RegionId,
+    token: HeaderValue,
+    refresh_at: u64,
+}
+
+impl Verified {
+    /// Wraps a freshly verified context.
+    #[must_use]
+    pub fn new(ctx: AuthContext) -> Self {
+        Self {
+            ctx,
+            assertion: Mutex::new(None),
+        }
+    }
+
+    /// The internal assertion for `region` at `now`: the cached one while it has more than
+    /// [`ASSERTION_REFRESH_MARGIN_SECS`] left and is for the same region, else a new one.
+    ///
+    /// # Errors
+    /// [`AssertionError`] when minting fails.
+    pub fn assertion_for(&self, region: &Region, now: u64) -> Result<HeaderValue, AssertionError> {
+        // The lock is held only for a compare and, about once a minute, one HMAC: never across
+        // an `.await`.
+        let mut slot = self
+            .assertion
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = slot.as_ref() {
+            if m.refresh_at > now && m.region == *region.id() {
+                return Ok(m.token.clone());
+            }
+        }
+        let (token, exp) =
+            region
+                .signer()
+                .mint(self.ctx.tenant, &self.ctx.subject, &self.ctx.role, now)?;
+        let token = HeaderValue::try_from(token)
+            .map_err(|_| AssertionError::Key("minted assertion is not a header value".into()))?;
+        *slot = Some(Minted {
+            region: region.id().clone(),
+            token: token.clone(),
+            refresh_at: exp.saturating_sub(ASSERTION_REFRESH_MARGIN_SECS),
+        });
+        Ok(token)
+    }
+}
+
+/// Verified tokens by hash.
+pub struct TokenCache {
+    map: DashMap<TokenKey, Arc<Verified>>,
+    capacity: usize,
+    last_sweep: AtomicU64,
+}
+
+impl TokenCache {
+    /// An empty cache holding at most `capacity` tokens.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            map: DashMap::new(),
+            capacity,
+            last_sweep: AtomicU64::new(0),
+        }
+    }
+
+    /// The entry for `key` if present and not expired at `now`.
+    #[must_use]
+    pub fn get(&self, key: &TokenKey, now: u64) -> Option<Arc<Verified>> {
+        let hit = self.map.get(key).map(|e| Arc::clone(e.value()))?;
+        if hit.ctx.expires_at > now {
+            Some(hit)
+        } else {
+            self.map.remove_if(key, |_, v| v.ctx.expires_at <= now);
+            None
+        }
+    }
+
+    /// Remembers a verified token until its expiry.
+    pub fn insert(&self, key: TokenKey, verified: Arc<Verified>, now: u64) {
+        if self.map.len() >= self.capacity {
+            let last = self.last_sweep.load(Ordering::Relaxed);
+            if last < now
+                && self
+                    .last_sweep
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.map.retain(|_, v| v.ctx.expires_at > now);
+            }
+            if self.map.len() >= self.capacity {
+                return;
+            }
+        }
+        self.map.insert(key, verified);
+    }
+
+    /// Entries currently held (expired ones included until swept).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the cache holds nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use residency_config::assertion::{AssertionKey, Verifier};
+    use residency_config::TenantId;
+
+    fn ctx(exp: u64) -> AuthContext {
+        AuthContext {
+            tenant: TenantId::from_uuid(uuid::Uuid::new_v4()),
+            subject: "user-1".into(),
+            role: "admin".into(),
+            expires_at: exp,
+        }
+    }
+
+    #[test]
+    fn entries_expire_with_the_token() {
+        let cache = TokenCache::new(10);
+        let k = key_of("token-a");
+        cache.insert(k, Arc::new(Verified::new(ctx(100))), 50);
+        assert!(cache.get(&k, 99).is_some());
+        assert!(cache.get(&k, 100).is_none());
+        assert!(cache.is_empty(), "expired entry is dropped on lookup");
+        assert_ne!(key_of("token-a"), key_of("token-b"));
+    }
+
+    #[test]
+    fn full_cache_sweeps_expired_then_stops_caching() {
+        let cache = TokenCache::new(2);
+        cache.insert(key_of("a"), Arc::new(Verified::new(ctx(10))), 1);
+        cache.insert(key_of("b"), Arc::new(Verified::new(ctx(1000))), 1);
+        // Full; "a" has expired by t=20 and is swept to make room for "c".
+        cache.insert(key_of("c"), Arc::new(Verified::new(ctx(1000))), 20);
+        assert!(cache.get(&key_of("c"), 20).is_some());
+        assert_eq!(cache.len(), 2);
+        // Full of live entries: "d" is not cached.
+        cache.insert(key_of("d"), Arc::new(Verified::new(ctx(1000))), 21);
+        assert!(cache.get(&key_of("d"), 21).is_none());
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn assertion_is_reused_until_refresh_and_per_region() {
+        let key = AssertionKey::new("eu-1", "HS256", vec![7; 32]).unwrap();
+        let eu = Region::for_tests("eu", &key);
+        let us = Region::for_tests("us", &key);
+        let now = residency_config::assertion::now_secs();
+        let v = Verified::new(ctx(now + 3600));
+        let a1 = v.assertion_for(&eu, now).unwrap();
+        assert_eq!(v.assertion_for(&eu, now + 10).unwrap(), a1);
+        // Within the refresh margin of its expiry a new one is minted.
+        let a2 = v
+            .assertion_for(&eu, now + 60 - ASSERTION_REFRESH_MARGIN_SECS)
+            .unwrap();
+        assert_ne!(a2, a1);
+        // Another region never reuses the first region's assertion.
+        let a3 = v.assertion_for(&us, now + 46).unwrap();
+        assert_ne!(a3, a2);
+        let claims = Verifier::new(RegionId::new("eu").unwrap(), &[key])
+            .verify(a1.to_str().unwrap())
+            .unwrap();
+        assert_eq!(claims.tenant(), v.ctx.tenant);
+        assert_eq!(claims.sub, "user-1");
+        assert_eq!(claims.role, "admin");
+    }
+}

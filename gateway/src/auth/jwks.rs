@@ -1,0 +1,320 @@
+//! JSON Web Key Sets: the public keys of one issuer, loaded from a file or fetched over HTTP.
+//!
+//! The current key set is an immutable snapshot behind an `RwLock<Arc<_>>`; readers clone the
+//! `Arc` and never hold the lock across an `.await`. A fetch that fails keeps the last good
+//! keys. Fetches caused by an unknown `kid` are single-flight and at most one per cool-down,
+//! so a flood of random `kid`s cannot turn into a flood of JWKS requests.
+//!
+//! Only signature keys of asymmetric types (EC, RSA, OKP) with a `kid` are kept: a symmetric
+//! (`oct`) key in a JWKS is ignored, so a published key can never become an HMAC secret.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The largest JWKS document accepted.
+pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+/// The most keys kept from one document.
+pub const MAX_KEYS: usize = 64;
+
+/// One usable verification key.
+pub struct JwkKey {
+    /// The key.
+    pub key: DecodingKey,
+    /// Its algorithm family (EC, RSA, Ed).
+    pub family: jsonwebtoken::AlgorithmFamily,
+    /// The `alg` the JWK pins, when it does.
+    pub alg: Option<Algorithm>,
+}
+
+/// Keys by `kid`.
+pub type KeySet = HashMap<String, Arc<JwkKey>>;
+
+/// Why a key set could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// The file or URL could not be read.
+    #[error("cannot fetch jwks: {0}")]
+    Fetch(String),
+    /// The document is not a JWKS.
+    #[error("invalid jwks document: {0}")]
+    Parse(String),
+}
+
+/// Parses a JWKS document, keeping only usable signature keys.
+///
+/// # Errors
+/// [`JwksError::Parse`] when the document is not a JWKS.
+pub fn parse(bytes: &[u8]) -> Result<KeySet, JwksError> {
+    let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| JwksError::Parse(e.to_string()))?;
+    let mut out = KeySet::new();
+    for jwk in set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue;
+        };
+        if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+            continue;
+        }
+        let family = match jwk.algorithm {
+            AlgorithmParameters::EllipticCurve(_) => jsonwebtoken::AlgorithmFamily::Ec,
+            AlgorithmParameters::RSA(_) => jsonwebtoken::AlgorithmFamily::Rsa,
+            AlgorithmParameters::OctetKeyPair(_) => jsonwebtoken::AlgorithmFamily::Ed,
+            // Symmetric keys are never accepted from a key set.
+            AlgorithmParameters::OctetKey(_) => continue,
+        };
+        let alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(ka) => match ka.to_string().parse::<Algorithm>() {
+                Ok(a) if a.family() == family => Some(a),
+                // An encryption algorithm, or one that contradicts the key type: unusable.
+                _ => continue,
+            },
+        };
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        if out.len() < MAX_KEYS {
+            out.insert(kid, Arc::new(JwkKey { key, family, alg }));
+        }
+    }
+    Ok(out)
+}
+
+/// Where an issuer's keys come from.
+pub enum Source {
+    /// A file, reread on an unknown `kid` (after the cool-down).
+    File(PathBuf),
+    /// An HTTP URL.
+    Url {
+        /// The document's address.
+        uri: Uri,
+        /// A small client used only for JWKS fetches (boxed: it is large and used rarely).
+        client: Box<Client<HttpConnector, Empty<Bytes>>>,
+    },
+}
+
+impl Source {
+    /// A URL source with its own small HTTP client.
+    ///
+    /// # Errors
+    /// [`JwksError::Fetch`] when `url` is not a valid URI.
+    pub fn url(url: &str) -> Result<Self, JwksError> {
+        let uri: Uri = url.parse().map_err(|e| JwksError::Fetch(format!("{e}")))?;
+        let client = Box::new(Client::builder(TokioExecutor::new()).build_http());
+        Ok(Self::Url { uri, client })
+    }
+}
+
+/// The key set of one issuer, with refresh.
+pub struct Jwks {
+    keys: RwLock<Arc<KeySet>>,
+    source: Source,
+    cooldown: Duration,
+    timeout: Duration,
+    /// Serialises fetches and remembers when the last one started.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Jwks {
+    /// Loads the key set. A file must load; a URL that fails leaves the set empty until a
+    /// later fetch succeeds (the IdP being down must not stop the gateway from starting).
+    ///
+    /// # Errors
+    /// [`JwksError`] when a file source cannot be read or parsed.
+    pub async fn load(
+        source: Source,
+        cooldown: Duration,
+        timeout: Duration,
+    ) -> Result<Self, JwksError> {
+        let jwks = Self {
+            keys: RwLock::new(Arc::new(KeySet::new())),
+            source,
+            cooldown,
+            timeout,
+            last_fetch: tokio::sync::Mutex::new(None),
+        };
+        let mut last = jwks.last_fetch.lock().await;
+        *last = Some(Instant::now());
+        match (jwks.fetch().await, &jwks.source) {
+            (Ok(set), _) => jwks.replace(set),
+            (Err(e), Source::File(_)) => return Err(e),
+            (Err(e), Source::Url { .. }) => {
+                tracing::warn!(error = %e, "jwks not available at start; will retry");
+            }
+        }
+        drop(last);
+        Ok(jwks)
+    }
+
+    /// The key for `kid`, if the current set has it.
+    #[must_use]
+    pub fn get(&self, kid: &str) -> Option<Arc<JwkKey>> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(kid)
+            .cloned()
+    }
+
+    /// Refetches after an unknown `kid`, unless a fetch started less than the cool-down ago.
+    /// Concurrent callers wait for the one fetch in flight instead of starting their own.
+    pub async fn refetch_for_unknown_kid(&self) {
+        let mut last = self.last_fetch.lock().await;
+        if last.is_some_and(|t| t.elapsed() < self.cooldown) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.fetch_and_replace().await;
+    }
+
+    /// Fetches now (background refresh), single-flight with other fetches.
+    pub async fn refresh(&self) {
+        let mut last = self.last_fetch.lock().await;
+        *last = Some(Instant::now());
+        self.fetch_and_replace().await;
+    }
+
+    /// Refreshes a URL source every `every` until `shutdown`.
+    pub fn spawn_refresh(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        if !matches!(self.source, Source::Url { .. }) {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => self.refresh().await,
+                }
+            }
+        });
+    }
+
+    async fn fetch_and_replace(&self) {
+        match self.fetch().await {
+            Ok(set) => self.replace(set),
+            Err(e) => tracing::warn!(error = %e, "jwks fetch failed; keeping the last good keys"),
+        }
+    }
+
+    fn replace(&self, set: KeySet) {
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+    }
+
+    async fn fetch(&self) -> Result<KeySet, JwksError> {
+        let result = match tokio::time::timeout(self.timeout, self.fetch_bytes()).await {
+            Ok(r) => r,
+            Err(_) => Err(JwksError::Fetch("timed out".to_owned())),
+        }
+        .and_then(|b| parse(&b));
+        let label = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(crate::metrics::JWKS_FETCHES_TOTAL, "result" => label).increment(1);
+        result
+    }
+
+    async fn fetch_bytes(&self) -> Result<Bytes, JwksError> {
+        match &self.source {
+            Source::File(path) => {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| JwksError::Fetch(format!("{}: {e}", path.display())))?;
+                if bytes.len() > MAX_JWKS_BYTES {
+                    return Err(JwksError::Fetch("document larger than 64 KiB".to_owned()));
+                }
+                Ok(Bytes::from(bytes))
+            }
+            Source::Url { uri, client } => {
+                let resp = client
+                    .get(uri.clone())
+                    .await
+                    .map_err(|e| JwksError::Fetch(e.to_string()))?;
+                if !resp.status().is_success() {
+                    return Err(JwksError::Fetch(format!("status {}", resp.status())));
+                }
+                Limited::new(resp.into_body(), MAX_JWKS_BYTES)
+                    .collect()
+                    .await
+                    .map(http_body_util::Collected::to_bytes)
+                    .map_err(|e| JwksError::Fetch(e.to_string()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EC_JWK: &str = r#"{"kty":"EC","crv":"P-256","kid":"k1","use":"sig","alg":"ES256",
+        "x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
+
+    #[test]
+    fn keeps_only_asymmetric_signature_keys_with_kid() {
+        let doc = format!(
+            r#"{{"keys":[{EC_JWK},
+            {{"kty":"oct","kid":"hmac","k":"c2VjcmV0"}},
+            {{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}},
+            {{"kty":"EC","crv":"P-256","kid":"enc","use":"enc","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}},
+            {{"kty":"EC","crv":"P-256","kid":"liar","alg":"HS256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}
+            ]}}"#
+        );
+        let set = parse(doc.as_bytes()).unwrap();
+        let kids: Vec<_> = set.keys().map(String::as_str).collect();
+        assert_eq!(kids, ["k1"]);
+        assert_eq!(set["k1"].alg, Some(Algorithm::ES256));
+        assert_eq!(set["k1"].family, jsonwebtoken::AlgorithmFamily::Ec);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(parse(b"not json").is_err());
+        assert!(parse(b"{\"nokeys\":1}").is_err());
+    }
+
+    #[tokio::test]
+    async fn file_source_must_load_and_unknown_kid_refetch_respects_cooldown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, "{\"keys\":[]}").unwrap();
+        let jwks = Jwks::load(
+            Source::File(path.clone()),
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert!(jwks.get("k1").is_none());
+        // Within the cool-down the file is not reread, even though it changed.
+        std::fs::write(&path, format!("{{\"keys\":[{EC_JWK}]}}")).unwrap();
+        jwks.refetch_for_unknown_kid().await;
+        assert!(jwks.get("k1").is_none());
+        // An explicit refresh rereads it.
+        jwks.refresh().await;
+        assert!(jwks.get("k1").is_some());
+        // A broken document keeps the last good keys.
+        std::fs::write(&path, "broken").unwrap();
+        jwks.refresh().await;
+        assert!(jwks.get("k1").is_some());
+
+        assert!(Jwks::load(
+            Source::File(dir.path().join("missing.json")),
+            Duration::from_secs(30),
+            Duration::from_secs(1)
+        )
+        .await
+        .is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! The one place where gateway errors become HTTP responses: RFC 9457
+//! `application/problem+json` with `type`, `title`, `status`, `detail`, `instance` and
+//! `request_id`.
+//!
+//! Bodies carry client-safe text only: no upstream address, no library error, no key id. What
+//! went wrong internally goes to the log and to the bounded `error_kind` metric label.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use residency_config::headers::REQUEST_ID;
+
+use crate::auth::AuthError;
+use crate::directory::DirectoryError;
+
+/// Everything that stops a request before or instead of a region node's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request is malformed in a way the client can fix.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// No valid credential.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The tenant cannot be served.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// Authenticated, but this credential may not be used.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The request body exceeds the configured limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The tenant's home region has no upstream that is currently accepting connections.
+    #[error("no healthy upstream in the home region")]
+    NoHealthyUpstream {
+        /// Seconds until an ejected upstream is tried again.
+        retry_after: u64,
+    },
+    /// The region node refused or dropped the connection.
+    #[error("upstream connection failed")]
+    UpstreamConnect,
+    /// The region node's connection failed after it was established.
+    #[error("upstream failed")]
+    UpstreamFailed,
+    /// The region node did not answer in time.
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+    /// A gateway bug or a misconfiguration found at request time.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The response status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
+            Self::Directory(d) => d.status(),
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoHealthyUpstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamConnect | Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A bounded label for metrics and the last segment of the problem `type`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Auth(_) => "unauthorized",
+            Self::Directory(d) => d.kind(),
+            Self::Forbidden(_) => "forbidden",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::NoHealthyUpstream { .. } => "no_upstream",
+            Self::UpstreamConnect => "upstream_connect",
+            Self::UpstreamFailed => "upstream_failed",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The client-safe explanation.
+    fn detail(&self) -> &'static str {
+        match self {
+            Self::BadRequest(why) | Self::Forbidden(why) => why,
+            Self::Auth(a) => a.client_detail(),
+            Self::Directory(d) => d.client_detail(),
+            Self::PayloadTooLarge => "the request body exceeds the size limit",
+            Self::NoHealthyUpstream { .. } => {
+                "the customer's home region is not reachable right now; retry later"
+            }
+            Self::UpstreamConnect | Self::UpstreamFailed => {
+                "the customer's home region could not be reached"
+            }
+            Self::UpstreamTimeout => "the customer's home region did not answer in time",
+            Self::Internal(_) => "the gateway could not handle the request",
+        }
+    }
+
+    /// The problem+json response for this error, tagged with `request_id`.
+    #[must_use]
+    pub fn into_response(self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let mut resp = problem(status, self.kind(), self.detail(), request_id);
+        let headers = resp.headers_mut();
+        match &self {
+            Self::Auth(a) => {
+                headers.insert(WWW_AUTHENTICATE, a.www_authenticate());
+            }
+            Self::NoHealthyUpstream { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Self::Directory(d) => {
+                if let Some(secs) = d.retry_after() {
+                    headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+                }
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// Builds a problem+json response. `request_id` is already validated ASCII.
+#[must_use]
+pub fn problem(
+    status: StatusCode,
+    kind: &str,
+    detail: &str,
+    request_id: &HeaderValue,
+) -> Response<Full<Bytes>> {
+    let id = request_id.to_str().unwrap_or_default();
+    let body = serde_json::json!({
+        "type": format!("urn:residency-gateway:problem:{kind}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "instance": id,
+        "request_id": id,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(REQUEST_ID, request_id.clone());
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_json(resp: Response<Full<Bytes>>) -> serde_json::Value {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn unauthorized_has_www_authenticate_and_request_id() {
+        let id = HeaderValue::from_static("req-1");
+        let resp = GatewayError::Auth(AuthError::Expired).into_response(&id);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let www = resp.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(www.starts_with("Bearer realm=\"residency\""), "{www}");
+        assert!(www.contains("invalid_token"), "{www}");
+        assert_eq!(resp.headers()[REQUEST_ID], "req-1");
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/problem+json");
+        let body = body_json(resp).await;
+        assert_eq!(body["status"], 401);
+        assert_eq!(body["request_id"], "req-1");
+        assert_eq!(body["title"], "Unauthorized");
+        assert!(body["type"].as_str().unwrap().ends_with(":unauthorized"));
+    }
+
+    #[tokio::test]
+    async fn internal_details_do_not_leak() {
+        let id = HeaderValue::from_static("r");
+        let resp = GatewayError::Internal("signer for 10.0.0.7 failed".into()).into_response(&id);
+        let text = body_json(resp).await.to_string();
+        assert!(!text.contains("10.0.0.7"), "{text}");
+    }
+
+    #[test]
+    fn no_upstream_carries_retry_after() {
+        let id = HeaderValue::from_static("r");
+        let resp = GatewayError::NoHealthyUpstream { retry_after: 3 }.into_response(&id);
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[RETRY_AFTER], "3");
+    }
+}

@@ -1,0 +1,160 @@
+//! Accept loop and connection handling for one listener: optional TLS, HTTP/1.1 and HTTP/2
+//! (hyper-util auto), limits, and graceful drain.
+//!
+//! - At most `max_connections` connections are served at once (a semaphore permit is taken
+//!   before `accept`, as in mini-redis), the rest wait in the kernel's accept queue.
+//! - HTTP/1: a client has `header_read_timeout` to send a header block of at most
+//!   `max_header_bytes`; beyond that hyper answers 431 and closes.
+//! - HTTP/2: bounded concurrent streams, header list size, and pending/error resets (rapid
+//!   reset abuse).
+//! - Shutdown: stop accepting at once, then let in-flight requests finish for up to
+//!   `shutdown_grace` (hyper's graceful shutdown: HTTP/1 closes after the current response,
+//!   HTTP/2 sends GOAWAY).
+//!
+//! Not handled here: what a request means; that is the service passed in.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use residency_config::gateway::Limits;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics as m;
+
+/// Connection-level settings of one listener.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// Time to receive a complete HTTP/1 header block (and a TLS handshake).
+    pub header_read_timeout: Duration,
+    /// Largest header block.
+    pub max_header_bytes: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Drain time after shutdown starts.
+    pub shutdown_grace: Duration,
+    /// TLS, when configured.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl ServeOptions {
+    /// Options from the configured limits.
+    #[must_use]
+    pub fn from_limits(limits: &Limits, tls: Option<TlsAcceptor>) -> Self {
+        Self {
+            max_connections: limits.max_connections,
+            header_read_timeout: limits.header_read_timeout,
+            max_header_bytes: limits.max_header_bytes,
+            h2_max_concurrent_streams: limits.h2_max_concurrent_streams,
+            shutdown_grace: limits.shutdown_grace,
+            tls,
+        }
+    }
+
+    fn builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            // hyper's read buffer limit doubles as the header block limit: a head that does not
+            // fit gets 431.
+            .max_buf_size(self.max_header_bytes);
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.h2_max_concurrent_streams)
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(Some(32))
+            .max_local_error_reset_streams(Some(256));
+        b
+    }
+}
+
+/// Serves `listener` with `service` until `shutdown`, then drains.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    opts: ServeOptions,
+    service: S,
+    shutdown: CancellationToken,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let builder = opts.builder();
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(opts.max_connections));
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = Arc::clone(&permits).acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Typically EMFILE: back off briefly instead of spinning on the error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let service = service.clone();
+        let tls = opts.tls.clone();
+        let handshake_timeout = opts.header_read_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
+            let result = match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let conn = builder.serve_connection(TokioIo::new(tls), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(_) => Err("tls handshake timed out".into()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error");
+            }
+            metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over with connections still open");
+    }
+}

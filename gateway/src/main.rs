@@ -1,0 +1,96 @@
+//! `residency-gateway --config gateway.toml`: load and validate the config (exit 64 on any
+//! problem, before binding anything), set up logging, bind the listeners, and run until
+//! SIGTERM or Ctrl-C, then drain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use residency_config::gateway::GatewayConfig;
+use residency_config::load::{load, ProcessEnv};
+use residency_gateway::Listeners;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Residency Gateway: authenticating, residency-routing reverse proxy.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Path of the gateway's TOML config (`RESIDENCY__SECTION__KEY` variables override it).
+    #[arg(long, env = "RESIDENCY_GATEWAY_CONFIG")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cfg: GatewayConfig = match load(&args.config, &ProcessEnv) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(64);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("residency-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: GatewayConfig) -> anyhow::Result<()> {
+    let public = TcpListener::bind(cfg.listen.public)
+        .await
+        .with_context(|| format!("listen.public {}", cfg.listen.public))?;
+    let admin = match cfg.listen.admin {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen.admin {addr}"))?,
+        ),
+        None => None,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal(shutdown.clone()));
+    residency_gateway::run(cfg, Listeners { public, admin }, shutdown).await
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            tracing::error!("cannot listen for SIGTERM");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested; draining");
+    shutdown.cancel();
+}

@@ -1,0 +1,78 @@
+//! Every metric the gateway records, declared in one place, and the Prometheus recorder.
+//!
+//! Labels are bounded: `region` (from config), `status_class`, `reason`/`error_kind` (fixed
+//! enums), `result`. Never a tenant, user, key, address or raw path.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests answered, by `region` (`none` before routing) and `status_class` (`2xx`...).
+pub const REQUESTS_TOTAL: &str = "gateway_requests_total";
+/// Time from request head to response head, by `region`.
+pub const REQUEST_DURATION_SECONDS: &str = "gateway_request_duration_seconds";
+/// Refused credentials, by `reason` ([`crate::auth::AuthError::metric_label`]).
+pub const AUTH_FAILURES_TOTAL: &str = "gateway_auth_failures_total";
+/// Verified-token cache lookups, by `result` (`hit`, `miss`).
+pub const TOKEN_CACHE_TOTAL: &str = "gateway_token_cache_total";
+/// Failed upstream calls, by `region` and `error_kind` (`connect`, `timeout`, `io`,
+/// `no_upstream`).
+pub const UPSTREAM_ERRORS_TOTAL: &str = "gateway_upstream_errors_total";
+/// JWKS fetches, by `result` (`ok`, `error`).
+pub const JWKS_FETCHES_TOTAL: &str = "gateway_jwks_fetches_total";
+/// Client connections currently open.
+pub const CONNECTIONS_OPEN: &str = "gateway_connections_open";
+
+/// Latency buckets in seconds: the gateway adds tens of microseconds, nodes take milliseconds.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+///
+/// Several gateways in one process (tests) share the recorder, so counters add up across them.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(REQUEST_DURATION_SECONDS.to_owned()),
+                    DURATION_BUCKETS,
+                )
+                // Static, valid bucket list: cannot fail.
+                .expect("non-empty bucket list");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding binary's); then our
+            // handle renders an empty page and the embedder's recorder gets the metrics.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The `status_class` label of a status code.
+#[must_use]
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(200), "2xx");
+        assert_eq!(status_class(404), "4xx");
+        assert_eq!(status_class(503), "5xx");
+    }
+}

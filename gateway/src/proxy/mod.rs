@@ -1,0 +1,283 @@
+//! The request path, as named phases over one request (pingora style): hygiene → limits →
+//! auth → directory → route → forward. Each phase either hands a typed value to the next
+//! (`Arc<Verified>`, `&TenantRecord`, `&Arc<Region>`, `&Upstream`) or stops with a
+//! [`GatewayError`], which [`crate::error`] turns into a problem+json response.
+//!
+//! Architecture invariants:
+//! - client-sent internal headers are removed before anything reads the headers;
+//! - the tenant comes only from the verified credential;
+//! - the upstream is chosen only among the tenant's home region's upstreams;
+//! - bodies are streamed both ways, never buffered or re-encoded.
+//!
+//! Not built yet: rate limiting (between directory and route).
+
+pub mod body;
+pub mod upstream;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use residency_config::assertion::now_secs;
+use residency_config::gateway::{GatewayConfig, Limits};
+use residency_config::headers::{is_valid_request_id, ASSERTION, REGION, REQUEST_ID};
+
+use crate::auth::cache::{self, TokenCache, Verified};
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::{self as authn, api_key, AuthError, Credential};
+use crate::directory::Directory;
+use crate::error::GatewayError;
+use crate::metrics as m;
+use crate::{headers, metrics::status_class};
+use body::LimitedBody;
+use upstream::{Region, Regions};
+
+/// The body of every gateway response: a region node's stream, or a gateway-made body.
+pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+
+/// Everything the request path needs, shared by all connections.
+pub struct Gateway {
+    jwt: JwtVerifier,
+    cache: TokenCache,
+    directory: Directory,
+    regions: Regions,
+    client: Client<HttpConnector, LimitedBody>,
+    limits: Limits,
+}
+
+impl Gateway {
+    /// Loads keys, the directory and the regions.
+    ///
+    /// # Errors
+    /// A startup error naming what could not be loaded.
+    pub async fn build(cfg: &GatewayConfig) -> anyhow::Result<Self> {
+        let regions = Regions::from_config(&cfg.regions, cfg.limits.upstream_eject)
+            .map_err(anyhow::Error::msg)?;
+        let directory = match &cfg.directory {
+            residency_config::gateway::DirectorySource::File { path } => {
+                Directory::load(path, &regions.ids())?
+            }
+            residency_config::gateway::DirectorySource::Postgres { .. } => {
+                anyhow::bail!("the postgres directory is not built yet")
+            }
+        };
+        let jwt = JwtVerifier::load(&cfg.issuers, cfg.claims.clone()).await?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(cfg.limits.upstream_pool_idle)
+            .build(connector);
+        Ok(Self {
+            jwt,
+            cache: TokenCache::new(cfg.limits.token_cache_entries),
+            directory,
+            regions,
+            client,
+            limits: cfg.limits.clone(),
+        })
+    }
+
+    /// The JWT verifier (for background key refresh).
+    #[must_use]
+    pub fn jwt(&self) -> &JwtVerifier {
+        &self.jwt
+    }
+
+    /// Handles one client request end to end. Never fails: errors become problem responses.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+        let start = Instant::now();
+        let (mut parts, body) = req.into_parts();
+        headers::sanitize_request(&mut parts.headers);
+        let request_id = request_id(&parts.headers);
+        if parts.method == Method::GET && parts.uri.path() == "/healthz" {
+            return healthy(&request_id).map(Either::Right);
+        }
+        let mut region: Option<Arc<Region>> = None;
+        let mut resp = match self.forward(parts, body, &request_id, &mut region).await {
+            Ok(resp) => resp.map(Either::Left),
+            Err(err) => {
+                self.record_error(&err, region.as_deref());
+                err.into_response(&request_id).map(Either::Right)
+            }
+        };
+        let h = resp.headers_mut();
+        h.insert(REQUEST_ID, request_id);
+        let label = match &region {
+            Some(r) => {
+                h.insert(REGION, r.header().clone());
+                r.label().clone()
+            }
+            None => metrics::SharedString::const_str("none"),
+        };
+        let class = status_class(resp.status().as_u16());
+        metrics::counter!(m::REQUESTS_TOTAL, "region" => label.clone(), "status_class" => class)
+            .increment(1);
+        metrics::histogram!(m::REQUEST_DURATION_SECONDS, "region" => label)
+            .record(start.elapsed().as_secs_f64());
+        resp
+    }
+
+    async fn forward(
+        &self,
+        mut parts: Parts,
+        body: Incoming,
+        request_id: &HeaderValue,
+        region_out: &mut Option<Arc<Region>>,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        // Limits: a declared length over the limit is refused before any work; a streamed body
+        // is cut off by `LimitedBody`.
+        if content_length(&parts.headers).is_some_and(|n| n > self.limits.max_body_bytes) {
+            return Err(GatewayError::PayloadTooLarge);
+        }
+        let now = now_secs();
+        let verified = self.authenticate(&parts.headers, now).await?;
+        let tenant = self.directory.resolve(verified.ctx.tenant)?;
+        let region = self.regions.get(&tenant.region).ok_or_else(|| {
+            GatewayError::Internal(format!("region {} not loaded", tenant.region))
+        })?;
+        *region_out = Some(Arc::clone(region));
+        let upstream = region.pick().ok_or(GatewayError::NoHealthyUpstream {
+            retry_after: region.retry_after_secs(),
+        })?;
+        let assertion = verified
+            .assertion_for(region, now)
+            .map_err(|e| GatewayError::Internal(format!("minting assertion: {e}")))?;
+        tracing::debug!(
+            request_id = request_id.to_str().unwrap_or_default(),
+            tenant = %verified.ctx.tenant,
+            region = %region.id(),
+            "forwarding"
+        );
+
+        parts.uri = upstream
+            .uri_for(parts.uri.path_and_query())
+            .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?;
+        parts.version = Version::HTTP_11;
+        parts.headers.remove(HOST);
+        parts.headers.insert(ASSERTION, assertion);
+        parts.headers.insert(REQUEST_ID, request_id.clone());
+        let tripped = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody::new(body, self.limits.max_body_bytes, Arc::clone(&tripped));
+        let call = self.client.request(Request::from_parts(parts, body));
+        match tokio::time::timeout(self.limits.upstream_timeout, call).await {
+            Err(_) => Err(GatewayError::UpstreamTimeout),
+            Ok(Err(_)) if tripped.load(Ordering::Relaxed) => Err(GatewayError::PayloadTooLarge),
+            Ok(Err(e)) if e.is_connect() => {
+                region.eject(upstream);
+                tracing::warn!(region = %region.id(), error = %e, "upstream connect failed; ejected");
+                Err(GatewayError::UpstreamConnect)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(region = %region.id(), error = %e, "upstream request failed");
+                Err(GatewayError::UpstreamFailed)
+            }
+            Ok(Ok(mut resp)) => {
+                headers::sanitize_response(resp.headers_mut());
+                Ok(resp)
+            }
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> Result<Arc<Verified>, AuthError> {
+        let result = match authn::extract(headers) {
+            Ok(Credential::Bearer(token)) => {
+                let key = cache::key_of(token);
+                if let Some(hit) = self.cache.get(&key, now) {
+                    metrics::counter!(m::TOKEN_CACHE_TOTAL, "result" => "hit").increment(1);
+                    return Ok(hit);
+                }
+                metrics::counter!(m::TOKEN_CACHE_TOTAL, "result" => "miss").increment(1);
+                self.jwt.verify(token).await.map(|ctx| {
+                    let verified = Arc::new(Verified::new(ctx));
+                    self.cache.insert(key, Arc::clone(&verified), now);
+                    verified
+                })
+            }
+            Ok(Credential::ApiKey(key)) => {
+                api_key::verify(key, &self.directory, now).map(|ctx| Arc::new(Verified::new(ctx)))
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => e.metric_label()).increment(1);
+        }
+        result
+    }
+
+    fn record_error(&self, err: &GatewayError, region: Option<&Region>) {
+        let kind = match err {
+            GatewayError::UpstreamConnect => "connect",
+            GatewayError::UpstreamFailed => "io",
+            GatewayError::UpstreamTimeout => "timeout",
+            GatewayError::NoHealthyUpstream { .. } => "no_upstream",
+            GatewayError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                return;
+            }
+            _ => return,
+        };
+        if let Some(r) = region {
+            metrics::counter!(m::UPSTREAM_ERRORS_TOTAL, "region" => r.label().clone(), "error_kind" => kind)
+                .increment(1);
+        }
+    }
+}
+
+/// The client's request id when well formed, else a new UUIDv7.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID)
+        .filter(|v| v.to_str().is_ok_and(is_valid_request_id))
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = uuid::Uuid::now_v7();
+            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+                .expect("a uuid is a valid header value")
+        })
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// The answer to `GET /healthz` on the public listener (for load balancers; no credential).
+fn healthy(request_id: &HeaderValue) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok\n")));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(REQUEST_ID, request_id.clone());
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_well_formed_else_generated() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, HeaderValue::from_static("client-id.1"));
+        assert_eq!(request_id(&h), "client-id.1");
+        h.insert(REQUEST_ID, HeaderValue::from_static("bad id with spaces"));
+        let generated = request_id(&h);
+        assert_ne!(generated, "bad id with spaces");
+        assert!(uuid::Uuid::parse_str(generated.to_str().unwrap()).is_ok());
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+}
