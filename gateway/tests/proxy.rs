@@ -1,0 +1,650 @@
+//! End-to-end tests of the gateway's request path: a real gateway on 127.0.0.1:0 in front of
+//! fake region nodes (one hyper server per region, port 0) that record what reaches them.
+//!
+//! Keys are generated per test run; nothing secret is committed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use residency_config::assertion::{AssertionKey, Verifier};
+use residency_config::RegionId;
+use residency_gateway::Listeners;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+const ISSUER: &str = "https://idp.test/";
+const AUDIENCE: &str = "residency-api";
+const KID: &str = "idp-1";
+const EU_TENANT: &str = "0190a5c4-0000-7000-8000-0000000000e1";
+const US_TENANT: &str = "0190a5c4-0000-7000-8000-0000000000a1";
+const APAC_TENANT: &str = "0190a5c4-0000-7000-8000-0000000000c1";
+const SUSPENDED_TENANT: &str = "0190a5c4-0000-7000-8000-0000000000e2";
+const UNKNOWN_TENANT: &str = "0190a5c4-0000-7000-8000-0000000000ff";
+const MAX_BODY: usize = 4096;
+
+/// A generated ES256 key pair as an identity provider would hold it.
+struct Idp {
+    encoding: EncodingKey,
+    jwks: String,
+}
+
+impl Idp {
+    fn generate(kid: &str) -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        // Uncompressed point: 0x04 || x || y.
+        let point = pair.public_key().as_ref();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+        });
+        Self {
+            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            jwks: json!({ "keys": [jwk] }).to_string(),
+        }
+    }
+
+    fn sign(&self, kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+fn now() -> u64 {
+    residency_config::assertion::now_secs()
+}
+
+fn claims(tenant: &str) -> Value {
+    json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "tenant_id": tenant,
+        "role": "developer", "iat": now(), "exp": now() + 600,
+    })
+}
+
+/// What a fake region node saw.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(String, HeaderMap)>>>);
+
+impl Seen {
+    fn requests(&self) -> Vec<(String, HeaderMap)> {
+        self.0.lock().unwrap().clone()
+    }
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// Starts a fake region node for `region` on port 0; it answers 200 with its region id.
+async fn fake_node(region: &'static str) -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Seen::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let record = record.clone();
+                    async move {
+                        let uri = req.uri().to_string();
+                        let headers = req.headers().clone();
+                        // Drain the body so streaming uploads complete.
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes().len());
+                        record.0.lock().unwrap().push((uri, headers));
+                        let text = format!("{region} {}", body.unwrap_or(0));
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            text,
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A local address with nothing listening on it.
+async fn dead_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+struct Harness {
+    base: String,
+    admin: String,
+    idp: Idp,
+    keys: HashMap<&'static str, AssertionKey>,
+    nodes: HashMap<&'static str, Seen>,
+    shutdown: CancellationToken,
+    gateway: tokio::task::JoinHandle<anyhow::Result<()>>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Gateway with regions eu and us (live fake nodes) and apac (nothing listening).
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let idp = Idp::generate(KID);
+        std::fs::write(dir.path().join("jwks.json"), &idp.jwks).unwrap();
+        let api_key = api_key_for_eu();
+        std::fs::write(
+            dir.path().join("directory.toml"),
+            format!(
+                r#"
+[[tenants]]
+id = "{EU_TENANT}"
+region = "eu"
+tier = "scale"
+status = "active"
+[[tenants]]
+id = "{US_TENANT}"
+region = "us"
+tier = "starter"
+status = "active"
+[[tenants]]
+id = "{APAC_TENANT}"
+region = "apac"
+tier = "growth"
+status = "active"
+[[tenants]]
+id = "{SUSPENDED_TENANT}"
+region = "eu"
+tier = "growth"
+status = "suspended"
+[[api_keys]]
+id = "key-eu-1"
+tenant = "{EU_TENANT}"
+prefix = "eukey001"
+hash = "{}"
+role = "operator"
+"#,
+                residency_gateway::auth::api_key::hash_hex(&api_key)
+            ),
+        )
+        .unwrap();
+        let mut keys = HashMap::new();
+        let mut nodes = HashMap::new();
+        let mut regions = String::new();
+        for (i, region) in ["eu", "us", "apac"].into_iter().enumerate() {
+            let secret = vec![u8::try_from(i).unwrap() + 1; 32];
+            std::fs::write(dir.path().join(format!("{region}.key")), &secret).unwrap();
+            keys.insert(
+                region,
+                AssertionKey::new(&format!("{region}-1"), "HS256", secret).unwrap(),
+            );
+            let url = if region == "apac" {
+                dead_url().await
+            } else {
+                let (url, seen) = fake_node(region).await;
+                nodes.insert(region, seen);
+                url
+            };
+            regions.push_str(&format!(
+                "[[regions]]\nid = \"{region}\"\nupstreams = [\"{url}\"]\n\
+                 assertion = {{ kid = \"{region}-1\", key_file = \"{region}.key\" }}\n"
+            ));
+        }
+        let config = format!(
+            r#"
+[listen]
+public = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[[issuers]]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+jwks_file = "jwks.json"
+leeway = "0s"
+
+[directory]
+source = "file"
+path = "directory.toml"
+
+[limits]
+max_body_bytes = {MAX_BODY}
+upstream_timeout = "5s"
+
+{regions}
+"#
+        );
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        let cfg = residency_config::load::load(&path, &Vec::new()).unwrap();
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", public.local_addr().unwrap());
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let gateway = tokio::spawn(residency_gateway::run(
+            cfg,
+            Listeners {
+                public,
+                admin: Some(admin),
+            },
+            shutdown.clone(),
+        ));
+        Self {
+            base,
+            admin: admin_url,
+            idp,
+            keys,
+            nodes,
+            shutdown,
+            gateway,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
+            .await
+            .expect("gateway answered in time")
+            .expect("request reached the gateway");
+        let (parts, body) = resp.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Bytes) {
+        let mut b = Request::get(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(Full::default()).unwrap()).await
+    }
+
+    async fn get_as(&self, tenant: &str, path: &str) -> (StatusCode, HeaderMap, Bytes) {
+        let token = self.idp.sign(Some(KID), &claims(tenant));
+        self.get(path, &[("authorization", &format!("Bearer {token}"))])
+            .await
+    }
+
+    fn total_upstream_hits(&self) -> usize {
+        self.nodes.values().map(Seen::count).sum()
+    }
+
+    fn verify_assertion(
+        &self,
+        region: &str,
+        headers: &HeaderMap,
+    ) -> residency_config::assertion::AssertionClaims {
+        let token = headers["x-residency-assertion"].to_str().unwrap();
+        Verifier::new(RegionId::new(region).unwrap(), &[self.keys[region].clone()])
+            .verify(token)
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.gateway)
+            .await
+            .expect("gateway drained in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn api_key_for_eu() -> String {
+    format!("rk_eukey001_{}", "k".repeat(40))
+}
+
+fn problem(body: &Bytes) -> Value {
+    serde_json::from_slice(body).expect("problem+json body")
+}
+
+#[tokio::test]
+async fn each_tenant_reaches_only_its_home_region() {
+    let h = Harness::start().await;
+    for (tenant, region) in [(EU_TENANT, "eu"), (US_TENANT, "us")] {
+        let before: HashMap<_, _> = h.nodes.iter().map(|(r, s)| (*r, s.count())).collect();
+        let (status, headers, body) = h.get_as(tenant, "/v1/me?x=1").await;
+        assert_eq!(status, StatusCode::OK, "{body:?}");
+        assert_eq!(headers["x-residency-region"], region);
+        assert_eq!(body, format!("{region} 0"));
+        for (r, seen) in &h.nodes {
+            let expected = before[r] + usize::from(*r == region);
+            assert_eq!(
+                seen.count(),
+                expected,
+                "region {r} hit count for tenant of {region}"
+            );
+        }
+        let (uri, upstream_headers) = h.nodes[region].requests().pop().unwrap();
+        assert_eq!(uri, "/v1/me?x=1");
+        let claims = h.verify_assertion(region, &upstream_headers);
+        assert_eq!(claims.tid.to_string(), tenant);
+        assert_eq!(claims.sub, "user-1");
+        assert_eq!(claims.role, "developer");
+        // The request id travels to the node and back.
+        assert_eq!(upstream_headers["x-request-id"], headers["x-request-id"]);
+    }
+    // A second request with the same token is served from the token cache and still correct.
+    let (status, headers, _) = h.get_as(EU_TENANT, "/v1/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-residency-region"], "eu");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn spoofed_tenant_and_internal_headers_change_nothing() {
+    let h = Harness::start().await;
+    let token = h.idp.sign(Some(KID), &claims(EU_TENANT));
+    let us_key = &h.keys["us"];
+    let (forged, _) =
+        residency_config::assertion::Signer::new(RegionId::new("us").unwrap(), us_key, 60)
+            .mint(US_TENANT.parse().unwrap(), "attacker", "owner", now())
+            .unwrap();
+    let (status, headers, _) = h
+        .get(
+            &format!("/v1/me?tenant_id={US_TENANT}"),
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("x-tenant-id", US_TENANT),
+                ("x-residency-assertion", &forged),
+                ("x-residency-region", "us"),
+                ("forwarded", "for=1.2.3.4;host=evil"),
+                ("x-forwarded-for", "1.2.3.4"),
+                ("connection", "x-secret"),
+                ("x-secret", "hop"),
+                ("x-request-id", "client-req-42"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-residency-region"], "eu");
+    assert_eq!(headers["x-request-id"], "client-req-42");
+    assert_eq!(h.nodes["us"].count(), 0, "the spoofed region got nothing");
+    let (_, seen) = h.nodes["eu"].requests().pop().unwrap();
+    for gone in [
+        "x-tenant-id",
+        "x-residency-region",
+        "forwarded",
+        "x-forwarded-for",
+        "x-secret",
+    ] {
+        assert!(seen.get(gone).is_none(), "{gone} reached the node");
+    }
+    assert_eq!(seen.get_all("x-residency-assertion").iter().count(), 1);
+    let claims = h.verify_assertion("eu", &seen);
+    assert_eq!(claims.tid.to_string(), EU_TENANT);
+    assert_eq!(claims.sub, "user-1");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_before_any_upstream_call() {
+    let h = Harness::start().await;
+    let good = claims(EU_TENANT);
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c
+    };
+    let other_idp = Idp::generate(KID);
+    let alg_none = format!(
+        "{}.{}.",
+        B64.encode(format!(r#"{{"alg":"none","typ":"JWT","kid":"{KID}"}}"#)),
+        B64.encode(good.to_string())
+    );
+    // HS/RS confusion: HMAC "signed" with the issuer's public key material.
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some(KID.to_owned());
+    let confused =
+        jsonwebtoken::encode(&hs, &good, &EncodingKey::from_secret(h.idp.jwks.as_bytes())).unwrap();
+    let cases: Vec<(&str, String)> = vec![
+        ("alg none", alg_none),
+        ("hs/es confusion", confused),
+        ("missing kid", h.idp.sign(None, &good)),
+        ("unknown kid", h.idp.sign(Some("other-kid"), &good)),
+        ("forged signature", other_idp.sign(Some(KID), &good)),
+        (
+            "expired",
+            h.idp.sign(Some(KID), &with("exp", json!(now() - 60))),
+        ),
+        (
+            "not yet valid",
+            h.idp.sign(Some(KID), &with("nbf", json!(now() + 600))),
+        ),
+        (
+            "wrong iss",
+            h.idp
+                .sign(Some(KID), &with("iss", json!("https://evil.test/"))),
+        ),
+        (
+            "wrong aud",
+            h.idp.sign(Some(KID), &with("aud", json!("other-api"))),
+        ),
+        (
+            "string exp",
+            h.idp
+                .sign(Some(KID), &with("exp", json!((now() + 600).to_string()))),
+        ),
+        ("no exp", {
+            let mut c = good.clone();
+            c.as_object_mut().unwrap().remove("exp");
+            h.idp.sign(Some(KID), &c)
+        }),
+        (
+            "non-uuid tenant",
+            h.idp.sign(Some(KID), &with("tenant_id", json!("acme"))),
+        ),
+        ("garbage", "not-a-jwt".to_owned()),
+    ];
+    for (name, token) in &cases {
+        let (status, headers, body) = h
+            .get("/v1/me", &[("authorization", &format!("Bearer {token}"))])
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer"),
+            "{name}"
+        );
+        assert_eq!(
+            headers["content-type"], "application/problem+json",
+            "{name}"
+        );
+        let p = problem(&body);
+        assert_eq!(p["status"], 401, "{name}");
+        assert_eq!(
+            p["request_id"],
+            headers["x-request-id"].to_str().unwrap(),
+            "{name}"
+        );
+    }
+    let (status, headers, _) = h.get("/v1/me", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"residency\"");
+    assert_eq!(h.total_upstream_hits(), 0, "a refused token reached a node");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_tenant_is_404_and_suspended_is_403() {
+    let h = Harness::start().await;
+    let (status, headers, body) = h.get_as(UNKNOWN_TENANT, "/v1/me").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers.get("x-residency-region").is_none());
+    assert_eq!(problem(&body)["detail"], "no such customer");
+    let (status, _, _) = h.get_as(SUSPENDED_TENANT, "/v1/me").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(h.total_upstream_hits(), 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_region_without_upstream_fails_only_its_own_tenants() {
+    let h = Harness::start().await;
+    let (first, headers, body) = h.get_as(APAC_TENANT, "/v1/me").await;
+    assert_eq!(first, StatusCode::BAD_GATEWAY);
+    assert_eq!(headers["x-residency-region"], "apac");
+    assert!(
+        !String::from_utf8_lossy(&body).contains("127.0.0.1"),
+        "address leaked"
+    );
+    // The refusing upstream is ejected: the next request is 503 with Retry-After, not a retry
+    // somewhere else.
+    let (second, headers, _) = h.get_as(APAC_TENANT, "/v1/me").await;
+    assert_eq!(second, StatusCode::SERVICE_UNAVAILABLE);
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&retry));
+    assert_eq!(
+        h.total_upstream_hits(),
+        0,
+        "apac traffic went to another region"
+    );
+    // Other regions are unaffected.
+    let (status, headers, _) = h.get_as(EU_TENANT, "/v1/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-residency-region"], "eu");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_route_like_tokens_and_wrong_keys_are_refused() {
+    let h = Harness::start().await;
+    let key = api_key_for_eu();
+    let (status, headers, _) = h.get("/v1/me", &[("x-api-key", &key)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-residency-region"], "eu");
+    let (status, _, _) = h
+        .get("/v1/me", &[("authorization", &format!("ApiKey {key}"))])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, seen) = h.nodes["eu"].requests().pop().unwrap();
+    let claims = h.verify_assertion("eu", &seen);
+    assert_eq!(claims.sub, "apikey:key-eu-1");
+    assert_eq!(claims.role, "operator");
+    let wrong = format!("rk_eukey001_{}", "x".repeat(40));
+    let (status, _, _) = h.get("/v1/me", &[("x-api-key", &wrong)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.nodes["eu"].count(), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_stream_through_and_oversized_ones_get_413() {
+    let h = Harness::start().await;
+    let token = h.idp.sign(Some(KID), &claims(EU_TENANT));
+    let post = |len: usize| {
+        Request::post(format!("{}/v1/workflows", h.base))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::from(vec![b'a'; len])))
+            .unwrap()
+    };
+    let (status, _, body) = h.send(post(MAX_BODY)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, format!("eu {MAX_BODY}"));
+    let (status, _, body) = h.send(post(MAX_BODY + 1)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(problem(&body)["status"], 413);
+    assert_eq!(
+        h.nodes["eu"].count(),
+        1,
+        "the oversized body never reached the node"
+    );
+    h.stop().await;
+}
+
+/// Sends raw bytes and returns the status line of the answer.
+async fn raw_status_line(base: &str, request: &[u8]) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn oversized_header_block_gets_431() {
+    let h = Harness::start().await;
+    let big = "a".repeat(64 * 1024);
+    let req = format!("GET /v1/me HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n");
+    let line = raw_status_line(&h.base, req.as_bytes()).await;
+    assert!(line.starts_with("HTTP/1.1 431"), "{line}");
+    assert_eq!(h.total_upstream_hits(), 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_served() {
+    let h = Harness::start().await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let token = h.idp.sign(Some(KID), &claims(US_TENANT));
+    let req = Request::get(format!("{}/v1/me", h.base))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-residency-region"], "us");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_metrics_are_served() {
+    let h = Harness::start().await;
+    let (status, _, _) = h.get("/healthz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = h.get_as(EU_TENANT, "/v1/me").await;
+    assert_eq!(status, StatusCode::OK);
+    let req = Request::get(format!("{}/metrics", h.admin))
+        .body(Full::default())
+        .unwrap();
+    let (status, _, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("gateway_requests_total{region=\"eu\",status_class=\"2xx\"}"),
+        "{text}"
+    );
+    assert!(!text.contains(EU_TENANT), "tenant id in a metric label");
+    h.stop().await;
+}
