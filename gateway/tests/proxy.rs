@@ -4,6 +4,7 @@
 //! Keys are generated per test run; nothing secret is committed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use residency_gateway::Listeners;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 const ISSUER: &str = "https://idp.test/";
@@ -78,9 +80,14 @@ fn claims(tenant: &str) -> Value {
     })
 }
 
-/// What a fake region node saw.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, HeaderMap)>>>);
+/// What a fake region node saw, and a gate for its `/slow` requests: each one reports its
+/// arrival on `arrived` and waits for a permit on `release` before answering.
+#[derive(Clone)]
+struct Seen(
+    Arc<Mutex<Vec<(String, HeaderMap)>>>,
+    mpsc::UnboundedSender<()>,
+    Arc<Semaphore>,
+);
 
 impl Seen {
     fn requests(&self) -> Vec<(String, HeaderMap)> {
@@ -92,10 +99,11 @@ impl Seen {
 }
 
 /// Starts a fake region node for `region` on port 0; it answers 200 with its region id.
-async fn fake_node(region: &'static str) -> (String, Seen) {
+async fn fake_node(region: &'static str) -> (String, Seen, mpsc::UnboundedReceiver<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Seen::default();
+    let (arrived, arrivals) = mpsc::unbounded_channel();
+    let seen = Seen(Arc::default(), arrived, Arc::new(Semaphore::new(0)));
     let record = seen.clone();
     tokio::spawn(async move {
         loop {
@@ -109,6 +117,10 @@ async fn fake_node(region: &'static str) -> (String, Seen) {
                     async move {
                         let uri = req.uri().to_string();
                         let headers = req.headers().clone();
+                        if uri.starts_with("/slow") {
+                            let _ = record.1.send(());
+                            record.2.acquire().await.unwrap().forget();
+                        }
                         // Drain the body so streaming uploads complete.
                         let body = req.into_body().collect().await.map(|b| b.to_bytes().len());
                         record.0.lock().unwrap().push((uri, headers));
@@ -124,7 +136,7 @@ async fn fake_node(region: &'static str) -> (String, Seen) {
             });
         }
     });
-    (url, seen)
+    (url, seen, arrivals)
 }
 
 /// A local address with nothing listening on it.
@@ -135,12 +147,24 @@ async fn dead_url() -> String {
     format!("http://{addr}")
 }
 
+/// Variations of the harness's gateway config.
+#[derive(Default)]
+struct Options {
+    /// Extra lines for `[limits]`.
+    limits: &'static str,
+    /// Use this JWKS URL instead of the generated file.
+    jwks_url: Option<String>,
+    /// Use this identity provider instead of a fresh one.
+    idp: Option<Idp>,
+}
+
 struct Harness {
     base: String,
     admin: String,
     idp: Idp,
     keys: HashMap<&'static str, AssertionKey>,
     nodes: HashMap<&'static str, Seen>,
+    arrivals: HashMap<&'static str, mpsc::UnboundedReceiver<()>>,
     shutdown: CancellationToken,
     gateway: tokio::task::JoinHandle<anyhow::Result<()>>,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -150,8 +174,12 @@ struct Harness {
 impl Harness {
     /// Gateway with regions eu and us (live fake nodes) and apac (nothing listening).
     async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    async fn start_with(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let idp = Idp::generate(KID);
+        let idp = opts.idp.unwrap_or_else(|| Idp::generate(KID));
         std::fs::write(dir.path().join("jwks.json"), &idp.jwks).unwrap();
         let api_key = api_key_for_eu();
         std::fs::write(
@@ -191,6 +219,7 @@ role = "operator"
         .unwrap();
         let mut keys = HashMap::new();
         let mut nodes = HashMap::new();
+        let mut arrivals = HashMap::new();
         let mut regions = String::new();
         for (i, region) in ["eu", "us", "apac"].into_iter().enumerate() {
             let secret = vec![u8::try_from(i).unwrap() + 1; 32];
@@ -202,8 +231,9 @@ role = "operator"
             let url = if region == "apac" {
                 dead_url().await
             } else {
-                let (url, seen) = fake_node(region).await;
+                let (url, seen, arrived) = fake_node(region).await;
                 nodes.insert(region, seen);
+                arrivals.insert(region, arrived);
                 url
             };
             regions.push_str(&format!(
@@ -220,7 +250,7 @@ admin = "127.0.0.1:0"
 [[issuers]]
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
-jwks_file = "jwks.json"
+{jwks_source}
 leeway = "0s"
 
 [directory]
@@ -229,10 +259,15 @@ path = "directory.toml"
 
 [limits]
 max_body_bytes = {MAX_BODY}
-upstream_timeout = "5s"
+{extra_limits}
 
 {regions}
-"#
+"#,
+            jwks_source = opts.jwks_url.map_or_else(
+                || "jwks_file = \"jwks.json\"".to_owned(),
+                |u| format!("jwks_url = \"{u}\"")
+            ),
+            extra_limits = opts.limits,
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
@@ -256,6 +291,7 @@ upstream_timeout = "5s"
             idp,
             keys,
             nodes,
+            arrivals,
             shutdown,
             gateway,
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -646,5 +682,186 @@ async fn health_and_metrics_are_served() {
         "{text}"
     );
     assert!(!text.contains(EU_TENANT), "tenant id in a metric label");
+    h.stop().await;
+}
+
+/// A chunked body has no declared length; it is cut off while streaming.
+#[tokio::test]
+async fn chunked_body_over_limit_gets_413() {
+    let h = Harness::start().await;
+    let token = h.idp.sign(Some(KID), &claims(EU_TENANT));
+    let chunk = "a".repeat(MAX_BODY + 100);
+    let req = format!(
+        "POST /v1/workflows HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         transfer-encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let line = raw_status_line(&h.base, req.as_bytes()).await;
+    assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_headers_slowly_is_cut_off() {
+    let h = Harness::start_with(Options {
+        limits: "header_read_timeout = \"1s\"",
+        ..Options::default()
+    })
+    .await;
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/me HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // The header block never ends; the gateway must close the connection (possibly after a
+    // 408) instead of waiting forever.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "connection still open after the header-read timeout"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_gets_504() {
+    let h = Harness::start_with(Options {
+        limits: "upstream_timeout = \"1s\"",
+        ..Options::default()
+    })
+    .await;
+    let (status, headers, body) = h.get_as(US_TENANT, "/slow").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(headers["x-residency-region"], "us");
+    assert_eq!(problem(&body)["status"], 504);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish() {
+    let mut h = Harness::start().await;
+    let token = h.idp.sign(Some(KID), &claims(US_TENANT));
+    let req = Request::get(format!("{}/slow", h.base))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    let in_flight = tokio::spawn(h.client.request(req));
+    // Wait until the node holds the request, then start the shutdown.
+    h.arrivals.get_mut("us").unwrap().recv().await.unwrap();
+    h.shutdown.cancel();
+    h.nodes["us"].2.add_permits(1);
+    let resp = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("in-flight request finished")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "us 0");
+    h.stop().await;
+}
+
+/// A JWKS endpoint that counts fetches and answers 500 while it has no document.
+async fn jwks_server() -> (String, Arc<Mutex<Option<String>>>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let doc: Arc<Mutex<Option<String>>> = Arc::default();
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (d, f) = (Arc::clone(&doc), Arc::clone(&fetches));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (d, f) = (Arc::clone(&d), Arc::clone(&f));
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let current = d.lock().unwrap().clone();
+                    async move {
+                        let mut resp = Response::new(Full::new(Bytes::from(
+                            current.clone().unwrap_or_default(),
+                        )));
+                        if current.is_none() {
+                            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (url, doc, fetches)
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_fetches_the_jwks_at_most_once_per_cooldown() {
+    let (url, doc, fetches) = jwks_server().await;
+    let idp = Idp::generate(KID);
+    *doc.lock().unwrap() = Some(idp.jwks.clone());
+    let h = Harness::start_with(Options {
+        jwks_url: Some(url),
+        idp: Some(idp),
+        ..Options::default()
+    })
+    .await;
+    let (status, _, _) = h.get_as(EU_TENANT, "/v1/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "one fetch at start");
+    let mut flood = Vec::new();
+    for i in 0..50 {
+        let token = h.idp.sign(Some(&format!("random-{i}")), &claims(EU_TENANT));
+        let req = Request::get(format!("{}/v1/me", h.base))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .unwrap();
+        flood.push(h.client.request(req));
+    }
+    for resp in futures_util::future::join_all(flood).await {
+        assert_eq!(resp.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    // The start-up fetch opened the cool-down, so the flood caused no fetch at all.
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // The issuer going down later does not hurt tokens signed with the keys it had.
+    *doc.lock().unwrap() = None;
+    let (status, _, _) = h.get_as(US_TENANT, "/v1/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.total_upstream_hits(), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_issuer_down_at_start_is_fetched_again_on_the_first_token() {
+    let (url, doc, fetches) = jwks_server().await;
+    let idp = Idp::generate(KID);
+    let jwks = idp.jwks.clone();
+    let h = Harness::start_with(Options {
+        jwks_url: Some(url),
+        idp: Some(idp),
+        ..Options::default()
+    })
+    .await;
+    // The gateway starts although the issuer is down; tokens fail meanwhile.
+    let (status, _, _) = h.get_as(EU_TENANT, "/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let after_first = fetches.load(Ordering::SeqCst);
+    assert_eq!(
+        after_first, 2,
+        "start-up fetch and one retry on the first token"
+    );
+    *doc.lock().unwrap() = Some(jwks);
+    // Within the cool-down the recovered issuer is not asked again.
+    let (status, _, _) = h.get_as(EU_TENANT, "/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(fetches.load(Ordering::SeqCst), after_first);
     h.stop().await;
 }

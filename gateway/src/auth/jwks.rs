@@ -146,11 +146,15 @@ impl Jwks {
             last_fetch: tokio::sync::Mutex::new(None),
         };
         let mut last = jwks.last_fetch.lock().await;
-        *last = Some(Instant::now());
         match (jwks.fetch().await, &jwks.source) {
-            (Ok(set), _) => jwks.replace(set),
+            (Ok(set), _) => {
+                jwks.replace(set);
+                *last = Some(Instant::now());
+            }
             (Err(e), Source::File(_)) => return Err(e),
             (Err(e), Source::Url { .. }) => {
+                // No cool-down yet: the first token after the issuer recovers triggers a fetch
+                // instead of waiting for the background refresh.
                 tracing::warn!(error = %e, "jwks not available at start; will retry");
             }
         }
