@@ -308,12 +308,7 @@ impl Verifier {
     pub fn new(region: RegionId, keys: &[AssertionKey]) -> Self {
         let keys = keys
             .iter()
-            .map(|k| {
-                (
-                    k.kid.clone(),
-                    (k.alg, DecodingKey::from_secret(&k.secret)),
-                )
-            })
+            .map(|k| (k.kid.clone(), (k.alg, DecodingKey::from_secret(&k.secret))))
             .collect();
         Self { region, keys }
     }
@@ -339,15 +334,15 @@ impl Verifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_aud = false;
         validation.leeway = LEEWAY_SECS;
-        let data = jsonwebtoken::decode::<AssertionClaims>(token, key, &validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<AssertionClaims>(token, key, &validation).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AssertionError::Expired,
                 jsonwebtoken::errors::ErrorKind::Json(_)
                 | jsonwebtoken::errors::ErrorKind::Base64(_)
                 | jsonwebtoken::errors::ErrorKind::Utf8(_) => AssertionError::Malformed,
                 _ => AssertionError::Invalid,
-            }
-        })?;
+            },
+        )?;
         let claims = data.claims;
         if claims.exp < claims.iat || claims.exp - claims.iat > MAX_TTL_SECS {
             return Err(AssertionError::Invalid);
@@ -470,7 +465,7 @@ mod tests {
     #[test]
     fn refusals() {
         let k = key("eu-1", 7);
-        let v = Verifier::new(region("eu"), &[k.clone()]);
+        let v = Verifier::new(region("eu"), std::slice::from_ref(&k));
         let s = Signer::new(region("eu"), &k, 60);
         // Expired.
         let (tok, _) = s.mint(tenant(), "s", "", now_secs() - 600).unwrap();

@@ -15,9 +15,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. \"250ms\", \"10s\", \"2m\""))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid duration {text:?}: expected e.g. \"250ms\", \"10s\", \"2m\"")
+    })?;
     match unit.trim() {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => Ok(Duration::from_secs(n)),

@@ -222,15 +222,18 @@ mod tests {
 
     #[test]
     fn type_errors_name_the_key() {
-        let err = from_str::<Sample>("[db]\npool_size = \"many\"\nurl = \"a\"\n", &env(&[]))
-            .unwrap_err();
+        let err =
+            from_str::<Sample>("[db]\npool_size = \"many\"\nurl = \"a\"\n", &env(&[])).unwrap_err();
         assert_eq!(err.key, "db.pool_size");
     }
 
     #[test]
     fn unknown_keys_are_refused_by_name() {
-        let err = from_str::<Sample>("[db]\npool_size = 1\nurl = \"a\"\npoolsize = 2\n", &env(&[]))
-            .unwrap_err();
+        let err = from_str::<Sample>(
+            "[db]\npool_size = 1\nurl = \"a\"\npoolsize = 2\n",
+            &env(&[]),
+        )
+        .unwrap_err();
         assert!(err.message.contains("poolsize"), "{err:?}");
     }
 

@@ -62,7 +62,10 @@ pub struct ListenConfig {
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     /// Whole-request timeout.
-    #[serde(default = "default_request_timeout", with = "crate::duration::serde_str")]
+    #[serde(
+        default = "default_request_timeout",
+        with = "crate::duration::serde_str"
+    )]
     pub request_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(default = "default_grace", with = "crate::duration::serde_str")]
@@ -112,13 +115,22 @@ pub struct DatabaseConfig {
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
     /// Timeout to open a new connection.
-    #[serde(default = "default_connect_timeout", with = "crate::duration::serde_str")]
+    #[serde(
+        default = "default_connect_timeout",
+        with = "crate::duration::serde_str"
+    )]
     pub connect_timeout: Duration,
     /// Timeout to check a connection out of the pool.
-    #[serde(default = "default_checkout_timeout", with = "crate::duration::serde_str")]
+    #[serde(
+        default = "default_checkout_timeout",
+        with = "crate::duration::serde_str"
+    )]
     pub checkout_timeout: Duration,
     /// `statement_timeout` applied to every connection.
-    #[serde(default = "default_statement_timeout", with = "crate::duration::serde_str")]
+    #[serde(
+        default = "default_statement_timeout",
+        with = "crate::duration::serde_str"
+    )]
     pub statement_timeout: Duration,
 }
 
@@ -179,8 +191,7 @@ pub fn is_simple_identifier(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0] == b'_')
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
@@ -197,7 +208,10 @@ fn check_pg_url(key: &str, url: &str, out: &mut Vec<Problem>) {
 
 fn check_file(key: &str, path: &Path, out: &mut Vec<Problem>) {
     if let Err(e) = std::fs::metadata(path) {
-        out.push(Problem::new(key, format!("cannot read {}: {e}", path.display())));
+        out.push(Problem::new(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        ));
     }
 }
 
@@ -219,7 +233,10 @@ impl Validate for NodeConfig {
     fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         if self.node.max_body_bytes == 0 {
-            out.push(Problem::new("node.max_body_bytes", "must be greater than 0"));
+            out.push(Problem::new(
+                "node.max_body_bytes",
+                "must be greater than 0",
+            ));
         }
         check_pg_url("database.url", &self.database.url, &mut out);
         if let Some(owner) = &self.database.owner_url {
@@ -240,10 +257,16 @@ impl Validate for NodeConfig {
             }
         }
         if self.database.pool_size == 0 || self.database.pool_size > 1000 {
-            out.push(Problem::new("database.pool_size", "must be between 1 and 1000"));
+            out.push(Problem::new(
+                "database.pool_size",
+                "must be between 1 and 1000",
+            ));
         }
         if self.assertion.keys.is_empty() {
-            out.push(Problem::new("assertion.keys", "at least one key is required"));
+            out.push(Problem::new(
+                "assertion.keys",
+                "at least one key is required",
+            ));
         }
         for (i, k) in self.assertion.keys.iter().enumerate() {
             out.extend(k.validate(&format!("assertion.keys[{i}]")));
@@ -322,7 +345,11 @@ key_file = "c.key"
         let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["database.url", "assertion.keys[0].key_file", "credentials.key_file"]
+            [
+                "database.url",
+                "assertion.keys[0].key_file",
+                "credentials.key_file"
+            ]
         );
         assert!(err.to_string().contains("node.toml: database.url:"));
     }

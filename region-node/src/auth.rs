@@ -51,7 +51,9 @@ fn caller(claims: AssertionClaims) -> Caller {
         tenant: claims.tenant(),
         subject: claims.sub,
         role_claim: claims.role,
-        request_id: CURRENT_REQUEST_ID.try_with(Clone::clone).unwrap_or_default(),
+        request_id: CURRENT_REQUEST_ID
+            .try_with(Clone::clone)
+            .unwrap_or_default(),
     }
 }
 
@@ -80,7 +82,9 @@ pub async fn system(
 ) -> Result<Response, ApiError> {
     let claims = verify(&state, &req)?;
     if claims.role != SYSTEM_ROLE || !claims.sub.starts_with("system:") {
-        return Err(ApiError::Forbidden("internal endpoints need a system assertion".into()));
+        return Err(ApiError::Forbidden(
+            "internal endpoints need a system assertion".into(),
+        ));
     }
     tracing::Span::current().record("tenant_id", tracing::field::display(claims.tid));
     req.extensions_mut().insert(caller(claims));

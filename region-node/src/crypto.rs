@@ -61,7 +61,12 @@ impl CredentialCipher {
     ///
     /// # Errors
     /// [`CryptoError::Seal`] if the system RNG fails.
-    pub fn seal(&self, tenant: Uuid, connection: Uuid, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn seal(
+        &self,
+        tenant: Uuid,
+        connection: Uuid,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| CryptoError::Seal)?;
         let mut buf = plaintext.to_vec();
@@ -81,7 +86,12 @@ impl CredentialCipher {
     ///
     /// # Errors
     /// [`CryptoError::Open`] on any mismatch.
-    pub fn open(&self, tenant: Uuid, connection: Uuid, blob: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn open(
+        &self,
+        tenant: Uuid,
+        connection: Uuid,
+        blob: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         if blob.len() < NONCE_LEN {
             return Err(CryptoError::Open);
         }

@@ -176,7 +176,9 @@ pub fn from_db(e: &tokio_postgres::Error) -> ApiError {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         if *code == SqlState::UNIQUE_VIOLATION {
-            return ApiError::Conflict("a resource with the same unique value already exists".into());
+            return ApiError::Conflict(
+                "a resource with the same unique value already exists".into(),
+            );
         }
         if *code == SqlState::FOREIGN_KEY_VIOLATION {
             return ApiError::Conflict(
@@ -186,8 +188,10 @@ pub fn from_db(e: &tokio_postgres::Error) -> ApiError {
         if *code == SqlState::CHECK_VIOLATION || *code == SqlState::NOT_NULL_VIOLATION {
             return ApiError::invalid("body", "a value is out of its allowed range");
         }
-        if *code == SqlState::QUERY_CANCELED || *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::TOO_MANY_CONNECTIONS
+        if *code == SqlState::QUERY_CANCELED
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::TOO_MANY_CONNECTIONS
         {
             return ApiError::Unavailable(code.code().to_owned());
         }

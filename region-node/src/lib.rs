@@ -87,21 +87,31 @@ pub fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
 ///
 /// # Errors
 /// Start-up failures (keys, TLS files, migrations).
-pub async fn run(cfg: NodeConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: NodeConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     if cfg.database.migrate_on_start {
-        let owner = cfg.database.owner_url.as_deref().context("database.owner_url")?;
+        let owner = cfg
+            .database
+            .owner_url
+            .as_deref()
+            .context("database.owner_url")?;
         let applied = db::migrate::migrate(owner, &grant_roles(&cfg)?).await?;
         tracing::info!(?applied, "migrations applied");
     }
     let state = build_state(&cfg)?;
     let tls = cfg.tls.as_ref().map(serve::tls_acceptor).transpose()?;
     let timeout = cfg.node.request_timeout;
-    let app = api::router(state).layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
-        match tokio::time::timeout(timeout, next.run(req)).await {
-            Ok(resp) => resp,
-            Err(_) => ApiError::Unavailable("request timed out".into()).into_response(),
-        }
-    }));
+    let app = api::router(state).layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(resp) => resp,
+                Err(_) => ApiError::Unavailable("request timed out".into()).into_response(),
+            }
+        },
+    ));
     tracing::info!(
         region = %cfg.region.id,
         addr = %listener.local_addr()?,

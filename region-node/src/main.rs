@@ -40,7 +40,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Admin connection URL.
-        #[arg(long, env = "RESIDENCY_ADMIN_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        #[arg(
+            long,
+            env = "RESIDENCY_ADMIN_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
         admin_url: String,
         /// Password for the auditor role.
         #[arg(long, env = "RESIDENCY_AUDITOR_PASSWORD", hide_env_values = true)]
@@ -48,7 +52,7 @@ enum Command {
     },
 }
 
-fn load_config(path: &PathBuf) -> Result<NodeConfig, ExitCode> {
+fn load_config(path: &std::path::Path) -> Result<NodeConfig, ExitCode> {
     load(path, &ProcessEnv).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(64)
@@ -93,7 +97,11 @@ async fn main() -> ExitCode {
             let listener = match tokio::net::TcpListener::bind(cfg.node.listen).await {
                 Ok(l) => l,
                 Err(e) => {
-                    eprintln!("{}: node.listen: cannot bind {}: {e}", config.display(), cfg.node.listen);
+                    eprintln!(
+                        "{}: node.listen: cannot bind {}: {e}",
+                        config.display(),
+                        cfg.node.listen
+                    );
                     return ExitCode::from(69);
                 }
             };
@@ -119,7 +127,11 @@ async fn main() -> ExitCode {
             }
             .await
         }
-        Command::Bootstrap { config, admin_url, auditor_password } => {
+        Command::Bootstrap {
+            config,
+            admin_url,
+            auditor_password,
+        } => {
             let cfg = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -127,13 +139,29 @@ async fn main() -> ExitCode {
             async {
                 let (app, database) = role_from_url(&cfg.database.url)?;
                 let (owner, _) = role_from_url(
-                    cfg.database.owner_url.as_deref().context("database.owner_url is required")?,
+                    cfg.database
+                        .owner_url
+                        .as_deref()
+                        .context("database.owner_url is required")?,
                 )?;
                 let auditor = RoleSpec {
-                    name: cfg.database.auditor_role.clone().context("database.auditor_role is required")?,
+                    name: cfg
+                        .database
+                        .auditor_role
+                        .clone()
+                        .context("database.auditor_role is required")?,
                     password: auditor_password,
                 };
-                bootstrap::bootstrap(&admin_url, &Plan { database, owner, app, auditor }).await?;
+                bootstrap::bootstrap(
+                    &admin_url,
+                    &Plan {
+                        database,
+                        owner,
+                        app,
+                        auditor,
+                    },
+                )
+                .await?;
                 println!("bootstrapped");
                 Ok(())
             }

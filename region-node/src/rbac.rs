@@ -165,7 +165,13 @@ impl SystemRole {
             "executions.read",
             "executions.logs.read",
         ];
-        let pick = |set: &[&str]| PERMISSIONS.iter().copied().filter(|p| set.contains(p)).collect();
+        let pick = |set: &[&str]| {
+            PERMISSIONS
+                .iter()
+                .copied()
+                .filter(|p| set.contains(p))
+                .collect()
+        };
         match self {
             Self::Owner | Self::Admin => PERMISSIONS.to_vec(),
             Self::Developer => PERMISSIONS
@@ -229,6 +235,9 @@ mod tests {
                 assert!(is_permission(p), "{r}: {p}");
             }
         }
-        assert!(SystemRole::Viewer.permissions().iter().all(|p| is_read_only(p)));
+        assert!(SystemRole::Viewer
+            .permissions()
+            .iter()
+            .all(|p| is_read_only(p)));
     }
 }

@@ -30,12 +30,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn tls_acceptor(cfg: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(&cfg.cert_file).with_context(|| format!("tls.cert_file {}", cfg.cert_file.display()))?,
+        std::fs::File::open(&cfg.cert_file)
+            .with_context(|| format!("tls.cert_file {}", cfg.cert_file.display()))?,
     ))
     .collect::<Result<_, _>>()
     .context("tls.cert_file: invalid pem")?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(&cfg.key_file).with_context(|| format!("tls.key_file {}", cfg.key_file.display()))?,
+        std::fs::File::open(&cfg.key_file)
+            .with_context(|| format!("tls.key_file {}", cfg.key_file.display()))?,
     ))
     .context("tls.key_file: invalid pem")?
     .context("tls.key_file: no private key found")?;
@@ -43,12 +45,17 @@ pub fn tls_acceptor(cfg: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     let mut config = if let Some(ca) = &cfg.client_ca_file {
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pemfile::certs(&mut std::io::BufReader::new(
-            std::fs::File::open(ca).with_context(|| format!("tls.client_ca_file {}", ca.display()))?,
+            std::fs::File::open(ca)
+                .with_context(|| format!("tls.client_ca_file {}", ca.display()))?,
         )) {
-            roots.add(c?).context("tls.client_ca_file: invalid certificate")?;
+            roots
+                .add(c?)
+                .context("tls.client_ca_file: invalid certificate")?;
         }
         let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build()?;
-        builder.with_client_cert_verifier(verifier).with_single_cert(certs, key)?
+        builder
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)?
     } else {
         builder.with_no_client_auth().with_single_cert(certs, key)?
     };
@@ -123,8 +130,14 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("draining in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs(), "drain timed out; closing remaining connections");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "drain timed out; closing remaining connections"
+        );
     }
     Ok(())
 }

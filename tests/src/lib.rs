@@ -74,7 +74,11 @@ impl RegionDb {
     /// # Panics
     /// When Postgres is unreachable or a migration fails.
     pub async fn create(region: &str) -> Self {
-        let base = format!("rgt_{}_{}", &Uuid::new_v4().simple().to_string()[..10], region.replace('-', "_"));
+        let base = format!(
+            "rgt_{}_{}",
+            &Uuid::new_v4().simple().to_string()[..10],
+            region.replace('-', "_")
+        );
         let spec = |suffix: &str| bootstrap::RoleSpec {
             name: format!("{base}_{suffix}"),
             password: password(),
@@ -99,7 +103,11 @@ impl RegionDb {
                 u.set_path(&base);
                 u.to_string()
             },
-            roles: [plan.owner.name.clone(), plan.app.name.clone(), plan.auditor.name.clone()],
+            roles: [
+                plan.owner.name.clone(),
+                plan.app.name.clone(),
+                plan.auditor.name.clone(),
+            ],
             name: base,
         };
         migrate::migrate(
@@ -236,7 +244,13 @@ impl Default for NodeOptions {
 ///
 /// # Panics
 /// On I/O errors.
-pub fn write_node_config(dir: &std::path::Path, db: &RegionDb, region: &str, listen: &str, pool_size: u32) -> (PathBuf, AssertionKey) {
+pub fn write_node_config(
+    dir: &std::path::Path,
+    db: &RegionDb,
+    region: &str,
+    listen: &str,
+    pool_size: u32,
+) -> (PathBuf, AssertionKey) {
     let secret: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
     std::fs::write(dir.join("assertion.key"), &secret).unwrap();
     let cred: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
@@ -313,11 +327,17 @@ impl Node {
     async fn wait_ready(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let r = self.http.send(Method::GET, &self.url("/readyz"), &[], None).await;
+            let r = self
+                .http
+                .send(Method::GET, &self.url("/readyz"), &[], None)
+                .await;
             if r.status == StatusCode::OK {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "node never became ready: {r:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node never became ready: {r:?}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -347,15 +367,34 @@ impl Node {
     }
 
     /// Calls the node as `tenant` with `role` (empty: use the member record of `subject`).
-    pub async fn call(&self, method: Method, path: &str, tenant: Uuid, subject: &str, role: &str, body: Option<&Value>) -> Response {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        tenant: Uuid,
+        subject: &str,
+        role: &str,
+        body: Option<&Value>,
+    ) -> Response {
         let a = self.assertion(tenant, subject, role);
         self.http
-            .send(method, &self.url(path), &[("x-residency-assertion", &a)], body)
+            .send(
+                method,
+                &self.url(path),
+                &[("x-residency-assertion", &a)],
+                body,
+            )
             .await
     }
 
     /// Calls with raw headers (no assertion added).
-    pub async fn raw(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Response {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Response {
         self.http.send(method, &self.url(path), headers, body).await
     }
 
@@ -371,9 +410,17 @@ impl Node {
         });
         let r = self
             .http
-            .send(Method::POST, &self.url("/internal/v1/provision"), &[("x-residency-assertion", &a)], Some(&body))
+            .send(
+                Method::POST,
+                &self.url("/internal/v1/provision"),
+                &[("x-residency-assertion", &a)],
+                Some(&body),
+            )
             .await;
-        assert!(r.status == StatusCode::CREATED || r.status == StatusCode::OK, "{r:?}");
+        assert!(
+            r.status == StatusCode::CREATED || r.status == StatusCode::OK,
+            "{r:?}"
+        );
         r
     }
 
@@ -390,4 +437,30 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Path of a workspace binary, built on first use with the same cargo and profile, so tests
+/// that spawn real processes work under a plain `cargo test`.
+///
+/// # Panics
+/// When the build fails.
+#[must_use]
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built.iter().any(|b| b == name) {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--bin", name])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --bin {name} failed");
+        built.push(name.to_owned());
+    }
+    target.join("debug").join(name)
 }

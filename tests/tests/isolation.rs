@@ -47,11 +47,25 @@ async fn seed(node: &Node, t: Uuid) -> Seeded {
     .await;
     let wf_id = wf["id"].as_str().unwrap().to_owned();
     let run = node
-        .call(Method::POST, &format!("/v1/workflows/{wf_id}/runs"), t, "u", "owner", None)
+        .call(
+            Method::POST,
+            &format!("/v1/workflows/{wf_id}/runs"),
+            t,
+            "u",
+            "owner",
+            None,
+        )
         .await;
     assert_eq!(run.status, StatusCode::CREATED, "{run:?}");
     let r = node
-        .call(Method::PUT, "/v1/configurations/theme", t, "u", "owner", Some(&json!({"value": {"color": "blue"}})))
+        .call(
+            Method::PUT,
+            "/v1/configurations/theme",
+            t,
+            "u",
+            "owner",
+            Some(&json!({"value": {"color": "blue"}})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let member = call(
@@ -99,36 +113,80 @@ async fn another_tenants_ids_are_404_like_missing_ones() {
         // B: read, update and delete all answer 404, and A's row survives.
         let read = node.call(Method::GET, p, b, "u", "owner", None).await;
         assert_eq!(read.status, StatusCode::NOT_FOUND, "{p}");
-        let missing_path = p.rsplit_once('/').unwrap().0.to_owned() + "/" + &Uuid::new_v4().to_string();
-        let missing = node.call(Method::GET, &missing_path, b, "u", "owner", None).await;
-        assert_eq!(read.json["detail"], missing.json["detail"], "{p}: body differs from a missing id");
+        let missing_path =
+            p.rsplit_once('/').unwrap().0.to_owned() + "/" + &Uuid::new_v4().to_string();
+        let missing = node
+            .call(Method::GET, &missing_path, b, "u", "owner", None)
+            .await;
+        assert_eq!(
+            read.json["detail"], missing.json["detail"],
+            "{p}: body differs from a missing id"
+        );
         if !p.contains("/executions/") {
             let del = node.call(Method::DELETE, p, b, "u", "owner", None).await;
             assert_eq!(del.status, StatusCode::NOT_FOUND, "{p}");
         }
         let again = node.call(Method::GET, p, a, "u", "owner", None).await;
-        assert_eq!(again.status, StatusCode::OK, "{p} was touched by another tenant");
+        assert_eq!(
+            again.status,
+            StatusCode::OK,
+            "{p} was touched by another tenant"
+        );
     }
     for (p, body) in [
-        (format!("/v1/workflows/{}", s.workflow), json!({"name": "hijacked"})),
-        (format!("/v1/connections/{}", s.connection), json!({"name": "hijacked"})),
-        (format!("/v1/members/{}", s.member), json!({"display_name": "hijacked"})),
-        (format!("/v1/roles/{}", s.role), json!({"description": "hijacked"})),
+        (
+            format!("/v1/workflows/{}", s.workflow),
+            json!({"name": "hijacked"}),
+        ),
+        (
+            format!("/v1/connections/{}", s.connection),
+            json!({"name": "hijacked"}),
+        ),
+        (
+            format!("/v1/members/{}", s.member),
+            json!({"display_name": "hijacked"}),
+        ),
+        (
+            format!("/v1/roles/{}", s.role),
+            json!({"description": "hijacked"}),
+        ),
     ] {
-        let r = node.call(Method::PATCH, &p, b, "u", "owner", Some(&body)).await;
+        let r = node
+            .call(Method::PATCH, &p, b, "u", "owner", Some(&body))
+            .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{p}: {r:?}");
     }
     let r = node
-        .call(Method::POST, &format!("/v1/workflows/{}/runs", s.workflow), b, "u", "owner", None)
+        .call(
+            Method::POST,
+            &format!("/v1/workflows/{}/runs", s.workflow),
+            b,
+            "u",
+            "owner",
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = node
-        .call(Method::POST, &format!("/v1/executions/{}/cancel", s.execution), b, "u", "owner", None)
+        .call(
+            Method::POST,
+            &format!("/v1/executions/{}/cancel", s.execution),
+            b,
+            "u",
+            "owner",
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // B's lists show none of A's rows.
-    for list in ["/v1/connections", "/v1/workflows", "/v1/executions", "/v1/configurations", "/v1/audit-events"] {
+    for list in [
+        "/v1/connections",
+        "/v1/workflows",
+        "/v1/executions",
+        "/v1/configurations",
+        "/v1/audit-events",
+    ] {
         let r = node.call(Method::GET, list, b, "u", "owner", None).await;
         assert_eq!(r.status, StatusCode::OK);
         let body = r.text;
@@ -138,8 +196,12 @@ async fn another_tenants_ids_are_404_like_missing_ones() {
         assert!(!body.contains("theme"), "{list} leaked a configuration");
     }
     // Usage counts are per tenant.
-    let ua = node.call(Method::GET, "/v1/usage", a, "u", "owner", None).await;
-    let ub = node.call(Method::GET, "/v1/usage", b, "u", "owner", None).await;
+    let ua = node
+        .call(Method::GET, "/v1/usage", a, "u", "owner", None)
+        .await;
+    let ub = node
+        .call(Method::GET, "/v1/usage", b, "u", "owner", None)
+        .await;
     assert_eq!(ua.json["counts"]["workflows"], 1);
     assert_eq!(ub.json["counts"]["workflows"], 0);
     assert_eq!(ub.json["counts"]["executions"], 0);
@@ -156,38 +218,108 @@ async fn body_tenant_ids_and_cross_tenant_references_change_nothing() {
 
     // tenant_id in a body is ignored: the row belongs to the caller.
     let r = node
-        .call(Method::POST, "/v1/workflows", b, "u", "owner", Some(&json!({"name": "sneaky", "definition": {}, "tenant_id": a})))
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            b,
+            "u",
+            "owner",
+            Some(&json!({"name": "sneaky", "definition": {}, "tenant_id": a})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let id = r.json["id"].as_str().unwrap();
-    assert_eq!(node.call(Method::GET, &format!("/v1/workflows/{id}"), b, "u", "owner", None).await.status, StatusCode::OK);
-    assert_eq!(node.call(Method::GET, &format!("/v1/workflows/{id}"), a, "u", "owner", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        node.call(
+            Method::GET,
+            &format!("/v1/workflows/{id}"),
+            b,
+            "u",
+            "owner",
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        node.call(
+            Method::GET,
+            &format!("/v1/workflows/{id}"),
+            a,
+            "u",
+            "owner",
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
 
     // B cannot reference A's connection: a clean 422 naming the field, no constraint text.
     let r = node
-        .call(Method::POST, "/v1/workflows", b, "u", "owner", Some(&json!({"name": "steal", "definition": {}, "connection_id": s.connection})))
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            b,
+            "u",
+            "owner",
+            Some(&json!({"name": "steal", "definition": {}, "connection_id": s.connection})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
-    assert!(r.json["detail"].as_str().unwrap().starts_with("connection_id"));
+    assert!(r.json["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("connection_id"));
     for leak in ["constraint", "fkey", "violates", "tenant", &s.connection] {
-        assert!(!r.text.contains(leak), "problem leaked {leak:?}: {}", r.text);
+        assert!(
+            !r.text.contains(leak),
+            "problem leaked {leak:?}: {}",
+            r.text
+        );
     }
 
     // Two tenants may use the same names and keys.
     let r = node
-        .call(Method::POST, "/v1/workflows", b, "u", "owner", Some(&json!({"name": "notify", "definition": {}})))
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            b,
+            "u",
+            "owner",
+            Some(&json!({"name": "notify", "definition": {}})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let r = node
-        .call(Method::PUT, "/v1/configurations/theme", b, "u", "owner", Some(&json!({"value": 1})))
+        .call(
+            Method::PUT,
+            "/v1/configurations/theme",
+            b,
+            "u",
+            "owner",
+            Some(&json!({"value": 1})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     // Within one tenant, a duplicate is a 409 that names no constraint.
     let r = node
-        .call(Method::POST, "/v1/workflows", b, "u", "owner", Some(&json!({"name": "notify", "definition": {}})))
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            b,
+            "u",
+            "owner",
+            Some(&json!({"name": "notify", "definition": {}})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert!(!r.text.contains("workflows_tenant_id_name_key"), "{}", r.text);
+    assert!(
+        !r.text.contains("workflows_tenant_id_name_key"),
+        "{}",
+        r.text
+    );
     assert!(!r.text.contains(&a.to_string()));
 }
 
@@ -204,16 +336,27 @@ async fn sql_as_app_role_sees_only_the_tenant_in_the_setting() {
     for table in TABLES {
         // Under B's setting, A's rows are invisible.
         let tx = app.transaction().await.unwrap();
-        tx.execute("SELECT set_config('app.tenant_id', $1, true)", &[&b.to_string()]).await.unwrap();
+        tx.execute(
+            "SELECT set_config('app.tenant_id', $1, true)",
+            &[&b.to_string()],
+        )
+        .await
+        .unwrap();
         let n: i64 = tx
-            .query_one(&format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"), &[&a])
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"),
+                &[&a],
+            )
             .await
             .unwrap()
             .get(0);
         assert_eq!(n, 0, "{table}: B sees A's rows");
         // B's updates and deletes of A's rows touch nothing.
         let upd = tx
-            .execute(&format!("UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = $1"), &[&a])
+            .execute(
+                &format!("UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = $1"),
+                &[&a],
+            )
             .await;
         if let Ok(n) = upd {
             assert_eq!(n, 0, "{table}");
@@ -222,24 +365,48 @@ async fn sql_as_app_role_sees_only_the_tenant_in_the_setting() {
 
         // Under A's setting they are visible (the test can fail).
         let tx = app.transaction().await.unwrap();
-        tx.execute("SELECT set_config('app.tenant_id', $1, true)", &[&a.to_string()]).await.unwrap();
-        let n: i64 = tx.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
+        tx.execute(
+            "SELECT set_config('app.tenant_id', $1, true)",
+            &[&a.to_string()],
+        )
+        .await
+        .unwrap();
+        let n: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
         assert!(n > 0, "{table}: A sees none of its own rows");
         tx.rollback().await.unwrap();
 
         // No setting, or an empty one: no rows, never an error that reveals rows.
-        let n: i64 = app.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
+        let n: i64 = app
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(n, 0, "{table}: rows visible without a tenant setting");
         let tx = app.transaction().await.unwrap();
-        tx.execute("SELECT set_config('app.tenant_id', '', true)", &[]).await.unwrap();
-        let n: i64 = tx.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
+        tx.execute("SELECT set_config('app.tenant_id', '', true)", &[])
+            .await
+            .unwrap();
+        let n: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(n, 0, "{table}: rows visible with an empty tenant setting");
         tx.rollback().await.unwrap();
     }
 
     // tenant_id can never change, even to move a row to a tenant the writer controls.
     let tx = app.transaction().await.unwrap();
-    tx.execute("SELECT set_config('app.tenant_id', $1, true)", &[&a.to_string()]).await.unwrap();
+    tx.execute(
+        "SELECT set_config('app.tenant_id', $1, true)",
+        &[&a.to_string()],
+    )
+    .await
+    .unwrap();
     let err = tx
         .execute("UPDATE configurations SET tenant_id = $1", &[&b])
         .await
@@ -249,7 +416,12 @@ async fn sql_as_app_role_sees_only_the_tenant_in_the_setting() {
 
     // WITH CHECK: under A's setting, a row for B cannot be written.
     let tx = app.transaction().await.unwrap();
-    tx.execute("SELECT set_config('app.tenant_id', $1, true)", &[&a.to_string()]).await.unwrap();
+    tx.execute(
+        "SELECT set_config('app.tenant_id', $1, true)",
+        &[&a.to_string()],
+    )
+    .await
+    .unwrap();
     let err = tx
         .execute(
             "INSERT INTO configurations (tenant_id, key, value, updated_by) VALUES ($1, 'x', '1', 'u')",
@@ -272,7 +444,12 @@ async fn sql_as_app_role_sees_only_the_tenant_in_the_setting() {
 
     // Audit events are append-only for the app role (no UPDATE or DELETE privilege).
     let tx = app.transaction().await.unwrap();
-    tx.execute("SELECT set_config('app.tenant_id', $1, true)", &[&a.to_string()]).await.unwrap();
+    tx.execute(
+        "SELECT set_config('app.tenant_id', $1, true)",
+        &[&a.to_string()],
+    )
+    .await
+    .unwrap();
     assert!(tx.execute("DELETE FROM audit_events", &[]).await.is_err());
     tx.rollback().await.unwrap();
 }
@@ -284,7 +461,10 @@ async fn credentials_are_write_only_and_encrypted_at_rest() {
     let a = Uuid::new_v4();
     node.provision(a, "alpha").await;
     let s = seed(&node, a).await;
-    for p in [format!("/v1/connections/{}", s.connection), "/v1/connections".to_owned()] {
+    for p in [
+        format!("/v1/connections/{}", s.connection),
+        "/v1/connections".to_owned(),
+    ] {
         let r = node.call(Method::GET, &p, a, "u", "owner", None).await;
         assert!(!r.text.contains("xoxb-secret"), "{p} returned credentials");
         assert!(r.text.contains("credentials_set"));
@@ -303,5 +483,11 @@ async fn credentials_are_write_only_and_encrypted_at_rest() {
         .call(Method::POST, "/v1/connections", a, "u", "owner", Some(&json!({"connector_id": "slack", "name": "x", "enabled_actions": ["launch_rockets"], "credentials": {"t": 1}})))
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.json["detail"].as_str().unwrap().starts_with("enabled_actions[0]"), "{r:?}");
+    assert!(
+        r.json["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("enabled_actions[0]"),
+        "{r:?}"
+    );
 }

@@ -34,7 +34,10 @@ pub async fn me(State(st): State<Arc<AppState>>, caller: Caller) -> Result<Json<
 }
 
 /// `GET /v1/usage`: per-entity row counts of the caller's tenant.
-pub async fn usage(State(st): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn usage(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     let out = st
         .db
         .tenant(&caller, move |tx| {
@@ -117,7 +120,10 @@ pub async fn connector_get(
             Box::pin(async move {
                 tx.require("connectors.read")?;
                 let row = tx
-                    .query_opt(&format!("{CONNECTOR_SELECT} WHERE c.id = $1 GROUP BY c.id"), &[&id])
+                    .query_opt(
+                        &format!("{CONNECTOR_SELECT} WHERE c.id = $1 GROUP BY c.id"),
+                        &[&id],
+                    )
                     .await?
                     .ok_or(ApiError::NotFound("connector"))?;
                 Ok(connector(&row))

@@ -33,7 +33,10 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid("key", "must be 1-128 characters of [A-Za-z0-9._:-]"))
+        Err(ApiError::invalid(
+            "key",
+            "must be 1-128 characters of [A-Za-z0-9._:-]",
+        ))
     }
 }
 
@@ -126,7 +129,11 @@ pub async fn put(
             })
         })
         .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(out)))
 }
 
@@ -141,11 +148,14 @@ pub async fn delete(
         .tenant(&caller, move |tx| {
             Box::pin(async move {
                 tx.require("configurations.delete")?;
-                let n = tx.execute("DELETE FROM configurations WHERE key = $1", &[&key]).await?;
+                let n = tx
+                    .execute("DELETE FROM configurations WHERE key = $1", &[&key])
+                    .await?;
                 if n == 0 {
                     return Err(ApiError::NotFound("configuration"));
                 }
-                tx.audit("configuration.delete", "configuration", &key, json!({})).await?;
+                tx.audit("configuration.delete", "configuration", &key, json!({}))
+                    .await?;
                 Ok(())
             })
         })

@@ -82,7 +82,12 @@ async fn check_actions(tx: &Tx<'_>, connector: &str, actions: &[String]) -> Resu
     Ok(())
 }
 
-fn seal(st: &AppState, tenant: Uuid, id: Uuid, creds: &Map<String, Value>) -> Result<Vec<u8>, ApiError> {
+fn seal(
+    st: &AppState,
+    tenant: Uuid,
+    id: Uuid,
+    creds: &Map<String, Value>,
+) -> Result<Vec<u8>, ApiError> {
     if creds.is_empty() {
         return Err(ApiError::invalid("credentials", "must not be empty"));
     }
@@ -188,7 +193,10 @@ pub async fn get(
             Box::pin(async move {
                 tx.require("connections.read")?;
                 let row = tx
-                    .query_opt(&format!("SELECT {COLUMNS} FROM connections WHERE id = $1"), &[&id])
+                    .query_opt(
+                        &format!("SELECT {COLUMNS} FROM connections WHERE id = $1"),
+                        &[&id],
+                    )
                     .await?
                     .ok_or(ApiError::NotFound("connection"))?;
                 Ok(to_json(&row))
@@ -268,16 +276,29 @@ pub async fn delete(
             Box::pin(async move {
                 tx.require("connections.delete")?;
                 let used = tx
-                    .query_opt("SELECT 1 FROM workflows WHERE connection_id = $1 LIMIT 1", &[&id])
+                    .query_opt(
+                        "SELECT 1 FROM workflows WHERE connection_id = $1 LIMIT 1",
+                        &[&id],
+                    )
                     .await?;
                 if used.is_some() {
-                    return Err(ApiError::Conflict("the connection is used by a workflow".into()));
+                    return Err(ApiError::Conflict(
+                        "the connection is used by a workflow".into(),
+                    ));
                 }
-                let n = tx.execute("DELETE FROM connections WHERE id = $1", &[&id]).await?;
+                let n = tx
+                    .execute("DELETE FROM connections WHERE id = $1", &[&id])
+                    .await?;
                 if n == 0 {
                     return Err(ApiError::NotFound("connection"));
                 }
-                tx.audit("connection.delete", "connection", &id.to_string(), json!({})).await?;
+                tx.audit(
+                    "connection.delete",
+                    "connection",
+                    &id.to_string(),
+                    json!({}),
+                )
+                .await?;
                 Ok(())
             })
         })

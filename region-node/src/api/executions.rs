@@ -15,7 +15,8 @@ use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-const COLUMNS: &str = "id, workflow_id, status, trigger, input, created_by, created_at, finished_at";
+const COLUMNS: &str =
+    "id, workflow_id, status, trigger, input, created_by, created_at, finished_at";
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
 fn to_json(r: &Row) -> Value {
@@ -37,7 +38,10 @@ fn to_json(r: &Row) -> Value {
 /// 404 when it does not exist for this tenant.
 pub async fn load(tx: &Tx<'_>, id: Uuid, logs: bool) -> Result<Value, ApiError> {
     let row = tx
-        .query_opt(&format!("SELECT {COLUMNS} FROM executions WHERE id = $1"), &[&id])
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM executions WHERE id = $1"),
+            &[&id],
+        )
         .await?
         .ok_or(ApiError::NotFound("execution"))?;
     let mut out = to_json(&row);
@@ -82,7 +86,10 @@ pub async fn list(
     let after = page.after_uuid()?;
     if let Some(s) = &q.status {
         if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::invalid("status", format!("must be one of {}", STATUSES.join(", "))));
+            return Err(ApiError::invalid(
+                "status",
+                format!("must be one of {}", STATUSES.join(", ")),
+            ));
         }
     }
     let out = st
@@ -141,19 +148,25 @@ pub async fn cancel(
             Box::pin(async move {
                 tx.require("executions.cancel")?;
                 let status: String = tx
-                    .query_opt("SELECT status FROM executions WHERE id = $1 FOR UPDATE", &[&id])
+                    .query_opt(
+                        "SELECT status FROM executions WHERE id = $1 FOR UPDATE",
+                        &[&id],
+                    )
                     .await?
                     .ok_or(ApiError::NotFound("execution"))?
                     .get(0);
                 if status != "queued" && status != "running" {
-                    return Err(ApiError::Conflict(format!("the execution is already {status}")));
+                    return Err(ApiError::Conflict(format!(
+                        "the execution is already {status}"
+                    )));
                 }
                 tx.execute(
                     "UPDATE executions SET status = 'cancelled', finished_at = now() WHERE id = $1",
                     &[&id],
                 )
                 .await?;
-                tx.audit("execution.cancel", "execution", &id.to_string(), json!({})).await?;
+                tx.audit("execution.cancel", "execution", &id.to_string(), json!({}))
+                    .await?;
                 load(tx, id, false).await
             })
         })

@@ -54,7 +54,9 @@ pub struct UpdateMember {
 
 async fn role_id(tx: &Tx<'_>, name: &str) -> Result<Uuid, ApiError> {
     if name == "owner" && tx.principal().role != "owner" {
-        return Err(ApiError::Forbidden("only an owner can grant the owner role".into()));
+        return Err(ApiError::Forbidden(
+            "only an owner can grant the owner role".into(),
+        ));
     }
     tx.query_opt("SELECT id FROM roles WHERE name = $1", &[&name])
         .await?
@@ -77,7 +79,9 @@ async fn guard_owner(tx: &Tx<'_>, id: Uuid, demoting: bool) -> Result<(), ApiErr
         return Ok(());
     }
     if tx.principal().role != "owner" {
-        return Err(ApiError::Forbidden("only an owner can change an owner".into()));
+        return Err(ApiError::Forbidden(
+            "only an owner can change an owner".into(),
+        ));
     }
     if demoting {
         let owners: i64 = tx
@@ -89,7 +93,9 @@ async fn guard_owner(tx: &Tx<'_>, id: Uuid, demoting: bool) -> Result<(), ApiErr
             .await?
             .get(0);
         if owners <= 1 {
-            return Err(ApiError::Conflict("a customer must keep at least one owner".into()));
+            return Err(ApiError::Conflict(
+                "a customer must keep at least one owner".into(),
+            ));
         }
     }
     Ok(())
@@ -142,7 +148,9 @@ pub async fn list(
                 tx.require("members.read")?;
                 let rows = tx
                     .query(
-                        &format!("{SELECT} WHERE ($1::uuid IS NULL OR m.id > $1) ORDER BY m.id LIMIT $2"),
+                        &format!(
+                            "{SELECT} WHERE ($1::uuid IS NULL OR m.id > $1) ORDER BY m.id LIMIT $2"
+                        ),
                         &[&after, &page.fetch()],
                     )
                     .await?;
@@ -220,8 +228,10 @@ pub async fn delete(
             Box::pin(async move {
                 tx.require("members.delete")?;
                 guard_owner(tx, id, true).await?;
-                tx.execute("DELETE FROM members WHERE id = $1", &[&id]).await?;
-                tx.audit("member.delete", "member", &id.to_string(), json!({})).await?;
+                tx.execute("DELETE FROM members WHERE id = $1", &[&id])
+                    .await?;
+                tx.audit("member.delete", "member", &id.to_string(), json!({}))
+                    .await?;
                 Ok(())
             })
         })

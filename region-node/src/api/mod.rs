@@ -36,7 +36,10 @@ use crate::state::AppState;
 pub fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let n = v.chars().count();
     if n < min || n > max {
-        return Err(ApiError::invalid(field, format!("must be {min}-{max} characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("must be {min}-{max} characters"),
+        ));
     }
     Ok(())
 }
@@ -61,15 +64,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/usage", get(account::usage))
         .route("/v1/connectors", get(account::connectors))
         .route("/v1/connectors/{id}", get(account::connector_get))
-        .route("/v1/connections", get(connections::list).post(connections::create))
+        .route(
+            "/v1/connections",
+            get(connections::list).post(connections::create),
+        )
         .route(
             "/v1/connections/{id}",
-            get(connections::get).patch(connections::update).delete(connections::delete),
+            get(connections::get)
+                .patch(connections::update)
+                .delete(connections::delete),
         )
-        .route("/v1/workflows", get(workflows::list).post(workflows::create))
+        .route(
+            "/v1/workflows",
+            get(workflows::list).post(workflows::create),
+        )
         .route(
             "/v1/workflows/{id}",
-            get(workflows::get).patch(workflows::update).delete(workflows::delete),
+            get(workflows::get)
+                .patch(workflows::update)
+                .delete(workflows::delete),
         )
         .route("/v1/workflows/{id}/runs", post(workflows::run))
         .route("/v1/executions", get(executions::list))
@@ -78,12 +91,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/configurations", get(configurations::list))
         .route(
             "/v1/configurations/{key}",
-            get(configurations::get).put(configurations::put).delete(configurations::delete),
+            get(configurations::get)
+                .put(configurations::put)
+                .delete(configurations::delete),
         )
         .route("/v1/members", get(members::list).post(members::create))
         .route(
             "/v1/members/{id}",
-            get(members::get).patch(members::update).delete(members::delete),
+            get(members::get)
+                .patch(members::update)
+                .delete(members::delete),
         )
         .route("/v1/roles", get(roles::list).post(roles::create))
         .route(
@@ -106,7 +123,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             crate::error::problem(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed on this route",
-                &crate::error::CURRENT_REQUEST_ID.try_with(Clone::clone).unwrap_or_default(),
+                &crate::error::CURRENT_REQUEST_ID
+                    .try_with(Clone::clone)
+                    .unwrap_or_default(),
                 "method_not_allowed",
             )
         })

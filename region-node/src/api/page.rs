@@ -130,7 +130,10 @@ mod tests {
         let out = p.finish(vec![json!({"id": "a"}), json!({"id": "b"})], by_id);
         assert_eq!(out["items"].as_array().unwrap().len(), 1);
         let cur = out["next_cursor"].as_str().unwrap();
-        assert_eq!(Page::new(None, Some(cur)).unwrap().after.as_deref(), Some("a"));
+        assert_eq!(
+            Page::new(None, Some(cur)).unwrap().after.as_deref(),
+            Some("a")
+        );
         assert!(Page::new(None, Some("!!")).is_err());
         assert!(Page::new(None, Some("YWJj")).is_err());
         let last = p.finish(vec![json!({"id": "a"})], by_id);

@@ -21,7 +21,8 @@ use crate::error::ApiError;
 use crate::rbac::{is_permission, SystemRole, PERMISSIONS};
 use crate::state::AppState;
 
-const COLUMNS: &str = "id, name, description, is_system, based_on, permissions, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, description, is_system, based_on, permissions, created_at, updated_at";
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -62,7 +63,10 @@ pub struct UpdateRole {
 fn check_permissions(field: &str, perms: &[String]) -> Result<(), ApiError> {
     for (i, p) in perms.iter().enumerate() {
         if !is_permission(p) {
-            return Err(ApiError::invalid(format!("{field}[{i}]"), format!("unknown permission {p:?}")));
+            return Err(ApiError::invalid(
+                format!("{field}[{i}]"),
+                format!("unknown permission {p:?}"),
+            ));
         }
     }
     Ok(())
@@ -72,7 +76,10 @@ fn check_permissions(field: &str, perms: &[String]) -> Result<(), ApiError> {
 fn apply(base: &[String], add: &[String], remove: &[String]) -> Vec<String> {
     PERMISSIONS
         .iter()
-        .filter(|p| (base.iter().any(|b| b == *p) || add.iter().any(|a| a == *p)) && !remove.iter().any(|r| r == *p))
+        .filter(|p| {
+            (base.iter().any(|b| b == *p) || add.iter().any(|a| a == *p))
+                && !remove.iter().any(|r| r == *p)
+        })
         .map(|p| (*p).to_owned())
         .collect()
 }
@@ -82,9 +89,13 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     let shape = !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-');
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-');
     if !shape {
-        return Err(ApiError::invalid("name", "must be 1-63 characters of [a-z0-9_-], starting with a letter"));
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1-63 characters of [a-z0-9_-], starting with a letter",
+        ));
     }
     if SystemRole::from_name(name).is_some() || name == crate::auth::SYSTEM_ROLE {
         return Err(ApiError::invalid("name", "is reserved for a system role"));
@@ -93,9 +104,12 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Row, ApiError> {
-    tx.query_opt(&format!("SELECT {COLUMNS} FROM roles WHERE id = $1"), &[&id])
-        .await?
-        .ok_or(ApiError::NotFound("role"))
+    tx.query_opt(
+        &format!("SELECT {COLUMNS} FROM roles WHERE id = $1"),
+        &[&id],
+    )
+    .await?
+    .ok_or(ApiError::NotFound("role"))
 }
 
 /// `POST /v1/roles`.
@@ -248,8 +262,10 @@ pub async fn delete(
                 if held.is_some() {
                     return Err(ApiError::Conflict("the role is held by a member".into()));
                 }
-                tx.execute("DELETE FROM roles WHERE id = $1", &[&id]).await?;
-                tx.audit("role.delete", "role", &id.to_string(), json!({})).await?;
+                tx.execute("DELETE FROM roles WHERE id = $1", &[&id])
+                    .await?;
+                tx.audit("role.delete", "role", &id.to_string(), json!({}))
+                    .await?;
                 Ok(())
             })
         })
@@ -264,7 +280,11 @@ mod tests {
     #[test]
     fn apply_adds_removes_in_catalogue_order() {
         let base = vec!["workflows.read".to_owned(), "workflows.delete".to_owned()];
-        let out = apply(&base, &["tenant.read".to_owned()], &["workflows.delete".to_owned()]);
+        let out = apply(
+            &base,
+            &["tenant.read".to_owned()],
+            &["workflows.delete".to_owned()],
+        );
         assert_eq!(out, ["tenant.read", "workflows.read"]);
     }
 

@@ -168,7 +168,10 @@ pub async fn get(
             Box::pin(async move {
                 tx.require("workflows.read")?;
                 let row = tx
-                    .query_opt(&format!("SELECT {COLUMNS} FROM workflows WHERE id = $1"), &[&id])
+                    .query_opt(
+                        &format!("SELECT {COLUMNS} FROM workflows WHERE id = $1"),
+                        &[&id],
+                    )
                     .await?
                     .ok_or(ApiError::NotFound("workflow"))?;
                 Ok(to_json(&row))
@@ -225,7 +228,8 @@ pub async fn update(
                     )
                     .await?
                     .ok_or(ApiError::NotFound("workflow"))?;
-                tx.audit("workflow.update", "workflow", &id.to_string(), json!({})).await?;
+                tx.audit("workflow.update", "workflow", &id.to_string(), json!({}))
+                    .await?;
                 Ok(to_json(&row))
             })
         })
@@ -244,11 +248,14 @@ pub async fn delete(
         .tenant(&caller, move |tx| {
             Box::pin(async move {
                 tx.require("workflows.delete")?;
-                let n = tx.execute("DELETE FROM workflows WHERE id = $1", &[&id]).await?;
+                let n = tx
+                    .execute("DELETE FROM workflows WHERE id = $1", &[&id])
+                    .await?;
                 if n == 0 {
                     return Err(ApiError::NotFound("workflow"));
                 }
-                tx.audit("workflow.delete", "workflow", &id.to_string(), json!({})).await?;
+                tx.audit("workflow.delete", "workflow", &id.to_string(), json!({}))
+                    .await?;
                 Ok(())
             })
         })

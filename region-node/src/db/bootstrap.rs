@@ -144,7 +144,9 @@ pub async fn teardown(admin_url: &str, database: &str, roles: &[&str]) -> anyhow
     anyhow::ensure!(is_simple_identifier(database), "bad database name");
     let admin = connect(admin_url).await?;
     admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
         .await?;
     for r in roles {
         anyhow::ensure!(is_simple_identifier(r), "bad role name");

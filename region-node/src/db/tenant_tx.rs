@@ -198,7 +198,8 @@ impl Db {
         })?;
         let tx = conn.transaction().await?;
         let tenant = caller.tenant.to_string();
-        tx.execute(SET_TENANT, &[&tenant, &caller.role_claim]).await?;
+        tx.execute(SET_TENANT, &[&tenant, &caller.role_claim])
+            .await?;
         let principal = match scope {
             Scope::System => Principal {
                 role: "system".to_owned(),

@@ -1,0 +1,158 @@
+//! The real `region-node` binary: config errors name the file and key (exit 64), and SIGTERM
+//! drains an in-flight request before exiting 0.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use integration_tests::{binary, write_node_config, Http, RegionDb};
+use residency_config::assertion::{now_secs, Signer};
+use residency_config::{RegionId, TenantId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+#[tokio::test]
+async fn config_errors_name_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        "[node]\nlisten = \"127.0.0.1:0\"\n[region]\nid = \"eu\"\n[database]\nurl = \"postgres://app@127.0.0.1/db\"\npool_size = 0\n[[assertion.keys]]\nkid = \"k\"\nkey_file = \"missing.key\"\n[credentials]\nkey_file = \"missing.key\"\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(binary("region-node"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "database.pool_size",
+        "assertion.keys[0].key_file",
+        "credentials.key_file",
+    ] {
+        assert!(
+            err.contains(&format!("node.toml: {key}:")),
+            "{key} not named in: {err}"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let db = RegionDb::create("eu").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (path, key) = write_node_config(dir.path(), &db, "eu", &format!("127.0.0.1:{port}"), 2);
+    let mut child = tokio::process::Command::new(binary("region-node"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = Http::default();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = tokio::time::timeout(Duration::from_secs(1), async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if ok
+            && http
+                .send(Method::GET, &format!("{base}/readyz"), &[], None)
+                .await
+                .status
+                == StatusCode::OK
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node binary never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = Uuid::new_v4();
+    let signer = Signer::new(RegionId::new("eu").unwrap(), &key, 60);
+    let sys = signer
+        .mint(TenantId::from_uuid(t), "system:test", "system", now_secs())
+        .unwrap()
+        .0;
+    let r = http
+        .send(
+            Method::POST,
+            &format!("{base}/internal/v1/provision"),
+            &[("x-residency-assertion", &sys)],
+            Some(&serde_json::json!({"name": "acme"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+
+    // Start a request and stop half-way through its body.
+    let owner = signer
+        .mint(TenantId::from_uuid(t), "u", "owner", now_secs())
+        .unwrap()
+        .0;
+    let body = br#"{"value": {"drained": true}}"#;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "PUT /v1/configurations/drain HTTP/1.1\r\nhost: x\r\nx-residency-assertion: {owner}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the node start reading the request
+
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // New connections are refused once the listener closes...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...but the in-flight request completes.
+    stream.write_all(&body[10..]).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,277 @@
+//! Role-based access control through the node's API: system role sizes, read-only viewer,
+//! custom roles, end-user limits, role from the member record.
+
+use http::{Method, StatusCode};
+use integration_tests::{Node, NodeOptions, RegionDb};
+use serde_json::json;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn system_roles_custom_roles_and_member_records() {
+    let db = RegionDb::create("eu").await;
+    let node = Node::start(&db, "eu", NodeOptions::default()).await;
+    let t = Uuid::new_v4();
+    node.provision(t, "acme").await;
+
+    // Permission counts per system role, as seen by /v1/me.
+    for (role, n) in [
+        ("owner", 39),
+        ("admin", 39),
+        ("developer", 34),
+        ("operator", 18),
+        ("viewer", 7),
+        ("end_user", 9),
+    ] {
+        let r = node
+            .call(Method::GET, "/v1/me", t, "someone", role, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{role}: {r:?}");
+        assert_eq!(r.json["permissions"].as_array().unwrap().len(), n, "{role}");
+        assert_eq!(r.json["role"], role);
+        assert_eq!(r.json["region"], "eu");
+        assert_eq!(r.json["tenant_id"], t.to_string());
+    }
+
+    // Six system roles exist.
+    let roles = node
+        .call(Method::GET, "/v1/roles", t, "u", "owner", None)
+        .await;
+    let system: Vec<_> = roles.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["system"] == true)
+        .collect();
+    assert_eq!(system.len(), 6);
+
+    // Viewer: reads yes, writes 403 with a problem naming the permission.
+    assert_eq!(
+        node.call(Method::GET, "/v1/workflows", t, "v", "viewer", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = node
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            t,
+            "v",
+            "viewer",
+            Some(&json!({"name": "x", "definition": {}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    assert!(r.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains("workflows.create"));
+    let r = node
+        .call(
+            Method::PUT,
+            "/v1/configurations/k",
+            t,
+            "v",
+            "viewer",
+            Some(&json!({"value": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Custom role: developer without workflows.delete.
+    let r = node
+        .call(Method::POST, "/v1/roles", t, "u", "owner", Some(&json!({"name": "builder", "based_on": "developer", "remove": ["workflows.delete"], "add": ["billing.update"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.json["permissions"].as_array().unwrap().len(), 34);
+    let wf = node
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            t,
+            "b",
+            "builder",
+            Some(&json!({"name": "w", "definition": {}})),
+        )
+        .await;
+    assert_eq!(wf.status, StatusCode::CREATED);
+    let path = format!("/v1/workflows/{}", wf.json["id"].as_str().unwrap());
+    assert_eq!(
+        node.call(Method::DELETE, &path, t, "b", "builder", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        node.call(Method::DELETE, &path, t, "d", "developer", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    // Unknown permissions and reserved names are refused by field.
+    let r = node
+        .call(
+            Method::POST,
+            "/v1/roles",
+            t,
+            "u",
+            "owner",
+            Some(&json!({"name": "x", "based_on": "viewer", "add": ["root.everything"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json["detail"].as_str().unwrap().starts_with("add[0]"));
+    let r = node
+        .call(
+            Method::POST,
+            "/v1/roles",
+            t,
+            "u",
+            "owner",
+            Some(&json!({"name": "admin", "based_on": "viewer"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // System roles cannot be changed.
+    let owner_role = system.iter().find(|r| r["name"] == "owner").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = node
+        .call(
+            Method::PATCH,
+            &format!("/v1/roles/{owner_role}"),
+            t,
+            "u",
+            "owner",
+            Some(&json!({"remove": ["tenant.read"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+
+    // End user: may connect and run, may not author workflows or read the audit trail.
+    let r = node
+        .call(
+            Method::POST,
+            "/v1/connections",
+            t,
+            "e",
+            "end_user",
+            Some(&json!({"connector_id": "gmail", "name": "mine", "credentials": {"token": "t"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let r = node
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            t,
+            "e",
+            "end_user",
+            Some(&json!({"name": "x", "definition": {}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        node.call(Method::GET, "/v1/audit-events", t, "e", "end_user", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        node.call(Method::GET, "/v1/members", t, "e", "end_user", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let wf = node
+        .call(Method::POST, "/v1/workflows", t, "u", "owner", Some(&json!({"name": "for-users", "definition": {"steps": [{"action": "gmail.send_email"}]}})))
+        .await;
+    let run = node
+        .call(
+            Method::POST,
+            &format!("/v1/workflows/{}/runs", wf.json["id"].as_str().unwrap()),
+            t,
+            "e",
+            "end_user",
+            None,
+        )
+        .await;
+    assert_eq!(run.status, StatusCode::CREATED, "{run:?}");
+    assert_eq!(run.json["status"], "queued");
+    assert_eq!(run.json["logs"].as_array().unwrap().len(), 2);
+
+    // No role claim: the member record decides. The provisioned owner is an owner...
+    let r = node
+        .call(Method::GET, "/v1/me", t, &format!("owner-{t}"), "", None)
+        .await;
+    assert_eq!(r.json["role"], "owner", "{r:?}");
+    // ...a member added as viewer is a viewer...
+    let r = node
+        .call(
+            Method::POST,
+            "/v1/members",
+            t,
+            "u",
+            "owner",
+            Some(&json!({"subject": "sam", "email": "sam@acme.test", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        node.call(Method::GET, "/v1/me", t, "sam", "", None)
+            .await
+            .json["role"],
+        "viewer"
+    );
+    // ...and a stranger without a role claim is refused.
+    assert_eq!(
+        node.call(Method::GET, "/v1/me", t, "stranger", "", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // A role claim naming no role of this customer is refused.
+    assert_eq!(
+        node.call(Method::GET, "/v1/me", t, "x", "superuser", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // Only owners grant owner; the last owner cannot be removed.
+    let r = node
+        .call(
+            Method::POST,
+            "/v1/members",
+            t,
+            "a",
+            "admin",
+            Some(&json!({"subject": "eve", "email": "eve@acme.test", "role": "owner"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let members = node
+        .call(Method::GET, "/v1/members", t, "u", "owner", None)
+        .await;
+    let owner_member = members.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "owner")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = node
+        .call(
+            Method::DELETE,
+            &format!("/v1/members/{owner_member}"),
+            t,
+            "u",
+            "owner",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}
