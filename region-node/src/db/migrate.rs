@@ -1,25 +1,11 @@
-//! Embedded, versioned migrations, applied by the owner role (`region-node migrate`).
-//!
-//! Each migration runs in its own transaction under a session advisory lock, so concurrent
-//! nodes starting with `migrate_on_start` apply it once. Applied migrations are recorded with
-//! a SHA-256 checksum; a migration edited after it was applied is refused, not re-run.
+//! The region database's embedded migrations, applied by the owner role
+//! (`region-node migrate`) through the shared runner in [`residency_pg::migrate`].
 //!
 //! The migrations name the application and auditor roles (grants, auditor policy). Those are
 //! the only interpolated values, and only after [`is_simple_identifier`] accepted them.
 
-use aws_lc_rs::digest::{digest, SHA256};
 use residency_config::node::is_simple_identifier;
-use tokio_postgres::{Client, NoTls};
-
-/// One embedded migration.
-pub struct Migration {
-    /// Version, strictly increasing.
-    pub version: i32,
-    /// File stem.
-    pub name: &'static str,
-    /// SQL with `{{app_role}}` / `{{auditor_role}}` placeholders.
-    pub sql: &'static str,
-}
+pub use residency_pg::migrate::Migration;
 
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -58,82 +44,12 @@ fn render(sql: &str, roles: &GrantRoles) -> anyhow::Result<String> {
         .replace("{{auditor_role}}", &format!("\"{}\"", roles.auditor)))
 }
 
-fn checksum(sql: &str) -> String {
-    digest(&SHA256, sql.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Connects with `owner_url` and applies pending migrations. Returns the versions applied.
 ///
 /// # Errors
 /// Connection failures, SQL errors (with the migration named), or an edited migration.
 pub async fn migrate(owner_url: &str, roles: &GrantRoles) -> anyhow::Result<Vec<i32>> {
-    let (mut client, conn) = tokio_postgres::connect(owner_url, NoTls)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect as the owner role: {e}"))?;
-    let task = tokio::spawn(conn);
-    let result = apply(&mut client, roles).await;
-    drop(client);
-    let _ = task.await;
-    result
-}
-
-async fn apply(client: &mut Client, roles: &GrantRoles) -> anyhow::Result<Vec<i32>> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-        .await?;
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    integer PRIMARY KEY,
-                 name       text NOT NULL,
-                 checksum   text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await?;
-    let mut applied = Vec::new();
-    for m in MIGRATIONS {
-        let sum = checksum(m.sql);
-        let existing = client
-            .query_opt(
-                "SELECT checksum FROM schema_migrations WHERE version = $1",
-                &[&m.version],
-            )
-            .await?;
-        if let Some(row) = existing {
-            let have: String = row.get(0);
-            anyhow::ensure!(
-                have == sum,
-                "migration {} was changed after it was applied (checksum mismatch)",
-                m.name
-            );
-            continue;
-        }
-        let sql = render(m.sql, roles)?;
-        let tx = client.transaction().await?;
-        tx.batch_execute(&sql)
-            .await
-            .map_err(|e| anyhow::anyhow!("migration {} failed: {}", m.name, db_message(&e)))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            &[&m.version, &m.name, &sum],
-        )
-        .await?;
-        tx.commit().await?;
-        applied.push(m.version);
-    }
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-        .await?;
-    Ok(applied)
-}
-
-fn db_message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+    residency_pg::migrate::run(owner_url, LOCK_KEY, MIGRATIONS, |sql| render(sql, roles)).await
 }
 
 #[cfg(test)]

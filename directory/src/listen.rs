@@ -1,0 +1,121 @@
+//! `LISTEN residency_directory` with reconnection: a stream of [`Change`]s for gateway caches.
+//!
+//! After every (re)connection the first item is [`Change::Resync`]: notifications sent while
+//! disconnected are lost, so the consumer reloads everything it holds.
+
+use std::time::Duration;
+
+use futures_util::stream::poll_fn;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
+
+/// A directory change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Reload everything (after a (re)connection).
+    Resync,
+    /// A tenant row changed.
+    Tenant(Uuid),
+    /// An API key row changed.
+    ApiKey {
+        /// The key's public prefix.
+        prefix: String,
+    },
+    /// The listener lost its connection; the consumer may mark its data stale.
+    Disconnected,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Payload {
+    Tenant { id: Uuid },
+    ApiKey { prefix: String },
+}
+
+fn parse(payload: &str) -> Option<Change> {
+    match serde_json::from_str::<Payload>(payload).ok()? {
+        Payload::Tenant { id } => Some(Change::Tenant(id)),
+        Payload::ApiKey { prefix } => Some(Change::ApiKey { prefix }),
+    }
+}
+
+/// Starts a background task that LISTENs on the directory channel and forwards changes.
+/// It reconnects with capped exponential backoff and stops when the receiver is dropped.
+#[must_use]
+pub fn listen(url: String) -> mpsc::Receiver<Change> {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        while !tx.is_closed() {
+            match session(&url, &tx).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => tracing::warn!(error = %e, "directory listener cannot connect"),
+            }
+            if tx.send(Change::Disconnected).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+    rx
+}
+
+/// One connection's worth of listening: returns when the connection ends.
+async fn session(url: &str, tx: &mpsc::Sender<Change>) -> Result<(), tokio_postgres::Error> {
+    let (client, mut conn) = tokio_postgres::connect(url, NoTls).await?;
+    let (ntx, mut nrx) = mpsc::unbounded_channel::<String>();
+    // The connection must be polled for the LISTEN query and the notifications alike.
+    let driver = tokio::spawn(async move {
+        let mut messages = poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = m {
+                if ntx.send(n.payload().to_owned()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {}", crate::CHANNEL))
+        .await?;
+    if tx.send(Change::Resync).await.is_err() {
+        driver.abort();
+        return Ok(());
+    }
+    while let Some(payload) = nrx.recv().await {
+        if let Some(c) = parse(&payload) {
+            if tx.send(c).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(client);
+    driver.abort();
+    tracing::warn!("directory listener disconnected; reconnecting");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            parse(&format!(r#"{{"kind":"tenant","id":"{id}"}}"#)),
+            Some(Change::Tenant(id))
+        );
+        assert_eq!(
+            parse(r#"{"kind":"api_key","id":"x","prefix":"abcd1234"}"#),
+            Some(Change::ApiKey {
+                prefix: "abcd1234".into()
+            })
+        );
+        assert_eq!(parse("garbage"), None);
+    }
+}

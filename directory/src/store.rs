@@ -1,0 +1,622 @@
+//! Typed access to the directory database: the reads that feed gateway caches and the audit,
+//! and the writes behind the admin API. Every write runs in a transaction that sets
+//! `residency.actor` locally, so the history trigger records who made the change.
+
+use std::time::Duration;
+
+use bb8::Pool;
+use bb8_postgres::PostgresConnectionManager;
+use chrono::{DateTime, Utc};
+use residency_config::gateway::{ApiKeyEntry, DirectoryFile, TenantEntry, TenantStatus, Tier};
+use residency_config::{RegionId, TenantId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+/// Why a directory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such row.
+    #[error("not found")]
+    NotFound,
+    /// A unique value is taken (organization domain).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A value the database refused, naming the field.
+    #[error("invalid {field}: {detail}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The directory database is unreachable or timed out.
+    #[error("directory unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        match e.as_db_error() {
+            Some(db) if *db.code() == SqlState::UNIQUE_VIOLATION => {
+                Self::Conflict("a row with the same unique value exists".into())
+            }
+            Some(db) if *db.code() == SqlState::FOREIGN_KEY_VIOLATION => Self::Invalid {
+                field: "org_id",
+                detail: "no such organization".into(),
+            },
+            Some(db) if *db.code() == SqlState::CHECK_VIOLATION => Self::Invalid {
+                field: "body",
+                detail: format!("a value is out of range ({})", db.constraint().unwrap_or("check")),
+            },
+            Some(db) => Self::Unexpected(anyhow::anyhow!("directory error {}: {}", db.code().code(), db.message())),
+            None => Self::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<bb8::RunError<tokio_postgres::Error>> for StoreError {
+    fn from(e: bb8::RunError<tokio_postgres::Error>) -> Self {
+        match e {
+            bb8::RunError::User(e) => Self::from(e),
+            bb8::RunError::TimedOut => Self::Unavailable("connection checkout timed out".into()),
+        }
+    }
+}
+
+fn parse_enum<T: DeserializeOwned>(s: String) -> T {
+    // The CHECK constraints restrict these columns to the enums' spellings.
+    serde_json::from_value(Value::String(s)).expect("constrained column holds a valid value")
+}
+
+fn enum_str<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => unreachable!("unit enums serialize to strings"),
+    }
+}
+
+/// An organization (a SaaS partner).
+#[derive(Debug, Clone, Serialize)]
+pub struct Organization {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Unique domain.
+    pub domain: String,
+    /// Plan, `free` by default.
+    pub plan: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Organization {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get("id"),
+            name: r.get("name"),
+            domain: r.get("domain"),
+            plan: r.get("plan"),
+            created_at: r.get("created_at"),
+        }
+    }
+}
+
+/// A tenant (customer) as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Organization.
+    pub org_id: Option<Uuid>,
+    /// Name.
+    pub name: String,
+    /// Home region.
+    pub region: String,
+    /// Tier.
+    pub tier: Tier,
+    /// Status.
+    pub status: TenantStatus,
+    /// Per-minute quota override.
+    pub rate_limit_per_min: Option<u32>,
+    /// Bumped on every update.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last update.
+    pub updated_at: DateTime<Utc>,
+}
+
+const TENANT_COLUMNS: &str =
+    "id, org_id, name, region, tier, status, rate_limit_per_min, version, created_at, updated_at";
+
+impl TenantRecord {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get("id"),
+            org_id: r.get("org_id"),
+            name: r.get("name"),
+            region: r.get("region"),
+            tier: parse_enum(r.get("tier")),
+            status: parse_enum(r.get("status")),
+            rate_limit_per_min: r
+                .get::<_, Option<i32>>("rate_limit_per_min")
+                .and_then(|n| u32::try_from(n).ok()),
+            version: r.get("version"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+        }
+    }
+
+    /// The routing view of this tenant, as the gateway's cache holds it.
+    ///
+    /// # Panics
+    /// Never: the region column is constrained to valid region ids.
+    #[must_use]
+    pub fn entry(&self) -> TenantEntry {
+        TenantEntry {
+            id: TenantId::from_uuid(self.id),
+            name: self.name.clone(),
+            region: RegionId::new(&self.region).expect("constrained region id"),
+            tier: self.tier,
+            status: self.status,
+            rate_limit_per_min: self.rate_limit_per_min,
+        }
+    }
+}
+
+/// An API key as listed (never the secret or its hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyRecord {
+    /// Id (the subject of requests made with the key).
+    pub id: Uuid,
+    /// Owner.
+    pub tenant_id: Uuid,
+    /// Human name.
+    pub name: String,
+    /// Public prefix.
+    pub prefix: String,
+    /// Role granted; empty means the member record decides.
+    pub role: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyRecord {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get("id"),
+            tenant_id: r.get("tenant_id"),
+            name: r.get("name"),
+            prefix: r.get("prefix"),
+            role: r.get("role"),
+            created_at: r.get("created_at"),
+            expires_at: r.get("expires_at"),
+            revoked_at: r.get("revoked_at"),
+        }
+    }
+}
+
+fn key_entry(r: &Row) -> ApiKeyEntry {
+    ApiKeyEntry {
+        id: r.get::<_, Uuid>("id").to_string(),
+        tenant: TenantId::from_uuid(r.get("tenant_id")),
+        prefix: r.get("prefix"),
+        hash: r.get("hash"),
+        role: r.get("role"),
+        expires_at: r
+            .get::<_, Option<DateTime<Utc>>>("expires_at")
+            .map(|t| u64::try_from(t.timestamp()).unwrap_or(0)),
+        revoked: r.get::<_, Option<DateTime<Utc>>>("revoked_at").is_some(),
+    }
+}
+
+/// One history row.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// Sequence.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (admin token name, CLI user, `system:*`).
+    pub actor: String,
+    /// `created` or `updated`.
+    pub change: String,
+    /// Region after the change.
+    pub region: String,
+    /// Status after the change.
+    pub status: String,
+    /// Tier after the change.
+    pub tier: String,
+    /// Version after the change.
+    pub version: i64,
+    /// Changed fields: `{ field: { from, to } }`.
+    pub detail: Value,
+}
+
+/// A tenant to create (status starts as `provisioning`).
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    /// Organization, if any.
+    pub org_id: Option<Uuid>,
+    /// Name.
+    pub name: String,
+    /// Home region (the caller checks it is configured).
+    pub region: RegionId,
+    /// Tier.
+    pub tier: Tier,
+    /// Per-minute quota override.
+    pub rate_limit_per_min: Option<u32>,
+}
+
+/// Fields an update may change (`None` = unchanged; `Some(None)` clears the override).
+#[derive(Debug, Clone, Default)]
+pub struct TenantPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New tier.
+    pub tier: Option<Tier>,
+    /// New status.
+    pub status: Option<TenantStatus>,
+    /// New quota override.
+    pub rate_limit_per_min: Option<Option<u32>>,
+}
+
+/// Filters and keyset page for listing tenants.
+#[derive(Debug, Clone, Default)]
+pub struct TenantFilter {
+    /// Only this region.
+    pub region: Option<String>,
+    /// Only this tier.
+    pub tier: Option<Tier>,
+    /// Only this status.
+    pub status: Option<TenantStatus>,
+    /// Only this organization.
+    pub org_id: Option<Uuid>,
+    /// Continue after this id.
+    pub after: Option<Uuid>,
+    /// Page size (rows returned at most).
+    pub limit: i64,
+}
+
+/// The directory database handle.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<PostgresConnectionManager<NoTls>>,
+}
+
+impl Store {
+    /// A pool of up to 8 connections to `url`. Connections open lazily, so a directory that
+    /// is down does not stop the caller from starting; each call reports it instead.
+    ///
+    /// # Errors
+    /// When the URL does not parse.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let mut cfg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("directory url: {e}"))?;
+        cfg.application_name("residency-directory");
+        cfg.connect_timeout(Duration::from_secs(3));
+        cfg.options("-c statement_timeout=5000");
+        let pool = Pool::builder()
+            .max_size(8)
+            .connection_timeout(Duration::from_secs(3))
+            .test_on_check_out(false)
+            .build_unchecked(PostgresConnectionManager::new(cfg, NoTls));
+        Ok(Self { pool })
+    }
+
+    /// Every tenant that is not deleted, as routing entries.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn tenants(&self) -> Result<Vec<TenantEntry>, StoreError> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY id"),
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| TenantRecord::from_row(r).entry()).collect())
+    }
+
+    /// Every API key (hashes, never plaintext), revoked ones included so caches can drop them.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyEntry>, StoreError> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT id, tenant_id, prefix, hash, role, expires_at, revoked_at FROM api_keys ORDER BY id",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(key_entry).collect())
+    }
+
+    /// Tenants and keys together, in the file directory's shape.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn snapshot(&self) -> Result<DirectoryFile, StoreError> {
+        Ok(DirectoryFile {
+            tenants: self.tenants().await?,
+            api_keys: self.api_keys().await?,
+        })
+    }
+
+    /// One tenant, whatever its status.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn tenant(&self, id: Uuid) -> Result<Option<TenantRecord>, StoreError> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"), &[&id])
+            .await?;
+        Ok(row.as_ref().map(TenantRecord::from_row))
+    }
+
+    /// One API key by its public prefix.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKeyEntry>, StoreError> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt(
+                "SELECT id, tenant_id, prefix, hash, role, expires_at, revoked_at FROM api_keys WHERE prefix = $1",
+                &[&prefix],
+            )
+            .await?;
+        Ok(row.as_ref().map(key_entry))
+    }
+
+    /// Runs `sql` with `params` in a transaction attributed to `actor`, returning the rows.
+    async fn write(
+        &self,
+        actor: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        tx.execute("SELECT set_config('residency.actor', $1, true)", &[&actor])
+            .await?;
+        let rows = tx.query(sql, params).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Creates an organization.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the domain is taken; [`StoreError::Invalid`] for values
+    /// the schema refuses.
+    pub async fn create_org(&self, actor: &str, name: &str, domain: &str, plan: &str) -> Result<Organization, StoreError> {
+        let rows = self
+            .write(
+                actor,
+                "INSERT INTO organizations (id, name, domain, plan) VALUES ($1, $2, $3, $4) \
+                 RETURNING id, name, domain, plan, created_at",
+                &[&Uuid::now_v7(), &name, &domain, &plan],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict("an organization with this domain exists".into()),
+                StoreError::Invalid { .. } => StoreError::Invalid {
+                    field: "domain",
+                    detail: "must be a lowercase dns name".into(),
+                },
+                other => other,
+            })?;
+        Ok(Organization::from_row(&rows[0]))
+    }
+
+    /// Organizations, keyset-paginated by id.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn list_orgs(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Organization>, StoreError> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT id, name, domain, plan, created_at FROM organizations \
+                 WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(Organization::from_row).collect())
+    }
+
+    /// One organization.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn org(&self, id: Uuid) -> Result<Option<Organization>, StoreError> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt("SELECT id, name, domain, plan, created_at FROM organizations WHERE id = $1", &[&id])
+            .await?;
+        Ok(row.as_ref().map(Organization::from_row))
+    }
+
+    /// Creates a tenant in status `provisioning`.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for an unknown organization or refused values.
+    pub async fn create_tenant(&self, actor: &str, t: &NewTenant) -> Result<TenantRecord, StoreError> {
+        let quota = t.rate_limit_per_min.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let rows = self
+            .write(
+                actor,
+                &format!(
+                    "INSERT INTO tenants (id, org_id, name, region, tier, status, rate_limit_per_min) \
+                     VALUES ($1, $2, $3, $4, $5, 'provisioning', $6) RETURNING {TENANT_COLUMNS}"
+                ),
+                &[&Uuid::now_v7(), &t.org_id, &t.name, &t.region.as_str(), &enum_str(&t.tier), &quota],
+            )
+            .await?;
+        Ok(TenantRecord::from_row(&rows[0]))
+    }
+
+    /// Applies `patch` to a tenant. The region is not part of an update: moving a tenant is a
+    /// separate operation.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown tenant.
+    pub async fn update_tenant(&self, actor: &str, id: Uuid, patch: &TenantPatch) -> Result<TenantRecord, StoreError> {
+        let quota = patch
+            .rate_limit_per_min
+            .flatten()
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let rows = self
+            .write(
+                actor,
+                &format!(
+                    "UPDATE tenants SET name = coalesce($2, name), tier = coalesce($3, tier), \
+                       status = coalesce($4, status), \
+                       rate_limit_per_min = CASE WHEN $5 THEN $6 ELSE rate_limit_per_min END \
+                     WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+                ),
+                &[
+                    &id,
+                    &patch.name,
+                    &patch.tier.map(|t| enum_str(&t)),
+                    &patch.status.map(|s| enum_str(&s)),
+                    &patch.rate_limit_per_min.is_some(),
+                    &quota,
+                ],
+            )
+            .await?;
+        rows.first().map(TenantRecord::from_row).ok_or(StoreError::NotFound)
+    }
+
+    /// Tenants matching `filter`, ordered by id.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<TenantRecord>, StoreError> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT {TENANT_COLUMNS} FROM tenants \
+                     WHERE ($1::uuid IS NULL OR id > $1) AND ($2::text IS NULL OR region = $2) \
+                       AND ($3::text IS NULL OR tier = $3) AND ($4::text IS NULL OR status = $4) \
+                       AND ($5::uuid IS NULL OR org_id = $5) \
+                     ORDER BY id LIMIT $6"
+                ),
+                &[
+                    &filter.after,
+                    &filter.region,
+                    &filter.tier.map(|t| enum_str(&t)),
+                    &filter.status.map(|s| enum_str(&s)),
+                    &filter.org_id,
+                    &filter.limit,
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(TenantRecord::from_row).collect())
+    }
+
+    /// A tenant's change history, oldest first.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn history(&self, tenant: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT id, at, actor, change, region, status, tier, version, detail FROM tenant_history \
+                 WHERE tenant_id = $1 ORDER BY id",
+                &[&tenant],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| HistoryEntry {
+                id: r.get("id"),
+                at: r.get("at"),
+                actor: r.get("actor"),
+                change: r.get("change"),
+                region: r.get("region"),
+                status: r.get("status"),
+                tier: r.get("tier"),
+                version: r.get("version"),
+                detail: r.get("detail"),
+            })
+            .collect())
+    }
+
+    /// Creates an API key; returns the record and the plaintext (shown once).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown tenant.
+    pub async fn create_api_key(
+        &self,
+        actor: &str,
+        tenant: Uuid,
+        name: &str,
+        role: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(ApiKeyRecord, String), StoreError> {
+        let key = crate::keys::generate()?;
+        let rows = self
+            .write(
+                actor,
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, hash, role, expires_at) \
+                 SELECT $1, id, $3, $4, $5, $6, $7 FROM tenants WHERE id = $2 \
+                 RETURNING id, tenant_id, name, prefix, role, created_at, expires_at, revoked_at",
+                &[&Uuid::now_v7(), &tenant, &name, &key.prefix, &key.hash, &role, &expires_at],
+            )
+            .await?;
+        let record = rows.first().map(ApiKeyRecord::from_row).ok_or(StoreError::NotFound)?;
+        Ok((record, key.plaintext))
+    }
+
+    /// A tenant's keys, without secrets.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn list_api_keys(&self, tenant: Uuid) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT id, tenant_id, name, prefix, role, created_at, expires_at, revoked_at FROM api_keys \
+                 WHERE tenant_id = $1 ORDER BY id",
+                &[&tenant],
+            )
+            .await?;
+        Ok(rows.iter().map(ApiKeyRecord::from_row).collect())
+    }
+
+    /// Revokes a key of `tenant` (idempotent).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the tenant has no such key.
+    pub async fn revoke_api_key(&self, actor: &str, tenant: Uuid, key: Uuid) -> Result<ApiKeyRecord, StoreError> {
+        let rows = self
+            .write(
+                actor,
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE tenant_id = $1 AND id = $2 \
+                 RETURNING id, tenant_id, name, prefix, role, created_at, expires_at, revoked_at",
+                &[&tenant, &key],
+            )
+            .await?;
+        rows.first().map(ApiKeyRecord::from_row).ok_or(StoreError::NotFound)
+    }
+}

@@ -1,0 +1,10 @@
+//! Postgres plumbing shared by the region nodes, the directory and the operator CLI:
+//!
+//! - [`bootstrap`]: an administrator creates a database and its owner, app and auditor roles;
+//! - [`migrate`]: the owner applies embedded, versioned, checksummed migrations.
+//!
+//! DDL cannot take bind parameters, so both modules interpolate identifiers only after
+//! [`residency_config::node::is_simple_identifier`] accepted them, and never anything else.
+
+pub mod bootstrap;
+pub mod migrate;
