@@ -1,0 +1,449 @@
+//! Where an audit's input comes from: a deployment's `audit.toml`, a local stack's
+//! `stack.json` (SPEC §4), and a TOML directory file ([`DirectoryFile`]).
+//!
+//! Every error is a [`ConfigError`] naming the file and the key, like every other config of
+//! the project. Reading the Postgres directory is the caller's business (the CLI uses the
+//! directory crate): this module only says where it is ([`DirectorySpec::Postgres`]).
+//!
+//! `audit.toml`:
+//! ```toml
+//! [directory]
+//! source = "file"              # or: source = "postgres", url = "postgres://..."
+//! path = "directory.toml"      # relative to this file
+//!
+//! [[regions]]
+//! id = "eu"
+//! display_name = "Europe"
+//! location = "Frankfurt, DE"
+//! auditor_database_url = "postgres://eu_auditor:...@db.eu.internal:5432/region_eu"
+//! app_role = "eu_app"
+//! upstreams = ["http://node.eu.internal:8080"]
+//! ```
+//! Values can be overridden from the environment (`RESIDENCY__DIRECTORY__URL=...`), as for
+//! every config file of the project.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use residency_config::gateway::{DirectoryFile, TenantEntry};
+use residency_config::load::{resolve, EnvSource, Validate};
+use residency_config::node::is_simple_identifier;
+use residency_config::{ConfigError, Problem, RegionId};
+use serde::Deserialize;
+
+use crate::RegionInput;
+
+/// Where the directory's tenants come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectorySpec {
+    /// A TOML file in the [`DirectoryFile`] format.
+    File(PathBuf),
+    /// The Postgres directory at this URL.
+    Postgres(String),
+}
+
+/// `audit.toml`: the regions of a deployment and its directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Where the directory is.
+    pub directory: DirectoryConfig,
+    /// The region databases to audit.
+    pub regions: Vec<RegionConfig>,
+}
+
+/// `[directory]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DirectoryConfig {
+    /// A directory file.
+    File {
+        /// Path, relative to `audit.toml`.
+        path: PathBuf,
+    },
+    /// The Postgres directory.
+    Postgres {
+        /// Connection URL (a read-only role is enough).
+        url: String,
+    },
+}
+
+/// `[[regions]]` of `audit.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Region id.
+    pub id: RegionId,
+    /// Human name.
+    #[serde(default)]
+    pub display_name: String,
+    /// Where the data lives.
+    #[serde(default)]
+    pub location: String,
+    /// URL of the region database for its auditor role.
+    pub auditor_database_url: String,
+    /// The region's application role.
+    pub app_role: String,
+    /// The region's node URLs.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+}
+
+impl Validate for AuditConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        if let DirectoryConfig::File { path } = &mut self.directory {
+            resolve(base, path);
+        }
+    }
+
+    fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.regions.is_empty() {
+            out.push(Problem::new("regions", "at least one region is required"));
+        }
+        let mut seen = HashSet::new();
+        for (i, r) in self.regions.iter().enumerate() {
+            if !seen.insert(&r.id) {
+                out.push(Problem::new(
+                    format!("regions[{i}].id"),
+                    format!("region {} is listed twice", r.id),
+                ));
+            }
+            check_pg_url(
+                &format!("regions[{i}].auditor_database_url"),
+                &r.auditor_database_url,
+                &mut out,
+            );
+            if !is_simple_identifier(&r.app_role) {
+                out.push(Problem::new(
+                    format!("regions[{i}].app_role"),
+                    "must match [a-z_][a-z0-9_]{0,62}",
+                ));
+            }
+        }
+        match &self.directory {
+            DirectoryConfig::File { path } => {
+                if let Err(e) = std::fs::metadata(path) {
+                    out.push(Problem::new(
+                        "directory.path",
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                }
+            }
+            DirectoryConfig::Postgres { url } => check_pg_url("directory.url", url, &mut out),
+        }
+        out
+    }
+}
+
+fn check_pg_url(key: &str, url: &str, out: &mut Vec<Problem>) {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && !u.username().is_empty() => {}
+        Ok(_) => out.push(Problem::new(
+            key,
+            "must be a postgres:// url that names a user",
+        )),
+        Err(e) => out.push(Problem::new(key, format!("not a url: {e}"))),
+    }
+}
+
+/// The audit's input as read from a file: regions, and where the directory is.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Regions to audit.
+    pub regions: Vec<RegionInput>,
+    /// Where the directory is, when the file says.
+    pub directory: Option<DirectorySpec>,
+    /// Regions for which no auditor URL was given and `database_url` (the owner role) is used:
+    /// the owner is subject to FORCE RLS and will be reported as unable to count.
+    pub owner_fallback: Vec<RegionId>,
+}
+
+/// Loads `audit.toml` with environment overrides from `env`.
+///
+/// # Errors
+/// [`ConfigError`] naming the file and every offending key.
+pub fn load_audit_config(path: &Path, env: &dyn EnvSource) -> Result<Loaded, ConfigError> {
+    let cfg: AuditConfig = residency_config::load::load(path, env)?;
+    let regions = cfg
+        .regions
+        .into_iter()
+        .map(|r| RegionInput {
+            id: r.id,
+            display_name: r.display_name,
+            location: r.location,
+            auditor_url: r.auditor_database_url,
+            app_role: r.app_role,
+            upstreams: r.upstreams,
+            routing: None,
+        })
+        .collect();
+    let directory = Some(match cfg.directory {
+        DirectoryConfig::File { path } => DirectorySpec::File(path),
+        DirectoryConfig::Postgres { url } => DirectorySpec::Postgres(url),
+    });
+    Ok(Loaded {
+        regions,
+        directory,
+        owner_fallback: Vec::new(),
+    })
+}
+
+#[derive(Deserialize)]
+struct StackFile {
+    #[serde(default)]
+    directory: Option<StackDirectory>,
+    regions: Vec<StackRegion>,
+}
+
+#[derive(Deserialize)]
+struct StackDirectory {
+    #[serde(default)]
+    database_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StackRegion {
+    id: RegionId,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
+    #[serde(default)]
+    node_url: Option<String>,
+    #[serde(default)]
+    database_url: Option<String>,
+    #[serde(default)]
+    app_database_url: Option<String>,
+    #[serde(default)]
+    auditor_database_url: Option<String>,
+}
+
+/// Reads the regions and the directory URL from a local stack's `stack.json`.
+///
+/// Per region, the auditor URL is `auditor_database_url`, else `database_url` (listed in
+/// [`Loaded::owner_fallback`]); the app role is the user of `app_database_url`; the upstream is
+/// `node_url`. Other fields of the file are ignored.
+///
+/// # Errors
+/// [`ConfigError`] naming the file and the key.
+pub fn load_stack(path: &Path) -> Result<Loaded, ConfigError> {
+    let fail = |key: String, message: String| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem::new(key, message)],
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(String::new(), format!("cannot read file: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let stack: StackFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        fail(key, format!("invalid stack file: {}", e.into_inner()))
+    })?;
+    let mut problems = Vec::new();
+    let mut regions = Vec::new();
+    let mut owner_fallback = Vec::new();
+    for (i, r) in stack.regions.into_iter().enumerate() {
+        let auditor = match (r.auditor_database_url, r.database_url) {
+            (Some(a), _) => a,
+            (None, Some(owner)) => {
+                owner_fallback.push(r.id.clone());
+                owner
+            }
+            (None, None) => {
+                problems.push(Problem::new(
+                    format!("regions[{i}].auditor_database_url"),
+                    "missing (and no database_url to fall back to)",
+                ));
+                continue;
+            }
+        };
+        let app_role = r
+            .app_database_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| u.username().to_owned())
+            .filter(|u| !u.is_empty());
+        let Some(app_role) = app_role else {
+            problems.push(Problem::new(
+                format!("regions[{i}].app_database_url"),
+                "missing, or not a postgres:// url naming the app role",
+            ));
+            continue;
+        };
+        regions.push(RegionInput {
+            display_name: r.display_name.unwrap_or_else(|| r.id.to_string()),
+            location: r.location.unwrap_or_default(),
+            id: r.id,
+            auditor_url: auditor,
+            app_role,
+            upstreams: r.node_url.into_iter().collect(),
+            routing: None,
+        });
+    }
+    if regions.is_empty() && problems.is_empty() {
+        problems.push(Problem::new("regions", "no region listed"));
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError {
+            file: path.to_path_buf(),
+            problems,
+        });
+    }
+    Ok(Loaded {
+        regions,
+        directory: stack
+            .directory
+            .and_then(|d| d.database_url)
+            .map(DirectorySpec::Postgres),
+        owner_fallback,
+    })
+}
+
+/// Reads the tenants of a TOML directory file.
+///
+/// # Errors
+/// [`ConfigError`] naming the file and the key.
+pub fn load_directory_file(path: &Path) -> Result<Vec<TenantEntry>, ConfigError> {
+    let fail = |key: String, message: String| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem::new(key, message)],
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(String::new(), format!("cannot read file: {e}")))?;
+    let dir: DirectoryFile =
+        residency_config::load::from_str(&text, &Vec::new()).map_err(|p| ConfigError {
+            file: path.to_path_buf(),
+            problems: vec![p],
+        })?;
+    Ok(dir.tenants)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn stack_json_regions_and_fallback() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "stack.json",
+            r#"{"gateway": {"url": "x"}, "directory": {"database_url": "postgres://d@h/dir"},
+                "regions": [
+                  {"id": "eu", "node_url": "https://127.0.0.1:8542", "database_url": "postgres://own:p@h/eu",
+                   "app_database_url": "postgres://eu_app:p@h/eu", "auditor_database_url": "postgres://aud:p@h/eu",
+                   "assertion": {}},
+                  {"id": "us", "database_url": "postgres://own:p@h/us", "app_database_url": "postgres://us_app:p@h/us"}]}"#,
+        );
+        let l = load_stack(&p).unwrap();
+        assert_eq!(l.regions.len(), 2);
+        assert_eq!(l.regions[0].auditor_url, "postgres://aud:p@h/eu");
+        assert_eq!(l.regions[0].app_role, "eu_app");
+        assert_eq!(l.regions[0].upstreams, ["https://127.0.0.1:8542"]);
+        assert_eq!(l.regions[1].auditor_url, "postgres://own:p@h/us");
+        assert_eq!(l.owner_fallback, [RegionId::new("us").unwrap()]);
+        assert_eq!(
+            l.directory,
+            Some(DirectorySpec::Postgres("postgres://d@h/dir".into()))
+        );
+    }
+
+    #[test]
+    fn stack_json_errors_name_file_and_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "stack.json",
+            r#"{"regions": [{"id": "EU!", "database_url": "postgres://o@h/x"}]}"#,
+        );
+        let e = load_stack(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("stack.json") && e.contains("regions[0].id"),
+            "{e}"
+        );
+        let p = write(
+            d.path(),
+            "stack2.json",
+            r#"{"regions": [{"id": "eu", "database_url": "postgres://o@h/x"}]}"#,
+        );
+        let e = load_stack(&p).unwrap_err().to_string();
+        assert!(e.contains("regions[0].app_database_url"), "{e}");
+    }
+
+    #[test]
+    fn audit_toml_is_validated_with_keys() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "directory.toml", "");
+        let p = write(
+            d.path(),
+            "audit.toml",
+            r#"[directory]
+source = "file"
+path = "directory.toml"
+
+[[regions]]
+id = "eu"
+auditor_database_url = "postgres://aud:p@h/eu"
+app_role = "eu_app"
+
+[[regions]]
+id = "eu"
+auditor_database_url = "nope"
+app_role = "Bad Role"
+"#,
+        );
+        let e = load_audit_config(&p, &Vec::new()).unwrap_err();
+        let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "regions[1].id",
+                "regions[1].auditor_database_url",
+                "regions[1].app_role"
+            ],
+            "{e}"
+        );
+        let p = write(
+            d.path(),
+            "ok.toml",
+            r#"[directory]
+source = "file"
+path = "directory.toml"
+
+[[regions]]
+id = "eu"
+location = "Frankfurt, DE"
+auditor_database_url = "postgres://aud:p@h/eu"
+app_role = "eu_app"
+"#,
+        );
+        let l = load_audit_config(&p, &Vec::new()).unwrap();
+        assert_eq!(
+            l.directory,
+            Some(DirectorySpec::File(d.path().join("directory.toml")))
+        );
+        assert_eq!(l.regions[0].location, "Frankfurt, DE");
+    }
+
+    #[test]
+    fn directory_file_errors_name_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "directory.toml",
+            "[[tenants]]\nid = \"not-a-uuid\"\nregion = \"eu\"\ntier = \"growth\"\nstatus = \"active\"\n",
+        );
+        let e = load_directory_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("directory.toml") && e.contains("tenants[0].id"),
+            "{e}"
+        );
+    }
+}
