@@ -107,6 +107,7 @@ async fn a_single_connection_never_leaks_a_tenant() {
         if i % 50 == 0 {
             let conn = pg.get().await.expect("pool healthy");
             let setting: Option<String> = conn
+                .client
                 .query_one("SELECT current_setting('app.tenant_id', true)", &[])
                 .await
                 .unwrap()

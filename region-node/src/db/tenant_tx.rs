@@ -11,13 +11,17 @@
 //! Row-Level Security does the isolation; this module makes sure the setting it relies on is
 //! always present, and always the verified tenant's.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use futures_util::future::BoxFuture;
 use residency_config::TenantId;
 use serde_json::Value;
-use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement, Transaction};
 use uuid::Uuid;
 
-use super::pool::PgPool;
+use super::pool::{PgPool, STATEMENT_CACHE_SIZE};
 use crate::error::ApiError;
 
 /// Who is calling, as established by the verified gateway assertion.
@@ -42,11 +46,41 @@ pub struct Principal {
     pub permissions: Vec<String>,
 }
 
-/// A transaction scoped to one tenant. Derefs to the tokio-postgres transaction.
+/// A transaction scoped to one tenant. Its `query*`/`execute` methods use the connection's
+/// prepared-statement cache; everything else derefs to the tokio-postgres transaction.
 pub struct Tx<'c> {
     tx: Transaction<'c>,
+    statements: &'c Mutex<HashMap<Box<str>, Statement>>,
     caller: Caller,
     principal: Principal,
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// The statement for `sql` on this connection, prepared on first use.
+async fn statement(
+    tx: &Transaction<'_>,
+    cache: &Mutex<HashMap<Box<str>, Statement>>,
+    sql: &str,
+) -> Result<Statement, tokio_postgres::Error> {
+    // A poisoned cache only means a panic elsewhere mid-insert; the map is still valid.
+    let cached = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(sql)
+        .cloned();
+    if let Some(s) = cached {
+        return Ok(s);
+    }
+    let prepared = tx.prepare(sql).await?;
+    let mut map = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if map.len() >= STATEMENT_CACHE_SIZE {
+        map.clear();
+    }
+    map.insert(sql.into(), prepared.clone());
+    Ok(prepared)
 }
 
 impl<'c> std::ops::Deref for Tx<'c> {
@@ -57,6 +91,58 @@ impl<'c> std::ops::Deref for Tx<'c> {
 }
 
 impl Tx<'_> {
+    /// Runs a query with a cached prepared statement.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let st = statement(&self.tx, self.statements, sql).await?;
+        self.tx.query(&st, params).await
+    }
+
+    /// Runs a query expecting exactly one row.
+    ///
+    /// # Errors
+    /// Database errors, or not exactly one row.
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Row, tokio_postgres::Error> {
+        let st = statement(&self.tx, self.statements, sql).await?;
+        self.tx.query_one(&st, params).await
+    }
+
+    /// Runs a query expecting at most one row.
+    ///
+    /// # Errors
+    /// Database errors, or more than one row.
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let st = statement(&self.tx, self.statements, sql).await?;
+        self.tx.query_opt(&st, params).await
+    }
+
+    /// Executes a statement; returns the number of rows affected.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let st = statement(&self.tx, self.statements, sql).await?;
+        self.tx.execute(&st, params).await
+    }
+
     /// The tenant this transaction is scoped to.
     #[must_use]
     pub fn tenant(&self) -> Uuid {
@@ -103,8 +189,7 @@ impl Tx<'_> {
         target_id: &str,
         detail: Value,
     ) -> Result<(), ApiError> {
-        self.tx
-            .execute(
+        self.execute(
                 "INSERT INTO audit_events (tenant_id, id, actor, action, target_type, target_id, request_id, detail) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
@@ -196,18 +281,21 @@ impl Db {
             bb8::RunError::User(e) => crate::error::from_db(&e),
             bb8::RunError::TimedOut => ApiError::Unavailable("pool checkout timed out".into()),
         })?;
-        let tx = conn.transaction().await?;
+        let conn = &mut *conn;
+        let statements = &conn.statements;
+        let tx = conn.client.transaction().await?;
         let tenant = caller.tenant.to_string();
-        tx.execute(SET_TENANT, &[&tenant, &caller.role_claim])
-            .await?;
+        let set = statement(&tx, statements, SET_TENANT).await?;
+        tx.execute(&set, &[&tenant, &caller.role_claim]).await?;
         let principal = match scope {
             Scope::System => Principal {
                 role: "system".to_owned(),
                 permissions: Vec::new(),
             },
             Scope::Customer => {
+                let resolve = statement(&tx, statements, RESOLVE).await?;
                 let row = tx
-                    .query_one(RESOLVE, &[&caller.role_claim, &caller.subject])
+                    .query_one(&resolve, &[&caller.role_claim, &caller.subject])
                     .await?;
                 if !row.get::<_, bool>("provisioned") {
                     return Err(ApiError::NotFound("tenant"));
@@ -225,6 +313,7 @@ impl Db {
         };
         let scoped = Tx {
             tx,
+            statements,
             caller: caller.clone(),
             principal,
         };
