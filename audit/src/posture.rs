@@ -159,8 +159,11 @@ pub(crate) async fn read_tenant_tables(
          WHERE c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMAS}
          ORDER BY 1, 2"
     );
+    // A superuser is a member of every role, so every policy would "apply" to it; that app
+    // role is reported once as a superuser instead.
+    let app_oid = p.app_oid.filter(|_| !p.app_superuser);
     let rows = tx
-        .query(&sql, &[&p.app_oid])
+        .query(&sql, &[&app_oid])
         .await
         .map_err(|e| query_err("reading customer tables", &e))?;
     let mut tables = Vec::with_capacity(rows.len());
@@ -405,8 +408,9 @@ pub(crate) async fn check_app_role(
                 format!("the app role {app} is a member of {owner}, which owns {what} {q}"),
             );
         }
+        // An owner holds every privilege implicitly; its ownership is the finding.
         for (granted, privilege) in [(t, "TRUNCATE"), (r, "REFERENCES")] {
-            if granted {
+            if granted && !owns {
                 if privilege == "TRUNCATE" {
                     truncate += 1;
                 } else {

@@ -1,17 +1,43 @@
-//! `residency`: the operator CLI. Its subcommands (`up`, `audit`, `tenants`, `keys`, `token`)
-//! arrive with their issues; today it only reports what is built.
+//! `residency`: the operator CLI. This file only parses arguments and dispatches: each
+//! subcommand lives in its own module and returns the process exit code. `up`, `tenants`,
+//! `keys` and `token` arrive with their issues.
 
-use clap::Parser;
+mod audit;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// Residency Gateway operator CLI.
 #[derive(Parser)]
 #[command(name = "residency", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Cli::parse();
-    eprintln!(
-        "residency: no subcommands are built yet (up, audit, tenants, keys, token are planned; see README)"
-    );
-    std::process::exit(2);
+#[derive(Subcommand)]
+enum Command {
+    /// Audit data placement and isolation posture of every region database
+    /// (exit 0 clean, 1 violations, 2 could not run).
+    Audit(audit::AuditArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("residency: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Audit(args) => audit::run(args).await,
+        }
+    })
 }

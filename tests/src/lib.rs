@@ -466,3 +466,171 @@ pub fn binary(name: &str) -> PathBuf {
     }
     target.join("debug").join(name)
 }
+
+/// Region databases seeded through real nodes, and the matching directory, for the audit
+/// suites (`tests/tests/audit*.rs`).
+pub struct AuditFixture {
+    /// `(region id, database)`, in audit order.
+    pub dbs: Vec<(String, RegionDb)>,
+    /// The directory's view: one active tenant per region, homed there.
+    pub tenants: Vec<residency_config::gateway::TenantEntry>,
+}
+
+impl AuditFixture {
+    /// Creates one database per region in `regions`, and in each provisions one tenant through
+    /// a real node (pool of one, stopped afterwards) with a workflow, a run and a configuration,
+    /// so most customer tables hold rows.
+    ///
+    /// # Panics
+    /// When Postgres is unreachable or a call fails.
+    pub async fn create(regions: &[&str]) -> Self {
+        let mut dbs = Vec::new();
+        let mut tenants = Vec::new();
+        for region in regions {
+            let db = RegionDb::create(region).await;
+            let node = Node::start(&db, region, NodeOptions { pool_size: 1 }).await;
+            let tenant = Uuid::new_v4();
+            node.provision(tenant, &format!("{region}-customer")).await;
+            let owner = format!("owner-{tenant}");
+            let w = node
+                .call(
+                    Method::POST,
+                    "/v1/workflows",
+                    tenant,
+                    &owner,
+                    "",
+                    Some(&serde_json::json!({"name": "w", "definition": {}})),
+                )
+                .await;
+            assert_eq!(w.status, StatusCode::CREATED, "{w:?}");
+            let wid = w.json["id"].as_str().expect("workflow id").to_owned();
+            let run = node
+                .call(
+                    Method::POST,
+                    &format!("/v1/workflows/{wid}/runs"),
+                    tenant,
+                    &owner,
+                    "",
+                    Some(&serde_json::json!({"input": {}})),
+                )
+                .await;
+            assert_eq!(run.status, StatusCode::CREATED, "{run:?}");
+            let c = node
+                .call(
+                    Method::PUT,
+                    "/v1/configurations/audit.test",
+                    tenant,
+                    &owner,
+                    "",
+                    Some(&serde_json::json!({"value": true})),
+                )
+                .await;
+            assert!(c.status.is_success(), "{c:?}");
+            node.stop().await;
+            tenants.push(residency_config::gateway::TenantEntry {
+                id: TenantId::from_uuid(tenant),
+                name: format!("{region}-customer"),
+                region: RegionId::new(region).expect("valid region id"),
+                tier: residency_config::gateway::Tier::Growth,
+                status: residency_config::gateway::TenantStatus::Active,
+                rate_limit_per_min: None,
+            });
+            dbs.push(((*region).to_owned(), db));
+        }
+        Self { dbs, tenants }
+    }
+
+    /// The database of `region`.
+    ///
+    /// # Panics
+    /// For a region the fixture does not have.
+    #[must_use]
+    pub fn db(&self, region: &str) -> &RegionDb {
+        &self
+            .dbs
+            .iter()
+            .find(|(r, _)| r == region)
+            .unwrap_or_else(|| panic!("no region {region}"))
+            .1
+    }
+
+    /// The tenant homed in `region`.
+    ///
+    /// # Panics
+    /// For a region the fixture does not have.
+    #[must_use]
+    pub fn tenant(&self, region: &str) -> Uuid {
+        self.tenants
+            .iter()
+            .find(|t| t.region.as_str() == region)
+            .unwrap_or_else(|| panic!("no tenant in {region}"))
+            .id
+            .as_uuid()
+    }
+
+    /// Runs `sql` as the superuser in `region`'s database (to seed faults).
+    ///
+    /// # Panics
+    /// When the SQL fails.
+    pub async fn admin_exec(&self, region: &str, sql: &str) {
+        connect(&self.db(region).admin_db_url)
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The audit input: every region with its auditor URL and app role, and the directory.
+    #[must_use]
+    pub fn input(&self) -> residency_audit::AuditInput {
+        let regions = self
+            .dbs
+            .iter()
+            .map(|(region, db)| residency_audit::RegionInput {
+                id: RegionId::new(region).expect("valid region id"),
+                display_name: format!("Test {region}"),
+                location: format!("loopback <{region}>"),
+                auditor_url: db.auditor_url.clone(),
+                app_role: db.roles[1].clone(),
+                upstreams: vec![format!("http://{region}.invalid:8080")],
+                routing: None,
+            })
+            .collect();
+        residency_audit::AuditInput::new(regions, self.tenants.clone())
+    }
+
+    /// Writes a `stack.json` (SPEC §4 fields the audit reads, plus `auditor_database_url`) and
+    /// a `directory.toml` into `dir`; returns their paths.
+    ///
+    /// # Panics
+    /// On I/O errors.
+    #[must_use]
+    pub fn write_stack(&self, dir: &std::path::Path) -> (PathBuf, PathBuf) {
+        let regions: Vec<Value> = self
+            .dbs
+            .iter()
+            .map(|(region, db)| {
+                serde_json::json!({
+                    "id": region,
+                    "node_url": format!("http://{region}.invalid:8080"),
+                    "database_url": db.owner_url,
+                    "app_database_url": db.app_url,
+                    "auditor_database_url": db.auditor_url,
+                })
+            })
+            .collect();
+        let stack = dir.join("stack.json");
+        std::fs::write(
+            &stack,
+            serde_json::to_vec_pretty(&serde_json::json!({ "regions": regions })).unwrap(),
+        )
+        .unwrap();
+        let directory = dir.join("directory.toml");
+        let file = residency_config::gateway::DirectoryFile {
+            tenants: self.tenants.clone(),
+            api_keys: Vec::new(),
+        };
+        std::fs::write(&directory, toml::to_string(&file).unwrap()).unwrap();
+        (stack, directory)
+    }
+}
