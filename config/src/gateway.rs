@@ -37,6 +37,13 @@
 //! max_body_bytes = 10485760
 //! max_header_bytes = 16384
 //! header_read_timeout = "10s"
+//!
+//! [rate_limit]                      # defaults shown; see `RateLimitConfig`
+//! backend = "local"                 # or "redis": one limit shared by every replica
+//! burst = "60s"                     # a full minute's quota may arrive at once
+//! # redis_url = "redis://127.0.0.1:6379/0"
+//! redis_timeout = "50ms"
+//! redis_key_prefix = "residency:ratelimit:"
 //! ```
 //!
 //! The directory file (`[directory] source = "file"`) is described by [`DirectoryFile`]; the
@@ -91,6 +98,9 @@ pub struct GatewayConfig {
     /// Size limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// Per-tenant rate limiting.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
 }
 
 /// `[listen]`: where the gateway accepts connections.
@@ -266,6 +276,105 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(10),
             token_cache_entries: 100_000,
         }
+    }
+}
+
+/// The largest allowed `rate_limit.burst`: a bucket never holds more than one minute of
+/// quota, so `RateLimit-Remaining` never exceeds `RateLimit-Limit`.
+pub const MAX_RATE_LIMIT_BURST: Duration = Duration::from_secs(60);
+/// The longest allowed `rate_limit.redis_timeout`: a shared limit must never cost a request
+/// more than this; past it the gateway limits locally instead.
+pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `[rate_limit]`: per-tenant request rate limiting (GCRA).
+///
+/// A tenant's quota is its per-minute limit: the directory's `rate_limit_per_min` override,
+/// else its tier's default ([`Tier::default_rate_per_min`]). `burst` says how much of that
+/// quota may arrive at once, as time worth of quota: the default `60s` lets a whole minute's
+/// quota arrive at once (a starter tenant may send 100 requests back to back, then one every
+/// 0.6 s); `"6s"` would allow 10 at once for a starter tenant and 100 for a scale tenant.
+/// Expressing burst as time keeps it proportional to every tenant's quota.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Where the limit state lives.
+    pub backend: RateLimitBackend,
+    /// Time worth of quota that may arrive at once, between 1s and 60s (default 60s: the
+    /// whole per-minute quota). The burst in requests is `quota * burst / 60s`, at least 1.
+    #[serde(with = "crate::duration::serde_str")]
+    pub burst: Duration,
+    /// Redis server for `backend = "redis"`, e.g. `redis://:password@10.0.0.5:6379/0`.
+    pub redis_url: Option<RedisUrl>,
+    /// The most time one Redis call may take before the request is limited locally instead
+    /// (default 50ms, at most 1s).
+    #[serde(with = "crate::duration::serde_str")]
+    pub redis_timeout: Duration,
+    /// Prefix of the per-tenant Redis keys (`<prefix><tenant id>`); replicas that share a
+    /// limit must use the same prefix.
+    pub redis_key_prefix: String,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            backend: RateLimitBackend::Local,
+            burst: MAX_RATE_LIMIT_BURST,
+            redis_url: None,
+            redis_timeout: Duration::from_millis(50),
+            redis_key_prefix: "residency:ratelimit:".to_owned(),
+        }
+    }
+}
+
+/// Where rate-limit state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    /// In this gateway's memory: each replica limits on its own.
+    #[default]
+    Local,
+    /// In Redis, so every replica shares one limit per tenant; local limiting is the
+    /// fallback while Redis is unreachable.
+    Redis,
+}
+
+/// A Redis connection URL. It may carry a password, so `Debug` masks it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Wraps a URL (validation happens with the rest of the config).
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL including any password: pass it to the client, never to a log.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`, for logs and errors.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                // Setting a password only fails on URLs without a host, which cannot have
+                // one to begin with.
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            Ok(u) => u.to_string(),
+            Err(_) => "<unparsable url>".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({})", self.redacted())
     }
 }
 
@@ -477,6 +586,7 @@ impl Validate for GatewayConfig {
             out.extend(r.assertion.validate(&format!("{prefix}.assertion")));
         }
         self.limits.validate(&mut out);
+        self.rate_limit.validate(&mut out);
         out
     }
 }
@@ -624,6 +734,52 @@ impl Limits {
                 "limits.token_cache_entries",
                 "must be greater than 0",
             ));
+        }
+    }
+}
+
+impl RateLimitConfig {
+    fn validate(&self, out: &mut Vec<Problem>) {
+        if !(Duration::from_secs(1)..=MAX_RATE_LIMIT_BURST).contains(&self.burst) {
+            out.push(Problem::new(
+                "rate_limit.burst",
+                "must be between 1s and 60s (time worth of quota that may arrive at once)",
+            ));
+        }
+        if self.redis_timeout.is_zero() || self.redis_timeout > MAX_REDIS_TIMEOUT {
+            out.push(Problem::new(
+                "rate_limit.redis_timeout",
+                "must be greater than 0 and at most 1s",
+            ));
+        }
+        if self.redis_key_prefix.is_empty() || self.redis_key_prefix.len() > 128 {
+            out.push(Problem::new(
+                "rate_limit.redis_key_prefix",
+                "must be 1 to 128 bytes long",
+            ));
+        }
+        match (&self.redis_url, self.backend) {
+            (None, RateLimitBackend::Redis) => out.push(Problem::new(
+                "rate_limit.redis_url",
+                "is required when backend = \"redis\"",
+            )),
+            (Some(u), _) => match url::Url::parse(u.expose()) {
+                Ok(p) if p.scheme() == "redis" && p.host().is_some() => {}
+                Ok(p) if p.scheme() == "rediss" => out.push(Problem::new(
+                    "rate_limit.redis_url",
+                    "tls to redis is not built yet; use a redis:// url on a trusted network",
+                )),
+                Ok(_) => out.push(Problem::new(
+                    "rate_limit.redis_url",
+                    "must be a redis:// url with a host",
+                )),
+                // The parser's message does not echo the input, so no password leaks here.
+                Err(e) => out.push(Problem::new(
+                    "rate_limit.redis_url",
+                    format!("not a url: {e}"),
+                )),
+            },
+            (None, RateLimitBackend::Local) => {}
         }
     }
 }
@@ -827,6 +983,76 @@ assertion = { kid = "us-1", key_file = "us.key" }
             problem_keys(dir.path(), &text),
             ["limits.max_body_bytes", "limits.max_header_bytes"]
         );
+    }
+
+    #[test]
+    fn rate_limit_defaults_to_local_with_a_full_minute_of_burst() {
+        let dir = dir_with_files();
+        let cfg = load_text(dir.path(), GOOD).unwrap();
+        assert_eq!(cfg.rate_limit.backend, RateLimitBackend::Local);
+        assert_eq!(cfg.rate_limit.burst, Duration::from_secs(60));
+        assert_eq!(cfg.rate_limit.redis_timeout, Duration::from_millis(50));
+        assert_eq!(cfg.rate_limit.redis_key_prefix, "residency:ratelimit:");
+        assert!(cfg.rate_limit.redis_url.is_none());
+    }
+
+    #[test]
+    fn rate_limit_redis_backend_loads() {
+        let dir = dir_with_files();
+        let text = format!(
+            "{GOOD}\n[rate_limit]\nbackend = \"redis\"\nburst = \"10s\"\n\
+             redis_url = \"redis://:hunter2@127.0.0.1:6379/0\"\nredis_timeout = \"20ms\"\n\
+             redis_key_prefix = \"rl:\"\n"
+        );
+        let cfg = load_text(dir.path(), &text).unwrap();
+        let rl = &cfg.rate_limit;
+        assert_eq!(rl.backend, RateLimitBackend::Redis);
+        assert_eq!(rl.burst, Duration::from_secs(10));
+        assert_eq!(rl.redis_timeout, Duration::from_millis(20));
+        assert_eq!(rl.redis_key_prefix, "rl:");
+        let url = rl.redis_url.as_ref().unwrap();
+        assert_eq!(url.expose(), "redis://:hunter2@127.0.0.1:6379/0");
+        // The password never reaches Debug output (and so never a log of the config).
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("redis://:***@127.0.0.1:6379/0"), "{debug}");
+    }
+
+    #[test]
+    fn rate_limit_problems_name_their_keys() {
+        let dir = dir_with_files();
+        let text = format!(
+            "{GOOD}\n[rate_limit]\nbackend = \"redis\"\nburst = \"61s\"\nredis_timeout = \"0s\"\n\
+             redis_key_prefix = \"\"\n"
+        );
+        assert_eq!(
+            problem_keys(dir.path(), &text),
+            [
+                "rate_limit.burst",
+                "rate_limit.redis_timeout",
+                "rate_limit.redis_key_prefix",
+                "rate_limit.redis_url",
+            ]
+        );
+        for (url, why) in [
+            ("rediss://127.0.0.1:6379", "not built yet"),
+            ("http://127.0.0.1:6379", "redis:// url"),
+            ("not a url", "not a url"),
+        ] {
+            let text =
+                format!("{GOOD}\n[rate_limit]\nbackend = \"redis\"\nredis_url = \"{url}\"\n");
+            let err = load_text(dir.path(), &text).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{err}");
+            assert_eq!(err.problems[0].key, "rate_limit.redis_url");
+            assert!(err.problems[0].message.contains(why), "{err}");
+        }
+        let text = format!("{GOOD}\n[rate_limit]\nburst = \"500ms\"\nredis_timeout = \"2s\"\n");
+        assert_eq!(
+            problem_keys(dir.path(), &text),
+            ["rate_limit.burst", "rate_limit.redis_timeout"]
+        );
+        let text = format!("{GOOD}\n[rate_limit]\nbackend = \"memcached\"\n");
+        assert!(load_text(dir.path(), &text).is_err());
     }
 
     #[test]

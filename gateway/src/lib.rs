@@ -7,6 +7,7 @@
 //! - [`headers`]: header hygiene, first thing on every request;
 //! - [`auth`]: bearer JWT ([`auth::jwt`], [`auth::jwks`], [`auth::cache`]) or API key;
 //! - [`directory`]: tenant → region, tier, status;
+//! - [`ratelimit`]: per-tenant GCRA, local or shared in Redis, and the `RateLimit-*` headers;
 //! - [`proxy`]: the phases wired together, upstream choice and streaming;
 //! - [`error`]: the one map from errors to problem+json;
 //! - [`metrics`], [`admin`]: observability.
@@ -22,6 +23,7 @@ pub mod headers;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod tls;
 
 use std::convert::Infallible;

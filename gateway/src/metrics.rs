@@ -22,6 +22,12 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "gateway_upstream_errors_total";
 pub const JWKS_FETCHES_TOTAL: &str = "gateway_jwks_fetches_total";
 /// Client connections currently open.
 pub const CONNECTIONS_OPEN: &str = "gateway_connections_open";
+/// Rate-limit decisions, by `decision` (`allowed`, `limited`) and `backend` (`local`,
+/// `redis`: the backend that decided, so Redis fallbacks count as `local`).
+pub const RATELIMIT_DECISIONS_TOTAL: &str = "gateway_ratelimit_decisions_total";
+/// Requests limited locally although `backend = "redis"`, by `reason` (`timeout`, `error`,
+/// `cooldown`: skipped for a second after a failure).
+pub const RATELIMIT_FALLBACK_TOTAL: &str = "gateway_ratelimit_fallback_total";
 
 /// Latency buckets in seconds: the gateway adds tens of microseconds, nodes take milliseconds.
 const DURATION_BUCKETS: &[f64] = &[

@@ -1,15 +1,14 @@
 //! The request path, as named phases over one request (pingora style): hygiene → limits →
-//! auth → directory → route → forward. Each phase either hands a typed value to the next
-//! (`Arc<Verified>`, `&TenantRecord`, `&Arc<Region>`, `&Upstream`) or stops with a
+//! auth → directory → rate limit → route → forward. Each phase either hands a typed value to
+//! the next (`Arc<Verified>`, `&TenantRecord`, `&Arc<Region>`, `&Upstream`) or stops with a
 //! [`GatewayError`], which [`crate::error`] turns into a problem+json response.
 //!
 //! Architecture invariants:
 //! - client-sent internal headers are removed before anything reads the headers;
 //! - the tenant comes only from the verified credential;
 //! - the upstream is chosen only among the tenant's home region's upstreams;
-//! - bodies are streamed both ways, never buffered or re-encoded.
-//!
-//! Not built yet: rate limiting (between directory and route).
+//! - bodies are streamed both ways, never buffered or re-encoded;
+//! - a request over its tenant's rate limit never reaches a region node ([`crate::ratelimit`]).
 
 pub mod body;
 pub mod upstream;
@@ -37,6 +36,7 @@ use crate::auth::{self as authn, api_key, AuthError, Credential};
 use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::metrics as m;
+use crate::ratelimit::{self, Decision, RateLimiter};
 use crate::{headers, metrics::status_class};
 use body::LimitedBody;
 use upstream::{Region, Regions};
@@ -52,6 +52,7 @@ pub struct Gateway {
     regions: Regions,
     client: Client<HttpConnector, LimitedBody>,
     limits: Limits,
+    ratelimit: RateLimiter,
 }
 
 impl Gateway {
@@ -86,6 +87,7 @@ impl Gateway {
             regions,
             client,
             limits: cfg.limits.clone(),
+            ratelimit: RateLimiter::new(&cfg.rate_limit)?,
         })
     }
 
@@ -105,8 +107,10 @@ impl Gateway {
             return healthy(&request_id).map(Either::Right);
         }
         let mut region: Option<Arc<Region>> = None;
-        let mut resp = match self.forward(parts, body, &request_id, &mut region).await {
-            Ok(resp) => resp.map(Either::Left),
+        let mut rate: Option<Decision> = None;
+        let forwarded = self.forward(parts, body, &request_id, &mut region, &mut rate);
+        let mut resp = match forwarded.await {
+            Ok(resp) => resp,
             Err(err) => {
                 self.record_error(&err, region.as_deref());
                 err.into_response(&request_id).map(Either::Right)
@@ -114,6 +118,9 @@ impl Gateway {
         };
         let h = resp.headers_mut();
         h.insert(REQUEST_ID, request_id);
+        if let Some(decision) = &rate {
+            ratelimit::insert_headers(h, decision);
+        }
         let label = match &region {
             Some(r) => {
                 h.insert(REGION, r.header().clone());
@@ -135,7 +142,8 @@ impl Gateway {
         body: Incoming,
         request_id: &HeaderValue,
         region_out: &mut Option<Arc<Region>>,
-    ) -> Result<Response<Incoming>, GatewayError> {
+        rate_out: &mut Option<Decision>,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
         // Limits: a declared length over the limit is refused before any work; a streamed body
         // is cut off by `LimitedBody`.
         if content_length(&parts.headers).is_some_and(|n| n > self.limits.max_body_bytes) {
@@ -148,6 +156,16 @@ impl Gateway {
             GatewayError::Internal(format!("region {} not loaded", tenant.region))
         })?;
         *region_out = Some(Arc::clone(region));
+        // Rate-limit phase (crate::ratelimit): after the tenant is known, before any upstream
+        // work. `handle` puts the decision's headers on whatever response follows.
+        let decision = self
+            .ratelimit
+            .check(verified.ctx.tenant, tenant.rate_limit_per_min)
+            .await;
+        *rate_out = Some(decision);
+        if !decision.allowed() {
+            return Ok(ratelimit::too_many_requests(request_id).map(Either::Right));
+        }
         let upstream = region.pick().ok_or(GatewayError::NoHealthyUpstream {
             retry_after: region.retry_after_secs(),
         })?;
@@ -185,7 +203,7 @@ impl Gateway {
             }
             Ok(Ok(mut resp)) => {
                 headers::sanitize_response(resp.headers_mut());
-                Ok(resp)
+                Ok(resp.map(Either::Left))
             }
         }
     }

@@ -1,0 +1,306 @@
+//! Rate-limit phase: per-tenant GCRA between the directory lookup and the upstream call.
+//!
+//! A tenant's quota is its directory record's `rate_limit_per_min` (override, else the tier's
+//! default: starter 100, growth 500, scale 1000, enterprise its override or 1000) per minute;
+//! `[rate_limit] burst` says how much of it may arrive at once. The math lives in [`gcra`],
+//! the state in [`local`] (this process) or [`redis`] (shared by every replica).
+//!
+//! Headers, after draft-ietf-httpapi-ratelimit-headers, on every response of a request that
+//! reached this phase, allowed or not:
+//! - `RateLimit-Limit`: the tenant's per-minute quota;
+//! - `RateLimit-Remaining`: requests that could be sent right now without a 429;
+//! - `RateLimit-Reset`: seconds until the bucket is full again (`Remaining` back at the
+//!   burst);
+//! - on a 429 also `Retry-After`: seconds until one more request is allowed (1 to 60).
+//!
+//! Architecture invariants:
+//! - a limited request never reaches a region node;
+//! - Redis trouble never fails a request: the request is limited locally instead, the fallback
+//!   is counted (`gateway_ratelimit_fallback_total`) and logged at most every 10 s;
+//! - no tenant id in a metric label.
+
+pub mod gcra;
+pub mod local;
+pub mod redis;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use metrics::Counter;
+use residency_config::gateway::{RateLimitBackend, RateLimitConfig};
+use residency_config::TenantId;
+
+use crate::error::problem;
+use crate::metrics as m;
+pub use gcra::{Decision, Params};
+use local::LocalLimiter;
+use redis::{RedisLimitError, RedisLimiter};
+
+/// `RateLimit-Limit`: the tenant's per-minute quota.
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+/// `RateLimit-Remaining`: requests that would be allowed right now.
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+/// `RateLimit-Reset`: seconds until the tenant's bucket is full again.
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// After a Redis failure, requests go straight to the local limiter for this long, so an
+/// outage costs at most one `redis_timeout` wait per cool-down, not one per request.
+const REDIS_COOLDOWN: Duration = Duration::from_secs(1);
+/// At most one "redis unavailable" warning per this interval.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The rate-limit phase: local, or Redis with local fallback.
+#[derive(Debug)]
+pub struct RateLimiter {
+    local: LocalLimiter,
+    redis: Option<Shared>,
+    burst: Duration,
+    counters: Counters,
+}
+
+/// The Redis backend and its health, shared by all requests.
+#[derive(Debug)]
+struct Shared {
+    limiter: RedisLimiter,
+    /// Local-clock nanoseconds until which Redis is skipped after a failure.
+    skip_until: AtomicU64,
+    /// Whether the last Redis call failed (to log the recovery once).
+    degraded: AtomicBool,
+    /// Local-clock nanoseconds of the last warning, 0 for never.
+    last_warn: AtomicU64,
+    /// Failures not logged since the last warning.
+    suppressed: AtomicU64,
+}
+
+/// Counter handles registered once, so the hot path only does an atomic add.
+#[derive(Debug)]
+struct Counters {
+    local_allowed: Counter,
+    local_limited: Counter,
+    redis_allowed: Counter,
+    redis_limited: Counter,
+    fallback_timeout: Counter,
+    fallback_error: Counter,
+    fallback_cooldown: Counter,
+}
+
+impl Counters {
+    fn register() -> Self {
+        let decision = |decision: &'static str, backend: &'static str| {
+            let labels = [("decision", decision), ("backend", backend)];
+            metrics::counter!(m::RATELIMIT_DECISIONS_TOTAL, &labels)
+        };
+        let fallback = |reason: &'static str| {
+            let labels = [("reason", reason)];
+            metrics::counter!(m::RATELIMIT_FALLBACK_TOTAL, &labels)
+        };
+        Self {
+            local_allowed: decision("allowed", "local"),
+            local_limited: decision("limited", "local"),
+            redis_allowed: decision("allowed", "redis"),
+            redis_limited: decision("limited", "redis"),
+            fallback_timeout: fallback("timeout"),
+            fallback_error: fallback("error"),
+            fallback_cooldown: fallback("cooldown"),
+        }
+    }
+}
+
+impl RateLimiter {
+    /// Builds the configured limiter. With `backend = "redis"` the connection opens on first
+    /// use, so a gateway starts even while Redis is down. Register the metrics recorder
+    /// first: counter handles are taken here.
+    ///
+    /// # Errors
+    /// When the Redis URL is missing or unusable (validation normally catches both).
+    pub fn new(cfg: &RateLimitConfig) -> anyhow::Result<Self> {
+        let redis = match cfg.backend {
+            RateLimitBackend::Local => None,
+            RateLimitBackend::Redis => {
+                let url = cfg
+                    .redis_url
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("rate_limit.redis_url is required"))?;
+                let limiter = RedisLimiter::new(url, &cfg.redis_key_prefix, cfg.redis_timeout)
+                    .map_err(|e| anyhow::anyhow!("rate_limit.redis_url {}: {e}", url.redacted()))?;
+                Some(Shared {
+                    limiter,
+                    skip_until: AtomicU64::new(0),
+                    degraded: AtomicBool::new(false),
+                    last_warn: AtomicU64::new(0),
+                    suppressed: AtomicU64::new(0),
+                })
+            }
+        };
+        Ok(Self {
+            local: LocalLimiter::new(cfg.burst),
+            redis,
+            burst: cfg.burst,
+            counters: Counters::register(),
+        })
+    }
+
+    /// Counts one request of `tenant`, whose per-minute quota is `quota_per_min`, and says
+    /// whether it may go on. Never fails: Redis trouble means a local decision.
+    pub async fn check(&self, tenant: TenantId, quota_per_min: u32) -> Decision {
+        let Some(shared) = &self.redis else {
+            return self.check_local(tenant, quota_per_min);
+        };
+        let now = self.local.now();
+        if now < shared.skip_until.load(Ordering::Relaxed) {
+            self.counters.fallback_cooldown.increment(1);
+            return self.check_local(tenant, quota_per_min);
+        }
+        let params = Params::new(quota_per_min, self.burst);
+        match shared.limiter.check(tenant, &params).await {
+            Ok(decision) => {
+                if shared.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!("redis rate limiter reachable again; limits are shared");
+                }
+                let counter = if decision.allowed() {
+                    &self.counters.redis_allowed
+                } else {
+                    &self.counters.redis_limited
+                };
+                counter.increment(1);
+                decision
+            }
+            Err(err) => {
+                let now = self.local.now();
+                shared
+                    .skip_until
+                    .store(now.saturating_add(nanos(REDIS_COOLDOWN)), Ordering::Relaxed);
+                shared.degraded.store(true, Ordering::Relaxed);
+                shared.warn_limited(now, &err);
+                if err.is_timeout() {
+                    &self.counters.fallback_timeout
+                } else {
+                    &self.counters.fallback_error
+                }
+                .increment(1);
+                self.check_local(tenant, quota_per_min)
+            }
+        }
+    }
+
+    fn check_local(&self, tenant: TenantId, quota_per_min: u32) -> Decision {
+        let decision = self.local.check(tenant, quota_per_min);
+        let counter = if decision.allowed() {
+            &self.counters.local_allowed
+        } else {
+            &self.counters.local_limited
+        };
+        counter.increment(1);
+        decision
+    }
+}
+
+impl Shared {
+    /// Logs a Redis failure unless one was logged within [`WARN_INTERVAL`].
+    fn warn_limited(&self, now: u64, err: &RedisLimitError) {
+        let last = self.last_warn.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= nanos(WARN_INTERVAL);
+        // Only the thread that wins the swap logs; the others count as suppressed.
+        if due
+            && self
+                .last_warn
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                error = %err,
+                kind = err.metric_label(),
+                suppressed,
+                "redis rate limiter unavailable; limiting locally on this replica"
+            );
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Sets the `RateLimit-*` headers (and `Retry-After` when limited) from `decision`,
+/// replacing any a region node sent.
+pub fn insert_headers(headers: &mut HeaderMap, decision: &Decision) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit()));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining()));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset_secs()));
+    if let Some(secs) = decision.retry_after_secs() {
+        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+}
+
+/// The 429 problem+json answer to a limited request (the `RateLimit-*` headers are added with
+/// every other response's, by [`insert_headers`]).
+#[must_use]
+pub fn too_many_requests(request_id: &HeaderValue) -> Response<Full<Bytes>> {
+    problem(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "the customer's request rate limit is exceeded; retry after the number of seconds in Retry-After",
+        request_id,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use residency_config::gateway::RedisUrl;
+
+    fn tenant() -> TenantId {
+        "0190a5c4-0000-7000-8000-0000000000b1".parse().unwrap()
+    }
+
+    #[test]
+    fn headers_follow_the_decision() {
+        let p = Params::new(100, Duration::from_secs(60));
+        let mut h = HeaderMap::new();
+        // A region node's own headers are replaced.
+        h.insert(RATELIMIT_LIMIT, HeaderValue::from_static("999999"));
+        insert_headers(&mut h, &p.decide(true, 600_000_000));
+        assert_eq!(h[RATELIMIT_LIMIT], "100");
+        assert_eq!(h[RATELIMIT_REMAINING], "99");
+        assert_eq!(h[RATELIMIT_RESET], "1");
+        assert!(h.get(RETRY_AFTER).is_none());
+        let mut h = HeaderMap::new();
+        insert_headers(&mut h, &p.decide(false, 60_000_000_000));
+        assert_eq!(h[RATELIMIT_REMAINING], "0");
+        assert_eq!(h[RATELIMIT_RESET], "60");
+        assert_eq!(h[RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_falls_back_to_local_limiting() {
+        // Port 1 on loopback: nothing listens there, so connecting is refused at once.
+        let cfg = RateLimitConfig {
+            backend: RateLimitBackend::Redis,
+            redis_url: Some(RedisUrl::new("redis://127.0.0.1:1/")),
+            redis_timeout: Duration::from_millis(200),
+            ..RateLimitConfig::default()
+        };
+        let l = RateLimiter::new(&cfg).unwrap();
+        let t0 = l.local.now();
+        // Within the burst every request is allowed, whatever the clock does meanwhile.
+        for i in 0..100 {
+            assert!(l.check(tenant(), 100).await.allowed(), "request {i}");
+        }
+        let shared = l.redis.as_ref().unwrap();
+        assert!(shared.degraded.load(Ordering::Relaxed));
+        assert!(shared.skip_until.load(Ordering::Relaxed) > 0);
+        // They were counted locally: seen from the time before the first of them, the local
+        // bucket holds a full minute of use, so one more is limited.
+        let d = l.local.check_at(tenant(), 100, t0);
+        assert!(!d.allowed());
+        assert_eq!(d.retry_after_secs(), Some(1));
+        assert_eq!(l.local.len(), 1);
+    }
+}
