@@ -3,6 +3,7 @@
 //! `keys` and `token` arrive with their issues.
 
 mod audit;
+mod up;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,9 @@ enum Command {
     /// Audit data placement and isolation posture of every region database
     /// (exit 0 clean, 1 violations, 2 could not run).
     Audit(audit::AuditArgs),
+    /// Start the whole local stack: databases, keys, region nodes, gateway, dev identity
+    /// provider and demo data; writes <dir>/stack.json; Ctrl-C stops it.
+    Up(up::UpArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Audit(args) => audit::run(args).await,
+            Command::Up(args) => up::run(args).await,
         }
     })
 }

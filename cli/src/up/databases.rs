@@ -1,0 +1,330 @@
+//! The stack's databases: one directory database and one database per region, each with its
+//! own roles, all named from `--prefix` so several stacks share one Postgres server.
+//!
+//! ```text
+//! <prefix>_directory          owned by <prefix>_directory_owner
+//! <prefix>_<region>           owned by <prefix>_<region>_owner; app role <prefix>_<region>_app
+//!                             (NOBYPASSRLS, owns nothing); auditor <prefix>_<region>_auditor
+//! ```
+//!
+//! Creation is idempotent ([`residency_pg::bootstrap`] creates or updates roles and creates
+//! the database only when missing); migrations are versioned, so applying them again is a
+//! no-op. Passwords live in the stack directory's `state.json` and are reused.
+
+use residency_config::node::is_simple_identifier;
+use residency_config::RegionId;
+use residency_pg::bootstrap::{self, Plan, RoleSpec};
+use residency_region_node::db::migrate::{self as region_migrate, GrantRoles};
+use tokio_postgres::NoTls;
+
+use super::state::State;
+use super::UpError;
+
+/// Database and role names derived from the prefix.
+#[derive(Debug, Clone)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    /// Checks the prefix: `[a-z][a-z0-9_]{0,31}`.
+    ///
+    /// # Errors
+    /// [`UpError::Usage`] naming the flag.
+    pub fn new(prefix: &str, regions: &[RegionId]) -> Result<Self, UpError> {
+        let ok = prefix.len() <= 32
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && is_simple_identifier(prefix);
+        if !ok {
+            return Err(UpError::Usage(format!(
+                "--prefix {prefix:?}: use 1-32 characters of a-z, 0-9 and '_', starting with a letter"
+            )));
+        }
+        let names = Self {
+            prefix: prefix.to_owned(),
+        };
+        for r in regions {
+            if r.as_str() == "directory" {
+                return Err(UpError::Usage(
+                    "--regions: \"directory\" is reserved for the directory database".into(),
+                ));
+            }
+            let owner = names.region_role(r, "auditor");
+            if !is_simple_identifier(&owner) {
+                return Err(UpError::Usage(format!(
+                    "--prefix and region {r} make the role name {owner:?}, longer than Postgres allows (63); use a shorter prefix"
+                )));
+            }
+        }
+        Ok(names)
+    }
+
+    /// The directory database.
+    #[must_use]
+    pub fn directory_db(&self) -> String {
+        format!("{}_directory", self.prefix)
+    }
+
+    /// The directory's owner role (the gateway and the CLI connect as it).
+    #[must_use]
+    pub fn directory_role(&self) -> String {
+        format!("{}_directory_owner", self.prefix)
+    }
+
+    /// A region's database.
+    #[must_use]
+    pub fn region_db(&self, r: &RegionId) -> String {
+        format!("{}_{}", self.prefix, r.as_str().replace('-', "_"))
+    }
+
+    /// A region's `owner`, `app` or `auditor` role.
+    #[must_use]
+    pub fn region_role(&self, r: &RegionId, kind: &str) -> String {
+        format!("{}_{kind}", self.region_db(r))
+    }
+}
+
+/// Connection URLs of one region's roles.
+#[derive(Debug, Clone)]
+pub struct RegionUrls {
+    /// Owner (migrations; subject to FORCE RLS).
+    pub owner: String,
+    /// Application role (what the node uses).
+    pub app: String,
+    /// Read-only auditor.
+    pub auditor: String,
+    /// Name of the auditor role.
+    pub auditor_role: String,
+}
+
+/// URLs of every database of the stack.
+#[derive(Debug, Clone)]
+pub struct Urls {
+    /// The directory (owner role).
+    pub directory: String,
+    /// Per region, in `--regions` order.
+    pub regions: Vec<(RegionId, RegionUrls)>,
+}
+
+/// Checks that Postgres answers at `admin_url` with enough rights to create databases.
+///
+/// # Errors
+/// [`UpError::PostgresUnreachable`] when it cannot connect; [`UpError::Failed`] when the role
+/// cannot create databases and roles.
+pub async fn check_admin(admin_url: &str) -> Result<(), UpError> {
+    let connect = tokio_postgres::connect(admin_url, NoTls);
+    let (client, conn) =
+        match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => {
+                return Err(UpError::PostgresUnreachable(
+                    redact(admin_url),
+                    e.to_string(),
+                ))
+            }
+            Err(_) => {
+                return Err(UpError::PostgresUnreachable(
+                    redact(admin_url),
+                    "timed out after 5s".into(),
+                ))
+            }
+        };
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT rolsuper OR (rolcreatedb AND rolcreaterole) FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| UpError::Failed(anyhow::anyhow!("postgres: {e}")))?;
+    if !row.get::<_, bool>(0) {
+        return Err(UpError::Failed(anyhow::anyhow!(
+            "the role of --pg {} cannot create databases and roles; use a superuser (e.g. postgres)",
+            redact(admin_url)
+        )));
+    }
+    Ok(())
+}
+
+/// `url` without its password, for messages.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparsable url>".to_owned(),
+    }
+}
+
+fn role(state: &mut State, name: String) -> anyhow::Result<RoleSpec> {
+    let password = state.password(&name)?;
+    Ok(RoleSpec { name, password })
+}
+
+/// Creates (or brings up to date) every database and role, and applies all migrations.
+///
+/// # Errors
+/// Database errors, named with the database they concern.
+pub async fn ensure(
+    admin_url: &str,
+    names: &Names,
+    regions: &[RegionId],
+    state: &mut State,
+) -> anyhow::Result<Urls> {
+    let dir_role = role(state, names.directory_role())?;
+    let dir_db = names.directory_db();
+    ensure_directory(admin_url, &dir_db, &dir_role).await?;
+    let directory = bootstrap::role_url(admin_url, &dir_role, &dir_db)?;
+    let applied = residency_directory::migrate(&directory)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrating {dir_db}: {e:#}"))?;
+    report("directory", &dir_db, &applied);
+
+    let mut out = Vec::new();
+    for r in regions {
+        let database = names.region_db(r);
+        let plan = Plan {
+            database: database.clone(),
+            owner: role(state, names.region_role(r, "owner"))?,
+            app: role(state, names.region_role(r, "app"))?,
+            auditor: role(state, names.region_role(r, "auditor"))?,
+        };
+        bootstrap::bootstrap(admin_url, &plan)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating {database}: {e:#}"))?;
+        let urls = RegionUrls {
+            owner: bootstrap::role_url(admin_url, &plan.owner, &database)?,
+            app: bootstrap::role_url(admin_url, &plan.app, &database)?,
+            auditor: bootstrap::role_url(admin_url, &plan.auditor, &database)?,
+            auditor_role: plan.auditor.name.clone(),
+        };
+        let roles = GrantRoles {
+            app: plan.app.name.clone(),
+            auditor: plan.auditor.name.clone(),
+        };
+        let applied = region_migrate::migrate(&urls.owner, &roles)
+            .await
+            .map_err(|e| anyhow::anyhow!("migrating {database}: {e:#}"))?;
+        report(r.as_str(), &database, &applied);
+        out.push((r.clone(), urls));
+    }
+    Ok(Urls {
+        directory,
+        regions: out,
+    })
+}
+
+fn report(label: &str, db: &str, applied: &[i32]) {
+    if applied.is_empty() {
+        println!("  database {db} ({label}): up to date");
+    } else {
+        println!("  database {db} ({label}): applied migrations {applied:?}");
+    }
+}
+
+/// The directory has no RLS and one role: the gateway reads it and LISTENs, the admin API
+/// writes it. The role is still locked down (no superuser, no CREATEDB/CREATEROLE).
+async fn ensure_directory(admin_url: &str, db: &str, owner: &RoleSpec) -> anyhow::Result<()> {
+    anyhow::ensure!(is_simple_identifier(db) && is_simple_identifier(&owner.name));
+    // Generated passwords are [A-Za-z0-9] only (checked again here), so the DDL below, which
+    // cannot take bind parameters, interpolates nothing but identifiers and such passwords.
+    anyhow::ensure!(owner.password.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let (admin, conn) = tokio_postgres::connect(admin_url, NoTls).await?;
+    tokio::spawn(conn);
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&owner.name])
+        .await?
+        .is_some();
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    admin
+        .batch_execute(&format!(
+            "{verb} ROLE \"{}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{}'",
+            owner.name, owner.password
+        ))
+        .await?;
+    let db_exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .await?
+        .is_some();
+    if !db_exists {
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{db}\" OWNER \"{}\"",
+                owner.name
+            ))
+            .await?;
+    }
+    admin
+        .batch_execute(&format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC"))
+        .await?;
+    let mut url = url::Url::parse(admin_url)?;
+    url.set_path(db);
+    let (in_db, conn) = tokio_postgres::connect(url.as_str(), NoTls).await?;
+    tokio::spawn(conn);
+    in_db
+        .batch_execute(&format!(
+            "ALTER SCHEMA public OWNER TO \"{0}\"; REVOKE ALL ON SCHEMA public FROM PUBLIC",
+            owner.name
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Drops every database and role of the stack named by `names` (missing ones are skipped).
+///
+/// # Errors
+/// Database errors.
+pub async fn teardown(admin_url: &str, names: &Names, regions: &[RegionId]) -> anyhow::Result<()> {
+    bootstrap::teardown(admin_url, &names.directory_db(), &[&names.directory_role()]).await?;
+    for r in regions {
+        let roles = ["owner", "app", "auditor"].map(|k| names.region_role(r, k));
+        let refs: Vec<&str> = roles.iter().map(String::as_str).collect();
+        bootstrap::teardown(admin_url, &names.region_db(r), &refs).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regions() -> Vec<RegionId> {
+        ["us", "eu-de"].map(|r| RegionId::new(r).unwrap()).to_vec()
+    }
+
+    #[test]
+    fn names_derive_from_the_prefix() {
+        let n = Names::new("rs_a1", &regions()).unwrap();
+        let eu = RegionId::new("eu-de").unwrap();
+        assert_eq!(n.directory_db(), "rs_a1_directory");
+        assert_eq!(n.region_db(&eu), "rs_a1_eu_de");
+        assert_eq!(n.region_role(&eu, "app"), "rs_a1_eu_de_app");
+    }
+
+    #[test]
+    fn bad_prefixes_are_usage_errors() {
+        for bad in ["", "1abc", "Res", "a-b", "a;drop", &"a".repeat(33)] {
+            assert!(
+                matches!(Names::new(bad, &regions()), Err(UpError::Usage(_))),
+                "{bad:?}"
+            );
+        }
+        let long = RegionId::new(&"r".repeat(32)).unwrap();
+        assert!(matches!(
+            Names::new(&"p".repeat(30), &[long]),
+            Err(UpError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn redaction_hides_passwords() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

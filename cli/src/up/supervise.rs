@@ -1,0 +1,303 @@
+//! Child processes of the stack: spawning with labelled log lines (`[eu] ...`, also kept in
+//! `<dir>/logs/<label>.log`), readiness with a deadline and visible progress, and an orderly
+//! stop: SIGTERM, wait up to a grace period, then SIGKILL.
+//!
+//! No orphans: children are spawned with `kill_on_drop`, so any way out of `up` short of
+//! SIGKILL (error, panic, signal) ends them; each runs in its own process group, so a
+//! terminal's Ctrl-C reaches only `up`, which then stops the gateway before the nodes. A
+//! SIGKILLed `up` cannot clean up (PR_SET_PDEATHSIG would need `unsafe` in a `pre_exec` hook,
+//! which this workspace forbids); for that case the children's pids are recorded in
+//! `<dir>/run.json`, and the next `up` on the same directory stops them before starting.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use super::http::Http;
+use super::UpError;
+
+/// How long a child may take to exit after SIGTERM before it is killed.
+pub const GRACE: Duration = Duration::from_secs(15);
+
+struct Running {
+    label: String,
+    program: PathBuf,
+    child: Child,
+    logs: Vec<JoinHandle<()>>,
+}
+
+/// The running children, in start order.
+pub struct Supervisor {
+    dir: PathBuf,
+    children: Vec<Running>,
+}
+
+/// What `run.json` records: this `up` and its children.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RunFile {
+    up_pid: u32,
+    children: Vec<(String, u32, PathBuf)>,
+}
+
+impl Supervisor {
+    /// A supervisor writing logs under `<dir>/logs`.
+    ///
+    /// # Errors
+    /// When the log directory cannot be created.
+    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+        super::material::private_dir(&dir.join("logs"))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            children: Vec::new(),
+        })
+    }
+
+    /// Spawns `program args…` labelled `label`.
+    ///
+    /// # Errors
+    /// When the process cannot be started.
+    pub fn spawn(&mut self, label: &str, program: &Path, args: &[&str]) -> anyhow::Result<u32> {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let pid = child.id().context("child exited at once")?;
+        let log_path = self.dir.join("logs").join(format!("{label}.log"));
+        let mut logs = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            logs.push(forward(label, out, log_path.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            logs.push(forward(label, err, log_path));
+        }
+        self.children.push(Running {
+            label: label.to_owned(),
+            program: program.to_path_buf(),
+            child,
+            logs,
+        });
+        self.record()?;
+        Ok(pid)
+    }
+
+    fn record(&self) -> anyhow::Result<()> {
+        let run = RunFile {
+            up_pid: std::process::id(),
+            children: self
+                .children
+                .iter()
+                .filter_map(|c| Some((c.label.clone(), c.child.id()?, c.program.clone())))
+                .collect(),
+        };
+        super::material::write_private(&self.dir.join("run.json"), &serde_json::to_vec(&run)?)
+    }
+
+    /// Polls `url` until it answers 200, the child labelled `label` exits, or `deadline`
+    /// passes. Prints progress every few seconds.
+    ///
+    /// # Errors
+    /// [`UpError::ChildFailed`] when the child exited or never became ready.
+    pub async fn wait_ready(
+        &mut self,
+        label: &str,
+        url: &str,
+        deadline: Duration,
+        http: &Http,
+    ) -> Result<(), UpError> {
+        let start = Instant::now();
+        let mut next_note = Duration::from_secs(3);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        println!("  waiting for [{label}] {url} …");
+        loop {
+            tick.tick().await;
+            let child = self
+                .children
+                .iter_mut()
+                .find(|c| c.label == label)
+                .ok_or_else(|| UpError::Failed(anyhow::anyhow!("no child {label}")))?;
+            if let Ok(Some(status)) = child.child.try_wait() {
+                return Err(UpError::ChildFailed(format!(
+                    "{label} exited during start ({}); its log is above and in {}",
+                    describe(status),
+                    self.dir.join("logs").join(format!("{label}.log")).display()
+                )));
+            }
+            if http.ok(url, Duration::from_secs(1)).await {
+                println!(
+                    "  [{label}] ready after {:.1}s",
+                    start.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            let waited = start.elapsed();
+            if waited >= deadline {
+                return Err(UpError::ChildFailed(format!(
+                    "{label} was not ready at {url} after {}s",
+                    deadline.as_secs()
+                )));
+            }
+            if waited >= next_note {
+                println!("  … still waiting for [{label}] ({}s)", waited.as_secs());
+                next_note += Duration::from_secs(3);
+            }
+        }
+    }
+
+    /// Waits until any child exits; returns its label and status. Never returns when there
+    /// are no children.
+    pub async fn any_exit(&mut self) -> (String, ExitStatus) {
+        if self.children.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        let waits = self
+            .children
+            .iter_mut()
+            .map(|c| Box::pin(async { (c.label.clone(), c.child.wait().await) }));
+        let ((label, status), _, _) = futures_util::future::select_all(waits).await;
+        // A failed wait means the child is gone from our view; report it as a failure.
+        let status = status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(1));
+        (label, status)
+    }
+
+    /// Stops every child, newest first (the gateway before the nodes it proxies to): SIGTERM,
+    /// then SIGKILL after [`GRACE`]. Returns true when every child exited on SIGTERM with
+    /// success.
+    pub async fn stop_all(&mut self) -> bool {
+        let mut clean = true;
+        while let Some(mut c) = self.children.pop() {
+            clean &= stop(&mut c).await;
+            // The log forwarders end at EOF; wait so the last lines are printed.
+            for h in c.logs.drain(..) {
+                let _ = h.await;
+            }
+            let _ = self.record();
+        }
+        let _ = std::fs::remove_file(self.dir.join("run.json"));
+        clean
+    }
+}
+
+async fn stop(c: &mut Running) -> bool {
+    if let Ok(Some(status)) = c.child.try_wait() {
+        println!("  [{}] had already exited ({})", c.label, describe(status));
+        return false;
+    }
+    let Some(pid) = c.child.id() else {
+        return false;
+    };
+    println!("  stopping [{}] (SIGTERM)", c.label);
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    match tokio::time::timeout(GRACE, c.child.wait()).await {
+        Ok(Ok(status)) => {
+            println!("  [{}] stopped ({})", c.label, describe(status));
+            status.success()
+        }
+        _ => {
+            println!(
+                "  [{}] did not stop within {}s; killing it",
+                c.label,
+                GRACE.as_secs()
+            );
+            let _ = c.child.kill().await;
+            false
+        }
+    }
+}
+
+/// "exit code 3" or "signal 9".
+#[must_use]
+pub fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => "unknown status".to_owned(),
+    }
+}
+
+fn forward<R>(label: &str, stream: R, log_path: PathBuf) -> JoinHandle<()>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let label = label.to_owned();
+    tokio::spawn(async move {
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .await
+            .ok();
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("[{label}] {line}");
+            if let Some(f) = file.as_mut() {
+                let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+            }
+        }
+    })
+}
+
+/// Stops children left behind by an `up` on this directory that was killed without a chance
+/// to clean up, and refuses to run beside an `up` that is still alive.
+///
+/// # Errors
+/// [`UpError::AlreadyRunning`] when the recorded `up` is alive.
+pub async fn reap_stale(dir: &Path) -> Result<(), UpError> {
+    let path = dir.join("run.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    let Ok(run) = serde_json::from_slice::<RunFile>(&bytes) else {
+        let _ = std::fs::remove_file(&path);
+        return Ok(());
+    };
+    let me = std::env::current_exe().ok();
+    if run.up_pid != std::process::id() && is_process(run.up_pid, me.as_deref()) {
+        return Err(UpError::AlreadyRunning(run.up_pid));
+    }
+    for (label, pid, program) in run.children {
+        // Only a live process running the recorded binary is ours; a recycled pid is not.
+        if is_process(pid, Some(&program)) {
+            println!("  stopping [{label}] (pid {pid}) left over from an earlier run");
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + GRACE;
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while is_process(pid, Some(&program)) && Instant::now() < deadline {
+                tick.tick().await;
+            }
+            if is_process(pid, Some(&program)) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Whether `pid` is a live process running `program` (compared through `/proc`).
+fn is_process(pid: u32, program: Option<&Path>) -> bool {
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    // A zombie (exited, not yet reaped by its parent) still has an entry but no exe link;
+    // reaching here means the process is running.
+    match program {
+        Some(p) => std::fs::canonicalize(p).is_ok_and(|p| p == exe),
+        None => false,
+    }
+}
