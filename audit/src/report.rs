@@ -138,6 +138,30 @@ pub enum ViolationKind {
 }
 
 impl ViolationKind {
+    /// Every kind, placement first, in report order.
+    pub const ALL: [Self; 20] = [
+        Self::MisplacedRows,
+        Self::OrphanRows,
+        Self::MissingHomeRecord,
+        Self::HomeRegionNotAudited,
+        Self::RlsDisabled,
+        Self::RlsNotForced,
+        Self::NoTenantPolicy,
+        Self::PermissivePolicyBypass,
+        Self::AppRoleMissing,
+        Self::AppRoleSuperuser,
+        Self::AppRoleBypassrls,
+        Self::AppRoleOwnsTable,
+        Self::AppRoleMemberOfOwner,
+        Self::AppRolePrivilege,
+        Self::AppRoleCanCreate,
+        Self::ViewNotSecurityInvoker,
+        Self::DefinerWithoutSearchPath,
+        Self::UnauditableTable,
+        Self::AuditorBlind,
+        Self::AuditorOverprivileged,
+    ];
+
     /// The `snake_case` name used in JSON.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -452,8 +476,15 @@ mod tests {
             v,
             serde_json::json!({"kind": "orphan_rows", "region": "eu", "tenant_id": "t", "detail": "d"})
         );
-        for k in [ViolationKind::AppRoleBypassrls, ViolationKind::RlsNotForced] {
+        for k in ViolationKind::ALL {
             assert_eq!(serde_json::to_value(k).expect("serializable"), k.as_str());
         }
+        let mut sorted = ViolationKind::ALL;
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            ViolationKind::ALL,
+            "ALL lists every kind in declaration order"
+        );
     }
 }

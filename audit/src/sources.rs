@@ -272,7 +272,7 @@ pub fn load_stack(path: &Path) -> Result<Loaded, ConfigError> {
             continue;
         };
         regions.push(RegionInput {
-            display_name: r.display_name.unwrap_or_else(|| r.id.to_string()),
+            display_name: r.display_name.unwrap_or_default(),
             location: r.location.unwrap_or_default(),
             id: r.id,
             auditor_url: auditor,

@@ -82,7 +82,7 @@ pub fn render(report: &Report) -> String {
             let opt = |o: &Option<String>| o.as_deref().map_or_else(String::new, escape);
             let _ = writeln!(
                 h,
-                "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"violation\"><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 x.kind,
                 escape(x.region.as_str()),
                 opt(&x.tenant_id),
@@ -111,8 +111,16 @@ pub fn render(report: &Report) -> String {
              <dt>Routing</dt><dd>{routing}</dd>\
              <dt>Scan time</dt><dd>{ms} ms</dd></dl>",
             id = escape(r.id.as_str()),
-            name = escape(&r.display_name),
-            loc = escape(&r.location),
+            name = if r.display_name.is_empty() || r.display_name == r.id.as_str() {
+                String::new()
+            } else {
+                format!("({})", escape(&r.display_name))
+            },
+            loc = if r.location.is_empty() {
+                "not given".to_owned()
+            } else {
+                escape(&r.location)
+            },
             host = escape(&r.database.host),
             port = r.database.port,
             db = escape(&r.database.name),
@@ -190,7 +198,7 @@ pub fn render(report: &Report) -> String {
         for t in &tenants {
             let _ = write!(
                 h,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td>",
+                "<tr class=\"tenant\"><td><code>{}</code></td><td>{}</td><td>{}</td>",
                 escape(&t.tenant_id),
                 escape(&t.name),
                 escape(&t.home)

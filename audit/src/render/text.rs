@@ -64,11 +64,11 @@ pub fn render(report: &Report) -> String {
         .map(|r| {
             vec![
                 r.id.to_string(),
-                if r.location.is_empty() {
-                    r.display_name.clone()
-                } else {
-                    r.location.clone()
-                },
+                [&r.location, &r.display_name]
+                    .into_iter()
+                    .find(|s| !s.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
                 format!(
                     "{}:{}/{}",
                     r.database.host, r.database.port, r.database.name
