@@ -1,0 +1,591 @@
+//! `residency up` end to end: the real binary with its own database prefix, ports and
+//! directory, against real Postgres. It waits for `stack.json`, checks it against the SPEC §4
+//! contract with `../shared/tools/check-stack-json`, calls every region through the gateway
+//! over TLS (trusting the stack's CA) with a JWT minted from the stack's key and with a demo
+//! API key, stops the stack with SIGTERM and checks that every child exited and every port is
+//! free; then re-runs on the same directory (data kept) and with `--fresh` (data reset).
+//!
+//! These tests start real processes; they are few on purpose, and every wait is a poll with
+//! a deadline.
+
+use std::io::BufReader;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use integration_tests::{admin_url, binary};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const STACK_DEADLINE: Duration = Duration::from_secs(240);
+const STOP_DEADLINE: Duration = Duration::from_secs(60);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The binaries `up` starts must sit next to it: build all three.
+fn residency() -> PathBuf {
+    let _ = binary("region-node");
+    let _ = binary("residency-gateway");
+    binary("residency")
+}
+
+/// A base port with the 6 ports after it free, below the ephemeral range.
+fn free_base() -> u16 {
+    let seed = Uuid::new_v4().as_u128();
+    for i in 0..200u128 {
+        let base = 20_000 + u16::try_from((seed.wrapping_add(i * 7919)) % 10_000).unwrap();
+        if (base..base + 6).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free port range found");
+}
+
+/// One run of `residency up`, killed (and its databases dropped, via the guard) on panic.
+struct Up {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Up {
+    fn start(dir: &Path, prefix: &str, base: u16, extra: &[&str]) -> Self {
+        // A stack.json left by an earlier run must not be mistaken for this run's.
+        let _ = std::fs::remove_file(dir.join("stack.json"));
+        let log = dir.with_extension(format!("{}.log", Uuid::new_v4().simple()));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(residency())
+            .args([
+                "up",
+                "--pg",
+                &admin_url(),
+                "--prefix",
+                prefix,
+                "--base-port",
+            ])
+            .arg(base.to_string())
+            .arg("--dir")
+            .arg(dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start residency up");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls for stack.json; fails early, with the log, if `up` exits.
+    async fn stack(&mut self, dir: &Path) -> Value {
+        let path = dir.join("stack.json");
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            if let Ok(bytes) = std::fs::read(&path) {
+                return serde_json::from_slice(&bytes).expect("stack.json is JSON");
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "residency up exited ({status}) before writing stack.json:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                start.elapsed() < STACK_DEADLINE,
+                "no stack.json after {STACK_DEADLINE:?}:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// SIGTERM, then wait for `up` to exit.
+    async fn stop(&mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.wait(STOP_DEADLINE).await
+    }
+
+    async fn wait(&mut self, deadline: Duration) -> ExitStatus {
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "up still running:\n{}",
+                self.log()
+            );
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SIGTERM first so the children are stopped by `up` itself.
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Drops the stack's databases and roles with `up --teardown`, even when the test failed.
+struct Teardown {
+    dir: PathBuf,
+    prefix: String,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let status = Command::new(residency())
+            .args([
+                "up",
+                "--teardown",
+                "--pg",
+                &admin_url(),
+                "--prefix",
+                &self.prefix,
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("teardown of {} failed: {status:?}", self.prefix);
+        }
+    }
+}
+
+/// A minimal HTTPS client that trusts only the stack's CA.
+struct Gateway {
+    url: url::Url,
+    tls: tokio_rustls::TlsConnector,
+}
+
+struct Reply {
+    status: StatusCode,
+    region: Option<String>,
+    body: Value,
+}
+
+impl Gateway {
+    fn new(dir: &Path, stack: &Value) -> Self {
+        let ca = dir.join(stack["gateway"]["ca_cert"].as_str().unwrap());
+        let mut roots = rustls::RootCertStore::empty();
+        let mut pem = BufReader::new(std::fs::File::open(ca).unwrap());
+        for cert in rustls_pemfile::certs(&mut pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self {
+            url: url::Url::parse(stack["gateway"]["url"].as_str().unwrap()).unwrap(),
+            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: (&str, &str),
+        body: Option<Value>,
+    ) -> Reply {
+        let host = self.url.host_str().unwrap();
+        let port = self.url.port().unwrap();
+        let tcp = tokio::net::TcpStream::connect((host, port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .expect("tls handshake with the stack's CA");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", format!("{host}:{port}"))
+            .header(auth.0, auth.1);
+        let bytes = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let resp = send
+            .send_request(req.body(Full::new(bytes)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let region = resp
+            .headers()
+            .get("x-residency-region")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            region,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// A JWT minted from the stack's own key and claims, as an integrating script would.
+fn mint(dir: &Path, stack: &Value, tenant: &str) -> String {
+    let jwt = &stack["jwt"];
+    let pem = std::fs::read(dir.join(jwt["private_key_pem"].as_str().unwrap())).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(jwt["kid"].as_str().unwrap().to_owned());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = json!({
+        "iss": jwt["issuer"], "aud": jwt["audience"], "sub": "demo-owner",
+        "iat": now, "exp": now + 300,
+    });
+    claims[jwt["tenant_claim"].as_str().unwrap()] = json!(tenant);
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn bearer(token: &str) -> (&'static str, String) {
+    ("authorization", format!("Bearer {token}"))
+}
+
+fn tenant<'a>(stack: &'a Value, region: &str, tier: &str) -> &'a Value {
+    stack["demo_tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["region"] == region && t["tier"] == tier)
+        .unwrap_or_else(|| panic!("no {tier} demo tenant in {region}"))
+}
+
+fn check_contract(dir: &Path) {
+    let tool = repo().join("../shared/tools/check-stack-json");
+    assert!(tool.is_file(), "{} is missing", tool.display());
+    let out = Command::new("python3")
+        .arg(&tool)
+        .arg(dir.join("stack.json"))
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "check-stack-json: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Every port the stack named, and the pids `up` recorded for its children.
+fn ports_and_children(dir: &Path, stack: &Value) -> (Vec<u16>, Vec<u32>) {
+    let port = |u: &Value| {
+        url::Url::parse(u.as_str().unwrap())
+            .unwrap()
+            .port()
+            .unwrap()
+    };
+    let mut ports = vec![
+        port(&stack["gateway"]["url"]),
+        port(&stack["admin"]["url"]),
+        port(&stack["jwt"]["jwks_url"]),
+    ];
+    ports.extend(
+        stack["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| port(&r["node_url"])),
+    );
+    let run: Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    let pids = run["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| u32::try_from(c[1].as_u64().unwrap()).unwrap())
+        .collect();
+    (ports, pids)
+}
+
+fn assert_stopped(ports: &[u16], pids: &[u32]) {
+    assert_eq!(pids.len(), 4, "three nodes and the gateway: {pids:?}");
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "child {pid} is still running"
+        );
+    }
+    for p in ports {
+        assert!(
+            TcpListener::bind(("127.0.0.1", *p)).is_ok(),
+            "port {p} is still in use"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_serves_every_region_survives_a_restart_and_fresh_resets() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("stack");
+    let prefix = format!("upt_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let _teardown = Teardown {
+        dir: dir.clone(),
+        prefix: prefix.clone(),
+    };
+    let base = free_base();
+
+    // Run 1: a fresh stack.
+    let mut up = Up::start(&dir, &prefix, base, &[]);
+    let stack = up.stack(&dir).await;
+    check_contract(&dir);
+    let gw = Gateway::new(&dir, &stack);
+    for region in ["us", "eu", "apac"] {
+        let t = tenant(&stack, region, "starter");
+        let id = t["id"].as_str().unwrap();
+        let (k, v) = bearer(&mint(&dir, &stack, id));
+        let r = gw.call(Method::GET, "/v1/me", (k, &v), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{region}: {}", r.body);
+        assert_eq!(r.region.as_deref(), Some(region));
+        assert_eq!(r.body["tenant_id"], id);
+        assert_eq!(r.body["region"], region);
+    }
+    // The demo API key of a scale customer reaches its seeded workflow.
+    let scale = tenant(&stack, "eu", "scale");
+    let key = scale["api_key"].as_str().unwrap().to_owned();
+    let r = gw
+        .call(Method::GET, "/v1/workflows", ("x-api-key", &key), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.region.as_deref(), Some("eu"));
+    assert!(
+        !r.body["items"].as_array().unwrap().is_empty(),
+        "{}",
+        r.body
+    );
+    // The dev identity provider's tokens work too (JWKS fetched by URL).
+    let apac = tenant(&stack, "apac", "growth")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token_url = stack["jwt"]["token_url"].as_str().unwrap();
+    let token = idp_token(token_url, &apac).await;
+    let (k, v) = bearer(&token);
+    let r = gw.call(Method::GET, "/v1/me", (k, &v), None).await;
+    assert_eq!(
+        (r.status, r.region.as_deref()),
+        (StatusCode::OK, Some("apac"))
+    );
+    // Something to find again after a restart.
+    let eu = tenant(&stack, "eu", "starter")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (k, v) = bearer(&mint(&dir, &stack, &eu));
+    let r = gw
+        .call(
+            Method::PUT,
+            "/v1/configurations/test.marker",
+            (k, &v),
+            Some(json!({ "value": { "run": 1 } })),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+
+    let (ports, pids) = ports_and_children(&dir, &stack);
+    let status = up.stop().await;
+    assert!(status.success(), "up exited with {status}:\n{}", up.log());
+    assert_stopped(&ports, &pids);
+    assert!(up.log().contains("[gateway] stopped"), "{}", up.log());
+
+    // Run 2: same directory and prefix: same tenants, same key, the data is still there.
+    let mut up = Up::start(&dir, &prefix, base, &[]);
+    let again = up.stack(&dir).await;
+    check_contract(&dir);
+    let ids = |s: &Value| {
+        let mut v: Vec<String> = s["demo_tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        ids(&again),
+        ids(&stack),
+        "re-running keeps the demo tenants"
+    );
+    assert_eq!(
+        tenant(&again, "eu", "scale")["api_key"].as_str(),
+        Some(key.as_str())
+    );
+    let gw = Gateway::new(&dir, &again);
+    let (k, v) = bearer(&mint(&dir, &again, &eu));
+    let r = gw
+        .call(Method::GET, "/v1/configurations/test.marker", (k, &v), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["value"], json!({ "run": 1 }));
+    let r = gw
+        .call(Method::GET, "/v1/workflows", ("x-api-key", &key), None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the saved demo key still works: {}",
+        r.body
+    );
+    let status = up.stop().await;
+    assert!(status.success(), "up exited with {status}:\n{}", up.log());
+
+    // Run 3: --fresh starts over: new tenants, the marker is gone.
+    let mut up = Up::start(&dir, &prefix, base, &["--fresh"]);
+    let fresh = up.stack(&dir).await;
+    check_contract(&dir);
+    let old: std::collections::HashSet<_> = ids(&stack).into_iter().collect();
+    assert!(
+        ids(&fresh).iter().all(|id| !old.contains(id)),
+        "--fresh made new tenants"
+    );
+    let gw = Gateway::new(&dir, &fresh);
+    let eu_new = tenant(&fresh, "eu", "starter")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (k, v) = bearer(&mint(&dir, &fresh, &eu_new));
+    let r = gw
+        .call(Method::GET, "/v1/configurations/test.marker", (k, &v), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = gw
+        .call(Method::GET, "/v1/configurations/demo.seeded", (k, &v), None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the fresh stack is seeded: {}",
+        r.body
+    );
+    // The old tenant is unknown to the fresh directory.
+    let (k, v) = bearer(&mint(&dir, &fresh, &eu));
+    let r = gw.call(Method::GET, "/v1/me", (k, &v), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let (ports, pids) = ports_and_children(&dir, &fresh);
+    let status = up.stop().await;
+    assert!(status.success(), "up exited with {status}:\n{}", up.log());
+    assert_stopped(&ports, &pids);
+
+    // --teardown removes the databases and roles (the guard runs it again, harmlessly).
+    drop(_teardown);
+    let admin = integration_tests::connect(&admin_url()).await;
+    let like = format!("{prefix}\\_%");
+    let left: i64 = admin
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname LIKE $1) + \
+                    (SELECT count(*) FROM pg_roles WHERE rolname LIKE $1)",
+            &[&like],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "databases or roles of {prefix} remain");
+    assert!(!dir.exists(), "--teardown deletes the stack directory");
+}
+
+async fn idp_token(token_url: &str, tenant: &str) -> String {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let req = Request::post(token_url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            json!({ "tenant_id": tenant }).to_string(),
+        )))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Runs `up` expecting it to fail at once; returns its exit code and output.
+fn fails_fast(args: &[&str]) -> (Option<i32>, String) {
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(residency())
+        .args(["up", "--prefix", "upt_never", "--dir"])
+        .arg(work.path().join("stack"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!work.path().join("stack/stack.json").exists());
+    (out.status.code(), text)
+}
+
+#[test]
+fn unreachable_postgres_is_one_clear_message_with_how_to_start_it() {
+    let base = free_base().to_string();
+    let (code, text) = fails_fast(&[
+        "--pg",
+        "postgres://postgres@127.0.0.1:1/postgres",
+        "--base-port",
+        &base,
+    ]);
+    assert_eq!(code, Some(69), "{text}");
+    assert!(
+        text.contains("cannot reach Postgres at postgres://postgres@127.0.0.1:1/postgres"),
+        "{text}"
+    );
+    assert!(text.contains("start Postgres"), "{text}");
+    assert!(text.contains("docker"), "{text}");
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let base = free_base();
+    let _busy = TcpListener::bind(("127.0.0.1", base + 4)).unwrap();
+    let (code, text) = fails_fast(&["--pg", &admin_url(), "--base-port", &base.to_string()]);
+    assert_eq!(code, Some(71), "{text}");
+    assert!(
+        text.contains(&format!("port {} (eu region node) is in use", base + 4)),
+        "{text}"
+    );
+    assert!(text.contains("--base-port"), "{text}");
+}
+
+#[test]
+fn missing_binaries_say_how_to_build_them() {
+    let (code, text) = fails_fast(&["--bin-dir", "/nonexistent", "--base-port", "20000"]);
+    assert_eq!(code, Some(72), "{text}");
+    assert!(text.contains("cargo build --release"), "{text}");
+}
