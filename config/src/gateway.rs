@@ -25,6 +25,22 @@
 //! [directory]
 //! source = "file"
 //! path = "directory.toml"
+//! # or: the global directory database, cached in memory and kept fresh by LISTEN/NOTIFY
+//! # source = "postgres"
+//! # url = "postgres://gateway@10.0.0.9/directory"   # RESIDENCY__DIRECTORY__URL
+//! # max_stale = "10m"      # serve cached tenants this long while the directory is down
+//! # negative_ttl = "5s"    # remember "no such tenant/key" this long
+//! # timeout = "2s"         # one directory query
+//!
+//! [admin]                           # the admin API on listen.admin; optional
+//! token_file = "secrets/admin.token"  # or admin.token via RESIDENCY__ADMIN__TOKEN
+//! token_name = "ops"                # recorded as actor `admin:ops` in the directory history
+//!
+//! [health_check]                    # active checks of every upstream; defaults shown
+//! interval = "2s"
+//! timeout = "1s"
+//! unhealthy_threshold = 2           # consecutive failed GET /readyz before it is skipped
+//! healthy_threshold = 1             # consecutive passed checks before it is used again
 //!
 //! [[regions]]
 //! id = "eu"
@@ -98,6 +114,12 @@ pub struct GatewayConfig {
     /// Size limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// The admin API (token and provisioning).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Active health checks of the region nodes.
+    #[serde(default)]
+    pub health_check: HealthCheckConfig,
     /// Per-tenant rate limiting.
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
@@ -203,11 +225,170 @@ pub enum DirectorySource {
         /// Path of the file.
         path: PathBuf,
     },
-    /// The global directory database. Not built yet: validation refuses it.
+    /// The global directory database, cached in memory and invalidated by `LISTEN/NOTIFY`.
     Postgres {
-        /// Connection URL.
-        url: String,
+        /// Connection URL (may carry a password; `Debug` masks it).
+        url: DatabaseUrl,
+        /// How long cached tenants keep being served while the directory is unreachable
+        /// (default 10m, at most 24h); after that they fail closed with 503 as well.
+        #[serde(default = "default_max_stale", with = "crate::duration::serde_str")]
+        max_stale: Duration,
+        /// How long "no such tenant / api key" is remembered (default 5s, at most 5m).
+        #[serde(default = "default_negative_ttl", with = "crate::duration::serde_str")]
+        negative_ttl: Duration,
+        /// Timeout of one directory query (default 2s, at most 30s).
+        #[serde(
+            default = "default_directory_timeout",
+            with = "crate::duration::serde_str"
+        )]
+        timeout: Duration,
+        /// Most "no such tenant / api key" answers remembered at once (default 100000).
+        #[serde(default = "default_negative_entries")]
+        negative_entries: usize,
     },
+}
+
+fn default_max_stale() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_directory_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_negative_entries() -> usize {
+    100_000
+}
+
+/// A database connection URL. It may carry a password, so `Debug` masks it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL (validation happens with the rest of the config).
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL including any password: pass it to the driver, never to a log.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`, for logs and errors.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                // Only URLs without a host cannot take a password, and they have none.
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            Ok(u) => u.to_string(),
+            Err(_) => "<unparsable url>".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+/// `[admin]`: the admin API on `listen.admin`.
+///
+/// The bearer token comes from `token_file` (first line, trimmed) or `token` (meant for the
+/// environment: `RESIDENCY__ADMIN__TOKEN`); with neither, `/admin/v1/...` answers 401 to
+/// everyone. `/healthz`, `/readyz` and `/metrics` need no token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// A file holding the admin token.
+    pub token_file: Option<PathBuf>,
+    /// The admin token itself (prefer the environment over a config file).
+    pub token: Option<AdminToken>,
+    /// Name of the token, recorded as `admin:<name>` in the directory history.
+    pub token_name: String,
+    /// Time a region node has to answer a provisioning call.
+    #[serde(with = "crate::duration::serde_str")]
+    pub provision_timeout: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token_file: None,
+            token: None,
+            token_name: "admin".to_owned(),
+            provision_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
+/// An admin bearer token. `Debug` never shows it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Wraps a token.
+    #[must_use]
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token: compare it in constant time, never log it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// `[health_check]`: active `GET /readyz` checks of every upstream.
+///
+/// They feed the same health state as passive ejection: an upstream is picked only while it
+/// passes its checks and is not ejected.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// Whether upstreams are checked at all (default true).
+    pub enabled: bool,
+    /// Time between two checks of one upstream (default 2s).
+    #[serde(with = "crate::duration::serde_str")]
+    pub interval: Duration,
+    /// Time one check may take (default 1s, less than `interval`).
+    #[serde(with = "crate::duration::serde_str")]
+    pub timeout: Duration,
+    /// Consecutive failed checks before an upstream is skipped (default 2).
+    pub unhealthy_threshold: u32,
+    /// Consecutive passed checks before a skipped upstream is used again (default 1).
+    pub healthy_threshold: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            unhealthy_threshold: 2,
+            healthy_threshold: 1,
+        }
+    }
 }
 
 /// `[[regions]]`: one residency region and the region nodes that serve it.
@@ -529,6 +710,9 @@ impl Validate for GatewayConfig {
         for r in &mut self.regions {
             r.assertion.resolve_paths(base);
         }
+        if let Some(f) = &mut self.admin.token_file {
+            resolve(base, f);
+        }
     }
 
     fn validate(&self) -> Vec<Problem> {
@@ -556,13 +740,7 @@ impl Validate for GatewayConfig {
             }
         }
         self.claims.validate(&mut out);
-        match &self.directory {
-            DirectorySource::File { path } => check_file("directory.path", path, &mut out),
-            DirectorySource::Postgres { .. } => out.push(Problem::new(
-                "directory.source",
-                "the postgres directory is not built yet; use source = \"file\"",
-            )),
-        }
+        self.directory.validate(&mut out);
         if self.regions.is_empty() {
             out.push(Problem::new("regions", "at least one region is required"));
         }
@@ -586,8 +764,121 @@ impl Validate for GatewayConfig {
             out.extend(r.assertion.validate(&format!("{prefix}.assertion")));
         }
         self.limits.validate(&mut out);
+        self.admin.validate(&mut out);
+        self.health_check.validate(&mut out);
         self.rate_limit.validate(&mut out);
         out
+    }
+}
+
+impl DirectorySource {
+    fn validate(&self, out: &mut Vec<Problem>) {
+        match self {
+            Self::File { path } => check_file("directory.path", path, out),
+            Self::Postgres {
+                url,
+                max_stale,
+                negative_ttl,
+                timeout,
+                negative_entries,
+            } => {
+                match url.expose().parse::<url::Url>() {
+                    Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {}
+                    Ok(_) => out.push(Problem::new("directory.url", "must be a postgres:// url")),
+                    // The parser's message does not echo the input, so no password leaks.
+                    Err(e) => out.push(Problem::new("directory.url", format!("not a url: {e}"))),
+                }
+                for (key, d, max, max_text) in [
+                    ("directory.max_stale", *max_stale, 86_400, "24h"),
+                    ("directory.negative_ttl", *negative_ttl, 300, "5m"),
+                    ("directory.timeout", *timeout, 30, "30s"),
+                ] {
+                    if d.is_zero() || d > Duration::from_secs(max) {
+                        out.push(Problem::new(
+                            key,
+                            format!("must be greater than 0 and at most {max_text}"),
+                        ));
+                    }
+                }
+                if *negative_entries == 0 {
+                    out.push(Problem::new(
+                        "directory.negative_entries",
+                        "must be greater than 0",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl AdminConfig {
+    fn validate(&self, out: &mut Vec<Problem>) {
+        match (&self.token_file, &self.token) {
+            (Some(_), Some(_)) => out.push(Problem::new(
+                "admin.token",
+                "set at most one of admin.token_file and admin.token",
+            )),
+            (Some(f), None) => match std::fs::read_to_string(f) {
+                Ok(text) if text.trim().len() >= MIN_ADMIN_TOKEN_BYTES => {}
+                Ok(_) => out.push(Problem::new(
+                    "admin.token_file",
+                    format!("the token must be at least {MIN_ADMIN_TOKEN_BYTES} characters"),
+                )),
+                Err(e) => out.push(Problem::new(
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", f.display()),
+                )),
+            },
+            (None, Some(t)) if t.expose().trim().len() < MIN_ADMIN_TOKEN_BYTES => {
+                out.push(Problem::new(
+                    "admin.token",
+                    format!("must be at least {MIN_ADMIN_TOKEN_BYTES} characters"),
+                ));
+            }
+            _ => {}
+        }
+        let name_ok = (1..=64).contains(&self.token_name.len())
+            && self
+                .token_name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            out.push(Problem::new(
+                "admin.token_name",
+                "must be 1-64 characters of a-z, 0-9, '-' and '_'",
+            ));
+        }
+        if self.provision_timeout.is_zero() {
+            out.push(Problem::new(
+                "admin.provision_timeout",
+                "must be greater than 0",
+            ));
+        }
+    }
+}
+
+impl HealthCheckConfig {
+    fn validate(&self, out: &mut Vec<Problem>) {
+        if self.interval < Duration::from_millis(100) {
+            out.push(Problem::new(
+                "health_check.interval",
+                "must be at least 100ms",
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout >= self.interval {
+            out.push(Problem::new(
+                "health_check.timeout",
+                "must be greater than 0 and less than health_check.interval",
+            ));
+        }
+        for (key, n) in [
+            ("health_check.unhealthy_threshold", self.unhealthy_threshold),
+            ("health_check.healthy_threshold", self.healthy_threshold),
+        ] {
+            if n == 0 {
+                out.push(Problem::new(key, "must be at least 1"));
+            }
+        }
     }
 }
 
@@ -964,15 +1255,110 @@ assertion = { kid = "us-1", key_file = "us.key" }
     }
 
     #[test]
-    fn postgres_directory_is_refused_as_not_built() {
+    fn postgres_directory_loads_with_defaults_and_masks_the_password() {
         let dir = dir_with_files();
         let text = GOOD.replace(
             "source = \"file\"\npath = \"directory.toml\"",
-            "source = \"postgres\"\nurl = \"postgres://d@127.0.0.1/dir\"",
+            "source = \"postgres\"\nurl = \"postgres://d:s3cret@127.0.0.1/dir\"",
         );
-        let err = load_text(dir.path(), &text).unwrap_err();
-        assert_eq!(err.problems[0].key, "directory.source");
-        assert!(err.problems[0].message.contains("not built yet"));
+        let cfg = load_text(dir.path(), &text).unwrap();
+        let DirectorySource::Postgres {
+            url,
+            max_stale,
+            negative_ttl,
+            timeout,
+            negative_entries,
+        } = &cfg.directory
+        else {
+            panic!("postgres source expected");
+        };
+        assert_eq!(url.expose(), "postgres://d:s3cret@127.0.0.1/dir");
+        assert_eq!(*max_stale, Duration::from_secs(600));
+        assert_eq!(*negative_ttl, Duration::from_secs(5));
+        assert_eq!(*timeout, Duration::from_secs(2));
+        assert_eq!(*negative_entries, 100_000);
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn postgres_directory_problems_name_their_keys() {
+        let dir = dir_with_files();
+        let text = GOOD.replace(
+            "source = \"file\"\npath = \"directory.toml\"",
+            "source = \"postgres\"\nurl = \"mysql://x@h/d\"\nmax_stale = \"25h\"\n\
+             negative_ttl = \"0s\"\ntimeout = \"31s\"\nnegative_entries = 0",
+        );
+        assert_eq!(
+            problem_keys(dir.path(), &text),
+            [
+                "directory.url",
+                "directory.max_stale",
+                "directory.negative_ttl",
+                "directory.timeout",
+                "directory.negative_entries",
+            ]
+        );
+        let unknown = GOOD.replace(
+            "source = \"file\"\npath = \"directory.toml\"",
+            "source = \"postgres\"\nurl = \"postgres://h/d\"\nmax_stail = \"1m\"",
+        );
+        assert!(load_text(dir.path(), &unknown).is_err());
+    }
+
+    #[test]
+    fn admin_token_comes_from_a_file_or_the_environment() {
+        let dir = dir_with_files();
+        write(dir.path(), "admin.token", b"0123456789abcdef0123\n");
+        let text = format!("{GOOD}\n[admin]\ntoken_file = \"admin.token\"\ntoken_name = \"ops\"\n");
+        let cfg = load_text(dir.path(), &text).unwrap();
+        assert_eq!(
+            cfg.admin.token_file.as_deref(),
+            Some(dir.path().join("admin.token").as_path())
+        );
+        assert_eq!(cfg.admin.token_name, "ops");
+        assert_eq!(cfg.admin.provision_timeout, Duration::from_secs(10));
+
+        write(dir.path(), "gateway.toml", GOOD.as_bytes());
+        let env = vec![(
+            "RESIDENCY__ADMIN__TOKEN".to_owned(),
+            "from-the-environment-0123".to_owned(),
+        )];
+        let cfg: GatewayConfig = load(&dir.path().join("gateway.toml"), &env).unwrap();
+        assert_eq!(
+            cfg.admin.token.as_ref().map(AdminToken::expose),
+            Some("from-the-environment-0123")
+        );
+        assert!(!format!("{cfg:?}").contains("from-the-environment"));
+    }
+
+    #[test]
+    fn admin_and_health_check_problems_name_their_keys() {
+        let dir = dir_with_files();
+        write(dir.path(), "short.token", b"short");
+        let text = format!(
+            "{GOOD}\n[admin]\ntoken_file = \"short.token\"\ntoken_name = \"Ops Team\"\n\
+             provision_timeout = \"0s\"\n[health_check]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
+             unhealthy_threshold = 0\n"
+        );
+        assert_eq!(
+            problem_keys(dir.path(), &text),
+            [
+                "admin.token_file",
+                "admin.token_name",
+                "admin.provision_timeout",
+                "health_check.timeout",
+                "health_check.unhealthy_threshold",
+            ]
+        );
+        let both = format!(
+            "{GOOD}\n[admin]\ntoken_file = \"missing.token\"\ntoken = \"0123456789abcdef0\"\n"
+        );
+        assert_eq!(problem_keys(dir.path(), &both), ["admin.token"]);
+        let cfg = load_text(dir.path(), GOOD).unwrap();
+        assert!(cfg.health_check.enabled);
+        assert_eq!(cfg.health_check.interval, Duration::from_secs(2));
+        assert_eq!(cfg.health_check.unhealthy_threshold, 2);
     }
 
     #[test]

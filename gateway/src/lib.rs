@@ -10,7 +10,8 @@
 //! - [`ratelimit`]: per-tenant GCRA, local or shared in Redis, and the `RateLimit-*` headers;
 //! - [`proxy`]: the phases wired together, upstream choice and streaming;
 //! - [`error`]: the one map from errors to problem+json;
-//! - [`metrics`], [`admin`]: observability.
+//! - [`health`]: active `/readyz` checks of every upstream;
+//! - [`metrics`], [`admin`]: observability and the admin API (tenants, keys, regions).
 //!
 //! [`run`] is the whole server; `main.rs` only loads config, binds and calls it, so tests can
 //! run a gateway on port 0.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;
@@ -33,6 +35,7 @@ use hyper::service::service_fn;
 use residency_config::gateway::GatewayConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use listener::ServeOptions;
 use proxy::Gateway;
@@ -42,7 +45,7 @@ use proxy::Gateway;
 pub struct Listeners {
     /// Customer traffic.
     pub public: TcpListener,
-    /// `/healthz`, `/readyz`, `/metrics`; none to disable.
+    /// `/healthz`, `/readyz`, `/metrics` and the admin API; none to disable.
     pub admin: Option<TcpListener>,
 }
 
@@ -57,18 +60,33 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let prometheus = metrics::install();
-    let gateway = Arc::new(Gateway::build(&cfg).await?);
+    let gateway = Arc::new(Gateway::build(&cfg, &shutdown).await?);
     gateway.jwt().spawn_refresh(shutdown.clone());
+    health::spawn(gateway.regions().all(), &cfg.health_check, shutdown.clone());
     let tls = cfg.tls.as_ref().map(tls::acceptor).transpose()?;
 
-    let admin = listeners.admin.map(|l| {
-        let opts = ServeOptions::from_limits(&cfg.limits, None);
-        let svc = service_fn(move |req| {
-            let resp = admin::handle(&req, &prometheus);
-            async move { Ok::<_, Infallible>(resp) }
-        });
-        tokio::spawn(listener::serve(l, opts, svc, shutdown.clone()))
-    });
+    let admin = match listeners.admin {
+        Some(l) => {
+            let state = admin::AdminState::new(&cfg, Arc::clone(&gateway), prometheus)?;
+            let app = admin::router(Arc::new(state));
+            let opts = ServeOptions::from_limits(&cfg.limits, None);
+            let svc = service_fn(move |req| {
+                let app = app.clone();
+                async move {
+                    // A router's error type is `Infallible`.
+                    let resp = app.oneshot(req).await.unwrap_or_else(|e| match e {});
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            Some(tokio::spawn(listener::serve(
+                l,
+                opts,
+                svc,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
 
     let opts = ServeOptions::from_limits(&cfg.limits, tls);
     let svc = service_fn(move |req| {

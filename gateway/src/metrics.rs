@@ -22,6 +22,19 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "gateway_upstream_errors_total";
 pub const JWKS_FETCHES_TOTAL: &str = "gateway_jwks_fetches_total";
 /// Client connections currently open.
 pub const CONNECTIONS_OPEN: &str = "gateway_connections_open";
+/// Directory cache lookups, by `result` (`hit`, `miss`, `negative`, `too_stale`).
+pub const DIRECTORY_LOOKUPS_TOTAL: &str = "gateway_directory_lookups_total";
+/// Seconds the directory data has been possibly out of date (0 while `LISTEN` is connected
+/// and the last full load succeeded).
+pub const DIRECTORY_STALENESS_SECONDS: &str = "gateway_directory_staleness_seconds";
+/// Directory loads, by `kind` (`full`, `tenant`, `api_key`) and `result` (`ok`, `error`).
+pub const DIRECTORY_LOADS_TOTAL: &str = "gateway_directory_loads_total";
+/// Active health checks of upstreams, by `region` and `result` (`ok`, `error`).
+pub const HEALTH_CHECKS_TOTAL: &str = "gateway_health_checks_total";
+/// Upstreams taken out of rotation, by `region` and `cause` (`connect`, `health_check`).
+pub const UPSTREAM_EJECTIONS_TOTAL: &str = "gateway_upstream_ejections_total";
+/// Admin API requests, by `route` (matched template) and `status_class`.
+pub const ADMIN_REQUESTS_TOTAL: &str = "gateway_admin_requests_total";
 /// Rate-limit decisions, by `decision` (`allowed`, `limited`) and `backend` (`local`,
 /// `redis`: the backend that decided, so Redis fallbacks count as `local`).
 pub const RATELIMIT_DECISIONS_TOTAL: &str = "gateway_ratelimit_decisions_total";

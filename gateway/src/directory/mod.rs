@@ -1,19 +1,40 @@
 //! Directory phase: tenant → home region, tier and status; API keys by prefix.
 //!
-//! Built here: the file-backed directory ([`residency_config::gateway::DirectoryFile`]), loaded
-//! once at start into an immutable in-memory snapshot, so a lookup is one hash-map probe with
-//! no lock and no I/O. Not built yet: the Postgres directory with `LISTEN/NOTIFY` invalidation,
-//! serve-stale and reload; the config refuses `source = "postgres"` until it is.
+//! Two sources fill one in-memory [`cache::Cache`] (dashmap; a lookup is a hash probe and an
+//! `Arc` clone, no I/O, no lock held across an `.await`):
+//! - a TOML file ([`residency_config::gateway::DirectoryFile`]), loaded once at start, for
+//!   small and test deployments: a miss is an unknown tenant;
+//! - the global directory database ([`pg`]): warmed at start, kept current by
+//!   `LISTEN/NOTIFY` (a changed row is re-read within milliseconds, everything after a
+//!   reconnect), single-flight queries on misses with a short negative cache, cached tenants
+//!   served while the directory is down for up to `max_stale`, and a fail-closed 503 for
+//!   anything it cannot resolve meanwhile.
 //!
-//! Refusals do not reveal more than needed: an unknown or deleted tenant is a plain 404 that
-//! says nothing about other regions.
+//! Architecture invariants:
+//! - only `active` tenants are served; `provisioning`, `moving` (503), `suspended` (403) and
+//!   `deleted`/unknown (404) never reach a region node;
+//! - no directory query on the hot path for a cached tenant;
+//! - refusals do not reveal more than needed: an unknown or deleted tenant is a plain 404 that
+//!   says nothing about other regions.
+
+pub mod cache;
+pub mod pg;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
-use residency_config::gateway::{DirectoryFile, TenantStatus, Tier};
+use residency_config::gateway::{
+    ApiKeyEntry, DirectoryFile, DirectorySource, TenantEntry, TenantStatus, Tier,
+};
 use residency_config::{ConfigError, Problem, RegionId, TenantId};
+
+use tokio_util::sync::CancellationToken;
+
+use cache::{Cache, Probe};
+use pg::PgSource;
 
 /// What the gateway knows about one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +47,21 @@ pub struct TenantRecord {
     pub status: TenantStatus,
     /// Per-minute quota (override or tier default).
     pub rate_limit_per_min: u32,
+}
+
+impl TenantRecord {
+    /// The routing view of a directory entry.
+    #[must_use]
+    pub fn from_entry(t: &TenantEntry) -> Self {
+        Self {
+            region: t.region.clone(),
+            tier: t.tier,
+            status: t.status,
+            rate_limit_per_min: t
+                .rate_limit_per_min
+                .unwrap_or_else(|| t.tier.default_rate_per_min()),
+        }
+    }
 }
 
 /// One API key, as a hash.
@@ -45,6 +81,26 @@ pub struct ApiKeyRecord {
     pub revoked: bool,
 }
 
+impl ApiKeyRecord {
+    /// The cached view of a directory entry.
+    ///
+    /// # Errors
+    /// When the stored hash is not 64 hex characters.
+    pub fn from_entry(k: &ApiKeyEntry) -> Result<Self, &'static str> {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&k.hash, &mut hash)
+            .map_err(|_| "must be 64 hex characters (sha-256)")?;
+        Ok(Self {
+            id: k.id.clone(),
+            tenant: k.tenant,
+            hash,
+            role: k.role.clone(),
+            expires_at: k.expires_at,
+            revoked: k.revoked,
+        })
+    }
+}
+
 /// Why a tenant cannot be served.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DirectoryError {
@@ -57,6 +113,10 @@ pub enum DirectoryError {
     /// Being provisioned or moved.
     #[error("tenant not available")]
     Unavailable,
+    /// The directory cannot be reached and the cache cannot answer (a miss, or cached data
+    /// older than `max_stale`): fail closed.
+    #[error("directory unavailable")]
+    DirectoryDown,
 }
 
 impl DirectoryError {
@@ -66,7 +126,7 @@ impl DirectoryError {
         match self {
             Self::UnknownTenant => StatusCode::NOT_FOUND,
             Self::Suspended => StatusCode::FORBIDDEN,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::DirectoryDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -77,6 +137,7 @@ impl DirectoryError {
             Self::UnknownTenant => "unknown_tenant",
             Self::Suspended => "tenant_suspended",
             Self::Unavailable => "tenant_unavailable",
+            Self::DirectoryDown => "directory_unavailable",
         }
     }
 
@@ -87,21 +148,82 @@ impl DirectoryError {
             Self::UnknownTenant => "no such customer",
             Self::Suspended => "the customer account is suspended",
             Self::Unavailable => "the customer account is being provisioned or moved; retry later",
+            Self::DirectoryDown => "the customer directory is not reachable right now; retry later",
         }
     }
 
     /// `Retry-After` seconds, when retrying makes sense.
     #[must_use]
     pub fn retry_after(&self) -> Option<u64> {
-        matches!(self, Self::Unavailable).then_some(5)
+        matches!(self, Self::Unavailable | Self::DirectoryDown).then_some(5)
     }
 }
 
-/// An immutable directory snapshot.
-#[derive(Debug, Default)]
+/// Freshness of the directory, for `/readyz` and the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryHealth {
+    /// `file` or `postgres`.
+    pub source: &'static str,
+    /// A full load completed at least once.
+    pub loaded: bool,
+    /// How long the data has been possibly out of date (`None` when current).
+    pub stale_for: Option<Duration>,
+    /// Cached data is still allowed to be served.
+    pub serving: bool,
+    /// Cached tenants (negative entries included).
+    pub tenants: usize,
+    /// Cached API keys (negative entries included).
+    pub api_keys: usize,
+}
+
+/// How long start-up waits for the first full load of a Postgres directory before serving
+/// without it (every tenant 503 until the load succeeds in the background).
+pub const WARM_WAIT: Duration = Duration::from_secs(5);
+
+/// The directory described by `[directory]`; a Postgres directory syncs until `shutdown`.
+///
+/// # Errors
+/// An unreadable or invalid directory file, or an unparsable database URL.
+pub async fn from_config(
+    source: &DirectorySource,
+    regions: &[RegionId],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Directory> {
+    match source {
+        DirectorySource::File { path } => Ok(Directory::load(path, regions)?),
+        DirectorySource::Postgres {
+            url,
+            max_stale,
+            negative_ttl,
+            timeout,
+            negative_entries,
+        } => {
+            let opts = pg::PgOptions {
+                url: url.expose().to_owned(),
+                max_stale: *max_stale,
+                negative_ttl: *negative_ttl,
+                negative_entries: *negative_entries,
+                timeout: *timeout,
+            };
+            tracing::info!(url = %url.redacted(), "using the postgres directory");
+            Directory::postgres(opts, WARM_WAIT, shutdown.clone()).await
+        }
+    }
+}
+
+/// The directory phase: a cache and, for Postgres, its source.
 pub struct Directory {
-    tenants: HashMap<TenantId, TenantRecord>,
-    api_keys: HashMap<String, ApiKeyRecord>,
+    cache: Arc<Cache>,
+    source: Option<Arc<PgSource>>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("cache", &self.cache)
+            .field("postgres", &self.source.is_some())
+            .finish()
+    }
 }
 
 impl Directory {
@@ -121,29 +243,21 @@ impl Directory {
         Self::from_file(file, regions).map_err(fail)
     }
 
-    /// Builds a snapshot from parsed entries.
+    /// Builds a fixed directory from parsed entries.
     ///
     /// # Errors
     /// Every problem found, each naming its entry.
     pub fn from_file(file: DirectoryFile, regions: &[RegionId]) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut tenants = HashMap::with_capacity(file.tenants.len());
-        for (i, t) in file.tenants.into_iter().enumerate() {
+        for (i, t) in file.tenants.iter().enumerate() {
             if !regions.contains(&t.region) {
                 problems.push(Problem::new(
                     format!("tenants[{i}].region"),
                     format!("region {} is not configured in the gateway", t.region),
                 ));
             }
-            let record = TenantRecord {
-                region: t.region,
-                tier: t.tier,
-                status: t.status,
-                rate_limit_per_min: t
-                    .rate_limit_per_min
-                    .unwrap_or_else(|| t.tier.default_rate_per_min()),
-            };
-            if tenants.insert(t.id, record).is_some() {
+            if tenants.insert(t.id, TenantRecord::from_entry(t)).is_some() {
                 problems.push(Problem::new(
                     format!("tenants[{i}].id"),
                     format!("tenant {} is listed twice", t.id),
@@ -151,14 +265,18 @@ impl Directory {
             }
         }
         let mut api_keys = HashMap::with_capacity(file.api_keys.len());
-        for (i, k) in file.api_keys.into_iter().enumerate() {
-            let mut hash = [0u8; 32];
-            if hex::decode_to_slice(&k.hash, &mut hash).is_err() {
-                problems.push(Problem::new(
-                    format!("api_keys[{i}].hash"),
-                    "must be 64 hex characters (sha-256)",
-                ));
-            }
+        for (i, k) in file.api_keys.iter().enumerate() {
+            let record = ApiKeyRecord::from_entry(k).unwrap_or_else(|why| {
+                problems.push(Problem::new(format!("api_keys[{i}].hash"), why));
+                ApiKeyRecord {
+                    id: k.id.clone(),
+                    tenant: k.tenant,
+                    hash: [0; 32],
+                    role: k.role.clone(),
+                    expires_at: k.expires_at,
+                    revoked: true,
+                }
+            });
             match tenants.get(&k.tenant) {
                 None => problems.push(Problem::new(
                     format!("api_keys[{i}].tenant"),
@@ -170,14 +288,6 @@ impl Directory {
                 )),
                 Some(_) => {}
             }
-            let record = ApiKeyRecord {
-                id: k.id,
-                tenant: k.tenant,
-                hash,
-                role: k.role,
-                expires_at: k.expires_at,
-                revoked: k.revoked,
-            };
             if api_keys.insert(k.prefix.clone(), record).is_some() {
                 problems.push(Problem::new(
                     format!("api_keys[{i}].prefix"),
@@ -185,22 +295,71 @@ impl Directory {
                 ));
             }
         }
-        if problems.is_empty() {
-            Ok(Self { tenants, api_keys })
-        } else {
-            Err(problems)
+        if !problems.is_empty() {
+            return Err(problems);
         }
+        // A file never changes under the gateway: nothing expires and it is always current.
+        let cache = Cache::new(Duration::ZERO, 0, Duration::MAX);
+        for (id, t) in tenants {
+            cache.put_tenant(id, t, 0);
+        }
+        for (prefix, k) in api_keys {
+            cache.put_api_key(prefix, k);
+        }
+        cache.mark_fresh();
+        Ok(Self {
+            cache: Arc::new(cache),
+            source: None,
+        })
     }
 
-    /// The record of a tenant that may be served now.
+    /// The Postgres directory: starts its `LISTEN` task and waits up to `warm_wait` for the
+    /// first full load. A directory that is down does not stop the gateway: it then starts
+    /// empty, answers 503 for every tenant and keeps retrying in the background.
     ///
     /// # Errors
-    /// [`DirectoryError`] when the tenant is unknown, deleted, suspended or in transition.
-    pub fn resolve(&self, tenant: TenantId) -> Result<&TenantRecord, DirectoryError> {
-        let record = self
-            .tenants
-            .get(&tenant)
-            .ok_or(DirectoryError::UnknownTenant)?;
+    /// When the URL does not parse.
+    pub async fn postgres(
+        opts: pg::PgOptions,
+        warm_wait: Duration,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let cache = Arc::new(Cache::new(
+            opts.negative_ttl,
+            opts.negative_entries,
+            opts.max_stale,
+        ));
+        let source = PgSource::start(opts, Arc::clone(&cache), shutdown).await?;
+        if !source.wait_loaded(warm_wait).await {
+            tracing::warn!(
+                "directory not loaded within {warm_wait:?}; serving nothing until it is (503)"
+            );
+        }
+        Ok(Self {
+            cache,
+            source: Some(source),
+        })
+    }
+
+    /// The record of a tenant that may be served now. Cached tenants cost one hash probe;
+    /// a miss asks the directory once however many requests wait for the answer.
+    ///
+    /// # Errors
+    /// [`DirectoryError`] when the tenant is unknown, deleted, suspended or in transition, or
+    /// cannot be resolved because the directory is down.
+    pub async fn resolve(&self, tenant: TenantId) -> Result<Arc<TenantRecord>, DirectoryError> {
+        let record = match self.cache.tenant(tenant) {
+            Probe::Hit(r) => r,
+            Probe::Absent => return Err(DirectoryError::UnknownTenant),
+            Probe::TooStale => return Err(DirectoryError::DirectoryDown),
+            Probe::Miss => match &self.source {
+                None => return Err(DirectoryError::UnknownTenant),
+                Some(src) => src
+                    .load_tenant(tenant)
+                    .await?
+                    .ok_or(DirectoryError::UnknownTenant)?,
+            },
+        };
         match record.status {
             TenantStatus::Active => Ok(record),
             TenantStatus::Suspended => Err(DirectoryError::Suspended),
@@ -209,16 +368,59 @@ impl Directory {
         }
     }
 
-    /// The API key with public `prefix`.
-    #[must_use]
-    pub fn api_key(&self, prefix: &str) -> Option<&ApiKeyRecord> {
-        self.api_keys.get(prefix)
+    /// The API key with public `prefix`, if there is one.
+    ///
+    /// # Errors
+    /// [`DirectoryError::DirectoryDown`] when it is not cached and cannot be looked up.
+    pub async fn api_key(&self, prefix: &str) -> Result<Option<Arc<ApiKeyRecord>>, DirectoryError> {
+        match self.cache.api_key(prefix) {
+            Probe::Hit(k) => Ok(Some(k)),
+            Probe::Absent => Ok(None),
+            Probe::TooStale => Err(DirectoryError::DirectoryDown),
+            Probe::Miss => match &self.source {
+                None => Ok(None),
+                Some(src) => src.load_api_key(prefix).await,
+            },
+        }
     }
 
-    /// Number of tenants.
+    /// The directory database, when this directory has one (the admin API writes there).
     #[must_use]
-    pub fn tenant_count(&self) -> usize {
-        self.tenants.len()
+    pub fn store(&self) -> Option<&residency_directory::Store> {
+        self.source.as_deref().map(PgSource::store)
+    }
+
+    /// Re-reads one tenant now (after an admin write, so this replica answers with the new
+    /// state at once instead of when the notification arrives).
+    pub async fn refresh_tenant(&self, tenant: TenantId) {
+        if let Some(src) = &self.source {
+            src.reload_tenant(tenant).await;
+        }
+    }
+
+    /// Re-reads one API key now.
+    pub async fn refresh_api_key(&self, prefix: &str) {
+        if let Some(src) = &self.source {
+            src.reload_api_key(prefix).await;
+        }
+    }
+
+    /// Freshness and size, for `/readyz` and the admin API.
+    #[must_use]
+    pub fn health(&self) -> DirectoryHealth {
+        let (tenants, api_keys) = self.cache.len();
+        DirectoryHealth {
+            source: if self.source.is_some() {
+                "postgres"
+            } else {
+                "file"
+            },
+            loaded: self.cache.loaded(),
+            stale_for: self.cache.stale_for(),
+            serving: !self.cache.too_stale(),
+            tenants,
+            api_keys,
+        }
     }
 }
 
@@ -246,8 +448,8 @@ mod tests {
         vec![RegionId::new("eu").unwrap(), RegionId::new("us").unwrap()]
     }
 
-    #[test]
-    fn statuses_map_to_refusals() {
+    #[tokio::test]
+    async fn statuses_map_to_refusals() {
         let mut file = DirectoryFile::default();
         for (i, status) in [
             TenantStatus::Active,
@@ -270,14 +472,19 @@ mod tests {
                     .unwrap(),
             )
         };
-        assert_eq!(get(0).unwrap().rate_limit_per_min, 500);
-        assert_eq!(get(1), Err(DirectoryError::Suspended));
-        assert_eq!(get(2), Err(DirectoryError::Unavailable));
-        assert_eq!(get(3), Err(DirectoryError::Unavailable));
-        assert_eq!(get(4), Err(DirectoryError::UnknownTenant));
+        assert_eq!(get(0).await.unwrap().rate_limit_per_min, 500);
+        assert_eq!(get(1).await, Err(DirectoryError::Suspended));
+        assert_eq!(get(2).await, Err(DirectoryError::Unavailable));
+        assert_eq!(get(3).await, Err(DirectoryError::Unavailable));
+        assert_eq!(get(4).await, Err(DirectoryError::UnknownTenant));
         assert_eq!(
-            d.resolve(T2.parse().unwrap()),
+            d.resolve(T2.parse().unwrap()).await,
             Err(DirectoryError::UnknownTenant)
+        );
+        let h = d.health();
+        assert_eq!(
+            (h.source, h.loaded, h.serving, h.stale_for),
+            ("file", true, true, None)
         );
     }
 
@@ -313,8 +520,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn api_keys_verify_by_hash_and_refuse_revoked_or_expired() {
+    #[tokio::test]
+    async fn api_keys_verify_by_hash_and_refuse_revoked_or_expired() {
         let good = format!("rk_abcdefgh_{}", "s".repeat(40));
         let revoked = format!("rk_revoked1_{}", "r".repeat(40));
         let expired = format!("rk_expired1_{}", "e".repeat(40));
@@ -340,28 +547,26 @@ mod tests {
             ..entry("k3", &expired, "expired1")
         });
         let d = Directory::from_file(file, &regions()).unwrap();
-        let ctx = api_key::verify(&good, &d, 1000).unwrap();
+        let verify = |key: String| {
+            let d = &d;
+            async move { api_key::verify(&key, d, 1000).await.unwrap() }
+        };
+        let ctx = verify(good.clone()).await.unwrap();
         assert_eq!(ctx.tenant, T1.parse().unwrap());
         assert_eq!(ctx.subject, "apikey:k1");
         assert_eq!(ctx.role, "developer");
         // Same prefix, different secret.
         let forged = format!("rk_abcdefgh_{}", "t".repeat(40));
+        assert_eq!(verify(forged).await, Err(AuthError::InvalidApiKey));
+        assert_eq!(verify(revoked).await, Err(AuthError::ApiKeyRevoked));
+        assert_eq!(verify(expired).await, Err(AuthError::ApiKeyRevoked));
         assert_eq!(
-            api_key::verify(&forged, &d, 1000),
+            verify("rk_nope".into()).await,
             Err(AuthError::InvalidApiKey)
         );
-        assert_eq!(
-            api_key::verify(&revoked, &d, 1000),
-            Err(AuthError::ApiKeyRevoked)
-        );
-        assert_eq!(
-            api_key::verify(&expired, &d, 1000),
-            Err(AuthError::ApiKeyRevoked)
-        );
-        assert_eq!(
-            api_key::verify("rk_nope", &d, 1000),
-            Err(AuthError::InvalidApiKey)
-        );
+        // A well-formed key with an unknown prefix.
+        let unknown = format!("rk_unknown1_{}", "u".repeat(40));
+        assert_eq!(verify(unknown).await, Err(AuthError::InvalidApiKey));
     }
 
     #[test]

@@ -29,10 +29,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use residency_config::assertion::now_secs;
 use residency_config::gateway::{GatewayConfig, Limits};
 use residency_config::headers::{is_valid_request_id, ASSERTION, REGION, REQUEST_ID};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::cache::{self, TokenCache, Verified};
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::{self as authn, api_key, AuthError, Credential};
+use crate::auth::{self as authn, api_key, Credential};
 use crate::directory::Directory;
 use crate::error::GatewayError;
 use crate::metrics as m;
@@ -48,7 +49,7 @@ pub type ResponseBody = Either<Incoming, Full<Bytes>>;
 pub struct Gateway {
     jwt: JwtVerifier,
     cache: TokenCache,
-    directory: Directory,
+    directory: Arc<Directory>,
     regions: Regions,
     client: Client<HttpConnector, LimitedBody>,
     limits: Limits,
@@ -56,21 +57,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Loads keys, the directory and the regions.
+    /// Loads keys, the directory and the regions; background work (directory sync) stops
+    /// with `shutdown`.
     ///
     /// # Errors
     /// A startup error naming what could not be loaded.
-    pub async fn build(cfg: &GatewayConfig) -> anyhow::Result<Self> {
+    pub async fn build(cfg: &GatewayConfig, shutdown: &CancellationToken) -> anyhow::Result<Self> {
         let regions = Regions::from_config(&cfg.regions, cfg.limits.upstream_eject)
             .map_err(anyhow::Error::msg)?;
-        let directory = match &cfg.directory {
-            residency_config::gateway::DirectorySource::File { path } => {
-                Directory::load(path, &regions.ids())?
-            }
-            residency_config::gateway::DirectorySource::Postgres { .. } => {
-                anyhow::bail!("the postgres directory is not built yet")
-            }
-        };
+        let directory = Arc::new(
+            crate::directory::from_config(&cfg.directory, &regions.ids(), shutdown).await?,
+        );
         let jwt = JwtVerifier::load(&cfg.issuers, cfg.claims.clone()).await?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
@@ -95,6 +92,19 @@ impl Gateway {
     #[must_use]
     pub fn jwt(&self) -> &JwtVerifier {
         &self.jwt
+    }
+
+    /// The directory (shared with the admin API).
+    #[must_use]
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// The configured regions and their upstreams (shared with health checks and the admin
+    /// API).
+    #[must_use]
+    pub fn regions(&self) -> &Regions {
+        &self.regions
     }
 
     /// Handles one client request end to end. Never fails: errors become problem responses.
@@ -151,7 +161,15 @@ impl Gateway {
         }
         let now = now_secs();
         let verified = self.authenticate(&parts.headers, now).await?;
-        let tenant = self.directory.resolve(verified.ctx.tenant)?;
+        let tenant = self.directory.resolve(verified.ctx.tenant).await?;
+        if verified.ctx.subject.starts_with(api_key::SUBJECT_PREFIX)
+            && !tenant.tier.allows_api_keys()
+        {
+            // The tier may have changed after the key was issued (SPEC §2).
+            return Err(GatewayError::Forbidden(
+                "api keys require the scale or enterprise tier",
+            ));
+        }
         let region = self.regions.get(&tenant.region).ok_or_else(|| {
             GatewayError::Internal(format!("region {} not loaded", tenant.region))
         })?;
@@ -212,7 +230,7 @@ impl Gateway {
         &self,
         headers: &HeaderMap,
         now: u64,
-    ) -> Result<Arc<Verified>, AuthError> {
+    ) -> Result<Arc<Verified>, GatewayError> {
         let result = match authn::extract(headers) {
             Ok(Credential::Bearer(token)) => {
                 let key = cache::key_of(token);
@@ -227,15 +245,16 @@ impl Gateway {
                     verified
                 })
             }
-            Ok(Credential::ApiKey(key)) => {
-                api_key::verify(key, &self.directory, now).map(|ctx| Arc::new(Verified::new(ctx)))
-            }
+            // The outer `?` is the directory failing to answer (503), not a refused key.
+            Ok(Credential::ApiKey(key)) => api_key::verify(key, &self.directory, now)
+                .await?
+                .map(|ctx| Arc::new(Verified::new(ctx))),
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
             metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => e.metric_label()).increment(1);
         }
-        result
+        Ok(result?)
     }
 
     fn record_error(&self, err: &GatewayError, region: Option<&Region>) {

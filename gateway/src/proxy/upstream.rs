@@ -1,16 +1,16 @@
-//! Regions and their upstreams (region nodes): round robin over the upstreams of one region,
-//! with passive ejection of an upstream that refused a connection.
+//! Regions and their upstreams (region nodes): round robin over the upstreams of one region
+//! that are healthy: passing their active checks ([`crate::health`], `GET /readyz`) and not
+//! passively ejected after a refused connection.
 //!
 //! Architecture invariant: a [`Region`] only ever hands out its own upstreams. There is no
 //! code path from one region to another's upstream list, so there is no cross-region
 //! fallback to get wrong: when every upstream of the home region is ejected the answer is 503.
 //!
-//! Not built yet: active health checks against `/readyz` and TLS/mTLS to nodes (the config
-//! refuses `https` upstreams until it is).
+//! Not built yet: TLS/mTLS to nodes (the config refuses `https` upstreams until it is).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
@@ -19,13 +19,58 @@ use residency_config::assertion::{AssertionError, AssertionKey, Signer, MAX_TTL_
 use residency_config::gateway::RegionEntry;
 use residency_config::RegionId;
 
-/// One region node address.
+/// One region node address and its health.
 #[derive(Debug)]
 pub struct Upstream {
+    url: String,
     scheme: Scheme,
     authority: Authority,
     /// Milliseconds since the region's epoch until which this upstream is skipped.
     ejected_until_ms: AtomicU64,
+    /// The verdict of the active checks (starts healthy so a new gateway serves at once).
+    healthy: AtomicBool,
+    failures: AtomicU32,
+    successes: AtomicU32,
+    /// Times this upstream was taken out of rotation (passive ejections and failed checks).
+    ejections: AtomicU64,
+    last_check: Mutex<Option<CheckResult>>,
+}
+
+/// The outcome of one active health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    /// When, seconds since the Unix epoch.
+    pub at: u64,
+    /// Whether `/readyz` answered 2xx in time.
+    pub ok: bool,
+    /// `200`, `503`, `timeout`, `connect error`... (no addresses or bodies).
+    pub detail: String,
+}
+
+/// What the admin API shows about one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamHealth {
+    /// Base URL.
+    pub url: String,
+    /// Picked for requests right now.
+    pub available: bool,
+    /// Passing its active checks.
+    pub healthy: bool,
+    /// Milliseconds left of a passive ejection.
+    pub ejected_for_ms: u64,
+    /// Times taken out of rotation since start.
+    pub ejections: u64,
+    /// The last active check.
+    pub last_check: Option<CheckResult>,
+}
+
+/// Thresholds of the active checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Consecutive failures that mark an upstream unhealthy.
+    pub unhealthy: u32,
+    /// Consecutive successes that mark it healthy again.
+    pub healthy: u32,
 }
 
 impl Upstream {
@@ -33,12 +78,30 @@ impl Upstream {
         let uri: Uri = url.parse().map_err(|e| format!("upstream {url:?}: {e}"))?;
         let parts = uri.into_parts();
         Ok(Self {
+            url: url.trim_end_matches('/').to_owned(),
             scheme: parts.scheme.unwrap_or(Scheme::HTTP),
             authority: parts
                 .authority
                 .ok_or_else(|| format!("upstream {url:?} has no host"))?,
             ejected_until_ms: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            failures: AtomicU32::new(0),
+            successes: AtomicU32::new(0),
+            ejections: AtomicU64::new(0),
+            last_check: Mutex::new(None),
         })
+    }
+
+    /// The base URL, as configured (without a trailing `/`).
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the active checks currently pass.
+    #[must_use]
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
     }
 
     /// The URI of `path_and_query` on this upstream.
@@ -68,6 +131,8 @@ pub struct Region {
     next: AtomicUsize,
     eject_for: Duration,
     epoch: Instant,
+    /// Interval of the active checks, for `Retry-After` when every upstream fails them.
+    check_interval_ms: AtomicU64,
 }
 
 impl Region {
@@ -101,6 +166,7 @@ impl Region {
             next: AtomicUsize::new(0),
             eject_for,
             epoch: Instant::now(),
+            check_interval_ms: AtomicU64::new(0),
         }
     }
 
@@ -144,7 +210,8 @@ impl Region {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The next upstream of this region that is not ejected, round robin.
+    /// The next upstream of this region that passes its checks and is not ejected, round
+    /// robin.
     #[must_use]
     pub fn pick(&self) -> Option<&Upstream> {
         let n = self.upstreams.len();
@@ -152,32 +219,115 @@ impl Region {
         let now = self.now_ms();
         (0..n)
             .map(|i| &self.upstreams[(start + i) % n])
-            .find(|u| u.ejected_until_ms.load(Ordering::Relaxed) <= now)
+            .find(|u| u.is_healthy() && u.ejected_until_ms.load(Ordering::Relaxed) <= now)
     }
 
     /// Skips `upstream` for the ejection period after it refused a connection.
     pub fn eject(&self, upstream: &Upstream) {
-        let until = self
-            .now_ms()
-            .saturating_add(u64::try_from(self.eject_for.as_millis()).unwrap_or(u64::MAX));
-        upstream.ejected_until_ms.store(until, Ordering::Relaxed);
+        let now = self.now_ms();
+        let until =
+            now.saturating_add(u64::try_from(self.eject_for.as_millis()).unwrap_or(u64::MAX));
+        let before = upstream.ejected_until_ms.swap(until, Ordering::Relaxed);
+        if before <= now {
+            upstream.ejections.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::UPSTREAM_EJECTIONS_TOTAL, "region" => self.label.clone(), "cause" => "connect")
+                .increment(1);
+        }
     }
 
-    /// Seconds until the first ejected upstream is tried again (at least 1).
+    /// Seconds until an upstream may be tried again (at least 1): the soonest end of an
+    /// ejection, or the next active check when every upstream fails them.
     #[must_use]
     pub fn retry_after_secs(&self) -> u64 {
         let now = self.now_ms();
+        let interval = self.check_interval_ms.load(Ordering::Relaxed);
         let soonest = self
             .upstreams
             .iter()
             .map(|u| {
-                u.ejected_until_ms
+                let ejected = u
+                    .ejected_until_ms
                     .load(Ordering::Relaxed)
-                    .saturating_sub(now)
+                    .saturating_sub(now);
+                if u.is_healthy() {
+                    ejected
+                } else {
+                    ejected.max(interval)
+                }
             })
             .min()
             .unwrap_or(0);
         soonest.div_ceil(1000).max(1)
+    }
+
+    /// This region's upstreams.
+    #[must_use]
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
+    }
+
+    /// Records the interval of the active checks (for `Retry-After`).
+    pub fn set_check_interval(&self, interval: Duration) {
+        self.check_interval_ms.store(
+            u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Applies the outcome of an active check of `upstream`: enough consecutive failures
+    /// take it out of rotation, enough successes bring it back (and end a passive ejection).
+    pub fn record_check(&self, upstream: &Upstream, result: CheckResult, t: Thresholds) {
+        let ok = result.ok;
+        *upstream
+            .last_check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(result);
+        if ok {
+            upstream.failures.store(0, Ordering::Relaxed);
+            let n = upstream.successes.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= t.healthy {
+                upstream.ejected_until_ms.store(0, Ordering::Relaxed);
+                if !upstream.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!(region = %self.id, upstream = %upstream.url, "upstream healthy again");
+                }
+            }
+        } else {
+            upstream.successes.store(0, Ordering::Relaxed);
+            let n = upstream.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= t.unhealthy && upstream.healthy.swap(false, Ordering::Relaxed) {
+                upstream.ejections.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::UPSTREAM_EJECTIONS_TOTAL, "region" => self.label.clone(), "cause" => "health_check")
+                    .increment(1);
+                tracing::warn!(region = %self.id, upstream = %upstream.url, "upstream failed its health checks; skipped");
+            }
+        }
+    }
+
+    /// Health of every upstream, for the admin API.
+    #[must_use]
+    pub fn health(&self) -> Vec<UpstreamHealth> {
+        let now = self.now_ms();
+        self.upstreams
+            .iter()
+            .map(|u| {
+                let ejected_for_ms = u
+                    .ejected_until_ms
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(now);
+                UpstreamHealth {
+                    url: u.url.clone(),
+                    available: u.is_healthy() && ejected_for_ms == 0,
+                    healthy: u.is_healthy(),
+                    ejected_for_ms,
+                    ejections: u.ejections.load(Ordering::Relaxed),
+                    last_check: u
+                        .last_check
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone(),
+                }
+            })
+            .collect()
     }
 }
 
@@ -210,6 +360,14 @@ impl Regions {
     pub fn ids(&self) -> Vec<RegionId> {
         self.by_id.keys().cloned().collect()
     }
+
+    /// Every region, sorted by id.
+    #[must_use]
+    pub fn all(&self) -> Vec<Arc<Region>> {
+        let mut v: Vec<_> = self.by_id.values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +399,42 @@ mod tests {
         r.eject(&r.upstreams[1]);
         assert!(r.pick().is_none());
         assert!((1..=5).contains(&r.retry_after_secs()));
+    }
+
+    #[test]
+    fn failed_checks_take_an_upstream_out_until_it_passes_again() {
+        let r = region(&["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+        r.set_check_interval(Duration::from_secs(3));
+        let t = Thresholds {
+            unhealthy: 2,
+            healthy: 1,
+        };
+        let check = |ok| CheckResult {
+            at: 1,
+            ok,
+            detail: String::new(),
+        };
+        let first = &r.upstreams[0];
+        r.record_check(first, check(false), t);
+        assert!(first.is_healthy(), "one failure is below the threshold");
+        r.record_check(first, check(false), t);
+        assert!(!first.is_healthy());
+        for _ in 0..4 {
+            assert_eq!(r.pick().unwrap().authority, r.upstreams[1].authority);
+        }
+        r.record_check(&r.upstreams[1], check(false), t);
+        r.record_check(&r.upstreams[1], check(false), t);
+        assert!(r.pick().is_none());
+        assert_eq!(r.retry_after_secs(), 3);
+        // A passing check brings it back and ends a passive ejection too.
+        r.eject(first);
+        r.record_check(first, check(true), t);
+        assert_eq!(r.pick().unwrap().authority, first.authority);
+        let h = r.health();
+        assert_eq!(h[0].ejections, 2);
+        assert!(h[0].available);
+        assert!(!h[1].available);
+        assert_eq!(h[1].last_check.as_ref().map(|c| c.ok), Some(false));
     }
 
     #[test]

@@ -1,0 +1,380 @@
+//! The admin listener: operations endpoints and the admin API (SPEC §3.4, §6).
+//!
+//! - `GET /healthz` (process up), `GET /readyz` (config loaded and the directory can answer:
+//!   loaded and not past `max_stale`), `GET /metrics` (Prometheus text). These need no token:
+//!   probes and scrapers do not carry secrets, the pages hold no tenant data, and the listener
+//!   binds to a private address (loopback by default).
+//! - `/admin/v1/...` needs `Authorization: Bearer <admin token>` (compared in constant time:
+//!   SHA-256 of both, then `subtle`); 401 otherwise. Organizations and tenants ([`tenants`]),
+//!   API keys ([`keys`]), provisioning on the home region's node ([`provision`]), and the
+//!   regions with their upstreams' health.
+//!
+//! Every admin write is attributed to `admin:<token name>` in the directory history. Every
+//! response carries `x-request-id`; problems carry the same id ([`error`]).
+//!
+//! Not here: `GET /admin/v1/audit` (the audit's own issue).
+
+pub mod error;
+pub mod keys;
+pub mod provision;
+pub mod tenants;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lc_rs::digest::{digest, SHA256};
+use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::StatusCode;
+use metrics_exporter_prometheus::PrometheusHandle;
+use residency_config::gateway::{GatewayConfig, RegionEntry};
+use residency_config::headers::{is_valid_request_id, REQUEST_ID};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::metrics as m;
+use crate::proxy::Gateway;
+pub use error::{AdminError, Problem};
+
+/// Largest admin request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the admin handlers share.
+pub struct AdminState {
+    gateway: Arc<Gateway>,
+    /// SHA-256 of the admin token; `None` refuses every admin call.
+    token_hash: Option<[u8; 32]>,
+    actor: String,
+    regions: Vec<RegionEntry>,
+    prometheus: PrometheusHandle,
+    provisioner: provision::Provisioner,
+}
+
+impl AdminState {
+    /// Reads the admin token (file or config) and prepares the provisioning client.
+    ///
+    /// # Errors
+    /// When `admin.token_file` cannot be read.
+    pub fn new(
+        cfg: &GatewayConfig,
+        gateway: Arc<Gateway>,
+        prometheus: PrometheusHandle,
+    ) -> anyhow::Result<Self> {
+        let token = match (&cfg.admin.token_file, &cfg.admin.token) {
+            (Some(f), _) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| anyhow::anyhow!("admin.token_file {}: {e}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Some(t)) => Some(t.expose().trim().to_owned()),
+            (None, None) => None,
+        };
+        if token.is_none() {
+            tracing::warn!("no admin token configured: the admin api refuses every call");
+        }
+        Ok(Self {
+            gateway,
+            token_hash: token.map(|t| sha256(t.as_bytes())),
+            actor: format!("admin:{}", cfg.admin.token_name),
+            regions: cfg.regions.clone(),
+            prometheus,
+            provisioner: provision::Provisioner::new(
+                cfg.admin.provision_timeout,
+                cfg.limits.upstream_connect_timeout,
+                format!("admin:{}", cfg.admin.token_name),
+            ),
+        })
+    }
+
+    /// The directory database, or 501 for a file directory.
+    fn store(&self) -> Result<&residency_directory::Store, AdminError> {
+        self.gateway
+            .directory()
+            .store()
+            .ok_or(AdminError::ReadOnlyDirectory)
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    out
+}
+
+/// The admin listener's router.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let api = Router::new()
+        .route(
+            "/admin/v1/organizations",
+            post(tenants::create_org).get(tenants::list_orgs),
+        )
+        .route("/admin/v1/organizations/{id}", get(tenants::get_org))
+        .route(
+            "/admin/v1/tenants",
+            post(tenants::create_tenant).get(tenants::list_tenants),
+        )
+        .route(
+            "/admin/v1/tenants/{id}",
+            get(tenants::get_tenant).patch(tenants::update_tenant),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/provision",
+            post(tenants::provision_tenant),
+        )
+        .route("/admin/v1/tenants/{id}/history", get(tenants::history))
+        .route(
+            "/admin/v1/tenants/{id}/api-keys",
+            post(keys::create).get(keys::list),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/api-keys/{key_id}",
+            axum::routing::delete(keys::revoke),
+        )
+        .route("/admin/v1/regions", get(regions))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authorize,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .merge(api)
+        .fallback(|| async { AdminError::NotFound("admin endpoint") })
+        .layer(middleware::from_fn(finish))
+        .with_state(state)
+}
+
+/// The request id of an admin request, in its extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// Outermost layer: request id in and out, problem rendering, metrics.
+async fn finish(mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|v| v.to_str().is_ok_and(is_valid_request_id))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                .expect("a uuid is a valid header value")
+        });
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Some(problem) = resp.extensions_mut().remove::<Problem>() {
+        resp = problem.render(&id);
+    }
+    let route = resp
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("unmatched", |r| r.0);
+    let class = m::status_class(resp.status().as_u16());
+    metrics::counter!(m::ADMIN_REQUESTS_TOTAL, "route" => route, "status_class" => class)
+        .increment(1);
+    tracing::debug!(
+        request_id = id.to_str().unwrap_or_default(),
+        route,
+        status = resp.status().as_u16(),
+        elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "admin request"
+    );
+    resp.headers_mut().insert(REQUEST_ID, id);
+    resp
+}
+
+/// The matched route template, carried from [`authorize`] to [`finish`] for the metric label.
+#[derive(Debug, Clone, Copy)]
+struct RouteLabel(&'static str);
+
+/// The admin API routes, as `'static` labels (the matched path is not `'static`).
+const ROUTES: &[&str] = &[
+    "/admin/v1/organizations",
+    "/admin/v1/organizations/{id}",
+    "/admin/v1/tenants",
+    "/admin/v1/tenants/{id}",
+    "/admin/v1/tenants/{id}/provision",
+    "/admin/v1/tenants/{id}/history",
+    "/admin/v1/tenants/{id}/api-keys",
+    "/admin/v1/tenants/{id}/api-keys/{key_id}",
+    "/admin/v1/regions",
+];
+
+/// Checks the admin token on every `/admin/v1` route.
+async fn authorize(State(st): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| ROUTES.iter().find(|r| **r == p.as_str()))
+        .copied()
+        .unwrap_or("unmatched");
+    let mut resp = match check_token(&st, req.headers().get(AUTHORIZATION)) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
+    resp.extensions_mut().insert(RouteLabel(route));
+    resp
+}
+
+fn check_token(st: &AdminState, header: Option<&HeaderValue>) -> Result<(), AdminError> {
+    let Some(expected) = &st.token_hash else {
+        return Err(AdminError::Unauthorized(
+            "no admin token is configured on this gateway",
+        ));
+    };
+    let presented = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or(AdminError::Unauthorized(
+            "send 'Authorization: Bearer <admin token>'",
+        ))?;
+    // Hashing first makes the comparison independent of the token's length too.
+    if bool::from(sha256(presented.as_bytes()).ct_eq(expected)) {
+        Ok(())
+    } else {
+        Err(AdminError::Unauthorized("the admin token is not valid"))
+    }
+}
+
+/// `GET /readyz`: 200 once the configuration is loaded (always, when this serves) and the
+/// directory can answer; 503 while it was never loaded or is older than `max_stale`.
+async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
+    let d = st.gateway.directory().health();
+    let ready = d.loaded && d.serving;
+    let body = json!({
+        "ready": ready,
+        "config": "loaded",
+        "directory": {
+            "source": d.source,
+            "loaded": d.loaded,
+            "fresh": d.stale_for.is_none(),
+            "stale_seconds": d.stale_for.map(|s| s.as_secs_f64()),
+            "serving": d.serving,
+            "tenants_cached": d.tenants,
+            "api_keys_cached": d.api_keys,
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics_page(State(st): State<Arc<AdminState>>) -> Response {
+    let mut resp = st.prometheus.render().into_response();
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+/// `GET /admin/v1/regions`: every configured region, its upstreams and their health.
+async fn regions(State(st): State<Arc<AdminState>>) -> Json<Value> {
+    let items: Vec<Value> = st
+        .regions
+        .iter()
+        .filter_map(|entry| {
+            let region = st.gateway.regions().get(&entry.id)?;
+            let upstreams: Vec<Value> = region
+                .health()
+                .into_iter()
+                .map(|u| {
+                    json!({
+                        "url": u.url,
+                        "available": u.available,
+                        "healthy": u.healthy,
+                        "ejected_for_ms": u.ejected_for_ms,
+                        "ejections": u.ejections,
+                        "last_check": u.last_check.map(|c| json!({
+                            "at": chrono::DateTime::from_timestamp(i64::try_from(c.at).unwrap_or(0), 0)
+                                .map(|t| t.to_rfc3339()),
+                            "ok": c.ok,
+                            "detail": c.detail,
+                        })),
+                    })
+                })
+                .collect();
+            let available = upstreams
+                .iter()
+                .filter(|u| u["available"] == Value::Bool(true))
+                .count();
+            Some(json!({
+                "id": entry.id,
+                "display_name": entry.display_name,
+                "location": entry.location,
+                "available_upstreams": available,
+                "upstreams": upstreams,
+            }))
+        })
+        .collect();
+    Json(json!({ "items": items }))
+}
+
+/// A JSON body: 415 without a JSON content type, 413 over [`MAX_BODY_BYTES`], 400 for invalid
+/// JSON, 422 naming the field for a value of the wrong shape.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|ct| {
+                let ct = ct.trim();
+                ct.eq_ignore_ascii_case("application/json") || ct.ends_with("+json")
+            });
+        if !json {
+            return Err(AdminError::UnsupportedMediaType);
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| AdminError::PayloadTooLarge)?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// Parses JSON with errors naming the field.
+///
+/// # Errors
+/// 400 for syntax, 422 naming the field for shape.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            AdminError::bad_request("body", format!("not valid json ({inner})"))
+        } else {
+            let field = if path == "." || path.is_empty() {
+                "body".to_owned()
+            } else {
+                path
+            };
+            AdminError::invalid(field, inner.to_string())
+        }
+    })
+}
+
+/// Parses a UUID from a path or query, naming `field` when it is not one.
+///
+/// # Errors
+/// 400 naming `field`.
+pub fn parse_uuid(raw: &str, field: &str) -> Result<uuid::Uuid, AdminError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| AdminError::bad_request(field, "must be a uuid"))
+}

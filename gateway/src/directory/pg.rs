@@ -1,0 +1,381 @@
+//! The Postgres directory source: fills and invalidates the [`Cache`] from the global
+//! directory database.
+//!
+//! - **Warm and resync**: every (re)connection of the `LISTEN` stream starts with
+//!   [`Change::Resync`]; the sync task then reloads every tenant and key and marks the cache
+//!   fresh. A failed full load is retried every second until one succeeds.
+//! - **Invalidation**: [`Change::Tenant`] / [`Change::ApiKey`] re-read that one row with a
+//!   fresh query (never joined to a query that may have started before the change), so a
+//!   suspend, tier change or revocation is effective within milliseconds.
+//! - **Staleness**: [`Change::Disconnected`] marks the cache stale; cached entries are served
+//!   for up to `max_stale` (`gateway_directory_staleness_seconds` says for how long), misses
+//!   fail closed at once instead of waiting on a dead database.
+//! - **Misses** (a tenant or key not cached while the directory is up): one query per key
+//!   however many requests wait on it (single-flight on a `OnceCell`), at most
+//!   [`MAX_MISS_QUERIES`] such queries at once, and "not found" remembered for
+//!   `negative_ttl`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use residency_config::gateway::TenantEntry;
+use residency_config::{RegionId, TenantId};
+use residency_directory::{Change, Store, TenantFilter};
+use tokio::sync::{watch, OnceCell, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::cache::Cache;
+use super::{ApiKeyRecord, DirectoryError, TenantRecord};
+use crate::metrics as m;
+
+/// Directory queries caused by cache misses that may run at once; further misses wait (up to
+/// the query timeout) so a flood of unknown ids cannot exhaust the directory's connections.
+pub const MAX_MISS_QUERIES: usize = 4;
+/// Rows per page of a full load.
+const PAGE: i64 = 5000;
+/// Pause before retrying a failed full load.
+const RESYNC_RETRY: Duration = Duration::from_secs(1);
+
+/// Settings of the Postgres source (from `[directory] source = "postgres"`).
+#[derive(Clone)]
+pub struct PgOptions {
+    /// Connection URL (may carry a password: never log it).
+    pub url: String,
+    /// Serve cached entries this long while the directory is unreachable.
+    pub max_stale: Duration,
+    /// Remember "not found" this long.
+    pub negative_ttl: Duration,
+    /// Remember at most this many "not found" answers.
+    pub negative_entries: usize,
+    /// Timeout of one query.
+    pub timeout: Duration,
+}
+
+type Flight<T> = Arc<OnceCell<Result<Option<Arc<T>>, DirectoryError>>>;
+
+/// The running source: the store, the single-flight tables and the sync task's signals.
+pub struct PgSource {
+    store: Store,
+    cache: Arc<Cache>,
+    timeout: Duration,
+    misses: Semaphore,
+    tenant_flights: DashMap<TenantId, Flight<TenantRecord>>,
+    key_flights: DashMap<String, Flight<ApiKeyRecord>>,
+    loaded: watch::Receiver<bool>,
+}
+
+impl PgSource {
+    /// Connects the store (lazily: a directory that is down is not an error here) and starts
+    /// the sync task, which runs until `shutdown`.
+    ///
+    /// # Errors
+    /// When the URL does not parse.
+    pub async fn start(
+        opts: PgOptions,
+        cache: Arc<Cache>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let store = Store::connect(&opts.url).await?;
+        let (loaded_tx, loaded) = watch::channel(false);
+        let source = Arc::new(Self {
+            store,
+            cache,
+            timeout: opts.timeout,
+            misses: Semaphore::new(MAX_MISS_QUERIES),
+            tenant_flights: DashMap::new(),
+            key_flights: DashMap::new(),
+            loaded,
+        });
+        let changes = residency_directory::listen(opts.url);
+        tokio::spawn(sync(Arc::clone(&source), changes, loaded_tx, shutdown));
+        Ok(source)
+    }
+
+    /// The directory database.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Waits up to `wait` for the first full load; whether it happened.
+    pub async fn wait_loaded(&self, wait: Duration) -> bool {
+        let mut rx = self.loaded.clone();
+        tokio::time::timeout(wait, rx.wait_for(|l| *l))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A cache miss for `id`: one query however many callers wait.
+    ///
+    /// # Errors
+    /// [`DirectoryError::DirectoryDown`] while the directory is unreachable or the query fails.
+    pub async fn load_tenant(
+        &self,
+        id: TenantId,
+    ) -> Result<Option<Arc<TenantRecord>>, DirectoryError> {
+        if !self.cache.fresh() {
+            return Err(DirectoryError::DirectoryDown);
+        }
+        let flight = Arc::clone(self.tenant_flights.entry(id).or_default().value());
+        let out = flight
+            .get_or_init(|| async {
+                let _permit = self.miss_permit().await?;
+                self.query_tenant(id)
+                    .await
+                    .map_err(|()| DirectoryError::DirectoryDown)
+            })
+            .await
+            .clone();
+        self.tenant_flights
+            .remove_if(&id, |_, f| Arc::ptr_eq(f, &flight));
+        out
+    }
+
+    /// A cache miss for an API key prefix: one query however many callers wait.
+    ///
+    /// # Errors
+    /// [`DirectoryError::DirectoryDown`] while the directory is unreachable or the query fails.
+    pub async fn load_api_key(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<Arc<ApiKeyRecord>>, DirectoryError> {
+        if !self.cache.fresh() {
+            return Err(DirectoryError::DirectoryDown);
+        }
+        let flight = Arc::clone(
+            self.key_flights
+                .entry(prefix.to_owned())
+                .or_default()
+                .value(),
+        );
+        let out = flight
+            .get_or_init(|| async {
+                let _permit = self.miss_permit().await?;
+                self.query_api_key(prefix)
+                    .await
+                    .map_err(|()| DirectoryError::DirectoryDown)
+            })
+            .await
+            .clone();
+        self.key_flights
+            .remove_if(prefix, |_, f| Arc::ptr_eq(f, &flight));
+        out
+    }
+
+    async fn miss_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, DirectoryError> {
+        match tokio::time::timeout(self.timeout, self.misses.acquire()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(DirectoryError::DirectoryDown),
+        }
+    }
+
+    /// Re-reads one tenant with a fresh query. Returns whether the read succeeded.
+    pub async fn reload_tenant(&self, id: TenantId) -> bool {
+        self.query_tenant(id).await.is_ok()
+    }
+
+    /// Re-reads one API key with a fresh query. Returns whether the read succeeded.
+    pub async fn reload_api_key(&self, prefix: &str) -> bool {
+        self.query_api_key(prefix).await.is_ok()
+    }
+
+    /// Reads one tenant into the cache. `Err(())` when the directory did not answer (logged).
+    async fn query_tenant(&self, id: TenantId) -> Result<Option<Arc<TenantRecord>>, ()> {
+        let row = self
+            .timed("tenant", self.store.tenant(id.as_uuid()))
+            .await?;
+        let Some(row) = row else {
+            self.cache.put_tenant_absent(id);
+            return Ok(None);
+        };
+        let Some(entry) = routing_entry(&row) else {
+            return Err(());
+        };
+        let record = TenantRecord::from_entry(&entry);
+        self.cache.put_tenant(id, record.clone(), row.version);
+        Ok(Some(Arc::new(record)))
+    }
+
+    /// Reads one API key into the cache. `Err(())` when the directory did not answer.
+    async fn query_api_key(&self, prefix: &str) -> Result<Option<Arc<ApiKeyRecord>>, ()> {
+        let row = self
+            .timed("api_key", self.store.api_key_by_prefix(prefix))
+            .await?;
+        let Some(entry) = row else {
+            self.cache.put_api_key_absent(prefix.to_owned());
+            return Ok(None);
+        };
+        let record = ApiKeyRecord::from_entry(&entry).map_err(|why| {
+            tracing::error!(key_id = %entry.id, "directory api key hash {why}");
+        })?;
+        self.cache.put_api_key(entry.prefix.clone(), record.clone());
+        Ok(Some(Arc::new(record)))
+    }
+
+    /// Reads every tenant and key into the cache.
+    async fn full_load(&self) -> Result<(), ()> {
+        let mut after = None;
+        let mut tenants = 0usize;
+        loop {
+            let filter = TenantFilter {
+                after,
+                limit: PAGE,
+                ..TenantFilter::default()
+            };
+            let page = self.timed("full", self.store.list_tenants(&filter)).await?;
+            for row in &page {
+                if let Some(entry) = routing_entry(row) {
+                    self.cache
+                        .put_tenant(entry.id, TenantRecord::from_entry(&entry), row.version);
+                }
+            }
+            tenants += page.len();
+            match page.last() {
+                Some(last) if page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX) => {
+                    after = Some(last.id);
+                }
+                _ => break,
+            }
+        }
+        let keys = self.timed("full", self.store.api_keys()).await?;
+        for k in &keys {
+            match ApiKeyRecord::from_entry(k) {
+                Ok(record) => self.cache.put_api_key(k.prefix.clone(), record),
+                Err(why) => tracing::error!(key_id = %k.id, "directory api key hash {why}"),
+            }
+        }
+        tracing::info!(tenants, api_keys = keys.len(), "directory loaded");
+        Ok(())
+    }
+
+    /// Runs a store call under the query timeout, counting and logging failures.
+    async fn timed<T>(
+        &self,
+        kind: &'static str,
+        call: impl std::future::Future<Output = Result<T, residency_directory::StoreError>>,
+    ) -> Result<T, ()> {
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                // Store errors carry no credentials (the URL is never part of them).
+                tracing::warn!(kind, error = %e, "directory query failed");
+                Err(())
+            }
+            Err(_) => {
+                tracing::warn!(kind, timeout = ?self.timeout, "directory query timed out");
+                Err(())
+            }
+        };
+        let label = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(m::DIRECTORY_LOADS_TOTAL, "kind" => kind, "result" => label).increment(1);
+        result
+    }
+}
+
+/// The routing entry of a stored tenant (`None`, logged, for a region id the schema should
+/// have refused).
+fn routing_entry(row: &residency_directory::TenantRecord) -> Option<TenantEntry> {
+    if RegionId::new(&row.region).is_err() {
+        tracing::error!(tenant = %row.id, "directory tenant has an invalid region id");
+        return None;
+    }
+    Some(row.entry())
+}
+
+/// The sync task: applies changes from the `LISTEN` stream until `shutdown`.
+async fn sync(
+    source: Arc<PgSource>,
+    mut changes: tokio::sync::mpsc::Receiver<Change>,
+    loaded: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    let cache = Arc::clone(&source.cache);
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let resync = tokio::select! {
+            () = shutdown.cancelled() => break,
+            change = changes.recv() => match change {
+                None => break,
+                Some(Change::Resync) => true,
+                Some(Change::Tenant(id)) => {
+                    !source.reload_tenant(TenantId::from_uuid(id)).await
+                }
+                Some(Change::ApiKey { prefix }) => !source.reload_api_key(&prefix).await,
+                Some(Change::Disconnected) => {
+                    if cache.fresh() {
+                        tracing::warn!("directory connection lost; serving cached tenants");
+                    }
+                    cache.mark_stale();
+                    // The reconnection brings a Resync; a pending retry is moot until then.
+                    retry_at = None;
+                    false
+                }
+            },
+            () = sleep_until(retry_at) => true,
+            _ = tick.tick() => {
+                cache.sweep();
+                publish_staleness(&cache);
+                false
+            }
+        };
+        if resync {
+            // A failed point reload also lands here: reloading everything is always correct.
+            if source.full_load().await.is_ok() {
+                cache.mark_fresh();
+                loaded.send_replace(true);
+                retry_at = None;
+            } else {
+                retry_at = Some(tokio::time::Instant::now() + RESYNC_RETRY);
+            }
+            publish_staleness(&cache);
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn publish_staleness(cache: &Cache) {
+    let secs = cache.stale_for().map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!(m::DIRECTORY_STALENESS_SECONDS).set(secs);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staleness_is_published_as_a_gauge() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let cache = Cache::new(Duration::from_secs(5), 10, Duration::from_secs(600));
+        metrics::with_local_recorder(&recorder, || {
+            cache.mark_fresh();
+            publish_staleness(&cache);
+        });
+        assert!(
+            handle
+                .render()
+                .contains("gateway_directory_staleness_seconds 0"),
+            "{}",
+            handle.render()
+        );
+        cache.mark_stale();
+        metrics::with_local_recorder(&recorder, || publish_staleness(&cache));
+        let page = handle.render();
+        let line = page
+            .lines()
+            .find(|l| l.starts_with("gateway_directory_staleness_seconds "))
+            .unwrap();
+        let secs: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((0.0..60.0).contains(&secs), "{line}");
+        assert!(cache.stale_for().is_some());
+    }
+}

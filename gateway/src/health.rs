@@ -1,0 +1,103 @@
+//! Active health checks: every `health_check.interval`, `GET /readyz` on every upstream of
+//! every region, concurrently, each bounded by `health_check.timeout`. The outcome feeds the
+//! same health state as passive ejection ([`Region::record_check`]): `unhealthy_threshold`
+//! consecutive failures take an upstream out of rotation, `healthy_threshold` successes bring
+//! it back.
+//!
+//! A region node's `/readyz` fails while its database is unreachable, so a node whose
+//! database is down stops receiving requests (503 + `Retry-After` for its tenants) and gets
+//! them again once it recovers, without a gateway restart.
+//!
+//! Not here: which upstream a request goes to ([`crate::proxy::upstream`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::Request;
+use http_body_util::Empty;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use residency_config::assertion::now_secs;
+use residency_config::gateway::HealthCheckConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics as m;
+use crate::proxy::upstream::{CheckResult, Region, Thresholds, Upstream};
+
+/// The path every region node answers without a credential.
+pub const READYZ: &str = "/readyz";
+
+type CheckClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Starts the checker for `regions`; it runs until `shutdown`. Does nothing when checks are
+/// disabled.
+pub fn spawn(regions: Vec<Arc<Region>>, cfg: &HealthCheckConfig, shutdown: CancellationToken) {
+    if !cfg.enabled {
+        return;
+    }
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(cfg.timeout));
+    connector.set_nodelay(true);
+    // No idle connections kept: a check must notice a node that stopped accepting.
+    let client: CheckClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector);
+    for r in &regions {
+        r.set_check_interval(cfg.interval);
+    }
+    let thresholds = Thresholds {
+        unhealthy: cfg.unhealthy_threshold,
+        healthy: cfg.healthy_threshold,
+    };
+    let (interval, timeout) = (cfg.interval, cfg.timeout);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let client = &client;
+            let checks = regions.iter().flat_map(|region| {
+                region.upstreams().iter().map(move |up| {
+                    async move {
+                        let result = check(client, up, timeout).await;
+                        let label = if result.ok { "ok" } else { "error" };
+                        metrics::counter!(m::HEALTH_CHECKS_TOTAL, "region" => region.label().clone(), "result" => label)
+                            .increment(1);
+                        region.record_check(up, result, thresholds);
+                    }
+                })
+            });
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = join_all(checks) => {}
+            }
+        }
+    });
+}
+
+/// One `GET /readyz`.
+async fn check(client: &CheckClient, upstream: &Upstream, timeout: Duration) -> CheckResult {
+    let at = now_secs();
+    let req = Request::get(format!("{}{READYZ}", upstream.url()))
+        .header(http::header::USER_AGENT, "residency-gateway-health")
+        .body(Empty::new());
+    let (ok, detail) = match req {
+        Err(_) => (false, "invalid upstream url".to_owned()),
+        Ok(req) => match tokio::time::timeout(timeout, client.request(req)).await {
+            Err(_) => (false, "timeout".to_owned()),
+            Ok(Err(e)) if e.is_connect() => (false, "connect error".to_owned()),
+            Ok(Err(_)) => (false, "request failed".to_owned()),
+            Ok(Ok(resp)) => (
+                resp.status().is_success(),
+                resp.status().as_u16().to_string(),
+            ),
+        },
+    };
+    CheckResult { at, ok, detail }
+}

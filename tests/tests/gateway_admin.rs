@@ -1,0 +1,895 @@
+//! End to end: the gateway's admin API and Postgres directory cache against real region nodes
+//! (eu, us) on real Postgres and a real directory database. Ports are chosen by the OS;
+//! nothing sleeps for synchronisation: every "within 1 s" is a poll against a deadline.
+
+use std::time::Duration;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use http::{Method, StatusCode};
+use integration_tests::directory::DirectoryDb;
+use integration_tests::{write_node_config, Http, Node, NodeOptions, RegionDb, Response};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use residency_config::gateway::{TenantStatus, Tier};
+use residency_directory::{Store, TenantPatch};
+use residency_gateway::Listeners;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const ISSUER: &str = "https://idp.admin.test/";
+const AUDIENCE: &str = "residency-api";
+const KID: &str = "idp-admin-1";
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// How long a directory change may take to reach the gateway (SPEC §6).
+const WITHIN: Duration = Duration::from_secs(1);
+
+struct Idp {
+    key: EncodingKey,
+    jwks: String,
+}
+
+impl Idp {
+    fn generate() -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "kid": KID, "use": "sig", "alg": "ES256",
+            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+        });
+        Self {
+            key: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            jwks: json!({ "keys": [jwk] }).to_string(),
+        }
+    }
+
+    fn token(&self, tenant: &str, sub: &str, role: &str) -> String {
+        let now = residency_config::assertion::now_secs();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(KID.to_owned());
+        let claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "tenant_id": tenant, "role": role,
+            "iat": now, "exp": now + 600,
+        });
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+/// A running gateway with a Postgres directory in front of real eu and us nodes, plus an
+/// `apac` region whose only upstream address has nothing listening (until a test starts a
+/// node there).
+struct Stack {
+    dir: DirectoryDb,
+    store: Store,
+    _dbs: Vec<RegionDb>,
+    nodes: Vec<Node>,
+    idp: Idp,
+    http: Http,
+    public: String,
+    admin: String,
+    apac_addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    files: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let (dir, eu_db, us_db) = tokio::join!(
+            DirectoryDb::create(),
+            RegionDb::create("eu"),
+            RegionDb::create("us")
+        );
+        let (eu, us) = tokio::join!(
+            Node::start(&eu_db, "eu", NodeOptions::default()),
+            Node::start(&us_db, "us", NodeOptions::default())
+        );
+        let files = tempfile::tempdir().unwrap();
+        let idp = Idp::generate();
+        std::fs::write(files.path().join("jwks.json"), &idp.jwks).unwrap();
+        std::fs::write(files.path().join("admin.token"), ADMIN_TOKEN).unwrap();
+        std::fs::write(files.path().join("apac.key"), [7u8; 32]).unwrap();
+        let apac_addr = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let region = |node: &Node| {
+            format!(
+                "[[regions]]\nid = \"{r}\"\nupstreams = [\"http://{addr}\"]\n\
+                 assertion = {{ kid = \"{r}-test\", alg = \"HS256\", key_file = \"{key}\" }}\n",
+                r = node.region,
+                addr = node.addr,
+                key = node.dir.path().join("assertion.key").display(),
+            )
+        };
+        let config = format!(
+            r#"
+[listen]
+public = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[[issuers]]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+jwks_file = "jwks.json"
+
+[directory]
+source = "postgres"
+url = "{url}"
+max_stale = "10m"
+negative_ttl = "5s"
+timeout = "2s"
+
+[admin]
+token_file = "admin.token"
+token_name = "test"
+
+[health_check]
+interval = "300ms"
+timeout = "250ms"
+
+{eu}
+{us}
+[[regions]]
+id = "apac"
+upstreams = ["http://{apac_addr}"]
+assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
+"#,
+            url = dir.url,
+            eu = region(&eu),
+            us = region(&us),
+        );
+        let path = files.path().join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        let cfg =
+            residency_config::load::load(&path, &Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public_url = format!("http://{}", public.local_addr().unwrap());
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(residency_gateway::run(
+            cfg,
+            Listeners {
+                public,
+                admin: Some(admin),
+            },
+            shutdown.clone(),
+        ));
+        let store = Store::connect(&dir.url).await.unwrap();
+        let stack = Self {
+            dir,
+            store,
+            _dbs: vec![eu_db, us_db],
+            nodes: vec![eu, us],
+            idp,
+            http: Http::default(),
+            public: public_url,
+            admin: admin_url,
+            apac_addr,
+            shutdown,
+            task,
+            files,
+        };
+        stack
+            .until("the gateway is ready", Duration::from_secs(20), || async {
+                let r = stack.ops("/readyz").await;
+                (r.status == StatusCode::OK).then_some(())
+            })
+            .await;
+        stack
+    }
+
+    /// Polls `probe` until it yields a value, failing the test after `within`.
+    async fn until<T, F, Fut>(&self, what: &str, within: Duration, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn ops(&self, path: &str) -> Response {
+        self.http
+            .send(Method::GET, &format!("{}{path}", self.admin), &[], None)
+            .await
+    }
+
+    async fn admin_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        self.http
+            .send(method, &format!("{}{path}", self.admin), &headers, body)
+            .await
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
+        self.admin_as(Some(ADMIN_TOKEN), method, path, body).await
+    }
+
+    async fn create_tenant(&self, name: &str, region: &str, tier: &str) -> Value {
+        let body = json!({
+            "name": name, "region": region, "tier": tier,
+            "owner": { "subject": format!("owner-{name}"), "email": format!("owner@{name}.test") },
+        });
+        let r = self
+            .admin(Method::POST, "/admin/v1/tenants", Some(&body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        r.json
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.http
+            .send(
+                Method::GET,
+                &format!("{}{path}", self.public),
+                headers,
+                None,
+            )
+            .await
+    }
+
+    async fn me(&self, tenant: &str) -> Response {
+        let token = self.idp.token(tenant, "user-1", "developer");
+        self.get("/v1/me", &[("authorization", &format!("Bearer {token}"))])
+            .await
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("gateway drained in time")
+            .unwrap()
+            .unwrap();
+        for n in self.nodes {
+            n.stop().await;
+        }
+    }
+}
+
+fn problem_field(r: &Response) -> &str {
+    assert_eq!(
+        r.headers["content-type"], "application/problem+json",
+        "{r:?}"
+    );
+    assert_eq!(
+        r.json["request_id"].as_str(),
+        r.headers["x-request-id"].to_str().ok(),
+        "{r:?}"
+    );
+    r.json["field"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn customers_created_in_two_regions_answer_from_home_at_once() {
+    let s = Stack::start().await;
+    let org = s
+        .admin(
+            Method::POST,
+            "/admin/v1/organizations",
+            Some(&json!({"name": "Partner", "domain": format!("p{}.example.com", Uuid::new_v4().simple())})),
+        )
+        .await;
+    assert_eq!(org.status, StatusCode::CREATED, "{org:?}");
+    assert_eq!(org.json["plan"], "free");
+    let org_id = org.json["id"].as_str().unwrap().to_owned();
+    let got = s
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/organizations/{org_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(got.json["id"], org_id.as_str());
+
+    for (region, tier) in [("eu", "scale"), ("us", "starter")] {
+        let body = json!({ "name": format!("acme-{region}"), "region": region, "tier": tier, "org_id": org_id });
+        let r = s
+            .admin(Method::POST, "/admin/v1/tenants", Some(&body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        assert_eq!(r.json["region"], region);
+        assert_eq!(r.json["tier"], tier);
+        assert_eq!(r.json["status"], "active");
+        let id = r.json["id"].as_str().unwrap().to_owned();
+        // At once: no waiting for a notification.
+        let me = s.me(&id).await;
+        assert_eq!(me.status, StatusCode::OK, "{me:?}");
+        assert_eq!(me.headers["x-residency-region"], region);
+        assert_eq!(me.json["tenant_id"], id.as_str());
+        assert_eq!(me.json["region"], region);
+        // The home record exists only on the home node.
+        for node in &s.nodes {
+            let a = node
+                .call(
+                    Method::GET,
+                    "/v1/me",
+                    id.parse().unwrap(),
+                    "x",
+                    "viewer",
+                    None,
+                )
+                .await;
+            let expected = if node.region.as_str() == region {
+                StatusCode::OK
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            assert_eq!(a.status, expected, "tenant of {region} on {}", node.region);
+        }
+        let history = s
+            .admin(
+                Method::GET,
+                &format!("/admin/v1/tenants/{id}/history"),
+                None,
+            )
+            .await;
+        let items = history.json["items"].as_array().unwrap();
+        assert_eq!(items[0]["change"], "created");
+        assert_eq!(items[0]["status"], "provisioning");
+        assert_eq!(items.last().unwrap()["status"], "active");
+        assert!(
+            items.iter().all(|h| h["actor"] == "admin:test"),
+            "{items:?}"
+        );
+    }
+
+    // Filters and keyset pagination.
+    let eu = s
+        .admin(
+            Method::GET,
+            "/admin/v1/tenants?region=eu&status=active",
+            None,
+        )
+        .await;
+    let items = eu.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{eu:?}");
+    assert_eq!(items[0]["region"], "eu");
+    let first = s
+        .admin(Method::GET, "/admin/v1/tenants?limit=1", None)
+        .await;
+    let cursor = first.json["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let second = s
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants?limit=1&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(second.json["items"].as_array().unwrap().len(), 1);
+    assert_ne!(first.json["items"][0]["id"], second.json["items"][0]["id"]);
+    assert!(second.json["next_cursor"].is_null(), "{second:?}");
+
+    // Regions and their upstreams' health.
+    let regions = s.admin(Method::GET, "/admin/v1/regions", None).await;
+    let ids: Vec<&str> = regions.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["eu", "us", "apac"]);
+    let eu = &regions.json["items"][0]["upstreams"][0];
+    assert_eq!(eu["healthy"], true, "{regions:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn api_key_lifecycle_and_tier_rule() {
+    let s = Stack::start().await;
+    let scale = s.create_tenant("keys-scale", "eu", "scale").await;
+    let starter = s.create_tenant("keys-starter", "us", "starter").await;
+    let scale_id = scale["id"].as_str().unwrap();
+    let path = format!("/admin/v1/tenants/{scale_id}/api-keys");
+
+    let refused = s
+        .admin(
+            Method::POST,
+            &format!(
+                "/admin/v1/tenants/{}/api-keys",
+                starter["id"].as_str().unwrap()
+            ),
+            Some(&json!({"name": "ci"})),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
+    assert!(refused.json["type"]
+        .as_str()
+        .unwrap()
+        .ends_with("tier_forbids_api_keys"));
+    assert!(refused.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains("scale and enterprise"));
+
+    let mut keys = Vec::new();
+    for name in ["first", "second"] {
+        let k = s
+            .admin(
+                Method::POST,
+                &path,
+                Some(&json!({"name": name, "role": "developer"})),
+            )
+            .await;
+        assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
+        let key = k.json["api_key"].as_str().unwrap().to_owned();
+        assert!(key.contains(k.json["prefix"].as_str().unwrap()));
+        keys.push((k.json["id"].as_str().unwrap().to_owned(), key));
+    }
+    let (first_id, first) = &keys[0];
+    let (second_id, second) = &keys[1];
+    for headers in [
+        [("authorization", format!("ApiKey {first}"))],
+        [("x-api-key", first.clone())],
+    ] {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = s.get("/v1/me", &h).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert_eq!(r.json["tenant_id"], scale_id);
+        assert_eq!(r.json["subject"], format!("apikey:{first_id}"));
+    }
+
+    let list = s.admin(Method::GET, &path, None).await;
+    assert_eq!(list.json["items"].as_array().unwrap().len(), 2);
+    for key in [first, second] {
+        assert!(!list.text.contains(key.as_str()), "secret in list");
+        let secret = key.rsplit('_').next().unwrap();
+        assert!(!list.text.contains(secret), "secret in list");
+    }
+    assert!(!list.text.contains("hash"), "{}", list.text);
+
+    // Revoked through this gateway: refused before the DELETE even answers.
+    let del = s
+        .admin(Method::DELETE, &format!("{path}/{first_id}"), None)
+        .await;
+    assert_eq!(del.status, StatusCode::OK, "{del:?}");
+    assert!(del.json["revoked_at"].is_string());
+    let r = s.get("/v1/me", &[("x-api-key", first)]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+
+    // Revoked elsewhere (another replica, or the CLI against the directory): NOTIFY.
+    let r = s.get("/v1/me", &[("x-api-key", second)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    s.store
+        .revoke_api_key(
+            "test:other-replica",
+            scale_id.parse().unwrap(),
+            second_id.parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    s.until("revocation reaches the gateway", WITHIN, || async {
+        let r = s.get("/v1/me", &[("x-api-key", second)]).await;
+        (r.status == StatusCode::UNAUTHORIZED).then_some(())
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn suspend_and_tier_changes_reach_the_gateway_within_a_second() {
+    let s = Stack::start().await;
+    let t = s.create_tenant("notify", "eu", "growth").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let r = s.me(&id).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["ratelimit-limit"], "500");
+
+    // Changes written by someone else reach this gateway's cache through NOTIFY.
+    let uuid: Uuid = id.parse().unwrap();
+    let patch = |tier: Option<Tier>, status: Option<TenantStatus>| TenantPatch {
+        tier,
+        status,
+        ..TenantPatch::default()
+    };
+    s.store
+        .update_tenant("test:elsewhere", uuid, &patch(Some(Tier::Scale), None))
+        .await
+        .unwrap();
+    s.until("tier change reaches the cache", WITHIN, || async {
+        let r = s.me(&id).await;
+        let limit = r.headers.get("ratelimit-limit").cloned();
+        (r.status == StatusCode::OK && limit.is_some_and(|l| l == "1000")).then_some(())
+    })
+    .await;
+    s.store
+        .update_tenant(
+            "test:elsewhere",
+            uuid,
+            &patch(None, Some(TenantStatus::Suspended)),
+        )
+        .await
+        .unwrap();
+    s.until("suspension reaches the gateway", WITHIN, || async {
+        let r = s.me(&id).await;
+        (r.status == StatusCode::FORBIDDEN).then_some(())
+    })
+    .await;
+
+    // Through the admin API: effective before the PATCH answers.
+    let r = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{id}"),
+            Some(&json!({"status": "active", "limits": {"rate_limit_per_min": 42}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json["rate_limit_per_min"], 42);
+    let r = s.me(&id).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.headers["ratelimit-limit"], "42");
+    let r = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{id}"),
+            Some(&json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(r.json["status"], "suspended");
+    let r = s.me(&id).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    let history = s
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{id}/history"),
+            None,
+        )
+        .await;
+    let actors: Vec<&str> = history.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["actor"].as_str().unwrap())
+        .collect();
+    assert!(
+        actors.contains(&"test:elsewhere") && actors.contains(&"admin:test"),
+        "{actors:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn admin_refuses_bad_tokens_and_names_bad_fields() {
+    let s = Stack::start().await;
+    for token in [None, Some("wrong-token-0123456789abcdef"), Some("x")] {
+        let r = s
+            .admin_as(token, Method::GET, "/admin/v1/tenants", None)
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token:?}: {r:?}");
+        assert!(r.headers.contains_key("www-authenticate"));
+        problem_field(&r);
+    }
+    let r = s
+        .admin_as(
+            None,
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(&json!({"name": "x", "region": "eu", "tier": "scale"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Probes need no token.
+    assert_eq!(s.ops("/healthz").await.status, StatusCode::OK);
+    assert_eq!(s.ops("/readyz").await.status, StatusCode::OK);
+    assert_eq!(s.ops("/metrics").await.status, StatusCode::OK);
+
+    let t = s.create_tenant("fields", "eu", "scale").await;
+    let id = t["id"].as_str().unwrap();
+    let cases: Vec<(Method, String, Option<Value>, StatusCode, &str)> = vec![
+        (
+            Method::POST,
+            "/admin/v1/tenants".into(),
+            Some(json!({"name": "a", "region": "mars", "tier": "scale"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "region",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/tenants".into(),
+            Some(json!({"name": "a", "region": "EU!", "tier": "scale"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "region",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/tenants".into(),
+            Some(json!({"name": "a", "region": "eu", "tier": "platinum"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "tier",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/tenants".into(),
+            Some(json!({"name": "a", "region": "eu", "tier": "scale", "org_id": "nope"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "org_id",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/tenants".into(),
+            Some(json!({"name": "a", "region": "eu", "tier": "scale", "org_id": Uuid::now_v7()})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "org_id",
+        ),
+        (
+            Method::POST,
+            "/admin/v1/tenants".into(),
+            Some(json!({"name": "", "region": "eu", "tier": "scale"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/tenants/not-a-uuid".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "id",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/tenants?tier=gold".into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "tier",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/tenants?status=sleeping".into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "status",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/tenants?limit=0".into(),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/tenants?cursor=zzz".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "cursor",
+        ),
+        (
+            Method::GET,
+            "/admin/v1/organizations/123".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "id",
+        ),
+        (
+            Method::DELETE,
+            format!("/admin/v1/tenants/{id}/api-keys/not-a-uuid"),
+            None,
+            StatusCode::BAD_REQUEST,
+            "key_id",
+        ),
+        (
+            Method::PATCH,
+            format!("/admin/v1/tenants/{id}"),
+            Some(json!({"region": "us"})),
+            StatusCode::CONFLICT,
+            "region",
+        ),
+        (
+            Method::PATCH,
+            format!("/admin/v1/tenants/{id}"),
+            Some(json!({"status": "deleted"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "status",
+        ),
+        (
+            Method::PATCH,
+            format!("/admin/v1/tenants/{id}"),
+            Some(json!({"limits": {"rate_limit_per_min": 0}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limits.rate_limit_per_min",
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/tenants/{id}/api-keys"),
+            Some(json!({"name": "k", "role": "Owner!"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "role",
+        ),
+    ];
+    for (method, path, body, status, field) in cases {
+        let r = s.admin(method.clone(), &path, body.as_ref()).await;
+        assert_eq!(r.status, status, "{method} {path} {body:?}: {r:?}");
+        assert_eq!(problem_field(&r), field, "{method} {path}: {r:?}");
+    }
+    let r = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{id}"),
+            Some(&json!({"region": "us"})),
+        )
+        .await;
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("tenant move"),
+        "{r:?}"
+    );
+    let r = s
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{}", Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn failed_provisioning_stays_invisible_and_can_be_retried() {
+    let s = Stack::start().await;
+    let body = json!({ "name": "late", "region": "apac", "tier": "growth",
+        "owner": { "subject": "owner-late", "email": "o@late.test" } });
+    let r = s
+        .admin(Method::POST, "/admin/v1/tenants", Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert!(r.headers.contains_key("retry-after"));
+    let id = r.json["tenant_id"]
+        .as_str()
+        .expect("the tenant to retry")
+        .to_owned();
+    let t = s
+        .admin(Method::GET, &format!("/admin/v1/tenants/{id}"), None)
+        .await;
+    assert_eq!(t.json["status"], "provisioning");
+    // Not half-visible: the gateway does not route it.
+    let me = s.me(&id).await;
+    assert_eq!(me.status, StatusCode::SERVICE_UNAVAILABLE, "{me:?}");
+
+    // The region's node comes up at the configured address; the health checks notice.
+    let db = RegionDb::create("apac").await;
+    let node_dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_node_config(node_dir.path(), &db, "apac", "127.0.0.1:0", 4);
+    std::fs::copy(
+        s.files.path().join("apac.key"),
+        node_dir.path().join("assertion.key"),
+    )
+    .unwrap();
+    let cfg: residency_config::node::NodeConfig =
+        residency_config::load::load(&path, &Vec::new()).unwrap();
+    let listener = TcpListener::bind(s.apac_addr).await.unwrap();
+    let node_stop = CancellationToken::new();
+    let node = tokio::spawn(residency_region_node::run(cfg, listener, node_stop.clone()));
+    s.until("apac upstream healthy", Duration::from_secs(10), || async {
+        let r = s.admin(Method::GET, "/admin/v1/regions", None).await;
+        let apac = &r.json["items"][2];
+        (apac["id"] == "apac" && apac["available_upstreams"] == 1).then_some(())
+    })
+    .await;
+
+    for _ in 0..2 {
+        // Idempotent: the second call changes nothing.
+        let r = s
+            .admin(
+                Method::POST,
+                &format!("/admin/v1/tenants/{id}/provision"),
+                Some(&json!({"owner": {"subject": "owner-late", "email": "o@late.test"}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert_eq!(r.json["status"], "active");
+    }
+    let me = s.me(&id).await;
+    assert_eq!(me.status, StatusCode::OK, "{me:?}");
+    assert_eq!(me.headers["x-residency-region"], "apac");
+    node_stop.cancel();
+    node.await.unwrap().unwrap();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn directory_down_serves_cached_tenants_and_fails_closed_for_others() {
+    let s = Stack::start().await;
+    let t = s.create_tenant("cached", "us", "growth").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let unknown = Uuid::now_v7().to_string();
+    assert_eq!(s.me(&id).await.status, StatusCode::OK);
+
+    // Make the directory unreachable: refuse new connections, end the current ones.
+    let admin = integration_tests::connect(&integration_tests::admin_url()).await;
+    let name = &s.dir.name;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[name],
+        )
+        .await
+        .unwrap();
+    s.until("the gateway notices", Duration::from_secs(5), || async {
+        let r = s.ops("/readyz").await;
+        (r.json["directory"]["fresh"] == false).then_some(())
+    })
+    .await;
+
+    for _ in 0..3 {
+        let r = s.me(&id).await;
+        assert_eq!(r.status, StatusCode::OK, "cached tenant while down: {r:?}");
+    }
+    let r = s.me(&unknown).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(r.json["type"]
+        .as_str()
+        .unwrap()
+        .ends_with("directory_unavailable"));
+    let ready = s.ops("/readyz").await;
+    assert_eq!(
+        ready.status,
+        StatusCode::OK,
+        "stale within max_stale is ready: {ready:?}"
+    );
+    // (The staleness metric has a unit test: in this process the region nodes' recorder
+    // is the global one, so the gateway's /metrics page is empty here.)
+    assert!(
+        ready.json["directory"]["stale_seconds"].is_number(),
+        "{ready:?}"
+    );
+    // Admin writes need the directory: 503, not a hang.
+    let r = s.admin(Method::GET, "/admin/v1/tenants", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+
+    // Back up: resync, and unknown tenants are plain 404 again.
+    admin
+        .batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    s.until(
+        "the directory is fresh again",
+        Duration::from_secs(15),
+        || async {
+            let r = s.ops("/readyz").await;
+            (r.json["directory"]["fresh"] == true).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(s.me(&unknown).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(s.me(&id).await.status, StatusCode::OK);
+    s.stop().await;
+}
