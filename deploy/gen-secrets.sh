@@ -1,0 +1,41 @@
+#!/bin/sh
+# Generates what deploy/compose.yaml needs and git must never see (deploy/.gitignore):
+#   deploy/.env                          database passwords ([A-Za-z0-9], compose interpolates them)
+#   deploy/secrets/<region>-assertion.key  32 random bytes: gateway <-> node HS256 secret
+#   deploy/secrets/<region>-credentials.key 32 random bytes: AES-256-GCM key for connection secrets
+#   deploy/secrets/admin.token           bearer token of the admin API
+#   deploy/secrets/gateway.pem, .key     self-signed gateway certificate (replace in production)
+#   deploy/secrets/jwks.json             your identity provider's JWKS (an empty set until you
+#                                        put yours there; API keys work without it)
+# Existing files are kept, so running it again changes nothing. Needs openssl.
+set -eu
+cd "$(dirname "$0")"
+REGIONS=${REGIONS:-"us eu apac"}
+umask 077
+mkdir -p secrets
+pw() { openssl rand -hex 24; }
+if [ ! -f .env ]; then
+  {
+    echo "PG_ADMIN_PASSWORD=$(pw)"
+    echo "DIRECTORY_PASSWORD=$(pw)"
+    for r in $REGIONS; do
+      R=$(echo "$r" | tr '[:lower:]-' '[:upper:]_')
+      echo "${R}_OWNER_PASSWORD=$(pw)"
+      echo "${R}_APP_PASSWORD=$(pw)"
+      echo "${R}_AUDITOR_PASSWORD=$(pw)"
+    done
+  } > .env
+fi
+for r in $REGIONS; do
+  for k in assertion credentials; do
+    [ -f "secrets/$r-$k.key" ] || openssl rand -out "secrets/$r-$k.key" 32
+  done
+done
+[ -f secrets/admin.token ] || openssl rand -hex 24 > secrets/admin.token
+[ -f secrets/gateway.key ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+  -nodes -days 365 -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout secrets/gateway.key -out secrets/gateway.pem 2>/dev/null
+[ -f secrets/jwks.json ] || echo '{"keys":[]}' > secrets/jwks.json
+# The containers run as uid 10001: let them read the mounted files.
+chmod 0644 secrets/*
+echo "secrets ready in $(pwd)/secrets and $(pwd)/.env"

@@ -1,0 +1,476 @@
+//! `deploy/`: no Docker engine or cluster runs here, so these tests check what can be checked
+//! without one: every example config loads through the binaries' own loaders, the YAML
+//! parses, every configured region appears in compose and in the Kubernetes overlays, only
+//! the gateway can reach region nodes, no secret is committed, the Dockerfile builds every
+//! binary, and the directory init script records migrations exactly as the Rust runner does
+//! (run against real Postgres). When `kubectl` is installed the overlays are also rendered.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use integration_tests::admin_url;
+use residency_config::gateway::GatewayConfig;
+use residency_config::load::load;
+use residency_config::node::NodeConfig;
+use yaml_rust2::{Yaml, YamlLoader};
+
+const REGIONS: [&str; 3] = ["us", "eu", "apac"];
+
+fn deploy() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn yaml(p: &Path) -> Vec<Yaml> {
+    YamlLoader::load_from_str(&read(p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Loads `file` with the real loader after moving its `/etc/residency/...` paths into a
+/// temporary directory holding a dummy file for each (32 bytes for keys, an empty JWKS).
+fn load_as<T>(file: &Path) -> T
+where
+    T: serde::de::DeserializeOwned + residency_config::load::Validate,
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let root = format!("{}/", tmp.path().display());
+    let text = read(file).replace("/etc/residency/", &root);
+    let table: toml::Table = text
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let mut paths = Vec::new();
+    collect_paths(&toml::Value::Table(table), &root, &mut paths);
+    for p in paths {
+        let p = PathBuf::from(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let body: &[u8] = if p.extension().is_some_and(|e| e == "json") {
+            br#"{"keys":[]}"#
+        } else {
+            &[7; 32]
+        };
+        std::fs::write(&p, body).unwrap();
+    }
+    let copy = tmp.path().join(file.file_name().unwrap());
+    std::fs::write(&copy, text).unwrap();
+    load::<T>(&copy, &Vec::new()).unwrap_or_else(|e| panic!("{}:\n{e}", file.display()))
+}
+
+fn collect_paths(v: &toml::Value, root: &str, out: &mut Vec<String>) {
+    match v {
+        toml::Value::String(s) if s.starts_with(root) => out.push(s.clone()),
+        toml::Value::Table(t) => t.values().for_each(|v| collect_paths(v, root, out)),
+        toml::Value::Array(a) => a.iter().for_each(|v| collect_paths(v, root, out)),
+        _ => {}
+    }
+}
+
+fn gateway_regions(cfg: &GatewayConfig) -> BTreeSet<String> {
+    cfg.regions.iter().map(|r| r.id.to_string()).collect()
+}
+
+fn all_regions() -> BTreeSet<String> {
+    REGIONS.iter().map(|r| (*r).to_owned()).collect()
+}
+
+#[test]
+fn example_configs_load_through_the_real_loaders() {
+    let compose_gw: GatewayConfig = load_as(&deploy().join("config/gateway.toml"));
+    assert_eq!(gateway_regions(&compose_gw), all_regions());
+    for r in REGIONS {
+        let node: NodeConfig = load_as(&deploy().join(format!("config/{r}/node.toml")));
+        assert_eq!(node.region.id.as_str(), r);
+        let node: NodeConfig = load_as(&deploy().join(format!("k8s/overlays/{r}/node.toml")));
+        assert_eq!(node.region.id.as_str(), r);
+        let gw: GatewayConfig = load_as(&deploy().join(format!("k8s/overlays/{r}/gateway.toml")));
+        // Every regional gateway routes to every region, each to its own nodes only.
+        assert_eq!(gateway_regions(&gw), all_regions(), "overlay {r}");
+        for entry in &gw.regions {
+            let id = entry.id.as_str();
+            assert!(
+                entry
+                    .upstreams
+                    .iter()
+                    .all(|u| u.contains(&format!("region-node.{id}."))
+                        || u.contains(&format!("region-node.residency-{id}."))),
+                "overlay {r}: upstreams of {id} point elsewhere: {:?}",
+                entry.upstreams
+            );
+        }
+    }
+    // No example config carries a password: they come from the environment.
+    for f in [
+        "config/gateway.toml",
+        "config/us/node.toml",
+        "k8s/overlays/eu/node.toml",
+        "k8s/overlays/eu/gateway.toml",
+    ] {
+        let text = read(&deploy().join(f));
+        for line in text.lines().filter(|l| l.contains("postgres://")) {
+            let url = line.split('"').nth(1).unwrap();
+            let u = url::Url::parse(url).unwrap();
+            assert!(u.password().is_none(), "{f}: {url} carries a password");
+        }
+    }
+}
+
+fn service<'a>(compose: &'a Yaml, name: &str) -> &'a Yaml {
+    let s = &compose["services"][name];
+    assert!(!s.is_badvalue(), "compose.yaml has no service {name}");
+    s
+}
+
+#[test]
+fn compose_has_a_database_and_a_node_per_region_and_publishes_only_the_gateway() {
+    let docs = yaml(&deploy().join("compose.yaml"));
+    let compose = &docs[0];
+    let gw: GatewayConfig = load_as(&deploy().join("config/gateway.toml"));
+    for entry in &gw.regions {
+        let r = entry.id.as_str();
+        service(compose, &format!("postgres-{r}"));
+        service(compose, &format!("init-{r}"));
+        let node = service(compose, &format!("region-node-{r}"));
+        assert!(
+            node["ports"].is_badvalue(),
+            "region-node-{r} must not publish ports"
+        );
+        assert_eq!(
+            entry.upstreams,
+            [format!("http://region-node-{r}:8080")],
+            "the gateway's {r} upstream is the compose service"
+        );
+        // The node reaches its own database network and the gateway's, nothing else.
+        let nets: Vec<&str> = node["networks"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert_eq!(nets, [format!("db-{r}").as_str(), "nodes"]);
+        assert_eq!(
+            compose["networks"][format!("db-{r}").as_str()]["internal"].as_bool(),
+            Some(true)
+        );
+    }
+    service(compose, "postgres-directory");
+    service(compose, "directory-init");
+    let gateway = service(compose, "gateway");
+    let ports: Vec<&str> = gateway["ports"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(ports, ["8443:8443", "127.0.0.1:9090:9090"]);
+    let others_publishing: Vec<&str> = compose["services"]
+        .as_hash()
+        .unwrap()
+        .iter()
+        .filter(|(k, v)| k.as_str() != Some("gateway") && !v["ports"].is_badvalue())
+        .map(|(k, _)| k.as_str().unwrap())
+        .collect();
+    assert!(
+        others_publishing.is_empty(),
+        "{others_publishing:?} publish ports"
+    );
+    // The gateway never joins a region's database network.
+    let nets = format!("{:?}", gateway["networks"]);
+    assert!(!nets.contains("db-"), "{nets}");
+    // Every mounted file from the repository exists (secrets/ is generated).
+    let text = read(&deploy().join("compose.yaml"));
+    for src in text
+        .split_whitespace()
+        .filter_map(|w| w.trim_start_matches("- ").strip_prefix("./"))
+    {
+        let src = src.split(':').next().unwrap();
+        if !src.starts_with("secrets/") {
+            assert!(
+                deploy().join(src).exists(),
+                "compose mounts missing ./{src}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gen_secrets_provides_every_compose_variable_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        deploy().join("gen-secrets.sh"),
+        tmp.path().join("gen-secrets.sh"),
+    )
+    .unwrap();
+    let run = || {
+        let out = Command::new("sh")
+            .arg(tmp.path().join("gen-secrets.sh"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run();
+    let env = read(&tmp.path().join(".env"));
+    run();
+    assert_eq!(
+        read(&tmp.path().join(".env")),
+        env,
+        "a second run keeps the passwords"
+    );
+    let defined: BTreeSet<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
+    let compose = read(&deploy().join("compose.yaml"));
+    for var in compose.split("${").skip(1).map(|s| {
+        s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap()
+    }) {
+        assert!(
+            defined.contains(var),
+            "compose uses ${{{var}}}, gen-secrets.sh does not define it"
+        );
+    }
+    for line in env.lines() {
+        let v = line.split_once('=').unwrap().1;
+        assert!(
+            v.len() >= 16 && v.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{line}"
+        );
+    }
+    for r in REGIONS {
+        for k in ["assertion", "credentials"] {
+            let len = std::fs::metadata(tmp.path().join(format!("secrets/{r}-{k}.key")))
+                .unwrap()
+                .len();
+            assert_eq!(len, 32);
+        }
+    }
+    for f in ["admin.token", "gateway.pem", "gateway.key", "jwks.json"] {
+        assert!(tmp.path().join("secrets").join(f).is_file(), "{f}");
+    }
+}
+
+fn docs_in(dir: &Path) -> Vec<(PathBuf, Yaml)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            for d in yaml(&p) {
+                out.push((p.clone(), d));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn kubernetes_base_and_an_overlay_per_region() {
+    let base = deploy().join("k8s/base");
+    let kustomization = &yaml(&base.join("kustomization.yaml"))[0];
+    for r in kustomization["resources"].as_vec().unwrap() {
+        assert!(base.join(r.as_str().unwrap()).is_file(), "{r:?}");
+    }
+    let docs = docs_in(&base);
+    let kinds: Vec<(String, String)> = docs
+        .iter()
+        .filter_map(|(_, d)| {
+            Some((
+                d["kind"].as_str()?.to_owned(),
+                d["metadata"]["name"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    for want in [
+        ("Deployment", "region-node"),
+        ("Service", "region-node"),
+        ("PodDisruptionBudget", "region-node"),
+        ("Deployment", "gateway"),
+        ("Service", "gateway"),
+        ("PodDisruptionBudget", "gateway"),
+        ("NetworkPolicy", "region-node-from-gateways-only"),
+    ] {
+        assert!(
+            kinds.iter().any(|(k, n)| k == want.0 && n == want.1),
+            "base lacks {want:?}"
+        );
+    }
+    // Secrets are referenced, never committed.
+    assert!(
+        kinds.iter().all(|(k, _)| k != "Secret"),
+        "a Secret is committed"
+    );
+    let text: String = docs.iter().map(|(p, _)| read(p)).collect();
+    for name in [
+        "region-node-db",
+        "region-node-keys",
+        "gateway-directory",
+        "gateway-keys",
+        "gateway-tls",
+    ] {
+        assert!(
+            text.contains(&format!("Name: {name}")) || text.contains(&format!("name: {name}")),
+            "{name}"
+        );
+    }
+    // Only the gateway reaches region nodes.
+    let np = &docs
+        .iter()
+        .find(|(_, d)| d["metadata"]["name"].as_str() == Some("region-node-from-gateways-only"))
+        .unwrap()
+        .1;
+    let ingress = np["spec"]["ingress"].as_vec().unwrap();
+    assert_eq!(ingress.len(), 1);
+    let from = ingress[0]["from"].as_vec().unwrap();
+    assert_eq!(from.len(), 1);
+    assert_eq!(
+        from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str(),
+        Some("gateway")
+    );
+    for r in REGIONS {
+        let dir = deploy().join(format!("k8s/overlays/{r}"));
+        let k = &yaml(&dir.join("kustomization.yaml"))[0];
+        assert_eq!(
+            k["namespace"].as_str(),
+            Some(format!("residency-{r}").as_str())
+        );
+        assert_eq!(k["resources"][0].as_str(), Some("../../base"));
+        for g in k["configMapGenerator"].as_vec().unwrap() {
+            for f in g["files"].as_vec().unwrap() {
+                assert!(
+                    dir.join(f.as_str().unwrap()).is_file(),
+                    "overlay {r}: {f:?}"
+                );
+            }
+        }
+        // The cross-cluster rule admits address blocks only (the other regions' gateways).
+        let patch = k["patches"][0]["patch"].as_str().unwrap();
+        let ops = &YamlLoader::load_from_str(patch).unwrap()[0];
+        for f in ops[0]["value"]["from"].as_vec().unwrap() {
+            assert!(!f["ipBlock"]["cidr"].is_badvalue(), "overlay {r}: {f:?}");
+        }
+    }
+}
+
+#[test]
+fn overlays_render_with_kubectl_when_it_is_installed() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("kubectl not installed: rendering skipped (the YAML checks above still ran)");
+        return;
+    }
+    for r in REGIONS {
+        let out = Command::new("kubectl")
+            .args(["kustomize"])
+            .arg(deploy().join(format!("k8s/overlays/{r}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{r}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let docs = YamlLoader::load_from_str(&text).unwrap();
+        assert!(docs.len() >= 9, "{r}: {} documents", docs.len());
+        for d in &docs {
+            assert_eq!(
+                d["metadata"]["namespace"].as_str(),
+                Some(format!("residency-{r}").as_str())
+            );
+        }
+        let np = docs
+            .iter()
+            .find(|d| d["metadata"]["name"].as_str() == Some("region-node-from-gateways-only"))
+            .unwrap();
+        assert_eq!(
+            np["spec"]["ingress"].as_vec().unwrap().len(),
+            2,
+            "{r}: in-cluster + cross-cluster rule"
+        );
+        assert!(
+            text.contains(&format!("id = \"{r}\"")),
+            "{r}: node.toml is in the ConfigMap"
+        );
+    }
+}
+
+#[test]
+fn dockerfile_is_multi_stage_and_ships_every_binary() {
+    let text = read(&deploy().join("Dockerfile"));
+    assert!(
+        text.lines().filter(|l| l.starts_with("FROM ")).count() >= 2,
+        "multi-stage"
+    );
+    for bin in ["residency-gateway", "region-node", "residency "] {
+        assert!(text.contains(&format!("--bin {bin}")), "{bin}");
+    }
+    assert!(text.contains("COPY directory/migrations/"));
+    assert!(text.contains("USER 10001"), "runs as non-root");
+}
+
+#[tokio::test]
+async fn directory_init_script_records_migrations_as_the_runner_does() {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let db = format!("dpt_{suffix}_directory");
+    let role = format!("dpt_{suffix}_owner");
+    let admin = url::Url::parse(&admin_url()).unwrap();
+    let run = || {
+        Command::new("sh")
+            .arg(deploy().join("scripts/directory-init.sh"))
+            .env("PGHOST", admin.host_str().unwrap())
+            .env("PGPORT", admin.port().unwrap_or(5432).to_string())
+            .env("PGADMIN_USER", admin.username())
+            .env("PGADMIN_PASSWORD", admin.password().unwrap_or(""))
+            .env("DIRECTORY_PASSWORD", "dirInitTest1234567890")
+            .env("DIRECTORY_DB", &db)
+            .env("DIRECTORY_ROLE", &role)
+            .env("MIGRATIONS", deploy().join("../directory/migrations"))
+            .output()
+            .expect("sh and psql")
+    };
+    let first = run();
+    let second = run();
+    let mut owner = admin.clone();
+    owner.set_username(&role).unwrap();
+    owner.set_password(Some("dirInitTest1234567890")).unwrap();
+    owner.set_path(&db);
+    let applied = residency_directory::migrate(owner.as_str()).await;
+    residency_pg::bootstrap::teardown(&admin_url(), &db, &[&role])
+        .await
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout)
+        .contains("applied directory migration 0001_directory"));
+    assert!(
+        !String::from_utf8_lossy(&second.stdout).contains("applied"),
+        "second run applies nothing"
+    );
+    // The Rust runner finds every migration recorded with its own checksum.
+    assert_eq!(applied.unwrap(), Vec::<i32>::new());
+    // Every embedded migration is shipped as NNNN_name.sql.
+    for m in residency_directory::MIGRATIONS {
+        assert!(
+            deploy()
+                .join(format!("../directory/migrations/{}.sql", m.name))
+                .is_file(),
+            "{}",
+            m.name
+        );
+    }
+}
