@@ -52,7 +52,8 @@
 //!                  "posture": { "passed": 14, "failed": 0,
 //!                               "checks": [ { "name": "rls_forced", "description": "…",
 //!                                             "checked": 9, "failures": 0 } ] },
-//!                  "routing": { "requests_total": 10, "misroutes_refused": 0, "source": "…" },
+//!                  "routing": { "requests_total": 10, "misroutes_refused": 0,
+//!                               "upstreams_reachable": 1, "source": "…" },
 //!                  "duration_ms": 41 } ] }
 //! ```
 //! `tenant_id`, `table`, `role` (violations), `error` (regions) and `routing` are left out
@@ -63,6 +64,7 @@ pub mod placement;
 mod posture;
 pub mod render;
 pub mod report;
+pub mod routing;
 mod scan;
 pub mod sources;
 

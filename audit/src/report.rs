@@ -283,10 +283,14 @@ pub struct RoutingEvidence {
     /// Requests the gateway answered for this region since it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_total: Option<u64>,
-    /// Requests refused because they were addressed to another region, since start.
+    /// Requests the region's nodes refused because they were addressed to another region
+    /// (421), since start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misroutes_refused: Option<u64>,
-    /// Where the figures come from (e.g. the gateway metrics URL).
+    /// How many of the region's upstreams answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstreams_reachable: Option<usize>,
+    /// Where the figures come from, and what could not be read.
     #[serde(default)]
     pub source: String,
 }

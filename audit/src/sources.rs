@@ -18,6 +18,10 @@
 //! auditor_database_url = "postgres://eu_auditor:...@db.eu.internal:5432/region_eu"
 //! app_role = "eu_app"
 //! upstreams = ["http://node.eu.internal:8080"]
+//!
+//! [gateway]                    # optional: routing evidence from the running gateway
+//! admin_url = "http://gateway.internal:9090"
+//! ca_cert = "ca.pem"           # for https URLs; the token comes from RESIDENCY__GATEWAY__ADMIN_TOKEN
 //! ```
 //! Values can be overridden from the environment (`RESIDENCY__DIRECTORY__URL=...`), as for
 //! every config file of the project.
@@ -50,6 +54,23 @@ pub struct AuditConfig {
     pub directory: DirectoryConfig,
     /// The region databases to audit.
     pub regions: Vec<RegionConfig>,
+    /// The running gateway, for routing evidence (optional).
+    #[serde(default)]
+    pub gateway: Option<GatewaySection>,
+}
+
+/// `[gateway]` of `audit.toml`: where routing evidence is read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// The admin listener's base URL (its `/metrics`).
+    pub admin_url: String,
+    /// The admin bearer token (better set as `RESIDENCY__GATEWAY__ADMIN_TOKEN`).
+    #[serde(default)]
+    pub admin_token: String,
+    /// CA certificate for `https` gateway and node URLs, relative to `audit.toml`.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `[directory]`.
@@ -94,6 +115,9 @@ impl Validate for AuditConfig {
         if let DirectoryConfig::File { path } = &mut self.directory {
             resolve(base, path);
         }
+        if let Some(ca) = self.gateway.as_mut().and_then(|g| g.ca_cert.as_mut()) {
+            resolve(base, ca);
+        }
     }
 
     fn validate(&self) -> Vec<Problem> {
@@ -132,6 +156,23 @@ impl Validate for AuditConfig {
             }
             DirectoryConfig::Postgres { url } => check_pg_url("directory.url", url, &mut out),
         }
+        if let Some(g) = &self.gateway {
+            match url::Url::parse(&g.admin_url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => out.push(Problem::new(
+                    "gateway.admin_url",
+                    "must be an http:// or https:// url",
+                )),
+            }
+            if let Some(ca) = &g.ca_cert {
+                if let Err(e) = std::fs::metadata(ca) {
+                    out.push(Problem::new(
+                        "gateway.ca_cert",
+                        format!("cannot read {}: {e}", ca.display()),
+                    ));
+                }
+            }
+        }
         out
     }
 }
@@ -147,6 +188,27 @@ fn check_pg_url(key: &str, url: &str, out: &mut Vec<Problem>) {
     }
 }
 
+/// How to reach the running gateway and nodes for routing evidence (local stack only).
+#[derive(Clone)]
+pub struct GatewayAccess {
+    /// The admin listener's base URL (serves `/metrics`).
+    pub admin_url: String,
+    /// The admin bearer token. Secret: not shown by `Debug`.
+    pub admin_token: String,
+    /// The CA certificate that signed the stack's TLS certificates, when the stack has one.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for GatewayAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayAccess")
+            .field("admin_url", &self.admin_url)
+            .field("admin_token", &"<redacted>")
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
+}
+
 /// The audit's input as read from a file: regions, and where the directory is.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -157,6 +219,8 @@ pub struct Loaded {
     /// Regions for which no auditor URL was given and `database_url` (the owner role) is used:
     /// the owner is subject to FORCE RLS and will be reported as unable to count.
     pub owner_fallback: Vec<RegionId>,
+    /// The running gateway, when the file says where it is.
+    pub gateway: Option<GatewayAccess>,
 }
 
 /// Loads `audit.toml` with environment overrides from `env`.
@@ -186,14 +250,36 @@ pub fn load_audit_config(path: &Path, env: &dyn EnvSource) -> Result<Loaded, Con
         regions,
         directory,
         owner_fallback: Vec::new(),
+        gateway: cfg.gateway.map(|g| GatewayAccess {
+            admin_url: g.admin_url,
+            admin_token: g.admin_token,
+            ca_cert: g.ca_cert,
+        }),
     })
 }
 
 #[derive(Deserialize)]
 struct StackFile {
     #[serde(default)]
+    gateway: Option<StackGateway>,
+    #[serde(default)]
+    admin: Option<StackAdmin>,
+    #[serde(default)]
     directory: Option<StackDirectory>,
     regions: Vec<StackRegion>,
+}
+
+#[derive(Deserialize)]
+struct StackGateway {
+    #[serde(default)]
+    ca_cert: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct StackAdmin {
+    url: String,
+    #[serde(default)]
+    token: String,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +376,15 @@ pub fn load_stack(path: &Path) -> Result<Loaded, ConfigError> {
             problems,
         });
     }
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let gateway = stack.admin.map(|a| GatewayAccess {
+        admin_url: a.url,
+        admin_token: a.token,
+        ca_cert: stack.gateway.and_then(|g| g.ca_cert).map(|mut p| {
+            resolve(base, &mut p);
+            p
+        }),
+    });
     Ok(Loaded {
         regions,
         directory: stack
@@ -297,6 +392,7 @@ pub fn load_stack(path: &Path) -> Result<Loaded, ConfigError> {
             .and_then(|d| d.database_url)
             .map(DirectorySpec::Postgres),
         owner_fallback,
+        gateway,
     })
 }
 
@@ -335,7 +431,8 @@ mod tests {
         let p = write(
             d.path(),
             "stack.json",
-            r#"{"gateway": {"url": "x"}, "directory": {"database_url": "postgres://d@h/dir"},
+            r#"{"gateway": {"url": "x", "ca_cert": "tls/ca.pem"}, "admin": {"url": "http://127.0.0.1:9090", "token": "t0k"},
+                "directory": {"database_url": "postgres://d@h/dir"},
                 "regions": [
                   {"id": "eu", "node_url": "https://127.0.0.1:8542", "database_url": "postgres://own:p@h/eu",
                    "app_database_url": "postgres://eu_app:p@h/eu", "auditor_database_url": "postgres://aud:p@h/eu",
@@ -353,6 +450,10 @@ mod tests {
             l.directory,
             Some(DirectorySpec::Postgres("postgres://d@h/dir".into()))
         );
+        let g = l.gateway.unwrap();
+        assert_eq!(g.admin_url, "http://127.0.0.1:9090");
+        assert_eq!(g.ca_cert, Some(d.path().join("tls/ca.pem")));
+        assert!(!format!("{g:?}").contains("t0k"));
     }
 
     #[test]

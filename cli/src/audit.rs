@@ -1,17 +1,20 @@
 //! `residency audit`: reads the regions and the directory from a local stack's `stack.json`
 //! (default `.residency/stack.json`) or a deployment's `audit.toml`, runs
 //! [`residency_audit::run_audit`], and prints the report as a table (default) or JSON, with an
-//! optional HTML page. Progress goes to stderr, the report to stdout.
+//! optional HTML page. Progress goes to stderr, the report to stdout. When the stack names a
+//! running gateway, routing evidence (requests per region, refused misroutes, reachable
+//! upstreams) is read from the gateway's and nodes' `/metrics` first, best effort.
 //!
 //! Exit codes: 0 clean, 1 violations found, 2 could not run (bad input, directory or a region
 //! database unreachable), always with the reason on stderr.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-use residency_audit::sources::{self, DirectorySpec, Loaded};
-use residency_audit::{render, AuditInput, Outcome, Progress};
+use residency_audit::sources::{self, DirectorySpec, GatewayAccess, Loaded};
+use residency_audit::{render, routing, AuditInput, Outcome, Progress, RoutingEvidence};
 use residency_config::gateway::TenantEntry;
 use residency_config::load::ProcessEnv;
 
@@ -48,7 +51,7 @@ pub struct AuditArgs {
 
 /// Runs the audit and returns the exit code.
 pub async fn run(args: AuditArgs) -> ExitCode {
-    let input = match input(&args).await {
+    let (input, gateway) = match input(&args).await {
         Ok(i) => i,
         Err(e) => {
             eprintln!("residency audit: could not run: {e}");
@@ -61,6 +64,10 @@ pub async fn run(args: AuditArgs) -> ExitCode {
             print_progress(p);
         }
     };
+    let mut input = input;
+    if let Some(gateway) = &gateway {
+        collect_routing(&mut input, gateway, quiet).await;
+    }
     let report = residency_audit::run_audit(&input, &progress).await;
     let rendered = if args.json {
         match serde_json::to_string_pretty(&report) {
@@ -103,7 +110,7 @@ pub async fn run(args: AuditArgs) -> ExitCode {
     ExitCode::from(outcome.exit_code())
 }
 
-async fn input(args: &AuditArgs) -> Result<AuditInput, String> {
+async fn input(args: &AuditArgs) -> Result<(AuditInput, Option<GatewayAccess>), String> {
     let loaded: Loaded = match (&args.config, &args.stack) {
         (Some(config), _) => {
             sources::load_audit_config(config, &ProcessEnv).map_err(|e| e.to_string())?
@@ -133,7 +140,7 @@ async fn input(args: &AuditArgs) -> Result<AuditInput, String> {
     let tenants = read_directory(&directory).await?;
     let mut input = AuditInput::new(loaded.regions, tenants);
     input.region_timeout = args.region_timeout;
-    Ok(input)
+    Ok((input, loaded.gateway))
 }
 
 async fn read_directory(spec: &DirectorySpec) -> Result<Vec<TenantEntry>, String> {
@@ -176,4 +183,158 @@ fn print_progress(p: Progress<'_>) {
             eprintln!("audit: {region}: could not audit: {error}");
         }
     }
+}
+
+/// How long one routing-evidence request may take: evidence is best effort and must not hold
+/// up the audit.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
+/// The largest metrics page read.
+const MAX_PAGE_BYTES: usize = 8 << 20;
+
+/// Fills each region's routing evidence from the running stack: requests per region from the
+/// gateway's `/metrics` (admin listener), refused misroutes and reachability from each node's
+/// `/metrics`. Anything unreachable leaves its figure out and says so in `source`.
+async fn collect_routing(input: &mut AuditInput, gateway: &GatewayAccess, quiet: bool) {
+    let tls = gateway
+        .ca_cert
+        .as_deref()
+        .and_then(|ca| match tls_config(ca) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("audit: routing evidence: {e}");
+                None
+            }
+        });
+    let metrics_url = format!("{}/metrics", gateway.admin_url.trim_end_matches('/'));
+    let page = http_get(&metrics_url, Some(&gateway.admin_token), tls.as_ref()).await;
+    let requests = match &page {
+        Ok(text) => Some(routing::sum_by_label(
+            text,
+            routing::GATEWAY_REQUESTS,
+            "region",
+        )),
+        Err(e) => {
+            if !quiet {
+                eprintln!("audit: routing evidence: gateway metrics at {metrics_url}: {e}");
+            }
+            None
+        }
+    };
+    for region in &mut input.regions {
+        let mut misroutes: Option<u64> = None;
+        let mut reachable = 0usize;
+        let mut notes = vec![match &requests {
+            Some(_) => format!("requests from {metrics_url}"),
+            None => "gateway metrics unreachable".to_owned(),
+        }];
+        for upstream in &region.upstreams {
+            let url = format!("{}/metrics", upstream.trim_end_matches('/'));
+            match http_get(&url, None, tls.as_ref()).await {
+                Ok(text) => {
+                    reachable += 1;
+                    let n = routing::sum(&text, routing::NODE_MISROUTES).unwrap_or(0);
+                    misroutes = Some(misroutes.unwrap_or(0) + n);
+                }
+                Err(e) => notes.push(format!("{url}: {e}")),
+            }
+        }
+        region.routing = Some(RoutingEvidence {
+            requests_total: requests
+                .as_ref()
+                .map(|m| m.get(region.id.as_str()).copied().unwrap_or(0)),
+            misroutes_refused: misroutes,
+            upstreams_reachable: Some(reachable),
+            source: notes.join("; "),
+        });
+    }
+}
+
+fn tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A bounded GET over HTTP/1.1 (TLS for `https` with the stack's CA), body as text.
+async fn http_get(
+    url: &str,
+    bearer: Option<&str>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<String, String> {
+    tokio::time::timeout(HTTP_TIMEOUT, http_get_inner(url, bearer, tls))
+        .await
+        .map_err(|_| format!("no answer within {HTTP_TIMEOUT:?}"))?
+}
+
+async fn http_get_inner(
+    url: &str,
+    bearer: Option<&str>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<String, String> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    use hyper_util::rt::TokioIo;
+
+    let uri: http::Uri = url.parse().map_err(|e| format!("invalid url: {e}"))?;
+    let host = uri.host().ok_or("url has no host")?.to_owned();
+    let https = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let mut req = http::Request::get(path).header(http::header::HOST, format!("{host}:{port}"));
+    if let Some(token) = bearer.filter(|t| !t.is_empty()) {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = if https {
+        let config = tls.ok_or("https upstream but the stack names no CA certificate")?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| format!("bad server name: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("tls: {e}"))?;
+        send(TokioIo::new(stream), req).await?
+    } else {
+        send(TokioIo::new(tcp), req).await?
+    };
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status()));
+    }
+    let body = Limited::new(resp.into_body(), MAX_PAGE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn send<T>(
+    io: T,
+    req: http::Request<http_body_util::Empty<bytes::Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The connection task ends with the response; its own error shows up on the request.
+    tokio::spawn(conn);
+    sender.send_request(req).await.map_err(|e| e.to_string())
 }

@@ -500,3 +500,116 @@ async fn stack_with_the_postgres_directory() {
         "{stderr}"
     );
 }
+
+/// Serves `body` as `/metrics` to every connection; with `token`, only to requests carrying
+/// `Authorization: Bearer <token>` (others get 401). Returns the base URL.
+async fn fake_metrics(body: &'static str, token: Option<&'static str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                let authorized = token.is_none_or(|t| {
+                    head.contains(&format!("authorization: bearer {}", t.to_ascii_lowercase()))
+                });
+                let (status, body) = if !head.starts_with("get /metrics ") {
+                    ("404 Not Found", "")
+                } else if authorized {
+                    ("200 OK", body)
+                } else {
+                    ("401 Unauthorized", "")
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+// Multi-threaded: the fake servers keep serving while the test blocks on the child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_evidence_comes_from_gateway_and_node_metrics() {
+    let fx = AuditFixture::create(&["us", "eu"]).await;
+    let gateway = fake_metrics(
+        "# TYPE gateway_requests_total counter\n\
+         gateway_requests_total{region=\"us\",status_class=\"2xx\"} 10\n\
+         gateway_requests_total{region=\"us\",status_class=\"4xx\"} 2\n\
+         gateway_requests_total{region=\"none\",status_class=\"4xx\"} 9\n",
+        Some("admintoken"),
+    )
+    .await;
+    let node = fake_metrics(
+        "node_misdirected_requests_total 3\nnode_requests_total{route=\"/v1/me\"} 40\n",
+        None,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (stack, directory) = fx.write_stack(dir.path());
+    let mut json: Value = serde_json::from_slice(&std::fs::read(&stack).unwrap()).unwrap();
+    json["admin"] = serde_json::json!({ "url": gateway, "token": "admintoken" });
+    json["regions"][0]["node_url"] = node.clone().into();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    json["regions"][1]["node_url"] = format!("http://{dead}").into();
+    std::fs::write(&stack, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let out = audit(&[
+        os("--stack"),
+        os(&stack),
+        os("--directory-file"),
+        os(&directory),
+        os("--json"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_schema(&report);
+    let us = &report["regions"][0]["routing"];
+    assert_eq!(us["requests_total"], 12, "{us}");
+    assert_eq!(us["misroutes_refused"], 3, "{us}");
+    assert_eq!(us["upstreams_reachable"], 1, "{us}");
+    let eu = &report["regions"][1]["routing"];
+    assert_eq!(eu["requests_total"], 0, "{eu}");
+    assert!(eu.get("misroutes_refused").is_none(), "{eu}");
+    assert_eq!(eu["upstreams_reachable"], 0, "{eu}");
+    assert!(
+        eu["source"].as_str().unwrap().contains(&dead.to_string()),
+        "{eu}"
+    );
+
+    // A wrong admin token: the gateway's figures are left out, the audit still runs.
+    json["admin"]["token"] = "wrong".into();
+    std::fs::write(&stack, serde_json::to_vec(&json).unwrap()).unwrap();
+    let out = audit(&[
+        os("--stack"),
+        os(&stack),
+        os("--directory-file"),
+        os(&directory),
+        os("--json"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["regions"][0]["routing"]
+        .get("requests_total")
+        .is_none());
+    assert!(
+        text(&out.stderr).contains("status 401"),
+        "{}",
+        text(&out.stderr)
+    );
+}

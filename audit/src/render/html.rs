@@ -155,9 +155,11 @@ pub fn render(report: &Report) -> String {
             routing = r.routing.as_ref().map_or_else(
                 || "not collected".to_owned(),
                 |g| format!(
-                    "{} requests, {} misroutes refused {}",
+                    "{} requests, {} misroutes refused, {}/{} upstreams up {}",
                     g.requests_total.map_or("?".into(), |n| n.to_string()),
                     g.misroutes_refused.map_or("?".into(), |n| n.to_string()),
+                    g.upstreams_reachable.map_or("?".into(), |n| n.to_string()),
+                    r.upstreams.len(),
                     if g.source.is_empty() {
                         String::new()
                     } else {

@@ -86,9 +86,11 @@ pub fn render(report: &Report) -> String {
                     || "-".into(),
                     |g| {
                         format!(
-                            "{} req, {} misroutes refused",
+                            "{} req, {} misroutes refused, {}/{} upstreams up",
                             g.requests_total.map_or("?".into(), |n| n.to_string()),
-                            g.misroutes_refused.map_or("?".into(), |n| n.to_string())
+                            g.misroutes_refused.map_or("?".into(), |n| n.to_string()),
+                            g.upstreams_reachable.map_or("?".into(), |n| n.to_string()),
+                            r.upstreams.len()
                         )
                     },
                 ),
