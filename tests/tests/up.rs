@@ -256,6 +256,11 @@ impl Gateway {
 
 /// A JWT minted from the stack's own key and claims, as an integrating script would.
 fn mint(dir: &Path, stack: &Value, tenant: &str) -> String {
+    mint_as(dir, stack, tenant, None)
+}
+
+/// As [`mint`], with a role claim (needed for customers that have no `demo-owner` member).
+fn mint_as(dir: &Path, stack: &Value, tenant: &str, role: Option<&str>) -> String {
     let jwt = &stack["jwt"];
     let pem = std::fs::read(dir.join(jwt["private_key_pem"].as_str().unwrap())).unwrap();
     let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
@@ -270,6 +275,9 @@ fn mint(dir: &Path, stack: &Value, tenant: &str) -> String {
         "iat": now, "exp": now + 300,
     });
     claims[jwt["tenant_claim"].as_str().unwrap()] = json!(tenant);
+    if let Some(role) = role {
+        claims[jwt["role_claim"].as_str().unwrap()] = json!(role);
+    }
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
@@ -399,6 +407,21 @@ async fn up_serves_every_region_survives_a_restart_and_fresh_resets() {
         (r.status, r.region.as_deref()),
         (StatusCode::OK, Some("apac"))
     );
+    // The admin API (Postgres directory) creates a customer in the EU, provisioned on the
+    // EU node, and the gateway routes it there.
+    let created = admin_create_tenant(&stack).await;
+    assert_eq!(created["region"], "eu", "{created}");
+    assert_eq!(created["status"], "active", "{created}");
+    let acme = created["id"].as_str().unwrap().to_owned();
+    let (k, v) = bearer(&mint_as(&dir, &stack, &acme, Some("viewer")));
+    let r = gw.call(Method::GET, "/v1/me", (k, &v), None).await;
+    assert_eq!(
+        (r.status, r.region.as_deref()),
+        (StatusCode::OK, Some("eu")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["tenant_id"], acme.as_str());
     // Something to find again after a restart.
     let eu = tenant(&stack, "eu", "starter")["id"]
         .as_str()
@@ -531,6 +554,30 @@ async fn idp_token(token_url: &str, tenant: &str) -> String {
     let body: Value =
         serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn admin_create_tenant(stack: &Value) -> Value {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let url = format!(
+        "{}/admin/v1/tenants",
+        stack["admin"]["url"].as_str().unwrap()
+    );
+    let body = json!({ "name": "Acme GmbH", "region": "eu", "tier": "growth" });
+    let req = Request::post(url)
+        .header(
+            "authorization",
+            format!("Bearer {}", stack["admin"]["token"].as_str().unwrap()),
+        )
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status();
+    let body: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes())
+        .unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
 }
 
 /// Runs `up` expecting it to fail at once; returns its exit code and output.

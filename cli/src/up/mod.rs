@@ -34,7 +34,7 @@ use residency_config::RegionId;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use configs::{DirectoryMode, Ports};
+use configs::Ports;
 use databases::Names;
 use supervise::Supervisor;
 
@@ -243,15 +243,7 @@ async fn up(args: UpArgs, stop: CancellationToken) -> Result<(), UpError> {
     let m = material::ensure(&dir, &regions)?;
     let mut st = state::State::load(&dir)?;
     let urls = databases::ensure(&args.pg, &names, &regions, &mut st).await?;
-    let directory = directory_mode(&dir, &urls);
-    let files = configs::write(
-        &m,
-        &regions,
-        &ports,
-        &urls,
-        &configs::issuer(&ports),
-        &directory,
-    )?;
+    let files = configs::write(&m, &regions, &ports, &urls, &configs::issuer(&ports))?;
 
     let idp_listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.idp))
         .await
@@ -272,7 +264,7 @@ async fn up(args: UpArgs, stop: CancellationToken) -> Result<(), UpError> {
 
     let mut sup = Supervisor::new(&dir)?;
     let started = tokio::select! {
-        r = start(&mut sup, &args, &regions, &ports, &urls, &m, &files, &directory, &mut st, (&node_bin, &gateway_bin)) => Some(r),
+        r = start(&mut sup, &args, &regions, &ports, &urls, &m, &files, &mut st, (&node_bin, &gateway_bin)) => Some(r),
         () = stop.cancelled() => None,
     };
     let outcome = match started {
@@ -315,7 +307,6 @@ async fn start(
     urls: &databases::Urls,
     m: &material::Material,
     files: &configs::ConfigFiles,
-    directory: &DirectoryMode,
     st: &mut state::State,
     (node_bin, gateway_bin): (&Path, &Path),
 ) -> Result<Vec<seed::DemoTenant>, UpError> {
@@ -344,12 +335,6 @@ async fn start(
     let store = residency_directory::Store::connect(&urls.directory).await?;
     let tenants = seed::seed(&store, &targets, &http, st).await?;
     println!("  {} demo customers ready", tenants.len());
-    if let DirectoryMode::File(path) = directory {
-        // The file directory is read once at gateway start: write it after seeding.
-        let snapshot = store.snapshot().await.map_err(anyhow::Error::from)?;
-        let text = toml::to_string(&snapshot).map_err(anyhow::Error::from)?;
-        material::write_private(path, text.as_bytes())?;
-    }
     println!("starting the gateway …");
     sup.spawn(
         "gateway",
@@ -364,16 +349,6 @@ async fn start(
     )
     .await?;
     Ok(tenants)
-}
-
-/// Which directory the gateway reads. The Postgres directory (LISTEN/NOTIFY, admin API) is
-/// used once the gateway accepts it; until then a snapshot file written after seeding.
-fn directory_mode(dir: &Path, urls: &databases::Urls) -> DirectoryMode {
-    if configs::postgres_directory_supported() {
-        DirectoryMode::Postgres(urls.directory.clone())
-    } else {
-        DirectoryMode::File(configs::directory_file(dir))
-    }
 }
 
 fn dedup(regions: &[RegionId]) -> Result<Vec<RegionId>, UpError> {
