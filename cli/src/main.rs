@@ -2,7 +2,9 @@
 //! subcommand lives in its own module and returns the process exit code. `up`, `tenants`,
 //! `keys` and `token` arrive with their issues.
 
+mod admin;
 mod audit;
+mod token;
 mod up;
 
 use std::process::ExitCode;
@@ -25,6 +27,15 @@ enum Command {
     /// Start the whole local stack: databases, keys, region nodes, gateway, dev identity
     /// provider and demo data; writes <dir>/stack.json; Ctrl-C stops it.
     Up(up::UpArgs),
+    /// Customers through the gateway's admin API: create, list, get, update, provision,
+    /// history.
+    Tenants(admin::TenantsArgs),
+    /// Organizations through the gateway's admin API: create, list.
+    Orgs(admin::OrgsArgs),
+    /// API keys of a customer (scale and enterprise tiers): create, list, revoke.
+    Keys(admin::KeysArgs),
+    /// Mint a development JWT for a tenant from the local stack's signing key.
+    Token(token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +54,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Audit(args) => audit::run(args).await,
             Command::Up(args) => up::run(args).await,
+            Command::Tenants(args) => admin::tenants(args).await,
+            Command::Orgs(args) => admin::orgs(args).await,
+            Command::Keys(args) => admin::keys(args).await,
+            Command::Token(args) => token::run(&args),
         }
     })
 }

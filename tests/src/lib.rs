@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod directory;
+pub mod gateway;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};

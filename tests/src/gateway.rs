@@ -1,0 +1,324 @@
+//! A whole gateway stack for end-to-end tests: a fresh directory database, real region nodes
+//! for `eu` and `us` on their own databases, an `apac` region whose upstream address has
+//! nothing listening (until a test starts a node there), a generated ES256 identity provider,
+//! and the gateway itself (`residency_gateway::run`) with the Postgres directory and the admin
+//! API, all on ports chosen by the OS. [`Stack::until`] polls against a deadline instead of
+//! sleeping.
+
+use std::time::Duration;
+
+use crate::directory::DirectoryDb;
+use crate::{Http, Node, NodeOptions, RegionDb, Response};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use http::{Method, StatusCode};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use residency_directory::Store;
+use residency_gateway::Listeners;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The test identity provider's issuer.
+pub const ISSUER: &str = "https://idp.admin.test/";
+/// Its audience.
+pub const AUDIENCE: &str = "residency-api";
+/// Its key id.
+pub const KID: &str = "idp-admin-1";
+/// The admin token of every test gateway.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// How long a directory change may take to reach the gateway (SPEC §6).
+pub const WITHIN: Duration = Duration::from_secs(1);
+
+/// A generated ES256 identity provider.
+pub struct Idp {
+    key: EncodingKey,
+    /// The PKCS#8 DER private key (for tools that read a PEM).
+    pub pkcs8: Vec<u8>,
+    jwks: String,
+}
+
+impl Idp {
+    /// A new key pair.
+    ///
+    /// # Panics
+    /// When the system RNG fails.
+    #[must_use]
+    pub fn generate() -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "kid": KID, "use": "sig", "alg": "ES256",
+            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+        });
+        Self {
+            key: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            pkcs8: pkcs8.as_ref().to_vec(),
+            jwks: json!({ "keys": [jwk] }).to_string(),
+        }
+    }
+
+    /// A token for `tenant`, valid for 10 minutes.
+    ///
+    /// # Panics
+    /// Never with a generated key.
+    #[must_use]
+    pub fn token(&self, tenant: &str, sub: &str, role: &str) -> String {
+        let now = residency_config::assertion::now_secs();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(KID.to_owned());
+        let claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "tenant_id": tenant, "role": role,
+            "iat": now, "exp": now + 600,
+        });
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+/// A running gateway with a Postgres directory in front of real eu and us nodes, plus an
+/// `apac` region whose only upstream address has nothing listening (until a test starts a
+/// node there).
+pub struct Stack {
+    /// The directory database.
+    pub dir: DirectoryDb,
+    /// A store on it, for writes "from elsewhere" (another replica).
+    pub store: Store,
+    _dbs: Vec<RegionDb>,
+    /// The eu and us nodes.
+    pub nodes: Vec<Node>,
+    /// The identity provider the gateway trusts.
+    pub idp: Idp,
+    http: Http,
+    /// Public listener base URL.
+    pub public: String,
+    /// Admin listener base URL.
+    pub admin: String,
+    /// The apac region's only upstream address (nothing listens there at first).
+    pub apac_addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The gateway's config directory (`jwks.json`, `admin.token`, `apac.key`).
+    pub files: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts everything and waits until the gateway is ready.
+    ///
+    /// # Panics
+    /// When Postgres is unreachable or something does not start.
+    pub async fn start() -> Self {
+        let (dir, eu_db, us_db) = tokio::join!(
+            DirectoryDb::create(),
+            RegionDb::create("eu"),
+            RegionDb::create("us")
+        );
+        let (eu, us) = tokio::join!(
+            Node::start(&eu_db, "eu", NodeOptions::default()),
+            Node::start(&us_db, "us", NodeOptions::default())
+        );
+        let files = tempfile::tempdir().unwrap();
+        let idp = Idp::generate();
+        std::fs::write(files.path().join("jwks.json"), &idp.jwks).unwrap();
+        std::fs::write(files.path().join("admin.token"), ADMIN_TOKEN).unwrap();
+        std::fs::write(files.path().join("apac.key"), [7u8; 32]).unwrap();
+        let apac_addr = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let region = |node: &Node| {
+            format!(
+                "[[regions]]\nid = \"{r}\"\nupstreams = [\"http://{addr}\"]\n\
+                 assertion = {{ kid = \"{r}-test\", alg = \"HS256\", key_file = \"{key}\" }}\n",
+                r = node.region,
+                addr = node.addr,
+                key = node.dir.path().join("assertion.key").display(),
+            )
+        };
+        let config = format!(
+            r#"
+[listen]
+public = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[[issuers]]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+jwks_file = "jwks.json"
+
+[directory]
+source = "postgres"
+url = "{url}"
+max_stale = "10m"
+negative_ttl = "5s"
+timeout = "2s"
+
+[admin]
+token_file = "admin.token"
+token_name = "test"
+
+[health_check]
+interval = "300ms"
+timeout = "250ms"
+
+{eu}
+{us}
+[[regions]]
+id = "apac"
+upstreams = ["http://{apac_addr}"]
+assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
+"#,
+            url = dir.url,
+            eu = region(&eu),
+            us = region(&us),
+        );
+        let path = files.path().join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        let cfg =
+            residency_config::load::load(&path, &Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public_url = format!("http://{}", public.local_addr().unwrap());
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(residency_gateway::run(
+            cfg,
+            Listeners {
+                public,
+                admin: Some(admin),
+            },
+            shutdown.clone(),
+        ));
+        let store = Store::connect(&dir.url).await.unwrap();
+        let stack = Self {
+            dir,
+            store,
+            _dbs: vec![eu_db, us_db],
+            nodes: vec![eu, us],
+            idp,
+            http: Http::default(),
+            public: public_url,
+            admin: admin_url,
+            apac_addr,
+            shutdown,
+            task,
+            files,
+        };
+        stack
+            .until("the gateway is ready", Duration::from_secs(20), || async {
+                let r = stack.ops("/readyz").await;
+                (r.status == StatusCode::OK).then_some(())
+            })
+            .await;
+        stack
+    }
+
+    /// Polls `probe` until it yields a value, failing the test after `within`.
+    /// Polls `probe` until it yields a value.
+    ///
+    /// # Panics
+    /// When it has not after `within`.
+    pub async fn until<T, F, Fut>(&self, what: &str, within: Duration, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `GET` on the admin listener without a token.
+    pub async fn ops(&self, path: &str) -> Response {
+        self.http
+            .send(Method::GET, &format!("{}{path}", self.admin), &[], None)
+            .await
+    }
+
+    /// An admin call with `token` (none: no `Authorization`).
+    pub async fn admin_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        self.http
+            .send(method, &format!("{}{path}", self.admin), &headers, body)
+            .await
+    }
+
+    /// An admin call with the right token.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
+        self.admin_as(Some(ADMIN_TOKEN), method, path, body).await
+    }
+
+    /// Creates a tenant with an owner member through the admin API.
+    ///
+    /// # Panics
+    /// When the API does not answer 201.
+    pub async fn create_tenant(&self, name: &str, region: &str, tier: &str) -> Value {
+        let body = json!({
+            "name": name, "region": region, "tier": tier,
+            "owner": { "subject": format!("owner-{name}"), "email": format!("owner@{name}.test") },
+        });
+        let r = self
+            .admin(Method::POST, "/admin/v1/tenants", Some(&body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        r.json
+    }
+
+    /// `GET` on the public listener.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.http
+            .send(
+                Method::GET,
+                &format!("{}{path}", self.public),
+                headers,
+                None,
+            )
+            .await
+    }
+
+    /// `GET /v1/me` through the gateway with a JWT for `tenant`.
+    pub async fn me(&self, tenant: &str) -> Response {
+        let token = self.idp.token(tenant, "user-1", "developer");
+        self.get("/v1/me", &[("authorization", &format!("Bearer {token}"))])
+            .await
+    }
+
+    /// Stops the gateway and the nodes.
+    ///
+    /// # Panics
+    /// When the gateway does not drain in time.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("gateway drained in time")
+            .unwrap()
+            .unwrap();
+        for n in self.nodes {
+            n.stop().await;
+        }
+    }
+}
