@@ -260,7 +260,7 @@ pub(crate) fn query_err(what: &str, e: &tokio_postgres::Error) -> ScanError {
     }
 }
 
-/// Adds a violation kind helper used by the posture module.
+/// A posture violation found in `region` (posture findings name no tenant).
 pub(crate) fn violation(
     region: &RegionInput,
     kind: ViolationKind,

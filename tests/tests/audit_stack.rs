@@ -47,7 +47,14 @@ impl Stack {
         let log = dir.with_extension("up.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(residency())
-            .args(["up", "--pg", &admin_url(), "--prefix", &prefix, "--base-port"])
+            .args([
+                "up",
+                "--pg",
+                &admin_url(),
+                "--prefix",
+                &prefix,
+                "--base-port",
+            ])
             .arg(free_base().to_string())
             .arg("--dir")
             .arg(dir)
@@ -78,7 +85,11 @@ impl Stack {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("residency up exited ({status}):\n{}", log());
             }
-            assert!(start.elapsed() < STACK_DEADLINE, "no stack.json:\n{}", log());
+            assert!(
+                start.elapsed() < STACK_DEADLINE,
+                "no stack.json:\n{}",
+                log()
+            );
         }
     }
 }
@@ -91,7 +102,14 @@ impl Drop for Stack {
             let _ = self.child.wait();
         }
         let _ = Command::new(residency())
-            .args(["up", "--teardown", "--pg", &admin_url(), "--prefix", &self.prefix])
+            .args([
+                "up",
+                "--teardown",
+                "--pg",
+                &admin_url(),
+                "--prefix",
+                &self.prefix,
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -122,7 +140,10 @@ async fn local_stack_audits_clean_then_names_a_moved_row() {
     assert_eq!(report["clean"], true, "{report:#}");
     let regions = report["regions"].as_array().unwrap();
     assert_eq!(
-        regions.iter().map(|r| r["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        regions
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         ["us", "eu", "apac"]
     );
     for r in regions {
@@ -130,7 +151,10 @@ async fn local_stack_audits_clean_then_names_a_moved_row() {
         assert_eq!(r["tables_scanned"], 9, "{r}");
         assert_eq!(r["posture"]["failed"], 0, "{r}");
         assert!(
-            r["database"]["role"].as_str().unwrap().ends_with("_auditor"),
+            r["database"]["role"]
+                .as_str()
+                .unwrap()
+                .ends_with("_auditor"),
             "{r}"
         );
         // Routing evidence from the running gateway and the region's node.
