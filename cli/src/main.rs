@@ -1,6 +1,6 @@
 //! `residency`: the operator CLI. This file only parses arguments and dispatches: each
-//! subcommand lives in its own module and returns the process exit code. `up`, `tenants`,
-//! `keys` and `token` arrive with their issues.
+//! subcommand lives in its own module and returns the process exit code (`up`, `audit`,
+//! `tenants`/`orgs`/`keys` in `admin`, `token`).
 
 mod admin;
 mod audit;

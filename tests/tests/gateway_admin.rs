@@ -218,6 +218,24 @@ async fn api_key_lifecycle_and_tier_rule() {
     let r = s.get("/v1/me", &[("x-api-key", first)]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
 
+    // Created elsewhere (another replica): usable here within a second, through NOTIFY.
+    let (_, third) = s
+        .store
+        .create_api_key(
+            "test:other-replica",
+            scale_id.parse().unwrap(),
+            "third",
+            "developer",
+            None,
+        )
+        .await
+        .unwrap();
+    s.until("a new key reaches the gateway", WITHIN, || async {
+        let r = s.get("/v1/me", &[("x-api-key", &third)]).await;
+        (r.status == StatusCode::OK).then_some(())
+    })
+    .await;
+
     // Revoked elsewhere (another replica, or the CLI against the directory): NOTIFY.
     let r = s.get("/v1/me", &[("x-api-key", second)]).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -516,6 +534,24 @@ async fn failed_provisioning_stays_invisible_and_can_be_retried() {
     // Not half-visible: the gateway does not route it.
     let me = s.me(&id).await;
     assert_eq!(me.status, StatusCode::SERVICE_UNAVAILABLE, "{me:?}");
+
+    // The active checks take the dead upstream out of rotation and say so.
+    let down = s
+        .until(
+            "apac upstream marked unhealthy",
+            Duration::from_secs(5),
+            || async {
+                let r = s.admin(Method::GET, "/admin/v1/regions", None).await;
+                let up = r.json["items"][2]["upstreams"][0].clone();
+                (up["healthy"] == false).then_some(up)
+            },
+        )
+        .await;
+    assert_eq!(down["available"], false, "{down}");
+    assert_eq!(down["last_check"]["ok"], false, "{down}");
+    assert!(down["ejections"].as_u64().unwrap() >= 1, "{down}");
+    let r = s.me(&id).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
 
     // The region's node comes up at the configured address; the health checks notice.
     let db = RegionDb::create("apac").await;

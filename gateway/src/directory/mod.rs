@@ -6,7 +6,8 @@
 //!   small and test deployments: a miss is an unknown tenant;
 //! - the global directory database ([`pg`]): warmed at start, kept current by
 //!   `LISTEN/NOTIFY` (a changed row is re-read within milliseconds, everything after a
-//!   reconnect), single-flight queries on misses with a short negative cache, cached tenants
+//!   reconnect), single-flight queries on tenant misses with a short negative cache (API key
+//!   misses never query: the fresh cache holds every key), cached tenants
 //!   served while the directory is down for up to `max_stale`, and a fail-closed 503 for
 //!   anything it cannot resolve meanwhile.
 //!
@@ -368,10 +369,11 @@ impl Directory {
         }
     }
 
-    /// The API key with public `prefix`, if there is one.
+    /// The API key with public `prefix`, if there is one. Never a directory query: a fresh
+    /// cache holds every key.
     ///
     /// # Errors
-    /// [`DirectoryError::DirectoryDown`] when it is not cached and cannot be looked up.
+    /// [`DirectoryError::DirectoryDown`] when it is not cached and the cache is stale.
     pub async fn api_key(&self, prefix: &str) -> Result<Option<Arc<ApiKeyRecord>>, DirectoryError> {
         match self.cache.api_key(prefix) {
             Probe::Hit(k) => Ok(Some(k)),
@@ -379,7 +381,7 @@ impl Directory {
             Probe::TooStale => Err(DirectoryError::DirectoryDown),
             Probe::Miss => match &self.source {
                 None => Ok(None),
-                Some(src) => src.load_api_key(prefix).await,
+                Some(src) => src.api_key_miss(),
             },
         }
     }

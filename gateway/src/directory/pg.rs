@@ -10,10 +10,12 @@
 //! - **Staleness**: [`Change::Disconnected`] marks the cache stale; cached entries are served
 //!   for up to `max_stale` (`gateway_directory_staleness_seconds` says for how long), misses
 //!   fail closed at once instead of waiting on a dead database.
-//! - **Misses** (a tenant or key not cached while the directory is up): one query per key
-//!   however many requests wait on it (single-flight on a `OnceCell`), at most
-//!   [`MAX_MISS_QUERIES`] such queries at once, and "not found" remembered for
-//!   `negative_ttl`.
+//! - **Tenant misses** (not cached while the directory is up): one query per tenant however
+//!   many requests wait on it ([`Flights`]), at most [`MAX_MISS_QUERIES`] such queries at
+//!   once, and "not found" remembered for `negative_ttl`.
+//! - **API key misses** never query: key prefixes come from unauthenticated requests, and a
+//!   fresh cache holds every key, so a missing prefix is an unknown key (see
+//!   [`PgSource::api_key_miss`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +54,37 @@ pub struct PgOptions {
     pub timeout: Duration,
 }
 
-type Flight<T> = Arc<OnceCell<Result<Option<Arc<T>>, DirectoryError>>>;
+/// Single-flight: concurrent callers for one key share one run of the loader.
+///
+/// The first caller's future runs the loader; the others wait on the same `OnceCell` (if the
+/// first caller is cancelled, a waiter takes over). The entry is removed once the result is
+/// in, so a later miss runs the loader again: only callers that overlap share a result.
+pub struct Flights<K, V> {
+    inflight: DashMap<K, Arc<OnceCell<V>>>,
+}
+
+impl<K: Eq + std::hash::Hash + Clone, V: Clone> Default for Flights<K, V> {
+    fn default() -> Self {
+        Self {
+            inflight: DashMap::new(),
+        }
+    }
+}
+
+impl<K: Eq + std::hash::Hash + Clone, V: Clone> Flights<K, V> {
+    /// Runs `load` for `key` unless a run for it is in flight, then shares its result.
+    pub async fn run<F, Fut>(&self, key: K, load: F) -> V
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = V>,
+    {
+        // The shard guard is dropped at the end of this statement, before any `.await`.
+        let cell = Arc::clone(self.inflight.entry(key.clone()).or_default().value());
+        let out = cell.get_or_init(load).await.clone();
+        self.inflight.remove_if(&key, |_, c| Arc::ptr_eq(c, &cell));
+        out
+    }
+}
 
 /// The running source: the store, the single-flight tables and the sync task's signals.
 pub struct PgSource {
@@ -60,8 +92,7 @@ pub struct PgSource {
     cache: Arc<Cache>,
     timeout: Duration,
     misses: Semaphore,
-    tenant_flights: DashMap<TenantId, Flight<TenantRecord>>,
-    key_flights: DashMap<String, Flight<ApiKeyRecord>>,
+    tenant_flights: Flights<TenantId, Result<Option<Arc<TenantRecord>>, DirectoryError>>,
     loaded: watch::Receiver<bool>,
 }
 
@@ -83,8 +114,7 @@ impl PgSource {
             cache,
             timeout: opts.timeout,
             misses: Semaphore::new(MAX_MISS_QUERIES),
-            tenant_flights: DashMap::new(),
-            key_flights: DashMap::new(),
+            tenant_flights: Flights::default(),
             loaded,
         });
         let changes = residency_directory::listen(opts.url);
@@ -117,50 +147,29 @@ impl PgSource {
         if !self.cache.fresh() {
             return Err(DirectoryError::DirectoryDown);
         }
-        let flight = Arc::clone(self.tenant_flights.entry(id).or_default().value());
-        let out = flight
-            .get_or_init(|| async {
+        self.tenant_flights
+            .run(id, || async {
                 let _permit = self.miss_permit().await?;
                 self.query_tenant(id)
                     .await
                     .map_err(|()| DirectoryError::DirectoryDown)
             })
             .await
-            .clone();
-        self.tenant_flights
-            .remove_if(&id, |_, f| Arc::ptr_eq(f, &flight));
-        out
     }
 
-    /// A cache miss for an API key prefix: one query however many callers wait.
+    /// A cache miss for an API key prefix. Prefixes arrive before any authentication, so a
+    /// miss never becomes a query: while the cache is fresh it holds every key (a full load
+    /// after each `LISTEN` connection, then every insert and update by `NOTIFY`), so a prefix
+    /// it lacks does not exist; while it is stale the answer is unknown and fails closed.
     ///
     /// # Errors
-    /// [`DirectoryError::DirectoryDown`] while the directory is unreachable or the query fails.
-    pub async fn load_api_key(
-        &self,
-        prefix: &str,
-    ) -> Result<Option<Arc<ApiKeyRecord>>, DirectoryError> {
-        if !self.cache.fresh() {
-            return Err(DirectoryError::DirectoryDown);
+    /// [`DirectoryError::DirectoryDown`] while the directory is unreachable.
+    pub fn api_key_miss(&self) -> Result<Option<Arc<ApiKeyRecord>>, DirectoryError> {
+        if self.cache.fresh() {
+            Ok(None)
+        } else {
+            Err(DirectoryError::DirectoryDown)
         }
-        let flight = Arc::clone(
-            self.key_flights
-                .entry(prefix.to_owned())
-                .or_default()
-                .value(),
-        );
-        let out = flight
-            .get_or_init(|| async {
-                let _permit = self.miss_permit().await?;
-                self.query_api_key(prefix)
-                    .await
-                    .map_err(|()| DirectoryError::DirectoryDown)
-            })
-            .await
-            .clone();
-        self.key_flights
-            .remove_if(prefix, |_, f| Arc::ptr_eq(f, &flight));
-        out
     }
 
     async fn miss_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, DirectoryError> {
@@ -350,6 +359,48 @@ fn publish_staleness(cache: &Cache) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn overlapping_misses_share_one_load() {
+        let flights: Arc<Flights<u32, usize>> = Arc::default();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+        let callers: Vec<_> = (0..20)
+            .map(|_| {
+                let (flights, loads, gate, entered_tx) = (
+                    Arc::clone(&flights),
+                    Arc::clone(&loads),
+                    Arc::clone(&gate),
+                    entered_tx.clone(),
+                );
+                tokio::spawn(async move {
+                    flights
+                        .run(7, || async move {
+                            let n = loads.fetch_add(1, Ordering::SeqCst) + 1;
+                            let _ = entered_tx.send(());
+                            gate.notified().await;
+                            n
+                        })
+                        .await
+                })
+            })
+            .collect();
+        // The first loader is running; let every caller reach the flight before it finishes.
+        entered.recv().await.unwrap();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        // Wakes every loader that is waiting: more than one would mean the flight was not shared.
+        gate.notify_waiters();
+        for c in callers {
+            assert_eq!(c.await.unwrap(), 1);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        // Once finished, the next miss loads again.
+        assert_eq!(flights.run(7, || async { 99 }).await, 99);
+    }
 
     #[test]
     fn staleness_is_published_as_a_gauge() {
