@@ -510,6 +510,10 @@ async fn admin_refuses_bad_tokens_and_names_bad_fields() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    problem_field(&r);
+    let r = s.admin(Method::PUT, "/admin/v1/tenants", None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{r:?}");
+    problem_field(&r);
     s.stop().await;
 }
 

@@ -171,6 +171,21 @@ async fn finish(mut req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     if let Some(problem) = resp.extensions_mut().remove::<Problem>() {
         resp = problem.render(&id);
+    } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // The router's own 405 has an empty body; answer it as a problem like the rest.
+        let allow = resp.headers().get(http::header::ALLOW).cloned();
+        resp = Problem {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            kind: "method_not_allowed",
+            detail: "this method is not allowed on this path".to_owned(),
+            field: None,
+            tenant_id: None,
+            retry_after: None,
+        }
+        .render(&id);
+        if let Some(allow) = allow {
+            resp.headers_mut().insert(http::header::ALLOW, allow);
+        }
     }
     let route = resp
         .extensions()
