@@ -483,12 +483,37 @@ async fn up_serves_every_region_survives_a_restart_and_fresh_resets() {
         "the saved demo key still works: {}",
         r.body
     );
-    let status = up.stop().await;
-    assert!(status.success(), "up exited with {status}:\n{}", up.log());
+    // This time `up` dies without a chance to clean up (SIGKILL): its children outlive it,
+    // and the next `up` on the directory must stop them before it starts.
+    let (_, orphans) = ports_and_children(&dir, &again);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(up.child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = up.wait(STOP_DEADLINE).await;
+    assert!(
+        orphans
+            .iter()
+            .all(|p| Path::new(&format!("/proc/{p}")).exists()),
+        "the children outlive a SIGKILLed up"
+    );
 
     // Run 3: --fresh starts over: new tenants, the marker is gone.
     let mut up = Up::start(&dir, &prefix, base, &["--fresh"]);
     let fresh = up.stack(&dir).await;
+    assert!(
+        up.log().contains("left over from an earlier run"),
+        "{}",
+        up.log()
+    );
+    for p in &orphans {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        assert!(
+            status.is_empty() || status.contains("zombie"),
+            "leftover child {p} still runs"
+        );
+    }
     check_contract(&dir);
     let old: std::collections::HashSet<_> = ids(&stack).into_iter().collect();
     assert!(

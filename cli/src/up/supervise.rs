@@ -26,6 +26,9 @@ use super::UpError;
 
 /// How long a child may take to exit after SIGTERM before it is killed.
 pub const GRACE: Duration = Duration::from_secs(15);
+/// The same for children left over by a killed `up`: their log pipes are gone, and a process
+/// whose shutdown path writes to a broken stderr may never finish it, so wait less.
+const STALE_GRACE: Duration = Duration::from_secs(3);
 
 struct Running {
     label: String,
@@ -275,7 +278,7 @@ pub async fn reap_stale(dir: &Path) -> Result<(), UpError> {
         if is_process(pid, Some(&program)) {
             println!("  stopping [{label}] (pid {pid}) left over from an earlier run");
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + GRACE;
+            let deadline = Instant::now() + STALE_GRACE;
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             while is_process(pid, Some(&program)) && Instant::now() < deadline {
                 tick.tick().await;
