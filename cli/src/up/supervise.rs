@@ -285,6 +285,11 @@ pub async fn reap_stale(dir: &Path) -> Result<(), UpError> {
             }
             if is_process(pid, Some(&program)) {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                // Wait for the kill to land: its ports are free once it is gone.
+                let deadline = Instant::now() + STALE_GRACE;
+                while is_process(pid, Some(&program)) && Instant::now() < deadline {
+                    tick.tick().await;
+                }
             }
         }
     }
