@@ -29,6 +29,9 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // A failed log write is dropped silently: reporting it with eprintln! would panic
+        // when stderr is a closed pipe.
+        .log_internal_errors(false)
         .init();
     let cfg: GatewayConfig = match load(&args.config, &ProcessEnv) {
         Ok(cfg) => cfg,
@@ -91,6 +94,8 @@ async fn signal(shutdown: CancellationToken) {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    tracing::info!("shutdown requested; draining");
+    // Cancel before logging: if stdout/stderr are closed pipes, a log write must not be able
+    // to stop the shutdown.
     shutdown.cancel();
+    tracing::info!("shutdown requested; draining");
 }

@@ -75,8 +75,10 @@ async fn shutdown_signal(token: CancellationToken) {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutdown signal received");
+    // Cancel before logging: if stdout/stderr are closed pipes, a log write must not be able
+    // to stop the shutdown.
     token.cancel();
+    tracing::info!("shutdown signal received");
 }
 
 #[tokio::main]
@@ -86,6 +88,9 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // A failed log write is dropped silently: reporting it with eprintln! would panic
+        // when stderr is a closed pipe.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -156,3 +156,42 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn sigterm_works_when_the_log_pipes_are_closed() {
+    let db = RegionDb::create("us").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (path, _) = write_node_config(dir.path(), &db, "us", &format!("127.0.0.1:{port}"), 2);
+    let mut child = tokio::process::Command::new(binary("region-node"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The supervisor goes away: nobody reads the node's logs any more.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let http = Http::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            && http.send(Method::GET, &format!("http://127.0.0.1:{port}/readyz"), &[], None).await.status == StatusCode::OK
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node binary never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // A hang guard well above the 5 s drain grace, not a speed assertion.
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("node ignored SIGTERM with closed log pipes")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
