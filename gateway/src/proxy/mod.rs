@@ -118,7 +118,7 @@ impl Gateway {
         }
         let mut region: Option<Arc<Region>> = None;
         let mut rate: Option<Decision> = None;
-        let forwarded = self.forward(parts, body, &request_id, &mut region, &mut rate);
+        let forwarded = self.forward(parts, body, &request_id, start, &mut region, &mut rate);
         let mut resp = match forwarded.await {
             Ok(resp) => resp,
             Err(err) => {
@@ -151,6 +151,7 @@ impl Gateway {
         mut parts: Parts,
         body: Incoming,
         request_id: &HeaderValue,
+        arrival: Instant,
         region_out: &mut Option<Arc<Region>>,
         rate_out: &mut Option<Decision>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
@@ -175,10 +176,11 @@ impl Gateway {
         })?;
         *region_out = Some(Arc::clone(region));
         // Rate-limit phase (crate::ratelimit): after the tenant is known, before any upstream
-        // work. `handle` puts the decision's headers on whatever response follows.
+        // work; timed by the request's arrival. `handle` puts the decision's headers on
+        // whatever response follows.
         let decision = self
             .ratelimit
-            .check(verified.ctx.tenant, tenant.rate_limit_per_min)
+            .check(verified.ctx.tenant, tenant.rate_limit_per_min, arrival)
             .await;
         *rate_out = Some(decision);
         if !decision.allowed() {

@@ -24,7 +24,7 @@ pub mod local;
 pub mod redis;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -144,16 +144,17 @@ impl RateLimiter {
         })
     }
 
-    /// Counts one request of `tenant`, whose per-minute quota is `quota_per_min`, and says
-    /// whether it may go on. Never fails: Redis trouble means a local decision.
-    pub async fn check(&self, tenant: TenantId, quota_per_min: u32) -> Decision {
+    /// Counts one request of `tenant`, whose per-minute quota is `quota_per_min`, that
+    /// arrived at `arrival`, and says whether it may go on. Never fails: Redis trouble means
+    /// a local decision. (Redis uses its own clock, so replicas agree.)
+    pub async fn check(&self, tenant: TenantId, quota_per_min: u32, arrival: Instant) -> Decision {
+        let now = self.local.clock(arrival);
         let Some(shared) = &self.redis else {
-            return self.check_local(tenant, quota_per_min);
+            return self.check_local(tenant, quota_per_min, now);
         };
-        let now = self.local.now();
         if now < shared.skip_until.load(Ordering::Relaxed) {
             self.counters.fallback_cooldown.increment(1);
-            return self.check_local(tenant, quota_per_min);
+            return self.check_local(tenant, quota_per_min, now);
         }
         let params = Params::new(quota_per_min, self.burst);
         match shared.limiter.check(tenant, &params).await {
@@ -170,7 +171,8 @@ impl RateLimiter {
                 decision
             }
             Err(err) => {
-                let now = self.local.now();
+                // Time has passed while waiting for Redis.
+                let now = self.local.clock(Instant::now());
                 shared
                     .skip_until
                     .store(now.saturating_add(nanos(REDIS_COOLDOWN)), Ordering::Relaxed);
@@ -182,13 +184,13 @@ impl RateLimiter {
                     &self.counters.fallback_error
                 }
                 .increment(1);
-                self.check_local(tenant, quota_per_min)
+                self.check_local(tenant, quota_per_min, now)
             }
         }
     }
 
-    fn check_local(&self, tenant: TenantId, quota_per_min: u32) -> Decision {
-        let decision = self.local.check(tenant, quota_per_min);
+    fn check_local(&self, tenant: TenantId, quota_per_min: u32, now: u64) -> Decision {
+        let decision = self.local.check_at(tenant, quota_per_min, now);
         let counter = if decision.allowed() {
             &self.counters.local_allowed
         } else {
@@ -288,10 +290,11 @@ mod tests {
             ..RateLimitConfig::default()
         };
         let l = RateLimiter::new(&cfg).unwrap();
-        let t0 = l.local.now();
+        let t0 = l.local.clock(Instant::now());
         // Within the burst every request is allowed, whatever the clock does meanwhile.
         for i in 0..100 {
-            assert!(l.check(tenant(), 100).await.allowed(), "request {i}");
+            let d = l.check(tenant(), 100, Instant::now()).await;
+            assert!(d.allowed(), "request {i}");
         }
         let shared = l.redis.as_ref().unwrap();
         assert!(shared.degraded.load(Ordering::Relaxed));
