@@ -25,7 +25,7 @@ pub const SUBJECT_PREFIX: &str = "apikey:";
 /// [`DirectoryError::DirectoryDown`] when the key is not cached and the directory is down.
 /// Inner: [`AuthError::InvalidApiKey`] for a malformed, unknown or wrong key,
 /// [`AuthError::ApiKeyRevoked`] for a revoked or expired one.
-pub async fn verify(
+pub fn verify(
     key: &str,
     directory: &Directory,
     now: u64,
@@ -33,7 +33,7 @@ pub async fn verify(
     let Some((prefix, _secret)) = split_api_key(key) else {
         return Ok(Err(AuthError::InvalidApiKey));
     };
-    Ok(match directory.api_key(prefix).await? {
+    Ok(match directory.api_key(prefix)? {
         Some(record) => check(key, &record, now),
         None => Err(AuthError::InvalidApiKey),
     })

@@ -177,6 +177,16 @@ pub struct DirectoryHealth {
     pub api_keys: usize,
 }
 
+/// Only `active` tenants are served.
+fn servable(record: Arc<TenantRecord>) -> Result<Arc<TenantRecord>, DirectoryError> {
+    match record.status {
+        TenantStatus::Active => Ok(record),
+        TenantStatus::Suspended => Err(DirectoryError::Suspended),
+        TenantStatus::Provisioning | TenantStatus::Moving => Err(DirectoryError::Unavailable),
+        TenantStatus::Deleted => Err(DirectoryError::UnknownTenant),
+    }
+}
+
 /// How long start-up waits for the first full load of a Postgres directory before serving
 /// without it (every tenant 503 until the load succeeds in the background).
 pub const WARM_WAIT: Duration = Duration::from_secs(5);
@@ -353,28 +363,29 @@ impl Directory {
             Probe::Hit(r) => r,
             Probe::Absent => return Err(DirectoryError::UnknownTenant),
             Probe::TooStale => return Err(DirectoryError::DirectoryDown),
-            Probe::Miss => match &self.source {
-                None => return Err(DirectoryError::UnknownTenant),
-                Some(src) => src
-                    .load_tenant(tenant)
-                    .await?
-                    .ok_or(DirectoryError::UnknownTenant)?,
-            },
+            // Boxed so the query's state does not inflate every request's future: a hit then
+            // costs a probe, not a large stack copy.
+            Probe::Miss => Box::pin(self.load_miss(tenant)).await?,
         };
-        match record.status {
-            TenantStatus::Active => Ok(record),
-            TenantStatus::Suspended => Err(DirectoryError::Suspended),
-            TenantStatus::Provisioning | TenantStatus::Moving => Err(DirectoryError::Unavailable),
-            TenantStatus::Deleted => Err(DirectoryError::UnknownTenant),
+        servable(record)
+    }
+
+    async fn load_miss(&self, tenant: TenantId) -> Result<Arc<TenantRecord>, DirectoryError> {
+        match &self.source {
+            None => Err(DirectoryError::UnknownTenant),
+            Some(src) => src
+                .load_tenant(tenant)
+                .await?
+                .ok_or(DirectoryError::UnknownTenant),
         }
     }
 
-    /// The API key with public `prefix`, if there is one. Never a directory query: a fresh
-    /// cache holds every key.
+    /// The API key with public `prefix`, if there is one. Never a directory query (so not
+    /// `async`): a fresh cache holds every key.
     ///
     /// # Errors
     /// [`DirectoryError::DirectoryDown`] when it is not cached and the cache is stale.
-    pub async fn api_key(&self, prefix: &str) -> Result<Option<Arc<ApiKeyRecord>>, DirectoryError> {
+    pub fn api_key(&self, prefix: &str) -> Result<Option<Arc<ApiKeyRecord>>, DirectoryError> {
         match self.cache.api_key(prefix) {
             Probe::Hit(k) => Ok(Some(k)),
             Probe::Absent => Ok(None),
@@ -551,7 +562,7 @@ mod tests {
         let d = Directory::from_file(file, &regions()).unwrap();
         let verify = |key: String| {
             let d = &d;
-            async move { api_key::verify(&key, d, 1000).await.unwrap() }
+            async move { api_key::verify(&key, d, 1000).unwrap() }
         };
         let ctx = verify(good.clone()).await.unwrap();
         assert_eq!(ctx.tenant, T1.parse().unwrap());

@@ -248,9 +248,9 @@ impl Gateway {
                 })
             }
             // The outer `?` is the directory failing to answer (503), not a refused key.
-            Ok(Credential::ApiKey(key)) => api_key::verify(key, &self.directory, now)
-                .await?
-                .map(|ctx| Arc::new(Verified::new(ctx))),
+            Ok(Credential::ApiKey(key)) => {
+                api_key::verify(key, &self.directory, now)?.map(|ctx| Arc::new(Verified::new(ctx)))
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
