@@ -306,4 +306,85 @@ mod tests {
         assert_eq!(d.retry_after_secs(), Some(1));
         assert_eq!(l.local.len(), 1);
     }
+
+    /// A TCP relay to the Redis at 127.0.0.1:6379 that can be cut and restored, to stop
+    /// "Redis" under a running limiter without touching the real server other tests use.
+    struct Relay {
+        addr: std::net::SocketAddr,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Relay {
+        async fn start(addr: &str) -> Self {
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let task = tokio::spawn(async move {
+                // Dropped with the task: aborting it closes every relayed connection.
+                let mut conns = tokio::task::JoinSet::new();
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    conns.spawn(async move {
+                        let mut redis = tokio::net::TcpStream::connect("127.0.0.1:6379").await?;
+                        tokio::io::copy_bidirectional(&mut inbound, &mut redis).await
+                    });
+                }
+            });
+            Self { addr, task }
+        }
+
+        /// Closes the listener and every connection; returns the freed address.
+        async fn cut(self) -> String {
+            self.task.abort();
+            assert!(self.task.await.unwrap_err().is_cancelled());
+            self.addr.to_string()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redis_outage_falls_back_to_local_limiting_and_recovers() {
+        let relay = Relay::start("127.0.0.1:0").await;
+        let cfg = RateLimitConfig {
+            backend: RateLimitBackend::Redis,
+            redis_url: Some(RedisUrl::new(format!("redis://{}/", relay.addr))),
+            redis_timeout: Duration::from_millis(500),
+            redis_key_prefix: format!("residency:test:{}:", uuid::Uuid::new_v4()),
+            ..RateLimitConfig::default()
+        };
+        let l = RateLimiter::new(&cfg).unwrap();
+        let shared = l.redis.as_ref().unwrap();
+        let t0 = Instant::now();
+
+        // Shared: the decision comes from Redis, nothing is counted locally.
+        let d = l.check(tenant(), 100, t0).await;
+        assert!(d.allowed());
+        assert!(!shared.degraded.load(Ordering::Relaxed));
+        assert!(l.local.is_empty());
+
+        // Redis goes away: the request is still served, limited locally.
+        let addr = relay.cut().await;
+        let d = l.check(tenant(), 100, t0).await;
+        assert!(d.allowed());
+        assert!(shared.degraded.load(Ordering::Relaxed));
+        assert_eq!(l.local.len(), 1);
+        // During the cool-down Redis is not even tried.
+        let skip_until = shared.skip_until.load(Ordering::Relaxed);
+        assert!(l.local.clock(t0) < skip_until);
+        assert!(l.check(tenant(), 100, t0).await.allowed());
+        assert_eq!(shared.skip_until.load(Ordering::Relaxed), skip_until);
+
+        // Redis is back. Requests arriving after the cool-down (given as later arrival
+        // times, so nothing waits) ask Redis again; the client reconnects in the background
+        // after the first failed try, so within a few requests the limit is shared again.
+        let relay = Relay::start(&addr).await;
+        let mut answers = 0;
+        for k in 1..=10u64 {
+            let at = t0 + Duration::from_secs(2 * k);
+            assert!(l.check(tenant(), 100, at).await.allowed());
+            if !shared.degraded.load(Ordering::Relaxed) {
+                answers = k;
+                break;
+            }
+        }
+        assert!(answers > 0, "redis never answered again");
+        relay.cut().await;
+    }
 }
