@@ -12,6 +12,11 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
+/// How often the listening connection is checked with a round trip.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a connection attempt or a ping may take before the connection counts as lost.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A directory change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -66,7 +71,13 @@ pub fn listen(url: String) -> mpsc::Receiver<Change> {
 
 /// One connection's worth of listening: returns when the connection ends.
 async fn session(url: &str, tx: &mpsc::Sender<Change>) -> Result<(), tokio_postgres::Error> {
-    let (client, mut conn) = tokio_postgres::connect(url, NoTls).await?;
+    let Ok(connected) =
+        tokio::time::timeout(PING_TIMEOUT, tokio_postgres::connect(url, NoTls)).await
+    else {
+        tracing::warn!("directory listener connection timed out");
+        return Ok(());
+    };
+    let (client, mut conn) = connected?;
     let (ntx, mut nrx) = mpsc::unbounded_channel::<String>();
     // The connection must be polled for the LISTEN query and the notifications alike.
     let driver = tokio::spawn(async move {
@@ -86,10 +97,30 @@ async fn session(url: &str, tx: &mpsc::Sender<Change>) -> Result<(), tokio_postg
         driver.abort();
         return Ok(());
     }
-    while let Some(payload) = nrx.recv().await {
-        if let Some(c) = parse(&payload) {
-            if tx.send(c).await.is_err() {
-                break;
+    // A silent network partition never closes the socket; a periodic round trip notices it,
+    // so consumers mark their data stale instead of trusting a dead subscription. The round
+    // trip repeats the (idempotent) LISTEN, so the backend still shows it as its last query.
+    let listen_again = format!("LISTEN {}", crate::CHANNEL);
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            payload = nrx.recv() => {
+                let Some(payload) = payload else { break };
+                if let Some(c) = parse(&payload) {
+                    if tx.send(c).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                let ping = client.simple_query(&listen_again);
+                let alive = tokio::time::timeout(PING_TIMEOUT, ping).await;
+                if !matches!(alive, Ok(Ok(_))) {
+                    tracing::warn!("directory listener did not answer a ping");
+                    break;
+                }
             }
         }
     }

@@ -105,6 +105,9 @@ pub struct Stack {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// The gateway's config directory (`jwks.json`, `admin.token`, `apac.key`).
     pub files: tempfile::TempDir,
+    /// The TCP relay between the gateway and the directory database (freeze it to partition
+    /// them silently).
+    pub directory_link: Relay,
 }
 
 impl Stack {
@@ -113,10 +116,11 @@ impl Stack {
     /// # Panics
     /// When Postgres is unreachable or something does not start.
     pub async fn start() -> Self {
-        let (dir, eu_db, us_db) = tokio::join!(
+        let (dir, eu_db, us_db, directory_link) = tokio::join!(
             DirectoryDb::create(),
             RegionDb::create("eu"),
-            RegionDb::create("us")
+            RegionDb::create("us"),
+            Relay::start(postgres_addr())
         );
         let (eu, us) = tokio::join!(
             Node::start(&eu_db, "eu", NodeOptions::default()),
@@ -173,7 +177,7 @@ id = "apac"
 upstreams = ["http://{apac_addr}"]
 assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
 "#,
-            url = dir.url,
+            url = directory_link.url_for(&dir.url),
             eu = region(&eu),
             us = region(&us),
         );
@@ -208,6 +212,7 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
             shutdown,
             task,
             files,
+            directory_link,
         };
         stack
             .until("the gateway is ready", Duration::from_secs(20), || async {
@@ -319,6 +324,99 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
             .unwrap();
         for n in self.nodes {
             n.stop().await;
+        }
+    }
+}
+
+/// `host:port` of the test Postgres server.
+fn postgres_addr() -> String {
+    let u = url::Url::parse(&crate::admin_url()).expect("admin url");
+    format!(
+        "{}:{}",
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port().unwrap_or(5432)
+    )
+}
+
+/// A TCP relay that can be frozen: while frozen it keeps every connection
+/// open but moves no bytes, like a silent network partition (no RST, no FIN).
+pub struct Relay {
+    /// Where the relay listens.
+    pub addr: std::net::SocketAddr,
+    frozen: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    /// A relay to `target` (`host:port`).
+    ///
+    /// # Panics
+    /// When it cannot bind.
+    pub async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (frozen, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let watch = watch.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(target.as_str()).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(pump(cr, sw, watch.clone()), pump(sr, cw, watch));
+                });
+            }
+        });
+        Self { addr, frozen }
+    }
+
+    /// `url` (a postgres URL to the relayed server) rewritten to go through the relay.
+    ///
+    /// # Panics
+    /// When `url` does not parse.
+    #[must_use]
+    pub fn url_for(&self, url: &str) -> String {
+        let mut u = url::Url::parse(url).unwrap();
+        u.set_host(Some("127.0.0.1")).unwrap();
+        u.set_port(Some(self.addr.port())).unwrap();
+        u.to_string()
+    }
+
+    /// Stops moving bytes (connections stay open).
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Moves bytes again.
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+}
+
+/// Copies `from` to `to` while not frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Bytes read just before a freeze are held back too.
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
         }
     }
 }

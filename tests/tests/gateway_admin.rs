@@ -673,3 +673,42 @@ async fn directory_down_serves_cached_tenants_and_fails_closed_for_others() {
     assert_eq!(s.me(&id).await.status, StatusCode::OK);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_silent_partition_from_the_directory_is_noticed_and_cached_tenants_keep_working() {
+    let s = Stack::start().await;
+    let t = s.create_tenant("partitioned", "eu", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    assert_eq!(s.me(&id).await.status, StatusCode::OK);
+
+    // No RST, no FIN: only the listener's periodic round trip can notice.
+    s.directory_link.freeze();
+    s.until(
+        "the gateway notices the partition",
+        Duration::from_secs(15),
+        || async {
+            let r = s.ops("/readyz").await;
+            (r.json["directory"]["fresh"] == false).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(s.me(&id).await.status, StatusCode::OK);
+    let r = s.me(&Uuid::now_v7().to_string()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+
+    s.directory_link.thaw();
+    s.until(
+        "the directory is fresh again",
+        Duration::from_secs(20),
+        || async {
+            let r = s.ops("/readyz").await;
+            (r.json["directory"]["fresh"] == true).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        s.me(&Uuid::now_v7().to_string()).await.status,
+        StatusCode::NOT_FOUND
+    );
+    s.stop().await;
+}
