@@ -252,6 +252,21 @@ async fn api_key_lifecycle_and_tier_rule() {
         (r.status == StatusCode::UNAUTHORIZED).then_some(())
     })
     .await;
+
+    // A tier without API keys stops the remaining key at the gateway (403, not the node).
+    let r = s.get("/v1/me", &[("x-api-key", &third)]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let down = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{scale_id}"),
+            Some(&json!({"tier": "growth"})),
+        )
+        .await;
+    assert_eq!(down.status, StatusCode::OK, "{down:?}");
+    let r = s.get("/v1/me", &[("x-api-key", &third)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert!(r.json["detail"].as_str().unwrap().contains("tier"), "{r:?}");
     s.stop().await;
 }
 
