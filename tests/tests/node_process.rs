@@ -178,16 +178,34 @@ async fn sigterm_works_when_the_log_pipes_are_closed() {
     let http = Http::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-            && http.send(Method::GET, &format!("http://127.0.0.1:{port}/readyz"), &[], None).await.status == StatusCode::OK
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+            && http
+                .send(
+                    Method::GET,
+                    &format!("http://127.0.0.1:{port}/readyz"),
+                    &[],
+                    None,
+                )
+                .await
+                .status
+                == StatusCode::OK
         {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "node binary never became ready");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node binary never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     // A hang guard well above the 5 s drain grace, not a speed assertion.
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
