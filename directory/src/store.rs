@@ -53,9 +53,16 @@ impl From<tokio_postgres::Error> for StoreError {
             },
             Some(db) if *db.code() == SqlState::CHECK_VIOLATION => Self::Invalid {
                 field: "body",
-                detail: format!("a value is out of range ({})", db.constraint().unwrap_or("check")),
+                detail: format!(
+                    "a value is out of range ({})",
+                    db.constraint().unwrap_or("check")
+                ),
             },
-            Some(db) => Self::Unexpected(anyhow::anyhow!("directory error {}: {}", db.code().code(), db.message())),
+            Some(db) => Self::Unexpected(anyhow::anyhow!(
+                "directory error {}: {}",
+                db.code().code(),
+                db.message()
+            )),
             None => Self::Unavailable(e.to_string()),
         }
     }
@@ -325,11 +332,16 @@ impl Store {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
-                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY id"),
+                &format!(
+                    "SELECT {TENANT_COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY id"
+                ),
                 &[],
             )
             .await?;
-        Ok(rows.iter().map(|r| TenantRecord::from_row(r).entry()).collect())
+        Ok(rows
+            .iter()
+            .map(|r| TenantRecord::from_row(r).entry())
+            .collect())
     }
 
     /// Every API key (hashes, never plaintext), revoked ones included so caches can drop them.
@@ -365,7 +377,10 @@ impl Store {
     pub async fn tenant(&self, id: Uuid) -> Result<Option<TenantRecord>, StoreError> {
         let conn = self.pool.get().await?;
         let row = conn
-            .query_opt(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"), &[&id])
+            .query_opt(
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"),
+                &[&id],
+            )
             .await?;
         Ok(row.as_ref().map(TenantRecord::from_row))
     }
@@ -406,7 +421,13 @@ impl Store {
     /// # Errors
     /// [`StoreError::Conflict`] when the domain is taken; [`StoreError::Invalid`] for values
     /// the schema refuses.
-    pub async fn create_org(&self, actor: &str, name: &str, domain: &str, plan: &str) -> Result<Organization, StoreError> {
+    pub async fn create_org(
+        &self,
+        actor: &str,
+        name: &str,
+        domain: &str,
+        plan: &str,
+    ) -> Result<Organization, StoreError> {
         let rows = self
             .write(
                 actor,
@@ -416,7 +437,9 @@ impl Store {
             )
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(_) => StoreError::Conflict("an organization with this domain exists".into()),
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict("an organization with this domain exists".into())
+                }
                 StoreError::Invalid { .. } => StoreError::Invalid {
                     field: "domain",
                     detail: "must be a lowercase dns name".into(),
@@ -430,7 +453,11 @@ impl Store {
     ///
     /// # Errors
     /// When the directory is unavailable.
-    pub async fn list_orgs(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Organization>, StoreError> {
+    pub async fn list_orgs(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Organization>, StoreError> {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
@@ -449,7 +476,10 @@ impl Store {
     pub async fn org(&self, id: Uuid) -> Result<Option<Organization>, StoreError> {
         let conn = self.pool.get().await?;
         let row = conn
-            .query_opt("SELECT id, name, domain, plan, created_at FROM organizations WHERE id = $1", &[&id])
+            .query_opt(
+                "SELECT id, name, domain, plan, created_at FROM organizations WHERE id = $1",
+                &[&id],
+            )
             .await?;
         Ok(row.as_ref().map(Organization::from_row))
     }
@@ -458,8 +488,14 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Invalid`] for an unknown organization or refused values.
-    pub async fn create_tenant(&self, actor: &str, t: &NewTenant) -> Result<TenantRecord, StoreError> {
-        let quota = t.rate_limit_per_min.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    pub async fn create_tenant(
+        &self,
+        actor: &str,
+        t: &NewTenant,
+    ) -> Result<TenantRecord, StoreError> {
+        let quota = t
+            .rate_limit_per_min
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         let rows = self
             .write(
                 actor,
@@ -478,7 +514,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown tenant.
-    pub async fn update_tenant(&self, actor: &str, id: Uuid, patch: &TenantPatch) -> Result<TenantRecord, StoreError> {
+    pub async fn update_tenant(
+        &self,
+        actor: &str,
+        id: Uuid,
+        patch: &TenantPatch,
+    ) -> Result<TenantRecord, StoreError> {
         let quota = patch
             .rate_limit_per_min
             .flatten()
@@ -502,14 +543,19 @@ impl Store {
                 ],
             )
             .await?;
-        rows.first().map(TenantRecord::from_row).ok_or(StoreError::NotFound)
+        rows.first()
+            .map(TenantRecord::from_row)
+            .ok_or(StoreError::NotFound)
     }
 
     /// Tenants matching `filter`, ordered by id.
     ///
     /// # Errors
     /// When the directory is unavailable.
-    pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<TenantRecord>, StoreError> {
+    pub async fn list_tenants(
+        &self,
+        filter: &TenantFilter,
+    ) -> Result<Vec<TenantRecord>, StoreError> {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
@@ -581,10 +627,21 @@ impl Store {
                 "INSERT INTO api_keys (id, tenant_id, name, prefix, hash, role, expires_at) \
                  SELECT $1, id, $3, $4, $5, $6, $7 FROM tenants WHERE id = $2 \
                  RETURNING id, tenant_id, name, prefix, role, created_at, expires_at, revoked_at",
-                &[&Uuid::now_v7(), &tenant, &name, &key.prefix, &key.hash, &role, &expires_at],
+                &[
+                    &Uuid::now_v7(),
+                    &tenant,
+                    &name,
+                    &key.prefix,
+                    &key.hash,
+                    &role,
+                    &expires_at,
+                ],
             )
             .await?;
-        let record = rows.first().map(ApiKeyRecord::from_row).ok_or(StoreError::NotFound)?;
+        let record = rows
+            .first()
+            .map(ApiKeyRecord::from_row)
+            .ok_or(StoreError::NotFound)?;
         Ok((record, key.plaintext))
     }
 
@@ -608,7 +665,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when the tenant has no such key.
-    pub async fn revoke_api_key(&self, actor: &str, tenant: Uuid, key: Uuid) -> Result<ApiKeyRecord, StoreError> {
+    pub async fn revoke_api_key(
+        &self,
+        actor: &str,
+        tenant: Uuid,
+        key: Uuid,
+    ) -> Result<ApiKeyRecord, StoreError> {
         let rows = self
             .write(
                 actor,
@@ -617,6 +679,8 @@ impl Store {
                 &[&tenant, &key],
             )
             .await?;
-        rows.first().map(ApiKeyRecord::from_row).ok_or(StoreError::NotFound)
+        rows.first()
+            .map(ApiKeyRecord::from_row)
+            .ok_or(StoreError::NotFound)
     }
 }

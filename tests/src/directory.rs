@@ -18,7 +18,10 @@ impl DirectoryDb {
     /// # Panics
     /// When Postgres is unreachable or the migration fails.
     pub async fn create() -> Self {
-        let name = format!("rgt_{}_directory", &Uuid::new_v4().simple().to_string()[..10]);
+        let name = format!(
+            "rgt_{}_directory",
+            &Uuid::new_v4().simple().to_string()[..10]
+        );
         let admin = crate::connect(&admin_url()).await;
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))

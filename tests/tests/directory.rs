@@ -6,7 +6,9 @@ use std::time::Duration;
 use integration_tests::directory::DirectoryDb;
 use residency_config::gateway::{split_api_key, TenantStatus, Tier};
 use residency_config::RegionId;
-use residency_directory::{listen, Change, NewTenant, Store, StoreError, TenantFilter, TenantPatch};
+use residency_directory::{
+    listen, Change, NewTenant, Store, StoreError, TenantFilter, TenantPatch,
+};
 
 async fn next(rx: &mut tokio::sync::mpsc::Receiver<Change>) -> Change {
     // A hang guard, not a speed assertion.
@@ -21,18 +23,35 @@ async fn tenants_keys_history_and_filters() {
     let db = DirectoryDb::create().await;
     let store = Store::connect(&db.url).await.unwrap();
 
-    let org = store.create_org("admin:test", "Acme", "acme.example", "free").await.unwrap();
+    let org = store
+        .create_org("admin:test", "Acme", "acme.example", "free")
+        .await
+        .unwrap();
     assert!(matches!(
-        store.create_org("admin:test", "Other", "acme.example", "free").await,
+        store
+            .create_org("admin:test", "Other", "acme.example", "free")
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.create_org("admin:test", "Bad", "Not A Domain", "free").await,
-        Err(StoreError::Invalid { field: "domain", .. })
+        store
+            .create_org("admin:test", "Bad", "Not A Domain", "free")
+            .await,
+        Err(StoreError::Invalid {
+            field: "domain",
+            ..
+        })
     ));
 
     let mut ids = Vec::new();
-    for (i, (region, tier)) in [("eu", Tier::Scale), ("us", Tier::Starter), ("eu", Tier::Growth)].into_iter().enumerate() {
+    for (i, (region, tier)) in [
+        ("eu", Tier::Scale),
+        ("us", Tier::Starter),
+        ("eu", Tier::Growth),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let t = store
             .create_tenant(
                 "admin:test",
@@ -51,50 +70,97 @@ async fn tenants_keys_history_and_filters() {
         ids.push(t.id);
     }
     let active = store
-        .update_tenant("admin:ops", ids[0], &TenantPatch { status: Some(TenantStatus::Active), ..TenantPatch::default() })
+        .update_tenant(
+            "admin:ops",
+            ids[0],
+            &TenantPatch {
+                status: Some(TenantStatus::Active),
+                ..TenantPatch::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!((active.status, active.version), (TenantStatus::Active, 2));
     let limited = store
-        .update_tenant("admin:ops", ids[0], &TenantPatch { tier: Some(Tier::Enterprise), rate_limit_per_min: Some(Some(5000)), ..TenantPatch::default() })
+        .update_tenant(
+            "admin:ops",
+            ids[0],
+            &TenantPatch {
+                tier: Some(Tier::Enterprise),
+                rate_limit_per_min: Some(Some(5000)),
+                ..TenantPatch::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!((limited.tier, limited.rate_limit_per_min), (Tier::Enterprise, Some(5000)));
+    assert_eq!(
+        (limited.tier, limited.rate_limit_per_min),
+        (Tier::Enterprise, Some(5000))
+    );
     assert!(matches!(
-        store.update_tenant("x", uuid::Uuid::new_v4(), &TenantPatch::default()).await,
+        store
+            .update_tenant("x", uuid::Uuid::new_v4(), &TenantPatch::default())
+            .await,
         Err(StoreError::NotFound)
     ));
 
     // History: who changed what, append-only.
     let h = store.history(ids[0]).await.unwrap();
     assert_eq!(h.len(), 3);
-    assert_eq!((h[0].change.as_str(), h[0].actor.as_str()), ("created", "admin:test"));
+    assert_eq!(
+        (h[0].change.as_str(), h[0].actor.as_str()),
+        ("created", "admin:test")
+    );
     assert_eq!(h[1].detail["status"]["to"], "active");
     assert_eq!(h[2].detail["tier"]["from"], "scale");
     assert_eq!(h[2].actor, "admin:ops");
     let admin = integration_tests::connect(&db.url).await;
-    assert!(admin.execute("DELETE FROM tenant_history", &[]).await.is_err());
+    assert!(admin
+        .execute("DELETE FROM tenant_history", &[])
+        .await
+        .is_err());
 
     // Filters and keyset pages.
     let eu = store
-        .list_tenants(&TenantFilter { region: Some("eu".into()), limit: 10, ..TenantFilter::default() })
+        .list_tenants(&TenantFilter {
+            region: Some("eu".into()),
+            limit: 10,
+            ..TenantFilter::default()
+        })
         .await
         .unwrap();
     assert_eq!(eu.len(), 2);
-    let page1 = store.list_tenants(&TenantFilter { limit: 2, ..TenantFilter::default() }).await.unwrap();
+    let page1 = store
+        .list_tenants(&TenantFilter {
+            limit: 2,
+            ..TenantFilter::default()
+        })
+        .await
+        .unwrap();
     let page2 = store
-        .list_tenants(&TenantFilter { limit: 2, after: Some(page1[1].id), ..TenantFilter::default() })
+        .list_tenants(&TenantFilter {
+            limit: 2,
+            after: Some(page1[1].id),
+            ..TenantFilter::default()
+        })
         .await
         .unwrap();
     assert_eq!((page1.len(), page2.len()), (2, 1));
     let starters = store
-        .list_tenants(&TenantFilter { tier: Some(Tier::Starter), limit: 10, ..TenantFilter::default() })
+        .list_tenants(&TenantFilter {
+            tier: Some(Tier::Starter),
+            limit: 10,
+            ..TenantFilter::default()
+        })
         .await
         .unwrap();
     assert_eq!(starters.len(), 1);
 
     // Keys: plaintext once, hash stored, revocation visible in the snapshot.
-    let (rec, plaintext) = store.create_api_key("admin:test", ids[0], "ci", "developer", None).await.unwrap();
+    let (rec, plaintext) = store
+        .create_api_key("admin:test", ids[0], "ci", "developer", None)
+        .await
+        .unwrap();
     let (prefix, _) = split_api_key(&plaintext).expect("gateway key format");
     assert_eq!(prefix, rec.prefix);
     let listed = serde_json::to_string(&store.list_api_keys(ids[0]).await.unwrap()).unwrap();
@@ -102,14 +168,28 @@ async fn tenants_keys_history_and_filters() {
     let entry = store.api_key_by_prefix(prefix).await.unwrap().unwrap();
     assert_eq!(entry.hash, residency_directory::keys::hash(&plaintext));
     assert!(!entry.revoked);
-    store.revoke_api_key("admin:test", ids[0], rec.id).await.unwrap();
+    store
+        .revoke_api_key("admin:test", ids[0], rec.id)
+        .await
+        .unwrap();
     let snap = store.snapshot().await.unwrap();
-    assert!(snap.api_keys.iter().find(|k| k.prefix == prefix).unwrap().revoked);
+    assert!(
+        snap.api_keys
+            .iter()
+            .find(|k| k.prefix == prefix)
+            .unwrap()
+            .revoked
+    );
     assert_eq!(snap.tenants.len(), 3);
     // A key of another tenant cannot be revoked through this tenant.
-    assert!(matches!(store.revoke_api_key("x", ids[1], rec.id).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        store.create_api_key("x", uuid::Uuid::new_v4(), "k", "", None).await,
+        store.revoke_api_key("x", ids[1], rec.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .create_api_key("x", uuid::Uuid::new_v4(), "k", "", None)
+            .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -122,17 +202,41 @@ async fn changes_are_notified_and_a_reconnect_asks_for_a_resync() {
     assert_eq!(next(&mut rx).await, Change::Resync);
 
     let t = store
-        .create_tenant("a", &NewTenant { org_id: None, name: "n".into(), region: RegionId::new("us").unwrap(), tier: Tier::Growth, rate_limit_per_min: None })
+        .create_tenant(
+            "a",
+            &NewTenant {
+                org_id: None,
+                name: "n".into(),
+                region: RegionId::new("us").unwrap(),
+                tier: Tier::Growth,
+                rate_limit_per_min: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(next(&mut rx).await, Change::Tenant(t.id));
     store
-        .update_tenant("a", t.id, &TenantPatch { status: Some(TenantStatus::Suspended), ..TenantPatch::default() })
+        .update_tenant(
+            "a",
+            t.id,
+            &TenantPatch {
+                status: Some(TenantStatus::Suspended),
+                ..TenantPatch::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(next(&mut rx).await, Change::Tenant(t.id));
-    let (rec, _) = store.create_api_key("a", t.id, "k", "", None).await.unwrap();
-    assert_eq!(next(&mut rx).await, Change::ApiKey { prefix: rec.prefix.clone() });
+    let (rec, _) = store
+        .create_api_key("a", t.id, "k", "", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut rx).await,
+        Change::ApiKey {
+            prefix: rec.prefix.clone()
+        }
+    );
 
     // Kill the listener's backend: the stream reports the gap and asks for a full resync.
     let admin = integration_tests::connect(&integration_tests::admin_url()).await;

@@ -11,14 +11,23 @@ use uuid::Uuid;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "target/bench".to_owned());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "target/bench".to_owned());
     std::fs::create_dir_all(&dir)?;
     let db = RegionDb::create("bench").await;
     let node = Node::start(&db, "bench", NodeOptions { pool_size: 16 }).await;
     let tenant = Uuid::new_v4();
     node.provision(tenant, "bench").await;
     let r = node
-        .call(http::Method::PUT, "/v1/configurations/theme", tenant, "u", "owner", Some(&serde_json::json!({"value": {"color": "blue"}})))
+        .call(
+            http::Method::PUT,
+            "/v1/configurations/theme",
+            tenant,
+            "u",
+            "owner",
+            Some(&serde_json::json!({"value": {"color": "blue"}})),
+        )
         .await;
     anyhow::ensure!(r.status.is_success(), "seed failed: {r:?}");
     std::fs::write(
@@ -36,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
         let node = &node;
         async move {
             loop {
-                let _ = std::fs::write(format!("{dir}/assertion"), node.assertion(tenant, "bench", "owner"));
+                let _ = std::fs::write(
+                    format!("{dir}/assertion"),
+                    node.assertion(tenant, "bench", "owner"),
+                );
                 tokio::time::sleep(Duration::from_secs(30)).await;
             }
         }
