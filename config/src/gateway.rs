@@ -46,8 +46,17 @@
 //! id = "eu"
 //! display_name = "Europe"
 //! location = "Frankfurt, DE"
-//! upstreams = ["http://127.0.0.1:8542"]
+//! upstreams = ["https://127.0.0.1:8542"] # or http:// on a trusted network
 //! assertion = { kid = "eu-1", alg = "HS256", key_file = "keys/eu-assertion.key" }
+//! ca_file = "tls/ca.pem"            # required for https upstreams: the CA of the node certs
+//! client_cert_file = "tls/gateway-client.pem"   # optional pair: mTLS to the nodes
+//! client_key_file = "tls/gateway-client.key"
+//!
+//! [audit]                           # optional: GET /admin/v1/audit; see `AuditSection`
+//! timeout = "60s"
+//! [audit.regions.eu]                # one entry per configured region
+//! database_url = "postgres://eu_auditor@db.eu/region_eu"   # the read-only auditor role
+//! app_role = "eu_app"
 //!
 //! [limits]                          # defaults shown
 //! max_body_bytes = 10485760
@@ -77,6 +86,9 @@ use serde::{Deserialize, Serialize};
 use crate::assertion::AssertionKeyConfig;
 use crate::load::{resolve, Validate};
 use crate::{Problem, RegionId, TenantId};
+
+mod audit;
+pub use audit::{AuditRegion, AuditSection, DEFAULT_AUDIT_TIMEOUT, MAX_AUDIT_TIMEOUT};
 
 /// The most clock skew an issuer's `leeway` may tolerate.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(30);
@@ -123,6 +135,10 @@ pub struct GatewayConfig {
     /// Per-tenant rate limiting.
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// `GET /admin/v1/audit`: the auditor role of every region database; the endpoint
+    /// answers 404 `audit_not_configured` without it.
+    #[serde(default)]
+    pub audit: Option<AuditSection>,
 }
 
 /// `[listen]`: where the gateway accepts connections.
@@ -403,10 +419,32 @@ pub struct RegionEntry {
     /// Where the data physically lives, e.g. `Frankfurt, DE`.
     #[serde(default)]
     pub location: String,
-    /// Base URLs of the region's nodes (`http://host:port`); requests go to these only.
+    /// Base URLs of the region's nodes (`http://host:port` or `https://host:port`, one
+    /// scheme per region); requests go to these only.
     pub upstreams: Vec<String>,
     /// The key the gateway signs this region's internal assertions with.
     pub assertion: AssertionKeyConfig,
+    /// PEM certificates of the CA(s) that sign the region's node certificates. Required for
+    /// `https` upstreams: no system or bundled roots are ever trusted for nodes.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain the gateway presents to the region's nodes (mTLS); set together
+    /// with `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl RegionEntry {
+    /// Whether the region's nodes are reached over TLS (all upstreams share one scheme).
+    #[must_use]
+    pub fn uses_tls(&self) -> bool {
+        self.upstreams
+            .first()
+            .is_some_and(|u| u.trim_start().to_ascii_lowercase().starts_with("https://"))
+    }
 }
 
 /// `[limits]`: sizes, counts and timeouts, with the SPEC defaults.
@@ -709,6 +747,16 @@ impl Validate for GatewayConfig {
         }
         for r in &mut self.regions {
             r.assertion.resolve_paths(base);
+            for f in [
+                &mut r.ca_file,
+                &mut r.client_cert_file,
+                &mut r.client_key_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(base, f);
+            }
         }
         if let Some(f) = &mut self.admin.token_file {
             resolve(base, f);
@@ -761,7 +809,11 @@ impl Validate for GatewayConfig {
             for (j, u) in r.upstreams.iter().enumerate() {
                 check_upstream(&format!("{prefix}.upstreams[{j}]"), u, &mut out);
             }
+            check_upstream_tls(&prefix, r, &mut out);
             out.extend(r.assertion.validate(&format!("{prefix}.assertion")));
+        }
+        if let Some(audit) = &self.audit {
+            audit.validate(&self.regions, &mut out);
         }
         self.limits.validate(&mut out);
         self.admin.validate(&mut out);
@@ -1077,12 +1129,11 @@ impl RateLimitConfig {
 
 fn check_upstream(key: &str, raw: &str, out: &mut Vec<Problem>) {
     match url::Url::parse(raw) {
-        Ok(u) if u.scheme() == "https" => out.push(Problem::new(
-            key,
-            "tls to region nodes is not built yet; use an http url",
-        )),
-        Ok(u) if u.scheme() != "http" || u.host().is_none() => {
-            out.push(Problem::new(key, "must be an http url with a host"));
+        Ok(u) if !matches!(u.scheme(), "http" | "https") || u.host().is_none() => {
+            out.push(Problem::new(
+                key,
+                "must be an http or https url with a host",
+            ));
         }
         Ok(u) if u.path() != "/" || u.query().is_some() || u.fragment().is_some() => {
             out.push(Problem::new(
@@ -1095,6 +1146,56 @@ fn check_upstream(key: &str, raw: &str, out: &mut Vec<Problem>) {
         }
         Ok(_) => {}
         Err(e) => out.push(Problem::new(key, format!("not a url: {e}"))),
+    }
+}
+
+/// One scheme per region; `https` needs `ca_file`; TLS settings without `https` upstreams and
+/// half a client certificate are refused, so nobody believes TLS is on when it is not.
+fn check_upstream_tls(prefix: &str, r: &RegionEntry, out: &mut Vec<Problem>) {
+    let https = r.uses_tls();
+    let mixed = r.upstreams.iter().any(|u| {
+        let lower = u.trim_start().to_ascii_lowercase();
+        lower.starts_with("https://") != https
+    });
+    if mixed {
+        out.push(Problem::new(
+            format!("{prefix}.upstreams"),
+            "all upstreams of a region must use the same scheme (http or https)",
+        ));
+    }
+    match (&r.ca_file, https) {
+        (None, true) => out.push(Problem::new(
+            format!("{prefix}.ca_file"),
+            "required for https upstreams: the pem ca certificate that signed the region's node certificates (no system roots are used)",
+        )),
+        (Some(f), true) => check_file(&format!("{prefix}.ca_file"), f, out),
+        (Some(_), false) => out.push(Problem::new(
+            format!("{prefix}.ca_file"),
+            "set only with https upstreams",
+        )),
+        (None, false) => {}
+    }
+    if !https && (r.client_cert_file.is_some() || r.client_key_file.is_some()) {
+        out.push(Problem::new(
+            format!("{prefix}.client_cert_file"),
+            "set only with https upstreams",
+        ));
+        return;
+    }
+    match (&r.client_cert_file, &r.client_key_file) {
+        (Some(c), Some(k)) => {
+            check_file(&format!("{prefix}.client_cert_file"), c, out);
+            check_file(&format!("{prefix}.client_key_file"), k, out);
+        }
+        (Some(_), None) => out.push(Problem::new(
+            format!("{prefix}.client_key_file"),
+            "required with client_cert_file",
+        )),
+        (None, Some(_)) => out.push(Problem::new(
+            format!("{prefix}.client_cert_file"),
+            "required with client_key_file",
+        )),
+        (None, None) => {}
     }
 }
 
@@ -1246,10 +1347,103 @@ assertion = { kid = "us-1", key_file = "us.key" }
         assert_eq!(
             problem_keys(dir.path(), &text),
             [
-                "regions[0].upstreams[0]",
+                "regions[0].ca_file",
                 "regions[1].id",
                 "regions[1].upstreams[1]",
                 "regions[1].assertion.key_file",
+            ]
+        );
+    }
+
+    #[test]
+    fn https_upstreams_need_a_ca_one_scheme_and_whole_client_certs() {
+        let dir = dir_with_files();
+        write(dir.path(), "ca.pem", b"pem");
+        write(dir.path(), "client.pem", b"pem");
+        write(dir.path(), "client.key", b"pem");
+        let https = GOOD.replace(
+            "upstreams = [\"http://127.0.0.1:8542\"]",
+            "upstreams = [\"https://127.0.0.1:8542\"]\nca_file = \"ca.pem\"\n\
+             client_cert_file = \"client.pem\"\nclient_key_file = \"client.key\"",
+        );
+        let cfg = load_text(dir.path(), &https).unwrap();
+        assert!(cfg.regions[0].uses_tls());
+        assert!(!cfg.regions[1].uses_tls());
+        assert_eq!(cfg.regions[0].ca_file, Some(dir.path().join("ca.pem")));
+        assert_eq!(
+            cfg.regions[0].client_key_file,
+            Some(dir.path().join("client.key"))
+        );
+        // Mixed schemes, a missing CA file and half a client pair are refused by key.
+        let bad = GOOD
+            .replace(
+                "upstreams = [\"http://127.0.0.1:8542\"]",
+                "upstreams = [\"https://127.0.0.1:8542\"]\nca_file = \"nope.pem\"\n\
+                 client_cert_file = \"client.pem\"",
+            )
+            .replace("\"http://127.0.0.1:8540/\"", "\"https://127.0.0.1:8540/\"");
+        let problems = load_text(dir.path(), &bad).unwrap_err();
+        let keys: Vec<&str> = problems.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "regions[0].ca_file",
+                "regions[0].client_key_file",
+                "regions[1].upstreams",
+            ],
+            "{problems}"
+        );
+        // TLS settings on an http region would suggest TLS that is not there.
+        let http_with_ca = GOOD.replace(
+            "upstreams = [\"http://127.0.0.1:8542\"]",
+            "upstreams = [\"http://127.0.0.1:8542\"]\nca_file = \"ca.pem\"",
+        );
+        assert_eq!(
+            problem_keys(dir.path(), &http_with_ca),
+            ["regions[0].ca_file"]
+        );
+        let e = load_text(
+            dir.path(),
+            &GOOD.replace("http://127.0.0.1:8542", "https://127.0.0.1:8542"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("regions[0].ca_file: required for https upstreams"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn audit_section_names_every_region_and_refuses_the_app_role() {
+        let dir = dir_with_files();
+        let good = format!(
+            "{GOOD}\n[audit]\n[audit.regions.eu]\n\
+             database_url = \"postgres://eu_auditor:s3cret@db/eu\"\napp_role = \"eu_app\"\n\
+             [audit.regions.us]\n\
+             database_url = \"postgres://us_auditor@db/us\"\napp_role = \"us_app\"\n"
+        );
+        let cfg = load_text(dir.path(), &good).unwrap();
+        let audit = cfg.audit.unwrap();
+        assert_eq!(audit.timeout, DEFAULT_AUDIT_TIMEOUT);
+        let eu = &audit.regions[&RegionId::new("eu").unwrap()];
+        assert_eq!(eu.app_role, "eu_app");
+        assert!(!format!("{eu:?}").contains("s3cret"));
+        let bad = format!(
+            "{GOOD}\n[audit]\ntimeout = \"0s\"\n[audit.regions.eu]\n\
+             database_url = \"postgres://eu_app@db/eu\"\napp_role = \"eu_app\"\n\
+             [audit.regions.sa]\n\
+             database_url = \"mysql://x@db/sa\"\napp_role = \"Bad\"\n"
+        );
+        assert_eq!(
+            problem_keys(dir.path(), &bad),
+            [
+                "audit.timeout",
+                "audit.regions.us",
+                "audit.regions.eu.database_url",
+                "audit.regions.sa",
+                "audit.regions.sa.app_role",
+                "audit.regions.sa.database_url",
             ]
         );
     }

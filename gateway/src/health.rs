@@ -8,6 +8,10 @@
 //! database is down stops receiving requests (503 + `Retry-After` for its tenants) and gets
 //! them again once it recovers, without a gateway restart.
 //!
+//! Checks use a client built from the region's own TLS settings
+//! ([`crate::proxy::tls::NodeTls`]), so an upstream whose certificate the region's CA does not
+//! accept, or that refuses the gateway's client certificate, fails its checks (`tls error`).
+//!
 //! Not here: which upstream a request goes to ([`crate::proxy::upstream`]).
 
 use std::sync::Arc;
@@ -17,7 +21,6 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use http::Request;
 use http_body_util::Empty;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use residency_config::assertion::now_secs;
@@ -25,12 +28,13 @@ use residency_config::gateway::HealthCheckConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
+use crate::proxy::tls::{self, NodeConnector};
 use crate::proxy::upstream::{CheckResult, Region, Thresholds, Upstream};
 
 /// The path every region node answers without a credential.
 pub const READYZ: &str = "/readyz";
 
-type CheckClient = Client<HttpConnector, Empty<Bytes>>;
+type CheckClient = Client<NodeConnector, Empty<Bytes>>;
 
 /// Starts the checker for `regions`; it runs until `shutdown`. Does nothing when checks are
 /// disabled.
@@ -38,13 +42,17 @@ pub fn spawn(regions: Vec<Arc<Region>>, cfg: &HealthCheckConfig, shutdown: Cance
     if !cfg.enabled {
         return;
     }
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(cfg.timeout));
-    connector.set_nodelay(true);
-    // No idle connections kept: a check must notice a node that stopped accepting.
-    let client: CheckClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(connector);
+    // One client per region, with the region's trust and client certificate. No idle
+    // connections kept: a check must notice a node that stopped accepting (or whose
+    // certificate changed).
+    let clients: Vec<CheckClient> = regions
+        .iter()
+        .map(|r| {
+            Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(r.tls().connector(cfg.timeout))
+        })
+        .collect();
     for r in &regions {
         r.set_check_interval(cfg.interval);
     }
@@ -61,8 +69,7 @@ pub fn spawn(regions: Vec<Arc<Region>>, cfg: &HealthCheckConfig, shutdown: Cance
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let client = &client;
-            let checks = regions.iter().flat_map(|region| {
+            let checks = regions.iter().zip(&clients).flat_map(|(region, client)| {
                 region.upstreams().iter().map(move |up| {
                     async move {
                         let result = check(client, up, timeout).await;
@@ -91,6 +98,7 @@ async fn check(client: &CheckClient, upstream: &Upstream, timeout: Duration) -> 
         Err(_) => (false, "invalid upstream url".to_owned()),
         Ok(req) => match tokio::time::timeout(timeout, client.request(req)).await {
             Err(_) => (false, "timeout".to_owned()),
+            Ok(Err(e)) if tls::is_tls_error(&e) => (false, "tls error".to_owned()),
             Ok(Err(e)) if e.is_connect() => (false, "connect error".to_owned()),
             Ok(Err(_)) => (false, "request failed".to_owned()),
             Ok(Ok(resp)) => (

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use residency_config::assertion::now_secs;
@@ -41,23 +40,20 @@ pub struct Owner {
 
 /// Calls region nodes' provisioning endpoint.
 pub struct Provisioner {
-    client: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    connect_timeout: Duration,
     /// Recorded as the assertion's subject `system:<actor>`.
     actor: String,
 }
 
 impl Provisioner {
-    /// A client with its own small pool (provisioning is rare).
+    /// A provisioner; each call uses a client of the home region's TLS settings (CA and
+    /// client certificate) without a pool, since provisioning is rare.
     #[must_use]
     pub fn new(timeout: Duration, connect_timeout: Duration, actor: String) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
         Self {
-            client: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(1)
-                .build(connector),
             timeout,
+            connect_timeout,
             actor,
         }
     }
@@ -107,6 +103,9 @@ impl Provisioner {
             retry_after: region.retry_after_secs(),
             tenant_id: None,
         };
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(region.tls().connector(self.connect_timeout));
         let mut last = unavailable(format!(
             "no healthy node in region {} to provision on; retry later",
             region.id()
@@ -128,7 +127,7 @@ impl Provisioner {
                 .body(Full::new(body.clone()))
                 .map_err(|e| AdminError::Internal(format!("provisioning request: {e}")))?;
             let call = async {
-                let resp = self.client.request(req).await?;
+                let resp = client.request(req).await?;
                 let status = resp.status();
                 let bytes = resp.into_body().collect().await?.to_bytes();
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, bytes))

@@ -11,6 +11,7 @@
 //! - a request over its tenant's rate limit never reaches a region node ([`crate::ratelimit`]).
 
 pub mod body;
+pub mod tls;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,9 +24,6 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use residency_config::assertion::now_secs;
 use residency_config::gateway::{GatewayConfig, Limits};
 use residency_config::headers::{is_valid_request_id, ASSERTION, REGION, REQUEST_ID};
@@ -51,7 +49,6 @@ pub struct Gateway {
     cache: TokenCache,
     directory: Arc<Directory>,
     regions: Regions,
-    client: Client<HttpConnector, LimitedBody>,
     limits: Limits,
     ratelimit: RateLimiter,
 }
@@ -63,26 +60,17 @@ impl Gateway {
     /// # Errors
     /// A startup error naming what could not be loaded.
     pub async fn build(cfg: &GatewayConfig, shutdown: &CancellationToken) -> anyhow::Result<Self> {
-        let regions = Regions::from_config(&cfg.regions, cfg.limits.upstream_eject)
-            .map_err(anyhow::Error::msg)?;
+        let regions =
+            Regions::from_config(&cfg.regions, &cfg.limits).map_err(anyhow::Error::msg)?;
         let directory = Arc::new(
             crate::directory::from_config(&cfg.directory, &regions.ids(), shutdown).await?,
         );
         let jwt = JwtVerifier::load(&cfg.issuers, cfg.claims.clone()).await?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(cfg.limits.upstream_pool_idle)
-            .build(connector);
         Ok(Self {
             jwt,
             cache: TokenCache::new(cfg.limits.token_cache_entries),
             directory,
             regions,
-            client,
             limits: cfg.limits.clone(),
             ratelimit: RateLimiter::new(&cfg.rate_limit)?,
         })
@@ -208,13 +196,18 @@ impl Gateway {
         parts.headers.insert(REQUEST_ID, request_id.clone());
         let tripped = Arc::new(AtomicBool::new(false));
         let body = LimitedBody::new(body, self.limits.max_body_bytes, Arc::clone(&tripped));
-        let call = self.client.request(Request::from_parts(parts, body));
+        // The home region's own client: its pool, its CA and client certificate.
+        let call = region.client().request(Request::from_parts(parts, body));
         match tokio::time::timeout(self.limits.upstream_timeout, call).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(Err(_)) if tripped.load(Ordering::Relaxed) => Err(GatewayError::PayloadTooLarge),
             Ok(Err(e)) if e.is_connect() => {
                 region.eject(upstream);
-                tracing::warn!(region = %region.id(), error = %e, "upstream connect failed; ejected");
+                // A refused TLS handshake (unknown CA, name, client certificate) is a connect
+                // error too: 502 and ejection, never another region.
+                let tls = tls::is_tls_error(&e);
+                let error = tls::error_chain(&e);
+                tracing::warn!(region = %region.id(), tls, %error, "upstream connect failed; ejected");
                 Err(GatewayError::UpstreamConnect)
             }
             Ok(Err(e)) => {

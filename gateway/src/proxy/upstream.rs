@@ -6,7 +6,9 @@
 //! code path from one region to another's upstream list, so there is no cross-region
 //! fallback to get wrong: when every upstream of the home region is ejected the answer is 503.
 //!
-//! Not built yet: TLS/mTLS to nodes (the config refuses `https` upstreams until it is).
+//! Each region owns its pooled client, built from the region's TLS settings
+//! ([`super::tls::NodeTls`]: plain HTTP, TLS with the region's CA, or mTLS), so one region's
+//! CA or client certificate is never used towards another region's nodes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -15,9 +17,17 @@ use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::HeaderValue;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use residency_config::assertion::{AssertionError, AssertionKey, Signer, MAX_TTL_SECS};
-use residency_config::gateway::RegionEntry;
+use residency_config::gateway::{Limits, RegionEntry};
 use residency_config::RegionId;
+
+use super::body::LimitedBody;
+use super::tls::{NodeConnector, NodeTls};
+
+/// The pooled client of one region's nodes.
+pub type NodeClient = Client<NodeConnector, LimitedBody>;
 
 /// One region node address and its health.
 #[derive(Debug)]
@@ -128,6 +138,8 @@ pub struct Region {
     label: metrics::SharedString,
     signer: Signer,
     upstreams: Vec<Upstream>,
+    tls: NodeTls,
+    client: NodeClient,
     next: AtomicUsize,
     eject_for: Duration,
     epoch: Instant,
@@ -136,11 +148,11 @@ pub struct Region {
 }
 
 impl Region {
-    /// Builds a region from its config entry, loading its assertion key.
+    /// Builds a region from its config entry, loading its assertion key and TLS files.
     ///
     /// # Errors
-    /// A message when the key cannot be loaded or an upstream URL is unusable.
-    pub fn from_config(entry: &RegionEntry, eject_for: Duration) -> Result<Self, String> {
+    /// A message when the key or a TLS file cannot be loaded or an upstream URL is unusable.
+    pub fn from_config(entry: &RegionEntry, limits: &Limits) -> Result<Self, String> {
         let key = AssertionKey::load(&entry.assertion)
             .map_err(|e: AssertionError| format!("region {}: {e}", entry.id))?;
         let upstreams = entry
@@ -148,21 +160,31 @@ impl Region {
             .iter()
             .map(|u| Upstream::parse(u))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self::new(entry.id.clone(), &key, upstreams, eject_for))
+        let tls = NodeTls::from_region(entry)?;
+        Ok(Self::new(entry.id.clone(), &key, upstreams, tls, limits))
     }
 
     fn new(
         id: RegionId,
         key: &AssertionKey,
         upstreams: Vec<Upstream>,
-        eject_for: Duration,
+        tls: NodeTls,
+        limits: &Limits,
     ) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(limits.upstream_pool_idle)
+            .build(tls.connector(limits.upstream_connect_timeout));
+        let eject_for = limits.upstream_eject;
         Self {
             header: HeaderValue::from_str(id.as_str()).expect("region ids are header-safe"),
             label: metrics::SharedString::from(id.as_str().to_owned()),
             signer: Signer::new(id.clone(), key, MAX_TTL_SECS),
             id,
             upstreams,
+            tls,
+            client,
             next: AtomicUsize::new(0),
             eject_for,
             epoch: Instant::now(),
@@ -178,7 +200,8 @@ impl Region {
             RegionId::new(id).expect("valid"),
             key,
             vec![up],
-            Duration::from_secs(5),
+            NodeTls::plain().expect("plain tls settings"),
+            &Limits::default(),
         )
     }
 
@@ -204,6 +227,19 @@ impl Region {
     #[must_use]
     pub fn signer(&self) -> &Signer {
         &self.signer
+    }
+
+    /// The pooled client the proxy sends this region's requests with.
+    #[must_use]
+    pub fn client(&self) -> &NodeClient {
+        &self.client
+    }
+
+    /// This region's TLS settings, to build other clients of its nodes (health checks,
+    /// provisioning, audit evidence) with the same trust and client certificate.
+    #[must_use]
+    pub fn tls(&self) -> &NodeTls {
+        &self.tls
     }
 
     fn now_ms(&self) -> u64 {
@@ -341,10 +377,10 @@ impl Regions {
     ///
     /// # Errors
     /// A message naming the first region that could not be built.
-    pub fn from_config(entries: &[RegionEntry], eject_for: Duration) -> Result<Self, String> {
+    pub fn from_config(entries: &[RegionEntry], limits: &Limits) -> Result<Self, String> {
         let by_id = entries
             .iter()
-            .map(|e| Ok((e.id.clone(), Arc::new(Region::from_config(e, eject_for)?))))
+            .map(|e| Ok((e.id.clone(), Arc::new(Region::from_config(e, limits)?))))
             .collect::<Result<_, String>>()?;
         Ok(Self { by_id })
     }
@@ -381,7 +417,11 @@ mod tests {
             RegionId::new("eu").unwrap(),
             &key,
             ups,
-            Duration::from_secs(5),
+            NodeTls::plain().unwrap(),
+            &Limits {
+                upstream_eject: Duration::from_secs(5),
+                ..Limits::default()
+            },
         )
     }
 

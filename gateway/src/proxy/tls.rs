@@ -1,0 +1,210 @@
+//! TLS and mTLS from the gateway to region nodes: one rustls client config per region (the
+//! aws-lc-rs provider, TLS 1.2 and 1.3), built once at start from the region's
+//! `ca_file` and optional `client_cert_file` / `client_key_file`, and the connector every
+//! client that talks to that region's nodes is built from: the proxy's pooled client, the
+//! active health checks, provisioning and the audit's routing evidence.
+//!
+//! Choices:
+//! - **Trust**: only the region's `ca_file`. No system or bundled roots: a node certificate
+//!   is accepted only when the configured CA signed it for the upstream's host (SNI and the
+//!   name check use the upstream URL's host; an IP address is matched against IP SANs).
+//! - **ALPN `http/1.1` only**: the proxy forwards every request as HTTP/1.1 over a keep-alive
+//!   pool (`limits.upstream_pool_idle` idle connections per node), which is the path that
+//!   is measured. HTTP/2 would multiplex a whole region's traffic over a few connections and
+//!   their flow-control windows and gains nothing on a low-latency link inside a region.
+//! - **One scheme per region** (checked by the config): an `https` region's connector refuses
+//!   plain `http`, so a region configured for TLS can never be downgraded.
+//!
+//! A failed handshake (unknown CA, wrong name, refused client certificate) is a connect
+//! error to the client: 502, the upstream is ejected like one that refused the connection,
+//! and, as always, nothing is retried in another region.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_rustls::{DefaultServerNameResolver, HttpsConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
+use residency_config::gateway::RegionEntry;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
+
+/// The connector of every client that calls region nodes.
+pub type NodeConnector = HttpsConnector<HttpConnector>;
+
+/// How one region's nodes are reached: plain HTTP, or TLS with the region's CA (and client
+/// certificate, for mTLS).
+#[derive(Clone)]
+pub struct NodeTls {
+    config: Arc<ClientConfig>,
+    https: bool,
+    mtls: bool,
+}
+
+impl std::fmt::Debug for NodeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeTls")
+            .field("https", &self.https)
+            .field("mtls", &self.mtls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeTls {
+    /// Plain HTTP (the region's upstreams are `http://`).
+    ///
+    /// # Errors
+    /// Only if the crypto provider offers no safe protocol version, which aws-lc-rs does.
+    pub fn plain() -> Result<Self, String> {
+        // The connector type needs a TLS config even for plain HTTP; this one trusts nothing
+        // and is never used, since such a connector only ever sees `http` URIs.
+        let config = builder()?
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth();
+        Ok(Self {
+            config: Arc::new(config),
+            https: false,
+            mtls: false,
+        })
+    }
+
+    /// The TLS settings of `entry`: plain for `http` upstreams, else its CA and optional
+    /// client certificate.
+    ///
+    /// # Errors
+    /// A message naming the region and the key whose file is unreadable or unusable.
+    pub fn from_region(entry: &RegionEntry) -> Result<Self, String> {
+        if !entry.uses_tls() {
+            return Self::plain();
+        }
+        let region = &entry.id;
+        let ca = entry
+            .ca_file
+            .as_deref()
+            .ok_or_else(|| format!("region {region}: ca_file is required for https upstreams"))?;
+        let mut roots = RootCertStore::empty();
+        for cert in read_certs(ca).map_err(|e| format!("region {region}: ca_file {e}"))? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("region {region}: ca_file {}: {e}", ca.display()))?;
+        }
+        let with_roots = builder()?.with_root_certificates(roots);
+        let (config, mtls) = match (&entry.client_cert_file, &entry.client_key_file) {
+            (Some(cert), Some(key)) => {
+                let chain = read_certs(cert)
+                    .map_err(|e| format!("region {region}: client_cert_file {e}"))?;
+                let key =
+                    read_key(key).map_err(|e| format!("region {region}: client_key_file {e}"))?;
+                let config = with_roots.with_client_auth_cert(chain, key).map_err(|e| {
+                    format!("region {region}: client_cert_file and client_key_file do not form a usable pair: {e}")
+                })?;
+                (config, true)
+            }
+            _ => (with_roots.with_no_client_auth(), false),
+        };
+        let mut config = config;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+            https: true,
+            mtls,
+        })
+    }
+
+    /// Whether the region is reached over TLS.
+    #[must_use]
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// Whether the gateway presents a client certificate.
+    #[must_use]
+    pub fn is_mtls(&self) -> bool {
+        self.mtls
+    }
+
+    /// A connector with `connect_timeout` on the TCP connect (the TLS handshake is bounded
+    /// by the caller's overall timeout).
+    #[must_use]
+    pub fn connector(&self, connect_timeout: Duration) -> NodeConnector {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        // The HTTPS wrapper decides the scheme; the TCP connector must accept `https` URIs.
+        http.enforce_http(false);
+        HttpsConnector::new(
+            http,
+            Arc::clone(&self.config),
+            self.https,
+            Arc::new(DefaultServerNameResolver::default()),
+        )
+    }
+}
+
+fn builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls protocol versions: {e}"))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: holds no pem certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The key's bytes never reach a message: only the path and the parser's error kind.
+    rustls_pemfile::private_key(&mut BufReader::new(file))
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: holds no pem private key", path.display()))
+}
+
+/// Whether `err` (a client error, with its sources) comes from the TLS layer, for bounded
+/// health-check details and logs.
+#[must_use]
+pub fn is_tls_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    causes(err).any(|e| e.is::<rustls::Error>())
+}
+
+/// `err` and its sources, `: `-joined, for logs (rustls and hyper messages hold no secrets).
+#[must_use]
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    for e in causes(err) {
+        let s = e.to_string();
+        if !out.ends_with(&s) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&s);
+        }
+    }
+    out
+}
+
+/// `err`, then its causes. An `io::Error` wrapping another error reports the wrapped
+/// error's *source* as its own, skipping the wrapped error itself (which is where rustls
+/// errors sit), so the wrapped error is visited instead.
+fn causes<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| {
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        }
+    })
+}
