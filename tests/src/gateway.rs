@@ -3,7 +3,8 @@
 //! nothing listening (until a test starts a node there), a generated ES256 identity provider,
 //! and the gateway itself (`residency_gateway::run`) with the Postgres directory and the admin
 //! API, all on ports chosen by the OS. [`Stack::until`] polls against a deadline instead of
-//! sleeping.
+//! sleeping. With [`StackOptions::audit`], `apac` gets a database too and the gateway an
+//! `[audit]` section naming every region's auditor role (`GET /admin/v1/audit`).
 
 use std::time::Duration;
 
@@ -81,6 +82,13 @@ impl Idp {
     }
 }
 
+/// Variations of the stack.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StackOptions {
+    /// Give `apac` a database and write `[audit]` with every region's auditor URL.
+    pub audit: bool,
+}
+
 /// A running gateway with a Postgres directory in front of real eu and us nodes, plus an
 /// `apac` region whose only upstream address has nothing listening (until a test starts a
 /// node there).
@@ -89,7 +97,8 @@ pub struct Stack {
     pub dir: DirectoryDb,
     /// A store on it, for writes "from elsewhere" (another replica).
     pub store: Store,
-    _dbs: Vec<RegionDb>,
+    /// Region databases by id: `eu`, `us`, and `apac` with [`StackOptions::audit`].
+    pub dbs: Vec<(String, RegionDb)>,
     /// The eu and us nodes.
     pub nodes: Vec<Node>,
     /// The identity provider the gateway trusts.
@@ -116,6 +125,14 @@ impl Stack {
     /// # Panics
     /// When Postgres is unreachable or something does not start.
     pub async fn start() -> Self {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    /// Starts everything with `opts` and waits until the gateway is ready.
+    ///
+    /// # Panics
+    /// When Postgres is unreachable or something does not start.
+    pub async fn start_with(opts: StackOptions) -> Self {
         let (dir, eu_db, us_db, directory_link) = tokio::join!(
             DirectoryDb::create(),
             RegionDb::create("eu"),
@@ -134,6 +151,11 @@ impl Stack {
         let apac_addr = {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             l.local_addr().unwrap()
+        };
+        let apac_db = if opts.audit {
+            Some(RegionDb::create("apac").await)
+        } else {
+            None
         };
         let region = |node: &Node| {
             format!(
@@ -176,10 +198,21 @@ timeout = "250ms"
 id = "apac"
 upstreams = ["http://{apac_addr}"]
 assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
+{audit}
 "#,
             url = directory_link.url_for(&dir.url),
             eu = region(&eu),
             us = region(&us),
+            audit = apac_db.as_ref().map_or_else(String::new, |apac| {
+                let mut t = "\n[audit]\ntimeout = \"30s\"\n".to_owned();
+                for (id, db) in [("eu", &eu_db), ("us", &us_db), ("apac", apac)] {
+                    t.push_str(&format!(
+                        "[audit.regions.{id}]\ndatabase_url = \"{}\"\napp_role = \"{}\"\n",
+                        db.auditor_url, db.roles[1]
+                    ));
+                }
+                t
+            }),
         );
         let path = files.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
@@ -202,7 +235,10 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
         let stack = Self {
             dir,
             store,
-            _dbs: vec![eu_db, us_db],
+            dbs: [("eu", Some(eu_db)), ("us", Some(us_db)), ("apac", apac_db)]
+                .into_iter()
+                .filter_map(|(id, db)| Some((id.to_owned(), db?)))
+                .collect(),
             nodes: vec![eu, us],
             idp,
             http: Http::default(),
@@ -223,8 +259,21 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
         stack
     }
 
+    /// The database of `region`.
+    ///
+    /// # Panics
+    /// For a region without a database in this stack.
+    #[must_use]
+    pub fn db(&self, region: &str) -> &RegionDb {
+        &self
+            .dbs
+            .iter()
+            .find(|(r, _)| r == region)
+            .unwrap_or_else(|| panic!("no database for {region}"))
+            .1
+    }
+
     /// Polls `probe` until it yields a value, failing the test after `within`.
-    /// Polls `probe` until it yields a value.
     ///
     /// # Panics
     /// When it has not after `within`.

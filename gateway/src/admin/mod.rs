@@ -11,9 +11,8 @@
 //!
 //! Every admin write is attributed to `admin:<token name>` in the directory history. Every
 //! response carries `x-request-id`; problems carry the same id ([`error`]).
-//!
-//! Not here: `GET /admin/v1/audit` (the audit's own issue).
 
+pub mod audit;
 pub mod error;
 pub mod keys;
 pub mod provision;
@@ -53,6 +52,7 @@ pub struct AdminState {
     regions: Vec<RegionEntry>,
     prometheus: PrometheusHandle,
     provisioner: provision::Provisioner,
+    audit: audit::Auditor,
 }
 
 impl AdminState {
@@ -89,6 +89,7 @@ impl AdminState {
                 cfg.limits.upstream_connect_timeout,
                 format!("admin:{}", cfg.admin.token_name),
             ),
+            audit: audit::Auditor::new(cfg),
         })
     }
 
@@ -137,6 +138,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             axum::routing::delete(keys::revoke),
         )
         .route("/admin/v1/regions", get(regions))
+        .route("/admin/v1/audit", get(audit::audit))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authorize,
@@ -220,6 +222,7 @@ const ROUTES: &[&str] = &[
     "/admin/v1/tenants/{id}/api-keys",
     "/admin/v1/tenants/{id}/api-keys/{key_id}",
     "/admin/v1/regions",
+    "/admin/v1/audit",
 ];
 
 /// Checks the admin token on every `/admin/v1` route.
