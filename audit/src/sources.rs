@@ -197,6 +197,20 @@ pub struct GatewayAccess {
     pub admin_token: String,
     /// The CA certificate that signed the stack's TLS certificates, when the stack has one.
     pub ca_cert: Option<PathBuf>,
+    /// How to call the region nodes directly when they serve (m)TLS (stack.json `node_tls`).
+    pub node_tls: Option<NodeTlsFiles>,
+}
+
+/// The files to call (m)TLS region nodes with: the CA of their certificates and a client
+/// certificate they accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeTlsFiles {
+    /// PEM CA certificate of the nodes' certificates.
+    pub ca_cert: PathBuf,
+    /// PEM client certificate chain.
+    pub client_cert: PathBuf,
+    /// PEM private key of `client_cert`.
+    pub client_key: PathBuf,
 }
 
 impl std::fmt::Debug for GatewayAccess {
@@ -205,6 +219,7 @@ impl std::fmt::Debug for GatewayAccess {
             .field("admin_url", &self.admin_url)
             .field("admin_token", &"<redacted>")
             .field("ca_cert", &self.ca_cert)
+            .field("node_tls", &self.node_tls)
             .finish()
     }
 }
@@ -254,6 +269,7 @@ pub fn load_audit_config(path: &Path, env: &dyn EnvSource) -> Result<Loaded, Con
             admin_url: g.admin_url,
             admin_token: g.admin_token,
             ca_cert: g.ca_cert,
+            node_tls: None,
         }),
     })
 }
@@ -266,7 +282,16 @@ struct StackFile {
     admin: Option<StackAdmin>,
     #[serde(default)]
     directory: Option<StackDirectory>,
+    #[serde(default)]
+    node_tls: Option<StackNodeTls>,
     regions: Vec<StackRegion>,
+}
+
+#[derive(Deserialize)]
+struct StackNodeTls {
+    ca_cert: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -377,13 +402,20 @@ pub fn load_stack(path: &Path) -> Result<Loaded, ConfigError> {
         });
     }
     let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let rel = |mut p: PathBuf| {
+        resolve(base, &mut p);
+        p
+    };
+    let node_tls = stack.node_tls.map(|n| NodeTlsFiles {
+        ca_cert: rel(n.ca_cert),
+        client_cert: rel(n.client_cert),
+        client_key: rel(n.client_key),
+    });
     let gateway = stack.admin.map(|a| GatewayAccess {
         admin_url: a.url,
         admin_token: a.token,
-        ca_cert: stack.gateway.and_then(|g| g.ca_cert).map(|mut p| {
-            resolve(base, &mut p);
-            p
-        }),
+        ca_cert: stack.gateway.and_then(|g| g.ca_cert).map(rel),
+        node_tls,
     });
     Ok(Loaded {
         regions,
@@ -451,6 +483,7 @@ mod tests {
             Some(DirectorySpec::Postgres("postgres://d@h/dir".into()))
         );
         let g = l.gateway.unwrap();
+        assert_eq!(g.node_tls, None);
         assert_eq!(g.admin_url, "http://127.0.0.1:9090");
         assert_eq!(g.ca_cert, Some(d.path().join("tls/ca.pem")));
         assert!(!format!("{g:?}").contains("t0k"));

@@ -205,6 +205,17 @@ async fn collect_routing(input: &mut AuditInput, gateway: &GatewayAccess, quiet:
                 None
             }
         });
+    // The nodes of a local stack serve mTLS: call them with the stack's client certificate.
+    let node_tls = match &gateway.node_tls {
+        Some(files) => match node_tls_config(files) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("audit: routing evidence: {e}");
+                None
+            }
+        },
+        None => tls.clone(),
+    };
     let metrics_url = format!("{}/metrics", gateway.admin_url.trim_end_matches('/'));
     let page = http_get(&metrics_url, Some(&gateway.admin_token), tls.as_ref()).await;
     let requests = match &page {
@@ -229,7 +240,7 @@ async fn collect_routing(input: &mut AuditInput, gateway: &GatewayAccess, quiet:
         }];
         for upstream in &region.upstreams {
             let url = format!("{}/metrics", upstream.trim_end_matches('/'));
-            match http_get(&url, None, tls.as_ref()).await {
+            match http_get(&url, None, node_tls.as_ref()).await {
                 Ok(text) => {
                     reachable += 1;
                     let n = routing::sum(&text, routing::NODE_MISROUTES).unwrap_or(0);
@@ -249,7 +260,29 @@ async fn collect_routing(input: &mut AuditInput, gateway: &GatewayAccess, quiet:
     }
 }
 
-fn tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+/// Trust the nodes' CA and present the client certificate they require.
+fn node_tls_config(
+    files: &residency_audit::sources::NodeTlsFiles,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = roots(&files.ca_cert)?;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let chain = rustls_pemfile::certs(&mut read(&files.client_cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", files.client_cert.display()))?;
+    let key = rustls_pemfile::private_key(&mut read(&files.client_key)?.as_slice())
+        .map_err(|e| format!("{}: {e}", files.client_key.display()))?
+        .ok_or_else(|| format!("{}: no private key", files.client_key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("{}: {e}", files.client_cert.display()))?;
+    Ok(Arc::new(config))
+}
+
+fn roots(ca: &Path) -> Result<rustls::RootCertStore, String> {
     let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -258,6 +291,11 @@ fn tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
             .add(cert)
             .map_err(|e| format!("{}: {e}", ca.display()))?;
     }
+    Ok(roots)
+}
+
+fn tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = roots(ca)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -1,13 +1,15 @@
 //! `residency audit` against a real local stack started with `residency up`: the stack's own
 //! databases, roles, Postgres directory, demo tenants, gateway and nodes. A clean stack audits
-//! clean with routing evidence from the running gateway and nodes; a row moved into another
-//! region is then found and named (exit 1).
+//! clean with routing evidence from the running gateway and nodes (reached over the stack's
+//! mTLS); a row moved into another region is then found and named (exit 1). The gateway's
+//! `GET /admin/v1/audit` (the `[audit]` section `up` writes) gives the same verdicts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use integration_tests::{admin_url, binary, connect};
+use http::{Method, StatusCode};
+use integration_tests::{admin_url, binary, connect, Http};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -117,6 +119,38 @@ impl Drop for Stack {
     }
 }
 
+/// `GET /admin/v1/audit` on the stack's gateway: `(outcome header, report)`.
+async fn gateway_audit(stack: &Value) -> (String, Value) {
+    let url = format!("{}/admin/v1/audit", stack["admin"]["url"].as_str().unwrap());
+    let auth = format!("Bearer {}", stack["admin"]["token"].as_str().unwrap());
+    let r = Http::default()
+        .send(Method::GET, &url, &[("authorization", &auth)], None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let outcome = r.headers["x-audit-outcome"].to_str().unwrap().to_owned();
+    (outcome, r.json)
+}
+
+/// What the gateway's report and the CLI's must share: verdicts and per-region findings.
+fn verdicts(report: &Value) -> Value {
+    let regions: Vec<Value> = report["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r["id"], "status": r["status"], "tables_scanned": r["tables_scanned"],
+                "rows_total": r["rows_total"], "tables": r["tables"], "tenants": r["tenants"],
+                "posture": r["posture"], "database": r["database"], "upstreams": r["upstreams"],
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "version": report["version"], "clean": report["clean"],
+        "violations": report["violations"], "regions": regions,
+    })
+}
+
 async fn audit(stack: &Path, extra: &[&str]) -> Output {
     let mut cmd = tokio::process::Command::new(binary("residency"));
     cmd.arg("audit").arg("--stack").arg(stack).args(extra);
@@ -176,6 +210,17 @@ async fn local_stack_audits_clean_then_names_a_moved_row() {
     }
     assert!(std::fs::read_to_string(&html).unwrap().contains("CLEAN"));
 
+    // The gateway's own audit: same verdicts, with evidence from its counters and from the
+    // nodes over mTLS.
+    let (outcome, from_gateway) = gateway_audit(&stack).await;
+    assert_eq!(outcome, "clean", "{from_gateway:#}");
+    assert_eq!(verdicts(&from_gateway), verdicts(&report));
+    for r in from_gateway["regions"].as_array().unwrap() {
+        assert_eq!(r["routing"]["upstreams_reachable"], 1, "{}", r["routing"]);
+        assert!(r["routing"]["requests_total"].is_u64(), "{}", r["routing"]);
+        assert_eq!(r["routing"]["misroutes_refused"], 0, "{}", r["routing"]);
+    }
+
     // Move a US customer's row into the EU database, as a superuser could.
     let us_tenant = stack["demo_tenants"]
         .as_array()
@@ -208,5 +253,17 @@ async fn local_stack_audits_clean_then_names_a_moved_row() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("misplaced_rows"), "{stdout}");
     assert!(stdout.contains(&us_tenant), "{stdout}");
+    let (outcome, from_gateway) = gateway_audit(&stack).await;
+    assert_eq!(outcome, "violations");
+    assert!(
+        from_gateway["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["kind"] == "misplaced_rows"
+                && v["region"] == "eu"
+                && v["tenant_id"] == us_tenant.as_str()),
+        "{from_gateway:#}"
+    );
     drop(up);
 }

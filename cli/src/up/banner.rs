@@ -46,8 +46,10 @@ pub fn print(dir: &Path, ports: &Ports, regions: &[RegionId], tenants: &[DemoTen
     println!("  dev IdP         {token_url}   (JWKS at /.well-known/jwks.json)");
     for (r, p) in regions.iter().zip(&ports.nodes) {
         println!(
-            "  node {:<10} http://127.0.0.1:{p}   (needs a gateway assertion)",
-            r.as_str()
+            "  node {:<10} {}   (mTLS: client cert {d}/{}; needs a gateway assertion)",
+            r.as_str(),
+            super::configs::node_url(*p),
+            material::GATEWAY_CLIENT_CERT,
         );
     }
     println!("  stack.json      {d}/stack.json   (logs in {d}/logs/)");

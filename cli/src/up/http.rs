@@ -1,20 +1,29 @@
-//! A minimal plain-HTTP JSON client for loopback calls: readiness probes and the region nodes'
-//! provisioning and customer API while seeding. Every call has a timeout.
+//! A minimal JSON client for loopback calls: readiness probes and the region nodes'
+//! provisioning and customer API while seeding. Every call has a timeout. `http://` URLs
+//! (identity provider, gateway admin) are plain; `https://` URLs (the nodes) trust only the
+//! stack's dev CA and present the gateway's client certificate, since the nodes require one.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{DefaultServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+use super::material;
+
 /// The client (cheap to clone).
 #[derive(Clone)]
 pub struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// A response: status and JSON body (`Value::Null` when empty or not JSON).
@@ -29,12 +38,41 @@ pub struct Reply {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Http {
-    /// A new client.
-    #[must_use]
-    pub fn new() -> Self {
-        Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+    /// A client trusting the dev CA of the stack in `dir` and presenting the gateway's
+    /// client certificate over `https`.
+    ///
+    /// # Errors
+    /// When the CA or the client certificate cannot be read.
+    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+        let read = |rel: &str| {
+            let path = dir.join(rel);
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut read(material::CA_CERT)?.as_slice()) {
+            roots.add(cert?)?;
         }
+        let chain = rustls_pemfile::certs(&mut read(material::GATEWAY_CLIENT_CERT)?.as_slice())
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut read(material::GATEWAY_CLIENT_KEY)?.as_slice())?
+            .context("the gateway client key file holds no key")?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let connector = HttpsConnector::new(
+            http,
+            tls,
+            false,
+            Arc::new(DefaultServerNameResolver::default()),
+        );
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
     }
 
     /// `GET url`, true when it answers 200 within `timeout`.

@@ -4,7 +4,8 @@
 //! ```text
 //! tls/ca.pem, tls/ca.key                 dev CA (trust ca.pem to call the gateway over https)
 //! tls/gateway.pem, tls/gateway.key       gateway server certificate (127.0.0.1, ::1, localhost)
-//! tls/<region>-node.pem, .key            region node server certificates (see below)
+//! tls/<region>-node.pem, .key            region node server certificates
+//! tls/gateway-client.pem, .key           the gateway's client certificate towards the nodes (mTLS)
 //! keys/jwt.pem                           ES256 signing key of the dev identity provider (PKCS#8)
 //! keys/<region>-assertion.key            32 raw bytes: HS256 secret of the region's assertion
 //! keys/<region>-credentials.key          32 raw bytes: AES-256-GCM key for connection secrets
@@ -12,9 +13,10 @@
 //! ```
 //!
 //! Every secret file is created `0600` inside `0700` directories. Nothing here is ever
-//! printed. The node certificates are issued so a deployment can switch the node listeners
-//! to TLS; the local stack serves nodes over loopback HTTP because the gateway does not speak
-//! TLS to upstreams yet.
+//! printed. The nodes serve HTTPS with their certificates and require a client certificate
+//! signed by the dev CA (mTLS); the gateway presents `gateway-client.pem`. The client
+//! certificate is issued from the existing CA when it is missing (a stack created before it
+//! existed keeps its CA, so `ca.pem` stays trusted).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -61,6 +63,25 @@ pub const CA_CERT: &str = "tls/ca.pem";
 pub const GATEWAY_CERT: &str = "tls/gateway.pem";
 /// Relative path of the gateway private key.
 pub const GATEWAY_KEY: &str = "tls/gateway.key";
+/// Relative path of the gateway's client certificate chain towards the nodes (mTLS).
+pub const GATEWAY_CLIENT_CERT: &str = "tls/gateway-client.pem";
+/// Relative path of its private key.
+pub const GATEWAY_CLIENT_KEY: &str = "tls/gateway-client.key";
+/// Relative path of the CA's private key.
+const CA_KEY: &str = "tls/ca.key";
+
+/// Relative path of a region node's certificate chain.
+#[must_use]
+pub fn node_cert(region: &RegionId) -> String {
+    format!("tls/{region}-node.pem")
+}
+
+/// Relative path of a region node's private key.
+#[must_use]
+pub fn node_key(region: &RegionId) -> String {
+    format!("tls/{region}-node.key")
+}
+
 /// Relative path of the admin token.
 pub const ADMIN_TOKEN: &str = "keys/admin.token";
 
@@ -192,6 +213,29 @@ fn ca_params() -> anyhow::Result<CertificateParams> {
     Ok(p)
 }
 
+/// A client-only certificate (no server names): what the gateway presents to the nodes.
+fn client_leaf(name: &str, issuer: &Issuer<'_, KeyPair>) -> anyhow::Result<(String, String)> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    p.distinguished_name = dn;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = p.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Writes the gateway's client certificate (chain: leaf, then the CA) issued by `issuer`.
+fn write_client(dir: &Path, issuer: &Issuer<'_, KeyPair>, ca_pem: &str) -> anyhow::Result<()> {
+    let (cert, key) = client_leaf("residency-gateway client", issuer)?;
+    write_private(&dir.join(GATEWAY_CLIENT_KEY), key.as_bytes())?;
+    write_private(
+        &dir.join(GATEWAY_CLIENT_CERT),
+        format!("{cert}{ca_pem}").as_bytes(),
+    )
+}
+
 fn leaf(
     name: &str,
     issuer: &Issuer<'_, KeyPair>,
@@ -227,27 +271,38 @@ fn ensure_tls(dir: &Path, regions: &[RegionId]) -> anyhow::Result<()> {
         true,
     )];
     for r in regions {
-        leaves.push((
-            format!("region-node-{r}"),
-            format!("tls/{r}-node.pem"),
-            format!("tls/{r}-node.key"),
-            false,
-        ));
+        leaves.push((format!("region-node-{r}"), node_cert(r), node_key(r), false));
     }
-    let complete = [CA_CERT, "tls/ca.key"]
+    let complete = [CA_CERT, CA_KEY]
         .into_iter()
         .map(str::to_owned)
         .chain(leaves.iter().flat_map(|l| [l.1.clone(), l.2.clone()]))
         .all(|rel| dir.join(rel).is_file());
     if complete {
+        let client_complete = [GATEWAY_CLIENT_CERT, GATEWAY_CLIENT_KEY]
+            .iter()
+            .all(|rel| dir.join(rel).is_file());
+        if !client_complete {
+            // Issued by the existing CA (same name and key as the one ca.pem holds), so
+            // nothing that trusts ca.pem needs to change.
+            let ca_pem = std::fs::read_to_string(dir.join(CA_CERT))
+                .with_context(|| format!("cannot read {}", dir.join(CA_CERT).display()))?;
+            let ca_key = KeyPair::from_pem(
+                &std::fs::read_to_string(dir.join(CA_KEY))
+                    .with_context(|| format!("cannot read {}", dir.join(CA_KEY).display()))?,
+            )
+            .with_context(|| format!("{} is not a usable key", dir.join(CA_KEY).display()))?;
+            write_client(dir, &Issuer::new(ca_params()?, ca_key), &ca_pem)?;
+        }
         return Ok(());
     }
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let params = ca_params()?;
     let ca_cert = params.self_signed(&ca_key)?;
-    write_private(&dir.join("tls/ca.key"), ca_key.serialize_pem().as_bytes())?;
+    write_private(&dir.join(CA_KEY), ca_key.serialize_pem().as_bytes())?;
     write_private(&dir.join(CA_CERT), ca_cert.pem().as_bytes())?;
     let issuer = Issuer::new(params, ca_key);
+    write_client(dir, &issuer, &ca_cert.pem())?;
     for (name, cert_rel, key_rel, client_auth) in leaves {
         let (cert, key) = leaf(&name, &issuer, client_auth)?;
         write_private(&dir.join(key_rel), key.as_bytes())?;
@@ -264,6 +319,29 @@ fn ensure_tls(dir: &Path, regions: &[RegionId]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// The client certificate verifies against ca.pem as a node's mTLS verifier sees it.
+    fn assert_client_cert_chains_to_ca(dir: &Path) {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = std::fs::read(dir.join(CA_CERT)).unwrap();
+        for c in rustls_pemfile::certs(&mut ca.as_slice()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            provider,
+        )
+        .build()
+        .unwrap();
+        let chain = std::fs::read(dir.join(GATEWAY_CLIENT_CERT)).unwrap();
+        let certs: Vec<_> = rustls_pemfile::certs(&mut chain.as_slice())
+            .map(Result::unwrap)
+            .collect();
+        verifier
+            .verify_client_cert(&certs[0], &certs[1..], rustls::pki_types::UnixTime::now())
+            .expect("the client certificate chains to ca.pem");
+    }
+
     #[test]
     fn alnum_secrets_have_the_right_shape() {
         let a = random_alnum(SECRET_CHARS).unwrap();
@@ -278,6 +356,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let regions = [RegionId::new("eu").unwrap(), RegionId::new("us").unwrap()];
         let first = ensure(dir.path(), &regions).unwrap();
+        assert_client_cert_chains_to_ca(dir.path());
         let key = std::fs::read(dir.path().join("keys/eu-assertion.key")).unwrap();
         let ca = std::fs::read(dir.path().join(CA_CERT)).unwrap();
         assert_eq!(key.len(), 32);
@@ -296,6 +375,16 @@ mod tests {
             std::fs::read(dir.path().join("keys/eu-assertion.key")).unwrap()
         );
         assert_eq!(ca, std::fs::read(dir.path().join(CA_CERT)).unwrap());
+        // A missing client certificate is issued by the existing CA, which stays as it is.
+        let client = std::fs::read(dir.path().join(GATEWAY_CLIENT_CERT)).unwrap();
+        std::fs::remove_file(dir.path().join(GATEWAY_CLIENT_KEY)).unwrap();
+        ensure(dir.path(), &regions).unwrap();
+        assert_eq!(ca, std::fs::read(dir.path().join(CA_CERT)).unwrap());
+        assert_ne!(
+            client,
+            std::fs::read(dir.path().join(GATEWAY_CLIENT_CERT)).unwrap()
+        );
+        assert_client_cert_chains_to_ca(dir.path());
         // A missing leaf regenerates the whole TLS set.
         std::fs::remove_file(dir.path().join("tls/us-node.key")).unwrap();
         ensure(dir.path(), &regions).unwrap();

@@ -310,7 +310,7 @@ async fn start(
     st: &mut state::State,
     (node_bin, gateway_bin): (&Path, &Path),
 ) -> Result<Vec<seed::DemoTenant>, UpError> {
-    let http = http::Http::new();
+    let http = http::Http::new(&m.dir)?;
     println!("starting {} region nodes …", regions.len());
     for (r, cfg) in regions.iter().zip(&files.nodes) {
         sup.spawn(
@@ -321,7 +321,7 @@ async fn start(
     }
     let mut targets = Vec::new();
     for (r, port) in regions.iter().zip(&ports.nodes) {
-        let url = format!("http://127.0.0.1:{port}");
+        let url = configs::node_url(*port);
         sup.wait_ready(
             r.as_str(),
             &format!("{url}/readyz"),

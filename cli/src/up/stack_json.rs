@@ -1,6 +1,8 @@
 //! `<dir>/stack.json`: the contract of SPEC §4 that scripts, tests, benchmarks and
 //! `residency audit` read. Paths are relative to the file. Beyond the contract, each region
-//! carries `auditor_database_url` (the audit's read-only role) and `display_name`.
+//! carries `auditor_database_url` (the audit's read-only role) and `display_name`, and
+//! `node_tls` says how to call the nodes directly: they serve HTTPS signed by `ca_cert` and
+//! require a client certificate (`client_cert`, `client_key`: the gateway's).
 //!
 //! Written `0600` and atomically, last, once the whole stack answers: a reader that finds the
 //! file can use every URL in it.
@@ -20,8 +22,16 @@ struct Stack<'a> {
     admin: Admin<'a>,
     jwt: Jwt,
     directory: Directory<'a>,
+    node_tls: NodeTls,
     regions: Vec<Region<'a>>,
     demo_tenants: Vec<Tenant<'a>>,
+}
+
+#[derive(Serialize)]
+struct NodeTls {
+    ca_cert: &'static str,
+    client_cert: &'static str,
+    client_key: &'static str,
 }
 
 #[derive(Serialize)]
@@ -127,6 +137,11 @@ pub fn render(
         directory: Directory {
             database_url: &urls.directory,
         },
+        node_tls: NodeTls {
+            ca_cert: material::CA_CERT,
+            client_cert: material::GATEWAY_CLIENT_CERT,
+            client_key: material::GATEWAY_CLIENT_KEY,
+        },
         regions: urls
             .regions
             .iter()
@@ -134,7 +149,7 @@ pub fn render(
             .map(|((r, u), port)| Region {
                 id: r.as_str(),
                 display_name: describe(r).0,
-                node_url: format!("http://127.0.0.1:{port}"),
+                node_url: super::configs::node_url(*port),
                 database_url: &u.owner,
                 app_database_url: &u.app,
                 auditor_database_url: &u.auditor,
