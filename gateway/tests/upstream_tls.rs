@@ -89,15 +89,18 @@ fn certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
         .unwrap()
 }
 
+/// One proxied request as a node saw it: path, whether the connection presented a client
+/// certificate, and the negotiated ALPN protocol.
+type Proxied = (String, bool, Option<String>);
+
 /// What one fake TLS node saw.
 #[derive(Clone, Default)]
 struct Seen {
-    /// `(path, presented a client certificate, ALPN protocol)` of every proxied request.
-    requests: Arc<Mutex<Vec<(String, bool, Option<String>)>>>,
+    requests: Arc<Mutex<Vec<Proxied>>>,
 }
 
 impl Seen {
-    fn proxied(&self) -> Vec<(String, bool, Option<String>)> {
+    fn proxied(&self) -> Vec<Proxied> {
         self.requests.lock().unwrap().clone()
     }
 }
