@@ -4,14 +4,19 @@
 //! - At most `max_connections` connections are served at once (a semaphore permit is taken
 //!   before `accept`, as in mini-redis), the rest wait in the kernel's accept queue.
 //! - HTTP/1: a client has `header_read_timeout` to send a header block of at most
-//!   `max_header_bytes`; beyond that hyper answers 431 and closes.
-//! - HTTP/2: bounded concurrent streams, header list size, and pending/error resets (rapid
-//!   reset abuse).
+//!   `max_header_bytes`; beyond that hyper answers 431 and closes. Requests whose body framing
+//!   is ambiguous (`Content-Length` with `Transfer-Encoding`, ...) get 400 from [`smuggle`],
+//!   which sits between the stream and hyper.
+//! - HTTP/2: bounded concurrent streams (excess streams are refused with `REFUSED_STREAM`),
+//!   header list size, pending/error resets (rapid reset abuse: `GOAWAY` with
+//!   `ENHANCE_YOUR_CALM`), and keep-alive pings that close a connection whose peer is gone.
 //! - Shutdown: stop accepting at once, then let in-flight requests finish for up to
 //!   `shutdown_grace` (hyper's graceful shutdown: HTTP/1 closes after the current response,
 //!   HTTP/2 sends GOAWAY).
 //!
 //! Not handled here: what a request means; that is the service passed in.
+
+pub mod smuggle;
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -33,6 +38,18 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
+use smuggle::{GuardLimits, Mode};
+
+/// HTTP/2 streams a client may reset before the gateway accepted them; more is the "rapid
+/// reset" attack (CVE-2023-44487) and ends the connection with `ENHANCE_YOUR_CALM`.
+pub const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 32;
+/// HTTP/2 streams the gateway may reset because of client protocol errors before it ends the
+/// connection.
+pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+/// How often an HTTP/2 connection is pinged while idle ...
+pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// ... and how long the ping's answer may take before the connection is closed.
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Connection-level settings of one listener.
 #[derive(Clone)]
@@ -77,9 +94,18 @@ impl ServeOptions {
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.h2_max_concurrent_streams)
             .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
-            .max_pending_accept_reset_streams(Some(32))
-            .max_local_error_reset_streams(Some(256));
+            .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_ACCEPT_RESET_STREAMS))
+            .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESET_STREAMS))
+            .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
+            .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
         b
+    }
+
+    fn guard_limits(&self) -> GuardLimits {
+        GuardLimits {
+            max_header_bytes: self.max_header_bytes,
+            header_read_timeout: self.header_read_timeout,
+        }
     }
 }
 
@@ -125,18 +151,30 @@ pub async fn serve<S, B>(
         let service = service.clone();
         let tls = opts.tls.clone();
         let handshake_timeout = opts.header_read_timeout;
+        let guard_limits = opts.guard_limits();
         tokio::spawn(async move {
             let _permit = permit;
             metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
+            // Request-smuggling guard (`smuggle`): hyper reads through it and calls the service
+            // through it. HTTP/1 is inspected; `h2` by ALPN passes untouched (on plain TCP the
+            // guard recognises the HTTP/2 preface itself).
             let result = match tls {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let (io, service) =
+                        smuggle::guard(stream, service, Mode::Http1, guard_limits, peer);
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let conn = builder.serve_connection(TokioIo::new(tls), service);
+                            let mode = match tls.get_ref().1.alpn_protocol() {
+                                Some(b"h2") => Mode::PassThrough,
+                                _ => Mode::Http1,
+                            };
+                            let (io, service) =
+                                smuggle::guard(tls, service, mode, guard_limits, peer);
+                            let conn = builder.serve_connection(TokioIo::new(io), service);
                             watcher.watch(conn.into_owned()).await
                         }
                         Ok(Err(e)) => Err(e.into()),
