@@ -1,37 +1,47 @@
 //! The verified-token cache: a repeat request with the same bearer token does no signature
 //! work and, most of the time, no assertion minting either.
 //!
-//! Keyed by the SHA-256 of the token (the token itself is never stored), an entry lives until
-//! the token's `exp` and holds the [`AuthContext`] plus the last internal assertion minted for
-//! it. The cache is bounded: when full it sweeps expired entries at most once a second, and if
-//! still full it stops caching new tokens (they are still verified, just not remembered).
+//! Keyed by the token itself and compared in full on every hit (as Envoy's JWT cache does), so
+//! no two tokens can share an entry. An entry lives until the token's `exp` and holds the
+//! [`AuthContext`] plus the last internal assertion minted for it. The cache is bounded: when
+//! full it sweeps expired entries at most once a second, and if still full it stops caching
+//! new tokens (they are still verified, just not remembered).
+//!
+//! Why not a SHA-256 of the token as the key: hashing a typical 400-byte JWT costs about
+//! 240 ns, more than the whole hit may (SPEC §5: 150 ns; `benches/auth.rs`). The price is that
+//! the tokens of the last `token_cache_entries` callers sit in memory until they expire, next
+//! to the assertion keys the process holds anyway; they are never logged, and the key type
+//! has no `Debug`. The map hashes with foldhash seeded per process: only verified tokens are
+//! inserted, and a client cannot choose colliding lookups without the seed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aws_lc_rs::digest::{digest, SHA256};
 use dashmap::DashMap;
 use http::HeaderValue;
 use residency_config::assertion::AssertionError;
 use residency_config::RegionId;
 
 use super::AuthContext;
+use crate::metrics as m;
 use crate::proxy::upstream::Region;
 
 /// Re-mint an assertion when less than this many seconds of it remain, so a node with a few
 /// seconds of clock skew never sees an expired one.
 pub const ASSERTION_REFRESH_MARGIN_SECS: u64 = 15;
 
-/// SHA-256 of a token: the cache key.
-pub type TokenKey = [u8; 32];
+/// A token as a cache key (borrowed; the cache keeps its own copy on insert). No `Debug`, so
+/// a token cannot end up in a log by accident.
+#[derive(Clone, Copy)]
+pub struct TokenKey<'a>(&'a str);
 
-/// Hashes a token into its cache key.
+/// The cache key of a bearer token.
 #[must_use]
-pub fn key_of(token: &str) -> TokenKey {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-    out
+pub fn key_of(token: &str) -> TokenKey<'_> {
+    TokenKey(token)
 }
+
+type Hasher = foldhash::fast::RandomState;
 
 /// A verified credential and its cached assertion.
 pub struct Verified {
@@ -88,38 +98,54 @@ impl Verified {
     }
 }
 
-/// Verified tokens by hash.
+/// Verified tokens.
 pub struct TokenCache {
-    map: DashMap<TokenKey, Arc<Verified>>,
+    map: DashMap<Box<str>, Arc<Verified>, Hasher>,
     capacity: usize,
     last_sweep: AtomicU64,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl TokenCache {
-    /// An empty cache holding at most `capacity` tokens.
+    /// An empty cache holding at most `capacity` tokens. Its hit and miss counters are
+    /// registered with the metrics recorder installed now.
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         Self {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(Hasher::default()),
             capacity,
             last_sweep: AtomicU64::new(0),
+            hits: metrics::counter!(m::TOKEN_CACHE_TOTAL, "result" => "hit"),
+            misses: metrics::counter!(m::TOKEN_CACHE_TOTAL, "result" => "miss"),
         }
     }
 
     /// The entry for `key` if present and not expired at `now`.
     #[must_use]
-    pub fn get(&self, key: &TokenKey, now: u64) -> Option<Arc<Verified>> {
-        let hit = self.map.get(key).map(|e| Arc::clone(e.value()))?;
+    pub fn get(&self, key: &TokenKey<'_>, now: u64) -> Option<Arc<Verified>> {
+        let hit = self.map.get(key.0).map(|e| Arc::clone(e.value()))?;
         if hit.ctx.expires_at > now {
             Some(hit)
         } else {
-            self.map.remove_if(key, |_, v| v.ctx.expires_at <= now);
+            self.map.remove_if(key.0, |_, v| v.ctx.expires_at <= now);
             None
         }
     }
 
+    /// Counts a hit in `gateway_token_cache_total`: an atomic add on a handle registered once,
+    /// where `metrics::counter!` at the call site would look the series up every time.
+    pub fn count_hit(&self) {
+        self.hits.increment(1);
+    }
+
+    /// Counts a miss in `gateway_token_cache_total`.
+    pub fn count_miss(&self) {
+        self.misses.increment(1);
+    }
+
     /// Remembers a verified token until its expiry.
-    pub fn insert(&self, key: TokenKey, verified: Arc<Verified>, now: u64) {
+    pub fn insert(&self, key: TokenKey<'_>, verified: Arc<Verified>, now: u64) {
         if self.map.len() >= self.capacity {
             let last = self.last_sweep.load(Ordering::Relaxed);
             if last < now
@@ -134,7 +160,7 @@ impl TokenCache {
                 return;
             }
         }
-        self.map.insert(key, verified);
+        self.map.insert(Box::from(key.0), verified);
     }
 
     /// Entries currently held (expired ones included until swept).
@@ -173,7 +199,27 @@ mod tests {
         assert!(cache.get(&k, 99).is_some());
         assert!(cache.get(&k, 100).is_none());
         assert!(cache.is_empty(), "expired entry is dropped on lookup");
-        assert_ne!(key_of("token-a"), key_of("token-b"));
+    }
+
+    #[test]
+    fn only_the_exact_token_hits() {
+        let cache = TokenCache::new(10);
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln";
+        cache.insert(key_of(token), Arc::new(Verified::new(ctx(100))), 50);
+        assert!(cache.get(&key_of(token), 60).is_some());
+        let owned = token.to_owned();
+        assert!(
+            cache.get(&key_of(&owned), 60).is_some(),
+            "by value, not address"
+        );
+        for other in [
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2lo",
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2l",
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln ",
+            "",
+        ] {
+            assert!(cache.get(&key_of(other), 60).is_none(), "{other:?}");
+        }
     }
 
     #[test]
