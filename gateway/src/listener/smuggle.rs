@@ -303,6 +303,9 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
         let partial = self.ready < self.end;
         let waiting = !self.received || (self.framing.expects_head() && (first || partial));
         if !waiting {
+            // Unregister a timer left from an earlier head, so it cannot wake the connection.
+            self.deadline.sleep = None;
+            self.deadline.armed_for = None;
             return false;
         }
         let head = self.framing.requests();
