@@ -186,24 +186,17 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "connection")?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("connections.read")?;
-                let row = tx
-                    .query_opt(
-                        &format!("SELECT {COLUMNS} FROM connections WHERE id = $1"),
-                        &[&id],
-                    )
-                    .await?
-                    .ok_or(ApiError::NotFound("connection"))?;
-                Ok(to_json(&row))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
+    super::fetch_one(
+        &st,
+        &caller,
+        &id,
+        "connection",
+        "connections.read",
+        sql,
+        to_json,
+    )
+    .await
 }
 
 /// `PATCH /v1/connections/{id}`.

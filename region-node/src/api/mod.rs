@@ -57,6 +57,38 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Reads one row by id in the caller's tenant transaction: checks `permission`, runs `sql`
+/// (with `$1` = the id) and renders the row; 404 naming `what` when it does not exist for this
+/// tenant (another tenant's id included).
+///
+/// # Errors
+/// 404, 403, or database errors.
+pub async fn fetch_one(
+    st: &AppState,
+    caller: &crate::db::tenant_tx::Caller,
+    raw_id: &str,
+    what: &'static str,
+    permission: &'static str,
+    sql: String,
+    render: fn(&tokio_postgres::Row) -> serde_json::Value,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let id = extract::parse_id(raw_id, what)?;
+    let out = st
+        .db
+        .tenant(caller, move |tx| {
+            Box::pin(async move {
+                tx.require(permission)?;
+                let row = tx
+                    .query_opt(&sql, &[&id])
+                    .await?
+                    .ok_or(ApiError::NotFound(what))?;
+                Ok(render(&row))
+            })
+        })
+        .await?;
+    Ok(axum::Json(out))
+}
+
 /// Builds the node's router.
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()

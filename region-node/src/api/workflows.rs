@@ -161,24 +161,17 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "workflow")?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("workflows.read")?;
-                let row = tx
-                    .query_opt(
-                        &format!("SELECT {COLUMNS} FROM workflows WHERE id = $1"),
-                        &[&id],
-                    )
-                    .await?
-                    .ok_or(ApiError::NotFound("workflow"))?;
-                Ok(to_json(&row))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id = $1");
+    super::fetch_one(
+        &st,
+        &caller,
+        &id,
+        "workflow",
+        "workflows.read",
+        sql,
+        to_json,
+    )
+    .await
 }
 
 /// `PATCH /v1/workflows/{id}`.
