@@ -37,7 +37,9 @@ fn main() -> anyhow::Result<()> {
         std::fs::read(&key_file).with_context(|| format!("reading {}", key_file.display()))?;
     let key = AssertionKey::new(field("kid")?, field("alg")?, secret)?;
     let region = RegionId::new(region).map_err(anyhow::Error::msg)?;
-    let tenant: TenantId = tenant.parse().map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
+    let tenant: TenantId = tenant
+        .parse()
+        .map_err(|e| anyhow::anyhow!("tenant id: {e}"))?;
     let (token, _exp) =
         Signer::new(region, &key, MAX_TTL_SECS).mint(tenant, subject, role, now_secs())?;
     println!("{token}");
