@@ -230,10 +230,10 @@ impl Gateway {
             Ok(Credential::Bearer(token)) => {
                 let key = cache::key_of(token);
                 if let Some(hit) = self.cache.get(&key, now) {
-                    metrics::counter!(m::TOKEN_CACHE_TOTAL, "result" => "hit").increment(1);
+                    self.cache.count_hit();
                     return Ok(hit);
                 }
-                metrics::counter!(m::TOKEN_CACHE_TOTAL, "result" => "miss").increment(1);
+                self.cache.count_miss();
                 self.jwt.verify(token).await.map(|ctx| {
                     let verified = Arc::new(Verified::new(ctx));
                     self.cache.insert(key, Arc::clone(&verified), now);
