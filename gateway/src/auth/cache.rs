@@ -101,6 +101,10 @@ impl Verified {
 /// Verified tokens.
 pub struct TokenCache {
     map: DashMap<Box<str>, Arc<Verified>, Hasher>,
+    /// Verified contexts of API keys by subject (`apikey:<id>`), so an API key's minted
+    /// assertion is reused like a JWT's. Only consulted after the directory accepted the key on
+    /// this very request, so revocation still applies at once.
+    api_keys: DashMap<Box<str>, Arc<Verified>, Hasher>,
     capacity: usize,
     last_sweep: AtomicU64,
     hits: metrics::Counter,
@@ -114,11 +118,33 @@ impl TokenCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             map: DashMap::with_hasher(Hasher::default()),
+            api_keys: DashMap::with_hasher(Hasher::default()),
             capacity,
             last_sweep: AtomicU64::new(0),
             hits: metrics::counter!(m::TOKEN_CACHE_TOTAL, "result" => "hit"),
             misses: metrics::counter!(m::TOKEN_CACHE_TOTAL, "result" => "miss"),
         }
+    }
+
+    /// The shared [`Verified`] for an API key the directory has just accepted: the cached one
+    /// while its tenant, subject and role are unchanged and it has not expired at `now`, else a
+    /// new one. Reusing it reuses its minted assertion (one HMAC a minute per key instead of
+    /// one per request).
+    #[must_use]
+    pub fn api_key(&self, ctx: AuthContext, now: u64) -> Arc<Verified> {
+        if let Some(hit) = self.api_keys.get(ctx.subject.as_str()) {
+            let c = &hit.value().ctx;
+            if c.expires_at > now && c.tenant == ctx.tenant && c.role == ctx.role {
+                return Arc::clone(hit.value());
+            }
+        }
+        if self.api_keys.len() >= self.capacity {
+            self.api_keys.clear();
+        }
+        let subject: Box<str> = ctx.subject.clone().into_boxed_str();
+        let verified = Arc::new(Verified::new(ctx));
+        self.api_keys.insert(subject, Arc::clone(&verified));
+        verified
     }
 
     /// The entry for `key` if present and not expired at `now`.
@@ -181,6 +207,29 @@ mod tests {
     use super::*;
     use residency_config::assertion::{AssertionKey, Verifier};
     use residency_config::TenantId;
+
+    #[test]
+    fn api_key_contexts_are_shared_until_they_change_or_expire() {
+        let cache = TokenCache::new(16);
+        let mut c = ctx(160);
+        c.subject = "apikey:k1".into();
+        let first = cache.api_key(c.clone(), 100);
+        // Same key, a later request (its context carries a later expiry): the same Verified.
+        let mut later = c.clone();
+        later.expires_at = 170;
+        assert!(Arc::ptr_eq(&first, &cache.api_key(later.clone(), 110)));
+        // A role change in the directory: a new one.
+        let mut role = later.clone();
+        role.role = "viewer".into();
+        let changed = cache.api_key(role, 111);
+        assert!(!Arc::ptr_eq(&first, &changed));
+        assert_eq!(changed.ctx.role, "viewer");
+        // Expired: a new one.
+        let mut fresh = later;
+        fresh.role = "viewer".into();
+        fresh.expires_at = 400;
+        assert!(!Arc::ptr_eq(&changed, &cache.api_key(fresh, 300)));
+    }
 
     fn ctx(exp: u64) -> AuthContext {
         AuthContext {

@@ -242,7 +242,7 @@ impl Gateway {
             }
             // The outer `?` is the directory failing to answer (503), not a refused key.
             Ok(Credential::ApiKey(key)) => {
-                api_key::verify(key, &self.directory, now)?.map(|ctx| Arc::new(Verified::new(ctx)))
+                api_key::verify(key, &self.directory, now)?.map(|ctx| self.cache.api_key(ctx, now))
             }
             Err(e) => Err(e),
         };
