@@ -52,7 +52,8 @@ impl RegionId {
 
 impl fmt::Display for RegionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad` honours width and alignment, so region ids line up in tables.
+        f.pad(&self.0)
     }
 }
 
@@ -133,6 +134,11 @@ mod tests {
         for bad in ["", "EU", "1eu", "eu_de", "eu de", &"a".repeat(33)] {
             assert_eq!(RegionId::new(bad), Err(IdError::Region), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn region_ids_pad_in_tables() {
+        assert_eq!(format!("[{:<6}]", RegionId::new("eu").unwrap()), "[eu    ]");
     }
 
     #[test]
