@@ -49,6 +49,46 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
+/// A gateway started by [`spawn_local`].
+pub struct Spawned {
+    /// Address of the public listener.
+    pub public: std::net::SocketAddr,
+    /// Address of the admin listener.
+    pub admin: std::net::SocketAddr,
+    /// Cancel to shut the gateway down (it drains first).
+    pub shutdown: CancellationToken,
+    /// The running gateway; resolves once it has drained.
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Loads `config_file` (without environment overrides), binds the public and admin listeners
+/// on `127.0.0.1:0` and runs the gateway in a task: for tests and embedding. The listen
+/// addresses in the file are ignored.
+///
+/// # Errors
+/// The config's problems (naming file and key), or a bind failure.
+pub async fn spawn_local(config_file: &std::path::Path) -> anyhow::Result<Spawned> {
+    let cfg: GatewayConfig = residency_config::load::load(config_file, &Vec::new())?;
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(
+        cfg,
+        Listeners {
+            public,
+            admin: Some(admin),
+        },
+        shutdown.clone(),
+    ));
+    Ok(Spawned {
+        public: public_addr,
+        admin: admin_addr,
+        shutdown,
+        task,
+    })
+}
+
 /// Loads keys and the directory, then serves until `shutdown` is cancelled and in-flight
 /// requests have drained (bounded by `limits.shutdown_grace`).
 ///

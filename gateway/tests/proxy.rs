@@ -21,7 +21,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use residency_config::assertion::{AssertionKey, Verifier};
 use residency_config::RegionId;
-use residency_gateway::Listeners;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -275,20 +274,12 @@ max_body_bytes = {MAX_BODY}
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
-        let cfg = residency_config::load::load(&path, &Vec::new()).unwrap();
-        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", public.local_addr().unwrap());
-        let admin_url = format!("http://{}", admin.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let gateway = tokio::spawn(residency_gateway::run(
-            cfg,
-            Listeners {
-                public,
-                admin: Some(admin),
-            },
-            shutdown.clone(),
-        ));
+        let spawned = residency_gateway::spawn_local(&path)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let base = format!("http://{}", spawned.public);
+        let admin_url = format!("http://{}", spawned.admin);
+        let (shutdown, gateway) = (spawned.shutdown, spawned.task);
         Self {
             base,
             admin: admin_url,

@@ -27,7 +27,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use residency_gateway::Listeners;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -189,20 +188,12 @@ assertion = {{ kid = "apac-1", key_file = "apac.key" }}
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
-        let cfg = residency_config::load::load(&path, &Vec::new()).unwrap();
-        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", public.local_addr().unwrap());
-        let admin_url = format!("http://{}", admin.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(residency_gateway::run(
-            cfg,
-            Listeners {
-                public,
-                admin: Some(admin),
-            },
-            shutdown.clone(),
-        ));
+        let spawned = residency_gateway::spawn_local(&path)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let base = format!("http://{}", spawned.public);
+        let admin_url = format!("http://{}", spawned.admin);
+        let (shutdown, task) = (spawned.shutdown, spawned.task);
         Self {
             base,
             admin: admin_url,

@@ -26,7 +26,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
-use residency_gateway::Listeners;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -295,21 +294,12 @@ upstream_eject = "30s"
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
-        let cfg =
-            residency_config::load::load(&path, &Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", public.local_addr().unwrap());
-        let admin_url = format!("http://{}", admin.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let gateway = tokio::spawn(residency_gateway::run(
-            cfg,
-            Listeners {
-                public,
-                admin: Some(admin),
-            },
-            shutdown.clone(),
-        ));
+        let spawned = residency_gateway::spawn_local(&path)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let base = format!("http://{}", spawned.public);
+        let admin_url = format!("http://{}", spawned.admin);
+        let (shutdown, gateway) = (spawned.shutdown, spawned.task);
         Self {
             base,
             admin: admin_url,

@@ -17,7 +17,6 @@ use base64::Engine;
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use residency_directory::Store;
-use residency_gateway::Listeners;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -216,21 +215,12 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
         );
         let path = files.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
-        let cfg =
-            residency_config::load::load(&path, &Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let public_url = format!("http://{}", public.local_addr().unwrap());
-        let admin_url = format!("http://{}", admin.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(residency_gateway::run(
-            cfg,
-            Listeners {
-                public,
-                admin: Some(admin),
-            },
-            shutdown.clone(),
-        ));
+        let spawned = residency_gateway::spawn_local(&path)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let public_url = format!("http://{}", spawned.public);
+        let admin_url = format!("http://{}", spawned.admin);
+        let (shutdown, task) = (spawned.shutdown, spawned.task);
         let store = Store::connect(&dir.url).await.unwrap();
         let stack = Self {
             dir,
