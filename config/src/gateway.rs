@@ -298,15 +298,7 @@ impl DatabaseUrl {
     /// The URL with any password replaced by `***`, for logs and errors.
     #[must_use]
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                // Only URLs without a host cannot take a password, and they have none.
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            Ok(u) => u.to_string(),
-            Err(_) => "<unparsable url>".to_owned(),
-        }
+        crate::redact_url(&self.0)
     }
 }
 
@@ -578,16 +570,7 @@ impl RedisUrl {
     /// The URL with any password replaced by `***`, for logs and errors.
     #[must_use]
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                // Setting a password only fails on URLs without a host, which cannot have
-                // one to begin with.
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            Ok(u) => u.to_string(),
-            Err(_) => "<unparsable url>".to_owned(),
-        }
+        crate::redact_url(&self.0)
     }
 }
 

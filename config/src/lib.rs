@@ -21,4 +21,19 @@ pub mod load;
 pub mod node;
 
 pub use ids::{IdError, RegionId, TenantId};
+
+/// `url` with any password replaced by `***`, for logs and error messages (the one redaction
+/// used by every config type and tool that prints a connection URL).
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            // Setting a password only fails on URLs without a host, which cannot carry one.
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparsable url>".to_owned(),
+    }
+}
 pub use load::{ConfigError, EnvSource, Problem};

@@ -118,13 +118,13 @@ pub async fn check_admin(admin_url: &str) -> Result<(), UpError> {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {
                 return Err(UpError::PostgresUnreachable(
-                    redact(admin_url),
+                    residency_config::redact_url(admin_url),
                     e.to_string(),
                 ))
             }
             Err(_) => {
                 return Err(UpError::PostgresUnreachable(
-                    redact(admin_url),
+                    residency_config::redact_url(admin_url),
                     "timed out after 5s".into(),
                 ))
             }
@@ -140,23 +140,10 @@ pub async fn check_admin(admin_url: &str) -> Result<(), UpError> {
     if !row.get::<_, bool>(0) {
         return Err(UpError::Failed(anyhow::anyhow!(
             "the role of --pg {} cannot create databases and roles; use a superuser (e.g. postgres)",
-            redact(admin_url)
+            residency_config::redact_url(admin_url)
         )));
     }
     Ok(())
-}
-
-/// `url` without its password, for messages.
-#[must_use]
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparsable url>".to_owned(),
-    }
 }
 
 fn role(state: &mut State, name: String) -> anyhow::Result<RoleSpec> {
@@ -322,9 +309,12 @@ mod tests {
     #[test]
     fn redaction_hides_passwords() {
         assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
+            residency_config::redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            residency_config::redact_url("postgres://u@h/db"),
+            "postgres://u@h/db"
+        );
     }
 }
