@@ -14,7 +14,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Body, Q};
-use super::page::{by_id, Page, PageQuery};
+use super::page::PageQuery;
 use super::text_field;
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -139,26 +139,8 @@ pub async fn list(
     caller: Caller,
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = Page::from_query(&q)?;
-    let after = page.after_uuid()?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("members.read")?;
-                let rows = tx
-                    .query(
-                        &format!(
-                            "{SELECT} WHERE ($1::uuid IS NULL OR m.id > $1) ORDER BY m.id LIMIT $2"
-                        ),
-                        &[&after, &page.fetch()],
-                    )
-                    .await?;
-                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!("{SELECT} WHERE ($1::uuid IS NULL OR m.id > $1) ORDER BY m.id LIMIT $2");
+    super::fetch_page(&st, &caller, &q, "members.read", sql, to_json).await
 }
 
 /// `GET /v1/members/{id}`.

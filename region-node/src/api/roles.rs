@@ -15,7 +15,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Body, Q};
-use super::page::{by_id, Page, PageQuery};
+use super::page::PageQuery;
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::{is_permission, SystemRole, PERMISSIONS};
@@ -163,24 +163,10 @@ pub async fn list(
     caller: Caller,
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = Page::from_query(&q)?;
-    let after = page.after_uuid()?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("roles.read")?;
-                let rows = tx
-                    .query(
-                        &format!("SELECT {COLUMNS} FROM roles WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"),
-                        &[&after, &page.fetch()],
-                    )
-                    .await?;
-                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!(
+        "SELECT {COLUMNS} FROM roles WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
+    );
+    super::fetch_page(&st, &caller, &q, "roles.read", sql, to_json).await
 }
 
 /// `GET /v1/roles/{id}`.
