@@ -1,14 +1,21 @@
 //! The internal assertion: a short-lived compact JWS that the gateway mints after it has
 //! authenticated a request, and that a region node verifies before serving it.
 //!
-//! Claims: `iss` = [`ISSUER`], `aud` = region id, `tid` (tenant), `sub`, `role`, `iat`, `exp`
-//! with `exp - iat` at most [`MAX_TTL_SECS`]. There is deliberately no per-request claim, so the
+//! Claims: `iss` = [`ISSUER`], `aud` = region id, `tid` (tenant), `sub`, `role`, `scp`
+//! ([`Scope`]), `iat`, `exp` with `exp - iat` at most [`MAX_TTL_SECS`]. There is deliberately no per-request claim, so the
 //! gateway can cache one assertion per verified credential and re-mint about once a minute; the
 //! request id travels in `x-request-id` instead.
 //!
 //! Keys are per region and named by `kid`. Internal assertions use HMAC (`HS256`/`HS384`/
 //! `HS512`) with a secret of at least 32 bytes: the gateway and the region share the secret and
 //! nothing else can mint. The algorithm is pinned by the key, never taken from the token.
+//!
+//! Customer and system assertions are told apart by their `scp` claim, not by a role name:
+//! [`Signer::mint`] only ever writes `scp = "customer"` and refuses the reserved identities
+//! (role [`SYSTEM_ROLE`], subjects starting with [`SYSTEM_SUBJECT_PREFIX`]), while
+//! [`Signer::mint_system`], called only by the gateway's admin provisioner, writes
+//! `scp = "system"`. Whatever a customer's credential claims, the request path can therefore
+//! never produce an assertion that a node's `/internal` endpoints accept.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +36,27 @@ pub const LEEWAY_SECS: u64 = 5;
 /// The smallest accepted HMAC secret, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The role name of internal system calls; reserved, never a customer role.
+pub const SYSTEM_ROLE: &str = "system";
+/// The subject prefix of internal system calls (`system:<actor>`); reserved.
+pub const SYSTEM_SUBJECT_PREFIX: &str = "system:";
+
+/// Whether `role`/`subject` is an identity reserved for internal system calls.
+#[must_use]
+pub fn is_reserved_identity(subject: &str, role: &str) -> bool {
+    role == SYSTEM_ROLE || subject.starts_with(SYSTEM_SUBJECT_PREFIX)
+}
+
+/// What an assertion may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// A customer request forwarded by the gateway: only the customer API (`/v1`).
+    Customer,
+    /// An internal call of the gateway's admin API (provisioning): only `/internal`.
+    System,
+}
+
 /// The claims of an internal assertion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssertionClaims {
@@ -43,6 +71,8 @@ pub struct AssertionClaims {
     /// The role from the credential, or empty to let the node use the member record.
     #[serde(default)]
     pub role: String,
+    /// What the assertion may be used for. Required: an assertion without it is malformed.
+    pub scp: Scope,
     /// Issued at, seconds since the Unix epoch.
     pub iat: u64,
     /// Expires at, seconds since the Unix epoch.
@@ -84,6 +114,10 @@ pub enum AssertionError {
         /// The region the assertion names.
         audience: String,
     },
+    /// A customer assertion was asked for a reserved identity (role `system` or a
+    /// `system:` subject).
+    #[error("reserved identity in a customer assertion")]
+    Reserved,
     /// A key could not be loaded.
     #[error("{0}")]
     Key(String),
@@ -101,6 +135,7 @@ impl AssertionError {
             Self::Invalid => "invalid",
             Self::Expired => "expired",
             Self::Misdirected { .. } => "misdirected",
+            Self::Reserved => "reserved",
             Self::Key(_) => "key",
         }
     }
@@ -268,16 +303,48 @@ impl Signer {
         &self.region
     }
 
-    /// Mints an assertion issued at `now` (seconds since the epoch). Returns the token and its
-    /// expiry, so callers can cache it until shortly before then.
+    /// Mints a customer assertion issued at `now` (seconds since the epoch). Returns the token
+    /// and its expiry, so callers can cache it until shortly before then.
     ///
     /// # Errors
-    /// [`AssertionError::Key`] if signing fails (it does not with a valid HMAC key).
+    /// [`AssertionError::Reserved`] for a reserved identity ([`is_reserved_identity`]): a
+    /// customer assertion can never carry one. [`AssertionError::Key`] if signing fails (it does
+    /// not with a valid HMAC key).
     pub fn mint(
         &self,
         tenant: TenantId,
         subject: &str,
         role: &str,
+        now: u64,
+    ) -> Result<(String, u64), AssertionError> {
+        if is_reserved_identity(subject, role) {
+            return Err(AssertionError::Reserved);
+        }
+        self.sign(tenant, subject, role, Scope::Customer, now)
+    }
+
+    /// Mints a system assertion for the internal endpoints of this region's nodes, acting for
+    /// `actor` (subject `system:<actor>`, role [`SYSTEM_ROLE`], scope [`Scope::System`]). Only
+    /// the gateway's admin provisioner calls this.
+    ///
+    /// # Errors
+    /// [`AssertionError::Key`] if signing fails.
+    pub fn mint_system(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        now: u64,
+    ) -> Result<(String, u64), AssertionError> {
+        let subject = format!("{SYSTEM_SUBJECT_PREFIX}{actor}");
+        self.sign(tenant, &subject, SYSTEM_ROLE, Scope::System, now)
+    }
+
+    fn sign(
+        &self,
+        tenant: TenantId,
+        subject: &str,
+        role: &str,
+        scp: Scope,
         now: u64,
     ) -> Result<(String, u64), AssertionError> {
         let exp = now + self.ttl_secs;
@@ -287,6 +354,7 @@ impl Signer {
             tid: tenant.as_uuid(),
             sub: subject.to_owned(),
             role: role.to_owned(),
+            scp,
             iat: now,
             exp,
         };
@@ -299,6 +367,9 @@ impl Signer {
 /// Verifies assertions addressed to one region.
 pub struct Verifier {
     region: RegionId,
+    /// The other regions of the deployment: only an assertion addressed to one of them is
+    /// misdirected (421); any other audience is simply invalid (401).
+    peers: Vec<RegionId>,
     keys: HashMap<String, (Algorithm, DecodingKey)>,
 }
 
@@ -310,16 +381,40 @@ impl Verifier {
             .iter()
             .map(|k| (k.kid.clone(), (k.alg, DecodingKey::from_secret(&k.secret))))
             .collect();
-        Self { region, keys }
+        Self {
+            region,
+            peers: Vec::new(),
+            keys,
+        }
+    }
+
+    /// Names the other regions of the deployment, so that an assertion addressed to one of them
+    /// is reported as [`AssertionError::Misdirected`]. Without peers, every foreign audience is
+    /// [`AssertionError::Invalid`] (or [`AssertionError::UnknownKey`]).
+    #[must_use]
+    pub fn with_peers(mut self, peers: &[RegionId]) -> Self {
+        self.peers = peers
+            .iter()
+            .filter(|p| **p != self.region)
+            .cloned()
+            .collect();
+        self
+    }
+
+    fn is_peer(&self, aud: &str) -> bool {
+        self.peers.iter().any(|p| p.as_str() == aud)
     }
 
     /// Verifies `token` against the current clock.
     ///
     /// # Errors
     /// The [`AssertionError`] naming why the assertion is refused. An assertion addressed to
-    /// another region yields [`AssertionError::Misdirected`], even when this node does not hold
-    /// that region's key: the request is refused either way, and 421 tells the gateway it
-    /// misrouted.
+    /// another configured region ([`Verifier::with_peers`]) yields
+    /// [`AssertionError::Misdirected`], even when this node does not hold that region's key:
+    /// the request is refused either way, and 421 tells the gateway it misrouted. Any other
+    /// token that does not verify (a customer's own JWT sent as the assertion, an unknown
+    /// audience) is [`AssertionError::Invalid`], [`AssertionError::UnknownKey`] or
+    /// [`AssertionError::Malformed`]: 401.
     pub fn verify(&self, token: &str) -> Result<AssertionClaims, AssertionError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AssertionError::Malformed)?;
         let kid = header.kid.ok_or(AssertionError::Malformed)?;
@@ -351,8 +446,12 @@ impl Verifier {
             return Err(AssertionError::Invalid);
         }
         if claims.aud != self.region.as_str() {
-            return Err(AssertionError::Misdirected {
-                audience: claims.aud,
+            return Err(if self.is_peer(&claims.aud) {
+                AssertionError::Misdirected {
+                    audience: claims.aud,
+                }
+            } else {
+                AssertionError::Invalid
             });
         }
         Ok(claims)
@@ -361,6 +460,7 @@ impl Verifier {
     fn unknown_key_error(&self, token: &str) -> AssertionError {
         #[derive(Deserialize)]
         struct Aud {
+            iss: Option<String>,
             aud: Option<String>,
         }
         // Unverified peek, used only to choose between two refusals.
@@ -372,11 +472,10 @@ impl Verifier {
                 decode_segment(p)
             })
             .and_then(|b| serde_json::from_slice::<Aud>(&b).ok())
+            .filter(|a| a.iss.as_deref() == Some(ISSUER))
             .and_then(|a| a.aud);
         match aud {
-            Some(aud) if aud != self.region.as_str() && RegionId::new(&aud).is_ok() => {
-                AssertionError::Misdirected { audience: aud }
-            }
+            Some(aud) if self.is_peer(&aud) => AssertionError::Misdirected { audience: aud },
             _ => AssertionError::UnknownKey,
         }
     }
@@ -451,15 +550,65 @@ mod tests {
         let (tok, _) = Signer::new(region("us"), &us, 60)
             .mint(tenant(), "s", "", now_secs())
             .unwrap();
-        let with_key = Verifier::new(region("eu"), &[eu.clone(), us]).verify(&tok);
+        let peers = [region("us"), region("apac")];
+        let with_key = Verifier::new(region("eu"), &[eu.clone(), us.clone()])
+            .with_peers(&peers)
+            .verify(&tok);
         assert_eq!(
             with_key,
             Err(AssertionError::Misdirected {
                 audience: "us".into()
             })
         );
-        let without = Verifier::new(region("eu"), &[eu]).verify(&tok);
+        let without = Verifier::new(region("eu"), std::slice::from_ref(&eu))
+            .with_peers(&peers)
+            .verify(&tok);
         assert!(matches!(without, Err(AssertionError::Misdirected { .. })));
+        // The same tokens with `us` not a configured region: plainly invalid (401), not 421.
+        let lone = Verifier::new(region("eu"), &[eu.clone(), us]);
+        assert_eq!(lone.verify(&tok), Err(AssertionError::Invalid));
+        let lone = Verifier::new(region("eu"), &[eu]).with_peers(&[region("apac")]);
+        assert_eq!(lone.verify(&tok), Err(AssertionError::UnknownKey));
+    }
+
+    /// A customer's own JWT sent as the assertion names the public API audience and the
+    /// identity provider: 401, never 421.
+    #[test]
+    fn a_foreign_token_with_an_unconfigured_audience_is_not_misdirected() {
+        let v = Verifier::new(region("eu"), &[key("eu-1", 7)]).with_peers(&[region("us")]);
+        // {"alg":"ES256","kid":"idp-1"} . {"iss":"https://idp.example/","aud":"residency-api"}
+        let customer_jwt = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImlkcC0xIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlLyIsImF1ZCI6InJlc2lkZW5jeS1hcGkifQ.c2ln";
+        assert_eq!(v.verify(customer_jwt), Err(AssertionError::UnknownKey));
+        // Even one naming a configured region is not taken for ours unless it claims our issuer.
+        // {"alg":"ES256","kid":"idp-1"} . {"iss":"https://idp.example/","aud":"us"}
+        let idp_for_us = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImlkcC0xIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlLyIsImF1ZCI6InVzIn0.c2ln";
+        assert_eq!(v.verify(idp_for_us), Err(AssertionError::UnknownKey));
+    }
+
+    #[test]
+    fn customer_assertions_never_carry_a_system_identity() {
+        let k = key("eu-1", 7);
+        let s = Signer::new(region("eu"), &k, 60);
+        for (sub, role) in [
+            ("user", "system"),
+            ("system:x", "owner"),
+            ("system:x", "system"),
+        ] {
+            assert_eq!(
+                s.mint(tenant(), sub, role, now_secs()),
+                Err(AssertionError::Reserved),
+                "{sub} {role}"
+            );
+        }
+        let v = Verifier::new(region("eu"), &[k]);
+        let (customer, _) = s.mint(tenant(), "user", "owner", now_secs()).unwrap();
+        assert_eq!(v.verify(&customer).unwrap().scp, Scope::Customer);
+        let (system, _) = s.mint_system(tenant(), "admin", now_secs()).unwrap();
+        let c = v.verify(&system).unwrap();
+        assert_eq!(
+            (c.scp, c.sub.as_str(), c.role.as_str()),
+            (Scope::System, "system:admin", "system")
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ pub struct NodeConfig {
 pub struct ListenConfig {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Largest accepted request body in bytes.
+    /// Largest accepted request body in bytes. Default 10 MiB, the gateway's default
+    /// (SPEC §6). Keep it at least the gateway's `limits.max_body_bytes`: the gateway then
+    /// always refuses an oversized body itself (413) before the node would cut the upload off
+    /// mid-stream, which the gateway could only report as a failed upstream (502).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     /// Whole-request timeout.
@@ -73,7 +76,7 @@ pub struct ListenConfig {
 }
 
 fn default_max_body() -> usize {
-    1024 * 1024
+    10 * 1024 * 1024
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
@@ -94,6 +97,10 @@ pub struct RegionConfig {
     /// Where the data physically lives, e.g. `Frankfurt, DE`.
     #[serde(default)]
     pub location: String,
+    /// The other regions of this deployment. An assertion addressed to one of them is answered
+    /// `421 Misdirected Request` (the gateway misrouted); any other audience is a plain 401.
+    #[serde(default)]
+    pub peers: Vec<RegionId>,
 }
 
 /// `[database]`: the region's own Postgres.
@@ -260,6 +267,12 @@ impl Validate for NodeConfig {
             out.push(Problem::new(
                 "database.pool_size",
                 "must be between 1 and 1000",
+            ));
+        }
+        if self.region.peers.contains(&self.region.id) {
+            out.push(Problem::new(
+                "region.peers",
+                format!("must not name this node's own region {}", self.region.id),
             ));
         }
         if self.assertion.keys.is_empty() {

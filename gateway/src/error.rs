@@ -29,6 +29,9 @@ pub enum GatewayError {
     /// Authenticated, but this credential may not be used.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// Nothing is served at this path on the public listener.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
     /// The request body exceeds the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -61,6 +64,7 @@ impl GatewayError {
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::Directory(d) => d.status(),
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoHealthyUpstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect | Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
@@ -77,6 +81,7 @@ impl GatewayError {
             Self::Auth(_) => "unauthorized",
             Self::Directory(d) => d.kind(),
             Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
             Self::PayloadTooLarge => "payload_too_large",
             Self::NoHealthyUpstream { .. } => "no_upstream",
             Self::UpstreamConnect => "upstream_connect",
@@ -89,7 +94,7 @@ impl GatewayError {
     /// The client-safe explanation.
     fn detail(&self) -> &'static str {
         match self {
-            Self::BadRequest(why) | Self::Forbidden(why) => why,
+            Self::BadRequest(why) | Self::Forbidden(why) | Self::NotFound(why) => why,
             Self::Auth(a) => a.client_detail(),
             Self::Directory(d) => d.client_detail(),
             Self::PayloadTooLarge => "the request body exceeds the size limit",

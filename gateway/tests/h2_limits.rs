@@ -61,7 +61,7 @@ async fn fake_node() -> (String, Node, mpsc::UnboundedReceiver<()>) {
                         if req.uri().path() != "/readyz" {
                             let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                             state.max_in_flight.fetch_max(now, Ordering::SeqCst);
-                            if req.uri().path() == "/slow" {
+                            if req.uri().path() == "/v1/slow" {
                                 let _ = arrived.send(());
                                 state.gate.acquire().await.unwrap().forget();
                             }
@@ -353,7 +353,7 @@ async fn streams_over_the_limit_are_refused_and_the_others_served() {
     let mut gw = Gateway::start().await;
     let mut h2 = RawH2::connect(&gw.addr).await;
     let key = api_key();
-    let block = request_block("/slow", &[("x-api-key", &key)]);
+    let block = request_block("/v1/slow", &[("x-api-key", &key)]);
     // Six streams at once, ignoring the advertised limit of four.
     let ids = [1u32, 3, 5, 7, 9, 11];
     let mut burst = Vec::new();
@@ -413,7 +413,7 @@ async fn a_client_library_over_the_limit_is_queued_and_all_requests_are_served()
     // A first request, so the client has the gateway's settings before the burst.
     let first = client.request(get("/v1/me")).await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
-    let burst: Vec<_> = (0..10).map(|_| client.request(get("/slow"))).collect();
+    let burst: Vec<_> = (0..10).map(|_| client.request(get("/v1/slow"))).collect();
     let burst = tokio::spawn(futures_util::future::join_all(burst));
     for _ in 0..MAX_STREAMS {
         gw.arrivals.recv().await.unwrap();

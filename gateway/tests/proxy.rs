@@ -120,13 +120,16 @@ async fn fake_node(region: &'static str) -> (String, Seen, mpsc::UnboundedReceiv
                         if uri == "/readyz" {
                             return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
                         }
-                        if uri.starts_with("/slow") {
+                        if uri.starts_with("/v1/slow") {
                             let _ = record.1.send(());
                             record.2.acquire().await.unwrap().forget();
                         }
-                        // Drain the body so streaming uploads complete.
+                        // Drain the body so streaming uploads complete. Only a request whose
+                        // body arrived complete is recorded: a cut-off upload is not a request.
                         let body = req.into_body().collect().await.map(|b| b.to_bytes().len());
-                        record.0.lock().unwrap().push((uri, headers));
+                        if body.is_ok() {
+                            record.0.lock().unwrap().push((uri, headers));
+                        }
                         let text = format!("{region} {}", body.unwrap_or(0));
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
                             text,
@@ -693,6 +696,11 @@ async fn chunked_body_over_limit_gets_413() {
     );
     let line = raw_status_line(&h.base, req.as_bytes()).await;
     assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+    assert_eq!(
+        h.total_upstream_hits(),
+        0,
+        "the node saw the cut-off body as a complete request"
+    );
     h.stop().await;
 }
 
@@ -732,7 +740,7 @@ async fn an_upstream_that_does_not_answer_gets_504() {
         ..Options::default()
     })
     .await;
-    let (status, headers, body) = h.get_as(US_TENANT, "/slow").await;
+    let (status, headers, body) = h.get_as(US_TENANT, "/v1/slow").await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(headers["x-residency-region"], "us");
     assert_eq!(problem(&body)["status"], 504);
@@ -743,7 +751,7 @@ async fn an_upstream_that_does_not_answer_gets_504() {
 async fn shutdown_lets_an_in_flight_request_finish() {
     let mut h = Harness::start().await;
     let token = h.idp.sign(Some(KID), &claims(US_TENANT));
-    let req = Request::get(format!("{}/slow", h.base))
+    let req = Request::get(format!("{}/v1/slow", h.base))
         .header("authorization", format!("Bearer {token}"))
         .body(Full::default())
         .unwrap();

@@ -11,15 +11,17 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use residency_config::assertion::{AssertionClaims, AssertionError};
+use residency_config::assertion::{
+    is_reserved_identity, AssertionClaims, AssertionError, Scope, SYSTEM_SUBJECT_PREFIX,
+};
 use residency_config::headers;
 
 use crate::db::tenant_tx::Caller;
 use crate::error::{ApiError, CURRENT_REQUEST_ID};
 use crate::state::AppState;
 
-/// The subject prefix and role that mark an internal system call (provisioning).
-pub const SYSTEM_ROLE: &str = "system";
+/// The role that marks an internal system call (provisioning); reserved for custom roles too.
+pub use residency_config::assertion::SYSTEM_ROLE;
 
 fn verify(state: &AppState, req: &Request) -> Result<AssertionClaims, ApiError> {
     let token = req
@@ -64,7 +66,9 @@ pub async fn customer(
     next: Next,
 ) -> Result<Response, ApiError> {
     let claims = verify(&state, &req)?;
-    if claims.role == SYSTEM_ROLE {
+    // The scope decides, not the role name; a customer-scoped assertion with a reserved
+    // identity is refused as well (the gateway never mints one).
+    if claims.scp != Scope::Customer || is_reserved_identity(&claims.sub, &claims.role) {
         return Err(ApiError::Forbidden(
             "system assertions cannot call the customer api".into(),
         ));
@@ -81,7 +85,12 @@ pub async fn system(
     next: Next,
 ) -> Result<Response, ApiError> {
     let claims = verify(&state, &req)?;
-    if claims.role != SYSTEM_ROLE || !claims.sub.starts_with("system:") {
+    // Only an assertion minted with the system scope (the gateway's admin provisioner) gets
+    // here: a customer-scoped one is refused whatever role or subject it names.
+    if claims.scp != Scope::System
+        || claims.role != SYSTEM_ROLE
+        || !claims.sub.starts_with(SYSTEM_SUBJECT_PREFIX)
+    {
         return Err(ApiError::Forbidden(
             "internal endpoints need a system assertion".into(),
         ));

@@ -75,7 +75,7 @@ pub fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
     let pool = db::pool::build(&cfg.database, &format!("region-node-{}", cfg.region.id))?;
     Ok(Arc::new(AppState {
         db: Db::new(pool),
-        verifier: Verifier::new(cfg.region.id.clone(), &keys),
+        verifier: Verifier::new(cfg.region.id.clone(), &keys).with_peers(&cfg.region.peers),
         region: cfg.region.clone(),
         cipher,
         max_body_bytes: cfg.node.max_body_bytes,

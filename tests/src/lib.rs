@@ -242,6 +242,10 @@ impl Default for NodeOptions {
     }
 }
 
+/// The regions of every test deployment: a node names the others as its peers, so an
+/// assertion addressed to one of them is answered 421.
+pub const TEST_REGIONS: [&str; 3] = ["us", "eu", "apac"];
+
 /// Writes a node config for `db` into `dir`, with fresh key files. Returns the config path
 /// and the assertion key.
 ///
@@ -267,6 +271,7 @@ shutdown_grace = "5s"
 id = "{region}"
 display_name = "Test {region}"
 location = "loopback"
+peers = [{peers}]
 
 [database]
 url = "{app}"
@@ -286,6 +291,12 @@ key_file = "credentials.key"
         app = db.app_url,
         owner = db.owner_url,
         auditor = db.roles[2],
+        peers = TEST_REGIONS
+            .iter()
+            .filter(|r| **r != region)
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     let path = dir.join("node.toml");
     std::fs::write(&path, toml).unwrap();
@@ -357,16 +368,23 @@ impl Node {
         &self.key
     }
 
-    /// Mints a valid assertion for `tenant`.
+    /// Mints a valid assertion for `tenant`: a system-scoped one (as the gateway's admin
+    /// provisioner mints) for role `system` with a `system:<actor>` subject, else a customer one.
     ///
     /// # Panics
-    /// Never with a valid key.
+    /// For any other reserved identity (the gateway cannot mint one either).
     #[must_use]
     pub fn assertion(&self, tenant: Uuid, subject: &str, role: &str) -> String {
-        self.signer
-            .mint(TenantId::from_uuid(tenant), subject, role, now_secs())
-            .unwrap()
-            .0
+        let tenant = TenantId::from_uuid(tenant);
+        let actor = subject.strip_prefix(residency_config::assertion::SYSTEM_SUBJECT_PREFIX);
+        match actor {
+            Some(actor) if role == residency_config::assertion::SYSTEM_ROLE => {
+                self.signer.mint_system(tenant, actor, now_secs())
+            }
+            _ => self.signer.mint(tenant, subject, role, now_secs()),
+        }
+        .unwrap()
+        .0
     }
 
     /// Calls the node as `tenant` with `role` (empty: use the member record of `subject`).

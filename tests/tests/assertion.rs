@@ -13,6 +13,27 @@ fn mint(key: &AssertionKey, region: &str, tenant: Uuid, role: &str, at: u64) -> 
         .0
 }
 
+/// A validly signed assertion with `scp = customer` that names the system role and a
+/// `system:` subject: what a customer credential claiming `role = system` would have turned
+/// into before the gateway refused reserved identities. Built by hand because the signer
+/// refuses to mint it.
+fn customer_scoped_system_assertion(node: &Node, tenant: Uuid) -> String {
+    let secret = std::fs::read(node.dir.path().join("assertion.key")).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(node.key().kid().to_owned());
+    let now = now_secs();
+    let claims = serde_json::json!({
+        "iss": "residency-gateway", "aud": "eu", "tid": tenant, "sub": "system:x",
+        "role": "system", "scp": "customer", "iat": now, "exp": now + 60,
+    });
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn assertions_are_checked_before_anything_else() {
     let db = RegionDb::create("eu").await;
@@ -78,6 +99,17 @@ async fn assertions_are_checked_before_anything_else() {
     )])
     .await;
     assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST);
+    // A customer's own JWT sent as the assertion (its `aud` is the public API audience, not a
+    // region): 401, not 421. So is an assertion for a region this deployment does not have.
+    let idp_jwt = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImlkcC0xIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlLyIsImF1ZCI6InJlc2lkZW5jeS1hcGkiLCJzdWIiOiJ1IiwidGVuYW50X2lkIjoieCJ9.c2ln";
+    let r = me(vec![("x-residency-assertion", idp_jwt.into())]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+    let r = me(vec![(
+        "x-residency-assertion",
+        mint(node.key(), "mars", t, "owner", now_secs()),
+    )])
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
     // Unknown kid for this region.
     let unknown = AssertionKey::new("eu-9", "HS256", vec![3; 32]).unwrap();
     let r = me(vec![(
@@ -122,7 +154,19 @@ async fn assertions_are_checked_before_anything_else() {
         .call(Method::GET, "/v1/me", Uuid::new_v4(), "u", "owner", None)
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    // System assertions cannot use the customer API; customer ones cannot provision.
+    // System assertions cannot use the customer API; customer ones cannot provision, not even
+    // when they name the system role and a `system:` subject (the review's attack: only the
+    // scope claim, which the gateway's request path never writes, opens `/internal`).
+    let forged_system = customer_scoped_system_assertion(&node, t);
+    let r = node
+        .raw(
+            Method::POST,
+            "/internal/v1/provision",
+            &[("x-residency-assertion", &forged_system)],
+            Some(&serde_json::json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
     let r = node
         .call(Method::GET, "/v1/me", t, "system:x", "system", None)
         .await;

@@ -92,7 +92,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     let t = Uuid::new_v4();
     let signer = Signer::new(RegionId::new("eu").unwrap(), &key, 60);
     let sys = signer
-        .mint(TenantId::from_uuid(t), "system:test", "system", now_secs())
+        .mint_system(TenantId::from_uuid(t), "test", now_secs())
         .unwrap()
         .0;
     let r = http

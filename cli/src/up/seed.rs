@@ -82,9 +82,13 @@ impl NodeTarget {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Reply> {
-        let (token, _) = self
-            .signer
-            .mint(TenantId::from_uuid(tenant), sub, role, now_secs())?;
+        let tenant = TenantId::from_uuid(tenant);
+        // Provisioning needs a system-scoped assertion, which only `mint_system` writes.
+        let (token, _) = if (sub, role) == SYSTEM {
+            self.signer.mint_system(tenant, SYSTEM_ACTOR, now_secs())?
+        } else {
+            self.signer.mint(tenant, sub, role, now_secs())?
+        };
         let hdr = vec![(
             HeaderName::from_static(headers::ASSERTION),
             HeaderValue::from_str(&token)?,
@@ -199,6 +203,7 @@ pub async fn seed(
     Ok(out)
 }
 
+const SYSTEM_ACTOR: &str = "residency-up";
 const SYSTEM: (&str, &str) = ("system:residency-up", "system");
 const OWNER: (&str, &str) = ("demo-owner", "owner");
 

@@ -80,12 +80,7 @@ impl Provisioner {
         })?;
         let (assertion, _) = region
             .signer()
-            .mint(
-                tenant,
-                &format!("system:{}", self.actor),
-                "system",
-                now_secs(),
-            )
+            .mint_system(tenant, &self.actor, now_secs())
             .map_err(|e| AdminError::Internal(format!("minting a system assertion: {e}")))?;
         let assertion = HeaderValue::try_from(assertion)
             .map_err(|e| AdminError::Internal(format!("assertion header: {e}")))?;

@@ -5,12 +5,15 @@
 //!
 //! Architecture invariants:
 //! - client-sent internal headers are removed before anything reads the headers;
+//! - only the customer API (`/v1/…`) is forwarded ([`route`]), before any credential work;
+//! - reserved identities (role `system`, `system:`/`apikey:` subjects in a JWT) are refused;
 //! - the tenant comes only from the verified credential;
 //! - the upstream is chosen only among the tenant's home region's upstreams;
 //! - bodies are streamed both ways, never buffered or re-encoded;
 //! - a request over its tenant's rate limit never reaches a region node ([`crate::ratelimit`]).
 
 pub mod body;
+pub mod route;
 pub mod tls;
 pub mod upstream;
 
@@ -24,7 +27,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use residency_config::assertion::now_secs;
+use residency_config::assertion::{is_reserved_identity, now_secs, SYSTEM_ROLE};
 use residency_config::gateway::{GatewayConfig, Limits};
 use residency_config::headers::{is_valid_request_id, ASSERTION, REGION, REQUEST_ID};
 use tokio_util::sync::CancellationToken;
@@ -143,6 +146,7 @@ impl Gateway {
         region_out: &mut Option<Arc<Region>>,
         rate_out: &mut Option<Decision>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
+        route::check(parts.uri.path())?;
         // Limits: a declared length over the limit is refused before any work; a streamed body
         // is cut off by `LimitedBody`.
         if content_length(&parts.headers).is_some_and(|n| n > self.limits.max_body_bytes) {
@@ -234,16 +238,23 @@ impl Gateway {
                     return Ok(hit);
                 }
                 self.cache.count_miss();
-                self.jwt.verify(token).await.map(|ctx| {
-                    let verified = Arc::new(Verified::new(ctx));
-                    self.cache.insert(key, Arc::clone(&verified), now);
-                    verified
-                })
+                match self.jwt.verify(token).await {
+                    // Refused before it is cached, so a reserved identity never gets a hit.
+                    Ok(ctx) if reserved_in_jwt(&ctx) => return Err(reserved()),
+                    Ok(ctx) => {
+                        let verified = Arc::new(Verified::new(ctx));
+                        self.cache.insert(key, Arc::clone(&verified), now);
+                        Ok(verified)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             // The outer `?` is the directory failing to answer (503), not a refused key.
-            Ok(Credential::ApiKey(key)) => {
-                api_key::verify(key, &self.directory, now)?.map(|ctx| self.cache.api_key(ctx, now))
-            }
+            Ok(Credential::ApiKey(key)) => match api_key::verify(key, &self.directory, now)? {
+                Ok(ctx) if ctx.role == SYSTEM_ROLE => return Err(reserved()),
+                Ok(ctx) => Ok(self.cache.api_key(ctx, now)),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
@@ -269,6 +280,19 @@ impl Gateway {
                 .increment(1);
         }
     }
+}
+
+/// Whether a verified JWT names an identity reserved for the platform itself: the system
+/// role, a `system:` subject (internal calls), or an `apikey:` subject (API keys' own
+/// identities, which a JWT must not impersonate).
+fn reserved_in_jwt(ctx: &authn::AuthContext) -> bool {
+    is_reserved_identity(&ctx.subject, &ctx.role)
+        || ctx.subject.starts_with(api_key::SUBJECT_PREFIX)
+}
+
+fn reserved() -> GatewayError {
+    metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "reserved_identity").increment(1);
+    GatewayError::Forbidden("the credential names a reserved identity")
 }
 
 /// The client's request id when well formed, else a new UUIDv7.

@@ -1,0 +1,106 @@
+//! Which paths the public listener forwards: the customer API (`/v1` and below) and nothing
+//! else. A region node's `/internal/…`, `/metrics`, `/healthz` and `/readyz` are therefore
+//! never reachable through the gateway, whatever credential a request carries.
+//!
+//! Paths are compared as the client sent them, and a path with a `.` or `..` segment (also
+//! percent-encoded, `%2e`) is refused outright: a node, a proxy in front of it or a future
+//! router that normalises dot segments must never turn `/v1/../internal/…` into a path this
+//! check did not see.
+
+use crate::error::GatewayError;
+
+/// The prefix of every forwarded path.
+pub const CUSTOMER_API_PREFIX: &str = "/v1";
+
+/// Accepts `path` when it is `/v1` or below it and has no dot segment.
+///
+/// # Errors
+/// [`GatewayError::NotFound`] outside the customer API, [`GatewayError::BadRequest`] for a dot
+/// segment.
+pub fn check(path: &str) -> Result<(), GatewayError> {
+    let rest = path
+        .strip_prefix(CUSTOMER_API_PREFIX)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+        .ok_or(GatewayError::NotFound(
+            "only the customer api (/v1/...) is served here",
+        ))?;
+    if rest.split('/').any(is_dot_segment) {
+        return Err(GatewayError::BadRequest(
+            "paths with '.' or '..' segments are not accepted",
+        ));
+    }
+    Ok(())
+}
+
+/// `.` or `..`, with any dot possibly written as `%2e` / `%2E` (RFC 3986 §6.2.2.2).
+fn is_dot_segment(segment: &str) -> bool {
+    let b = segment.as_bytes();
+    let mut dots = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'.' {
+            i += 1;
+        } else if b.len() - i >= 3 && b[i] == b'%' && b[i + 1] == b'2' && b[i + 2] | 0x20 == b'e' {
+            i += 3;
+        } else {
+            return false;
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_customer_api_passes() {
+        for ok in [
+            "/v1",
+            "/v1/",
+            "/v1/me",
+            "/v1/workflows/abc/runs",
+            "/v1/a...b",
+            "/v1/...",
+        ] {
+            assert!(check(ok).is_ok(), "{ok}");
+        }
+        for nf in [
+            "/",
+            "",
+            "*",
+            "/internal/v1/provision",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/v1x/me",
+            "/v10/me",
+            "/V1/me",
+            "//v1/me",
+        ] {
+            assert!(matches!(check(nf), Err(GatewayError::NotFound(_))), "{nf}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_refused_in_every_spelling() {
+        for bad in [
+            "/v1/../internal/v1/provision",
+            "/v1/./me",
+            "/v1/me/..",
+            "/v1/%2e%2e/metrics",
+            "/v1/%2E%2E/metrics",
+            "/v1/.%2e/metrics",
+            "/v1/%2e/me",
+        ] {
+            assert!(
+                matches!(check(bad), Err(GatewayError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+}
