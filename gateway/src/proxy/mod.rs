@@ -234,8 +234,8 @@ impl Gateway {
                     return Ok(hit);
                 }
                 self.cache.count_miss();
-                self.jwt.verify(token).await.map(|ctx| {
-                    let verified = Arc::new(Verified::new(ctx));
+                self.jwt.verify(token).await.map(|verified| {
+                    let verified = Arc::new(verified);
                     self.cache.insert(key, Arc::clone(&verified), now);
                     verified
                 })
