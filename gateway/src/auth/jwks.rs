@@ -35,7 +35,9 @@ pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 /// The most keys kept from one document.
 pub const MAX_KEYS: usize = 64;
 
-/// One usable verification key.
+/// One usable verification key. The key set is its only long-lived owner: a verified-token
+/// cache entry holds a `Weak` to it, so nothing else may keep a clone of the `Arc` beyond one
+/// verification, or a removed key would stay alive for its tokens.
 pub struct JwkKey {
     /// The key.
     pub key: DecodingKey,
