@@ -5,7 +5,8 @@
 //!
 //! - `token_cache_hit`: the whole path as `Gateway::authenticate` runs it for a cached token:
 //!   find the credential in the headers, derive the cache key from the token, probe the cache
-//!   (expiry check, `Arc` clone), count the hit on the installed Prometheus recorder;
+//!   (expiry check, signing key still in the key set, `Arc` clone), count the hit on the
+//!   installed Prometheus recorder;
 //! - `token_cache_hit_10k_tokens`: the same rotating over 10 000 cached tokens, so the map
 //!   does not sit in L1 (each request's headers are built just before, warm as after
 //!   parsing);
@@ -23,12 +24,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use residency_config::TenantId;
 use residency_gateway::auth::cache::{self, TokenCache, Verified};
+use residency_gateway::auth::jwks::{self, JwkKey};
 use residency_gateway::auth::{self as authn, AuthContext, Credential};
 use residency_gateway::metrics as m;
 
@@ -75,13 +79,27 @@ fn headers_with(token: &str) -> HeaderMap {
     h
 }
 
-fn verified(n: u32) -> Arc<Verified> {
-    Arc::new(Verified::new(AuthContext {
+/// The token as the verifier leaves it: bound to the key (from the issuer's key set) that
+/// verified it.
+fn verified(n: u32, key: &Arc<JwkKey>) -> Arc<Verified> {
+    let ctx = AuthContext {
         tenant: tenant(n),
         subject: format!("user-{n:08}@customer.example"),
         role: "developer".to_owned(),
         expires_at: NOW + 3600,
-    }))
+    };
+    Arc::new(Verified::signed(ctx, key))
+}
+
+/// The issuer's key set with the public half of `pkcs8`.
+fn key_set(pkcs8: &[u8]) -> jwks::KeySet {
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).unwrap();
+    let point = pair.public_key().as_ref();
+    let doc = serde_json::json!({ "keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "idp-2026-04", "use": "sig", "alg": "ES256",
+        "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+    }]});
+    jwks::parse(doc.to_string().as_bytes()).unwrap()
 }
 
 /// How a hit is counted.
@@ -120,11 +138,14 @@ fn bench(c: &mut Criterion) {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let key = EncodingKey::from_ec_der(pkcs8.as_ref());
+    // Held for the whole run, as the gateway's key set holds it.
+    let keys = key_set(pkcs8.as_ref());
+    let signing = &keys["idp-2026-04"];
 
     let cache = TokenCache::new(100_000);
     let tokens: Vec<String> = (0..10_000).map(|n| token(&key, n)).collect();
     for (n, t) in (0u32..).zip(&tokens) {
-        cache.insert(cache::key_of(t), verified(n), NOW);
+        cache.insert(cache::key_of(t), verified(n, signing), NOW);
     }
     let one = headers_with(&tokens[1]);
     eprintln!("token length: {} bytes", tokens[1].len());

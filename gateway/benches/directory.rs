@@ -70,6 +70,7 @@ fn bench(c: &mut criterion::Criterion) {
             rate_limit_per_min: 1000,
         },
         1,
+        cache.read_ticket(),
     );
     c.bench_function("cache_probe_hit", |b| {
         b.iter(|| black_box(cache.tenant(black_box(one))));

@@ -162,6 +162,8 @@ struct Options {
     jwks_url: Option<String>,
     /// Use this identity provider instead of a fresh one.
     idp: Option<Idp>,
+    /// Extra lines for `[[issuers]]`.
+    issuer: &'static str,
 }
 
 struct Harness {
@@ -258,6 +260,7 @@ issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 {jwks_source}
 leeway = "0s"
+{extra_issuer}
 
 [directory]
 source = "file"
@@ -274,6 +277,7 @@ max_body_bytes = {MAX_BODY}
                 |u| format!("jwks_url = \"{u}\"")
             ),
             extra_limits = opts.limits,
+            extra_issuer = opts.issuer,
         );
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
@@ -866,5 +870,58 @@ async fn an_issuer_down_at_start_is_fetched_again_on_the_first_token() {
     let (status, _, _) = h.get_as(EU_TENANT, "/v1/me").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(fetches.load(Ordering::SeqCst), after_first);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_cached_token_stops_working_once_its_key_leaves_the_jwks() {
+    let (url, doc, fetches) = jwks_server().await;
+    let idp = Idp::generate(KID);
+    *doc.lock().unwrap() = Some(idp.jwks.clone());
+    let h = Harness::start_with(Options {
+        jwks_url: Some(url),
+        idp: Some(idp),
+        // The shortest refresh the config allows.
+        issuer: "jwks_refresh = \"30s\"",
+        ..Options::default()
+    })
+    .await;
+    let bearer = format!("Bearer {}", h.idp.sign(Some(KID), &claims(EU_TENANT)));
+    let auth = [("authorization", bearer.as_str())];
+    // Verified once, then answered from the verified-token cache.
+    for _ in 0..2 {
+        assert_eq!(h.get("/v1/me", &auth).await.0, StatusCode::OK);
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+
+    // The key is compromised: the identity provider publishes a set without it. The token's
+    // exp is ten minutes away.
+    *doc.lock().unwrap() = Some(r#"{"keys":[]}"#.to_owned());
+    let refreshed = tokio::time::Instant::now() + Duration::from_secs(45);
+    while fetches.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < refreshed,
+            "no jwks refresh within 45 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The refresh was requested; once its answer is in, the cached token is refused.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let (status, _, body) = h.get("/v1/me", &auth).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(
+                problem(&body)["detail"],
+                "the token could not be verified",
+                "{body:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a token of a key removed from the jwks is still accepted ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     h.stop().await;
 }

@@ -254,3 +254,41 @@ async fn changes_are_notified_and_a_reconnect_asks_for_a_resync() {
     store.revoke_api_key("a", t.id, rec.id).await.unwrap();
     assert_eq!(next(&mut rx).await, Change::ApiKey { prefix: rec.prefix });
 }
+
+#[tokio::test]
+async fn hard_deletes_are_notified() {
+    let db = DirectoryDb::create().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let t = store
+        .create_tenant(
+            "a",
+            &NewTenant {
+                org_id: None,
+                name: "n".into(),
+                region: RegionId::new("eu").unwrap(),
+                tier: Tier::Scale,
+                rate_limit_per_min: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (key, _) = store
+        .create_api_key("a", t.id, "k", "", None)
+        .await
+        .unwrap();
+    let mut rx = listen(db.url.clone());
+    assert_eq!(next(&mut rx).await, Change::Resync);
+
+    // Plain SQL, as an operator would delete: the gateways' caches must hear of it.
+    let owner = integration_tests::connect(&db.url).await;
+    owner
+        .execute("DELETE FROM api_keys WHERE id = $1", &[&key.id])
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx).await, Change::ApiKey { prefix: key.prefix });
+    owner
+        .execute("DELETE FROM tenants WHERE id = $1", &[&t.id])
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx).await, Change::Tenant(t.id));
+}

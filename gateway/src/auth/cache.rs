@@ -7,6 +7,12 @@
 //! full it sweeps expired entries at most once a second, and if still full it stops caching
 //! new tokens (they are still verified, just not remembered).
 //!
+//! An entry also ends when the key that verified it leaves the issuer's key set (a `kid`
+//! removed from the JWKS after a compromise, noticed by the periodic refresh or an unknown-`kid`
+//! fetch): the entry holds a `Weak` to that key ([`super::jwks::JwkKey`]), and the key set is
+//! its only owner, so a hit checks the key is still alive with one atomic load (no lock, no
+//! lookup in the key set) and a dead key turns the hit into a full verification, which fails.
+//!
 //! Why not a SHA-256 of the token as the key: hashing a typical 400-byte JWT costs about
 //! 240 ns, more than the whole hit may (SPEC §5: 150 ns; `benches/auth.rs`). The price is that
 //! the tokens of the last `token_cache_entries` callers sit in memory until they expire, next
@@ -15,13 +21,14 @@
 //! inserted, and a client cannot choose colliding lookups without the seed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use dashmap::DashMap;
 use http::HeaderValue;
 use residency_config::assertion::AssertionError;
 use residency_config::RegionId;
 
+use super::jwks::JwkKey;
 use super::AuthContext;
 use crate::metrics as m;
 use crate::proxy::upstream::Region;
@@ -47,6 +54,9 @@ type Hasher = foldhash::fast::RandomState;
 pub struct Verified {
     /// Who is calling.
     pub ctx: AuthContext,
+    /// The key that verified a token's signature (`None` for an API key, which the directory
+    /// checks on every request).
+    signed_by: Option<Weak<JwkKey>>,
     assertion: Mutex<Option<Minted>>,
 }
 
@@ -57,13 +67,34 @@ struct Minted {
 }
 
 impl Verified {
-    /// Wraps a freshly verified context.
+    /// Wraps a context verified without a signing key (an API key).
     #[must_use]
     pub fn new(ctx: AuthContext) -> Self {
         Self {
             ctx,
+            signed_by: None,
             assertion: Mutex::new(None),
         }
+    }
+
+    /// Wraps the context of a token whose signature `key` verified: cached, it is accepted only
+    /// while `key` is still in its issuer's key set.
+    #[must_use]
+    pub fn signed(ctx: AuthContext, key: &Arc<JwkKey>) -> Self {
+        Self {
+            signed_by: Some(Arc::downgrade(key)),
+            ..Self::new(ctx)
+        }
+    }
+
+    /// Whether a cached entry may still be served at `now`: not expired, and its signing key
+    /// (if any) not removed from the key set.
+    fn usable(&self, now: u64) -> bool {
+        self.ctx.expires_at > now
+            && self
+                .signed_by
+                .as_ref()
+                .is_none_or(|key| key.strong_count() > 0)
     }
 
     /// The internal assertion for `region` at `now`: the cached one while it has more than
@@ -147,14 +178,15 @@ impl TokenCache {
         verified
     }
 
-    /// The entry for `key` if present and not expired at `now`.
+    /// The entry for `key` if present, not expired at `now`, and its signing key still in the
+    /// key set; an entry that is not is dropped.
     #[must_use]
     pub fn get(&self, key: &TokenKey<'_>, now: u64) -> Option<Arc<Verified>> {
         let hit = self.map.get(key.0).map(|e| Arc::clone(e.value()))?;
-        if hit.ctx.expires_at > now {
+        if hit.usable(now) {
             Some(hit)
         } else {
-            self.map.remove_if(key.0, |_, v| v.ctx.expires_at <= now);
+            self.map.remove_if(key.0, |_, v| !v.usable(now));
             None
         }
     }
@@ -180,7 +212,7 @@ impl TokenCache {
                     .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
             {
-                self.map.retain(|_, v| v.ctx.expires_at > now);
+                self.map.retain(|_, v| v.usable(now));
             }
             if self.map.len() >= self.capacity {
                 return;
@@ -207,6 +239,7 @@ mod tests {
     use super::*;
     use residency_config::assertion::{AssertionKey, Verifier};
     use residency_config::TenantId;
+    use std::time::Duration;
 
     #[test]
     fn api_key_contexts_are_shared_until_they_change_or_expire() {
@@ -229,6 +262,85 @@ mod tests {
         fresh.role = "viewer".into();
         fresh.expires_at = 400;
         assert!(!Arc::ptr_eq(&changed, &cache.api_key(fresh, 300)));
+    }
+
+    #[tokio::test]
+    async fn a_token_is_dropped_when_its_key_leaves_the_key_set() {
+        use crate::auth::jwks::{Jwks, Source};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        let (jwk1, jwk2) = (ec_jwk("k1"), ec_jwk("k2"));
+        std::fs::write(&path, format!(r#"{{"keys":[{jwk1},{jwk2}]}}"#)).unwrap();
+        let jwks = Jwks::load(
+            Source::File(path.clone()),
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        let cache = TokenCache::new(10);
+        let (t1, t2) = (key_of("token-of-k1"), key_of("token-of-k2"));
+        cache.insert(
+            t1,
+            Arc::new(Verified::signed(ctx(1000), &jwks.get("k1").unwrap())),
+            50,
+        );
+        cache.insert(
+            t2,
+            Arc::new(Verified::signed(ctx(1000), &jwks.get("k2").unwrap())),
+            50,
+        );
+        // An API key context has no signing key: only expiry applies.
+        let t3 = key_of("api-key-context");
+        cache.insert(t3, Arc::new(Verified::new(ctx(1000))), 50);
+        assert!(cache.get(&t1, 60).is_some() && cache.get(&t2, 60).is_some());
+
+        // A refresh with the same document keeps every entry.
+        jwks.refresh().await;
+        assert!(cache.get(&t1, 61).is_some() && cache.get(&t2, 61).is_some());
+
+        // k2 is removed (compromised): its token is refused long before its exp, k1's is not.
+        std::fs::write(&path, format!(r#"{{"keys":[{jwk1}]}}"#)).unwrap();
+        jwks.refresh().await;
+        assert!(
+            cache.get(&t2, 62).is_none(),
+            "token of a removed key still cached"
+        );
+        assert_eq!(cache.len(), 2, "its entry is dropped");
+        assert!(cache.get(&t1, 62).is_some());
+        assert!(cache.get(&t3, 62).is_some());
+
+        // A full cache's sweep drops the entries of removed keys too.
+        let small = TokenCache::new(1);
+        small.insert(
+            t1,
+            Arc::new(Verified::signed(ctx(1000), &jwks.get("k1").unwrap())),
+            70,
+        );
+        std::fs::write(&path, r#"{"keys":[]}"#).unwrap();
+        jwks.refresh().await;
+        small.insert(t2, Arc::new(Verified::new(ctx(1000))), 71);
+        assert!(small.get(&t2, 71).is_some(), "the dead entry made room");
+        assert_eq!(small.len(), 1);
+    }
+
+    /// A generated P-256 public key as a JWK with `kid`.
+    fn ec_jwk(kid: &str) -> String {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        use base64::Engine;
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref();
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+        });
+        jwk.to_string()
     }
 
     fn ctx(exp: u64) -> AuthContext {

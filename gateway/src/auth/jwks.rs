@@ -7,6 +7,12 @@
 //!
 //! Only signature keys of asymmetric types (EC, RSA, OKP) with a `kid` are kept: a symmetric
 //! (`oct`) key in a JWKS is ignored, so a published key can never become an HMAC secret.
+//!
+//! Key identity: a refresh keeps the very `Arc<JwkKey>` of every key whose JWK is unchanged,
+//! and drops the one of every key that left the set or changed under its `kid`. Tokens in the
+//! verified-token cache hold a `Weak` to the key that verified them
+//! ([`super::cache::Verified::signed`]), so a key gone from the set (rotated out after a
+//! compromise) stops its cached tokens on their next use, however far their `exp` is.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,7 +25,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +35,9 @@ pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 /// The most keys kept from one document.
 pub const MAX_KEYS: usize = 64;
 
-/// One usable verification key.
+/// One usable verification key. The key set is its only long-lived owner: a verified-token
+/// cache entry holds a `Weak` to it, so nothing else may keep a clone of the `Arc` beyond one
+/// verification, or a removed key would stay alive for its tokens.
 pub struct JwkKey {
     /// The key.
     pub key: DecodingKey,
@@ -37,6 +45,8 @@ pub struct JwkKey {
     pub family: jsonwebtoken::AlgorithmFamily,
     /// The `alg` the JWK pins, when it does.
     pub alg: Option<Algorithm>,
+    /// The JWK it came from: a refresh compares it to keep an unchanged key's identity.
+    jwk: Jwk,
 }
 
 /// Keys by `kid`.
@@ -86,7 +96,15 @@ pub fn parse(bytes: &[u8]) -> Result<KeySet, JwksError> {
             continue;
         };
         if out.len() < MAX_KEYS {
-            out.insert(kid, Arc::new(JwkKey { key, family, alg }));
+            out.insert(
+                kid,
+                Arc::new(JwkKey {
+                    key,
+                    family,
+                    alg,
+                    jwk,
+                }),
+            );
         }
     }
     Ok(out)
@@ -213,8 +231,26 @@ impl Jwks {
         }
     }
 
-    fn replace(&self, set: KeySet) {
-        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+    /// Installs `set`, keeping the `Arc` of every unchanged key so the tokens it verified stay
+    /// cached. The keys that left the set (or changed under their `kid`) are dropped with the
+    /// old set, which ends every cached token they verified.
+    fn replace(&self, mut set: KeySet) {
+        let mut current = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let mut removed = 0usize;
+        for (kid, old) in current.iter() {
+            match set.get_mut(kid) {
+                Some(new) if new.jwk == old.jwk => *new = Arc::clone(old),
+                _ => removed += 1,
+            }
+        }
+        *current = Arc::new(set);
+        drop(current);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "jwks keys removed or replaced; tokens they verified are no longer accepted"
+            );
+        }
     }
 
     async fn fetch(&self) -> Result<KeySet, JwksError> {
@@ -280,6 +316,41 @@ mod tests {
         assert_eq!(kids, ["k1"]);
         assert_eq!(set["k1"].alg, Some(Algorithm::ES256));
         assert_eq!(set["k1"].family, jsonwebtoken::AlgorithmFamily::Ec);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_keeps_unchanged_keys_and_drops_removed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        let other = EC_JWK.replace("\"k1\"", "\"k2\"");
+        std::fs::write(&path, format!("{{\"keys\":[{EC_JWK},{other}]}}")).unwrap();
+        let jwks = Jwks::load(
+            Source::File(path.clone()),
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        let (k1, k2) = (jwks.get("k1").unwrap(), jwks.get("k2").unwrap());
+        let (w1, w2) = (Arc::downgrade(&k1), Arc::downgrade(&k2));
+        drop((k1, k2));
+        // Same document: the same keys.
+        jwks.refresh().await;
+        assert!(w1.strong_count() > 0 && w2.strong_count() > 0);
+        // k2 leaves the set: its key is gone, k1's is the same one.
+        std::fs::write(&path, format!("{{\"keys\":[{EC_JWK}]}}")).unwrap();
+        jwks.refresh().await;
+        assert_eq!(w2.strong_count(), 0);
+        assert!(Arc::ptr_eq(
+            &w1.upgrade().unwrap(),
+            &jwks.get("k1").unwrap()
+        ));
+        // A changed JWK under the same kid: a new key, the old one is gone.
+        let changed = EC_JWK.replace("\"ES256\",", "\"ES256\", \"x5t\":\"changed\",");
+        std::fs::write(&path, format!("{{\"keys\":[{changed}]}}")).unwrap();
+        jwks.refresh().await;
+        assert_eq!(w1.strong_count(), 0);
+        assert!(jwks.get("k1").is_some());
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! the same family and `alg`, signature, then `exp` (required, numeric), `nbf`, `iss`, `aud`
 //! with the issuer's leeway, then the tenant claim must be a UUID.
 //!
-//! Caching of verified tokens lives in [`super::cache`]; this module always does the full work.
+//! Caching of verified tokens lives in [`super::cache`]; this module always does the full work
+//! and returns the context with the key that verified it ([`Verified::signed`]), so the cache
+//! can drop the token when that key leaves the key set.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::cache::Verified;
 use super::jwks::{Jwks, JwksError, Source};
 use super::{AuthContext, AuthError};
 
@@ -82,11 +85,11 @@ impl JwtVerifier {
         }
     }
 
-    /// Verifies `token` fully.
+    /// Verifies `token` fully: its context, bound to the key that verified its signature.
     ///
     /// # Errors
     /// The [`AuthError`] naming the first check that failed.
-    pub async fn verify(&self, token: &str) -> Result<AuthContext, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
@@ -125,7 +128,7 @@ impl JwtVerifier {
                 | ErrorKind::InvalidToken => AuthError::Malformed,
                 _ => AuthError::InvalidClaims,
             })?;
-        self.context(&data.claims)
+        Ok(Verified::signed(self.context(&data.claims)?, &key))
     }
 
     fn issuer_of(&self, token: &str) -> Result<&Issuer, AuthError> {

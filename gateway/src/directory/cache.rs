@@ -7,6 +7,14 @@
 //!   replaces a newer one, and a revoked key never comes back to life;
 //! - negative entries ("no such tenant / key") that expire after `negative_ttl`, at most
 //!   `negative_cap` of them;
+//! - removal of rows deleted from the directory: a point reload that finds nothing evicts
+//!   the cached row ([`Cache::evict_tenant`], [`Cache::evict_api_key`]), and a full load
+//!   sweeps every row it did not see ([`Cache::sweep_unseen`]: mark and sweep, so a resync
+//!   after a disconnect drops rows deleted while the notifications were lost);
+//! - read tickets ([`Cache::read_ticket`]): every directory read takes one before it starts,
+//!   and each slot keeps the ticket of the read it came from, so the answer of a read that
+//!   started later wins over an earlier one whichever arrives last (a slow read that still saw
+//!   a row cannot bring it back after a later read found it deleted);
 //! - freshness: `stale_since` is set when the `LISTEN` connection drops (or before the first
 //!   full load) and cleared by the next successful full load. Hits are served while stale for
 //!   up to `max_stale`, then refused like misses.
@@ -36,10 +44,15 @@ type Hasher = foldhash::fast::RandomState;
 /// One cache slot.
 #[derive(Debug)]
 enum Slot<T> {
-    /// The row, and the version it was read at.
-    Found { value: Arc<T>, version: i64 },
-    /// Known not to exist until this many milliseconds after the cache's epoch.
-    Absent { until_ms: u64 },
+    /// The row, the version it was read at, and the latest read ticket that saw it.
+    Found {
+        value: Arc<T>,
+        version: i64,
+        seen: u64,
+    },
+    /// Known not to exist until this many milliseconds after the cache's epoch, as of the
+    /// read with ticket `read`.
+    Absent { until_ms: u64, read: u64 },
 }
 
 /// The answer of a cache probe.
@@ -80,6 +93,8 @@ pub struct Cache {
     tenants: DashMap<TenantId, Slot<TenantRecord>, Hasher>,
     keys: DashMap<String, Slot<ApiKeyRecord>, Hasher>,
     negatives: AtomicUsize,
+    /// The last read ticket handed out.
+    reads: AtomicU64,
     negative_ttl_ms: u64,
     negative_cap: usize,
     max_stale_ms: u64,
@@ -114,6 +129,7 @@ impl Cache {
             tenants: DashMap::with_hasher(Hasher::default()),
             keys: DashMap::with_hasher(Hasher::default()),
             negatives: AtomicUsize::new(0),
+            reads: AtomicU64::new(0),
             negative_ttl_ms: millis(negative_ttl),
             negative_cap,
             max_stale_ms: millis(max_stale),
@@ -132,7 +148,7 @@ impl Cache {
     pub fn tenant(&self, id: TenantId) -> Probe<TenantRecord> {
         let probe = match self.tenants.get(&id).as_deref() {
             Some(Slot::Found { value, .. }) => Probe::Hit(Arc::clone(value)),
-            Some(Slot::Absent { until_ms }) if *until_ms > self.now_ms() => Probe::Absent,
+            Some(Slot::Absent { until_ms, .. }) if *until_ms > self.now_ms() => Probe::Absent,
             _ => Probe::Miss,
         };
         self.count(probe)
@@ -142,7 +158,7 @@ impl Cache {
     pub fn api_key(&self, prefix: &str) -> Probe<ApiKeyRecord> {
         let probe = match self.keys.get(prefix).as_deref() {
             Some(Slot::Found { value, .. }) => Probe::Hit(Arc::clone(value)),
-            Some(Slot::Absent { until_ms }) if *until_ms > self.now_ms() => Probe::Absent,
+            Some(Slot::Absent { until_ms, .. }) if *until_ms > self.now_ms() => Probe::Absent,
             _ => Probe::Miss,
         };
         self.count(probe)
@@ -169,15 +185,22 @@ impl Cache {
         }
     }
 
-    /// Stores a tenant row read at `version`, unless a newer one is cached.
-    pub fn put_tenant(&self, id: TenantId, record: TenantRecord, version: i64) {
-        self.put(&self.tenants, id, record, version, |_, new| new);
+    /// A ticket for a directory read about to start: pass it with the read's answer. Tickets
+    /// grow with every call, so they order reads by when they started.
+    pub fn read_ticket(&self) -> u64 {
+        self.reads.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// Stores an API key. Revocation is one-way in the directory, so a revoked cached key
-    /// stays revoked even if an older read arrives later.
-    pub fn put_api_key(&self, prefix: String, record: ApiKeyRecord) {
-        self.put(&self.keys, prefix, record, 0, |old, mut new| {
+    /// Stores a tenant row read at `version` by the read with ticket `read`, unless a newer
+    /// version is cached or a later read found the tenant absent.
+    pub fn put_tenant(&self, id: TenantId, record: TenantRecord, version: i64, read: u64) {
+        self.put(&self.tenants, id, record, version, read, |_, new| new);
+    }
+
+    /// Stores an API key read by the read with ticket `read`. Revocation is one-way in the
+    /// directory, so a revoked cached key stays revoked even if an older read arrives later.
+    pub fn put_api_key(&self, prefix: String, record: ApiKeyRecord, read: u64) {
+        self.put(&self.keys, prefix, record, 0, read, |old, mut new| {
             new.revoked |= old.revoked;
             new
         });
@@ -189,6 +212,7 @@ impl Cache {
         key: K,
         value: T,
         version: i64,
+        read: u64,
         merge: impl FnOnce(&T, T) -> T,
     ) {
         match map.entry(key) {
@@ -198,19 +222,27 @@ impl Cache {
                     Slot::Found {
                         value: old,
                         version: v,
+                        seen,
                     } => {
+                        // Either way the row existed when this read ran.
+                        *seen = (*seen).max(read);
                         if *v <= version {
+                            let seen = *seen;
                             *slot = Slot::Found {
                                 value: Arc::new(merge(old, value)),
                                 version,
+                                seen,
                             };
                         }
                     }
+                    // A read that started after this one found no row: it is the later word.
+                    Slot::Absent { read: gone, .. } if *gone > read => {}
                     Slot::Absent { .. } => {
                         self.negatives.fetch_sub(1, Ordering::Relaxed);
                         *slot = Slot::Found {
                             value: Arc::new(value),
                             version,
+                            seen: read,
                         };
                     }
                 }
@@ -219,45 +251,87 @@ impl Cache {
                 e.insert(Slot::Found {
                     value: Arc::new(value),
                     version,
+                    seen: read,
                 });
             }
         }
     }
 
-    /// Remembers that a tenant does not exist (unless it is cached by now).
-    pub fn put_tenant_absent(&self, id: TenantId) {
-        self.put_absent(&self.tenants, id);
+    /// Remembers that a tenant was not found by a miss query (read ticket `read`). A cached
+    /// row is kept: the tenant was not cached when the miss began, so a row cached since came
+    /// from a read that saw it created.
+    pub fn put_tenant_absent(&self, id: TenantId, read: u64) {
+        self.put_absent(&self.tenants, id, read, false);
     }
 
-    /// Remembers that an API key prefix does not exist.
-    pub fn put_api_key_absent(&self, prefix: String) {
-        self.put_absent(&self.keys, prefix);
+    /// A point reload (read ticket `read`) found no tenant `id`: it was deleted, so its cached
+    /// row goes, unless a read that started later has seen it.
+    pub fn evict_tenant(&self, id: TenantId, read: u64) {
+        self.put_absent(&self.tenants, id, read, true);
     }
 
-    fn put_absent<K: Eq + Hash, T>(&self, map: &DashMap<K, Slot<T>, Hasher>, key: K) {
+    /// A point reload (read ticket `read`) found no key with `prefix`: it was deleted, so its
+    /// cached row goes, unless a read that started later has seen it.
+    pub fn evict_api_key(&self, prefix: String, read: u64) {
+        self.put_absent(&self.keys, prefix, read, true);
+    }
+
+    fn put_absent<K: Eq + Hash, T>(
+        &self,
+        map: &DashMap<K, Slot<T>, Hasher>,
+        key: K,
+        read: u64,
+        evict: bool,
+    ) {
         let until_ms = self.now_ms().saturating_add(self.negative_ttl_ms);
         match map.entry(key) {
-            // A row that appeared meanwhile wins over the older "absent" answer.
             Entry::Occupied(mut e) => {
-                if let Slot::Absent { until_ms: u } = e.get_mut() {
-                    *u = until_ms;
+                let evicted = match e.get_mut() {
+                    Slot::Absent {
+                        until_ms: u,
+                        read: r,
+                    } => {
+                        *u = until_ms;
+                        *r = (*r).max(read);
+                        false
+                    }
+                    // A row from a later read (or, for a miss, any row) wins.
+                    Slot::Found { seen, .. } => evict && *seen < read,
+                };
+                if evicted {
+                    // Becomes a negative entry when the cap allows (so a slower, earlier read
+                    // cannot bring the row back), else goes: a miss is refused too.
+                    if self.claim_negative() {
+                        e.insert(Slot::Absent { until_ms, read });
+                    } else {
+                        e.remove();
+                    }
                 }
             }
             Entry::Vacant(e) => {
                 // The cap bounds memory against a flood of unknown ids; past it, misses are
                 // simply not remembered (they stay single-flight).
-                if self.negatives.load(Ordering::Relaxed) < self.negative_cap {
-                    self.negatives.fetch_add(1, Ordering::Relaxed);
-                    e.insert(Slot::Absent { until_ms });
+                if self.claim_negative() {
+                    e.insert(Slot::Absent { until_ms, read });
                 }
             }
+        }
+    }
+
+    /// Counts one more negative entry, unless the cap is reached.
+    fn claim_negative(&self) -> bool {
+        if self.negatives.load(Ordering::Relaxed) < self.negative_cap {
+            self.negatives.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
         }
     }
 
     /// Drops expired negative entries.
     pub fn sweep(&self) {
         fn expired<T>(slot: &Slot<T>, now: u64) -> bool {
-            matches!(slot, Slot::Absent { until_ms } if *until_ms <= now)
+            matches!(slot, Slot::Absent { until_ms, .. } if *until_ms <= now)
         }
         let now = self.now_ms();
         let mut removed = 0;
@@ -272,6 +346,30 @@ impl Cache {
             !gone
         });
         self.negatives.fetch_sub(removed, Ordering::Relaxed);
+    }
+
+    /// The sweep of a full load that started with read ticket `load`: drops every cached row
+    /// no read since then has seen (rows deleted while notifications were lost). Negative
+    /// entries stay until they expire. Returns how many tenants and keys were dropped.
+    ///
+    /// Shard by shard (dashmap `retain`): readers of other shards never wait, and a reader of
+    /// the shard being swept waits for one pass over that shard only.
+    pub fn sweep_unseen(&self, load: u64) -> (usize, usize) {
+        fn unseen<T>(slot: &Slot<T>, load: u64) -> bool {
+            matches!(slot, Slot::Found { seen, .. } if *seen < load)
+        }
+        let (mut tenants, mut keys) = (0, 0);
+        self.tenants.retain(|_, s| {
+            let gone = unseen(s, load);
+            tenants += usize::from(gone);
+            !gone
+        });
+        self.keys.retain(|_, s| {
+            let gone = unseen(s, load);
+            keys += usize::from(gone);
+            !gone
+        });
+        (tenants, keys)
     }
 
     /// Marks the data possibly out of date from now on (kept if already stale).
@@ -379,18 +477,18 @@ mod tests {
     fn an_older_version_never_replaces_a_newer_one() {
         let c = fresh_cache();
         let id = TenantId::from_uuid(uuid::Uuid::now_v7());
-        c.put_tenant(id, record(Tier::Growth), 3);
-        c.put_tenant(id, record(Tier::Starter), 2);
+        c.put_tenant(id, record(Tier::Growth), 3, c.read_ticket());
+        c.put_tenant(id, record(Tier::Starter), 2, c.read_ticket());
         assert_eq!(hit(c.tenant(id)).tier, Tier::Growth);
-        c.put_tenant(id, record(Tier::Scale), 4);
+        c.put_tenant(id, record(Tier::Scale), 4, c.read_ticket());
         assert_eq!(hit(c.tenant(id)).tier, Tier::Scale);
     }
 
     #[test]
     fn a_revoked_key_stays_revoked() {
         let c = fresh_cache();
-        c.put_api_key("abcdefgh".into(), key(true));
-        c.put_api_key("abcdefgh".into(), key(false));
+        c.put_api_key("abcdefgh".into(), key(true), c.read_ticket());
+        c.put_api_key("abcdefgh".into(), key(false), c.read_ticket());
         assert!(hit(c.api_key("abcdefgh")).revoked);
     }
 
@@ -401,19 +499,19 @@ mod tests {
             .map(|_| TenantId::from_uuid(uuid::Uuid::now_v7()))
             .collect();
         for id in &ids {
-            c.put_tenant_absent(*id);
+            c.put_tenant_absent(*id, c.read_ticket());
         }
         assert!(matches!(c.tenant(ids[0]), Probe::Absent));
         assert!(matches!(c.tenant(ids[1]), Probe::Absent));
         // Over the cap of 2: not remembered.
         assert!(matches!(c.tenant(ids[2]), Probe::Miss));
-        c.put_tenant(ids[0], record(Tier::Starter), 1);
+        c.put_tenant(ids[0], record(Tier::Starter), 1, c.read_ticket());
         assert_eq!(hit(c.tenant(ids[0])).tier, Tier::Starter);
         // The freed slot can be used again.
-        c.put_tenant_absent(ids[2]);
+        c.put_tenant_absent(ids[2], c.read_ticket());
         assert!(matches!(c.tenant(ids[2]), Probe::Absent));
         // "Absent" never replaces a row.
-        c.put_tenant_absent(ids[0]);
+        c.put_tenant_absent(ids[0], c.read_ticket());
         assert!(matches!(c.tenant(ids[0]), Probe::Hit(_)));
     }
 
@@ -422,7 +520,7 @@ mod tests {
         let c = Cache::new(Duration::ZERO, 10, Duration::from_secs(600));
         c.mark_fresh();
         let id = TenantId::from_uuid(uuid::Uuid::now_v7());
-        c.put_tenant_absent(id);
+        c.put_tenant_absent(id, c.read_ticket());
         assert!(matches!(c.tenant(id), Probe::Miss));
         c.sweep();
         assert_eq!(c.len(), (0, 0));
@@ -430,10 +528,100 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_point_reload_evicts_the_row() {
+        let c = fresh_cache();
+        let id = TenantId::from_uuid(uuid::Uuid::now_v7());
+        c.put_tenant(id, record(Tier::Growth), 1, c.read_ticket());
+        c.put_api_key("abcdefgh".into(), key(false), c.read_ticket());
+        c.evict_tenant(id, c.read_ticket());
+        c.evict_api_key("abcdefgh".into(), c.read_ticket());
+        assert_eq!(kind(&c.tenant(id)), "absent");
+        assert_eq!(kind(&c.api_key("abcdefgh")), "absent");
+        assert_eq!(c.negatives.load(Ordering::Relaxed), 2);
+        // Created again later: the new row is served.
+        c.put_tenant(id, record(Tier::Scale), 1, c.read_ticket());
+        assert_eq!(hit(c.tenant(id)).tier, Tier::Scale);
+        assert_eq!(c.negatives.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn read_tickets_order_a_deletion_against_slower_reads() {
+        let c = fresh_cache();
+        let id = TenantId::from_uuid(uuid::Uuid::now_v7());
+        c.put_tenant(id, record(Tier::Growth), 1, c.read_ticket());
+        // A slow read starts and still sees the row; a later read finds it deleted and
+        // answers first.
+        let slow = c.read_ticket();
+        c.evict_tenant(id, c.read_ticket());
+        c.put_tenant(id, record(Tier::Growth), 1, slow);
+        assert_eq!(
+            kind(&c.tenant(id)),
+            "absent",
+            "an earlier read revived the row"
+        );
+        // The other way round: an earlier read that found nothing does not evict a row that a
+        // later read saw.
+        let other = TenantId::from_uuid(uuid::Uuid::now_v7());
+        let early = c.read_ticket();
+        c.put_tenant(other, record(Tier::Scale), 1, c.read_ticket());
+        c.evict_tenant(other, early);
+        assert_eq!(hit(c.tenant(other)).tier, Tier::Scale);
+    }
+
+    #[test]
+    fn a_miss_never_evicts_and_evictions_past_the_cap_remove() {
+        let c = fresh_cache();
+        let id = TenantId::from_uuid(uuid::Uuid::now_v7());
+        c.put_tenant(id, record(Tier::Growth), 1, c.read_ticket());
+        c.put_tenant_absent(id, c.read_ticket());
+        assert_eq!(kind(&c.tenant(id)), "hit");
+        // Fill the cap of 2 with unknown tenants: the eviction then removes the row outright.
+        for _ in 0..2 {
+            c.put_tenant_absent(TenantId::from_uuid(uuid::Uuid::now_v7()), c.read_ticket());
+        }
+        c.evict_tenant(id, c.read_ticket());
+        assert_eq!(kind(&c.tenant(id)), "miss");
+        assert_eq!(c.negatives.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_full_load_sweeps_the_rows_it_did_not_see() {
+        let c = fresh_cache();
+        let [kept, deleted, added, unknown] =
+            [(); 4].map(|()| TenantId::from_uuid(uuid::Uuid::now_v7()));
+        c.put_tenant(kept, record(Tier::Scale), 5, c.read_ticket());
+        c.put_tenant(deleted, record(Tier::Growth), 1, c.read_ticket());
+        c.put_api_key("keptkey1".into(), key(false), c.read_ticket());
+        c.put_api_key("deleted1".into(), key(false), c.read_ticket());
+        c.put_tenant_absent(unknown, c.read_ticket());
+
+        let load = c.read_ticket();
+        // The load reads an older version than the cached one: the row still exists.
+        c.put_tenant(kept, record(Tier::Growth), 4, load);
+        c.put_api_key("keptkey1".into(), key(false), load);
+        // A point read during the load.
+        c.put_tenant(added, record(Tier::Starter), 1, c.read_ticket());
+        assert_eq!(c.sweep_unseen(load), (1, 1));
+
+        assert_eq!(hit(c.tenant(kept)).tier, Tier::Scale, "newer version kept");
+        assert_eq!(kind(&c.tenant(deleted)), "miss");
+        assert_eq!(hit(c.tenant(added)).tier, Tier::Starter);
+        assert_eq!(kind(&c.tenant(unknown)), "absent");
+        assert_eq!(kind(&c.api_key("keptkey1")), "hit");
+        assert_eq!(kind(&c.api_key("deleted1")), "miss");
+        // The next load sees only `kept`: the rest goes.
+        let next = c.read_ticket();
+        c.put_tenant(kept, record(Tier::Scale), 5, next);
+        assert_eq!(c.sweep_unseen(next), (1, 1));
+        assert_eq!(kind(&c.tenant(added)), "miss");
+        assert_eq!(kind(&c.tenant(kept)), "hit");
+    }
+
+    #[test]
     fn stale_data_is_served_up_to_max_stale() {
         let c = Cache::new(Duration::from_secs(5), 10, Duration::from_secs(600));
         let id = TenantId::from_uuid(uuid::Uuid::now_v7());
-        c.put_tenant(id, record(Tier::Growth), 1);
+        c.put_tenant(id, record(Tier::Growth), 1, c.read_ticket());
         // Never fully loaded: nothing is served.
         assert!(matches!(c.tenant(id), Probe::TooStale));
         c.mark_fresh();
@@ -443,7 +631,7 @@ mod tests {
         assert!(matches!(c.tenant(id), Probe::Hit(_)));
 
         let mut strict = Cache::new(Duration::from_secs(5), 10, Duration::ZERO);
-        strict.put_tenant(id, record(Tier::Growth), 1);
+        strict.put_tenant(id, record(Tier::Growth), 1, strict.read_ticket());
         strict.mark_fresh();
         assert!(matches!(strict.tenant(id), Probe::Hit(_)));
         // Stale since the epoch, 10 ms ago: past a max_stale of zero.

@@ -5,8 +5,8 @@
 //! - a TOML file ([`residency_config::gateway::DirectoryFile`]), loaded once at start, for
 //!   small and test deployments: a miss is an unknown tenant;
 //! - the global directory database ([`pg`]): warmed at start, kept current by
-//!   `LISTEN/NOTIFY` (a changed row is re-read within milliseconds, everything after a
-//!   reconnect), single-flight queries on tenant misses with a short negative cache (API key
+//!   `LISTEN/NOTIFY` (a changed row is re-read within milliseconds, a deleted one evicted,
+//!   everything re-read after a reconnect and whatever it no longer holds swept), single-flight queries on tenant misses with a short negative cache (API key
 //!   misses never query: the fresh cache holds every key), cached tenants
 //!   served while the directory is down for up to `max_stale`, and a fail-closed 503 for
 //!   anything it cannot resolve meanwhile.
@@ -15,6 +15,9 @@
 //! - only `active` tenants are served; `provisioning`, `moving` (503), `suspended` (403) and
 //!   `deleted`/unknown (404) never reach a region node;
 //! - no directory query on the hot path for a cached tenant;
+//! - a tenant or API key deleted from the directory stops being served: evicted when its
+//!   `DELETE` notification is re-read, and swept by the next full load when the notification
+//!   was lost (mark and sweep: a row the load did not read is dropped);
 //! - refusals do not reveal more than needed: an unknown or deleted tenant is a plain 404 that
 //!   says nothing about other regions.
 
@@ -311,11 +314,12 @@ impl Directory {
         }
         // A file never changes under the gateway: nothing expires and it is always current.
         let cache = Cache::new(Duration::ZERO, 0, Duration::MAX);
+        let read = cache.read_ticket();
         for (id, t) in tenants {
-            cache.put_tenant(id, t, 0);
+            cache.put_tenant(id, t, 0, read);
         }
         for (prefix, k) in api_keys {
-            cache.put_api_key(prefix, k);
+            cache.put_api_key(prefix, k, read);
         }
         cache.mark_fresh();
         Ok(Self {

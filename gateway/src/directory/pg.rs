@@ -6,7 +6,11 @@
 //!   fresh. A failed full load is retried every second until one succeeds.
 //! - **Invalidation**: [`Change::Tenant`] / [`Change::ApiKey`] re-read that one row with a
 //!   fresh query (never joined to a query that may have started before the change), so a
-//!   suspend, tier change or revocation is effective within milliseconds.
+//!   suspend, tier change or revocation is effective within milliseconds; a re-read that
+//!   finds no row (a hard `DELETE`, which notifies too) evicts the cached one.
+//! - **Deletions while disconnected**: a full load marks every row it reads and then sweeps
+//!   the cached rows it did not see ([`Cache::sweep_unseen`]), so a resync never keeps a
+//!   tenant or key deleted while notifications were lost.
 //! - **Staleness**: [`Change::Disconnected`] marks the cache stale; cached entries are served
 //!   for up to `max_stale` (`gateway_directory_staleness_seconds` says for how long), misses
 //!   fail closed at once instead of waiting on a dead database.
@@ -52,6 +56,15 @@ pub struct PgOptions {
     pub negative_entries: usize,
     /// Timeout of one query.
     pub timeout: Duration,
+}
+
+/// What a point read that finds no row does to a cached one.
+#[derive(Debug, Clone, Copy)]
+enum Absent {
+    /// A miss (the row was not cached): remember "not found", keep any row cached meanwhile.
+    Remember,
+    /// A re-read after a change: the row was deleted, evict it.
+    Evict,
 }
 
 /// Single-flight: concurrent callers for one key share one run of the loader.
@@ -150,7 +163,7 @@ impl PgSource {
         self.tenant_flights
             .run(id, || async {
                 let _permit = self.miss_permit().await?;
-                self.query_tenant(id)
+                self.query_tenant(id, Absent::Remember)
                     .await
                     .map_err(|()| DirectoryError::DirectoryDown)
             })
@@ -179,51 +192,67 @@ impl PgSource {
         }
     }
 
-    /// Re-reads one tenant with a fresh query. Returns whether the read succeeded.
+    /// Re-reads one tenant with a fresh query (a tenant no longer there is evicted). Returns
+    /// whether the read succeeded.
     pub async fn reload_tenant(&self, id: TenantId) -> bool {
-        self.query_tenant(id).await.is_ok()
+        self.query_tenant(id, Absent::Evict).await.is_ok()
     }
 
-    /// Re-reads one API key with a fresh query. Returns whether the read succeeded.
+    /// Re-reads one API key with a fresh query (a key no longer there is evicted). Returns
+    /// whether the read succeeded.
     pub async fn reload_api_key(&self, prefix: &str) -> bool {
         self.query_api_key(prefix).await.is_ok()
     }
 
-    /// Reads one tenant into the cache. `Err(())` when the directory did not answer (logged).
-    async fn query_tenant(&self, id: TenantId) -> Result<Option<Arc<TenantRecord>>, ()> {
+    /// Reads one tenant into the cache; `absent` says what "no such row" does to a cached
+    /// one. `Err(())` when the directory did not answer (logged).
+    async fn query_tenant(
+        &self,
+        id: TenantId,
+        absent: Absent,
+    ) -> Result<Option<Arc<TenantRecord>>, ()> {
+        let read = self.cache.read_ticket();
         let row = self
             .timed("tenant", self.store.tenant(id.as_uuid()))
             .await?;
         let Some(row) = row else {
-            self.cache.put_tenant_absent(id);
+            match absent {
+                Absent::Remember => self.cache.put_tenant_absent(id, read),
+                Absent::Evict => self.cache.evict_tenant(id, read),
+            }
             return Ok(None);
         };
         let Some(entry) = routing_entry(&row) else {
             return Err(());
         };
         let record = TenantRecord::from_entry(&entry);
-        self.cache.put_tenant(id, record.clone(), row.version);
+        self.cache.put_tenant(id, record.clone(), row.version, read);
         Ok(Some(Arc::new(record)))
     }
 
     /// Reads one API key into the cache. `Err(())` when the directory did not answer.
     async fn query_api_key(&self, prefix: &str) -> Result<Option<Arc<ApiKeyRecord>>, ()> {
+        let read = self.cache.read_ticket();
         let row = self
             .timed("api_key", self.store.api_key_by_prefix(prefix))
             .await?;
         let Some(entry) = row else {
-            self.cache.put_api_key_absent(prefix.to_owned());
+            // Only ever a re-read after a change or an admin write: the key was deleted.
+            self.cache.evict_api_key(prefix.to_owned(), read);
             return Ok(None);
         };
         let record = ApiKeyRecord::from_entry(&entry).map_err(|why| {
             tracing::error!(key_id = %entry.id, "directory api key hash {why}");
         })?;
-        self.cache.put_api_key(entry.prefix.clone(), record.clone());
+        self.cache
+            .put_api_key(entry.prefix.clone(), record.clone(), read);
         Ok(Some(Arc::new(record)))
     }
 
-    /// Reads every tenant and key into the cache.
+    /// Reads every tenant and key into the cache, then sweeps the cached rows it did not read
+    /// (deleted since they were cached). A failed load sweeps nothing.
     async fn full_load(&self) -> Result<(), ()> {
+        let load = self.cache.read_ticket();
         let mut after = None;
         let mut tenants = 0usize;
         loop {
@@ -235,8 +264,12 @@ impl PgSource {
             let page = self.timed("full", self.store.list_tenants(&filter)).await?;
             for row in &page {
                 if let Some(entry) = routing_entry(row) {
-                    self.cache
-                        .put_tenant(entry.id, TenantRecord::from_entry(&entry), row.version);
+                    self.cache.put_tenant(
+                        entry.id,
+                        TenantRecord::from_entry(&entry),
+                        row.version,
+                        load,
+                    );
                 }
             }
             tenants += page.len();
@@ -250,11 +283,18 @@ impl PgSource {
         let keys = self.timed("full", self.store.api_keys()).await?;
         for k in &keys {
             match ApiKeyRecord::from_entry(k) {
-                Ok(record) => self.cache.put_api_key(k.prefix.clone(), record),
+                Ok(record) => self.cache.put_api_key(k.prefix.clone(), record, load),
                 Err(why) => tracing::error!(key_id = %k.id, "directory api key hash {why}"),
             }
         }
-        tracing::info!(tenants, api_keys = keys.len(), "directory loaded");
+        let (gone_tenants, gone_keys) = self.cache.sweep_unseen(load);
+        tracing::info!(
+            tenants,
+            api_keys = keys.len(),
+            dropped_tenants = gone_tenants,
+            dropped_api_keys = gone_keys,
+            "directory loaded"
+        );
         Ok(())
     }
 

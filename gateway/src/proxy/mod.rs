@@ -240,9 +240,9 @@ impl Gateway {
                 self.cache.count_miss();
                 match self.jwt.verify(token).await {
                     // Refused before it is cached, so a reserved identity never gets a hit.
-                    Ok(ctx) if reserved_in_jwt(&ctx) => return Err(reserved()),
-                    Ok(ctx) => {
-                        let verified = Arc::new(Verified::new(ctx));
+                    Ok(verified) if reserved_in_jwt(&verified.ctx) => return Err(reserved()),
+                    Ok(verified) => {
+                        let verified = Arc::new(verified);
                         self.cache.insert(key, Arc::clone(&verified), now);
                         Ok(verified)
                     }
