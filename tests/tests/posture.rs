@@ -216,6 +216,43 @@ async fn migrated_database_has_the_isolation_posture() {
     assert!(!can_create);
 }
 
+/// The audit compares policies with `TENANT_POLICY_EXPR` verbatim: it must be exactly what
+/// Postgres prints back for the policy the migrations create, on every customer table, read the
+/// way the audit reads it (as the auditor, `search_path` pinned to `pg_catalog`).
+#[tokio::test]
+async fn audit_canonical_tenant_check_is_what_the_migrations_create() {
+    let db = RegionDb::create("eu").await;
+    let auditor = connect(&db.auditor_url).await;
+    auditor
+        .batch_execute("SET search_path = pg_catalog")
+        .await
+        .unwrap();
+    let rows = auditor
+        .query(
+            "SELECT c.relname::text, p.polcmd::text, p.polpermissive, p.polroles = '{0}'::oid[], \
+                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid) \
+             FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
+             WHERE p.polname = 'tenant_isolation' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 9, "one tenant policy per customer table");
+    for r in &rows {
+        let table: String = r.get(0);
+        assert_eq!(r.get::<_, String>(1), "*", "{table}: for all commands");
+        assert!(r.get::<_, bool>(2), "{table}: permissive");
+        assert!(r.get::<_, bool>(3), "{table}: to PUBLIC");
+        for i in [4, 5] {
+            assert_eq!(
+                r.get::<_, Option<String>>(i).as_deref(),
+                Some(residency_audit::TENANT_POLICY_EXPR),
+                "{table}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent_and_checksummed() {
     let db = RegionDb::create("us").await;
