@@ -281,3 +281,73 @@ async fn migrations_are_idempotent_and_checksummed() {
         "{err}"
     );
 }
+
+/// Role passwords reach the server only as SCRAM-SHA-256 verifiers computed client-side, never
+/// as plaintext (which the server could log): even an admin session that would store a
+/// plaintext password as MD5 stores exactly the verifier sent, and each role still logs in.
+#[tokio::test]
+async fn bootstrap_sends_scram_verifiers_not_passwords() {
+    use residency_region_node::db::bootstrap;
+    let base = format!(
+        "rgt_{}_scram",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let spec = |suffix: &str| bootstrap::RoleSpec {
+        name: format!("{base}_{suffix}"),
+        password: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let plan = bootstrap::Plan {
+        database: base.clone(),
+        owner: spec("owner"),
+        app: spec("app"),
+        auditor: spec("auditor"),
+    };
+    // A session that hashes plaintext passwords with MD5: a SCRAM verifier in the catalog can
+    // then only come from the client.
+    let mut admin = url::Url::parse(&integration_tests::admin_url()).unwrap();
+    // Percent-encoded by hand: tokio-postgres does not read `+` as a space.
+    admin.set_query(Some("options=-c%20password_encryption%3Dmd5"));
+    let admin = admin.to_string();
+    let result = bootstrap::bootstrap(&admin, &plan).await;
+    let roles = [&plan.owner, &plan.app, &plan.auditor];
+    let mut stored = Vec::new();
+    let mut logins = Vec::new();
+    if result.is_ok() {
+        let su = connect(&integration_tests::admin_url()).await;
+        for r in roles {
+            let pw: Option<String> = su
+                .query_one(
+                    "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+                    &[&r.name],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            stored.push((r.name.clone(), pw));
+            let url = bootstrap::role_url(&integration_tests::admin_url(), r, &base).unwrap();
+            logins.push((
+                r.name.clone(),
+                tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            ));
+        }
+    }
+    let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+    bootstrap::teardown(&integration_tests::admin_url(), &base, &names)
+        .await
+        .unwrap();
+    result.unwrap();
+    for (role, pw) in &stored {
+        let pw = pw.as_deref().unwrap_or_default();
+        assert!(
+            pw.starts_with("SCRAM-SHA-256$4096:"),
+            "{role}: stored {}",
+            &pw[..pw.len().min(14)]
+        );
+    }
+    for (role, login) in &logins {
+        assert!(login.is_ok(), "{role} cannot log in: {login:?}");
+    }
+}
