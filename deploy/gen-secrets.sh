@@ -8,11 +8,19 @@
 #   deploy/secrets/jwks.json             your identity provider's JWKS (an empty set until you
 #                                        put yours there; API keys work without it)
 # Existing files are kept, so running it again changes nothing. Needs openssl.
+#
+# Every file it writes is mode 0600 and deploy/secrets is 0700, whatever the caller's umask or
+# the folders' modes were (modes are set explicitly, not left to the umask). The containers run
+# as uid 10001 and bind mounts keep the host's owner and mode, so they can read the files only
+# when these belong to that uid: run as root, the script gives deploy/secrets/* to
+# CONTAINER_UID (default 10001); otherwise it prints the chown to run.
 set -eu
 cd "$(dirname "$0")"
 REGIONS=${REGIONS:-"us eu apac"}
+CONTAINER_UID=${CONTAINER_UID:-10001}
 umask 077
 mkdir -p secrets
+chmod 0700 secrets
 pw() { openssl rand -hex 24; }
 if [ ! -f .env ]; then
   {
@@ -36,6 +44,14 @@ done
   -nodes -days 365 -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout secrets/gateway.key -out secrets/gateway.pem 2>/dev/null
 [ -f secrets/jwks.json ] || echo '{"keys":[]}' > secrets/jwks.json
-# The containers run as uid 10001: let them read the mounted files.
-chmod 0644 secrets/*
+# Files already handed to the containers' uid (a previous run) are left as they are.
+for f in .env secrets/*; do
+  if [ -O "$f" ]; then chmod 0600 "$f"; fi
+done
+if [ "$(id -u)" = 0 ]; then
+  chown "$CONTAINER_UID:$CONTAINER_UID" secrets/*
+elif [ "$(id -u)" != "$CONTAINER_UID" ]; then
+  echo "the containers run as uid $CONTAINER_UID and cannot read files owned by you (mode 0600):" >&2
+  echo "  sudo chown $CONTAINER_UID:$CONTAINER_UID $(pwd)/secrets/*" >&2
+fi
 echo "secrets ready in $(pwd)/secrets and $(pwd)/.env"

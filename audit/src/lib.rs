@@ -74,6 +74,7 @@ use std::time::{Duration, Instant};
 use residency_config::gateway::TenantEntry;
 use residency_config::RegionId;
 
+pub use posture::TENANT_POLICY_EXPR;
 pub use report::{
     DatabaseInfo, Outcome, PostureCheck, PostureSummary, RegionReport, RegionStatus, Report,
     RoutingEvidence, TableSummary, TenantPlacement, Violation, ViolationKind, SCHEMA_VERSION,

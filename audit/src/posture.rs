@@ -2,8 +2,10 @@
 //!
 //! Checks (each recorded in the region's [`PostureSummary`], each failure a [`Violation`]):
 //! - every relation with a `tenant_id` column (tables, partitioned tables, partitions,
-//!   materialized views) has RLS enabled and forced, a policy for all commands on
-//!   `app.tenant_id`, and no permissive policy that lets the app role skip that check;
+//!   materialized views) has RLS enabled and forced, a permissive policy for all commands
+//!   covering the app role whose USING and WITH CHECK are exactly the migrations' tenant check
+//!   ([`TENANT_POLICY_EXPR`], compared as Postgres prints it back, never by pattern), and no
+//!   other permissive policy applying to the app role with any other expression;
 //! - the auditing role can read `tenant_id`, sees every row (a `USING (true)` select policy),
 //!   and cannot read any other column of customer tables;
 //! - the app role exists, is not superuser, not `BYPASSRLS`, owns no relation, is not a member
@@ -94,8 +96,17 @@ fn qualified(schema: &str, name: &str) -> String {
     }
 }
 
-/// The policy expression test: a comparison of `tenant_id` with the `app.tenant_id` setting.
-const TENANT_EXPR: &str = "'%tenant_id =%app.tenant_id%'";
+/// The tenant test of the migrations' `tenant_isolation` policy (USING and WITH CHECK), exactly
+/// as Postgres prints it back (`pg_get_expr` of `polqual` / `polwithcheck`) with `search_path`
+/// pinned to `pg_catalog`, the way the audit reads it.
+///
+/// Policies are compared with this text, not matched against a pattern: a pattern takes
+/// `tenant_id = … OR true` for a tenant check. Postgres normalises the expression when it
+/// stores it (casts, parentheses, function names qualified unless found on the path), so any
+/// other expression, however close, prints differently. `tests/tests/posture.rs` proves this
+/// is what `region-node/migrations` create; a server version that printed it differently
+/// would make every table fail the check (fail closed), not pass.
+pub const TENANT_POLICY_EXPR: &str = "(tenant_id = ( SELECT (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid AS \"nullif\"))";
 
 /// Reads every customer table and checks RLS and the auditor's reach on each.
 pub(crate) async fn read_tenant_tables(
@@ -132,20 +143,33 @@ pub(crate) async fn read_tenant_tables(
                                AND EXISTS (SELECT 1 FROM unnest(p.polroles) r
                                            WHERE r = 0 OR pg_has_role(me.oid, r, 'USAGE'))))) AS visible,
                 EXISTS (SELECT 1 FROM pg_policy p
-                        WHERE p.polrelid = c.oid AND p.polcmd = '*'
-                          AND pg_get_expr(p.polqual, p.polrelid) LIKE {TENANT_EXPR}
-                          AND coalesce(pg_get_expr(p.polwithcheck, p.polrelid),
-                                       pg_get_expr(p.polqual, p.polrelid)) LIKE {TENANT_EXPR}) AS tenant_policy,
+                        WHERE p.polrelid = c.oid AND p.polcmd = '*' AND p.polpermissive
+                          AND pg_get_expr(p.polqual, p.polrelid) = $2
+                          AND pg_get_expr(p.polwithcheck, p.polrelid) = $2
+                          AND EXISTS (SELECT 1 FROM unnest(p.polroles) r
+                                      WHERE r = 0 OR pg_has_role($1::oid, r, 'MEMBER'))) AS tenant_policy,
                 ARRAY(SELECT p.polname::text FROM pg_policy p
                       WHERE p.polrelid = c.oid AND p.polpermissive
                         AND EXISTS (SELECT 1 FROM unnest(p.polroles) r
                                     WHERE r = 0 OR pg_has_role($1::oid, r, 'MEMBER'))
                         AND ((p.polcmd IN ('r', 'w', 'd', '*')
-                              AND coalesce(pg_get_expr(p.polqual, p.polrelid), '') NOT LIKE {TENANT_EXPR})
+                              AND pg_get_expr(p.polqual, p.polrelid) IS DISTINCT FROM $2)
                           OR (p.polcmd IN ('a', 'w', '*')
                               AND coalesce(pg_get_expr(p.polwithcheck, p.polrelid),
-                                           pg_get_expr(p.polqual, p.polrelid), '') NOT LIKE {TENANT_EXPR}))
+                                           pg_get_expr(p.polqual, p.polrelid)) IS DISTINCT FROM $2))
                       ORDER BY 1) AS bypass_policies,
+                ARRAY(SELECT format('%s (%s%s%s): USING %s, WITH CHECK %s', p.polname,
+                                    CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END,
+                                    CASE p.polcmd WHEN 'r' THEN ', SELECT' WHEN 'a' THEN ', INSERT'
+                                                  WHEN 'w' THEN ', UPDATE' WHEN 'd' THEN ', DELETE'
+                                                  ELSE '' END,
+                                    CASE WHEN 0 = ANY(p.polroles) THEN ''
+                                         ELSE ', TO ' || array_to_string(ARRAY(
+                                             SELECT pg_get_userbyid(r) FROM unnest(p.polroles) r
+                                             ORDER BY 1), ', ') END,
+                                    coalesce(pg_get_expr(p.polqual, p.polrelid), '-'),
+                                    coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '-'))
+                      FROM pg_policy p WHERE p.polrelid = c.oid ORDER BY 1) AS policies,
                 ARRAY(SELECT x.attname::text FROM pg_attribute x
                       WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped
                         AND x.attname <> 'tenant_id'
@@ -162,10 +186,28 @@ pub(crate) async fn read_tenant_tables(
     // A superuser is a member of every role, so every policy would "apply" to it; that app
     // role is reported once as a superuser instead.
     let app_oid = p.app_oid.filter(|_| !p.app_superuser);
-    let rows = tx
-        .query(&sql, &[&app_oid])
+    // Policy expressions are printed with only `pg_catalog` on the path, so a function or type
+    // from any other schema (one shadowing `current_setting`, say) prints qualified and can
+    // never print as the canonical text; the caller's path is restored afterwards.
+    let search_path: String = tx
+        .query_one(
+            "SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', true)",
+            &[],
+        )
         .await
-        .map_err(|e| query_err("reading customer tables", &e))?;
+        .map_err(|e| query_err("pinning search_path", &e))?
+        .get(0);
+    let rows = tx
+        .query(&sql, &[&app_oid, &TENANT_POLICY_EXPR])
+        .await
+        .map_err(|e| query_err("reading customer tables", &e));
+    tx.execute(
+        "SELECT set_config('search_path', $1, true)",
+        &[&search_path],
+    )
+    .await
+    .map_err(|e| query_err("restoring search_path", &e))?;
+    let rows = rows?;
     let mut tables = Vec::with_capacity(rows.len());
     let (mut not_enabled, mut not_forced, mut no_policy, mut bypass) = (0, 0, 0, 0);
     let (mut unreadable, mut blind, mut overprivileged) = (0, 0, 0);
@@ -186,7 +228,8 @@ pub(crate) async fn read_tenant_tables(
         };
         let tenant_policy: bool = row.get(7);
         let bypass_policies: Vec<String> = row.get(8);
-        let readable_columns: Vec<String> = row.get(9);
+        let policies: Vec<String> = row.get(9);
+        let readable_columns: Vec<String> = row.get(10);
         let name = t.display_name();
         let table = || Some(name.clone());
         if !t.rls_enabled {
@@ -213,7 +256,13 @@ pub(crate) async fn read_tenant_tables(
                 table(),
                 None,
                 format!(
-                    "{name} has no policy for all commands restricting tenant_id to app.tenant_id"
+                    "{name} has no permissive policy for all commands, covering the app role, whose \
+                     USING and WITH CHECK are exactly `{TENANT_POLICY_EXPR}`; its policies: {}",
+                    if policies.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        policies.join("; ")
+                    }
                 ),
             );
         }
@@ -224,7 +273,9 @@ pub(crate) async fn read_tenant_tables(
                 table(),
                 Some(p.region.app_role.clone()),
                 format!(
-                    "permissive policy {} on {name} applies to the app role without checking app.tenant_id",
+                    "permissive policy {} on {name} applies to the app role with an expression \
+                     other than the tenant check `{TENANT_POLICY_EXPR}`, so it widens what the app role \
+                     may read or write",
                     bypass_policies.join(", ")
                 ),
             );
@@ -279,13 +330,13 @@ pub(crate) async fn read_tenant_tables(
     );
     s.record(
         "tenant_policy",
-        "a policy for all commands on tenant_id = app.tenant_id",
+        "a policy for all commands whose USING and WITH CHECK are exactly the tenant check",
         n,
         no_policy,
     );
     s.record(
         "no_bypass_policy",
-        "no permissive policy lets the app role skip app.tenant_id",
+        "no other permissive policy applies to the app role",
         n,
         bypass,
     );

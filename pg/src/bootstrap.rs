@@ -10,6 +10,11 @@
 //! Role and database names are identifiers checked by [`is_simple_identifier`]; passwords
 //! are restricted to `[A-Za-z0-9]`, so the DDL below (which cannot take bind parameters)
 //! never interpolates anything else.
+//!
+//! Passwords never reach the server in plaintext: [`role_ddl`] sends a SCRAM-SHA-256 verifier
+//! computed here (random salt, 4096 iterations), which Postgres stores as given. A plaintext
+//! `PASSWORD '…'` would be written to the server log by `log_statement` or an error report,
+//! and hashed with whatever `password_encryption` the session has (possibly MD5).
 
 use residency_config::node::is_simple_identifier;
 use tokio_postgres::{Client, NoTls};
@@ -68,18 +73,43 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-async fn ensure_role(admin: &Client, role: &RoleSpec, attrs: &str) -> anyhow::Result<()> {
+/// The `CREATE ROLE` / `ALTER ROLE` statement (`verb`) giving `role` LOGIN, `attrs` and its
+/// password as a SCRAM-SHA-256 verifier computed client-side; the plaintext is not in the text.
+///
+/// # Errors
+/// When the role name is not a plain identifier or `attrs` holds anything but letters and
+/// spaces (the statement cannot take bind parameters).
+pub fn role_ddl(verb: &str, role: &RoleSpec, attrs: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(matches!(verb, "CREATE" | "ALTER"), "bad verb {verb:?}");
+    anyhow::ensure!(
+        is_simple_identifier(&role.name),
+        "role name {:?} is not a plain identifier",
+        role.name
+    );
+    anyhow::ensure!(
+        attrs.bytes().all(|b| b.is_ascii_uppercase() || b == b' '),
+        "bad role attributes {attrs:?}"
+    );
+    // `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64: no quote possible.
+    let verifier = postgres_protocol::password::scram_sha_256(role.password.as_bytes());
+    anyhow::ensure!(!verifier.contains('\''), "unexpected verifier format");
+    Ok(format!(
+        "{verb} ROLE \"{}\" LOGIN {attrs} PASSWORD '{verifier}'",
+        role.name
+    ))
+}
+
+/// Creates `role` with `attrs`, or brings an existing one up to date (attributes, password).
+///
+/// # Errors
+/// Invalid names or database errors.
+pub async fn ensure_role(admin: &Client, role: &RoleSpec, attrs: &str) -> anyhow::Result<()> {
     let exists = admin
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role.name])
         .await?
         .is_some();
     let verb = if exists { "ALTER" } else { "CREATE" };
-    admin
-        .batch_execute(&format!(
-            "{verb} ROLE \"{}\" LOGIN {attrs} PASSWORD '{}'",
-            role.name, role.password
-        ))
-        .await?;
+    admin.batch_execute(&role_ddl(verb, role, attrs)?).await?;
     Ok(())
 }
 
@@ -169,4 +199,43 @@ pub fn role_url(admin_url: &str, role: &RoleSpec, database: &str) -> anyhow::Res
         .map_err(|()| anyhow::anyhow!("cannot set password"))?;
     url.set_path(database);
     Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_ddl_carries_a_scram_verifier_never_the_password() {
+        let role = RoleSpec {
+            name: "eu_app".into(),
+            password: "Plaintext0Password1".into(),
+        };
+        for verb in ["CREATE", "ALTER"] {
+            let ddl = role_ddl(verb, &role, "NOSUPERUSER NOBYPASSRLS").unwrap();
+            assert!(!ddl.contains(&role.password), "{ddl}");
+            assert!(
+                ddl.starts_with(&format!(
+                    "{verb} ROLE \"eu_app\" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD 'SCRAM-SHA-256$4096:"
+                )),
+                "{ddl}"
+            );
+        }
+        // A fresh salt every time.
+        assert_ne!(
+            role_ddl("CREATE", &role, "").unwrap(),
+            role_ddl("CREATE", &role, "").unwrap()
+        );
+    }
+
+    #[test]
+    fn role_ddl_refuses_anything_but_identifiers_and_attributes() {
+        let role = |name: &str| RoleSpec {
+            name: name.into(),
+            password: "Plaintext0Password1".into(),
+        };
+        assert!(role_ddl("CREATE", &role("a\"b"), "").is_err());
+        assert!(role_ddl("CREATE", &role("ok"), "SUPERUSER; DROP").is_err());
+        assert!(role_ddl("DROP", &role("ok"), "").is_err());
+    }
 }

@@ -10,7 +10,8 @@
 //!   assertion addressed to this region; the tenant comes from it and nothing else;
 //! - every database access goes through [`db::tenant_tx`]: one transaction with
 //!   `app.tenant_id` and `app.role` set transaction-locally before any query;
-//! - the node connects as the application role, which cannot bypass RLS and owns nothing.
+//! - the node connects as the application role, which cannot bypass RLS and owns nothing;
+//!   [`prepare`] refuses to start otherwise.
 
 pub mod api;
 pub mod auth;
@@ -83,15 +84,20 @@ pub fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
     }))
 }
 
-/// Serves the node on `listener` until `shutdown` is cancelled, then drains.
+/// A node that passed its start-up checks, ready to serve on a listener.
+pub struct Prepared {
+    cfg: NodeConfig,
+    app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Everything a node does before it binds: migrations (when `migrate_on_start`), the check
+/// that `database.url`'s role is bound by row-level security ([`db::pool::check_app_role`]:
+/// not a superuser, no `BYPASSRLS`, owns nothing), keys and TLS files.
 ///
 /// # Errors
-/// Start-up failures (keys, TLS files, migrations).
-pub async fn run(
-    cfg: NodeConfig,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// Any of those failing; the node must not serve then.
+pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
     if cfg.database.migrate_on_start {
         let owner = cfg
             .database
@@ -101,6 +107,8 @@ pub async fn run(
         let applied = db::migrate::migrate(owner, &grant_roles(&cfg)?).await?;
         tracing::info!(?applied, "migrations applied");
     }
+    let app_name = format!("region-node-{}", cfg.region.id);
+    db::pool::check_app_role(&cfg.database, &app_name).await?;
     let state = build_state(&cfg)?;
     let tls = cfg.tls.as_ref().map(serve::tls_acceptor).transpose()?;
     let timeout = cfg.node.request_timeout;
@@ -112,13 +120,41 @@ pub async fn run(
             }
         },
     ));
-    tracing::info!(
-        region = %cfg.region.id,
-        addr = %listener.local_addr()?,
-        tls = tls.is_some(),
-        "region node listening"
-    );
-    serve::serve(listener, app, tls, shutdown, cfg.node.shutdown_grace).await
+    Ok(Prepared { cfg, app, tls })
+}
+
+impl Prepared {
+    /// Serves on `listener` until `shutdown` is cancelled, then drains.
+    ///
+    /// # Errors
+    /// When the listener's address cannot be read or serving fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Self { cfg, app, tls } = self;
+        tracing::info!(
+            region = %cfg.region.id,
+            addr = %listener.local_addr()?,
+            tls = tls.is_some(),
+            "region node listening"
+        );
+        serve::serve(listener, app, tls, shutdown, cfg.node.shutdown_grace).await
+    }
+}
+
+/// Serves the node on `listener` until `shutdown` is cancelled, then drains: [`prepare`],
+/// then [`Prepared::serve`].
+///
+/// # Errors
+/// Start-up failures (keys, TLS files, migrations, a database role RLS does not bind).
+pub async fn run(
+    cfg: NodeConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    prepare(cfg).await?.serve(listener, shutdown).await
 }
 
 /// Convenience for embedding: an `axum` response for an error (used by tests).

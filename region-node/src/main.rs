@@ -99,20 +99,29 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let listener = match tokio::net::TcpListener::bind(cfg.node.listen).await {
+            // Start-up checks (the database role among them) before binding: a node that
+            // must not serve never listens.
+            let listen = cfg.node.listen;
+            let prepared = match residency_region_node::prepare(cfg).await {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("region-node: refusing to start: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let listener = match tokio::net::TcpListener::bind(listen).await {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!(
-                        "{}: node.listen: cannot bind {}: {e}",
+                        "{}: node.listen: cannot bind {listen}: {e}",
                         config.display(),
-                        cfg.node.listen
                     );
                     return ExitCode::from(69);
                 }
             };
             let token = CancellationToken::new();
             tokio::spawn(shutdown_signal(token.clone()));
-            residency_region_node::run(cfg, listener, token).await
+            prepared.serve(listener, token).await
         }
         Command::Migrate { config } => {
             let cfg = match load_config(&config) {

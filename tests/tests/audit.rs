@@ -542,3 +542,94 @@ async fn unreachable_region_makes_the_run_incomplete() {
     let json = serde_json::to_string(&report).unwrap();
     assert!(!json.contains("hunter2hunter2"));
 }
+
+/// The migration's tenant test, as SQL (seeded faults reuse it so only the fault differs).
+const TENANT_TEST: &str =
+    "tenant_id = (SELECT nullif(current_setting('app.tenant_id', true), '')::uuid)";
+
+#[tokio::test]
+async fn weakened_tenant_policies_are_found() {
+    let fx = AuditFixture::create(&["eu"]).await;
+    let [owner, app, _] = fx.db("eu").roles.clone();
+    fx.admin_exec(
+        "eu",
+        &format!(
+            // USING widened with an OR; WITH CHECK widened while USING stays intact; the
+            // policy narrowed to a role that leaves the app role uncovered; WITH CHECK dropped.
+            "ALTER POLICY tenant_isolation ON workflows USING ({TENANT_TEST} OR true);
+             ALTER POLICY tenant_isolation ON configurations WITH CHECK ({TENANT_TEST} OR true);
+             ALTER POLICY tenant_isolation ON executions TO \"{owner}\";
+             DROP POLICY tenant_isolation ON roles;
+             CREATE POLICY tenant_isolation ON roles USING ({TENANT_TEST});"
+        ),
+    )
+    .await;
+    let report = run_audit(&fx.input(), &no_progress).await;
+    assert_exactly(
+        &report,
+        &[
+            expect(K::NoTenantPolicy, "eu", None, Some("configurations"), None),
+            expect(K::NoTenantPolicy, "eu", None, Some("executions"), None),
+            expect(K::NoTenantPolicy, "eu", None, Some("roles"), None),
+            expect(K::NoTenantPolicy, "eu", None, Some("workflows"), None),
+            expect(
+                K::PermissivePolicyBypass,
+                "eu",
+                None,
+                Some("configurations"),
+                Some(&app),
+            ),
+            expect(
+                K::PermissivePolicyBypass,
+                "eu",
+                None,
+                Some("workflows"),
+                Some(&app),
+            ),
+        ],
+    );
+    let wf = report
+        .violations
+        .iter()
+        .find(|v| v.kind == K::NoTenantPolicy && v.table.as_deref() == Some("workflows"))
+        .unwrap();
+    assert!(wf.detail.contains("OR true"), "{}", wf.detail);
+}
+
+#[tokio::test]
+async fn added_permissive_policies_are_found() {
+    let fx = AuditFixture::create(&["eu"]).await;
+    let app = fx.db("eu").roles[1].clone();
+    fx.admin_exec(
+        "eu",
+        // A plain `USING (true)` for all commands, and one that mentions tenant_id and
+        // app.tenant_id (a text pattern would take it for a tenant check) yet lets every row
+        // through when the setting is missing.
+        "CREATE POLICY open_all ON members USING (true);
+         CREATE POLICY looks_scoped ON connections
+             USING (tenant_id = tenant_id OR current_setting('app.tenant_id', true) IS NULL);",
+    )
+    .await;
+    let report = run_audit(&fx.input(), &no_progress).await;
+    assert_exactly(
+        &report,
+        &[
+            expect(
+                K::PermissivePolicyBypass,
+                "eu",
+                None,
+                Some("connections"),
+                Some(&app),
+            ),
+            expect(
+                K::PermissivePolicyBypass,
+                "eu",
+                None,
+                Some("members"),
+                Some(&app),
+            ),
+        ],
+    );
+    assert!(report.violations[0].detail.contains("looks_scoped"));
+    assert!(report.violations[1].detail.contains("open_all"));
+}

@@ -253,6 +253,42 @@ fn gen_secrets_provides_every_compose_variable_and_key() {
     }
 }
 
+/// The secrets end up `0600` in a `0700` folder whatever the caller's umask and whatever the
+/// mode the folders had (here `0777`, with a `secrets/` folder already there, also `0777`).
+#[test]
+fn gen_secrets_writes_secret_files_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("deploy");
+    std::fs::create_dir_all(root.join("secrets")).unwrap();
+    for d in [&root, &root.join("secrets")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::fs::copy(deploy().join("gen-secrets.sh"), root.join("gen-secrets.sh")).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000 && exec sh \"$0\"")
+        .arg(root.join("gen-secrets.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&root.join("secrets")), 0o700, "secrets/");
+    assert_eq!(mode(&root.join(".env")), 0o600, ".env");
+    let files: Vec<PathBuf> = std::fs::read_dir(root.join("secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2 * REGIONS.len() + 4, "{files:?}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}: {:o}", f.display(), mode(f));
+    }
+}
+
 fn docs_in(dir: &Path) -> Vec<(PathBuf, Yaml)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

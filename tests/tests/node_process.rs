@@ -213,3 +213,82 @@ async fn sigterm_works_when_the_log_pipes_are_closed() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Runs `region-node serve` for `db` with `database.url` replaced by `url`, expecting it to
+/// refuse to start; returns its stderr. The timeout is a hang guard (a node that does not
+/// refuse serves forever), not a speed assertion.
+async fn refused_start(db: &RegionDb, url: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (path, _) = write_node_config(dir.path(), db, "eu", &format!("127.0.0.1:{port}"), 2);
+    let child = tokio::process::Command::new(binary("region-node"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RESIDENCY__DATABASE__URL", url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the node did not refuse to start: it is still running")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{err}");
+    assert!(!out.status.success(), "exited 0: {err}");
+    // It refused before binding: nothing ever listened on its port.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(
+        !err.contains(url::Url::parse(url).unwrap().password().unwrap_or("\u{0}")),
+        "password echoed: {err}"
+    );
+    err
+}
+
+#[tokio::test]
+async fn node_refuses_to_serve_as_a_superuser() {
+    let db = RegionDb::create("eu").await;
+    let err = refused_start(&db, &db.admin_db_url).await;
+    assert!(err.contains("superuser"), "{err}");
+}
+
+#[tokio::test]
+async fn node_refuses_to_serve_as_a_bypassrls_role() {
+    let db = RegionDb::create("eu").await;
+    integration_tests::connect(&db.admin_db_url)
+        .await
+        .batch_execute(&format!("ALTER ROLE \"{}\" BYPASSRLS", db.roles[1]))
+        .await
+        .unwrap();
+    let err = refused_start(&db, &db.app_url).await;
+    assert!(err.contains("BYPASSRLS"), "{err}");
+    assert!(err.contains(&db.roles[1]), "{err}");
+}
+
+#[tokio::test]
+async fn node_refuses_to_serve_as_a_role_that_owns_objects() {
+    let db = RegionDb::create("eu").await;
+    let app = &db.roles[1];
+    let admin = integration_tests::connect(&db.admin_db_url).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE scratch_owned (x int); ALTER TABLE scratch_owned OWNER TO \"{app}\";"
+        ))
+        .await
+        .unwrap();
+    let err = refused_start(&db, &db.app_url).await;
+    assert!(err.contains("scratch_owned"), "{err}");
+    // Any object, not only tables: a function it owns is refused just the same.
+    admin
+        .batch_execute(&format!(
+            "DROP TABLE scratch_owned;
+             CREATE FUNCTION scratch_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';
+             ALTER FUNCTION scratch_fn() OWNER TO \"{app}\";"
+        ))
+        .await
+        .unwrap();
+    let err = refused_start(&db, &db.app_url).await;
+    assert!(err.contains("scratch_fn"), "{err}");
+}

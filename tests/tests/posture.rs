@@ -216,6 +216,43 @@ async fn migrated_database_has_the_isolation_posture() {
     assert!(!can_create);
 }
 
+/// The audit compares policies with `TENANT_POLICY_EXPR` verbatim: it must be exactly what
+/// Postgres prints back for the policy the migrations create, on every customer table, read the
+/// way the audit reads it (as the auditor, `search_path` pinned to `pg_catalog`).
+#[tokio::test]
+async fn audit_canonical_tenant_check_is_what_the_migrations_create() {
+    let db = RegionDb::create("eu").await;
+    let auditor = connect(&db.auditor_url).await;
+    auditor
+        .batch_execute("SET search_path = pg_catalog")
+        .await
+        .unwrap();
+    let rows = auditor
+        .query(
+            "SELECT c.relname::text, p.polcmd::text, p.polpermissive, p.polroles = '{0}'::oid[], \
+                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid) \
+             FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
+             WHERE p.polname = 'tenant_isolation' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 9, "one tenant policy per customer table");
+    for r in &rows {
+        let table: String = r.get(0);
+        assert_eq!(r.get::<_, String>(1), "*", "{table}: for all commands");
+        assert!(r.get::<_, bool>(2), "{table}: permissive");
+        assert!(r.get::<_, bool>(3), "{table}: to PUBLIC");
+        for i in [4, 5] {
+            assert_eq!(
+                r.get::<_, Option<String>>(i).as_deref(),
+                Some(residency_audit::TENANT_POLICY_EXPR),
+                "{table}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent_and_checksummed() {
     let db = RegionDb::create("us").await;
@@ -243,4 +280,74 @@ async fn migrations_are_idempotent_and_checksummed() {
         err.to_string().contains("changed after it was applied"),
         "{err}"
     );
+}
+
+/// Role passwords reach the server only as SCRAM-SHA-256 verifiers computed client-side, never
+/// as plaintext (which the server could log): even an admin session that would store a
+/// plaintext password as MD5 stores exactly the verifier sent, and each role still logs in.
+#[tokio::test]
+async fn bootstrap_sends_scram_verifiers_not_passwords() {
+    use residency_region_node::db::bootstrap;
+    let base = format!(
+        "rgt_{}_scram",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let spec = |suffix: &str| bootstrap::RoleSpec {
+        name: format!("{base}_{suffix}"),
+        password: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let plan = bootstrap::Plan {
+        database: base.clone(),
+        owner: spec("owner"),
+        app: spec("app"),
+        auditor: spec("auditor"),
+    };
+    // A session that hashes plaintext passwords with MD5: a SCRAM verifier in the catalog can
+    // then only come from the client.
+    let mut admin = url::Url::parse(&integration_tests::admin_url()).unwrap();
+    // Percent-encoded by hand: tokio-postgres does not read `+` as a space.
+    admin.set_query(Some("options=-c%20password_encryption%3Dmd5"));
+    let admin = admin.to_string();
+    let result = bootstrap::bootstrap(&admin, &plan).await;
+    let roles = [&plan.owner, &plan.app, &plan.auditor];
+    let mut stored = Vec::new();
+    let mut logins = Vec::new();
+    if result.is_ok() {
+        let su = connect(&integration_tests::admin_url()).await;
+        for r in roles {
+            let pw: Option<String> = su
+                .query_one(
+                    "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+                    &[&r.name],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            stored.push((r.name.clone(), pw));
+            let url = bootstrap::role_url(&integration_tests::admin_url(), r, &base).unwrap();
+            logins.push((
+                r.name.clone(),
+                tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            ));
+        }
+    }
+    let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+    bootstrap::teardown(&integration_tests::admin_url(), &base, &names)
+        .await
+        .unwrap();
+    result.unwrap();
+    for (role, pw) in &stored {
+        let pw = pw.as_deref().unwrap_or_default();
+        assert!(
+            pw.starts_with("SCRAM-SHA-256$4096:"),
+            "{role}: stored {}",
+            &pw[..pw.len().min(14)]
+        );
+    }
+    for (role, login) in &logins {
+        assert!(login.is_ok(), "{role} cannot log in: {login:?}");
+    }
 }

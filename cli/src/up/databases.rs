@@ -216,22 +216,18 @@ fn report(label: &str, db: &str, applied: &[i32]) {
 /// writes it. The role is still locked down (no superuser, no CREATEDB/CREATEROLE).
 async fn ensure_directory(admin_url: &str, db: &str, owner: &RoleSpec) -> anyhow::Result<()> {
     anyhow::ensure!(is_simple_identifier(db) && is_simple_identifier(&owner.name));
-    // Generated passwords are [A-Za-z0-9] only (checked again here), so the DDL below, which
-    // cannot take bind parameters, interpolates nothing but identifiers and such passwords.
+    // Generated passwords are [A-Za-z0-9] only (checked again here); the DDL below, which
+    // cannot take bind parameters, interpolates nothing but identifiers.
     anyhow::ensure!(owner.password.bytes().all(|b| b.is_ascii_alphanumeric()));
     let (admin, conn) = tokio_postgres::connect(admin_url, NoTls).await?;
     tokio::spawn(conn);
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&owner.name])
-        .await?
-        .is_some();
-    let verb = if exists { "ALTER" } else { "CREATE" };
-    admin
-        .batch_execute(&format!(
-            "{verb} ROLE \"{}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '{}'",
-            owner.name, owner.password
-        ))
-        .await?;
+    // The password goes as a client-side SCRAM verifier, never in plaintext.
+    bootstrap::ensure_role(
+        &admin,
+        owner,
+        "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
+    )
+    .await?;
     let db_exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
         .await?

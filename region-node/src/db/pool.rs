@@ -1,8 +1,12 @@
 //! The pool of application-role connections, each with its own prepared-statement cache.
 //!
-//! The pool is built lazily so a node starts (and reports not-ready) while its database is
-//! down, and recovers without a restart when the database comes back: broken connections are
-//! detected by `is_closed` and replaced.
+//! Before serving, [`check_app_role`] connects once as the configured role and refuses it when
+//! it is a superuser, has `BYPASSRLS`, or owns (or is a member of a role that owns) any object
+//! in the database: each of those can read every tenant's rows or switch RLS off. A node whose
+//! role cannot be checked (database unreachable) does not start either: fail closed, and its
+//! supervisor restarts it. Once started, the pool is lazy and survives database outages,
+//! recovering without a restart when the database comes back: broken connections are detected
+//! by `is_closed` and replaced.
 //!
 //! tokio-postgres prepares a statement on every `query(&str, ..)` call, which costs an extra
 //! round trip. Each pooled connection therefore keeps the statements it has prepared (bounded,
@@ -56,11 +60,11 @@ impl ManageConnection for Manager {
 /// The node's connection pool type.
 pub type PgPool = Pool<Manager>;
 
-/// Builds the pool from config without connecting yet.
-///
-/// # Errors
-/// When the URL does not parse.
-pub fn build(cfg: &DatabaseConfig, application_name: &str) -> anyhow::Result<PgPool> {
+/// The connection settings of the app role's sessions.
+fn pg_config(
+    cfg: &DatabaseConfig,
+    application_name: &str,
+) -> anyhow::Result<tokio_postgres::Config> {
     let mut pg: tokio_postgres::Config = cfg
         .url
         .parse()
@@ -72,7 +76,18 @@ pub fn build(cfg: &DatabaseConfig, application_name: &str) -> anyhow::Result<PgP
         cfg.statement_timeout.as_millis(),
         cfg.statement_timeout.as_millis() * 2
     ));
-    let manager = Manager(PostgresConnectionManager::new(pg, NoTls));
+    Ok(pg)
+}
+
+/// Builds the pool from config without connecting yet.
+///
+/// # Errors
+/// When the URL does not parse.
+pub fn build(cfg: &DatabaseConfig, application_name: &str) -> anyhow::Result<PgPool> {
+    let manager = Manager(PostgresConnectionManager::new(
+        pg_config(cfg, application_name)?,
+        NoTls,
+    ));
     Ok(Pool::builder()
         .max_size(cfg.pool_size)
         .connection_timeout(cfg.checkout_timeout)
@@ -88,4 +103,91 @@ pub async fn ping(pool: &PgPool) -> bool {
         Ok(conn) => conn.client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     }
+}
+
+/// Most owned objects named in a refusal; the rest are counted.
+const OWNED_SHOWN: usize = 10;
+
+/// Connects once as the role of `database.url` and refuses it when row-level security would
+/// not bind it: a superuser, a role with `BYPASSRLS`, or one that owns an object in this
+/// database or in the cluster (itself or through a role it is a member of: an owner can
+/// `ALTER TABLE … DISABLE ROW LEVEL SECURITY`, drop policies, or redefine what they call).
+///
+/// # Errors
+/// Every reason the role is refused, in one message naming the role and the objects, or why
+/// the role could not be checked (the database unreachable). Never the password.
+pub async fn check_app_role(cfg: &DatabaseConfig, application_name: &str) -> anyhow::Result<()> {
+    let pg = pg_config(cfg, application_name)?;
+    let role = pg.get_user().unwrap_or_default().to_owned();
+    let (client, conn) = pg.connect(NoTls).await.map_err(|e| {
+        anyhow::anyhow!("database.url: cannot connect as {role} to check its privileges: {e}")
+    })?;
+    let conn = tokio::spawn(conn);
+    let result = role_problems(&client).await;
+    drop(client);
+    let _ = conn.await;
+    let problems = result.map_err(|e| {
+        anyhow::anyhow!("database.url: cannot check the privileges of role {role}: {e}")
+    })?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "database.url: the node must connect as the application role, and role {role} {}",
+            problems.join("; it ")
+        )
+    }
+}
+
+/// What makes the session's role unfit to serve under row-level security (empty: fit).
+async fn role_problems(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    let me = client
+        .query_one(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (superuser, bypassrls): (bool, bool) = (me.get(0), me.get(1));
+    let mut problems = Vec::new();
+    if superuser {
+        // A superuser is a member of every role: listing what its roles own says nothing more.
+        problems.push("is a superuser: row-level security does not apply to it".to_owned());
+        return Ok(problems);
+    }
+    if bypassrls {
+        problems.push("has BYPASSRLS: row-level security does not apply to it".to_owned());
+    }
+    // Ownership dependencies of this database's objects and of shared ones (databases,
+    // tablespaces), held by the role or by any role it is a member of (it can SET ROLE to it).
+    let owned = client
+        .query(
+            "SELECT pg_describe_object(d.classid, d.objid, d.objsubid),
+                    pg_get_userbyid(d.refobjid)::text
+             FROM pg_shdepend d
+             WHERE d.deptype = 'o' AND d.refclassid = 'pg_authid'::regclass
+               AND d.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+               AND pg_has_role(current_user, d.refobjid, 'MEMBER')
+             ORDER BY 2, 1",
+            &[],
+        )
+        .await?;
+    if !owned.is_empty() {
+        let mut names: Vec<String> = owned
+            .iter()
+            .take(OWNED_SHOWN)
+            .map(|r| {
+                let (object, owner): (String, String) = (r.get(0), r.get(1));
+                format!("{object} (owner {owner})")
+            })
+            .collect();
+        if owned.len() > OWNED_SHOWN {
+            names.push(format!("and {} more", owned.len() - OWNED_SHOWN));
+        }
+        problems.push(format!(
+            "owns objects, directly or through a role it is a member of, so it could disable \
+             row-level security: {}",
+            names.join(", ")
+        ));
+    }
+    Ok(problems)
 }
