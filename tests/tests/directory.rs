@@ -474,3 +474,57 @@ async fn reader_and_writer_are_unprivileged_and_own_nothing() {
     }
     assert_ne!(db.reader_url, db.writer_url, "two roles");
 }
+
+#[tokio::test]
+async fn a_gateway_on_reader_and_writer_roles_serves_and_administers() {
+    use http::{Method, StatusCode};
+    use integration_tests::gateway::Stack;
+    use serde_json::json;
+
+    let s = Stack::start().await;
+    // The admin api creates a tenant (and provisions it at home) and a key, as the writer.
+    let t = s.create_tenant("split-roles", "eu", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let k = s
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{id}/api-keys"),
+            Some(&json!({"name": "ci", "role": "developer"})),
+        )
+        .await;
+    assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
+    let key = k.json["api_key"].as_str().unwrap().to_owned();
+    // The public path, fed by the reader's cache and LISTEN, serves both credentials.
+    assert_eq!(s.me(&id).await.status, StatusCode::OK);
+    let r = s.get("/v1/me", &[("x-api-key", key.as_str())]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+
+    // Every gateway connection to the directory is the reader or the writer, and the
+    // LISTENing one is the reader.
+    let admin = integration_tests::connect(&s.dir.url).await;
+    let user = |u: &str| url::Url::parse(u).unwrap().username().to_owned();
+    let (reader, writer) = (user(&s.dir.reader_url), user(&s.dir.writer_url));
+    let rows = admin
+        .query(
+            "SELECT usename::text, query FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&s.dir.name],
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        seen.iter().all(|(u, _)| *u == reader || *u == writer),
+        "gateway connections as other roles: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(u, q)| *u == reader && q.starts_with("LISTEN")),
+        "the reader listens: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|(u, _)| *u == writer),
+        "the writer wrote: {seen:?}"
+    );
+    s.stop().await;
+}
