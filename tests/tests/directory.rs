@@ -368,7 +368,7 @@ async fn the_reader_reads_and_listens_but_cannot_change_anything() {
 
     let client = integration_tests::connect(&db.reader_url).await;
     for sql in [
-        format!("INSERT INTO tenants (id, name, region, tier, status) VALUES (gen_random_uuid(), 'x', 'eu', 'scale', 'active')"),
+        "INSERT INTO tenants (id, name, region, tier, status) VALUES (gen_random_uuid(), 'x', 'eu', 'scale', 'active')".to_owned(),
         format!("UPDATE tenants SET status = 'suspended' WHERE id = '{tenant}'"),
         format!("DELETE FROM tenants WHERE id = '{tenant}'"),
         format!("INSERT INTO api_keys (id, tenant_id, name, prefix, hash) VALUES (gen_random_uuid(), '{tenant}', 'x', 'abcdefgh12', repeat('a', 64))"),
