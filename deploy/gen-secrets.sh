@@ -34,6 +34,10 @@ if [ ! -f .env ]; then
     done
   } > .env
 fi
+# Added later (least-privilege directory roles): appended to an existing .env when missing.
+for v in DIRECTORY_READER_PASSWORD DIRECTORY_WRITER_PASSWORD; do
+  grep -q "^$v=" .env || echo "$v=$(pw)" >> .env
+done
 for r in $REGIONS; do
   for k in assertion credentials; do
     [ -f "secrets/$r-$k.key" ] || openssl rand -out "secrets/$r-$k.key" 32

@@ -27,7 +27,7 @@
 //! path = "directory.toml"
 //! # or: the global directory database, cached in memory and kept fresh by LISTEN/NOTIFY
 //! # source = "postgres"
-//! # url = "postgres://gateway@10.0.0.9/directory"   # RESIDENCY__DIRECTORY__URL
+//! # url = "postgres://directory_reader@10.0.0.9/directory"   # RESIDENCY__DIRECTORY__URL
 //! # max_stale = "10m"      # serve cached tenants this long while the directory is down
 //! # negative_ttl = "5s"    # remember "no such tenant/key" this long
 //! # timeout = "2s"         # one directory query
@@ -35,6 +35,9 @@
 //! [admin]                           # the admin API on listen.admin; optional
 //! token_file = "secrets/admin.token"  # or admin.token via RESIDENCY__ADMIN__TOKEN
 //! token_name = "ops"                # recorded as actor `admin:ops` in the directory history
+//! # directory_url = "postgres://directory_writer@10.0.0.9/directory"  # RESIDENCY__ADMIN__DIRECTORY_URL
+//! #   the writer role of a postgres directory: required when the admin api is enabled
+//! #   (listen.admin and a token); a different role than directory.url (the reader)
 //!
 //! [health_check]                    # active checks of every upstream; defaults shown
 //! interval = "2s"
@@ -325,11 +328,26 @@ pub struct AdminConfig {
     /// Time a region node has to answer a provisioning call.
     #[serde(with = "crate::duration::serde_str")]
     pub provision_timeout: Duration,
+    /// The directory database as its **writer** role, through which the admin API writes
+    /// (`RESIDENCY__ADMIN__DIRECTORY_URL`). Required when the admin API is enabled in front
+    /// of a Postgres directory; it must name another role than `directory.url`, which the
+    /// public path's cache reads as the reader role.
+    pub directory_url: Option<DatabaseUrl>,
+}
+
+impl AdminConfig {
+    /// Whether the admin API can be called at all: a token is configured (without one
+    /// every `/admin/v1` call is refused).
+    #[must_use]
+    pub fn has_token(&self) -> bool {
+        self.token_file.is_some() || self.token.is_some()
+    }
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
+            directory_url: None,
             token_file: None,
             token: None,
             token_name: "admin".to_owned(),
@@ -800,9 +818,72 @@ impl Validate for GatewayConfig {
         }
         self.limits.validate(&mut out);
         self.admin.validate(&mut out);
+        self.validate_admin_directory(&mut out);
         self.health_check.validate(&mut out);
         self.rate_limit.validate(&mut out);
         out
+    }
+}
+
+impl GatewayConfig {
+    /// `admin.directory_url`: the writer of a Postgres directory, distinct from the reader.
+    fn validate_admin_directory(&self, out: &mut Vec<Problem>) {
+        const KEY: &str = "admin.directory_url";
+        let admin_enabled = self.listen.admin.is_some() && self.admin.has_token();
+        match (&self.directory, &self.admin.directory_url) {
+            (DirectorySource::File { .. }, Some(_)) => out.push(Problem::new(
+                KEY,
+                "only used with [directory] source = \"postgres\"",
+            )),
+            (DirectorySource::Postgres { .. }, None) if admin_enabled => out.push(Problem::new(
+                KEY,
+                "required when the admin api is enabled with a postgres directory: the url of \
+                 the directory's writer role (RESIDENCY__ADMIN__DIRECTORY_URL)",
+            )),
+            (DirectorySource::Postgres { url: reader, .. }, Some(writer)) => {
+                let Some(writer_user) = check_pg_url(KEY, writer, out) else {
+                    return;
+                };
+                let reader_user = url::Url::parse(reader.expose())
+                    .ok()
+                    .map(|u| u.username().to_owned());
+                if reader_user.as_deref() == Some(writer_user.as_str()) {
+                    out.push(Problem::new(
+                        KEY,
+                        format!(
+                            "must name another role than directory.url ({writer_user:?}): the \
+                             cache reads as the reader role, the admin api writes as the writer"
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Checks that `url` is a `postgres://` URL with a user; returns the user.
+fn check_pg_url(key: &str, url: &DatabaseUrl, out: &mut Vec<Problem>) -> Option<String> {
+    match url.expose().parse::<url::Url>() {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && !u.username().is_empty() => {
+            Some(u.username().to_owned())
+        }
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {
+            out.push(Problem::new(
+                key,
+                "must name its role (postgres://role@host/db)",
+            ));
+            None
+        }
+        Ok(_) => {
+            out.push(Problem::new(key, "must be a postgres:// url"));
+            None
+        }
+        // The parser's message does not echo the input, so no password leaks.
+        Err(e) => {
+            out.push(Problem::new(key, format!("not a url: {e}")));
+            None
+        }
     }
 }
 
@@ -1481,6 +1562,70 @@ assertion = { kid = "us-1", key_file = "us.key" }
             "source = \"postgres\"\nurl = \"postgres://h/d\"\nmax_stail = \"1m\"",
         );
         assert!(load_text(dir.path(), &unknown).is_err());
+    }
+
+    #[test]
+    fn the_admin_writes_through_its_own_directory_role() {
+        let dir = dir_with_files();
+        write(dir.path(), "admin.token", b"0123456789abcdef0123\n");
+        let pg = GOOD.replace(
+            "source = \"file\"\npath = \"directory.toml\"",
+            "source = \"postgres\"\nurl = \"postgres://d_reader:r3ader@127.0.0.1/dir\"",
+        );
+        let with_admin =
+            |extra: &str| format!("{pg}\n[admin]\ntoken_file = \"admin.token\"\n{extra}");
+        // Enabled admin api, postgres directory, no writer: refused, naming the key.
+        let err = load_text(dir.path(), &with_admin("")).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].key, "admin.directory_url");
+        assert!(err
+            .to_string()
+            .contains("gateway.toml: admin.directory_url: required"));
+        // The writer is its own role.
+        let cfg = load_text(
+            dir.path(),
+            &with_admin("directory_url = \"postgres://d_writer:wr1ter@127.0.0.1/dir\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.admin.directory_url.as_ref().map(DatabaseUrl::expose),
+            Some("postgres://d_writer:wr1ter@127.0.0.1/dir")
+        );
+        assert!(!format!("{cfg:?}").contains("wr1ter"));
+        // ... and comes from the environment like the reader.
+        write(dir.path(), "gateway.toml", with_admin("").as_bytes());
+        let env = vec![(
+            "RESIDENCY__ADMIN__DIRECTORY_URL".to_owned(),
+            "postgres://d_writer:wr1ter@127.0.0.1/dir".to_owned(),
+        )];
+        assert!(load::<GatewayConfig>(&dir.path().join("gateway.toml"), &env).is_ok());
+        for (bad, why) in [
+            (
+                "postgres://d_reader:x@127.0.0.1/dir",
+                "must name another role than directory.url",
+            ),
+            ("mysql://w@h/d", "must be a postgres:// url"),
+            ("postgres://127.0.0.1/dir", "must name its role"),
+        ] {
+            let err = load_text(
+                dir.path(),
+                &with_admin(&format!("directory_url = \"{bad}\"\n")),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(&format!("admin.directory_url: {why}")),
+                "{bad}: {err}"
+            );
+            assert!(!err.contains(":x@"), "{err}");
+        }
+        // No token (admin api refuses everything) or no admin listener: no writer needed.
+        assert!(load_text(dir.path(), &pg).is_ok());
+        let no_listener = with_admin("").replace("admin = \"127.0.0.1:0\"\n", "");
+        assert!(load_text(dir.path(), &no_listener).is_ok());
+        // A file directory has no writer.
+        let file = format!("{GOOD}\n[admin]\ndirectory_url = \"postgres://w@h/d\"\n");
+        assert_eq!(problem_keys(dir.path(), &file), ["admin.directory_url"]);
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! - [`Store`]: reads for the gateway's cache and the audit, and the admin writes;
 //! - [`listen`]: a reconnecting `LISTEN residency_directory` stream of [`Change`]s, so gateway
 //!   caches are invalidated within milliseconds and resync fully after a reconnect;
-//! - [`migrate`]: the directory schema (with its NOTIFY and history triggers);
+//! - [`migrate`]: the directory schema (with its NOTIFY and history triggers) and the grants
+//!   of its two unprivileged roles ([`DirectoryRoles`]): a **reader** for gateway caches
+//!   (`SELECT` on tenants and API keys, `LISTEN`) and a **writer** for the admin API (insert,
+//!   the few updates it makes, history appends; no `DELETE`, `TRUNCATE` or DDL);
 //! - [`keys`]: API key generation (`rk_<prefix>_<secret>`, SHA-256 stored).
 
 pub mod keys;
@@ -14,29 +17,161 @@ mod store;
 
 pub use listen::{listen, Change};
 pub use store::{
-    ApiKeyRecord, HistoryEntry, NewTenant, Organization, Store, StoreError, TenantFilter,
-    TenantPatch, TenantRecord,
+    ApiKeyRecord, HistoryEntry, NewTenant, Organization, RolePowers, Store, StoreError,
+    TenantFilter, TenantPatch, TenantRecord,
 };
 
+use residency_config::node::is_simple_identifier;
+pub use residency_pg::bootstrap::RoleSpec;
 use residency_pg::migrate::Migration;
 
-/// The directory's migrations.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_directory",
-    sql: include_str!("../migrations/0001_directory.sql"),
-}];
+/// The directory's migrations. `{{reader_role}}` and `{{writer_role}}` in their text are
+/// replaced with the names of [`DirectoryRoles`].
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_directory",
+        sql: include_str!("../migrations/0001_directory.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_directory_roles",
+        sql: include_str!("../migrations/0002_directory_roles.sql"),
+    },
+];
+
+/// The unprivileged roles the migrations grant to. Both must exist before [`migrate`] runs
+/// (the bootstrap creates them with the owner and the database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryRoles {
+    /// The gateway's cache: reads tenants and API keys and `LISTEN`s.
+    pub reader: String,
+    /// The admin API: the writes it makes, nothing more.
+    pub writer: String,
+}
+
+impl DirectoryRoles {
+    /// `<owner without its _owner suffix>_reader` and `_writer`: the names every deployment
+    /// uses (`residency_directory_owner` -> `residency_directory_reader`, `..._writer`).
+    #[must_use]
+    pub fn beside_owner(owner: &str) -> Self {
+        let base = owner.strip_suffix("_owner").unwrap_or(owner);
+        Self {
+            reader: format!("{base}_reader"),
+            writer: format!("{base}_writer"),
+        }
+    }
+
+    fn render(&self, sql: &str) -> anyhow::Result<String> {
+        for (what, name) in [("reader role", &self.reader), ("writer role", &self.writer)] {
+            anyhow::ensure!(
+                is_simple_identifier(name),
+                "{what} {name:?} is not a plain identifier ([a-z_][a-z0-9_]*)"
+            );
+        }
+        anyhow::ensure!(
+            self.reader != self.writer,
+            "reader and writer must be two roles"
+        );
+        Ok(sql
+            .replace("{{reader_role}}", &format!("\"{}\"", self.reader))
+            .replace("{{writer_role}}", &format!("\"{}\"", self.writer)))
+    }
+}
 
 /// The NOTIFY channel.
 pub const CHANNEL: &str = "residency_directory";
 
 const LOCK_KEY: i64 = 0x4449_5245_4354_4f52; // "DIRECTOR"
 
-/// Applies the directory's pending migrations with `url` (its owner). Returns the versions
-/// applied.
+/// The directory's three LOGIN roles with their passwords.
+#[derive(Debug, Clone)]
+pub struct RolePlan {
+    /// Owns the database, the schema and the tables; applies migrations. Never serves.
+    pub owner: RoleSpec,
+    /// The gateway's cache.
+    pub reader: RoleSpec,
+    /// The admin API.
+    pub writer: RoleSpec,
+}
+
+impl RolePlan {
+    /// The names the migrations grant to.
+    #[must_use]
+    pub fn grant_roles(&self) -> DirectoryRoles {
+        DirectoryRoles {
+            reader: self.reader.name.clone(),
+            writer: self.writer.name.clone(),
+        }
+    }
+}
+
+/// Creates (or brings up to date) the directory database `database` and its three roles, as
+/// an administrator at `admin_url`. Idempotent. This is the region bootstrap of
+/// [`residency_pg::bootstrap`] with the reader in the app's place and the writer in the
+/// auditor's: the same locked-down attributes (`NOSUPERUSER NOCREATEDB NOCREATEROLE
+/// NOREPLICATION NOBYPASSRLS`, `NOINHERIT` for both), `CONNECT` and schema `USAGE` only, no
+/// `PUBLIC` access. The table grants come from [`migrate`].
 ///
 /// # Errors
-/// Connection or SQL errors.
-pub async fn migrate(url: &str) -> anyhow::Result<Vec<i32>> {
-    residency_pg::migrate::run(url, LOCK_KEY, MIGRATIONS, |s| Ok(s.to_owned())).await
+/// Invalid names or passwords, or any database error.
+pub async fn bootstrap(admin_url: &str, database: &str, roles: &RolePlan) -> anyhow::Result<()> {
+    residency_pg::bootstrap::bootstrap(
+        admin_url,
+        &residency_pg::bootstrap::Plan {
+            database: database.to_owned(),
+            owner: roles.owner.clone(),
+            app: roles.reader.clone(),
+            auditor: roles.writer.clone(),
+        },
+    )
+    .await
+}
+
+/// Applies the directory's pending migrations with `url` (its owner), granting to `roles`.
+/// Returns the versions applied.
+///
+/// # Errors
+/// Role names that are not plain identifiers, connection or SQL errors (a missing role
+/// among them).
+pub async fn migrate(url: &str, roles: &DirectoryRoles) -> anyhow::Result<Vec<i32>> {
+    residency_pg::migrate::run(url, LOCK_KEY, MIGRATIONS, |s| roles.render(s)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_render_as_quoted_identifiers_only() {
+        let roles = DirectoryRoles::beside_owner("rs_directory_owner");
+        assert_eq!(roles.reader, "rs_directory_reader");
+        assert_eq!(roles.writer, "rs_directory_writer");
+        let sql = roles
+            .render("GRANT x TO {{reader_role}}, {{writer_role}}")
+            .unwrap();
+        assert_eq!(
+            sql,
+            "GRANT x TO \"rs_directory_reader\", \"rs_directory_writer\""
+        );
+        let bad = DirectoryRoles {
+            reader: "r\"; DROP TABLE tenants; --".into(),
+            writer: "w".into(),
+        };
+        assert!(bad.render("").is_err());
+        let same = DirectoryRoles {
+            reader: "r".into(),
+            writer: "r".into(),
+        };
+        assert!(same.render("").is_err());
+    }
+
+    #[test]
+    fn every_migration_is_rendered_completely() {
+        let roles = DirectoryRoles::beside_owner("d_owner");
+        for m in MIGRATIONS {
+            assert!(!roles.render(m.sql).unwrap().contains("{{"), "{}", m.name);
+        }
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+    }
 }

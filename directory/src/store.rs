@@ -297,6 +297,21 @@ pub struct TenantFilter {
     pub limit: i64,
 }
 
+/// The powers of the role a [`Store`] connects as ([`Store::role_powers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePowers {
+    /// Superuser or `BYPASSRLS`.
+    pub superuser: bool,
+    /// Owns directory tables (the owner: may alter and drop them).
+    pub owns_tables: bool,
+    /// May insert or update tenants or API keys.
+    pub writes: bool,
+    /// May delete or truncate tenants or API keys.
+    pub deletes: bool,
+    /// The role's name.
+    pub role: String,
+}
+
 /// The directory database handle.
 #[derive(Clone)]
 pub struct Store {
@@ -310,6 +325,14 @@ impl Store {
     /// # Errors
     /// When the URL does not parse.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::lazy(url)
+    }
+
+    /// [`Store::connect`] outside an `async` context: nothing connects before the first call.
+    ///
+    /// # Errors
+    /// When the URL does not parse.
+    pub fn lazy(url: &str) -> anyhow::Result<Self> {
         let mut cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| anyhow::anyhow!("directory url: {e}"))?;
@@ -322,6 +345,35 @@ impl Store {
             .test_on_check_out(false)
             .build_unchecked(PostgresConnectionManager::new(cfg, NoTls));
         Ok(Self { pool })
+    }
+
+    /// What the connected role may do beyond its job, for start-up warnings: a reader or
+    /// writer with any of these powers defeats the least-privilege split.
+    ///
+    /// # Errors
+    /// When the directory is unavailable.
+    pub async fn role_powers(&self) -> Result<RolePowers, StoreError> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_one(
+                "SELECT current_user::text, r.rolsuper OR r.rolbypassrls, \
+                        EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid \
+                                   AND c.relnamespace = 'public'::regnamespace), \
+                        has_table_privilege('tenants', 'INSERT') OR has_table_privilege('tenants', 'UPDATE') \
+                          OR has_table_privilege('api_keys', 'INSERT') OR has_table_privilege('api_keys', 'UPDATE'), \
+                        has_table_privilege('tenants', 'DELETE') OR has_table_privilege('api_keys', 'DELETE') \
+                          OR has_table_privilege('tenants', 'TRUNCATE') OR has_table_privilege('api_keys', 'TRUNCATE') \
+                   FROM pg_roles r WHERE r.rolname = current_user",
+                &[],
+            )
+            .await?;
+        Ok(RolePowers {
+            role: row.get(0),
+            superuser: row.get(1),
+            owns_tables: row.get(2),
+            writes: row.get(3),
+            deletes: row.get(4),
+        })
     }
 
     /// Every tenant that is not deleted, as routing entries.

@@ -1,5 +1,7 @@
-//! A fresh directory database per test, migrated, dropped on drop.
+//! A fresh directory database per test, with its own owner, reader and writer roles created
+//! and migrated exactly as in production, dropped (with its roles) on drop.
 
+use residency_directory::{RolePlan, RoleSpec};
 use uuid::Uuid;
 
 use crate::admin_url;
@@ -8,12 +10,19 @@ use crate::admin_url;
 pub struct DirectoryDb {
     /// Database name.
     pub name: String,
-    /// URL of the database (admin role; the directory has no RLS).
+    /// URL of the database as the administrator (catalog inspection and test set-up only).
     pub url: String,
+    /// The owner role (migrations only).
+    pub owner_url: String,
+    /// The reader role: what the gateway's cache connects as (`directory.url`).
+    pub reader_url: String,
+    /// The writer role: what the admin API writes through (`admin.directory_url`).
+    pub writer_url: String,
+    roles: [String; 3],
 }
 
 impl DirectoryDb {
-    /// Creates and migrates a directory database.
+    /// Creates the roles and the database and migrates it as the owner.
     ///
     /// # Panics
     /// When Postgres is unreachable or the migration fails.
@@ -22,31 +31,50 @@ impl DirectoryDb {
             "rgt_{}_directory",
             &Uuid::new_v4().simple().to_string()[..10]
         );
-        let admin = crate::connect(&admin_url()).await;
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        let spec = |kind: &str| RoleSpec {
+            name: format!("{name}_{kind}"),
+            password: crate::password(),
+        };
+        let plan = RolePlan {
+            owner: spec("owner"),
+            reader: spec("reader"),
+            writer: spec("writer"),
+        };
+        let admin = admin_url();
+        residency_directory::bootstrap(&admin, &name, &plan)
             .await
-            .unwrap_or_else(|e| panic!("create {name}: {e}"));
-        let mut u = url::Url::parse(&admin_url()).unwrap();
-        u.set_path(&name);
-        let url = u.to_string();
-        residency_directory::migrate(&url)
+            .unwrap_or_else(|e| panic!("bootstrap {name}: {e:#}"));
+        let role_url = |r: &RoleSpec| residency_pg::bootstrap::role_url(&admin, r, &name).unwrap();
+        let owner_url = role_url(&plan.owner);
+        residency_directory::migrate(&owner_url, &plan.grant_roles())
             .await
             .unwrap_or_else(|e| panic!("migrate {name}: {e:#}"));
-        Self { name, url }
+        let mut u = url::Url::parse(&admin).unwrap();
+        u.set_path(&name);
+        Self {
+            url: u.to_string(),
+            owner_url,
+            reader_url: role_url(&plan.reader),
+            writer_url: role_url(&plan.writer),
+            roles: [plan.owner.name, plan.reader.name, plan.writer.name],
+            name,
+        }
     }
 }
 
 impl Drop for DirectoryDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let roles = self.roles.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                if let Err(e) = residency_pg::bootstrap::teardown(&admin_url(), &name, &[]).await {
+                let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+                if let Err(e) = residency_pg::bootstrap::teardown(&admin_url(), &name, &roles).await
+                {
                     eprintln!("teardown of {name} failed: {e:#}");
                 }
             });

@@ -1,8 +1,9 @@
 //! A whole gateway stack for end-to-end tests: a fresh directory database, real region nodes
 //! for `eu` and `us` on their own databases, an `apac` region whose upstream address has
 //! nothing listening (until a test starts a node there), a generated ES256 identity provider,
-//! and the gateway itself (`residency_gateway::run`) with the Postgres directory and the admin
-//! API, all on ports chosen by the OS. [`Stack::until`] polls against a deadline instead of
+//! and the gateway itself (`residency_gateway::run`) with the Postgres directory (its cache
+//! reads as the directory's reader role, through a freezable relay) and the admin API
+//! (writing as the writer role), all on ports chosen by the OS. [`Stack::until`] polls against a deadline instead of
 //! sleeping. With [`StackOptions::audit`], `apac` gets a database too and the gateway an
 //! `[audit]` section naming every region's auditor role (`GET /admin/v1/audit`).
 
@@ -94,7 +95,7 @@ pub struct StackOptions {
 pub struct Stack {
     /// The directory database.
     pub dir: DirectoryDb,
-    /// A store on it, for writes "from elsewhere" (another replica).
+    /// A store on it as the writer role, for writes "from elsewhere" (another replica).
     pub store: Store,
     /// Region databases by id: `eu`, `us`, and `apac` with [`StackOptions::audit`].
     pub dbs: Vec<(String, RegionDb)>,
@@ -186,6 +187,7 @@ timeout = "2s"
 [admin]
 token_file = "admin.token"
 token_name = "test"
+directory_url = "{writer_url}"
 
 [health_check]
 interval = "300ms"
@@ -199,7 +201,8 @@ upstreams = ["http://{apac_addr}"]
 assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
 {audit}
 "#,
-            url = directory_link.url_for(&dir.url),
+            url = directory_link.url_for(&dir.reader_url),
+            writer_url = dir.writer_url,
             eu = region(&eu),
             us = region(&us),
             audit = apac_db.as_ref().map_or_else(String::new, |apac| {
@@ -221,7 +224,7 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
         let public_url = format!("http://{}", spawned.public);
         let admin_url = format!("http://{}", spawned.admin);
         let (shutdown, task) = (spawned.shutdown, spawned.task);
-        let store = Store::connect(&dir.url).await.unwrap();
+        let store = Store::connect(&dir.writer_url).await.unwrap();
         let stack = Self {
             dir,
             store,

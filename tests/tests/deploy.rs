@@ -456,6 +456,7 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
     let db = format!("dpt_{suffix}_directory");
     let role = format!("dpt_{suffix}_owner");
+    let roles = residency_directory::DirectoryRoles::beside_owner(&role);
     let admin = url::Url::parse(&admin_url()).unwrap();
     let run = || {
         Command::new("sh")
@@ -465,6 +466,8 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
             .env("PGADMIN_USER", admin.username())
             .env("PGADMIN_PASSWORD", admin.password().unwrap_or(""))
             .env("DIRECTORY_PASSWORD", "dirInitTest1234567890")
+            .env("DIRECTORY_READER_PASSWORD", "dirInitReader1234567890")
+            .env("DIRECTORY_WRITER_PASSWORD", "dirInitWriter1234567890")
             .env("DIRECTORY_DB", &db)
             .env("DIRECTORY_ROLE", &role)
             .env("MIGRATIONS", deploy().join("../directory/migrations"))
@@ -477,8 +480,28 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
     owner.set_username(&role).unwrap();
     owner.set_password(Some("dirInitTest1234567890")).unwrap();
     owner.set_path(&db);
-    let applied = residency_directory::migrate(owner.as_str()).await;
-    residency_pg::bootstrap::teardown(&admin_url(), &db, &[&role])
+    let applied = residency_directory::migrate(owner.as_str(), &roles).await;
+    // The script's roles and grants are the Rust bootstrap's: the reader reads, the writer
+    // inserts, neither deletes, neither is privileged.
+    let grants = {
+        let mut in_db = admin.clone();
+        in_db.set_path(&db);
+        let c = integration_tests::connect(in_db.as_str()).await;
+        c.query_one(
+            "SELECT has_table_privilege($1, 'tenants', 'SELECT'), \
+                    has_table_privilege($1, 'tenants', 'INSERT'), \
+                    has_table_privilege($2, 'tenants', 'INSERT'), \
+                    has_table_privilege($2, 'tenants', 'DELETE'), \
+                    (SELECT bool_or(rolsuper OR rolbypassrls OR rolcreaterole) FROM pg_roles \
+                      WHERE rolname IN ($1, $2)), \
+                    has_database_privilege($1, current_database(), 'CONNECT')",
+            &[&roles.reader, &roles.writer],
+        )
+        .await
+        .ok()
+        .map(|r| (0..6).map(|i| r.get::<_, bool>(i)).collect::<Vec<_>>())
+    };
+    residency_pg::bootstrap::teardown(&admin_url(), &db, &[&role, &roles.reader, &roles.writer])
         .await
         .unwrap();
     assert!(
@@ -499,6 +522,11 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
     );
     // The Rust runner finds every migration recorded with its own checksum.
     assert_eq!(applied.unwrap(), Vec::<i32>::new());
+    assert_eq!(
+        grants,
+        Some(vec![true, false, true, false, false, true]),
+        "reader select, reader insert, writer insert, writer delete, privileged, reader connect"
+    );
     // Every embedded migration is shipped as NNNN_name.sql.
     for m in residency_directory::MIGRATIONS {
         assert!(
@@ -507,6 +535,271 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
                 .is_file(),
             "{}",
             m.name
+        );
+    }
+}
+
+/// The environment of a compose service as `(name, value)` pairs (aliases resolved).
+fn env_of(service: &Yaml) -> Vec<(String, String)> {
+    let env = &service["environment"];
+    if env.is_badvalue() {
+        return Vec::new();
+    }
+    env.as_hash()
+        .unwrap_or_else(|| panic!("environment must be a mapping: {env:?}"))
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Yaml::String(s) => s.clone(),
+                Yaml::Integer(i) => i.to_string(),
+                Yaml::Boolean(b) => b.to_string(),
+                other => format!("{other:?}"),
+            };
+            (k.as_str().unwrap().to_owned(), v)
+        })
+        .collect()
+}
+
+/// The `${VAR}` names a value interpolates.
+fn interpolated(value: &str) -> Vec<String> {
+    value
+        .split("${")
+        .skip(1)
+        .map(|s| {
+            s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Passwords only the one-shot init services may see: the server administrator's and the
+/// owners' (region owners and the directory owner).
+fn is_init_only_secret(var: &str) -> bool {
+    var == "PG_ADMIN_PASSWORD" || var.ends_with("_OWNER_PASSWORD") || var == "DIRECTORY_PASSWORD"
+}
+
+/// The user of a postgres URL in a compose value (interpolations kept as text).
+fn url_user(value: &str) -> Option<String> {
+    let rest = value.strip_prefix("postgres://")?;
+    let creds = rest.split('@').next()?;
+    Some(creds.split(':').next()?.to_owned())
+}
+
+#[test]
+fn serving_compose_services_see_no_superuser_or_owner_credentials() {
+    let compose = &yaml(&deploy().join("compose.yaml"))[0];
+    let mut serving = vec!["gateway".to_owned()];
+    serving.extend(REGIONS.iter().map(|r| format!("region-node-{r}")));
+    for name in &serving {
+        let s = service(compose, name);
+        for (key, value) in env_of(s) {
+            for var in interpolated(&value) {
+                assert!(
+                    !is_init_only_secret(&var),
+                    "{name}: {key} carries ${{{var}}}, an init-only password"
+                );
+            }
+            assert!(
+                !key.contains("OWNER") && !key.contains("ADMIN_PASSWORD"),
+                "{name}: {key} is an owner or administrator setting"
+            );
+            if let Some(user) = url_user(&value) {
+                assert!(
+                    user != "postgres" && !user.ends_with("_owner"),
+                    "{name}: {key} connects as {user}"
+                );
+            }
+        }
+        // Owner URLs may not come in through a mounted config either.
+        let mounts = format!("{:?}", s["volumes"]);
+        for f in mounts.split('"').filter(|m| m.starts_with("./config/")) {
+            let file = f.trim_start_matches("./").split(':').next().unwrap();
+            let text = read(&deploy().join(file));
+            assert!(
+                !text
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("owner_url")),
+                "{name}: mounted {file} names an owner_url"
+            );
+        }
+    }
+    // The gateway reads as the directory reader and the admin API writes as the writer.
+    let gw: BTreeSet<(String, Option<String>)> = env_of(service(compose, "gateway"))
+        .into_iter()
+        .map(|(k, v)| (k, url_user(&v)))
+        .collect();
+    assert!(
+        gw.contains(&(
+            "RESIDENCY__DIRECTORY__URL".into(),
+            Some("residency_directory_reader".into())
+        )),
+        "gateway: {gw:?}"
+    );
+    assert!(
+        gw.contains(&(
+            "RESIDENCY__ADMIN__DIRECTORY_URL".into(),
+            Some("residency_directory_writer".into())
+        )),
+        "gateway: {gw:?}"
+    );
+}
+
+#[test]
+fn compose_init_services_are_one_shot_and_serving_ones_wait_for_them() {
+    let compose = &yaml(&deploy().join("compose.yaml"))[0];
+    let mut pairs = vec![("gateway".to_owned(), "directory-init".to_owned())];
+    for r in REGIONS {
+        pairs.push((format!("region-node-{r}"), format!("init-{r}")));
+        pairs.push(("gateway".to_owned(), format!("region-node-{r}")));
+    }
+    for (serving, init) in &pairs {
+        let s = service(compose, serving);
+        let cond = s["depends_on"][init.as_str()]["condition"].as_str();
+        if init.starts_with("region-node-") {
+            assert!(cond.is_some(), "{serving} does not depend on {init}");
+            continue;
+        }
+        assert_eq!(
+            cond,
+            Some("service_completed_successfully"),
+            "{serving} must wait for {init} to complete"
+        );
+        let i = service(compose, init);
+        assert!(
+            matches!(i["restart"].as_str(), None | Some("no")),
+            "{init} must be one-shot"
+        );
+    }
+    // The init services hold the administrator password; serving ones never do (above).
+    for init in REGIONS
+        .iter()
+        .map(|r| format!("init-{r}"))
+        .chain(["directory-init".to_owned()])
+    {
+        let vars: Vec<String> = env_of(service(compose, &init))
+            .iter()
+            .flat_map(|(_, v)| interpolated(v))
+            .collect();
+        assert!(vars.iter().any(|v| v == "PG_ADMIN_PASSWORD"), "{init}");
+    }
+    // The directory init creates the reader and writer roles with their passwords.
+    let dir_vars: Vec<String> = env_of(service(compose, "directory-init"))
+        .iter()
+        .flat_map(|(_, v)| interpolated(v))
+        .collect();
+    for want in ["DIRECTORY_READER_PASSWORD", "DIRECTORY_WRITER_PASSWORD"] {
+        assert!(
+            dir_vars.iter().any(|v| v == want),
+            "directory-init lacks {want}"
+        );
+    }
+}
+
+/// Every `(secret name, key)` a container's env and volumes reference.
+fn secret_refs(container: &Yaml, pod: &Yaml) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in container["env"].as_vec().into_iter().flatten() {
+        let r = &e["valueFrom"]["secretKeyRef"];
+        if !r.is_badvalue() {
+            out.push((
+                r["name"].as_str().unwrap().to_owned(),
+                r["key"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    for ef in container["envFrom"].as_vec().into_iter().flatten() {
+        if let Some(n) = ef["secretRef"]["name"].as_str() {
+            out.push((n.to_owned(), "*".to_owned()));
+        }
+    }
+    for v in pod["volumes"].as_vec().into_iter().flatten() {
+        if let Some(n) = v["secret"]["secretName"].as_str() {
+            out.push((n.to_owned(), "*".to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn serving_kubernetes_deployments_mount_only_app_reader_and_writer_secrets() {
+    let base = deploy().join("k8s/base");
+    let docs = docs_in(&base);
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .map(|(_, d)| d)
+            .find(|d| {
+                d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("base lacks {kind} {name}"))
+    };
+    let allowed: &[(&str, &[(&str, &str)])] = &[
+        (
+            "region-node",
+            &[("region-node-db", "url"), ("region-node-keys", "*")],
+        ),
+        (
+            "gateway",
+            &[
+                ("gateway-directory", "reader_url"),
+                ("gateway-directory", "writer_url"),
+                ("gateway-keys", "*"),
+                ("gateway-tls", "*"),
+            ],
+        ),
+    ];
+    for (name, allowed) in allowed {
+        let d = find("Deployment", name);
+        let pod = &d["spec"]["template"]["spec"];
+        assert!(
+            pod["initContainers"].is_badvalue(),
+            "{name}: init runs as a Job"
+        );
+        for c in pod["containers"].as_vec().unwrap() {
+            for (secret, key) in secret_refs(c, pod) {
+                assert!(
+                    allowed.contains(&(secret.as_str(), key.as_str())),
+                    "{name} reads secret {secret} key {key}"
+                );
+            }
+            for e in c["env"].as_vec().into_iter().flatten() {
+                let n = e["name"].as_str().unwrap();
+                assert!(!n.contains("OWNER"), "{name}: env {n}");
+            }
+        }
+    }
+    // The init Job holds the administrator and owner credentials, in its own Secret.
+    let job = find("Job", "region-node-init");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"].as_str(), Some("OnFailure"));
+    let refs: Vec<(String, String)> = pod["containers"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|c| secret_refs(c, pod))
+        .collect();
+    assert!(
+        refs.iter()
+            .any(|(s, k)| s == "region-node-db-init" && k == "owner_url"),
+        "{refs:?}"
+    );
+    // No serving node config names an owner URL.
+    for r in REGIONS {
+        let text = read(&deploy().join(format!("k8s/overlays/{r}/node.toml")));
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("owner_url")),
+            "overlay {r}: node.toml names an owner_url"
+        );
+        let gw: toml::Table = read(&deploy().join(format!("k8s/overlays/{r}/gateway.toml")))
+            .parse()
+            .unwrap();
+        let writer = gw["admin"].get("directory_url").and_then(|u| u.as_str());
+        assert!(
+            writer.is_some_and(|u| u.contains("residency_directory_writer@")),
+            "overlay {r}: admin.directory_url is the writer: {writer:?}"
         );
     }
 }

@@ -255,6 +255,280 @@ async fn changes_are_notified_and_a_reconnect_asks_for_a_resync() {
     assert_eq!(next(&mut rx).await, Change::ApiKey { prefix: rec.prefix });
 }
 
+/// Runs `sql` and expects Postgres to refuse it for lack of privilege.
+async fn refused(client: &tokio_postgres::Client, who: &str, sql: &str) {
+    match client.batch_execute(sql).await {
+        Ok(()) => panic!("{who} ran {sql:?}: it must be refused"),
+        Err(e) => assert_eq!(
+            e.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{who} {sql:?}: {e:?}"
+        ),
+    }
+}
+
+/// A tenant and a key written through the admin's (writer) store.
+async fn seed(writer: &Store) -> (uuid::Uuid, uuid::Uuid) {
+    let t = writer
+        .create_tenant(
+            "admin:test",
+            &NewTenant {
+                org_id: None,
+                name: "roles".into(),
+                region: RegionId::new("eu").unwrap(),
+                tier: Tier::Growth,
+                rate_limit_per_min: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (key, _) = writer
+        .create_api_key("admin:test", t.id, "ci", "", None)
+        .await
+        .unwrap();
+    (t.id, key.id)
+}
+
+/// Reads the next raw NOTIFY payload on `channel` from a connection of `url`.
+async fn raw_notifications(url: &str) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use futures_util::StreamExt;
+    let (client, mut conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = tx.send(n.payload().to_owned());
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {}", residency_directory::CHANNEL))
+        .await
+        .unwrap();
+    // The client must outlive the subscription.
+    std::mem::forget(client);
+    rx
+}
+
+#[tokio::test]
+async fn the_reader_reads_and_listens_but_cannot_change_anything() {
+    let db = DirectoryDb::create().await;
+    let writer = Store::connect(&db.writer_url).await.unwrap();
+    let (tenant, key) = seed(&writer).await;
+
+    // What the gateway's cache does: full loads, point reads, LISTEN.
+    let reader = Store::connect(&db.reader_url).await.unwrap();
+    assert!(reader
+        .tenants()
+        .await
+        .unwrap()
+        .iter()
+        .any(|t| t.id.as_uuid() == tenant));
+    assert!(reader
+        .api_keys()
+        .await
+        .unwrap()
+        .iter()
+        .any(|k| k.id == key.to_string()));
+    let mut changes = listen(db.reader_url.clone());
+    assert_eq!(next(&mut changes).await, Change::Resync);
+    let mut raw = raw_notifications(&db.reader_url).await;
+    let (_, created) = writer
+        .create_api_key("admin:test", tenant, "second", "", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut changes).await,
+        Change::ApiKey {
+            prefix: created.split('_').nth(1).unwrap().to_owned()
+        }
+    );
+    // The payload names the key by id and public prefix: no hash, no secret.
+    let payload: serde_json::Value = serde_json::from_str(
+        &tokio::time::timeout(Duration::from_secs(10), raw.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut fields: Vec<&str> = payload
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["id", "kind", "prefix"], "{payload}");
+    assert!(!payload
+        .to_string()
+        .contains(created.rsplit('_').next().unwrap()));
+
+    let client = integration_tests::connect(&db.reader_url).await;
+    for sql in [
+        "INSERT INTO tenants (id, name, region, tier, status) VALUES (gen_random_uuid(), 'x', 'eu', 'scale', 'active')".to_owned(),
+        format!("UPDATE tenants SET status = 'suspended' WHERE id = '{tenant}'"),
+        format!("DELETE FROM tenants WHERE id = '{tenant}'"),
+        format!("INSERT INTO api_keys (id, tenant_id, name, prefix, hash) VALUES (gen_random_uuid(), '{tenant}', 'x', 'abcdefgh12', repeat('a', 64))"),
+        format!("UPDATE api_keys SET revoked_at = NULL WHERE id = '{key}'"),
+        format!("DELETE FROM api_keys WHERE id = '{key}'"),
+        "INSERT INTO organizations (id, name, domain) VALUES (gen_random_uuid(), 'x', 'x.example')".to_owned(),
+        "INSERT INTO tenant_history (tenant_id, actor, change, region, status, tier, version) VALUES (gen_random_uuid(), 'x', 'created', 'eu', 'active', 'scale', 1)".to_owned(),
+        "TRUNCATE api_keys".to_owned(),
+        "CREATE TABLE reader_was_here (x int)".to_owned(),
+    ] {
+        refused(&client, "the reader", &sql).await;
+    }
+    drop(changes);
+}
+
+#[tokio::test]
+async fn the_writer_does_what_the_admin_does_and_no_ddl() {
+    let db = DirectoryDb::create().await;
+    let writer = Store::connect(&db.writer_url).await.unwrap();
+    // Every admin API write and read, as the writer.
+    let org = writer
+        .create_org("admin:test", "Roles", "roles.example", "free")
+        .await
+        .unwrap();
+    assert_eq!(writer.list_orgs(None, 10).await.unwrap().len(), 1);
+    assert!(writer.org(org.id).await.unwrap().is_some());
+    let (tenant, key) = seed(&writer).await;
+    let patched = writer
+        .update_tenant(
+            "admin:test",
+            tenant,
+            &TenantPatch {
+                name: Some("renamed".into()),
+                tier: Some(Tier::Scale),
+                status: Some(TenantStatus::Active),
+                rate_limit_per_min: Some(Some(100)),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.version, 2);
+    writer
+        .revoke_api_key("admin:test", tenant, key)
+        .await
+        .unwrap();
+    assert_eq!(writer.list_api_keys(tenant).await.unwrap().len(), 1);
+    assert_eq!(writer.history(tenant).await.unwrap().len(), 2);
+    assert_eq!(
+        writer
+            .list_tenants(&TenantFilter {
+                limit: 10,
+                ..TenantFilter::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let client = integration_tests::connect(&db.writer_url).await;
+    for sql in [
+        "DROP TABLE api_keys".to_owned(),
+        "TRUNCATE tenants CASCADE".to_owned(),
+        "TRUNCATE tenant_history".to_owned(),
+        "ALTER TABLE tenants ADD COLUMN writer_was_here int".to_owned(),
+        "ALTER TABLE tenants DISABLE TRIGGER tenants_history".to_owned(),
+        "DROP TRIGGER tenant_history_append_only ON tenant_history".to_owned(),
+        "CREATE TABLE writer_was_here (x int)".to_owned(),
+        format!("DELETE FROM tenants WHERE id = '{tenant}'"),
+        format!("DELETE FROM api_keys WHERE id = '{key}'"),
+        "DELETE FROM tenant_history".to_owned(),
+        "UPDATE tenant_history SET actor = 'someone else'".to_owned(),
+        format!("UPDATE tenants SET version = 1 WHERE id = '{tenant}'"),
+        format!("UPDATE tenants SET region = 'us' WHERE id = '{tenant}'"),
+        format!("UPDATE api_keys SET hash = repeat('b', 64) WHERE id = '{key}'"),
+    ] {
+        refused(&client, "the writer", &sql).await;
+    }
+}
+
+#[tokio::test]
+async fn reader_and_writer_are_unprivileged_and_own_nothing() {
+    let db = DirectoryDb::create().await;
+    let admin = integration_tests::connect(&db.url).await;
+    for url in [&db.reader_url, &db.writer_url] {
+        let user = url::Url::parse(url).unwrap().username().to_owned();
+        let row = admin
+            .query_one(
+                "SELECT r.rolsuper, r.rolbypassrls, r.rolcreatedb, r.rolcreaterole, \
+                        (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid) \
+                   FROM pg_roles r WHERE r.rolname = $1",
+                &[&user],
+            )
+            .await
+            .unwrap();
+        assert!(!row.get::<_, bool>(0), "{user} is a superuser");
+        assert!(!row.get::<_, bool>(1), "{user} bypasses RLS");
+        assert!(
+            !row.get::<_, bool>(2) && !row.get::<_, bool>(3),
+            "{user} can create"
+        );
+        assert_eq!(row.get::<_, i64>(4), 0, "{user} owns relations");
+    }
+    assert_ne!(db.reader_url, db.writer_url, "two roles");
+}
+
+#[tokio::test]
+async fn a_gateway_on_reader_and_writer_roles_serves_and_administers() {
+    use http::{Method, StatusCode};
+    use integration_tests::gateway::Stack;
+    use serde_json::json;
+
+    let s = Stack::start().await;
+    // The admin api creates a tenant (and provisions it at home) and a key, as the writer.
+    let t = s.create_tenant("split-roles", "eu", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let k = s
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{id}/api-keys"),
+            Some(&json!({"name": "ci", "role": "developer"})),
+        )
+        .await;
+    assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
+    let key = k.json["api_key"].as_str().unwrap().to_owned();
+    // The public path, fed by the reader's cache and LISTEN, serves both credentials.
+    assert_eq!(s.me(&id).await.status, StatusCode::OK);
+    let r = s.get("/v1/me", &[("x-api-key", key.as_str())]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+
+    // Every gateway connection to the directory is the reader or the writer, and the
+    // LISTENing one is the reader.
+    let admin = integration_tests::connect(&s.dir.url).await;
+    let user = |u: &str| url::Url::parse(u).unwrap().username().to_owned();
+    let (reader, writer) = (user(&s.dir.reader_url), user(&s.dir.writer_url));
+    let rows = admin
+        .query(
+            "SELECT usename::text, query FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&s.dir.name],
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        seen.iter().all(|(u, _)| *u == reader || *u == writer),
+        "gateway connections as other roles: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(u, q)| *u == reader && q.starts_with("LISTEN")),
+        "the reader listens: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|(u, _)| *u == writer),
+        "the writer wrote: {seen:?}"
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn hard_deletes_are_notified() {
     let db = DirectoryDb::create().await;

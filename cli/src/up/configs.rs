@@ -204,14 +204,16 @@ fn gateway_toml(
         aud = q(AUDIENCE),
         jwks = q(&jwks_url(ports)),
     );
-    // The directory database: cached by the gateway, invalidated by LISTEN/NOTIFY, written
-    // by the admin API (whose token is the stack's admin token).
+    // The directory database: cached by the gateway as the reader role, invalidated by
+    // LISTEN/NOTIFY, written by the admin API (whose token is the stack's admin token) as the
+    // writer role. The owner never serves.
     let _ = write!(
         t,
         "[directory]\nsource = \"postgres\"\nurl = {}\n\n\
-         [admin]\ntoken_file = {}\ntoken_name = \"residency-up\"\n\n",
+         [admin]\ntoken_file = {}\ntoken_name = \"residency-up\"\ndirectory_url = {}\n\n",
         q(&urls.directory),
         q(&format!("../{}", material::ADMIN_TOKEN)),
+        q(&urls.directory_writer),
     );
     for (r, port) in regions.iter().zip(&ports.nodes) {
         let (name, place) = describe(r);

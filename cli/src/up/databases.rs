@@ -2,7 +2,9 @@
 //! own roles, all named from `--prefix` so several stacks share one Postgres server.
 //!
 //! ```text
-//! <prefix>_directory          owned by <prefix>_directory_owner
+//! <prefix>_directory          owned by <prefix>_directory_owner (migrations only); the
+//!                             gateway's cache reads as <prefix>_directory_reader, the admin
+//!                             API and the demo seed write as <prefix>_directory_writer
 //! <prefix>_<region>           owned by <prefix>_<region>_owner; app role <prefix>_<region>_app
 //!                             (NOBYPASSRLS, owns nothing); auditor <prefix>_<region>_auditor
 //! ```
@@ -13,6 +15,7 @@
 
 use residency_config::node::is_simple_identifier;
 use residency_config::RegionId;
+use residency_directory::RolePlan;
 use residency_pg::bootstrap::{self, Plan, RoleSpec};
 use residency_region_node::db::migrate::{self as region_migrate, GrantRoles};
 use tokio_postgres::NoTls;
@@ -65,10 +68,11 @@ impl Names {
         format!("{}_directory", self.prefix)
     }
 
-    /// The directory's owner role (the gateway and the CLI connect as it).
+    /// The directory's `owner` (migrations only), `reader` (the gateway's cache) or `writer`
+    /// (the admin API and the demo seed) role.
     #[must_use]
-    pub fn directory_role(&self) -> String {
-        format!("{}_directory_owner", self.prefix)
+    pub fn directory_role(&self, kind: &str) -> String {
+        format!("{}_directory_{kind}", self.prefix)
     }
 
     /// A region's database.
@@ -100,8 +104,10 @@ pub struct RegionUrls {
 /// URLs of every database of the stack.
 #[derive(Debug, Clone)]
 pub struct Urls {
-    /// The directory (owner role).
+    /// The directory as its reader role (the gateway's `directory.url`, the audit).
     pub directory: String,
+    /// The directory as its writer role (the gateway's `admin.directory_url`, the seed).
+    pub directory_writer: String,
     /// Per region, in `--regions` order.
     pub regions: Vec<(RegionId, RegionUrls)>,
 }
@@ -161,14 +167,22 @@ pub async fn ensure(
     regions: &[RegionId],
     state: &mut State,
 ) -> anyhow::Result<Urls> {
-    let dir_role = role(state, names.directory_role())?;
     let dir_db = names.directory_db();
-    ensure_directory(admin_url, &dir_db, &dir_role).await?;
-    let directory = bootstrap::role_url(admin_url, &dir_role, &dir_db)?;
-    let applied = residency_directory::migrate(&directory)
+    let dir_roles = RolePlan {
+        owner: role(state, names.directory_role("owner"))?,
+        reader: role(state, names.directory_role("reader"))?,
+        writer: role(state, names.directory_role("writer"))?,
+    };
+    residency_directory::bootstrap(admin_url, &dir_db, &dir_roles)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating {dir_db}: {e:#}"))?;
+    let owner = bootstrap::role_url(admin_url, &dir_roles.owner, &dir_db)?;
+    let applied = residency_directory::migrate(&owner, &dir_roles.grant_roles())
         .await
         .map_err(|e| anyhow::anyhow!("migrating {dir_db}: {e:#}"))?;
     report("directory", &dir_db, &applied);
+    let directory = bootstrap::role_url(admin_url, &dir_roles.reader, &dir_db)?;
+    let directory_writer = bootstrap::role_url(admin_url, &dir_roles.writer, &dir_db)?;
 
     let mut out = Vec::new();
     for r in regions {
@@ -200,6 +214,7 @@ pub async fn ensure(
     }
     Ok(Urls {
         directory,
+        directory_writer,
         regions: out,
     })
 }
@@ -212,56 +227,14 @@ fn report(label: &str, db: &str, applied: &[i32]) {
     }
 }
 
-/// The directory has no RLS and one role: the gateway reads it and LISTENs, the admin API
-/// writes it. The role is still locked down (no superuser, no CREATEDB/CREATEROLE).
-async fn ensure_directory(admin_url: &str, db: &str, owner: &RoleSpec) -> anyhow::Result<()> {
-    anyhow::ensure!(is_simple_identifier(db) && is_simple_identifier(&owner.name));
-    // Generated passwords are [A-Za-z0-9] only (checked again here); the DDL below, which
-    // cannot take bind parameters, interpolates nothing but identifiers.
-    anyhow::ensure!(owner.password.bytes().all(|b| b.is_ascii_alphanumeric()));
-    let (admin, conn) = tokio_postgres::connect(admin_url, NoTls).await?;
-    tokio::spawn(conn);
-    // The password goes as a client-side SCRAM verifier, never in plaintext.
-    bootstrap::ensure_role(
-        &admin,
-        owner,
-        "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
-    )
-    .await?;
-    let db_exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
-        .await?
-        .is_some();
-    if !db_exists {
-        admin
-            .batch_execute(&format!(
-                "CREATE DATABASE \"{db}\" OWNER \"{}\"",
-                owner.name
-            ))
-            .await?;
-    }
-    admin
-        .batch_execute(&format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC"))
-        .await?;
-    let mut url = url::Url::parse(admin_url)?;
-    url.set_path(db);
-    let (in_db, conn) = tokio_postgres::connect(url.as_str(), NoTls).await?;
-    tokio::spawn(conn);
-    in_db
-        .batch_execute(&format!(
-            "ALTER SCHEMA public OWNER TO \"{0}\"; REVOKE ALL ON SCHEMA public FROM PUBLIC",
-            owner.name
-        ))
-        .await?;
-    Ok(())
-}
-
 /// Drops every database and role of the stack named by `names` (missing ones are skipped).
 ///
 /// # Errors
 /// Database errors.
 pub async fn teardown(admin_url: &str, names: &Names, regions: &[RegionId]) -> anyhow::Result<()> {
-    bootstrap::teardown(admin_url, &names.directory_db(), &[&names.directory_role()]).await?;
+    let dir_roles = ["owner", "reader", "writer"].map(|k| names.directory_role(k));
+    let refs: Vec<&str> = dir_roles.iter().map(String::as_str).collect();
+    bootstrap::teardown(admin_url, &names.directory_db(), &refs).await?;
     for r in regions {
         let roles = ["owner", "app", "auditor"].map(|k| names.region_role(r, k));
         let refs: Vec<&str> = roles.iter().map(String::as_str).collect();
@@ -283,6 +256,7 @@ mod tests {
         let n = Names::new("rs_a1", &regions()).unwrap();
         let eu = RegionId::new("eu-de").unwrap();
         assert_eq!(n.directory_db(), "rs_a1_directory");
+        assert_eq!(n.directory_role("reader"), "rs_a1_directory_reader");
         assert_eq!(n.region_db(&eu), "rs_a1_eu_de");
         assert_eq!(n.region_role(&eu, "app"), "rs_a1_eu_de_app");
     }

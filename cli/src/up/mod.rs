@@ -332,7 +332,7 @@ async fn start(
         targets.push(seed::NodeTarget::new(m, r, url)?);
     }
     println!("seeding the demo organization …");
-    let store = residency_directory::Store::connect(&urls.directory).await?;
+    let store = residency_directory::Store::connect(&urls.directory_writer).await?;
     let tenants = seed::seed(&store, &targets, &http, st).await?;
     println!("  {} demo customers ready", tenants.len());
     println!("starting the gateway …");

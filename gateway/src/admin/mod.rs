@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
-use residency_config::gateway::{GatewayConfig, RegionEntry};
+use residency_config::gateway::{DirectorySource, GatewayConfig, RegionEntry};
 use residency_config::headers::{is_valid_request_id, REQUEST_ID};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -53,6 +53,9 @@ pub struct AdminState {
     prometheus: PrometheusHandle,
     provisioner: provision::Provisioner,
     audit: audit::Auditor,
+    /// The directory as its writer role (`admin.directory_url`); every admin read and write
+    /// goes through it, never through the public path's reader.
+    writer: Option<residency_directory::Store>,
 }
 
 impl AdminState {
@@ -78,6 +81,19 @@ impl AdminState {
         if token.is_none() {
             tracing::warn!("no admin token configured: the admin api refuses every call");
         }
+        let writer = match (&cfg.directory, &cfg.admin.directory_url) {
+            (DirectorySource::Postgres { .. }, Some(url)) => Some(
+                residency_directory::Store::lazy(url.expose())
+                    .map_err(|e| anyhow::anyhow!("admin.directory_url: {e}"))?,
+            ),
+            _ => None,
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(warn_about_directory_roles(
+                gateway.directory().store().cloned(),
+                writer.clone(),
+            ));
+        }
         Ok(Self {
             gateway,
             token_hash: token.map(|t| sha256(t.as_bytes())),
@@ -90,15 +106,48 @@ impl AdminState {
                 format!("admin:{}", cfg.admin.token_name),
             ),
             audit: audit::Auditor::new(cfg),
+            writer,
         })
     }
 
-    /// The directory database, or 501 for a file directory.
+    /// The directory database as the writer role, or 501 for a file directory.
     fn store(&self) -> Result<&residency_directory::Store, AdminError> {
-        self.gateway
-            .directory()
-            .store()
-            .ok_or(AdminError::ReadOnlyDirectory)
+        self.writer.as_ref().ok_or(AdminError::ReadOnlyDirectory)
+    }
+}
+
+/// Warns (once, at start) when the directory roles are more powerful than their jobs: a
+/// reader that may write, or a reader or writer that is a superuser, owns the tables (the
+/// owner) or may delete. Only a warning: the directory may be down at start, and refusing
+/// to start on a later check would make the gateway's availability depend on it.
+async fn warn_about_directory_roles(
+    reader: Option<residency_directory::Store>,
+    writer: Option<residency_directory::Store>,
+) {
+    for (what, key, store) in [
+        ("reader", "directory.url", reader),
+        ("writer", "admin.directory_url", writer),
+    ] {
+        let Some(store) = store else { continue };
+        match store.role_powers().await {
+            Ok(p) => {
+                let too_much =
+                    p.superuser || p.owns_tables || p.deletes || (what == "reader" && p.writes);
+                if too_much {
+                    tracing::warn!(
+                        key,
+                        role = %p.role,
+                        superuser = p.superuser,
+                        owns_tables = p.owns_tables,
+                        writes = p.writes,
+                        deletes = p.deletes,
+                        "the directory {what} role has more privileges than it needs; \
+                         give {key} the {what} role created by the directory bootstrap"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(key, error = %e, "directory role check skipped"),
+        }
     }
 }
 
