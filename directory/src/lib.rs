@@ -21,11 +21,22 @@ pub use store::{
 use residency_pg::migrate::Migration;
 
 /// The directory's migrations.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_directory",
-    sql: include_str!("../migrations/0001_directory.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_directory",
+        sql: include_str!("../migrations/0001_directory.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_api_key_default_role",
+        sql: include_str!("../migrations/0002_api_key_default_role.sql"),
+    },
+];
+
+/// The role an API key grants when it is created without one. Keys always name a role: the
+/// node resolves a key's requests by it (an API key's subject is never a member).
+pub const DEFAULT_API_KEY_ROLE: &str = "developer";
 
 /// The NOTIFY channel.
 pub const CHANNEL: &str = "residency_directory";

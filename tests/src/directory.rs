@@ -18,6 +18,15 @@ impl DirectoryDb {
     /// # Panics
     /// When Postgres is unreachable or the migration fails.
     pub async fn create() -> Self {
+        Self::create_with(residency_directory::MIGRATIONS).await
+    }
+
+    /// Creates a directory database with only `migrations` applied (a schema as an older
+    /// release left it); [`residency_directory::migrate`] brings it up to date.
+    ///
+    /// # Panics
+    /// When Postgres is unreachable or the migration fails.
+    pub async fn create_with(migrations: &[residency_pg::migrate::Migration]) -> Self {
         let name = format!(
             "rgt_{}_directory",
             &Uuid::new_v4().simple().to_string()[..10]
@@ -30,9 +39,15 @@ impl DirectoryDb {
         let mut u = url::Url::parse(&admin_url()).unwrap();
         u.set_path(&name);
         let url = u.to_string();
-        residency_directory::migrate(&url)
-            .await
-            .unwrap_or_else(|e| panic!("migrate {name}: {e:#}"));
+        // Any advisory lock key: nothing else migrates this fresh database.
+        residency_pg::migrate::run(
+            &url,
+            0x5254_4449_5245_4354,
+            migrations,
+            |s| Ok(s.to_owned()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("migrate {name}: {e:#}"));
         Self { name, url }
     }
 }

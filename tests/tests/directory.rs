@@ -228,7 +228,7 @@ async fn changes_are_notified_and_a_reconnect_asks_for_a_resync() {
         .unwrap();
     assert_eq!(next(&mut rx).await, Change::Tenant(t.id));
     let (rec, _) = store
-        .create_api_key("a", t.id, "k", "", None)
+        .create_api_key("a", t.id, "k", "developer", None)
         .await
         .unwrap();
     assert_eq!(
@@ -253,4 +253,45 @@ async fn changes_are_notified_and_a_reconnect_asks_for_a_resync() {
     assert_eq!(next(&mut rx).await, Change::Resync);
     store.revoke_api_key("a", t.id, rec.id).await.unwrap();
     assert_eq!(next(&mut rx).await, Change::ApiKey { prefix: rec.prefix });
+}
+
+#[tokio::test]
+async fn keys_stored_without_a_role_get_the_default_role_on_migration() {
+    // A directory as the first release left it, with a key whose role is empty.
+    let db = DirectoryDb::create_with(&residency_directory::MIGRATIONS[..1]).await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let t = store
+        .create_tenant(
+            "a",
+            &NewTenant {
+                org_id: None,
+                name: "legacy".into(),
+                region: RegionId::new("eu").unwrap(),
+                tier: Tier::Scale,
+                rate_limit_per_min: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (legacy, _) = store
+        .create_api_key("a", t.id, "legacy", "", None)
+        .await
+        .unwrap();
+    let (named, _) = store
+        .create_api_key("a", t.id, "named", "viewer", None)
+        .await
+        .unwrap();
+    assert_eq!(legacy.role, "");
+
+    residency_directory::migrate(&db.url).await.unwrap();
+    let keys = store.list_api_keys(t.id).await.unwrap();
+    let role = |id| keys.iter().find(|k| k.id == id).unwrap().role.clone();
+    assert_eq!(role(legacy.id), residency_directory::DEFAULT_API_KEY_ROLE);
+    assert_eq!(role(legacy.id), "developer");
+    assert_eq!(role(named.id), "viewer");
+    // An empty role can no longer be stored.
+    assert!(store
+        .create_api_key("a", t.id, "empty", "", None)
+        .await
+        .is_err());
 }
