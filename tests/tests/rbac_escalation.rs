@@ -499,6 +499,39 @@ async fn custom_roles_are_checked_against_the_callers_actual_permissions() {
     )
     .await;
     ok(&r, StatusCode::CREATED, "delegate creates a viewer");
+
+    // Removing is not a grant, but a role may only remove members it could have made.
+    let r = f
+        .owner(
+            Method::POST,
+            "/v1/roles",
+            Some(&json!({"name": "remover", "based_on": "viewer", "add": ["members.read", "members.delete"]})),
+        )
+        .await;
+    ok(&r, StatusCode::CREATED, "remover");
+    let admin = f.member("an-admin", "admin").await;
+    let viewer = f.member("a-viewer", "viewer").await;
+    let r = f
+        .call(
+            Method::DELETE,
+            &format!("/v1/members/{admin}"),
+            "rem",
+            "remover",
+            None,
+        )
+        .await;
+    forbidden(&r, "remover removes an admin");
+    assert_eq!(f.member_role(&admin).await, "admin");
+    let r = f
+        .call(
+            Method::DELETE,
+            &format!("/v1/members/{viewer}"),
+            "rem",
+            "remover",
+            None,
+        )
+        .await;
+    ok(&r, StatusCode::NO_CONTENT, "remover removes a viewer");
 }
 
 #[tokio::test]
