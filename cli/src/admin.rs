@@ -194,7 +194,8 @@ enum KeysCmd {
         /// Key name.
         #[arg(long)]
         name: String,
-        /// Role granted to requests made with the key (default: the member record decides).
+        /// Role granted to requests made with the key: a system or custom role of the customer
+        /// (default: developer).
         #[arg(long)]
         role: Option<String>,
     },

@@ -38,7 +38,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_directory_roles",
         sql: include_str!("../migrations/0002_directory_roles.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_api_key_default_role",
+        sql: include_str!("../migrations/0003_api_key_default_role.sql"),
+    },
 ];
+
+/// The role an API key grants when it is created without one. Keys always name a role: the
+/// node resolves a key's requests by it (an API key's subject is never a member).
+pub const DEFAULT_API_KEY_ROLE: &str = "developer";
 
 /// The unprivileged roles the migrations grant to. Both must exist before [`migrate`] runs
 /// (the bootstrap creates them with the owner and the database).
@@ -62,7 +71,11 @@ impl DirectoryRoles {
         }
     }
 
-    fn render(&self, sql: &str) -> anyhow::Result<String> {
+    /// `sql` with the role placeholders replaced by the quoted role names.
+    ///
+    /// # Errors
+    /// When a name is not a plain identifier or both roles are the same.
+    pub fn render(&self, sql: &str) -> anyhow::Result<String> {
         for (what, name) in [("reader role", &self.reader), ("writer role", &self.writer)] {
             anyhow::ensure!(
                 is_simple_identifier(name),
@@ -82,7 +95,8 @@ impl DirectoryRoles {
 /// The NOTIFY channel.
 pub const CHANNEL: &str = "residency_directory";
 
-const LOCK_KEY: i64 = 0x4449_5245_4354_4f52; // "DIRECTOR"
+/// The advisory lock key under which the directory migrations run.
+pub const LOCK_KEY: i64 = 0x4449_5245_4354_4f52; // "DIRECTOR"
 
 /// The directory's three LOGIN roles with their passwords.
 #[derive(Debug, Clone)]

@@ -190,7 +190,7 @@ pub struct ApiKeyRecord {
     pub name: String,
     /// Public prefix.
     pub prefix: String,
-    /// Role granted; empty means the member record decides.
+    /// Role granted to requests made with the key (never empty).
     pub role: String,
     /// Creation time.
     pub created_at: DateTime<Utc>,
@@ -660,7 +660,9 @@ impl Store {
             .collect())
     }
 
-    /// Creates an API key; returns the record and the plaintext (shown once).
+    /// Creates an API key granting `role`; returns the record and the plaintext (shown once).
+    /// The role must not be empty (the schema refuses it): callers apply
+    /// [`crate::DEFAULT_API_KEY_ROLE`] when none is given.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown tenant.

@@ -192,6 +192,22 @@ impl fmt::Display for SystemRole {
     }
 }
 
+/// The permissions in `wanted` that `held` does not contain, in `wanted`'s order: empty exactly
+/// when `wanted` is a subset of `held`. The one subset rule behind every grant (creating or
+/// editing a role, assigning a role to a member); see `Tx::require_grantable`.
+#[must_use]
+pub fn not_held<'a, H, W>(held: &[H], wanted: &'a [W]) -> Vec<&'a str>
+where
+    H: AsRef<str>,
+    W: AsRef<str>,
+{
+    wanted
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|w| !held.iter().any(|h| h.as_ref() == *w))
+        .collect()
+}
+
 /// Whether a permission only reads (used to check that read-only roles stay read-only).
 #[must_use]
 pub fn is_read_only(p: &str) -> bool {
@@ -226,6 +242,30 @@ mod tests {
                 ("end_user", 9)
             ]
         );
+    }
+
+    #[test]
+    fn not_held_is_the_set_difference() {
+        let dev = SystemRole::Developer.permissions();
+        let admin = SystemRole::Admin.permissions();
+        assert!(not_held(&admin, &dev).is_empty());
+        assert_eq!(
+            not_held(&dev, &admin),
+            [
+                "tenant.update",
+                "members.create",
+                "members.delete",
+                "roles.delete",
+                "billing.update"
+            ]
+        );
+        assert!(not_held::<&str, &str>(&[], &[]).is_empty());
+        for r in SystemRole::ALL {
+            assert!(
+                not_held(&r.permissions(), &r.permissions()).is_empty(),
+                "{r}"
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,15 @@ impl DirectoryDb {
     /// # Panics
     /// When Postgres is unreachable or the migration fails.
     pub async fn create() -> Self {
+        Self::create_with(residency_directory::MIGRATIONS).await
+    }
+
+    /// Creates a directory database with only `migrations` applied (a schema as an older
+    /// release left it); [`residency_directory::migrate`] brings it up to date.
+    ///
+    /// # Panics
+    /// When Postgres is unreachable or the migration fails.
+    pub async fn create_with(migrations: &[residency_pg::migrate::Migration]) -> Self {
         let name = format!(
             "rgt_{}_directory",
             &Uuid::new_v4().simple().to_string()[..10]
@@ -46,9 +55,12 @@ impl DirectoryDb {
             .unwrap_or_else(|e| panic!("bootstrap {name}: {e:#}"));
         let role_url = |r: &RoleSpec| residency_pg::bootstrap::role_url(&admin, r, &name).unwrap();
         let owner_url = role_url(&plan.owner);
-        residency_directory::migrate(&owner_url, &plan.grant_roles())
-            .await
-            .unwrap_or_else(|e| panic!("migrate {name}: {e:#}"));
+        let roles = plan.grant_roles();
+        residency_pg::migrate::run(&owner_url, residency_directory::LOCK_KEY, migrations, |s| {
+            roles.render(s)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("migrate {name}: {e:#}"));
         let mut u = url::Url::parse(&admin).unwrap();
         u.set_path(&name);
         Self {
@@ -58,6 +70,17 @@ impl DirectoryDb {
             writer_url: role_url(&plan.writer),
             roles: [plan.owner.name, plan.reader.name, plan.writer.name],
             name,
+        }
+    }
+}
+
+impl DirectoryDb {
+    /// The reader and writer roles the migrations grant to.
+    #[must_use]
+    pub fn grant_roles(&self) -> residency_directory::DirectoryRoles {
+        residency_directory::DirectoryRoles {
+            reader: self.roles[1].clone(),
+            writer: self.roles[2].clone(),
         }
     }
 }

@@ -188,7 +188,7 @@ async fn tenants_keys_history_and_filters() {
     ));
     assert!(matches!(
         store
-            .create_api_key("x", uuid::Uuid::new_v4(), "k", "", None)
+            .create_api_key("x", uuid::Uuid::new_v4(), "k", "developer", None)
             .await,
         Err(StoreError::NotFound)
     ));
@@ -228,7 +228,7 @@ async fn changes_are_notified_and_a_reconnect_asks_for_a_resync() {
         .unwrap();
     assert_eq!(next(&mut rx).await, Change::Tenant(t.id));
     let (rec, _) = store
-        .create_api_key("a", t.id, "k", "", None)
+        .create_api_key("a", t.id, "k", "developer", None)
         .await
         .unwrap();
     assert_eq!(
@@ -283,7 +283,7 @@ async fn seed(writer: &Store) -> (uuid::Uuid, uuid::Uuid) {
         .await
         .unwrap();
     let (key, _) = writer
-        .create_api_key("admin:test", t.id, "ci", "", None)
+        .create_api_key("admin:test", t.id, "ci", "developer", None)
         .await
         .unwrap();
     (t.id, key.id)
@@ -337,7 +337,7 @@ async fn the_reader_reads_and_listens_but_cannot_change_anything() {
     assert_eq!(next(&mut changes).await, Change::Resync);
     let mut raw = raw_notifications(&db.reader_url).await;
     let (_, created) = writer
-        .create_api_key("admin:test", tenant, "second", "", None)
+        .create_api_key("admin:test", tenant, "second", "developer", None)
         .await
         .unwrap();
     assert_eq!(
@@ -547,7 +547,7 @@ async fn hard_deletes_are_notified() {
         .await
         .unwrap();
     let (key, _) = store
-        .create_api_key("a", t.id, "k", "", None)
+        .create_api_key("a", t.id, "k", "developer", None)
         .await
         .unwrap();
     let mut rx = listen(db.url.clone());
@@ -565,4 +565,47 @@ async fn hard_deletes_are_notified() {
         .await
         .unwrap();
     assert_eq!(next(&mut rx).await, Change::Tenant(t.id));
+}
+
+#[tokio::test]
+async fn keys_stored_without_a_role_get_the_default_role_on_migration() {
+    // A directory as the first release left it, with a key whose role is empty.
+    let db = DirectoryDb::create_with(&residency_directory::MIGRATIONS[..1]).await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let t = store
+        .create_tenant(
+            "a",
+            &NewTenant {
+                org_id: None,
+                name: "legacy".into(),
+                region: RegionId::new("eu").unwrap(),
+                tier: Tier::Scale,
+                rate_limit_per_min: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (legacy, _) = store
+        .create_api_key("a", t.id, "legacy", "", None)
+        .await
+        .unwrap();
+    let (named, _) = store
+        .create_api_key("a", t.id, "named", "viewer", None)
+        .await
+        .unwrap();
+    assert_eq!(legacy.role, "");
+
+    residency_directory::migrate(&db.owner_url, &db.grant_roles())
+        .await
+        .unwrap();
+    let keys = store.list_api_keys(t.id).await.unwrap();
+    let role = |id| keys.iter().find(|k| k.id == id).unwrap().role.clone();
+    assert_eq!(role(legacy.id), residency_directory::DEFAULT_API_KEY_ROLE);
+    assert_eq!(role(legacy.id), "developer");
+    assert_eq!(role(named.id), "viewer");
+    // An empty role can no longer be stored.
+    assert!(store
+        .create_api_key("a", t.id, "empty", "", None)
+        .await
+        .is_err());
 }

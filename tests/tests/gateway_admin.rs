@@ -271,6 +271,111 @@ async fn api_key_lifecycle_and_tier_rule() {
 }
 
 #[tokio::test]
+async fn api_keys_name_a_role_of_the_customer_developer_by_default() {
+    let s = Stack::start().await;
+    let t = s.create_tenant("keys-roles", "eu", "scale").await;
+    let id = t["id"].as_str().unwrap();
+    let path = format!("/admin/v1/tenants/{id}/api-keys");
+
+    // The documented body: no role. The key grants developer, says so, and works.
+    let k = s
+        .admin(Method::POST, &path, Some(&json!({"name": "ci"})))
+        .await;
+    assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
+    assert_eq!(k.json["role"], "developer", "{k:?}");
+    let key = k.json["api_key"].as_str().unwrap().to_owned();
+    let me = s.get("/v1/me", &[("x-api-key", &key)]).await;
+    assert_eq!(me.status, StatusCode::OK, "{me:?}");
+    assert_eq!(me.json["role"], "developer", "{me:?}");
+    assert_eq!(me.json["permissions"].as_array().unwrap().len(), 34);
+    let list = s.admin(Method::GET, &path, None).await;
+    assert_eq!(list.json["items"][0]["role"], "developer", "{list:?}");
+
+    // A role this customer does not have, or the reserved one: 422 naming role, no key.
+    for role in ["nope", "system"] {
+        let r = s
+            .admin(
+                Method::POST,
+                &path,
+                Some(&json!({"name": "bad", "role": role})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{role}: {r:?}");
+        assert_eq!(problem_field(&r), "role", "{role}: {r:?}");
+    }
+
+    // A custom role created on the home node is accepted and used.
+    let eu = &s.nodes[0];
+    let tid: Uuid = id.parse().unwrap();
+    let custom = eu
+        .call(
+            Method::POST,
+            "/v1/roles",
+            tid,
+            "u",
+            "owner",
+            Some(&json!({"name": "release", "based_on": "operator"})),
+        )
+        .await;
+    assert_eq!(custom.status, StatusCode::CREATED, "{custom:?}");
+    let k = s
+        .admin(
+            Method::POST,
+            &path,
+            Some(&json!({"name": "release", "role": "release"})),
+        )
+        .await;
+    assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
+    assert_eq!(k.json["role"], "release");
+    let me = s
+        .get(
+            "/v1/me",
+            &[("x-api-key", k.json["api_key"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{me:?}");
+    assert_eq!(me.json["role"], "release", "{me:?}");
+    // Explicit system roles are fine too.
+    let k = s
+        .admin(
+            Method::POST,
+            &path,
+            Some(&json!({"name": "viewer", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
+    let names: Vec<_> = s.admin(Method::GET, &path, None).await.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["ci", "release", "viewer"]);
+
+    // Home region unreachable: a custom role cannot be checked, so no key (503).
+    let body = json!({ "name": "far", "region": "apac", "tier": "scale" });
+    let r = s
+        .admin(Method::POST, "/admin/v1/tenants", Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    let far = r.json["tenant_id"].as_str().unwrap().to_owned();
+    let far_keys = format!("/admin/v1/tenants/{far}/api-keys");
+    let r = s
+        .admin(
+            Method::POST,
+            &far_keys,
+            Some(&json!({"name": "k", "role": "release"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert!(r.headers.contains_key("retry-after"), "{r:?}");
+    problem_field(&r);
+    let list = s.admin(Method::GET, &far_keys, None).await;
+    assert_eq!(list.json["items"].as_array().unwrap().len(), 0, "{list:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn suspend_and_tier_changes_reach_the_gateway_within_a_second() {
     let s = Stack::start().await;
     let t = s.create_tenant("notify", "eu", "growth").await;

@@ -101,8 +101,24 @@ async fn the_cli_manages_customers_and_keys_through_the_admin_api() {
     let api_key = key["api_key"].as_str().unwrap().to_owned();
     let r = s.get("/v1/me", &[("x-api-key", &api_key)]).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    // Without --role: the default role, shown at creation and in the list.
+    let plain = residency(&s, &["keys", "create", &id, "--name", "plain"]);
+    assert!(plain.status.success(), "{plain:?}");
+    assert!(
+        stdout(&plain)
+            .lines()
+            .any(|l| l.contains("role") && l.contains("developer")),
+        "{}",
+        stdout(&plain)
+    );
     let keys = residency(&s, &["keys", "list", &id]);
     assert!(stdout(&keys).contains(key["prefix"].as_str().unwrap()));
+    let plain_row = stdout(&keys)
+        .lines()
+        .find(|l| l.contains("plain"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(plain_row.contains("developer"), "{}", stdout(&keys));
     assert!(!stdout(&keys).contains(&api_key));
     let revoke = residency(&s, &["keys", "revoke", &id, key["id"].as_str().unwrap()]);
     assert!(revoke.status.success(), "{revoke:?}");

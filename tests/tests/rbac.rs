@@ -275,3 +275,61 @@ async fn system_roles_custom_roles_and_member_records() {
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn the_role_check_is_internal_and_sees_only_the_tenants_roles() {
+    let db = RegionDb::create("eu").await;
+    let node = Node::start(&db, "eu", NodeOptions::default()).await;
+    let (t, other) = (Uuid::new_v4(), Uuid::new_v4());
+    node.provision(t, "acme").await;
+    node.provision(other, "globex").await;
+    let r = node
+        .call(
+            Method::POST,
+            "/v1/roles",
+            t,
+            "u",
+            "owner",
+            Some(&json!({"name": "release", "based_on": "operator"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let check = |tenant: Uuid, subject: &'static str, role: &'static str, name: &'static str| {
+        let node = &node;
+        async move {
+            node.call(
+                Method::POST,
+                "/internal/v1/roles/check",
+                tenant,
+                subject,
+                role,
+                Some(&json!({ "name": name })),
+            )
+            .await
+        }
+    };
+    for (tenant, name, exists) in [
+        (t, "developer", true),
+        (t, "release", true),
+        (t, "nope", false),
+        (other, "developer", true),
+        (other, "release", false),
+        (Uuid::new_v4(), "developer", false),
+    ] {
+        let r = check(tenant, "system:test", "system", name).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {r:?}");
+        assert_eq!(r.json["exists"], exists, "{tenant} {name}: {r:?}");
+    }
+    // Customer assertions, even an owner's, cannot call it; no assertion is 401.
+    let r = check(t, "u", "owner", "release").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    let r = node
+        .raw(
+            Method::POST,
+            "/internal/v1/roles/check",
+            &[],
+            Some(&json!({"name": "release"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+}

@@ -74,9 +74,12 @@ pub enum AdminError {
         /// The tenant the operation left behind, to retry with.
         tenant_id: Option<Uuid>,
     },
-    /// The home region node answered provisioning with an error.
+    /// The home region node answered an internal call (provisioning, a role check) with an
+    /// error.
     #[error("bad gateway: {detail}")]
     BadGateway {
+        /// The problem kind (`provisioning_failed`, `role_check_failed`).
+        kind: &'static str,
         /// What the node did.
         detail: String,
         /// The tenant the operation left behind, to retry with.
@@ -163,9 +166,13 @@ impl AdminError {
                 retry_after: Some(*retry_after),
                 ..p(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
             },
-            Self::BadGateway { detail, tenant_id } => Problem {
+            Self::BadGateway {
+                kind,
+                detail,
+                tenant_id,
+            } => Problem {
                 tenant_id: *tenant_id,
-                ..p(StatusCode::BAD_GATEWAY, "provisioning_failed", detail)
+                ..p(StatusCode::BAD_GATEWAY, *kind, detail)
             },
             Self::Internal(_) => p(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -188,7 +195,8 @@ impl AdminError {
                 retry_after,
                 tenant_id: Some(id),
             },
-            Self::BadGateway { detail, .. } => Self::BadGateway {
+            Self::BadGateway { kind, detail, .. } => Self::BadGateway {
+                kind,
                 detail,
                 tenant_id: Some(id),
             },

@@ -1,5 +1,6 @@
 //! API keys in the admin API: only for tenants on a tier that allows them (`scale`,
-//! `enterprise`); the plaintext is returned once, at creation, and stored nowhere (the
+//! `enterprise`); every key names a role of its tenant (default `developer`; any other name is
+//! checked on the tenant's home node, `system` is reserved); the plaintext is returned once, at creation, and stored nowhere (the
 //! directory keeps a SHA-256 and a public prefix); lists never show secrets; a revocation is
 //! effective at this gateway before the response is sent and at every replica within a
 //! second (`NOTIFY`).
@@ -8,15 +9,18 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use residency_config::gateway::TenantStatus;
-use residency_directory::ApiKeyRecord;
+use residency_config::{RegionId, TenantId};
+use residency_directory::{ApiKeyRecord, DEFAULT_API_KEY_ROLE};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_uuid, AdminError, AdminState, Body};
+use super::{parse_uuid, AdminError, AdminState, Body, RequestId};
+use residency_config::assertion::SYSTEM_ROLE;
 
 type Result<T> = std::result::Result<T, AdminError>;
 
@@ -38,7 +42,8 @@ fn key_json(k: &ApiKeyRecord) -> Value {
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     name: String,
-    /// Role granted to requests made with the key; absent lets the member record decide.
+    /// Role granted to requests made with the key (a system or custom role of the tenant);
+    /// absent means [`DEFAULT_API_KEY_ROLE`].
     #[serde(default)]
     role: Option<String>,
     /// Optional expiry (RFC 3339).
@@ -49,6 +54,7 @@ pub struct CreateKey {
 /// `POST /admin/v1/tenants/{id}/api-keys` → 201 `{ id, api_key, prefix, ... }`.
 pub async fn create(
     State(st): State<Arc<AdminState>>,
+    Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
     Body(b): Body<CreateKey>,
 ) -> Result<Response> {
@@ -57,17 +63,23 @@ pub async fn create(
     if n == 0 || n > 200 {
         return Err(AdminError::invalid("name", "must be 1-200 characters"));
     }
-    let role = b.role.unwrap_or_default();
-    let role_ok = role.is_empty()
-        || (role.len() <= 64
-            && role.as_bytes()[0].is_ascii_lowercase()
-            && role
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-'));
+    let role = b.role.unwrap_or_else(|| DEFAULT_API_KEY_ROLE.to_owned());
+    let role_ok = !role.is_empty()
+        && role.len() <= 64
+        && role.as_bytes()[0].is_ascii_lowercase()
+        && role
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
     if !role_ok {
         return Err(AdminError::invalid(
             "role",
             "must be a role name (a-z, 0-9, '_' and '-', starting with a letter)",
+        ));
+    }
+    if role == SYSTEM_ROLE {
+        return Err(AdminError::invalid(
+            "role",
+            "is reserved for internal calls",
         ));
     }
     if b.expires_at.is_some_and(|t| t <= Utc::now()) {
@@ -89,6 +101,29 @@ pub async fn create(
                 tenant.tier.as_str()
             ),
         });
+    }
+    // The default is a system role every tenant has; any other name must exist on the
+    // tenant's home node (system or custom role). Never created unchecked: an unreachable
+    // home region is a 503.
+    if role != DEFAULT_API_KEY_ROLE {
+        let region = RegionId::new(&tenant.region)
+            .map_err(|e| AdminError::Internal(format!("stored region: {e}")))?;
+        let exists = st
+            .provisioner
+            .role_exists(
+                st.gateway.regions(),
+                &region,
+                TenantId::from_uuid(id),
+                &role,
+                &rid.0,
+            )
+            .await?;
+        if !exists {
+            return Err(AdminError::invalid(
+                "role",
+                format!("this customer has no role {role:?}"),
+            ));
+        }
     }
     let (record, plaintext) = store
         .create_api_key(&st.actor, id, &b.name, &role, b.expires_at)

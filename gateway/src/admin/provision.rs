@@ -1,16 +1,18 @@
-//! Provisioning a tenant on its home region's node: `POST /internal/v1/provision` on a
-//! healthy upstream of that region only, with a system assertion (`role = "system"`,
-//! `sub = "system:<actor>"`, `tid` = the tenant) signed with the region's key.
+//! Internal calls to a tenant's home region node, on a healthy upstream of that region only,
+//! with a system assertion (`role = "system"`, `sub = "system:<actor>"`, `tid` = the tenant)
+//! signed with the region's key: provisioning (`POST /internal/v1/provision`) and the role
+//! check behind API-key creation (`POST /internal/v1/roles/check`).
 //!
-//! The node's endpoint is idempotent (201 created, 200 already there), so a failed attempt is
-//! simply retried. Failures are reported without internal detail: 503 when no upstream of the
-//! region can be reached (or it timed out), 502 when the node answered with an error.
+//! The provisioning endpoint is idempotent (201 created, 200 already there), so a failed
+//! attempt is simply retried. Failures are reported without internal detail: 503 when no
+//! upstream of the region can be reached (or it timed out), 502 when the node answered with an
+//! error.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Method, Request};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -24,6 +26,19 @@ use crate::proxy::upstream::Regions;
 
 /// The node's internal provisioning path.
 pub const PROVISION_PATH: &str = "/internal/v1/provision";
+
+/// The node's internal role check: `{"name"}` → `{"name", "exists"}` for the assertion's
+/// tenant.
+pub const ROLE_CHECK_PATH: &str = "/internal/v1/roles/check";
+
+/// One kind of internal call: where it goes, how it is named in messages, and the problem
+/// kind of a refusal.
+#[derive(Clone, Copy)]
+struct NodeCall {
+    path: &'static str,
+    what: &'static str,
+    kind: &'static str,
+}
 
 /// The first owner member, passed through to the node.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -73,6 +88,79 @@ impl Provisioner {
         owner: Option<&Owner>,
         request_id: &HeaderValue,
     ) -> Result<(), AdminError> {
+        let mut body = serde_json::json!({ "name": name });
+        if let Some(o) = owner {
+            body["owner"] = serde_json::json!({
+                "subject": o.subject,
+                "email": o.email,
+                "display_name": o.display_name.clone().unwrap_or_default(),
+            });
+        }
+        let call = NodeCall {
+            path: PROVISION_PATH,
+            what: "provisioning",
+            kind: "provisioning_failed",
+        };
+        let (status, _) = self
+            .call(regions, region, tenant, &call, &body, request_id)
+            .await?;
+        tracing::info!(tenant = %tenant, region = %region, status = status.as_u16(), "tenant provisioned");
+        Ok(())
+    }
+
+    /// Whether the role `name` exists for `tenant` on its home region's node (system or
+    /// custom), asked at [`ROLE_CHECK_PATH`]. A tenant not (yet) provisioned there has no
+    /// roles.
+    ///
+    /// # Errors
+    /// As [`Provisioner::provision`]: 503 when the region cannot be reached, 502 when the node
+    /// answers with an error or an unexpected body.
+    pub async fn role_exists(
+        &self,
+        regions: &Regions,
+        region: &RegionId,
+        tenant: TenantId,
+        name: &str,
+        request_id: &HeaderValue,
+    ) -> Result<bool, AdminError> {
+        let call = NodeCall {
+            path: ROLE_CHECK_PATH,
+            what: "the role check",
+            kind: "role_check_failed",
+        };
+        let (_, bytes) = self
+            .call(
+                regions,
+                region,
+                tenant,
+                &call,
+                &serde_json::json!({ "name": name }),
+                request_id,
+            )
+            .await?;
+        serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["exists"].as_bool())
+            .ok_or_else(|| AdminError::BadGateway {
+                kind: call.kind,
+                detail: "the home region node answered the role check without an answer".into(),
+                tenant_id: None,
+            })
+    }
+
+    /// POSTs `body` to `call.path` on one healthy upstream of `region` with a system
+    /// assertion for `tenant`, trying each available upstream of that region (never another
+    /// region's) once. Returns the first successful answer.
+    async fn call(
+        &self,
+        regions: &Regions,
+        region: &RegionId,
+        tenant: TenantId,
+        call: &NodeCall,
+        body: &Value,
+        request_id: &HeaderValue,
+    ) -> Result<(StatusCode, Bytes), AdminError> {
+        let NodeCall { path, what, kind } = *call;
         let region = regions.get(region).ok_or_else(|| AdminError::Unavailable {
             detail: format!("region {region} is not configured in this gateway"),
             retry_after: 60,
@@ -84,14 +172,6 @@ impl Provisioner {
             .map_err(|e| AdminError::Internal(format!("minting a system assertion: {e}")))?;
         let assertion = HeaderValue::try_from(assertion)
             .map_err(|e| AdminError::Internal(format!("assertion header: {e}")))?;
-        let mut body = serde_json::json!({ "name": name });
-        if let Some(o) = owner {
-            body["owner"] = serde_json::json!({
-                "subject": o.subject,
-                "email": o.email,
-                "display_name": o.display_name.clone().unwrap_or_default(),
-            });
-        }
         let body = Bytes::from(body.to_string());
         let unavailable = |detail: String| AdminError::Unavailable {
             detail,
@@ -102,17 +182,16 @@ impl Provisioner {
             .pool_max_idle_per_host(0)
             .build(region.tls().connector(self.connect_timeout));
         let mut last = unavailable(format!(
-            "no healthy node in region {} to provision on; retry later",
+            "no healthy node in region {} for {what}; retry later",
             region.id()
         ));
-        // Each available upstream at most once; never another region's.
         for _ in 0..region.upstreams().len() {
             let Some(upstream) = region.pick() else {
                 break;
             };
             let uri = upstream
-                .uri_for(Some(&http::uri::PathAndQuery::from_static(PROVISION_PATH)))
-                .map_err(|e| AdminError::Internal(format!("provisioning uri: {e}")))?;
+                .uri_for(Some(&http::uri::PathAndQuery::from_static(path)))
+                .map_err(|e| AdminError::Internal(format!("{what} uri: {e}")))?;
             let req = Request::builder()
                 .method(Method::POST)
                 .uri(uri)
@@ -120,7 +199,7 @@ impl Provisioner {
                 .header(ASSERTION, assertion.clone())
                 .header(REQUEST_ID, request_id.clone())
                 .body(Full::new(body.clone()))
-                .map_err(|e| AdminError::Internal(format!("provisioning request: {e}")))?;
+                .map_err(|e| AdminError::Internal(format!("{what} request: {e}")))?;
             let call = async {
                 let resp = client.request(req).await?;
                 let status = resp.status();
@@ -128,10 +207,7 @@ impl Provisioner {
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, bytes))
             };
             match tokio::time::timeout(self.timeout, call).await {
-                Ok(Ok((status, _))) if status.is_success() => {
-                    tracing::info!(tenant = %tenant, region = %region.id(), status = status.as_u16(), "tenant provisioned");
-                    return Ok(());
-                }
+                Ok(Ok((status, bytes))) if status.is_success() => return Ok((status, bytes)),
                 Ok(Ok((status, bytes))) => {
                     // The node's problem detail is client-safe by construction; keep it short.
                     let detail = serde_json::from_slice::<Value>(&bytes)
@@ -142,10 +218,11 @@ impl Provisioner {
                                 .map(|d| d.chars().take(200).collect::<String>())
                         })
                         .unwrap_or_default();
-                    tracing::warn!(tenant = %tenant, region = %region.id(), status = status.as_u16(), "provisioning refused by the node");
+                    tracing::warn!(tenant = %tenant, region = %region.id(), status = status.as_u16(), "{what} refused by the node");
                     return Err(AdminError::BadGateway {
+                        kind,
                         detail: format!(
-                            "the home region node answered {} to provisioning{}{detail}",
+                            "the home region node answered {} to {what}{}{detail}",
                             status.as_u16(),
                             if detail.is_empty() { "" } else { ": " },
                         ),
@@ -154,16 +231,16 @@ impl Provisioner {
                 }
                 Ok(Err(e)) => {
                     region.eject(upstream);
-                    tracing::warn!(tenant = %tenant, region = %region.id(), error = %e, "provisioning call failed; upstream ejected");
+                    tracing::warn!(tenant = %tenant, region = %region.id(), error = %e, "{what} call failed; upstream ejected");
                     last = unavailable(format!(
-                        "the home region {} could not be reached to provision; retry later",
+                        "the home region {} could not be reached for {what}; retry later",
                         region.id()
                     ));
                 }
                 Err(_) => {
-                    tracing::warn!(tenant = %tenant, region = %region.id(), "provisioning call timed out");
+                    tracing::warn!(tenant = %tenant, region = %region.id(), "{what} call timed out");
                     last = unavailable(format!(
-                        "the home region {} did not answer provisioning in time; retry later",
+                        "the home region {} did not answer {what} in time; retry later",
                         region.id()
                     ));
                 }

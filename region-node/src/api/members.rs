@@ -1,7 +1,10 @@
 //! `/v1/members`: people (subjects of the identity provider) with a role in this customer.
 //!
-//! Only an owner may grant the owner role or change an owner; the last owner cannot be
-//! removed or demoted.
+//! A caller assigns only roles whose permissions are a subset of its own, and changes the role
+//! of (or removes) only members whose current role it could grant
+//! ([`crate::db::tenant_tx::Tx::require_grantable`]); nobody changes their own role. Only an
+//! owner may grant the owner role or change an owner; the last owner cannot be removed or
+//! demoted.
 
 use std::sync::Arc;
 
@@ -52,16 +55,34 @@ pub struct UpdateMember {
     role: Option<String>,
 }
 
+/// The id of the role `name`, after checking the caller may grant it.
 async fn role_id(tx: &Tx<'_>, name: &str) -> Result<Uuid, ApiError> {
-    if name == "owner" && tx.principal().role != "owner" {
-        return Err(ApiError::Forbidden(
-            "only an owner can grant the owner role".into(),
-        ));
-    }
-    tx.query_opt("SELECT id FROM roles WHERE name = $1", &[&name])
+    let row = tx
+        .query_opt(
+            "SELECT id, permissions FROM roles WHERE name = $1",
+            &[&name],
+        )
         .await?
-        .map(|r| r.get(0))
-        .ok_or_else(|| ApiError::invalid("role", "no such role"))
+        .ok_or_else(|| ApiError::invalid("role", "no such role"))?;
+    tx.require_grantable(name, &row.get::<_, Vec<String>>("permissions"))?;
+    Ok(row.get("id"))
+}
+
+/// Refuses changing the role of, or removing, a member whose current role the caller could
+/// not grant (a developer cannot demote an admin).
+async fn guard_grantable(tx: &Tx<'_>, id: Uuid) -> Result<(), ApiError> {
+    let row = tx
+        .query_opt(
+            "SELECT r.name, r.permissions FROM members m \
+             JOIN roles r ON r.tenant_id = m.tenant_id AND r.id = m.role_id WHERE m.id = $1",
+            &[&id],
+        )
+        .await?
+        .ok_or(ApiError::NotFound("member"))?;
+    tx.require_grantable(
+        &row.get::<_, String>("name"),
+        &row.get::<_, Vec<String>>("permissions"),
+    )
 }
 
 async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Value, ApiError> {
@@ -178,9 +199,20 @@ pub async fn update(
         .tenant(&caller, move |tx| {
             Box::pin(async move {
                 tx.require("members.update")?;
-                guard_owner(tx, id, body.role.as_deref().is_some_and(|r| r != "owner")).await?;
-                let role = match &body.role {
-                    Some(r) => Some(role_id(tx, r).await?),
+                let current = load(tx, id).await?;
+                // Naming the role the member already holds changes nothing.
+                let new_role = body.role.as_deref().filter(|r| current["role"] != *r);
+                guard_owner(tx, id, new_role.is_some_and(|r| r != "owner")).await?;
+                let role = match new_role {
+                    Some(r) => {
+                        if current["subject"] == tx.caller().subject.as_str() {
+                            return Err(ApiError::Forbidden(
+                                "nobody can change their own role".into(),
+                            ));
+                        }
+                        guard_grantable(tx, id).await?;
+                        Some(role_id(tx, r).await?)
+                    }
                     None => None,
                 };
                 tx.execute(
@@ -210,6 +242,7 @@ pub async fn delete(
             Box::pin(async move {
                 tx.require("members.delete")?;
                 guard_owner(tx, id, true).await?;
+                guard_grantable(tx, id).await?;
                 tx.execute("DELETE FROM members WHERE id = $1", &[&id])
                     .await?;
                 tx.audit("member.delete", "member", &id.to_string(), json!({}))

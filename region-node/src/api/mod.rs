@@ -1,5 +1,5 @@
-//! The customer API (`/v1`), the internal provisioning endpoint (`/internal/v1`), and health
-//! and metrics endpoints, assembled into one router.
+//! The customer API (`/v1`), the internal provisioning and role-check endpoints
+//! (`/internal/v1`), and health and metrics endpoints, assembled into one router.
 //!
 //! Every `/v1` route sits behind [`crate::auth::customer`]; every `/internal` route behind
 //! [`crate::auth::system`]; only `/healthz`, `/readyz` and `/metrics` need no assertion.
@@ -172,6 +172,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(from_fn_with_state(state.clone(), crate::auth::customer));
     let internal = Router::new()
         .route("/internal/v1/provision", post(provision::provision))
+        .route("/internal/v1/roles/check", post(provision::check_role))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::system));
     Router::new()
         .merge(v1)

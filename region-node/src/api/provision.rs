@@ -2,6 +2,9 @@
 //! system roles and its first owner member. Called by the gateway's admin API with a system
 //! assertion whose `tid` is the new customer. Idempotent: re-running changes nothing that
 //! exists and answers 200 instead of 201.
+//!
+//! `POST /internal/v1/roles/check` answers whether a role exists for the tenant (the admin
+//! API asks before it creates an API key naming that role).
 
 use std::sync::Arc;
 
@@ -95,4 +98,38 @@ pub async fn provision(
         StatusCode::OK
     };
     Ok((status, Json(out)))
+}
+
+/// Body of the role check.
+#[derive(Deserialize)]
+pub struct RoleCheck {
+    name: String,
+}
+
+/// `POST /internal/v1/roles/check`: whether the role `name` (system or custom) exists for the
+/// assertion's tenant, so the gateway's admin API can refuse an API key naming a role this
+/// customer does not have. Answers 200 `{ "name", "exists" }`; a tenant not provisioned here
+/// has no roles.
+pub async fn check_role(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<RoleCheck>,
+) -> Result<Json<Value>, ApiError> {
+    text_field("name", &body.name, 1, 64)?;
+    let out = st
+        .db
+        .system(&caller, move |tx| {
+            Box::pin(async move {
+                let exists: bool = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM roles WHERE name = $1)",
+                        &[&body.name],
+                    )
+                    .await?
+                    .get(0);
+                Ok(json!({ "name": body.name, "exists": exists }))
+            })
+        })
+        .await?;
+    Ok(Json(out))
 }

@@ -3,6 +3,10 @@
 //! A custom role is a copy of a system role with permissions added or removed; every
 //! permission must be in the catalogue ([`crate::rbac::PERMISSIONS`]). System roles cannot be
 //! changed or deleted, and their names (and `system`) are reserved.
+//!
+//! A caller creates or edits only roles whose permissions (before and after the edit) are a
+//! subset of its own ([`crate::db::tenant_tx::Tx::require_grantable`]); only an owner copies
+//! the owner role.
 
 use std::sync::Arc;
 
@@ -130,9 +134,7 @@ pub async fn create(
         .tenant(&caller, move |tx| {
             Box::pin(async move {
                 tx.require("roles.create")?;
-                if body.based_on == "owner" && tx.principal().role != "owner" {
-                    return Err(ApiError::Forbidden("only an owner can copy the owner role".into()));
-                }
+                tx.require_grantable(&body.based_on, &permissions)?;
                 let id = Uuid::now_v7();
                 let row = tx
                     .query_one(
@@ -207,8 +209,13 @@ pub async fn update(
                 if row.get::<_, bool>("is_system") {
                     return Err(ApiError::Conflict("system roles cannot be changed".into()));
                 }
+                let name: String = row.get("name");
                 let current: Vec<String> = row.get("permissions");
+                // A role the caller could not create, it cannot edit; and the result must stay
+                // within the caller's own permissions (members holding it gain them at once).
+                tx.require_grantable(&name, &current)?;
                 let permissions = apply(&current, &body.add, &body.remove);
+                tx.require_grantable(&name, &permissions)?;
                 let row = tx
                     .query_one(
                         &format!(

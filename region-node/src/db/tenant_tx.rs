@@ -177,6 +177,34 @@ impl Tx<'_> {
         }
     }
 
+    /// Fails with 403 unless the caller may grant `role` with `permissions`: every permission
+    /// must be one the caller's own role holds (compared with the caller's actual permission
+    /// set, so a custom role is judged by what it holds, not by its name), and only an owner
+    /// grants (or copies) the `owner` role. Used for every grant: creating a role (`role` is
+    /// the system role it copies), editing one (before and after), assigning one to a member,
+    /// and changing a member (its current role).
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] naming the permissions the caller lacks.
+    pub fn require_grantable(&self, role: &str, permissions: &[String]) -> Result<(), ApiError> {
+        let owner = crate::rbac::SystemRole::Owner.name();
+        if role == owner && self.principal.role != owner {
+            return Err(ApiError::Forbidden(
+                "only an owner can grant the owner role".into(),
+            ));
+        }
+        let missing = crate::rbac::not_held(&self.principal.permissions, permissions);
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "role {} cannot grant permissions it does not hold: {}",
+                self.principal.role,
+                missing.join(", ")
+            )))
+        }
+    }
+
     /// Appends an audit event in this same transaction, so it exists exactly when the write
     /// it describes commits.
     ///
