@@ -21,6 +21,7 @@
 #   DIRECTORY_READER_ROLE, DIRECTORY_WRITER_ROLE  (default: the owner's name with _reader,
 #                             _writer instead of _owner)
 #   MIGRATIONS                directory of NNNN_name.sql files (default: the image's copy)
+#   REGION_NODE               the region-node binary (default: region-node on PATH)
 set -eu
 MIGRATIONS=${MIGRATIONS:-/usr/local/share/residency/directory-migrations}
 DB=${DIRECTORY_DB:-residency_directory}
@@ -44,14 +45,28 @@ for id in "$DB" "$ROLE" "$READER" "$WRITER"; do
   esac
 done
 
+# Passwords go to the server only as SCRAM-SHA-256 verifiers computed here (region-node
+# scram-verifier; the password on its standard input, never in argv), so the plaintext never
+# reaches the server or its logs.
+verifier() { printf '%s\n' "$1" | ${REGION_NODE:-region-node} scram-verifier; }
+OWNER_V=$(verifier "$DIRECTORY_PASSWORD")
+READER_V=$(verifier "$DIRECTORY_READER_PASSWORD")
+WRITER_V=$(verifier "$DIRECTORY_WRITER_PASSWORD")
+for v in "$OWNER_V" "$READER_V" "$WRITER_V"; do
+  case "$v" in
+    SCRAM-SHA-256\$*) case "$v" in *"'"*) echo "unexpected verifier" >&2; exit 70 ;; esac ;;
+    *) echo "region-node scram-verifier failed" >&2; exit 70 ;;
+  esac
+done
+
 LOCKED="LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
 PGUSER="${PGADMIN_USER:-postgres}" PGPASSWORD="$PGADMIN_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 -d postgres <<SQL
 SELECT 'CREATE ROLE $ROLE' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$ROLE')\gexec
 SELECT 'CREATE ROLE $READER' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$READER')\gexec
 SELECT 'CREATE ROLE $WRITER' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$WRITER')\gexec
-ALTER ROLE $ROLE $LOCKED PASSWORD '$DIRECTORY_PASSWORD';
-ALTER ROLE $READER $LOCKED NOINHERIT PASSWORD '$DIRECTORY_READER_PASSWORD';
-ALTER ROLE $WRITER $LOCKED NOINHERIT PASSWORD '$DIRECTORY_WRITER_PASSWORD';
+ALTER ROLE $ROLE $LOCKED PASSWORD '$OWNER_V';
+ALTER ROLE $READER $LOCKED NOINHERIT PASSWORD '$READER_V';
+ALTER ROLE $WRITER $LOCKED NOINHERIT PASSWORD '$WRITER_V';
 SELECT 'CREATE DATABASE $DB OWNER $ROLE'
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$DB')\gexec
 REVOKE ALL ON DATABASE $DB FROM PUBLIC;

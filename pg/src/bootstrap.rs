@@ -73,6 +73,14 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
+/// The SCRAM-SHA-256 verifier of `password` with a fresh random salt, as Postgres stores it
+/// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64: it never holds a
+/// quote). Sent in place of a password, it keeps the plaintext out of the server and its logs.
+#[must_use]
+pub fn scram_verifier(password: &str) -> String {
+    postgres_protocol::password::scram_sha_256(password.as_bytes())
+}
+
 /// The `CREATE ROLE` / `ALTER ROLE` statement (`verb`) giving `role` LOGIN, `attrs` and its
 /// password as a SCRAM-SHA-256 verifier computed client-side; the plaintext is not in the text.
 ///
@@ -90,8 +98,7 @@ pub fn role_ddl(verb: &str, role: &RoleSpec, attrs: &str) -> anyhow::Result<Stri
         attrs.bytes().all(|b| b.is_ascii_uppercase() || b == b' '),
         "bad role attributes {attrs:?}"
     );
-    // `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64: no quote possible.
-    let verifier = postgres_protocol::password::scram_sha_256(role.password.as_bytes());
+    let verifier = scram_verifier(&role.password);
     anyhow::ensure!(!verifier.contains('\''), "unexpected verifier format");
     Ok(format!(
         "{verb} ROLE \"{}\" LOGIN {attrs} PASSWORD '{verifier}'",

@@ -50,6 +50,10 @@ enum Command {
         #[arg(long, env = "RESIDENCY_AUDITOR_PASSWORD", hide_env_values = true)]
         auditor_password: String,
     },
+    /// Read a password on standard input and print its SCRAM-SHA-256 verifier, for scripts
+    /// that create roles with psql (`ALTER ROLE … PASSWORD '<verifier>'`) without sending the
+    /// plaintext to the server.
+    ScramVerifier,
 }
 
 fn load_config(path: &std::path::Path) -> Result<NodeConfig, ExitCode> {
@@ -94,6 +98,20 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::ScramVerifier => {
+            let mut password = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut password) {
+                eprintln!("region-node: reading the password: {e}");
+                return ExitCode::from(64);
+            }
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                eprintln!("region-node: no password on standard input");
+                return ExitCode::from(64);
+            }
+            println!("{}", bootstrap::scram_verifier(password));
+            Ok(())
+        }
         Command::Serve { config } => {
             let cfg = match load_config(&config) {
                 Ok(c) => c,

@@ -471,6 +471,10 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
             .env("DIRECTORY_DB", &db)
             .env("DIRECTORY_ROLE", &role)
             .env("MIGRATIONS", deploy().join("../directory/migrations"))
+            .env("REGION_NODE", integration_tests::binary("region-node"))
+            // With md5 as the server's default, a SCRAM verifier in pg_authid can only have
+            // been computed by the script's client side: plaintext would be stored as md5.
+            .env("PGOPTIONS", "-c password_encryption=md5")
             .output()
             .expect("sh and psql")
     };
@@ -494,12 +498,14 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
                     has_table_privilege($2, 'tenants', 'DELETE'), \
                     (SELECT bool_or(rolsuper OR rolbypassrls OR rolcreaterole) FROM pg_roles \
                       WHERE rolname IN ($1, $2)), \
-                    has_database_privilege($1, current_database(), 'CONNECT')",
-            &[&roles.reader, &roles.writer],
+                    has_database_privilege($1, current_database(), 'CONNECT'), \
+                    (SELECT bool_and(rolpassword LIKE 'SCRAM-SHA-256$4096:%') FROM pg_authid \
+                      WHERE rolname IN ($1, $2, $3))",
+            &[&roles.reader, &roles.writer, &role],
         )
         .await
         .ok()
-        .map(|r| (0..6).map(|i| r.get::<_, bool>(i)).collect::<Vec<_>>())
+        .map(|r| (0..7).map(|i| r.get::<_, bool>(i)).collect::<Vec<_>>())
     };
     residency_pg::bootstrap::teardown(&admin_url(), &db, &[&role, &roles.reader, &roles.writer])
         .await
@@ -524,8 +530,9 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
     assert_eq!(applied.unwrap(), Vec::<i32>::new());
     assert_eq!(
         grants,
-        Some(vec![true, false, true, false, false, true]),
-        "reader select, reader insert, writer insert, writer delete, privileged, reader connect"
+        Some(vec![true, false, true, false, false, true, true]),
+        "reader select, reader insert, writer insert, writer delete, privileged, reader connect, \
+         every password stored as a SCRAM verifier sent by the script"
     );
     // Every embedded migration is shipped as NNNN_name.sql.
     for m in residency_directory::MIGRATIONS {
