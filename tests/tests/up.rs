@@ -307,8 +307,9 @@ fn check_contract(dir: &Path) {
             .expect("run python3");
         assert!(
             out.status.success(),
-            "{tool}: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "{tool}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

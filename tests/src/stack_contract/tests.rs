@@ -116,8 +116,9 @@ fn agree_with_tool(path: &Path, problems: &[String]) {
     assert_eq!(
         out.status.success(),
         problems.is_empty(),
-        "the shared checker disagrees: it says {}, this port says {problems:?}",
-        String::from_utf8_lossy(&out.stdout)
+        "the shared checker disagrees: it says {}{}, this port says {problems:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
