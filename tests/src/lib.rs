@@ -6,7 +6,8 @@
 //! - [`Node`]: a region node served in-process on `127.0.0.1:0` from a real config file,
 //!   connected as the app role (non-superuser, `NOBYPASSRLS`, owns nothing), returned only
 //!   once `/readyz` answers;
-//! - [`Response`] and a tiny HTTP client.
+//! - [`Response`] and a tiny HTTP client;
+//! - [`stack_contract::check`]: the SPEC §4 `stack.json` contract, checked from the repo alone.
 //!
 //! The admin URL comes from `RESIDENCY_TEST_ADMIN_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`.
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub mod directory;
 pub mod gateway;
+pub mod stack_contract;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
