@@ -630,6 +630,15 @@ pub struct TenantEntry {
     pub rate_limit_per_min: Option<u32>,
 }
 
+/// The role an API key grants when it is created (or listed in a file directory) without one.
+/// Keys always name a role: a node resolves a key's requests by it, since an API key's subject
+/// is never a member.
+pub const DEFAULT_API_KEY_ROLE: &str = "developer";
+
+fn default_api_key_role() -> String {
+    DEFAULT_API_KEY_ROLE.to_owned()
+}
+
 /// One API key in the directory: only its hash is stored.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -642,8 +651,8 @@ pub struct ApiKeyEntry {
     pub prefix: String,
     /// Lowercase hex SHA-256 of the whole key.
     pub hash: String,
-    /// Role granted to requests made with the key; empty means the member record decides.
-    #[serde(default)]
+    /// Role granted to requests made with the key; [`DEFAULT_API_KEY_ROLE`] when absent.
+    #[serde(default = "default_api_key_role")]
     pub role: String,
     /// Expiry, seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -45,9 +45,9 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// The role an API key grants when it is created without one. Keys always name a role: the
-/// node resolves a key's requests by it (an API key's subject is never a member).
-pub const DEFAULT_API_KEY_ROLE: &str = "developer";
+/// The role an API key grants when it is created without one (one constant for the Postgres
+/// and the file directory).
+pub use residency_config::gateway::DEFAULT_API_KEY_ROLE;
 
 /// The unprivileged roles the migrations grant to. Both must exist before [`migrate`] runs
 /// (the bootstrap creates them with the owner and the database).
