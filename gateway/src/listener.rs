@@ -56,6 +56,12 @@ pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ServeOptions {
     /// Concurrent connections.
     pub max_connections: usize,
+    /// Concurrent connections from one client IP address.
+    pub max_connections_per_ip: usize,
+    /// Time without a request before a connection is closed gracefully.
+    pub idle_timeout: Duration,
+    /// Age after which a connection is closed gracefully (less a per-connection jitter).
+    pub max_connection_age: Duration,
     /// Time to receive a complete HTTP/1 header block (and a TLS handshake).
     pub header_read_timeout: Duration,
     /// Largest header block.
@@ -74,6 +80,9 @@ impl ServeOptions {
     pub fn from_limits(limits: &Limits, tls: Option<TlsAcceptor>) -> Self {
         Self {
             max_connections: limits.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
+            idle_timeout: limits.idle_timeout,
+            max_connection_age: limits.max_connection_age,
             header_read_timeout: limits.header_read_timeout,
             max_header_bytes: limits.max_header_bytes,
             h2_max_concurrent_streams: limits.h2_max_concurrent_streams,
