@@ -707,3 +707,51 @@ async fn with_one_address_at_its_connection_cap_a_new_client_is_still_served() {
     drop(idle);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_in_flight_longer_than_the_idle_timeout_keeps_its_connection() {
+    let mut gw = Gateway::start_with(r#"idle_timeout = "1s""#).await;
+    let mut busy = RawH2::connect(&gw.addr).await;
+    let key = api_key();
+    let block = request_block("/v1/slow", &[("x-api-key", &key)]);
+    busy.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+        .await;
+    gw.arrivals.recv().await.unwrap();
+    // A clock without sleeping: a connection opened after the request arrived is closed for
+    // idleness, so the request has now been in flight for longer than the idle timeout.
+    let mut clock = RawH2::connect(&gw.addr).await;
+    assert_eq!(clock.goaway().await, NO_ERROR);
+    clock.closed().await;
+    gw.node.gate.add_permits(1);
+    loop {
+        let (kind, flags, id, payload) = busy.next().await.expect("connection open");
+        assert_ne!(kind, GOAWAY, "goaway with a request in flight");
+        assert_ne!(kind, RST_STREAM, "stream {id} reset");
+        if kind == HEADERS {
+            assert_eq!(payload.first(), Some(&0x88), ":status 200");
+        }
+        if (kind == DATA || kind == HEADERS) && flags & END_STREAM != 0 {
+            break;
+        }
+    }
+    // Idle again once the response is out.
+    assert_eq!(busy.goaway().await, NO_ERROR);
+    busy.closed().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_past_its_max_age_is_dropped_when_a_request_outlasts_the_grace_time() {
+    let mut gw = Gateway::start_with("max_connection_age = \"1s\"\nshutdown_grace = \"1s\"").await;
+    let mut h2 = RawH2::connect(&gw.addr).await;
+    let key = api_key();
+    let block = request_block("/v1/slow", &[("x-api-key", &key)]);
+    h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+        .await;
+    gw.arrivals.recv().await.unwrap();
+    assert_eq!(h2.goaway().await, NO_ERROR);
+    // The node never answers: the connection is dropped once the grace time is over.
+    h2.closed().await;
+    assert_eq!(gw.node.served.load(Ordering::SeqCst), 0);
+    gw.stop().await;
+}
