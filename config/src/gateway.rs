@@ -64,7 +64,11 @@
 //! [limits]                          # defaults shown
 //! max_body_bytes = 10485760
 //! max_header_bytes = 16384
-//! header_read_timeout = "10s"
+//! header_read_timeout = "10s"      # also bounds an unfinished HTTP/2 header block
+//! idle_timeout = "60s"              # no request for that long: GOAWAY (h2) / close (HTTP/1)
+//! max_connection_age = "1h"         # graceful close after 90-100 % of this, then shutdown_grace
+//! max_connections = 10000
+//! max_connections_per_ip = 256      # more from one client address are closed at once
 //!
 //! [rate_limit]                      # defaults shown; see `RateLimitConfig`
 //! backend = "local"                 # or "redis": one limit shared by every replica
@@ -465,11 +469,25 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// Largest request header block in bytes; larger ones get 431.
     pub max_header_bytes: usize,
-    /// Time a client has to send a complete header block.
+    /// Time a client has to send a complete header block: an HTTP/1 request head, or an
+    /// HTTP/2 `HEADERS` frame with all its `CONTINUATION` frames.
     #[serde(with = "crate::duration::serde_str")]
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight and none started for this long is closed
+    /// gracefully (`GOAWAY` for HTTP/2). Envoy's `idle_timeout`, with a shorter default.
+    #[serde(with = "crate::duration::serde_str")]
+    pub idle_timeout: Duration,
+    /// A connection older than this is closed gracefully, then dropped after at most
+    /// `shutdown_grace`. Each connection gets between 90 % and 100 % of it, so connections
+    /// opened together do not all reconnect together (gRPC's `MAX_CONNECTION_AGE` with its
+    /// jitter; Envoy's `max_connection_duration`).
+    #[serde(with = "crate::duration::serde_str")]
+    pub max_connection_age: Duration,
     /// Concurrent client connections per listener; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// Concurrent client connections per listener from one client IP address (IPv4-mapped
+    /// IPv6 counts as IPv4); more are closed as soon as they are accepted.
+    pub max_connections_per_ip: usize,
     /// Concurrent HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: u32,
     /// Time to open a TCP connection to a region node.
@@ -496,7 +514,10 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connection_age: Duration::from_secs(3600),
             max_connections: 10_000,
+            max_connections_per_ip: 256,
             h2_max_concurrent_streams: 200,
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_timeout: Duration::from_secs(30),
@@ -1128,6 +1149,8 @@ impl Limits {
                 self.upstream_connect_timeout,
             ),
             ("limits.upstream_timeout", self.upstream_timeout),
+            ("limits.idle_timeout", self.idle_timeout),
+            ("limits.max_connection_age", self.max_connection_age),
         ] {
             if d.is_zero() {
                 out.push(Problem::new(key, "must be greater than 0"));
@@ -1137,6 +1160,14 @@ impl Limits {
             out.push(Problem::new(
                 "limits.max_connections",
                 "must be greater than 0",
+            ));
+        }
+        if self.max_connections_per_ip == 0
+            || (self.max_connections > 0 && self.max_connections_per_ip > self.max_connections)
+        {
+            out.push(Problem::new(
+                "limits.max_connections_per_ip",
+                "must be greater than 0 and at most limits.max_connections",
             ));
         }
         if self.h2_max_concurrent_streams == 0 {
@@ -1345,6 +1376,9 @@ assertion = { kid = "us-1", key_file = "us.key" }
         assert_eq!(cfg.limits.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(cfg.limits.max_header_bytes, 16 * 1024);
         assert_eq!(cfg.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.limits.max_connection_age, Duration::from_secs(3600));
+        assert_eq!(cfg.limits.max_connections_per_ip, 256);
         assert_eq!(cfg.claims, ClaimNames::default());
         assert_eq!(cfg.claims.tenant, "tenant_id");
         assert_eq!(cfg.issuers[0].algorithms, ["ES256"]);
@@ -1700,6 +1734,25 @@ assertion = { kid = "us-1", key_file = "us.key" }
             problem_keys(dir.path(), &text),
             ["limits.max_body_bytes", "limits.max_header_bytes"]
         );
+        let text = format!(
+            "{GOOD}\n[limits]\nidle_timeout = \"0s\"\nmax_connection_age = \"0s\"\n\
+             max_connections = 10\nmax_connections_per_ip = 11\n"
+        );
+        assert_eq!(
+            problem_keys(dir.path(), &text),
+            [
+                "limits.idle_timeout",
+                "limits.max_connection_age",
+                "limits.max_connections_per_ip"
+            ]
+        );
+        let zero = format!("{GOOD}\n[limits]\nmax_connections_per_ip = 0\n");
+        assert_eq!(
+            problem_keys(dir.path(), &zero),
+            ["limits.max_connections_per_ip"]
+        );
+        let equal = format!("{GOOD}\n[limits]\nmax_connections = 8\nmax_connections_per_ip = 8\n");
+        assert!(load_text(dir.path(), &equal).is_ok());
     }
 
     #[test]

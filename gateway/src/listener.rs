@@ -1,25 +1,39 @@
 //! Accept loop and connection handling for one listener: optional TLS, HTTP/1.1 and HTTP/2
-//! (hyper-util auto), limits, and graceful drain.
+//! (hyper-util auto), limits, connection lifetimes and graceful drain.
 //!
 //! - At most `max_connections` connections are served at once (a semaphore permit is taken
 //!   before `accept`, as in mini-redis), the rest wait in the kernel's accept queue.
+//! - At most `max_connections_per_ip` of them from one client address ([`per_ip`]): one more
+//!   is closed as soon as it is accepted (its permit released at once) and counted in
+//!   `gateway_connections_refused_total{reason="per_ip_limit"}`, so one address holding idle
+//!   connections cannot make the listener hang for everyone else.
 //! - HTTP/1: a client has `header_read_timeout` to send a header block of at most
 //!   `max_header_bytes`; beyond that hyper answers 431 and closes. Requests whose body framing
 //!   is ambiguous (`Content-Length` with `Transfer-Encoding`, ...) get 400 from [`smuggle`],
 //!   which sits between the stream and hyper.
 //! - HTTP/2: bounded concurrent streams (excess streams are refused with `REFUSED_STREAM`),
 //!   header list size, pending/error resets (rapid reset abuse: `GOAWAY` with
-//!   `ENHANCE_YOUR_CALM`), and keep-alive pings that close a connection whose peer is gone.
-//! - Shutdown: stop accepting at once, then let in-flight requests finish for up to
-//!   `shutdown_grace` (hyper's graceful shutdown: HTTP/1 closes after the current response,
-//!   HTTP/2 sends GOAWAY).
+//!   `ENHANCE_YOUR_CALM`), keep-alive pings that close a connection whose peer is gone, and
+//!   `header_read_timeout` for a header block (`HEADERS` and its `CONTINUATION`s) or a frame
+//!   header the client left unfinished: [`smuggle`] follows the frame headers and ends the
+//!   connection.
+//! - Lifetimes ([`conn`]): a connection with no request in flight for `idle_timeout`, or older
+//!   than `max_connection_age` (less up to 10 % jitter), or open when shutdown starts, is
+//!   closed gracefully (HTTP/2 `GOAWAY`; HTTP/1 closes once idle or after the current
+//!   response) and dropped if its requests have not finished `shutdown_grace` later.
+//! - Shutdown: stop accepting at once, close every connection gracefully, wait for up to
+//!   `shutdown_grace` for them (a [`TaskTracker`] of the connection tasks).
 //!
 //! Not handled here: what a request means; that is the service passed in.
 
+pub mod conn;
+pub mod per_ip;
 pub mod smuggle;
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,14 +44,19 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use residency_config::gateway::Limits;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::metrics as m;
+use conn::{Activity, CloseCause, Ended, Lifetime, Tracked};
+use per_ip::PerIp;
 use smuggle::{GuardLimits, Mode};
 
 /// HTTP/2 streams a client may reset before the gateway accepted them; more is the "rapid
@@ -56,6 +75,12 @@ pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ServeOptions {
     /// Concurrent connections.
     pub max_connections: usize,
+    /// Concurrent connections from one client IP address.
+    pub max_connections_per_ip: usize,
+    /// Time without a request before a connection is closed gracefully.
+    pub idle_timeout: Duration,
+    /// Age after which a connection is closed gracefully (less a per-connection jitter).
+    pub max_connection_age: Duration,
     /// Time to receive a complete HTTP/1 header block (and a TLS handshake).
     pub header_read_timeout: Duration,
     /// Largest header block.
@@ -74,6 +99,9 @@ impl ServeOptions {
     pub fn from_limits(limits: &Limits, tls: Option<TlsAcceptor>) -> Self {
         Self {
             max_connections: limits.max_connections,
+            max_connections_per_ip: limits.max_connections_per_ip,
+            idle_timeout: limits.idle_timeout,
+            max_connection_age: limits.max_connection_age,
             header_read_timeout: limits.header_read_timeout,
             max_header_bytes: limits.max_header_bytes,
             h2_max_concurrent_streams: limits.h2_max_concurrent_streams,
@@ -126,8 +154,11 @@ pub async fn serve<S, B>(
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let builder = opts.builder();
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(opts.max_connections));
+    let per_ip = PerIp::new(opts.max_connections_per_ip);
+    let jitter = RandomState::new();
+    let mut accepted = 0u64;
     loop {
         let permit = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -145,54 +176,144 @@ pub async fn serve<S, B>(
                 }
             },
         };
+        let Some(ip_slot) = per_ip.admit(peer.ip()) else {
+            // Closed at once: the stream and the permit are dropped here.
+            metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "per_ip_limit")
+                .increment(1);
+            tracing::debug!(client.addr = %peer, "connection refused: too many from this address");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
-        let service = service.clone();
-        let tls = opts.tls.clone();
-        let handshake_timeout = opts.header_read_timeout;
-        let guard_limits = opts.guard_limits();
-        tokio::spawn(async move {
+        accepted += 1;
+        let conn = Conn {
+            builder: builder.clone(),
+            service: service.clone(),
+            tls: opts.tls.clone(),
+            guard_limits: opts.guard_limits(),
+            peer,
+            accepted_at: Instant::now(),
+            lifetime: Lifetime {
+                idle_timeout: opts.idle_timeout,
+                max_age: conn::jittered(opts.max_connection_age, jitter.hash_one(accepted)),
+                grace: opts.shutdown_grace,
+            },
+            shutdown: shutdown.clone(),
+        };
+        connections.spawn(async move {
             let _permit = permit;
+            let _ip_slot = ip_slot;
             metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
-            // Request-smuggling guard (`smuggle`): hyper reads through it and calls the service
-            // through it. HTTP/1 is inspected; `h2` by ALPN passes untouched (on plain TCP the
-            // guard recognises the HTTP/2 preface itself).
-            let result = match tls {
-                None => {
-                    let (io, service) =
-                        smuggle::guard(stream, service, Mode::Http1, guard_limits, peer);
-                    let conn = builder.serve_connection(TokioIo::new(io), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let mode = match tls.get_ref().1.alpn_protocol() {
-                                Some(b"h2") => Mode::PassThrough,
-                                _ => Mode::Http1,
-                            };
-                            let (io, service) =
-                                smuggle::guard(tls, service, mode, guard_limits, peer);
-                            let conn = builder.serve_connection(TokioIo::new(io), service);
-                            watcher.watch(conn.into_owned()).await
-                        }
-                        Ok(Err(e)) => Err(e.into()),
-                        Err(_) => Err("tls handshake timed out".into()),
-                    }
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error");
-            }
+            conn.run(stream).await;
             metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
         });
     }
     drop(listener);
-    if tokio::time::timeout(opts.shutdown_grace, graceful.shutdown())
+    connections.close();
+    // Each connection closes gracefully on `shutdown` and drops itself after the grace time.
+    if tokio::time::timeout(opts.shutdown_grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace period over with connections still open");
+    }
+}
+
+/// One accepted connection and what serving it needs.
+struct Conn<S> {
+    builder: auto::Builder<TokioExecutor>,
+    service: S,
+    tls: Option<TlsAcceptor>,
+    guard_limits: GuardLimits,
+    peer: SocketAddr,
+    accepted_at: Instant,
+    lifetime: Lifetime,
+    shutdown: CancellationToken,
+}
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+impl<S, B> Conn<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    /// Serves `stream` (after the TLS handshake, when configured) until it ends.
+    async fn run(self, stream: TcpStream) {
+        let peer = self.peer;
+        let ended = match self.tls.clone() {
+            None => Ok(self.serve(stream, Mode::Http1).await),
+            Some(acceptor) => match self.handshake(&acceptor, stream).await {
+                Ok(tls) => {
+                    let mode = match tls.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => Mode::PassThrough,
+                        _ => Mode::Http1,
+                    };
+                    Ok(self.serve(tls, mode).await)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match ended {
+            Ok(Ended::Done(Ok(()), _)) => {}
+            Ok(Ended::Done(Err(e), cause)) => tracing::debug!(
+                client.addr = %peer,
+                error = %e,
+                closed_for = cause.map(CloseCause::label),
+                "connection ended with an error"
+            ),
+            Ok(Ended::DrainTimedOut(cause)) => tracing::debug!(
+                client.addr = %peer,
+                closed_for = cause.label(),
+                "connection dropped with requests in flight after the grace period"
+            ),
+            Err(e) => tracing::debug!(
+                client.addr = %peer,
+                error = %e,
+                "connection ended with an error"
+            ),
+        }
+    }
+
+    /// The TLS handshake, within the header-read timeout, abandoned on shutdown.
+    async fn handshake(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, BoxError> {
+        let timeout = self.guard_limits.header_read_timeout;
+        tokio::select! {
+            () = self.shutdown.cancelled() => Err("shut down during the tls handshake".into()),
+            r = tokio::time::timeout(timeout, acceptor.accept(stream)) => match r {
+                Ok(Ok(tls)) => Ok(tls),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err("tls handshake timed out".into()),
+            },
+        }
+    }
+
+    /// Serves `io` (HTTP/1 and HTTP/2, through the smuggling guard) until it ends, closing it
+    /// gracefully when idle, too old, or on shutdown ([`conn::drive`]).
+    async fn serve<IO>(self, io: IO, mode: Mode) -> Ended<BoxError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new(self.accepted_at);
+        let (io, service) = smuggle::guard(io, self.service, mode, self.guard_limits, self.peer);
+        let service = Tracked::new(service, Arc::clone(&activity));
+        let conn = self.builder.serve_connection(TokioIo::new(io), service);
+        conn::drive(
+            conn,
+            |c| c.graceful_shutdown(),
+            &activity,
+            self.lifetime,
+            &self.shutdown,
+        )
+        .await
     }
 }

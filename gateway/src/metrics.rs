@@ -22,6 +22,9 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "gateway_upstream_errors_total";
 pub const JWKS_FETCHES_TOTAL: &str = "gateway_jwks_fetches_total";
 /// Client connections currently open.
 pub const CONNECTIONS_OPEN: &str = "gateway_connections_open";
+/// Client connections closed as soon as they were accepted, by `reason` (`per_ip_limit`: the
+/// client address had `limits.max_connections_per_ip` open already).
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "gateway_connections_refused_total";
 /// Directory cache lookups, by `result` (`hit`, `miss`, `negative`, `too_stale`).
 pub const DIRECTORY_LOOKUPS_TOTAL: &str = "gateway_directory_lookups_total";
 /// Seconds the directory data has been possibly out of date (0 while `LISTEN` is connected

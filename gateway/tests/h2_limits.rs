@@ -1,14 +1,16 @@
-//! End-to-end tests of the gateway's HTTP/2 abuse limits: a real gateway on 127.0.0.1:0 (plain
-//! TCP, HTTP/2 by prior knowledge) in front of a fake region node.
+//! End-to-end tests of the gateway's HTTP/2 abuse limits and connection lifetimes: a real
+//! gateway on 127.0.0.1:0 (plain TCP, HTTP/2 by prior knowledge) in front of a fake region node.
 //!
 //! Most tests speak raw HTTP/2 frames, so they can do what a well-behaved client library will
-//! not: ignore `SETTINGS_MAX_CONCURRENT_STREAMS`, reset streams as fast as they open them, or
-//! send malformed requests in bulk. Nothing waits on time: each test reads frames until the
-//! gateway answers, and the node reports arrivals on a channel.
+//! not: ignore `SETTINGS_MAX_CONCURRENT_STREAMS`, reset streams as fast as they open them, send
+//! malformed requests in bulk, or stop halfway through a header block. Nothing waits on time:
+//! each test reads frames until the gateway answers or closes (with a deadline against a hang),
+//! and the node reports arrivals on a channel.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -19,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use residency_gateway::Listeners;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -93,6 +95,11 @@ struct Gateway {
 
 impl Gateway {
     async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// A gateway with `limits` (TOML lines) added to its `[limits]` section.
+    async fn start_with(limits: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (node_url, node, arrivals) = fake_node().await;
         std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
@@ -134,6 +141,7 @@ path = "directory.toml"
 
 [limits]
 h2_max_concurrent_streams = {MAX_STREAMS}
+{limits}
 
 [[regions]]
 id = "eu"
@@ -202,11 +210,13 @@ const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const CONTINUATION: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
 const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
+const NO_ERROR: u32 = 0x0;
 const CANCEL: u32 = 0x8;
 const REFUSED_STREAM: u32 = 0x7;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
@@ -267,7 +277,16 @@ struct RawH2 {
 impl RawH2 {
     /// Connects and sends the client preface with empty settings.
     async fn connect(addr: &str) -> Self {
-        let (rd, mut wr) = TcpStream::connect(addr).await.unwrap().into_split();
+        Self::handshake(TcpStream::connect(addr).await.unwrap()).await
+    }
+
+    /// Connects from the local address `from` (any of 127.0.0.0/8 on loopback).
+    async fn connect_from(from: IpAddr, addr: &str) -> Self {
+        Self::handshake(connect_from(from, addr).await).await
+    }
+
+    async fn handshake(stream: TcpStream) -> Self {
+        let (rd, mut wr) = stream.into_split();
         let mut hello = PREFACE.to_vec();
         hello.extend(frame(SETTINGS, 0, 0, &[]));
         wr.write_all(&hello).await.unwrap();
@@ -293,8 +312,8 @@ impl RawH2 {
         });
     }
 
-    /// The next frame from the gateway (settings are acknowledged on the way), or `None` once
-    /// it has closed the connection.
+    /// The next frame from the gateway (settings and pings are acknowledged on the way, as
+    /// any client does), or `None` once it has closed the connection.
     async fn next(&mut self) -> Option<(u8, u8, u32, Vec<u8>)> {
         loop {
             if self.buf.len() >= 9 {
@@ -308,6 +327,11 @@ impl RawH2 {
                     if kind == SETTINGS && flags & ACK == 0 {
                         if let Some(wr) = self.wr.as_mut() {
                             let _ = wr.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
+                        }
+                    }
+                    if kind == PING && flags & ACK == 0 {
+                        if let Some(wr) = self.wr.as_mut() {
+                            let _ = wr.write_all(&frame(PING, ACK, 0, &f[9..])).await;
                         }
                     }
                     return Some((kind, flags, id, f[9..].to_vec()));
@@ -326,6 +350,27 @@ impl RawH2 {
         }
     }
 
+    /// Reads until the gateway's first `SETTINGS`: the connection is being served.
+    async fn served(&mut self) {
+        while let Some((kind, _, _, _)) = self.next().await {
+            if kind == SETTINGS {
+                return;
+            }
+        }
+        panic!("connection closed before the gateway's settings");
+    }
+
+    /// Reads until the gateway closes the connection, failing on a response or a `GOAWAY`
+    /// with an error code.
+    async fn closed(&mut self) {
+        while let Some((kind, _, id, payload)) = self.next().await {
+            assert_ne!(kind, HEADERS, "a response on stream {id}");
+            if kind == GOAWAY {
+                assert_eq!(u32_of(&payload[4..]), NO_ERROR, "goaway code");
+            }
+        }
+    }
+
     /// Reads until the gateway sends `GOAWAY`; returns its error code.
     async fn goaway(&mut self) -> u32 {
         while let Some((kind, _, _, payload)) = self.next().await {
@@ -335,6 +380,13 @@ impl RawH2 {
         }
         panic!("connection closed without GOAWAY");
     }
+}
+
+/// A TCP connection to `addr` from the local address `from`.
+async fn connect_from(from: IpAddr, addr: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
 }
 
 /// Whether a response header block is exactly `:status 431`, as a literal on the static
@@ -494,5 +546,212 @@ async fn a_header_list_over_the_limit_gets_431_and_no_node_call() {
     }
     assert_eq!(gw.node.served.load(Ordering::SeqCst), 0);
     drop(h2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_gets_goaway_and_is_closed_after_the_idle_timeout() {
+    let gw = Gateway::start_with(r#"idle_timeout = "1s""#).await;
+    let mut h2 = RawH2::connect(&gw.addr).await;
+    h2.served().await;
+    // No request: the gateway says goodbye on its own, then closes.
+    assert_eq!(h2.goaway().await, NO_ERROR);
+    h2.closed().await;
+    gw.still_serves().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    // hyper's own header-read timer must not be what closes it.
+    let gw = Gateway::start_with("idle_timeout = \"1s\"\nheader_read_timeout = \"60s\"").await;
+    let stream = TcpStream::connect(&gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = Request::get("/v1/me")
+        .header("host", "gw")
+        .header("x-api-key", api_key())
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    // The connection is kept alive after the response, then closed by the gateway.
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the gateway closed the idle connection in time")
+        .unwrap()
+        .unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_past_its_max_age_gets_goaway_and_its_in_flight_request_completes() {
+    let mut gw = Gateway::start_with(r#"max_connection_age = "1s""#).await;
+    let mut h2 = RawH2::connect(&gw.addr).await;
+    let key = api_key();
+    let block = request_block("/v1/slow", &[("x-api-key", &key)]);
+    h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+        .await;
+    gw.arrivals.recv().await.unwrap();
+    // The request is held at the node while the connection reaches its age.
+    assert_eq!(h2.goaway().await, NO_ERROR);
+    gw.node.gate.add_permits(1);
+    loop {
+        let (kind, flags, id, payload) = h2.next().await.expect("connection open");
+        assert_ne!(kind, RST_STREAM, "stream {id} reset");
+        if kind == HEADERS {
+            assert_eq!((id, payload.first()), (1, Some(&0x88)), ":status 200");
+        }
+        if (kind == DATA || kind == HEADERS) && flags & END_STREAM != 0 {
+            assert_eq!(id, 1);
+            break;
+        }
+        if kind == GOAWAY {
+            // The final GOAWAY names stream 1 as processed.
+            assert_eq!(u32_of(&payload) & 0x7fff_ffff, 1, "last stream id");
+            assert_eq!(u32_of(&payload[4..]), NO_ERROR);
+        }
+    }
+    h2.closed().await;
+    assert_eq!(gw.node.served.load(Ordering::SeqCst), 1);
+    gw.stop().await;
+}
+
+/// Sends `bytes` (an unfinished header block) and waits for the gateway to close the
+/// connection; it may not do so before `header_read_timeout` (1 s here).
+async fn closed_after_the_header_read_timeout(gw: &Gateway, bytes: &[u8]) {
+    let mut h2 = RawH2::connect(&gw.addr).await;
+    h2.served().await;
+    let sent = Instant::now();
+    h2.send(bytes).await;
+    h2.closed().await;
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1),
+        "closed before the header read timeout: {:?}",
+        sent.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_unfinished_h2_header_block_closes_the_connection_after_the_header_read_timeout() {
+    let gw = Gateway::start_with(r#"header_read_timeout = "1s""#).await;
+    let key = api_key();
+    let block = request_block("/v1/me", &[("x-api-key", &key)]);
+    // HEADERS without END_HEADERS, and no CONTINUATION ever.
+    closed_after_the_header_read_timeout(&gw, &frame(HEADERS, END_STREAM, 1, &block)).await;
+    // HEADERS, then a CONTINUATION without END_HEADERS.
+    let (first, rest) = block.split_at(block.len() / 2);
+    let mut two = frame(HEADERS, END_STREAM, 1, first);
+    two.extend(frame(CONTINUATION, 0, 1, rest));
+    closed_after_the_header_read_timeout(&gw, &two).await;
+    // A complete HEADERS frame header whose payload stops halfway.
+    let whole = frame(HEADERS, END_STREAM | END_HEADERS, 1, &block);
+    closed_after_the_header_read_timeout(&gw, &whole[..9 + block.len() / 2]).await;
+    // Half a frame header.
+    closed_after_the_header_read_timeout(&gw, &whole[..4]).await;
+    assert_eq!(gw.node.served.load(Ordering::SeqCst), 0);
+    gw.still_serves().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn with_one_address_at_its_connection_cap_a_new_client_is_still_served() {
+    const PER_IP: usize = 3;
+    let gw = Gateway::start_with(&format!(
+        "max_connections = {}\nmax_connections_per_ip = {PER_IP}",
+        PER_IP + 1
+    ))
+    .await;
+    let here = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut idle = Vec::new();
+    for _ in 0..PER_IP {
+        let mut h2 = RawH2::connect_from(here, &gw.addr).await;
+        h2.served().await;
+        idle.push(h2);
+    }
+    // One more from the same address is closed at once, without a settings frame.
+    let mut over = RawH2::connect_from(here, &gw.addr).await;
+    if let Some((kind, ..)) = over.next().await {
+        panic!("a connection over the per-address cap was served (frame {kind})");
+    }
+    // Another client is served although 127.0.0.1 holds all it may.
+    let stream = connect_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), &gw.addr).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{}/v1/me", gw.addr))
+        .header("x-api-key", api_key())
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("the other client was answered in time")
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The idle connections at the cap are still open.
+    for h2 in &mut idle {
+        h2.send(&frame(PING, 0, 0, &[7; 8])).await;
+        loop {
+            let (kind, flags, _, payload) = h2.next().await.expect("connection open");
+            if kind == PING && flags & ACK != 0 {
+                assert_eq!(payload, [7; 8]);
+                break;
+            }
+        }
+    }
+    drop(idle);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_in_flight_longer_than_the_idle_timeout_keeps_its_connection() {
+    let mut gw = Gateway::start_with(r#"idle_timeout = "1s""#).await;
+    let mut busy = RawH2::connect(&gw.addr).await;
+    let key = api_key();
+    let block = request_block("/v1/slow", &[("x-api-key", &key)]);
+    busy.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+        .await;
+    gw.arrivals.recv().await.unwrap();
+    // A clock without sleeping: a connection opened after the request arrived is closed for
+    // idleness, so the request has now been in flight for longer than the idle timeout.
+    let mut clock = RawH2::connect(&gw.addr).await;
+    assert_eq!(clock.goaway().await, NO_ERROR);
+    clock.closed().await;
+    gw.node.gate.add_permits(1);
+    loop {
+        let (kind, flags, id, payload) = busy.next().await.expect("connection open");
+        assert_ne!(kind, GOAWAY, "goaway with a request in flight");
+        assert_ne!(kind, RST_STREAM, "stream {id} reset");
+        if kind == HEADERS {
+            assert_eq!(payload.first(), Some(&0x88), ":status 200");
+        }
+        if (kind == DATA || kind == HEADERS) && flags & END_STREAM != 0 {
+            break;
+        }
+    }
+    // Idle again once the response is out.
+    assert_eq!(busy.goaway().await, NO_ERROR);
+    busy.closed().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_past_its_max_age_is_dropped_when_a_request_outlasts_the_grace_time() {
+    let mut gw = Gateway::start_with("max_connection_age = \"1s\"\nshutdown_grace = \"1s\"").await;
+    let mut h2 = RawH2::connect(&gw.addr).await;
+    let key = api_key();
+    let block = request_block("/v1/slow", &[("x-api-key", &key)]);
+    h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+        .await;
+    gw.arrivals.recv().await.unwrap();
+    assert_eq!(h2.goaway().await, NO_ERROR);
+    // The node never answers: the connection is dropped once the grace time is over.
+    h2.closed().await;
+    assert_eq!(gw.node.served.load(Ordering::SeqCst), 0);
     gw.stop().await;
 }

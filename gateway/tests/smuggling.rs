@@ -555,3 +555,39 @@ async fn over_tls_http1_is_guarded_and_h2_passes_through() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn over_tls_h2_an_unfinished_header_block_is_closed_at_the_deadline() {
+    let gw = Gateway::start_with(Options {
+        limits: "header_read_timeout = \"1s\"",
+        tls: true,
+    })
+    .await;
+    // Preface, empty SETTINGS, then HEADERS on stream 1 without END_HEADERS (and a header
+    // block fragment: `:method GET`), and no CONTINUATION ever.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&[0, 0, 1, 0x1, 0x1, 0, 0, 0, 1, 0x82]);
+    let mut tls = gw.tls_connect(b"h2").await;
+    let sent = std::time::Instant::now();
+    tls.write_all(&hello).await.unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        // A guard against a hang, not a timing assertion.
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .expect("the gateway closed the connection in time");
+        match read {
+            Ok(0) | Err(_) => break,
+            // The gateway's SETTINGS and its acknowledgement of ours.
+            Ok(_) => {}
+        }
+    }
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1),
+        "closed before the deadline: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(gw.node_requests(), Vec::<String>::new());
+    gw.stop().await;
+}

@@ -21,13 +21,17 @@
 //!   never receives a complete request), and [`GuardedService`] replaces whatever the service
 //!   answered with the same 400.
 //! - HTTP/2 has no such ambiguity: a connection negotiated as `h2` by ALPN, or opening with
-//!   the HTTP/2 preface, passes through untouched.
+//!   the HTTP/2 preface, passes through unchanged. Only its frame headers are followed
+//!   ([`h2`]), so that a header block left unfinished for longer than the header-read timeout
+//!   ends the connection (hyper's HTTP/2 server has no such timeout).
 //! - Heads over the header limit or with too many fields are hyper's to refuse (431): the
 //!   guard lets them through and stops inspecting; hyper closes the connection after the 431.
 //! - The guard enforces the header-read timeout while it holds a partial head (hyper cannot
-//!   see a head it has not received), including the first bytes of a connection.
+//!   see a head it has not received), including the first bytes of a connection, and while an
+//!   HTTP/2 header block is unfinished.
 
 mod framing;
+pub mod h2;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -50,6 +54,7 @@ use tokio::time::{Instant, Sleep};
 
 use framing::{Framing, Step};
 pub use framing::{Mode, Refusal, MAX_CHUNK_LINE, MAX_HEADERS};
+use h2::HeaderBlocks;
 
 use crate::error::GatewayError;
 
@@ -78,6 +83,7 @@ pub fn guard<IO, S>(
         end: 0,
         phase: Phase::Open,
         received: false,
+        h2: HeaderBlocks::new(),
         deadline: Deadline {
             timeout: limits.header_read_timeout,
             opened: Instant::now(),
@@ -101,7 +107,8 @@ pub fn guard<IO, S>(
 pub struct GuardLimits {
     /// The largest head inspected; a larger one is left to hyper's 431.
     pub max_header_bytes: usize,
-    /// Time to receive a complete head the guard is holding.
+    /// Time to receive a complete head the guard is holding, or a complete HTTP/2 header
+    /// block.
     pub header_read_timeout: Duration,
 }
 
@@ -144,14 +151,23 @@ enum Phase {
     Eof,
 }
 
+/// What the header-read deadline runs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    /// An HTTP/1 head (by number of heads before it), or the first bytes of the connection.
+    Head(u64),
+    /// An unfinished HTTP/2 header block or frame header ([`HeaderBlocks::unfinished`]).
+    H2Block(u64),
+}
+
 /// The header-read deadline of the head being held.
 #[derive(Debug)]
 struct Deadline {
     timeout: Duration,
     opened: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
-    /// The head (by number of heads before it) the timer runs for.
-    armed_for: Option<u64>,
+    /// What the timer runs for.
+    armed_for: Option<Awaited>,
 }
 
 /// The client stream as hyper sees it: only bytes whose framing has been checked.
@@ -168,6 +184,8 @@ pub struct Guarded<IO> {
     phase: Phase,
     /// Whether the client has sent anything yet.
     received: bool,
+    /// HTTP/2 frame boundaries, followed once [`Framing::is_h2`].
+    h2: HeaderBlocks,
     deadline: Deadline,
     shared: Arc<Shared>,
     peer: SocketAddr,
@@ -212,6 +230,9 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
             }
             match self.framing.step(&self.buf[self.ready..self.end]) {
                 Step::Release(n) => {
+                    if self.framing.is_h2() {
+                        self.h2.feed(&self.buf[self.ready..self.ready + n]);
+                    }
                     self.ready += n;
                     continue;
                 }
@@ -279,49 +300,67 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
         } else {
             self.received = true;
             self.framing.passed_through(n);
+            if self.framing.is_h2() {
+                let filled = out.filled();
+                self.h2.feed(&filled[filled.len() - n..]);
+            }
         }
         Poll::Ready(Ok(()))
     }
 
     /// The socket has nothing now: wait, unless the head being held is overdue.
     fn pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.head_overdue(cx) {
-            Poll::Ready(Err(io::Error::new(
+        match self.head_overdue(cx) {
+            Some(Awaited::Head(_)) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "request head not received in time",
-            )))
-        } else {
-            Poll::Pending
+            ))),
+            Some(Awaited::H2Block(_)) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "http/2 header block not received in time",
+            ))),
+            None => Poll::Pending,
         }
     }
 
-    /// Whether the deadline of a head the guard is waiting for has passed; otherwise the timer
-    /// will wake `cx`. A head is timed from the connection's start for the first one, from
-    /// its first byte for later ones (an idle keep-alive connection is hyper's to time out).
-    fn head_overdue(&mut self, cx: &mut Context<'_>) -> bool {
+    /// What the guard is waiting for, if its deadline has passed; otherwise the timer will
+    /// wake `cx`. A head is timed from the connection's start for the first one, from its
+    /// first byte for later ones (an idle keep-alive connection is the listener's to time
+    /// out). An unfinished HTTP/2 header block is timed from the first time the socket had
+    /// nothing more of it.
+    fn head_overdue(&mut self, cx: &mut Context<'_>) -> Option<Awaited> {
         let first = self.framing.requests() == 0;
         let partial = self.ready < self.end;
-        let waiting = !self.received || (self.framing.expects_head() && (first || partial));
-        if !waiting {
+        let awaited = if !self.received || (self.framing.expects_head() && (first || partial)) {
+            Some(Awaited::Head(self.framing.requests()))
+        } else if self.framing.is_h2() {
+            self.h2.unfinished().map(Awaited::H2Block)
+        } else {
+            None
+        };
+        let Some(awaited) = awaited else {
             // Unregister a timer left from an earlier head, so it cannot wake the connection.
             self.deadline.sleep = None;
             self.deadline.armed_for = None;
-            return false;
-        }
-        let head = self.framing.requests();
+            return None;
+        };
         let d = &mut self.deadline;
-        if d.armed_for != Some(head) {
-            let start = if first { d.opened } else { Instant::now() };
+        if d.armed_for != Some(awaited) {
+            let start = match awaited {
+                Awaited::Head(_) if first => d.opened,
+                _ => Instant::now(),
+            };
             let at = start + d.timeout;
             match &mut d.sleep {
                 Some(sleep) => sleep.as_mut().reset(at),
                 None => d.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
             }
-            d.armed_for = Some(head);
+            d.armed_for = Some(awaited);
         }
         d.sleep
             .as_mut()
             .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+            .then_some(awaited)
     }
 
     fn refuse(&mut self, refusal: Refusal) {

@@ -171,6 +171,8 @@ pub struct Framing {
     scanned: usize,
     /// Heads released so far.
     requests: u64,
+    /// Whether the connection is HTTP/2 (by ALPN or by its preface).
+    h2: bool,
 }
 
 impl Framing {
@@ -186,7 +188,15 @@ impl Framing {
             first: true,
             scanned: 0,
             requests: 0,
+            h2: mode == Mode::PassThrough,
         }
+    }
+
+    /// Whether the connection speaks HTTP/2: negotiated by ALPN, or opened with the preface
+    /// (the preface itself and everything after it is released from then on).
+    #[must_use]
+    pub fn is_h2(&self) -> bool {
+        self.h2
     }
 
     /// Heads released so far, i.e. the number of the request currently being read.
@@ -258,6 +268,7 @@ impl Framing {
                     return Step::NeedMore;
                 }
                 self.state = State::Opaque;
+                self.h2 = true;
                 return Step::Release(input.len());
             }
         }

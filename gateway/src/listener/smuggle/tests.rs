@@ -175,6 +175,109 @@ async fn a_partial_head_times_out() {
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
 }
 
+/// The HTTP/2 client preface and an empty SETTINGS frame.
+const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// An HTTP/2 frame of `kind` with `flags` on stream 1 and a `len`-byte payload.
+fn h2_frame(kind: u8, flags: u8, len: u8) -> Vec<u8> {
+    let mut f = vec![0, 0, len, kind, flags, 0, 0, 0, 1];
+    f.resize(9 + usize::from(len), 0x82);
+    f
+}
+
+/// An HTTP/2 connection through the guard (by preface on plain TCP, or by ALPN) whose
+/// client sent `sent` and then stays connected and silent.
+async fn h2_guard(
+    mode: Mode,
+    sent: &[u8],
+) -> (tokio::io::DuplexStream, Guarded<tokio::io::DuplexStream>) {
+    let (mut client, server) = tokio::io::duplex(1024);
+    let limits = GuardLimits {
+        max_header_bytes: 1024,
+        header_read_timeout: Duration::from_millis(50),
+    };
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    let (g, _) = guard(server, (), mode, limits, peer);
+    tokio::io::AsyncWriteExt::write_all(&mut client, sent)
+        .await
+        .unwrap();
+    (client, g)
+}
+
+/// Reads what the client sent (unchanged), then waits for the guard to end the read.
+async fn h2_read_until_timeout(g: &mut Guarded<tokio::io::DuplexStream>, sent: &[u8]) {
+    let mut got = vec![0u8; sent.len()];
+    tokio::io::AsyncReadExt::read_exact(g, &mut got)
+        .await
+        .unwrap();
+    assert_eq!(got, sent, "the bytes pass unchanged");
+    let mut buf = [0u8; 64];
+    // A guard against a hang, not a timing assertion.
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(g, &mut buf),
+    )
+    .await
+    .expect("the guard ended the read")
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+}
+
+#[tokio::test]
+async fn an_unfinished_h2_header_block_times_out() {
+    const HEADERS: u8 = 0x1;
+    const CONTINUATION: u8 = 0x9;
+    const END_HEADERS: u8 = 0x4;
+    let open = [H2_HELLO, &h2_frame(HEADERS, 0, 10)].concat();
+    let continued = [
+        H2_HELLO,
+        &h2_frame(HEADERS, 0, 10),
+        &h2_frame(CONTINUATION, 0, 5),
+    ]
+    .concat();
+    let whole = [H2_HELLO, &h2_frame(HEADERS, END_HEADERS, 20)].concat();
+    let partial_payload = &whole[..whole.len() - 7];
+    let partial_frame_header = &whole[..H2_HELLO.len() + 5];
+    for mode in [Mode::Http1, Mode::PassThrough] {
+        for sent in [&open[..], &continued, partial_payload, partial_frame_header] {
+            let (_client, mut g) = h2_guard(mode, sent).await;
+            h2_read_until_timeout(&mut g, sent).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_finished_h2_header_block_arms_no_deadline() {
+    const HEADERS: u8 = 0x1;
+    const CONTINUATION: u8 = 0x9;
+    const DATA: u8 = 0x0;
+    const END_HEADERS: u8 = 0x4;
+    let sent = [
+        H2_HELLO,
+        &h2_frame(HEADERS, 0, 10),
+        &h2_frame(CONTINUATION, END_HEADERS, 5),
+        // A body frame received in part is not a header block.
+        &h2_frame(DATA, 0, 40)[..20],
+    ]
+    .concat();
+    for mode in [Mode::Http1, Mode::PassThrough] {
+        let (_client, mut g) = h2_guard(mode, &sent).await;
+        let mut got = vec![0u8; sent.len()];
+        tokio::io::AsyncReadExt::read_exact(&mut g, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got, sent);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut chunk = [0u8; 16];
+        let mut buf = ReadBuf::new(&mut chunk);
+        assert!(Pin::new(&mut g).poll_read(&mut cx, &mut buf).is_pending());
+        assert!(
+            g.deadline.sleep.is_none(),
+            "{mode:?}: no deadline is running"
+        );
+    }
+}
+
 /// A service that answers 200 with a request id, for the wrapper tests.
 #[derive(Clone)]
 struct Ok200;
