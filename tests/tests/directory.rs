@@ -473,23 +473,15 @@ async fn reader_and_writer_are_unprivileged_and_own_nothing() {
 
 #[tokio::test]
 async fn a_gateway_on_reader_and_writer_roles_serves_and_administers() {
-    use http::{Method, StatusCode};
+    use http::StatusCode;
     use integration_tests::gateway::Stack;
-    use serde_json::json;
 
     let s = Stack::start().await;
     // The admin api creates a tenant (and provisions it at home) and a key, as the writer.
     let t = s.create_tenant("split-roles", "eu", "scale").await;
     let id = t["id"].as_str().unwrap().to_owned();
-    let k = s
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/tenants/{id}/api-keys"),
-            Some(&json!({"name": "ci", "role": "developer"})),
-        )
-        .await;
-    assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
-    let key = k.json["api_key"].as_str().unwrap().to_owned();
+    let k = s.create_api_key(&id, "ci", "developer").await;
+    let key = k["api_key"].as_str().unwrap().to_owned();
     // The public path, fed by the reader's cache and LISTEN, serves both credentials.
     assert_eq!(s.me(&id).await.status, StatusCode::OK);
     let r = s.get("/v1/me", &[("x-api-key", key.as_str())]).await;

@@ -5,24 +5,16 @@
 
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use integration_tests::gateway::{Stack, WITHIN};
-use serde_json::json;
 use uuid::Uuid;
 
 /// A new API key for `tenant` through the admin API: `(id, key)`.
 async fn new_key(s: &Stack, tenant: &str, name: &str) -> (Uuid, String) {
-    let k = s
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/tenants/{tenant}/api-keys"),
-            Some(&json!({"name": name, "role": "developer"})),
-        )
-        .await;
-    assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
+    let k = s.create_api_key(tenant, name, "developer").await;
     (
-        k.json["id"].as_str().unwrap().parse().unwrap(),
-        k.json["api_key"].as_str().unwrap().to_owned(),
+        k["id"].as_str().unwrap().parse().unwrap(),
+        k["api_key"].as_str().unwrap().to_owned(),
     )
 }
 
@@ -114,13 +106,10 @@ async fn a_resync_after_a_partition_drops_rows_deleted_meanwhile() {
     // A silent partition; once the gateway has given up its listening connection, the
     // deletions' notifications reach nobody.
     s.directory_link.freeze();
-    s.until(
+    s.until_directory_fresh(
+        false,
         "the gateway notices the partition",
         Duration::from_secs(15),
-        || async {
-            let r = s.ops("/readyz").await;
-            (r.json["directory"]["fresh"] == false).then_some(())
-        },
     )
     .await;
     delete_key(&s, deleted_key_id).await;
@@ -129,13 +118,10 @@ async fn a_resync_after_a_partition_drops_rows_deleted_meanwhile() {
     assert_eq!(s.me(&gone).await.status, StatusCode::OK);
 
     s.directory_link.thaw();
-    s.until(
+    s.until_directory_fresh(
+        true,
         "the directory is fresh again",
         Duration::from_secs(20),
-        || async {
-            let r = s.ops("/readyz").await;
-            (r.json["directory"]["fresh"] == true).then_some(())
-        },
     )
     .await;
     // Fresh means the full load and its sweep are done: no waiting beyond this point.
