@@ -301,6 +301,36 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
         .await;
     }
 
+    /// Starts a silent partition from the directory ([`Relay::freeze`]: no RST, no FIN) and
+    /// waits until the gateway reports the directory stale.
+    ///
+    /// # Panics
+    /// When the gateway has not noticed within 15 s.
+    pub async fn partition_directory(&self) {
+        self.directory_link.freeze();
+        self.until_directory_fresh(
+            false,
+            "the gateway notices the partition",
+            Duration::from_secs(15),
+        )
+        .await;
+    }
+
+    /// Ends the partition ([`Relay::thaw`]) and waits until the directory is fresh again: the
+    /// full load and its sweep are done.
+    ///
+    /// # Panics
+    /// When it is not fresh within 20 s.
+    pub async fn heal_directory(&self) {
+        self.directory_link.thaw();
+        self.until_directory_fresh(
+            true,
+            "the directory is fresh again",
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+
     /// `GET` on the admin listener without a token.
     pub async fn ops(&self, path: &str) -> Response {
         self.http

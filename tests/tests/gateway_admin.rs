@@ -789,24 +789,12 @@ async fn a_silent_partition_from_the_directory_is_noticed_and_cached_tenants_kee
     assert_eq!(s.me(&id).await.status, StatusCode::OK);
 
     // No RST, no FIN: only the listener's periodic round trip can notice.
-    s.directory_link.freeze();
-    s.until_directory_fresh(
-        false,
-        "the gateway notices the partition",
-        Duration::from_secs(15),
-    )
-    .await;
+    s.partition_directory().await;
     assert_eq!(s.me(&id).await.status, StatusCode::OK);
     let r = s.me(&Uuid::now_v7().to_string()).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
 
-    s.directory_link.thaw();
-    s.until_directory_fresh(
-        true,
-        "the directory is fresh again",
-        Duration::from_secs(20),
-    )
-    .await;
+    s.heal_directory().await;
     assert_eq!(
         s.me(&Uuid::now_v7().to_string()).await.status,
         StatusCode::NOT_FOUND

@@ -3,8 +3,6 @@
 //! `NOTIFY` within a second, and through the resync's sweep when the notification was lost to
 //! a partition. Every "within" is a poll against a deadline.
 
-use std::time::Duration;
-
 use http::StatusCode;
 use integration_tests::gateway::{Stack, WITHIN};
 use uuid::Uuid;
@@ -105,25 +103,13 @@ async fn a_resync_after_a_partition_drops_rows_deleted_meanwhile() {
 
     // A silent partition; once the gateway has given up its listening connection, the
     // deletions' notifications reach nobody.
-    s.directory_link.freeze();
-    s.until_directory_fresh(
-        false,
-        "the gateway notices the partition",
-        Duration::from_secs(15),
-    )
-    .await;
+    s.partition_directory().await;
     delete_key(&s, deleted_key_id).await;
     delete_tenant(&s, &gone).await;
     // Meanwhile the gateway serves what it cached (within max_stale): it cannot know.
     assert_eq!(s.me(&gone).await.status, StatusCode::OK);
 
-    s.directory_link.thaw();
-    s.until_directory_fresh(
-        true,
-        "the directory is fresh again",
-        Duration::from_secs(20),
-    )
-    .await;
+    s.heal_directory().await;
     // Fresh means the full load and its sweep are done: no waiting beyond this point.
     let r = s.me(&gone).await;
     assert_eq!(
