@@ -21,7 +21,6 @@ pub use store::{
     TenantFilter, TenantPatch, TenantRecord,
 };
 
-use residency_config::node::is_simple_identifier;
 pub use residency_pg::bootstrap::RoleSpec;
 use residency_pg::migrate::Migration;
 
@@ -76,19 +75,18 @@ impl DirectoryRoles {
     /// # Errors
     /// When a name is not a plain identifier or both roles are the same.
     pub fn render(&self, sql: &str) -> anyhow::Result<String> {
-        for (what, name) in [("reader role", &self.reader), ("writer role", &self.writer)] {
-            anyhow::ensure!(
-                is_simple_identifier(name),
-                "{what} {name:?} is not a plain identifier ([a-z_][a-z0-9_]*)"
-            );
-        }
+        let rendered = residency_pg::migrate::render_roles(
+            sql,
+            &[
+                ("{{reader_role}}", "reader role", &self.reader),
+                ("{{writer_role}}", "writer role", &self.writer),
+            ],
+        )?;
         anyhow::ensure!(
             self.reader != self.writer,
             "reader and writer must be two roles"
         );
-        Ok(sql
-            .replace("{{reader_role}}", &format!("\"{}\"", self.reader))
-            .replace("{{writer_role}}", &format!("\"{}\"", self.writer)))
+        Ok(rendered)
     }
 }
 

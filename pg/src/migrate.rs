@@ -3,6 +3,7 @@
 //! with a SHA-256 checksum; a migration edited after it was applied is refused, not re-run.
 
 use aws_lc_rs::digest::{digest, SHA256};
+use residency_config::node::is_simple_identifier;
 use tokio_postgres::{Client, NoTls};
 
 /// One embedded migration.
@@ -13,6 +14,27 @@ pub struct Migration {
     pub name: &'static str,
     /// SQL text, possibly with placeholders the caller's `render` replaces.
     pub sql: &'static str,
+}
+
+/// `sql` with each role placeholder replaced by the role's name in double quotes, for a
+/// [`run`] `render`. `roles` holds `(placeholder, what, name)`: `what` names the role in the
+/// error. Every name must be a plain identifier ([`is_simple_identifier`]), so the quotes are
+/// all the escaping it needs.
+///
+/// # Errors
+/// When a name is not a plain identifier.
+pub fn render_roles(sql: &str, roles: &[(&str, &str, &str)]) -> anyhow::Result<String> {
+    for (_, what, name) in roles {
+        anyhow::ensure!(
+            is_simple_identifier(name),
+            "{what} {name:?} is not a plain identifier ([a-z_][a-z0-9_]*)"
+        );
+    }
+    Ok(roles
+        .iter()
+        .fold(sql.to_owned(), |sql, (placeholder, _, name)| {
+            sql.replace(placeholder, &format!("\"{name}\""))
+        }))
 }
 
 fn checksum(sql: &str) -> String {
@@ -107,4 +129,27 @@ async fn apply(
         .execute("SELECT pg_advisory_unlock($1)", &[&lock_key])
         .await?;
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_roles_quotes_identifiers_and_refuses_anything_else() {
+        let sql = render_roles(
+            "GRANT x TO {{a}}, {{b}}; GRANT y TO {{a}}",
+            &[
+                ("{{a}}", "a role", "eu_app"),
+                ("{{b}}", "b role", "eu_auditor"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "GRANT x TO \"eu_app\", \"eu_auditor\"; GRANT y TO \"eu_app\""
+        );
+        let err = render_roles("", &[("{{a}}", "a role", "x\"; DROP TABLE t; --")]).unwrap_err();
+        assert!(err.to_string().starts_with("a role "), "{err}");
+    }
 }

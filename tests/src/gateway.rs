@@ -288,6 +288,49 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
         }
     }
 
+    /// Polls the admin listener's `/readyz` until its `directory.fresh` is `fresh`, failing
+    /// the test with `what` after `within`.
+    ///
+    /// # Panics
+    /// When it is not after `within`.
+    pub async fn until_directory_fresh(&self, fresh: bool, what: &str, within: Duration) {
+        self.until(what, within, || async {
+            let r = self.ops("/readyz").await;
+            (r.json["directory"]["fresh"] == fresh).then_some(())
+        })
+        .await;
+    }
+
+    /// Starts a silent partition from the directory ([`Relay::freeze`]: no RST, no FIN) and
+    /// waits until the gateway reports the directory stale.
+    ///
+    /// # Panics
+    /// When the gateway has not noticed within 15 s.
+    pub async fn partition_directory(&self) {
+        self.directory_link.freeze();
+        self.until_directory_fresh(
+            false,
+            "the gateway notices the partition",
+            Duration::from_secs(15),
+        )
+        .await;
+    }
+
+    /// Ends the partition ([`Relay::thaw`]) and waits until the directory is fresh again: the
+    /// full load and its sweep are done.
+    ///
+    /// # Panics
+    /// When it is not fresh within 20 s.
+    pub async fn heal_directory(&self) {
+        self.directory_link.thaw();
+        self.until_directory_fresh(
+            true,
+            "the directory is fresh again",
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+
     /// `GET` on the admin listener without a token.
     pub async fn ops(&self, path: &str) -> Response {
         self.http
@@ -329,6 +372,23 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
         });
         let r = self
             .admin(Method::POST, "/admin/v1/tenants", Some(&body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        r.json
+    }
+
+    /// Creates an API key with `role` for `tenant` through the admin API; returns the body
+    /// (`id`, `api_key`, `prefix`, …).
+    ///
+    /// # Panics
+    /// When the API does not answer 201.
+    pub async fn create_api_key(&self, tenant: &str, name: &str, role: &str) -> Value {
+        let r = self
+            .admin(
+                Method::POST,
+                &format!("/admin/v1/tenants/{tenant}/api-keys"),
+                Some(&json!({"name": name, "role": role})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
         r.json

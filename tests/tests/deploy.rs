@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use integration_tests::admin_url;
 use residency_config::gateway::GatewayConfig;
@@ -23,6 +23,15 @@ fn deploy() -> PathBuf {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Asserts that a command exited 0; the failure names `what` and shows its stderr.
+fn succeeded(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn yaml(p: &Path) -> Vec<Yaml> {
@@ -207,11 +216,7 @@ fn gen_secrets_provides_every_compose_variable_and_key() {
             .arg(tmp.path().join("gen-secrets.sh"))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out, "gen-secrets.sh");
     };
     run();
     let env = read(&tmp.path().join(".env"));
@@ -272,11 +277,7 @@ fn gen_secrets_writes_secret_files_0600_whatever_the_umask() {
         .arg(root.join("gen-secrets.sh"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out, "gen-secrets.sh with umask 000");
     assert_eq!(mode(&root.join("secrets")), 0o700, "secrets/");
     assert_eq!(mode(&root.join(".env")), 0o600, ".env");
     let files: Vec<PathBuf> = std::fs::read_dir(root.join("secrets"))
@@ -407,11 +408,7 @@ fn overlays_render_with_kubectl_when_it_is_installed() {
             .arg(deploy().join(format!("k8s/overlays/{r}")))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{r}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out, &format!("kubectl kustomize {r}"));
         let text = String::from_utf8(out.stdout).unwrap();
         let docs = YamlLoader::load_from_str(&text).unwrap();
         assert!(docs.len() >= 9, "{r}: {} documents", docs.len());
@@ -510,16 +507,8 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
     residency_pg::bootstrap::teardown(&admin_url(), &db, &[&role, &roles.reader, &roles.writer])
         .await
         .unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
+    succeeded(&first, "directory-init.sh, first run");
+    succeeded(&second, "directory-init.sh, second run");
     assert!(String::from_utf8_lossy(&first.stdout)
         .contains("applied directory migration 0001_directory"));
     assert!(

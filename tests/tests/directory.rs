@@ -7,7 +7,7 @@ use integration_tests::directory::DirectoryDb;
 use residency_config::gateway::{split_api_key, TenantStatus, Tier};
 use residency_config::RegionId;
 use residency_directory::{
-    listen, Change, NewTenant, Store, StoreError, TenantFilter, TenantPatch,
+    listen, Change, NewTenant, Store, StoreError, TenantFilter, TenantPatch, TenantRecord,
 };
 
 async fn next(rx: &mut tokio::sync::mpsc::Receiver<Change>) -> Change {
@@ -16,6 +16,30 @@ async fn next(rx: &mut tokio::sync::mpsc::Receiver<Change>) -> Change {
         .await
         .expect("no directory change arrived")
         .expect("listener ended")
+}
+
+/// Creates a tenant through `store` as `actor` (no rate limit of its own).
+async fn new_tenant(
+    store: &Store,
+    actor: &str,
+    org_id: Option<uuid::Uuid>,
+    name: &str,
+    region: &str,
+    tier: Tier,
+) -> TenantRecord {
+    store
+        .create_tenant(
+            actor,
+            &NewTenant {
+                org_id,
+                name: name.into(),
+                region: RegionId::new(region).unwrap(),
+                tier,
+                rate_limit_per_min: None,
+            },
+        )
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -52,19 +76,15 @@ async fn tenants_keys_history_and_filters() {
     .into_iter()
     .enumerate()
     {
-        let t = store
-            .create_tenant(
-                "admin:test",
-                &NewTenant {
-                    org_id: Some(org.id),
-                    name: format!("t{i}"),
-                    region: RegionId::new(region).unwrap(),
-                    tier,
-                    rate_limit_per_min: None,
-                },
-            )
-            .await
-            .unwrap();
+        let t = new_tenant(
+            &store,
+            "admin:test",
+            Some(org.id),
+            &format!("t{i}"),
+            region,
+            tier,
+        )
+        .await;
         assert_eq!(t.status, TenantStatus::Provisioning);
         assert_eq!(t.version, 1);
         ids.push(t.id);
@@ -201,19 +221,7 @@ async fn changes_are_notified_and_a_reconnect_asks_for_a_resync() {
     let mut rx = listen(db.url.clone());
     assert_eq!(next(&mut rx).await, Change::Resync);
 
-    let t = store
-        .create_tenant(
-            "a",
-            &NewTenant {
-                org_id: None,
-                name: "n".into(),
-                region: RegionId::new("us").unwrap(),
-                tier: Tier::Growth,
-                rate_limit_per_min: None,
-            },
-        )
-        .await
-        .unwrap();
+    let t = new_tenant(&store, "a", None, "n", "us", Tier::Growth).await;
     assert_eq!(next(&mut rx).await, Change::Tenant(t.id));
     store
         .update_tenant(
@@ -269,19 +277,7 @@ async fn refused(client: &tokio_postgres::Client, who: &str, sql: &str) {
 
 /// A tenant and a key written through the admin's (writer) store.
 async fn seed(writer: &Store) -> (uuid::Uuid, uuid::Uuid) {
-    let t = writer
-        .create_tenant(
-            "admin:test",
-            &NewTenant {
-                org_id: None,
-                name: "roles".into(),
-                region: RegionId::new("eu").unwrap(),
-                tier: Tier::Growth,
-                rate_limit_per_min: None,
-            },
-        )
-        .await
-        .unwrap();
+    let t = new_tenant(writer, "admin:test", None, "roles", "eu", Tier::Growth).await;
     let (key, _) = writer
         .create_api_key("admin:test", t.id, "ci", "developer", None)
         .await
@@ -477,23 +473,15 @@ async fn reader_and_writer_are_unprivileged_and_own_nothing() {
 
 #[tokio::test]
 async fn a_gateway_on_reader_and_writer_roles_serves_and_administers() {
-    use http::{Method, StatusCode};
+    use http::StatusCode;
     use integration_tests::gateway::Stack;
-    use serde_json::json;
 
     let s = Stack::start().await;
     // The admin api creates a tenant (and provisions it at home) and a key, as the writer.
     let t = s.create_tenant("split-roles", "eu", "scale").await;
     let id = t["id"].as_str().unwrap().to_owned();
-    let k = s
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/tenants/{id}/api-keys"),
-            Some(&json!({"name": "ci", "role": "developer"})),
-        )
-        .await;
-    assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
-    let key = k.json["api_key"].as_str().unwrap().to_owned();
+    let k = s.create_api_key(&id, "ci", "developer").await;
+    let key = k["api_key"].as_str().unwrap().to_owned();
     // The public path, fed by the reader's cache and LISTEN, serves both credentials.
     assert_eq!(s.me(&id).await.status, StatusCode::OK);
     let r = s.get("/v1/me", &[("x-api-key", key.as_str())]).await;
@@ -533,19 +521,7 @@ async fn a_gateway_on_reader_and_writer_roles_serves_and_administers() {
 async fn hard_deletes_are_notified() {
     let db = DirectoryDb::create().await;
     let store = Store::connect(&db.url).await.unwrap();
-    let t = store
-        .create_tenant(
-            "a",
-            &NewTenant {
-                org_id: None,
-                name: "n".into(),
-                region: RegionId::new("eu").unwrap(),
-                tier: Tier::Scale,
-                rate_limit_per_min: None,
-            },
-        )
-        .await
-        .unwrap();
+    let t = new_tenant(&store, "a", None, "n", "eu", Tier::Scale).await;
     let (key, _) = store
         .create_api_key("a", t.id, "k", "developer", None)
         .await
@@ -572,19 +548,7 @@ async fn keys_stored_without_a_role_get_the_default_role_on_migration() {
     // A directory as the first release left it, with a key whose role is empty.
     let db = DirectoryDb::create_with(&residency_directory::MIGRATIONS[..1]).await;
     let store = Store::connect(&db.url).await.unwrap();
-    let t = store
-        .create_tenant(
-            "a",
-            &NewTenant {
-                org_id: None,
-                name: "legacy".into(),
-                region: RegionId::new("eu").unwrap(),
-                tier: Tier::Scale,
-                rate_limit_per_min: None,
-            },
-        )
-        .await
-        .unwrap();
+    let t = new_tenant(&store, "a", None, "legacy", "eu", Tier::Scale).await;
     let (legacy, _) = store
         .create_api_key("a", t.id, "legacy", "", None)
         .await

@@ -175,17 +175,10 @@ async fn api_key_lifecycle_and_tier_rule() {
 
     let mut keys = Vec::new();
     for name in ["first", "second"] {
-        let k = s
-            .admin(
-                Method::POST,
-                &path,
-                Some(&json!({"name": name, "role": "developer"})),
-            )
-            .await;
-        assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
-        let key = k.json["api_key"].as_str().unwrap().to_owned();
-        assert!(key.contains(k.json["prefix"].as_str().unwrap()));
-        keys.push((k.json["id"].as_str().unwrap().to_owned(), key));
+        let k = s.create_api_key(scale_id, name, "developer").await;
+        let key = k["api_key"].as_str().unwrap().to_owned();
+        assert!(key.contains(k["prefix"].as_str().unwrap()));
+        keys.push((k["id"].as_str().unwrap().to_owned(), key));
     }
     let (first_id, first) = &keys[0];
     let (second_id, second) = &keys[1];
@@ -742,11 +735,8 @@ async fn directory_down_serves_cached_tenants_and_fails_closed_for_others() {
         )
         .await
         .unwrap();
-    s.until("the gateway notices", Duration::from_secs(5), || async {
-        let r = s.ops("/readyz").await;
-        (r.json["directory"]["fresh"] == false).then_some(())
-    })
-    .await;
+    s.until_directory_fresh(false, "the gateway notices", Duration::from_secs(5))
+        .await;
 
     for _ in 0..3 {
         let r = s.me(&id).await;
@@ -780,13 +770,10 @@ async fn directory_down_serves_cached_tenants_and_fails_closed_for_others() {
         .batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
         .await
         .unwrap();
-    s.until(
+    s.until_directory_fresh(
+        true,
         "the directory is fresh again",
         Duration::from_secs(15),
-        || async {
-            let r = s.ops("/readyz").await;
-            (r.json["directory"]["fresh"] == true).then_some(())
-        },
     )
     .await;
     assert_eq!(s.me(&unknown).await.status, StatusCode::NOT_FOUND);
@@ -802,30 +789,12 @@ async fn a_silent_partition_from_the_directory_is_noticed_and_cached_tenants_kee
     assert_eq!(s.me(&id).await.status, StatusCode::OK);
 
     // No RST, no FIN: only the listener's periodic round trip can notice.
-    s.directory_link.freeze();
-    s.until(
-        "the gateway notices the partition",
-        Duration::from_secs(15),
-        || async {
-            let r = s.ops("/readyz").await;
-            (r.json["directory"]["fresh"] == false).then_some(())
-        },
-    )
-    .await;
+    s.partition_directory().await;
     assert_eq!(s.me(&id).await.status, StatusCode::OK);
     let r = s.me(&Uuid::now_v7().to_string()).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
 
-    s.directory_link.thaw();
-    s.until(
-        "the directory is fresh again",
-        Duration::from_secs(20),
-        || async {
-            let r = s.ops("/readyz").await;
-            (r.json["directory"]["fresh"] == true).then_some(())
-        },
-    )
-    .await;
+    s.heal_directory().await;
     assert_eq!(
         s.me(&Uuid::now_v7().to_string()).await.status,
         StatusCode::NOT_FOUND

@@ -3,26 +3,16 @@
 //! `NOTIFY` within a second, and through the resync's sweep when the notification was lost to
 //! a partition. Every "within" is a poll against a deadline.
 
-use std::time::Duration;
-
-use http::{Method, StatusCode};
+use http::StatusCode;
 use integration_tests::gateway::{Stack, WITHIN};
-use serde_json::json;
 use uuid::Uuid;
 
 /// A new API key for `tenant` through the admin API: `(id, key)`.
 async fn new_key(s: &Stack, tenant: &str, name: &str) -> (Uuid, String) {
-    let k = s
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/tenants/{tenant}/api-keys"),
-            Some(&json!({"name": name, "role": "developer"})),
-        )
-        .await;
-    assert_eq!(k.status, StatusCode::CREATED, "{k:?}");
+    let k = s.create_api_key(tenant, name, "developer").await;
     (
-        k.json["id"].as_str().unwrap().parse().unwrap(),
-        k.json["api_key"].as_str().unwrap().to_owned(),
+        k["id"].as_str().unwrap().parse().unwrap(),
+        k["api_key"].as_str().unwrap().to_owned(),
     )
 }
 
@@ -113,31 +103,13 @@ async fn a_resync_after_a_partition_drops_rows_deleted_meanwhile() {
 
     // A silent partition; once the gateway has given up its listening connection, the
     // deletions' notifications reach nobody.
-    s.directory_link.freeze();
-    s.until(
-        "the gateway notices the partition",
-        Duration::from_secs(15),
-        || async {
-            let r = s.ops("/readyz").await;
-            (r.json["directory"]["fresh"] == false).then_some(())
-        },
-    )
-    .await;
+    s.partition_directory().await;
     delete_key(&s, deleted_key_id).await;
     delete_tenant(&s, &gone).await;
     // Meanwhile the gateway serves what it cached (within max_stale): it cannot know.
     assert_eq!(s.me(&gone).await.status, StatusCode::OK);
 
-    s.directory_link.thaw();
-    s.until(
-        "the directory is fresh again",
-        Duration::from_secs(20),
-        || async {
-            let r = s.ops("/readyz").await;
-            (r.json["directory"]["fresh"] == true).then_some(())
-        },
-    )
-    .await;
+    s.heal_directory().await;
     // Fresh means the full load and its sweep are done: no waiting beyond this point.
     let r = s.me(&gone).await;
     assert_eq!(

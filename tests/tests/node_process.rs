@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use integration_tests::{binary, write_node_config, Http, RegionDb};
-use residency_config::assertion::{now_secs, Signer};
+use residency_config::assertion::{now_secs, AssertionKey, Signer};
 use residency_config::{RegionId, TenantId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
@@ -48,23 +48,41 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn sigterm_finishes_in_flight_requests_then_exits() {
-    let db = RegionDb::create("eu").await;
+/// A `region-node serve` child on a fresh config of its own.
+struct Served {
+    child: tokio::process::Child,
+    port: u16,
+    key: AssertionKey,
+    _dir: tempfile::TempDir,
+}
+
+/// Spawns `region-node serve` for `db` as `region` on a free port, with `RUST_LOG=log` and
+/// `env` set, stdout to `stdout` and stderr piped; killed when dropped.
+fn serve(db: &RegionDb, region: &str, log: &str, stdout: Stdio, env: &[(&str, &str)]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (path, key) = write_node_config(dir.path(), &db, "eu", &format!("127.0.0.1:{port}"), 2);
-    let mut child = tokio::process::Command::new(binary("region-node"))
+    let (path, key) = write_node_config(dir.path(), db, region, &format!("127.0.0.1:{port}"), 2);
+    let child = tokio::process::Command::new(binary("region-node"))
         .args(["serve", "--config"])
         .arg(&path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .envs(env.iter().copied())
+        .env("RUST_LOG", log)
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let http = Http::default();
-    let base = format!("http://127.0.0.1:{port}");
+    Served {
+        child,
+        port,
+        key,
+        _dir: dir,
+    }
+}
+
+/// Waits until the node on `port` accepts connections and its `/readyz` answers 200. The
+/// deadline is a hang guard, not a speed assertion.
+async fn until_ready(http: &Http, port: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let ok = tokio::time::timeout(Duration::from_secs(1), async {
@@ -76,12 +94,17 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         .unwrap_or(false);
         if ok
             && http
-                .send(Method::GET, &format!("{base}/readyz"), &[], None)
+                .send(
+                    Method::GET,
+                    &format!("http://127.0.0.1:{port}/readyz"),
+                    &[],
+                    None,
+                )
                 .await
                 .status
                 == StatusCode::OK
         {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -89,6 +112,30 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Sends SIGTERM to `child`.
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let db = RegionDb::create("eu").await;
+    let Served {
+        mut child,
+        port,
+        key,
+        _dir,
+    } = serve(&db, "eu", "warn", Stdio::null(), &[]);
+    let http = Http::default();
+    let base = format!("http://127.0.0.1:{port}");
+    until_ready(&http, port).await;
     let t = Uuid::new_v4();
     let signer = Signer::new(RegionId::new("eu").unwrap(), &key, 60);
     let sys = signer
@@ -123,12 +170,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     stream.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await; // let the node start reading the request
 
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&child);
     // New connections are refused once the listener closes...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -160,52 +202,17 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 #[tokio::test]
 async fn sigterm_works_when_the_log_pipes_are_closed() {
     let db = RegionDb::create("us").await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (path, _) = write_node_config(dir.path(), &db, "us", &format!("127.0.0.1:{port}"), 2);
-    let mut child = tokio::process::Command::new(binary("region-node"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let Served {
+        mut child,
+        port,
+        _dir,
+        ..
+    } = serve(&db, "us", "info", Stdio::piped(), &[]);
     // The supervisor goes away: nobody reads the node's logs any more.
     drop(child.stdout.take());
     drop(child.stderr.take());
-    let http = Http::default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-            && http
-                .send(
-                    Method::GET,
-                    &format!("http://127.0.0.1:{port}/readyz"),
-                    &[],
-                    None,
-                )
-                .await
-                .status
-                == StatusCode::OK
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node binary never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    until_ready(&Http::default(), port).await;
+    sigterm(&child);
     // A hang guard well above the 5 s drain grace, not a speed assertion.
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
@@ -218,19 +225,15 @@ async fn sigterm_works_when_the_log_pipes_are_closed() {
 /// refuse to start; returns its stderr. The timeout is a hang guard (a node that does not
 /// refuse serves forever), not a speed assertion.
 async fn refused_start(db: &RegionDb, url: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (path, _) = write_node_config(dir.path(), db, "eu", &format!("127.0.0.1:{port}"), 2);
-    let child = tokio::process::Command::new(binary("region-node"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("RESIDENCY__DATABASE__URL", url)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let Served {
+        child, port, _dir, ..
+    } = serve(
+        db,
+        "eu",
+        "warn",
+        Stdio::null(),
+        &[("RESIDENCY__DATABASE__URL", url)],
+    );
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("the node did not refuse to start: it is still running")

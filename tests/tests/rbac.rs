@@ -2,9 +2,15 @@
 //! custom roles, end-user limits, role from the member record.
 
 use http::{Method, StatusCode};
-use integration_tests::{Node, NodeOptions, RegionDb};
-use serde_json::json;
+use integration_tests::{Node, NodeOptions, RegionDb, Response};
+use serde_json::{json, Value};
 use uuid::Uuid;
+
+/// `POST /v1/roles` in tenant `t` as the owner (subject `u`).
+async fn create_role(node: &Node, t: Uuid, body: &Value) -> Response {
+    node.call(Method::POST, "/v1/roles", t, "u", "owner", Some(body))
+        .await
+}
 
 #[tokio::test]
 async fn system_roles_custom_roles_and_member_records() {
@@ -80,9 +86,7 @@ async fn system_roles_custom_roles_and_member_records() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // Custom role: developer without workflows.delete.
-    let r = node
-        .call(Method::POST, "/v1/roles", t, "u", "owner", Some(&json!({"name": "builder", "based_on": "developer", "remove": ["workflows.delete"], "add": ["billing.update"]})))
-        .await;
+    let r = create_role(&node, t, &json!({"name": "builder", "based_on": "developer", "remove": ["workflows.delete"], "add": ["billing.update"]})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!(r.json["permissions"].as_array().unwrap().len(), 34);
     let wf = node
@@ -110,28 +114,15 @@ async fn system_roles_custom_roles_and_member_records() {
         StatusCode::NO_CONTENT
     );
     // Unknown permissions and reserved names are refused by field.
-    let r = node
-        .call(
-            Method::POST,
-            "/v1/roles",
-            t,
-            "u",
-            "owner",
-            Some(&json!({"name": "x", "based_on": "viewer", "add": ["root.everything"]})),
-        )
-        .await;
+    let r = create_role(
+        &node,
+        t,
+        &json!({"name": "x", "based_on": "viewer", "add": ["root.everything"]}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.json["detail"].as_str().unwrap().starts_with("add[0]"));
-    let r = node
-        .call(
-            Method::POST,
-            "/v1/roles",
-            t,
-            "u",
-            "owner",
-            Some(&json!({"name": "admin", "based_on": "viewer"})),
-        )
-        .await;
+    let r = create_role(&node, t, &json!({"name": "admin", "based_on": "viewer"})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     // System roles cannot be changed.
     let owner_role = system.iter().find(|r| r["name"] == "owner").unwrap()["id"]
@@ -283,16 +274,12 @@ async fn the_role_check_is_internal_and_sees_only_the_tenants_roles() {
     let (t, other) = (Uuid::new_v4(), Uuid::new_v4());
     node.provision(t, "acme").await;
     node.provision(other, "globex").await;
-    let r = node
-        .call(
-            Method::POST,
-            "/v1/roles",
-            t,
-            "u",
-            "owner",
-            Some(&json!({"name": "release", "based_on": "operator"})),
-        )
-        .await;
+    let r = create_role(
+        &node,
+        t,
+        &json!({"name": "release", "based_on": "operator"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let check = |tenant: Uuid, subject: &'static str, role: &'static str, name: &'static str| {
         let node = &node;

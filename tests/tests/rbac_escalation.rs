@@ -109,6 +109,56 @@ impl Fixture {
             .map(|v| (v["name"].as_str().unwrap().to_owned(), v.clone()))
             .collect()
     }
+
+    /// Creates a role as the owner and returns its id; `body["name"]` names the case.
+    async fn owner_role(&self, body: &Value) -> String {
+        let r = self.owner(Method::POST, "/v1/roles", Some(body)).await;
+        ok(&r, StatusCode::CREATED, body["name"].as_str().unwrap());
+        r.json["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /v1/roles` as `subject` with the role claim `role`.
+    async fn create_role(&self, subject: &str, role: &str, body: &Value) -> Response {
+        self.call(Method::POST, "/v1/roles", subject, role, Some(body))
+            .await
+    }
+
+    /// `PATCH /v1/members/{id}` to role `to`, as `subject` with the role claim `role`.
+    async fn set_role(&self, subject: &str, role: &str, id: &str, to: &str) -> Response {
+        self.call(
+            Method::PATCH,
+            &format!("/v1/members/{id}"),
+            subject,
+            role,
+            Some(&json!({ "role": to })),
+        )
+        .await
+    }
+
+    /// Creating the role `body` as `subject` (claim `role`) is refused and leaves no role.
+    async fn create_role_refused(&self, subject: &str, role: &str, body: &Value, what: &str) {
+        forbidden(&self.create_role(subject, role, body).await, what);
+        let name = body["name"].as_str().unwrap();
+        assert!(
+            !self.roles().await.contains_key(name),
+            "{what}: role exists"
+        );
+    }
+
+    /// Setting member `id`'s role to `to` as `subject` (claim `role`) is refused and the
+    /// member keeps the role `kept`.
+    async fn set_role_refused(
+        &self,
+        subject: &str,
+        role: &str,
+        id: &str,
+        to: &str,
+        kept: &str,
+        what: &str,
+    ) {
+        forbidden(&self.set_role(subject, role, id, to).await, what);
+        assert_eq!(self.member_role(id).await, kept, "{what}");
+    }
 }
 
 /// The refusals a caller holding `role` (whose permissions are `mine`) must get. `me` is its
@@ -137,32 +187,18 @@ async fn refusals(
         assert!(higher.iter().any(|h| *h == "owner"), "{role}: {higher:?}");
     }
     for h in &higher {
-        let what = format!("{role} creates a role based on {h}");
         let name = format!("esc-{}-{h}", role.replace('_', "-")).replace('_', "-");
-        let r = f
-            .call(
-                Method::POST,
-                "/v1/roles",
-                &subject,
-                role,
-                Some(&json!({"name": name, "based_on": h})),
-            )
-            .await;
-        forbidden(&r, &what);
-        assert!(!f.roles().await.contains_key(&name), "{what}: role exists");
+        f.create_role_refused(
+            &subject,
+            role,
+            &json!({"name": name, "based_on": h}),
+            &format!("{role} creates a role based on {h}"),
+        )
+        .await;
 
         let what = format!("{role} assigns {h} to another member");
-        let r = f
-            .call(
-                Method::PATCH,
-                &format!("/v1/members/{target}"),
-                &subject,
-                role,
-                Some(&json!({"role": h})),
-            )
+        f.set_role_refused(&subject, role, target, h, &target_before, &what)
             .await;
-        forbidden(&r, &what);
-        assert_eq!(f.member_role(target).await, target_before, "{what}");
 
         let what = format!("{role} creates a member with {h}");
         let r = f
@@ -177,29 +213,10 @@ async fn refusals(
         forbidden(&r, &what);
 
         let what = format!("{role} promotes itself to {h}");
-        let r = f
-            .call(
-                Method::PATCH,
-                &format!("/v1/members/{me}"),
-                &subject,
-                role,
-                Some(&json!({"role": h})),
-            )
-            .await;
-        forbidden(&r, &what);
-        assert_eq!(f.member_role(me).await, role, "{what}");
+        f.set_role_refused(&subject, role, me, h, role, &what).await;
         // The same through the member record (no role claim).
-        let r = f
-            .call(
-                Method::PATCH,
-                &format!("/v1/members/{me}"),
-                &subject,
-                "",
-                Some(&json!({"role": h})),
-            )
-            .await;
-        forbidden(&r, &format!("{what} (member record)"));
-        assert_eq!(f.member_role(me).await, role, "{what}");
+        let what = format!("{what} (member record)");
+        f.set_role_refused(&subject, "", me, h, role, &what).await;
     }
     // Every permission the caller lacks, added to a copy of its own role (or of a role it
     // covers).
@@ -209,33 +226,19 @@ async fn refusals(
         .map(|(n, _)| n.clone());
     for p in crate_permissions(system).difference(mine) {
         let Some(base) = &base else { break };
-        let what = format!("{role} adds {p} to a copy of {base}");
-        let r = f
-            .call(
-                Method::POST,
-                "/v1/roles",
-                &subject,
-                role,
-                Some(&json!({"name": "esc-add", "based_on": base, "add": [p]})),
-            )
-            .await;
-        forbidden(&r, &what);
-        assert!(!f.roles().await.contains_key("esc-add"), "{what}");
+        f.create_role_refused(
+            &subject,
+            role,
+            &json!({"name": "esc-add", "based_on": base, "add": [p]}),
+            &format!("{role} adds {p} to a copy of {base}"),
+        )
+        .await;
     }
     // Nobody changes their own role, not even downwards.
     for lower in system.keys().filter(|n| n.as_str() != role) {
         let what = format!("{role} changes its own role to {lower}");
-        let r = f
-            .call(
-                Method::PATCH,
-                &format!("/v1/members/{me}"),
-                &subject,
-                role,
-                Some(&json!({"role": lower})),
-            )
+        f.set_role_refused(&subject, role, me, lower, role, &what)
             .await;
-        forbidden(&r, &what);
-        assert_eq!(f.member_role(me).await, role, "{what}");
     }
 }
 
@@ -264,55 +267,29 @@ async fn no_system_role_can_grant_more_than_it_holds() {
     // Allowed: admin copies developer, developer copies viewer, developer assigns a role it
     // covers to another member, admin assigns admin, owner promotes another member to owner.
     let r = f
-        .call(
-            Method::POST,
-            "/v1/roles",
+        .create_role(
             "caller-admin",
             "admin",
-            Some(&json!({"name": "dev-copy", "based_on": "developer"})),
+            &json!({"name": "dev-copy", "based_on": "developer"}),
         )
         .await;
     ok(&r, StatusCode::CREATED, "admin copies developer");
     let r = f
-        .call(
-            Method::POST,
-            "/v1/roles",
+        .create_role(
             "caller-developer",
             "developer",
-            Some(&json!({"name": "viewer-copy", "based_on": "viewer", "add": ["webhooks.read"]})),
+            &json!({"name": "viewer-copy", "based_on": "viewer", "add": ["webhooks.read"]}),
         )
         .await;
     ok(&r, StatusCode::CREATED, "developer copies viewer");
     let r = f
-        .call(
-            Method::PATCH,
-            &format!("/v1/members/{target}"),
-            "caller-developer",
-            "developer",
-            Some(&json!({"role": "operator"})),
-        )
+        .set_role("caller-developer", "developer", &target, "operator")
         .await;
     ok(&r, StatusCode::OK, "developer assigns operator");
     assert_eq!(r.json["role"], "operator");
-    let r = f
-        .call(
-            Method::PATCH,
-            &format!("/v1/members/{target}"),
-            "caller-admin",
-            "admin",
-            Some(&json!({"role": "admin"})),
-        )
-        .await;
+    let r = f.set_role("caller-admin", "admin", &target, "admin").await;
     ok(&r, StatusCode::OK, "admin assigns admin");
-    let r = f
-        .call(
-            Method::PATCH,
-            &format!("/v1/members/{target}"),
-            "caller-owner",
-            "owner",
-            Some(&json!({"role": "owner"})),
-        )
-        .await;
+    let r = f.set_role("caller-owner", "owner", &target, "owner").await;
     ok(&r, StatusCode::OK, "owner promotes another member to owner");
     assert_eq!(r.json["role"], "owner");
     // A member may still edit its own display name.
@@ -329,51 +306,31 @@ async fn no_system_role_can_grant_more_than_it_holds() {
     ok(&r, StatusCode::OK, "own display name");
     // Developer cannot demote an admin (a member it could not have made).
     let admin = f.member("an-admin", "admin").await;
-    let r = f
-        .call(
-            Method::PATCH,
-            &format!("/v1/members/{admin}"),
-            "caller-developer",
-            "developer",
-            Some(&json!({"role": "viewer"})),
-        )
-        .await;
-    forbidden(&r, "developer demotes an admin");
-    assert_eq!(f.member_role(&admin).await, "admin");
+    f.set_role_refused(
+        "caller-developer",
+        "developer",
+        &admin,
+        "viewer",
+        "admin",
+        "developer demotes an admin",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn custom_roles_are_checked_against_the_callers_actual_permissions() {
     let f = Fixture::start().await;
     // A narrow delegate: viewer plus role and member management.
-    let r = f
-        .owner(
-            Method::POST,
-            "/v1/roles",
-            Some(&json!({"name": "delegate", "based_on": "viewer",
-                "add": ["roles.read", "roles.create", "roles.update", "members.read", "members.create", "members.update"]})),
-        )
+    let delegate_id = f
+        .owner_role(&json!({"name": "delegate", "based_on": "viewer",
+            "add": ["roles.read", "roles.create", "roles.update", "members.read", "members.create", "members.update"]}))
         .await;
-    ok(&r, StatusCode::CREATED, "delegate");
-    let delegate_id = r.json["id"].as_str().unwrap().to_owned();
-    let r = f
-        .owner(
-            Method::POST,
-            "/v1/roles",
-            Some(&json!({"name": "wide", "based_on": "developer"})),
-        )
+    let wide_id = f
+        .owner_role(&json!({"name": "wide", "based_on": "developer"}))
         .await;
-    ok(&r, StatusCode::CREATED, "wide");
-    let wide_id = r.json["id"].as_str().unwrap().to_owned();
-    let r = f
-        .owner(
-            Method::POST,
-            "/v1/roles",
-            Some(&json!({"name": "held", "based_on": "viewer"})),
-        )
+    let held_id = f
+        .owner_role(&json!({"name": "held", "based_on": "viewer"}))
         .await;
-    ok(&r, StatusCode::CREATED, "held");
-    let held_id = r.json["id"].as_str().unwrap().to_owned();
     let holder = f.member("holder", "held").await;
     let me = f.member("del", "delegate").await;
 
@@ -435,15 +392,15 @@ async fn custom_roles_are_checked_against_the_callers_actual_permissions() {
     assert!(!perms_of(&roles["delegate"]).contains("members.delete"));
     assert_eq!(roles["wide"]["description"], "");
     // Assigning a role it does not cover.
-    forbidden(
-        &call(
-            Method::PATCH,
-            format!("/v1/members/{holder}"),
-            json!({"role": "wide"}),
-        )
-        .await,
+    f.set_role_refused(
+        "del",
+        "delegate",
+        &holder,
+        "wide",
+        "held",
         "delegate assigns a developer copy",
-    );
+    )
+    .await;
     forbidden(
         &call(
             Method::POST,
@@ -453,17 +410,15 @@ async fn custom_roles_are_checked_against_the_callers_actual_permissions() {
         .await,
         "delegate creates an operator",
     );
-    forbidden(
-        &call(
-            Method::PATCH,
-            format!("/v1/members/{me}"),
-            json!({"role": "held"}),
-        )
-        .await,
+    f.set_role_refused(
+        "del",
+        "delegate",
+        &me,
+        "held",
+        "delegate",
         "delegate changes its own role",
-    );
-    assert_eq!(f.member_role(&holder).await, "held");
-    assert_eq!(f.member_role(&me).await, "delegate");
+    )
+    .await;
 
     // Allowed: within its own set.
     let r = call(
@@ -501,14 +456,8 @@ async fn custom_roles_are_checked_against_the_callers_actual_permissions() {
     ok(&r, StatusCode::CREATED, "delegate creates a viewer");
 
     // Removing is not a grant, but a role may only remove members it could have made.
-    let r = f
-        .owner(
-            Method::POST,
-            "/v1/roles",
-            Some(&json!({"name": "remover", "based_on": "viewer", "add": ["members.read", "members.delete"]})),
-        )
+    f.owner_role(&json!({"name": "remover", "based_on": "viewer", "add": ["members.read", "members.delete"]}))
         .await;
-    ok(&r, StatusCode::CREATED, "remover");
     let admin = f.member("an-admin", "admin").await;
     let viewer = f.member("a-viewer", "viewer").await;
     let r = f
@@ -548,15 +497,7 @@ async fn the_last_owner_cannot_demote_themselves() {
         .as_str()
         .unwrap()
         .to_owned();
-    let r = f
-        .call(
-            Method::PATCH,
-            &format!("/v1/members/{id}"),
-            &owner_subject,
-            "",
-            Some(&json!({"role": "admin"})),
-        )
-        .await;
+    let r = f.set_role(&owner_subject, "", &id, "admin").await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
     assert_eq!(r.headers["content-type"], "application/problem+json");
     assert_eq!(f.member_role(&id).await, "owner");

@@ -239,7 +239,6 @@ mod tests {
     use super::*;
     use residency_config::assertion::{AssertionKey, Verifier};
     use residency_config::TenantId;
-    use std::time::Duration;
 
     #[test]
     fn api_key_contexts_are_shared_until_they_change_or_expire() {
@@ -266,18 +265,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_is_dropped_when_its_key_leaves_the_key_set() {
-        use crate::auth::jwks::{Jwks, Source};
+        use crate::auth::jwks::Jwks;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jwks.json");
         let (jwk1, jwk2) = (ec_jwk("k1"), ec_jwk("k2"));
-        std::fs::write(&path, format!(r#"{{"keys":[{jwk1},{jwk2}]}}"#)).unwrap();
-        let jwks = Jwks::load(
-            Source::File(path.clone()),
-            Duration::from_secs(3600),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+        let jwks = Jwks::from_test_file(&path, &format!(r#"{{"keys":[{jwk1},{jwk2}]}}"#)).await;
         let cache = TokenCache::new(10);
         let (t1, t2) = (key_of("token-of-k1"), key_of("token-of-k2"));
         cache.insert(

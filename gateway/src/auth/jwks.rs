@@ -294,6 +294,23 @@ impl Jwks {
 }
 
 #[cfg(test)]
+impl Jwks {
+    /// Test helper: writes `doc` to `path` and loads it as a file source (an hour's cool-down,
+    /// a 1 s timeout). A test changes the set by rewriting the file and calling
+    /// [`Jwks::refresh`].
+    pub(crate) async fn from_test_file(path: &std::path::Path, doc: &str) -> Self {
+        std::fs::write(path, doc).unwrap();
+        Self::load(
+            Source::File(path.to_owned()),
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -323,14 +340,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jwks.json");
         let other = EC_JWK.replace("\"k1\"", "\"k2\"");
-        std::fs::write(&path, format!("{{\"keys\":[{EC_JWK},{other}]}}")).unwrap();
-        let jwks = Jwks::load(
-            Source::File(path.clone()),
-            Duration::from_secs(3600),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+        let jwks = Jwks::from_test_file(&path, &format!("{{\"keys\":[{EC_JWK},{other}]}}")).await;
         let (k1, k2) = (jwks.get("k1").unwrap(), jwks.get("k2").unwrap());
         let (w1, w2) = (Arc::downgrade(&k1), Arc::downgrade(&k2));
         drop((k1, k2));
@@ -363,14 +373,7 @@ mod tests {
     async fn file_source_must_load_and_unknown_kid_refetch_respects_cooldown() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jwks.json");
-        std::fs::write(&path, "{\"keys\":[]}").unwrap();
-        let jwks = Jwks::load(
-            Source::File(path.clone()),
-            Duration::from_secs(3600),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+        let jwks = Jwks::from_test_file(&path, "{\"keys\":[]}").await;
         assert!(jwks.get("k1").is_none());
         // Within the cool-down the file is not reread, even though it changed.
         std::fs::write(&path, format!("{{\"keys\":[{EC_JWK}]}}")).unwrap();

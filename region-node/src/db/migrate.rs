@@ -2,9 +2,10 @@
 //! (`region-node migrate`) through the shared runner in [`residency_pg::migrate`].
 //!
 //! The migrations name the application and auditor roles (grants, auditor policy). Those are
-//! the only interpolated values, and only after [`is_simple_identifier`] accepted them.
+//! the only interpolated values, and only after
+//! [`residency_config::node::is_simple_identifier`] accepted them
+//! ([`residency_pg::migrate::render_roles`]).
 
-use residency_config::node::is_simple_identifier;
 pub use residency_pg::migrate::Migration;
 
 /// Every migration, in order.
@@ -33,15 +34,13 @@ pub struct GrantRoles {
 const LOCK_KEY: i64 = 0x5245_5349_4445_4e43; // "RESIDENC"
 
 fn render(sql: &str, roles: &GrantRoles) -> anyhow::Result<String> {
-    for (what, name) in [("app role", &roles.app), ("auditor role", &roles.auditor)] {
-        anyhow::ensure!(
-            is_simple_identifier(name),
-            "{what} {name:?} is not a plain identifier ([a-z_][a-z0-9_]*)"
-        );
-    }
-    Ok(sql
-        .replace("{{app_role}}", &format!("\"{}\"", roles.app))
-        .replace("{{auditor_role}}", &format!("\"{}\"", roles.auditor)))
+    residency_pg::migrate::render_roles(
+        sql,
+        &[
+            ("{{app_role}}", "app role", &roles.app),
+            ("{{auditor_role}}", "auditor role", &roles.auditor),
+        ],
+    )
 }
 
 /// Connects with `owner_url` and applies pending migrations. Returns the versions applied.
