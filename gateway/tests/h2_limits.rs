@@ -755,3 +755,85 @@ async fn a_connection_past_its_max_age_is_dropped_when_a_request_outlasts_the_gr
     assert_eq!(gw.node.served.load(Ordering::SeqCst), 0);
     gw.stop().await;
 }
+
+/// An upload refused before its body was read (declared length over the limit; a bad
+/// credential) is answered with a complete response, and the stream is then reset with
+/// `NO_ERROR` at most (RFC 9113 §8.1: the client stops sending and keeps the answer). A
+/// `CANCEL` reset instead makes clients such as curl report a failed request rather than the
+/// 413 or 401.
+#[tokio::test]
+async fn an_upload_refused_before_its_body_is_answered_without_a_stream_error() {
+    let gw = Gateway::start().await;
+    for (stream, credential, length, status) in [
+        (1, api_key(), "999999999", b"413"),
+        (3, "rk_h2lim001_wrong".to_owned(), "4096", b"401"),
+    ] {
+        let mut h2 = RawH2::connect(&gw.addr).await;
+        let block = request_block(
+            "/v1/workflows",
+            &[("x-api-key", &credential), ("content-length", length)],
+        );
+        let mut req = frame(HEADERS, END_HEADERS, stream, &block);
+        req.extend(frame(DATA, 0, stream, &[b'a'; 1024]));
+        h2.send(&req).await;
+        let (mut answered, mut complete) = (false, false);
+        while let Some((kind, flags, id, payload)) = h2.next().await {
+            if id != stream {
+                continue;
+            }
+            match kind {
+                HEADERS => {
+                    // The status may be Huffman-coded in the head; the problem body below
+                    // names it in plain text.
+                    answered = true;
+                    complete |= flags & END_STREAM != 0;
+                }
+                DATA => {
+                    let text = String::from_utf8_lossy(&payload);
+                    assert!(
+                        text.contains(&format!(
+                            "\"status\":{}",
+                            std::str::from_utf8(status).unwrap()
+                        )),
+                        "{text}"
+                    );
+                    complete |= flags & END_STREAM != 0;
+                }
+                RST_STREAM => {
+                    assert_eq!(
+                        u32_of(&payload),
+                        NO_ERROR,
+                        "stream reset with an error (answered: {answered}, complete: {complete})"
+                    );
+                    assert!(complete, "reset before the whole answer");
+                    break;
+                }
+                _ => {}
+            }
+            if complete {
+                break;
+            }
+        }
+        assert!(
+            answered && complete,
+            "no complete answer on stream {stream}"
+        );
+        // The reset that ends the unread upload goes out when the answer is done, before the
+        // acknowledgement of a PING sent now (frames are ordered on the connection).
+        h2.send(&frame(PING, 0, 0, &[7; 8])).await;
+        while let Some((kind, flags, id, payload)) = h2.next().await {
+            if kind == RST_STREAM && id == stream {
+                assert_eq!(
+                    u32_of(&payload),
+                    NO_ERROR,
+                    "stream reset with an error after the answer"
+                );
+            }
+            if kind == PING && flags & ACK != 0 {
+                break;
+            }
+        }
+    }
+    assert_eq!(gw.node.served.load(Ordering::SeqCst), 0);
+    gw.stop().await;
+}
