@@ -11,6 +11,7 @@ use super::extract::Q;
 use super::page::{Page, PageQuery};
 use crate::db::tenant_tx::Caller;
 use crate::error::ApiError;
+use crate::rbac::Permission;
 use crate::state::AppState;
 
 /// `GET /v1/me`: who the credential is, in which region, with which permissions.
@@ -42,7 +43,7 @@ pub async fn usage(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("usage.read")?;
+                tx.require(Permission::UsageRead)?;
                 let r = tx
                     .query_one(
                         "SELECT (SELECT count(*) FROM members) AS members, \
@@ -92,7 +93,7 @@ pub async fn connectors(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("connectors.read")?;
+                tx.require(Permission::ConnectorsRead)?;
                 let rows = tx
                     .query(
                         &format!(
@@ -114,21 +115,15 @@ pub async fn connector_get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("connectors.read")?;
-                let row = tx
-                    .query_opt(
-                        &format!("{CONNECTOR_SELECT} WHERE c.id = $1 GROUP BY c.id"),
-                        &[&id],
-                    )
-                    .await?
-                    .ok_or(ApiError::NotFound("connector"))?;
-                Ok(connector(&row))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!("{CONNECTOR_SELECT} WHERE c.id = $1 GROUP BY c.id");
+    super::resource::fetch_one(
+        &st,
+        &caller,
+        Permission::ConnectorsRead,
+        "connector",
+        sql,
+        id,
+        connector,
+    )
+    .await
 }
