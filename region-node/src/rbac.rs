@@ -368,6 +368,20 @@ mod tests {
     }
 
     #[test]
+    fn stored_names_are_read_through_the_catalogue() {
+        assert!(<Permission as FromSql>::accepts(&Type::TEXT));
+        assert!(<Permission as FromSql>::accepts(&Type::VARCHAR));
+        assert!(!<Permission as FromSql>::accepts(&Type::INT4));
+        assert_eq!(
+            Permission::from_sql(&Type::TEXT, b"executions.logs.read").unwrap(),
+            Permission::ExecutionsLogsRead
+        );
+        // A name outside the catalogue is a corrupt row: an error, never a silent grant.
+        let err = Permission::from_sql(&Type::TEXT, b"tenant.own").unwrap_err();
+        assert_eq!(err.to_string(), "unknown permission \"tenant.own\"");
+    }
+
+    #[test]
     fn system_role_sizes_match_the_product_definition() {
         let sizes: Vec<_> = SystemRole::ALL
             .iter()
