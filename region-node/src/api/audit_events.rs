@@ -13,11 +13,18 @@ use uuid::Uuid;
 
 use super::extract::Q;
 use super::page::Page;
-use super::resource;
+use super::resource::{self, Key, Resource};
 use crate::db::tenant_tx::Caller;
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
+
+const AUDIT_EVENT: Resource = Resource {
+    what: "audit_event",
+    table: "audit_events",
+    key: Key::Id,
+    render: to_json,
+};
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -76,14 +83,14 @@ pub async fn list(
         Box::new(from),
         Box::new(to),
     ];
-    resource::fetch_page(
-        &st,
-        &caller,
-        Permission::AuditRead,
-        page,
-        sql.to_owned(),
-        filters,
-        to_json,
-    )
-    .await
+    AUDIT_EVENT
+        .fetch_page(
+            &st,
+            &caller,
+            Permission::AuditRead,
+            page,
+            sql.to_owned(),
+            filters,
+        )
+        .await
 }

@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 
 use super::extract::{Body, Q};
 use super::page::{Page, PageQuery};
-use super::resource::{self, Resource};
+use super::resource::{Key, Resource};
 use crate::db::tenant_tx::Caller;
 use crate::error::ApiError;
 use crate::rbac::Permission;
@@ -20,7 +20,8 @@ use crate::state::AppState;
 const CONFIGURATION: Resource = Resource {
     what: "configuration",
     table: "configurations",
-    key: "key",
+    key: Key::Text("key"),
+    render: to_json,
 };
 const COLUMNS: &str = "key, value, version, updated_by, updated_at";
 
@@ -62,27 +63,20 @@ pub async fn list(
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = Page::from_query(&q)?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require(Permission::ConfigurationsRead)?;
-                let rows = tx
-                    .query(
-                        &format!(
-                            "SELECT {COLUMNS} FROM configurations \
-                             WHERE ($1::text IS NULL OR key > $1) ORDER BY key LIMIT $2"
-                        ),
-                        &[&page.after, &page.fetch()],
-                    )
-                    .await?;
-                Ok(page.finish(rows.iter().map(to_json).collect(), |v| {
-                    v["key"].as_str().unwrap_or_default().to_owned()
-                }))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!(
+        "SELECT {COLUMNS} FROM configurations \
+         WHERE ($1::text IS NULL OR key > $1) ORDER BY key LIMIT $2"
+    );
+    CONFIGURATION
+        .fetch_page(
+            &st,
+            &caller,
+            Permission::ConfigurationsRead,
+            page,
+            sql,
+            Vec::new(),
+        )
+        .await
 }
 
 /// `GET /v1/configurations/{key}`.
@@ -94,16 +88,9 @@ pub async fn get(
     // A malformed key is reported exactly like a missing one.
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
     let sql = format!("SELECT {COLUMNS} FROM configurations WHERE key = $1");
-    resource::fetch_one(
-        &st,
-        &caller,
-        Permission::ConfigurationsRead,
-        CONFIGURATION.what,
-        sql,
-        key,
-        to_json,
-    )
-    .await
+    CONFIGURATION
+        .fetch_one(&st, &caller, Permission::ConfigurationsRead, sql, key)
+        .await
 }
 
 /// `PUT /v1/configurations/{key}`: creates (201) or replaces (200) the value.
@@ -150,12 +137,7 @@ pub async fn delete(
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
-    resource::delete_one(
-        &st,
-        &caller,
-        Permission::ConfigurationsDelete,
-        CONFIGURATION,
-        key,
-    )
-    .await
+    CONFIGURATION
+        .delete_one(&st, &caller, Permission::ConfigurationsDelete, key)
+        .await
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::extract::{parse_id, Body, Q};
 use super::page::Page;
-use super::resource::{self, Resource};
+use super::resource::{self, Key, Resource};
 use super::text_field;
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -26,7 +26,8 @@ const COLUMNS: &str = "id, connector_id, name, enabled_actions, created_at, upda
 const CONNECTION: Resource = Resource {
     what: "connection",
     table: "connections",
-    key: "id",
+    key: Key::Id,
+    render: to_json,
 };
 
 fn to_json(r: &Row) -> Value {
@@ -170,16 +171,16 @@ pub async fn list(
          ORDER BY id LIMIT $2"
     );
     let filters: resource::Filters = vec![Box::new(q.connector_id)];
-    resource::fetch_page(
-        &st,
-        &caller,
-        Permission::ConnectionsRead,
-        page,
-        sql,
-        filters,
-        to_json,
-    )
-    .await
+    CONNECTION
+        .fetch_page(
+            &st,
+            &caller,
+            Permission::ConnectionsRead,
+            page,
+            sql,
+            filters,
+        )
+        .await
 }
 
 /// `GET /v1/connections/{id}`.
@@ -190,16 +191,9 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, CONNECTION.what)?;
     let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
-    resource::fetch_one(
-        &st,
-        &caller,
-        Permission::ConnectionsRead,
-        CONNECTION.what,
-        sql,
-        id,
-        to_json,
-    )
-    .await
+    CONNECTION
+        .fetch_one(&st, &caller, Permission::ConnectionsRead, sql, id)
+        .await
 }
 
 /// `PATCH /v1/connections/{id}`.
@@ -282,7 +276,7 @@ pub async fn delete(
                         "the connection is used by a workflow".into(),
                     ));
                 }
-                resource::delete_row(tx, CONNECTION, &id).await
+                CONNECTION.delete_row(tx, &id).await
             })
         })
         .await?;

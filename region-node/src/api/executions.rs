@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::extract::{parse_id, Q};
 use super::page::Page;
-use super::resource;
+use super::resource::{self, Key, Resource};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
@@ -20,6 +20,13 @@ use crate::state::AppState;
 const COLUMNS: &str =
     "id, workflow_id, status, trigger, input, created_by, created_at, finished_at";
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+const EXECUTION: Resource = Resource {
+    what: "execution",
+    table: "executions",
+    key: Key::Id,
+    render: to_json,
+};
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -101,16 +108,9 @@ pub async fn list(
          ORDER BY id LIMIT $2"
     );
     let filters: resource::Filters = vec![Box::new(q.workflow_id), Box::new(q.status)];
-    resource::fetch_page(
-        &st,
-        &caller,
-        Permission::ExecutionsRead,
-        page,
-        sql,
-        filters,
-        to_json,
-    )
-    .await
+    EXECUTION
+        .fetch_page(&st, &caller, Permission::ExecutionsRead, page, sql, filters)
+        .await
 }
 
 /// `GET /v1/executions/{id}` (with log lines).

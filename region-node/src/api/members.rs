@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::extract::{parse_id, Body, Q};
 use super::page::{Page, PageQuery};
-use super::resource::{self, Resource};
+use super::resource::{Key, Resource};
 use super::text_field;
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -31,7 +31,8 @@ const SELECT: &str = "SELECT m.id, m.subject, m.email, m.display_name, r.name AS
 const MEMBER: Resource = Resource {
     what: "member",
     table: "members",
-    key: "id",
+    key: Key::Id,
+    render: to_json,
 };
 
 fn to_json(r: &Row) -> Value {
@@ -170,16 +171,9 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let page = Page::from_query(&q)?;
     let sql = format!("{SELECT} WHERE ($1::uuid IS NULL OR m.id > $1) ORDER BY m.id LIMIT $2");
-    resource::fetch_page(
-        &st,
-        &caller,
-        Permission::MembersRead,
-        page,
-        sql,
-        Vec::new(),
-        to_json,
-    )
-    .await
+    MEMBER
+        .fetch_page(&st, &caller, Permission::MembersRead, page, sql, Vec::new())
+        .await
 }
 
 /// `GET /v1/members/{id}`.
@@ -190,16 +184,9 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, MEMBER.what)?;
     let sql = format!("{SELECT} WHERE m.id = $1");
-    resource::fetch_one(
-        &st,
-        &caller,
-        Permission::MembersRead,
-        MEMBER.what,
-        sql,
-        id,
-        to_json,
-    )
-    .await
+    MEMBER
+        .fetch_one(&st, &caller, Permission::MembersRead, sql, id)
+        .await
 }
 
 /// `PATCH /v1/members/{id}`.
@@ -262,7 +249,7 @@ pub async fn delete(
                 tx.require(Permission::MembersDelete)?;
                 guard_owner(tx, id, true).await?;
                 guard_grantable(tx, id).await?;
-                resource::delete_row(tx, MEMBER, &id).await
+                MEMBER.delete_row(tx, &id).await
             })
         })
         .await?;

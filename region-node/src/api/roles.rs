@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::extract::{parse_id, Body, Q};
 use super::page::{Page, PageQuery};
-use super::resource::{self, Resource};
+use super::resource::{Key, Resource};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::{self, Permission, SystemRole};
@@ -32,7 +32,8 @@ const COLUMNS: &str =
 const ROLE: Resource = Resource {
     what: "role",
     table: "roles",
-    key: "id",
+    key: Key::Id,
+    render: to_json,
 };
 
 fn to_json(r: &Row) -> Value {
@@ -173,16 +174,8 @@ pub async fn list(
     let sql = format!(
         "SELECT {COLUMNS} FROM roles WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
     );
-    resource::fetch_page(
-        &st,
-        &caller,
-        Permission::RolesRead,
-        page,
-        sql,
-        Vec::new(),
-        to_json,
-    )
-    .await
+    ROLE.fetch_page(&st, &caller, Permission::RolesRead, page, sql, Vec::new())
+        .await
 }
 
 /// `GET /v1/roles/{id}`.
@@ -193,16 +186,8 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, ROLE.what)?;
     let sql = format!("SELECT {COLUMNS} FROM roles WHERE id = $1");
-    resource::fetch_one(
-        &st,
-        &caller,
-        Permission::RolesRead,
-        ROLE.what,
-        sql,
-        id,
-        to_json,
-    )
-    .await
+    ROLE.fetch_one(&st, &caller, Permission::RolesRead, sql, id)
+        .await
 }
 
 /// `PATCH /v1/roles/{id}`: custom roles only.
@@ -270,7 +255,7 @@ pub async fn delete(
                 if held.is_some() {
                     return Err(ApiError::Conflict("the role is held by a member".into()));
                 }
-                resource::delete_row(tx, ROLE, &id).await
+                ROLE.delete_row(tx, &id).await
             })
         })
         .await?;

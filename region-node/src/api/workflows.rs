@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::extract::{parse_id, parse_json, Body, Q};
 use super::page::Page;
-use super::resource::{self, Resource};
+use super::resource::{self, Key, Resource};
 use super::{executions, nullable, text_field};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -24,7 +24,8 @@ const COLUMNS: &str =
 const WORKFLOW: Resource = Resource {
     what: "workflow",
     table: "workflows",
-    key: "id",
+    key: Key::Id,
+    render: to_json,
 };
 
 fn to_json(r: &Row) -> Value {
@@ -145,16 +146,9 @@ pub async fn list(
          ORDER BY id LIMIT $2"
     );
     let filters: resource::Filters = vec![Box::new(q.enabled)];
-    resource::fetch_page(
-        &st,
-        &caller,
-        Permission::WorkflowsRead,
-        page,
-        sql,
-        filters,
-        to_json,
-    )
-    .await
+    WORKFLOW
+        .fetch_page(&st, &caller, Permission::WorkflowsRead, page, sql, filters)
+        .await
 }
 
 /// `GET /v1/workflows/{id}`.
@@ -165,16 +159,9 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, WORKFLOW.what)?;
     let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id = $1");
-    resource::fetch_one(
-        &st,
-        &caller,
-        Permission::WorkflowsRead,
-        WORKFLOW.what,
-        sql,
-        id,
-        to_json,
-    )
-    .await
+    WORKFLOW
+        .fetch_one(&st, &caller, Permission::WorkflowsRead, sql, id)
+        .await
 }
 
 /// `PATCH /v1/workflows/{id}`.
@@ -240,7 +227,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, WORKFLOW.what)?;
-    resource::delete_one(&st, &caller, Permission::WorkflowsDelete, WORKFLOW, id).await
+    WORKFLOW
+        .delete_one(&st, &caller, Permission::WorkflowsDelete, id)
+        .await
 }
 
 /// Body of `POST /v1/workflows/{id}/runs`.
