@@ -20,7 +20,7 @@ use super::extract::{parse_id, Body, Q};
 use super::page::{Page, PageQuery};
 use super::resource::{Key, Resource};
 use super::text_field;
-use crate::db::tenant_tx::{Caller, Tx};
+use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
@@ -73,7 +73,10 @@ async fn role_id(tx: &Tx<'_>, name: &str) -> Result<Uuid, ApiError> {
         )
         .await?
         .ok_or_else(|| ApiError::invalid("role", "no such role"))?;
-    tx.require_grantable(name, &row.try_get::<_, Vec<Permission>>("permissions")?)?;
+    tx.require_grantable(
+        name,
+        &stored_permissions::<Vec<Permission>>(&row, "permissions")?,
+    )?;
     Ok(row.get("id"))
 }
 
@@ -90,7 +93,7 @@ async fn guard_grantable(tx: &Tx<'_>, id: Uuid) -> Result<(), ApiError> {
         .ok_or(ApiError::NotFound("member"))?;
     tx.require_grantable(
         &row.get::<_, String>("name"),
-        &row.try_get::<_, Vec<Permission>>("permissions")?,
+        &stored_permissions::<Vec<Permission>>(&row, "permissions")?,
     )
 }
 

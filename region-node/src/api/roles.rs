@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::extract::{parse_id, Body, Q};
 use super::page::{Page, PageQuery};
 use super::resource::{Key, Resource};
-use crate::db::tenant_tx::{Caller, Tx};
+use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::{self, Permission, SystemRole};
 use crate::state::AppState;
@@ -210,7 +210,7 @@ pub async fn update(
                     return Err(ApiError::Conflict("system roles cannot be changed".into()));
                 }
                 let name: String = row.get("name");
-                let current: Vec<Permission> = row.try_get("permissions")?;
+                let current: Vec<Permission> = stored_permissions(&row, "permissions")?;
                 // A role the caller could not create, it cannot edit; and the result must stay
                 // within the caller's own permissions (members holding it gain them at once).
                 tx.require_grantable(&name, &current)?;

@@ -47,6 +47,20 @@ pub struct Principal {
     pub permissions: Vec<Permission>,
 }
 
+/// Reads a `roles.permissions` column (`Vec<Permission>`, or `Option<…>` when it may be NULL).
+/// A name outside the catalogue is a corrupt row: a 500 whose detail is logged, never a
+/// panic, a grant, or a 503 (the default mapping of a decoding error).
+///
+/// # Errors
+/// [`ApiError::Unexpected`] naming the column and the unknown name.
+pub fn stored_permissions<'r, T>(row: &'r Row, column: &str) -> Result<T, ApiError>
+where
+    T: tokio_postgres::types::FromSql<'r>,
+{
+    row.try_get(column)
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("roles.{column}: {e}")))
+}
+
 /// A transaction scoped to one tenant. Its `query*`/`execute` methods use the connection's
 /// prepared-statement cache; everything else derefs to the tokio-postgres transaction.
 pub struct Tx<'c> {
@@ -345,9 +359,7 @@ impl Db {
                 if !row.get::<_, bool>("provisioned") {
                     return Err(ApiError::NotFound("tenant"));
                 }
-                // `try_get`: a name outside the catalogue in the row fails the request (500)
-                // instead of panicking.
-                let permissions = row.try_get::<_, Option<Vec<Permission>>>("permissions")?;
+                let permissions: Option<Vec<Permission>> = stored_permissions(&row, "permissions")?;
                 match (row.get::<_, Option<String>>("role"), permissions) {
                     (Some(role), Some(permissions)) => Principal { role, permissions },
                     _ => {
