@@ -2,9 +2,10 @@
 //! differs: its permission, its SQL and its filters. A resource is described once by a
 //! [`Resource`] constant in its module.
 //!
-//! Every helper runs in the caller's tenant transaction ([`crate::db::Db::tenant`]) and checks
-//! the permission first. Handlers whose body differs (a guard before a delete, logs on a read)
-//! call [`Resource::delete_row`] inside their own transaction, or do not use these at all.
+//! Every helper runs in the caller's tenant transaction
+//! ([`crate::db::tenant_tx::Db::tenant`]) and checks the permission first. Handlers whose body
+//! differs (a guard before a delete, logs on a read) call [`Resource::delete_row`] inside their
+//! own transaction, or do not use these at all.
 
 use axum::http::StatusCode;
 use axum::Json;
