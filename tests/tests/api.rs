@@ -521,3 +521,126 @@ async fn pagination_validation_and_provisioning() {
         .await;
     assert_eq!(r.json["name"], "Slack");
 }
+
+/// Every item of the list `path` (which has a query), walked `limit` items a page, as the
+/// values of `key`.
+async fn walk(node: &Node, t: Uuid, path: &str, limit: u32, key: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let mut url = format!("{path}&limit={limit}");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let r = node.call(Method::GET, &url, t, "u", "owner", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{url}: {r:?}");
+        let items = r.json["items"].as_array().unwrap();
+        assert!(items.len() <= limit as usize, "{url}: {r:?}");
+        seen.extend(items.iter().map(|i| i[key].as_str().unwrap().to_owned()));
+        match r.json["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return seen,
+        }
+    }
+    panic!("{path}: the cursor never reached the end: {seen:?}");
+}
+
+#[tokio::test]
+async fn every_list_pages_through_its_filters_and_cursor_kind() {
+    let db = RegionDb::create("eu").await;
+    let node = Node::start(&db, "eu", NodeOptions::default()).await;
+    let t = Uuid::new_v4();
+    node.provision(t, "acme").await;
+    let post = |path: &'static str, body: Value| {
+        let node = &node;
+        async move {
+            let r = node
+                .call(Method::POST, path, t, "u", "owner", Some(&body))
+                .await;
+            assert!(r.status.is_success(), "{path}: {r:?}");
+            r.json["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut notion = Vec::new();
+    for (connector, name) in [("notion", "a"), ("slack", "b"), ("notion", "c")] {
+        let id = post(
+            "/v1/connections",
+            json!({"connector_id": connector, "name": name, "credentials": {"k": "v"}}),
+        )
+        .await;
+        if connector == "notion" {
+            notion.push(id);
+        }
+    }
+    let wa = post("/v1/workflows", json!({"name": "a", "definition": {}})).await;
+    let wb = post("/v1/workflows", json!({"name": "b", "definition": {}})).await;
+    let wc = post(
+        "/v1/workflows",
+        json!({"name": "c", "definition": {}, "enabled": false}),
+    )
+    .await;
+    let mut runs_of_a = Vec::new();
+    for w in [&wa, &wb, &wa] {
+        let r = node
+            .call(
+                Method::POST,
+                &format!("/v1/workflows/{w}/runs"),
+                t,
+                "u",
+                "owner",
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        if *w == wa {
+            runs_of_a.push(r.json["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let cancelled = node
+        .call(
+            Method::POST,
+            &format!("/v1/executions/{}/cancel", runs_of_a[1]),
+            t,
+            "u",
+            "owner",
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+
+    // Id-keyed lists with filters bound after the cursor and the limit.
+    let conns = walk(&node, t, "/v1/connections?connector_id=notion", 1, "id").await;
+    assert_eq!(conns, notion);
+    let on = walk(&node, t, "/v1/workflows?enabled=true", 1, "id").await;
+    assert_eq!(on, [wa.clone(), wb]);
+    assert_eq!(
+        walk(&node, t, "/v1/workflows?enabled=false", 1, "id").await,
+        [wc]
+    );
+    let path = format!("/v1/executions?workflow_id={wa}");
+    assert_eq!(walk(&node, t, &path, 1, "id").await, runs_of_a);
+    let path = format!("/v1/executions?workflow_id={wa}&status=cancelled");
+    assert_eq!(walk(&node, t, &path, 1, "id").await, [runs_of_a[1].clone()]);
+
+    // Text-keyed: the shared connector catalogue, in id order.
+    let all = walk(&node, t, "/v1/connectors?", 500, "id").await;
+    assert!(
+        all.len() >= 10 && all.windows(2).all(|w| w[0] < w[1]),
+        "{all:?}"
+    );
+    assert_eq!(walk(&node, t, "/v1/connectors?", 3, "id").await, all);
+
+    // Newest first: each page continues with strictly older events.
+    let events = walk(&node, t, "/v1/audit-events?", 500, "id").await;
+    assert!(events.windows(2).all(|w| w[0] > w[1]), "{events:?}");
+    assert_eq!(walk(&node, t, "/v1/audit-events?", 2, "id").await, events);
+    let runs = walk(
+        &node,
+        t,
+        "/v1/audit-events?action=workflow.run",
+        1,
+        "action",
+    )
+    .await;
+    assert_eq!(runs, ["workflow.run"; 3]);
+}

@@ -320,3 +320,33 @@ async fn the_role_check_is_internal_and_sees_only_the_tenants_roles() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
 }
+
+#[tokio::test]
+async fn a_stored_permission_outside_the_catalogue_is_an_internal_error_not_a_grant() {
+    let db = RegionDb::create("eu").await;
+    let node = Node::start(&db, "eu", NodeOptions::default()).await;
+    let t = Uuid::new_v4();
+    node.provision(t, "acme").await;
+    // Every write goes through the Permission enum; only a write around the node (here as the
+    // superuser) can store an unknown name.
+    let admin = integration_tests::connect(&db.admin_db_url).await;
+    admin
+        .execute(
+            "INSERT INTO roles (tenant_id, id, name, description, is_system, based_on, permissions) \
+             VALUES ($1, $2, 'corrupt', '', false, 'viewer', ARRAY['tenant.read', 'tenant.own'])",
+            &[&t, &Uuid::now_v7()],
+        )
+        .await
+        .unwrap();
+    let r = node
+        .call(Method::GET, "/v1/me", t, "u", "corrupt", None)
+        .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{r:?}");
+    assert_eq!(r.json["detail"], "an internal error occurred", "{r:?}");
+    assert!(!r.text.contains("tenant.own"), "{r:?}");
+    // Other roles of the tenant are unaffected.
+    let me = node
+        .call(Method::GET, "/v1/me", t, "u", "owner", None)
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{me:?}");
+}

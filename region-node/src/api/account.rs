@@ -9,8 +9,10 @@ use tokio_postgres::Row;
 
 use super::extract::Q;
 use super::page::{Page, PageQuery};
+use super::resource::{Key, Resource};
 use crate::db::tenant_tx::Caller;
 use crate::error::ApiError;
+use crate::rbac::Permission;
 use crate::state::AppState;
 
 /// `GET /v1/me`: who the credential is, in which region, with which permissions.
@@ -42,7 +44,7 @@ pub async fn usage(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("usage.read")?;
+                tx.require(Permission::UsageRead)?;
                 let r = tx
                     .query_one(
                         "SELECT (SELECT count(*) FROM members) AS members, \
@@ -70,6 +72,13 @@ const CONNECTOR_SELECT: &str = "SELECT c.id, c.name, c.category, c.auth_type, c.
      coalesce(array_agg(a.action ORDER BY a.action) FILTER (WHERE a.action IS NOT NULL), '{}') AS actions \
      FROM connectors c LEFT JOIN connector_actions a ON a.connector_id = c.id";
 
+const CONNECTOR: Resource = Resource {
+    what: "connector",
+    table: "connectors",
+    key: Key::Text("id"),
+    render: connector,
+};
+
 fn connector(r: &Row) -> Value {
     json!({
         "id": r.get::<_, String>("id"),
@@ -88,24 +97,19 @@ pub async fn connectors(
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = Page::from_query(&q)?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("connectors.read")?;
-                let rows = tx
-                    .query(
-                        &format!(
-                            "{CONNECTOR_SELECT} WHERE ($1::text IS NULL OR c.id > $1) GROUP BY c.id ORDER BY c.id LIMIT $2"
-                        ),
-                        &[&page.after, &page.fetch()],
-                    )
-                    .await?;
-                Ok(page.finish(rows.iter().map(connector).collect(), super::page::by_id))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!(
+        "{CONNECTOR_SELECT} WHERE ($1::text IS NULL OR c.id > $1) GROUP BY c.id ORDER BY c.id LIMIT $2"
+    );
+    CONNECTOR
+        .fetch_page(
+            &st,
+            &caller,
+            Permission::ConnectorsRead,
+            page,
+            sql,
+            Vec::new(),
+        )
+        .await
 }
 
 /// `GET /v1/connectors/{id}`.
@@ -114,21 +118,8 @@ pub async fn connector_get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("connectors.read")?;
-                let row = tx
-                    .query_opt(
-                        &format!("{CONNECTOR_SELECT} WHERE c.id = $1 GROUP BY c.id"),
-                        &[&id],
-                    )
-                    .await?
-                    .ok_or(ApiError::NotFound("connector"))?;
-                Ok(connector(&row))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!("{CONNECTOR_SELECT} WHERE c.id = $1 GROUP BY c.id");
+    CONNECTOR
+        .fetch_one(&st, &caller, Permission::ConnectorsRead, sql, id)
+        .await
 }

@@ -12,10 +12,19 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::Q;
-use super::page::{by_id, Page};
+use super::page::Page;
+use super::resource::{self, Key, Resource};
 use crate::db::tenant_tx::Caller;
 use crate::error::ApiError;
+use crate::rbac::Permission;
 use crate::state::AppState;
+
+const AUDIT_EVENT: Resource = Resource {
+    what: "audit_event",
+    table: "audit_events",
+    key: Key::Id,
+    render: to_json,
+};
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -57,29 +66,31 @@ pub async fn list(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
-    let before = page.after_uuid()?;
     let from = time("from", q.from.as_deref())?;
     let to = time("to", q.to.as_deref())?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("audit.read")?;
-                let rows = tx
-                    .query(
-                        "SELECT id, at, actor, action, target_type, target_id, request_id, detail FROM audit_events \
-                         WHERE ($1::uuid IS NULL OR id < $1) \
-                           AND ($2::text IS NULL OR action = $2) \
-                           AND ($3::text IS NULL OR actor = $3) \
-                           AND ($4::timestamptz IS NULL OR at >= $4) \
-                           AND ($5::timestamptz IS NULL OR at < $5) \
-                         ORDER BY id DESC LIMIT $6",
-                        &[&before, &q.action, &q.actor, &from, &to, &page.fetch()],
-                    )
-                    .await?;
-                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    // Newest first: the cursor is the last id of the previous page, and the next page is
+    // strictly older.
+    let sql = "SELECT id, at, actor, action, target_type, target_id, request_id, detail FROM audit_events \
+               WHERE ($1::uuid IS NULL OR id < $1) \
+                 AND ($3::text IS NULL OR action = $3) \
+                 AND ($4::text IS NULL OR actor = $4) \
+                 AND ($5::timestamptz IS NULL OR at >= $5) \
+                 AND ($6::timestamptz IS NULL OR at < $6) \
+               ORDER BY id DESC LIMIT $2";
+    let filters: resource::Filters = vec![
+        Box::new(q.action),
+        Box::new(q.actor),
+        Box::new(from),
+        Box::new(to),
+    ];
+    AUDIT_EVENT
+        .fetch_page(
+            &st,
+            &caller,
+            Permission::AuditRead,
+            page,
+            sql.to_owned(),
+            filters,
+        )
+        .await
 }

@@ -11,9 +11,19 @@ use tokio_postgres::Row;
 
 use super::extract::{Body, Q};
 use super::page::{Page, PageQuery};
+use super::resource::{Key, Resource};
 use crate::db::tenant_tx::Caller;
 use crate::error::ApiError;
+use crate::rbac::Permission;
 use crate::state::AppState;
+
+const CONFIGURATION: Resource = Resource {
+    what: "configuration",
+    table: "configurations",
+    key: Key::Text("key"),
+    render: to_json,
+};
+const COLUMNS: &str = "key, value, version, updated_by, updated_at";
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -53,25 +63,20 @@ pub async fn list(
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = Page::from_query(&q)?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("configurations.read")?;
-                let rows = tx
-                    .query(
-                        "SELECT key, value, version, updated_by, updated_at FROM configurations \
-                         WHERE ($1::text IS NULL OR key > $1) ORDER BY key LIMIT $2",
-                        &[&page.after, &page.fetch()],
-                    )
-                    .await?;
-                Ok(page.finish(rows.iter().map(to_json).collect(), |v| {
-                    v["key"].as_str().unwrap_or_default().to_owned()
-                }))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!(
+        "SELECT {COLUMNS} FROM configurations \
+         WHERE ($1::text IS NULL OR key > $1) ORDER BY key LIMIT $2"
+    );
+    CONFIGURATION
+        .fetch_page(
+            &st,
+            &caller,
+            Permission::ConfigurationsRead,
+            page,
+            sql,
+            Vec::new(),
+        )
+        .await
 }
 
 /// `GET /v1/configurations/{key}`.
@@ -80,24 +85,12 @@ pub async fn get(
     caller: Caller,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_key(&key).map_err(|_| ApiError::NotFound("configuration"))?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("configurations.read")?;
-                let row = tx
-                    .query_opt(
-                        "SELECT key, value, version, updated_by, updated_at FROM configurations WHERE key = $1",
-                        &[&key],
-                    )
-                    .await?
-                    .ok_or(ApiError::NotFound("configuration"))?;
-                Ok(to_json(&row))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    // A malformed key is reported exactly like a missing one.
+    check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
+    let sql = format!("SELECT {COLUMNS} FROM configurations WHERE key = $1");
+    CONFIGURATION
+        .fetch_one(&st, &caller, Permission::ConfigurationsRead, sql, key)
+        .await
 }
 
 /// `PUT /v1/configurations/{key}`: creates (201) or replaces (200) the value.
@@ -112,7 +105,7 @@ pub async fn put(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("configurations.write")?;
+                tx.require(Permission::ConfigurationsWrite)?;
                 let row = tx
                     .query_one(
                         "INSERT INTO configurations (tenant_id, key, value, updated_by) VALUES ($1, $2, $3, $4) \
@@ -143,22 +136,8 @@ pub async fn delete(
     caller: Caller,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    check_key(&key).map_err(|_| ApiError::NotFound("configuration"))?;
-    st.db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("configurations.delete")?;
-                let n = tx
-                    .execute("DELETE FROM configurations WHERE key = $1", &[&key])
-                    .await?;
-                if n == 0 {
-                    return Err(ApiError::NotFound("configuration"));
-                }
-                tx.audit("configuration.delete", "configuration", &key, json!({}))
-                    .await?;
-                Ok(())
-            })
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
+    CONFIGURATION
+        .delete_one(&st, &caller, Permission::ConfigurationsDelete, key)
+        .await
 }

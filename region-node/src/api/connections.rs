@@ -14,13 +14,21 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Body, Q};
-use super::page::{by_id, Page};
+use super::page::Page;
+use super::resource::{self, Key, Resource};
 use super::text_field;
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
+use crate::rbac::Permission;
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, connector_id, name, enabled_actions, created_at, updated_at";
+const CONNECTION: Resource = Resource {
+    what: "connection",
+    table: "connections",
+    key: Key::Id,
+    render: to_json,
+};
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -109,7 +117,7 @@ pub async fn create(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("connections.create")?;
+                tx.require(Permission::ConnectionsCreate)?;
                 let exists = tx
                     .query_opt("SELECT 1 FROM connectors WHERE id = $1", &[&body.connector_id])
                     .await?;
@@ -157,27 +165,22 @@ pub async fn list(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
-    let after = page.after_uuid()?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("connections.read")?;
-                let rows = tx
-                    .query(
-                        &format!(
-                            "SELECT {COLUMNS} FROM connections \
-                             WHERE ($1::uuid IS NULL OR id > $1) AND ($2::text IS NULL OR connector_id = $2) \
-                             ORDER BY id LIMIT $3"
-                        ),
-                        &[&after, &q.connector_id, &page.fetch()],
-                    )
-                    .await?;
-                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connections \
+         WHERE ($1::uuid IS NULL OR id > $1) AND ($3::text IS NULL OR connector_id = $3) \
+         ORDER BY id LIMIT $2"
+    );
+    let filters: resource::Filters = vec![Box::new(q.connector_id)];
+    CONNECTION
+        .fetch_page(
+            &st,
+            &caller,
+            Permission::ConnectionsRead,
+            page,
+            sql,
+            filters,
+        )
+        .await
 }
 
 /// `GET /v1/connections/{id}`.
@@ -186,17 +189,11 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, CONNECTION.what)?;
     let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
-    super::fetch_one(
-        &st,
-        &caller,
-        &id,
-        "connection",
-        "connections.read",
-        sql,
-        to_json,
-    )
-    .await
+    CONNECTION
+        .fetch_one(&st, &caller, Permission::ConnectionsRead, sql, id)
+        .await
 }
 
 /// `PATCH /v1/connections/{id}`.
@@ -206,7 +203,7 @@ pub async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateConnection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "connection")?;
+    let id = parse_id(&id, CONNECTION.what)?;
     if let Some(n) = &body.name {
         text_field("name", n, 1, 200)?;
     }
@@ -215,7 +212,7 @@ pub async fn update(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("connections.update")?;
+                tx.require(Permission::ConnectionsUpdate)?;
                 let connector: String = tx
                     .query_opt("SELECT connector_id FROM connections WHERE id = $1 FOR UPDATE", &[&id])
                     .await?
@@ -263,11 +260,11 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id, "connection")?;
+    let id = parse_id(&id, CONNECTION.what)?;
     st.db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("connections.delete")?;
+                tx.require(Permission::ConnectionsDelete)?;
                 let used = tx
                     .query_opt(
                         "SELECT 1 FROM workflows WHERE connection_id = $1 LIMIT 1",
@@ -279,20 +276,7 @@ pub async fn delete(
                         "the connection is used by a workflow".into(),
                     ));
                 }
-                let n = tx
-                    .execute("DELETE FROM connections WHERE id = $1", &[&id])
-                    .await?;
-                if n == 0 {
-                    return Err(ApiError::NotFound("connection"));
-                }
-                tx.audit(
-                    "connection.delete",
-                    "connection",
-                    &id.to_string(),
-                    json!({}),
-                )
-                .await?;
-                Ok(())
+                CONNECTION.delete_row(tx, &id).await
             })
         })
         .await?;

@@ -10,14 +10,23 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Q};
-use super::page::{by_id, Page};
+use super::page::Page;
+use super::resource::{self, Key, Resource};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
+use crate::rbac::Permission;
 use crate::state::AppState;
 
 const COLUMNS: &str =
     "id, workflow_id, status, trigger, input, created_by, created_at, finished_at";
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+const EXECUTION: Resource = Resource {
+    what: "execution",
+    table: "executions",
+    key: Key::Id,
+    render: to_json,
+};
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -45,7 +54,7 @@ pub async fn load(tx: &Tx<'_>, id: Uuid, logs: bool) -> Result<Value, ApiError> 
         .await?
         .ok_or(ApiError::NotFound("execution"))?;
     let mut out = to_json(&row);
-    if logs && tx.require("executions.logs.read").is_ok() {
+    if logs && tx.require(Permission::ExecutionsLogsRead).is_ok() {
         let lines = tx
             .query(
                 "SELECT seq, at, level, message FROM execution_logs WHERE execution_id = $1 ORDER BY seq",
@@ -83,7 +92,6 @@ pub async fn list(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
-    let after = page.after_uuid()?;
     if let Some(s) = &q.status {
         if !STATUSES.contains(&s.as_str()) {
             return Err(ApiError::invalid(
@@ -92,28 +100,17 @@ pub async fn list(
             ));
         }
     }
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("executions.read")?;
-                let rows = tx
-                    .query(
-                        &format!(
-                            "SELECT {COLUMNS} FROM executions \
-                             WHERE ($1::uuid IS NULL OR id > $1) \
-                               AND ($2::uuid IS NULL OR workflow_id = $2) \
-                               AND ($3::text IS NULL OR status = $3) \
-                             ORDER BY id LIMIT $4"
-                        ),
-                        &[&after, &q.workflow_id, &q.status, &page.fetch()],
-                    )
-                    .await?;
-                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!(
+        "SELECT {COLUMNS} FROM executions \
+         WHERE ($1::uuid IS NULL OR id > $1) \
+           AND ($3::uuid IS NULL OR workflow_id = $3) \
+           AND ($4::text IS NULL OR status = $4) \
+         ORDER BY id LIMIT $2"
+    );
+    let filters: resource::Filters = vec![Box::new(q.workflow_id), Box::new(q.status)];
+    EXECUTION
+        .fetch_page(&st, &caller, Permission::ExecutionsRead, page, sql, filters)
+        .await
 }
 
 /// `GET /v1/executions/{id}` (with log lines).
@@ -127,7 +124,7 @@ pub async fn get(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("executions.read")?;
+                tx.require(Permission::ExecutionsRead)?;
                 load(tx, id, true).await
             })
         })
@@ -146,7 +143,7 @@ pub async fn cancel(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("executions.cancel")?;
+                tx.require(Permission::ExecutionsCancel)?;
                 let status: String = tx
                     .query_opt(
                         "SELECT status FROM executions WHERE id = $1 FOR UPDATE",

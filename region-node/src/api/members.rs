@@ -17,14 +17,23 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Body, Q};
-use super::page::PageQuery;
+use super::page::{Page, PageQuery};
+use super::resource::{Key, Resource};
 use super::text_field;
-use crate::db::tenant_tx::{Caller, Tx};
+use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
 use crate::error::ApiError;
+use crate::rbac::Permission;
 use crate::state::AppState;
 
 const SELECT: &str = "SELECT m.id, m.subject, m.email, m.display_name, r.name AS role, m.created_at, m.updated_at \
                       FROM members m JOIN roles r ON r.tenant_id = m.tenant_id AND r.id = m.role_id";
+
+const MEMBER: Resource = Resource {
+    what: "member",
+    table: "members",
+    key: Key::Id,
+    render: to_json,
+};
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -64,7 +73,10 @@ async fn role_id(tx: &Tx<'_>, name: &str) -> Result<Uuid, ApiError> {
         )
         .await?
         .ok_or_else(|| ApiError::invalid("role", "no such role"))?;
-    tx.require_grantable(name, &row.get::<_, Vec<String>>("permissions"))?;
+    tx.require_grantable(
+        name,
+        &stored_permissions::<Vec<Permission>>(&row, "permissions")?,
+    )?;
     Ok(row.get("id"))
 }
 
@@ -81,7 +93,7 @@ async fn guard_grantable(tx: &Tx<'_>, id: Uuid) -> Result<(), ApiError> {
         .ok_or(ApiError::NotFound("member"))?;
     tx.require_grantable(
         &row.get::<_, String>("name"),
-        &row.get::<_, Vec<String>>("permissions"),
+        &stored_permissions::<Vec<Permission>>(&row, "permissions")?,
     )
 }
 
@@ -137,7 +149,7 @@ pub async fn create(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("members.create")?;
+                tx.require(Permission::MembersCreate)?;
                 let role = role_id(tx, &body.role).await?;
                 let id = Uuid::now_v7();
                 tx.execute(
@@ -160,8 +172,11 @@ pub async fn list(
     caller: Caller,
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let page = Page::from_query(&q)?;
     let sql = format!("{SELECT} WHERE ($1::uuid IS NULL OR m.id > $1) ORDER BY m.id LIMIT $2");
-    super::fetch_page(&st, &caller, &q, "members.read", sql, to_json).await
+    MEMBER
+        .fetch_page(&st, &caller, Permission::MembersRead, page, sql, Vec::new())
+        .await
 }
 
 /// `GET /v1/members/{id}`.
@@ -170,17 +185,11 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "member")?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("members.read")?;
-                load(tx, id).await
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let id = parse_id(&id, MEMBER.what)?;
+    let sql = format!("{SELECT} WHERE m.id = $1");
+    MEMBER
+        .fetch_one(&st, &caller, Permission::MembersRead, sql, id)
+        .await
 }
 
 /// `PATCH /v1/members/{id}`.
@@ -190,7 +199,7 @@ pub async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateMember>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "member")?;
+    let id = parse_id(&id, MEMBER.what)?;
     if let Some(d) = &body.display_name {
         text_field("display_name", d, 0, 200)?;
     }
@@ -198,7 +207,7 @@ pub async fn update(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("members.update")?;
+                tx.require(Permission::MembersUpdate)?;
                 let current = load(tx, id).await?;
                 // Naming the role the member already holds changes nothing.
                 let new_role = body.role.as_deref().filter(|r| current["role"] != *r);
@@ -236,18 +245,14 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id, "member")?;
+    let id = parse_id(&id, MEMBER.what)?;
     st.db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("members.delete")?;
+                tx.require(Permission::MembersDelete)?;
                 guard_owner(tx, id, true).await?;
                 guard_grantable(tx, id).await?;
-                tx.execute("DELETE FROM members WHERE id = $1", &[&id])
-                    .await?;
-                tx.audit("member.delete", "member", &id.to_string(), json!({}))
-                    .await?;
-                Ok(())
+                MEMBER.delete_row(tx, &id).await
             })
         })
         .await?;

@@ -13,6 +13,7 @@ pub mod extract;
 mod members;
 mod page;
 mod provision;
+mod resource;
 mod roles;
 mod workflows;
 
@@ -55,67 +56,6 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
-}
-
-/// Reads one row by id in the caller's tenant transaction: checks `permission`, runs `sql`
-/// (with `$1` = the id) and renders the row; 404 naming `what` when it does not exist for this
-/// tenant (another tenant's id included).
-///
-/// # Errors
-/// 404, 403, or database errors.
-pub async fn fetch_one(
-    st: &AppState,
-    caller: &crate::db::tenant_tx::Caller,
-    raw_id: &str,
-    what: &'static str,
-    permission: &'static str,
-    sql: String,
-    render: fn(&tokio_postgres::Row) -> serde_json::Value,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let id = extract::parse_id(raw_id, what)?;
-    let out = st
-        .db
-        .tenant(caller, move |tx| {
-            Box::pin(async move {
-                tx.require(permission)?;
-                let row = tx
-                    .query_opt(&sql, &[&id])
-                    .await?
-                    .ok_or(ApiError::NotFound(what))?;
-                Ok(render(&row))
-            })
-        })
-        .await?;
-    Ok(axum::Json(out))
-}
-
-/// Lists rows by id with keyset pagination in the caller's tenant transaction: checks
-/// `permission`, runs `sql` (with `$1` = the cursor's id or NULL, `$2` = the page size plus
-/// one, ordered by id) and renders the page.
-///
-/// # Errors
-/// 400/422 for a bad `limit` or `cursor`, 403, or database errors.
-pub async fn fetch_page(
-    st: &AppState,
-    caller: &crate::db::tenant_tx::Caller,
-    q: &page::PageQuery,
-    permission: &'static str,
-    sql: String,
-    render: fn(&tokio_postgres::Row) -> serde_json::Value,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let page = page::Page::from_query(q)?;
-    let after = page.after_uuid()?;
-    let out = st
-        .db
-        .tenant(caller, move |tx| {
-            Box::pin(async move {
-                tx.require(permission)?;
-                let rows = tx.query(&sql, &[&after, &page.fetch()]).await?;
-                Ok(page.finish(rows.iter().map(render).collect(), page::by_id))
-            })
-        })
-        .await?;
-    Ok(axum::Json(out))
 }
 
 /// Builds the node's router.

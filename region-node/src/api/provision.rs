@@ -64,7 +64,7 @@ pub async fn provision(
                     .await?
                     == 1;
                 for role in SystemRole::ALL {
-                    let perms: Vec<&str> = role.permissions();
+                    let perms = crate::rbac::names(role.permissions());
                     tx.execute(
                         "INSERT INTO roles (tenant_id, id, name, description, is_system, permissions) \
                          VALUES ($1, $2, $3, $4, true, $5) \

@@ -1,7 +1,7 @@
 //! `/v1/roles`: the six system roles and custom roles.
 //!
 //! A custom role is a copy of a system role with permissions added or removed; every
-//! permission must be in the catalogue ([`crate::rbac::PERMISSIONS`]). System roles cannot be
+//! permission must be in the catalogue ([`crate::rbac::Permission`]). System roles cannot be
 //! changed or deleted, and their names (and `system`) are reserved.
 //!
 //! A caller creates or edits only roles whose permissions (before and after the edit) are a
@@ -19,14 +19,22 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Body, Q};
-use super::page::PageQuery;
-use crate::db::tenant_tx::{Caller, Tx};
+use super::page::{Page, PageQuery};
+use super::resource::{Key, Resource};
+use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
 use crate::error::ApiError;
-use crate::rbac::{is_permission, SystemRole, PERMISSIONS};
+use crate::rbac::{self, Permission, SystemRole};
 use crate::state::AppState;
 
 const COLUMNS: &str =
     "id, name, description, is_system, based_on, permissions, created_at, updated_at";
+
+const ROLE: Resource = Resource {
+    what: "role",
+    table: "roles",
+    key: Key::Id,
+    render: to_json,
+};
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -64,27 +72,25 @@ pub struct UpdateRole {
     remove: Vec<String>,
 }
 
-fn check_permissions(field: &str, perms: &[String]) -> Result<(), ApiError> {
-    for (i, p) in perms.iter().enumerate() {
-        if !is_permission(p) {
-            return Err(ApiError::invalid(
-                format!("{field}[{i}]"),
-                format!("unknown permission {p:?}"),
-            ));
-        }
-    }
-    Ok(())
+/// Parses the permission names of `field` (`add` or `remove`) through [`Permission`]'s
+/// `FromStr`: 422 naming the element for a name outside the catalogue.
+fn parse_permissions(field: &str, names: &[String]) -> Result<Vec<Permission>, ApiError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.parse().map_err(|e: rbac::UnknownPermission| {
+                ApiError::invalid(format!("{field}[{i}]"), e.to_string())
+            })
+        })
+        .collect()
 }
 
 /// `base` plus `add` minus `remove`, in catalogue order.
-fn apply(base: &[String], add: &[String], remove: &[String]) -> Vec<String> {
-    PERMISSIONS
-        .iter()
-        .filter(|p| {
-            (base.iter().any(|b| b == *p) || add.iter().any(|a| a == *p))
-                && !remove.iter().any(|r| r == *p)
-        })
-        .map(|p| (*p).to_owned())
+fn apply(base: &[Permission], add: &[Permission], remove: &[Permission]) -> Vec<Permission> {
+    Permission::ALL
+        .into_iter()
+        .filter(|p| (base.contains(p) || add.contains(p)) && !remove.contains(p))
         .collect()
 }
 
@@ -113,7 +119,7 @@ async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Row, ApiError> {
         &[&id],
     )
     .await?
-    .ok_or(ApiError::NotFound("role"))
+    .ok_or(ApiError::NotFound(ROLE.what))
 }
 
 /// `POST /v1/roles`.
@@ -125,15 +131,14 @@ pub async fn create(
     check_name(&body.name)?;
     let base = SystemRole::from_name(&body.based_on)
         .ok_or_else(|| ApiError::invalid("based_on", "must name a system role"))?;
-    check_permissions("add", &body.add)?;
-    check_permissions("remove", &body.remove)?;
-    let base: Vec<String> = base.permissions().into_iter().map(str::to_owned).collect();
-    let permissions = apply(&base, &body.add, &body.remove);
+    let add = parse_permissions("add", &body.add)?;
+    let remove = parse_permissions("remove", &body.remove)?;
+    let permissions = apply(base.permissions(), &add, &remove);
     let out = st
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("roles.create")?;
+                tx.require(Permission::RolesCreate)?;
                 tx.require_grantable(&body.based_on, &permissions)?;
                 let id = Uuid::now_v7();
                 let row = tx
@@ -142,7 +147,7 @@ pub async fn create(
                             "INSERT INTO roles (tenant_id, id, name, description, is_system, based_on, permissions) \
                              VALUES ($1, $2, $3, $4, false, $5, $6) RETURNING {COLUMNS}"
                         ),
-                        &[&tx.tenant(), &id, &body.name, &body.description, &body.based_on, &permissions],
+                        &[&tx.tenant(), &id, &body.name, &body.description, &body.based_on, &rbac::names(&permissions)],
                     )
                     .await?;
                 tx.audit(
@@ -165,10 +170,12 @@ pub async fn list(
     caller: Caller,
     Q(q): Q<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let page = Page::from_query(&q)?;
     let sql = format!(
         "SELECT {COLUMNS} FROM roles WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
     );
-    super::fetch_page(&st, &caller, &q, "roles.read", sql, to_json).await
+    ROLE.fetch_page(&st, &caller, Permission::RolesRead, page, sql, Vec::new())
+        .await
 }
 
 /// `GET /v1/roles/{id}`.
@@ -177,17 +184,10 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "role")?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("roles.read")?;
-                Ok(to_json(&load(tx, id).await?))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let id = parse_id(&id, ROLE.what)?;
+    let sql = format!("SELECT {COLUMNS} FROM roles WHERE id = $1");
+    ROLE.fetch_one(&st, &caller, Permission::RolesRead, sql, id)
+        .await
 }
 
 /// `PATCH /v1/roles/{id}`: custom roles only.
@@ -197,24 +197,24 @@ pub async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateRole>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "role")?;
-    check_permissions("add", &body.add)?;
-    check_permissions("remove", &body.remove)?;
+    let id = parse_id(&id, ROLE.what)?;
+    let add = parse_permissions("add", &body.add)?;
+    let remove = parse_permissions("remove", &body.remove)?;
     let out = st
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("roles.update")?;
+                tx.require(Permission::RolesUpdate)?;
                 let row = load(tx, id).await?;
                 if row.get::<_, bool>("is_system") {
                     return Err(ApiError::Conflict("system roles cannot be changed".into()));
                 }
                 let name: String = row.get("name");
-                let current: Vec<String> = row.get("permissions");
+                let current: Vec<Permission> = stored_permissions(&row, "permissions")?;
                 // A role the caller could not create, it cannot edit; and the result must stay
                 // within the caller's own permissions (members holding it gain them at once).
                 tx.require_grantable(&name, &current)?;
-                let permissions = apply(&current, &body.add, &body.remove);
+                let permissions = apply(&current, &add, &remove);
                 tx.require_grantable(&name, &permissions)?;
                 let row = tx
                     .query_one(
@@ -222,7 +222,7 @@ pub async fn update(
                             "UPDATE roles SET description = coalesce($2, description), permissions = $3, updated_at = now() \
                              WHERE id = $1 RETURNING {COLUMNS}"
                         ),
-                        &[&id, &body.description, &permissions],
+                        &[&id, &body.description, &rbac::names(&permissions)],
                     )
                     .await?;
                 tx.audit("role.update", "role", &id.to_string(), json!({ "permissions": permissions }))
@@ -240,11 +240,11 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id, "role")?;
+    let id = parse_id(&id, ROLE.what)?;
     st.db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("roles.delete")?;
+                tx.require(Permission::RolesDelete)?;
                 let row = load(tx, id).await?;
                 if row.get::<_, bool>("is_system") {
                     return Err(ApiError::Conflict("system roles cannot be deleted".into()));
@@ -255,11 +255,7 @@ pub async fn delete(
                 if held.is_some() {
                     return Err(ApiError::Conflict("the role is held by a member".into()));
                 }
-                tx.execute("DELETE FROM roles WHERE id = $1", &[&id])
-                    .await?;
-                tx.audit("role.delete", "role", &id.to_string(), json!({}))
-                    .await?;
-                Ok(())
+                ROLE.delete_row(tx, &id).await
             })
         })
         .await?;
@@ -272,13 +268,27 @@ mod tests {
 
     #[test]
     fn apply_adds_removes_in_catalogue_order() {
-        let base = vec!["workflows.read".to_owned(), "workflows.delete".to_owned()];
+        let base = [Permission::WorkflowsRead, Permission::WorkflowsDelete];
         let out = apply(
             &base,
-            &["tenant.read".to_owned()],
-            &["workflows.delete".to_owned()],
+            &[Permission::TenantRead],
+            &[Permission::WorkflowsDelete],
         );
-        assert_eq!(out, ["tenant.read", "workflows.read"]);
+        assert_eq!(out, [Permission::TenantRead, Permission::WorkflowsRead]);
+    }
+
+    #[test]
+    fn unknown_permissions_are_a_422_naming_the_element() {
+        let names = ["tenant.read".to_owned(), "tenant.own".to_owned()];
+        let err = parse_permissions("add", &names).unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Invalid { field, detail } if field == "add[1]" && detail == "unknown permission \"tenant.own\""),
+            "{err:?}"
+        );
+        assert_eq!(
+            parse_permissions("remove", &names[..1]).unwrap(),
+            [Permission::TenantRead]
+        );
     }
 
     #[test]

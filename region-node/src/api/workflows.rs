@@ -11,14 +11,22 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{parse_id, parse_json, Body, Q};
-use super::page::{by_id, Page};
+use super::page::Page;
+use super::resource::{self, Key, Resource};
 use super::{executions, nullable, text_field};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
+use crate::rbac::Permission;
 use crate::state::AppState;
 
 const COLUMNS: &str =
     "id, name, description, definition, connection_id, enabled, version, created_at, updated_at";
+const WORKFLOW: Resource = Resource {
+    what: "workflow",
+    table: "workflows",
+    key: Key::Id,
+    render: to_json,
+};
 
 fn to_json(r: &Row) -> Value {
     json!({
@@ -96,7 +104,7 @@ pub async fn create(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("workflows.create")?;
+                tx.require(Permission::WorkflowsCreate)?;
                 check_connection(tx, body.connection_id).await?;
                 let id = Uuid::now_v7();
                 let row = tx
@@ -132,27 +140,15 @@ pub async fn list(
     Q(q): Q<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
-    let after = page.after_uuid()?;
-    let out = st
-        .db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("workflows.read")?;
-                let rows = tx
-                    .query(
-                        &format!(
-                            "SELECT {COLUMNS} FROM workflows \
-                             WHERE ($1::uuid IS NULL OR id > $1) AND ($2::bool IS NULL OR enabled = $2) \
-                             ORDER BY id LIMIT $3"
-                        ),
-                        &[&after, &q.enabled, &page.fetch()],
-                    )
-                    .await?;
-                Ok(page.finish(rows.iter().map(to_json).collect(), by_id))
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let sql = format!(
+        "SELECT {COLUMNS} FROM workflows \
+         WHERE ($1::uuid IS NULL OR id > $1) AND ($3::bool IS NULL OR enabled = $3) \
+         ORDER BY id LIMIT $2"
+    );
+    let filters: resource::Filters = vec![Box::new(q.enabled)];
+    WORKFLOW
+        .fetch_page(&st, &caller, Permission::WorkflowsRead, page, sql, filters)
+        .await
 }
 
 /// `GET /v1/workflows/{id}`.
@@ -161,17 +157,11 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, WORKFLOW.what)?;
     let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id = $1");
-    super::fetch_one(
-        &st,
-        &caller,
-        &id,
-        "workflow",
-        "workflows.read",
-        sql,
-        to_json,
-    )
-    .await
+    WORKFLOW
+        .fetch_one(&st, &caller, Permission::WorkflowsRead, sql, id)
+        .await
 }
 
 /// `PATCH /v1/workflows/{id}`.
@@ -192,7 +182,7 @@ pub async fn update(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("workflows.update")?;
+                tx.require(Permission::WorkflowsUpdate)?;
                 if let Some(conn) = body.connection_id {
                     check_connection(tx, conn).await?;
                 }
@@ -236,24 +226,10 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id, "workflow")?;
-    st.db
-        .tenant(&caller, move |tx| {
-            Box::pin(async move {
-                tx.require("workflows.delete")?;
-                let n = tx
-                    .execute("DELETE FROM workflows WHERE id = $1", &[&id])
-                    .await?;
-                if n == 0 {
-                    return Err(ApiError::NotFound("workflow"));
-                }
-                tx.audit("workflow.delete", "workflow", &id.to_string(), json!({}))
-                    .await?;
-                Ok(())
-            })
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let id = parse_id(&id, WORKFLOW.what)?;
+    WORKFLOW
+        .delete_one(&st, &caller, Permission::WorkflowsDelete, id)
+        .await
 }
 
 /// Body of `POST /v1/workflows/{id}/runs`.
@@ -282,7 +258,7 @@ pub async fn run(
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                tx.require("workflows.run")?;
+                tx.require(Permission::WorkflowsRun)?;
                 let wf = tx
                     .query_opt(
                         "SELECT enabled, definition FROM workflows WHERE id = $1 FOR SHARE",

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::pool::{PgPool, STATEMENT_CACHE_SIZE};
 use crate::error::ApiError;
+use crate::rbac::{self, Permission, SystemRole};
 
 /// Who is calling, as established by the verified gateway assertion.
 #[derive(Debug, Clone)]
@@ -42,8 +43,22 @@ pub struct Caller {
 pub struct Principal {
     /// Role name (system or custom).
     pub role: String,
-    /// Permissions of that role.
-    pub permissions: Vec<String>,
+    /// Permissions of that role, as stored (catalogue order for every role written here).
+    pub permissions: Vec<Permission>,
+}
+
+/// Reads a `roles.permissions` column (`Vec<Permission>`, or `Option<…>` when it may be NULL).
+/// A name outside the catalogue is a corrupt row: a 500 whose detail is logged, never a
+/// panic, a grant, or a 503 (the default mapping of a decoding error).
+///
+/// # Errors
+/// [`ApiError::Unexpected`] naming the column and the unknown name.
+pub fn stored_permissions<'r, T>(row: &'r Row, column: &str) -> Result<T, ApiError>
+where
+    T: tokio_postgres::types::FromSql<'r>,
+{
+    row.try_get(column)
+        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("roles.{column}: {e}")))
 }
 
 /// A transaction scoped to one tenant. Its `query*`/`execute` methods use the connection's
@@ -161,13 +176,25 @@ impl Tx<'_> {
         &self.principal
     }
 
-    /// Fails with 403 unless the caller's role grants `permission`.
+    /// Fails with 403 unless the caller's role grants `permission`. The argument is a
+    /// [`Permission`], so naming a permission outside the catalogue does not compile:
+    ///
+    /// ```compile_fail,E0599
+    /// # fn check(tx: &residency_region_node::db::tenant_tx::Tx<'_>) {
+    /// tx.require(residency_region_node::rbac::Permission::WorkflowRead); // misspelt
+    /// # }
+    /// ```
+    ///
+    /// ```
+    /// # fn check(tx: &residency_region_node::db::tenant_tx::Tx<'_>) {
+    /// let _ = tx.require(residency_region_node::rbac::Permission::WorkflowsRead);
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`ApiError::Forbidden`] naming the missing permission.
-    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        debug_assert!(crate::rbac::is_permission(permission), "{permission}");
-        if self.principal.permissions.iter().any(|p| p == permission) {
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.principal.permissions.contains(&permission) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -186,21 +213,25 @@ impl Tx<'_> {
     ///
     /// # Errors
     /// [`ApiError::Forbidden`] naming the permissions the caller lacks.
-    pub fn require_grantable(&self, role: &str, permissions: &[String]) -> Result<(), ApiError> {
-        let owner = crate::rbac::SystemRole::Owner.name();
+    pub fn require_grantable(
+        &self,
+        role: &str,
+        permissions: &[Permission],
+    ) -> Result<(), ApiError> {
+        let owner = SystemRole::Owner.name();
         if role == owner && self.principal.role != owner {
             return Err(ApiError::Forbidden(
                 "only an owner can grant the owner role".into(),
             ));
         }
-        let missing = crate::rbac::not_held(&self.principal.permissions, permissions);
+        let missing = rbac::not_held(&self.principal.permissions, permissions);
         if missing.is_empty() {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
                 "role {} cannot grant permissions it does not hold: {}",
                 self.principal.role,
-                missing.join(", ")
+                rbac::names(&missing).join(", ")
             )))
         }
     }
@@ -328,7 +359,8 @@ impl Db {
                 if !row.get::<_, bool>("provisioned") {
                     return Err(ApiError::NotFound("tenant"));
                 }
-                match (row.get::<_, Option<String>>("role"), row.get::<_, Option<Vec<String>>>("permissions")) {
+                let permissions: Option<Vec<Permission>> = stored_permissions(&row, "permissions")?;
+                match (row.get::<_, Option<String>>("role"), permissions) {
                     (Some(role), Some(permissions)) => Principal { role, permissions },
                     _ => {
                         return Err(ApiError::Forbidden(
