@@ -219,13 +219,3 @@ impl Validate for GatewayConfig {
         out
     }
 }
-
-/// A problem for `key` unless `path` can be read.
-fn check_file(key: &str, path: &Path, out: &mut Vec<Problem>) {
-    if let Err(e) = std::fs::metadata(path) {
-        out.push(Problem::new(
-            key,
-            format!("cannot read {}: {e}", path.display()),
-        ));
-    }
-}

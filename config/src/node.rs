@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::assertion::AssertionKeyConfig;
-use crate::load::{resolve, Validate};
+use crate::load::{check_file, resolve, Validate};
 use crate::{ConnectionUrl, Problem, RegionId, Secret};
 
 /// The whole node configuration.
@@ -211,15 +211,6 @@ fn check_pg_url(key: &str, url: &Secret<ConnectionUrl>, out: &mut Vec<Problem>) 
             "must be a postgres:// url that names a user",
         )),
         Err(e) => out.push(Problem::new(key, format!("not a url: {e}"))),
-    }
-}
-
-fn check_file(key: &str, path: &Path, out: &mut Vec<Problem>) {
-    if let Err(e) = std::fs::metadata(path) {
-        out.push(Problem::new(
-            key,
-            format!("cannot read {}: {e}", path.display()),
-        ));
     }
 }
 

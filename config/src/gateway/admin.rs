@@ -9,6 +9,9 @@ use super::DirectorySource;
 use crate::secret::{ConnectionUrl, Secret};
 use crate::Problem;
 
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
 /// `[admin]`: the admin API on `listen.admin`.
 ///
 /// The bearer token comes from `token_file` (first line, trimmed) or `token` (meant for the
@@ -40,24 +43,7 @@ impl AdminConfig {
     pub fn has_token(&self) -> bool {
         self.token_file.is_some() || self.token.is_some()
     }
-}
 
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            directory_url: None,
-            token_file: None,
-            token: None,
-            token_name: "admin".to_owned(),
-            provision_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// The shortest admin token accepted.
-pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
-
-impl AdminConfig {
     /// Every problem of `[admin]` on its own (see also [`Self::validate_directory_url`]).
     pub(super) fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
@@ -104,9 +90,7 @@ impl AdminConfig {
         }
         out
     }
-}
 
-impl AdminConfig {
     /// `admin.directory_url`: the writer of a Postgres directory, distinct from its reader
     /// (`directory.url`). Required when the admin API is enabled (an admin listener and a
     /// token) in front of a Postgres directory; refused with a file directory.
@@ -148,6 +132,18 @@ impl AdminConfig {
             _ => {}
         }
         out
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            directory_url: None,
+            token_file: None,
+            token: None,
+            token_name: "admin".to_owned(),
+            provision_timeout: Duration::from_secs(10),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::check_file;
+use crate::load::check_file;
 use crate::secret::{ConnectionUrl, Secret};
 use crate::Problem;
 

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::check_file;
 use crate::assertion::AssertionKeyConfig;
+use crate::load::check_file;
 use crate::{Problem, RegionId};
 
 /// `[[regions]]`: one residency region and the region nodes that serve it.

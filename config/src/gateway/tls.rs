@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::check_file;
+use crate::load::check_file;
 use crate::Problem;
 
 /// `[tls]`: certificate and key of the public listener.
