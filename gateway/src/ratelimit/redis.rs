@@ -13,8 +13,7 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use residency_config::TenantId;
-use residency_config::{ConnectionUrl, Secret};
+use residency_config::{ConnectionUrl, Secret, TenantId};
 
 use super::gcra::{Decision, Params};
 
