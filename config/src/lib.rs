@@ -6,6 +6,7 @@
 //! - layered configuration loading (TOML file, then `RESIDENCY__SECTION__KEY` environment
 //!   overrides) with errors that name the file and the key ([`load`]);
 //! - the region node's configuration ([`node`]);
+//! - [`Secret`], the one wrapper of every secret in a config (redacted `Debug`/`Display`);
 //! - the internal assertion that the gateway mints and region nodes verify ([`assertion`]):
 //!   one implementation used by both sides, so the two can never drift apart.
 //!
@@ -19,8 +20,10 @@ pub mod headers;
 mod ids;
 pub mod load;
 pub mod node;
+mod secret;
 
 pub use ids::{IdError, RegionId, TenantId};
+pub use secret::{ConnectionUrl, Redact, Secret};
 
 /// `url` with any password replaced by `***`, for logs and error messages (the one redaction
 /// used by every config type and tool that prints a connection URL).

@@ -174,6 +174,16 @@ fn env_value(raw: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
 }
 
+/// Adds a problem for `key` unless `path` can be read (its metadata, at least).
+pub(crate) fn check_file(key: &str, path: &Path, out: &mut Vec<Problem>) {
+    if let Err(e) = std::fs::metadata(path) {
+        out.push(Problem::new(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        ));
+    }
+}
+
 /// Resolves `p` against `base` when it is relative.
 pub fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {

@@ -30,8 +30,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::assertion::AssertionKeyConfig;
-use crate::load::{resolve, Validate};
-use crate::{Problem, RegionId};
+use crate::load::{check_file, resolve, Validate};
+use crate::{ConnectionUrl, Problem, RegionId, Secret};
 
 /// The whole node configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -108,10 +108,11 @@ pub struct RegionConfig {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// Connection URL of the application role (non-superuser, `NOBYPASSRLS`, owns nothing).
-    pub url: String,
+    /// `Debug` masks its password.
+    pub url: Secret<ConnectionUrl>,
     /// Connection URL of the owner role; used only by `region-node migrate`.
     #[serde(default)]
-    pub owner_url: Option<String>,
+    pub owner_url: Option<Secret<ConnectionUrl>>,
     /// Name of the read-only auditor role that migrations grant to.
     #[serde(default)]
     pub auditor_role: Option<String>,
@@ -202,23 +203,14 @@ pub fn is_simple_identifier(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
-fn check_pg_url(key: &str, url: &str, out: &mut Vec<Problem>) {
-    match url::Url::parse(url) {
+fn check_pg_url(key: &str, url: &Secret<ConnectionUrl>, out: &mut Vec<Problem>) {
+    match url::Url::parse(url.expose()) {
         Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && !u.username().is_empty() => {}
         Ok(_) => out.push(Problem::new(
             key,
             "must be a postgres:// url that names a user",
         )),
         Err(e) => out.push(Problem::new(key, format!("not a url: {e}"))),
-    }
-}
-
-fn check_file(key: &str, path: &Path, out: &mut Vec<Problem>) {
-    if let Err(e) = std::fs::metadata(path) {
-        out.push(Problem::new(
-            key,
-            format!("cannot read {}: {e}", path.display()),
-        ));
     }
 }
 
@@ -388,6 +380,26 @@ key_file = "c.key"
         let env = vec![("RESIDENCY__DATABASE__POOL_SIZE".to_owned(), "3".to_owned())];
         let cfg: NodeConfig = load(&dir.path().join("node.toml"), &env).unwrap();
         assert_eq!(cfg.database.pool_size, 3);
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_database_password() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        let text = GOOD.replace(
+            "url = \"postgres://app@127.0.0.1:5432/db\"",
+            "url = \"postgres://app:app-s3cret@127.0.0.1:5432/db\"\n\
+             owner_url = \"postgres://own:owner-s3cret@127.0.0.1:5432/db\"",
+        );
+        write(dir.path(), "node.toml", text.as_bytes());
+        let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("s3cret"), "a password in {debug}");
+        assert!(
+            debug.contains("postgres://app:***@127.0.0.1:5432/db"),
+            "{debug}"
+        );
     }
 
     #[test]

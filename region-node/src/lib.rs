@@ -46,7 +46,7 @@ use crate::state::AppState;
 /// # Errors
 /// When the URL has no user or no auditor role is configured.
 pub fn grant_roles(cfg: &NodeConfig) -> anyhow::Result<GrantRoles> {
-    let app = url::Url::parse(&cfg.database.url)
+    let app = url::Url::parse(cfg.database.url.expose())
         .context("database.url")?
         .username()
         .to_owned();
@@ -102,7 +102,8 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
         let owner = cfg
             .database
             .owner_url
-            .as_deref()
+            .as_ref()
+            .map(|u| u.expose().as_str())
             .context("database.owner_url")?;
         let applied = db::migrate::migrate(owner, &grant_roles(&cfg)?).await?;
         tracing::info!(?applied, "migrations applied");

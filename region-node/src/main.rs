@@ -150,7 +150,8 @@ async fn main() -> ExitCode {
                 let owner = cfg
                     .database
                     .owner_url
-                    .as_deref()
+                    .as_ref()
+                    .map(|u| u.expose().as_str())
                     .context("database.owner_url is required for migrate")?;
                 let roles = residency_region_node::grant_roles(&cfg)?;
                 let applied = residency_region_node::db::migrate::migrate(owner, &roles).await?;
@@ -169,11 +170,12 @@ async fn main() -> ExitCode {
                 Err(code) => return code,
             };
             async {
-                let (app, database) = role_from_url(&cfg.database.url)?;
+                let (app, database) = role_from_url(cfg.database.url.expose())?;
                 let (owner, _) = role_from_url(
                     cfg.database
                         .owner_url
-                        .as_deref()
+                        .as_ref()
+                        .map(|u| u.expose().as_str())
                         .context("database.owner_url is required")?,
                 )?;
                 let auditor = RoleSpec {

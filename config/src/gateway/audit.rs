@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{DatabaseUrl, RegionEntry};
+use super::RegionEntry;
 use crate::node::is_simple_identifier;
+use crate::secret::{ConnectionUrl, Secret};
 use crate::{Problem, RegionId};
 
 /// The default time one region's audit scan may take.
@@ -46,7 +47,7 @@ pub struct AuditSection {
 pub struct AuditRegion {
     /// The region database as its read-only auditor role (`SELECT (tenant_id)` and the
     /// catalog only). `Debug` masks the password.
-    pub database_url: DatabaseUrl,
+    pub database_url: Secret<ConnectionUrl>,
     /// The region's application role, whose privileges the posture checks inspect.
     pub app_role: String,
 }
@@ -56,7 +57,9 @@ fn default_audit_timeout() -> Duration {
 }
 
 impl AuditSection {
-    pub(super) fn validate(&self, regions: &[RegionEntry], out: &mut Vec<Problem>) {
+    /// Every problem of `[audit]`, given the configured regions.
+    pub(super) fn validate(&self, regions: &[RegionEntry]) -> Vec<Problem> {
+        let mut out = Vec::new();
         if self.timeout.is_zero() || self.timeout > MAX_AUDIT_TIMEOUT {
             out.push(Problem::new(
                 "audit.timeout",
@@ -110,5 +113,6 @@ impl AuditSection {
                 )),
             }
         }
+        out
     }
 }

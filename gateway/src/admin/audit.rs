@@ -83,7 +83,7 @@ impl Auditor {
                         id: r.id.clone(),
                         display_name: r.display_name.clone(),
                         location: r.location.clone(),
-                        auditor_url: entry.database_url.expose().to_owned(),
+                        auditor_url: entry.database_url.expose().as_str().to_owned(),
                         app_role: entry.app_role.clone(),
                         upstreams: r.upstreams.clone(),
                         routing: None,

@@ -213,13 +213,13 @@ pub async fn from_config(
             negative_entries,
         } => {
             let opts = pg::PgOptions {
-                url: url.expose().to_owned(),
+                url: url.expose().as_str().to_owned(),
                 max_stale: *max_stale,
                 negative_ttl: *negative_ttl,
                 negative_entries: *negative_entries,
                 timeout: *timeout,
             };
-            tracing::info!(url = %url.redacted(), "using the postgres directory");
+            tracing::info!(url = %url, "using the postgres directory");
             Directory::postgres(opts, WARM_WAIT, shutdown.clone()).await
         }
     }

@@ -126,7 +126,7 @@ impl RateLimiter {
                     .as_ref()
                     .ok_or_else(|| anyhow::anyhow!("rate_limit.redis_url is required"))?;
                 let limiter = RedisLimiter::new(url, &cfg.redis_key_prefix, cfg.redis_timeout)
-                    .map_err(|e| anyhow::anyhow!("rate_limit.redis_url {}: {e}", url.redacted()))?;
+                    .map_err(|e| anyhow::anyhow!("rate_limit.redis_url {url}: {e}"))?;
                 Some(Shared {
                     limiter,
                     skip_until: AtomicU64::new(0),
@@ -256,7 +256,7 @@ pub fn too_many_requests(request_id: &HeaderValue) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use residency_config::gateway::RedisUrl;
+    use residency_config::Secret;
 
     fn tenant() -> TenantId {
         "0190a5c4-0000-7000-8000-0000000000b1".parse().unwrap()
@@ -285,7 +285,7 @@ mod tests {
         // Port 1 on loopback: nothing listens there, so connecting is refused at once.
         let cfg = RateLimitConfig {
             backend: RateLimitBackend::Redis,
-            redis_url: Some(RedisUrl::new("redis://127.0.0.1:1/")),
+            redis_url: Some(Secret::url("redis://127.0.0.1:1/")),
             redis_timeout: Duration::from_millis(200),
             ..RateLimitConfig::default()
         };
@@ -344,7 +344,7 @@ mod tests {
         let relay = Relay::start("127.0.0.1:0").await;
         let cfg = RateLimitConfig {
             backend: RateLimitBackend::Redis,
-            redis_url: Some(RedisUrl::new(format!("redis://{}/", relay.addr))),
+            redis_url: Some(Secret::url(format!("redis://{}/", relay.addr))),
             redis_timeout: Duration::from_millis(500),
             redis_key_prefix: format!("residency:test:{}:", uuid::Uuid::new_v4()),
             ..RateLimitConfig::default()

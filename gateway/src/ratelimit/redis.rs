@@ -13,8 +13,7 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use residency_config::gateway::RedisUrl;
-use residency_config::TenantId;
+use residency_config::{ConnectionUrl, Secret, TenantId};
 
 use super::gcra::{Decision, Params};
 
@@ -104,8 +103,12 @@ impl RedisLimiter {
     ///
     /// # Errors
     /// When the URL cannot be used by the client (validation already checked its form).
-    pub fn new(url: &RedisUrl, prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url.expose())?;
+    pub fn new(
+        url: &Secret<ConnectionUrl>,
+        prefix: &str,
+        timeout: Duration,
+    ) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url.expose().as_str())?;
         let config = ConnectionManagerConfig::new()
             // Every call is bounded by `timeout` in `check_at`; these bound the connection's
             // own work (reconnects, replies that come too late), a little longer so the
@@ -181,7 +184,7 @@ mod tests {
 
     fn limiter() -> RedisLimiter {
         let prefix = format!("residency:test:{}:", uuid::Uuid::new_v4());
-        RedisLimiter::new(&RedisUrl::new(URL), &prefix, Duration::from_secs(2)).unwrap()
+        RedisLimiter::new(&Secret::url(URL), &prefix, Duration::from_secs(2)).unwrap()
     }
 
     fn tenant() -> TenantId {

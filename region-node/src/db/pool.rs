@@ -67,6 +67,7 @@ fn pg_config(
 ) -> anyhow::Result<tokio_postgres::Config> {
     let mut pg: tokio_postgres::Config = cfg
         .url
+        .expose()
         .parse()
         .map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
     pg.application_name(application_name);

@@ -1,0 +1,173 @@
+//! `[admin]`: the admin API's token and its directory writer role.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::DirectorySource;
+use crate::secret::{ConnectionUrl, Secret};
+use crate::Problem;
+
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
+/// `[admin]`: the admin API on `listen.admin`.
+///
+/// The bearer token comes from `token_file` (first line, trimmed) or `token` (meant for the
+/// environment: `RESIDENCY__ADMIN__TOKEN`); with neither, `/admin/v1/...` answers 401 to
+/// everyone. `/healthz`, `/readyz` and `/metrics` need no token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// A file holding the admin token.
+    pub token_file: Option<PathBuf>,
+    /// The admin token itself (prefer the environment over a config file).
+    pub token: Option<Secret<String>>,
+    /// Name of the token, recorded as `admin:<name>` in the directory history.
+    pub token_name: String,
+    /// Time a region node has to answer a provisioning call.
+    #[serde(with = "crate::duration::serde_str")]
+    pub provision_timeout: Duration,
+    /// The directory database as its **writer** role, through which the admin API writes
+    /// (`RESIDENCY__ADMIN__DIRECTORY_URL`). Required when the admin API is enabled in front
+    /// of a Postgres directory; it must name another role than `directory.url`, which the
+    /// public path's cache reads as the reader role.
+    pub directory_url: Option<Secret<ConnectionUrl>>,
+}
+
+impl AdminConfig {
+    /// Whether the admin API can be called at all: a token is configured (without one
+    /// every `/admin/v1` call is refused).
+    #[must_use]
+    pub fn has_token(&self) -> bool {
+        self.token_file.is_some() || self.token.is_some()
+    }
+
+    /// Every problem of `[admin]` on its own (see also [`Self::validate_directory_url`]).
+    pub(super) fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        match (&self.token_file, &self.token) {
+            (Some(_), Some(_)) => out.push(Problem::new(
+                "admin.token",
+                "set at most one of admin.token_file and admin.token",
+            )),
+            (Some(f), None) => match std::fs::read_to_string(f) {
+                Ok(text) if text.trim().len() >= MIN_ADMIN_TOKEN_BYTES => {}
+                Ok(_) => out.push(Problem::new(
+                    "admin.token_file",
+                    format!("the token must be at least {MIN_ADMIN_TOKEN_BYTES} characters"),
+                )),
+                Err(e) => out.push(Problem::new(
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", f.display()),
+                )),
+            },
+            (None, Some(t)) if t.expose().trim().len() < MIN_ADMIN_TOKEN_BYTES => {
+                out.push(Problem::new(
+                    "admin.token",
+                    format!("must be at least {MIN_ADMIN_TOKEN_BYTES} characters"),
+                ));
+            }
+            _ => {}
+        }
+        let name_ok = (1..=64).contains(&self.token_name.len())
+            && self
+                .token_name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            out.push(Problem::new(
+                "admin.token_name",
+                "must be 1-64 characters of a-z, 0-9, '-' and '_'",
+            ));
+        }
+        if self.provision_timeout.is_zero() {
+            out.push(Problem::new(
+                "admin.provision_timeout",
+                "must be greater than 0",
+            ));
+        }
+        out
+    }
+
+    /// `admin.directory_url`: the writer of a Postgres directory, distinct from its reader
+    /// (`directory.url`). Required when the admin API is enabled (an admin listener and a
+    /// token) in front of a Postgres directory; refused with a file directory.
+    pub(super) fn validate_directory_url(
+        &self,
+        directory: &DirectorySource,
+        admin_listener: bool,
+    ) -> Vec<Problem> {
+        const KEY: &str = "admin.directory_url";
+        let mut out = Vec::new();
+        let admin_enabled = admin_listener && self.has_token();
+        match (directory, &self.directory_url) {
+            (DirectorySource::File { .. }, Some(_)) => out.push(Problem::new(
+                KEY,
+                "only used with [directory] source = \"postgres\"",
+            )),
+            (DirectorySource::Postgres { .. }, None) if admin_enabled => out.push(Problem::new(
+                KEY,
+                "required when the admin api is enabled with a postgres directory: the url of \
+                 the directory's writer role (RESIDENCY__ADMIN__DIRECTORY_URL)",
+            )),
+            (DirectorySource::Postgres { url: reader, .. }, Some(writer)) => {
+                let Some(writer_user) = check_pg_url(KEY, writer, &mut out) else {
+                    return out;
+                };
+                let reader_user = url::Url::parse(reader.expose())
+                    .ok()
+                    .map(|u| u.username().to_owned());
+                if reader_user.as_deref() == Some(writer_user.as_str()) {
+                    out.push(Problem::new(
+                        KEY,
+                        format!(
+                            "must name another role than directory.url ({writer_user:?}): the \
+                             cache reads as the reader role, the admin api writes as the writer"
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            directory_url: None,
+            token_file: None,
+            token: None,
+            token_name: "admin".to_owned(),
+            provision_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Checks that `url` is a `postgres://` URL with a user; returns the user.
+fn check_pg_url(key: &str, url: &Secret<ConnectionUrl>, out: &mut Vec<Problem>) -> Option<String> {
+    match url.expose().parse::<url::Url>() {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && !u.username().is_empty() => {
+            Some(u.username().to_owned())
+        }
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {
+            out.push(Problem::new(
+                key,
+                "must name its role (postgres://role@host/db)",
+            ));
+            None
+        }
+        Ok(_) => {
+            out.push(Problem::new(key, "must be a postgres:// url"));
+            None
+        }
+        // The parser's message does not echo the input, so no password leaks.
+        Err(e) => {
+            out.push(Problem::new(key, format!("not a url: {e}")));
+            None
+        }
+    }
+}

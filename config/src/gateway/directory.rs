@@ -1,0 +1,98 @@
+//! `[directory]`: where tenants and API keys come from (a file or the directory database).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::load::check_file;
+use crate::secret::{ConnectionUrl, Secret};
+use crate::Problem;
+
+/// `[directory]`: the source of tenants and API keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DirectorySource {
+    /// A TOML file in the [`DirectoryFile`](super::DirectoryFile) format, for small and test deployments.
+    File {
+        /// Path of the file.
+        path: PathBuf,
+    },
+    /// The global directory database, cached in memory and invalidated by `LISTEN/NOTIFY`.
+    Postgres {
+        /// Connection URL (may carry a password; `Debug` masks it).
+        url: Secret<ConnectionUrl>,
+        /// How long cached tenants keep being served while the directory is unreachable
+        /// (default 10m, at most 24h); after that they fail closed with 503 as well.
+        #[serde(default = "default_max_stale", with = "crate::duration::serde_str")]
+        max_stale: Duration,
+        /// How long "no such tenant / api key" is remembered (default 5s, at most 5m).
+        #[serde(default = "default_negative_ttl", with = "crate::duration::serde_str")]
+        negative_ttl: Duration,
+        /// Timeout of one directory query (default 2s, at most 30s).
+        #[serde(
+            default = "default_directory_timeout",
+            with = "crate::duration::serde_str"
+        )]
+        timeout: Duration,
+        /// Most "no such tenant / api key" answers remembered at once (default 100000).
+        #[serde(default = "default_negative_entries")]
+        negative_entries: usize,
+    },
+}
+
+fn default_max_stale() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_directory_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_negative_entries() -> usize {
+    100_000
+}
+
+impl DirectorySource {
+    /// Every problem of `[directory]`.
+    pub(super) fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        match self {
+            Self::File { path } => check_file("directory.path", path, &mut out),
+            Self::Postgres {
+                url,
+                max_stale,
+                negative_ttl,
+                timeout,
+                negative_entries,
+            } => {
+                match url.expose().parse::<url::Url>() {
+                    Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {}
+                    Ok(_) => out.push(Problem::new("directory.url", "must be a postgres:// url")),
+                    // The parser's message does not echo the input, so no password leaks.
+                    Err(e) => out.push(Problem::new("directory.url", format!("not a url: {e}"))),
+                }
+                for (key, d, max, max_text) in [
+                    ("directory.max_stale", *max_stale, 86_400, "24h"),
+                    ("directory.negative_ttl", *negative_ttl, 300, "5m"),
+                    ("directory.timeout", *timeout, 30, "30s"),
+                ] {
+                    if d.is_zero() || d > Duration::from_secs(max) {
+                        out.push(Problem::new(
+                            key,
+                            format!("must be greater than 0 and at most {max_text}"),
+                        ));
+                    }
+                }
+                if *negative_entries == 0 {
+                    out.push(Problem::new(
+                        "directory.negative_entries",
+                        "must be greater than 0",
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
