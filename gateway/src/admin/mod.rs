@@ -31,14 +31,15 @@ use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use residency_config::gateway::{DirectorySource, GatewayConfig, RegionEntry};
-use residency_config::headers::{is_valid_request_id, REQUEST_ID};
+use residency_config::headers::REQUEST_ID;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::metrics as m;
 use crate::proxy::Gateway;
-pub use error::{AdminError, Problem};
+pub use error::AdminError;
+use residency_http::{Problem, RequestId};
 
 /// Largest admin request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -202,38 +203,25 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-/// The request id of an admin request, in its extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
-
 /// Outermost layer: request id in and out, problem rendering, metrics.
 async fn finish(mut req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .filter(|v| v.to_str().is_ok_and(is_valid_request_id))
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-                .expect("a uuid is a valid header value")
-        });
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let rid = RequestId::from_headers_or_new(req.headers());
+    let id = rid.header_value().clone();
+    req.extensions_mut().insert(rid);
     let mut resp = next.run(req).await;
     if let Some(problem) = resp.extensions_mut().remove::<Problem>() {
-        resp = problem.render(&id);
+        resp = problem.render(&id).map(axum::body::Body::new);
     } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
         // The router's own 405 has an empty body; answer it as a problem like the rest.
         let allow = resp.headers().get(http::header::ALLOW).cloned();
-        resp = Problem {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            kind: "method_not_allowed",
-            detail: "this method is not allowed on this path".to_owned(),
-            field: None,
-            tenant_id: None,
-            retry_after: None,
-        }
-        .render(&id);
+        resp = Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this method is not allowed on this path",
+        )
+        .render(&id)
+        .map(axum::body::Body::new);
         if let Some(allow) = allow {
             resp.headers_mut().insert(http::header::ALLOW, allow);
         }

@@ -24,7 +24,6 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::{Deserialize, Deserializer};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -44,18 +43,7 @@ pub fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<(), Ap
     Ok(())
 }
 
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH
-/// bodies.
-///
-/// # Errors
-/// When the value is neither null nor a `T`.
-pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
+pub use residency_http::nullable;
 
 /// Reads one row by id in the caller's tenant transaction: checks `permission`, runs `sql`
 /// (with `$1` = the id) and renders the row; 404 naming `what` when it does not exist for this
@@ -182,14 +170,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
-            crate::error::problem(
+            crate::error::render(&residency_http::Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-                &crate::error::CURRENT_REQUEST_ID
-                    .try_with(Clone::clone)
-                    .unwrap_or_default(),
                 "method_not_allowed",
-            )
+                "method not allowed on this route",
+            ))
         })
         .layer(from_fn(crate::metrics::track))
         .layer(from_fn(crate::request_id::scope))
