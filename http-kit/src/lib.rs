@@ -5,12 +5,14 @@
 //!   scheme (`urn:residency:problem:<kind>`) and `instance` == `request_id` == `x-request-id`
 //!   on every error.
 //! - [`RequestId`]: the one way a request id is taken from `x-request-id` or generated.
+//! - [`json`]: the JSON body content-type check and field-naming parse.
 //! - [`page`]: the keyset cursor format and page-size bounds of every list.
 //! - [`nullable`]: absent vs explicit `null` in PATCH bodies.
 //!
 //! The kit has no web framework dependency: responses are `http::Response<Full<Bytes>>`, which
 //! axum users turn into theirs with `.map(axum::body::Body::new)`.
 
+pub mod json;
 pub mod page;
 pub mod problem;
 pub mod request_id;

@@ -385,16 +385,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = AdminError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|ct| {
-                let ct = ct.trim();
-                ct.eq_ignore_ascii_case("application/json") || ct.ends_with("+json")
-            });
-        if !json {
+        if !residency_http::json::is_json(req.headers()) {
             return Err(AdminError::UnsupportedMediaType);
         }
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
@@ -409,20 +400,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 /// # Errors
 /// 400 for syntax, 422 naming the field for shape.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            AdminError::bad_request("body", format!("not valid json ({inner})"))
-        } else {
-            let field = if path == "." || path.is_empty() {
-                "body".to_owned()
-            } else {
-                path
-            };
-            AdminError::invalid(field, inner.to_string())
+    use residency_http::json::{parse, JsonError};
+    parse(bytes).map_err(|e| match e {
+        JsonError::Syntax(why) => {
+            AdminError::bad_request("body", format!("not valid json ({why})"))
         }
+        JsonError::Shape { field, detail } => AdminError::invalid(field, detail),
     })
 }
 
