@@ -213,3 +213,26 @@ impl From<tokio_postgres::Error> for ApiError {
         from_db(&e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_use_the_shared_scheme_and_name_the_field() {
+        let p = ApiError::invalid("steps[0].name", "must be 1-100 characters").problem();
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p.type_uri(), "urn:residency:problem:invalid");
+        assert_eq!(p.field.as_deref(), Some("steps[0].name"));
+        let body = p.body("r-1");
+        assert_eq!(body["instance"], "r-1");
+        assert_eq!(body["request_id"], "r-1");
+    }
+
+    #[test]
+    fn unavailable_asks_to_retry_and_hides_the_cause() {
+        let p = ApiError::Unavailable("57P01 at 10.0.0.9".into()).problem();
+        assert_eq!(p.headers[axum::http::header::RETRY_AFTER], "2");
+        assert!(!p.detail.contains("10.0.0.9"), "{}", p.detail);
+    }
+}
