@@ -1,15 +1,16 @@
-//! The one place where gateway errors become HTTP responses: RFC 9457
-//! `application/problem+json` with `type`, `title`, `status`, `detail`, `instance` and
-//! `request_id`.
+//! The one place where gateway errors become HTTP responses: each [`GatewayError`] is shown
+//! as a [`residency_http::Problem`] (RFC 9457 `application/problem+json`, `type`
+//! `urn:residency:problem:<kind>`, `instance` and `request_id`), the one renderer every
+//! Residency service shares.
 //!
 //! Bodies carry client-safe text only: no upstream address, no library error, no key id. What
 //! went wrong internally goes to the log and to the bounded `error_kind` metric label.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use residency_config::headers::REQUEST_ID;
+use residency_http::Problem;
 
 use crate::auth::AuthError;
 use crate::directory::DirectoryError;
@@ -109,27 +110,25 @@ impl GatewayError {
         }
     }
 
+    /// The problem this error is shown as, with its `WWW-Authenticate` or `Retry-After`.
+    #[must_use]
+    pub fn problem(&self) -> Problem {
+        let p = Problem::new(self.status(), self.kind(), self.detail());
+        match self {
+            Self::Auth(a) => p.with_header(WWW_AUTHENTICATE, a.www_authenticate()),
+            Self::NoHealthyUpstream { retry_after } => p.with_retry_after(*retry_after),
+            Self::Directory(d) => match d.retry_after() {
+                Some(secs) => p.with_retry_after(secs),
+                None => p,
+            },
+            _ => p,
+        }
+    }
+
     /// The problem+json response for this error, tagged with `request_id`.
     #[must_use]
     pub fn into_response(self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
-        let status = self.status();
-        let mut resp = problem(status, self.kind(), self.detail(), request_id);
-        let headers = resp.headers_mut();
-        match &self {
-            Self::Auth(a) => {
-                headers.insert(WWW_AUTHENTICATE, a.www_authenticate());
-            }
-            Self::NoHealthyUpstream { retry_after } => {
-                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
-            }
-            Self::Directory(d) => {
-                if let Some(secs) = d.retry_after() {
-                    headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-                }
-            }
-            _ => {}
-        }
-        resp
+        self.problem().render(request_id)
     }
 }
 
@@ -137,34 +136,19 @@ impl GatewayError {
 #[must_use]
 pub fn problem(
     status: StatusCode,
-    kind: &str,
+    kind: &'static str,
     detail: &str,
     request_id: &HeaderValue,
 ) -> Response<Full<Bytes>> {
-    let id = request_id.to_str().unwrap_or_default();
-    let body = serde_json::json!({
-        "type": format!("urn:residency-gateway:problem:{kind}"),
-        "title": status.canonical_reason().unwrap_or("error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "instance": id,
-        "request_id": id,
-    });
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    headers.insert(REQUEST_ID, request_id.clone());
-    resp
+    Problem::new(status, kind, detail).render(request_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::{CONTENT_TYPE, RETRY_AFTER};
     use http_body_util::BodyExt;
+    use residency_config::headers::REQUEST_ID;
 
     async fn body_json(resp: Response<Full<Bytes>>) -> serde_json::Value {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -188,7 +172,8 @@ mod tests {
         assert_eq!(body["status"], 401);
         assert_eq!(body["request_id"], "req-1");
         assert_eq!(body["title"], "Unauthorized");
-        assert!(body["type"].as_str().unwrap().ends_with(":unauthorized"));
+        assert_eq!(body["type"], "urn:residency:problem:unauthorized");
+        assert_eq!(body["instance"], "req-1");
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use residency_config::assertion::{
 use residency_config::headers;
 
 use crate::db::tenant_tx::Caller;
-use crate::error::{ApiError, CURRENT_REQUEST_ID};
+use crate::error::{current_request_id, ApiError};
 use crate::state::AppState;
 
 /// The role that marks an internal system call (provisioning); reserved for custom roles too.
@@ -53,9 +53,7 @@ fn caller(claims: AssertionClaims) -> Caller {
         tenant: claims.tenant(),
         subject: claims.sub,
         role_claim: claims.role,
-        request_id: CURRENT_REQUEST_ID
-            .try_with(Clone::clone)
-            .unwrap_or_default(),
+        request_id: current_request_id().to_string(),
     }
 }
 

@@ -1,12 +1,14 @@
 //! The one place where region-node errors become HTTP responses.
 //!
-//! Every error answers RFC 9457 `application/problem+json` with `type`, `title`, `status`,
-//! `detail` and `request_id`. Client text never carries SQL, constraint names, stack traces or
+//! Every error answers RFC 9457 `application/problem+json` through the shared
+//! [`residency_http::Problem`]: `type` (`urn:residency:problem:<kind>`), `title`, `status`,
+//! `detail`, `instance` and `request_id` (both the response's `x-request-id`), `field` for an
+//! invalid field. Client text never carries SQL, constraint names, stack traces or
 //! credentials; the full cause goes to the log (without secrets) for operators.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use residency_http::{Problem, RequestId};
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -122,51 +124,50 @@ impl ApiError {
     }
 }
 
-/// The request id of the request being served, set by the request-id middleware so that
-/// problem bodies can carry it.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 tokio::task_local! {
-    /// Request id of the current request (scoped by the request-id middleware).
-    pub static CURRENT_REQUEST_ID: String;
+    /// Request id of the current request (scoped by [`crate::request_id::scope`]).
+    pub static CURRENT_REQUEST_ID: RequestId;
+}
+
+/// The current request's id (a fresh one outside a request's scope).
+#[must_use]
+pub fn current_request_id() -> RequestId {
+    CURRENT_REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_default()
+}
+
+impl ApiError {
+    /// The problem this error is shown as (a 503 with `Retry-After: 2`).
+    #[must_use]
+    pub fn problem(&self) -> Problem {
+        let p = Problem::new(self.status(), self.kind(), self.client_detail());
+        match self {
+            Self::Invalid { field, .. } => p.with_field(field.clone()),
+            Self::Unavailable(_) => p.with_retry_after(2),
+            _ => p,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
         match &self {
             Self::Unexpected(e) => tracing::error!(error = %e, kind = "internal", "request failed"),
             Self::Unavailable(e) => tracing::warn!(error = %e, "database unavailable"),
             other => tracing::debug!(kind = other.kind(), "request refused"),
         }
         metrics::counter!(crate::metrics::ERRORS, "kind" => self.kind()).increment(1);
-        let request_id = CURRENT_REQUEST_ID
-            .try_with(Clone::clone)
-            .unwrap_or_default();
-        problem(status, &self.client_detail(), &request_id, self.kind())
+        render(&self.problem())
     }
 }
 
-/// Builds a problem+json response.
-pub fn problem(status: StatusCode, detail: &str, request_id: &str, kind: &str) -> Response {
-    let body = json!({
-        "type": format!("https://docs.residency.dev/problems/{kind}"),
-        "title": status.canonical_reason().unwrap_or("error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "request_id": request_id,
-    });
-    let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    }
-    resp
+/// Renders `problem` as problem+json with the current request's id.
+#[must_use]
+pub fn render(problem: &Problem) -> Response {
+    problem
+        .render(current_request_id().header_value())
+        .map(axum::body::Body::new)
 }
 
 /// Maps a database error to a client-safe error. Constraint names and messages stay in the
@@ -210,5 +211,28 @@ pub fn from_db(e: &tokio_postgres::Error) -> ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         from_db(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_use_the_shared_scheme_and_name_the_field() {
+        let p = ApiError::invalid("steps[0].name", "must be 1-100 characters").problem();
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p.type_uri(), "urn:residency:problem:invalid");
+        assert_eq!(p.field.as_deref(), Some("steps[0].name"));
+        let body = p.body("r-1");
+        assert_eq!(body["instance"], "r-1");
+        assert_eq!(body["request_id"], "r-1");
+    }
+
+    #[test]
+    fn unavailable_asks_to_retry_and_hides_the_cause() {
+        let p = ApiError::Unavailable("57P01 at 10.0.0.9".into()).problem();
+        assert_eq!(p.headers[axum::http::header::RETRY_AFTER], "2");
+        assert!(!p.detail.contains("10.0.0.9"), "{}", p.detail);
     }
 }

@@ -219,7 +219,7 @@ async fn one_audit_at_a_time_and_the_token_is_required() {
     assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS, "{second:?}");
     assert_eq!(
         second.json["type"],
-        "urn:residency-gateway:problem:audit_in_progress"
+        "urn:residency:problem:audit_in_progress"
     );
     assert!(second.headers.contains_key("retry-after"));
     assert_eq!(first.status, StatusCode::OK, "{first:?}");
@@ -236,10 +236,7 @@ async fn without_an_audit_section_the_endpoint_says_which_key_to_add() {
     let r = s.admin(Method::GET, "/admin/v1/audit", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
     assert_eq!(r.headers["content-type"], "application/problem+json");
-    assert_eq!(
-        r.json["type"],
-        "urn:residency-gateway:problem:audit_not_configured"
-    );
+    assert_eq!(r.json["type"], "urn:residency:problem:audit_not_configured");
     assert!(
         r.json["detail"].as_str().unwrap().contains("audit.regions"),
         "{r:?}"

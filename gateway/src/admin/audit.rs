@@ -43,7 +43,9 @@ use residency_audit::{routing, AuditInput, Outcome, RegionInput, RoutingEvidence
 use residency_config::gateway::{AuditSection, DirectorySource, GatewayConfig, TenantEntry};
 use tokio::sync::Semaphore;
 
-use super::{AdminState, Problem};
+use residency_http::Problem;
+
+use super::AdminState;
 use crate::proxy::upstream::Region;
 
 /// The response header naming the audit's outcome.
@@ -102,13 +104,10 @@ impl Auditor {
 
 fn problem(status: StatusCode, kind: &'static str, detail: &str, retry: Option<u64>) -> Response {
     let mut resp = status.into_response();
-    resp.extensions_mut().insert(Problem {
-        status,
-        kind,
-        detail: detail.to_owned(),
-        field: None,
-        tenant_id: None,
-        retry_after: retry,
+    let p = Problem::new(status, kind, detail);
+    resp.extensions_mut().insert(match retry {
+        Some(secs) => p.with_retry_after(secs),
+        None => p,
     });
     resp
 }

@@ -1,15 +1,15 @@
 //! Admin API errors and the one place they become RFC 9457 problem+json.
 //!
-//! Handlers return [`AdminError`]; its `IntoResponse` only attaches a [`Problem`] to an empty
-//! response, and the outer middleware ([`super::finish`]) renders the body once the request id
-//! is known, so every problem carries `request_id` equal to the response's `x-request-id`.
+//! Handlers return [`AdminError`]; its `IntoResponse` only attaches a
+//! [`residency_http::Problem`] to an empty response, and the outer middleware
+//! ([`super::finish`]) renders the body once the request id is known, so every problem carries `request_id` equal to the response's `x-request-id`.
 //! Problems about a client's input name the offending field in `field`.
 
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::StatusCode;
 use residency_directory::StoreError;
+use residency_http::Problem;
 use uuid::Uuid;
 
 /// Everything that stops an admin request.
@@ -110,38 +110,44 @@ impl AdminError {
     /// The problem this error is shown as.
     #[must_use]
     pub fn problem(&self) -> Problem {
-        let p = |status, kind, detail: &str| Problem {
-            status,
-            kind,
-            detail: detail.to_owned(),
-            field: None,
-            tenant_id: None,
-            retry_after: None,
+        fn p(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Problem {
+            Problem::new(status, kind, detail)
+        }
+        let tenant = |p: Problem, t: &Option<Uuid>| match t {
+            Some(t) => p.with_member("tenant_id", t.to_string()),
+            None => p,
         };
         match self {
-            Self::Unauthorized(why) => p(StatusCode::UNAUTHORIZED, "unauthorized", why),
-            Self::BadRequest { field, detail } => Problem {
-                field: Some(field.clone()),
-                ..p(StatusCode::BAD_REQUEST, "bad_request", &format!("{field}: {detail}"))
-            },
-            Self::Invalid { field, detail } => Problem {
-                field: Some(field.clone()),
-                ..p(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
-                    &format!("{field}: {detail}"),
-                )
-            },
-            Self::NotFound(what) => p(StatusCode::NOT_FOUND, "not_found", &format!("no such {what}")),
-            Self::Forbidden { kind, detail } => p(StatusCode::FORBIDDEN, kind, detail),
+            Self::Unauthorized(why) => p(StatusCode::UNAUTHORIZED, "unauthorized", *why)
+                .with_header(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"residency-admin\""),
+                ),
+            Self::BadRequest { field, detail } => p(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("{field}: {detail}"),
+            )
+            .with_field(field.clone()),
+            Self::Invalid { field, detail } => p(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("{field}: {detail}"),
+            )
+            .with_field(field.clone()),
+            Self::NotFound(what) => p(StatusCode::NOT_FOUND, "not_found", format!("no such {what}")),
+            Self::Forbidden { kind, detail } => p(StatusCode::FORBIDDEN, kind, detail.clone()),
             Self::Conflict {
                 kind,
                 detail,
                 field,
-            } => Problem {
-                field: field.clone(),
-                ..p(StatusCode::CONFLICT, kind, detail)
-            },
+            } => {
+                let c = p(StatusCode::CONFLICT, kind, detail.clone());
+                match field {
+                    Some(f) => c.with_field(f.clone()),
+                    None => c,
+                }
+            }
             Self::UnsupportedMediaType => p(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -161,19 +167,16 @@ impl AdminError {
                 detail,
                 retry_after,
                 tenant_id,
-            } => Problem {
-                tenant_id: *tenant_id,
-                retry_after: Some(*retry_after),
-                ..p(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
-            },
+            } => tenant(
+                p(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail.clone())
+                    .with_retry_after(*retry_after),
+                tenant_id,
+            ),
             Self::BadGateway {
                 kind,
                 detail,
                 tenant_id,
-            } => Problem {
-                tenant_id: *tenant_id,
-                ..p(StatusCode::BAD_GATEWAY, *kind, detail)
-            },
+            } => tenant(p(StatusCode::BAD_GATEWAY, kind, detail.clone()), tenant_id),
             Self::Internal(_) => p(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -228,61 +231,6 @@ impl From<StoreError> for AdminError {
     }
 }
 
-/// A problem waiting for its request id: the admin API's error response before rendering.
-#[derive(Debug, Clone)]
-pub struct Problem {
-    /// Status.
-    pub status: StatusCode,
-    /// Last segment of `type`, a bounded label.
-    pub kind: &'static str,
-    /// Client-safe explanation.
-    pub detail: String,
-    /// The input field concerned.
-    pub field: Option<String>,
-    /// The tenant concerned (provisioning failures: retry with it).
-    pub tenant_id: Option<Uuid>,
-    /// `Retry-After` seconds.
-    pub retry_after: Option<u64>,
-}
-
-impl Problem {
-    /// Renders the problem+json response with `request_id`.
-    #[must_use]
-    pub fn render(&self, request_id: &HeaderValue) -> Response {
-        let id = request_id.to_str().unwrap_or_default();
-        let mut body = serde_json::json!({
-            "type": format!("urn:residency-gateway:problem:{}", self.kind),
-            "title": self.status.canonical_reason().unwrap_or("error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "instance": id,
-            "request_id": id,
-        });
-        if let Some(f) = &self.field {
-            body["field"] = serde_json::Value::String(f.clone());
-        }
-        if let Some(t) = self.tenant_id {
-            body["tenant_id"] = serde_json::Value::String(t.to_string());
-        }
-        let mut resp = (self.status, Bytes::from(body.to_string())).into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if let Some(secs) = self.retry_after {
-            h.insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            h.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"residency-admin\""),
-            );
-        }
-        resp
-    }
-}
-
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         if let Self::Internal(detail) = &self {
@@ -298,18 +246,22 @@ impl IntoResponse for AdminError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_TYPE;
     use http_body_util::BodyExt;
 
     #[tokio::test]
     async fn problems_name_the_field_and_carry_the_request_id() {
         let p = AdminError::invalid("region", "not configured").problem();
         let resp = p.render(&HeaderValue::from_static("req-7"));
+        assert_eq!(resp.headers()["x-request-id"], "req-7");
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/problem+json");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["field"], "region");
         assert_eq!(v["request_id"], "req-7");
+        assert_eq!(v["instance"], "req-7");
+        assert_eq!(v["type"], "urn:residency:problem:invalid_field");
         assert_eq!(v["status"], 422);
     }
 

@@ -115,7 +115,7 @@ pub async fn create(
                 &region,
                 TenantId::from_uuid(id),
                 &role,
-                &rid.0,
+                rid.header_value(),
             )
             .await?;
         if !exists {

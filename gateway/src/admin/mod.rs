@@ -31,14 +31,15 @@ use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use residency_config::gateway::{DirectorySource, GatewayConfig, RegionEntry};
-use residency_config::headers::{is_valid_request_id, REQUEST_ID};
+use residency_config::headers::REQUEST_ID;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::metrics as m;
 use crate::proxy::Gateway;
-pub use error::{AdminError, Problem};
+pub use error::AdminError;
+use residency_http::{Problem, RequestId};
 
 /// Largest admin request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -202,38 +203,25 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-/// The request id of an admin request, in its extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
-
 /// Outermost layer: request id in and out, problem rendering, metrics.
 async fn finish(mut req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .filter(|v| v.to_str().is_ok_and(is_valid_request_id))
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-                .expect("a uuid is a valid header value")
-        });
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let rid = RequestId::from_headers_or_new(req.headers());
+    let id = rid.header_value().clone();
+    req.extensions_mut().insert(rid);
     let mut resp = next.run(req).await;
     if let Some(problem) = resp.extensions_mut().remove::<Problem>() {
-        resp = problem.render(&id);
+        resp = problem.render(&id).map(axum::body::Body::new);
     } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
         // The router's own 405 has an empty body; answer it as a problem like the rest.
         let allow = resp.headers().get(http::header::ALLOW).cloned();
-        resp = Problem {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            kind: "method_not_allowed",
-            detail: "this method is not allowed on this path".to_owned(),
-            field: None,
-            tenant_id: None,
-            retry_after: None,
-        }
-        .render(&id);
+        resp = Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this method is not allowed on this path",
+        )
+        .render(&id)
+        .map(axum::body::Body::new);
         if let Some(allow) = allow {
             resp.headers_mut().insert(http::header::ALLOW, allow);
         }
@@ -397,16 +385,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = AdminError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|ct| {
-                let ct = ct.trim();
-                ct.eq_ignore_ascii_case("application/json") || ct.ends_with("+json")
-            });
-        if !json {
+        if !residency_http::json::is_json(req.headers()) {
             return Err(AdminError::UnsupportedMediaType);
         }
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
@@ -421,20 +400,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 /// # Errors
 /// 400 for syntax, 422 naming the field for shape.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            AdminError::bad_request("body", format!("not valid json ({inner})"))
-        } else {
-            let field = if path == "." || path.is_empty() {
-                "body".to_owned()
-            } else {
-                path
-            };
-            AdminError::invalid(field, inner.to_string())
+    use residency_http::json::{parse, JsonError};
+    parse(bytes).map_err(|e| match e {
+        JsonError::Syntax(why) => {
+            AdminError::bad_request("body", format!("not valid json ({why})"))
         }
+        JsonError::Shape { field, detail } => AdminError::invalid(field, detail),
     })
 }
 

@@ -14,24 +14,19 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use http::StatusCode;
 use residency_config::gateway::{TenantStatus, Tier};
 use residency_config::{RegionId, TenantId};
 use residency_directory::{NewTenant, Organization, TenantFilter, TenantPatch, TenantRecord};
+use residency_http::page;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::provision::Owner;
 use super::{parse_uuid, AdminError, AdminState, Body, RequestId};
 
-/// Default page size.
-pub const DEFAULT_LIMIT: u32 = 50;
-/// Largest page size.
-pub const MAX_LIMIT: u32 = 500;
 /// Largest per-minute limit override.
 pub const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
 
@@ -58,26 +53,15 @@ struct Page {
 
 impl Page {
     fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self> {
-        let limit = match limit {
-            None => DEFAULT_LIMIT,
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    AdminError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}"))
-                })?,
+        let bad = |e: page::PageError| match e {
+            page::PageError::Limit => AdminError::invalid(e.field(), e.detail()),
+            page::PageError::Cursor => AdminError::bad_request(e.field(), e.detail()),
         };
+        let limit = page::limit_text(limit).map_err(bad)?;
         let after = cursor
-            .map(|c| {
-                URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|s| s.strip_prefix("c1.").and_then(|u| Uuid::parse_str(u).ok()))
-                    .ok_or_else(|| AdminError::bad_request("cursor", "not a cursor from this api"))
-            })
-            .transpose()?;
+            .map(page::decode_uuid_cursor)
+            .transpose()
+            .map_err(bad)?;
         Ok(Self { limit, after })
     }
 
@@ -93,15 +77,7 @@ impl Page {
         id: impl Fn(&T) -> Uuid,
         show: impl Fn(&T) -> Value,
     ) -> Json<Value> {
-        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next = more
-            .then(|| {
-                rows.last()
-                    .map(|r| URL_SAFE_NO_PAD.encode(format!("c1.{}", id(r))))
-            })
-            .flatten();
+        let next = page::finish(&mut rows, self.limit, |r| id(r).to_string());
         Json(json!({ "items": rows.iter().map(show).collect::<Vec<_>>(), "next_cursor": next }))
     }
 }
@@ -244,15 +220,8 @@ pub fn tenant_json(t: &TenantRecord) -> Value {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Per-minute quota override; `null` in an update returns to the tier's default.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "residency_http::nullable")]
     rate_limit_per_min: Option<Option<u32>>,
-}
-
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 fn check_limit(limits: Option<&Limits>) -> Result<Option<Option<u32>>> {
@@ -346,7 +315,14 @@ async fn activate(
     let region = RegionId::new(&t.region)
         .map_err(|e| AdminError::Internal(format!("stored region: {e}")))?;
     st.provisioner
-        .provision(st.gateway.regions(), &region, id, &t.name, owner, &rid.0)
+        .provision(
+            st.gateway.regions(),
+            &region,
+            id,
+            &t.name,
+            owner,
+            rid.header_value(),
+        )
         .await
         .map_err(|e| e.for_tenant(t.id))?;
     let t = if t.status == TenantStatus::Provisioning {

@@ -528,11 +528,7 @@ where
 
 /// The 400 problem for `refusal`, closing the connection.
 fn refused(refusal: Refusal, request_id: Option<HeaderValue>) -> Response<Full<Bytes>> {
-    let id = request_id.unwrap_or_else(|| {
-        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
-        HeaderValue::from_str(text).expect("a uuid is a valid header value")
-    });
+    let id = request_id.unwrap_or_else(|| residency_http::RequestId::new().into_header_value());
     let mut resp = GatewayError::BadRequest(refusal.detail()).into_response(&id);
     resp.headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::{header, request::Parts};
+use axum::http::request::Parts;
+use residency_http::json::{self, JsonError};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -17,16 +18,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|ct| {
-                let ct = ct.trim();
-                ct.eq_ignore_ascii_case("application/json") || ct.ends_with("+json")
-            });
-        if !json {
+        if !json::is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = axum::body::to_bytes(req.into_body(), state.max_body_bytes)
@@ -41,20 +33,9 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Body<T> {
 /// # Errors
 /// 400 for syntax, 422 naming the field for shape.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(format!("body is not valid json ({inner})"))
-        } else {
-            let field = if path == "." || path.is_empty() {
-                "body".to_owned()
-            } else {
-                path
-            };
-            ApiError::invalid(field, inner.to_string())
-        }
+    json::parse(bytes).map_err(|e| match e {
+        JsonError::Syntax(why) => ApiError::bad_request(format!("body is not valid json ({why})")),
+        JsonError::Shape { field, detail } => ApiError::invalid(field, detail),
     })
 }
 

@@ -25,7 +25,6 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::{Deserialize, Deserializer};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -45,18 +44,7 @@ pub fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<(), Ap
     Ok(())
 }
 
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH
-/// bodies.
-///
-/// # Errors
-/// When the value is neither null nor a `T`.
-pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
+pub use residency_http::nullable;
 
 /// Builds the node's router.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -122,14 +110,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
-            crate::error::problem(
+            crate::error::render(&residency_http::Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-                &crate::error::CURRENT_REQUEST_ID
-                    .try_with(Clone::clone)
-                    .unwrap_or_default(),
                 "method_not_allowed",
-            )
+                "method not allowed on this route",
+            ))
         })
         .layer(from_fn(crate::metrics::track))
         .layer(from_fn(crate::request_id::scope))

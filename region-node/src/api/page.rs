@@ -1,17 +1,18 @@
-//! Keyset pagination: `limit` (default 50, max 500) and an opaque `cursor`; answers
-//! `{ "items": [...], "next_cursor": ... }`.
+//! Keyset pagination over the shared cursor format ([`residency_http::page`]): `limit`
+//! (default 50, max 500) and an opaque `cursor`; answers `{ "items": [...], "next_cursor": ... }`.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use residency_http::page::{self, PageError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 
-/// Default page size.
-pub const DEFAULT_LIMIT: u32 = 50;
-/// Largest page size.
-pub const MAX_LIMIT: u32 = 500;
+fn refused(e: PageError) -> ApiError {
+    match e {
+        PageError::Limit => ApiError::invalid(e.field(), e.detail()),
+        PageError::Cursor => ApiError::bad_request(format!("{}: {}", e.field(), e.detail())),
+    }
+}
 
 /// The two pagination parameters, for lists without other filters. (Lists with filters
 /// repeat `limit` and `cursor` as fields: `serde(flatten)` would lose number parsing.)
@@ -38,23 +39,11 @@ impl Page {
     /// # Errors
     /// 422 naming `limit`, or 400 naming `cursor`.
     pub fn new(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
-        let limit = limit.unwrap_or(DEFAULT_LIMIT);
-        if limit == 0 || limit > MAX_LIMIT {
-            return Err(ApiError::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
-            ));
-        }
+        let limit = page::limit(limit).map_err(refused)?;
         let after = cursor
-            .map(|c| {
-                URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|s| s.strip_prefix("c1.").map(str::to_owned))
-                    .ok_or_else(|| ApiError::bad_request("cursor: not a cursor from this api"))
-            })
-            .transpose()?;
+            .map(page::decode_cursor)
+            .transpose()
+            .map_err(refused)?;
         Ok(Self {
             limit: i64::from(limit),
             after,
@@ -76,10 +65,7 @@ impl Page {
     pub fn after_uuid(&self) -> Result<Option<uuid::Uuid>, ApiError> {
         self.after
             .as_deref()
-            .map(|s| {
-                uuid::Uuid::parse_str(s)
-                    .map_err(|_| ApiError::bad_request("cursor: not a cursor from this api"))
-            })
+            .map(|s| uuid::Uuid::parse_str(s).map_err(|_| refused(PageError::Cursor)))
             .transpose()
     }
 
@@ -93,15 +79,8 @@ impl Page {
     /// cursor key.
     #[must_use]
     pub fn finish(&self, mut items: Vec<Value>, key: impl Fn(&Value) -> String) -> Value {
-        let more = items.len() as i64 > self.limit;
-        items.truncate(usize::try_from(self.limit).unwrap_or(usize::MAX));
-        let next = if more {
-            items
-                .last()
-                .map(|last| URL_SAFE_NO_PAD.encode(format!("c1.{}", key(last))))
-        } else {
-            None
-        };
+        let limit = u32::try_from(self.limit).unwrap_or(page::MAX_LIMIT);
+        let next = page::finish(&mut items, limit, key);
         json!({ "items": items, "next_cursor": next })
     }
 }
