@@ -145,8 +145,8 @@ impl Gateway {
         let verified: &Verified = ctx.verified.insert(verified);
         let (tenant, region) = self.resolve(verified).await?;
         ctx.region = Some(region);
-        ctx.rate = Some(self.rate_limit(&verified.ctx, &tenant, ctx.arrival).await?);
-        ctx.tenant = Some(tenant);
+        let tenant: &TenantRecord = ctx.tenant.insert(tenant);
+        ctx.rate = Some(self.rate_limit(&verified.ctx, tenant, ctx.arrival).await?);
         let (upstream, req) =
             self.upstream_request(&ctx.request_id, ctx.now, verified, region, parts, body)?;
         ctx.upstream = Some(upstream);
@@ -323,7 +323,7 @@ pub struct RequestCtx<'g> {
     pub now: u64,
     /// The verified credential, with its [`CredentialKind`], once authenticated.
     pub verified: Option<Arc<Verified>>,
-    /// The tenant's directory record, once the rate limiter admitted the request.
+    /// The tenant's directory record, once resolved.
     pub tenant: Option<Arc<TenantRecord>>,
     /// The tenant's home region, once resolved.
     pub region: Option<&'g Region>,
