@@ -33,7 +33,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use residency_config::TenantId;
 use residency_gateway::auth::cache::{self, TokenCache, Verified};
 use residency_gateway::auth::jwks::{self, JwkKey};
-use residency_gateway::auth::{self as authn, AuthContext, Credential};
+use residency_gateway::auth::{self as authn, AuthContext, Credential, CredentialKind};
 use residency_gateway::metrics as m;
 
 const NOW: u64 = 1_800_000_000;
@@ -83,6 +83,7 @@ fn headers_with(token: &str) -> HeaderMap {
 /// verified it.
 fn verified(n: u32, key: &Arc<JwkKey>) -> Arc<Verified> {
     let ctx = AuthContext {
+        kind: CredentialKind::Jwt,
         tenant: tenant(n),
         subject: format!("user-{n:08}@customer.example"),
         role: "developer".to_owned(),

@@ -10,10 +10,13 @@ use bytes::Bytes;
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use residency_config::assertion::AssertionError;
+use residency_config::RegionId;
 use residency_http::Problem;
 
 use crate::auth::AuthError;
 use crate::directory::DirectoryError;
+use crate::ratelimit::{self, Decision};
 
 /// Everything that stops a request before or instead of a region node's answer.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,13 @@ pub enum GatewayError {
     /// Nothing is served at this path on the public listener.
     #[error("not found: {0}")]
     NotFound(&'static str),
+    /// The tenant is over its rate limit: 429 with `Retry-After` and the `RateLimit-*`
+    /// headers of `decision` ([`crate::ratelimit`]).
+    #[error("rate limit exceeded")]
+    RateLimited {
+        /// The limiter's refusal, with the numbers for the headers.
+        decision: Decision,
+    },
     /// The request body exceeds the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -51,6 +61,16 @@ pub enum GatewayError {
     /// The region node did not answer in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// The tenant's home region is not among the loaded regions (a directory entry newer than
+    /// this gateway's configuration).
+    #[error("region {0} not loaded")]
+    RegionNotLoaded(RegionId),
+    /// The internal assertion could not be minted.
+    #[error("minting assertion: {0}")]
+    Assertion(#[from] AssertionError),
+    /// The upstream request URI could not be built.
+    #[error("upstream uri: {0}")]
+    UpstreamUri(#[from] http::Error),
     /// A gateway bug or a misconfiguration found at request time.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,11 +86,15 @@ impl GatewayError {
             Self::Directory(d) => d.status(),
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoHealthyUpstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect | Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RegionNotLoaded(_)
+            | Self::Assertion(_)
+            | Self::UpstreamUri(_)
+            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -83,12 +107,16 @@ impl GatewayError {
             Self::Directory(d) => d.kind(),
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
+            Self::RateLimited { .. } => "rate_limited",
             Self::PayloadTooLarge => "payload_too_large",
             Self::NoHealthyUpstream { .. } => "no_upstream",
             Self::UpstreamConnect => "upstream_connect",
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimeout => "upstream_timeout",
-            Self::Internal(_) => "internal",
+            Self::RegionNotLoaded(_)
+            | Self::Assertion(_)
+            | Self::UpstreamUri(_)
+            | Self::Internal(_) => "internal",
         }
     }
 
@@ -98,6 +126,9 @@ impl GatewayError {
             Self::BadRequest(why) | Self::Forbidden(why) | Self::NotFound(why) => why,
             Self::Auth(a) => a.client_detail(),
             Self::Directory(d) => d.client_detail(),
+            Self::RateLimited { .. } => {
+                "the customer's request rate limit is exceeded; retry after the number of seconds in Retry-After"
+            }
             Self::PayloadTooLarge => "the request body exceeds the size limit",
             Self::NoHealthyUpstream { .. } => {
                 "the customer's home region is not reachable right now; retry later"
@@ -106,7 +137,10 @@ impl GatewayError {
                 "the customer's home region could not be reached"
             }
             Self::UpstreamTimeout => "the customer's home region did not answer in time",
-            Self::Internal(_) => "the gateway could not handle the request",
+            Self::RegionNotLoaded(_)
+            | Self::Assertion(_)
+            | Self::UpstreamUri(_)
+            | Self::Internal(_) => "the gateway could not handle the request",
         }
     }
 
@@ -128,7 +162,15 @@ impl GatewayError {
     /// The problem+json response for this error, tagged with `request_id`.
     #[must_use]
     pub fn into_response(self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
-        self.problem().render(request_id)
+        let rate = match &self {
+            Self::RateLimited { decision } => Some(*decision),
+            _ => None,
+        };
+        let mut resp = self.problem().render(request_id);
+        if let Some(decision) = rate {
+            ratelimit::insert_headers(resp.headers_mut(), &decision);
+        }
+        resp
     }
 }
 
@@ -182,6 +224,37 @@ mod tests {
         let resp = GatewayError::Internal("signer for 10.0.0.7 failed".into()).into_response(&id);
         let text = body_json(resp).await.to_string();
         assert!(!text.contains("10.0.0.7"), "{text}");
+    }
+
+    /// Rate limiting is an error like any other: the error map alone makes the whole 429
+    /// (problem body, `Retry-After`, `RateLimit-*`), as `ratelimit::too_many_requests` plus
+    /// `ratelimit::insert_headers` made it before.
+    #[tokio::test]
+    async fn rate_limited_is_a_complete_429() {
+        use crate::ratelimit::{Params, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET};
+        let id = HeaderValue::from_static("req-429");
+        let p = Params::new(100, std::time::Duration::from_secs(60));
+        let decision = p.decide(false, 60_000_000_000);
+        let err = GatewayError::RateLimited { decision };
+        assert_eq!(err.kind(), "rate_limited");
+        let resp = err.into_response(&id);
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        let h = resp.headers();
+        assert_eq!(h[RETRY_AFTER], "1");
+        assert_eq!(h[RATELIMIT_LIMIT], "100");
+        assert_eq!(h[RATELIMIT_REMAINING], "0");
+        assert_eq!(h[RATELIMIT_RESET], "60");
+        assert_eq!(h[REQUEST_ID], "req-429");
+        assert_eq!(h[CONTENT_TYPE], "application/problem+json");
+        let body = body_json(resp).await;
+        assert_eq!(body["status"], 429);
+        assert_eq!(body["title"], "Too Many Requests");
+        assert_eq!(body["type"], "urn:residency-gateway:problem:rate_limited");
+        assert_eq!(
+            body["detail"],
+            "the customer's request rate limit is exceeded; retry after the number of seconds in Retry-After"
+        );
+        assert_eq!(body["request_id"], "req-429");
     }
 
     #[test]

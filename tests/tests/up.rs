@@ -649,8 +649,15 @@ fn unreachable_postgres_is_one_clear_message_with_how_to_start_it() {
 
 #[test]
 fn a_port_in_use_is_named() {
-    let base = free_base();
-    let _busy = TcpListener::bind(("127.0.0.1", base + 4)).unwrap();
+    // Another test's stack may take a range between the probe and this bind: probe again.
+    let (base, _busy) = (0..20)
+        .find_map(|_| {
+            let base = free_base();
+            TcpListener::bind(("127.0.0.1", base + 4))
+                .ok()
+                .map(|l| (base, l))
+        })
+        .expect("a free port range to occupy");
     let (code, text) = fails_fast(&["--pg", &admin_url(), "--base-port", &base.to_string()]);
     assert_eq!(code, Some(71), "{text}");
     assert!(

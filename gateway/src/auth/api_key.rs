@@ -9,7 +9,7 @@ use aws_lc_rs::digest::{digest, SHA256};
 use residency_config::gateway::split_api_key;
 use subtle::ConstantTimeEq;
 
-use super::{AuthContext, AuthError};
+use super::{AuthContext, AuthError, CredentialKind};
 use crate::directory::{ApiKeyRecord, Directory, DirectoryError};
 
 /// How long, in seconds, a context made from an API key counts as valid; it bounds the
@@ -48,6 +48,7 @@ fn check(key: &str, record: &ApiKeyRecord, now: u64) -> Result<AuthContext, Auth
         return Err(AuthError::ApiKeyRevoked);
     }
     Ok(AuthContext {
+        kind: CredentialKind::ApiKey,
         tenant: record.tenant,
         subject: format!("{SUBJECT_PREFIX}{}", record.id),
         role: record.role.clone(),

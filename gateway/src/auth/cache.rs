@@ -25,13 +25,12 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use dashmap::DashMap;
 use http::HeaderValue;
-use residency_config::assertion::AssertionError;
+use residency_config::assertion::{AssertionError, Signer};
 use residency_config::RegionId;
 
 use super::jwks::JwkKey;
 use super::AuthContext;
 use crate::metrics as m;
-use crate::proxy::upstream::Region;
 
 /// Re-mint an assertion when less than this many seconds of it remain, so a node with a few
 /// seconds of clock skew never sees an expired one.
@@ -97,12 +96,13 @@ impl Verified {
                 .is_none_or(|key| key.strong_count() > 0)
     }
 
-    /// The internal assertion for `region` at `now`: the cached one while it has more than
-    /// [`ASSERTION_REFRESH_MARGIN_SECS`] left and is for the same region, else a new one.
+    /// The internal assertion for the region of `signer` at `now`: the cached one while it
+    /// has more than [`ASSERTION_REFRESH_MARGIN_SECS`] left and is for the same region, else a
+    /// new one minted with `signer` (the home region's, from the proxy).
     ///
     /// # Errors
     /// [`AssertionError`] when minting fails.
-    pub fn assertion_for(&self, region: &Region, now: u64) -> Result<HeaderValue, AssertionError> {
+    pub fn assertion_for(&self, signer: &Signer, now: u64) -> Result<HeaderValue, AssertionError> {
         // The lock is held only for a compare and, about once a minute, one HMAC: never across
         // an `.await`.
         let mut slot = self
@@ -110,18 +110,15 @@ impl Verified {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = slot.as_ref() {
-            if m.refresh_at > now && m.region == *region.id() {
+            if m.refresh_at > now && m.region == *signer.region() {
                 return Ok(m.token.clone());
             }
         }
-        let (token, exp) =
-            region
-                .signer()
-                .mint(self.ctx.tenant, &self.ctx.subject, &self.ctx.role, now)?;
+        let (token, exp) = signer.mint(self.ctx.tenant, &self.ctx.subject, &self.ctx.role, now)?;
         let token = HeaderValue::try_from(token)
             .map_err(|_| AssertionError::Key("minted assertion is not a header value".into()))?;
         *slot = Some(Minted {
-            region: region.id().clone(),
+            region: signer.region().clone(),
             token: token.clone(),
             refresh_at: exp.saturating_sub(ASSERTION_REFRESH_MARGIN_SECS),
         });
@@ -237,7 +234,8 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use residency_config::assertion::{AssertionKey, Verifier};
+    use crate::auth::CredentialKind;
+    use residency_config::assertion::{AssertionKey, Verifier, MAX_TTL_SECS};
     use residency_config::TenantId;
 
     #[test]
@@ -337,6 +335,7 @@ mod tests {
 
     fn ctx(exp: u64) -> AuthContext {
         AuthContext {
+            kind: CredentialKind::Jwt,
             tenant: TenantId::from_uuid(uuid::Uuid::new_v4()),
             subject: "user-1".into(),
             role: "admin".into(),
@@ -393,8 +392,8 @@ mod tests {
     #[test]
     fn assertion_is_reused_until_refresh_and_per_region() {
         let key = AssertionKey::new("eu-1", "HS256", vec![7; 32]).unwrap();
-        let eu = Region::for_tests("eu", &key);
-        let us = Region::for_tests("us", &key);
+        let signer = |region: &str| Signer::new(RegionId::new(region).unwrap(), &key, MAX_TTL_SECS);
+        let (eu, us) = (signer("eu"), signer("us"));
         let now = residency_config::assertion::now_secs();
         let v = Verified::new(ctx(now + 3600));
         let a1 = v.assertion_for(&eu, now).unwrap();

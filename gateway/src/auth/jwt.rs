@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::Verified;
 use super::jwks::{Jwks, JwksError, Source};
-use super::{AuthContext, AuthError};
+use super::{AuthContext, AuthError, CredentialKind};
 
 /// The longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -173,6 +173,7 @@ impl JwtVerifier {
             .and_then(Value::as_u64)
             .ok_or(AuthError::InvalidClaims)?;
         Ok(AuthContext {
+            kind: CredentialKind::Jwt,
             tenant,
             subject: subject.to_owned(),
             role: role.to_owned(),

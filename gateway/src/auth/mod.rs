@@ -14,11 +14,23 @@ pub mod jwks;
 pub mod jwt;
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use residency_config::assertion::is_reserved_identity;
 use residency_config::TenantId;
+
+/// Which kind of credential established an [`AuthContext`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A bearer JWT from a configured issuer.
+    Jwt,
+    /// An API key from the directory.
+    ApiKey,
+}
 
 /// Who is calling, as established from a verified credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthContext {
+    /// The kind of credential that was verified.
+    pub kind: CredentialKind,
     /// The tenant (customer).
     pub tenant: TenantId,
     /// The subject: the JWT's subject claim, or `apikey:<id>`.
@@ -27,6 +39,24 @@ pub struct AuthContext {
     pub role: String,
     /// When the credential stops being valid, seconds since the Unix epoch.
     pub expires_at: u64,
+}
+
+impl AuthContext {
+    /// Whether an API key (not a JWT) established this context.
+    #[must_use]
+    pub fn is_api_key(&self) -> bool {
+        self.kind == CredentialKind::ApiKey
+    }
+
+    /// Whether this context names an identity reserved for the platform itself: the system
+    /// role or a `system:` subject (internal calls), from any credential; or, from a JWT, an
+    /// `apikey:` subject (API keys' own identities, which a JWT must not impersonate).
+    #[must_use]
+    pub fn is_reserved(&self) -> bool {
+        is_reserved_identity(&self.subject, &self.role)
+            || (self.kind == CredentialKind::Jwt
+                && self.subject.starts_with(api_key::SUBJECT_PREFIX))
+    }
 }
 
 /// A credential as found on the request, not yet verified.
@@ -175,6 +205,33 @@ mod tests {
             );
         }
         m
+    }
+
+    fn ctx(kind: CredentialKind, subject: &str, role: &str) -> AuthContext {
+        AuthContext {
+            kind,
+            tenant: "0190a5c4-0000-7000-8000-0000000000c1".parse().unwrap(),
+            subject: subject.into(),
+            role: role.into(),
+            expires_at: 0,
+        }
+    }
+
+    /// The reserved-identity check reads the credential kind: a JWT may not name an API key's
+    /// identity, an API key's own `apikey:` subject is its identity; the system role and
+    /// `system:` subjects are refused from either.
+    #[test]
+    fn reserved_identities_by_credential_kind() {
+        use CredentialKind::{ApiKey, Jwt};
+        assert!(ctx(Jwt, "apikey:k1", "developer").is_reserved());
+        assert!(!ctx(ApiKey, "apikey:k1", "developer").is_reserved());
+        for kind in [Jwt, ApiKey] {
+            assert!(ctx(kind, "user-1", "system").is_reserved());
+            assert!(ctx(kind, "system:cli", "admin").is_reserved());
+            assert!(!ctx(kind, "user-1", "admin").is_reserved());
+        }
+        assert!(ctx(ApiKey, "apikey:k1", "").is_api_key());
+        assert!(!ctx(Jwt, "apikey:k1", "").is_api_key());
     }
 
     #[test]

@@ -1,12 +1,18 @@
-//! The request path, as named phases over one request (pingora style): hygiene → limits →
-//! auth → directory → rate limit → route → forward. Each phase either hands a typed value to
-//! the next (`Arc<Verified>`, `&TenantRecord`, `&Arc<Region>`, `&Upstream`) or stops with a
-//! [`GatewayError`], which [`crate::error`] turns into a problem+json response.
+//! The request path, as named phases over one per-request context ([`RequestCtx`], in the
+//! spirit of pingora's `ProxyHttp`): hygiene → route check → authenticate → resolve →
+//! rate limit → prepare upstream request (assertion) → forward → response filter. Read
+//! [`Gateway::handle`] top to bottom to follow one request. Each phase is a method with a
+//! typed result (`Arc<Verified>`, `(Arc<TenantRecord>, &Region)`, [`Decision`], the upstream
+//! request) or a [`GatewayError`], which [`crate::error`] turns into a problem+json response;
+//! a rate-limited request is one of those errors ([`GatewayError::RateLimited`]).
 //!
 //! Architecture invariants:
 //! - client-sent internal headers are removed before anything reads the headers;
 //! - only the customer API (`/v1/…`) is forwarded ([`route`]), before any credential work;
-//! - reserved identities (role `system`, `system:`/`apikey:` subjects in a JWT) are refused;
+//! - reserved identities are refused ([`AuthContext::is_reserved`]: role `system`, a
+//!   `system:` subject, or an `apikey:` subject in a JWT), by the credential's kind;
+//! - API keys are refused for tenants whose tier does not allow them, by the credential's kind
+//!   ([`AuthContext::is_api_key`]), never by the subject's text;
 //! - the tenant comes only from the verified credential;
 //! - the upstream is chosen only among the tenant's home region's upstreams;
 //! - bodies are streamed both ways, never buffered or re-encoded;
@@ -27,21 +33,21 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use residency_config::assertion::{is_reserved_identity, now_secs, SYSTEM_ROLE};
+use residency_config::assertion::now_secs;
 use residency_config::gateway::{GatewayConfig, Limits};
 use residency_config::headers::{is_valid_request_id, ASSERTION, REGION, REQUEST_ID};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::cache::{self, TokenCache, Verified};
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::{self as authn, api_key, Credential};
-use crate::directory::Directory;
+use crate::auth::{self as authn, api_key, AuthContext, Credential, CredentialKind};
+use crate::directory::{Directory, TenantRecord};
 use crate::error::GatewayError;
 use crate::metrics as m;
 use crate::ratelimit::{self, Decision, RateLimiter};
 use crate::{headers, metrics::status_class};
 use body::LimitedBody;
-use upstream::{Region, Regions};
+use upstream::{Region, Regions, Upstream};
 
 /// The body of every gateway response: a region node's stream, or a gateway-made body.
 pub type ResponseBody = Either<Incoming, Full<Bytes>>;
@@ -98,110 +104,190 @@ impl Gateway {
         &self.regions
     }
 
-    /// Handles one client request end to end. Never fails: errors become problem responses.
+    /// Handles one client request end to end, phase by phase, top to bottom. Never fails:
+    /// errors become problem responses.
+    ///
+    /// 1. [`RequestCtx::arrive`] (hygiene): client-sent internal headers removed, request id;
+    /// 2. `check_request`: the route (`/v1/…` only) and the declared body length;
+    /// 3. `authenticate`: the credential, to an [`Arc<Verified>`];
+    /// 4. `resolve`: the tenant's directory record and home [`Region`];
+    /// 5. `rate_limit`: the tenant's quota, a [`Decision`];
+    /// 6. `upstream_request`: an upstream of the home region, the internal assertion;
+    /// 7. `forward`: the call to the region node, body streamed both ways;
+    /// 8. `response_filter`: request id, region and rate-limit headers, metrics.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
-        let start = Instant::now();
         let (mut parts, body) = req.into_parts();
-        headers::sanitize_request(&mut parts.headers);
-        let request_id = request_id(&parts.headers);
+        let mut ctx = RequestCtx::arrive(&mut parts.headers);
         if parts.method == Method::GET && parts.uri.path() == "/healthz" {
-            return healthy(&request_id).map(Either::Right);
+            return healthy(&ctx.request_id).map(Either::Right);
         }
-        let mut region: Option<Arc<Region>> = None;
-        let mut rate: Option<Decision> = None;
-        let forwarded = self.forward(parts, body, &request_id, start, &mut region, &mut rate);
-        let mut resp = match forwarded.await {
+        let resp = match self.proxy(&mut ctx, parts, body).await {
             Ok(resp) => resp,
             Err(err) => {
-                self.record_error(&err, region.as_deref());
-                err.into_response(&request_id).map(Either::Right)
+                record_error(&err, ctx.region);
+                err.into_response(&ctx.request_id).map(Either::Right)
             }
         };
-        let h = resp.headers_mut();
-        h.insert(REQUEST_ID, request_id);
-        if let Some(decision) = &rate {
-            ratelimit::insert_headers(h, decision);
-        }
-        let label = match &region {
-            Some(r) => {
-                h.insert(REGION, r.header().clone());
-                r.label().clone()
-            }
-            None => metrics::SharedString::const_str("none"),
-        };
-        let class = status_class(resp.status().as_u16());
-        metrics::counter!(m::REQUESTS_TOTAL, "region" => label.clone(), "status_class" => class)
-            .increment(1);
-        metrics::histogram!(m::REQUEST_DURATION_SECONDS, "region" => label)
-            .record(start.elapsed().as_secs_f64());
-        resp
+        response_filter(&ctx, resp)
     }
 
-    async fn forward(
-        &self,
-        mut parts: Parts,
+    /// Phases 2 to 7; each stops the request with a [`GatewayError`] or records what it found
+    /// on `ctx`.
+    async fn proxy<'g>(
+        &'g self,
+        ctx: &mut RequestCtx<'g>,
+        parts: Parts,
         body: Incoming,
-        request_id: &HeaderValue,
-        arrival: Instant,
-        region_out: &mut Option<Arc<Region>>,
-        rate_out: &mut Option<Decision>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
+        self.check_request(&parts)?;
+        let verified = self.authenticate(&parts.headers, ctx.now).await?;
+        // Borrowed from the context, field by field, so the phases below need no clone of it.
+        let verified: &Verified = ctx.verified.insert(verified);
+        let (tenant, region) = self.resolve(verified).await?;
+        ctx.region = Some(region);
+        let tenant: &TenantRecord = ctx.tenant.insert(tenant);
+        ctx.rate = Some(self.rate_limit(&verified.ctx, tenant, ctx.arrival).await?);
+        let (upstream, req) =
+            self.upstream_request(&ctx.request_id, ctx.now, verified, region, parts, body)?;
+        ctx.upstream = Some(upstream);
+        self.forward(region, upstream, req).await
+    }
+
+    /// Route check and limits: only the customer API is forwarded ([`route`]), and a declared
+    /// length over the limit is refused before any credential work (a streamed body is cut
+    /// off by [`LimitedBody`]).
+    fn check_request(&self, parts: &Parts) -> Result<(), GatewayError> {
         route::check(parts.uri.path())?;
-        // Limits: a declared length over the limit is refused before any work; a streamed body
-        // is cut off by `LimitedBody`.
         if content_length(&parts.headers).is_some_and(|n| n > self.limits.max_body_bytes) {
             return Err(GatewayError::PayloadTooLarge);
         }
-        let now = now_secs();
-        let verified = self.authenticate(&parts.headers, now).await?;
+        Ok(())
+    }
+
+    /// Authentication phase: a cached bearer token, else a verified one (then cached), or an
+    /// API key the directory accepts. A reserved identity is refused
+    /// ([`AuthContext::is_reserved`]).
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> Result<Arc<Verified>, GatewayError> {
+        let result = match authn::extract(headers) {
+            Ok(Credential::Bearer(token)) => {
+                let key = cache::key_of(token);
+                if let Some(hit) = self.cache.get(&key, now) {
+                    self.cache.count_hit();
+                    return Ok(hit);
+                }
+                self.cache.count_miss();
+                match self.jwt.verify(token).await {
+                    // Refused before it is cached, so a reserved identity never gets a hit.
+                    Ok(verified) if verified.ctx.is_reserved() => return Err(reserved()),
+                    Ok(verified) => {
+                        let verified = Arc::new(verified);
+                        self.cache.insert(key, Arc::clone(&verified), now);
+                        Ok(verified)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            // The outer `?` is the directory failing to answer (503), not a refused key.
+            Ok(Credential::ApiKey(key)) => match api_key::verify(key, &self.directory, now)? {
+                Ok(ctx) if ctx.is_reserved() => return Err(reserved()),
+                Ok(ctx) => Ok(self.cache.api_key(ctx, now)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => e.metric_label()).increment(1);
+        }
+        Ok(result?)
+    }
+
+    /// Resolve phase: the tenant's directory record, refused when its tier does not allow the
+    /// credential's kind, and its home region.
+    async fn resolve(
+        &self,
+        verified: &Verified,
+    ) -> Result<(Arc<TenantRecord>, &Region), GatewayError> {
         let tenant = self.directory.resolve(verified.ctx.tenant).await?;
-        if verified.ctx.subject.starts_with(api_key::SUBJECT_PREFIX)
-            && !tenant.tier.allows_api_keys()
-        {
+        if verified.ctx.is_api_key() && !tenant.tier.allows_api_keys() {
             // The tier may have changed after the key was issued (SPEC §2).
             return Err(GatewayError::Forbidden(
                 "api keys require the scale or enterprise tier",
             ));
         }
-        let region = self.regions.get(&tenant.region).ok_or_else(|| {
-            GatewayError::Internal(format!("region {} not loaded", tenant.region))
-        })?;
-        *region_out = Some(Arc::clone(region));
-        // Rate-limit phase (crate::ratelimit): after the tenant is known, before any upstream
-        // work; timed by the request's arrival. `handle` puts the decision's headers on
-        // whatever response follows.
+        let region = self
+            .regions
+            .get(&tenant.region)
+            .ok_or_else(|| GatewayError::RegionNotLoaded(tenant.region.clone()))?;
+        Ok((tenant, region))
+    }
+
+    /// Rate-limit phase ([`crate::ratelimit`]): after the tenant is known, before any upstream
+    /// work; timed by the request's arrival. The decision's headers go on whatever response
+    /// follows (`response_filter`); a refusal is [`GatewayError::RateLimited`].
+    async fn rate_limit(
+        &self,
+        auth: &AuthContext,
+        tenant: &TenantRecord,
+        arrival: Instant,
+    ) -> Result<Decision, GatewayError> {
         let decision = self
             .ratelimit
-            .check(verified.ctx.tenant, tenant.rate_limit_per_min, arrival)
+            .check(auth.tenant, tenant.rate_limit_per_min, arrival)
             .await;
-        *rate_out = Some(decision);
-        if !decision.allowed() {
-            return Ok(ratelimit::too_many_requests(request_id).map(Either::Right));
+        if decision.allowed() {
+            Ok(decision)
+        } else {
+            Err(GatewayError::RateLimited { decision })
         }
+    }
+
+    /// Prepare phase: an upstream of the home region, the URI on it, HTTP/1.1, the internal
+    /// assertion and request id, and the body behind the size limit.
+    fn upstream_request<'r>(
+        &self,
+        request_id: &HeaderValue,
+        now: u64,
+        verified: &Verified,
+        region: &'r Region,
+        mut parts: Parts,
+        body: Incoming,
+    ) -> Result<(&'r Upstream, UpstreamRequest), GatewayError> {
         let upstream = region.pick().ok_or(GatewayError::NoHealthyUpstream {
             retry_after: region.retry_after_secs(),
         })?;
-        let assertion = verified
-            .assertion_for(region, now)
-            .map_err(|e| GatewayError::Internal(format!("minting assertion: {e}")))?;
+        let assertion = verified.assertion_for(region.signer(), now)?;
         tracing::debug!(
             request_id = request_id.to_str().unwrap_or_default(),
             tenant = %verified.ctx.tenant,
             region = %region.id(),
             "forwarding"
         );
-
-        parts.uri = upstream
-            .uri_for(parts.uri.path_and_query())
-            .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?;
+        parts.uri = upstream.uri_for(parts.uri.path_and_query())?;
         parts.version = Version::HTTP_11;
         parts.headers.remove(HOST);
         parts.headers.insert(ASSERTION, assertion);
         parts.headers.insert(REQUEST_ID, request_id.clone());
         let tripped = Arc::new(AtomicBool::new(false));
         let body = LimitedBody::new(body, self.limits.max_body_bytes, Arc::clone(&tripped));
-        // The home region's own client: its pool, its CA and client certificate.
-        let call = region.client().request(Request::from_parts(parts, body));
+        let request = Request::from_parts(parts, body);
+        Ok((upstream, UpstreamRequest { request, tripped }))
+    }
+
+    /// Forward phase: sends the request with the home region's own client (its pool, its CA
+    /// and client certificate) within the upstream timeout. A connect failure ejects the
+    /// upstream and is a 502, never another region.
+    async fn forward(
+        &self,
+        region: &Region,
+        upstream: &Upstream,
+        req: UpstreamRequest,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        let UpstreamRequest { request, tripped } = req;
+        let call = region.client().request(request);
         match tokio::time::timeout(self.limits.upstream_timeout, call).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(Err(_)) if tripped.load(Ordering::Relaxed) => Err(GatewayError::PayloadTooLarge),
@@ -224,70 +310,106 @@ impl Gateway {
             }
         }
     }
+}
 
-    async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        now: u64,
-    ) -> Result<Arc<Verified>, GatewayError> {
-        let result = match authn::extract(headers) {
-            Ok(Credential::Bearer(token)) => {
-                let key = cache::key_of(token);
-                if let Some(hit) = self.cache.get(&key, now) {
-                    self.cache.count_hit();
-                    return Ok(hit);
-                }
-                self.cache.count_miss();
-                match self.jwt.verify(token).await {
-                    // Refused before it is cached, so a reserved identity never gets a hit.
-                    Ok(verified) if reserved_in_jwt(&verified.ctx) => return Err(reserved()),
-                    Ok(verified) => {
-                        let verified = Arc::new(verified);
-                        self.cache.insert(key, Arc::clone(&verified), now);
-                        Ok(verified)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            // The outer `?` is the directory failing to answer (503), not a refused key.
-            Ok(Credential::ApiKey(key)) => match api_key::verify(key, &self.directory, now)? {
-                Ok(ctx) if ctx.role == SYSTEM_ROLE => return Err(reserved()),
-                Ok(ctx) => Ok(self.cache.api_key(ctx, now)),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => e.metric_label()).increment(1);
+/// One request as the phases learn about it, from arrival to the response filter (pingora's
+/// per-request context). The region and upstream are borrowed from the [`Gateway`] (`'g`).
+pub struct RequestCtx<'g> {
+    /// The client's request id when well formed, else a new UUIDv7.
+    pub request_id: HeaderValue,
+    /// When the request arrived: times the rate limiter and the duration metric.
+    pub arrival: Instant,
+    /// Seconds since the Unix epoch at arrival: credential expiry, assertion lifetime.
+    pub now: u64,
+    /// The verified credential, with its [`CredentialKind`], once authenticated.
+    pub verified: Option<Arc<Verified>>,
+    /// The tenant's directory record, once resolved.
+    pub tenant: Option<Arc<TenantRecord>>,
+    /// The tenant's home region, once resolved.
+    pub region: Option<&'g Region>,
+    /// The rate limiter's decision, once that phase ran.
+    pub rate: Option<Decision>,
+    /// The home region's upstream the request is sent to.
+    pub upstream: Option<&'g Upstream>,
+}
+
+impl RequestCtx<'_> {
+    /// Hygiene, the first phase: client-sent internal headers are removed before anything
+    /// reads the headers, then the request id is taken or made.
+    pub fn arrive(headers: &mut HeaderMap) -> Self {
+        let arrival = Instant::now();
+        headers::sanitize_request(headers);
+        Self {
+            request_id: request_id(headers),
+            arrival,
+            now: now_secs(),
+            verified: None,
+            tenant: None,
+            region: None,
+            rate: None,
+            upstream: None,
         }
-        Ok(result?)
     }
 
-    fn record_error(&self, err: &GatewayError, region: Option<&Region>) {
-        let kind = match err {
-            GatewayError::UpstreamConnect => "connect",
-            GatewayError::UpstreamFailed => "io",
-            GatewayError::UpstreamTimeout => "timeout",
-            GatewayError::NoHealthyUpstream { .. } => "no_upstream",
-            GatewayError::Internal(detail) => {
-                tracing::error!(error = %detail, "internal error");
-                return;
-            }
-            _ => return,
-        };
-        if let Some(r) = region {
-            metrics::counter!(m::UPSTREAM_ERRORS_TOTAL, "region" => r.label().clone(), "error_kind" => kind)
-                .increment(1);
-        }
+    /// The kind of credential the request was authenticated with, once it was.
+    #[must_use]
+    pub fn credential_kind(&self) -> Option<CredentialKind> {
+        self.verified.as_ref().map(|v| v.ctx.kind)
     }
 }
 
-/// Whether a verified JWT names an identity reserved for the platform itself: the system
-/// role, a `system:` subject (internal calls), or an `apikey:` subject (API keys' own
-/// identities, which a JWT must not impersonate).
-fn reserved_in_jwt(ctx: &authn::AuthContext) -> bool {
-    is_reserved_identity(&ctx.subject, &ctx.role)
-        || ctx.subject.starts_with(api_key::SUBJECT_PREFIX)
+/// The request for a region node, and the flag its body sets when the size limit cut it off.
+struct UpstreamRequest {
+    request: Request<LimitedBody>,
+    tripped: Arc<AtomicBool>,
+}
+
+/// The last phase, on every response (a region node's or a problem): the request id, the
+/// home region, the rate-limit headers once that phase ran, and the request metrics.
+fn response_filter(
+    ctx: &RequestCtx<'_>,
+    mut resp: Response<ResponseBody>,
+) -> Response<ResponseBody> {
+    let h = resp.headers_mut();
+    h.insert(REQUEST_ID, ctx.request_id.clone());
+    if let Some(decision) = &ctx.rate {
+        ratelimit::insert_headers(h, decision);
+    }
+    let label = match ctx.region {
+        Some(r) => {
+            h.insert(REGION, r.header().clone());
+            r.label().clone()
+        }
+        None => metrics::SharedString::const_str("none"),
+    };
+    let class = status_class(resp.status().as_u16());
+    metrics::counter!(m::REQUESTS_TOTAL, "region" => label.clone(), "status_class" => class)
+        .increment(1);
+    metrics::histogram!(m::REQUEST_DURATION_SECONDS, "region" => label)
+        .record(ctx.arrival.elapsed().as_secs_f64());
+    resp
+}
+
+/// Upstream errors counted per region; internal errors logged (never shown to the client).
+fn record_error(err: &GatewayError, region: Option<&Region>) {
+    let kind = match err {
+        GatewayError::UpstreamConnect => "connect",
+        GatewayError::UpstreamFailed => "io",
+        GatewayError::UpstreamTimeout => "timeout",
+        GatewayError::NoHealthyUpstream { .. } => "no_upstream",
+        GatewayError::RegionNotLoaded(_)
+        | GatewayError::Assertion(_)
+        | GatewayError::UpstreamUri(_)
+        | GatewayError::Internal(_) => {
+            tracing::error!(error = %err, "internal error");
+            return;
+        }
+        _ => return,
+    };
+    if let Some(r) = region {
+        metrics::counter!(m::UPSTREAM_ERRORS_TOTAL, "region" => r.label().clone(), "error_kind" => kind)
+            .increment(1);
+    }
 }
 
 fn reserved() -> GatewayError {

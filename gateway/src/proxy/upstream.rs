@@ -192,19 +192,6 @@ impl Region {
         }
     }
 
-    /// A region with one placeholder upstream, for unit tests.
-    #[cfg(test)]
-    pub(crate) fn for_tests(id: &str, key: &AssertionKey) -> Self {
-        let up = Upstream::parse("http://127.0.0.1:9").expect("valid");
-        Self::new(
-            RegionId::new(id).expect("valid"),
-            key,
-            vec![up],
-            NodeTls::plain().expect("plain tls settings"),
-            &Limits::default(),
-        )
-    }
-
     /// The region id.
     #[must_use]
     pub fn id(&self) -> &RegionId {

@@ -26,15 +26,11 @@ pub mod redis;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use http::{Response, StatusCode};
-use http_body_util::Full;
 use metrics::Counter;
 use residency_config::gateway::{RateLimitBackend, RateLimitConfig};
 use residency_config::TenantId;
 
-use crate::error::problem;
 use crate::metrics as m;
 pub use gcra::{Decision, Params};
 use local::LocalLimiter;
@@ -231,7 +227,9 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// Sets the `RateLimit-*` headers (and `Retry-After` when limited) from `decision`,
-/// replacing any a region node sent.
+/// replacing any a region node sent. The proxy's response filter calls it on every response
+/// of a request that reached this phase; the error map on the 429
+/// ([`crate::error::GatewayError::RateLimited`]).
 pub fn insert_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit()));
     headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining()));
@@ -239,18 +237,6 @@ pub fn insert_headers(headers: &mut HeaderMap, decision: &Decision) {
     if let Some(secs) = decision.retry_after_secs() {
         headers.insert(RETRY_AFTER, HeaderValue::from(secs));
     }
-}
-
-/// The 429 problem+json answer to a limited request (the `RateLimit-*` headers are added with
-/// every other response's, by [`insert_headers`]).
-#[must_use]
-pub fn too_many_requests(request_id: &HeaderValue) -> Response<Full<Bytes>> {
-    problem(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "the customer's request rate limit is exceeded; retry after the number of seconds in Retry-After",
-        request_id,
-    )
 }
 
 #[cfg(test)]
