@@ -35,7 +35,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use residency_config::assertion::now_secs;
 use residency_config::gateway::{GatewayConfig, Limits};
-use residency_config::headers::{is_valid_request_id, ASSERTION, REGION, REQUEST_ID};
+use residency_config::headers::{ASSERTION, REGION, REQUEST_ID};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::cache::{self, TokenCache, Verified};
@@ -417,18 +417,10 @@ fn reserved() -> GatewayError {
     GatewayError::Forbidden("the credential names a reserved identity")
 }
 
-/// The client's request id when well formed, else a new UUIDv7.
+/// The client's request id when well formed, else a new UUIDv7 (the one rule of
+/// [`residency_http::RequestId`], shared with the admin API and the nodes).
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID)
-        .filter(|v| v.to_str().is_ok_and(is_valid_request_id))
-        .cloned()
-        .unwrap_or_else(|| {
-            let id = uuid::Uuid::now_v7();
-            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-            HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
-                .expect("a uuid is a valid header value")
-        })
+    residency_http::RequestId::from_headers_or_new(headers).into_header_value()
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
