@@ -249,7 +249,7 @@ mod tests {
         let body = body_json(resp).await;
         assert_eq!(body["status"], 429);
         assert_eq!(body["title"], "Too Many Requests");
-        assert_eq!(body["type"], "urn:residency-gateway:problem:rate_limited");
+        assert_eq!(body["type"], "urn:residency:problem:rate_limited");
         assert_eq!(
             body["detail"],
             "the customer's request rate limit is exceeded; retry after the number of seconds in Retry-After"
