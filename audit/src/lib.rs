@@ -60,6 +60,7 @@
 //! when they do not apply. Every violation kind is listed in [`ViolationKind`]; the full field
 //! reference is `docs/audit.md`.
 
+mod pg;
 pub mod placement;
 mod posture;
 pub mod render;
@@ -74,12 +75,12 @@ use std::time::{Duration, Instant};
 use residency_config::gateway::TenantEntry;
 use residency_config::RegionId;
 
+pub use pg::ScanError;
 pub use posture::TENANT_POLICY_EXPR;
 pub use report::{
     DatabaseInfo, Outcome, PostureCheck, PostureSummary, RegionReport, RegionStatus, Report,
     RoutingEvidence, TableSummary, TenantPlacement, Violation, ViolationKind, SCHEMA_VERSION,
 };
-pub use scan::ScanError;
 
 /// The longest a region's scan may take by default.
 pub const DEFAULT_REGION_TIMEOUT: Duration = Duration::from_secs(600);
@@ -267,7 +268,7 @@ fn region_report(
         display_name: r.display_name.clone(),
         location: r.location.clone(),
         upstreams: r.upstreams.clone(),
-        database: scan::database_info(&r.auditor_url).unwrap_or_else(|_| DatabaseInfo {
+        database: pg::database_info(&r.auditor_url).unwrap_or_else(|_| DatabaseInfo {
             host: String::new(),
             port: 0,
             name: String::new(),
