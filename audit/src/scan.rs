@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, IsolationLevel, NoTls, Transaction};
 
+use crate::input::{Progress, RegionInput};
 use crate::pg::{database_info, pg_message, query_err, quote_ident, ScanError};
 use crate::posture::{check_app_role, check_objects, read_tenant_tables, Posture};
 use crate::report::{DatabaseInfo, PostureSummary, Violation};
-use crate::{Progress, RegionInput};
 
 /// How long to wait for a region database to accept the connection, unless the URL says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -21,9 +21,9 @@ mod tests;
 
 use tokio_postgres::Transaction;
 
+use crate::input::RegionInput;
 use crate::pg::{query_err, ScanError};
 use crate::report::{PostureSummary, Violation, ViolationKind};
-use crate::RegionInput;
 
 pub(crate) use objects::check_objects;
 
