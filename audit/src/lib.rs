@@ -60,6 +60,8 @@
 //! when they do not apply. Every violation kind is listed in [`ViolationKind`]; the full field
 //! reference is `docs/audit.md`.
 
+mod input;
+mod pg;
 pub mod placement;
 mod posture;
 pub mod render;
@@ -68,124 +70,17 @@ pub mod routing;
 mod scan;
 pub mod sources;
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
-use residency_config::gateway::TenantEntry;
 use residency_config::RegionId;
 
+pub use input::{no_progress, AuditInput, Progress, RegionInput, DEFAULT_REGION_TIMEOUT};
+pub use pg::ScanError;
 pub use posture::TENANT_POLICY_EXPR;
 pub use report::{
     DatabaseInfo, Outcome, PostureCheck, PostureSummary, RegionReport, RegionStatus, Report,
     RoutingEvidence, TableSummary, TenantPlacement, Violation, ViolationKind, SCHEMA_VERSION,
 };
-pub use scan::ScanError;
-
-/// The longest a region's scan may take by default.
-pub const DEFAULT_REGION_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Everything an audit needs.
-#[derive(Debug, Clone)]
-pub struct AuditInput {
-    /// The regions to audit.
-    pub regions: Vec<RegionInput>,
-    /// Every tenant the directory knows, with its home region and status.
-    pub tenants: Vec<TenantEntry>,
-    /// The longest one region's scan may take; past it the region is `failed`.
-    pub region_timeout: Duration,
-}
-
-impl AuditInput {
-    /// An input with the default timeout.
-    #[must_use]
-    pub fn new(regions: Vec<RegionInput>, tenants: Vec<TenantEntry>) -> Self {
-        Self {
-            regions,
-            tenants,
-            region_timeout: DEFAULT_REGION_TIMEOUT,
-        }
-    }
-}
-
-/// One region to audit.
-#[derive(Clone)]
-pub struct RegionInput {
-    /// Region id.
-    pub id: RegionId,
-    /// Human name, e.g. `Europe`.
-    pub display_name: String,
-    /// Where the data lives, e.g. `Frankfurt, DE`.
-    pub location: String,
-    /// Postgres URL of the region database for the read-only auditor role. Secret: never
-    /// printed (see the `Debug` impl and [`DatabaseInfo`]).
-    pub auditor_url: String,
-    /// The application role whose privileges are checked.
-    pub app_role: String,
-    /// The region's node URLs.
-    pub upstreams: Vec<String>,
-    /// Gateway figures for the region, when the caller could read them.
-    pub routing: Option<RoutingEvidence>,
-}
-
-impl fmt::Debug for RegionInput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegionInput")
-            .field("id", &self.id)
-            .field("display_name", &self.display_name)
-            .field("location", &self.location)
-            .field("auditor_url", &"<redacted>")
-            .field("app_role", &self.app_role)
-            .field("upstreams", &self.upstreams)
-            .field("routing", &self.routing)
-            .finish()
-    }
-}
-
-/// What the audit is doing, for a progress display.
-#[derive(Debug, Clone, Copy)]
-pub enum Progress<'a> {
-    /// About to connect to a region database.
-    Connecting {
-        /// Region.
-        region: &'a RegionId,
-        /// `host:port/database`.
-        database: &'a str,
-    },
-    /// One table's rows were counted.
-    TableCounted {
-        /// Region.
-        region: &'a RegionId,
-        /// Table.
-        table: &'a str,
-        /// Rows counted.
-        rows: u64,
-        /// Distinct tenants.
-        tenants: usize,
-        /// Time the count took.
-        elapsed: Duration,
-        /// Tables counted so far in this region.
-        done: usize,
-        /// Tables to count in this region.
-        of: usize,
-    },
-    /// A region's scan finished.
-    RegionDone {
-        /// Region.
-        region: &'a RegionId,
-        /// Time the scan took.
-        elapsed: Duration,
-    },
-    /// A region could not be audited.
-    RegionFailed {
-        /// Region.
-        region: &'a RegionId,
-        /// Why.
-        error: &'a ScanError,
-    },
-}
-
-/// A progress sink that ignores everything.
-pub fn no_progress(_: Progress<'_>) {}
 
 /// Audits every region of `input` concurrently and builds the report. Never fails: regions
 /// that cannot be audited are reported as such (see [`Report::outcome`]).
@@ -267,7 +162,7 @@ fn region_report(
         display_name: r.display_name.clone(),
         location: r.location.clone(),
         upstreams: r.upstreams.clone(),
-        database: scan::database_info(&r.auditor_url).unwrap_or_else(|_| DatabaseInfo {
+        database: pg::database_info(&r.auditor_url).unwrap_or_else(|_| DatabaseInfo {
             host: String::new(),
             port: 0,
             name: String::new(),

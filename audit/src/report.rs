@@ -266,17 +266,6 @@ pub struct DatabaseInfo {
     pub server_version: Option<String>,
 }
 
-impl DatabaseInfo {
-    /// `host:port/database` of a Postgres URL, without credentials, for messages.
-    #[must_use]
-    pub fn describe(url: &str) -> String {
-        crate::scan::database_info(url).map_or_else(
-            |_| "an unparseable database url".to_owned(),
-            |i| format!("{}:{}/{}", i.host, i.port, i.name),
-        )
-    }
-}
-
 /// Routing evidence from the gateway, when it was reachable.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoutingEvidence {

@@ -14,49 +14,15 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::config::Host;
 use tokio_postgres::{Client, IsolationLevel, NoTls, Transaction};
 
-use crate::report::{DatabaseInfo, PostureSummary, Violation, ViolationKind};
-use crate::{Progress, RegionInput};
+use crate::input::{Progress, RegionInput};
+use crate::pg::{database_info, pg_message, query_err, quote_ident, ScanError};
+use crate::posture::{check_app_role, check_objects, read_tenant_tables, Posture};
+use crate::report::{DatabaseInfo, PostureSummary, Violation};
 
 /// How long to wait for a region database to accept the connection, unless the URL says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why a region database could not be audited.
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    /// The auditor URL does not parse.
-    #[error("invalid auditor database url: {0}")]
-    Url(String),
-    /// Connecting or logging in failed.
-    #[error("cannot connect to {host}: {message}")]
-    Connect {
-        /// `host:port/database`.
-        host: String,
-        /// The driver's or server's message.
-        message: String,
-    },
-    /// A query failed after connecting.
-    #[error("{what} failed: {message}")]
-    Query {
-        /// Which step.
-        what: String,
-        /// The server's message.
-        message: String,
-    },
-    /// The scan took longer than allowed.
-    #[error("scan did not finish within {0:?}")]
-    Timeout(Duration),
-}
-
-impl ScanError {
-    /// Whether the database was not reached at all (as opposed to failing midway).
-    #[must_use]
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Url(_) | Self::Connect { .. })
-    }
-}
 
 /// One customer table (a relation with a `tenant_id` column).
 #[derive(Debug, Clone)]
@@ -79,25 +45,6 @@ pub(crate) struct Scan {
     pub posture: PostureSummary,
     /// Posture violations (placement ones are computed later, with the directory).
     pub violations: Vec<Violation>,
-}
-
-/// Describes where `url` points, without its password.
-pub(crate) fn database_info(url: &str) -> Result<DatabaseInfo, ScanError> {
-    let cfg: tokio_postgres::Config = url.parse().map_err(|e| ScanError::Url(format!("{e}")))?;
-    let host = match cfg.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        #[cfg(unix)]
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_owned(),
-    };
-    let role = cfg.get_user().unwrap_or_default().to_owned();
-    Ok(DatabaseInfo {
-        host,
-        port: cfg.get_ports().first().copied().unwrap_or(5432),
-        name: cfg.get_dbname().unwrap_or(&role).to_owned(),
-        role,
-        server_version: None,
-    })
 }
 
 /// Connects as the auditing role and reads everything the audit needs from one region.
@@ -161,10 +108,10 @@ async fn scan_connected(
     info.role = who.get(0);
     info.server_version = Some(who.get(1));
 
-    let mut posture = crate::posture::Posture::new(region);
-    let tenant_tables = crate::posture::read_tenant_tables(&tx, &mut posture).await?;
-    crate::posture::check_app_role(&tx, &mut posture).await?;
-    crate::posture::check_objects(&tx, &mut posture).await?;
+    let mut posture = Posture::new(region);
+    let tenant_tables = read_tenant_tables(&tx, &mut posture).await?;
+    check_app_role(&tx, &mut posture).await?;
+    check_objects(&tx, &mut posture).await?;
 
     let countable: Vec<usize> = tenant_tables
         .iter()
@@ -230,72 +177,4 @@ async fn count_rows(
             )
         })
         .collect())
-}
-
-/// Quotes a Postgres identifier.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The server's message when there is one, else the driver's.
-pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                msg = format!("{msg}: {s}");
-                source = s.source();
-            }
-            msg
-        }
-    }
-}
-
-pub(crate) fn query_err(what: &str, e: &tokio_postgres::Error) -> ScanError {
-    ScanError::Query {
-        what: what.to_owned(),
-        message: pg_message(e),
-    }
-}
-
-/// A posture violation found in `region` (posture findings name no tenant).
-pub(crate) fn violation(
-    region: &RegionInput,
-    kind: ViolationKind,
-    table: Option<String>,
-    role: Option<String>,
-    detail: String,
-) -> Violation {
-    Violation {
-        kind,
-        region: region.id.clone(),
-        tenant_id: None,
-        table,
-        role,
-        detail,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting_doubles_quotes() {
-        assert_eq!(quote_ident("plain"), "\"plain\"");
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
-    }
-
-    #[test]
-    fn database_info_has_no_password() {
-        let i = database_info("postgres://aud:s3cret@db.eu.internal:6432/region_eu").unwrap();
-        assert_eq!(
-            (i.host.as_str(), i.port, i.name.as_str(), i.role.as_str()),
-            ("db.eu.internal", 6432, "region_eu", "aud")
-        );
-        assert!(!format!("{i:?}").contains("s3cret"));
-        assert!(database_info("not a url at all ::").is_err());
-    }
 }

@@ -35,7 +35,7 @@ use residency_config::node::is_simple_identifier;
 use residency_config::{ConfigError, Problem, RegionId};
 use serde::Deserialize;
 
-use crate::RegionInput;
+use crate::input::RegionInput;
 
 /// Where the directory's tenants come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

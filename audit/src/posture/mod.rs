@@ -15,11 +15,17 @@
 //! System schemas (`pg_*`, `information_schema`) are out of scope. The app role is taken from
 //! the input, never guessed.
 
+mod objects;
+#[cfg(test)]
+mod tests;
+
 use tokio_postgres::Transaction;
 
+use crate::input::RegionInput;
+use crate::pg::{query_err, ScanError};
 use crate::report::{PostureSummary, Violation, ViolationKind};
-use crate::scan::{query_err, violation, ScanError};
-use crate::RegionInput;
+
+pub(crate) use objects::check_objects;
 
 /// Relations outside the system schemas.
 const USER_SCHEMAS: &str = "n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'";
@@ -59,6 +65,24 @@ impl<'a> Posture<'a> {
 
     pub(crate) fn finish(self) -> (PostureSummary, Vec<Violation>) {
         (self.summary, self.violations)
+    }
+}
+
+/// A posture violation found in `region` (posture findings name no tenant).
+pub(crate) fn violation(
+    region: &RegionInput,
+    kind: ViolationKind,
+    table: Option<String>,
+    role: Option<String>,
+    detail: String,
+) -> Violation {
+    Violation {
+        kind,
+        region: region.id.clone(),
+        tenant_id: None,
+        table,
+        role,
+        detail,
     }
 }
 
@@ -535,89 +559,6 @@ pub(crate) async fn check_app_role(
     Ok(())
 }
 
-/// Checks views and `SECURITY DEFINER` functions.
-pub(crate) async fn check_objects(
-    tx: &Transaction<'_>,
-    p: &mut Posture<'_>,
-) -> Result<(), ScanError> {
-    let sql = format!(
-        "SELECT n.nspname::text, c.relname::text, pg_get_userbyid(c.relowner)::text,
-                coalesce(c.reloptions, '{{}}')::text[]
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind = 'v' AND {USER_SCHEMAS}
-         ORDER BY 1, 2"
-    );
-    let rows = tx
-        .query(&sql, &[])
-        .await
-        .map_err(|e| query_err("reading views", &e))?;
-    let mut bad = 0;
-    for row in &rows {
-        let (schema, name, owner, options): (String, String, String, Vec<String>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        if !is_security_invoker(&options) {
-            bad += 1;
-            let q = qualified(&schema, &name);
-            p.flag(
-                ViolationKind::ViewNotSecurityInvoker,
-                Some(q.clone()),
-                Some(owner.clone()),
-                format!("view {q} is not security_invoker: it reads its tables with the rights of its owner {owner}, bypassing row-level security"),
-            );
-        }
-    }
-    p.summary.record(
-        "views_security_invoker",
-        "every view runs with the caller's rights (security_invoker)",
-        rows.len(),
-        bad,
-    );
-
-    let sql = format!(
-        "SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oid),
-                pg_get_userbyid(p.proowner)::text, coalesce(p.proconfig, '{{}}')::text[]
-         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE p.prosecdef AND {USER_SCHEMAS}
-         ORDER BY 1, 2, 3"
-    );
-    let rows = tx
-        .query(&sql, &[])
-        .await
-        .map_err(|e| query_err("reading security definer functions", &e))?;
-    let mut bad = 0;
-    for row in &rows {
-        let (schema, name, args, owner, config): (String, String, String, String, Vec<String>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        if !config.iter().any(|c| c.starts_with("search_path=")) {
-            bad += 1;
-            let q = format!("{}({args})", qualified(&schema, &name));
-            p.flag(
-                ViolationKind::DefinerWithoutSearchPath,
-                Some(q.clone()),
-                Some(owner.clone()),
-                format!("SECURITY DEFINER function {q} runs as {owner} without a pinned search_path: objects on the caller's path can hijack it"),
-            );
-        }
-    }
-    p.summary.record(
-        "definer_search_path",
-        "every SECURITY DEFINER function pins search_path",
-        rows.len(),
-        bad,
-    );
-    Ok(())
-}
-
-/// Whether view options turn `security_invoker` on (Postgres accepts several spellings).
-fn is_security_invoker(options: &[String]) -> bool {
-    options.iter().any(|o| {
-        o.split_once('=').is_some_and(|(k, v)| {
-            k.eq_ignore_ascii_case("security_invoker")
-                && matches!(v.to_ascii_lowercase().as_str(), "true" | "on" | "yes" | "1")
-        })
-    })
-}
-
 fn relkind_name(kind: &str) -> &'static str {
     match kind {
         "r" => "table",
@@ -627,27 +568,5 @@ fn relkind_name(kind: &str) -> &'static str {
         "S" => "sequence",
         "f" => "foreign table",
         _ => "relation",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn security_invoker_spellings() {
-        let o = |s: &str| vec![s.to_owned()];
-        assert!(is_security_invoker(&o("security_invoker=true")));
-        assert!(is_security_invoker(&o("security_invoker=on")));
-        assert!(is_security_invoker(&o("SECURITY_INVOKER=1")));
-        assert!(!is_security_invoker(&o("security_invoker=false")));
-        assert!(!is_security_invoker(&o("security_barrier=true")));
-        assert!(!is_security_invoker(&[]));
-    }
-
-    #[test]
-    fn names_outside_public_are_qualified() {
-        assert_eq!(qualified("public", "tenants"), "tenants");
-        assert_eq!(qualified("crm", "notes"), "crm.notes");
     }
 }

@@ -10,21 +10,20 @@
 //! Validation of values (regions, tiers, statuses) is left to the API, so the CLI never
 //! disagrees with the gateway it talks to.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use bytes::Bytes;
 use clap::{Args, Subcommand};
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::Method;
 use serde_json::{json, Map, Value};
 
-/// Time one admin call may take (provisioning included).
-const TIMEOUT: Duration = Duration::from_secs(30);
+mod api;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use api::{AdminApi, CliError};
+use render::{object_lines, table};
 
 /// Where the admin API is and how to format answers; accepted before or after the action.
 #[derive(Args, Debug, Clone)]
@@ -211,137 +210,6 @@ enum KeysCmd {
         /// Key id.
         key_id: String,
     },
-}
-
-/// Why a command failed.
-#[derive(Debug, thiserror::Error)]
-enum CliError {
-    /// Could not run: arguments, configuration, network.
-    #[error("{0}")]
-    CouldNotRun(String),
-    /// The admin API answered with a problem.
-    #[error("{0}")]
-    Refused(String),
-}
-
-impl CliError {
-    fn exit(&self) -> ExitCode {
-        match self {
-            Self::Refused(_) => ExitCode::from(1),
-            Self::CouldNotRun(_) => ExitCode::from(2),
-        }
-    }
-}
-
-/// The admin API endpoint and token.
-struct AdminApi {
-    base: String,
-    token: String,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl AdminApi {
-    fn new(opts: &AdminOpts) -> Result<Self, CliError> {
-        let stack = read_stack(&opts.stack);
-        let from_stack = |key: &str| {
-            stack
-                .as_ref()
-                .ok()
-                .and_then(|s| s["admin"][key].as_str().map(str::to_owned))
-        };
-        let missing = |what: &str, flag: &str| {
-            let why = match &stack {
-                Ok(_) => format!("{} has no admin.{what}", opts.stack.display()),
-                Err(e) => e.clone(),
-            };
-            CliError::CouldNotRun(format!(
-                "no admin {what}: pass {flag} (or set its environment variable), or run \
-                 `residency up` to write a stack.json ({why})"
-            ))
-        };
-        let base = opts
-            .admin_url
-            .clone()
-            .or_else(|| from_stack("url"))
-            .ok_or_else(|| missing("url", "--admin-url"))?;
-        let token = opts
-            .admin_token
-            .clone()
-            .or_else(|| from_stack("token"))
-            .ok_or_else(|| missing("token", "--admin-token"))?;
-        if !base.starts_with("http://") {
-            return Err(CliError::CouldNotRun(format!(
-                "admin url {base:?} must start with http:// (the admin listener is plain http on a private address)"
-            )));
-        }
-        Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        })
-    }
-
-    /// Calls the admin API; a problem answer becomes [`CliError::Refused`] with its detail.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, CliError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(&url)
-            .header("authorization", format!("Bearer {}", self.token));
-        let bytes = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(b.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let req = req
-            .body(Full::new(bytes))
-            .map_err(|e| CliError::CouldNotRun(format!("invalid admin url {url:?}: {e}")))?;
-        let unreachable = |e: &dyn std::fmt::Display| {
-            CliError::CouldNotRun(format!(
-                "cannot reach the admin api at {}: {e} (is the gateway running? `residency up` starts one)",
-                self.base
-            ))
-        };
-        let resp = tokio::time::timeout(TIMEOUT, self.client.request(req))
-            .await
-            .map_err(|_| unreachable(&"timed out"))?
-            .map_err(|e| unreachable(&e))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(&e))?
-            .to_bytes();
-        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(json);
-        }
-        let detail = json["detail"].as_str().unwrap_or("no detail");
-        let mut msg = format!("{method} {path}: {} {detail}", status.as_u16());
-        if let Some(t) = json["tenant_id"].as_str() {
-            msg.push_str(&format!(
-                " (tenant {t} is kept; retry with `residency tenants provision {t}`)"
-            ));
-        }
-        if let Some(id) = json["request_id"].as_str() {
-            msg.push_str(&format!(" [request {id}]"));
-        }
-        Err(CliError::Refused(msg))
-    }
-}
-
-fn read_stack(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{} is not json: {e}", path.display()))
 }
 
 /// Runs `residency tenants ...`.
@@ -628,116 +496,5 @@ async fn run_keys(args: &KeysArgs) -> Result<Output, CliError> {
                 .await?;
             Ok(Output::Object(v, &["id", "name", "prefix", "revoked_at"]))
         }
-    }
-}
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn object_lines(v: &Value, fields: &[&str]) -> String {
-    let width = fields.iter().map(|f| f.len()).max().unwrap_or(0);
-    fields
-        .iter()
-        .map(|f| format!("{f:width$}  {}\n", cell(&v[*f])))
-        .collect()
-}
-
-/// A table of `v["items"]` with `columns`, then the next cursor if there is one.
-fn table(v: &Value, columns: &[&str]) -> String {
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|i| columns.iter().map(|c| cell(&i[*c])).collect())
-        .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([c.len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: Vec<String>| {
-        let mut s = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:w$}"))
-            .collect::<Vec<_>>()
-            .join("  ");
-        s.truncate(s.trim_end().len());
-        s.push('\n');
-        s
-    };
-    let mut out = line(columns.iter().map(|c| c.to_uppercase()).collect());
-    for r in rows {
-        out.push_str(&line(r));
-    }
-    if items.is_empty() {
-        out.push_str("(none)\n");
-    }
-    if let Some(c) = v["next_cursor"].as_str() {
-        out.push_str(&format!("next page: --cursor {c}\n"));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_align_and_show_the_next_cursor() {
-        let v = json!({
-            "items": [
-                { "id": "a", "name": "Acme", "region": "eu", "tier": "scale", "status": "active", "rate_limit_per_min": 1000 },
-                { "id": "bb", "name": "B", "region": "us", "tier": "starter", "status": "suspended", "rate_limit_per_min": null },
-            ],
-            "next_cursor": "xyz",
-        });
-        let t = table(&v, TENANT_COLUMNS);
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(
-            lines[0],
-            "ID  NAME  REGION  TIER     STATUS     RATE_LIMIT_PER_MIN"
-        );
-        assert_eq!(lines[1], "a   Acme  eu      scale    active     1000");
-        assert_eq!(lines[2], "bb  B     us      starter  suspended  -");
-        assert_eq!(lines[3], "next page: --cursor xyz");
-        assert!(table(&json!({"items": []}), ORG_FIELDS).contains("(none)"));
-    }
-
-    #[test]
-    fn missing_admin_settings_say_how_to_fix_them() {
-        let opts = AdminOpts {
-            admin_url: None,
-            admin_token: None,
-            stack: PathBuf::from("/nonexistent/stack.json"),
-            json: false,
-        };
-        let Err(e) = AdminApi::new(&opts) else {
-            panic!("no url must be an error");
-        };
-        assert!(e.to_string().contains("--admin-url"), "{e}");
-        assert!(matches!(e, CliError::CouldNotRun(_)));
-    }
-
-    #[test]
-    fn queries_are_encoded() {
-        assert_eq!(query(&[("a", None)]), "");
-        assert_eq!(
-            query(&[
-                ("region", Some("eu".into())),
-                ("cursor", Some("a+b/=".into()))
-            ]),
-            "?region=eu&cursor=a%2Bb%2F%3D"
-        );
     }
 }

@@ -1,0 +1,150 @@
+//! The admin API client: where the endpoint and token come from, one call, and how a refusal
+//! or an unreachable gateway becomes a [`CliError`].
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use super::AdminOpts;
+
+/// Time one admin call may take (provisioning included).
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CliError {
+    /// Could not run: arguments, configuration, network.
+    #[error("{0}")]
+    CouldNotRun(String),
+    /// The admin API answered with a problem.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl CliError {
+    pub(super) fn exit(&self) -> ExitCode {
+        match self {
+            Self::Refused(_) => ExitCode::from(1),
+            Self::CouldNotRun(_) => ExitCode::from(2),
+        }
+    }
+}
+
+/// The admin API endpoint and token.
+pub(super) struct AdminApi {
+    base: String,
+    token: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AdminApi {
+    pub(super) fn new(opts: &AdminOpts) -> Result<Self, CliError> {
+        let stack = read_stack(&opts.stack);
+        let from_stack = |key: &str| {
+            stack
+                .as_ref()
+                .ok()
+                .and_then(|s| s["admin"][key].as_str().map(str::to_owned))
+        };
+        let missing = |what: &str, flag: &str| {
+            let why = match &stack {
+                Ok(_) => format!("{} has no admin.{what}", opts.stack.display()),
+                Err(e) => e.clone(),
+            };
+            CliError::CouldNotRun(format!(
+                "no admin {what}: pass {flag} (or set its environment variable), or run \
+                 `residency up` to write a stack.json ({why})"
+            ))
+        };
+        let base = opts
+            .admin_url
+            .clone()
+            .or_else(|| from_stack("url"))
+            .ok_or_else(|| missing("url", "--admin-url"))?;
+        let token = opts
+            .admin_token
+            .clone()
+            .or_else(|| from_stack("token"))
+            .ok_or_else(|| missing("token", "--admin-token"))?;
+        if !base.starts_with("http://") {
+            return Err(CliError::CouldNotRun(format!(
+                "admin url {base:?} must start with http:// (the admin listener is plain http on a private address)"
+            )));
+        }
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Calls the admin API; a problem answer becomes [`CliError::Refused`] with its detail.
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header("authorization", format!("Bearer {}", self.token));
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| CliError::CouldNotRun(format!("invalid admin url {url:?}: {e}")))?;
+        let unreachable = |e: &dyn std::fmt::Display| {
+            CliError::CouldNotRun(format!(
+                "cannot reach the admin api at {}: {e} (is the gateway running? `residency up` starts one)",
+                self.base
+            ))
+        };
+        let resp = tokio::time::timeout(TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| unreachable(&"timed out"))?
+            .map_err(|e| unreachable(&e))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(&e))?
+            .to_bytes();
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(json);
+        }
+        let detail = json["detail"].as_str().unwrap_or("no detail");
+        let mut msg = format!("{method} {path}: {} {detail}", status.as_u16());
+        if let Some(t) = json["tenant_id"].as_str() {
+            msg.push_str(&format!(
+                " (tenant {t} is kept; retry with `residency tenants provision {t}`)"
+            ));
+        }
+        if let Some(id) = json["request_id"].as_str() {
+            msg.push_str(&format!(" [request {id}]"));
+        }
+        Err(CliError::Refused(msg))
+    }
+}
+
+fn read_stack(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not json: {e}", path.display()))
+}

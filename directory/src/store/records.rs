@@ -1,0 +1,246 @@
+//! The rows the directory store reads and writes: organizations, tenants, API keys, history,
+//! and the inputs of the admin writes.
+
+use chrono::{DateTime, Utc};
+use residency_config::gateway::{ApiKeyEntry, TenantEntry, TenantStatus, Tier};
+use residency_config::{RegionId, TenantId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+fn parse_enum<T: DeserializeOwned>(s: String) -> T {
+    // The CHECK constraints restrict these columns to the enums' spellings.
+    serde_json::from_value(Value::String(s)).expect("constrained column holds a valid value")
+}
+
+pub(super) fn enum_str<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => unreachable!("unit enums serialize to strings"),
+    }
+}
+
+/// An organization (a SaaS partner).
+#[derive(Debug, Clone, Serialize)]
+pub struct Organization {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Unique domain.
+    pub domain: String,
+    /// Plan, `free` by default.
+    pub plan: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Organization {
+    pub(super) fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get("id"),
+            name: r.get("name"),
+            domain: r.get("domain"),
+            plan: r.get("plan"),
+            created_at: r.get("created_at"),
+        }
+    }
+}
+
+/// A tenant (customer) as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Organization.
+    pub org_id: Option<Uuid>,
+    /// Name.
+    pub name: String,
+    /// Home region.
+    pub region: String,
+    /// Tier.
+    pub tier: Tier,
+    /// Status.
+    pub status: TenantStatus,
+    /// Per-minute quota override.
+    pub rate_limit_per_min: Option<u32>,
+    /// Bumped on every update.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last update.
+    pub updated_at: DateTime<Utc>,
+}
+
+pub(super) const TENANT_COLUMNS: &str =
+    "id, org_id, name, region, tier, status, rate_limit_per_min, version, created_at, updated_at";
+
+impl TenantRecord {
+    pub(super) fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get("id"),
+            org_id: r.get("org_id"),
+            name: r.get("name"),
+            region: r.get("region"),
+            tier: parse_enum(r.get("tier")),
+            status: parse_enum(r.get("status")),
+            rate_limit_per_min: r
+                .get::<_, Option<i32>>("rate_limit_per_min")
+                .and_then(|n| u32::try_from(n).ok()),
+            version: r.get("version"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+        }
+    }
+
+    /// The routing view of this tenant, as the gateway's cache holds it.
+    ///
+    /// # Panics
+    /// Never: the region column is constrained to valid region ids.
+    #[must_use]
+    pub fn entry(&self) -> TenantEntry {
+        TenantEntry {
+            id: TenantId::from_uuid(self.id),
+            name: self.name.clone(),
+            region: RegionId::new(&self.region).expect("constrained region id"),
+            tier: self.tier,
+            status: self.status,
+            rate_limit_per_min: self.rate_limit_per_min,
+        }
+    }
+}
+
+/// An API key as listed (never the secret or its hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyRecord {
+    /// Id (the subject of requests made with the key).
+    pub id: Uuid,
+    /// Owner.
+    pub tenant_id: Uuid,
+    /// Human name.
+    pub name: String,
+    /// Public prefix.
+    pub prefix: String,
+    /// Role granted to requests made with the key (never empty).
+    pub role: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyRecord {
+    pub(super) fn from_row(r: &Row) -> Self {
+        Self {
+            id: r.get("id"),
+            tenant_id: r.get("tenant_id"),
+            name: r.get("name"),
+            prefix: r.get("prefix"),
+            role: r.get("role"),
+            created_at: r.get("created_at"),
+            expires_at: r.get("expires_at"),
+            revoked_at: r.get("revoked_at"),
+        }
+    }
+}
+
+pub(super) fn key_entry(r: &Row) -> ApiKeyEntry {
+    ApiKeyEntry {
+        id: r.get::<_, Uuid>("id").to_string(),
+        tenant: TenantId::from_uuid(r.get("tenant_id")),
+        prefix: r.get("prefix"),
+        hash: r.get("hash"),
+        role: r.get("role"),
+        expires_at: r
+            .get::<_, Option<DateTime<Utc>>>("expires_at")
+            .map(|t| u64::try_from(t.timestamp()).unwrap_or(0)),
+        revoked: r.get::<_, Option<DateTime<Utc>>>("revoked_at").is_some(),
+    }
+}
+
+/// One history row.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// Sequence.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (admin token name, CLI user, `system:*`).
+    pub actor: String,
+    /// `created` or `updated`.
+    pub change: String,
+    /// Region after the change.
+    pub region: String,
+    /// Status after the change.
+    pub status: String,
+    /// Tier after the change.
+    pub tier: String,
+    /// Version after the change.
+    pub version: i64,
+    /// Changed fields: `{ field: { from, to } }`.
+    pub detail: Value,
+}
+
+/// A tenant to create (status starts as `provisioning`).
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    /// Organization, if any.
+    pub org_id: Option<Uuid>,
+    /// Name.
+    pub name: String,
+    /// Home region (the caller checks it is configured).
+    pub region: RegionId,
+    /// Tier.
+    pub tier: Tier,
+    /// Per-minute quota override.
+    pub rate_limit_per_min: Option<u32>,
+}
+
+/// Fields an update may change (`None` = unchanged; `Some(None)` clears the override).
+#[derive(Debug, Clone, Default)]
+pub struct TenantPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New tier.
+    pub tier: Option<Tier>,
+    /// New status.
+    pub status: Option<TenantStatus>,
+    /// New quota override.
+    pub rate_limit_per_min: Option<Option<u32>>,
+}
+
+/// Filters and keyset page for listing tenants.
+#[derive(Debug, Clone, Default)]
+pub struct TenantFilter {
+    /// Only this region.
+    pub region: Option<String>,
+    /// Only this tier.
+    pub tier: Option<Tier>,
+    /// Only this status.
+    pub status: Option<TenantStatus>,
+    /// Only this organization.
+    pub org_id: Option<Uuid>,
+    /// Continue after this id.
+    pub after: Option<Uuid>,
+    /// Page size (rows returned at most).
+    pub limit: i64,
+}
+
+/// The powers of the role a [`Store`] connects as ([`Store::role_powers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePowers {
+    /// Superuser or `BYPASSRLS`.
+    pub superuser: bool,
+    /// Owns directory tables (the owner: may alter and drop them).
+    pub owns_tables: bool,
+    /// May insert or update tenants or API keys.
+    pub writes: bool,
+    /// May delete or truncate tenants or API keys.
+    pub deletes: bool,
+    /// The role's name.
+    pub role: String,
+}
