@@ -773,7 +773,7 @@ async fn directory_down_serves_cached_tenants_and_fails_closed_for_others() {
     s.until_directory_fresh(
         true,
         "the directory is fresh again",
-        Duration::from_secs(15),
+        Duration::from_secs(30),
     )
     .await;
     assert_eq!(s.me(&unknown).await.status, StatusCode::NOT_FOUND);
