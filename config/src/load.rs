@@ -184,6 +184,35 @@ pub(crate) fn check_file(key: &str, path: &Path, out: &mut Vec<Problem>) {
     }
 }
 
+/// Adds a problem for `key` unless `url` is a `postgres://` URL that names its role; returns
+/// the role. The parser's message does not echo the input, so no password leaks.
+pub(crate) fn check_postgres_url(
+    key: &str,
+    url: &crate::Secret<crate::ConnectionUrl>,
+    out: &mut Vec<Problem>,
+) -> Option<String> {
+    match url.expose().parse::<url::Url>() {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && !u.username().is_empty() => {
+            Some(u.username().to_owned())
+        }
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {
+            out.push(Problem::new(
+                key,
+                "must name its role (postgres://role@host/db)",
+            ));
+            None
+        }
+        Ok(_) => {
+            out.push(Problem::new(key, "must be a postgres:// url"));
+            None
+        }
+        Err(e) => {
+            out.push(Problem::new(key, format!("not a url: {e}")));
+            None
+        }
+    }
+}
+
 /// Resolves `p` against `base` when it is relative.
 pub fn resolve(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {

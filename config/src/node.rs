@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::assertion::AssertionKeyConfig;
-use crate::load::{check_file, resolve, Validate};
+use crate::load::{check_file, check_postgres_url, resolve, Validate};
 use crate::{ConnectionUrl, Problem, RegionId, Secret};
 
 /// The whole node configuration.
@@ -203,17 +203,6 @@ pub fn is_simple_identifier(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
-fn check_pg_url(key: &str, url: &Secret<ConnectionUrl>, out: &mut Vec<Problem>) {
-    match url::Url::parse(url.expose()) {
-        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && !u.username().is_empty() => {}
-        Ok(_) => out.push(Problem::new(
-            key,
-            "must be a postgres:// url that names a user",
-        )),
-        Err(e) => out.push(Problem::new(key, format!("not a url: {e}"))),
-    }
-}
-
 impl Validate for NodeConfig {
     fn resolve_paths(&mut self, base: &Path) {
         for k in &mut self.assertion.keys {
@@ -237,9 +226,9 @@ impl Validate for NodeConfig {
                 "must be greater than 0",
             ));
         }
-        check_pg_url("database.url", &self.database.url, &mut out);
+        check_postgres_url("database.url", &self.database.url, &mut out);
         if let Some(owner) = &self.database.owner_url {
-            check_pg_url("database.owner_url", owner, &mut out);
+            check_postgres_url("database.owner_url", owner, &mut out);
         }
         if self.database.migrate_on_start && self.database.owner_url.is_none() {
             out.push(Problem::new(

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::DirectorySource;
+use crate::load::check_postgres_url;
 use crate::secret::{ConnectionUrl, Secret};
 use crate::Problem;
 
@@ -113,7 +114,7 @@ impl AdminConfig {
                  the directory's writer role (RESIDENCY__ADMIN__DIRECTORY_URL)",
             )),
             (DirectorySource::Postgres { url: reader, .. }, Some(writer)) => {
-                let Some(writer_user) = check_pg_url(KEY, writer, &mut out) else {
+                let Some(writer_user) = check_postgres_url(KEY, writer, &mut out) else {
                     return out;
                 };
                 let reader_user = url::Url::parse(reader.expose())
@@ -143,31 +144,6 @@ impl Default for AdminConfig {
             token: None,
             token_name: "admin".to_owned(),
             provision_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Checks that `url` is a `postgres://` URL with a user; returns the user.
-fn check_pg_url(key: &str, url: &Secret<ConnectionUrl>, out: &mut Vec<Problem>) -> Option<String> {
-    match url.expose().parse::<url::Url>() {
-        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && !u.username().is_empty() => {
-            Some(u.username().to_owned())
-        }
-        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {
-            out.push(Problem::new(
-                key,
-                "must name its role (postgres://role@host/db)",
-            ));
-            None
-        }
-        Ok(_) => {
-            out.push(Problem::new(key, "must be a postgres:// url"));
-            None
-        }
-        // The parser's message does not echo the input, so no password leaks.
-        Err(e) => {
-            out.push(Problem::new(key, format!("not a url: {e}")));
-            None
         }
     }
 }
