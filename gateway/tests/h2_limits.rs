@@ -350,6 +350,14 @@ impl RawH2 {
         }
     }
 
+    /// Sends a `/v1/slow` request on stream 1 and waits until the node holds it.
+    async fn slow_request_held(&mut self, gw: &mut Gateway) {
+        let block = request_block("/v1/slow", &[("x-api-key", &api_key())]);
+        self.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+            .await;
+        gw.arrivals.recv().await.unwrap();
+    }
+
     /// Reads until the gateway's first `SETTINGS`: the connection is being served.
     async fn served(&mut self) {
         while let Some((kind, _, _, _)) = self.next().await {
@@ -591,11 +599,7 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_timeout() 
 async fn a_connection_past_its_max_age_gets_goaway_and_its_in_flight_request_completes() {
     let mut gw = Gateway::start_with(r#"max_connection_age = "1s""#).await;
     let mut h2 = RawH2::connect(&gw.addr).await;
-    let key = api_key();
-    let block = request_block("/v1/slow", &[("x-api-key", &key)]);
-    h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
-        .await;
-    gw.arrivals.recv().await.unwrap();
+    h2.slow_request_held(&mut gw).await;
     // The request is held at the node while the connection reaches its age.
     assert_eq!(h2.goaway().await, NO_ERROR);
     gw.node.gate.add_permits(1);
@@ -712,11 +716,7 @@ async fn with_one_address_at_its_connection_cap_a_new_client_is_still_served() {
 async fn a_request_in_flight_longer_than_the_idle_timeout_keeps_its_connection() {
     let mut gw = Gateway::start_with(r#"idle_timeout = "1s""#).await;
     let mut busy = RawH2::connect(&gw.addr).await;
-    let key = api_key();
-    let block = request_block("/v1/slow", &[("x-api-key", &key)]);
-    busy.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
-        .await;
-    gw.arrivals.recv().await.unwrap();
+    busy.slow_request_held(&mut gw).await;
     // A clock without sleeping: a connection opened after the request arrived is closed for
     // idleness, so the request has now been in flight for longer than the idle timeout.
     let mut clock = RawH2::connect(&gw.addr).await;
@@ -744,11 +744,7 @@ async fn a_request_in_flight_longer_than_the_idle_timeout_keeps_its_connection()
 async fn a_connection_past_its_max_age_is_dropped_when_a_request_outlasts_the_grace_time() {
     let mut gw = Gateway::start_with("max_connection_age = \"1s\"\nshutdown_grace = \"1s\"").await;
     let mut h2 = RawH2::connect(&gw.addr).await;
-    let key = api_key();
-    let block = request_block("/v1/slow", &[("x-api-key", &key)]);
-    h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
-        .await;
-    gw.arrivals.recv().await.unwrap();
+    h2.slow_request_held(&mut gw).await;
     assert_eq!(h2.goaway().await, NO_ERROR);
     // The node never answers: the connection is dropped once the grace time is over.
     h2.closed().await;
