@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::cache::{self, TokenCache, Verified};
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::{self as authn, api_key, AuthContext, Credential, CredentialKind};
+use crate::auth::{self as authn, api_key, AuthContext, Credential};
 use crate::directory::{Directory, TenantRecord};
 use crate::error::GatewayError;
 use crate::metrics as m;
@@ -149,7 +149,6 @@ impl Gateway {
         ctx.rate = Some(self.rate_limit(&verified.ctx, tenant, ctx.arrival).await?);
         let (upstream, req) =
             self.upstream_request(&ctx.request_id, ctx.now, verified, region, parts, body)?;
-        ctx.upstream = Some(upstream);
         self.forward(region, upstream, req).await
     }
 
@@ -321,7 +320,7 @@ pub struct RequestCtx<'g> {
     pub arrival: Instant,
     /// Seconds since the Unix epoch at arrival: credential expiry, assertion lifetime.
     pub now: u64,
-    /// The verified credential, with its [`CredentialKind`], once authenticated.
+    /// The verified credential, with its [`crate::auth::CredentialKind`], once authenticated.
     pub verified: Option<Arc<Verified>>,
     /// The tenant's directory record, once resolved.
     pub tenant: Option<Arc<TenantRecord>>,
@@ -329,8 +328,6 @@ pub struct RequestCtx<'g> {
     pub region: Option<&'g Region>,
     /// The rate limiter's decision, once that phase ran.
     pub rate: Option<Decision>,
-    /// The home region's upstream the request is sent to.
-    pub upstream: Option<&'g Upstream>,
 }
 
 impl RequestCtx<'_> {
@@ -347,14 +344,7 @@ impl RequestCtx<'_> {
             tenant: None,
             region: None,
             rate: None,
-            upstream: None,
         }
-    }
-
-    /// The kind of credential the request was authenticated with, once it was.
-    #[must_use]
-    pub fn credential_kind(&self) -> Option<CredentialKind> {
-        self.verified.as_ref().map(|v| v.ctx.kind)
     }
 }
 
