@@ -5,8 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use residency_config::gateway::TenantEntry;
-use residency_config::RegionId;
+use residency_core::RegionId;
+use residency_core::TenantEntry;
 
 use crate::pg::ScanError;
 use crate::report::RoutingEvidence;

@@ -72,7 +72,7 @@ pub mod sources;
 
 use std::time::{Duration, Instant};
 
-use residency_config::RegionId;
+use residency_core::RegionId;
 
 pub use input::{no_progress, AuditInput, Progress, RegionInput, DEFAULT_REGION_TIMEOUT};
 pub use pg::ScanError;

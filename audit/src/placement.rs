@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use residency_config::gateway::{TenantEntry, TenantStatus};
-use residency_config::RegionId;
+use residency_core::RegionId;
+use residency_core::{TenantEntry, TenantStatus};
 
 use crate::report::{TenantPlacement, Violation, ViolationKind};
 use crate::scan::TableScan;
@@ -170,8 +170,8 @@ fn plural(n: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use residency_config::gateway::Tier;
-    use residency_config::TenantId;
+    use residency_core::TenantId;
+    use residency_core::Tier;
 
     const A: &str = "00000000-0000-4000-8000-00000000000a";
     const B: &str = "00000000-0000-4000-8000-00000000000b";

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use residency_config::RegionId;
+use residency_core::RegionId;
 use serde::{Deserialize, Serialize};
 
 /// The version of the report schema, the `version` field of every report.

@@ -29,10 +29,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use residency_config::gateway::{DirectoryFile, TenantEntry};
 use residency_config::load::{resolve, EnvSource, Validate};
 use residency_config::node::is_simple_identifier;
-use residency_config::{ConfigError, Problem, RegionId};
+use residency_config::{ConfigError, Problem};
+use residency_core::RegionId;
+use residency_core::{DirectoryFile, TenantEntry};
 use serde::Deserialize;
 
 use crate::input::RegionInput;

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use residency_audit::sources::{self, DirectorySpec, GatewayAccess, Loaded};
 use residency_audit::{render, routing, AuditInput, Outcome, Progress, RoutingEvidence};
-use residency_config::gateway::TenantEntry;
 use residency_config::load::ProcessEnv;
+use residency_core::TenantEntry;
 
 /// Where the local stack writes its description (SPEC §4).
 const DEFAULT_STACK: &str = ".residency/stack.json";

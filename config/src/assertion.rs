@@ -25,7 +25,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Problem, RegionId, TenantId};
+use crate::Problem;
+use residency_core::{RegionId, TenantId};
 
 /// The `iss` of every internal assertion.
 pub const ISSUER: &str = "residency-gateway";

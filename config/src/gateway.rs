@@ -99,7 +99,6 @@ mod admin;
 mod audit;
 mod claims;
 mod directory;
-mod directory_types;
 mod health_check;
 mod issuers;
 mod limits;
@@ -114,10 +113,6 @@ pub use admin::{AdminConfig, MIN_ADMIN_TOKEN_BYTES};
 pub use audit::{AuditRegion, AuditSection, DEFAULT_AUDIT_TIMEOUT, MAX_AUDIT_TIMEOUT};
 pub use claims::ClaimNames;
 pub use directory::DirectorySource;
-pub use directory_types::{
-    split_api_key, ApiKeyEntry, DirectoryFile, TenantEntry, TenantStatus, Tier, API_KEY_SCHEME,
-    DEFAULT_API_KEY_ROLE,
-};
 pub use health_check::HealthCheckConfig;
 pub use issuers::{IssuerConfig, EXTERNAL_ALGORITHMS, MAX_LEEWAY, MIN_JWKS_COOLDOWN};
 pub use limits::{Limits, MIN_HEADER_BYTES};

@@ -1,8 +1,6 @@
-//! Shared configuration and wire contracts for every Residency Gateway binary.
+//! Configuration of every Residency Gateway binary (domain and wire types live in `residency-core`).
 //!
 //! This crate owns:
-//! - the typed identifiers that cross process boundaries ([`RegionId`], [`TenantId`]);
-//! - the header names the gateway and region nodes agree on ([`headers`]);
 //! - layered configuration loading (TOML file, then `RESIDENCY__SECTION__KEY` environment
 //!   overrides) with errors that name the file and the key ([`load`]);
 //! - the region node's configuration ([`node`]);
@@ -16,13 +14,10 @@
 pub mod assertion;
 pub mod duration;
 pub mod gateway;
-pub mod headers;
-mod ids;
 pub mod load;
 pub mod node;
 mod secret;
 
-pub use ids::{IdError, RegionId, TenantId};
 pub use secret::{ConnectionUrl, Redact, Secret};
 
 /// `url` with any password replaced by `***`, for logs and error messages (the one redaction

@@ -31,7 +31,8 @@ use serde::Deserialize;
 
 use crate::assertion::AssertionKeyConfig;
 use crate::load::{check_file, check_postgres_url, resolve, Validate};
-use crate::{ConnectionUrl, Problem, RegionId, Secret};
+use crate::{ConnectionUrl, Problem, Secret};
+use residency_core::RegionId;
 
 /// The whole node configuration.
 #[derive(Debug, Clone, Deserialize)]

@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn generated_keys_match_the_gateway_format() {
         let k = generate().unwrap();
-        let (prefix, secret) = residency_config::gateway::split_api_key(&k.plaintext).unwrap();
+        let (prefix, secret) = residency_core::split_api_key(&k.plaintext).unwrap();
         assert_eq!(prefix, k.prefix);
         assert!(secret.len() >= 32);
         assert_eq!(k.hash, hash(&k.plaintext));

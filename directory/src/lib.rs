@@ -46,7 +46,7 @@ pub const MIGRATIONS: &[Migration] = &[
 
 /// The role an API key grants when it is created without one (one constant for the Postgres
 /// and the file directory).
-pub use residency_config::gateway::DEFAULT_API_KEY_ROLE;
+pub use residency_core::DEFAULT_API_KEY_ROLE;
 
 /// The unprivileged roles the migrations grant to. Both must exist before [`migrate`] runs
 /// (the bootstrap creates them with the owner and the database).

@@ -30,7 +30,7 @@ use base64::Engine;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use residency_config::TenantId;
+use residency_core::TenantId;
 use residency_gateway::auth::cache::{self, TokenCache, Verified};
 use residency_gateway::auth::jwks::{self, JwkKey};
 use residency_gateway::auth::{self as authn, AuthContext, Credential, CredentialKind};

@@ -11,8 +11,8 @@
 use std::hint::black_box;
 
 use futures_util::FutureExt;
-use residency_config::gateway::{ApiKeyEntry, DirectoryFile, TenantEntry, TenantStatus, Tier};
-use residency_config::{RegionId, TenantId};
+use residency_core::{ApiKeyEntry, DirectoryFile, TenantEntry, TenantStatus, Tier};
+use residency_core::{RegionId, TenantId};
 use residency_gateway::directory::Directory;
 
 fn tenant(n: u32) -> TenantId {

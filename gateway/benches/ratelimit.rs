@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use residency_config::TenantId;
+use residency_core::TenantId;
 use residency_gateway::ratelimit::local::LocalLimiter;
 
 fn tenant(n: u32) -> TenantId {

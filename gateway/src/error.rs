@@ -11,7 +11,7 @@ use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use residency_config::assertion::AssertionError;
-use residency_config::RegionId;
+use residency_core::RegionId;
 use residency_http::Problem;
 
 use crate::auth::AuthError;
@@ -190,7 +190,7 @@ mod tests {
     use super::*;
     use http::header::{CONTENT_TYPE, RETRY_AFTER};
     use http_body_util::BodyExt;
-    use residency_config::headers::REQUEST_ID;
+    use residency_core::headers::REQUEST_ID;
 
     async fn body_json(resp: Response<Full<Bytes>>) -> serde_json::Value {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();

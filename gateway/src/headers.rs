@@ -9,7 +9,7 @@
 //! This module only removes headers; the proxy adds the internal ones afterwards.
 
 use http::header::{HeaderMap, HeaderName, CONNECTION};
-use residency_config::headers::{INTERNAL_PREFIX, TENANT_ID};
+use residency_core::headers::{INTERNAL_PREFIX, TENANT_ID};
 
 /// Hop-by-hop headers that never cross the proxy.
 const HOP_BY_HOP: &[&str] = &[

@@ -4,7 +4,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// The request-id header.
-pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub const HEADER: HeaderName = HeaderName::from_static(residency_core::headers::REQUEST_ID);
 
 /// Whether a request id received from a client is safe to reuse and log: 1 to 128 characters
 /// from `[A-Za-z0-9._:-]`.

@@ -14,7 +14,7 @@ use axum::response::Response;
 use residency_config::assertion::{
     is_reserved_identity, AssertionClaims, AssertionError, Scope, SYSTEM_SUBJECT_PREFIX,
 };
-use residency_config::headers;
+use residency_core::headers;
 
 use crate::db::tenant_tx::Caller;
 use crate::error::{current_request_id, ApiError};

@@ -27,7 +27,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use residency_config::assertion::{now_secs, AssertionKey, Signer};
-use residency_config::{RegionId, TenantId};
+use residency_core::{RegionId, TenantId};
 use residency_region_node::db::{bootstrap, migrate};
 use serde_json::Value;
 use tokio_postgres::NoTls;
@@ -494,7 +494,7 @@ pub struct AuditFixture {
     /// `(region id, database)`, in audit order.
     pub dbs: Vec<(String, RegionDb)>,
     /// The directory's view: one active tenant per region, homed there.
-    pub tenants: Vec<residency_config::gateway::TenantEntry>,
+    pub tenants: Vec<residency_core::TenantEntry>,
 }
 
 impl AuditFixture {
@@ -548,12 +548,12 @@ impl AuditFixture {
                 .await;
             assert!(c.status.is_success(), "{c:?}");
             node.stop().await;
-            tenants.push(residency_config::gateway::TenantEntry {
+            tenants.push(residency_core::TenantEntry {
                 id: TenantId::from_uuid(tenant),
                 name: format!("{region}-customer"),
                 region: RegionId::new(region).expect("valid region id"),
-                tier: residency_config::gateway::Tier::Growth,
-                status: residency_config::gateway::TenantStatus::Active,
+                tier: residency_core::Tier::Growth,
+                status: residency_core::TenantStatus::Active,
                 rate_limit_per_min: None,
             });
             dbs.push(((*region).to_owned(), db));
@@ -647,7 +647,7 @@ impl AuditFixture {
         )
         .unwrap();
         let directory = dir.join("directory.toml");
-        let file = residency_config::gateway::DirectoryFile {
+        let file = residency_core::DirectoryFile {
             tenants: self.tenants.clone(),
             api_keys: Vec::new(),
         };

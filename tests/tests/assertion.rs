@@ -3,7 +3,7 @@
 use http::{Method, StatusCode};
 use integration_tests::{Node, NodeOptions, RegionDb};
 use residency_config::assertion::{now_secs, AssertionKey, Signer};
-use residency_config::{RegionId, TenantId};
+use residency_core::{RegionId, TenantId};
 use uuid::Uuid;
 
 fn mint(key: &AssertionKey, region: &str, tenant: Uuid, role: &str, at: u64) -> String {

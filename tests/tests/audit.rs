@@ -4,8 +4,8 @@
 
 use integration_tests::{admin_url, connect, AuditFixture};
 use residency_audit::{no_progress, run_audit, Outcome, RegionStatus, Report, ViolationKind as K};
-use residency_config::gateway::{TenantEntry, TenantStatus, Tier};
-use residency_config::{RegionId, TenantId};
+use residency_core::{RegionId, TenantId};
+use residency_core::{TenantEntry, TenantStatus, Tier};
 use uuid::Uuid;
 
 type Found = (K, String, Option<String>, Option<String>, Option<String>);

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use integration_tests::{connect, RegionDb};
 use residency_audit::{no_progress, run_audit, AuditInput, RegionInput};
-use residency_config::gateway::{TenantEntry, TenantStatus, Tier};
-use residency_config::{RegionId, TenantId};
+use residency_core::{RegionId, TenantId};
+use residency_core::{TenantEntry, TenantStatus, Tier};
 use uuid::Uuid;
 
 const TENANTS: i64 = 1_000;

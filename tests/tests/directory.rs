@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use integration_tests::directory::DirectoryDb;
-use residency_config::gateway::{split_api_key, TenantStatus, Tier};
-use residency_config::RegionId;
+use residency_core::RegionId;
+use residency_core::{split_api_key, TenantStatus, Tier};
 use residency_directory::{
     listen, Change, NewTenant, Store, StoreError, TenantFilter, TenantPatch, TenantRecord,
 };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use integration_tests::gateway::{Stack, WITHIN};
 use integration_tests::{write_node_config, RegionDb, Response};
-use residency_config::gateway::{TenantStatus, Tier};
+use residency_core::{TenantStatus, Tier};
 use residency_directory::TenantPatch;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;

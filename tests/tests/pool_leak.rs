@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use integration_tests::{Node, NodeOptions, RegionDb};
 use residency_config::node::DatabaseConfig;
-use residency_config::TenantId;
+use residency_core::TenantId;
 use residency_region_node::db::pool;
 use residency_region_node::db::tenant_tx::{Caller, Db};
 use residency_region_node::error::ApiError;

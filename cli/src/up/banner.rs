@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use residency_config::gateway::Tier;
-use residency_config::RegionId;
+use residency_core::RegionId;
+use residency_core::Tier;
 
 use super::configs::Ports;
 use super::material;

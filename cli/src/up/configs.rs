@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use residency_config::gateway::GatewayConfig;
 use residency_config::load::load;
 use residency_config::node::NodeConfig;
-use residency_config::RegionId;
+use residency_core::RegionId;
 
 use super::databases::Urls;
 use super::material::{self, Material};

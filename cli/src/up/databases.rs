@@ -14,7 +14,7 @@
 //! no-op. Passwords live in the stack directory's `state.json` and are reused.
 
 use residency_config::node::is_simple_identifier;
-use residency_config::RegionId;
+use residency_core::RegionId;
 use residency_directory::RolePlan;
 use residency_pg::bootstrap::{self, Plan, RoleSpec};
 use residency_region_node::db::migrate::{self as region_migrate, GrantRoles};

@@ -27,7 +27,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
-use residency_config::RegionId;
+use residency_core::RegionId;
 
 /// Length of generated passwords and tokens, in `[A-Za-z0-9]` characters (~190 bits).
 pub const SECRET_CHARS: usize = 32;

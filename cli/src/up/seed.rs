@@ -12,9 +12,9 @@
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use residency_config::assertion::{now_secs, AssertionKey, Signer};
-use residency_config::gateway::{split_api_key, TenantStatus, Tier};
-use residency_config::headers;
-use residency_config::{RegionId, TenantId};
+use residency_core::headers;
+use residency_core::{split_api_key, TenantStatus, Tier};
+use residency_core::{RegionId, TenantId};
 use residency_directory::{NewTenant, Store, TenantFilter, TenantPatch};
 use serde_json::{json, Value};
 use uuid::Uuid;

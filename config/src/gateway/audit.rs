@@ -23,7 +23,8 @@ use serde::Deserialize;
 use super::RegionEntry;
 use crate::node::is_simple_identifier;
 use crate::secret::{ConnectionUrl, Secret};
-use crate::{Problem, RegionId};
+use crate::Problem;
+use residency_core::RegionId;
 
 /// The default time one region's audit scan may take.
 pub const DEFAULT_AUDIT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -6,7 +6,8 @@ use serde::Deserialize;
 
 use crate::assertion::AssertionKeyConfig;
 use crate::load::check_file;
-use crate::{Problem, RegionId};
+use crate::Problem;
+use residency_core::RegionId;
 
 /// `[[regions]]`: one residency region and the region nodes that serve it.
 #[derive(Debug, Clone, Deserialize)]

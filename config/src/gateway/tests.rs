@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::load::{from_str, load};
-use crate::RegionId;
+use residency_core::RegionId;
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bb8::Pool;
 use bb8_postgres::PostgresConnectionManager;
 use chrono::{DateTime, Utc};
-use residency_config::gateway::{ApiKeyEntry, DirectoryFile, TenantEntry};
+use residency_core::{ApiKeyEntry, DirectoryFile, TenantEntry};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 

@@ -2,8 +2,8 @@
 //! and the inputs of the admin writes.
 
 use chrono::{DateTime, Utc};
-use residency_config::gateway::{ApiKeyEntry, TenantEntry, TenantStatus, Tier};
-use residency_config::{RegionId, TenantId};
+use residency_core::{ApiKeyEntry, TenantEntry, TenantStatus, Tier};
+use residency_core::{RegionId, TenantId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;

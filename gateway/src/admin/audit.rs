@@ -40,7 +40,8 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use residency_audit::{routing, AuditInput, Outcome, RegionInput, RoutingEvidence};
-use residency_config::gateway::{AuditSection, DirectorySource, GatewayConfig, TenantEntry};
+use residency_config::gateway::{AuditSection, DirectorySource, GatewayConfig};
+use residency_core::TenantEntry;
 use tokio::sync::Semaphore;
 
 use residency_http::Problem;

@@ -31,7 +31,7 @@ use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use residency_config::gateway::{DirectorySource, GatewayConfig, RegionEntry};
-use residency_config::headers::REQUEST_ID;
+use residency_core::headers::REQUEST_ID;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;

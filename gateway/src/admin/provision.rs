@@ -17,8 +17,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use residency_config::assertion::now_secs;
-use residency_config::headers::{ASSERTION, REQUEST_ID};
-use residency_config::{RegionId, TenantId};
+use residency_core::headers::{ASSERTION, REQUEST_ID};
+use residency_core::{RegionId, TenantId};
 use serde_json::Value;
 
 use super::AdminError;

@@ -6,7 +6,7 @@
 //! by `NOTIFY`), a probe and one SHA-256 are cheap, and a revocation must take effect at once.
 
 use aws_lc_rs::digest::{digest, SHA256};
-use residency_config::gateway::split_api_key;
+use residency_core::split_api_key;
 use subtle::ConstantTimeEq;
 
 use super::{AuthContext, AuthError, CredentialKind};

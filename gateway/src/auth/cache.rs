@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use dashmap::DashMap;
 use http::HeaderValue;
 use residency_config::assertion::{AssertionError, Signer};
-use residency_config::RegionId;
+use residency_core::RegionId;
 
 use super::jwks::JwkKey;
 use super::AuthContext;
@@ -236,7 +236,7 @@ mod tests {
     use super::*;
     use crate::auth::CredentialKind;
     use residency_config::assertion::{AssertionKey, Verifier, MAX_TTL_SECS};
-    use residency_config::TenantId;
+    use residency_core::TenantId;
 
     #[test]
     fn api_key_contexts_are_shared_until_they_change_or_expire() {

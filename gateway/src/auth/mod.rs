@@ -15,7 +15,7 @@ pub mod jwt;
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use residency_config::assertion::is_reserved_identity;
-use residency_config::TenantId;
+use residency_core::TenantId;
 
 /// Which kind of credential established an [`AuthContext`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use metrics::Counter;
-use residency_config::TenantId;
+use residency_core::TenantId;
 
 use super::{ApiKeyRecord, TenantRecord};
 use crate::metrics as m;

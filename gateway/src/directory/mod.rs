@@ -2,7 +2,7 @@
 //!
 //! Two sources fill one in-memory [`cache::Cache`] (dashmap; a lookup is a hash probe and an
 //! `Arc` clone, no I/O, no lock held across an `.await`):
-//! - a TOML file ([`residency_config::gateway::DirectoryFile`]), loaded once at start, for
+//! - a TOML file ([`residency_core::DirectoryFile`]), loaded once at start, for
 //!   small and test deployments: a miss is an unknown tenant;
 //! - the global directory database ([`pg`]): warmed at start, kept current by
 //!   `LISTEN/NOTIFY` (a changed row is re-read within milliseconds, a deleted one evicted,
@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use residency_config::gateway::{
-    ApiKeyEntry, DirectoryFile, DirectorySource, TenantEntry, TenantStatus, Tier,
-};
-use residency_config::{ConfigError, Problem, RegionId, TenantId};
+use residency_config::gateway::DirectorySource;
+use residency_config::{ConfigError, Problem};
+use residency_core::{ApiKeyEntry, DirectoryFile, TenantEntry, TenantStatus, Tier};
+use residency_core::{RegionId, TenantId};
 
 use tokio_util::sync::CancellationToken;
 

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use residency_config::gateway::TenantEntry;
-use residency_config::{RegionId, TenantId};
+use residency_core::TenantEntry;
+use residency_core::{RegionId, TenantId};
 use residency_directory::{Change, Store, TenantFilter};
 use tokio::sync::{watch, OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;

@@ -1,6 +1,6 @@
 use super::*;
 use crate::auth::{api_key, AuthError};
-use residency_config::gateway::{ApiKeyEntry, TenantEntry};
+use residency_core::{ApiKeyEntry, TenantEntry};
 
 const T1: &str = "0190a5c4-0000-7000-8000-000000000001";
 const T2: &str = "0190a5c4-0000-7000-8000-000000000002";

@@ -48,7 +48,7 @@ use http::header::{HeaderValue, CONNECTION};
 use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::service::Service;
-use residency_config::headers::REQUEST_ID;
+use residency_core::headers::REQUEST_ID;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 

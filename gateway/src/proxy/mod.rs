@@ -35,7 +35,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use residency_config::assertion::now_secs;
 use residency_config::gateway::{GatewayConfig, Limits};
-use residency_config::headers::{ASSERTION, REGION, REQUEST_ID};
+use residency_core::headers::{ASSERTION, REGION, REQUEST_ID};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::cache::{self, TokenCache, Verified};

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use residency_config::assertion::{AssertionError, AssertionKey, Signer, MAX_TTL_SECS};
 use residency_config::gateway::{Limits, RegionEntry};
-use residency_config::RegionId;
+use residency_core::RegionId;
 
 use super::body::LimitedBody;
 use super::tls::{NodeConnector, NodeTls};

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use residency_config::TenantId;
+use residency_core::TenantId;
 
 use super::gcra::{self, Decision, Params};
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use metrics::Counter;
 use residency_config::gateway::{RateLimitBackend, RateLimitConfig};
-use residency_config::TenantId;
+use residency_core::TenantId;
 
 use crate::metrics as m;
 pub use gcra::{Decision, Params};

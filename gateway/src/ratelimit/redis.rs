@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use residency_config::{ConnectionUrl, Secret, TenantId};
+use residency_config::{ConnectionUrl, Secret};
+use residency_core::TenantId;
 
 use super::gcra::{Decision, Params};
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures_util::future::BoxFuture;
-use residency_config::TenantId;
+use residency_core::TenantId;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement, Transaction};

@@ -9,7 +9,7 @@
 
 use anyhow::Context;
 use residency_config::assertion::{now_secs, AssertionKey, Signer, MAX_TTL_SECS};
-use residency_config::{RegionId, TenantId};
+use residency_core::{RegionId, TenantId};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,6 +1,6 @@
 use super::*;
-use residency_config::gateway::{TenantStatus, Tier};
-use residency_config::RegionId;
+use residency_core::RegionId;
+use residency_core::{TenantStatus, Tier};
 
 fn record(tier: Tier) -> TenantRecord {
     TenantRecord {

@@ -1,8 +1,5 @@
 //! The directory's domain types: tenants, tiers, statuses, API keys and the file-backed
 //! directory format. The CLI writes them and the gateway reads them.
-//!
-//! They live in the config crate for now; moving them to a core crate of domain and wire
-//! types is a later step of issue 11.
 
 use serde::{Deserialize, Serialize};
 

@@ -13,21 +13,3 @@ pub const REGION: &str = "x-residency-region";
 pub const TENANT_ID: &str = "x-tenant-id";
 /// Prefix of every internal header; any client-sent header with this prefix is stripped.
 pub const INTERNAL_PREFIX: &str = "x-residency-";
-
-/// Whether a request id received from a client is safe to reuse and log: 1 to 128 characters
-/// from `[A-Za-z0-9._:-]`. The one implementation lives in the HTTP kit
-/// ([`residency_http::RequestId::from_headers_or_new`] applies it); this name remains for
-/// callers that only validate.
-pub use residency_http::request_id::is_valid as is_valid_request_id;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_request_id_header_is_the_kits() {
-        assert_eq!(REQUEST_ID, residency_http::request_id::HEADER.as_str());
-        assert!(is_valid_request_id("01HZX-abc_1.2:3"));
-        assert!(!is_valid_request_id("x\r\ninjected: 1"));
-    }
-}

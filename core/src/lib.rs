@@ -1,0 +1,19 @@
+//! The domain and wire contracts of Residency Gateway, shared by every binary.
+//!
+//! - [`RegionId`], [`TenantId`]: the identifiers that cross process boundaries, parsed once;
+//! - [`headers`]: the header names the gateway and region nodes agree on;
+//! - [`tenant`]: tiers, statuses, directory entries and the API-key format.
+//!
+//! It depends on no web framework, database or config format: both ends of every contract
+//! use these types, so a field is renamed in one place.
+#![deny(missing_docs)]
+
+pub mod headers;
+mod ids;
+pub mod tenant;
+
+pub use ids::{IdError, RegionId, TenantId};
+pub use tenant::{
+    split_api_key, ApiKeyEntry, DirectoryFile, TenantEntry, TenantStatus, Tier, API_KEY_SCHEME,
+    DEFAULT_API_KEY_ROLE,
+};
