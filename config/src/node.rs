@@ -472,7 +472,10 @@ key_file = "c.key"
         for (line, key) in [
             ("max_connections = 0", "limits.max_connections"),
             ("header_read_timeout = \"0s\"", "limits.header_read_timeout"),
-            ("h2_max_concurrent_streams = 0", "limits.h2_max_concurrent_streams"),
+            (
+                "h2_max_concurrent_streams = 0",
+                "limits.h2_max_concurrent_streams",
+            ),
         ] {
             write(
                 dir.path(),

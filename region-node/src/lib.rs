@@ -27,13 +27,14 @@ pub mod tls;
 use std::sync::Arc;
 
 use anyhow::Context;
-use hyper_util::service::TowerToHyperService;
-use residency_http::serve::{self, Limits, ServeOptions};
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use residency_config::assertion::{AssertionKey, Verifier};
+use hyper_util::service::TowerToHyperService;
+use residency_config::assertion::AssertionKeyConfig;
 use residency_config::node::NodeConfig;
+use residency_core::assertion::Verifier;
+use residency_http::serve::{self, Limits, ServeOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +70,7 @@ pub fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
         .assertion
         .keys
         .iter()
-        .map(AssertionKey::load)
+        .map(AssertionKeyConfig::load)
         .collect::<Result<Vec<_>, _>>()
         .context("assertion.keys")?;
     let cred_key = std::fs::read(&cfg.credentials.key_file).context("credentials.key_file")?;

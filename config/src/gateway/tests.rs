@@ -434,12 +434,18 @@ fn the_admin_listener_has_its_own_limits() {
     assert_eq!(cfg.admin.header_read_timeout, Duration::from_secs(1));
     assert_eq!(cfg.admin.max_header_bytes, 9000);
     assert_eq!(cfg.admin.h2_max_concurrent_streams, 4);
-    assert_eq!(cfg.limits.max_connections, 10_000, "[limits] is the public listener's");
+    assert_eq!(
+        cfg.limits.max_connections, 10_000,
+        "[limits] is the public listener's"
+    );
     for (line, key) in [
         ("max_connections = 0", "admin.max_connections"),
         ("header_read_timeout = \"0s\"", "admin.header_read_timeout"),
         ("max_header_bytes = 1024", "admin.max_header_bytes"),
-        ("h2_max_concurrent_streams = 0", "admin.h2_max_concurrent_streams"),
+        (
+            "h2_max_concurrent_streams = 0",
+            "admin.h2_max_concurrent_streams",
+        ),
     ] {
         let err = load_text(dir.path(), &format!("{GOOD}\n[admin]\n{line}\n")).unwrap_err();
         let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();

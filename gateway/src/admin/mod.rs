@@ -39,8 +39,8 @@ use subtle::ConstantTimeEq;
 use crate::metrics as m;
 use crate::proxy::Gateway;
 pub use error::AdminError;
-pub use residency_http::extract::{Body, Q};
 use residency_http::extract::{BadInput, Rejects};
+pub use residency_http::extract::{Body, Q};
 use residency_http::json::JsonError;
 use residency_http::{Problem, RequestId};
 
@@ -423,4 +423,48 @@ fn from_json(e: JsonError) -> AdminError {
 /// 400 naming `field`.
 pub fn parse_uuid(raw: &str, field: &str) -> Result<uuid::Uuid, AdminError> {
     uuid::Uuid::parse_str(raw).map_err(|_| AdminError::bad_request(field, "must be a uuid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(bad: BadInput) -> Problem {
+        <AdminState as Rejects>::reject(bad).problem()
+    }
+
+    #[test]
+    fn bad_input_is_answered_as_before_the_kit() {
+        let q = problem(BadInput::Query("unknown field `x`".into()));
+        assert_eq!(
+            (q.status, q.kind, q.detail.as_str(), q.field.as_deref()),
+            (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "query: unknown field `x`",
+                Some("query")
+            )
+        );
+        let p = problem(BadInput::NotJson);
+        assert_eq!(p.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let p = problem(BadInput::TooLarge);
+        assert_eq!(p.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let p = problem(BadInput::Json(JsonError::Syntax("eof".into())));
+        assert_eq!(
+            (p.status, p.detail.as_str(), p.field.as_deref()),
+            (
+                StatusCode::BAD_REQUEST,
+                "body: not valid json (eof)",
+                Some("body")
+            )
+        );
+        let p = problem(BadInput::Json(JsonError::Shape {
+            field: "tier".into(),
+            detail: "unknown variant".into(),
+        }));
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("tier"))
+        );
+    }
 }

@@ -75,11 +75,12 @@ async fn the_connection_over_the_cap_is_closed_and_the_others_are_served() {
 
     let mut second = TcpStream::connect(server.addr).await.unwrap();
     // The write may fail once the server has closed; what counts is that nothing is answered.
-    let _ = second
-        .write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
-        .await;
+    let _ = second.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n").await;
     let refused = read_to_close(&mut second).await;
-    assert_eq!(refused, "", "the second connection is closed without an answer");
+    assert_eq!(
+        refused, "",
+        "the second connection is closed without an answer"
+    );
 
     // The held connection still works, and its slot is free again once it closed.
     assert!(exchange(&mut first, "/").await.starts_with("HTTP/1.1 200"));

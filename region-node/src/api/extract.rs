@@ -1,8 +1,8 @@
 //! Request extractors that turn every malformed input into a problem naming the field: the
 //! HTTP kit's [`Q`] and [`Body`], answered as [`ApiError`]s.
 
-pub use residency_http::extract::{Body, Q};
 use residency_http::extract::{BadInput, Rejects};
+pub use residency_http::extract::{Body, Q};
 use residency_http::json::{self, JsonError};
 use serde::de::DeserializeOwned;
 
@@ -50,4 +50,52 @@ fn from_json(e: JsonError) -> ApiError {
 /// [`ApiError::NotFound`] naming `what`.
 pub fn parse_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    fn problem(bad: BadInput) -> residency_http::Problem {
+        <AppState as Rejects>::reject(bad).problem()
+    }
+
+    #[test]
+    fn bad_input_is_answered_as_before_the_kit() {
+        let q = problem(BadInput::Query("unknown field `x`".into()));
+        assert_eq!(
+            (q.status, q.kind, q.detail.as_str(), q.field.as_deref()),
+            (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "unknown field `x`",
+                None
+            )
+        );
+        let p = problem(BadInput::NotJson);
+        assert_eq!(
+            (p.status, p.kind),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        );
+        let p = problem(BadInput::TooLarge);
+        assert_eq!(
+            (p.status, p.kind),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        );
+        let p = problem(BadInput::Json(JsonError::Syntax("eof".into())));
+        assert_eq!(
+            (p.status, p.detail.as_str()),
+            (StatusCode::BAD_REQUEST, "body is not valid json (eof)")
+        );
+        let p = problem(BadInput::Json(JsonError::Shape {
+            field: "name".into(),
+            detail: "expected a string".into(),
+        }));
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("name"))
+        );
+    }
 }
