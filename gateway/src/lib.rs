@@ -156,6 +156,8 @@ fn admin_serve_options(cfg: &GatewayConfig) -> residency_http::serve::ServeOptio
             max_header_bytes: Some(admin.max_header_bytes),
             h2_max_concurrent_streams: admin.h2_max_concurrent_streams,
             shutdown_grace: cfg.limits.shutdown_grace,
+            idle_timeout: Some(admin.idle_timeout),
+            max_connection_age: Some(admin.max_connection_age),
         },
         tls: None,
     }

@@ -21,7 +21,7 @@
 //!   `header_read_timeout` for a header block (`HEADERS` and its `CONTINUATION`s) or a frame
 //!   header the client left unfinished: [`smuggle`] follows the frame headers and ends the
 //!   connection.
-//! - Lifetimes ([`conn`]): a connection with no request in flight for `idle_timeout`, or older
+//! - Lifetimes ([`residency_http::serve::conn`]): a connection with no request in flight for `idle_timeout`, or older
 //!   than `max_connection_age` (less up to 10 % jitter), or open when shutdown starts, is
 //!   closed gracefully (HTTP/2 `GOAWAY`; HTTP/1 closes once idle or after the current
 //!   response) and dropped if its requests have not finished `shutdown_grace` later.
@@ -30,7 +30,6 @@
 //!
 //! Not handled here: what a request means; that is the service passed in.
 
-pub mod conn;
 pub mod per_ip;
 pub mod smuggle;
 
@@ -59,8 +58,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics as m;
-use conn::{Activity, CloseCause, Ended, Lifetime, Tracked};
 use per_ip::PerIp;
+use residency_http::serve::conn::{self, Activity, CloseCause, Ended, Lifetime, Tracked};
 use smuggle::{GuardLimits, Mode};
 
 pub use residency_http::serve::{
@@ -117,6 +116,8 @@ impl ServeOptions {
             max_header_bytes: Some(self.max_header_bytes),
             h2_max_concurrent_streams: self.h2_max_concurrent_streams,
             shutdown_grace: self.shutdown_grace,
+            idle_timeout: Some(self.idle_timeout),
+            max_connection_age: Some(self.max_connection_age),
         }
         .connection_builder()
     }

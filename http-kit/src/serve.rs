@@ -10,19 +10,27 @@
 //! - HTTP/2: [`Limits::h2_max_concurrent_streams`] streams per connection (more are refused
 //!   with `REFUSED_STREAM`), the rapid-reset caps and keep-alive pings of
 //!   [`Limits::connection_builder`].
+//! - Lifetimes ([`conn`]): with [`Limits::idle_timeout`] a connection with no request in
+//!   flight for that long is closed gracefully; with [`Limits::max_connection_age`] one older
+//!   than that (less up to 10 % jitter) is too.
 //! - Accept errors (`EMFILE`, aborted handshakes) are logged and retried after a short pause;
 //!   they never stop the server.
 //! - Shutdown: stop accepting at once, ask every connection to close gracefully (HTTP/2
-//!   `GOAWAY`; HTTP/1 after the current response), wait for them up to
-//!   [`Limits::shutdown_grace`].
+//!   `GOAWAY`; HTTP/1 after the current response); a connection whose requests have not
+//!   finished [`Limits::shutdown_grace`] later is dropped, and `serve` returns.
 //!
 //! The gateway's public listener keeps its own loop (`gateway/src/listener.rs`): it puts the
-//! request-smuggling guard between the stream and hyper, caps connections per client address
-//! and closes idle and old connections. It builds its connections with
-//! [`Limits::connection_builder`] and shakes hands with [`tls_handshake`] from here.
+//! request-smuggling guard between the stream and hyper (choosing what to inspect by the
+//! ALPN result), admits connections per client address, and lets the N+1th connection wait
+//! in the accept queue rather than closing it. It builds its connections with
+//! [`Limits::connection_builder`], shakes hands with [`tls_handshake`] and drives each
+//! connection's lifetime with [`conn::drive`] from here.
+
+pub mod conn;
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,13 +41,16 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use conn::{Activity, Ended, Lifetime, Tracked};
 
 /// HTTP/2 streams a client may reset before the server accepted them; more is the "rapid
 /// reset" attack (CVE-2023-44487) and ends the connection with `ENHANCE_YOUR_CALM`.
@@ -66,8 +77,15 @@ pub struct Limits {
     pub max_header_bytes: Option<usize>,
     /// Concurrent HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: u32,
-    /// How long in-flight requests may take to finish after shutdown starts.
+    /// How long in-flight requests may take to finish after shutdown starts (or after an
+    /// idle or old connection was asked to close).
     pub shutdown_grace: Duration,
+    /// Close a connection gracefully once nothing has been in flight for this long; `None`:
+    /// never.
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection gracefully once it is this old (less up to 10 % jitter); `None`:
+    /// never.
+    pub max_connection_age: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -78,6 +96,8 @@ impl Default for Limits {
             max_header_bytes: None,
             h2_max_concurrent_streams: 256,
             shutdown_grace: Duration::from_secs(10),
+            idle_timeout: None,
+            max_connection_age: None,
         }
     }
 }
@@ -144,6 +164,9 @@ where
     }
 }
 
+/// A lifetime limit that is never reached (about a century).
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Serves `listener` with `service` until `shutdown` is cancelled, then drains for up to
 /// `opts.limits.shutdown_grace`. It never fails: accept errors are retried, connection
 /// errors end only their connection.
@@ -162,13 +185,16 @@ pub async fn serve<S, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let builder = opts.limits.connection_builder();
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(opts.limits.max_connections));
+    let limits = opts.limits;
+    let builder = limits.connection_builder();
+    let connections = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let jitter = RandomState::new();
+    let mut accepted = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            r = listener.accept() => match r {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -183,38 +209,58 @@ pub async fn serve<S, B>(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        accepted += 1;
+        let max_age = limits.max_connection_age.unwrap_or(NEVER);
         let conn = Conn {
             builder: builder.clone(),
             service: service.clone(),
-            watcher: graceful.watcher(),
+            accepted_at: Instant::now(),
+            lifetime: Lifetime {
+                idle_timeout: limits.idle_timeout.unwrap_or(NEVER),
+                max_age: conn::jittered(max_age, jitter.hash_one(accepted)),
+                grace: limits.shutdown_grace,
+            },
+            shutdown: shutdown.clone(),
         };
         let tls = opts.tls.clone();
-        let timeout = opts.limits.header_read_timeout;
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        let timeout = limits.header_read_timeout;
+        connections.spawn(async move {
             let _permit = permit;
-            let result = match tls {
+            let ended = match tls {
                 None => conn.serve(stream).await,
                 Some(acceptor) => {
-                    match tls_handshake(&acceptor, stream, timeout, &shutdown).await {
+                    match tls_handshake(&acceptor, stream, timeout, &conn.shutdown).await {
                         Ok(tls) => conn.serve(tls).await,
-                        Err(e) => Err(e),
+                        Err(e) => Ended::Done(Err(e), None),
                     }
                 }
             };
-            if let Err(e) = result {
-                tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error");
+            match ended {
+                Ended::Done(Ok(()), _) => {}
+                Ended::Done(Err(e), cause) => tracing::debug!(
+                    client.addr = %peer,
+                    error = %e,
+                    closed_for = cause.map(conn::CloseCause::label),
+                    "connection ended with an error"
+                ),
+                Ended::DrainTimedOut(cause) => tracing::debug!(
+                    client.addr = %peer,
+                    closed_for = cause.label(),
+                    "connection dropped with requests in flight after the grace period"
+                ),
             }
         });
     }
     drop(listener);
+    connections.close();
     tracing::info!("draining in-flight requests");
-    if tokio::time::timeout(opts.limits.shutdown_grace, graceful.shutdown())
+    // Each connection closes gracefully on `shutdown` and drops itself after the grace time.
+    if tokio::time::timeout(limits.shutdown_grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!(
-            grace_secs = opts.limits.shutdown_grace.as_secs(),
+            grace_secs = limits.shutdown_grace.as_secs(),
             "drain timed out; closing remaining connections"
         );
     }
@@ -224,7 +270,9 @@ pub async fn serve<S, B>(
 struct Conn<S> {
     builder: auto::Builder<TokioExecutor>,
     service: S,
-    watcher: Watcher,
+    accepted_at: Instant,
+    lifetime: Lifetime,
+    shutdown: CancellationToken,
 }
 
 impl<S, B> Conn<S>
@@ -238,16 +286,23 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    /// Serves `io` until the connection ends or, after shutdown, has closed gracefully.
-    async fn serve<IO>(self, io: IO) -> Result<(), BoxError>
+    /// Serves `io` until the connection ends, closing it gracefully when idle, too old, or on
+    /// shutdown ([`conn::drive`]).
+    async fn serve<IO>(self, io: IO) -> Ended<BoxError>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let conn = self
-            .builder
-            .serve_connection(TokioIo::new(io), self.service)
-            .into_owned();
-        self.watcher.watch(conn).await
+        let activity = Activity::new(self.accepted_at);
+        let service = Tracked::new(self.service, Arc::clone(&activity));
+        let conn = self.builder.serve_connection(TokioIo::new(io), service);
+        conn::drive(
+            conn,
+            |c| c.graceful_shutdown(),
+            &activity,
+            self.lifetime,
+            &self.shutdown,
+        )
+        .await
     }
 }
 

@@ -152,6 +152,9 @@ impl Prepared {
                 max_header_bytes: None,
                 h2_max_concurrent_streams: limits.h2_max_concurrent_streams,
                 shutdown_grace: cfg.node.shutdown_grace,
+                // The gateways keep pooled connections to the node; they close them.
+                idle_timeout: None,
+                max_connection_age: None,
             },
             tls,
         };

@@ -47,6 +47,12 @@ pub struct AdminConfig {
     pub max_header_bytes: usize,
     /// Concurrent HTTP/2 streams per admin connection.
     pub h2_max_concurrent_streams: u32,
+    /// An admin connection with no request in flight for this long is closed gracefully.
+    #[serde(with = "crate::duration::serde_str")]
+    pub idle_timeout: Duration,
+    /// An admin connection older than this (less up to 10 % jitter) is closed gracefully.
+    #[serde(with = "crate::duration::serde_str")]
+    pub max_connection_age: Duration,
 }
 
 impl AdminConfig {
@@ -114,11 +120,14 @@ impl AdminConfig {
                 "must be greater than 0",
             ));
         }
-        if self.header_read_timeout.is_zero() {
-            out.push(Problem::new(
-                "admin.header_read_timeout",
-                "must be greater than 0",
-            ));
+        for (key, d) in [
+            ("admin.header_read_timeout", self.header_read_timeout),
+            ("admin.idle_timeout", self.idle_timeout),
+            ("admin.max_connection_age", self.max_connection_age),
+        ] {
+            if d.is_zero() {
+                out.push(Problem::new(key, "must be greater than 0"));
+            }
         }
         if !(MIN_HEADER_BYTES..=1024 * 1024).contains(&self.max_header_bytes) {
             out.push(Problem::new(
@@ -191,6 +200,8 @@ impl Default for AdminConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             h2_max_concurrent_streams: 200,
+            idle_timeout: Duration::from_secs(60),
+            max_connection_age: Duration::from_secs(3600),
         }
     }
 }

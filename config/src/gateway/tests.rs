@@ -425,6 +425,8 @@ fn the_admin_listener_has_its_own_limits() {
     assert_eq!(cfg.admin.header_read_timeout, Duration::from_secs(10));
     assert_eq!(cfg.admin.max_header_bytes, 16 * 1024);
     assert_eq!(cfg.admin.h2_max_concurrent_streams, 200);
+    assert_eq!(cfg.admin.idle_timeout, Duration::from_secs(60));
+    assert_eq!(cfg.admin.max_connection_age, Duration::from_secs(3600));
     let text = format!(
         "{GOOD}\n[admin]\nmax_connections = 3\nheader_read_timeout = \"1s\"\n\
          max_header_bytes = 9000\nh2_max_concurrent_streams = 4\n"
@@ -446,6 +448,8 @@ fn the_admin_listener_has_its_own_limits() {
             "h2_max_concurrent_streams = 0",
             "admin.h2_max_concurrent_streams",
         ),
+        ("idle_timeout = \"0s\"", "admin.idle_timeout"),
+        ("max_connection_age = \"0s\"", "admin.max_connection_age"),
     ] {
         let err = load_text(dir.path(), &format!("{GOOD}\n[admin]\n{line}\n")).unwrap_err();
         let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();

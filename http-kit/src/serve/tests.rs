@@ -125,6 +125,36 @@ async fn a_slow_loris_is_closed_after_the_header_read_timeout() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let server = start(Limits {
+        max_connections: 8,
+        header_read_timeout: Duration::from_secs(5),
+        idle_timeout: Some(Duration::from_millis(300)),
+        ..limits()
+    })
+    .await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    // A slow request counts as in flight: the connection is not idle while it runs.
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = client.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let answered = Instant::now();
+    let rest = read_to_close(&mut client).await;
+    let idle = answered.elapsed();
+    assert!(!rest.contains("HTTP/1.1"), "{rest}");
+    assert!(
+        idle >= Duration::from_millis(250) && idle < Duration::from_secs(3),
+        "closed after {idle:?} idle"
+    );
+    server.shutdown.cancel();
+    server.task.await.unwrap();
+}
+
+#[tokio::test]
 async fn the_drain_lets_an_in_flight_request_finish_and_refuses_new_connections() {
     let server = start(Limits {
         max_connections: 8,
