@@ -1,6 +1,6 @@
 //! One accept loop for the region node and the gateway's admin listener: optional TLS,
 //! HTTP/1.1 and HTTP/2 (hyper-util auto), a cap on concurrent connections, a header-read
-//! timeout, bounded HTTP/2 streams and a graceful drain.
+//! timeout, bounded HTTP/2 streams, optional idle and age limits and a graceful drain.
 //!
 //! - At most [`Limits::max_connections`] connections are served at once; one more is closed
 //!   as soon as it is accepted, so a full server answers at once instead of leaving clients
