@@ -60,7 +60,7 @@ pub struct TokenArgs {
 
 /// Runs `residency token`.
 pub fn run(args: &TokenArgs) -> ExitCode {
-    match mint(args, residency_config::assertion::now_secs()) {
+    match mint(args, residency_core::assertion::now_secs()) {
         Ok((token, exp)) => {
             if args.json {
                 println!("{}", json!({ "token": token, "expires_at": exp }));
@@ -222,7 +222,7 @@ mod tests {
             stack: dir.path().join("stack.json"),
             json: false,
         };
-        let now = residency_config::assertion::now_secs();
+        let now = residency_core::assertion::now_secs();
         let (token, exp) = mint(&args, now).unwrap();
         assert_eq!(exp, now + 900);
         let header = jsonwebtoken::decode_header(&token).unwrap();

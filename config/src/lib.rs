@@ -5,8 +5,8 @@
 //!   overrides) with errors that name the file and the key ([`load`]);
 //! - the region node's configuration ([`node`]);
 //! - [`Secret`], the one wrapper of every secret in a config (redacted `Debug`/`Display`);
-//! - the internal assertion that the gateway mints and region nodes verify ([`assertion`]):
-//!   one implementation used by both sides, so the two can never drift apart.
+//! - the internal assertion's keys ([`assertion`]): `[[assertion.keys]]` entries, checked and
+//!   loaded into `residency_core::assertion::AssertionKey`s (the assertion itself is core's).
 //!
 //! It does not open sockets or databases; binaries do that after their config validated.
 #![deny(missing_docs)]

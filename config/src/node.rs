@@ -51,6 +51,61 @@ pub struct NodeConfig {
     /// Optional TLS for the node listener.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Connection limits of the node listener.
+    #[serde(default)]
+    pub limits: NodeLimits,
+}
+
+/// `[limits]`: connection limits of the node listener (the drain time is
+/// `node.shutdown_grace`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeLimits {
+    /// Concurrent connections; one more is closed as soon as it is accepted. Keep it above
+    /// the gateways' pooled connections to this node (`limits.upstream_pool_idle` of each).
+    pub max_connections: usize,
+    /// Time a client has to send a complete HTTP/1 request head, and to finish a TLS
+    /// handshake.
+    #[serde(with = "crate::duration::serde_str")]
+    pub header_read_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            h2_max_concurrent_streams: 256,
+        }
+    }
+}
+
+impl NodeLimits {
+    /// Every problem of `[limits]`.
+    fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.max_connections == 0 {
+            out.push(Problem::new(
+                "limits.max_connections",
+                "must be greater than 0",
+            ));
+        }
+        if self.header_read_timeout.is_zero() {
+            out.push(Problem::new(
+                "limits.header_read_timeout",
+                "must be greater than 0",
+            ));
+        }
+        if self.h2_max_concurrent_streams == 0 {
+            out.push(Problem::new(
+                "limits.h2_max_concurrent_streams",
+                "must be greater than 0",
+            ));
+        }
+        out
+    }
 }
 
 /// `[node]`: the HTTP listener.
@@ -288,6 +343,7 @@ impl Validate for NodeConfig {
                 check_file("tls.client_ca_file", ca, &mut out);
             }
         }
+        out.extend(self.limits.validate());
         out
     }
 }
@@ -390,6 +446,50 @@ key_file = "c.key"
             debug.contains("postgres://app:***@127.0.0.1:5432/db"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn limits_default_to_the_old_constants_and_bad_values_name_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        write(dir.path(), "node.toml", GOOD.as_bytes());
+        let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+        assert_eq!(cfg.limits.max_connections, 4096);
+        assert_eq!(cfg.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.limits.h2_max_concurrent_streams, 256);
+
+        let set = format!(
+            "{GOOD}[limits]\nmax_connections = 9\nheader_read_timeout = \"2s\"\n\
+             h2_max_concurrent_streams = 7\n"
+        );
+        write(dir.path(), "node.toml", set.as_bytes());
+        let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+        assert_eq!(cfg.limits.max_connections, 9);
+        assert_eq!(cfg.limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.limits.h2_max_concurrent_streams, 7);
+
+        for (line, key) in [
+            ("max_connections = 0", "limits.max_connections"),
+            ("header_read_timeout = \"0s\"", "limits.header_read_timeout"),
+            (
+                "h2_max_concurrent_streams = 0",
+                "limits.h2_max_concurrent_streams",
+            ),
+        ] {
+            write(
+                dir.path(),
+                "node.toml",
+                format!("{GOOD}[limits]\n{line}\n").as_bytes(),
+            );
+            let err = load::<NodeConfig>(&dir.path().join("node.toml"), &Vec::new()).unwrap_err();
+            let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(keys, [key], "{line}");
+            assert!(
+                err.to_string().contains(&format!("node.toml: {key}: ")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

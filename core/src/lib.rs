@@ -2,12 +2,14 @@
 //!
 //! - [`RegionId`], [`TenantId`]: the identifiers that cross process boundaries, parsed once;
 //! - [`headers`]: the header names the gateway and region nodes agree on;
-//! - [`tenant`]: tiers, statuses, directory entries and the API-key format.
+//! - [`tenant`]: tiers, statuses, directory entries and the API-key format;
+//! - [`assertion`]: the internal assertion the gateway mints and region nodes verify.
 //!
 //! It depends on no web framework, database or config format: both ends of every contract
 //! use these types, so a field is renamed in one place.
 #![deny(missing_docs)]
 
+pub mod assertion;
 pub mod headers;
 mod ids;
 pub mod tenant;

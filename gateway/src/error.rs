@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use residency_config::assertion::AssertionError;
+use residency_core::assertion::AssertionError;
 use residency_core::RegionId;
 use residency_http::Problem;
 

@@ -23,8 +23,8 @@ use http::Request;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use residency_config::assertion::now_secs;
 use residency_config::gateway::HealthCheckConfig;
+use residency_core::assertion::now_secs;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;

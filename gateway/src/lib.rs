@@ -109,7 +109,7 @@ pub async fn run(
         Some(l) => {
             let state = admin::AdminState::new(&cfg, Arc::clone(&gateway), prometheus)?;
             let app = admin::router(Arc::new(state));
-            let opts = ServeOptions::from_limits(&cfg.limits, None);
+            let opts = admin_serve_options(&cfg);
             let svc = service_fn(move |req| {
                 let app = app.clone();
                 async move {
@@ -118,7 +118,7 @@ pub async fn run(
                     Ok::<_, Infallible>(resp)
                 }
             });
-            Some(tokio::spawn(listener::serve(
+            Some(tokio::spawn(residency_http::serve::serve(
                 l,
                 opts,
                 svc,
@@ -143,4 +143,22 @@ pub async fn run(
         admin.await?;
     }
     Ok(())
+}
+
+/// The admin listener's options: its own `[admin]` limits (the public listener's `[limits]`
+/// do not apply), the process-wide `limits.shutdown_grace`, no TLS (keep it private).
+fn admin_serve_options(cfg: &GatewayConfig) -> residency_http::serve::ServeOptions {
+    let admin = &cfg.admin;
+    residency_http::serve::ServeOptions {
+        limits: residency_http::serve::Limits {
+            max_connections: admin.max_connections,
+            header_read_timeout: admin.header_read_timeout,
+            max_header_bytes: Some(admin.max_header_bytes),
+            h2_max_concurrent_streams: admin.h2_max_concurrent_streams,
+            shutdown_grace: cfg.limits.shutdown_grace,
+            idle_timeout: Some(admin.idle_timeout),
+            max_connection_age: Some(admin.max_connection_age),
+        },
+        tls: None,
+    }
 }

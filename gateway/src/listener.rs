@@ -1,5 +1,9 @@
-//! Accept loop and connection handling for one listener: optional TLS, HTTP/1.1 and HTTP/2
-//! (hyper-util auto), limits, connection lifetimes and graceful drain.
+//! Accept loop and connection handling for the public listener: optional TLS, HTTP/1.1 and
+//! HTTP/2 (hyper-util auto), limits, connection lifetimes and graceful drain. The admin
+//! listener uses the HTTP kit's plain loop ([`residency_http::serve`]); this one adds the
+//! smuggling guard, the per-address cap and connection lifetimes, and builds its connections
+//! and TLS handshakes with the kit's [`residency_http::serve::Limits::connection_builder`] and
+//! [`residency_http::serve::tls_handshake`].
 //!
 //! - At most `max_connections` connections are served at once (a semaphore permit is taken
 //!   before `accept`, as in mini-redis), the rest wait in the kernel's accept queue.
@@ -17,7 +21,7 @@
 //!   `header_read_timeout` for a header block (`HEADERS` and its `CONTINUATION`s) or a frame
 //!   header the client left unfinished: [`smuggle`] follows the frame headers and ends the
 //!   connection.
-//! - Lifetimes ([`conn`]): a connection with no request in flight for `idle_timeout`, or older
+//! - Lifetimes ([`residency_http::serve::conn`]): a connection with no request in flight for `idle_timeout`, or older
 //!   than `max_connection_age` (less up to 10 % jitter), or open when shutdown starts, is
 //!   closed gracefully (HTTP/2 `GOAWAY`; HTTP/1 closes once idle or after the current
 //!   response) and dropped if its requests have not finished `shutdown_grace` later.
@@ -26,7 +30,6 @@
 //!
 //! Not handled here: what a request means; that is the service passed in.
 
-pub mod conn;
 pub mod per_ip;
 pub mod smuggle;
 
@@ -42,7 +45,7 @@ use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use residency_config::gateway::Limits;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -55,20 +58,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics as m;
-use conn::{Activity, CloseCause, Ended, Lifetime, Tracked};
 use per_ip::PerIp;
+use residency_http::serve::conn::{self, Activity, CloseCause, Ended, Lifetime, Tracked};
 use smuggle::{GuardLimits, Mode};
 
-/// HTTP/2 streams a client may reset before the gateway accepted them; more is the "rapid
-/// reset" attack (CVE-2023-44487) and ends the connection with `ENHANCE_YOUR_CALM`.
-pub const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 32;
-/// HTTP/2 streams the gateway may reset because of client protocol errors before it ends the
-/// connection.
-pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
-/// How often an HTTP/2 connection is pinged while idle ...
-pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
-/// ... and how long the ping's answer may take before the connection is closed.
-pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+pub use residency_http::serve::{
+    H2_KEEP_ALIVE_INTERVAL, H2_KEEP_ALIVE_TIMEOUT, H2_MAX_LOCAL_ERROR_RESET_STREAMS,
+    H2_MAX_PENDING_ACCEPT_RESET_STREAMS,
+};
 
 /// Connection-level settings of one listener.
 #[derive(Clone)]
@@ -110,23 +107,19 @@ impl ServeOptions {
         }
     }
 
+    /// The HTTP kit's connection builder (HTTP/1 header-read timeout and 431 limit, HTTP/2
+    /// stream, header-list, rapid-reset and keep-alive limits) with these limits.
     fn builder(&self) -> auto::Builder<TokioExecutor> {
-        let mut b = auto::Builder::new(TokioExecutor::new());
-        b.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
-            // hyper's read buffer limit doubles as the header block limit: a head that does not
-            // fit gets 431.
-            .max_buf_size(self.max_header_bytes);
-        b.http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(self.h2_max_concurrent_streams)
-            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
-            .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_ACCEPT_RESET_STREAMS))
-            .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESET_STREAMS))
-            .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
-            .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
-        b
+        residency_http::serve::Limits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: Some(self.max_header_bytes),
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+            shutdown_grace: self.shutdown_grace,
+            idle_timeout: Some(self.idle_timeout),
+            max_connection_age: Some(self.max_connection_age),
+        }
+        .connection_builder()
     }
 
     fn guard_limits(&self) -> GuardLimits {
@@ -287,14 +280,7 @@ where
         stream: TcpStream,
     ) -> Result<TlsStream<TcpStream>, BoxError> {
         let timeout = self.guard_limits.header_read_timeout;
-        tokio::select! {
-            () = self.shutdown.cancelled() => Err("shut down during the tls handshake".into()),
-            r = tokio::time::timeout(timeout, acceptor.accept(stream)) => match r {
-                Ok(Ok(tls)) => Ok(tls),
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => Err("tls handshake timed out".into()),
-            },
-        }
+        residency_http::serve::tls_handshake(acceptor, stream, timeout, &self.shutdown).await
     }
 
     /// Serves `io` (HTTP/1 and HTTP/2, through the smuggling guard) until it ends, closing it

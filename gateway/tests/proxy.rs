@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use residency_config::assertion::{AssertionKey, Verifier};
+use residency_core::assertion::{AssertionKey, Verifier};
 use residency_core::RegionId;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -69,7 +69,7 @@ impl Idp {
 }
 
 fn now() -> u64 {
-    residency_config::assertion::now_secs()
+    residency_core::assertion::now_secs()
 }
 
 fn claims(tenant: &str) -> Value {
@@ -336,7 +336,7 @@ max_body_bytes = {MAX_BODY}
         &self,
         region: &str,
         headers: &HeaderMap,
-    ) -> residency_config::assertion::AssertionClaims {
+    ) -> residency_core::assertion::AssertionClaims {
         let token = headers["x-residency-assertion"].to_str().unwrap();
         Verifier::new(RegionId::new(region).unwrap(), &[self.keys[region].clone()])
             .verify(token)
@@ -400,7 +400,7 @@ async fn spoofed_tenant_and_internal_headers_change_nothing() {
     let token = h.idp.sign(Some(KID), &claims(EU_TENANT));
     let us_key = &h.keys["us"];
     let (forged, _) =
-        residency_config::assertion::Signer::new(RegionId::new("us").unwrap(), us_key, 60)
+        residency_core::assertion::Signer::new(RegionId::new("us").unwrap(), us_key, 60)
             .mint(US_TENANT.parse().unwrap(), "attacker", "owner", now())
             .unwrap();
     let (status, headers, _) = h

@@ -66,7 +66,7 @@ impl Idp {
     }
 
     fn token(&self, tenant: &str) -> String {
-        let now = residency_config::assertion::now_secs();
+        let now = residency_core::assertion::now_secs();
         let claims = json!({
             "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "tenant_id": tenant,
             "role": "developer", "iat": now, "exp": now + 600,

@@ -333,7 +333,7 @@ upstream_eject = "30s"
     /// `GET /v1/me` through the gateway as the tenant homed in `region`.
     async fn me(&self, region: &str) -> (StatusCode, http::HeaderMap, Value) {
         let tenant = TENANTS.iter().find(|(r, _)| *r == region).unwrap().1;
-        let now = residency_config::assertion::now_secs();
+        let now = residency_core::assertion::now_secs();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(KID.to_owned());
         let claims = json!({

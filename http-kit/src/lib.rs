@@ -8,14 +8,22 @@
 //! - [`json`]: the JSON body content-type check and field-naming parse.
 //! - [`page`]: the keyset cursor format and page-size bounds of every list.
 //! - [`nullable`]: absent vs explicit `null` in PATCH bodies.
+//! - [`serve`]: the accept loop of the region node and the admin listener, with configurable
+//!   [`serve::Limits`].
+//! - `extract` (feature `axum`): the query and JSON body extractors of the node and the admin
+//!   API.
 //!
-//! The kit has no web framework dependency: responses are `http::Response<Full<Bytes>>`, which
-//! axum users turn into theirs with `.map(axum::body::Body::new)`.
+//! Without the `axum` feature the kit has no web framework dependency: responses are
+//! `http::Response<Full<Bytes>>`, which axum users turn into theirs with
+//! `.map(axum::body::Body::new)`.
 
+#[cfg(feature = "axum")]
+pub mod extract;
 pub mod json;
 pub mod page;
 pub mod problem;
 pub mod request_id;
+pub mod serve;
 
 pub use problem::{Problem, PROBLEM_JSON, TYPE_PREFIX};
 pub use request_id::RequestId;

@@ -11,7 +11,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use residency_config::assertion::{
+use residency_core::assertion::{
     is_reserved_identity, AssertionClaims, AssertionError, Scope, SYSTEM_SUBJECT_PREFIX,
 };
 use residency_core::headers;
@@ -21,7 +21,7 @@ use crate::error::{current_request_id, ApiError};
 use crate::state::AppState;
 
 /// The role that marks an internal system call (provisioning); reserved for custom roles too.
-pub use residency_config::assertion::SYSTEM_ROLE;
+pub use residency_core::assertion::SYSTEM_ROLE;
 
 fn verify(state: &AppState, req: &Request) -> Result<AssertionClaims, ApiError> {
     let token = req

@@ -21,8 +21,8 @@ pub mod error;
 pub mod metrics;
 pub mod rbac;
 pub mod request_id;
-pub mod serve;
 pub mod state;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -30,8 +30,11 @@ use anyhow::Context;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use residency_config::assertion::{AssertionKey, Verifier};
+use hyper_util::service::TowerToHyperService;
+use residency_config::assertion::AssertionKeyConfig;
 use residency_config::node::NodeConfig;
+use residency_core::assertion::Verifier;
+use residency_http::serve::{self, Limits, ServeOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +70,7 @@ pub fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
         .assertion
         .keys
         .iter()
-        .map(AssertionKey::load)
+        .map(AssertionKeyConfig::load)
         .collect::<Result<Vec<_>, _>>()
         .context("assertion.keys")?;
     let cred_key = std::fs::read(&cfg.credentials.key_file).context("credentials.key_file")?;
@@ -111,7 +114,7 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
     let app_name = format!("region-node-{}", cfg.region.id);
     db::pool::check_app_role(&cfg.database, &app_name).await?;
     let state = build_state(&cfg)?;
-    let tls = cfg.tls.as_ref().map(serve::tls_acceptor).transpose()?;
+    let tls = cfg.tls.as_ref().map(tls::tls_acceptor).transpose()?;
     let timeout = cfg.node.request_timeout;
     let app = api::router(state).layer(axum::middleware::from_fn(
         move |req: Request, next: Next| async move {
@@ -141,7 +144,23 @@ impl Prepared {
             tls = tls.is_some(),
             "region node listening"
         );
-        serve::serve(listener, app, tls, shutdown, cfg.node.shutdown_grace).await
+        let limits = cfg.limits;
+        let opts = ServeOptions {
+            limits: Limits {
+                max_connections: limits.max_connections,
+                header_read_timeout: limits.header_read_timeout,
+                max_header_bytes: None,
+                h2_max_concurrent_streams: limits.h2_max_concurrent_streams,
+                shutdown_grace: cfg.node.shutdown_grace,
+                // The gateways keep pooled connections to the node; they close them.
+                idle_timeout: None,
+                max_connection_age: None,
+            },
+            tls,
+        };
+        let service = TowerToHyperService::new(app);
+        serve::serve(listener, opts, service, shutdown).await;
+        Ok(())
     }
 }
 

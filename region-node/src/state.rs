@@ -1,7 +1,7 @@
 //! Shared application state: built once at start-up from validated config.
 
-use residency_config::assertion::Verifier;
 use residency_config::node::RegionConfig;
+use residency_core::assertion::Verifier;
 
 use crate::crypto::CredentialCipher;
 use crate::db::tenant_tx::Db;

@@ -71,7 +71,7 @@ impl Idp {
     /// Never with a generated key.
     #[must_use]
     pub fn token(&self, tenant: &str, sub: &str, role: &str) -> String {
-        let now = residency_config::assertion::now_secs();
+        let now = residency_core::assertion::now_secs();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(KID.to_owned());
         let claims = json!({

@@ -26,7 +26,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use residency_config::assertion::{now_secs, AssertionKey, Signer};
+use residency_core::assertion::{now_secs, AssertionKey, Signer};
 use residency_core::{RegionId, TenantId};
 use residency_region_node::db::{bootstrap, migrate};
 use serde_json::Value;
@@ -378,9 +378,9 @@ impl Node {
     #[must_use]
     pub fn assertion(&self, tenant: Uuid, subject: &str, role: &str) -> String {
         let tenant = TenantId::from_uuid(tenant);
-        let actor = subject.strip_prefix(residency_config::assertion::SYSTEM_SUBJECT_PREFIX);
+        let actor = subject.strip_prefix(residency_core::assertion::SYSTEM_SUBJECT_PREFIX);
         match actor {
-            Some(actor) if role == residency_config::assertion::SYSTEM_ROLE => {
+            Some(actor) if role == residency_core::assertion::SYSTEM_ROLE => {
                 self.signer.mint_system(tenant, actor, now_secs())
             }
             _ => self.signer.mint(tenant, subject, role, now_secs()),

@@ -2,7 +2,7 @@
 
 use http::{Method, StatusCode};
 use integration_tests::{Node, NodeOptions, RegionDb};
-use residency_config::assertion::{now_secs, AssertionKey, Signer};
+use residency_core::assertion::{now_secs, AssertionKey, Signer};
 use residency_core::{RegionId, TenantId};
 use uuid::Uuid;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use integration_tests::{binary, write_node_config, Http, RegionDb};
-use residency_config::assertion::{now_secs, AssertionKey, Signer};
+use residency_core::assertion::{now_secs, AssertionKey, Signer};
 use residency_core::{RegionId, TenantId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;

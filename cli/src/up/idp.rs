@@ -68,7 +68,7 @@ impl TokenIssuer {
     /// # Errors
     /// When signing fails.
     pub fn token(&self, tenant: Uuid, sub: &str, role: Option<&str>) -> anyhow::Result<String> {
-        let now = residency_config::assertion::now_secs();
+        let now = residency_core::assertion::now_secs();
         let mut claims = json!({
             "iss": self.issuer,
             "aud": self.audience,

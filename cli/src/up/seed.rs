@@ -11,7 +11,7 @@
 //! gateway does), so it needs neither the gateway nor a token.
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
-use residency_config::assertion::{now_secs, AssertionKey, Signer};
+use residency_core::assertion::{now_secs, AssertionKey, Signer};
 use residency_core::headers;
 use residency_core::{split_api_key, TenantStatus, Tier};
 use residency_core::{RegionId, TenantId};

@@ -1,10 +1,12 @@
-//! `[admin]`: the admin API's token and its directory writer role.
+//! `[admin]`: the admin API's token, its directory writer role and the admin listener's
+//! connection limits.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::limits::MIN_HEADER_BYTES;
 use super::DirectorySource;
 use crate::load::check_postgres_url;
 use crate::secret::{ConnectionUrl, Secret};
@@ -35,6 +37,22 @@ pub struct AdminConfig {
     /// of a Postgres directory; it must name another role than `directory.url`, which the
     /// public path's cache reads as the reader role.
     pub directory_url: Option<Secret<ConnectionUrl>>,
+    /// Concurrent connections to the admin listener; one more is closed as soon as it is
+    /// accepted. The public listener's `[limits]` do not apply to the admin listener.
+    pub max_connections: usize,
+    /// Time a client of the admin listener has to send a complete HTTP/1 request head.
+    #[serde(with = "crate::duration::serde_str")]
+    pub header_read_timeout: Duration,
+    /// Largest request header block on the admin listener; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Concurrent HTTP/2 streams per admin connection.
+    pub h2_max_concurrent_streams: u32,
+    /// An admin connection with no request in flight for this long is closed gracefully.
+    #[serde(with = "crate::duration::serde_str")]
+    pub idle_timeout: Duration,
+    /// An admin connection older than this (less up to 10 % jitter) is closed gracefully.
+    #[serde(with = "crate::duration::serde_str")]
+    pub max_connection_age: Duration,
 }
 
 impl AdminConfig {
@@ -86,6 +104,40 @@ impl AdminConfig {
         if self.provision_timeout.is_zero() {
             out.push(Problem::new(
                 "admin.provision_timeout",
+                "must be greater than 0",
+            ));
+        }
+        out.extend(self.validate_listener());
+        out
+    }
+
+    /// The admin listener's connection limits.
+    fn validate_listener(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.max_connections == 0 {
+            out.push(Problem::new(
+                "admin.max_connections",
+                "must be greater than 0",
+            ));
+        }
+        for (key, d) in [
+            ("admin.header_read_timeout", self.header_read_timeout),
+            ("admin.idle_timeout", self.idle_timeout),
+            ("admin.max_connection_age", self.max_connection_age),
+        ] {
+            if d.is_zero() {
+                out.push(Problem::new(key, "must be greater than 0"));
+            }
+        }
+        if !(MIN_HEADER_BYTES..=1024 * 1024).contains(&self.max_header_bytes) {
+            out.push(Problem::new(
+                "admin.max_header_bytes",
+                format!("must be between {MIN_HEADER_BYTES} and 1048576"),
+            ));
+        }
+        if self.h2_max_concurrent_streams == 0 {
+            out.push(Problem::new(
+                "admin.h2_max_concurrent_streams",
                 "must be greater than 0",
             ));
         }
@@ -144,6 +196,12 @@ impl Default for AdminConfig {
             token: None,
             token_name: "admin".to_owned(),
             provision_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            h2_max_concurrent_streams: 200,
+            idle_timeout: Duration::from_secs(60),
+            max_connection_age: Duration::from_secs(3600),
         }
     }
 }

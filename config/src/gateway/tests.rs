@@ -418,6 +418,50 @@ fn admin_and_health_check_problems_name_their_keys() {
 }
 
 #[test]
+fn the_admin_listener_has_its_own_limits() {
+    let dir = dir_with_files();
+    let cfg = load_text(dir.path(), GOOD).unwrap();
+    assert_eq!(cfg.admin.max_connections, 1024);
+    assert_eq!(cfg.admin.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(cfg.admin.max_header_bytes, 16 * 1024);
+    assert_eq!(cfg.admin.h2_max_concurrent_streams, 200);
+    assert_eq!(cfg.admin.idle_timeout, Duration::from_secs(60));
+    assert_eq!(cfg.admin.max_connection_age, Duration::from_secs(3600));
+    let text = format!(
+        "{GOOD}\n[admin]\nmax_connections = 3\nheader_read_timeout = \"1s\"\n\
+         max_header_bytes = 9000\nh2_max_concurrent_streams = 4\n"
+    );
+    let cfg = load_text(dir.path(), &text).unwrap();
+    assert_eq!(cfg.admin.max_connections, 3);
+    assert_eq!(cfg.admin.header_read_timeout, Duration::from_secs(1));
+    assert_eq!(cfg.admin.max_header_bytes, 9000);
+    assert_eq!(cfg.admin.h2_max_concurrent_streams, 4);
+    assert_eq!(
+        cfg.limits.max_connections, 10_000,
+        "[limits] is the public listener's"
+    );
+    for (line, key) in [
+        ("max_connections = 0", "admin.max_connections"),
+        ("header_read_timeout = \"0s\"", "admin.header_read_timeout"),
+        ("max_header_bytes = 1024", "admin.max_header_bytes"),
+        (
+            "h2_max_concurrent_streams = 0",
+            "admin.h2_max_concurrent_streams",
+        ),
+        ("idle_timeout = \"0s\"", "admin.idle_timeout"),
+        ("max_connection_age = \"0s\"", "admin.max_connection_age"),
+    ] {
+        let err = load_text(dir.path(), &format!("{GOOD}\n[admin]\n{line}\n")).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, [key], "{line}");
+        assert!(
+            err.to_string().contains(&format!("gateway.toml: {key}: ")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn limits_are_checked() {
     let dir = dir_with_files();
     let text = format!("{GOOD}\n[limits]\nmax_header_bytes = 1024\nmax_body_bytes = 0\n");

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{parse_uuid, AdminError, AdminState, Body, RequestId};
-use residency_config::assertion::SYSTEM_ROLE;
+use residency_core::assertion::SYSTEM_ROLE;
 
 type Result<T> = std::result::Result<T, AdminError>;
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lc_rs::digest::{digest, SHA256};
-use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,6 +39,9 @@ use subtle::ConstantTimeEq;
 use crate::metrics as m;
 use crate::proxy::Gateway;
 pub use error::AdminError;
+use residency_http::extract::{BadInput, Rejects};
+pub use residency_http::extract::{Body, Q};
+use residency_http::json::JsonError;
 use residency_http::{Problem, RequestId};
 
 /// Largest admin request body.
@@ -377,21 +380,23 @@ async fn regions(State(st): State<Arc<AdminState>>) -> Json<Value> {
     Json(json!({ "items": items }))
 }
 
-/// A JSON body: 415 without a JSON content type, 413 over [`MAX_BODY_BYTES`], 400 for invalid
-/// JSON, 422 naming the field for a value of the wrong shape.
-pub struct Body<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+/// A malformed query is a 400 naming the field `query`; a body is 415 without a JSON content
+/// type, 413 over [`MAX_BODY_BYTES`], 400 for invalid JSON, 422 naming the field for a value
+/// of the wrong shape.
+impl Rejects for AdminState {
     type Rejection = AdminError;
 
-    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        if !residency_http::json::is_json(req.headers()) {
-            return Err(AdminError::UnsupportedMediaType);
+    fn reject(bad: BadInput) -> AdminError {
+        match bad {
+            BadInput::Query(why) => AdminError::bad_request("query", why),
+            BadInput::NotJson => AdminError::UnsupportedMediaType,
+            BadInput::TooLarge => AdminError::PayloadTooLarge,
+            BadInput::Json(e) => from_json(e),
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|_| AdminError::PayloadTooLarge)?;
-        parse_json(&bytes).map(Body)
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        MAX_BODY_BYTES
     }
 }
 
@@ -400,13 +405,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 /// # Errors
 /// 400 for syntax, 422 naming the field for shape.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
-    use residency_http::json::{parse, JsonError};
-    parse(bytes).map_err(|e| match e {
+    residency_http::json::parse(bytes).map_err(from_json)
+}
+
+fn from_json(e: JsonError) -> AdminError {
+    match e {
         JsonError::Syntax(why) => {
             AdminError::bad_request("body", format!("not valid json ({why})"))
         }
         JsonError::Shape { field, detail } => AdminError::invalid(field, detail),
-    })
+    }
 }
 
 /// Parses a UUID from a path or query, naming `field` when it is not one.
@@ -415,4 +423,48 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
 /// 400 naming `field`.
 pub fn parse_uuid(raw: &str, field: &str) -> Result<uuid::Uuid, AdminError> {
     uuid::Uuid::parse_str(raw).map_err(|_| AdminError::bad_request(field, "must be a uuid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(bad: BadInput) -> Problem {
+        <AdminState as Rejects>::reject(bad).problem()
+    }
+
+    #[test]
+    fn bad_input_is_answered_as_before_the_kit() {
+        let q = problem(BadInput::Query("unknown field `x`".into()));
+        assert_eq!(
+            (q.status, q.kind, q.detail.as_str(), q.field.as_deref()),
+            (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "query: unknown field `x`",
+                Some("query")
+            )
+        );
+        let p = problem(BadInput::NotJson);
+        assert_eq!(p.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let p = problem(BadInput::TooLarge);
+        assert_eq!(p.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let p = problem(BadInput::Json(JsonError::Syntax("eof".into())));
+        assert_eq!(
+            (p.status, p.detail.as_str(), p.field.as_deref()),
+            (
+                StatusCode::BAD_REQUEST,
+                "body: not valid json (eof)",
+                Some("body")
+            )
+        );
+        let p = problem(BadInput::Json(JsonError::Shape {
+            field: "tier".into(),
+            detail: "unknown variant".into(),
+        }));
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("tier"))
+        );
+    }
 }

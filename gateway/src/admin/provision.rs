@@ -16,7 +16,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use residency_config::assertion::now_secs;
+use residency_core::assertion::now_secs;
 use residency_core::headers::{ASSERTION, REQUEST_ID};
 use residency_core::{RegionId, TenantId};
 use serde_json::Value;

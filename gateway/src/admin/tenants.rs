@@ -10,8 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
@@ -25,25 +24,12 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::provision::Owner;
-use super::{parse_uuid, AdminError, AdminState, Body, RequestId};
+use super::{parse_uuid, AdminError, AdminState, Body, RequestId, Q};
 
 /// Largest per-minute limit override.
 pub const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
 
 type Result<T> = std::result::Result<T, AdminError>;
-
-/// Query parameters; unknown or repeated parameters are a 400 naming the query.
-pub struct Q<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
-    type Rejection = AdminError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
-        Query::<T>::try_from_uri(&parts.uri)
-            .map(|q| Q(q.0))
-            .map_err(|e| AdminError::bad_request("query", e.body_text()))
-    }
-}
 
 /// `limit` and `cursor` of a keyset-paginated list.
 struct Page {

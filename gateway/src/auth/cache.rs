@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use dashmap::DashMap;
 use http::HeaderValue;
-use residency_config::assertion::{AssertionError, Signer};
+use residency_core::assertion::{AssertionError, Signer};
 use residency_core::RegionId;
 
 use super::jwks::JwkKey;
@@ -235,7 +235,7 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::auth::CredentialKind;
-    use residency_config::assertion::{AssertionKey, Verifier, MAX_TTL_SECS};
+    use residency_core::assertion::{AssertionKey, Verifier, MAX_TTL_SECS};
     use residency_core::TenantId;
 
     #[test]
@@ -394,7 +394,7 @@ mod tests {
         let key = AssertionKey::new("eu-1", "HS256", vec![7; 32]).unwrap();
         let signer = |region: &str| Signer::new(RegionId::new(region).unwrap(), &key, MAX_TTL_SECS);
         let (eu, us) = (signer("eu"), signer("us"));
-        let now = residency_config::assertion::now_secs();
+        let now = residency_core::assertion::now_secs();
         let v = Verified::new(ctx(now + 3600));
         let a1 = v.assertion_for(&eu, now).unwrap();
         assert_eq!(v.assertion_for(&eu, now + 10).unwrap(), a1);

@@ -14,7 +14,7 @@ pub mod jwks;
 pub mod jwt;
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-use residency_config::assertion::is_reserved_identity;
+use residency_core::assertion::is_reserved_identity;
 use residency_core::TenantId;
 
 /// Which kind of credential established an [`AuthContext`].

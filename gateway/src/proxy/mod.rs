@@ -33,8 +33,8 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use residency_config::assertion::now_secs;
 use residency_config::gateway::{GatewayConfig, Limits};
+use residency_core::assertion::now_secs;
 use residency_core::headers::{ASSERTION, REGION, REQUEST_ID};
 use tokio_util::sync::CancellationToken;
 

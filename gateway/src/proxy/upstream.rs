@@ -19,8 +19,8 @@ use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::HeaderValue;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use residency_config::assertion::{AssertionError, AssertionKey, Signer, MAX_TTL_SECS};
 use residency_config::gateway::{Limits, RegionEntry};
+use residency_core::assertion::{AssertionError, AssertionKey, Signer, MAX_TTL_SECS};
 use residency_core::RegionId;
 
 use super::body::LimitedBody;
@@ -153,7 +153,9 @@ impl Region {
     /// # Errors
     /// A message when the key or a TLS file cannot be loaded or an upstream URL is unusable.
     pub fn from_config(entry: &RegionEntry, limits: &Limits) -> Result<Self, String> {
-        let key = AssertionKey::load(&entry.assertion)
+        let key = entry
+            .assertion
+            .load()
             .map_err(|e: AssertionError| format!("region {}: {e}", entry.id))?;
         let upstreams = entry
             .upstreams

@@ -1,30 +1,31 @@
-//! Request extractors that turn every malformed input into a problem naming the field.
+//! Request extractors that turn every malformed input into a problem naming the field: the
+//! HTTP kit's [`Q`] and [`Body`], answered as [`ApiError`]s.
 
-use std::sync::Arc;
-
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::request::Parts;
+use residency_http::extract::{BadInput, Rejects};
+pub use residency_http::extract::{Body, Q};
 use residency_http::json::{self, JsonError};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON body: 415 without a JSON content type, 413 over the size limit, 400 for invalid
-/// JSON, 422 naming the field for a value of the wrong shape.
-pub struct Body<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Body<T> {
+/// A malformed query is a 400 with axum's text; a body is 415 without a JSON content type,
+/// 413 over `node.max_body_bytes`, 400 for invalid JSON, 422 naming the field for a value of
+/// the wrong shape.
+impl Rejects for AppState {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        if !json::is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType);
+    fn reject(bad: BadInput) -> ApiError {
+        match bad {
+            BadInput::Query(why) => ApiError::bad_request(why),
+            BadInput::NotJson => ApiError::UnsupportedMediaType,
+            BadInput::TooLarge => ApiError::PayloadTooLarge,
+            BadInput::Json(e) => from_json(e),
         }
-        let bytes = axum::body::to_bytes(req.into_body(), state.max_body_bytes)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge)?;
-        parse_json(&bytes).map(Body)
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
     }
 }
 
@@ -33,22 +34,13 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for Body<T> {
 /// # Errors
 /// 400 for syntax, 422 naming the field for shape.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    json::parse(bytes).map_err(|e| match e {
-        JsonError::Syntax(why) => ApiError::bad_request(format!("body is not valid json ({why})")),
-        JsonError::Shape { field, detail } => ApiError::invalid(field, detail),
-    })
+    json::parse(bytes).map_err(from_json)
 }
 
-/// Query parameters; a malformed query is a 400 naming the parameter.
-pub struct Q<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::try_from_uri(&parts.uri)
-            .map(|q| Q(q.0))
-            .map_err(|e| ApiError::bad_request(e.body_text()))
+fn from_json(e: JsonError) -> ApiError {
+    match e {
+        JsonError::Syntax(why) => ApiError::bad_request(format!("body is not valid json ({why})")),
+        JsonError::Shape { field, detail } => ApiError::invalid(field, detail),
     }
 }
 
@@ -58,4 +50,52 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
 /// [`ApiError::NotFound`] naming `what`.
 pub fn parse_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    fn problem(bad: BadInput) -> residency_http::Problem {
+        <AppState as Rejects>::reject(bad).problem()
+    }
+
+    #[test]
+    fn bad_input_is_answered_as_before_the_kit() {
+        let q = problem(BadInput::Query("unknown field `x`".into()));
+        assert_eq!(
+            (q.status, q.kind, q.detail.as_str(), q.field.as_deref()),
+            (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "unknown field `x`",
+                None
+            )
+        );
+        let p = problem(BadInput::NotJson);
+        assert_eq!(
+            (p.status, p.kind),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        );
+        let p = problem(BadInput::TooLarge);
+        assert_eq!(
+            (p.status, p.kind),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        );
+        let p = problem(BadInput::Json(JsonError::Syntax("eof".into())));
+        assert_eq!(
+            (p.status, p.detail.as_str()),
+            (StatusCode::BAD_REQUEST, "body is not valid json (eof)")
+        );
+        let p = problem(BadInput::Json(JsonError::Shape {
+            field: "name".into(),
+            detail: "expected a string".into(),
+        }));
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("name"))
+        );
+    }
 }

@@ -8,7 +8,7 @@
 //! as it does for a dev JWT without a role claim.
 
 use anyhow::Context;
-use residency_config::assertion::{now_secs, AssertionKey, Signer, MAX_TTL_SECS};
+use residency_core::assertion::{now_secs, AssertionKey, Signer, MAX_TTL_SECS};
 use residency_core::{RegionId, TenantId};
 
 fn main() -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
 //! One connection's lifetime after accept: when it is closed gracefully, and how long it may
-//! drain.
+//! drain. Used by the kit's [`super::serve`] and by the gateway's public listener.
 //!
 //! - Idle: no request in flight and none ended for `idle_timeout` → graceful close (`GOAWAY`
 //!   for HTTP/2; an idle HTTP/1 keep-alive connection is closed at once). [`Tracked`] counts
@@ -186,7 +186,7 @@ pub struct Lifetime {
     pub grace: Duration,
 }
 
-/// Why a connection was closed by the gateway.
+/// Why the server closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseCause {
     /// Nothing in flight for `idle_timeout`.
