@@ -100,3 +100,71 @@ async fn a_nul_character_in_a_json_body_is_a_422_naming_the_field() {
     assert_refused("admin organization", &r, "invalid_field", "name");
     s.stop().await;
 }
+
+/// schemathesis created a workflow whose `definition` held `1.7976931348623157e+308`
+/// (`f64::MAX`). Postgres keeps a `jsonb` number as an exact decimal and gives it back as
+/// 309 digits, which serde_json's default (not correctly rounded) float parser refused: the
+/// node panicked reading the row back, the gateway answered 502, and from then on every
+/// list of the customer's workflows failed the same way. Numbers at the ends of the f64
+/// range now come back as they went in.
+#[tokio::test]
+async fn extreme_json_numbers_are_stored_and_read_back() {
+    let s = Stack::start().await;
+    let tenant = s.create_tenant("floats", "us", "scale").await;
+    let tid = tenant["id"].as_str().unwrap().to_owned();
+    let token = s.idp.token(&tid, "owner-floats", "owner");
+    let auth = format!("Bearer {token}");
+    let http = integration_tests::Http::default();
+    let extremes = json!([
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        5e-324,
+        -2.448_903_868_421_8e-237
+    ]);
+
+    let created = http
+        .send(
+            Method::POST,
+            &format!("{}/v1/workflows", s.public),
+            &[("authorization", &auth)],
+            Some(&json!({"name": "floats", "definition": {"x": extremes}})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert_eq!(created.json["definition"]["x"], extremes, "{created:?}");
+    let list = http
+        .send(
+            Method::GET,
+            &format!("{}/v1/workflows", s.public),
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{list:?}");
+    assert_eq!(
+        list.json["items"][0]["definition"]["x"], extremes,
+        "{list:?}"
+    );
+
+    let put = http
+        .send(
+            Method::PUT,
+            &format!("{}/v1/configurations/limits", s.public),
+            &[("authorization", &auth)],
+            Some(&json!({"value": extremes})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{put:?}");
+    let got = http
+        .send(
+            Method::GET,
+            &format!("{}/v1/configurations/limits", s.public),
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "{got:?}");
+    assert_eq!(got.json["value"], extremes, "{got:?}");
+    s.stop().await;
+}
