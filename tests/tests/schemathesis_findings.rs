@@ -168,3 +168,79 @@ async fn extreme_json_numbers_are_stored_and_read_back() {
     assert_eq!(got.json["value"], extremes, "{got:?}");
     s.stop().await;
 }
+
+/// The same NUL in a query parameter or a text path segment: `GET /v1/audit-events?actor=%00`,
+/// `?action=%00`, `GET /v1/connections?connector_id=%00` and `GET /v1/connectors/%00` were
+/// 500s (`22021 invalid byte sequence`). A query parameter with a NUL is now a 422 naming
+/// it (like any other parameter value the node refuses); a connector id with one is an unknown connector; any other text Postgres refuses to
+/// store is a 400, not a 500.
+#[tokio::test]
+async fn a_nul_character_in_a_query_or_path_is_refused_not_a_500() {
+    let s = Stack::start().await;
+    let tenant = s.create_tenant("nulq", "eu", "scale").await;
+    let tid = tenant["id"].as_str().unwrap().to_owned();
+    let token = s.idp.token(&tid, "owner-nulq", "owner");
+    let auth = format!("Bearer {token}");
+    for (path, status, field) in [
+        (
+            "/v1/audit-events?actor=%00",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "actor",
+        ),
+        (
+            "/v1/audit-events?action=a%00b",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "action",
+        ),
+        (
+            "/v1/connections?connector_id=%00",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "connector_id",
+        ),
+        ("/v1/connectors/%00", StatusCode::NOT_FOUND, ""),
+    ] {
+        let r = s.get(path, &[("authorization", &auth)]).await;
+        assert_eq!(r.status, status, "{path}: {r:?}");
+        assert_eq!(
+            r.headers["content-type"], "application/problem+json",
+            "{path}: {r:?}"
+        );
+        if !field.is_empty() {
+            assert_eq!(r.json["field"], field, "{path}: {r:?}");
+        }
+    }
+    // Without the NUL the same requests answer.
+    for path in [
+        "/v1/audit-events?actor=x&action=y",
+        "/v1/connections?connector_id=slack",
+    ] {
+        let r = s.get(path, &[("authorization", &auth)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {r:?}");
+    }
+    s.stop().await;
+}
+
+/// The node's net under both NUL findings: whatever path a NUL takes to Postgres next, the
+/// errors Postgres answers with (`22021` for a text parameter, `22P05` for a jsonb escape)
+/// are the request's fault and map to a 400, never a 500.
+#[tokio::test]
+async fn text_postgres_cannot_store_is_a_bad_request() {
+    let (client, conn) =
+        tokio_postgres::connect(&integration_tests::admin_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let text = client
+        .query_one("SELECT $1::text", &[&"a\u{0}b"])
+        .await
+        .unwrap_err();
+    let jsonb = client
+        .query_one("SELECT '\"\\u0000\"'::jsonb", &[])
+        .await
+        .unwrap_err();
+    for (what, e, code) in [("text", text, "22021"), ("jsonb", jsonb, "22P05")] {
+        assert_eq!(e.code().map(|c| c.code()), Some(code), "{what}: {e}");
+        let mapped = residency_region_node::error::from_db(&e);
+        assert_eq!(mapped.kind(), "bad_request", "{what}: {mapped:?}");
+    }
+}

@@ -39,17 +39,40 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Query parameters; a malformed query is a 400 naming the parameter.
+/// Query parameters; a malformed query is a 400 naming the parameter, a parameter with a NUL
+/// character (which Postgres text cannot hold) a 422 naming it.
 pub struct Q<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(name) = nul_parameter(&parts.uri) {
+            return Err(ApiError::invalid(
+                name,
+                "must not contain the NUL character (U+0000)",
+            ));
+        }
         Query::<T>::try_from_uri(&parts.uri)
             .map(|q| Q(q.0))
             .map_err(|e| ApiError::bad_request(e.body_text()))
     }
+}
+
+/// The name of the first query parameter whose name or value holds a NUL (`query` when it
+/// is the name). In a URI a NUL can only be `%00`.
+fn nul_parameter(uri: &axum::http::Uri) -> Option<String> {
+    if !uri.query()?.contains("%00") {
+        return None;
+    }
+    let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?.0;
+    pairs.into_iter().find_map(|(k, v)| {
+        if k.contains('\0') {
+            Some("query".to_owned())
+        } else {
+            v.contains('\0').then_some(k)
+        }
+    })
 }
 
 /// Parses a path id. A malformed id is reported exactly like a missing one.
