@@ -20,6 +20,14 @@ use crate::json::{self, JsonError};
 pub enum BadInput {
     /// The query string does not fit the handler's type; axum's description of why.
     Query(String),
+    /// A query parameter (its name, or `query` when the name itself is bad) whose value a
+    /// service cannot store: today a NUL character (U+0000), which Postgres text cannot hold.
+    QueryField {
+        /// The parameter.
+        field: String,
+        /// Why it is refused.
+        detail: String,
+    },
     /// A body without a JSON content type (415).
     NotJson,
     /// A body over [`Rejects::max_body_bytes`] (413).
@@ -49,10 +57,32 @@ impl<T: DeserializeOwned, S: Rejects> FromRequestParts<Arc<S>> for Q<T> {
     type Rejection = S::Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &Arc<S>) -> Result<Self, Self::Rejection> {
+        if let Some(field) = nul_parameter(&parts.uri) {
+            return Err(S::reject(BadInput::QueryField {
+                field,
+                detail: "must not contain the NUL character (U+0000)".to_owned(),
+            }));
+        }
         Query::<T>::try_from_uri(&parts.uri)
             .map(|q| Q(q.0))
             .map_err(|e| S::reject(BadInput::Query(e.body_text())))
     }
+}
+
+/// The name of the first query parameter whose name or value holds a NUL (`query` when it
+/// is the name). In a URI a NUL can only be `%00`, so other queries pay one substring scan.
+fn nul_parameter(uri: &http::Uri) -> Option<String> {
+    if !uri.query()?.contains("%00") {
+        return None;
+    }
+    let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?.0;
+    pairs.into_iter().find_map(|(k, v)| {
+        if k.contains('\0') {
+            Some("query".to_owned())
+        } else {
+            v.contains('\0').then_some(k)
+        }
+    })
 }
 
 /// A JSON body deserialized into `T`: refused without a JSON content type, over the size

@@ -35,9 +35,52 @@ pub enum JsonError {
 
 /// Parses JSON bytes into `T`, naming the field of a value of the wrong shape.
 ///
+/// A body with U+0000 in any string or member name, used or not, is refused as a
+/// [`JsonError::Shape`] naming where it is: Postgres `text` and `jsonb` cannot hold it.
+///
 /// # Errors
 /// [`JsonError::Syntax`] or [`JsonError::Shape`].
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    let value = parse_typed(bytes)?;
+    // In valid JSON a NUL can only be the escape `\u0000`; only a body holding that text
+    // (maybe as an escaped backslash followed by `u0000`) is parsed a second time.
+    if bytes.windows(6).any(|w| w == b"\\u0000") {
+        let tree: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax(e.to_string()))?;
+        if let Some(at) = nul_at(&tree, "") {
+            return Err(JsonError::Shape {
+                field: if at.is_empty() { "body".to_owned() } else { at },
+                detail: "must not contain the NUL character (U+0000)".to_owned(),
+            });
+        }
+    }
+    Ok(value)
+}
+
+/// Where the first NUL is, as a dotted path (`a.b[0].c`; a member name with a NUL names
+/// its object); `at` is the path of `v`.
+fn nul_at(v: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.contains('\0') => Some(at.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, &format!("{at}[{i}]"))),
+        Value::Object(members) => members.iter().find_map(|(k, x)| {
+            if k.contains('\0') {
+                Some(at.to_owned())
+            } else if at.is_empty() {
+                nul_at(x, k)
+            } else {
+                nul_at(x, &format!("{at}.{k}"))
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn parse_typed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -102,5 +145,40 @@ mod tests {
             Err(JsonError::Shape { field, .. }) if field == "body"
         ));
         assert!(parse::<Body>(br#"{"owner": {"email": "a@b"}}"#).is_ok());
+    }
+
+    fn nul_field(body: &[u8]) -> Option<String> {
+        match parse::<serde_json::Value>(body) {
+            Err(JsonError::Shape { field, .. }) => Some(field),
+            Ok(_) => None,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_naming_where() {
+        assert_eq!(nul_field(br#""\u0000""#).as_deref(), Some("body"));
+        assert_eq!(nul_field(br#"{"a\u0000": 1}"#).as_deref(), Some("body"));
+        assert_eq!(
+            nul_field(br#"{"a": {"b": [1, {"c": "x\u0000"}]}}"#).as_deref(),
+            Some("a.b[1].c")
+        );
+        assert_eq!(nul_field(br#"{"a": {"k\u0000": 1}}"#).as_deref(), Some("a"));
+        // An escaped backslash followed by `u0000` is text, not a NUL.
+        assert_eq!(nul_field(br#"{"a": "\\u0000"}"#), None);
+        assert_eq!(nul_field(br#"{"a": "\u0001"}"#), None);
+        // The shape error of the typed parse comes first; syntax stays a syntax error.
+        assert!(matches!(
+            parse::<Body>(br#"{"owner": {"email": 1}, "x": "\u0000"}"#),
+            Err(JsonError::Shape { field, .. }) if field == "owner.email"
+        ));
+        assert!(matches!(
+            parse::<Body>(br#"{"owner": {"email": "a@b"}, "x": "\u0000"}"#),
+            Err(JsonError::Shape { field, .. }) if field == "x"
+        ));
+        assert!(matches!(
+            parse::<serde_json::Value>(b"\"\\u0000"),
+            Err(JsonError::Syntax(_))
+        ));
     }
 }

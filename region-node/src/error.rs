@@ -189,6 +189,14 @@ pub fn from_db(e: &tokio_postgres::Error) -> ApiError {
         if *code == SqlState::CHECK_VIOLATION || *code == SqlState::NOT_NULL_VIOLATION {
             return ApiError::invalid("body", "a value is out of its allowed range");
         }
+        // Text Postgres cannot store (a NUL): the request's data, never the server's fault.
+        if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+            || *code == SqlState::UNTRANSLATABLE_CHARACTER
+        {
+            return ApiError::bad_request(
+                "a text value holds a character that cannot be stored (U+0000)",
+            );
+        }
         if *code == SqlState::QUERY_CANCELED
             || *code == SqlState::ADMIN_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW

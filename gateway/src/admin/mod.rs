@@ -389,6 +389,7 @@ impl Rejects for AdminState {
     fn reject(bad: BadInput) -> AdminError {
         match bad {
             BadInput::Query(why) => AdminError::bad_request("query", why),
+            BadInput::QueryField { field, detail } => AdminError::invalid(field, detail),
             BadInput::NotJson => AdminError::UnsupportedMediaType,
             BadInput::TooLarge => AdminError::PayloadTooLarge,
             BadInput::Json(e) => from_json(e),

@@ -118,6 +118,11 @@ pub async fn connector_get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    // Postgres text cannot hold a NUL, and no connector id has one: a malformed id is
+    // reported exactly like a missing one.
+    if id.contains('\0') {
+        return Err(ApiError::NotFound(CONNECTOR.what));
+    }
     let sql = format!("{CONNECTOR_SELECT} WHERE c.id = $1 GROUP BY c.id");
     CONNECTOR
         .fetch_one(&st, &caller, Permission::ConnectorsRead, sql, id)

@@ -18,6 +18,7 @@ impl Rejects for AppState {
     fn reject(bad: BadInput) -> ApiError {
         match bad {
             BadInput::Query(why) => ApiError::bad_request(why),
+            BadInput::QueryField { field, detail } => ApiError::invalid(field, detail),
             BadInput::NotJson => ApiError::UnsupportedMediaType,
             BadInput::TooLarge => ApiError::PayloadTooLarge,
             BadInput::Json(e) => from_json(e),
