@@ -15,16 +15,20 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
+use residency_core::wire::admin::{
+    CreateOrganization, CreateTenant, LimitsPatch, List, Organization, Owner, Page as PageOf,
+    Reprovision, Tenant, TenantHistoryEntry, UpdateTenant,
+};
 use residency_core::{RegionId, TenantId};
 use residency_core::{TenantStatus, Tier};
-use residency_directory::{NewTenant, Organization, TenantFilter, TenantPatch, TenantRecord};
+use residency_directory::{NewTenant, TenantFilter, TenantPatch, TenantRecord};
 use residency_http::page;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::provision::Owner;
 use super::{parse_uuid, AdminError, AdminState, Body, RequestId};
 
 /// Largest per-minute limit override.
@@ -71,14 +75,17 @@ impl Page {
     }
 
     /// Cuts the extra row and answers `{ items, next_cursor }`.
-    fn answer<T>(
+    fn answer<T, W>(
         &self,
         mut rows: Vec<T>,
         id: impl Fn(&T) -> Uuid,
-        show: impl Fn(&T) -> Value,
-    ) -> Json<Value> {
-        let next = page::finish(&mut rows, self.limit, |r| id(r).to_string());
-        Json(json!({ "items": rows.iter().map(show).collect::<Vec<_>>(), "next_cursor": next }))
+        show: impl Fn(T) -> W,
+    ) -> Json<PageOf<W>> {
+        let next_cursor = page::finish(&mut rows, self.limit, |r| id(r).to_string());
+        Json(PageOf {
+            items: rows.into_iter().map(show).collect(),
+            next_cursor,
+        })
     }
 }
 
@@ -101,27 +108,25 @@ fn enum_value<T: DeserializeOwned>(field: &str, raw: &str) -> Result<T> {
 // ---------------------------------------------------------------------------------------
 // Organizations
 
-/// `POST /admin/v1/organizations` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateOrg {
-    name: String,
-    domain: String,
-    #[serde(default)]
-    plan: Option<String>,
-}
-
-fn org_json(o: &Organization) -> Value {
-    json!({
-        "id": o.id, "name": o.name, "domain": o.domain, "plan": o.plan,
-        "created_at": o.created_at.to_rfc3339(),
-    })
-}
-
 /// `POST /admin/v1/organizations`: name, unique domain, plan (`free` by default).
+#[utoipa::path(post, path = "/admin/v1/organizations", tag = "organizations",
+    security(("admin_token" = [])),
+    request_body = CreateOrganization,
+    responses(
+        (status = 201, description = "Created", body = Organization),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn create_org(
     State(st): State<Arc<AdminState>>,
-    Body(b): Body<CreateOrg>,
+    Body(b): Body<CreateOrganization>,
 ) -> Result<Response> {
     text("name", &b.name, 200)?;
     let domain_ok = b.domain.len() <= 253
@@ -159,72 +164,73 @@ pub async fn create_org(
             },
             other => other,
         })?;
-    Ok((StatusCode::CREATED, Json(org_json(&org))).into_response())
+    Ok((StatusCode::CREATED, Json(org)).into_response())
 }
 
 /// `GET /admin/v1/organizations` query.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// `GET /admin/v1/organizations`: keyset-paginated by id.
+#[utoipa::path(get, path = "/admin/v1/organizations", tag = "organizations",
+    security(("admin_token" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page, by id", body = PageOf<Organization>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn list_orgs(
     State(st): State<Arc<AdminState>>,
     Q(q): Q<PageQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<PageOf<Organization>>> {
     let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let rows = st.store()?.list_orgs(page.after, page.fetch()).await?;
-    Ok(page.answer(rows, |o| o.id, org_json))
+    Ok(page.answer(rows, |o| o.id, |o| o))
 }
 
 /// `GET /admin/v1/organizations/{id}`.
+#[utoipa::path(get, path = "/admin/v1/organizations/{id}", tag = "organizations",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The organization", body = Organization),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn get_org(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Organization>> {
     let id = parse_uuid(&id, "id")?;
     let org = st
         .store()?
         .org(id)
         .await?
         .ok_or(AdminError::NotFound("organization"))?;
-    Ok(Json(org_json(&org)))
+    Ok(Json(org))
 }
 
 // ---------------------------------------------------------------------------------------
 // Tenants
 
-/// The admin view of a tenant.
-#[must_use]
-pub fn tenant_json(t: &TenantRecord) -> Value {
-    json!({
-        "id": t.id,
-        "org_id": t.org_id,
-        "name": t.name,
-        "region": t.region,
-        "tier": t.tier.as_str(),
-        "status": t.status,
-        "rate_limit_per_min": t.rate_limit_per_min.unwrap_or_else(|| t.tier.default_rate_per_min()),
-        "limits": { "rate_limit_per_min": t.rate_limit_per_min },
-        "version": t.version,
-        "created_at": t.created_at.to_rfc3339(),
-        "updated_at": t.updated_at.to_rfc3339(),
-    })
-}
-
-/// `limits` in a create or update body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Per-minute quota override; `null` in an update returns to the tier's default.
-    #[serde(default, deserialize_with = "residency_http::nullable")]
-    rate_limit_per_min: Option<Option<u32>>,
-}
-
-fn check_limit(limits: Option<&Limits>) -> Result<Option<Option<u32>>> {
+fn check_limit(limits: Option<&LimitsPatch>) -> Result<Option<Option<u32>>> {
     let value = limits.and_then(|l| l.rate_limit_per_min);
     if let Some(Some(n)) = value {
         if n == 0 || n > MAX_RATE_LIMIT_PER_MIN {
@@ -235,21 +241,6 @@ fn check_limit(limits: Option<&Limits>) -> Result<Option<Option<u32>>> {
         }
     }
     Ok(value)
-}
-
-/// `POST /admin/v1/tenants` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTenant {
-    name: String,
-    region: String,
-    tier: Tier,
-    #[serde(default)]
-    org_id: Option<Uuid>,
-    #[serde(default)]
-    owner: Option<Owner>,
-    #[serde(default)]
-    limits: Option<Limits>,
 }
 
 fn check_owner(owner: Option<&Owner>) -> Result<()> {
@@ -266,6 +257,21 @@ fn check_owner(owner: Option<&Owner>) -> Result<()> {
 }
 
 /// `POST /admin/v1/tenants`: directory row (`provisioning`) → home node → `active` → 201.
+#[utoipa::path(post, path = "/admin/v1/tenants", tag = "tenants",
+    security(("admin_token" = [])),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created, provisioned on its home node and active", body = Tenant),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn create_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
@@ -301,7 +307,7 @@ pub async fn create_tenant(
         .await?;
     tracing::info!(tenant = %created.id, region = %created.region, tier = created.tier.as_str(), "tenant created; provisioning");
     let active = activate(&st, created, b.owner.as_ref(), &rid).await?;
-    Ok((StatusCode::CREATED, Json(tenant_json(&active))).into_response())
+    Ok((StatusCode::CREATED, Json(Tenant::from(&active))).into_response())
 }
 
 /// Provisions `t` on its home node and, if it was `provisioning`, sets it `active`.
@@ -341,22 +347,30 @@ async fn activate(
     Ok(t)
 }
 
-/// `POST /admin/v1/tenants/{id}/provision` body (optional).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Reprovision {
-    #[serde(default)]
-    owner: Option<Owner>,
-}
-
 /// `POST /admin/v1/tenants/{id}/provision`: retries provisioning (idempotent on the node)
 /// and activates a tenant left `provisioning`; a no-op for an active or suspended one.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/provision", tag = "tenants",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    request_body(content = Option<Reprovision>, description = "Optional: an empty body is allowed"),
+    responses(
+        (status = 200, description = "Provisioned (idempotent); active unless suspended", body = Tenant),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn provision_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>> {
+) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
     let b: Reprovision = if body.is_empty() {
         Reprovision::default()
@@ -380,7 +394,7 @@ pub async fn provision_tenant(
         });
     }
     let t = activate(&st, t, b.owner.as_ref(), &rid).await?;
-    Ok(Json(tenant_json(&t)))
+    Ok(Json(Tenant::from(&t)))
 }
 
 fn status_str(s: TenantStatus) -> String {
@@ -391,22 +405,45 @@ fn status_str(s: TenantStatus) -> String {
 }
 
 /// `GET /admin/v1/tenants` query.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TenantQuery {
+    /// Only this home region.
     region: Option<String>,
+    /// Only this tier.
+    #[param(value_type = Option<Tier>)]
     tier: Option<String>,
+    /// Only this status.
+    #[param(value_type = Option<TenantStatus>)]
     status: Option<String>,
+    /// Only this organization.
+    #[param(value_type = Option<Uuid>)]
     org_id: Option<String>,
+    /// Page size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// `GET /admin/v1/tenants`: filters `region`, `tier`, `status`, `org_id`; keyset pages.
+#[utoipa::path(get, path = "/admin/v1/tenants", tag = "tenants",
+    security(("admin_token" = [])),
+    params(TenantQuery),
+    responses(
+        (status = 200, description = "One page, by id", body = PageOf<Tenant>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn list_tenants(
     State(st): State<Arc<AdminState>>,
     Q(q): Q<TenantQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<PageOf<Tenant>>> {
     let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let region = q
         .region
@@ -425,52 +462,59 @@ pub async fn list_tenants(
         limit: page.fetch(),
     };
     let rows = st.store()?.list_tenants(&filter).await?;
-    Ok(page.answer(rows, |t| t.id, tenant_json))
+    Ok(page.answer(rows, |t| t.id, |t| Tenant::from(&t)))
 }
 
 /// `GET /admin/v1/tenants/{id}`.
+#[utoipa::path(get, path = "/admin/v1/tenants/{id}", tag = "tenants",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn get_tenant(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
     let t = st
         .store()?
         .tenant(id)
         .await?
         .ok_or(AdminError::NotFound("tenant"))?;
-    Ok(Json(tenant_json(&t)))
-}
-
-/// The statuses an update may set.
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum PatchStatus {
-    Active,
-    Suspended,
-}
-
-/// `PATCH /admin/v1/tenants/{id}` body (after the `region` check).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Patch {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    tier: Option<Tier>,
-    #[serde(default)]
-    status: Option<PatchStatus>,
-    #[serde(default)]
-    limits: Option<Limits>,
+    Ok(Json(Tenant::from(&t)))
 }
 
 /// `PATCH /admin/v1/tenants/{id}`: name, tier, status (`active`/`suspended`), limits.
 /// Effective at this gateway at once and at every replica within a second (`NOTIFY`).
+#[utoipa::path(patch, path = "/admin/v1/tenants/{id}", tag = "tenants",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "Updated", body = Tenant),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn update_tenant(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
     Body(raw): Body<Map<String, Value>>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
     if raw.contains_key("region") {
         return Err(AdminError::Conflict {
@@ -482,7 +526,7 @@ pub async fn update_tenant(
             field: Some("region".into()),
         });
     }
-    let p: Patch = serde_path_to_error::deserialize(Value::Object(raw)).map_err(|e| {
+    let p: UpdateTenant = serde_path_to_error::deserialize(Value::Object(raw)).map_err(|e| {
         let path = e.path().to_string();
         AdminError::invalid(
             if path == "." { "body".to_owned() } else { path },
@@ -525,10 +569,7 @@ pub async fn update_tenant(
     let patch = TenantPatch {
         name: p.name,
         tier: p.tier,
-        status: p.status.map(|s| match s {
-            PatchStatus::Active => TenantStatus::Active,
-            PatchStatus::Suspended => TenantStatus::Suspended,
-        }),
+        status: p.status.map(TenantStatus::from),
         rate_limit_per_min: quota,
     };
     let t = store.update_tenant(&st.actor, id, &patch).await?;
@@ -537,31 +578,33 @@ pub async fn update_tenant(
         .refresh_tenant(TenantId::from_uuid(id))
         .await;
     tracing::info!(tenant = %id, actor = %st.actor, "tenant updated");
-    Ok(Json(tenant_json(&t)))
+    Ok(Json(Tenant::from(&t)))
 }
 
 /// `GET /admin/v1/tenants/{id}/history`: every change, oldest first, with its actor.
+#[utoipa::path(get, path = "/admin/v1/tenants/{id}/history", tag = "tenants",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "Every change, oldest first", body = List<TenantHistoryEntry>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn history(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<List<TenantHistoryEntry>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
     store
         .tenant(id)
         .await?
         .ok_or(AdminError::NotFound("tenant"))?;
-    let items: Vec<Value> = store
-        .history(id)
-        .await?
-        .into_iter()
-        .map(|h| {
-            json!({
-                "id": h.id, "at": h.at.to_rfc3339(), "actor": h.actor, "change": h.change,
-                "region": h.region, "status": h.status, "tier": h.tier, "version": h.version,
-                "detail": h.detail,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(List {
+        items: store.history(id).await?,
+    }))
 }
