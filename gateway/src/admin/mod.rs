@@ -1,13 +1,17 @@
 //! The admin listener: operations endpoints and the admin API (SPEC §3.4, §6).
 //!
 //! - `GET /healthz` (process up), `GET /readyz` (config loaded and the directory can answer:
-//!   loaded and not past `max_stale`), `GET /metrics` (Prometheus text). These need no token:
-//!   probes and scrapers do not carry secrets, the pages hold no tenant data, and the listener
-//!   binds to a private address (loopback by default).
+//!   loaded and not past `max_stale`), `GET /metrics` (Prometheus text), `GET /openapi.json`
+//!   (this listener's OpenAPI 3.1 document, [`openapi`]). These need no token: probes and
+//!   scrapers do not carry secrets, the pages hold no tenant data, and the listener binds to a
+//!   private address (loopback by default).
 //! - `/admin/v1/...` needs `Authorization: Bearer <admin token>` (compared in constant time:
-//!   SHA-256 of both, then `subtle`); 401 otherwise. Organizations and tenants ([`tenants`]),
+//!   SHA-256 of both, then `subtle`); 401 otherwise. Organizations ([`orgs`]), tenants ([`tenants`]),
 //!   API keys ([`keys`]), provisioning on the home region's node ([`provision`]), and the
 //!   regions with their upstreams' health.
+//!
+//! Requests are parsed into and answers built from the wire types of
+//! `residency_core::wire::admin`, which the CLI uses too.
 //!
 //! Every admin write is attributed to `admin:<token name>` in the directory history. Every
 //! response carries `x-request-id`; problems carry the same id ([`error`]).
@@ -16,6 +20,7 @@ pub mod audit;
 pub mod error;
 pub mod keys;
 mod openapi;
+pub mod orgs;
 pub mod provision;
 pub mod tenants;
 
@@ -166,9 +171,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
         .route(
             "/admin/v1/organizations",
-            post(tenants::create_org).get(tenants::list_orgs),
+            post(orgs::create_org).get(orgs::list_orgs),
         )
-        .route("/admin/v1/organizations/{id}", get(tenants::get_org))
+        .route("/admin/v1/organizations/{id}", get(orgs::get_org))
         .route(
             "/admin/v1/tenants",
             post(tenants::create_tenant).get(tenants::list_tenants),

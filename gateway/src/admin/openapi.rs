@@ -15,7 +15,7 @@ use residency_core::wire::ProblemDetails;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{audit, keys, tenants};
+use super::{audit, keys, orgs, tenants};
 
 /// The security scheme name of the admin token in the document.
 pub(crate) const ADMIN_TOKEN: &str = "admin_token";
@@ -48,9 +48,9 @@ pub(crate) fn document() -> &'static str {
         super::readyz,
         super::metrics_page,
         super::openapi_json,
-        tenants::create_org,
-        tenants::list_orgs,
-        tenants::get_org,
+        orgs::create_org,
+        orgs::list_orgs,
+        orgs::get_org,
         tenants::create_tenant,
         tenants::list_tenants,
         tenants::get_tenant,

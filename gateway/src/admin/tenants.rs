@@ -1,4 +1,5 @@
-//! Organizations and tenants (customers) in the admin API.
+//! Tenants (customers) in the admin API, and the list plumbing (`Q`, `Page`) it shares with
+//! [`super::orgs`].
 //!
 //! A tenant is created in the directory as `provisioning`, provisioned on a healthy node of
 //! its home region ([`super::provision`]), then set `active`: the gateway serves only active
@@ -16,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
 use residency_core::wire::admin::{
-    CreateOrganization, CreateTenant, LimitsPatch, List, Organization, Owner, Page as PageOf,
-    Reprovision, Tenant, TenantHistoryEntry, UpdateTenant,
+    CreateTenant, LimitsPatch, List, Owner, Page as PageOf, Reprovision, Tenant,
+    TenantHistoryEntry, UpdateTenant,
 };
 use residency_core::{RegionId, TenantId};
 use residency_core::{TenantStatus, Tier};
@@ -50,13 +51,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
 }
 
 /// `limit` and `cursor` of a keyset-paginated list.
-struct Page {
+pub(super) struct Page {
     limit: u32,
-    after: Option<Uuid>,
+    pub(super) after: Option<Uuid>,
 }
 
 impl Page {
-    fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self> {
+    pub(super) fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self> {
         let bad = |e: page::PageError| match e {
             page::PageError::Limit => AdminError::invalid(e.field(), e.detail()),
             page::PageError::Cursor => AdminError::bad_request(e.field(), e.detail()),
@@ -70,12 +71,12 @@ impl Page {
     }
 
     /// One row more than the page is fetched to know whether another page follows.
-    fn fetch(&self) -> i64 {
+    pub(super) fn fetch(&self) -> i64 {
         i64::from(self.limit) + 1
     }
 
     /// Cuts the extra row and answers `{ items, next_cursor }`.
-    fn answer<T, W>(
+    pub(super) fn answer<T, W>(
         &self,
         mut rows: Vec<T>,
         id: impl Fn(&T) -> Uuid,
@@ -89,7 +90,7 @@ impl Page {
     }
 }
 
-fn text(field: &str, v: &str, max: usize) -> Result<()> {
+pub(super) fn text(field: &str, v: &str, max: usize) -> Result<()> {
     let n = v.chars().count();
     if n == 0 || n > max || v.trim() != v {
         return Err(AdminError::invalid(
@@ -103,128 +104,6 @@ fn text(field: &str, v: &str, max: usize) -> Result<()> {
 fn enum_value<T: DeserializeOwned>(field: &str, raw: &str) -> Result<T> {
     serde_json::from_value(Value::String(raw.to_owned()))
         .map_err(|e| AdminError::invalid(field, e.to_string()))
-}
-
-// ---------------------------------------------------------------------------------------
-// Organizations
-
-/// `POST /admin/v1/organizations`: name, unique domain, plan (`free` by default).
-#[utoipa::path(post, path = "/admin/v1/organizations", tag = "organizations",
-    security(("admin_token" = [])),
-    request_body = CreateOrganization,
-    responses(
-        (status = 201, description = "Created", body = Organization),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
-    ))]
-pub async fn create_org(
-    State(st): State<Arc<AdminState>>,
-    Body(b): Body<CreateOrganization>,
-) -> Result<Response> {
-    text("name", &b.name, 200)?;
-    let domain_ok = b.domain.len() <= 253
-        && b.domain.contains('.')
-        && b.domain
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-');
-    if !domain_ok {
-        return Err(AdminError::invalid(
-            "domain",
-            "must be a lowercase dns name",
-        ));
-    }
-    let plan = b.plan.as_deref().unwrap_or("free");
-    let plan_ok = (1..=32).contains(&plan.len())
-        && plan.as_bytes()[0].is_ascii_lowercase()
-        && plan
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
-    if !plan_ok {
-        return Err(AdminError::invalid(
-            "plan",
-            "must be 1-32 characters of a-z, 0-9, '_' and '-', starting with a letter",
-        ));
-    }
-    let org = st
-        .store()?
-        .create_org(&st.actor, &b.name, &b.domain, plan)
-        .await
-        .map_err(|e| match AdminError::from(e) {
-            AdminError::Conflict { detail, .. } => AdminError::Conflict {
-                kind: "domain_taken",
-                detail,
-                field: Some("domain".into()),
-            },
-            other => other,
-        })?;
-    Ok((StatusCode::CREATED, Json(org)).into_response())
-}
-
-/// `GET /admin/v1/organizations` query.
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Page size.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
-    limit: Option<String>,
-    /// The previous page's `next_cursor`.
-    cursor: Option<String>,
-}
-
-/// `GET /admin/v1/organizations`: keyset-paginated by id.
-#[utoipa::path(get, path = "/admin/v1/organizations", tag = "organizations",
-    security(("admin_token" = [])),
-    params(PageQuery),
-    responses(
-        (status = 200, description = "One page, by id", body = PageOf<Organization>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
-    ))]
-pub async fn list_orgs(
-    State(st): State<Arc<AdminState>>,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<PageOf<Organization>>> {
-    let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
-    let rows = st.store()?.list_orgs(page.after, page.fetch()).await?;
-    Ok(page.answer(rows, |o| o.id, |o| o))
-}
-
-/// `GET /admin/v1/organizations/{id}`.
-#[utoipa::path(get, path = "/admin/v1/organizations/{id}", tag = "organizations",
-    security(("admin_token" = [])),
-    params(("id" = Uuid, Path, description = "Organization id")),
-    responses(
-        (status = 200, description = "The organization", body = Organization),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
-    ))]
-pub async fn get_org(
-    State(st): State<Arc<AdminState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Organization>> {
-    let id = parse_uuid(&id, "id")?;
-    let org = st
-        .store()?
-        .org(id)
-        .await?
-        .ok_or(AdminError::NotFound("organization"))?;
-    Ok(Json(org))
 }
 
 // ---------------------------------------------------------------------------------------
