@@ -231,7 +231,7 @@ async fn activate(
 #[utoipa::path(post, path = "/admin/v1/tenants/{id}/provision", tag = "tenants",
     security(("admin_token" = [])),
     params(("id" = Uuid, Path, description = "Tenant id")),
-    request_body(content = Option<Reprovision>, description = "Optional: an empty body is allowed"),
+    request_body(content = Option<Reprovision>, description = "Optional: an empty body or `null` means no owner"),
     responses(
         (status = 200, description = "Provisioned (idempotent); active unless suspended", body = Tenant),
         (status = 400, response = super::openapi::BadRequest),
@@ -251,10 +251,11 @@ pub async fn provision_tenant(
     body: axum::body::Bytes,
 ) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
+    // The body is optional: empty or `null` means no owner.
     let b: Reprovision = if body.is_empty() {
         Reprovision::default()
     } else {
-        super::parse_json(&body)?
+        super::parse_json::<Option<Reprovision>>(&body)?.unwrap_or_default()
     };
     check_owner(b.owner.as_ref())?;
     let t = st
