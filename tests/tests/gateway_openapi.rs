@@ -119,6 +119,11 @@ async fn the_admin_listener_serves_its_openapi_document() {
     for member in required(doc, "Tenant") {
         assert!(t.get(&member).is_some(), "Tenant.{member}: {t}");
     }
+    // The optional re-provisioning body: empty or `null`, as documented.
+    let again = format!("/admin/v1/tenants/{}/provision", t["id"].as_str().unwrap());
+    let r = s.admin(Method::POST, &again, Some(&Value::Null)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json["id"], t["id"]);
     let key = s
         .create_api_key(t["id"].as_str().unwrap(), "k", "developer")
         .await;
