@@ -20,16 +20,15 @@ use residency_config::assertion::now_secs;
 use residency_core::headers::{ASSERTION, REQUEST_ID};
 use residency_core::wire::provision::{
     Owner, ProvisionRequest, ProvisionResponse, RoleCheckRequest, RoleCheckResponse,
+    PROVISION_PATH, ROLE_CHECK_PATH,
 };
+use residency_core::wire::ProblemDetails;
 use residency_core::{RegionId, TenantId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::AdminError;
 use crate::proxy::upstream::Regions;
-
-pub use residency_core::wire::provision::{PROVISION_PATH, ROLE_CHECK_PATH};
 
 /// One kind of internal call: where it goes, how it is named in messages, and the problem
 /// kind of a refusal.
@@ -213,13 +212,8 @@ impl Provisioner {
                 Ok(Ok((status, bytes))) if status.is_success() => return Ok((status, bytes)),
                 Ok(Ok((status, bytes))) => {
                     // The node's problem detail is client-safe by construction; keep it short.
-                    let detail = serde_json::from_slice::<Value>(&bytes)
-                        .ok()
-                        .and_then(|v| {
-                            v["detail"]
-                                .as_str()
-                                .map(|d| d.chars().take(200).collect::<String>())
-                        })
+                    let detail = serde_json::from_slice::<ProblemDetails>(&bytes)
+                        .map(|p| p.detail.chars().take(200).collect::<String>())
                         .unwrap_or_default();
                     tracing::warn!(tenant = %tenant, region = %region.id(), status = status.as_u16(), "{what} refused by the node");
                     return Err(AdminError::BadGateway {
