@@ -2,7 +2,7 @@
 //!
 //! - `GET /healthz` (process up), `GET /readyz` (config loaded and the directory can answer:
 //!   loaded and not past `max_stale`), `GET /metrics` (Prometheus text), `GET /openapi.json`
-//!   (this listener's OpenAPI 3.1 document, [`openapi`]). These need no token: probes and
+//!   (this listener's OpenAPI 3.1 document, `admin/openapi.rs`). These need no token: probes and
 //!   scrapers do not carry secrets, the pages hold no tenant data, and the listener binds to a
 //!   private address (loopback by default).
 //! - `/admin/v1/...` needs `Authorization: Bearer <admin token>` (compared in constant time:
