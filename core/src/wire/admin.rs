@@ -383,4 +383,68 @@ mod tests {
         assert_eq!(v["api_key"], "rk_x");
         assert_eq!(serde_json::from_value::<CreatedApiKey>(v).unwrap(), key);
     }
+
+    fn keys(v: &serde_json::Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn responses_keep_the_admin_api_field_names() {
+        let t: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+        let tenant = Tenant {
+            id: Uuid::nil(),
+            org_id: None,
+            name: "acme".into(),
+            region: "eu".into(),
+            tier: Tier::Scale,
+            status: TenantStatus::Active,
+            rate_limit_per_min: 1000,
+            limits: Limits {
+                rate_limit_per_min: None,
+            },
+            version: 1,
+            created_at: t,
+            updated_at: t,
+        };
+        let v = serde_json::to_value(&tenant).unwrap();
+        assert_eq!(
+            keys(&v),
+            [
+                "created_at",
+                "id",
+                "limits",
+                "name",
+                "org_id",
+                "rate_limit_per_min",
+                "region",
+                "status",
+                "tier",
+                "updated_at",
+                "version"
+            ]
+        );
+        assert_eq!(v["limits"], json!({"rate_limit_per_min": null}));
+        assert_eq!(v["tier"], "scale");
+        assert_eq!(v["updated_at"], "2026-01-02T03:04:05+00:00");
+        let org = Organization {
+            id: Uuid::nil(),
+            name: "p".into(),
+            domain: "p.example".into(),
+            plan: "free".into(),
+            created_at: t,
+        };
+        assert_eq!(
+            keys(&serde_json::to_value(&org).unwrap()),
+            ["created_at", "domain", "id", "name", "plan"]
+        );
+        let page = Page {
+            items: vec![org],
+            next_cursor: None,
+        };
+        let v = serde_json::to_value(&page).unwrap();
+        assert_eq!(keys(&v), ["items", "next_cursor"]);
+        assert!(v["next_cursor"].is_null());
+    }
 }
