@@ -65,7 +65,7 @@ mod pg;
 pub mod placement;
 mod posture;
 pub mod render;
-pub mod report;
+pub use residency_core::wire::audit as report;
 pub mod routing;
 mod scan;
 pub mod sources;
@@ -75,7 +75,7 @@ use std::time::{Duration, Instant};
 use residency_core::RegionId;
 
 pub use input::{no_progress, AuditInput, Progress, RegionInput, DEFAULT_REGION_TIMEOUT};
-pub use pg::ScanError;
+pub use pg::{describe_database, ScanError};
 pub use posture::TENANT_POLICY_EXPR;
 pub use report::{
     DatabaseInfo, Outcome, PostureCheck, PostureSummary, RegionReport, RegionStatus, Report,

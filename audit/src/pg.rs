@@ -63,15 +63,13 @@ pub(crate) fn database_info(url: &str) -> Result<DatabaseInfo, ScanError> {
     })
 }
 
-impl DatabaseInfo {
-    /// `host:port/database` of a Postgres URL, without credentials, for messages.
-    #[must_use]
-    pub fn describe(url: &str) -> String {
-        database_info(url).map_or_else(
-            |_| "an unparseable database url".to_owned(),
-            |i| format!("{}:{}/{}", i.host, i.port, i.name),
-        )
-    }
+/// `host:port/database` of a Postgres URL, without credentials, for messages.
+#[must_use]
+pub fn describe_database(url: &str) -> String {
+    database_info(url).map_or_else(
+        |_| "an unparseable database url".to_owned(),
+        |i| format!("{}:{}/{}", i.host, i.port, i.name),
+    )
 }
 
 /// Quotes a Postgres identifier.

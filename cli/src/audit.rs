@@ -147,7 +147,7 @@ async fn read_directory(spec: &DirectorySpec) -> Result<Vec<TenantEntry>, String
     match spec {
         DirectorySpec::File(path) => sources::load_directory_file(path).map_err(|e| e.to_string()),
         DirectorySpec::Postgres(url) => {
-            let place = residency_audit::DatabaseInfo::describe(url);
+            let place = residency_audit::describe_database(url);
             let store = residency_directory::Store::connect(url)
                 .await
                 .map_err(|e| format!("directory at {place}: {e}"))?;

@@ -3,7 +3,9 @@
 //! - [`RegionId`], [`TenantId`]: the identifiers that cross process boundaries, parsed once;
 //! - [`headers`]: the header names the gateway and region nodes agree on;
 //! - [`tenant`]: tiers, statuses, directory entries and the API-key format;
-//! - [`assertion`]: the internal assertion the gateway mints and region nodes verify.
+//! - [`assertion`]: the internal assertion the gateway mints and region nodes verify;
+//! - [`wire`]: the typed request and response bodies of every contract, with their OpenAPI
+//!   schemas.
 //!
 //! It depends on no web framework, database or config format: both ends of every contract
 //! use these types, so a field is renamed in one place.
@@ -13,6 +15,7 @@ pub mod assertion;
 pub mod headers;
 mod ids;
 pub mod tenant;
+pub mod wire;
 
 pub use ids::{IdError, RegionId, TenantId};
 pub use tenant::{

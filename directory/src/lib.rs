@@ -17,8 +17,7 @@ mod store;
 
 pub use listen::{listen, Change};
 pub use store::{
-    ApiKeyRecord, HistoryEntry, NewTenant, Organization, RolePowers, Store, StoreError,
-    TenantFilter, TenantPatch, TenantRecord,
+    NewTenant, RolePowers, Store, StoreError, TenantFilter, TenantPatch, TenantRecord,
 };
 
 pub use residency_pg::bootstrap::RoleSpec;

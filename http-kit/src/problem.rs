@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use residency_core::wire::ProblemDetails;
 use serde_json::{Map, Value};
 
 use crate::request_id;
@@ -89,23 +90,40 @@ impl Problem {
         self.status.canonical_reason().unwrap_or("error")
     }
 
-    /// The body, with `request_id` as `instance` and `request_id`.
+    /// The body, with `request_id` as `instance` and `request_id`: the wire shape
+    /// [`ProblemDetails`]. Extra members never replace standard ones.
+    #[must_use]
+    pub fn details(&self, request_id: &str) -> ProblemDetails {
+        const STANDARD: [&str; 7] = [
+            "type",
+            "title",
+            "status",
+            "detail",
+            "instance",
+            "request_id",
+            "field",
+        ];
+        ProblemDetails {
+            type_uri: self.type_uri(),
+            title: self.title().to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            instance: request_id.to_owned(),
+            request_id: request_id.to_owned(),
+            field: self.field.clone(),
+            extra: self
+                .extra
+                .iter()
+                .filter(|(k, _)| !STANDARD.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The body as JSON ([`Problem::details`]).
     #[must_use]
     pub fn body(&self, request_id: &str) -> Value {
-        let mut body = Map::new();
-        body.insert("type".into(), self.type_uri().into());
-        body.insert("title".into(), self.title().into());
-        body.insert("status".into(), self.status.as_u16().into());
-        body.insert("detail".into(), self.detail.clone().into());
-        body.insert("instance".into(), request_id.into());
-        body.insert("request_id".into(), request_id.into());
-        if let Some(f) = &self.field {
-            body.insert("field".into(), f.clone().into());
-        }
-        for (k, v) in &self.extra {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        Value::Object(body)
+        serde_json::to_value(self.details(request_id)).unwrap_or(Value::Null)
     }
 
     /// The problem+json response: the body, `content-type`, this problem's headers and

@@ -11,6 +11,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use residency_core::wire::ProblemDetails;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::AdminOpts;
@@ -27,12 +30,16 @@ pub(super) enum CliError {
     /// The admin API answered with a problem.
     #[error("{0}")]
     Refused(String),
+    /// A value the admin API would refuse: it does not fit the API's own request type, so it
+    /// is not sent.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl CliError {
     pub(super) fn exit(&self) -> ExitCode {
         match self {
-            Self::Refused(_) => ExitCode::from(1),
+            Self::Refused(_) | Self::Invalid(_) => ExitCode::from(1),
             Self::CouldNotRun(_) => ExitCode::from(2),
         }
     }
@@ -86,13 +93,14 @@ impl AdminApi {
         })
     }
 
-    /// Calls the admin API; a problem answer becomes [`CliError::Refused`] with its detail.
-    pub(super) async fn call(
+    /// Calls the admin API with a typed body and reads the typed answer; a problem answer
+    /// becomes [`CliError::Refused`] with its detail.
+    pub(super) async fn call<B: Serialize, R: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, CliError> {
+        body: Option<&B>,
+    ) -> Result<R, CliError> {
         let url = format!("{}{path}", self.base);
         let mut req = Request::builder()
             .method(method.clone())
@@ -101,7 +109,9 @@ impl AdminApi {
         let bytes = match body {
             Some(b) => {
                 req = req.header("content-type", "application/json");
-                Bytes::from(b.to_string())
+                Bytes::from(serde_json::to_vec(b).map_err(|e| {
+                    CliError::CouldNotRun(format!("cannot encode the request: {e}"))
+                })?)
             }
             None => Bytes::new(),
         };
@@ -125,19 +135,29 @@ impl AdminApi {
             .await
             .map_err(|e| unreachable(&e))?
             .to_bytes();
-        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(json);
+            return serde_json::from_slice(&body).map_err(|e| {
+                CliError::CouldNotRun(format!(
+                    "{method} {path}: the admin api at {} answered {} with a body this cli does not understand ({e}); are the cli and the gateway the same version?",
+                    self.base,
+                    status.as_u16()
+                ))
+            });
         }
-        let detail = json["detail"].as_str().unwrap_or("no detail");
+        let problem = serde_json::from_slice::<ProblemDetails>(&body).ok();
+        let detail = problem.as_ref().map_or("no detail", |p| p.detail.as_str());
         let mut msg = format!("{method} {path}: {} {detail}", status.as_u16());
-        if let Some(t) = json["tenant_id"].as_str() {
+        if let Some(t) = problem
+            .as_ref()
+            .and_then(|p| p.extra.get("tenant_id"))
+            .and_then(Value::as_str)
+        {
             msg.push_str(&format!(
                 " (tenant {t} is kept; retry with `residency tenants provision {t}`)"
             ));
         }
-        if let Some(id) = json["request_id"].as_str() {
-            msg.push_str(&format!(" [request {id}]"));
+        if let Some(p) = &problem {
+            msg.push_str(&format!(" [request {}]", p.request_id));
         }
         Err(CliError::Refused(msg))
     }

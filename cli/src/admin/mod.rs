@@ -7,15 +7,25 @@
 //! 1 the admin API refused (its problem detail is printed, naming the field), 2 could not run
 //! (bad arguments, no admin URL or token, gateway unreachable).
 //!
-//! Validation of values (regions, tiers, statuses) is left to the API, so the CLI never
-//! disagrees with the gateway it talks to.
+//! Request bodies are built from, and answers read into, the admin API's own types
+//! (`residency_core::wire::admin`), so the CLI and the gateway cannot disagree on a field.
+//! A value that does not fit those types (an unknown tier or status, an `--org-id` that is not
+//! a UUID) is refused before sending, with exit 1 as the API would; every other value rule
+//! (configured regions, lengths, limits) is left to the API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use http::Method;
-use serde_json::{json, Map, Value};
+use residency_core::wire::admin::{
+    ApiKey, CreateApiKey, CreateOrganization, CreateTenant, CreatedApiKey, LimitsPatch, List,
+    Organization, Owner, Page, Reprovision, Tenant, TenantHistoryEntry, UpdateTenant,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
 
 mod api;
 mod render;
@@ -318,6 +328,25 @@ fn seg(raw: &str) -> String {
     url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }
 
+/// The JSON a typed answer is shown as (tables, `key: value` lines and `--json`).
+fn shown<T: Serialize>(answer: &T) -> Value {
+    serde_json::to_value(answer).unwrap_or(Value::Null)
+}
+
+/// A command-line value read as the API's own type, so a value the API would refuse is not
+/// sent: `tier`, `status`.
+fn value<T: DeserializeOwned>(field: &str, raw: &str) -> Result<T, CliError> {
+    serde_json::from_value(Value::String(raw.to_owned()))
+        .map_err(|e| CliError::Invalid(format!("{field}: {e}")))
+}
+
+fn uuid(field: &str, raw: &str) -> Result<Uuid, CliError> {
+    Uuid::parse_str(raw).map_err(|_| CliError::Invalid(format!("{field}: must be a uuid")))
+}
+
+/// No request body: a GET or DELETE.
+const NO_BODY: Option<&()> = None;
+
 async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
     let api = AdminApi::new(&args.opts)?;
     match &args.cmd {
@@ -330,20 +359,27 @@ async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
             owner_email,
             rate_limit,
         } => {
-            let mut body = json!({ "name": name, "region": region, "tier": tier });
-            if let Some(o) = org_id {
-                body["org_id"] = json!(o);
-            }
-            if let (Some(s), Some(e)) = (owner_subject, owner_email) {
-                body["owner"] = json!({ "subject": s, "email": e });
-            }
-            if let Some(n) = rate_limit {
-                body["limits"] = json!({ "rate_limit_per_min": n });
-            }
-            let v = api
+            let body = CreateTenant {
+                name: name.clone(),
+                region: region.clone(),
+                tier: value("tier", tier)?,
+                org_id: org_id.as_deref().map(|o| uuid("org_id", o)).transpose()?,
+                owner: match (owner_subject, owner_email) {
+                    (Some(s), Some(e)) => Some(Owner {
+                        subject: s.clone(),
+                        email: e.clone(),
+                        display_name: None,
+                    }),
+                    _ => None,
+                },
+                limits: rate_limit.map(|n| LimitsPatch {
+                    rate_limit_per_min: Some(Some(n)),
+                }),
+            };
+            let t: Tenant = api
                 .call(Method::POST, "/admin/v1/tenants", Some(&body))
                 .await?;
-            Ok(Output::Object(v, TENANT_FIELDS))
+            Ok(Output::Object(shown(&t), TENANT_FIELDS))
         }
         TenantsCmd::List {
             region,
@@ -361,16 +397,20 @@ async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
                 ("limit", limit.map(|l| l.to_string())),
                 ("cursor", cursor.clone()),
             ]);
-            let v = api
-                .call(Method::GET, &format!("/admin/v1/tenants{q}"), None)
+            let page: Page<Tenant> = api
+                .call(Method::GET, &format!("/admin/v1/tenants{q}"), NO_BODY)
                 .await?;
-            Ok(Output::Table(v, TENANT_COLUMNS))
+            Ok(Output::Table(shown(&page), TENANT_COLUMNS))
         }
         TenantsCmd::Get { id } => {
-            let v = api
-                .call(Method::GET, &format!("/admin/v1/tenants/{}", seg(id)), None)
+            let t: Tenant = api
+                .call(
+                    Method::GET,
+                    &format!("/admin/v1/tenants/{}", seg(id)),
+                    NO_BODY,
+                )
                 .await?;
-            Ok(Output::Object(v, TENANT_FIELDS))
+            Ok(Output::Object(shown(&t), TENANT_FIELDS))
         }
         TenantsCmd::Update {
             id,
@@ -380,50 +420,52 @@ async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
             rate_limit,
             default_rate_limit,
         } => {
-            let mut body = Map::new();
-            for (k, v) in [("name", name), ("tier", tier), ("status", status)] {
-                if let Some(v) = v {
-                    body.insert(k.to_owned(), json!(v));
-                }
-            }
-            if let Some(n) = rate_limit {
-                body.insert("limits".into(), json!({ "rate_limit_per_min": n }));
-            } else if *default_rate_limit {
-                body.insert("limits".into(), json!({ "rate_limit_per_min": null }));
-            }
-            if body.is_empty() {
+            let limits = match (rate_limit, default_rate_limit) {
+                (Some(n), _) => Some(Some(*n)),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
+            let body = UpdateTenant {
+                name: name.clone(),
+                tier: tier.as_deref().map(|t| value("tier", t)).transpose()?,
+                status: status.as_deref().map(|s| value("status", s)).transpose()?,
+                limits: limits.map(|l| LimitsPatch {
+                    rate_limit_per_min: Some(l),
+                }),
+            };
+            if body == UpdateTenant::default() {
                 return Err(CliError::CouldNotRun(
                     "nothing to update: pass --name, --tier, --status, --rate-limit or --default-rate-limit".into(),
                 ));
             }
-            let v = api
+            let t: Tenant = api
                 .call(
                     Method::PATCH,
                     &format!("/admin/v1/tenants/{}", seg(id)),
-                    Some(&Value::Object(body)),
+                    Some(&body),
                 )
                 .await?;
-            Ok(Output::Object(v, TENANT_FIELDS))
+            Ok(Output::Object(shown(&t), TENANT_FIELDS))
         }
         TenantsCmd::Provision { id } => {
-            let v = api
+            let t: Tenant = api
                 .call(
                     Method::POST,
                     &format!("/admin/v1/tenants/{}/provision", seg(id)),
-                    Some(&json!({})),
+                    Some(&Reprovision::default()),
                 )
                 .await?;
-            Ok(Output::Object(v, TENANT_FIELDS))
+            Ok(Output::Object(shown(&t), TENANT_FIELDS))
         }
         TenantsCmd::History { id } => {
-            let v = api
+            let history: List<TenantHistoryEntry> = api
                 .call(
                     Method::GET,
                     &format!("/admin/v1/tenants/{}/history", seg(id)),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
-            Ok(Output::Table(v, HISTORY_COLUMNS))
+            Ok(Output::Table(shown(&history), HISTORY_COLUMNS))
         }
     }
 }
@@ -432,24 +474,25 @@ async fn run_orgs(args: &OrgsArgs) -> Result<Output, CliError> {
     let api = AdminApi::new(&args.opts)?;
     match &args.cmd {
         OrgsCmd::Create { name, domain, plan } => {
-            let mut body = json!({ "name": name, "domain": domain });
-            if let Some(p) = plan {
-                body["plan"] = json!(p);
-            }
-            let v = api
+            let body = CreateOrganization {
+                name: name.clone(),
+                domain: domain.clone(),
+                plan: plan.clone(),
+            };
+            let org: Organization = api
                 .call(Method::POST, "/admin/v1/organizations", Some(&body))
                 .await?;
-            Ok(Output::Object(v, ORG_FIELDS))
+            Ok(Output::Object(shown(&org), ORG_FIELDS))
         }
         OrgsCmd::List { limit, cursor } => {
             let q = query(&[
                 ("limit", limit.map(|l| l.to_string())),
                 ("cursor", cursor.clone()),
             ]);
-            let v = api
-                .call(Method::GET, &format!("/admin/v1/organizations{q}"), None)
+            let page: Page<Organization> = api
+                .call(Method::GET, &format!("/admin/v1/organizations{q}"), NO_BODY)
                 .await?;
-            Ok(Output::Table(v, ORG_FIELDS))
+            Ok(Output::Table(shown(&page), ORG_FIELDS))
         }
     }
 }
@@ -458,43 +501,48 @@ async fn run_keys(args: &KeysArgs) -> Result<Output, CliError> {
     let api = AdminApi::new(&args.opts)?;
     match &args.cmd {
         KeysCmd::Create { tenant, name, role } => {
-            let mut body = json!({ "name": name });
-            if let Some(r) = role {
-                body["role"] = json!(r);
-            }
-            let v = api
+            let body = CreateApiKey {
+                name: name.clone(),
+                role: role.clone(),
+                expires_at: None,
+            };
+            let created: CreatedApiKey = api
                 .call(
                     Method::POST,
                     &format!("/admin/v1/tenants/{}/api-keys", seg(tenant)),
                     Some(&body),
                 )
                 .await?;
+            let v = shown(&created);
             let text = format!(
                 "{}api_key: {}\n\nThe key is shown only now: store it in a secret manager.\n",
                 object_lines(&v, &["id", "name", "prefix", "role"]),
-                v["api_key"].as_str().unwrap_or_default()
+                created.api_key
             );
             Ok(Output::Text(v, text))
         }
         KeysCmd::List { tenant } => {
-            let v = api
+            let page: Page<ApiKey> = api
                 .call(
                     Method::GET,
                     &format!("/admin/v1/tenants/{}/api-keys", seg(tenant)),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
-            Ok(Output::Table(v, KEY_COLUMNS))
+            Ok(Output::Table(shown(&page), KEY_COLUMNS))
         }
         KeysCmd::Revoke { tenant, key_id } => {
-            let v = api
+            let key: ApiKey = api
                 .call(
                     Method::DELETE,
                     &format!("/admin/v1/tenants/{}/api-keys/{}", seg(tenant), seg(key_id)),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
-            Ok(Output::Object(v, &["id", "name", "prefix", "revoked_at"]))
+            Ok(Output::Object(
+                shown(&key),
+                &["id", "name", "prefix", "revoked_at"],
+            ))
         }
     }
 }

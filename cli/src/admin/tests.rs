@@ -1,4 +1,5 @@
 use super::*;
+use serde_json::json;
 
 #[test]
 fn tables_align_and_show_the_next_cursor() {
@@ -46,4 +47,32 @@ fn queries_are_encoded() {
         ]),
         "?region=eu&cursor=a%2Bb%2F%3D"
     );
+}
+
+#[test]
+fn values_the_api_would_refuse_are_not_sent() {
+    let e = value::<residency_core::Tier>("tier", "platinum").unwrap_err();
+    assert!(matches!(e, CliError::Invalid(_)), "{e:?}");
+    assert!(e.to_string().starts_with("tier: "), "{e}");
+    assert_eq!(e.exit(), ExitCode::from(1));
+    assert_eq!(
+        value::<residency_core::Tier>("tier", "scale").unwrap(),
+        residency_core::Tier::Scale
+    );
+    assert!(matches!(uuid("org_id", "x"), Err(CliError::Invalid(_))));
+}
+
+#[test]
+fn update_bodies_say_only_what_was_asked() {
+    let body = UpdateTenant {
+        limits: Some(LimitsPatch {
+            rate_limit_per_min: Some(None),
+        }),
+        ..UpdateTenant::default()
+    };
+    assert_eq!(
+        shown(&body),
+        json!({ "limits": { "rate_limit_per_min": null } })
+    );
+    assert_eq!(shown(&Reprovision::default()), json!({}));
 }

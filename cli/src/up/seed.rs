@@ -13,6 +13,7 @@
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use residency_core::assertion::{now_secs, AssertionKey, Signer};
 use residency_core::headers;
+use residency_core::wire::provision::{Owner, ProvisionRequest, PROVISION_PATH};
 use residency_core::{split_api_key, TenantStatus, Tier};
 use residency_core::{RegionId, TenantId};
 use residency_directory::{NewTenant, Store, TenantFilter, TenantPatch};
@@ -212,23 +213,16 @@ fn slug(name: &str) -> String {
 }
 
 async fn provision(node: &NodeTarget, http: &Http, id: Uuid, name: &str) -> anyhow::Result<()> {
-    let body = json!({
-        "name": name,
-        "owner": {
-            "subject": OWNER.0,
-            "email": format!("owner@{}.example", slug(name)),
-            "display_name": "Demo Owner",
-        }
-    });
+    let body = serde_json::to_value(ProvisionRequest {
+        name: name.to_owned(),
+        owner: Some(Owner {
+            subject: OWNER.0.to_owned(),
+            email: format!("owner@{}.example", slug(name)),
+            display_name: Some("Demo Owner".to_owned()),
+        }),
+    })?;
     let r = node
-        .call(
-            http,
-            id,
-            SYSTEM,
-            Method::POST,
-            "/internal/v1/provision",
-            Some(&body),
-        )
+        .call(http, id, SYSTEM, Method::POST, PROVISION_PATH, Some(&body))
         .await?;
     expect(
         &r,

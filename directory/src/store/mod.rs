@@ -13,11 +13,9 @@ use uuid::Uuid;
 
 mod records;
 
-use records::{enum_str, key_entry, TENANT_COLUMNS};
-pub use records::{
-    ApiKeyRecord, HistoryEntry, NewTenant, Organization, RolePowers, TenantFilter, TenantPatch,
-    TenantRecord,
-};
+use records::{enum_str, key_entry, API_KEY_COLUMNS, TENANT_COLUMNS};
+pub use records::{NewTenant, RolePowers, TenantFilter, TenantPatch, TenantRecord};
+use residency_core::wire::admin::{ApiKey, Organization, TenantHistoryEntry};
 
 /// Why a directory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +265,7 @@ impl Store {
                 },
                 other => other,
             })?;
-        Ok(Organization::from_row(&rows[0]))
+        Ok(records::organization(&rows[0]))
     }
 
     /// Organizations, keyset-paginated by id.
@@ -287,7 +285,7 @@ impl Store {
                 &[&after, &limit],
             )
             .await?;
-        Ok(rows.iter().map(Organization::from_row).collect())
+        Ok(rows.iter().map(records::organization).collect())
     }
 
     /// One organization.
@@ -302,7 +300,7 @@ impl Store {
                 &[&id],
             )
             .await?;
-        Ok(row.as_ref().map(Organization::from_row))
+        Ok(row.as_ref().map(records::organization))
     }
 
     /// Creates a tenant in status `provisioning`.
@@ -404,7 +402,7 @@ impl Store {
     ///
     /// # Errors
     /// When the directory is unavailable.
-    pub async fn history(&self, tenant: Uuid) -> Result<Vec<HistoryEntry>, StoreError> {
+    pub async fn history(&self, tenant: Uuid) -> Result<Vec<TenantHistoryEntry>, StoreError> {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
@@ -413,20 +411,7 @@ impl Store {
                 &[&tenant],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| HistoryEntry {
-                id: r.get("id"),
-                at: r.get("at"),
-                actor: r.get("actor"),
-                change: r.get("change"),
-                region: r.get("region"),
-                status: r.get("status"),
-                tier: r.get("tier"),
-                version: r.get("version"),
-                detail: r.get("detail"),
-            })
-            .collect())
+        Ok(rows.iter().map(records::history_entry).collect())
     }
 
     /// Creates an API key granting `role`; returns the record and the plaintext (shown once).
@@ -442,14 +427,16 @@ impl Store {
         name: &str,
         role: &str,
         expires_at: Option<DateTime<Utc>>,
-    ) -> Result<(ApiKeyRecord, String), StoreError> {
+    ) -> Result<(ApiKey, String), StoreError> {
         let key = crate::keys::generate()?;
         let rows = self
             .write(
                 actor,
-                "INSERT INTO api_keys (id, tenant_id, name, prefix, hash, role, expires_at) \
-                 SELECT $1, id, $3, $4, $5, $6, $7 FROM tenants WHERE id = $2 \
-                 RETURNING id, tenant_id, name, prefix, role, created_at, expires_at, revoked_at",
+                &format!(
+                    "INSERT INTO api_keys (id, tenant_id, name, prefix, hash, role, expires_at) \
+                     SELECT $1, id, $3, $4, $5, $6, $7 FROM tenants WHERE id = $2 \
+                     RETURNING {API_KEY_COLUMNS}"
+                ),
                 &[
                     &Uuid::now_v7(),
                     &tenant,
@@ -463,7 +450,7 @@ impl Store {
             .await?;
         let record = rows
             .first()
-            .map(ApiKeyRecord::from_row)
+            .map(records::api_key)
             .ok_or(StoreError::NotFound)?;
         Ok((record, key.plaintext))
     }
@@ -472,16 +459,15 @@ impl Store {
     ///
     /// # Errors
     /// When the directory is unavailable.
-    pub async fn list_api_keys(&self, tenant: Uuid) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    pub async fn list_api_keys(&self, tenant: Uuid) -> Result<Vec<ApiKey>, StoreError> {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
-                "SELECT id, tenant_id, name, prefix, role, created_at, expires_at, revoked_at FROM api_keys \
-                 WHERE tenant_id = $1 ORDER BY id",
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY id"),
                 &[&tenant],
             )
             .await?;
-        Ok(rows.iter().map(ApiKeyRecord::from_row).collect())
+        Ok(rows.iter().map(records::api_key).collect())
     }
 
     /// Revokes a key of `tenant` (idempotent).
@@ -493,17 +479,19 @@ impl Store {
         actor: &str,
         tenant: Uuid,
         key: Uuid,
-    ) -> Result<ApiKeyRecord, StoreError> {
+    ) -> Result<ApiKey, StoreError> {
         let rows = self
             .write(
                 actor,
-                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE tenant_id = $1 AND id = $2 \
-                 RETURNING id, tenant_id, name, prefix, role, created_at, expires_at, revoked_at",
+                &format!(
+                    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) \
+                     WHERE tenant_id = $1 AND id = $2 RETURNING {API_KEY_COLUMNS}"
+                ),
                 &[&tenant, &key],
             )
             .await?;
         rows.first()
-            .map(ApiKeyRecord::from_row)
+            .map(records::api_key)
             .ok_or(StoreError::NotFound)
     }
 }

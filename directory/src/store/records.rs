@@ -1,7 +1,9 @@
 //! The rows the directory store reads and writes: organizations, tenants, API keys, history,
-//! and the inputs of the admin writes.
+//! and the inputs of the admin writes. Organizations, API keys and history rows are read
+//! straight into the admin API's wire types; a tenant row converts into one.
 
 use chrono::{DateTime, Utc};
+use residency_core::wire::admin::{ApiKey, Limits, Organization, Tenant, TenantHistoryEntry};
 use residency_core::{ApiKeyEntry, TenantEntry, TenantStatus, Tier};
 use residency_core::{RegionId, TenantId};
 use serde::de::DeserializeOwned;
@@ -22,35 +24,18 @@ pub(super) fn enum_str<T: Serialize>(v: &T) -> String {
     }
 }
 
-/// An organization (a SaaS partner).
-#[derive(Debug, Clone, Serialize)]
-pub struct Organization {
-    /// Id.
-    pub id: Uuid,
-    /// Name.
-    pub name: String,
-    /// Unique domain.
-    pub domain: String,
-    /// Plan, `free` by default.
-    pub plan: String,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-}
-
-impl Organization {
-    pub(super) fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get("id"),
-            name: r.get("name"),
-            domain: r.get("domain"),
-            plan: r.get("plan"),
-            created_at: r.get("created_at"),
-        }
+pub(super) fn organization(r: &Row) -> Organization {
+    Organization {
+        id: r.get("id"),
+        name: r.get("name"),
+        domain: r.get("domain"),
+        plan: r.get("plan"),
+        created_at: r.get("created_at"),
     }
 }
 
-/// A tenant (customer) as stored.
-#[derive(Debug, Clone, Serialize)]
+/// A tenant (customer) as stored; the admin API shows it as [`Tenant`] (`From`).
+#[derive(Debug, Clone)]
 pub struct TenantRecord {
     /// Id.
     pub id: Uuid,
@@ -112,39 +97,43 @@ impl TenantRecord {
     }
 }
 
-/// An API key as listed (never the secret or its hash).
-#[derive(Debug, Clone, Serialize)]
-pub struct ApiKeyRecord {
-    /// Id (the subject of requests made with the key).
-    pub id: Uuid,
-    /// Owner.
-    pub tenant_id: Uuid,
-    /// Human name.
-    pub name: String,
-    /// Public prefix.
-    pub prefix: String,
-    /// Role granted to requests made with the key (never empty).
-    pub role: String,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Expiry.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Revocation time.
-    pub revoked_at: Option<DateTime<Utc>>,
+impl From<&TenantRecord> for Tenant {
+    fn from(t: &TenantRecord) -> Self {
+        Self {
+            id: t.id,
+            org_id: t.org_id,
+            name: t.name.clone(),
+            region: t.region.clone(),
+            tier: t.tier,
+            status: t.status,
+            rate_limit_per_min: t
+                .rate_limit_per_min
+                .unwrap_or_else(|| t.tier.default_rate_per_min()),
+            limits: Limits {
+                rate_limit_per_min: t.rate_limit_per_min,
+            },
+            version: t.version,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
 }
 
-impl ApiKeyRecord {
-    pub(super) fn from_row(r: &Row) -> Self {
-        Self {
-            id: r.get("id"),
-            tenant_id: r.get("tenant_id"),
-            name: r.get("name"),
-            prefix: r.get("prefix"),
-            role: r.get("role"),
-            created_at: r.get("created_at"),
-            expires_at: r.get("expires_at"),
-            revoked_at: r.get("revoked_at"),
-        }
+/// The columns [`api_key`] reads.
+pub(super) const API_KEY_COLUMNS: &str =
+    "id, tenant_id, name, prefix, role, created_at, expires_at, revoked_at";
+
+/// An API key as listed (never the secret or its hash).
+pub(super) fn api_key(r: &Row) -> ApiKey {
+    ApiKey {
+        id: r.get("id"),
+        tenant_id: r.get("tenant_id"),
+        name: r.get("name"),
+        prefix: r.get("prefix"),
+        role: r.get("role"),
+        created_at: r.get("created_at"),
+        expires_at: r.get("expires_at"),
+        revoked_at: r.get("revoked_at"),
     }
 }
 
@@ -163,26 +152,18 @@ pub(super) fn key_entry(r: &Row) -> ApiKeyEntry {
 }
 
 /// One history row.
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryEntry {
-    /// Sequence.
-    pub id: i64,
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Who (admin token name, CLI user, `system:*`).
-    pub actor: String,
-    /// `created` or `updated`.
-    pub change: String,
-    /// Region after the change.
-    pub region: String,
-    /// Status after the change.
-    pub status: String,
-    /// Tier after the change.
-    pub tier: String,
-    /// Version after the change.
-    pub version: i64,
-    /// Changed fields: `{ field: { from, to } }`.
-    pub detail: Value,
+pub(super) fn history_entry(r: &Row) -> TenantHistoryEntry {
+    TenantHistoryEntry {
+        id: r.get("id"),
+        at: r.get("at"),
+        actor: r.get("actor"),
+        change: r.get("change"),
+        region: r.get("region"),
+        status: r.get("status"),
+        tier: r.get("tier"),
+        version: r.get("version"),
+        detail: r.get("detail"),
+    }
 }
 
 /// A tenant to create (status starts as `provisioning`).

@@ -114,6 +114,19 @@ fn problem(status: StatusCode, kind: &'static str, detail: &str, retry: Option<u
 }
 
 /// `GET /admin/v1/audit`.
+#[utoipa::path(get, path = "/admin/v1/audit", tag = "audit",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The report (also when a region could not be audited); \
+            `x-audit-outcome`: `clean`, `violations` or `could-not-run`", body = residency_audit::Report,
+            headers(("x-audit-outcome" = String, description = "clean, violations or could-not-run"))),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 504, response = super::openapi::GatewayTimeout),
+    ))]
 pub async fn audit(State(st): State<Arc<AdminState>>) -> Response {
     let Some(plan) = &st.audit.plan else {
         return problem(

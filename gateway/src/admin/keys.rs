@@ -11,52 +11,43 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use http::StatusCode;
+use residency_core::wire::admin::{ApiKey, CreateApiKey, CreatedApiKey, Page};
+use residency_core::wire::provision::{is_role_name, ROLE_NAME_RULE};
 use residency_core::TenantStatus;
 use residency_core::{RegionId, TenantId};
-use residency_directory::{ApiKeyRecord, DEFAULT_API_KEY_ROLE};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use residency_directory::DEFAULT_API_KEY_ROLE;
 
 use super::{parse_uuid, AdminError, AdminState, Body, RequestId};
 use residency_core::assertion::SYSTEM_ROLE;
 
 type Result<T> = std::result::Result<T, AdminError>;
 
-fn key_json(k: &ApiKeyRecord) -> Value {
-    json!({
-        "id": k.id,
-        "tenant_id": k.tenant_id,
-        "name": k.name,
-        "prefix": k.prefix,
-        "role": k.role,
-        "created_at": k.created_at.to_rfc3339(),
-        "expires_at": k.expires_at.map(|t| t.to_rfc3339()),
-        "revoked_at": k.revoked_at.map(|t| t.to_rfc3339()),
-    })
-}
-
-/// `POST /admin/v1/tenants/{id}/api-keys` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    name: String,
-    /// Role granted to requests made with the key (a system or custom role of the tenant);
-    /// absent means [`DEFAULT_API_KEY_ROLE`].
-    #[serde(default)]
-    role: Option<String>,
-    /// Optional expiry (RFC 3339).
-    #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
-}
-
 /// `POST /admin/v1/tenants/{id}/api-keys` → 201 `{ id, api_key, prefix, ... }`.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/api-keys", tag = "api-keys",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    request_body = CreateApiKey,
+    responses(
+        (status = 201, description = "Created; `api_key` is shown only here", body = CreatedApiKey),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn create(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
-    Body(b): Body<CreateKey>,
+    Body(b): Body<CreateApiKey>,
 ) -> Result<Response> {
     let id = parse_uuid(&id, "id")?;
     let n = b.name.chars().count();
@@ -64,17 +55,9 @@ pub async fn create(
         return Err(AdminError::invalid("name", "must be 1-200 characters"));
     }
     let role = b.role.unwrap_or_else(|| DEFAULT_API_KEY_ROLE.to_owned());
-    let role_ok = !role.is_empty()
-        && role.len() <= 64
-        && role.as_bytes()[0].is_ascii_lowercase()
-        && role
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
-    if !role_ok {
-        return Err(AdminError::invalid(
-            "role",
-            "must be a role name (a-z, 0-9, '_' and '-', starting with a letter)",
-        ));
+    // The node's rule for role names: a longer name can never exist there.
+    if !is_role_name(&role) {
+        return Err(AdminError::invalid("role", ROLE_NAME_RULE));
     }
     if role == SYSTEM_ROLE {
         return Err(AdminError::invalid(
@@ -130,36 +113,64 @@ pub async fn create(
         .await?;
     st.gateway.directory().refresh_api_key(&record.prefix).await;
     tracing::info!(tenant = %id, key_id = %record.id, actor = %st.actor, "api key created");
-    let mut body = key_json(&record);
     // The only time the plaintext leaves the gateway; it is not logged.
-    body["api_key"] = Value::String(plaintext);
+    let body = CreatedApiKey {
+        key: record,
+        api_key: plaintext,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// `GET /admin/v1/tenants/{id}/api-keys`: the tenant's keys without secrets or hashes.
+#[utoipa::path(get, path = "/admin/v1/tenants/{id}/api-keys", tag = "api-keys",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "Every key of the tenant (one page)", body = Page<ApiKey>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn list(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Page<ApiKey>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
     store
         .tenant(id)
         .await?
         .ok_or(AdminError::NotFound("tenant"))?;
-    let keys = store.list_api_keys(id).await?;
-    Ok(Json(json!({
-        "items": keys.iter().map(key_json).collect::<Vec<_>>(),
-        "next_cursor": Value::Null,
-    })))
+    Ok(Json(Page {
+        items: store.list_api_keys(id).await?,
+        next_cursor: None,
+    }))
 }
 
 /// `DELETE /admin/v1/tenants/{id}/api-keys/{key_id}`: revokes (idempotent), effective here
 /// before the answer.
+#[utoipa::path(delete, path = "/admin/v1/tenants/{id}/api-keys/{key_id}", tag = "api-keys",
+    security(("admin_token" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Tenant id"),
+        ("key_id" = Uuid, Path, description = "Key id"),
+    ),
+    responses(
+        (status = 200, description = "Revoked (idempotent)", body = ApiKey),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn revoke(
     State(st): State<Arc<AdminState>>,
     Path((id, key_id)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<ApiKey>> {
     let id = parse_uuid(&id, "id")?;
     let key_id = parse_uuid(&key_id, "key_id")?;
     let record = st
@@ -172,5 +183,5 @@ pub async fn revoke(
         })?;
     st.gateway.directory().refresh_api_key(&record.prefix).await;
     tracing::info!(tenant = %id, key_id = %key_id, actor = %st.actor, "api key revoked");
-    Ok(Json(key_json(&record)))
+    Ok(Json(record))
 }

@@ -1,13 +1,17 @@
 //! The admin listener: operations endpoints and the admin API (SPEC §3.4, §6).
 //!
 //! - `GET /healthz` (process up), `GET /readyz` (config loaded and the directory can answer:
-//!   loaded and not past `max_stale`), `GET /metrics` (Prometheus text). These need no token:
-//!   probes and scrapers do not carry secrets, the pages hold no tenant data, and the listener
-//!   binds to a private address (loopback by default).
+//!   loaded and not past `max_stale`), `GET /metrics` (Prometheus text), `GET /openapi.json`
+//!   (this listener's OpenAPI 3.1 document, `admin/openapi.rs`). These need no token: probes and
+//!   scrapers do not carry secrets, the pages hold no tenant data, and the listener binds to a
+//!   private address (loopback by default).
 //! - `/admin/v1/...` needs `Authorization: Bearer <admin token>` (compared in constant time:
-//!   SHA-256 of both, then `subtle`); 401 otherwise. Organizations and tenants ([`tenants`]),
+//!   SHA-256 of both, then `subtle`); 401 otherwise. Organizations ([`orgs`]), tenants ([`tenants`]),
 //!   API keys ([`keys`]), provisioning on the home region's node ([`provision`]), and the
 //!   regions with their upstreams' health.
+//!
+//! Requests are parsed into and answers built from the wire types of
+//! `residency_core::wire::admin`, which the CLI uses too.
 //!
 //! Every admin write is attributed to `admin:<token name>` in the directory history. Every
 //! response carries `x-request-id`; problems carry the same id ([`error`]).
@@ -15,6 +19,8 @@
 pub mod audit;
 pub mod error;
 pub mod keys;
+mod openapi;
+pub mod orgs;
 pub mod provision;
 pub mod tenants;
 
@@ -32,8 +38,10 @@ use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
 use residency_config::gateway::{DirectorySource, GatewayConfig, RegionEntry};
 use residency_core::headers::REQUEST_ID;
+use residency_core::wire::admin::{
+    DirectoryHealth, HealthCheck, List, Readiness, Region as RegionView, Upstream,
+};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::metrics as m;
@@ -166,9 +174,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
         .route(
             "/admin/v1/organizations",
-            post(tenants::create_org).get(tenants::list_orgs),
+            post(orgs::create_org).get(orgs::list_orgs),
         )
-        .route("/admin/v1/organizations/{id}", get(tenants::get_org))
+        .route("/admin/v1/organizations/{id}", get(orgs::get_org))
         .route(
             "/admin/v1/tenants",
             post(tenants::create_tenant).get(tenants::list_tenants),
@@ -197,7 +205,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
             authorize,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi_json))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
         .merge(api)
@@ -303,24 +312,45 @@ fn check_token(st: &AdminState, header: Option<&HeaderValue>) -> Result<(), Admi
     }
 }
 
+/// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /openapi.json`: this listener's OpenAPI 3.1 document (no token: it carries no data).
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The admin API's OpenAPI 3.1 document", body = Object)))]
+async fn openapi_json() -> Response {
+    let mut resp = openapi::document().into_response();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
 /// `GET /readyz`: 200 once the configuration is loaded (always, when this serves) and the
 /// directory can answer; 503 while it was never loaded or is older than `max_stale`.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready", body = Readiness),
+    (status = 503, description = "The directory was never loaded or is too stale", body = Readiness),
+))]
 async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     let d = st.gateway.directory().health();
     let ready = d.loaded && d.serving;
-    let body = json!({
-        "ready": ready,
-        "config": "loaded",
-        "directory": {
-            "source": d.source,
-            "loaded": d.loaded,
-            "fresh": d.stale_for.is_none(),
-            "stale_seconds": d.stale_for.map(|s| s.as_secs_f64()),
-            "serving": d.serving,
-            "tenants_cached": d.tenants,
-            "api_keys_cached": d.api_keys,
+    let body = Readiness {
+        ready,
+        config: "loaded".to_owned(),
+        directory: DirectoryHealth {
+            source: d.source.to_owned(),
+            loaded: d.loaded,
+            fresh: d.stale_for.is_none(),
+            stale_seconds: d.stale_for.map(|s| s.as_secs_f64()),
+            serving: d.serving,
+            tenants_cached: d.tenants,
+            api_keys_cached: d.api_keys,
         },
-    });
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -329,6 +359,9 @@ async fn readyz(State(st): State<Arc<AdminState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// `GET /metrics`: Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain; version=0.0.4")))]
 async fn metrics_page(State(st): State<Arc<AdminState>>) -> Response {
     let mut resp = st.prometheus.render().into_response();
     resp.headers_mut().insert(
@@ -339,45 +372,45 @@ async fn metrics_page(State(st): State<Arc<AdminState>>) -> Response {
 }
 
 /// `GET /admin/v1/regions`: every configured region, its upstreams and their health.
-async fn regions(State(st): State<Arc<AdminState>>) -> Json<Value> {
-    let items: Vec<Value> = st
+#[utoipa::path(get, path = "/admin/v1/regions", tag = "regions",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every configured region", body = List<RegionView>),
+        (status = 401, response = openapi::Unauthorized),
+    ))]
+async fn regions(State(st): State<Arc<AdminState>>) -> Json<List<RegionView>> {
+    let items = st
         .regions
         .iter()
         .filter_map(|entry| {
             let region = st.gateway.regions().get(&entry.id)?;
-            let upstreams: Vec<Value> = region
+            let upstreams: Vec<Upstream> = region
                 .health()
                 .into_iter()
-                .map(|u| {
-                    json!({
-                        "url": u.url,
-                        "available": u.available,
-                        "healthy": u.healthy,
-                        "ejected_for_ms": u.ejected_for_ms,
-                        "ejections": u.ejections,
-                        "last_check": u.last_check.map(|c| json!({
-                            "at": chrono::DateTime::from_timestamp(i64::try_from(c.at).unwrap_or(0), 0)
-                                .map(|t| t.to_rfc3339()),
-                            "ok": c.ok,
-                            "detail": c.detail,
-                        })),
-                    })
+                .map(|u| Upstream {
+                    url: u.url,
+                    available: u.available,
+                    healthy: u.healthy,
+                    ejected_for_ms: u.ejected_for_ms,
+                    ejections: u.ejections,
+                    last_check: u.last_check.map(|c| HealthCheck {
+                        at: chrono::DateTime::from_timestamp(i64::try_from(c.at).unwrap_or(0), 0)
+                            .map(|t| t.to_rfc3339()),
+                        ok: c.ok,
+                        detail: c.detail,
+                    }),
                 })
                 .collect();
-            let available = upstreams
-                .iter()
-                .filter(|u| u["available"] == Value::Bool(true))
-                .count();
-            Some(json!({
-                "id": entry.id,
-                "display_name": entry.display_name,
-                "location": entry.location,
-                "available_upstreams": available,
-                "upstreams": upstreams,
-            }))
+            Some(RegionView {
+                id: entry.id.to_string(),
+                display_name: entry.display_name.clone(),
+                location: entry.location.clone(),
+                available_upstreams: upstreams.iter().filter(|u| u.available).count(),
+                upstreams,
+            })
         })
         .collect();
-    Json(json!({ "items": items }))
+    Json(List { items })
 }
 
 /// A malformed query is a 400 naming the field `query`; a body is 415 without a JSON content

@@ -18,18 +18,17 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use residency_core::assertion::now_secs;
 use residency_core::headers::{ASSERTION, REQUEST_ID};
+use residency_core::wire::provision::{
+    Owner, ProvisionRequest, ProvisionResponse, RoleCheckRequest, RoleCheckResponse,
+    PROVISION_PATH, ROLE_CHECK_PATH,
+};
+use residency_core::wire::ProblemDetails;
 use residency_core::{RegionId, TenantId};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::AdminError;
 use crate::proxy::upstream::Regions;
-
-/// The node's internal provisioning path.
-pub const PROVISION_PATH: &str = "/internal/v1/provision";
-
-/// The node's internal role check: `{"name"}` → `{"name", "exists"}` for the assertion's
-/// tenant.
-pub const ROLE_CHECK_PATH: &str = "/internal/v1/roles/check";
 
 /// One kind of internal call: where it goes, how it is named in messages, and the problem
 /// kind of a refusal.
@@ -38,19 +37,6 @@ struct NodeCall {
     path: &'static str,
     what: &'static str,
     kind: &'static str,
-}
-
-/// The first owner member, passed through to the node.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Owner {
-    /// The owner's subject (the `sub` of their tokens).
-    pub subject: String,
-    /// Their email.
-    pub email: String,
-    /// Display name.
-    #[serde(default)]
-    pub display_name: Option<String>,
 }
 
 /// Calls region nodes' provisioning endpoint.
@@ -88,23 +74,19 @@ impl Provisioner {
         owner: Option<&Owner>,
         request_id: &HeaderValue,
     ) -> Result<(), AdminError> {
-        let mut body = serde_json::json!({ "name": name });
-        if let Some(o) = owner {
-            body["owner"] = serde_json::json!({
-                "subject": o.subject,
-                "email": o.email,
-                "display_name": o.display_name.clone().unwrap_or_default(),
-            });
-        }
+        let body = ProvisionRequest {
+            name: name.to_owned(),
+            owner: owner.cloned(),
+        };
         let call = NodeCall {
             path: PROVISION_PATH,
             what: "provisioning",
             kind: "provisioning_failed",
         };
-        let (status, _) = self
+        let (status, answer): (_, ProvisionResponse) = self
             .call(regions, region, tenant, &call, &body, request_id)
             .await?;
-        tracing::info!(tenant = %tenant, region = %region, status = status.as_u16(), "tenant provisioned");
+        tracing::info!(tenant = %tenant, region = %region, status = status.as_u16(), created = answer.created, "tenant provisioned");
         Ok(())
     }
 
@@ -128,36 +110,53 @@ impl Provisioner {
             what: "the role check",
             kind: "role_check_failed",
         };
-        let (_, bytes) = self
-            .call(
-                regions,
-                region,
-                tenant,
-                &call,
-                &serde_json::json!({ "name": name }),
-                request_id,
-            )
+        let body = RoleCheckRequest {
+            name: name.to_owned(),
+        };
+        let (_, answer): (_, RoleCheckResponse) = self
+            .call(regions, region, tenant, &call, &body, request_id)
             .await?;
-        serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v["exists"].as_bool())
-            .ok_or_else(|| AdminError::BadGateway {
-                kind: call.kind,
-                detail: "the home region node answered the role check without an answer".into(),
-                tenant_id: None,
-            })
+        Ok(answer.exists)
     }
 
     /// POSTs `body` to `call.path` on one healthy upstream of `region` with a system
     /// assertion for `tenant`, trying each available upstream of that region (never another
-    /// region's) once. Returns the first successful answer.
-    async fn call(
+    /// region's) once. Returns the first successful answer, parsed (a 502 when it is not of
+    /// the contract's shape).
+    async fn call<B: Serialize, R: DeserializeOwned>(
         &self,
         regions: &Regions,
         region: &RegionId,
         tenant: TenantId,
         call: &NodeCall,
-        body: &Value,
+        body: &B,
+        request_id: &HeaderValue,
+    ) -> Result<(StatusCode, R), AdminError> {
+        let (status, bytes) = self
+            .send(regions, region, tenant, call, body, request_id)
+            .await?;
+        let answer = serde_json::from_slice(&bytes).map_err(|e| {
+            tracing::warn!(tenant = %tenant, error = %e, "{} answer not understood", call.what);
+            AdminError::BadGateway {
+                kind: call.kind,
+                detail: format!(
+                    "the home region node answered {} without an answer",
+                    call.what
+                ),
+                tenant_id: None,
+            }
+        })?;
+        Ok((status, answer))
+    }
+
+    /// [`Provisioner::call`] before parsing: the status and body of the first success.
+    async fn send<B: Serialize>(
+        &self,
+        regions: &Regions,
+        region: &RegionId,
+        tenant: TenantId,
+        call: &NodeCall,
+        body: &B,
         request_id: &HeaderValue,
     ) -> Result<(StatusCode, Bytes), AdminError> {
         let NodeCall { path, what, kind } = *call;
@@ -172,7 +171,10 @@ impl Provisioner {
             .map_err(|e| AdminError::Internal(format!("minting a system assertion: {e}")))?;
         let assertion = HeaderValue::try_from(assertion)
             .map_err(|e| AdminError::Internal(format!("assertion header: {e}")))?;
-        let body = Bytes::from(body.to_string());
+        let body = Bytes::from(
+            serde_json::to_vec(body)
+                .map_err(|e| AdminError::Internal(format!("{what} body: {e}")))?,
+        );
         let unavailable = |detail: String| AdminError::Unavailable {
             detail,
             retry_after: region.retry_after_secs(),
@@ -210,13 +212,8 @@ impl Provisioner {
                 Ok(Ok((status, bytes))) if status.is_success() => return Ok((status, bytes)),
                 Ok(Ok((status, bytes))) => {
                     // The node's problem detail is client-safe by construction; keep it short.
-                    let detail = serde_json::from_slice::<Value>(&bytes)
-                        .ok()
-                        .and_then(|v| {
-                            v["detail"]
-                                .as_str()
-                                .map(|d| d.chars().take(200).collect::<String>())
-                        })
+                    let detail = serde_json::from_slice::<ProblemDetails>(&bytes)
+                        .map(|p| p.detail.chars().take(200).collect::<String>())
                         .unwrap_or_default();
                     tracing::warn!(tenant = %tenant, region = %region.id(), status = status.as_u16(), "{what} refused by the node");
                     return Err(AdminError::BadGateway {

@@ -1,4 +1,5 @@
-//! Organizations and tenants (customers) in the admin API.
+//! Tenants (customers) in the admin API, and the list plumbing (`Q`, `Page`) it shares with
+//! [`super::orgs`].
 //!
 //! A tenant is created in the directory as `provisioning`, provisioned on a healthy node of
 //! its home region ([`super::provision`]), then set `active`: the gateway serves only active
@@ -14,16 +15,20 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::StatusCode;
+use residency_core::wire::admin::{
+    CreateTenant, LimitsPatch, List, Owner, Page as PageOf, Reprovision, Tenant,
+    TenantHistoryEntry, UpdateTenant,
+};
 use residency_core::{RegionId, TenantId};
 use residency_core::{TenantStatus, Tier};
-use residency_directory::{NewTenant, Organization, TenantFilter, TenantPatch, TenantRecord};
+use residency_directory::{NewTenant, TenantFilter, TenantPatch, TenantRecord};
 use residency_http::page;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::provision::Owner;
 use super::{parse_uuid, AdminError, AdminState, Body, RequestId, Q};
 
 /// Largest per-minute limit override.
@@ -32,13 +37,13 @@ pub const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
 type Result<T> = std::result::Result<T, AdminError>;
 
 /// `limit` and `cursor` of a keyset-paginated list.
-struct Page {
+pub(super) struct Page {
     limit: u32,
-    after: Option<Uuid>,
+    pub(super) after: Option<Uuid>,
 }
 
 impl Page {
-    fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self> {
+    pub(super) fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self> {
         let bad = |e: page::PageError| match e {
             page::PageError::Limit => AdminError::invalid(e.field(), e.detail()),
             page::PageError::Cursor => AdminError::bad_request(e.field(), e.detail()),
@@ -52,23 +57,26 @@ impl Page {
     }
 
     /// One row more than the page is fetched to know whether another page follows.
-    fn fetch(&self) -> i64 {
+    pub(super) fn fetch(&self) -> i64 {
         i64::from(self.limit) + 1
     }
 
     /// Cuts the extra row and answers `{ items, next_cursor }`.
-    fn answer<T>(
+    pub(super) fn answer<T, W>(
         &self,
         mut rows: Vec<T>,
         id: impl Fn(&T) -> Uuid,
-        show: impl Fn(&T) -> Value,
-    ) -> Json<Value> {
-        let next = page::finish(&mut rows, self.limit, |r| id(r).to_string());
-        Json(json!({ "items": rows.iter().map(show).collect::<Vec<_>>(), "next_cursor": next }))
+        show: impl Fn(T) -> W,
+    ) -> Json<PageOf<W>> {
+        let next_cursor = page::finish(&mut rows, self.limit, |r| id(r).to_string());
+        Json(PageOf {
+            items: rows.into_iter().map(show).collect(),
+            next_cursor,
+        })
     }
 }
 
-fn text(field: &str, v: &str, max: usize) -> Result<()> {
+pub(super) fn text(field: &str, v: &str, max: usize) -> Result<()> {
     let n = v.chars().count();
     if n == 0 || n > max || v.trim() != v {
         return Err(AdminError::invalid(
@@ -85,132 +93,9 @@ fn enum_value<T: DeserializeOwned>(field: &str, raw: &str) -> Result<T> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Organizations
-
-/// `POST /admin/v1/organizations` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateOrg {
-    name: String,
-    domain: String,
-    #[serde(default)]
-    plan: Option<String>,
-}
-
-fn org_json(o: &Organization) -> Value {
-    json!({
-        "id": o.id, "name": o.name, "domain": o.domain, "plan": o.plan,
-        "created_at": o.created_at.to_rfc3339(),
-    })
-}
-
-/// `POST /admin/v1/organizations`: name, unique domain, plan (`free` by default).
-pub async fn create_org(
-    State(st): State<Arc<AdminState>>,
-    Body(b): Body<CreateOrg>,
-) -> Result<Response> {
-    text("name", &b.name, 200)?;
-    let domain_ok = b.domain.len() <= 253
-        && b.domain.contains('.')
-        && b.domain
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-');
-    if !domain_ok {
-        return Err(AdminError::invalid(
-            "domain",
-            "must be a lowercase dns name",
-        ));
-    }
-    let plan = b.plan.as_deref().unwrap_or("free");
-    let plan_ok = (1..=32).contains(&plan.len())
-        && plan.as_bytes()[0].is_ascii_lowercase()
-        && plan
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
-    if !plan_ok {
-        return Err(AdminError::invalid(
-            "plan",
-            "must be 1-32 characters of a-z, 0-9, '_' and '-', starting with a letter",
-        ));
-    }
-    let org = st
-        .store()?
-        .create_org(&st.actor, &b.name, &b.domain, plan)
-        .await
-        .map_err(|e| match AdminError::from(e) {
-            AdminError::Conflict { detail, .. } => AdminError::Conflict {
-                kind: "domain_taken",
-                detail,
-                field: Some("domain".into()),
-            },
-            other => other,
-        })?;
-    Ok((StatusCode::CREATED, Json(org_json(&org))).into_response())
-}
-
-/// `GET /admin/v1/organizations` query.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-/// `GET /admin/v1/organizations`: keyset-paginated by id.
-pub async fn list_orgs(
-    State(st): State<Arc<AdminState>>,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<Value>> {
-    let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
-    let rows = st.store()?.list_orgs(page.after, page.fetch()).await?;
-    Ok(page.answer(rows, |o| o.id, org_json))
-}
-
-/// `GET /admin/v1/organizations/{id}`.
-pub async fn get_org(
-    State(st): State<Arc<AdminState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>> {
-    let id = parse_uuid(&id, "id")?;
-    let org = st
-        .store()?
-        .org(id)
-        .await?
-        .ok_or(AdminError::NotFound("organization"))?;
-    Ok(Json(org_json(&org)))
-}
-
-// ---------------------------------------------------------------------------------------
 // Tenants
 
-/// The admin view of a tenant.
-#[must_use]
-pub fn tenant_json(t: &TenantRecord) -> Value {
-    json!({
-        "id": t.id,
-        "org_id": t.org_id,
-        "name": t.name,
-        "region": t.region,
-        "tier": t.tier.as_str(),
-        "status": t.status,
-        "rate_limit_per_min": t.rate_limit_per_min.unwrap_or_else(|| t.tier.default_rate_per_min()),
-        "limits": { "rate_limit_per_min": t.rate_limit_per_min },
-        "version": t.version,
-        "created_at": t.created_at.to_rfc3339(),
-        "updated_at": t.updated_at.to_rfc3339(),
-    })
-}
-
-/// `limits` in a create or update body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Per-minute quota override; `null` in an update returns to the tier's default.
-    #[serde(default, deserialize_with = "residency_http::nullable")]
-    rate_limit_per_min: Option<Option<u32>>,
-}
-
-fn check_limit(limits: Option<&Limits>) -> Result<Option<Option<u32>>> {
+fn check_limit(limits: Option<&LimitsPatch>) -> Result<Option<Option<u32>>> {
     let value = limits.and_then(|l| l.rate_limit_per_min);
     if let Some(Some(n)) = value {
         if n == 0 || n > MAX_RATE_LIMIT_PER_MIN {
@@ -221,21 +106,6 @@ fn check_limit(limits: Option<&Limits>) -> Result<Option<Option<u32>>> {
         }
     }
     Ok(value)
-}
-
-/// `POST /admin/v1/tenants` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTenant {
-    name: String,
-    region: String,
-    tier: Tier,
-    #[serde(default)]
-    org_id: Option<Uuid>,
-    #[serde(default)]
-    owner: Option<Owner>,
-    #[serde(default)]
-    limits: Option<Limits>,
 }
 
 fn check_owner(owner: Option<&Owner>) -> Result<()> {
@@ -252,6 +122,21 @@ fn check_owner(owner: Option<&Owner>) -> Result<()> {
 }
 
 /// `POST /admin/v1/tenants`: directory row (`provisioning`) → home node → `active` → 201.
+#[utoipa::path(post, path = "/admin/v1/tenants", tag = "tenants",
+    security(("admin_token" = [])),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created, provisioned on its home node and active", body = Tenant),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn create_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
@@ -287,7 +172,7 @@ pub async fn create_tenant(
         .await?;
     tracing::info!(tenant = %created.id, region = %created.region, tier = created.tier.as_str(), "tenant created; provisioning");
     let active = activate(&st, created, b.owner.as_ref(), &rid).await?;
-    Ok((StatusCode::CREATED, Json(tenant_json(&active))).into_response())
+    Ok((StatusCode::CREATED, Json(Tenant::from(&active))).into_response())
 }
 
 /// Provisions `t` on its home node and, if it was `provisioning`, sets it `active`.
@@ -327,27 +212,36 @@ async fn activate(
     Ok(t)
 }
 
-/// `POST /admin/v1/tenants/{id}/provision` body (optional).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Reprovision {
-    #[serde(default)]
-    owner: Option<Owner>,
-}
-
 /// `POST /admin/v1/tenants/{id}/provision`: retries provisioning (idempotent on the node)
 /// and activates a tenant left `provisioning`; a no-op for an active or suspended one.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/provision", tag = "tenants",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    request_body(content = Option<Reprovision>, description = "Optional: an empty body or `null` means no owner"),
+    responses(
+        (status = 200, description = "Provisioned (idempotent); active unless suspended", body = Tenant),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn provision_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>> {
+) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
+    // The body is optional: empty or `null` means no owner.
     let b: Reprovision = if body.is_empty() {
         Reprovision::default()
     } else {
-        super::parse_json(&body)?
+        super::parse_json::<Option<Reprovision>>(&body)?.unwrap_or_default()
     };
     check_owner(b.owner.as_ref())?;
     let t = st
@@ -366,7 +260,7 @@ pub async fn provision_tenant(
         });
     }
     let t = activate(&st, t, b.owner.as_ref(), &rid).await?;
-    Ok(Json(tenant_json(&t)))
+    Ok(Json(Tenant::from(&t)))
 }
 
 fn status_str(s: TenantStatus) -> String {
@@ -377,22 +271,45 @@ fn status_str(s: TenantStatus) -> String {
 }
 
 /// `GET /admin/v1/tenants` query.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TenantQuery {
+    /// Only this home region.
     region: Option<String>,
+    /// Only this tier.
+    #[param(value_type = Option<Tier>)]
     tier: Option<String>,
+    /// Only this status.
+    #[param(value_type = Option<TenantStatus>)]
     status: Option<String>,
+    /// Only this organization.
+    #[param(value_type = Option<Uuid>)]
     org_id: Option<String>,
+    /// Page size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// `GET /admin/v1/tenants`: filters `region`, `tier`, `status`, `org_id`; keyset pages.
+#[utoipa::path(get, path = "/admin/v1/tenants", tag = "tenants",
+    security(("admin_token" = [])),
+    params(TenantQuery),
+    responses(
+        (status = 200, description = "One page, by id", body = PageOf<Tenant>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn list_tenants(
     State(st): State<Arc<AdminState>>,
     Q(q): Q<TenantQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Json<PageOf<Tenant>>> {
     let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let region = q
         .region
@@ -411,52 +328,59 @@ pub async fn list_tenants(
         limit: page.fetch(),
     };
     let rows = st.store()?.list_tenants(&filter).await?;
-    Ok(page.answer(rows, |t| t.id, tenant_json))
+    Ok(page.answer(rows, |t| t.id, |t| Tenant::from(&t)))
 }
 
 /// `GET /admin/v1/tenants/{id}`.
+#[utoipa::path(get, path = "/admin/v1/tenants/{id}", tag = "tenants",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn get_tenant(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
     let t = st
         .store()?
         .tenant(id)
         .await?
         .ok_or(AdminError::NotFound("tenant"))?;
-    Ok(Json(tenant_json(&t)))
-}
-
-/// The statuses an update may set.
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum PatchStatus {
-    Active,
-    Suspended,
-}
-
-/// `PATCH /admin/v1/tenants/{id}` body (after the `region` check).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Patch {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    tier: Option<Tier>,
-    #[serde(default)]
-    status: Option<PatchStatus>,
-    #[serde(default)]
-    limits: Option<Limits>,
+    Ok(Json(Tenant::from(&t)))
 }
 
 /// `PATCH /admin/v1/tenants/{id}`: name, tier, status (`active`/`suspended`), limits.
 /// Effective at this gateway at once and at every replica within a second (`NOTIFY`).
+#[utoipa::path(patch, path = "/admin/v1/tenants/{id}", tag = "tenants",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "Updated", body = Tenant),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn update_tenant(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
     Body(raw): Body<Map<String, Value>>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
     if raw.contains_key("region") {
         return Err(AdminError::Conflict {
@@ -468,7 +392,7 @@ pub async fn update_tenant(
             field: Some("region".into()),
         });
     }
-    let p: Patch = serde_path_to_error::deserialize(Value::Object(raw)).map_err(|e| {
+    let p: UpdateTenant = serde_path_to_error::deserialize(Value::Object(raw)).map_err(|e| {
         let path = e.path().to_string();
         AdminError::invalid(
             if path == "." { "body".to_owned() } else { path },
@@ -511,10 +435,7 @@ pub async fn update_tenant(
     let patch = TenantPatch {
         name: p.name,
         tier: p.tier,
-        status: p.status.map(|s| match s {
-            PatchStatus::Active => TenantStatus::Active,
-            PatchStatus::Suspended => TenantStatus::Suspended,
-        }),
+        status: p.status.map(TenantStatus::from),
         rate_limit_per_min: quota,
     };
     let t = store.update_tenant(&st.actor, id, &patch).await?;
@@ -523,31 +444,33 @@ pub async fn update_tenant(
         .refresh_tenant(TenantId::from_uuid(id))
         .await;
     tracing::info!(tenant = %id, actor = %st.actor, "tenant updated");
-    Ok(Json(tenant_json(&t)))
+    Ok(Json(Tenant::from(&t)))
 }
 
 /// `GET /admin/v1/tenants/{id}/history`: every change, oldest first, with its actor.
+#[utoipa::path(get, path = "/admin/v1/tenants/{id}/history", tag = "tenants",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "Every change, oldest first", body = List<TenantHistoryEntry>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn history(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<List<TenantHistoryEntry>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
     store
         .tenant(id)
         .await?
         .ok_or(AdminError::NotFound("tenant"))?;
-    let items: Vec<Value> = store
-        .history(id)
-        .await?
-        .into_iter()
-        .map(|h| {
-            json!({
-                "id": h.id, "at": h.at.to_rfc3339(), "actor": h.actor, "change": h.change,
-                "region": h.region, "status": h.status, "tier": h.tier, "version": h.version,
-                "detail": h.detail,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(List {
+        items: store.history(id).await?,
+    }))
 }

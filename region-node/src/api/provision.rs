@@ -11,8 +11,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use residency_core::wire::provision::{
+    ProvisionRequest, ProvisionResponse, RoleCheckRequest, RoleCheckResponse,
+};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::extract::Body;
@@ -22,28 +24,12 @@ use crate::error::ApiError;
 use crate::rbac::SystemRole;
 use crate::state::AppState;
 
-/// The first owner.
-#[derive(Deserialize)]
-pub struct Owner {
-    subject: String,
-    email: String,
-    #[serde(default)]
-    display_name: String,
-}
-
-/// Body of the provisioning call.
-#[derive(Deserialize)]
-pub struct Provision {
-    name: String,
-    owner: Option<Owner>,
-}
-
 /// `POST /internal/v1/provision`.
 pub async fn provision(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Body(body): Body<Provision>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Body(body): Body<ProvisionRequest>,
+) -> Result<(StatusCode, Json<ProvisionResponse>), ApiError> {
     text_field("name", &body.name, 1, 200)?;
     if let Some(o) = &body.owner {
         text_field("owner.subject", &o.subject, 1, 256)?;
@@ -80,7 +66,7 @@ pub async fn provision(
                         "INSERT INTO members (tenant_id, id, subject, email, display_name, role_id) \
                          SELECT $1, $2, $3, $4, $5, id FROM roles WHERE name = 'owner' \
                          ON CONFLICT DO NOTHING",
-                        &[&tx.tenant(), &Uuid::now_v7(), &o.subject, &o.email, &o.display_name],
+                        &[&tx.tenant(), &Uuid::now_v7(), &o.subject, &o.email, &o.display_name.as_deref().unwrap_or_default()],
                     )
                     .await?;
                 }
@@ -88,7 +74,7 @@ pub async fn provision(
                     tx.audit("tenant.provision", "tenant", &tx.tenant().to_string(), json!({ "region": region }))
                         .await?;
                 }
-                Ok((created, json!({ "tenant_id": tx.tenant(), "region": region, "created": created })))
+                Ok((created, ProvisionResponse { tenant_id: tx.tenant(), region, created }))
             })
         })
         .await?;
@@ -100,12 +86,6 @@ pub async fn provision(
     Ok((status, Json(out)))
 }
 
-/// Body of the role check.
-#[derive(Deserialize)]
-pub struct RoleCheck {
-    name: String,
-}
-
 /// `POST /internal/v1/roles/check`: whether the role `name` (system or custom) exists for the
 /// assertion's tenant, so the gateway's admin API can refuse an API key naming a role this
 /// customer does not have. Answers 200 `{ "name", "exists" }`; a tenant not provisioned here
@@ -113,8 +93,8 @@ pub struct RoleCheck {
 pub async fn check_role(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Body(body): Body<RoleCheck>,
-) -> Result<Json<Value>, ApiError> {
+    Body(body): Body<RoleCheckRequest>,
+) -> Result<Json<RoleCheckResponse>, ApiError> {
     text_field("name", &body.name, 1, 64)?;
     let out = st
         .db
@@ -127,7 +107,10 @@ pub async fn check_role(
                     )
                     .await?
                     .get(0);
-                Ok(json!({ "name": body.name, "exists": exists }))
+                Ok(RoleCheckResponse {
+                    name: body.name,
+                    exists,
+                })
             })
         })
         .await?;

@@ -95,16 +95,10 @@ fn apply(base: &[Permission], add: &[Permission], remove: &[Permission]) -> Vec<
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    let b = name.as_bytes();
-    let shape = !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-');
-    if !shape {
+    if !residency_core::wire::provision::is_role_name(name) {
         return Err(ApiError::invalid(
             "name",
-            "must be 1-63 characters of [a-z0-9_-], starting with a letter",
+            residency_core::wire::provision::ROLE_NAME_RULE,
         ));
     }
     if SystemRole::from_name(name).is_some() || name == crate::auth::SYSTEM_ROLE {

@@ -1,20 +1,25 @@
 //! The audit report: what `residency audit --json` prints and `GET /admin/v1/audit` answers.
+//! `residency_audit` builds it (and re-exports this module as `residency_audit::report`); the
+//! gateway's admin API and the CLI carry it.
 //!
 //! These types are the versioned wire schema ([`SCHEMA_VERSION`]), documented field by field in
 //! `docs/audit.md`. Adding an optional field is compatible; renaming, removing or changing the
-//! meaning of one needs a new version. Rendering to text and HTML lives in [`crate::render`].
+//! meaning of one needs a new version. Rendering to text and HTML lives in
+//! `residency_audit::render`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use residency_core::RegionId;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::RegionId;
 
 /// The version of the report schema, the `version` field of every report.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A whole audit: every violation found and a summary per region.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Report {
     /// Always [`SCHEMA_VERSION`].
     pub version: u32,
@@ -87,7 +92,9 @@ impl Report {
 }
 
 /// What kind of problem a violation is. Serialized in `snake_case`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ViolationKind {
     // Placement.
@@ -209,11 +216,12 @@ impl fmt::Display for ViolationKind {
 }
 
 /// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Violation {
     /// What is wrong.
     pub kind: ViolationKind,
     /// The region database where it was found.
+    #[schema(value_type = String)]
     pub region: RegionId,
     /// The tenant concerned (placement violations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,7 +237,7 @@ pub struct Violation {
 }
 
 /// Whether a region could be audited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionStatus {
     /// Scanned completely.
@@ -251,7 +259,7 @@ impl fmt::Display for RegionStatus {
 }
 
 /// Where a region database is, as the audit saw it. Never holds a password.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseInfo {
     /// Host name, address or socket directory.
     pub host: String,
@@ -267,7 +275,7 @@ pub struct DatabaseInfo {
 }
 
 /// Routing evidence from the gateway, when it was reachable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RoutingEvidence {
     /// Requests the gateway answered for this region since it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -285,9 +293,10 @@ pub struct RoutingEvidence {
 }
 
 /// The audit of one region database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RegionReport {
     /// Region id.
+    #[schema(value_type = String)]
     pub id: RegionId,
     /// Human name.
     pub display_name: String,
@@ -322,7 +331,7 @@ pub struct RegionReport {
 }
 
 /// One customer table of a region database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TableSummary {
     /// Table name (`schema.name` outside `public`).
     pub table: String,
@@ -339,7 +348,7 @@ pub struct TableSummary {
 }
 
 /// Rows of one tenant in one region database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TenantPlacement {
     /// The tenant id as stored (normally a UUID).
     pub tenant_id: String,
@@ -348,6 +357,7 @@ pub struct TenantPlacement {
     pub name: Option<String>,
     /// Home region from the directory; absent for tenants unknown to the directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub home_region: Option<RegionId>,
     /// Directory status, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,7 +371,7 @@ pub struct TenantPlacement {
 }
 
 /// The posture checks of one region database.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PostureSummary {
     /// Checks without failures.
     pub passed: usize,
@@ -372,7 +382,7 @@ pub struct PostureSummary {
 }
 
 /// One posture check over a set of objects.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PostureCheck {
     /// Stable name, e.g. `rls_forced`.
     pub name: String,
