@@ -2,7 +2,8 @@
 //!
 //! - [`RegionId`], [`TenantId`]: the identifiers that cross process boundaries, parsed once;
 //! - [`headers`]: the header names the gateway and region nodes agree on;
-//! - [`tenant`]: tiers, statuses, directory entries and the API-key format.
+//! - [`tenant`]: tiers, statuses, directory entries and the API-key format;
+//! - [`wire`]: the typed bodies of the APIs ([`wire::customer`]: the customer API `/v1`).
 //!
 //! It depends on no web framework, database or config format: both ends of every contract
 //! use these types, so a field is renamed in one place.
@@ -11,6 +12,7 @@
 pub mod headers;
 mod ids;
 pub mod tenant;
+pub mod wire;
 
 pub use ids::{IdError, RegionId, TenantId};
 pub use tenant::{

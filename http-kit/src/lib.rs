@@ -20,20 +20,9 @@ pub mod request_id;
 pub use problem::{Problem, PROBLEM_JSON, TYPE_PREFIX};
 pub use request_id::RequestId;
 
-use serde::{Deserialize, Deserializer};
-
-/// Distinguishes an absent field (`None`, with `#[serde(default)]`) from an explicit `null`
-/// (`Some(None)`) in PATCH bodies: `#[serde(default, deserialize_with = "nullable")]`.
-///
-/// # Errors
-/// When the value is neither null nor a `T`.
-pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
+/// Distinguishes an absent field from an explicit `null` in PATCH bodies (defined with the
+/// wire contracts in [`residency_core::wire::nullable`]).
+pub use residency_core::wire::nullable;
 
 #[cfg(test)]
 mod tests {

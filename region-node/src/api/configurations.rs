@@ -5,33 +5,36 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use residency_core::wire::customer::{Configuration, Page as PageOf, PutConfiguration};
+use serde_json::json;
 use tokio_postgres::Row;
 
 use super::extract::{Body, Q};
-use super::page::{Page, PageQuery};
-use super::resource::{Key, Resource};
+use super::page::PageQuery;
+use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::Caller;
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
 
-const CONFIGURATION: Resource = Resource {
+const COLUMNS: &str = "key, value, version, updated_by, updated_at";
+const CONFIGURATION: Resource<Configuration> = Resource {
     what: "configuration",
     table: "configurations",
     key: Key::Text("key"),
-    render: to_json,
+    columns: COLUMNS,
+    joins: "",
+    order: Order::Asc,
+    render,
 };
-const COLUMNS: &str = "key, value, version, updated_by, updated_at";
 
-fn to_json(r: &Row) -> Value {
-    json!({
-        "key": r.get::<_, String>("key"),
-        "value": r.get::<_, Value>("value"),
-        "version": r.get::<_, i32>("version"),
-        "updated_by": r.get::<_, String>("updated_by"),
-        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+fn render(r: &Row) -> Result<Configuration, ApiError> {
+    Ok(Configuration {
+        key: r.get("key"),
+        value: r.get("value"),
+        version: r.get("version"),
+        updated_by: r.get("updated_by"),
+        updated_at: r.get("updated_at"),
     })
 }
 
@@ -50,32 +53,14 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Body of `PUT /v1/configurations/{key}`.
-#[derive(Deserialize)]
-pub struct PutConfiguration {
-    value: Value,
-}
-
 /// `GET /v1/configurations`.
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let page = Page::from_query(&q)?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM configurations \
-         WHERE ($1::text IS NULL OR key > $1) ORDER BY key LIMIT $2"
-    );
+) -> Result<Json<PageOf<Configuration>>, ApiError> {
     CONFIGURATION
-        .fetch_page(
-            &st,
-            &caller,
-            Permission::ConfigurationsRead,
-            page,
-            sql,
-            Vec::new(),
-        )
+        .list_all(&st, &caller, Permission::ConfigurationsRead, &q)
         .await
 }
 
@@ -84,12 +69,11 @@ pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Configuration>, ApiError> {
     // A malformed key is reported exactly like a missing one.
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
-    let sql = format!("SELECT {COLUMNS} FROM configurations WHERE key = $1");
     CONFIGURATION
-        .fetch_one(&st, &caller, Permission::ConfigurationsRead, sql, key)
+        .get(&st, &caller, Permission::ConfigurationsRead, key)
         .await
 }
 
@@ -99,7 +83,7 @@ pub async fn put(
     caller: Caller,
     Path(key): Path<String>,
     Body(body): Body<PutConfiguration>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Configuration>), ApiError> {
     check_key(&key)?;
     let (created, out) = st
         .db
@@ -118,7 +102,7 @@ pub async fn put(
                 let version: i32 = row.get("version");
                 tx.audit("configuration.put", "configuration", &key, json!({ "version": version }))
                     .await?;
-                Ok((version == 1, to_json(&row)))
+                Ok((version == 1, render(&row)?))
             })
         })
         .await?;

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use residency_core::wire::customer::{CreateRole, Page as PageOf, Role, UpdateRole};
+use serde_json::json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Body, Q};
-use super::page::{Page, PageQuery};
-use super::resource::{Key, Resource};
+use super::page::PageQuery;
+use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::{self, Permission, SystemRole};
@@ -29,47 +29,27 @@ use crate::state::AppState;
 const COLUMNS: &str =
     "id, name, description, is_system, based_on, permissions, created_at, updated_at";
 
-const ROLE: Resource = Resource {
+const ROLE: Resource<Role> = Resource {
     what: "role",
     table: "roles",
     key: Key::Id,
-    render: to_json,
+    columns: COLUMNS,
+    joins: "",
+    order: Order::Asc,
+    render,
 };
 
-fn to_json(r: &Row) -> Value {
-    json!({
-        "id": r.get::<_, Uuid>("id"),
-        "name": r.get::<_, String>("name"),
-        "description": r.get::<_, String>("description"),
-        "system": r.get::<_, bool>("is_system"),
-        "based_on": r.get::<_, Option<String>>("based_on"),
-        "permissions": r.get::<_, Vec<String>>("permissions"),
-        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
-        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+fn render(r: &Row) -> Result<Role, ApiError> {
+    Ok(Role {
+        id: r.get("id"),
+        name: r.get("name"),
+        description: r.get("description"),
+        system: r.get("is_system"),
+        based_on: r.get("based_on"),
+        permissions: r.get("permissions"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     })
-}
-
-/// Body of `POST /v1/roles`.
-#[derive(Deserialize)]
-pub struct CreateRole {
-    name: String,
-    based_on: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    add: Vec<String>,
-    #[serde(default)]
-    remove: Vec<String>,
-}
-
-/// Body of `PATCH /v1/roles/{id}`.
-#[derive(Deserialize)]
-pub struct UpdateRole {
-    description: Option<String>,
-    #[serde(default)]
-    add: Vec<String>,
-    #[serde(default)]
-    remove: Vec<String>,
 }
 
 /// Parses the permission names of `field` (`add` or `remove`) through [`Permission`]'s
@@ -127,7 +107,7 @@ pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateRole>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Role>), ApiError> {
     check_name(&body.name)?;
     let base = SystemRole::from_name(&body.based_on)
         .ok_or_else(|| ApiError::invalid("based_on", "must name a system role"))?;
@@ -157,7 +137,7 @@ pub async fn create(
                     json!({ "name": body.name, "based_on": body.based_on, "permissions": permissions }),
                 )
                 .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;
@@ -169,13 +149,8 @@ pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let page = Page::from_query(&q)?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM roles WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
-    );
-    ROLE.fetch_page(&st, &caller, Permission::RolesRead, page, sql, Vec::new())
-        .await
+) -> Result<Json<PageOf<Role>>, ApiError> {
+    ROLE.list_all(&st, &caller, Permission::RolesRead, &q).await
 }
 
 /// `GET /v1/roles/{id}`.
@@ -183,11 +158,8 @@ pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, ROLE.what)?;
-    let sql = format!("SELECT {COLUMNS} FROM roles WHERE id = $1");
-    ROLE.fetch_one(&st, &caller, Permission::RolesRead, sql, id)
-        .await
+) -> Result<Json<Role>, ApiError> {
+    ROLE.get(&st, &caller, Permission::RolesRead, id).await
 }
 
 /// `PATCH /v1/roles/{id}`: custom roles only.
@@ -196,7 +168,7 @@ pub async fn update(
     caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<UpdateRole>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Role>, ApiError> {
     let id = parse_id(&id, ROLE.what)?;
     let add = parse_permissions("add", &body.add)?;
     let remove = parse_permissions("remove", &body.remove)?;
@@ -227,7 +199,7 @@ pub async fn update(
                     .await?;
                 tx.audit("role.update", "role", &id.to_string(), json!({ "permissions": permissions }))
                     .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;

@@ -5,15 +5,18 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use residency_core::wire::customer::{
+    CreateWorkflow, Execution, JsonObject, Page as PageOf, RunWorkflow, UpdateWorkflow, Workflow,
+};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{parse_id, parse_json, Body, Q};
 use super::page::Page;
-use super::resource::{self, Key, Resource};
-use super::{executions, nullable, text_field};
+use super::resource::{object, Key, Order, Resource};
+use super::{executions, text_field};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
@@ -21,60 +24,40 @@ use crate::state::AppState;
 
 const COLUMNS: &str =
     "id, name, description, definition, connection_id, enabled, version, created_at, updated_at";
-const WORKFLOW: Resource = Resource {
+const WORKFLOW: Resource<Workflow> = Resource {
     what: "workflow",
     table: "workflows",
     key: Key::Id,
-    render: to_json,
+    columns: COLUMNS,
+    joins: "",
+    order: Order::Asc,
+    render,
 };
 
-fn to_json(r: &Row) -> Value {
-    json!({
-        "id": r.get::<_, Uuid>("id"),
-        "name": r.get::<_, String>("name"),
-        "description": r.get::<_, String>("description"),
-        "definition": r.get::<_, Value>("definition"),
-        "connection_id": r.get::<_, Option<Uuid>>("connection_id"),
-        "enabled": r.get::<_, bool>("enabled"),
-        "version": r.get::<_, i32>("version"),
-        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
-        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+fn render(r: &Row) -> Result<Workflow, ApiError> {
+    Ok(Workflow {
+        id: r.get("id"),
+        name: r.get("name"),
+        description: r.get("description"),
+        definition: object(r, "definition")?,
+        connection_id: r.get("connection_id"),
+        enabled: r.get("enabled"),
+        version: r.get("version"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     })
 }
 
-/// Body of `POST /v1/workflows`. Unknown fields (such as `tenant_id`) are ignored.
-#[derive(Deserialize)]
-pub struct CreateWorkflow {
-    name: String,
-    #[serde(default)]
-    description: String,
-    definition: Map<String, Value>,
-    #[serde(default)]
-    connection_id: Option<Uuid>,
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Body of `PATCH /v1/workflows/{id}`.
-#[derive(Deserialize)]
-pub struct UpdateWorkflow {
-    name: Option<String>,
-    description: Option<String>,
-    definition: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "nullable")]
-    connection_id: Option<Option<Uuid>>,
-    enabled: Option<bool>,
-}
-
 /// Query of `GET /v1/workflows`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only enabled (`true`) or disabled (`false`) workflows.
     enabled: Option<bool>,
 }
 
@@ -97,7 +80,7 @@ pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateWorkflow>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Workflow>), ApiError> {
     text_field("name", &body.name, 1, 200)?;
     text_field("description", &body.description, 0, 2000)?;
     let out = st
@@ -126,7 +109,7 @@ pub async fn create(
                     .await?;
                 tx.audit("workflow.create", "workflow", &id.to_string(), json!({ "name": body.name }))
                     .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;
@@ -138,16 +121,17 @@ pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PageOf<Workflow>>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM workflows \
-         WHERE ($1::uuid IS NULL OR id > $1) AND ($3::bool IS NULL OR enabled = $3) \
-         ORDER BY id LIMIT $2"
-    );
-    let filters: resource::Filters = vec![Box::new(q.enabled)];
     WORKFLOW
-        .fetch_page(&st, &caller, Permission::WorkflowsRead, page, sql, filters)
+        .list(
+            &st,
+            &caller,
+            Permission::WorkflowsRead,
+            page,
+            "$3::bool IS NULL OR enabled = $3",
+            vec![Box::new(q.enabled)],
+        )
         .await
 }
 
@@ -156,11 +140,9 @@ pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, WORKFLOW.what)?;
-    let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id = $1");
+) -> Result<Json<Workflow>, ApiError> {
     WORKFLOW
-        .fetch_one(&st, &caller, Permission::WorkflowsRead, sql, id)
+        .get(&st, &caller, Permission::WorkflowsRead, id)
         .await
 }
 
@@ -170,8 +152,8 @@ pub async fn update(
     caller: Caller,
     Path(id): Path<String>,
     Body(body): Body<UpdateWorkflow>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "workflow")?;
+) -> Result<Json<Workflow>, ApiError> {
+    let id = parse_id(&id, WORKFLOW.what)?;
     if let Some(n) = &body.name {
         text_field("name", n, 1, 200)?;
     }
@@ -213,7 +195,7 @@ pub async fn update(
                     .ok_or(ApiError::NotFound("workflow"))?;
                 tx.audit("workflow.update", "workflow", &id.to_string(), json!({}))
                     .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;
@@ -232,13 +214,6 @@ pub async fn delete(
         .await
 }
 
-/// Body of `POST /v1/workflows/{id}/runs`.
-#[derive(Deserialize, Default)]
-pub struct RunWorkflow {
-    #[serde(default)]
-    input: Map<String, Value>,
-}
-
 /// `POST /v1/workflows/{id}/runs`: records a queued execution with its planned steps as log
 /// lines. (No worker executes steps yet; see the README's feature table.)
 pub async fn run(
@@ -246,11 +221,11 @@ pub async fn run(
     caller: Caller,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let id = parse_id(&id, "workflow")?;
+) -> Result<(StatusCode, Json<Execution>), ApiError> {
+    let id = parse_id(&id, WORKFLOW.what)?;
     // The body is optional: an empty body runs with empty input.
     let input = if body.is_empty() {
-        Map::new()
+        JsonObject::new()
     } else {
         parse_json::<RunWorkflow>(&body)?.input
     };
