@@ -17,7 +17,7 @@ pub mod page;
 pub mod problem;
 pub mod request_id;
 
-pub use problem::{Problem, PROBLEM_JSON, TYPE_PREFIX};
+pub use problem::{Problem, ProblemDocument, PROBLEM_JSON, TYPE_PREFIX};
 pub use request_id::RequestId;
 
 /// Distinguishes an absent field from an explicit `null` in PATCH bodies (defined with the

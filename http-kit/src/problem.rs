@@ -19,6 +19,42 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Every problem `type` is this prefix followed by the problem's kind.
 pub const TYPE_PREFIX: &str = "urn:residency:problem:";
 
+/// The body of every problem response, as documented in the OpenAPI documents (the
+/// `Problem` schema of the customer and admin APIs). `Problem::body` renders it; this type
+/// exists so the document and clients name its members in one place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(
+    as = Problem,
+    example = json!({
+        "type": "urn:residency:problem:not_found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "workflow not found",
+        "instance": "0192f5e4-7c1a-7b3e-9f4d-2a6c1e8b5d70",
+        "request_id": "0192f5e4-7c1a-7b3e-9f4d-2a6c1e8b5d70"
+    })
+)]
+pub struct ProblemDocument {
+    /// `urn:residency:problem:<kind>`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^urn:residency:problem:[a-z_]+$")]
+    pub type_uri: String,
+    /// The status's reason phrase.
+    pub title: String,
+    /// The HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    /// Client-safe explanation.
+    pub detail: String,
+    /// The request id (equal to `request_id` and the `x-request-id` header).
+    pub instance: String,
+    /// The request id.
+    pub request_id: String,
+    /// The offending input field, when there is one (`name`, `add[1]`, `limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 /// An error as the client sees it, waiting for its request id to be rendered.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -155,6 +191,30 @@ mod tests {
                 "request_id": "req-1",
             })
         );
+    }
+
+    #[test]
+    fn the_documented_shape_is_what_body_renders() {
+        let p = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "name: too long",
+        )
+        .with_field("name");
+        let doc: ProblemDocument = serde_json::from_value(p.body("r-1")).unwrap();
+        assert_eq!(
+            doc,
+            ProblemDocument {
+                type_uri: "urn:residency:problem:invalid".into(),
+                title: "Unprocessable Entity".into(),
+                status: 422,
+                detail: "name: too long".into(),
+                instance: "r-1".into(),
+                request_id: "r-1".into(),
+                field: Some("name".into()),
+            }
+        );
+        assert_eq!(serde_json::to_value(&doc).unwrap(), p.body("r-1"));
     }
 
     #[tokio::test]
