@@ -16,6 +16,16 @@ use crate::rbac::Permission;
 use crate::state::AppState;
 
 /// `GET /v1/me`: who the credential is, in which region, with which permissions.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    operation_id = "getMe",
+    tag = "account",
+    summary = "Who the credential is",
+    responses(
+        (status = 200, description = "The caller", body = Me),
+    )
+)]
 pub async fn me(State(st): State<Arc<AppState>>, caller: Caller) -> Result<Json<Me>, ApiError> {
     let region = st.region.id.to_string();
     let out = st
@@ -39,6 +49,16 @@ pub async fn me(State(st): State<Arc<AppState>>, caller: Caller) -> Result<Json<
 }
 
 /// `GET /v1/usage`: per-entity row counts of the caller's tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    operation_id = "getUsage",
+    tag = "account",
+    summary = "Row counts of the caller's tenant",
+    responses(
+        (status = 200, description = "The counts", body = Usage),
+    )
+)]
 pub async fn usage(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -104,6 +124,19 @@ fn connector(r: &Row) -> Result<Connector, ApiError> {
 }
 
 /// `GET /v1/connectors`.
+#[utoipa::path(
+    get,
+    path = "/v1/connectors",
+    operation_id = "listConnectors",
+    tag = "connectors",
+    summary = "List the connector catalogue",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of connectors", body = PageOf<Connector>),
+        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
+        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
+    )
+)]
 pub async fn connectors(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -115,6 +148,18 @@ pub async fn connectors(
 }
 
 /// `GET /v1/connectors/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/connectors/{id}",
+    operation_id = "getConnector",
+    tag = "connectors",
+    summary = "Get a connector",
+    params(("id" = String, Path, description = "The connector's key")),
+    responses(
+        (status = 200, description = "The connector", body = Connector),
+        (status = 404, description = "No such connector"),
+    )
+)]
 pub async fn connector_get(
     State(st): State<Arc<AppState>>,
     caller: Caller,

@@ -74,6 +74,19 @@ fn time(field: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError>
 }
 
 /// `GET /v1/audit-events`.
+#[utoipa::path(
+    get,
+    path = "/v1/audit-events",
+    operation_id = "listAuditEvents",
+    tag = "audit",
+    summary = "List audit events, newest first",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of audit events", body = PageOf<AuditEvent>),
+        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
+        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
+    )
+)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -93,6 +106,13 @@ pub async fn list(
         Box::new(to),
     ];
     AUDIT_EVENT
-        .list(&st, &caller, Permission::AuditRead, page, condition, filters)
+        .list(
+            &st,
+            &caller,
+            Permission::AuditRead,
+            page,
+            condition,
+            filters,
+        )
         .await
 }

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::customer::{Configuration, Page as PageOf, PutConfiguration};
+use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::Row;
 
@@ -38,6 +39,15 @@ fn render(r: &Row) -> Result<Configuration, ApiError> {
     })
 }
 
+/// The path parameter of `/v1/configurations/{key}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyParam {
+    /// The configuration's key.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
+    key: String,
+}
+
 fn check_key(key: &str) -> Result<(), ApiError> {
     let ok = (1..=128).contains(&key.len())
         && key
@@ -54,6 +64,19 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/configurations`.
+#[utoipa::path(
+    get,
+    path = "/v1/configurations",
+    operation_id = "listConfigurations",
+    tag = "configurations",
+    summary = "List configurations",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of configurations", body = PageOf<Configuration>),
+        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
+        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
+    )
+)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -65,10 +88,22 @@ pub async fn list(
 }
 
 /// `GET /v1/configurations/{key}`.
+#[utoipa::path(
+    get,
+    path = "/v1/configurations/{key}",
+    operation_id = "getConfiguration",
+    tag = "configurations",
+    summary = "Get a configuration",
+    params(KeyParam),
+    responses(
+        (status = 200, description = "The configuration", body = Configuration),
+        (status = 404, description = "No such configuration"),
+    )
+)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(key): Path<String>,
+    Path(KeyParam { key }): Path<KeyParam>,
 ) -> Result<Json<Configuration>, ApiError> {
     // A malformed key is reported exactly like a missing one.
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
@@ -78,10 +113,27 @@ pub async fn get(
 }
 
 /// `PUT /v1/configurations/{key}`: creates (201) or replaces (200) the value.
+#[utoipa::path(
+    put,
+    path = "/v1/configurations/{key}",
+    operation_id = "putConfiguration",
+    tag = "configurations",
+    summary = "Create or replace a configuration",
+    params(KeyParam),
+    request_body = PutConfiguration,
+    responses(
+        (status = 200, description = "Replaced", body = Configuration),
+        (status = 201, description = "Created", body = Configuration),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 415, description = "The body is not application/json"),
+        (status = 422, description = "The key or the body is invalid (`field` names it)"),
+    )
+)]
 pub async fn put(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(key): Path<String>,
+    Path(KeyParam { key }): Path<KeyParam>,
     Body(body): Body<PutConfiguration>,
 ) -> Result<(StatusCode, Json<Configuration>), ApiError> {
     check_key(&key)?;
@@ -115,10 +167,22 @@ pub async fn put(
 }
 
 /// `DELETE /v1/configurations/{key}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/configurations/{key}",
+    operation_id = "deleteConfiguration",
+    tag = "configurations",
+    summary = "Delete a configuration",
+    params(KeyParam),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such configuration"),
+    )
+)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(key): Path<String>,
+    Path(KeyParam { key }): Path<KeyParam>,
 ) -> Result<StatusCode, ApiError> {
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
     CONFIGURATION

@@ -83,12 +83,7 @@ async fn check_actions(tx: &Tx<'_>, connector: &str, actions: &[String]) -> Resu
     Ok(())
 }
 
-fn seal(
-    st: &AppState,
-    tenant: Uuid,
-    id: Uuid,
-    creds: &JsonObject,
-) -> Result<Vec<u8>, ApiError> {
+fn seal(st: &AppState, tenant: Uuid, id: Uuid, creds: &JsonObject) -> Result<Vec<u8>, ApiError> {
     if creds.is_empty() {
         return Err(ApiError::invalid("credentials", "must not be empty"));
     }
@@ -99,6 +94,22 @@ fn seal(
 }
 
 /// `POST /v1/connections`.
+#[utoipa::path(
+    post,
+    path = "/v1/connections",
+    operation_id = "createConnection",
+    tag = "connections",
+    summary = "Create a connection",
+    request_body = CreateConnection,
+    responses(
+        (status = 201, description = "Created", body = Connection),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 415, description = "The body is not application/json"),
+        (status = 422, description = "A field is missing or invalid (`field` names it)"),
+        (status = 409, description = "A connection with this name exists"),
+    )
+)]
 pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -152,6 +163,19 @@ pub async fn create(
 }
 
 /// `GET /v1/connections`.
+#[utoipa::path(
+    get,
+    path = "/v1/connections",
+    operation_id = "listConnections",
+    tag = "connections",
+    summary = "List connections",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of connections", body = PageOf<Connection>),
+        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
+        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
+    )
+)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -171,6 +195,18 @@ pub async fn list(
 }
 
 /// `GET /v1/connections/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/connections/{id}",
+    operation_id = "getConnection",
+    tag = "connections",
+    summary = "Get a connection",
+    params(("id" = String, Path, format = Uuid, description = "The connection's id")),
+    responses(
+        (status = 200, description = "The connection", body = Connection),
+        (status = 404, description = "No such connection"),
+    )
+)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -182,6 +218,24 @@ pub async fn get(
 }
 
 /// `PATCH /v1/connections/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/connections/{id}",
+    operation_id = "updateConnection",
+    tag = "connections",
+    summary = "Change a connection",
+    params(("id" = String, Path, format = Uuid, description = "The connection's id")),
+    request_body = UpdateConnection,
+    responses(
+        (status = 200, description = "Changed", body = Connection),
+        (status = 404, description = "No such connection"),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 415, description = "The body is not application/json"),
+        (status = 422, description = "A field is missing or invalid (`field` names it)"),
+        (status = 409, description = "A connection with this name exists"),
+    )
+)]
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -240,6 +294,19 @@ pub async fn update(
 }
 
 /// `DELETE /v1/connections/{id}`: refused with 409 while a workflow uses it.
+#[utoipa::path(
+    delete,
+    path = "/v1/connections/{id}",
+    operation_id = "deleteConnection",
+    tag = "connections",
+    summary = "Delete a connection",
+    params(("id" = String, Path, format = Uuid, description = "The connection's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such connection"),
+        (status = 409, description = "A workflow uses the connection"),
+    )
+)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,

@@ -89,6 +89,19 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/executions`.
+#[utoipa::path(
+    get,
+    path = "/v1/executions",
+    operation_id = "listExecutions",
+    tag = "executions",
+    summary = "List executions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of executions (without log lines)", body = PageOf<Execution>),
+        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
+        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
+    )
+)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -116,6 +129,18 @@ pub async fn list(
 }
 
 /// `GET /v1/executions/{id}` (with log lines).
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}",
+    operation_id = "getExecution",
+    tag = "executions",
+    summary = "Get an execution with its log lines",
+    params(("id" = String, Path, format = Uuid, description = "The execution's id")),
+    responses(
+        (status = 200, description = "The execution", body = Execution),
+        (status = 404, description = "No such execution"),
+    )
+)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -135,6 +160,19 @@ pub async fn get(
 }
 
 /// `POST /v1/executions/{id}/cancel`: cancels a queued or running execution.
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/cancel",
+    operation_id = "cancelExecution",
+    tag = "executions",
+    summary = "Cancel a queued or running execution",
+    params(("id" = String, Path, format = Uuid, description = "The execution's id")),
+    responses(
+        (status = 200, description = "Cancelled", body = Execution),
+        (status = 404, description = "No such execution"),
+        (status = 409, description = "The execution has already finished"),
+    )
+)]
 pub async fn cancel(
     State(st): State<Arc<AppState>>,
     caller: Caller,

@@ -115,6 +115,22 @@ async fn guard_owner(tx: &Tx<'_>, id: Uuid, demoting: bool) -> Result<(), ApiErr
 }
 
 /// `POST /v1/members`.
+#[utoipa::path(
+    post,
+    path = "/v1/members",
+    operation_id = "createMember",
+    tag = "members",
+    summary = "Add a member",
+    request_body = CreateMember,
+    responses(
+        (status = 201, description = "Created", body = Member),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 415, description = "The body is not application/json"),
+        (status = 422, description = "A field is missing or invalid (`field` names it)"),
+        (status = 409, description = "A member with this subject or email exists"),
+    )
+)]
 pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -147,6 +163,19 @@ pub async fn create(
 }
 
 /// `GET /v1/members`.
+#[utoipa::path(
+    get,
+    path = "/v1/members",
+    operation_id = "listMembers",
+    tag = "members",
+    summary = "List members",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of members", body = PageOf<Member>),
+        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
+        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
+    )
+)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -158,6 +187,18 @@ pub async fn list(
 }
 
 /// `GET /v1/members/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/members/{id}",
+    operation_id = "getMember",
+    tag = "members",
+    summary = "Get a member",
+    params(("id" = String, Path, format = Uuid, description = "The member's id")),
+    responses(
+        (status = 200, description = "The member", body = Member),
+        (status = 404, description = "No such member"),
+    )
+)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -167,6 +208,24 @@ pub async fn get(
 }
 
 /// `PATCH /v1/members/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/members/{id}",
+    operation_id = "updateMember",
+    tag = "members",
+    summary = "Change a member's display name or role",
+    params(("id" = String, Path, format = Uuid, description = "The member's id")),
+    request_body = UpdateMember,
+    responses(
+        (status = 200, description = "Changed", body = Member),
+        (status = 404, description = "No such member"),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 415, description = "The body is not application/json"),
+        (status = 422, description = "A field is missing or invalid (`field` names it)"),
+        (status = 409, description = "The last owner cannot be demoted"),
+    )
+)]
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -214,6 +273,19 @@ pub async fn update(
 }
 
 /// `DELETE /v1/members/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/members/{id}",
+    operation_id = "deleteMember",
+    tag = "members",
+    summary = "Remove a member",
+    params(("id" = String, Path, format = Uuid, description = "The member's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such member"),
+        (status = 409, description = "The last owner cannot be removed"),
+    )
+)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,

@@ -11,6 +11,7 @@ mod connections;
 mod executions;
 pub mod extract;
 mod members;
+pub mod openapi;
 mod page;
 mod provision;
 mod resource;

@@ -15,11 +15,13 @@ fn refused(e: PageError) -> ApiError {
 
 /// The two pagination parameters, for lists without other filters. (Lists with filters
 /// repeat `limit` and `cursor` as fields: `serde(flatten)` would lose number parsing.)
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Page size.
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page.
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 

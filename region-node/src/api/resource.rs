@@ -223,7 +223,11 @@ impl<T: Send + 'static> Resource<T> {
     {
         let n = tx
             .execute(
-                &format!("DELETE FROM {} WHERE {} = $1", self.table, self.key.column()),
+                &format!(
+                    "DELETE FROM {} WHERE {} = $1",
+                    self.table,
+                    self.key.column()
+                ),
                 &[key],
             )
             .await?;

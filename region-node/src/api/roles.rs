@@ -103,6 +103,22 @@ async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Row, ApiError> {
 }
 
 /// `POST /v1/roles`.
+#[utoipa::path(
+    post,
+    path = "/v1/roles",
+    operation_id = "createRole",
+    tag = "roles",
+    summary = "Create a custom role",
+    request_body = CreateRole,
+    responses(
+        (status = 201, description = "Created", body = Role),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 415, description = "The body is not application/json"),
+        (status = 422, description = "A field is missing or invalid (`field` names it)"),
+        (status = 409, description = "A role with this name exists"),
+    )
+)]
 pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -145,6 +161,19 @@ pub async fn create(
 }
 
 /// `GET /v1/roles`.
+#[utoipa::path(
+    get,
+    path = "/v1/roles",
+    operation_id = "listRoles",
+    tag = "roles",
+    summary = "List roles",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of roles", body = PageOf<Role>),
+        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
+        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
+    )
+)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -154,6 +183,18 @@ pub async fn list(
 }
 
 /// `GET /v1/roles/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/roles/{id}",
+    operation_id = "getRole",
+    tag = "roles",
+    summary = "Get a role",
+    params(("id" = String, Path, format = Uuid, description = "The role's id")),
+    responses(
+        (status = 200, description = "The role", body = Role),
+        (status = 404, description = "No such role"),
+    )
+)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -163,6 +204,24 @@ pub async fn get(
 }
 
 /// `PATCH /v1/roles/{id}`: custom roles only.
+#[utoipa::path(
+    patch,
+    path = "/v1/roles/{id}",
+    operation_id = "updateRole",
+    tag = "roles",
+    summary = "Change a custom role",
+    params(("id" = String, Path, format = Uuid, description = "The role's id")),
+    request_body = UpdateRole,
+    responses(
+        (status = 200, description = "Changed", body = Role),
+        (status = 404, description = "No such role"),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 415, description = "The body is not application/json"),
+        (status = 422, description = "A field is missing or invalid (`field` names it)"),
+        (status = 409, description = "System roles cannot be changed"),
+    )
+)]
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -207,6 +266,19 @@ pub async fn update(
 }
 
 /// `DELETE /v1/roles/{id}`: custom roles no member holds.
+#[utoipa::path(
+    delete,
+    path = "/v1/roles/{id}",
+    operation_id = "deleteRole",
+    tag = "roles",
+    summary = "Delete a custom role no member holds",
+    params(("id" = String, Path, format = Uuid, description = "The role's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such role"),
+        (status = 409, description = "A system role, or a role a member holds"),
+    )
+)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,

@@ -76,6 +76,22 @@ async fn check_connection(tx: &Tx<'_>, id: Option<Uuid>) -> Result<(), ApiError>
 }
 
 /// `POST /v1/workflows`.
+#[utoipa::path(
+    post,
+    path = "/v1/workflows",
+    operation_id = "createWorkflow",
+    tag = "workflows",
+    summary = "Create a workflow",
+    request_body = CreateWorkflow,
+    responses(
+        (status = 201, description = "Created", body = Workflow),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 415, description = "The body is not application/json"),
+        (status = 422, description = "A field is missing or invalid (`field` names it)"),
+        (status = 409, description = "A workflow with this name exists"),
+    )
+)]
 pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -117,6 +133,19 @@ pub async fn create(
 }
 
 /// `GET /v1/workflows`.
+#[utoipa::path(
+    get,
+    path = "/v1/workflows",
+    operation_id = "listWorkflows",
+    tag = "workflows",
+    summary = "List workflows",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of workflows", body = PageOf<Workflow>),
+        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
+        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
+    )
+)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -136,6 +165,18 @@ pub async fn list(
 }
 
 /// `GET /v1/workflows/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/workflows/{id}",
+    operation_id = "getWorkflow",
+    tag = "workflows",
+    summary = "Get a workflow",
+    params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
+    responses(
+        (status = 200, description = "The workflow", body = Workflow),
+        (status = 404, description = "No such workflow"),
+    )
+)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -147,6 +188,24 @@ pub async fn get(
 }
 
 /// `PATCH /v1/workflows/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/workflows/{id}",
+    operation_id = "updateWorkflow",
+    tag = "workflows",
+    summary = "Change a workflow",
+    params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
+    request_body = UpdateWorkflow,
+    responses(
+        (status = 200, description = "Changed", body = Workflow),
+        (status = 404, description = "No such workflow"),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 415, description = "The body is not application/json"),
+        (status = 422, description = "A field is missing or invalid (`field` names it)"),
+        (status = 409, description = "A workflow with this name exists"),
+    )
+)]
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -203,6 +262,18 @@ pub async fn update(
 }
 
 /// `DELETE /v1/workflows/{id}` (its executions go with it).
+#[utoipa::path(
+    delete,
+    path = "/v1/workflows/{id}",
+    operation_id = "deleteWorkflow",
+    tag = "workflows",
+    summary = "Delete a workflow and its executions",
+    params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such workflow"),
+    )
+)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -215,7 +286,25 @@ pub async fn delete(
 }
 
 /// `POST /v1/workflows/{id}/runs`: records a queued execution with its planned steps as log
-/// lines. (No worker executes steps yet; see the README's feature table.)
+/// lines; an empty or `null` body runs with empty input. (No worker executes steps yet; see
+/// the README's feature table.)
+#[utoipa::path(
+    post,
+    path = "/v1/workflows/{id}/runs",
+    operation_id = "runWorkflow",
+    tag = "workflows",
+    summary = "Run a workflow",
+    params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
+    request_body = Option<RunWorkflow>,
+    responses(
+        (status = 201, description = "The queued execution, with its planned steps as log lines", body = Execution),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 404, description = "No such workflow"),
+        (status = 409, description = "The workflow is disabled"),
+        (status = 413, description = "The body is over the size limit"),
+        (status = 422, description = "A field is invalid (`field` names it)"),
+    )
+)]
 pub async fn run(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -227,7 +316,9 @@ pub async fn run(
     let input = if body.is_empty() {
         JsonObject::new()
     } else {
-        parse_json::<RunWorkflow>(&body)?.input
+        parse_json::<Option<RunWorkflow>>(&body)?
+            .unwrap_or_default()
+            .input
     };
     let out = st
         .db

@@ -32,6 +32,7 @@ pub struct CreateConnection {
     /// A connector of the catalogue.
     pub connector_id: String,
     /// Name, 1-200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Actions of the connector to enable (default none).
     #[serde(default)]
@@ -46,6 +47,7 @@ pub struct CreateConnection {
 pub struct UpdateConnection {
     /// New name, 1-200 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// The new set of enabled actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -26,6 +26,7 @@ pub struct Execution {
     /// Created.
     pub created_at: DateTime<Utc>,
     /// When it finished; `null` while queued or running.
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
     /// Its log lines, in order: only in the answers of `GET /v1/executions/{id}` and
     /// `POST /v1/workflows/{id}/runs`, and only for a caller with `executions.logs.read`.

@@ -28,11 +28,13 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateMember {
     /// The identity provider's subject, 1-256 characters.
+    #[schema(min_length = 1, max_length = 256)]
     pub subject: String,
     /// Email address, 3-320 bytes with an `@`.
     pub email: String,
     /// Display name, at most 200 characters (default empty).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub display_name: String,
     /// The name of a role the caller may grant.
     pub role: String,
@@ -43,6 +45,7 @@ pub struct CreateMember {
 pub struct UpdateMember {
     /// New display name, at most 200 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
     /// The name of a role the caller may grant (not for the caller itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -35,6 +35,7 @@ pub struct Page<T> {
     /// The items of this page (at most `limit`).
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

@@ -17,6 +17,7 @@ pub struct Role {
     /// True for the six system roles, which cannot be changed or deleted.
     pub system: bool,
     /// The system role a custom role was copied from; `null` for system roles.
+    #[schema(required = true)]
     pub based_on: Option<String>,
     /// Its permissions (dotted names, catalogue order).
     pub permissions: Vec<String>,
@@ -30,6 +31,7 @@ pub struct Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateRole {
     /// 1-63 characters of `[a-z0-9_-]` starting with a letter; not a system role's name.
+    #[schema(pattern = "^[a-z][a-z0-9_-]{0,62}$")]
     pub name: String,
     /// The system role to copy.
     pub based_on: String,

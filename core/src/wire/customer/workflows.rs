@@ -20,6 +20,7 @@ pub struct Workflow {
     #[schema(value_type = Object)]
     pub definition: JsonObject,
     /// The connection it uses, if any.
+    #[schema(required = true)]
     pub connection_id: Option<Uuid>,
     /// Whether it can be run.
     pub enabled: bool,
@@ -35,9 +36,11 @@ pub struct Workflow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateWorkflow {
     /// Name, 1-200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Description, at most 2000 characters (default empty).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: String,
     /// The definition, a JSON object.
     #[schema(value_type = Object)]
@@ -61,9 +64,11 @@ fn yes() -> bool {
 pub struct UpdateWorkflow {
     /// New name, 1-200 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// New description, at most 2000 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     /// New definition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
