@@ -2,7 +2,8 @@
 //! API's OpenAPI document at `GET /openapi.json` without a credential; it is OpenAPI 3.1, it
 //! is exactly the document the node generates, it lists every `/v1` route of the node's router
 //! and nothing else; and real answers through the gateway, successes and errors, have a
-//! documented status and conform to the documented schema.
+//! documented status and conform to the documented schema (a NUL character included: a 400,
+//! never a 500).
 
 use http::{Method, StatusCode};
 use integration_tests::gateway::Stack;
@@ -216,6 +217,33 @@ async fn answers_through_the_gateway_conform_to_the_document() {
     check("/v1/roles", "post", &r);
     let r = s.get("/v1/me", &[]).await;
     check("/v1/me", "get", &r);
+
+    // A NUL character, which Postgres text and jsonb cannot hold, is a 400, never a 500.
+    let nul = "a\u{0}b";
+    let r = call(
+        Method::POST,
+        "/v1/workflows".into(),
+        Some(json!({"name": nul, "definition": {}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    check("/v1/workflows", "post", &r);
+    let r = call(
+        Method::PUT,
+        "/v1/configurations/k".into(),
+        Some(json!({"value": {"x": nul}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    check("/v1/configurations/{key}", "put", &r);
+    for (template, path) in [
+        ("/v1/connectors/{id}", "/v1/connectors/a%00b"),
+        ("/v1/audit-events", "/v1/audit-events?actor=a%00b"),
+    ] {
+        let r = call(Method::GET, path.to_owned(), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {r:?}");
+        check(template, "get", &r);
+    }
     s.stop().await;
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Paths are the public ones (`/v1/...`), as a client reaches them through the gateway: the
 //! document describes the gateway's authentication (a bearer JWT or an API key) and the
-//! refusals the gateway adds in front of every node (401, 403, 404, 429, 502, 503, 504; 413 for
-//! bodies). Every error is `application/problem+json` ([`residency_http::ProblemDocument`]).
+//! refusals the gateway adds in front of every node (400, 401, 403, 404, 429, 502, 503, 504;
+//! 413 for bodies). Every error is `application/problem+json` ([`residency_http::ProblemDocument`]).
 //! `/internal`, `/healthz`, `/readyz` and `/metrics` are not part of it.
 //!
 //! The document is checked in at `docs/openapi/customer.json` (the gateway serves that file at
@@ -119,7 +119,12 @@ struct Gateway;
 
 /// What the gateway answers for any operation: status, the name of the shared response in
 /// `components.responses`, and its description.
-const GATEWAY_REFUSALS: [(&str, &str, &str); 7] = [
+const GATEWAY_REFUSALS: [(&str, &str, &str); 8] = [
+    (
+        "400",
+        "BadRequest",
+        "A malformed request: a `.` or `..` path segment, or a value the API cannot store (a NUL character)",
+    ),
     (
         "401",
         "Unauthenticated",

@@ -85,7 +85,7 @@ fn openapi_errors_are_problems_and_gateway_refusals_are_everywhere() {
     assert!(!required.contains(&"field"));
     for (path, method, op) in operations(&doc) {
         let responses = op["responses"].as_object().unwrap();
-        for status in ["401", "403", "429", "502", "503", "504"] {
+        for status in ["400", "401", "403", "404", "429", "502", "503", "504"] {
             assert!(responses.contains_key(status), "{method} {path}: {status}");
         }
         if op.get("requestBody").is_some() {
