@@ -218,7 +218,8 @@ async fn answers_through_the_gateway_conform_to_the_document() {
     let r = s.get("/v1/me", &[]).await;
     check("/v1/me", "get", &r);
 
-    // A NUL character, which Postgres text and jsonb cannot hold, is a 400, never a 500.
+    // A NUL character, which Postgres text and jsonb cannot hold, is a 400, never a 500; so
+    // is a path that does not decode, as problem+json.
     let nul = "a\u{0}b";
     let r = call(
         Method::POST,
@@ -239,6 +240,9 @@ async fn answers_through_the_gateway_conform_to_the_document() {
     for (template, path) in [
         ("/v1/connectors/{id}", "/v1/connectors/a%00b"),
         ("/v1/audit-events", "/v1/audit-events?actor=a%00b"),
+        // Not UTF-8 once percent-decoded.
+        ("/v1/connections/{id}", "/v1/connections/%FF"),
+        ("/v1/configurations/{key}", "/v1/configurations/%C3%28"),
     ] {
         let r = call(Method::GET, path.to_owned(), None).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {r:?}");

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use residency_core::wire::customer::{Connector, Me, Page as PageOf, Usage, UsageCounts};
 use tokio_postgres::Row;
 
-use super::extract::Q;
+use super::extract::{P, Q};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::Caller;
@@ -163,7 +163,7 @@ pub async fn connectors(
 pub async fn connector_get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Connector>, ApiError> {
     CONNECTOR
         .get(&st, &caller, Permission::ConnectorsRead, id)

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::customer::{Configuration, Page as PageOf, PutConfiguration};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::Row;
 
-use super::extract::{Body, Q};
+use super::extract::{Body, P, Q};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::Caller;
@@ -103,7 +103,7 @@ pub async fn list(
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(KeyParam { key }): Path<KeyParam>,
+    P(KeyParam { key }): P<KeyParam>,
 ) -> Result<Json<Configuration>, ApiError> {
     // A malformed key is reported exactly like a missing one.
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
@@ -133,7 +133,7 @@ pub async fn get(
 pub async fn put(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(KeyParam { key }): Path<KeyParam>,
+    P(KeyParam { key }): P<KeyParam>,
     Body(body): Body<PutConfiguration>,
 ) -> Result<(StatusCode, Json<Configuration>), ApiError> {
     check_key(&key)?;
@@ -182,7 +182,7 @@ pub async fn put(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(KeyParam { key }): Path<KeyParam>,
+    P(KeyParam { key }): P<KeyParam>,
 ) -> Result<StatusCode, ApiError> {
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
     CONFIGURATION

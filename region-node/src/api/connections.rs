@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::customer::{
@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, Q};
+use super::extract::{parse_id, Body, P, Q};
 use super::page::Page;
 use super::resource::{Key, Order, Resource};
 use super::text_field;
@@ -210,7 +210,7 @@ pub async fn list(
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Connection>, ApiError> {
     CONNECTION
         .get(&st, &caller, Permission::ConnectionsRead, id)
@@ -239,7 +239,7 @@ pub async fn get(
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<UpdateConnection>,
 ) -> Result<Json<Connection>, ApiError> {
     let id = parse_id(&id, CONNECTION.what)?;
@@ -310,7 +310,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, CONNECTION.what)?;
     st.db

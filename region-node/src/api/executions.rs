@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use residency_core::wire::customer::{Execution, ExecutionLog, Page as PageOf};
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Q};
+use super::extract::{parse_id, P, Q};
 use super::page::Page;
 use super::resource::{object, Key, Order, Resource};
 use crate::db::tenant_tx::{Caller, Tx};
@@ -144,7 +144,7 @@ pub async fn list(
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Execution>, ApiError> {
     let id = parse_id(&id, EXECUTION.what)?;
     let out = st
@@ -176,7 +176,7 @@ pub async fn get(
 pub async fn cancel(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Execution>, ApiError> {
     let id = parse_id(&id, EXECUTION.what)?;
     let out = st

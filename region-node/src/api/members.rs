@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::customer::{CreateMember, Member, Page as PageOf, UpdateMember};
@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, Q};
+use super::extract::{parse_id, Body, P, Q};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
 use super::text_field;
@@ -202,7 +202,7 @@ pub async fn list(
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Member>, ApiError> {
     MEMBER.get(&st, &caller, Permission::MembersRead, id).await
 }
@@ -229,7 +229,7 @@ pub async fn get(
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<UpdateMember>,
 ) -> Result<Json<Member>, ApiError> {
     let id = parse_id(&id, MEMBER.what)?;
@@ -289,7 +289,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, MEMBER.what)?;
     st.db

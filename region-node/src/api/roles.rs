@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::customer::{CreateRole, Page as PageOf, Role, UpdateRole};
@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, Q};
+use super::extract::{parse_id, Body, P, Q};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
@@ -198,7 +198,7 @@ pub async fn list(
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Role>, ApiError> {
     ROLE.get(&st, &caller, Permission::RolesRead, id).await
 }
@@ -225,7 +225,7 @@ pub async fn get(
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<UpdateRole>,
 ) -> Result<Json<Role>, ApiError> {
     let id = parse_id(&id, ROLE.what)?;
@@ -282,7 +282,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, ROLE.what)?;
     st.db

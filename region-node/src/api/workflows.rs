@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::customer::{
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::extract::{parse_id, parse_json, Body, Q};
+use super::extract::{parse_id, parse_json, Body, P, Q};
 use super::page::Page;
 use super::resource::{object, Key, Order, Resource};
 use super::{executions, text_field};
@@ -180,7 +180,7 @@ pub async fn list(
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Workflow>, ApiError> {
     WORKFLOW
         .get(&st, &caller, Permission::WorkflowsRead, id)
@@ -209,7 +209,7 @@ pub async fn get(
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<UpdateWorkflow>,
 ) -> Result<Json<Workflow>, ApiError> {
     let id = parse_id(&id, WORKFLOW.what)?;
@@ -277,7 +277,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, WORKFLOW.what)?;
     WORKFLOW
@@ -308,7 +308,7 @@ pub async fn delete(
 pub async fn run(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Execution>), ApiError> {
     let id = parse_id(&id, WORKFLOW.what)?;
