@@ -133,8 +133,6 @@ fn connector(r: &Row) -> Result<Connector, ApiError> {
     params(PageQuery),
     responses(
         (status = 200, description = "A page of connectors", body = PageOf<Connector>),
-        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
-        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
     )
 )]
 pub async fn connectors(
@@ -157,7 +155,6 @@ pub async fn connectors(
     params(("id" = String, Path, description = "The connector's key")),
     responses(
         (status = 200, description = "The connector", body = Connector),
-        (status = 404, description = "No such connector"),
     )
 )]
 pub async fn connector_get(

@@ -83,8 +83,6 @@ fn time(field: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError>
     params(ListQuery),
     responses(
         (status = 200, description = "A page of audit events", body = PageOf<AuditEvent>),
-        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
-        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
     )
 )]
 pub async fn list(

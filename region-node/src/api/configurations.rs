@@ -73,8 +73,6 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     params(PageQuery),
     responses(
         (status = 200, description = "A page of configurations", body = PageOf<Configuration>),
-        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
-        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
     )
 )]
 pub async fn list(
@@ -97,7 +95,6 @@ pub async fn list(
     params(KeyParam),
     responses(
         (status = 200, description = "The configuration", body = Configuration),
-        (status = 404, description = "No such configuration"),
     )
 )]
 pub async fn get(
@@ -124,10 +121,7 @@ pub async fn get(
     responses(
         (status = 200, description = "Replaced", body = Configuration),
         (status = 201, description = "Created", body = Configuration),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 415, description = "The body is not application/json"),
-        (status = 422, description = "The key or the body is invalid (`field` names it)"),
+        (status = 422, description = "The key or a field of the body is invalid (`field` names it)"),
     )
 )]
 pub async fn put(
@@ -176,7 +170,6 @@ pub async fn put(
     params(KeyParam),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such configuration"),
     )
 )]
 pub async fn delete(

@@ -103,10 +103,6 @@ fn seal(st: &AppState, tenant: Uuid, id: Uuid, creds: &JsonObject) -> Result<Vec
     request_body = CreateConnection,
     responses(
         (status = 201, description = "Created", body = Connection),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 415, description = "The body is not application/json"),
-        (status = 422, description = "A field is missing or invalid (`field` names it)"),
         (status = 409, description = "A connection with this name exists"),
     )
 )]
@@ -172,8 +168,6 @@ pub async fn create(
     params(ListQuery),
     responses(
         (status = 200, description = "A page of connections", body = PageOf<Connection>),
-        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
-        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
     )
 )]
 pub async fn list(
@@ -204,7 +198,6 @@ pub async fn list(
     params(("id" = String, Path, format = Uuid, description = "The connection's id")),
     responses(
         (status = 200, description = "The connection", body = Connection),
-        (status = 404, description = "No such connection"),
     )
 )]
 pub async fn get(
@@ -228,11 +221,6 @@ pub async fn get(
     request_body = UpdateConnection,
     responses(
         (status = 200, description = "Changed", body = Connection),
-        (status = 404, description = "No such connection"),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 415, description = "The body is not application/json"),
-        (status = 422, description = "A field is missing or invalid (`field` names it)"),
         (status = 409, description = "A connection with this name exists"),
     )
 )]
@@ -303,7 +291,6 @@ pub async fn update(
     params(("id" = String, Path, format = Uuid, description = "The connection's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such connection"),
         (status = 409, description = "A workflow uses the connection"),
     )
 )]

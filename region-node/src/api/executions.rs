@@ -98,8 +98,6 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of executions (without log lines)", body = PageOf<Execution>),
-        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
-        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
     )
 )]
 pub async fn list(
@@ -138,7 +136,6 @@ pub async fn list(
     params(("id" = String, Path, format = Uuid, description = "The execution's id")),
     responses(
         (status = 200, description = "The execution", body = Execution),
-        (status = 404, description = "No such execution"),
     )
 )]
 pub async fn get(
@@ -169,7 +166,6 @@ pub async fn get(
     params(("id" = String, Path, format = Uuid, description = "The execution's id")),
     responses(
         (status = 200, description = "Cancelled", body = Execution),
-        (status = 404, description = "No such execution"),
         (status = 409, description = "The execution has already finished"),
     )
 )]

@@ -124,10 +124,6 @@ async fn guard_owner(tx: &Tx<'_>, id: Uuid, demoting: bool) -> Result<(), ApiErr
     request_body = CreateMember,
     responses(
         (status = 201, description = "Created", body = Member),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 415, description = "The body is not application/json"),
-        (status = 422, description = "A field is missing or invalid (`field` names it)"),
         (status = 409, description = "A member with this subject or email exists"),
     )
 )]
@@ -172,8 +168,6 @@ pub async fn create(
     params(PageQuery),
     responses(
         (status = 200, description = "A page of members", body = PageOf<Member>),
-        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
-        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
     )
 )]
 pub async fn list(
@@ -196,7 +190,6 @@ pub async fn list(
     params(("id" = String, Path, format = Uuid, description = "The member's id")),
     responses(
         (status = 200, description = "The member", body = Member),
-        (status = 404, description = "No such member"),
     )
 )]
 pub async fn get(
@@ -218,11 +211,6 @@ pub async fn get(
     request_body = UpdateMember,
     responses(
         (status = 200, description = "Changed", body = Member),
-        (status = 404, description = "No such member"),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 415, description = "The body is not application/json"),
-        (status = 422, description = "A field is missing or invalid (`field` names it)"),
         (status = 409, description = "The last owner cannot be demoted"),
     )
 )]
@@ -282,7 +270,6 @@ pub async fn update(
     params(("id" = String, Path, format = Uuid, description = "The member's id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 404, description = "No such member"),
         (status = 409, description = "The last owner cannot be removed"),
     )
 )]

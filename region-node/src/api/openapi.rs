@@ -17,8 +17,9 @@ use residency_core::wire::customer::{
 };
 use residency_http::{ProblemDocument, PROBLEM_JSON};
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{
@@ -192,7 +193,7 @@ impl Modify for Gateway {
                 .responses
                 .insert(name.to_owned(), RefOr::T(problem(status, description)));
         }
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in &mut doc.paths.paths {
             let ops = [
                 &mut item.get,
                 &mut item.put,
@@ -202,7 +203,13 @@ impl Modify for Gateway {
             ];
             for op in ops.into_iter().flatten() {
                 let body = op.request_body.is_some().then_some(TOO_LARGE);
+                let node = node_refusals(path, op);
                 let responses = &mut op.responses.responses;
+                for (status, description) in node {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| RefOr::T(problem(status, description)));
+                }
                 for (status, response) in responses.iter_mut() {
                     if let RefOr::T(r) = response {
                         if status.starts_with(['4', '5']) && r.content.is_empty() {
@@ -218,6 +225,43 @@ impl Modify for Gateway {
             }
         }
     }
+}
+
+/// The node's refusals that follow from an operation's shape, unless the operation documents
+/// its own: a list (a `limit` parameter) refuses a malformed query or cursor (400) and a bad
+/// `limit` or filter (422); a path naming one row refuses a key that names none (404); a
+/// required JSON body ([`super::extract::Body`]) is refused when it is not JSON (400), not
+/// `application/json` (415) or has an invalid field (422).
+fn node_refusals(path: &str, op: &Operation) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let is_list = op.parameters.iter().flatten().any(|p| match p {
+        RefOr::T(p) => p.name == "limit",
+        RefOr::Ref(_) => false,
+    });
+    if is_list {
+        out.push((
+            "400",
+            "A malformed query parameter, or a cursor not from this list",
+        ));
+        out.push((
+            "422",
+            "`limit` outside 1-500, or an invalid filter value (`field` names it)",
+        ));
+    }
+    if path.contains('{') {
+        out.push((
+            "404",
+            "Nothing of this key exists for the tenant (another tenant's rows included)",
+        ));
+    }
+    if let Some(body) = &op.request_body {
+        out.push(("400", "The body is not valid JSON"));
+        out.push(("422", "A field is missing or invalid (`field` names it)"));
+        if matches!(body, RefOr::T(b) if b.required == Some(Required::True)) {
+            out.push(("415", "The body is not `application/json`"));
+        }
+    }
+    out
 }
 
 /// An error response: problem+json, with the headers that go with its status.

@@ -112,10 +112,6 @@ async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Row, ApiError> {
     request_body = CreateRole,
     responses(
         (status = 201, description = "Created", body = Role),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 415, description = "The body is not application/json"),
-        (status = 422, description = "A field is missing or invalid (`field` names it)"),
         (status = 409, description = "A role with this name exists"),
     )
 )]
@@ -170,8 +166,6 @@ pub async fn create(
     params(PageQuery),
     responses(
         (status = 200, description = "A page of roles", body = PageOf<Role>),
-        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
-        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
     )
 )]
 pub async fn list(
@@ -192,7 +186,6 @@ pub async fn list(
     params(("id" = String, Path, format = Uuid, description = "The role's id")),
     responses(
         (status = 200, description = "The role", body = Role),
-        (status = 404, description = "No such role"),
     )
 )]
 pub async fn get(
@@ -214,11 +207,6 @@ pub async fn get(
     request_body = UpdateRole,
     responses(
         (status = 200, description = "Changed", body = Role),
-        (status = 404, description = "No such role"),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 415, description = "The body is not application/json"),
-        (status = 422, description = "A field is missing or invalid (`field` names it)"),
         (status = 409, description = "System roles cannot be changed"),
     )
 )]
@@ -275,7 +263,6 @@ pub async fn update(
     params(("id" = String, Path, format = Uuid, description = "The role's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such role"),
         (status = 409, description = "A system role, or a role a member holds"),
     )
 )]

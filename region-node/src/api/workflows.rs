@@ -85,10 +85,6 @@ async fn check_connection(tx: &Tx<'_>, id: Option<Uuid>) -> Result<(), ApiError>
     request_body = CreateWorkflow,
     responses(
         (status = 201, description = "Created", body = Workflow),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 415, description = "The body is not application/json"),
-        (status = 422, description = "A field is missing or invalid (`field` names it)"),
         (status = 409, description = "A workflow with this name exists"),
     )
 )]
@@ -142,8 +138,6 @@ pub async fn create(
     params(ListQuery),
     responses(
         (status = 200, description = "A page of workflows", body = PageOf<Workflow>),
-        (status = 400, description = "A malformed query parameter or a cursor not from this list"),
-        (status = 422, description = "`limit` outside 1-500, or an invalid filter value"),
     )
 )]
 pub async fn list(
@@ -174,7 +168,6 @@ pub async fn list(
     params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
     responses(
         (status = 200, description = "The workflow", body = Workflow),
-        (status = 404, description = "No such workflow"),
     )
 )]
 pub async fn get(
@@ -198,11 +191,6 @@ pub async fn get(
     request_body = UpdateWorkflow,
     responses(
         (status = 200, description = "Changed", body = Workflow),
-        (status = 404, description = "No such workflow"),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 415, description = "The body is not application/json"),
-        (status = 422, description = "A field is missing or invalid (`field` names it)"),
         (status = 409, description = "A workflow with this name exists"),
     )
 )]
@@ -271,7 +259,6 @@ pub async fn update(
     params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such workflow"),
     )
 )]
 pub async fn delete(
@@ -298,11 +285,7 @@ pub async fn delete(
     request_body = Option<RunWorkflow>,
     responses(
         (status = 201, description = "The queued execution, with its planned steps as log lines", body = Execution),
-        (status = 400, description = "The body is not valid JSON"),
-        (status = 404, description = "No such workflow"),
         (status = 409, description = "The workflow is disabled"),
-        (status = 413, description = "The body is over the size limit"),
-        (status = 422, description = "A field is invalid (`field` names it)"),
     )
 )]
 pub async fn run(
