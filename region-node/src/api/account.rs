@@ -6,8 +6,10 @@ use axum::extract::State;
 use axum::Json;
 use residency_core::wire::customer::{Connector, Me, Page as PageOf, Usage, UsageCounts};
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 
 use super::extract::{P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::Caller;
@@ -123,18 +125,20 @@ fn connector(r: &Row) -> Result<Connector, ApiError> {
     })
 }
 
+/// The catalogue's standard operations in the customer API document.
+pub(crate) const CONNECTORS_DOC: Standard = Standard {
+    tag: "connectors",
+    path: "/v1/connectors",
+    noun: "connector",
+    schema: "Connector",
+    key: PathKey::Text {
+        name: "id",
+        pattern: None,
+    },
+    ops: &[Op::List(|| PageQuery::into_params(|| None)), Op::Get],
+};
+
 /// `GET /v1/connectors`.
-#[utoipa::path(
-    get,
-    path = "/v1/connectors",
-    operation_id = "listConnectors",
-    tag = "connectors",
-    summary = "List the connector catalogue",
-    params(PageQuery),
-    responses(
-        (status = 200, description = "A page of connectors", body = PageOf<Connector>),
-    )
-)]
 pub async fn connectors(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -146,17 +150,6 @@ pub async fn connectors(
 }
 
 /// `GET /v1/connectors/{id}`.
-#[utoipa::path(
-    get,
-    path = "/v1/connectors/{id}",
-    operation_id = "getConnector",
-    tag = "connectors",
-    summary = "Get a connector",
-    params(("id" = String, Path, description = "The connector's key")),
-    responses(
-        (status = 200, description = "The connector", body = Connector),
-    )
-)]
 pub async fn connector_get(
     State(st): State<Arc<AppState>>,
     caller: Caller,

@@ -9,8 +9,10 @@ use chrono::{DateTime, Utc};
 use residency_core::wire::customer::{AuditEvent, Page as PageOf};
 use serde::Deserialize;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 
 use super::extract::Q;
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
 use super::resource::{self, object, Key, Order, Resource};
 use crate::db::tenant_tx::Caller;
@@ -43,6 +45,16 @@ fn render(r: &Row) -> Result<AuditEvent, ApiError> {
     })
 }
 
+/// Its one operation in the customer API document (newest first).
+pub(crate) const DOC: Standard = Standard {
+    tag: "audit",
+    path: "/v1/audit-events",
+    noun: "audit event",
+    schema: "AuditEvent",
+    key: PathKey::Id,
+    ops: &[Op::List(|| ListQuery::into_params(|| None))],
+};
+
 /// Query of `GET /v1/audit-events`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -74,17 +86,6 @@ fn time(field: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError>
 }
 
 /// `GET /v1/audit-events`.
-#[utoipa::path(
-    get,
-    path = "/v1/audit-events",
-    operation_id = "listAuditEvents",
-    tag = "audit",
-    summary = "List audit events, newest first",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "A page of audit events", body = PageOf<AuditEvent>),
-    )
-)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,

@@ -6,11 +6,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::customer::{Configuration, Page as PageOf, PutConfiguration};
-use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 
 use super::extract::{Body, P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::Caller;
@@ -39,14 +40,25 @@ fn render(r: &Row) -> Result<Configuration, ApiError> {
     })
 }
 
-/// The path parameter of `/v1/configurations/{key}`.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct KeyParam {
-    /// The configuration's key.
-    #[param(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
-    key: String,
-}
+/// Its standard operations in the customer API document.
+pub(crate) const DOC: Standard = Standard {
+    tag: "configurations",
+    path: "/v1/configurations",
+    noun: "configuration",
+    schema: "Configuration",
+    key: PathKey::Text {
+        name: "key",
+        pattern: Some(KEY_PATTERN),
+    },
+    ops: &[
+        Op::List(|| PageQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(None),
+    ],
+};
+
+/// What [`check_key`] accepts, as a regular expression for the document.
+const KEY_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
 fn check_key(key: &str) -> Result<(), ApiError> {
     let ok = (1..=128).contains(&key.len())
@@ -64,17 +76,6 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/configurations`.
-#[utoipa::path(
-    get,
-    path = "/v1/configurations",
-    operation_id = "listConfigurations",
-    tag = "configurations",
-    summary = "List configurations",
-    params(PageQuery),
-    responses(
-        (status = 200, description = "A page of configurations", body = PageOf<Configuration>),
-    )
-)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -86,21 +87,10 @@ pub async fn list(
 }
 
 /// `GET /v1/configurations/{key}`.
-#[utoipa::path(
-    get,
-    path = "/v1/configurations/{key}",
-    operation_id = "getConfiguration",
-    tag = "configurations",
-    summary = "Get a configuration",
-    params(KeyParam),
-    responses(
-        (status = 200, description = "The configuration", body = Configuration),
-    )
-)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    P(KeyParam { key }): P<KeyParam>,
+    P(key): P<String>,
 ) -> Result<Json<Configuration>, ApiError> {
     // A malformed key is reported exactly like a missing one.
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
@@ -116,7 +106,6 @@ pub async fn get(
     operation_id = "putConfiguration",
     tag = "configurations",
     summary = "Create or replace a configuration",
-    params(KeyParam),
     request_body = PutConfiguration,
     responses(
         (status = 200, description = "Replaced", body = Configuration),
@@ -127,7 +116,7 @@ pub async fn get(
 pub async fn put(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    P(KeyParam { key }): P<KeyParam>,
+    P(key): P<String>,
     Body(body): Body<PutConfiguration>,
 ) -> Result<(StatusCode, Json<Configuration>), ApiError> {
     check_key(&key)?;
@@ -161,21 +150,10 @@ pub async fn put(
 }
 
 /// `DELETE /v1/configurations/{key}`.
-#[utoipa::path(
-    delete,
-    path = "/v1/configurations/{key}",
-    operation_id = "deleteConfiguration",
-    tag = "configurations",
-    summary = "Delete a configuration",
-    params(KeyParam),
-    responses(
-        (status = 204, description = "Deleted"),
-    )
-)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    P(KeyParam { key }): P<KeyParam>,
+    P(key): P<String>,
 ) -> Result<StatusCode, ApiError> {
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
     CONFIGURATION

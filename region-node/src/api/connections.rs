@@ -14,9 +14,11 @@ use residency_core::wire::customer::{
 use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Body, P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
 use super::resource::{Key, Order, Resource};
 use super::text_field;
@@ -47,6 +49,20 @@ fn render(r: &Row) -> Result<Connection, ApiError> {
         updated_at: r.get("updated_at"),
     })
 }
+
+/// Its standard operations in the customer API document.
+pub(crate) const DOC: Standard = Standard {
+    tag: "connections",
+    path: "/v1/connections",
+    noun: "connection",
+    schema: "Connection",
+    key: PathKey::Id,
+    ops: &[
+        Op::List(|| ListQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(Some("A workflow uses the connection")),
+    ],
+};
 
 /// Query of `GET /v1/connections`.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -159,17 +175,6 @@ pub async fn create(
 }
 
 /// `GET /v1/connections`.
-#[utoipa::path(
-    get,
-    path = "/v1/connections",
-    operation_id = "listConnections",
-    tag = "connections",
-    summary = "List connections",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "A page of connections", body = PageOf<Connection>),
-    )
-)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -189,17 +194,6 @@ pub async fn list(
 }
 
 /// `GET /v1/connections/{id}`.
-#[utoipa::path(
-    get,
-    path = "/v1/connections/{id}",
-    operation_id = "getConnection",
-    tag = "connections",
-    summary = "Get a connection",
-    params(("id" = String, Path, format = Uuid, description = "The connection's id")),
-    responses(
-        (status = 200, description = "The connection", body = Connection),
-    )
-)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -217,7 +211,6 @@ pub async fn get(
     operation_id = "updateConnection",
     tag = "connections",
     summary = "Change a connection",
-    params(("id" = String, Path, format = Uuid, description = "The connection's id")),
     request_body = UpdateConnection,
     responses(
         (status = 200, description = "Changed", body = Connection),
@@ -282,18 +275,6 @@ pub async fn update(
 }
 
 /// `DELETE /v1/connections/{id}`: refused with 409 while a workflow uses it.
-#[utoipa::path(
-    delete,
-    path = "/v1/connections/{id}",
-    operation_id = "deleteConnection",
-    tag = "connections",
-    summary = "Delete a connection",
-    params(("id" = String, Path, format = Uuid, description = "The connection's id")),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 409, description = "A workflow uses the connection"),
-    )
-)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,

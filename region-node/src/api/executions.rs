@@ -8,9 +8,11 @@ use residency_core::wire::customer::{Execution, ExecutionLog, Page as PageOf};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::extract::{parse_id, P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
 use super::resource::{object, Key, Order, Resource};
 use crate::db::tenant_tx::{Caller, Tx};
@@ -72,6 +74,16 @@ pub async fn load(tx: &Tx<'_>, id: Uuid, logs: bool) -> Result<Execution, ApiErr
     Ok(out)
 }
 
+/// Its standard operations in the customer API document (`get` answers the log lines too).
+pub(crate) const DOC: Standard = Standard {
+    tag: "executions",
+    path: "/v1/executions",
+    noun: "execution",
+    schema: "Execution",
+    key: PathKey::Id,
+    ops: &[Op::List(|| ListQuery::into_params(|| None)), Op::Get],
+};
+
 /// Query of `GET /v1/executions`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -89,17 +101,6 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/executions`.
-#[utoipa::path(
-    get,
-    path = "/v1/executions",
-    operation_id = "listExecutions",
-    tag = "executions",
-    summary = "List executions",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "A page of executions (without log lines)", body = PageOf<Execution>),
-    )
-)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -127,17 +128,6 @@ pub async fn list(
 }
 
 /// `GET /v1/executions/{id}` (with log lines).
-#[utoipa::path(
-    get,
-    path = "/v1/executions/{id}",
-    operation_id = "getExecution",
-    tag = "executions",
-    summary = "Get an execution with its log lines",
-    params(("id" = String, Path, format = Uuid, description = "The execution's id")),
-    responses(
-        (status = 200, description = "The execution", body = Execution),
-    )
-)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -163,7 +153,6 @@ pub async fn get(
     operation_id = "cancelExecution",
     tag = "executions",
     summary = "Cancel a queued or running execution",
-    params(("id" = String, Path, format = Uuid, description = "The execution's id")),
     responses(
         (status = 200, description = "Cancelled", body = Execution),
         (status = 409, description = "The execution has already finished"),

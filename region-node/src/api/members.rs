@@ -14,9 +14,11 @@ use axum::Json;
 use residency_core::wire::customer::{CreateMember, Member, Page as PageOf, UpdateMember};
 use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Body, P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
 use super::text_field;
@@ -47,6 +49,20 @@ fn render(r: &Row) -> Result<Member, ApiError> {
         updated_at: r.get("updated_at"),
     })
 }
+
+/// Its standard operations in the customer API document.
+pub(crate) const DOC: Standard = Standard {
+    tag: "members",
+    path: "/v1/members",
+    noun: "member",
+    schema: "Member",
+    key: PathKey::Id,
+    ops: &[
+        Op::List(|| PageQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(Some("The last owner cannot be removed")),
+    ],
+};
 
 /// The id of the role `name`, after checking the caller may grant it.
 async fn role_id(tx: &Tx<'_>, name: &str) -> Result<Uuid, ApiError> {
@@ -159,17 +175,6 @@ pub async fn create(
 }
 
 /// `GET /v1/members`.
-#[utoipa::path(
-    get,
-    path = "/v1/members",
-    operation_id = "listMembers",
-    tag = "members",
-    summary = "List members",
-    params(PageQuery),
-    responses(
-        (status = 200, description = "A page of members", body = PageOf<Member>),
-    )
-)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -181,17 +186,6 @@ pub async fn list(
 }
 
 /// `GET /v1/members/{id}`.
-#[utoipa::path(
-    get,
-    path = "/v1/members/{id}",
-    operation_id = "getMember",
-    tag = "members",
-    summary = "Get a member",
-    params(("id" = String, Path, format = Uuid, description = "The member's id")),
-    responses(
-        (status = 200, description = "The member", body = Member),
-    )
-)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -207,7 +201,6 @@ pub async fn get(
     operation_id = "updateMember",
     tag = "members",
     summary = "Change a member's display name or role",
-    params(("id" = String, Path, format = Uuid, description = "The member's id")),
     request_body = UpdateMember,
     responses(
         (status = 200, description = "Changed", body = Member),
@@ -261,18 +254,6 @@ pub async fn update(
 }
 
 /// `DELETE /v1/members/{id}`.
-#[utoipa::path(
-    delete,
-    path = "/v1/members/{id}",
-    operation_id = "deleteMember",
-    tag = "members",
-    summary = "Remove a member",
-    params(("id" = String, Path, format = Uuid, description = "The member's id")),
-    responses(
-        (status = 204, description = "Removed"),
-        (status = 409, description = "The last owner cannot be removed"),
-    )
-)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,

@@ -12,8 +12,9 @@
 
 use residency_core::wire::customer::{
     AuditEvent, Configuration, Connection, Connector, CreateConnection, CreateMember, CreateRole,
-    CreateWorkflow, Execution, ExecutionLog, Me, Member, PutConfiguration, Role, RunWorkflow,
-    UpdateConnection, UpdateMember, UpdateRole, UpdateWorkflow, Usage, UsageCounts, Workflow,
+    CreateWorkflow, Execution, ExecutionLog, Me, Member, Page as PageOf, PutConfiguration, Role,
+    RunWorkflow, UpdateConnection, UpdateMember, UpdateRole, UpdateWorkflow, Usage, UsageCounts,
+    Workflow,
 };
 use residency_http::{ProblemDocument, PROBLEM_JSON};
 use utoipa::openapi::header::HeaderBuilder;
@@ -21,6 +22,8 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
+
+use standard::Standard;
 
 use super::{
     account, audit_events, configurations, connections, executions, members, roles, workflows,
@@ -41,40 +44,28 @@ use super::{
     paths(
         account::me,
         account::usage,
-        account::connectors,
-        account::connector_get,
-        connections::list,
         connections::create,
-        connections::get,
         connections::update,
-        connections::delete,
-        workflows::list,
         workflows::create,
-        workflows::get,
         workflows::update,
-        workflows::delete,
         workflows::run,
-        executions::list,
-        executions::get,
         executions::cancel,
-        configurations::list,
-        configurations::get,
         configurations::put,
-        configurations::delete,
-        members::list,
         members::create,
-        members::get,
         members::update,
-        members::delete,
-        roles::list,
         roles::create,
-        roles::get,
         roles::update,
-        roles::delete,
-        audit_events::list,
     ),
     components(schemas(
         ProblemDocument,
+        PageOf<Connector>,
+        PageOf<Connection>,
+        PageOf<Workflow>,
+        PageOf<Execution>,
+        PageOf<Configuration>,
+        PageOf<Member>,
+        PageOf<Role>,
+        PageOf<AuditEvent>,
         Me,
         Usage,
         UsageCounts,
@@ -166,8 +157,23 @@ const GATEWAY_REFUSALS: [(&str, &str, &str); 8] = [
 /// The gateway's refusal of a body over its size limit, for operations with a body.
 const TOO_LARGE: (&str, &str, &str) = ("413", "PayloadTooLarge", "The body is over the size limit");
 
+/// The resources' standard operations (list, get, delete), declared next to each resource.
+const STANDARD: [&Standard; 8] = [
+    &account::CONNECTORS_DOC,
+    &connections::DOC,
+    &workflows::DOC,
+    &executions::DOC,
+    &configurations::DOC,
+    &members::DOC,
+    &roles::DOC,
+    &audit_events::DOC,
+];
+
 impl Modify for Gateway {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for resource in STANDARD {
+            resource.add_to(doc);
+        }
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -194,14 +200,7 @@ impl Modify for Gateway {
                 .insert(name.to_owned(), RefOr::T(problem(status, description)));
         }
         for (path, item) in &mut doc.paths.paths {
-            let ops = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in ops.into_iter().flatten() {
+            for op in standard::operations(item) {
                 let body = op.request_body.is_some().then_some(TOO_LARGE);
                 let node = node_refusals(path, op);
                 let responses = &mut op.responses.responses;
@@ -317,5 +316,6 @@ pub fn customer_json() -> String {
     out
 }
 
+pub(crate) mod standard;
 #[cfg(test)]
 mod tests;

@@ -16,9 +16,11 @@ use axum::Json;
 use residency_core::wire::customer::{CreateRole, Page as PageOf, Role, UpdateRole};
 use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::extract::{parse_id, Body, P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
@@ -93,6 +95,20 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Its standard operations in the customer API document.
+pub(crate) const DOC: Standard = Standard {
+    tag: "roles",
+    path: "/v1/roles",
+    noun: "role",
+    schema: "Role",
+    key: PathKey::Id,
+    ops: &[
+        Op::List(|| PageQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(Some("A system role, or a role a member holds")),
+    ],
+};
+
 async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Row, ApiError> {
     tx.query_opt(
         &format!("SELECT {COLUMNS} FROM roles WHERE id = $1"),
@@ -157,17 +173,6 @@ pub async fn create(
 }
 
 /// `GET /v1/roles`.
-#[utoipa::path(
-    get,
-    path = "/v1/roles",
-    operation_id = "listRoles",
-    tag = "roles",
-    summary = "List roles",
-    params(PageQuery),
-    responses(
-        (status = 200, description = "A page of roles", body = PageOf<Role>),
-    )
-)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -177,17 +182,6 @@ pub async fn list(
 }
 
 /// `GET /v1/roles/{id}`.
-#[utoipa::path(
-    get,
-    path = "/v1/roles/{id}",
-    operation_id = "getRole",
-    tag = "roles",
-    summary = "Get a role",
-    params(("id" = String, Path, format = Uuid, description = "The role's id")),
-    responses(
-        (status = 200, description = "The role", body = Role),
-    )
-)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -203,7 +197,6 @@ pub async fn get(
     operation_id = "updateRole",
     tag = "roles",
     summary = "Change a custom role",
-    params(("id" = String, Path, format = Uuid, description = "The role's id")),
     request_body = UpdateRole,
     responses(
         (status = 200, description = "Changed", body = Role),
@@ -254,18 +247,6 @@ pub async fn update(
 }
 
 /// `DELETE /v1/roles/{id}`: custom roles no member holds.
-#[utoipa::path(
-    delete,
-    path = "/v1/roles/{id}",
-    operation_id = "deleteRole",
-    tag = "roles",
-    summary = "Delete a custom role no member holds",
-    params(("id" = String, Path, format = Uuid, description = "The role's id")),
-    responses(
-        (status = 204, description = "Deleted"),
-        (status = 409, description = "A system role, or a role a member holds"),
-    )
-)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,

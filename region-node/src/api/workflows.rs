@@ -11,9 +11,11 @@ use residency_core::wire::customer::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::extract::{parse_id, parse_json, Body, P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
 use super::resource::{object, Key, Order, Resource};
 use super::{executions, text_field};
@@ -47,6 +49,21 @@ fn render(r: &Row) -> Result<Workflow, ApiError> {
         updated_at: r.get("updated_at"),
     })
 }
+
+/// Its standard operations in the customer API document (deleting one deletes its
+/// executions).
+pub(crate) const DOC: Standard = Standard {
+    tag: "workflows",
+    path: "/v1/workflows",
+    noun: "workflow",
+    schema: "Workflow",
+    key: PathKey::Id,
+    ops: &[
+        Op::List(|| ListQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(None),
+    ],
+};
 
 /// Query of `GET /v1/workflows`.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -129,17 +146,6 @@ pub async fn create(
 }
 
 /// `GET /v1/workflows`.
-#[utoipa::path(
-    get,
-    path = "/v1/workflows",
-    operation_id = "listWorkflows",
-    tag = "workflows",
-    summary = "List workflows",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "A page of workflows", body = PageOf<Workflow>),
-    )
-)]
 pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -159,17 +165,6 @@ pub async fn list(
 }
 
 /// `GET /v1/workflows/{id}`.
-#[utoipa::path(
-    get,
-    path = "/v1/workflows/{id}",
-    operation_id = "getWorkflow",
-    tag = "workflows",
-    summary = "Get a workflow",
-    params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
-    responses(
-        (status = 200, description = "The workflow", body = Workflow),
-    )
-)]
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -187,7 +182,6 @@ pub async fn get(
     operation_id = "updateWorkflow",
     tag = "workflows",
     summary = "Change a workflow",
-    params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
     request_body = UpdateWorkflow,
     responses(
         (status = 200, description = "Changed", body = Workflow),
@@ -250,17 +244,6 @@ pub async fn update(
 }
 
 /// `DELETE /v1/workflows/{id}` (its executions go with it).
-#[utoipa::path(
-    delete,
-    path = "/v1/workflows/{id}",
-    operation_id = "deleteWorkflow",
-    tag = "workflows",
-    summary = "Delete a workflow and its executions",
-    params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
-    responses(
-        (status = 204, description = "Deleted"),
-    )
-)]
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -281,7 +264,6 @@ pub async fn delete(
     operation_id = "runWorkflow",
     tag = "workflows",
     summary = "Run a workflow",
-    params(("id" = String, Path, format = Uuid, description = "The workflow's id")),
     request_body = Option<RunWorkflow>,
     responses(
         (status = 201, description = "The queued execution, with its planned steps as log lines", body = Execution),
