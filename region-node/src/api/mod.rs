@@ -3,6 +3,10 @@
 //!
 //! Every `/v1` route sits behind [`crate::auth::customer`]; every `/internal` route behind
 //! [`crate::auth::system`]; only `/healthz`, `/readyz` and `/metrics` need no assertion.
+//!
+//! The `/v1` answers and request bodies are the typed `residency_core::wire::customer`
+//! contracts; [`openapi`] generates the customer API's OpenAPI document from them and the
+//! handlers' annotations.
 
 mod account;
 mod audit_events;
