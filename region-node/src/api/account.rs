@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use residency_core::wire::customer::{Connector, Me, Page as PageOf, Usage, UsageCounts};
+use residency_core::wire::customer::{Connector, Me, Usage, UsageCounts};
 use tokio_postgres::Row;
 use utoipa::IntoParams;
 
-use super::extract::{P, Q};
 use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
@@ -101,7 +100,7 @@ pub async fn usage(
     Ok(Json(out))
 }
 
-const CONNECTOR: Resource<Connector> = Resource {
+pub(crate) const CONNECTOR: Resource<Connector> = Resource {
     what: "connector",
     table: "connectors",
     key: Key::Text("id"),
@@ -111,6 +110,7 @@ const CONNECTOR: Resource<Connector> = Resource {
                     WHERE a.connector_id = connectors.id ORDER BY a.action) AS actions",
     joins: "",
     order: Order::Asc,
+    read: Permission::ConnectorsRead,
     render: connector,
 };
 
@@ -137,25 +137,3 @@ pub(crate) const CONNECTORS_DOC: Standard = Standard {
     },
     ops: &[Op::List(|| PageQuery::into_params(|| None)), Op::Get],
 };
-
-/// `GET /v1/connectors`.
-pub async fn connectors(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<PageOf<Connector>>, ApiError> {
-    CONNECTOR
-        .list_all(&st, &caller, Permission::ConnectorsRead, &q)
-        .await
-}
-
-/// `GET /v1/connectors/{id}`.
-pub async fn connector_get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    P(id): P<String>,
-) -> Result<Json<Connector>, ApiError> {
-    CONNECTOR
-        .get(&st, &caller, Permission::ConnectorsRead, id)
-        .await
-}

@@ -29,6 +29,7 @@ const AUDIT_EVENT: Resource<AuditEvent> = Resource {
     columns: "id, at, actor, action, target_type, target_id, request_id, detail",
     joins: "",
     order: Order::Desc,
+    read: Permission::AuditRead,
     render,
 };
 
@@ -105,13 +106,6 @@ pub async fn list(
         Box::new(to),
     ];
     AUDIT_EVENT
-        .list(
-            &st,
-            &caller,
-            Permission::AuditRead,
-            page,
-            condition,
-            filters,
-        )
+        .list(&st, &caller, page, condition, filters)
         .await
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use residency_core::wire::customer::{Configuration, Page as PageOf, PutConfiguration};
+use residency_core::wire::customer::{Configuration, PutConfiguration};
 use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::IntoParams;
 
-use super::extract::{Body, P, Q};
+use super::extract::{Body, P};
 use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
@@ -20,13 +20,14 @@ use crate::rbac::Permission;
 use crate::state::AppState;
 
 const COLUMNS: &str = "key, value, version, updated_by, updated_at";
-const CONFIGURATION: Resource<Configuration> = Resource {
+pub(crate) const CONFIGURATION: Resource<Configuration> = Resource {
     what: "configuration",
     table: "configurations",
     key: Key::Text("key"),
     columns: COLUMNS,
     joins: "",
     order: Order::Asc,
+    read: Permission::ConfigurationsRead,
     render,
 };
 
@@ -75,17 +76,6 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /v1/configurations`.
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<PageOf<Configuration>>, ApiError> {
-    CONFIGURATION
-        .list_all(&st, &caller, Permission::ConfigurationsRead, &q)
-        .await
-}
-
 /// `GET /v1/configurations/{key}`.
 pub async fn get(
     State(st): State<Arc<AppState>>,
@@ -94,9 +84,7 @@ pub async fn get(
 ) -> Result<Json<Configuration>, ApiError> {
     // A malformed key is reported exactly like a missing one.
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
-    CONFIGURATION
-        .get(&st, &caller, Permission::ConfigurationsRead, key)
-        .await
+    CONFIGURATION.get(&st, &caller, key).await
 }
 
 /// `PUT /v1/configurations/{key}`: creates (201) or replaces (200) the value.

@@ -28,13 +28,14 @@ use crate::rbac::Permission;
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, connector_id, name, enabled_actions, created_at, updated_at";
-const CONNECTION: Resource<Connection> = Resource {
+pub(crate) const CONNECTION: Resource<Connection> = Resource {
     what: "connection",
     table: "connections",
     key: Key::Id,
     columns: COLUMNS,
     joins: "",
     order: Order::Asc,
+    read: Permission::ConnectionsRead,
     render,
 };
 
@@ -185,22 +186,10 @@ pub async fn list(
         .list(
             &st,
             &caller,
-            Permission::ConnectionsRead,
             page,
             "$3::text IS NULL OR connector_id = $3",
             vec![Box::new(q.connector_id)],
         )
-        .await
-}
-
-/// `GET /v1/connections/{id}`.
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    P(id): P<String>,
-) -> Result<Json<Connection>, ApiError> {
-    CONNECTION
-        .get(&st, &caller, Permission::ConnectionsRead, id)
         .await
 }
 

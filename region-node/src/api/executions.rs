@@ -29,6 +29,7 @@ const EXECUTION: Resource<Execution> = Resource {
     columns: "id, workflow_id, status, trigger, input, created_by, created_at, finished_at",
     joins: "",
     order: Order::Asc,
+    read: Permission::ExecutionsRead,
     render,
 };
 
@@ -119,7 +120,6 @@ pub async fn list(
         .list(
             &st,
             &caller,
-            Permission::ExecutionsRead,
             page,
             "($3::uuid IS NULL OR workflow_id = $3) AND ($4::text IS NULL OR status = $4)",
             vec![Box::new(q.workflow_id), Box::new(q.status)],

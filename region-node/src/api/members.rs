@@ -11,13 +11,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use residency_core::wire::customer::{CreateMember, Member, Page as PageOf, UpdateMember};
+use residency_core::wire::customer::{CreateMember, Member, UpdateMember};
 use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, P, Q};
+use super::extract::{parse_id, Body, P};
 use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
 
-const MEMBER: Resource<Member> = Resource {
+pub(crate) const MEMBER: Resource<Member> = Resource {
     what: "member",
     table: "members",
     key: Key::Id,
@@ -35,6 +35,7 @@ const MEMBER: Resource<Member> = Resource {
               members.created_at, members.updated_at",
     joins: "JOIN roles r ON r.tenant_id = members.tenant_id AND r.id = members.role_id",
     order: Order::Asc,
+    read: Permission::MembersRead,
     render,
 };
 
@@ -172,26 +173,6 @@ pub async fn create(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(out)))
-}
-
-/// `GET /v1/members`.
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<PageOf<Member>>, ApiError> {
-    MEMBER
-        .list_all(&st, &caller, Permission::MembersRead, &q)
-        .await
-}
-
-/// `GET /v1/members/{id}`.
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    P(id): P<String>,
-) -> Result<Json<Member>, ApiError> {
-    MEMBER.get(&st, &caller, Permission::MembersRead, id).await
 }
 
 /// `PATCH /v1/members/{id}`.

@@ -1,21 +1,27 @@
 //! The bodies a resource's read, list and delete handlers share, so a handler states only what
-//! differs: its permission, its filters and its guards. A resource is described once by a
-//! [`Resource`] constant in its module: its table, key, `SELECT` and how a row renders as its
-//! typed answer (a `residency_core::wire::customer` type).
+//! differs: its filters and its guards. A resource is described once by a [`Resource`]
+//! constant in its module: its table, key, `SELECT`, read permission and how a row renders as
+//! its typed answer (a `residency_core::wire::customer` type). A plain get or unfiltered list
+//! is not even a handler: the router mounts [`Resource::get_route`] / [`Resource::list_route`].
 //!
 //! Every helper runs in the caller's tenant transaction
 //! ([`crate::db::tenant_tx::Db::tenant`]) and checks the permission first. Handlers whose body
 //! differs (a guard before a delete, logs on a read) call [`Resource::delete_row`] or
 //! [`Resource::load`] inside their own transaction.
 
+use std::sync::Arc;
+
+use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::{self, MethodRouter};
 use axum::Json;
 use residency_core::wire::customer::{JsonObject, Page as PageOf};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::extract::parse_id;
+use super::extract::{parse_id, P, Q};
 use super::page::{Page, PageQuery};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -69,6 +75,8 @@ pub(crate) struct Resource<T: 'static> {
     pub joins: &'static str,
     /// The order of its lists.
     pub order: Order,
+    /// The permission that reads it (its get and its lists).
+    pub read: Permission,
     /// Renders one row as its answer.
     pub render: fn(&Row) -> Result<T, ApiError>,
 }
@@ -116,8 +124,8 @@ impl<T: Send + 'static> Resource<T> {
         (self.render)(&row)
     }
 
-    /// The whole `GET /v1/<resources>/{key}` handler: checks `permission` and reads the row
-    /// named by the path segment `raw`.
+    /// The whole `GET /v1/<resources>/{key}` handler: checks the read permission and reads
+    /// the row named by the path segment `raw`.
     ///
     /// # Errors
     /// 404, 403, or database errors.
@@ -125,7 +133,6 @@ impl<T: Send + 'static> Resource<T> {
         self,
         st: &AppState,
         caller: &Caller,
-        permission: Permission,
         raw: String,
     ) -> Result<Json<T>, ApiError> {
         let key = self.path_key(raw)?;
@@ -133,7 +140,7 @@ impl<T: Send + 'static> Resource<T> {
             .db
             .tenant(caller, move |tx| {
                 Box::pin(async move {
-                    tx.require(permission)?;
+                    tx.require(self.read)?;
                     self.load(tx, &*key).await
                 })
             })
@@ -141,23 +148,33 @@ impl<T: Send + 'static> Resource<T> {
         Ok(Json(out))
     }
 
-    /// The whole `GET /v1/<resources>` handler of an unfiltered list.
-    ///
-    /// # Errors
-    /// As [`Resource::list`].
-    pub(crate) async fn list_all(
-        self,
-        st: &AppState,
-        caller: &Caller,
-        permission: Permission,
-        q: &PageQuery,
-    ) -> Result<Json<PageOf<T>>, ApiError> {
-        let page = Page::from_query(q)?;
-        self.list(st, caller, permission, page, "TRUE", Vec::new())
-            .await
+    /// The `GET /v1/<resources>/{key}` route: [`Resource::get`].
+    pub(crate) fn get_route(self) -> MethodRouter<Arc<AppState>>
+    where
+        T: Serialize,
+    {
+        routing::get(
+            move |State(st): State<Arc<AppState>>, caller: Caller, P(raw): P<String>| async move {
+                self.get(&st, &caller, raw).await
+            },
+        )
     }
 
-    /// Lists rows with keyset pagination in the resource's order: checks `permission`, reads
+    /// The `GET /v1/<resources>` route of an unfiltered list: [`Resource::list`] with the
+    /// page parameters only.
+    pub(crate) fn list_route(self) -> MethodRouter<Arc<AppState>>
+    where
+        T: Serialize,
+    {
+        routing::get(
+            move |State(st): State<Arc<AppState>>, caller: Caller, Q(q): Q<PageQuery>| async move {
+                let page = Page::from_query(&q)?;
+                self.list(&st, &caller, page, "TRUE", Vec::new()).await
+            },
+        )
+    }
+
+    /// Lists rows with keyset pagination in the resource's order: checks the read permission, reads
     /// the rows after the cursor's key (`$1`, NULL on the first page) that match `condition`
     /// (SQL over `$3`, `$4`, … = `filters`), at most the page size plus one (`$2`), and renders
     /// the page; the next cursor is the last item's key.
@@ -168,7 +185,6 @@ impl<T: Send + 'static> Resource<T> {
         self,
         st: &AppState,
         caller: &Caller,
-        permission: Permission,
         page: Page,
         condition: &str,
         filters: Filters,
@@ -190,7 +206,7 @@ impl<T: Send + 'static> Resource<T> {
             .db
             .tenant(caller, move |tx| {
                 Box::pin(async move {
-                    tx.require(permission)?;
+                    tx.require(self.read)?;
                     let fetch = page.fetch();
                     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*after, &fetch];
                     params.extend(filters.iter().map(|f| &**f as &(dyn ToSql + Sync)));

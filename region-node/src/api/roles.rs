@@ -13,13 +13,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use residency_core::wire::customer::{CreateRole, Page as PageOf, Role, UpdateRole};
+use residency_core::wire::customer::{CreateRole, Role, UpdateRole};
 use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, P, Q};
+use super::extract::{parse_id, Body, P};
 use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::PageQuery;
 use super::resource::{Key, Order, Resource};
@@ -31,13 +31,14 @@ use crate::state::AppState;
 const COLUMNS: &str =
     "id, name, description, is_system, based_on, permissions, created_at, updated_at";
 
-const ROLE: Resource<Role> = Resource {
+pub(crate) const ROLE: Resource<Role> = Resource {
     what: "role",
     table: "roles",
     key: Key::Id,
     columns: COLUMNS,
     joins: "",
     order: Order::Asc,
+    read: Permission::RolesRead,
     render,
 };
 
@@ -170,24 +171,6 @@ pub async fn create(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(out)))
-}
-
-/// `GET /v1/roles`.
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<PageOf<Role>>, ApiError> {
-    ROLE.list_all(&st, &caller, Permission::RolesRead, &q).await
-}
-
-/// `GET /v1/roles/{id}`.
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    P(id): P<String>,
-) -> Result<Json<Role>, ApiError> {
-    ROLE.get(&st, &caller, Permission::RolesRead, id).await
 }
 
 /// `PATCH /v1/roles/{id}`: custom roles only.

@@ -26,13 +26,14 @@ use crate::state::AppState;
 
 const COLUMNS: &str =
     "id, name, description, definition, connection_id, enabled, version, created_at, updated_at";
-const WORKFLOW: Resource<Workflow> = Resource {
+pub(crate) const WORKFLOW: Resource<Workflow> = Resource {
     what: "workflow",
     table: "workflows",
     key: Key::Id,
     columns: COLUMNS,
     joins: "",
     order: Order::Asc,
+    read: Permission::WorkflowsRead,
     render,
 };
 
@@ -156,22 +157,10 @@ pub async fn list(
         .list(
             &st,
             &caller,
-            Permission::WorkflowsRead,
             page,
             "$3::bool IS NULL OR enabled = $3",
             vec![Box::new(q.enabled)],
         )
-        .await
-}
-
-/// `GET /v1/workflows/{id}`.
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    P(id): P<String>,
-) -> Result<Json<Workflow>, ApiError> {
-    WORKFLOW
-        .get(&st, &caller, Permission::WorkflowsRead, id)
         .await
 }
 
