@@ -5,7 +5,7 @@
 //! - [`tenant`]: tiers, statuses, directory entries and the API-key format;
 //! - [`assertion`]: the internal assertion the gateway mints and region nodes verify;
 //! - [`wire`]: the typed request and response bodies of every contract, with their OpenAPI
-//!   schemas.
+//!   schemas ([`wire::customer`]: the customer API `/v1`; [`wire::admin`]: the admin API).
 //!
 //! It depends on no web framework, database or config format: both ends of every contract
 //! use these types, so a field is renamed in one place.

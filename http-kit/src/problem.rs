@@ -175,6 +175,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_documented_shape_is_what_body_renders() {
+        let p = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "name: too long",
+        )
+        .with_field("name");
+        let doc: residency_core::wire::ProblemDetails =
+            serde_json::from_value(p.body("r-1")).unwrap();
+        assert_eq!(
+            doc,
+            residency_core::wire::ProblemDetails {
+                type_uri: "urn:residency:problem:invalid".into(),
+                title: "Unprocessable Entity".into(),
+                status: 422,
+                detail: "name: too long".into(),
+                instance: "r-1".into(),
+                request_id: "r-1".into(),
+                field: Some("name".into()),
+                extra: Default::default(),
+            }
+        );
+        assert_eq!(serde_json::to_value(&doc).unwrap(), p.body("r-1"));
+    }
+
     #[tokio::test]
     async fn field_members_and_headers() {
         let id = HeaderValue::from_static("r");

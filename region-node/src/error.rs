@@ -189,12 +189,11 @@ pub fn from_db(e: &tokio_postgres::Error) -> ApiError {
         if *code == SqlState::CHECK_VIOLATION || *code == SqlState::NOT_NULL_VIOLATION {
             return ApiError::invalid("body", "a value is out of its allowed range");
         }
-        // Text Postgres cannot store (a NUL): the request's data, never the server's fault.
-        if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
-            || *code == SqlState::UNTRANSLATABLE_CHARACTER
-        {
+        // Class 22, data exception: a value the client sent that the database cannot hold or
+        // compare (a NUL character in text, `\u0000` in JSON, a number out of range).
+        if code.code().starts_with("22") {
             return ApiError::bad_request(
-                "a text value holds a character that cannot be stored (U+0000)",
+                "a value in the request cannot be stored (text must not contain NUL characters)",
             );
         }
         if *code == SqlState::QUERY_CANCELED

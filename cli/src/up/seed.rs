@@ -13,6 +13,10 @@
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use residency_core::assertion::{now_secs, AssertionKey, Signer};
 use residency_core::headers;
+use residency_core::wire::customer::{
+    Connection, CreateConnection, CreateMember, CreateWorkflow, JsonObject, PutConfiguration,
+    RunWorkflow, Workflow,
+};
 use residency_core::wire::provision::{Owner, ProvisionRequest, PROVISION_PATH};
 use residency_core::{split_api_key, TenantStatus, Tier};
 use residency_core::{RegionId, TenantId};
@@ -97,6 +101,16 @@ impl NodeTarget {
         http.json(method, &format!("{}{path}", self.url), &hdr, body)
             .await
     }
+}
+
+/// A customer API body as the JSON the node client sends.
+fn wire<T: serde::Serialize>(body: &T) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(body)?)
+}
+
+/// Demo data written as a JSON object literal (free-form fields of the contract).
+fn object(v: Value) -> anyhow::Result<JsonObject> {
+    Ok(serde_json::from_value(v)?)
 }
 
 fn expect(reply: &Reply, ok: &[StatusCode], what: &str) -> anyhow::Result<()> {
@@ -241,12 +255,12 @@ async fn content(node: &NodeTarget, http: &Http, id: Uuid, name: &str) -> anyhow
     }
     let mail = slug(name);
     for (subject, role) in [("demo-developer", "developer"), ("demo-viewer", "viewer")] {
-        let body = json!({
-            "subject": subject,
-            "email": format!("{role}@{mail}.example"),
-            "display_name": format!("Demo {role}"),
-            "role": role,
-        });
+        let body = wire(&CreateMember {
+            subject: subject.to_owned(),
+            email: format!("{role}@{mail}.example"),
+            display_name: format!("Demo {role}"),
+            role: role.to_owned(),
+        })?;
         let r = node
             .call(http, id, OWNER, Method::POST, "/v1/members", Some(&body))
             .await?;
@@ -257,12 +271,12 @@ async fn content(node: &NodeTarget, http: &Http, id: Uuid, name: &str) -> anyhow
             "adding a member",
         )?;
     }
-    let conn = json!({
-        "connector_id": "slack",
-        "name": "Team Slack",
-        "enabled_actions": ["post_message"],
-        "credentials": { "bot_token": "xoxb-demo-not-a-real-token" },
-    });
+    let conn = wire(&CreateConnection {
+        connector_id: "slack".to_owned(),
+        name: "Team Slack".to_owned(),
+        enabled_actions: vec!["post_message".to_owned()],
+        credentials: object(json!({ "bot_token": "xoxb-demo-not-a-real-token" }))?,
+    })?;
     let r = node
         .call(
             http,
@@ -274,22 +288,25 @@ async fn content(node: &NodeTarget, http: &Http, id: Uuid, name: &str) -> anyhow
         )
         .await?;
     expect(&r, &[StatusCode::CREATED], "creating a connection")?;
-    let connection_id = r.body["id"].clone();
-    let wf = json!({
-        "name": "Announce new deals",
-        "description": "Posts every new deal to #sales",
-        "definition": {
+    let connection: Connection = serde_json::from_value(r.body)?;
+    let wf = wire(&CreateWorkflow {
+        name: "Announce new deals".to_owned(),
+        description: "Posts every new deal to #sales".to_owned(),
+        definition: object(json!({
             "trigger": { "type": "webhook" },
             "steps": [ { "action": "slack.post_message", "input": { "channel": "#sales" } } ],
-        },
-        "connection_id": connection_id,
-    });
+        }))?,
+        connection_id: Some(connection.id),
+        enabled: true,
+    })?;
     let r = node
         .call(http, id, OWNER, Method::POST, "/v1/workflows", Some(&wf))
         .await?;
     expect(&r, &[StatusCode::CREATED], "creating a workflow")?;
-    let wf_id = r.body["id"].as_str().unwrap_or_default().to_owned();
-    let run = json!({ "input": { "deal": "ACME-42", "amount": 12000 } });
+    let wf_id = serde_json::from_value::<Workflow>(r.body)?.id;
+    let run = wire(&RunWorkflow {
+        input: object(json!({ "deal": "ACME-42", "amount": 12000 }))?,
+    })?;
     let r = node
         .call(
             http,
@@ -316,7 +333,7 @@ async fn content(node: &NodeTarget, http: &Http, id: Uuid, name: &str) -> anyhow
                 OWNER,
                 Method::PUT,
                 &format!("/v1/configurations/{key}"),
-                Some(&json!({ "value": value })),
+                Some(&wire(&PutConfiguration { value })?),
             )
             .await?;
         expect(

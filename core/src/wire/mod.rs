@@ -3,6 +3,7 @@
 //! client builds requests from them and parses responses into them. Each derives
 //! `utoipa::ToSchema`, so the OpenAPI documents are generated from the same types.
 //!
+//! - [`customer`]: the customer API `/v1` (one module per resource, `Page<T>`);
 //! - [`admin`]: the gateway's admin API (organizations, tenants, history, API keys, regions,
 //!   readiness) and its list envelopes;
 //! - [`audit`]: the versioned audit report (`GET /admin/v1/audit`, `residency audit --json`);
@@ -14,6 +15,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod customer;
 pub mod problem;
 pub mod provision;
 mod rfc3339;

@@ -10,14 +10,26 @@ use utoipa::ToSchema;
 /// `field` names the offending input when there is one; a service may add members of its own
 /// (the admin API adds `tenant_id` when a multi-step operation left a tenant behind).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(as = Problem)]
+#[schema(
+    as = Problem,
+    example = json!({
+        "type": "urn:residency:problem:not_found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "workflow not found",
+        "instance": "0192f5e4-7c1a-7b3e-9f4d-2a6c1e8b5d70",
+        "request_id": "0192f5e4-7c1a-7b3e-9f4d-2a6c1e8b5d70"
+    })
+)]
 pub struct ProblemDetails {
     /// `urn:residency:problem:<kind>`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^urn:residency:problem:[a-z_]+$")]
     pub type_uri: String,
     /// The status's reason phrase.
     pub title: String,
     /// The HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// Client-safe explanation.
     pub detail: String,

@@ -9,6 +9,7 @@
 //! Architecture invariants:
 //! - client-sent internal headers are removed before anything reads the headers;
 //! - only the customer API (`/v1/…`) is forwarded ([`route`]), before any credential work;
+//!   `/healthz` and `/openapi.json` are answered by the gateway itself;
 //! - reserved identities are refused ([`AuthContext::is_reserved`]: role `system`, a
 //!   `system:` subject, or an `apikey:` subject in a JWT), by the credential's kind;
 //! - API keys are refused for tenants whose tier does not allow them, by the credential's kind
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
+use http::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
@@ -108,6 +109,8 @@ impl Gateway {
     /// errors become problem responses.
     ///
     /// 1. [`RequestCtx::arrive`] (hygiene): client-sent internal headers removed, request id;
+    ///    the two local answers, `GET /healthz` and `GET /openapi.json` (the customer API's
+    ///    document), need no credential and end here;
     /// 2. `check_request`: the route (`/v1/…` only) and the declared body length;
     /// 3. `authenticate`: the credential, to an [`Arc<Verified>`];
     /// 4. `resolve`: the tenant's directory record and home [`Region`];
@@ -118,8 +121,12 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         let (mut parts, body) = req.into_parts();
         let mut ctx = RequestCtx::arrive(&mut parts.headers);
-        if parts.method == Method::GET && parts.uri.path() == "/healthz" {
-            return healthy(&ctx.request_id).map(Either::Right);
+        if parts.method == Method::GET {
+            match parts.uri.path() {
+                "/healthz" => return healthy(&ctx.request_id).map(Either::Right),
+                OPENAPI_PATH => return openapi(&ctx.request_id).map(Either::Right),
+                _ => {}
+            }
         }
         let resp = match self.proxy(&mut ctx, parts, body).await {
             Ok(resp) => resp,
@@ -415,6 +422,24 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Where the public listener serves the customer API's OpenAPI document (no credential).
+const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The customer API's OpenAPI 3.1 document, as checked in at `docs/openapi/customer.json`;
+/// the region node's `openapi_document_is_current` test keeps that file equal to what the
+/// node's handlers and the `residency_core::wire::customer` types generate.
+static CUSTOMER_OPENAPI: &[u8] = include_bytes!("../../../docs/openapi/customer.json");
+
+/// The answer to `GET /openapi.json` on the public listener.
+fn openapi(request_id: &HeaderValue) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(CUSTOMER_OPENAPI)));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(REQUEST_ID, request_id.clone());
+    resp
 }
 
 /// The answer to `GET /healthz` on the public listener (for load balancers; no credential).

@@ -2,33 +2,47 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use residency_core::wire::customer::{Connector, Me, Usage, UsageCounts};
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 
-use super::extract::Q;
-use super::page::{Page, PageQuery};
-use super::resource::{Key, Resource};
+use super::openapi::standard::{Op, PathKey, Standard};
+use super::page::PageQuery;
+use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::Caller;
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
 
 /// `GET /v1/me`: who the credential is, in which region, with which permissions.
-pub async fn me(State(st): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    operation_id = "getMe",
+    tag = "account",
+    summary = "Who the credential is",
+    responses(
+        (status = 200, description = "The caller", body = Me),
+    )
+)]
+pub async fn me(State(st): State<Arc<AppState>>, caller: Caller) -> Result<Json<Me>, ApiError> {
     let region = st.region.id.to_string();
     let out = st
         .db
         .tenant(&caller, move |tx| {
             Box::pin(async move {
-                Ok(json!({
-                    "tenant_id": tx.tenant(),
-                    "subject": tx.caller().subject,
-                    "role": tx.principal().role,
-                    "region": region,
-                    "permissions": tx.principal().permissions,
-                }))
+                Ok(Me {
+                    tenant_id: tx.tenant(),
+                    subject: tx.caller().subject.clone(),
+                    role: tx.principal().role.clone(),
+                    region,
+                    permissions: crate::rbac::names(&tx.principal().permissions)
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                })
             })
         })
         .await?;
@@ -36,10 +50,20 @@ pub async fn me(State(st): State<Arc<AppState>>, caller: Caller) -> Result<Json<
 }
 
 /// `GET /v1/usage`: per-entity row counts of the caller's tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    operation_id = "getUsage",
+    tag = "account",
+    summary = "Row counts of the caller's tenant",
+    responses(
+        (status = 200, description = "The counts", body = Usage),
+    )
+)]
 pub async fn usage(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Usage>, ApiError> {
     let out = st
         .db
         .tenant(&caller, move |tx| {
@@ -57,74 +81,59 @@ pub async fn usage(
                         &[],
                     )
                     .await?;
-                let mut counts = serde_json::Map::new();
-                for c in r.columns() {
-                    counts.insert(c.name().to_owned(), json!(r.get::<_, i64>(c.name())));
-                }
-                Ok(json!({ "tenant_id": tx.tenant(), "counts": counts }))
+                let counts = UsageCounts {
+                    members: r.get("members"),
+                    roles: r.get("roles"),
+                    connections: r.get("connections"),
+                    workflows: r.get("workflows"),
+                    executions: r.get("executions"),
+                    configurations: r.get("configurations"),
+                    audit_events: r.get("audit_events"),
+                };
+                Ok(Usage {
+                    tenant_id: tx.tenant(),
+                    counts,
+                })
             })
         })
         .await?;
     Ok(Json(out))
 }
 
-const CONNECTOR_SELECT: &str = "SELECT c.id, c.name, c.category, c.auth_type, c.description, \
-     coalesce(array_agg(a.action ORDER BY a.action) FILTER (WHERE a.action IS NOT NULL), '{}') AS actions \
-     FROM connectors c LEFT JOIN connector_actions a ON a.connector_id = c.id";
-
-const CONNECTOR: Resource = Resource {
+pub(crate) const CONNECTOR: Resource<Connector> = Resource {
     what: "connector",
     table: "connectors",
     key: Key::Text("id"),
+    columns: "connectors.id, connectors.name, connectors.category, connectors.auth_type, \
+              connectors.description, \
+              ARRAY(SELECT a.action FROM connector_actions a \
+                    WHERE a.connector_id = connectors.id ORDER BY a.action) AS actions",
+    joins: "",
+    order: Order::Asc,
+    read: Permission::ConnectorsRead,
     render: connector,
 };
 
-fn connector(r: &Row) -> Value {
-    json!({
-        "id": r.get::<_, String>("id"),
-        "name": r.get::<_, String>("name"),
-        "category": r.get::<_, String>("category"),
-        "auth_type": r.get::<_, String>("auth_type"),
-        "description": r.get::<_, String>("description"),
-        "actions": r.get::<_, Vec<String>>("actions"),
+fn connector(r: &Row) -> Result<Connector, ApiError> {
+    Ok(Connector {
+        id: r.get("id"),
+        name: r.get("name"),
+        category: r.get("category"),
+        auth_type: r.get("auth_type"),
+        description: r.get("description"),
+        actions: r.get("actions"),
     })
 }
 
-/// `GET /v1/connectors`.
-pub async fn connectors(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let page = Page::from_query(&q)?;
-    let sql = format!(
-        "{CONNECTOR_SELECT} WHERE ($1::text IS NULL OR c.id > $1) GROUP BY c.id ORDER BY c.id LIMIT $2"
-    );
-    CONNECTOR
-        .fetch_page(
-            &st,
-            &caller,
-            Permission::ConnectorsRead,
-            page,
-            sql,
-            Vec::new(),
-        )
-        .await
-}
-
-/// `GET /v1/connectors/{id}`.
-pub async fn connector_get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    // Postgres text cannot hold a NUL, and no connector id has one: a malformed id is
-    // reported exactly like a missing one.
-    if id.contains('\0') {
-        return Err(ApiError::NotFound(CONNECTOR.what));
-    }
-    let sql = format!("{CONNECTOR_SELECT} WHERE c.id = $1 GROUP BY c.id");
-    CONNECTOR
-        .fetch_one(&st, &caller, Permission::ConnectorsRead, sql, id)
-        .await
-}
+/// The catalogue's standard operations in the customer API document.
+pub(crate) const CONNECTORS_DOC: Standard = Standard {
+    tag: "connectors",
+    path: "/v1/connectors",
+    noun: "connector",
+    schema: "Connector",
+    key: PathKey::Text {
+        name: "id",
+        pattern: None,
+    },
+    ops: &[Op::List(|| PageQuery::into_params(|| None)), Op::Get],
+};

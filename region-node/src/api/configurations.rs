@@ -2,38 +2,64 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use residency_core::wire::customer::{Configuration, PutConfiguration};
+use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 
-use super::extract::{Body, Q};
-use super::page::{Page, PageQuery};
-use super::resource::{Key, Resource};
+use super::extract::{Body, P};
+use super::openapi::standard::{Op, PathKey, Standard};
+use super::page::PageQuery;
+use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::Caller;
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
 
-const CONFIGURATION: Resource = Resource {
+const COLUMNS: &str = "key, value, version, updated_by, updated_at";
+pub(crate) const CONFIGURATION: Resource<Configuration> = Resource {
     what: "configuration",
     table: "configurations",
     key: Key::Text("key"),
-    render: to_json,
+    columns: COLUMNS,
+    joins: "",
+    order: Order::Asc,
+    read: Permission::ConfigurationsRead,
+    render,
 };
-const COLUMNS: &str = "key, value, version, updated_by, updated_at";
 
-fn to_json(r: &Row) -> Value {
-    json!({
-        "key": r.get::<_, String>("key"),
-        "value": r.get::<_, Value>("value"),
-        "version": r.get::<_, i32>("version"),
-        "updated_by": r.get::<_, String>("updated_by"),
-        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+fn render(r: &Row) -> Result<Configuration, ApiError> {
+    Ok(Configuration {
+        key: r.get("key"),
+        value: r.get("value"),
+        version: r.get("version"),
+        updated_by: r.get("updated_by"),
+        updated_at: r.get("updated_at"),
     })
 }
+
+/// Its standard operations in the customer API document.
+pub(crate) const DOC: Standard = Standard {
+    tag: "configurations",
+    path: "/v1/configurations",
+    noun: "configuration",
+    schema: "Configuration",
+    key: PathKey::Text {
+        name: "key",
+        pattern: Some(KEY_PATTERN),
+    },
+    ops: &[
+        Op::List(|| PageQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(None),
+    ],
+};
+
+/// What [`check_key`] accepts, as a regular expression for the document.
+const KEY_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
 fn check_key(key: &str) -> Result<(), ApiError> {
     let ok = (1..=128).contains(&key.len())
@@ -50,56 +76,37 @@ fn check_key(key: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Body of `PUT /v1/configurations/{key}`.
-#[derive(Deserialize)]
-pub struct PutConfiguration {
-    value: Value,
-}
-
-/// `GET /v1/configurations`.
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let page = Page::from_query(&q)?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM configurations \
-         WHERE ($1::text IS NULL OR key > $1) ORDER BY key LIMIT $2"
-    );
-    CONFIGURATION
-        .fetch_page(
-            &st,
-            &caller,
-            Permission::ConfigurationsRead,
-            page,
-            sql,
-            Vec::new(),
-        )
-        .await
-}
-
 /// `GET /v1/configurations/{key}`.
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    P(key): P<String>,
+) -> Result<Json<Configuration>, ApiError> {
     // A malformed key is reported exactly like a missing one.
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
-    let sql = format!("SELECT {COLUMNS} FROM configurations WHERE key = $1");
-    CONFIGURATION
-        .fetch_one(&st, &caller, Permission::ConfigurationsRead, sql, key)
-        .await
+    CONFIGURATION.get(&st, &caller, key).await
 }
 
 /// `PUT /v1/configurations/{key}`: creates (201) or replaces (200) the value.
+#[utoipa::path(
+    put,
+    path = "/v1/configurations/{key}",
+    operation_id = "putConfiguration",
+    tag = "configurations",
+    summary = "Create or replace a configuration",
+    request_body = PutConfiguration,
+    responses(
+        (status = 200, description = "Replaced", body = Configuration),
+        (status = 201, description = "Created", body = Configuration),
+        (status = 422, description = "The key or a field of the body is invalid (`field` names it)"),
+    )
+)]
 pub async fn put(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(key): Path<String>,
+    P(key): P<String>,
     Body(body): Body<PutConfiguration>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Configuration>), ApiError> {
     check_key(&key)?;
     let (created, out) = st
         .db
@@ -118,7 +125,7 @@ pub async fn put(
                 let version: i32 = row.get("version");
                 tx.audit("configuration.put", "configuration", &key, json!({ "version": version }))
                     .await?;
-                Ok((version == 1, to_json(&row)))
+                Ok((version == 1, render(&row)?))
             })
         })
         .await?;
@@ -134,7 +141,7 @@ pub async fn put(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(key): Path<String>,
+    P(key): P<String>,
 ) -> Result<StatusCode, ApiError> {
     check_key(&key).map_err(|_| ApiError::NotFound(CONFIGURATION.what))?;
     CONFIGURATION

@@ -5,17 +5,22 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use residency_core::wire::customer::{
+    Connection, CreateConnection, JsonObject, Page as PageOf, UpdateConnection,
+};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, Q};
+use super::extract::{parse_id, Body, P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
-use super::resource::{self, Key, Resource};
+use super::resource::{Key, Order, Resource};
 use super::text_field;
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -23,48 +28,53 @@ use crate::rbac::Permission;
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, connector_id, name, enabled_actions, created_at, updated_at";
-const CONNECTION: Resource = Resource {
+pub(crate) const CONNECTION: Resource<Connection> = Resource {
     what: "connection",
     table: "connections",
     key: Key::Id,
-    render: to_json,
+    columns: COLUMNS,
+    joins: "",
+    order: Order::Asc,
+    read: Permission::ConnectionsRead,
+    render,
 };
 
-fn to_json(r: &Row) -> Value {
-    json!({
-        "id": r.get::<_, Uuid>("id"),
-        "connector_id": r.get::<_, String>("connector_id"),
-        "name": r.get::<_, String>("name"),
-        "enabled_actions": r.get::<_, Vec<String>>("enabled_actions"),
-        "credentials_set": true,
-        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
-        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+fn render(r: &Row) -> Result<Connection, ApiError> {
+    Ok(Connection {
+        id: r.get("id"),
+        connector_id: r.get("connector_id"),
+        name: r.get("name"),
+        enabled_actions: r.get("enabled_actions"),
+        credentials_set: true,
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     })
 }
 
-/// Body of `POST /v1/connections`.
-#[derive(Deserialize)]
-pub struct CreateConnection {
-    connector_id: String,
-    name: String,
-    #[serde(default)]
-    enabled_actions: Vec<String>,
-    credentials: Map<String, Value>,
-}
-
-/// Body of `PATCH /v1/connections/{id}`.
-#[derive(Deserialize)]
-pub struct UpdateConnection {
-    name: Option<String>,
-    enabled_actions: Option<Vec<String>>,
-    credentials: Option<Map<String, Value>>,
-}
+/// Its standard operations in the customer API document.
+pub(crate) const DOC: Standard = Standard {
+    tag: "connections",
+    path: "/v1/connections",
+    noun: "connection",
+    schema: "Connection",
+    key: PathKey::Id,
+    ops: &[
+        Op::List(|| ListQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(Some("A workflow uses the connection")),
+    ],
+};
 
 /// Query of `GET /v1/connections`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only connections to this connector.
     connector_id: Option<String>,
 }
 
@@ -90,12 +100,7 @@ async fn check_actions(tx: &Tx<'_>, connector: &str, actions: &[String]) -> Resu
     Ok(())
 }
 
-fn seal(
-    st: &AppState,
-    tenant: Uuid,
-    id: Uuid,
-    creds: &Map<String, Value>,
-) -> Result<Vec<u8>, ApiError> {
+fn seal(st: &AppState, tenant: Uuid, id: Uuid, creds: &JsonObject) -> Result<Vec<u8>, ApiError> {
     if creds.is_empty() {
         return Err(ApiError::invalid("credentials", "must not be empty"));
     }
@@ -106,11 +111,23 @@ fn seal(
 }
 
 /// `POST /v1/connections`.
+#[utoipa::path(
+    post,
+    path = "/v1/connections",
+    operation_id = "createConnection",
+    tag = "connections",
+    summary = "Create a connection",
+    request_body = CreateConnection,
+    responses(
+        (status = 201, description = "Created", body = Connection),
+        (status = 409, description = "A connection with this name exists"),
+    )
+)]
 pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateConnection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Connection>), ApiError> {
     text_field("name", &body.name, 1, 200)?;
     let st2 = st.clone();
     let out = st
@@ -151,7 +168,7 @@ pub async fn create(
                     json!({ "connector_id": body.connector_id, "name": body.name }),
                 )
                 .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;
@@ -163,46 +180,38 @@ pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PageOf<Connection>>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM connections \
-         WHERE ($1::uuid IS NULL OR id > $1) AND ($3::text IS NULL OR connector_id = $3) \
-         ORDER BY id LIMIT $2"
-    );
-    let filters: resource::Filters = vec![Box::new(q.connector_id)];
     CONNECTION
-        .fetch_page(
+        .list(
             &st,
             &caller,
-            Permission::ConnectionsRead,
             page,
-            sql,
-            filters,
+            "$3::text IS NULL OR connector_id = $3",
+            vec![Box::new(q.connector_id)],
         )
         .await
 }
 
-/// `GET /v1/connections/{id}`.
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, CONNECTION.what)?;
-    let sql = format!("SELECT {COLUMNS} FROM connections WHERE id = $1");
-    CONNECTION
-        .fetch_one(&st, &caller, Permission::ConnectionsRead, sql, id)
-        .await
-}
-
 /// `PATCH /v1/connections/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/connections/{id}",
+    operation_id = "updateConnection",
+    tag = "connections",
+    summary = "Change a connection",
+    request_body = UpdateConnection,
+    responses(
+        (status = 200, description = "Changed", body = Connection),
+        (status = 409, description = "A connection with this name exists"),
+    )
+)]
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<UpdateConnection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Connection>, ApiError> {
     let id = parse_id(&id, CONNECTION.what)?;
     if let Some(n) = &body.name {
         text_field("name", n, 1, 200)?;
@@ -247,7 +256,7 @@ pub async fn update(
                     json!({ "credentials_rotated": sealed.is_some() }),
                 )
                 .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;
@@ -258,7 +267,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, CONNECTION.what)?;
     st.db

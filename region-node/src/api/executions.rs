@@ -2,42 +2,48 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
+use residency_core::wire::customer::{Execution, ExecutionLog, Page as PageOf};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Q};
+use super::extract::{parse_id, P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
-use super::resource::{self, Key, Resource};
+use super::resource::{object, Key, Order, Resource};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
 
-const COLUMNS: &str =
-    "id, workflow_id, status, trigger, input, created_by, created_at, finished_at";
 const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
-const EXECUTION: Resource = Resource {
+const EXECUTION: Resource<Execution> = Resource {
     what: "execution",
     table: "executions",
     key: Key::Id,
-    render: to_json,
+    columns: "id, workflow_id, status, trigger, input, created_by, created_at, finished_at",
+    joins: "",
+    order: Order::Asc,
+    read: Permission::ExecutionsRead,
+    render,
 };
 
-fn to_json(r: &Row) -> Value {
-    json!({
-        "id": r.get::<_, Uuid>("id"),
-        "workflow_id": r.get::<_, Uuid>("workflow_id"),
-        "status": r.get::<_, String>("status"),
-        "trigger": r.get::<_, String>("trigger"),
-        "input": r.get::<_, Value>("input"),
-        "created_by": r.get::<_, String>("created_by"),
-        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
-        "finished_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>("finished_at"),
+fn render(r: &Row) -> Result<Execution, ApiError> {
+    Ok(Execution {
+        id: r.get("id"),
+        workflow_id: r.get("workflow_id"),
+        status: r.get("status"),
+        trigger: r.get("trigger"),
+        input: object(r, "input")?,
+        created_by: r.get("created_by"),
+        created_at: r.get("created_at"),
+        finished_at: r.get("finished_at"),
+        logs: None,
     })
 }
 
@@ -45,15 +51,8 @@ fn to_json(r: &Row) -> Value {
 ///
 /// # Errors
 /// 404 when it does not exist for this tenant.
-pub async fn load(tx: &Tx<'_>, id: Uuid, logs: bool) -> Result<Value, ApiError> {
-    let row = tx
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM executions WHERE id = $1"),
-            &[&id],
-        )
-        .await?
-        .ok_or(ApiError::NotFound("execution"))?;
-    let mut out = to_json(&row);
+pub async fn load(tx: &Tx<'_>, id: Uuid, logs: bool) -> Result<Execution, ApiError> {
+    let mut out = EXECUTION.load(tx, &id).await?;
     if logs && tx.require(Permission::ExecutionsLogsRead).is_ok() {
         let lines = tx
             .query(
@@ -61,27 +60,44 @@ pub async fn load(tx: &Tx<'_>, id: Uuid, logs: bool) -> Result<Value, ApiError> 
                 &[&id],
             )
             .await?;
-        out["logs"] = lines
-            .iter()
-            .map(|l| {
-                json!({
-                    "seq": l.get::<_, i32>("seq"),
-                    "at": l.get::<_, chrono::DateTime<chrono::Utc>>("at"),
-                    "level": l.get::<_, String>("level"),
-                    "message": l.get::<_, String>("message"),
+        out.logs = Some(
+            lines
+                .iter()
+                .map(|l| ExecutionLog {
+                    seq: l.get("seq"),
+                    at: l.get("at"),
+                    level: l.get("level"),
+                    message: l.get("message"),
                 })
-            })
-            .collect();
+                .collect(),
+        );
     }
     Ok(out)
 }
 
+/// Its standard operations in the customer API document (`get` answers the log lines too).
+pub(crate) const DOC: Standard = Standard {
+    tag: "executions",
+    path: "/v1/executions",
+    noun: "execution",
+    schema: "Execution",
+    key: PathKey::Id,
+    ops: &[Op::List(|| ListQuery::into_params(|| None)), Op::Get],
+};
+
 /// Query of `GET /v1/executions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only executions of this workflow.
     workflow_id: Option<Uuid>,
+    /// Only executions in this status: `queued`, `running`, `succeeded`, `failed` or
+    /// `cancelled`.
     status: Option<String>,
 }
 
@@ -90,7 +106,7 @@ pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PageOf<Execution>>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
     if let Some(s) = &q.status {
         if !STATUSES.contains(&s.as_str()) {
@@ -100,16 +116,14 @@ pub async fn list(
             ));
         }
     }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM executions \
-         WHERE ($1::uuid IS NULL OR id > $1) \
-           AND ($3::uuid IS NULL OR workflow_id = $3) \
-           AND ($4::text IS NULL OR status = $4) \
-         ORDER BY id LIMIT $2"
-    );
-    let filters: resource::Filters = vec![Box::new(q.workflow_id), Box::new(q.status)];
     EXECUTION
-        .fetch_page(&st, &caller, Permission::ExecutionsRead, page, sql, filters)
+        .list(
+            &st,
+            &caller,
+            page,
+            "($3::uuid IS NULL OR workflow_id = $3) AND ($4::text IS NULL OR status = $4)",
+            vec![Box::new(q.workflow_id), Box::new(q.status)],
+        )
         .await
 }
 
@@ -117,9 +131,9 @@ pub async fn list(
 pub async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "execution")?;
+    P(id): P<String>,
+) -> Result<Json<Execution>, ApiError> {
+    let id = parse_id(&id, EXECUTION.what)?;
     let out = st
         .db
         .tenant(&caller, move |tx| {
@@ -133,12 +147,23 @@ pub async fn get(
 }
 
 /// `POST /v1/executions/{id}/cancel`: cancels a queued or running execution.
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/cancel",
+    operation_id = "cancelExecution",
+    tag = "executions",
+    summary = "Cancel a queued or running execution",
+    responses(
+        (status = 200, description = "Cancelled", body = Execution),
+        (status = 409, description = "The execution has already finished"),
+    )
+)]
 pub async fn cancel(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "execution")?;
+    P(id): P<String>,
+) -> Result<Json<Execution>, ApiError> {
+    let id = parse_id(&id, EXECUTION.what)?;
     let out = st
         .db
         .tenant(&caller, move |tx| {

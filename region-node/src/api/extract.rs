@@ -1,6 +1,8 @@
 //! Request extractors that turn every malformed input into a problem naming the field: the
 //! HTTP kit's [`Q`] and [`Body`], answered as [`ApiError`]s.
 
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use residency_http::extract::{BadInput, Rejects};
 pub use residency_http::extract::{Body, Q};
 use residency_http::json::{self, JsonError};
@@ -42,6 +44,21 @@ fn from_json(e: JsonError) -> ApiError {
     match e {
         JsonError::Syntax(why) => ApiError::bad_request(format!("body is not valid json ({why})")),
         JsonError::Shape { field, detail } => ApiError::invalid(field, detail),
+    }
+}
+
+/// Path parameters; one that does not decode (not UTF-8 once percent-decoded) is a 400, as
+/// problem+json like every other refusal.
+pub struct P<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for P<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| P(p.0))
+            .map_err(|_| ApiError::bad_request("the path is not valid utf-8 once percent-decoded"))
     }
 }
 

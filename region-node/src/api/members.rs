@@ -8,61 +8,62 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use residency_core::wire::customer::{CreateMember, Member, UpdateMember};
+use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, Q};
-use super::page::{Page, PageQuery};
-use super::resource::{Key, Resource};
+use super::extract::{parse_id, Body, P};
+use super::openapi::standard::{Op, PathKey, Standard};
+use super::page::PageQuery;
+use super::resource::{Key, Order, Resource};
 use super::text_field;
 use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
 
-const SELECT: &str = "SELECT m.id, m.subject, m.email, m.display_name, r.name AS role, m.created_at, m.updated_at \
-                      FROM members m JOIN roles r ON r.tenant_id = m.tenant_id AND r.id = m.role_id";
-
-const MEMBER: Resource = Resource {
+pub(crate) const MEMBER: Resource<Member> = Resource {
     what: "member",
     table: "members",
     key: Key::Id,
-    render: to_json,
+    columns: "members.id, members.subject, members.email, members.display_name, r.name AS role, \
+              members.created_at, members.updated_at",
+    joins: "JOIN roles r ON r.tenant_id = members.tenant_id AND r.id = members.role_id",
+    order: Order::Asc,
+    read: Permission::MembersRead,
+    render,
 };
 
-fn to_json(r: &Row) -> Value {
-    json!({
-        "id": r.get::<_, Uuid>("id"),
-        "subject": r.get::<_, String>("subject"),
-        "email": r.get::<_, String>("email"),
-        "display_name": r.get::<_, String>("display_name"),
-        "role": r.get::<_, String>("role"),
-        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
-        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+fn render(r: &Row) -> Result<Member, ApiError> {
+    Ok(Member {
+        id: r.get("id"),
+        subject: r.get("subject"),
+        email: r.get("email"),
+        display_name: r.get("display_name"),
+        role: r.get("role"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     })
 }
 
-/// Body of `POST /v1/members`.
-#[derive(Deserialize)]
-pub struct CreateMember {
-    subject: String,
-    email: String,
-    #[serde(default)]
-    display_name: String,
-    role: String,
-}
-
-/// Body of `PATCH /v1/members/{id}`.
-#[derive(Deserialize)]
-pub struct UpdateMember {
-    display_name: Option<String>,
-    role: Option<String>,
-}
+/// Its standard operations in the customer API document.
+pub(crate) const DOC: Standard = Standard {
+    tag: "members",
+    path: "/v1/members",
+    noun: "member",
+    schema: "Member",
+    key: PathKey::Id,
+    ops: &[
+        Op::List(|| PageQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(Some("The last owner cannot be removed")),
+    ],
+};
 
 /// The id of the role `name`, after checking the caller may grant it.
 async fn role_id(tx: &Tx<'_>, name: &str) -> Result<Uuid, ApiError> {
@@ -97,18 +98,14 @@ async fn guard_grantable(tx: &Tx<'_>, id: Uuid) -> Result<(), ApiError> {
     )
 }
 
-async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Value, ApiError> {
-    let row = tx
-        .query_opt(&format!("{SELECT} WHERE m.id = $1"), &[&id])
-        .await?
-        .ok_or(ApiError::NotFound("member"))?;
-    Ok(to_json(&row))
+async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Member, ApiError> {
+    MEMBER.load(tx, &id).await
 }
 
 /// Refuses changes to an owner by a non-owner, and removing the last owner.
 async fn guard_owner(tx: &Tx<'_>, id: Uuid, demoting: bool) -> Result<(), ApiError> {
     let current = load(tx, id).await?;
-    if current["role"] != "owner" {
+    if current.role != "owner" {
         return Ok(());
     }
     if tx.principal().role != "owner" {
@@ -135,11 +132,23 @@ async fn guard_owner(tx: &Tx<'_>, id: Uuid, demoting: bool) -> Result<(), ApiErr
 }
 
 /// `POST /v1/members`.
+#[utoipa::path(
+    post,
+    path = "/v1/members",
+    operation_id = "createMember",
+    tag = "members",
+    summary = "Add a member",
+    request_body = CreateMember,
+    responses(
+        (status = 201, description = "Created", body = Member),
+        (status = 409, description = "A member with this subject or email exists"),
+    )
+)]
 pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateMember>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Member>), ApiError> {
     text_field("subject", &body.subject, 1, 256)?;
     text_field("display_name", &body.display_name, 0, 200)?;
     if !(3..=320).contains(&body.email.len()) || !body.email.contains('@') {
@@ -166,39 +175,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// `GET /v1/members`.
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let page = Page::from_query(&q)?;
-    let sql = format!("{SELECT} WHERE ($1::uuid IS NULL OR m.id > $1) ORDER BY m.id LIMIT $2");
-    MEMBER
-        .fetch_page(&st, &caller, Permission::MembersRead, page, sql, Vec::new())
-        .await
-}
-
-/// `GET /v1/members/{id}`.
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, MEMBER.what)?;
-    let sql = format!("{SELECT} WHERE m.id = $1");
-    MEMBER
-        .fetch_one(&st, &caller, Permission::MembersRead, sql, id)
-        .await
-}
-
 /// `PATCH /v1/members/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/members/{id}",
+    operation_id = "updateMember",
+    tag = "members",
+    summary = "Change a member's display name or role",
+    request_body = UpdateMember,
+    responses(
+        (status = 200, description = "Changed", body = Member),
+        (status = 409, description = "The last owner cannot be demoted"),
+    )
+)]
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<UpdateMember>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Member>, ApiError> {
     let id = parse_id(&id, MEMBER.what)?;
     if let Some(d) = &body.display_name {
         text_field("display_name", d, 0, 200)?;
@@ -210,11 +205,11 @@ pub async fn update(
                 tx.require(Permission::MembersUpdate)?;
                 let current = load(tx, id).await?;
                 // Naming the role the member already holds changes nothing.
-                let new_role = body.role.as_deref().filter(|r| current["role"] != *r);
+                let new_role = body.role.as_deref().filter(|r| current.role != *r);
                 guard_owner(tx, id, new_role.is_some_and(|r| r != "owner")).await?;
                 let role = match new_role {
                     Some(r) => {
-                        if current["subject"] == tx.caller().subject.as_str() {
+                        if current.subject == tx.caller().subject {
                             return Err(ApiError::Forbidden(
                                 "nobody can change their own role".into(),
                             ));
@@ -243,7 +238,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, MEMBER.what)?;
     st.db

@@ -3,6 +3,10 @@
 //!
 //! Every `/v1` route sits behind [`crate::auth::customer`]; every `/internal` route behind
 //! [`crate::auth::system`]; only `/healthz`, `/readyz` and `/metrics` need no assertion.
+//!
+//! The `/v1` answers and request bodies are the typed `residency_core::wire::customer`
+//! contracts; [`openapi`] generates the customer API's OpenAPI document from them and the
+//! handlers' annotations.
 
 mod account;
 mod audit_events;
@@ -11,6 +15,7 @@ mod connections;
 mod executions;
 pub mod extract;
 mod members;
+pub mod openapi;
 mod page;
 mod provision;
 mod resource;
@@ -51,15 +56,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/me", get(account::me))
         .route("/v1/usage", get(account::usage))
-        .route("/v1/connectors", get(account::connectors))
-        .route("/v1/connectors/{id}", get(account::connector_get))
+        .route("/v1/connectors", account::CONNECTOR.list_route())
+        .route("/v1/connectors/{id}", account::CONNECTOR.get_route())
         .route(
             "/v1/connections",
             get(connections::list).post(connections::create),
         )
         .route(
             "/v1/connections/{id}",
-            get(connections::get)
+            connections::CONNECTION
+                .get_route()
                 .patch(connections::update)
                 .delete(connections::delete),
         )
@@ -69,7 +75,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/workflows/{id}",
-            get(workflows::get)
+            workflows::WORKFLOW
+                .get_route()
                 .patch(workflows::update)
                 .delete(workflows::delete),
         )
@@ -77,24 +84,34 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/executions", get(executions::list))
         .route("/v1/executions/{id}", get(executions::get))
         .route("/v1/executions/{id}/cancel", post(executions::cancel))
-        .route("/v1/configurations", get(configurations::list))
+        .route(
+            "/v1/configurations",
+            configurations::CONFIGURATION.list_route(),
+        )
         .route(
             "/v1/configurations/{key}",
             get(configurations::get)
                 .put(configurations::put)
                 .delete(configurations::delete),
         )
-        .route("/v1/members", get(members::list).post(members::create))
+        .route(
+            "/v1/members",
+            members::MEMBER.list_route().post(members::create),
+        )
         .route(
             "/v1/members/{id}",
-            get(members::get)
+            members::MEMBER
+                .get_route()
                 .patch(members::update)
                 .delete(members::delete),
         )
-        .route("/v1/roles", get(roles::list).post(roles::create))
+        .route("/v1/roles", roles::ROLE.list_route().post(roles::create))
         .route(
             "/v1/roles/{id}",
-            get(roles::get).patch(roles::update).delete(roles::delete),
+            roles::ROLE
+                .get_route()
+                .patch(roles::update)
+                .delete(roles::delete),
         )
         .route("/v1/audit-events", get(audit_events::list))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::customer));

@@ -3,7 +3,6 @@
 
 use residency_http::page::{self, PageError};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::error::ApiError;
 
@@ -16,11 +15,13 @@ fn refused(e: PageError) -> ApiError {
 
 /// The two pagination parameters, for lists without other filters. (Lists with filters
 /// repeat `limit` and `cursor` as fields: `serde(flatten)` would lose number parsing.)
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Page size.
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page.
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -75,20 +76,12 @@ impl Page {
         self.limit + 1
     }
 
-    /// Wraps rows fetched with [`Page::fetch`] into the list answer; `key` gives a row's
-    /// cursor key.
-    #[must_use]
-    pub fn finish(&self, mut items: Vec<Value>, key: impl Fn(&Value) -> String) -> Value {
+    /// Cuts rows fetched with [`Page::fetch`] down to the page and returns the next page's
+    /// cursor (`None` on the last page); `key` gives a row's cursor key.
+    pub fn cut<R>(&self, rows: &mut Vec<R>, key: impl Fn(&R) -> String) -> Option<String> {
         let limit = u32::try_from(self.limit).unwrap_or(page::MAX_LIMIT);
-        let next = page::finish(&mut items, limit, key);
-        json!({ "items": items, "next_cursor": next })
+        page::finish(rows, limit, key)
     }
-}
-
-/// The cursor key of an item with an `id` field.
-#[must_use]
-pub fn by_id(v: &Value) -> String {
-    v["id"].as_str().unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]
@@ -106,16 +99,16 @@ mod tests {
     #[test]
     fn cursor_roundtrip_and_garbage() {
         let p = Page::new(Some(1), None).unwrap();
-        let out = p.finish(vec![json!({"id": "a"}), json!({"id": "b"})], by_id);
-        assert_eq!(out["items"].as_array().unwrap().len(), 1);
-        let cur = out["next_cursor"].as_str().unwrap();
+        let mut rows = vec!["a", "b"];
+        let cur = p.cut(&mut rows, |r| (*r).to_owned()).unwrap();
+        assert_eq!(rows, ["a"]);
         assert_eq!(
-            Page::new(None, Some(cur)).unwrap().after.as_deref(),
+            Page::new(None, Some(&cur)).unwrap().after.as_deref(),
             Some("a")
         );
         assert!(Page::new(None, Some("!!")).is_err());
         assert!(Page::new(None, Some("YWJj")).is_err());
-        let last = p.finish(vec![json!({"id": "a"})], by_id);
-        assert!(last["next_cursor"].is_null());
+        let mut last = vec!["a"];
+        assert_eq!(p.cut(&mut last, |r| (*r).to_owned()), None);
     }
 }

@@ -1,19 +1,28 @@
 //! The bodies a resource's read, list and delete handlers share, so a handler states only what
-//! differs: its permission, its SQL and its filters. A resource is described once by a
-//! [`Resource`] constant in its module.
+//! differs: its filters and its guards. A resource is described once by a [`Resource`]
+//! constant in its module: its table, key, `SELECT`, read permission and how a row renders as
+//! its typed answer (a `residency_core::wire::customer` type). A plain get or unfiltered list
+//! is not even a handler: the router mounts [`Resource::get_route`] / [`Resource::list_route`].
 //!
 //! Every helper runs in the caller's tenant transaction
 //! ([`crate::db::tenant_tx::Db::tenant`]) and checks the permission first. Handlers whose body
-//! differs (a guard before a delete, logs on a read) call [`Resource::delete_row`] inside their
-//! own transaction, or do not use these at all.
+//! differs (a guard before a delete, logs on a read) call [`Resource::delete_row`] or
+//! [`Resource::load`] inside their own transaction.
 
+use std::sync::Arc;
+
+use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::{self, MethodRouter};
 use axum::Json;
+use residency_core::wire::customer::{JsonObject, Page as PageOf};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::page::{by_id, Page};
+use super::extract::{parse_id, P, Q};
+use super::page::{Page, PageQuery};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
@@ -22,8 +31,7 @@ use crate::state::AppState;
 /// Extra query parameters of a filtered list, bound as `$3`, `$4`, … in order.
 pub(crate) type Filters = Vec<Box<dyn ToSql + Send + Sync>>;
 
-/// The column a resource's rows are named (in paths) and paged (in cursors) by. The rendered
-/// row has a field of the same name holding the key as a string.
+/// The column of `table` a resource's rows are named (in paths) and paged (in cursors) by.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Key {
     /// The UUID column `id`.
@@ -32,9 +40,26 @@ pub(crate) enum Key {
     Text(&'static str),
 }
 
+impl Key {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::Text(column) => column,
+        }
+    }
+}
+
+/// The order of a list: by key ascending, or newest (largest key) first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Ascending key.
+    Asc,
+    /// Descending key: the next page is strictly older.
+    Desc,
+}
+
 /// A resource kept in one tenant table, as the generic handlers see it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Resource {
+pub(crate) struct Resource<T: 'static> {
     /// Singular noun: the subject of its 404 (`workflow not found`), its audit target type,
     /// and the prefix of its audit actions (`workflow.delete`).
     pub what: &'static str,
@@ -42,84 +67,167 @@ pub(crate) struct Resource {
     pub table: &'static str,
     /// Its key column.
     pub key: Key,
-    /// Renders one row as its JSON answer.
-    pub render: fn(&Row) -> Value,
+    /// The select list of its reads (`SELECT <columns> FROM <table> <joins>`): what
+    /// [`Resource::render`] reads.
+    pub columns: &'static str,
+    /// Joins after `FROM <table>` (usually none). The key is referred to as
+    /// `<table>.<key column>`, so the table is not aliased.
+    pub joins: &'static str,
+    /// The order of its lists.
+    pub order: Order,
+    /// The permission that reads it (its get and its lists).
+    pub read: Permission,
+    /// Renders one row as its answer.
+    pub render: fn(&Row) -> Result<T, ApiError>,
 }
 
-impl Resource {
-    /// Reads one row: checks `permission`, runs `sql` (with `$1` = `key`) and renders the row;
-    /// 404 naming the resource when it does not exist for this tenant (another tenant's row
-    /// included, which Row-Level Security hides).
+impl<T> Clone for Resource<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Resource<T> {}
+
+impl<T: Send + 'static> Resource<T> {
+    /// The key column, qualified by the table.
+    fn key_column(self) -> String {
+        format!("{}.{}", self.table, self.key.column())
+    }
+
+    /// `SELECT <columns> FROM <table> <joins>`.
+    fn select(self) -> String {
+        format!("SELECT {} FROM {} {}", self.columns, self.table, self.joins)
+    }
+
+    /// The key named by a path segment: a UUID for [`Key::Id`], the text itself otherwise. A
+    /// malformed key is a 404, like a missing one: no stored key holds a NUL (Postgres text
+    /// cannot), so a text key with one names nothing.
+    fn path_key(self, raw: String) -> Result<Box<dyn ToSql + Send + Sync>, ApiError> {
+        Ok(match self.key {
+            Key::Id => Box::new(parse_id(&raw, self.what)?),
+            Key::Text(_) if raw.contains('\0') => return Err(ApiError::NotFound(self.what)),
+            Key::Text(_) => Box::new(raw),
+        })
+    }
+
+    /// Reads the row whose key is `key` inside the caller's transaction; 404 naming the
+    /// resource when it does not exist for this tenant (another tenant's row included, which
+    /// Row-Level Security hides).
+    ///
+    /// # Errors
+    /// 404, or database errors.
+    pub(crate) async fn load(self, tx: &Tx<'_>, key: &(dyn ToSql + Sync)) -> Result<T, ApiError> {
+        let sql = format!("{} WHERE {} = $1", self.select(), self.key_column());
+        let row = tx
+            .query_opt(&sql, &[key])
+            .await?
+            .ok_or(ApiError::NotFound(self.what))?;
+        (self.render)(&row)
+    }
+
+    /// The whole `GET /v1/<resources>/{key}` handler: checks the read permission and reads
+    /// the row named by the path segment `raw`.
     ///
     /// # Errors
     /// 404, 403, or database errors.
-    pub(crate) async fn fetch_one<K>(
+    pub(crate) async fn get(
         self,
         st: &AppState,
         caller: &Caller,
-        permission: Permission,
-        sql: String,
-        key: K,
-    ) -> Result<Json<Value>, ApiError>
-    where
-        K: ToSql + Send + Sync + 'static,
-    {
+        raw: String,
+    ) -> Result<Json<T>, ApiError> {
+        let key = self.path_key(raw)?;
         let out = st
             .db
             .tenant(caller, move |tx| {
                 Box::pin(async move {
-                    tx.require(permission)?;
-                    let row = tx
-                        .query_opt(&sql, &[&key])
-                        .await?
-                        .ok_or(ApiError::NotFound(self.what))?;
-                    Ok((self.render)(&row))
+                    tx.require(self.read)?;
+                    self.load(tx, &*key).await
                 })
             })
             .await?;
         Ok(Json(out))
     }
 
-    /// Lists rows with keyset pagination: checks `permission`, runs `sql` with `$1` = the
-    /// cursor's key or NULL, `$2` = the page size plus one, and `$3`, `$4`, … = `filters`, and
-    /// renders the page; the next cursor is the last item's key. The SQL's `WHERE`/`ORDER BY`
-    /// on `$1` decides the direction.
+    /// The `GET /v1/<resources>/{key}` route: [`Resource::get`].
+    pub(crate) fn get_route(self) -> MethodRouter<Arc<AppState>>
+    where
+        T: Serialize,
+    {
+        routing::get(
+            move |State(st): State<Arc<AppState>>, caller: Caller, P(raw): P<String>| async move {
+                self.get(&st, &caller, raw).await
+            },
+        )
+    }
+
+    /// The `GET /v1/<resources>` route of an unfiltered list: [`Resource::list`] with the
+    /// page parameters only.
+    pub(crate) fn list_route(self) -> MethodRouter<Arc<AppState>>
+    where
+        T: Serialize,
+    {
+        routing::get(
+            move |State(st): State<Arc<AppState>>, caller: Caller, Q(q): Q<PageQuery>| async move {
+                let page = Page::from_query(&q)?;
+                self.list(&st, &caller, page, "TRUE", Vec::new()).await
+            },
+        )
+    }
+
+    /// Lists rows with keyset pagination in the resource's order: checks the read permission, reads
+    /// the rows after the cursor's key (`$1`, NULL on the first page) that match `condition`
+    /// (SQL over `$3`, `$4`, … = `filters`), at most the page size plus one (`$2`), and renders
+    /// the page; the next cursor is the last item's key.
     ///
     /// # Errors
     /// 400 for a cursor that does not hold a key of this resource, 403, or database errors.
-    pub(crate) async fn fetch_page(
+    pub(crate) async fn list(
         self,
         st: &AppState,
         caller: &Caller,
-        permission: Permission,
         page: Page,
-        sql: String,
+        condition: &str,
         filters: Filters,
-    ) -> Result<Json<Value>, ApiError> {
-        let after: Box<dyn ToSql + Send + Sync> = match self.key {
-            Key::Id => Box::new(page.after_uuid()?),
-            Key::Text(_) => Box::new(page.after.clone()),
+    ) -> Result<Json<PageOf<T>>, ApiError> {
+        let (after, cast): (Box<dyn ToSql + Send + Sync>, &str) = match self.key {
+            Key::Id => (Box::new(page.after_uuid()?), "uuid"),
+            Key::Text(_) => (Box::new(page.after.clone()), "text"),
         };
+        let (cmp, dir) = match self.order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        let k = self.key_column();
+        let sql = format!(
+            "{} WHERE ($1::{cast} IS NULL OR {k} {cmp} $1) AND ({condition}) ORDER BY {k} {dir} LIMIT $2",
+            self.select()
+        );
         let out = st
             .db
             .tenant(caller, move |tx| {
                 Box::pin(async move {
-                    tx.require(permission)?;
+                    tx.require(self.read)?;
                     let fetch = page.fetch();
                     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*after, &fetch];
                     params.extend(filters.iter().map(|f| &**f as &(dyn ToSql + Sync)));
-                    let rows = tx.query(&sql, &params).await?;
-                    let items = rows.iter().map(self.render).collect();
-                    Ok(match self.key {
-                        Key::Id => page.finish(items, by_id),
-                        Key::Text(field) => {
-                            page.finish(items, |v| v[field].as_str().unwrap_or_default().to_owned())
-                        }
-                    })
+                    let mut rows = tx.query(&sql, &params).await?;
+                    let next_cursor = page.cut(&mut rows, |r| self.row_key(r));
+                    let items = rows.iter().map(self.render).collect::<Result<_, _>>()?;
+                    Ok(PageOf { items, next_cursor })
                 })
             })
             .await?;
         Ok(Json(out))
+    }
+
+    /// A row's key as text, for its cursor.
+    fn row_key(self, row: &Row) -> String {
+        match self.key {
+            Key::Id => row.get::<_, uuid::Uuid>("id").to_string(),
+            Key::Text(column) => row.get(column),
+        }
     }
 
     /// Deletes the row whose key is `key` and records `<what>.delete` in the audit, inside the
@@ -131,13 +239,13 @@ impl Resource {
     where
         K: ToSql + Sync + std::fmt::Display,
     {
-        let column = match self.key {
-            Key::Id => "id",
-            Key::Text(column) => column,
-        };
         let n = tx
             .execute(
-                &format!("DELETE FROM {} WHERE {column} = $1", self.table),
+                &format!(
+                    "DELETE FROM {} WHERE {} = $1",
+                    self.table,
+                    self.key.column()
+                ),
                 &[key],
             )
             .await?;
@@ -173,5 +281,22 @@ impl Resource {
             })
             .await?;
         Ok(StatusCode::NO_CONTENT)
+    }
+}
+
+/// A `jsonb` column that holds a JSON object (a workflow's definition, an execution's input,
+/// an audit event's detail). Anything else is a corrupt row: a 500 whose detail is logged.
+///
+/// # Errors
+/// [`ApiError::Unexpected`] naming the column.
+pub(crate) fn object(row: &Row, column: &str) -> Result<JsonObject, ApiError> {
+    match row.try_get::<_, Value>(column) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::Unexpected(anyhow::anyhow!(
+            "column {column} does not hold a json object"
+        ))),
+        Err(e) => Err(ApiError::Unexpected(anyhow::anyhow!(
+            "column {column}: {e}"
+        ))),
     }
 }

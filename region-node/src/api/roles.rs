@@ -10,17 +10,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use residency_core::wire::customer::{CreateRole, Role, UpdateRole};
+use serde_json::json;
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, Q};
-use super::page::{Page, PageQuery};
-use super::resource::{Key, Resource};
+use super::extract::{parse_id, Body, P};
+use super::openapi::standard::{Op, PathKey, Standard};
+use super::page::PageQuery;
+use super::resource::{Key, Order, Resource};
 use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::{self, Permission, SystemRole};
@@ -29,47 +31,28 @@ use crate::state::AppState;
 const COLUMNS: &str =
     "id, name, description, is_system, based_on, permissions, created_at, updated_at";
 
-const ROLE: Resource = Resource {
+pub(crate) const ROLE: Resource<Role> = Resource {
     what: "role",
     table: "roles",
     key: Key::Id,
-    render: to_json,
+    columns: COLUMNS,
+    joins: "",
+    order: Order::Asc,
+    read: Permission::RolesRead,
+    render,
 };
 
-fn to_json(r: &Row) -> Value {
-    json!({
-        "id": r.get::<_, Uuid>("id"),
-        "name": r.get::<_, String>("name"),
-        "description": r.get::<_, String>("description"),
-        "system": r.get::<_, bool>("is_system"),
-        "based_on": r.get::<_, Option<String>>("based_on"),
-        "permissions": r.get::<_, Vec<String>>("permissions"),
-        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
-        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+fn render(r: &Row) -> Result<Role, ApiError> {
+    Ok(Role {
+        id: r.get("id"),
+        name: r.get("name"),
+        description: r.get("description"),
+        system: r.get("is_system"),
+        based_on: r.get("based_on"),
+        permissions: r.get("permissions"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     })
-}
-
-/// Body of `POST /v1/roles`.
-#[derive(Deserialize)]
-pub struct CreateRole {
-    name: String,
-    based_on: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    add: Vec<String>,
-    #[serde(default)]
-    remove: Vec<String>,
-}
-
-/// Body of `PATCH /v1/roles/{id}`.
-#[derive(Deserialize)]
-pub struct UpdateRole {
-    description: Option<String>,
-    #[serde(default)]
-    add: Vec<String>,
-    #[serde(default)]
-    remove: Vec<String>,
 }
 
 /// Parses the permission names of `field` (`add` or `remove`) through [`Permission`]'s
@@ -107,6 +90,20 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Its standard operations in the customer API document.
+pub(crate) const DOC: Standard = Standard {
+    tag: "roles",
+    path: "/v1/roles",
+    noun: "role",
+    schema: "Role",
+    key: PathKey::Id,
+    ops: &[
+        Op::List(|| PageQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(Some("A system role, or a role a member holds")),
+    ],
+};
+
 async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Row, ApiError> {
     tx.query_opt(
         &format!("SELECT {COLUMNS} FROM roles WHERE id = $1"),
@@ -117,11 +114,23 @@ async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Row, ApiError> {
 }
 
 /// `POST /v1/roles`.
+#[utoipa::path(
+    post,
+    path = "/v1/roles",
+    operation_id = "createRole",
+    tag = "roles",
+    summary = "Create a custom role",
+    request_body = CreateRole,
+    responses(
+        (status = 201, description = "Created", body = Role),
+        (status = 409, description = "A role with this name exists"),
+    )
+)]
 pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateRole>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Role>), ApiError> {
     check_name(&body.name)?;
     let base = SystemRole::from_name(&body.based_on)
         .ok_or_else(|| ApiError::invalid("based_on", "must name a system role"))?;
@@ -151,46 +160,32 @@ pub async fn create(
                     json!({ "name": body.name, "based_on": body.based_on, "permissions": permissions }),
                 )
                 .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// `GET /v1/roles`.
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let page = Page::from_query(&q)?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM roles WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
-    );
-    ROLE.fetch_page(&st, &caller, Permission::RolesRead, page, sql, Vec::new())
-        .await
-}
-
-/// `GET /v1/roles/{id}`.
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, ROLE.what)?;
-    let sql = format!("SELECT {COLUMNS} FROM roles WHERE id = $1");
-    ROLE.fetch_one(&st, &caller, Permission::RolesRead, sql, id)
-        .await
-}
-
 /// `PATCH /v1/roles/{id}`: custom roles only.
+#[utoipa::path(
+    patch,
+    path = "/v1/roles/{id}",
+    operation_id = "updateRole",
+    tag = "roles",
+    summary = "Change a custom role",
+    request_body = UpdateRole,
+    responses(
+        (status = 200, description = "Changed", body = Role),
+        (status = 409, description = "System roles cannot be changed"),
+    )
+)]
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<UpdateRole>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Role>, ApiError> {
     let id = parse_id(&id, ROLE.what)?;
     let add = parse_permissions("add", &body.add)?;
     let remove = parse_permissions("remove", &body.remove)?;
@@ -221,7 +216,7 @@ pub async fn update(
                     .await?;
                 tx.audit("role.update", "role", &id.to_string(), json!({ "permissions": permissions }))
                     .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;
@@ -232,7 +227,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, ROLE.what)?;
     st.db

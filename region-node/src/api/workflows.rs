@@ -2,18 +2,23 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use residency_core::wire::customer::{
+    CreateWorkflow, Execution, JsonObject, Page as PageOf, RunWorkflow, UpdateWorkflow, Workflow,
+};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio_postgres::Row;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, parse_json, Body, Q};
+use super::extract::{parse_id, parse_json, Body, P, Q};
+use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
-use super::resource::{self, Key, Resource};
-use super::{executions, nullable, text_field};
+use super::resource::{object, Key, Order, Resource};
+use super::{executions, text_field};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
@@ -21,60 +26,56 @@ use crate::state::AppState;
 
 const COLUMNS: &str =
     "id, name, description, definition, connection_id, enabled, version, created_at, updated_at";
-const WORKFLOW: Resource = Resource {
+pub(crate) const WORKFLOW: Resource<Workflow> = Resource {
     what: "workflow",
     table: "workflows",
     key: Key::Id,
-    render: to_json,
+    columns: COLUMNS,
+    joins: "",
+    order: Order::Asc,
+    read: Permission::WorkflowsRead,
+    render,
 };
 
-fn to_json(r: &Row) -> Value {
-    json!({
-        "id": r.get::<_, Uuid>("id"),
-        "name": r.get::<_, String>("name"),
-        "description": r.get::<_, String>("description"),
-        "definition": r.get::<_, Value>("definition"),
-        "connection_id": r.get::<_, Option<Uuid>>("connection_id"),
-        "enabled": r.get::<_, bool>("enabled"),
-        "version": r.get::<_, i32>("version"),
-        "created_at": r.get::<_, chrono::DateTime<chrono::Utc>>("created_at"),
-        "updated_at": r.get::<_, chrono::DateTime<chrono::Utc>>("updated_at"),
+fn render(r: &Row) -> Result<Workflow, ApiError> {
+    Ok(Workflow {
+        id: r.get("id"),
+        name: r.get("name"),
+        description: r.get("description"),
+        definition: object(r, "definition")?,
+        connection_id: r.get("connection_id"),
+        enabled: r.get("enabled"),
+        version: r.get("version"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
     })
 }
 
-/// Body of `POST /v1/workflows`. Unknown fields (such as `tenant_id`) are ignored.
-#[derive(Deserialize)]
-pub struct CreateWorkflow {
-    name: String,
-    #[serde(default)]
-    description: String,
-    definition: Map<String, Value>,
-    #[serde(default)]
-    connection_id: Option<Uuid>,
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Body of `PATCH /v1/workflows/{id}`.
-#[derive(Deserialize)]
-pub struct UpdateWorkflow {
-    name: Option<String>,
-    description: Option<String>,
-    definition: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "nullable")]
-    connection_id: Option<Option<Uuid>>,
-    enabled: Option<bool>,
-}
+/// Its standard operations in the customer API document (deleting one deletes its
+/// executions).
+pub(crate) const DOC: Standard = Standard {
+    tag: "workflows",
+    path: "/v1/workflows",
+    noun: "workflow",
+    schema: "Workflow",
+    key: PathKey::Id,
+    ops: &[
+        Op::List(|| ListQuery::into_params(|| None)),
+        Op::Get,
+        Op::Delete(None),
+    ],
+};
 
 /// Query of `GET /v1/workflows`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only enabled (`true`) or disabled (`false`) workflows.
     enabled: Option<bool>,
 }
 
@@ -93,11 +94,23 @@ async fn check_connection(tx: &Tx<'_>, id: Option<Uuid>) -> Result<(), ApiError>
 }
 
 /// `POST /v1/workflows`.
+#[utoipa::path(
+    post,
+    path = "/v1/workflows",
+    operation_id = "createWorkflow",
+    tag = "workflows",
+    summary = "Create a workflow",
+    request_body = CreateWorkflow,
+    responses(
+        (status = 201, description = "Created", body = Workflow),
+        (status = 409, description = "A workflow with this name exists"),
+    )
+)]
 pub async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateWorkflow>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Workflow>), ApiError> {
     text_field("name", &body.name, 1, 200)?;
     text_field("description", &body.description, 0, 2000)?;
     let out = st
@@ -126,7 +139,7 @@ pub async fn create(
                     .await?;
                 tx.audit("workflow.create", "workflow", &id.to_string(), json!({ "name": body.name }))
                     .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;
@@ -138,40 +151,39 @@ pub async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PageOf<Workflow>>, ApiError> {
     let page = Page::new(q.limit, q.cursor.as_deref())?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM workflows \
-         WHERE ($1::uuid IS NULL OR id > $1) AND ($3::bool IS NULL OR enabled = $3) \
-         ORDER BY id LIMIT $2"
-    );
-    let filters: resource::Filters = vec![Box::new(q.enabled)];
     WORKFLOW
-        .fetch_page(&st, &caller, Permission::WorkflowsRead, page, sql, filters)
-        .await
-}
-
-/// `GET /v1/workflows/{id}`.
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, WORKFLOW.what)?;
-    let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id = $1");
-    WORKFLOW
-        .fetch_one(&st, &caller, Permission::WorkflowsRead, sql, id)
+        .list(
+            &st,
+            &caller,
+            page,
+            "$3::bool IS NULL OR enabled = $3",
+            vec![Box::new(q.enabled)],
+        )
         .await
 }
 
 /// `PATCH /v1/workflows/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/workflows/{id}",
+    operation_id = "updateWorkflow",
+    tag = "workflows",
+    summary = "Change a workflow",
+    request_body = UpdateWorkflow,
+    responses(
+        (status = 200, description = "Changed", body = Workflow),
+        (status = 409, description = "A workflow with this name exists"),
+    )
+)]
 pub async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(body): Body<UpdateWorkflow>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "workflow")?;
+) -> Result<Json<Workflow>, ApiError> {
+    let id = parse_id(&id, WORKFLOW.what)?;
     if let Some(n) = &body.name {
         text_field("name", n, 1, 200)?;
     }
@@ -213,7 +225,7 @@ pub async fn update(
                     .ok_or(ApiError::NotFound("workflow"))?;
                 tx.audit("workflow.update", "workflow", &id.to_string(), json!({}))
                     .await?;
-                Ok(to_json(&row))
+                render(&row)
             })
         })
         .await?;
@@ -224,7 +236,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, WORKFLOW.what)?;
     WORKFLOW
@@ -232,27 +244,35 @@ pub async fn delete(
         .await
 }
 
-/// Body of `POST /v1/workflows/{id}/runs`.
-#[derive(Deserialize, Default)]
-pub struct RunWorkflow {
-    #[serde(default)]
-    input: Map<String, Value>,
-}
-
 /// `POST /v1/workflows/{id}/runs`: records a queued execution with its planned steps as log
-/// lines. (No worker executes steps yet; see the README's feature table.)
+/// lines; an empty or `null` body runs with empty input. (No worker executes steps yet; see
+/// the README's feature table.)
+#[utoipa::path(
+    post,
+    path = "/v1/workflows/{id}/runs",
+    operation_id = "runWorkflow",
+    tag = "workflows",
+    summary = "Run a workflow",
+    request_body = Option<RunWorkflow>,
+    responses(
+        (status = 201, description = "The queued execution, with its planned steps as log lines", body = Execution),
+        (status = 409, description = "The workflow is disabled"),
+    )
+)]
 pub async fn run(
     State(st): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    P(id): P<String>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let id = parse_id(&id, "workflow")?;
+) -> Result<(StatusCode, Json<Execution>), ApiError> {
+    let id = parse_id(&id, WORKFLOW.what)?;
     // The body is optional: an empty body runs with empty input.
     let input = if body.is_empty() {
-        Map::new()
+        JsonObject::new()
     } else {
-        parse_json::<RunWorkflow>(&body)?.input
+        parse_json::<Option<RunWorkflow>>(&body)?
+            .unwrap_or_default()
+            .input
     };
     let out = st
         .db
