@@ -218,8 +218,9 @@ async fn answers_through_the_gateway_conform_to_the_document() {
     let r = s.get("/v1/me", &[]).await;
     check("/v1/me", "get", &r);
 
-    // A NUL character, which Postgres text and jsonb cannot hold, is a 400, never a 500; so
-    // is a path that does not decode, as problem+json.
+    // A NUL character, which Postgres text and jsonb cannot hold, is refused before the
+    // database, never a 500: in a body or a query parameter a 422 naming it, in a path key a
+    // 404 like a missing key. A path that does not decode is a 400, as problem+json.
     let nul = "a\u{0}b";
     let r = call(
         Method::POST,
@@ -227,7 +228,8 @@ async fn answers_through_the_gateway_conform_to_the_document() {
         Some(json!({"name": nul, "definition": {}})),
     )
     .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+    assert_eq!(r.json["field"], "name", "{r:?}");
     check("/v1/workflows", "post", &r);
     let r = call(
         Method::PUT,
@@ -235,17 +237,33 @@ async fn answers_through_the_gateway_conform_to_the_document() {
         Some(json!({"value": {"x": nul}})),
     )
     .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
     check("/v1/configurations/{key}", "put", &r);
-    for (template, path) in [
-        ("/v1/connectors/{id}", "/v1/connectors/a%00b"),
-        ("/v1/audit-events", "/v1/audit-events?actor=a%00b"),
+    for (template, path, status) in [
+        (
+            "/v1/connectors/{id}",
+            "/v1/connectors/a%00b",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/audit-events",
+            "/v1/audit-events?actor=a%00b",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         // Not UTF-8 once percent-decoded.
-        ("/v1/connections/{id}", "/v1/connections/%FF"),
-        ("/v1/configurations/{key}", "/v1/configurations/%C3%28"),
+        (
+            "/v1/connections/{id}",
+            "/v1/connections/%FF",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/configurations/{key}",
+            "/v1/configurations/%C3%28",
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let r = call(Method::GET, path.to_owned(), None).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {r:?}");
+        assert_eq!(r.status, status, "{path}: {r:?}");
         check(template, "get", &r);
     }
     s.stop().await;
