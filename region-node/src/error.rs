@@ -170,6 +170,17 @@ pub fn render(problem: &Problem) -> Response {
         .map(axum::body::Body::new)
 }
 
+/// The class-22 SQLSTATEs that client data causes (see [`from_db`]).
+const CLIENT_DATA_EXCEPTIONS: [tokio_postgres::error::SqlState; 7] = [
+    tokio_postgres::error::SqlState::STRING_DATA_RIGHT_TRUNCATION,
+    tokio_postgres::error::SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+    tokio_postgres::error::SqlState::INVALID_DATETIME_FORMAT,
+    tokio_postgres::error::SqlState::DATETIME_FIELD_OVERFLOW,
+    tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+    tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION,
+    tokio_postgres::error::SqlState::UNTRANSLATABLE_CHARACTER,
+];
+
 /// Maps a database error to a client-safe error. Constraint names and messages stay in the
 /// log: unique and foreign-key violations would otherwise reveal what another tenant has.
 pub fn from_db(e: &tokio_postgres::Error) -> ApiError {
@@ -189,9 +200,10 @@ pub fn from_db(e: &tokio_postgres::Error) -> ApiError {
         if *code == SqlState::CHECK_VIOLATION || *code == SqlState::NOT_NULL_VIOLATION {
             return ApiError::invalid("body", "a value is out of its allowed range");
         }
-        // Class 22, data exception: a value the client sent that the database cannot hold or
-        // compare (a NUL character in text, `\u0000` in JSON, a number out of range).
-        if code.code().starts_with("22") {
+        // Data exceptions (class 22) that only a value the client sent can cause: a NUL in text
+        // or `\u0000` in JSON, a string or number out of range, a malformed date or literal.
+        // Not the whole class: a division by zero or a bad cast in our own SQL is our bug (500).
+        if CLIENT_DATA_EXCEPTIONS.contains(code) {
             return ApiError::bad_request(
                 "a value in the request cannot be stored (text must not contain NUL characters)",
             );
