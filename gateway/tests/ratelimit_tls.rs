@@ -521,6 +521,16 @@ async fn a_redis_certificate_from_another_ca_means_local_limiting_counted_as_tls
 }
 
 #[tokio::test]
+async fn without_a_ca_file_only_the_platform_roots_are_trusted() {
+    let _serial = SERIAL.lock().await;
+    let pki = Pki::new();
+    let redis = TlsRedis::start(&pki, "optional").await;
+    // The test CA is not among the platform's roots.
+    let prefix = served_locally_after_a_tls_failure(&redis, "").await;
+    assert!(!redis.exists(&pki, &format!("{prefix}{GROWTH}")).await);
+}
+
+#[tokio::test]
 async fn a_redis_certificate_for_another_name_means_local_limiting_counted_as_tls() {
     let _serial = SERIAL.lock().await;
     let pki = Pki::new();

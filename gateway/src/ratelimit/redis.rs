@@ -259,6 +259,10 @@ fn client(cfg: &RateLimitConfig, url: &str) -> Result<redis::Client, String> {
         (None, None) => None,
         _ => return Err(format!("{CERT} and {KEY} are set together")),
     };
+    // The client builds its rustls config from the process's default provider: make sure it
+    // is aws-lc-rs, as everywhere else, whatever other rustls features the build has (a
+    // provider installed earlier is kept).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     if root_cert.is_none() && client_tls.is_none() {
         // The platform's roots, loaded by the client on each connect.
         return redis::Client::open(url).map_err(|e| e.to_string());
