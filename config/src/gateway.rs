@@ -73,7 +73,11 @@
 //! [rate_limit]                      # defaults shown; see `RateLimitConfig`
 //! backend = "local"                 # or "redis": one limit shared by every replica
 //! burst = "60s"                     # a full minute's quota may arrive at once
-//! # redis_url = "redis://127.0.0.1:6379/0"
+//! # redis_url = "rediss://:password@redis.internal:6380/0"   # RESIDENCY__RATE_LIMIT__REDIS_URL
+//! # redis_ca_file = "tls/redis-ca.pem"  # the CA of the Redis certificate; else system roots
+//! # redis_client_cert_file = "tls/redis-client.pem"  # optional pair, for tls-auth-clients
+//! # redis_client_key_file = "tls/redis-client.key"
+//! # allow_insecure_transport = false  # true allows redis:// to a non-loopback host
 //! redis_timeout = "50ms"
 //! redis_key_prefix = "residency:ratelimit:"
 //! ```
@@ -188,6 +192,7 @@ impl Validate for GatewayConfig {
         if let Some(f) = &mut self.admin.token_file {
             resolve(base, f);
         }
+        self.rate_limit.resolve_paths(base);
     }
 
     fn validate(&self) -> Vec<Problem> {

@@ -41,8 +41,9 @@ pub const ADMIN_REQUESTS_TOTAL: &str = "gateway_admin_requests_total";
 /// Rate-limit decisions, by `decision` (`allowed`, `limited`) and `backend` (`local`,
 /// `redis`: the backend that decided, so Redis fallbacks count as `local`).
 pub const RATELIMIT_DECISIONS_TOTAL: &str = "gateway_ratelimit_decisions_total";
-/// Requests limited locally although `backend = "redis"`, by `reason` (`timeout`, `error`,
-/// `cooldown`: skipped for a second after a failure).
+/// Requests limited locally although `backend = "redis"`, by `reason` (`timeout`, `tls`: the
+/// TLS handshake with a `rediss://` server failed, `error`, `cooldown`: skipped for a second
+/// after a failure).
 pub const RATELIMIT_FALLBACK_TOTAL: &str = "gateway_ratelimit_fallback_total";
 
 /// Latency buckets in seconds: the gateway adds tens of microseconds, nodes take milliseconds.

@@ -1,9 +1,17 @@
 //! `[rate_limit]`: per-tenant request rate limiting, local or shared through Redis.
+//!
+//! Redis is reached over TLS with a `rediss://` url: the server certificate is checked
+//! against `redis_ca_file` (else the platform's trust store) and the url's host, and
+//! `redis_client_cert_file` / `redis_client_key_file` are presented when the server asks
+//! for a client certificate. A plain `redis://` url is accepted for a loopback host only,
+//! unless `allow_insecure_transport = true` says the network is trusted.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::load::{check_file, resolve};
 use crate::secret::{ConnectionUrl, Secret};
 use crate::Problem;
 
@@ -31,8 +39,20 @@ pub struct RateLimitConfig {
     /// whole per-minute quota). The burst in requests is `quota * burst / 60s`, at least 1.
     #[serde(with = "crate::duration::serde_str")]
     pub burst: Duration,
-    /// Redis server for `backend = "redis"`, e.g. `redis://:password@10.0.0.5:6379/0`.
+    /// Redis server for `backend = "redis"`: `rediss://:password@redis.internal:6380/0`
+    /// (TLS), or `redis://` to a loopback host (or any host with `allow_insecure_transport`).
     pub redis_url: Option<Secret<ConnectionUrl>>,
+    /// PEM certificate(s) of the CA that signs the Redis server's certificate, for a
+    /// `rediss://` url; without it the platform's trust store is used.
+    pub redis_ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to Redis (for `tls-auth-clients`), for a `rediss://`
+    /// url; set together with `redis_client_key_file`.
+    pub redis_client_cert_file: Option<PathBuf>,
+    /// PEM private key of `redis_client_cert_file`.
+    pub redis_client_key_file: Option<PathBuf>,
+    /// Allows a plain `redis://` url to a host that is not loopback (the password and every
+    /// bucket then cross the network in clear): only on a network trusted as a whole.
+    pub allow_insecure_transport: bool,
     /// The most time one Redis call may take before the request is limited locally instead
     /// (default 50ms, at most 1s).
     #[serde(with = "crate::duration::serde_str")]
@@ -48,6 +68,10 @@ impl Default for RateLimitConfig {
             backend: RateLimitBackend::Local,
             burst: MAX_RATE_LIMIT_BURST,
             redis_url: None,
+            redis_ca_file: None,
+            redis_client_cert_file: None,
+            redis_client_key_file: None,
+            allow_insecure_transport: false,
             redis_timeout: Duration::from_millis(50),
             redis_key_prefix: "residency:ratelimit:".to_owned(),
         }
@@ -93,24 +117,118 @@ impl RateLimitConfig {
                 "rate_limit.redis_url",
                 "is required when backend = \"redis\"",
             )),
-            (Some(u), _) => match url::Url::parse(u.expose()) {
-                Ok(p) if p.scheme() == "redis" && p.host().is_some() => {}
-                Ok(p) if p.scheme() == "rediss" => out.push(Problem::new(
-                    "rate_limit.redis_url",
-                    "tls to redis is not built yet; use a redis:// url on a trusted network",
-                )),
-                Ok(_) => out.push(Problem::new(
-                    "rate_limit.redis_url",
-                    "must be a redis:// url with a host",
-                )),
-                // The parser's message does not echo the input, so no password leaks here.
-                Err(e) => out.push(Problem::new(
-                    "rate_limit.redis_url",
-                    format!("not a url: {e}"),
-                )),
-            },
+            (Some(u), _) => self.check_url(u.expose(), &mut out),
             (None, RateLimitBackend::Local) => {}
         }
+        self.check_tls_files(&mut out);
         out
+    }
+
+    /// Makes the TLS file paths relative to the config file's directory.
+    pub(super) fn resolve_paths(&mut self, base: &Path) {
+        for f in [
+            &mut self.redis_ca_file,
+            &mut self.redis_client_cert_file,
+            &mut self.redis_client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(base, f);
+        }
+    }
+
+    /// Whether the configured url is a `rediss://` one.
+    #[must_use]
+    pub fn redis_uses_tls(&self) -> bool {
+        self.redis_url
+            .as_ref()
+            .and_then(|u| url::Url::parse(u.expose()).ok())
+            .is_some_and(|u| u.scheme() == "rediss")
+    }
+
+    /// `redis://` or `rediss://` with a host and no fragment (`#insecure` would turn off the
+    /// certificate check); plain `redis://` only to loopback unless allowed.
+    fn check_url(&self, raw: &str, out: &mut Vec<Problem>) {
+        const KEY: &str = "rate_limit.redis_url";
+        // The parser's message does not echo the input, so no password leaks here.
+        let u = match url::Url::parse(raw) {
+            Ok(u) => u,
+            Err(e) => return out.push(Problem::new(KEY, format!("not a url: {e}"))),
+        };
+        let Some(host) = u
+            .host()
+            .filter(|_| matches!(u.scheme(), "redis" | "rediss"))
+        else {
+            return out.push(Problem::new(
+                KEY,
+                "must be a rediss:// (tls) or redis:// url with a host",
+            ));
+        };
+        if u.fragment().is_some() {
+            out.push(Problem::new(
+                KEY,
+                "must not have a fragment (#insecure would turn off the certificate check)",
+            ));
+        }
+        if u.scheme() == "redis" && !self.allow_insecure_transport && !is_loopback(&host) {
+            out.push(Problem::new(
+                KEY,
+                "a redis:// url sends the password and the limits in clear: use rediss:// \
+                 for a host that is not loopback, or set rate_limit.allow_insecure_transport \
+                 = true on a trusted network",
+            ));
+        }
+    }
+
+    /// The TLS files only with a `rediss://` url, readable, the client pair complete.
+    fn check_tls_files(&self, out: &mut Vec<Problem>) {
+        let files = [
+            ("rate_limit.redis_ca_file", &self.redis_ca_file),
+            (
+                "rate_limit.redis_client_cert_file",
+                &self.redis_client_cert_file,
+            ),
+            (
+                "rate_limit.redis_client_key_file",
+                &self.redis_client_key_file,
+            ),
+        ];
+        if !self.redis_uses_tls() {
+            for (key, _) in files.iter().filter(|(_, f)| f.is_some()) {
+                out.push(Problem::new(*key, "set only with a rediss:// redis_url"));
+            }
+            return;
+        }
+        for (key, file) in files {
+            if let Some(f) = file {
+                check_file(key, f, out);
+            }
+        }
+        match (&self.redis_client_cert_file, &self.redis_client_key_file) {
+            (Some(_), None) => out.push(Problem::new(
+                "rate_limit.redis_client_key_file",
+                "required with redis_client_cert_file",
+            )),
+            (None, Some(_)) => out.push(Problem::new(
+                "rate_limit.redis_client_cert_file",
+                "required with redis_client_key_file",
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// `localhost` or a loopback address: traffic that never leaves the machine. (`redis` is not
+/// a special scheme to the url parser, so an IPv4 address arrives as a domain.)
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     }
 }

@@ -540,8 +540,9 @@ fn rate_limit_problems_name_their_keys() {
         ]
     );
     for (url, why) in [
-        ("rediss://127.0.0.1:6379", "not built yet"),
-        ("http://127.0.0.1:6379", "redis:// url"),
+        ("rediss://127.0.0.1:6379/#insecure", "certificate check"),
+        ("http://127.0.0.1:6379", "rediss:// (tls) or redis:// url"),
+        ("redis://10.0.0.5:6379", "allow_insecure_transport"),
         ("not a url", "not a url"),
     ] {
         let text = format!("{GOOD}\n[rate_limit]\nbackend = \"redis\"\nredis_url = \"{url}\"\n");
@@ -557,6 +558,135 @@ fn rate_limit_problems_name_their_keys() {
     );
     let text = format!("{GOOD}\n[rate_limit]\nbackend = \"memcached\"\n");
     assert!(load_text(dir.path(), &text).is_err());
+}
+
+#[test]
+fn rate_limit_rediss_loads_with_its_tls_files_relative_to_the_config() {
+    let dir = dir_with_files();
+    for f in ["redis-ca.pem", "redis-client.pem", "redis-client.key"] {
+        write(dir.path(), f, b"pem");
+    }
+    let text = format!(
+        "{GOOD}\n[rate_limit]\nbackend = \"redis\"\n\
+         redis_url = \"rediss://:hunter2@redis.internal:6380/0\"\n\
+         redis_ca_file = \"redis-ca.pem\"\nredis_client_cert_file = \"redis-client.pem\"\n\
+         redis_client_key_file = \"redis-client.key\"\n"
+    );
+    let cfg = load_text(dir.path(), &text).unwrap();
+    let rl = &cfg.rate_limit;
+    assert!(rl.redis_uses_tls());
+    assert!(!rl.allow_insecure_transport);
+    assert_eq!(
+        rl.redis_ca_file.as_deref(),
+        Some(&*dir.path().join("redis-ca.pem"))
+    );
+    assert_eq!(
+        rl.redis_client_cert_file.as_deref(),
+        Some(&*dir.path().join("redis-client.pem"))
+    );
+    assert_eq!(
+        rl.redis_client_key_file.as_deref(),
+        Some(&*dir.path().join("redis-client.key"))
+    );
+    // Without a CA file the platform's trust store is used: no problem either.
+    let text =
+        format!("{GOOD}\n[rate_limit]\nbackend = \"redis\"\nredis_url = \"rediss://r:6380\"\n");
+    assert!(load_text(dir.path(), &text)
+        .unwrap()
+        .rate_limit
+        .redis_uses_tls());
+}
+
+#[test]
+fn plain_redis_is_for_loopback_unless_insecure_transport_is_allowed() {
+    let dir = dir_with_files();
+    let section = |url: &str, extra: &str| {
+        format!("{GOOD}\n[rate_limit]\nbackend = \"redis\"\nredis_url = \"{url}\"\n{extra}")
+    };
+    for url in [
+        "redis://127.0.0.1:6379/0",
+        "redis://127.0.0.2:6379",
+        "redis://localhost:6379",
+        "redis://LOCALHOST",
+        "redis://[::1]:6379",
+    ] {
+        let cfg = load_text(dir.path(), &section(url, "")).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(!cfg.rate_limit.redis_uses_tls(), "{url}");
+    }
+    for url in [
+        "redis://:pw-in-clear@10.0.0.5:6379/0",
+        "redis://redis.internal:6379",
+        "redis://localhost.example.com",
+        "redis://[2001:db8::1]:6379",
+    ] {
+        let err = load_text(dir.path(), &section(url, "")).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{url}: {err}");
+        assert_eq!(err.problems[0].key, "rate_limit.redis_url");
+        assert!(err.problems[0].message.contains("rediss://"), "{err}");
+        // The refusal names the key, never the password.
+        assert!(!err.to_string().contains("pw-in-clear"), "{err}");
+        let allowed = section(url, "allow_insecure_transport = true\n");
+        let cfg = load_text(dir.path(), &allowed).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(cfg.rate_limit.allow_insecure_transport);
+    }
+}
+
+#[test]
+fn rate_limit_tls_files_need_rediss_a_whole_pair_and_readable_files() {
+    let dir = dir_with_files();
+    write(dir.path(), "redis-client.pem", b"pem");
+    let files = "redis_ca_file = \"ca.pem\"\nredis_client_cert_file = \"redis-client.pem\"\n\
+                 redis_client_key_file = \"k.pem\"\n";
+    // Without TLS, TLS files would only make someone believe it is on.
+    for url in ["redis://127.0.0.1:6379", ""] {
+        let url = if url.is_empty() {
+            String::new()
+        } else {
+            format!("redis_url = \"{url}\"\n")
+        };
+        let text = format!("{GOOD}\n[rate_limit]\n{url}{files}");
+        let err = load_text(dir.path(), &text).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "rate_limit.redis_ca_file",
+                "rate_limit.redis_client_cert_file",
+                "rate_limit.redis_client_key_file"
+            ],
+            "{err}"
+        );
+        assert!(
+            err.problems.iter().all(|p| p.message.contains("rediss://")),
+            "{err}"
+        );
+    }
+    // With TLS: the missing files are named, by key and path.
+    let text = format!("{GOOD}\n[rate_limit]\nredis_url = \"rediss://127.0.0.1:6380\"\n{files}");
+    let err = load_text(dir.path(), &text).unwrap_err();
+    let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "rate_limit.redis_ca_file",
+            "rate_limit.redis_client_key_file"
+        ],
+        "{err}"
+    );
+    assert!(err.problems[0].message.contains("ca.pem"), "{err}");
+    assert!(err.problems[1].message.contains("k.pem"), "{err}");
+    // Half a client pair.
+    let half = |key: &str| {
+        format!("{GOOD}\n[rate_limit]\nredis_url = \"rediss://127.0.0.1:6380\"\n{key} = \"redis-client.pem\"\n")
+    };
+    assert_eq!(
+        problem_keys(dir.path(), &half("redis_client_cert_file")),
+        ["rate_limit.redis_client_key_file"]
+    );
+    assert_eq!(
+        problem_keys(dir.path(), &half("redis_client_key_file")),
+        ["rate_limit.redis_client_cert_file"]
+    );
 }
 
 #[test]

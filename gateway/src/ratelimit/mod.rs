@@ -16,7 +16,8 @@
 //! Architecture invariants:
 //! - a limited request never reaches a region node;
 //! - Redis trouble never fails a request: the request is limited locally instead, the fallback
-//!   is counted (`gateway_ratelimit_fallback_total`) and logged at most every 10 s;
+//!   is counted (`gateway_ratelimit_fallback_total`, by reason: `timeout`, `tls`, `error`,
+//!   `cooldown`) and logged at most every 10 s with the url (password redacted) and the error;
 //! - no tenant id in a metric label.
 
 pub mod gcra;
@@ -81,6 +82,7 @@ struct Counters {
     redis_limited: Counter,
     fallback_timeout: Counter,
     fallback_error: Counter,
+    fallback_tls: Counter,
     fallback_cooldown: Counter,
 }
 
@@ -101,6 +103,7 @@ impl Counters {
             redis_limited: decision("limited", "redis"),
             fallback_timeout: fallback("timeout"),
             fallback_error: fallback("error"),
+            fallback_tls: fallback("tls"),
             fallback_cooldown: fallback("cooldown"),
         }
     }
@@ -112,17 +115,14 @@ impl RateLimiter {
     /// first: counter handles are taken here.
     ///
     /// # Errors
-    /// When the Redis URL is missing or unusable (validation normally catches both).
+    /// When the Redis URL is missing or unusable, or a TLS file (`redis_ca_file`, the client
+    /// certificate pair) cannot be read or used; the message names the url, password
+    /// redacted, and the reason.
     pub fn new(cfg: &RateLimitConfig) -> anyhow::Result<Self> {
         let redis = match cfg.backend {
             RateLimitBackend::Local => None,
             RateLimitBackend::Redis => {
-                let url = cfg
-                    .redis_url
-                    .as_ref()
-                    .ok_or_else(|| anyhow::anyhow!("rate_limit.redis_url is required"))?;
-                let limiter = RedisLimiter::new(url, &cfg.redis_key_prefix, cfg.redis_timeout)
-                    .map_err(|e| anyhow::anyhow!("rate_limit.redis_url {url}: {e}"))?;
+                let limiter = RedisLimiter::new(cfg).map_err(anyhow::Error::msg)?;
                 Some(Shared {
                     limiter,
                     skip_until: AtomicU64::new(0),
@@ -174,10 +174,10 @@ impl RateLimiter {
                     .store(now.saturating_add(nanos(REDIS_COOLDOWN)), Ordering::Relaxed);
                 shared.degraded.store(true, Ordering::Relaxed);
                 shared.warn_limited(now, &err);
-                if err.is_timeout() {
-                    &self.counters.fallback_timeout
-                } else {
-                    &self.counters.fallback_error
+                match err.metric_label() {
+                    "timeout" => &self.counters.fallback_timeout,
+                    "tls" => &self.counters.fallback_tls,
+                    _ => &self.counters.fallback_error,
                 }
                 .increment(1);
                 self.check_local(tenant, quota_per_min, now)
@@ -214,6 +214,7 @@ impl Shared {
                 error = %err,
                 kind = err.metric_label(),
                 suppressed,
+                redis = self.limiter.url(),
                 "redis rate limiter unavailable; limiting locally on this replica"
             );
         } else {

@@ -7,14 +7,29 @@
 //! `TAT` in microseconds with a TTL of its remaining used time plus a second: a key that
 //! expired is a full bucket, exactly as if it were still there.
 //!
+//! A `rediss://` url is reached over TLS (rustls, the aws-lc-rs provider): the server's
+//! certificate must chain to `rate_limit.redis_ca_file` (else to the platform's trust store)
+//! and name the url's host; `redis_client_cert_file` / `redis_client_key_file` are presented
+//! when the server asks for a client certificate. The files are read and checked once, when
+//! the limiter is built, so a bad file stops the start; a handshake that fails later (unknown
+//! CA, wrong name, refused client certificate) is a Redis failure like any other, reported as
+//! [`RedisLimitError::metric_label`] `tls`.
+//!
 //! This module only talks to Redis; what to do when Redis fails (limit locally, log, count)
 //! is decided in [`super::RateLimiter`].
 
+use std::error::Error as _;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use residency_config::{ConnectionUrl, Secret};
+use redis::{ClientTlsConfig, TlsCertificates};
+use residency_config::gateway::RateLimitConfig;
 use residency_core::TenantId;
+use rustls::sign::CertifiedKey;
+
+use crate::proxy::tls::{is_tls_error, read_certs, read_key};
 
 use super::gcra::{Decision, Params};
 
@@ -69,11 +84,31 @@ impl RedisLimitError {
         }
     }
 
-    /// A bounded label for logs and the fallback metric: `timeout` or `error`.
+    /// Whether the TLS layer failed: the server's certificate was not trusted or did not
+    /// name the host, or the server refused (or required) a client certificate.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        let Self::Redis(e) = self else {
+            return false;
+        };
+        let Some(cause) = e.source() else {
+            return false;
+        };
+        // The client keeps its cause as an `Arc<dyn Error>`, whose own `source` would skip
+        // the error inside (an `io::Error` wrapping the rustls error): look into the `Arc`.
+        match cause.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
+            Some(inner) => is_tls_error(&**inner),
+            None => is_tls_error(cause),
+        }
+    }
+
+    /// A bounded label for logs and the fallback metric: `timeout`, `tls` or `error`.
     #[must_use]
     pub fn metric_label(&self) -> &'static str {
         if self.is_timeout() {
             "timeout"
+        } else if self.is_tls() {
+            "tls"
         } else {
             "error"
         }
@@ -86,11 +121,14 @@ pub struct RedisLimiter {
     script: redis::Script,
     prefix: String,
     timeout: Duration,
+    /// The url with its password redacted, for logs.
+    url: String,
 }
 
 impl std::fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLimiter")
+            .field("url", &self.url)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -98,18 +136,23 @@ impl std::fmt::Debug for RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// Prepares a connection to `url`; it is opened on first use and re-opened in the
-    /// background after a failure, so the gateway starts (and limits locally) while Redis is
-    /// down. Must be called inside a Tokio runtime.
+    /// Prepares a connection to `cfg.redis_url` (with its TLS files for `rediss://`); it is
+    /// opened on first use and re-opened in the background after a failure, so the gateway
+    /// starts (and limits locally) while Redis is down. Must be called inside a Tokio
+    /// runtime.
     ///
     /// # Errors
-    /// When the URL cannot be used by the client (validation already checked its form).
-    pub fn new(
-        url: &Secret<ConnectionUrl>,
-        prefix: &str,
-        timeout: Duration,
-    ) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url.expose().as_str())?;
+    /// A message naming the url (password redacted) and the reason: no url, a TLS file that
+    /// cannot be read or used, or a url the client refuses (validation checked its form).
+    pub fn new(cfg: &RateLimitConfig) -> Result<Self, String> {
+        let url = cfg
+            .redis_url
+            .as_ref()
+            .ok_or("rate_limit.redis_url is required with backend = \"redis\"")?;
+        let redacted = url.to_string();
+        let fail = |e: &dyn std::fmt::Display| format!("redis {redacted}: {e}");
+        let client = client(cfg, url.expose()).map_err(|e| fail(&e))?;
+        let timeout = cfg.redis_timeout;
         let config = ConnectionManagerConfig::new()
             // Every call is bounded by `timeout` in `check_at`; these bound the connection's
             // own work (reconnects, replies that come too late), a little longer so the
@@ -119,13 +162,20 @@ impl RedisLimiter {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| fail(&e))?;
         Ok(Self {
             conn,
             script: redis::Script::new(SCRIPT),
-            prefix: prefix.to_owned(),
+            prefix: cfg.redis_key_prefix.clone(),
             timeout,
+            url: redacted,
         })
+    }
+
+    /// The url, password redacted.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The Redis key of `tenant`'s bucket.
@@ -173,6 +223,62 @@ impl RedisLimiter {
     }
 }
 
+/// The client of `url`: plain for `redis://`; for `rediss://` TLS with `redis_ca_file`
+/// (else the platform's roots) and the client certificate pair, both checked here.
+fn client(cfg: &RateLimitConfig, url: &str) -> Result<redis::Client, String> {
+    if !cfg.redis_uses_tls() {
+        return redis::Client::open(url).map_err(|e| e.to_string());
+    }
+    const CA: &str = "rate_limit.redis_ca_file";
+    const CERT: &str = "rate_limit.redis_client_cert_file";
+    const KEY: &str = "rate_limit.redis_client_key_file";
+    let root_cert = match &cfg.redis_ca_file {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in read_certs(ca).map_err(|e| format!("{CA} {e}"))? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{CA} {}: {e}", ca.display()))?;
+            }
+            Some(read(CA, ca)?)
+        }
+        None => None,
+    };
+    let client_tls = match (&cfg.redis_client_cert_file, &cfg.redis_client_key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certs(cert).map_err(|e| format!("{CERT} {e}"))?;
+            let der = read_key(key).map_err(|e| format!("{KEY} {e}"))?;
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            CertifiedKey::from_der(chain, der, &provider)
+                .map_err(|e| format!("{CERT} and {KEY} do not form a usable pair: {e}"))?;
+            Some(ClientTlsConfig {
+                client_cert: read(CERT, cert)?,
+                client_key: read(KEY, key)?,
+            })
+        }
+        (None, None) => None,
+        _ => return Err(format!("{CERT} and {KEY} are set together")),
+    };
+    // The client builds its rustls config from the process's default provider: make sure it
+    // is aws-lc-rs, as everywhere else, whatever other rustls features the build has (a
+    // provider installed earlier is kept).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if root_cert.is_none() && client_tls.is_none() {
+        // The platform's roots, loaded by the client on each connect.
+        return redis::Client::open(url).map_err(|e| e.to_string());
+    }
+    let certs = TlsCertificates {
+        client_tls,
+        root_cert,
+    };
+    redis::Client::build_with_tls(url, certs).map_err(|e| e.to_string())
+}
+
+/// The bytes of a PEM file the client parses itself (already checked by the caller).
+fn read(key: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{key} {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     //! These run the script on the Redis at 127.0.0.1:6379 (as CI provides), with explicit
@@ -180,12 +286,18 @@ mod tests {
 
     use super::super::gcra;
     use super::*;
+    use residency_config::Secret;
 
     const URL: &str = "redis://127.0.0.1:6379/";
 
     fn limiter() -> RedisLimiter {
-        let prefix = format!("residency:test:{}:", uuid::Uuid::new_v4());
-        RedisLimiter::new(&Secret::url(URL), &prefix, Duration::from_secs(2)).unwrap()
+        RedisLimiter::new(&RateLimitConfig {
+            redis_url: Some(Secret::url(URL)),
+            redis_key_prefix: format!("residency:test:{}:", uuid::Uuid::new_v4()),
+            redis_timeout: Duration::from_secs(2),
+            ..RateLimitConfig::default()
+        })
+        .unwrap()
     }
 
     fn tenant() -> TenantId {
@@ -233,5 +345,86 @@ mod tests {
             .unwrap();
         // At most the 60 ms of used capacity plus a second of slack; gone once full again.
         assert!((1..=1_060).contains(&ttl), "{ttl}");
+    }
+
+    /// A `rediss://` config with `files` (key, file name in `dir`) set.
+    fn tls_config(dir: &Path, files: &[(&str, &str)]) -> RateLimitConfig {
+        let mut cfg = RateLimitConfig {
+            redis_url: Some(Secret::url("rediss://:tls-pw@127.0.0.1:1/")),
+            ..RateLimitConfig::default()
+        };
+        for (key, name) in files {
+            let path = Some(dir.join(name));
+            match *key {
+                "ca" => cfg.redis_ca_file = path,
+                "cert" => cfg.redis_client_cert_file = path,
+                _ => cfg.redis_client_key_file = path,
+            }
+        }
+        cfg
+    }
+
+    #[tokio::test]
+    async fn tls_files_are_checked_when_the_limiter_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
+        let ca = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned()]).unwrap();
+        write("ca.pem", ca.cert.pem());
+        write("cert.pem", ca.cert.pem());
+        write("key.pem", ca.signing_key.serialize_pem());
+        write("other.key", other.signing_key.serialize_pem());
+        write("junk.pem", "no pem here\n".to_owned());
+
+        // A usable CA and pair: built (the connection opens on first use).
+        let good = [("ca", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem")];
+        let limiter = RedisLimiter::new(&tls_config(dir.path(), &good)).unwrap();
+        assert_eq!(limiter.url(), "rediss://:***@127.0.0.1:1/");
+        // The platform's roots, no client certificate: built too.
+        RedisLimiter::new(&tls_config(dir.path(), &[])).unwrap();
+
+        for (files, why) in [
+            (&[("ca", "junk.pem")][..], "rate_limit.redis_ca_file"),
+            (&[("ca", "missing.pem")], "rate_limit.redis_ca_file"),
+            (
+                &[("cert", "junk.pem"), ("key", "key.pem")],
+                "rate_limit.redis_client_cert_file",
+            ),
+            (
+                &[("cert", "cert.pem"), ("key", "ca.pem")],
+                "rate_limit.redis_client_key_file",
+            ),
+            (
+                &[("cert", "cert.pem"), ("key", "other.key")],
+                "do not form a usable pair",
+            ),
+            (&[("cert", "cert.pem")], "are set together"),
+        ] {
+            let err = RedisLimiter::new(&tls_config(dir.path(), files)).unwrap_err();
+            assert!(
+                err.starts_with("redis rediss://:***@127.0.0.1:1/: "),
+                "{err}"
+            );
+            assert!(err.contains(why), "{err}");
+            assert!(!err.contains("tls-pw"), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_tls_failures_are_labelled_tls() {
+        let tls = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        assert_eq!(RedisLimitError::Redis(tls).metric_label(), "tls");
+        let refused =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(RedisLimitError::Redis(refused).metric_label(), "error");
+        let timeout = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert_eq!(
+            RedisLimitError::Redis(timeout.into()).metric_label(),
+            "timeout"
+        );
+        assert_eq!(RedisLimitError::BadReply.metric_label(), "error");
     }
 }
