@@ -68,7 +68,7 @@ pub(crate) const DOC: Standard = Standard {
 /// Query of `GET /v1/connections`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// Page size, 1-500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -123,7 +123,7 @@ fn seal(st: &AppState, tenant: Uuid, id: Uuid, creds: &JsonObject) -> Result<Vec
         (status = 409, description = "A connection with this name exists"),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateConnection>,
@@ -176,7 +176,7 @@ pub async fn create(
 }
 
 /// `GET /v1/connections`.
-pub async fn list(
+pub(super) async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<ListQuery>,
@@ -206,7 +206,7 @@ pub async fn list(
         (status = 409, description = "A connection with this name exists"),
     )
 )]
-pub async fn update(
+pub(super) async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
@@ -264,7 +264,7 @@ pub async fn update(
 }
 
 /// `DELETE /v1/connections/{id}`: refused with 409 while a workflow uses it.
-pub async fn delete(
+pub(super) async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,

@@ -38,7 +38,7 @@ use crate::state::AppState;
 ///
 /// # Errors
 /// 422 naming the field.
-pub fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<(), ApiError> {
+pub(crate) fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let n = v.chars().count();
     if n < min || n > max {
         return Err(ApiError::invalid(

@@ -69,7 +69,7 @@ pub(crate) const DOC: Standard = Standard {
 /// Query of `GET /v1/workflows`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// Page size, 1-500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -106,7 +106,7 @@ async fn check_connection(tx: &Tx<'_>, id: Option<Uuid>) -> Result<(), ApiError>
         (status = 409, description = "A workflow with this name exists"),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateWorkflow>,
@@ -147,7 +147,7 @@ pub async fn create(
 }
 
 /// `GET /v1/workflows`.
-pub async fn list(
+pub(super) async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<ListQuery>,
@@ -177,7 +177,7 @@ pub async fn list(
         (status = 409, description = "A workflow with this name exists"),
     )
 )]
-pub async fn update(
+pub(super) async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
@@ -233,7 +233,7 @@ pub async fn update(
 }
 
 /// `DELETE /v1/workflows/{id}` (its executions go with it).
-pub async fn delete(
+pub(super) async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
@@ -259,7 +259,7 @@ pub async fn delete(
         (status = 409, description = "The workflow is disabled"),
     )
 )]
-pub async fn run(
+pub(super) async fn run(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
