@@ -43,7 +43,7 @@ type Result<T> = std::result::Result<T, AdminError>;
         (status = 502, response = super::openapi::BadGateway),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn create(
+pub(crate) async fn create(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
@@ -134,7 +134,7 @@ pub async fn create(
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn list(
+pub(crate) async fn list(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Page<ApiKey>>> {
@@ -167,7 +167,7 @@ pub async fn list(
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(st): State<Arc<AdminState>>,
     Path((id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKey>> {

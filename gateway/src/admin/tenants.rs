@@ -32,7 +32,7 @@ use uuid::Uuid;
 use super::{parse_uuid, AdminError, AdminState, Body, RequestId, Q};
 
 /// Largest per-minute limit override.
-pub const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
+pub(crate) const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
 
 type Result<T> = std::result::Result<T, AdminError>;
 
@@ -137,7 +137,7 @@ fn check_owner(owner: Option<&Owner>) -> Result<()> {
         (status = 502, response = super::openapi::BadGateway),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn create_tenant(
+pub(crate) async fn create_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
     Body(b): Body<CreateTenant>,
@@ -230,7 +230,7 @@ async fn activate(
         (status = 502, response = super::openapi::BadGateway),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn provision_tenant(
+pub(crate) async fn provision_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
@@ -274,7 +274,7 @@ fn status_str(s: TenantStatus) -> String {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct TenantQuery {
+pub(crate) struct TenantQuery {
     /// Only this home region.
     region: Option<String>,
     /// Only this tier.
@@ -306,7 +306,7 @@ pub struct TenantQuery {
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn list_tenants(
+pub(crate) async fn list_tenants(
     State(st): State<Arc<AdminState>>,
     Q(q): Q<TenantQuery>,
 ) -> Result<Json<PageOf<Tenant>>> {
@@ -344,7 +344,7 @@ pub async fn list_tenants(
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn get_tenant(
+pub(crate) async fn get_tenant(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>> {
@@ -376,7 +376,7 @@ pub async fn get_tenant(
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn update_tenant(
+pub(crate) async fn update_tenant(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
     Body(raw): Body<Map<String, Value>>,
@@ -460,7 +460,7 @@ pub async fn update_tenant(
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn history(
+pub(crate) async fn history(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<Json<List<TenantHistoryEntry>>> {

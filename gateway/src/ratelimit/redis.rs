@@ -24,7 +24,7 @@ use super::gcra::{Decision, Params};
 /// `ARGV[3]`, only in tests: the time to use instead of Redis's clock (µs). Returns `{1, TAT - now}` after an allowed request, `{0, TAT - now}` for a limited one.
 /// Numbers are written with `%d`: Lua's default number formatting would round a
 /// microsecond timestamp to 14 significant digits.
-pub const SCRIPT: &str = r"
+pub(crate) const SCRIPT: &str = r"
 local emission = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -46,7 +46,7 @@ return {1, new_tat - now}
 
 /// Why a Redis check gave no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum RedisLimitError {
+pub(crate) enum RedisLimitError {
     /// No answer within `rate_limit.redis_timeout`.
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
@@ -61,7 +61,7 @@ pub enum RedisLimitError {
 impl RedisLimitError {
     /// Whether Redis was too slow (our per-call timeout or the client's own).
     #[must_use]
-    pub fn is_timeout(&self) -> bool {
+    pub(crate) fn is_timeout(&self) -> bool {
         match self {
             Self::Timeout(_) => true,
             Self::Redis(e) => e.is_timeout(),
@@ -71,7 +71,7 @@ impl RedisLimitError {
 
     /// A bounded label for logs and the fallback metric: `timeout` or `error`.
     #[must_use]
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         if self.is_timeout() {
             "timeout"
         } else {
@@ -81,7 +81,7 @@ impl RedisLimitError {
 }
 
 /// A connection to the shared limit store.
-pub struct RedisLimiter {
+pub(crate) struct RedisLimiter {
     conn: ConnectionManager,
     script: redis::Script,
     prefix: String,
@@ -104,7 +104,7 @@ impl RedisLimiter {
     ///
     /// # Errors
     /// When the URL cannot be used by the client (validation already checked its form).
-    pub fn new(
+    pub(crate) fn new(
         url: &Secret<ConnectionUrl>,
         prefix: &str,
         timeout: Duration,
@@ -130,7 +130,7 @@ impl RedisLimiter {
 
     /// The Redis key of `tenant`'s bucket.
     #[must_use]
-    pub fn key(&self, tenant: TenantId) -> String {
+    pub(crate) fn key(&self, tenant: TenantId) -> String {
         format!("{}{tenant}", self.prefix)
     }
 
@@ -139,7 +139,7 @@ impl RedisLimiter {
     /// # Errors
     /// [`RedisLimitError`] when Redis does not answer in time or fails; nothing was counted
     /// then, or it was counted in Redis but the answer was lost (the caller limits locally).
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         tenant: TenantId,
         params: &Params,
