@@ -26,13 +26,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Lifetime of issued tokens, in seconds.
-pub const TOKEN_TTL_SECS: u64 = 3600;
+pub(super) const TOKEN_TTL_SECS: u64 = 3600;
 /// The subject of tokens that name none: the owner member every demo tenant has.
-pub const DEFAULT_SUBJECT: &str = "demo-owner";
+pub(super) const DEFAULT_SUBJECT: &str = "demo-owner";
 const MAX_BODY: usize = 16 * 1024;
 
 /// Signs demo tokens.
-pub struct TokenIssuer {
+pub(super) struct TokenIssuer {
     key: EncodingKey,
     header: Header,
     issuer: String,
@@ -45,7 +45,7 @@ impl TokenIssuer {
     ///
     /// # Errors
     /// When the key is not an EC P-256 key.
-    pub fn new(pem: &[u8], kid: &str, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+    pub(super) fn new(pem: &[u8], kid: &str, issuer: &str, audience: &str) -> anyhow::Result<Self> {
         let key = EncodingKey::from_ec_pem(pem)?;
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)?;
         jwk.common.key_id = Some(kid.to_owned());
@@ -67,7 +67,12 @@ impl TokenIssuer {
     ///
     /// # Errors
     /// When signing fails.
-    pub fn token(&self, tenant: Uuid, sub: &str, role: Option<&str>) -> anyhow::Result<String> {
+    pub(super) fn token(
+        &self,
+        tenant: Uuid,
+        sub: &str,
+        role: Option<&str>,
+    ) -> anyhow::Result<String> {
         let now = residency_core::assertion::now_secs();
         let mut claims = json!({
             "iss": self.issuer,
@@ -158,7 +163,7 @@ async fn handle(issuer: Arc<TokenIssuer>, req: Request<Incoming>) -> Response<Fu
 }
 
 /// Serves the identity provider on `listener` until `shutdown` fires.
-pub fn serve(listener: TcpListener, issuer: Arc<TokenIssuer>, shutdown: CancellationToken) {
+pub(super) fn serve(listener: TcpListener, issuer: Arc<TokenIssuer>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         loop {
             let (stream, _peer): (_, SocketAddr) = tokio::select! {
