@@ -19,7 +19,7 @@ use residency_core::TenantStatus;
 use residency_core::{RegionId, TenantId};
 use residency_directory::DEFAULT_API_KEY_ROLE;
 
-use super::{parse_uuid, AdminError, AdminState, Body, RequestId};
+use super::{parse_uuid, tenants, AdminError, AdminState, Body, RequestId};
 use residency_core::assertion::SYSTEM_ROLE;
 
 type Result<T> = std::result::Result<T, AdminError>;
@@ -69,10 +69,7 @@ pub(crate) async fn create(
         return Err(AdminError::invalid("expires_at", "must be in the future"));
     }
     let store = st.store()?;
-    let tenant = store
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    let tenant = tenants::existing(store, id).await?;
     if tenant.status == TenantStatus::Deleted {
         return Err(AdminError::NotFound("tenant"));
     }
@@ -127,12 +124,7 @@ pub(crate) async fn create(
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "Every key of the tenant (one page)", body = Page<ApiKey>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ByIdRefusals,
     ))]
 pub(crate) async fn list(
     State(st): State<Arc<AdminState>>,
@@ -140,10 +132,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Page<ApiKey>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
-    store
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    tenants::existing(store, id).await?;
     Ok(Json(Page {
         items: store.list_api_keys(id).await?,
         next_cursor: None,
@@ -160,12 +149,7 @@ pub(crate) async fn list(
     ),
     responses(
         (status = 200, description = "Revoked (idempotent)", body = ApiKey),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ByIdRefusals,
     ))]
 pub(crate) async fn revoke(
     State(st): State<Arc<AdminState>>,

@@ -21,7 +21,7 @@ use residency_core::wire::admin::{
 };
 use residency_core::{RegionId, TenantId};
 use residency_core::{TenantStatus, Tier};
-use residency_directory::{NewTenant, TenantFilter, TenantPatch, TenantRecord};
+use residency_directory::{NewTenant, Store, TenantFilter, TenantPatch, TenantRecord};
 use residency_http::page;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -35,6 +35,14 @@ use super::{parse_uuid, AdminError, AdminState, Body, RequestId, Q};
 pub(crate) const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
 
 type Result<T> = std::result::Result<T, AdminError>;
+
+/// The tenant `id` in `store`, or 404 `tenant`.
+pub(super) async fn existing(store: &Store, id: Uuid) -> Result<TenantRecord> {
+    store
+        .tenant(id)
+        .await?
+        .ok_or(AdminError::NotFound("tenant"))
+}
 
 /// `limit` and `cursor` of a keyset-paginated list.
 pub(super) struct Page {
@@ -244,11 +252,7 @@ pub(crate) async fn provision_tenant(
         super::parse_json::<Option<Reprovision>>(&body)?.unwrap_or_default()
     };
     check_owner(b.owner.as_ref())?;
-    let t = st
-        .store()?
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    let t = existing(st.store()?, id).await?;
     if matches!(t.status, TenantStatus::Moving | TenantStatus::Deleted) {
         return Err(AdminError::Conflict {
             kind: "tenant_not_provisionable",
@@ -337,23 +341,14 @@ pub(crate) async fn list_tenants(
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "The tenant", body = Tenant),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ByIdRefusals,
     ))]
 pub(crate) async fn get_tenant(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
-    let t = st
-        .store()?
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    let t = existing(st.store()?, id).await?;
     Ok(Json(Tenant::from(&t)))
 }
 
@@ -410,10 +405,7 @@ pub(crate) async fn update_tenant(
         ));
     }
     let store = st.store()?;
-    let current = store
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    let current = existing(store, id).await?;
     if !matches!(
         current.status,
         TenantStatus::Active | TenantStatus::Suspended
@@ -453,12 +445,7 @@ pub(crate) async fn update_tenant(
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "Every change, oldest first", body = List<TenantHistoryEntry>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ByIdRefusals,
     ))]
 pub(crate) async fn history(
     State(st): State<Arc<AdminState>>,
@@ -466,10 +453,7 @@ pub(crate) async fn history(
 ) -> Result<Json<List<TenantHistoryEntry>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
-    store
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    existing(store, id).await?;
     Ok(Json(List {
         items: store.history(id).await?,
     }))
