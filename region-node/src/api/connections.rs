@@ -8,19 +8,17 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use residency_core::wire::customer::{
-    Connection, CreateConnection, JsonObject, Page as PageOf, UpdateConnection,
-};
+use residency_core::wire::customer::{Connection, CreateConnection, JsonObject, UpdateConnection};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, P, Q};
+use super::extract::{parse_id, Body, P};
 use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
-use super::resource::{Key, Order, Resource};
+use super::resource::{self, Filters, Key, Order, Resource};
 use super::text_field;
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -76,6 +74,18 @@ pub(super) struct ListQuery {
     cursor: Option<String>,
     /// Only connections to this connector.
     connector_id: Option<String>,
+}
+
+impl resource::ListQuery for ListQuery {
+    const CONDITION: &'static str = "$3::text IS NULL OR connector_id = $3";
+
+    fn page(&self) -> Result<Page, ApiError> {
+        Page::new(self.limit, self.cursor.as_deref())
+    }
+
+    fn filters(self) -> Filters {
+        vec![Box::new(self.connector_id)]
+    }
 }
 
 /// Checks that every enabled action is one of the connector's actions.
@@ -173,24 +183,6 @@ pub(super) async fn create(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(out)))
-}
-
-/// `GET /v1/connections`.
-pub(super) async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<ListQuery>,
-) -> Result<Json<PageOf<Connection>>, ApiError> {
-    let page = Page::new(q.limit, q.cursor.as_deref())?;
-    CONNECTION
-        .list(
-            &st,
-            &caller,
-            page,
-            "$3::text IS NULL OR connector_id = $3",
-            vec![Box::new(q.connector_id)],
-        )
-        .await
 }
 
 /// `PATCH /v1/connections/{id}`.

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::customer::{
-    CreateWorkflow, Execution, JsonObject, Page as PageOf, RunWorkflow, UpdateWorkflow, Workflow,
+    CreateWorkflow, Execution, JsonObject, RunWorkflow, UpdateWorkflow, Workflow,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -14,10 +14,10 @@ use tokio_postgres::Row;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, parse_json, Body, P, Q};
+use super::extract::{parse_id, parse_json, Body, P};
 use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
-use super::resource::{object, Key, Order, Resource};
+use super::resource::{self, object, Filters, Key, Order, Resource};
 use super::{executions, text_field};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -77,6 +77,18 @@ pub(super) struct ListQuery {
     cursor: Option<String>,
     /// Only enabled (`true`) or disabled (`false`) workflows.
     enabled: Option<bool>,
+}
+
+impl resource::ListQuery for ListQuery {
+    const CONDITION: &'static str = "$3::bool IS NULL OR enabled = $3";
+
+    fn page(&self) -> Result<Page, ApiError> {
+        Page::new(self.limit, self.cursor.as_deref())
+    }
+
+    fn filters(self) -> Filters {
+        vec![Box::new(self.enabled)]
+    }
 }
 
 /// Checks that `connection_id` names a connection of the caller's tenant. Another tenant's
@@ -144,24 +156,6 @@ pub(super) async fn create(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(out)))
-}
-
-/// `GET /v1/workflows`.
-pub(super) async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<ListQuery>,
-) -> Result<Json<PageOf<Workflow>>, ApiError> {
-    let page = Page::new(q.limit, q.cursor.as_deref())?;
-    WORKFLOW
-        .list(
-            &st,
-            &caller,
-            page,
-            "$3::bool IS NULL OR enabled = $3",
-            vec![Box::new(q.enabled)],
-        )
-        .await
 }
 
 /// `PATCH /v1/workflows/{id}`.
