@@ -41,7 +41,7 @@ pub(crate) struct Standard {
     /// The collection path (`/v1/workflows`).
     pub path: &'static str,
     /// The noun in summaries (`workflow`, `audit event`).
-    pub(crate) noun: &'static str,
+    pub noun: &'static str,
     /// The response schema of one row (`Workflow`); its list is `Page_<schema>` and the
     /// operation ids are `list<schema>s`, `get<schema>`, `delete<schema>`.
     pub schema: &'static str,
