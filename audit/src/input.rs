@@ -12,7 +12,7 @@ use crate::pg::ScanError;
 use crate::report::RoutingEvidence;
 
 /// The longest a region's scan may take by default.
-pub const DEFAULT_REGION_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_REGION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Everything an audit needs.
 #[derive(Debug, Clone)]

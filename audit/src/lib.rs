@@ -62,7 +62,7 @@
 
 mod input;
 mod pg;
-pub mod placement;
+mod placement;
 mod posture;
 pub mod render;
 pub use residency_core::wire::audit as report;
@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 
 use residency_core::RegionId;
 
-pub use input::{no_progress, AuditInput, Progress, RegionInput, DEFAULT_REGION_TIMEOUT};
+pub use input::{no_progress, AuditInput, Progress, RegionInput};
 pub use pg::{describe_database, ScanError};
 pub use posture::TENANT_POLICY_EXPR;
 pub use report::{

@@ -39,7 +39,7 @@ pub enum ScanError {
 impl ScanError {
     /// Whether the database was not reached at all (as opposed to failing midway).
     #[must_use]
-    pub fn is_unreachable(&self) -> bool {
+    pub(crate) fn is_unreachable(&self) -> bool {
         matches!(self, Self::Url(_) | Self::Connect { .. })
     }
 }

@@ -33,7 +33,7 @@ pub(crate) struct RegionTables<'a> {
 
 /// The status as written in config and JSON.
 #[must_use]
-pub fn status_str(s: TenantStatus) -> &'static str {
+pub(crate) fn status_str(s: TenantStatus) -> &'static str {
     match s {
         TenantStatus::Provisioning => "provisioning",
         TenantStatus::Active => "active",

@@ -50,7 +50,7 @@ pub enum DirectorySpec {
 /// `audit.toml`: the regions of a deployment and its directory.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditConfig {
+pub(crate) struct AuditConfig {
     /// Where the directory is.
     pub directory: DirectoryConfig,
     /// The region databases to audit.
@@ -63,7 +63,7 @@ pub struct AuditConfig {
 /// `[gateway]` of `audit.toml`: where routing evidence is read.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GatewaySection {
+pub(crate) struct GatewaySection {
     /// The admin listener's base URL (its `/metrics`).
     pub admin_url: String,
     /// The admin bearer token (better set as `RESIDENCY__GATEWAY__ADMIN_TOKEN`).
@@ -77,7 +77,7 @@ pub struct GatewaySection {
 /// `[directory]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
-pub enum DirectoryConfig {
+pub(crate) enum DirectoryConfig {
     /// A directory file.
     File {
         /// Path, relative to `audit.toml`.

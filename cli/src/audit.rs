@@ -23,7 +23,7 @@ const DEFAULT_STACK: &str = ".residency/stack.json";
 
 /// Arguments of `residency audit`.
 #[derive(clap::Args, Debug)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     /// The local stack's stack.json (default: .residency/stack.json). Per region the auditor
     /// URL is `auditor_database_url`, else `database_url`.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
@@ -50,7 +50,7 @@ pub struct AuditArgs {
 }
 
 /// Runs the audit and returns the exit code.
-pub async fn run(args: AuditArgs) -> ExitCode {
+pub(crate) async fn run(args: AuditArgs) -> ExitCode {
     let (input, gateway) = match input(&args).await {
         Ok(i) => i,
         Err(e) => {

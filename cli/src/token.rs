@@ -19,7 +19,7 @@ const MAX_TTL_SECS: u64 = 24 * 3600;
 
 /// `residency token` arguments.
 #[derive(Args, Debug)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// The tenant (customer) id the token is for.
     #[arg(long)]
     tenant: String,
@@ -59,7 +59,7 @@ pub struct TokenArgs {
 }
 
 /// Runs `residency token`.
-pub fn run(args: &TokenArgs) -> ExitCode {
+pub(crate) fn run(args: &TokenArgs) -> ExitCode {
     match mint(args, residency_core::assertion::now_secs()) {
         Ok((token, exp)) => {
             if args.json {

@@ -29,8 +29,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Serde adapter: `#[serde(with = "residency_config::duration::serde_str")]`.
-pub mod serde_str {
+/// Serde adapter: `#[serde(with = "crate::duration::serde_str")]`.
+pub(crate) mod serde_str {
     use super::{parse, Deserialize, Deserializer, Duration};
 
     #[derive(Deserialize)]
@@ -44,7 +44,7 @@ pub mod serde_str {
     ///
     /// # Errors
     /// When the value is neither form.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         match Raw::deserialize(d)? {
             Raw::Secs(n) => Ok(Duration::from_secs(n)),
             Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),

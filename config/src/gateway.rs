@@ -113,15 +113,15 @@ mod regions;
 mod tests;
 mod tls;
 
-pub use admin::{AdminConfig, MIN_ADMIN_TOKEN_BYTES};
-pub use audit::{AuditRegion, AuditSection, DEFAULT_AUDIT_TIMEOUT, MAX_AUDIT_TIMEOUT};
+pub use admin::AdminConfig;
+pub use audit::{AuditRegion, AuditSection};
 pub use claims::ClaimNames;
 pub use directory::DirectorySource;
 pub use health_check::HealthCheckConfig;
-pub use issuers::{IssuerConfig, EXTERNAL_ALGORITHMS, MAX_LEEWAY, MIN_JWKS_COOLDOWN};
-pub use limits::{Limits, MIN_HEADER_BYTES};
+pub use issuers::IssuerConfig;
+pub use limits::Limits;
 pub use listen::ListenConfig;
-pub use rate_limit::{RateLimitBackend, RateLimitConfig, MAX_RATE_LIMIT_BURST, MAX_REDIS_TIMEOUT};
+pub use rate_limit::{RateLimitBackend, RateLimitConfig};
 pub use regions::RegionEntry;
 pub use tls::TlsConfig;
 

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 /// The prefix of environment overrides: `RESIDENCY__DATABASE__POOL_SIZE=32` sets
 /// `database.pool_size`.
-pub const ENV_PREFIX: &str = "RESIDENCY__";
+pub(crate) const ENV_PREFIX: &str = "RESIDENCY__";
 
 /// Where environment overrides come from. Tests pass a fixed list instead of touching the
 /// process environment.

@@ -34,7 +34,7 @@ pub const ISSUER: &str = "residency-gateway";
 /// The longest lifetime an assertion may have, in seconds.
 pub const MAX_TTL_SECS: u64 = 60;
 /// Clock skew tolerated between gateway and node, in seconds.
-pub const LEEWAY_SECS: u64 = 5;
+pub(crate) const LEEWAY_SECS: u64 = 5;
 /// The smallest accepted HMAC secret, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -420,7 +420,7 @@ impl Verifier {
 /// Minimal base64url (no padding) decoding for the unverified audience peek, so this crate
 /// does not need a second base64 dependency beside jsonwebtoken's.
 mod base64_engine {
-    pub fn decode_segment(s: &str) -> Option<Vec<u8>> {
+    pub(super) fn decode_segment(s: &str) -> Option<Vec<u8>> {
         fn val(c: u8) -> Option<u32> {
             match c {
                 b'A'..=b'Z' => Some(u32::from(c - b'A')),

@@ -14,11 +14,11 @@
 pub mod assertion;
 pub mod headers;
 mod ids;
-pub mod tenant;
+mod tenant;
 pub mod wire;
 
 pub use ids::{IdError, RegionId, TenantId};
 pub use tenant::{
-    split_api_key, ApiKeyEntry, DirectoryFile, TenantEntry, TenantStatus, Tier, API_KEY_SCHEME,
+    split_api_key, ApiKeyEntry, DirectoryFile, TenantEntry, TenantStatus, Tier,
     DEFAULT_API_KEY_ROLE,
 };

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{RegionId, TenantId};
 
 /// The start of every API key: `rk_<prefix>_<secret>`.
-pub const API_KEY_SCHEME: &str = "rk_";
+pub(crate) const API_KEY_SCHEME: &str = "rk_";
 
 /// The file-backed directory: `[[tenants]]` and `[[api_keys]]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

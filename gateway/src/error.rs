@@ -20,7 +20,7 @@ use crate::ratelimit::{self, Decision};
 
 /// Everything that stops a request before or instead of a region node's answer.
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub(crate) enum GatewayError {
     /// The request is malformed in a way the client can fix.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -71,15 +71,12 @@ pub enum GatewayError {
     /// The upstream request URI could not be built.
     #[error("upstream uri: {0}")]
     UpstreamUri(#[from] http::Error),
-    /// A gateway bug or a misconfiguration found at request time.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 impl GatewayError {
     /// The response status.
     #[must_use]
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
@@ -91,16 +88,15 @@ impl GatewayError {
             Self::NoHealthyUpstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect | Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::RegionNotLoaded(_)
-            | Self::Assertion(_)
-            | Self::UpstreamUri(_)
-            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RegionNotLoaded(_) | Self::Assertion(_) | Self::UpstreamUri(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
     /// A bounded label for metrics and the last segment of the problem `type`.
     #[must_use]
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::Auth(_) => "unauthorized",
@@ -113,10 +109,7 @@ impl GatewayError {
             Self::UpstreamConnect => "upstream_connect",
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimeout => "upstream_timeout",
-            Self::RegionNotLoaded(_)
-            | Self::Assertion(_)
-            | Self::UpstreamUri(_)
-            | Self::Internal(_) => "internal",
+            Self::RegionNotLoaded(_) | Self::Assertion(_) | Self::UpstreamUri(_) => "internal",
         }
     }
 
@@ -139,14 +132,13 @@ impl GatewayError {
             Self::UpstreamTimeout => "the customer's home region did not answer in time",
             Self::RegionNotLoaded(_)
             | Self::Assertion(_)
-            | Self::UpstreamUri(_)
-            | Self::Internal(_) => "the gateway could not handle the request",
+            | Self::UpstreamUri(_) => "the gateway could not handle the request",
         }
     }
 
     /// The problem this error is shown as, with its `WWW-Authenticate` or `Retry-After`.
     #[must_use]
-    pub fn problem(&self) -> Problem {
+    pub(crate) fn problem(&self) -> Problem {
         let p = Problem::new(self.status(), self.kind(), self.detail());
         match self {
             Self::Auth(a) => p.with_header(WWW_AUTHENTICATE, a.www_authenticate()),
@@ -161,7 +153,7 @@ impl GatewayError {
 
     /// The problem+json response for this error, tagged with `request_id`.
     #[must_use]
-    pub fn into_response(self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self, request_id: &HeaderValue) -> Response<Full<Bytes>> {
         let rate = match &self {
             Self::RateLimited { decision } => Some(*decision),
             _ => None,
@@ -172,17 +164,6 @@ impl GatewayError {
         }
         resp
     }
-}
-
-/// Builds a problem+json response. `request_id` is already validated ASCII.
-#[must_use]
-pub fn problem(
-    status: StatusCode,
-    kind: &'static str,
-    detail: &str,
-    request_id: &HeaderValue,
-) -> Response<Full<Bytes>> {
-    Problem::new(status, kind, detail).render(request_id)
 }
 
 #[cfg(test)]
@@ -221,9 +202,10 @@ mod tests {
     #[tokio::test]
     async fn internal_details_do_not_leak() {
         let id = HeaderValue::from_static("r");
-        let resp = GatewayError::Internal("signer for 10.0.0.7 failed".into()).into_response(&id);
+        let region = RegionId::new("secret-region-7").unwrap();
+        let resp = GatewayError::RegionNotLoaded(region).into_response(&id);
         let text = body_json(resp).await.to_string();
-        assert!(!text.contains("10.0.0.7"), "{text}");
+        assert!(!text.contains("secret-region-7"), "{text}");
     }
 
     /// Rate limiting is an error like any other: the error map alone makes the whole 429

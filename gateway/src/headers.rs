@@ -26,13 +26,13 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Whether `name` (lowercase, as `http` stores it) is hop-by-hop.
 #[must_use]
-pub fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.contains(&name)
 }
 
 /// Whether `name` (lowercase) is one the gateway sets itself and a client may not send.
 #[must_use]
-pub fn is_internal(name: &str) -> bool {
+pub(crate) fn is_internal(name: &str) -> bool {
     name.starts_with(INTERNAL_PREFIX)
         || name.starts_with("x-forwarded-")
         || name == TENANT_ID

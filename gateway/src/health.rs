@@ -32,13 +32,17 @@ use crate::proxy::tls::{self, NodeConnector};
 use crate::proxy::upstream::{CheckResult, Region, Thresholds, Upstream};
 
 /// The path every region node answers without a credential.
-pub const READYZ: &str = "/readyz";
+pub(crate) const READYZ: &str = "/readyz";
 
 type CheckClient = Client<NodeConnector, Empty<Bytes>>;
 
 /// Starts the checker for `regions`; it runs until `shutdown`. Does nothing when checks are
 /// disabled.
-pub fn spawn(regions: Vec<Arc<Region>>, cfg: &HealthCheckConfig, shutdown: CancellationToken) {
+pub(crate) fn spawn(
+    regions: Vec<Arc<Region>>,
+    cfg: &HealthCheckConfig,
+    shutdown: CancellationToken,
+) {
     if !cfg.enabled {
         return;
     }

@@ -16,17 +16,17 @@
 //! [`run`] is the whole server; `main.rs` only loads config, binds and calls it, so tests can
 //! run a gateway on port 0.
 
-pub mod admin;
+mod admin;
 pub mod auth;
 pub mod directory;
-pub mod error;
+mod error;
 pub mod headers;
-pub mod health;
-pub mod listener;
+mod health;
+mod listener;
 pub mod metrics;
-pub mod proxy;
+mod proxy;
 pub mod ratelimit;
-pub mod tls;
+mod tls;
 
 use std::convert::Infallible;
 use std::sync::Arc;

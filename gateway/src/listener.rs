@@ -30,8 +30,8 @@
 //!
 //! Not handled here: what a request means; that is the service passed in.
 
-pub mod per_ip;
-pub mod smuggle;
+pub(crate) mod per_ip;
+pub(crate) mod smuggle;
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -62,14 +62,9 @@ use per_ip::PerIp;
 use residency_http::serve::conn::{self, Activity, CloseCause, Ended, Lifetime, Tracked};
 use smuggle::{GuardLimits, Mode};
 
-pub use residency_http::serve::{
-    H2_KEEP_ALIVE_INTERVAL, H2_KEEP_ALIVE_TIMEOUT, H2_MAX_LOCAL_ERROR_RESET_STREAMS,
-    H2_MAX_PENDING_ACCEPT_RESET_STREAMS,
-};
-
 /// Connection-level settings of one listener.
 #[derive(Clone)]
-pub struct ServeOptions {
+pub(crate) struct ServeOptions {
     /// Concurrent connections.
     pub max_connections: usize,
     /// Concurrent connections from one client IP address.
@@ -93,7 +88,7 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// Options from the configured limits.
     #[must_use]
-    pub fn from_limits(limits: &Limits, tls: Option<TlsAcceptor>) -> Self {
+    pub(crate) fn from_limits(limits: &Limits, tls: Option<TlsAcceptor>) -> Self {
         Self {
             max_connections: limits.max_connections,
             max_connections_per_ip: limits.max_connections_per_ip,
@@ -131,7 +126,7 @@ impl ServeOptions {
 }
 
 /// Serves `listener` with `service` until `shutdown`, then drains.
-pub async fn serve<S, B>(
+pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     opts: ServeOptions,
     service: S,

@@ -8,36 +8,36 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Requests answered, by `region` (`none` before routing) and `status_class` (`2xx`...).
-pub const REQUESTS_TOTAL: &str = "gateway_requests_total";
+pub(crate) const REQUESTS_TOTAL: &str = "gateway_requests_total";
 /// Time from request head to response head, by `region`.
-pub const REQUEST_DURATION_SECONDS: &str = "gateway_request_duration_seconds";
+pub(crate) const REQUEST_DURATION_SECONDS: &str = "gateway_request_duration_seconds";
 /// Refused credentials, by `reason` ([`crate::auth::AuthError::metric_label`]).
-pub const AUTH_FAILURES_TOTAL: &str = "gateway_auth_failures_total";
+pub(crate) const AUTH_FAILURES_TOTAL: &str = "gateway_auth_failures_total";
 /// Verified-token cache lookups, by `result` (`hit`, `miss`).
 pub const TOKEN_CACHE_TOTAL: &str = "gateway_token_cache_total";
 /// Failed upstream calls, by `region` and `error_kind` (`connect`, `timeout`, `io`,
 /// `no_upstream`).
-pub const UPSTREAM_ERRORS_TOTAL: &str = "gateway_upstream_errors_total";
+pub(crate) const UPSTREAM_ERRORS_TOTAL: &str = "gateway_upstream_errors_total";
 /// JWKS fetches, by `result` (`ok`, `error`).
-pub const JWKS_FETCHES_TOTAL: &str = "gateway_jwks_fetches_total";
+pub(crate) const JWKS_FETCHES_TOTAL: &str = "gateway_jwks_fetches_total";
 /// Client connections currently open.
-pub const CONNECTIONS_OPEN: &str = "gateway_connections_open";
+pub(crate) const CONNECTIONS_OPEN: &str = "gateway_connections_open";
 /// Client connections closed as soon as they were accepted, by `reason` (`per_ip_limit`: the
 /// client address had `limits.max_connections_per_ip` open already).
-pub const CONNECTIONS_REFUSED_TOTAL: &str = "gateway_connections_refused_total";
+pub(crate) const CONNECTIONS_REFUSED_TOTAL: &str = "gateway_connections_refused_total";
 /// Directory cache lookups, by `result` (`hit`, `miss`, `negative`, `too_stale`).
-pub const DIRECTORY_LOOKUPS_TOTAL: &str = "gateway_directory_lookups_total";
+pub(crate) const DIRECTORY_LOOKUPS_TOTAL: &str = "gateway_directory_lookups_total";
 /// Seconds the directory data has been possibly out of date (0 while `LISTEN` is connected
 /// and the last full load succeeded).
-pub const DIRECTORY_STALENESS_SECONDS: &str = "gateway_directory_staleness_seconds";
+pub(crate) const DIRECTORY_STALENESS_SECONDS: &str = "gateway_directory_staleness_seconds";
 /// Directory loads, by `kind` (`full`, `tenant`, `api_key`) and `result` (`ok`, `error`).
-pub const DIRECTORY_LOADS_TOTAL: &str = "gateway_directory_loads_total";
+pub(crate) const DIRECTORY_LOADS_TOTAL: &str = "gateway_directory_loads_total";
 /// Active health checks of upstreams, by `region` and `result` (`ok`, `error`).
-pub const HEALTH_CHECKS_TOTAL: &str = "gateway_health_checks_total";
+pub(crate) const HEALTH_CHECKS_TOTAL: &str = "gateway_health_checks_total";
 /// Upstreams taken out of rotation, by `region` and `cause` (`connect`, `health_check`).
-pub const UPSTREAM_EJECTIONS_TOTAL: &str = "gateway_upstream_ejections_total";
+pub(crate) const UPSTREAM_EJECTIONS_TOTAL: &str = "gateway_upstream_ejections_total";
 /// Admin API requests, by `route` (matched template) and `status_class`.
-pub const ADMIN_REQUESTS_TOTAL: &str = "gateway_admin_requests_total";
+pub(crate) const ADMIN_REQUESTS_TOTAL: &str = "gateway_admin_requests_total";
 /// Rate-limit decisions, by `decision` (`allowed`, `limited`) and `backend` (`local`,
 /// `redis`: the backend that decided, so Redis fallbacks count as `local`).
 pub const RATELIMIT_DECISIONS_TOTAL: &str = "gateway_ratelimit_decisions_total";

@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 ///
 /// # Errors
 /// When a file cannot be read or holds no usable certificate or key.
-pub fn acceptor(cfg: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
+pub(crate) fn acceptor(cfg: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     let mut certs_pem = BufReader::new(
         File::open(&cfg.cert_file)
             .with_context(|| format!("tls.cert_file {}", cfg.cert_file.display()))?,

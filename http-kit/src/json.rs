@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 /// Whether the request declares a JSON body (`application/json` or any `+json` type).
 #[must_use]
-pub fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -21,11 +21,11 @@
 pub mod extract;
 pub mod json;
 pub mod page;
-pub mod problem;
+mod problem;
 pub mod request_id;
 pub mod serve;
 
-pub use problem::{Problem, PROBLEM_JSON, TYPE_PREFIX};
+pub use problem::{Problem, PROBLEM_JSON};
 pub use request_id::RequestId;
 
 /// Distinguishes an absent field from an explicit `null` in PATCH bodies; the wire types'

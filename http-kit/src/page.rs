@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 /// Default page size.
-pub const DEFAULT_LIMIT: u32 = 50;
+pub(crate) const DEFAULT_LIMIT: u32 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: u32 = 500;
 
@@ -66,7 +66,7 @@ pub fn limit_text(raw: Option<&str>) -> Result<u32, PageError> {
 
 /// The cursor for the item with `key`.
 #[must_use]
-pub fn encode_cursor(key: &str) -> String {
+pub(crate) fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("c1.{key}"))
 }
 

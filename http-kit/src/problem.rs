@@ -18,7 +18,7 @@ use crate::request_id;
 /// The problem media type.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Every problem `type` is this prefix followed by the problem's kind.
-pub const TYPE_PREFIX: &str = "urn:residency:problem:";
+pub(crate) const TYPE_PREFIX: &str = "urn:residency:problem:";
 
 /// An error as the client sees it, waiting for its request id to be rendered.
 #[derive(Debug, Clone)]

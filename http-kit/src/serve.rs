@@ -54,14 +54,14 @@ use conn::{Activity, Ended, Lifetime, Tracked};
 
 /// HTTP/2 streams a client may reset before the server accepted them; more is the "rapid
 /// reset" attack (CVE-2023-44487) and ends the connection with `ENHANCE_YOUR_CALM`.
-pub const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 32;
+pub(crate) const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 32;
 /// HTTP/2 streams the server may reset because of client protocol errors before it ends the
 /// connection.
-pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+pub(crate) const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 /// How often an HTTP/2 connection is pinged while idle ...
-pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+pub(crate) const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// ... and how long the ping's answer may take before the connection is closed.
-pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Pause after a failed `accept`, so an exhausted file table is not a busy loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 

@@ -87,7 +87,7 @@ pub fn scram_verifier(password: &str) -> String {
 /// # Errors
 /// When the role name is not a plain identifier or `attrs` holds anything but letters and
 /// spaces (the statement cannot take bind parameters).
-pub fn role_ddl(verb: &str, role: &RoleSpec, attrs: &str) -> anyhow::Result<String> {
+pub(crate) fn role_ddl(verb: &str, role: &RoleSpec, attrs: &str) -> anyhow::Result<String> {
     anyhow::ensure!(matches!(verb, "CREATE" | "ALTER"), "bad verb {verb:?}");
     anyhow::ensure!(
         is_simple_identifier(&role.name),
@@ -110,7 +110,11 @@ pub fn role_ddl(verb: &str, role: &RoleSpec, attrs: &str) -> anyhow::Result<Stri
 ///
 /// # Errors
 /// Invalid names or database errors.
-pub async fn ensure_role(admin: &Client, role: &RoleSpec, attrs: &str) -> anyhow::Result<()> {
+pub(crate) async fn ensure_role(
+    admin: &Client,
+    role: &RoleSpec,
+    attrs: &str,
+) -> anyhow::Result<()> {
     let exists = admin
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role.name])
         .await?

@@ -21,7 +21,7 @@ use crate::error::{current_request_id, ApiError};
 use crate::state::AppState;
 
 /// The role that marks an internal system call (provisioning); reserved for custom roles too.
-pub use residency_core::assertion::SYSTEM_ROLE;
+pub(crate) use residency_core::assertion::SYSTEM_ROLE;
 
 fn verify(state: &AppState, req: &Request) -> Result<AssertionClaims, ApiError> {
     let token = req
@@ -58,7 +58,7 @@ fn caller(claims: AssertionClaims) -> Caller {
 }
 
 /// Middleware for `/v1`: a valid customer assertion for this region.
-pub async fn customer(
+pub(crate) async fn customer(
     State(state): State<Arc<AppState>>,
     mut req: Request,
     next: Next,
@@ -77,7 +77,7 @@ pub async fn customer(
 }
 
 /// Middleware for `/internal`: a valid system assertion for this region.
-pub async fn system(
+pub(crate) async fn system(
     State(state): State<Arc<AppState>>,
     mut req: Request,
     next: Next,

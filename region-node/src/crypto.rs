@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 /// Why sealing or opening failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CryptoError {
+pub(crate) enum CryptoError {
     /// The key is not 32 bytes.
     #[error("credentials key must be 32 bytes")]
     BadKey,
@@ -19,12 +19,13 @@ pub enum CryptoError {
     #[error("sealing failed")]
     Seal,
     /// Wrong key, tampered blob, or a blob from another row.
+    #[cfg(test)]
     #[error("credentials cannot be decrypted")]
     Open,
 }
 
 /// A per-region credentials key.
-pub struct CredentialCipher {
+pub(crate) struct CredentialCipher {
     kid: String,
     key: LessSafeKey,
     rng: SystemRandom,
@@ -35,7 +36,7 @@ impl CredentialCipher {
     ///
     /// # Errors
     /// [`CryptoError::BadKey`] when `key` is not 32 bytes.
-    pub fn new(kid: &str, key: &[u8]) -> Result<Self, CryptoError> {
+    pub(crate) fn new(kid: &str, key: &[u8]) -> Result<Self, CryptoError> {
         let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| CryptoError::BadKey)?;
         Ok(Self {
             kid: kid.to_owned(),
@@ -46,7 +47,7 @@ impl CredentialCipher {
 
     /// The key id stored next to ciphertexts.
     #[must_use]
-    pub fn kid(&self) -> &str {
+    pub(crate) fn kid(&self) -> &str {
         &self.kid
     }
 
@@ -61,7 +62,7 @@ impl CredentialCipher {
     ///
     /// # Errors
     /// [`CryptoError::Seal`] if the system RNG fails.
-    pub fn seal(
+    pub(crate) fn seal(
         &self,
         tenant: Uuid,
         connection: Uuid,
@@ -86,7 +87,8 @@ impl CredentialCipher {
     ///
     /// # Errors
     /// [`CryptoError::Open`] on any mismatch.
-    pub fn open(
+    #[cfg(test)]
+    pub(crate) fn open(
         &self,
         tenant: Uuid,
         connection: Uuid,

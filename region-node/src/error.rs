@@ -126,12 +126,12 @@ impl ApiError {
 
 tokio::task_local! {
     /// Request id of the current request (scoped by [`crate::request_id::scope`]).
-    pub static CURRENT_REQUEST_ID: RequestId;
+    pub(crate) static CURRENT_REQUEST_ID: RequestId;
 }
 
 /// The current request's id (a fresh one outside a request's scope).
 #[must_use]
-pub fn current_request_id() -> RequestId {
+pub(crate) fn current_request_id() -> RequestId {
     CURRENT_REQUEST_ID
         .try_with(Clone::clone)
         .unwrap_or_default()

@@ -14,22 +14,22 @@
 //!   [`prepare`] refuses to start otherwise.
 
 pub mod api;
-pub mod auth;
-pub mod crypto;
+mod auth;
+mod crypto;
 pub mod db;
 pub mod error;
-pub mod metrics;
+mod metrics;
 pub mod rbac;
-pub mod request_id;
-pub mod state;
-pub mod tls;
+mod request_id;
+mod state;
+mod tls;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use hyper_util::service::TowerToHyperService;
 use residency_config::assertion::AssertionKeyConfig;
 use residency_config::node::NodeConfig;
@@ -65,7 +65,7 @@ pub fn grant_roles(cfg: &NodeConfig) -> anyhow::Result<GrantRoles> {
 ///
 /// # Errors
 /// Unreadable keys or an unparsable database URL.
-pub fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
+pub(crate) fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
     let keys = cfg
         .assertion
         .keys
@@ -175,10 +175,4 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     prepare(cfg).await?.serve(listener, shutdown).await
-}
-
-/// Convenience for embedding: an `axum` response for an error (used by tests).
-#[must_use]
-pub fn error_response(e: ApiError) -> Response {
-    e.into_response()
 }

@@ -12,19 +12,19 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Requests served, by `method`, `route`, `status_class`.
-pub const REQUESTS: &str = "node_requests_total";
+pub(crate) const REQUESTS: &str = "node_requests_total";
 /// Request latency in seconds, by `method`, `route`.
-pub const DURATION: &str = "node_request_duration_seconds";
+pub(crate) const DURATION: &str = "node_request_duration_seconds";
 /// Refused assertions by `reason`.
-pub const ASSERTION_FAILURES: &str = "node_assertion_failures_total";
+pub(crate) const ASSERTION_FAILURES: &str = "node_assertion_failures_total";
 /// Assertions addressed to another region (refused with 421).
-pub const MISDIRECTED: &str = "node_misdirected_requests_total";
+pub(crate) const MISDIRECTED: &str = "node_misdirected_requests_total";
 /// Error responses by `kind`.
-pub const ERRORS: &str = "node_errors_total";
+pub(crate) const ERRORS: &str = "node_errors_total";
 
 /// Installs the process-wide Prometheus recorder once and returns its handle. Several nodes
 /// in one process (tests) share it.
-pub fn recorder() -> PrometheusHandle {
+pub(crate) fn recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -39,7 +39,7 @@ pub fn recorder() -> PrometheusHandle {
 }
 
 /// Records request count and latency per matched route.
-pub async fn track(req: Request, next: Next) -> Response {
+pub(crate) async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
         .extensions()

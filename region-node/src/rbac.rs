@@ -87,8 +87,9 @@ catalogue! {
 
 impl Permission {
     /// Whether the permission only reads (used to check that read-only roles stay read-only).
+    #[cfg(test)]
     #[must_use]
-    pub fn is_read_only(self) -> bool {
+    pub(crate) fn is_read_only(self) -> bool {
         self.as_str().ends_with(".read")
     }
 }
@@ -157,7 +158,7 @@ pub fn names(permissions: &[Permission]) -> Vec<&'static str> {
 
 /// The six system roles every tenant gets at provisioning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SystemRole {
+pub(crate) enum SystemRole {
     /// Full control, including ownership transfer.
     Owner,
     /// Full control except changing owners.
@@ -174,7 +175,7 @@ pub enum SystemRole {
 
 impl SystemRole {
     /// All system roles.
-    pub const ALL: [SystemRole; 6] = [
+    pub(crate) const ALL: [SystemRole; 6] = [
         Self::Owner,
         Self::Admin,
         Self::Developer,
@@ -185,7 +186,7 @@ impl SystemRole {
 
     /// The role's name as stored and as used in credentials.
     #[must_use]
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Owner => "owner",
             Self::Admin => "admin",
@@ -198,13 +199,13 @@ impl SystemRole {
 
     /// Parses a system role name.
     #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.name() == name)
     }
 
     /// One-line description.
     #[must_use]
-    pub fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         match self {
             Self::Owner => "full control of the customer account",
             Self::Admin => "full control except ownership",
@@ -217,7 +218,7 @@ impl SystemRole {
 
     /// The role's permissions, in catalogue order.
     #[must_use]
-    pub fn permissions(self) -> &'static [Permission] {
+    pub(crate) fn permissions(self) -> &'static [Permission] {
         use Permission as P;
         const DEVELOPER: [Permission; 34] = [
             P::TenantRead,
@@ -315,7 +316,7 @@ impl fmt::Display for SystemRole {
 /// when `wanted` is a subset of `held`. The one subset rule behind every grant (creating or
 /// editing a role, assigning a role to a member); see `Tx::require_grantable`.
 #[must_use]
-pub fn not_held(held: &[Permission], wanted: &[Permission]) -> Vec<Permission> {
+pub(crate) fn not_held(held: &[Permission], wanted: &[Permission]) -> Vec<Permission> {
     wanted
         .iter()
         .copied()

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::error::CURRENT_REQUEST_ID;
 
 /// Middleware that scopes the request id for the rest of the stack.
-pub async fn scope(req: Request, next: Next) -> Response {
+pub(crate) async fn scope(req: Request, next: Next) -> Response {
     let id = RequestId::from_headers_or_new(req.headers());
     let span = tracing::info_span!(
         "request",

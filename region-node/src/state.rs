@@ -15,7 +15,7 @@ pub struct AppState {
     /// This node's region.
     pub region: RegionConfig,
     /// Encryption of connection credentials.
-    pub cipher: CredentialCipher,
+    pub(crate) cipher: CredentialCipher,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Prometheus page renderer.

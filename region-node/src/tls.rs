@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 ///
 /// # Errors
 /// Unreadable or invalid PEM files.
-pub fn tls_acceptor(cfg: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
+pub(crate) fn tls_acceptor(cfg: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
         std::fs::File::open(&cfg.cert_file)

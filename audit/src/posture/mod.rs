@@ -91,7 +91,7 @@ pub(crate) fn violation(
 pub(crate) struct TenantTable {
     pub schema: String,
     pub name: String,
-    pub is_partition: bool,
+    pub(crate) is_partition: bool,
     pub rls_enabled: bool,
     pub rls_forced: bool,
     /// The auditing role may read `tenant_id`.

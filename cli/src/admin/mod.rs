@@ -37,7 +37,7 @@ use render::{object_lines, table};
 
 /// Where the admin API is and how to format answers; accepted before or after the action.
 #[derive(Args, Debug, Clone)]
-pub struct AdminOpts {
+pub(crate) struct AdminOpts {
     /// Admin API base URL, e.g. http://127.0.0.1:9090 (default: from --stack).
     #[arg(long, env = "RESIDENCY_ADMIN_URL", global = true)]
     admin_url: Option<String>,
@@ -60,7 +60,7 @@ pub struct AdminOpts {
 
 /// `residency tenants ...`
 #[derive(Args, Debug)]
-pub struct TenantsArgs {
+pub(crate) struct TenantsArgs {
     #[command(flatten)]
     opts: AdminOpts,
     #[command(subcommand)]
@@ -153,7 +153,7 @@ enum TenantsCmd {
 
 /// `residency orgs ...`
 #[derive(Args, Debug)]
-pub struct OrgsArgs {
+pub(crate) struct OrgsArgs {
     #[command(flatten)]
     opts: AdminOpts,
     #[command(subcommand)]
@@ -187,7 +187,7 @@ enum OrgsCmd {
 
 /// `residency keys ...`
 #[derive(Args, Debug)]
-pub struct KeysArgs {
+pub(crate) struct KeysArgs {
     #[command(flatten)]
     opts: AdminOpts,
     #[command(subcommand)]
@@ -223,17 +223,17 @@ enum KeysCmd {
 }
 
 /// Runs `residency tenants ...`.
-pub async fn tenants(args: TenantsArgs) -> ExitCode {
+pub(crate) async fn tenants(args: TenantsArgs) -> ExitCode {
     finish(run_tenants(&args).await, &args.opts)
 }
 
 /// Runs `residency orgs ...`.
-pub async fn orgs(args: OrgsArgs) -> ExitCode {
+pub(crate) async fn orgs(args: OrgsArgs) -> ExitCode {
     finish(run_orgs(&args).await, &args.opts)
 }
 
 /// Runs `residency keys ...`.
-pub async fn keys(args: KeysArgs) -> ExitCode {
+pub(crate) async fn keys(args: KeysArgs) -> ExitCode {
     finish(run_keys(&args).await, &args.opts)
 }
 

@@ -29,7 +29,7 @@ fn me() -> String {
 }
 
 /// Prints the endpoints and examples.
-pub fn print(dir: &Path, ports: &Ports, regions: &[RegionId], tenants: &[DemoTenant]) {
+pub(super) fn print(dir: &Path, ports: &Ports, regions: &[RegionId], tenants: &[DemoTenant]) {
     let d = shown(dir).display().to_string();
     let gw = gateway_url(ports);
     let admin = admin_url(ports);

@@ -21,11 +21,11 @@ use super::material::{self, Material};
 use super::UpError;
 
 /// The audience of demo tokens.
-pub const AUDIENCE: &str = "residency-api";
+pub(super) const AUDIENCE: &str = "residency-api";
 
 /// Every port the stack listens on (all on 127.0.0.1).
 #[derive(Debug, Clone)]
-pub struct Ports {
+pub(super) struct Ports {
     /// Gateway, public (https).
     pub gateway: u16,
     /// Gateway admin listener.
@@ -42,7 +42,7 @@ impl Ports {
     ///
     /// # Errors
     /// [`UpError::Usage`] when the ports would pass 65535.
-    pub fn new(base: Option<u16>, regions: usize) -> Result<Self, UpError> {
+    pub(super) fn new(base: Option<u16>, regions: usize) -> Result<Self, UpError> {
         let overflow = || UpError::Usage("--base-port: the ports would pass 65535".into());
         let n = u16::try_from(regions).map_err(|_| overflow())?;
         match base {
@@ -66,7 +66,7 @@ impl Ports {
 
     /// Every port with what uses it, for messages.
     #[must_use]
-    pub fn labelled(&self, regions: &[RegionId]) -> Vec<(u16, String)> {
+    pub(super) fn labelled(&self, regions: &[RegionId]) -> Vec<(u16, String)> {
         let mut out = vec![
             (self.gateway, "gateway".to_owned()),
             (self.admin, "gateway admin".to_owned()),
@@ -82,7 +82,7 @@ impl Ports {
     ///
     /// # Errors
     /// [`UpError::PortInUse`] naming the first busy port and its purpose.
-    pub fn check_free(&self, regions: &[RegionId]) -> Result<(), UpError> {
+    pub(super) fn check_free(&self, regions: &[RegionId]) -> Result<(), UpError> {
         for (port, what) in self.labelled(regions) {
             if let Err(e) = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
                 return Err(UpError::PortInUse {
@@ -103,7 +103,7 @@ fn q(s: &str) -> String {
 
 /// A region's display name and location for the well-known local regions.
 #[must_use]
-pub fn describe(r: &RegionId) -> (String, String) {
+pub(super) fn describe(r: &RegionId) -> (String, String) {
     let (name, place) = match r.as_str() {
         "us" => ("United States", "Virginia, US"),
         "eu" => ("Europe", "Frankfurt, DE"),
@@ -115,13 +115,13 @@ pub fn describe(r: &RegionId) -> (String, String) {
 
 /// The `kid` of a region's assertion key.
 #[must_use]
-pub fn assertion_kid(r: &RegionId) -> String {
+pub(super) fn assertion_kid(r: &RegionId) -> String {
     format!("{r}-1")
 }
 
 /// Paths of the written config files.
 #[derive(Debug, Clone)]
-pub struct ConfigFiles {
+pub(super) struct ConfigFiles {
     /// Per region: `config/<region>-node.toml`.
     pub nodes: Vec<PathBuf>,
     /// `config/gateway.toml`.
@@ -132,7 +132,7 @@ pub struct ConfigFiles {
 ///
 /// # Errors
 /// [`UpError::Failed`] with the loader's message when a generated file does not validate.
-pub fn write(
+pub(super) fn write(
     m: &Material,
     regions: &[RegionId],
     ports: &Ports,
@@ -261,19 +261,19 @@ fn gateway_toml(
 /// A region node's base URL (HTTPS: nodes serve TLS and require the gateway's client
 /// certificate).
 #[must_use]
-pub fn node_url(port: u16) -> String {
+pub(super) fn node_url(port: u16) -> String {
     format!("https://127.0.0.1:{port}")
 }
 
 /// The dev identity provider's issuer (`iss`).
 #[must_use]
-pub fn issuer(ports: &Ports) -> String {
+pub(super) fn issuer(ports: &Ports) -> String {
     format!("http://127.0.0.1:{}/", ports.idp)
 }
 
 /// The dev identity provider's JWKS URL.
 #[must_use]
-pub fn jwks_url(ports: &Ports) -> String {
+pub(super) fn jwks_url(ports: &Ports) -> String {
     format!("http://127.0.0.1:{}/.well-known/jwks.json", ports.idp)
 }
 

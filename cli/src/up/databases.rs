@@ -25,7 +25,7 @@ use super::UpError;
 
 /// Database and role names derived from the prefix.
 #[derive(Debug, Clone)]
-pub struct Names {
+pub(super) struct Names {
     prefix: String,
 }
 
@@ -34,7 +34,7 @@ impl Names {
     ///
     /// # Errors
     /// [`UpError::Usage`] naming the flag.
-    pub fn new(prefix: &str, regions: &[RegionId]) -> Result<Self, UpError> {
+    pub(super) fn new(prefix: &str, regions: &[RegionId]) -> Result<Self, UpError> {
         let ok = prefix.len() <= 32
             && prefix.starts_with(|c: char| c.is_ascii_lowercase())
             && is_simple_identifier(prefix);
@@ -64,33 +64,33 @@ impl Names {
 
     /// The directory database.
     #[must_use]
-    pub fn directory_db(&self) -> String {
+    pub(super) fn directory_db(&self) -> String {
         format!("{}_directory", self.prefix)
     }
 
     /// The directory's `owner` (migrations only), `reader` (the gateway's cache) or `writer`
     /// (the admin API and the demo seed) role.
     #[must_use]
-    pub fn directory_role(&self, kind: &str) -> String {
+    pub(super) fn directory_role(&self, kind: &str) -> String {
         format!("{}_directory_{kind}", self.prefix)
     }
 
     /// A region's database.
     #[must_use]
-    pub fn region_db(&self, r: &RegionId) -> String {
+    pub(super) fn region_db(&self, r: &RegionId) -> String {
         format!("{}_{}", self.prefix, r.as_str().replace('-', "_"))
     }
 
     /// A region's `owner`, `app` or `auditor` role.
     #[must_use]
-    pub fn region_role(&self, r: &RegionId, kind: &str) -> String {
+    pub(super) fn region_role(&self, r: &RegionId, kind: &str) -> String {
         format!("{}_{kind}", self.region_db(r))
     }
 }
 
 /// Connection URLs of one region's roles.
 #[derive(Debug, Clone)]
-pub struct RegionUrls {
+pub(super) struct RegionUrls {
     /// Owner (migrations; subject to FORCE RLS).
     pub owner: String,
     /// Application role (what the node uses).
@@ -103,7 +103,7 @@ pub struct RegionUrls {
 
 /// URLs of every database of the stack.
 #[derive(Debug, Clone)]
-pub struct Urls {
+pub(super) struct Urls {
     /// The directory as its reader role (the gateway's `directory.url`, the audit).
     pub directory: String,
     /// The directory as its writer role (the gateway's `admin.directory_url`, the seed).
@@ -117,7 +117,7 @@ pub struct Urls {
 /// # Errors
 /// [`UpError::PostgresUnreachable`] when it cannot connect; [`UpError::Failed`] when the role
 /// cannot create databases and roles.
-pub async fn check_admin(admin_url: &str) -> Result<(), UpError> {
+pub(super) async fn check_admin(admin_url: &str) -> Result<(), UpError> {
     let connect = tokio_postgres::connect(admin_url, NoTls);
     let (client, conn) =
         match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
@@ -161,7 +161,7 @@ fn role(state: &mut State, name: String) -> anyhow::Result<RoleSpec> {
 ///
 /// # Errors
 /// Database errors, named with the database they concern.
-pub async fn ensure(
+pub(super) async fn ensure(
     admin_url: &str,
     names: &Names,
     regions: &[RegionId],
@@ -231,7 +231,11 @@ fn report(label: &str, db: &str, applied: &[i32]) {
 ///
 /// # Errors
 /// Database errors.
-pub async fn teardown(admin_url: &str, names: &Names, regions: &[RegionId]) -> anyhow::Result<()> {
+pub(super) async fn teardown(
+    admin_url: &str,
+    names: &Names,
+    regions: &[RegionId],
+) -> anyhow::Result<()> {
     let dir_roles = ["owner", "reader", "writer"].map(|k| names.directory_role(k));
     let refs: Vec<&str> = dir_roles.iter().map(String::as_str).collect();
     bootstrap::teardown(admin_url, &names.directory_db(), &refs).await?;

@@ -22,13 +22,13 @@ use super::material;
 
 /// The client (cheap to clone).
 #[derive(Clone)]
-pub struct Http {
+pub(super) struct Http {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// A response: status and JSON body (`Value::Null` when empty or not JSON).
 #[derive(Debug)]
-pub struct Reply {
+pub(super) struct Reply {
     /// Status code.
     pub status: StatusCode,
     /// Parsed body.
@@ -43,7 +43,7 @@ impl Http {
     ///
     /// # Errors
     /// When the CA or the client certificate cannot be read.
-    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+    pub(super) fn new(dir: &Path) -> anyhow::Result<Self> {
         let read = |rel: &str| {
             let path = dir.join(rel);
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -76,7 +76,7 @@ impl Http {
     }
 
     /// `GET url`, true when it answers 200 within `timeout`.
-    pub async fn ok(&self, url: &str, timeout: Duration) -> bool {
+    pub(super) async fn ok(&self, url: &str, timeout: Duration) -> bool {
         let Ok(req) = Request::get(url).body(Full::new(Bytes::new())) else {
             return false;
         };
@@ -90,7 +90,7 @@ impl Http {
     ///
     /// # Errors
     /// Connection errors and timeouts.
-    pub async fn json(
+    pub(super) async fn json(
         &self,
         method: Method,
         url: &str,

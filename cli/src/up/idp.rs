@@ -20,19 +20,32 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use residency_http::{Problem, RequestId};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Lifetime of issued tokens, in seconds.
-pub const TOKEN_TTL_SECS: u64 = 3600;
+pub(super) const TOKEN_TTL_SECS: u64 = 3600;
 /// The subject of tokens that name none: the owner member every demo tenant has.
-pub const DEFAULT_SUBJECT: &str = "demo-owner";
+pub(super) const DEFAULT_SUBJECT: &str = "demo-owner";
 const MAX_BODY: usize = 16 * 1024;
 
+/// The answer of `POST /token`.
+#[derive(Debug, Serialize)]
+struct TokenResponse {
+    /// The signed JWT.
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// The token's lifetime, in seconds.
+    expires_in: u64,
+}
+
 /// Signs demo tokens.
-pub struct TokenIssuer {
+pub(super) struct TokenIssuer {
     key: EncodingKey,
     header: Header,
     issuer: String,
@@ -45,7 +58,7 @@ impl TokenIssuer {
     ///
     /// # Errors
     /// When the key is not an EC P-256 key.
-    pub fn new(pem: &[u8], kid: &str, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+    pub(super) fn new(pem: &[u8], kid: &str, issuer: &str, audience: &str) -> anyhow::Result<Self> {
         let key = EncodingKey::from_ec_pem(pem)?;
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)?;
         jwk.common.key_id = Some(kid.to_owned());
@@ -67,7 +80,12 @@ impl TokenIssuer {
     ///
     /// # Errors
     /// When signing fails.
-    pub fn token(&self, tenant: Uuid, sub: &str, role: Option<&str>) -> anyhow::Result<String> {
+    pub(super) fn token(
+        &self,
+        tenant: Uuid,
+        sub: &str,
+        role: Option<&str>,
+    ) -> anyhow::Result<String> {
         let now = residency_core::assertion::now_secs();
         let mut claims = json!({
             "iss": self.issuer,
@@ -84,31 +102,46 @@ impl TokenIssuer {
         Ok(jsonwebtoken::encode(&self.header, &claims, &self.key)?)
     }
 
-    fn issue(&self, body: &[u8]) -> Result<Value, (StatusCode, String)> {
-        let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_owned());
+    /// The token `body` asks for, or the problem with the request.
+    fn issue(&self, body: &[u8]) -> Result<TokenResponse, Box<Problem>> {
+        let bad = |field: &str, m: &str| {
+            Box::new(
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("{field}: {m}"),
+                )
+                .with_field(field),
+            )
+        };
         let v: Value =
-            serde_json::from_slice(body).map_err(|_| bad("body must be a JSON object"))?;
+            serde_json::from_slice(body).map_err(|_| bad("body", "must be a JSON object"))?;
         let tenant = v
             .get("tenant_id")
             .and_then(Value::as_str)
             .and_then(|s| Uuid::parse_str(s).ok())
-            .ok_or_else(|| bad("tenant_id: must be a uuid"))?;
-        let text = |field: &str| -> Result<Option<&str>, (StatusCode, String)> {
+            .ok_or_else(|| bad("tenant_id", "must be a uuid"))?;
+        let text = |field: &str| -> Result<Option<&str>, Box<Problem>> {
             match v.get(field) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) if (1..=256).contains(&s.len()) => Ok(Some(s.as_str())),
-                Some(_) => Err(bad(&format!("{field}: must be a string of 1-256 bytes"))),
+                Some(_) => Err(bad(field, "must be a string of 1-256 bytes")),
             }
         };
         let role = text("role")?;
         let sub = text("sub")?.unwrap_or(DEFAULT_SUBJECT);
         let token = self.token(tenant, sub, role).map_err(|_| {
-            (
+            Box::new(Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "signing failed".to_owned(),
-            )
+                "internal",
+                "signing failed",
+            ))
         })?;
-        Ok(json!({ "access_token": token, "token_type": "Bearer", "expires_in": TOKEN_TTL_SECS }))
+        Ok(TokenResponse {
+            access_token: token,
+            token_type: "Bearer",
+            expires_in: TOKEN_TTL_SECS,
+        })
     }
 }
 
@@ -122,13 +155,9 @@ fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Respons
     r
 }
 
-fn problem(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
-    let body = json!({ "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail });
-    reply(
-        status,
-        "application/problem+json",
-        Bytes::from(body.to_string()),
-    )
+/// `problem` as problem+json, under a fresh request id (the IdP is not behind the gateway).
+fn problem(problem: &Problem) -> Response<Full<Bytes>> {
+    problem.render(RequestId::new().header_value())
 }
 
 async fn handle(issuer: Arc<TokenIssuer>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -139,26 +168,42 @@ async fn handle(issuer: Arc<TokenIssuer>, req: Request<Incoming>) -> Response<Fu
         (&Method::POST, "/token") => {
             let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(_) => return problem(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+                Err(_) => {
+                    return problem(&Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        "body too large",
+                    ))
+                }
             };
-            match issuer.issue(&body) {
-                Ok(v) => reply(
-                    StatusCode::OK,
-                    "application/json",
-                    Bytes::from(v.to_string()),
-                ),
-                Err((status, detail)) => problem(status, &detail),
+            match issuer.issue(&body).and_then(|t| {
+                serde_json::to_vec(&t).map_err(|_| {
+                    Box::new(Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "encoding failed",
+                    ))
+                })
+            }) {
+                Ok(v) => reply(StatusCode::OK, "application/json", Bytes::from(v)),
+                Err(p) => problem(&p),
             }
         }
-        (_, "/.well-known/jwks.json" | "/token") => {
-            problem(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        }
-        _ => problem(StatusCode::NOT_FOUND, "no such endpoint"),
+        (_, "/.well-known/jwks.json" | "/token") => problem(&Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed",
+        )),
+        _ => problem(&Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint",
+        )),
     }
 }
 
 /// Serves the identity provider on `listener` until `shutdown` fires.
-pub fn serve(listener: TcpListener, issuer: Arc<TokenIssuer>, shutdown: CancellationToken) {
+pub(super) fn serve(listener: TcpListener, issuer: Arc<TokenIssuer>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         loop {
             let (stream, _peer): (_, SocketAddr) = tokio::select! {
@@ -212,6 +257,10 @@ mod tests {
         let out = iss
             .issue(format!(r#"{{"tenant_id":"{tenant}","role":"viewer"}}"#).as_bytes())
             .unwrap();
+        // The answer's field names are the OAuth token response's.
+        let out = serde_json::to_value(&out).unwrap();
+        assert_eq!(out["token_type"], "Bearer");
+        assert_eq!(out["expires_in"], TOKEN_TTL_SECS);
         let token = out["access_token"].as_str().unwrap();
         let set: JwkSet = serde_json::from_slice(&iss.jwks).unwrap();
         assert_eq!(set.keys[0].common.key_id.as_deref(), Some("dev-1"));
@@ -240,9 +289,10 @@ mod tests {
             ),
             ("not json", "body"),
         ] {
-            let (status, detail) = iss.issue(body.as_bytes()).unwrap_err();
-            assert_eq!(status, StatusCode::BAD_REQUEST);
-            assert!(detail.starts_with(field), "{detail}");
+            let p = iss.issue(body.as_bytes()).unwrap_err();
+            assert_eq!(p.status, StatusCode::BAD_REQUEST);
+            assert!(p.detail.starts_with(field), "{}", p.detail);
+            assert_eq!(p.field.as_deref(), Some(field));
         }
     }
 }

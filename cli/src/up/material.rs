@@ -30,11 +30,11 @@ use rcgen::{
 use residency_core::RegionId;
 
 /// Length of generated passwords and tokens, in `[A-Za-z0-9]` characters (~190 bits).
-pub const SECRET_CHARS: usize = 32;
+pub(super) const SECRET_CHARS: usize = 32;
 
 /// Paths of the material, all inside the stack directory.
 #[derive(Debug, Clone)]
-pub struct Material {
+pub(super) struct Material {
     /// The stack directory (absolute).
     pub dir: PathBuf,
     /// The `kid` of the JWT signing key (derived from its public key, so stable).
@@ -45,51 +45,51 @@ pub struct Material {
 
 /// Relative path (from the stack directory) of a region's assertion key.
 #[must_use]
-pub fn assertion_key(region: &RegionId) -> String {
+pub(super) fn assertion_key(region: &RegionId) -> String {
     format!("keys/{region}-assertion.key")
 }
 
 /// Relative path of a region's credentials key.
 #[must_use]
-pub fn credentials_key(region: &RegionId) -> String {
+pub(super) fn credentials_key(region: &RegionId) -> String {
     format!("keys/{region}-credentials.key")
 }
 
 /// Relative path of the JWT signing key.
-pub const JWT_KEY: &str = "keys/jwt.pem";
+pub(super) const JWT_KEY: &str = "keys/jwt.pem";
 /// Relative path of the CA certificate.
-pub const CA_CERT: &str = "tls/ca.pem";
+pub(super) const CA_CERT: &str = "tls/ca.pem";
 /// Relative path of the gateway certificate chain.
-pub const GATEWAY_CERT: &str = "tls/gateway.pem";
+pub(super) const GATEWAY_CERT: &str = "tls/gateway.pem";
 /// Relative path of the gateway private key.
-pub const GATEWAY_KEY: &str = "tls/gateway.key";
+pub(super) const GATEWAY_KEY: &str = "tls/gateway.key";
 /// Relative path of the gateway's client certificate chain towards the nodes (mTLS).
-pub const GATEWAY_CLIENT_CERT: &str = "tls/gateway-client.pem";
+pub(super) const GATEWAY_CLIENT_CERT: &str = "tls/gateway-client.pem";
 /// Relative path of its private key.
-pub const GATEWAY_CLIENT_KEY: &str = "tls/gateway-client.key";
+pub(super) const GATEWAY_CLIENT_KEY: &str = "tls/gateway-client.key";
 /// Relative path of the CA's private key.
 const CA_KEY: &str = "tls/ca.key";
 
 /// Relative path of a region node's certificate chain.
 #[must_use]
-pub fn node_cert(region: &RegionId) -> String {
+pub(super) fn node_cert(region: &RegionId) -> String {
     format!("tls/{region}-node.pem")
 }
 
 /// Relative path of a region node's private key.
 #[must_use]
-pub fn node_key(region: &RegionId) -> String {
+pub(super) fn node_key(region: &RegionId) -> String {
     format!("tls/{region}-node.key")
 }
 
 /// Relative path of the admin token.
-pub const ADMIN_TOKEN: &str = "keys/admin.token";
+pub(super) const ADMIN_TOKEN: &str = "keys/admin.token";
 
 /// `n` random characters of `[A-Za-z0-9]`, from the system CSPRNG.
 ///
 /// # Errors
 /// When the system random source fails.
-pub fn random_alnum(n: usize) -> anyhow::Result<String> {
+pub(super) fn random_alnum(n: usize) -> anyhow::Result<String> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut out = String::with_capacity(n);
     let mut buf = [0u8; 64];
@@ -116,7 +116,7 @@ fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
 ///
 /// # Errors
 /// File system errors.
-pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -128,7 +128,7 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// File system errors.
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -165,7 +165,7 @@ fn ensure_file(
 ///
 /// # Errors
 /// File system or key generation errors, or an existing file that is not what it should be.
-pub fn ensure(dir: &Path, regions: &[RegionId]) -> anyhow::Result<Material> {
+pub(super) fn ensure(dir: &Path, regions: &[RegionId]) -> anyhow::Result<Material> {
     private_dir(&dir.join("keys"))?;
     private_dir(&dir.join("tls"))?;
     for r in regions {

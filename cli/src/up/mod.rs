@@ -39,11 +39,11 @@ use databases::Names;
 use supervise::Supervisor;
 
 /// The default Postgres admin URL.
-pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub(crate) const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// Arguments of `residency up`.
 #[derive(Debug, Args)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// Postgres admin URL (a role that may create databases and roles).
     #[arg(long, env = "RESIDENCY_PG", default_value = DEFAULT_PG, hide_env_values = true)]
     pg: String,
@@ -77,7 +77,7 @@ pub struct UpArgs {
 
 /// Why `up` stopped; each maps to one exit code and one message.
 #[derive(Debug, thiserror::Error)]
-pub enum UpError {
+pub(crate) enum UpError {
     /// A flag value is invalid.
     #[error("{0}")]
     Usage(String),
@@ -140,7 +140,7 @@ impl UpError {
 }
 
 /// Runs `residency up` and returns the process exit code.
-pub async fn run(args: UpArgs) -> ExitCode {
+pub(crate) async fn run(args: UpArgs) -> ExitCode {
     // Handlers first: from here on SIGTERM and Ctrl-C are ours to handle, never a default
     // death that would leave children behind.
     let stop = CancellationToken::new();

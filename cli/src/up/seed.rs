@@ -30,17 +30,17 @@ use super::material::{self, Material};
 use super::state::State;
 
 /// Who the directory's history records for the stack's own changes.
-pub const ACTOR: &str = "system:residency-up";
+pub(super) const ACTOR: &str = "system:residency-up";
 /// The demo organization's domain.
-pub const ORG_DOMAIN: &str = "demo-partner.example";
+pub(super) const ORG_DOMAIN: &str = "demo-partner.example";
 /// Every tier, in display order.
-pub const TIERS: [Tier; 4] = [Tier::Starter, Tier::Growth, Tier::Scale, Tier::Enterprise];
+pub(super) const TIERS: [Tier; 4] = [Tier::Starter, Tier::Growth, Tier::Scale, Tier::Enterprise];
 /// The per-minute quota override given to enterprise demo customers ("custom" quota).
-pub const ENTERPRISE_QUOTA: u32 = 5000;
+pub(super) const ENTERPRISE_QUOTA: u32 = 5000;
 
 /// One seeded customer.
 #[derive(Debug, Clone)]
-pub struct DemoTenant {
+pub(super) struct DemoTenant {
     /// Tenant id.
     pub id: Uuid,
     /// Display name.
@@ -54,7 +54,7 @@ pub struct DemoTenant {
 }
 
 /// Where a region's node is and how to sign for it.
-pub struct NodeTarget {
+pub(super) struct NodeTarget {
     /// Region id.
     pub region: RegionId,
     /// Base URL (`http://127.0.0.1:port`).
@@ -68,7 +68,7 @@ impl NodeTarget {
     ///
     /// # Errors
     /// When the key cannot be read.
-    pub fn new(m: &Material, region: &RegionId, url: String) -> anyhow::Result<Self> {
+    pub(super) fn new(m: &Material, region: &RegionId, url: String) -> anyhow::Result<Self> {
         let secret = std::fs::read(m.dir.join(material::assertion_key(region)))?;
         let key = AssertionKey::new(&assertion_kid(region), "HS256", secret)?;
         Ok(Self {
@@ -136,7 +136,7 @@ fn tenant_name(region: &RegionId, tier: Tier) -> String {
 ///
 /// # Errors
 /// Directory or node errors, naming the step.
-pub async fn seed(
+pub(super) async fn seed(
     store: &Store,
     nodes: &[NodeTarget],
     http: &Http,

@@ -94,13 +94,13 @@ struct Tenant<'a> {
 
 /// The gateway's public URL.
 #[must_use]
-pub fn gateway_url(ports: &Ports) -> String {
+pub(super) fn gateway_url(ports: &Ports) -> String {
     format!("https://127.0.0.1:{}", ports.gateway)
 }
 
 /// The admin listener's URL.
 #[must_use]
-pub fn admin_url(ports: &Ports) -> String {
+pub(super) fn admin_url(ports: &Ports) -> String {
     format!("http://127.0.0.1:{}", ports.admin)
 }
 
@@ -108,7 +108,7 @@ pub fn admin_url(ports: &Ports) -> String {
 ///
 /// # Errors
 /// Serialization errors (none in practice).
-pub fn render(
+pub(super) fn render(
     m: &Material,
     ports: &Ports,
     urls: &Urls,
@@ -180,6 +180,6 @@ pub fn render(
 ///
 /// # Errors
 /// File system errors.
-pub fn write(dir: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write(dir: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     material::write_private(&dir.join("stack.json"), bytes)
 }

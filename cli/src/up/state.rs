@@ -14,7 +14,7 @@ use super::material::{random_alnum, write_private, SECRET_CHARS};
 /// The persisted state.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct State {
+pub(super) struct State {
     /// Role name → password.
     #[serde(default)]
     passwords: BTreeMap<String, String>,
@@ -30,7 +30,7 @@ impl State {
     ///
     /// # Errors
     /// An unreadable or malformed file.
-    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+    pub(super) fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join("state.json");
         let mut state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
@@ -50,7 +50,7 @@ impl State {
     ///
     /// # Errors
     /// When the file cannot be written.
-    pub fn password(&mut self, role: &str) -> anyhow::Result<String> {
+    pub(super) fn password(&mut self, role: &str) -> anyhow::Result<String> {
         if let Some(p) = self.passwords.get(role) {
             return Ok(p.clone());
         }
@@ -62,7 +62,7 @@ impl State {
 
     /// The saved demo API key of `tenant`.
     #[must_use]
-    pub fn api_key(&self, tenant: Uuid) -> Option<&str> {
+    pub(super) fn api_key(&self, tenant: Uuid) -> Option<&str> {
         self.api_keys.get(&tenant).map(String::as_str)
     }
 
@@ -70,7 +70,7 @@ impl State {
     ///
     /// # Errors
     /// When the file cannot be written.
-    pub fn set_api_key(&mut self, tenant: Uuid, key: String) -> anyhow::Result<()> {
+    pub(super) fn set_api_key(&mut self, tenant: Uuid, key: String) -> anyhow::Result<()> {
         self.api_keys.insert(tenant, key);
         self.save()
     }

@@ -25,7 +25,7 @@ use super::http::Http;
 use super::UpError;
 
 /// How long a child may take to exit after SIGTERM before it is killed.
-pub const GRACE: Duration = Duration::from_secs(15);
+pub(super) const GRACE: Duration = Duration::from_secs(15);
 /// The same for children left over by a killed `up`: their log pipes are gone, and a process
 /// whose shutdown path writes to a broken stderr may never finish it, so wait less.
 const STALE_GRACE: Duration = Duration::from_secs(3);
@@ -38,7 +38,7 @@ struct Running {
 }
 
 /// The running children, in start order.
-pub struct Supervisor {
+pub(super) struct Supervisor {
     dir: PathBuf,
     children: Vec<Running>,
 }
@@ -55,7 +55,7 @@ impl Supervisor {
     ///
     /// # Errors
     /// When the log directory cannot be created.
-    pub fn new(dir: &Path) -> anyhow::Result<Self> {
+    pub(super) fn new(dir: &Path) -> anyhow::Result<Self> {
         super::material::private_dir(&dir.join("logs"))?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -67,7 +67,12 @@ impl Supervisor {
     ///
     /// # Errors
     /// When the process cannot be started.
-    pub fn spawn(&mut self, label: &str, program: &Path, args: &[&str]) -> anyhow::Result<u32> {
+    pub(super) fn spawn(
+        &mut self,
+        label: &str,
+        program: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<u32> {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
@@ -115,7 +120,7 @@ impl Supervisor {
     ///
     /// # Errors
     /// [`UpError::ChildFailed`] when the child exited or never became ready.
-    pub async fn wait_ready(
+    pub(super) async fn wait_ready(
         &mut self,
         label: &str,
         url: &str,
@@ -163,7 +168,7 @@ impl Supervisor {
 
     /// Waits until any child exits; returns its label and status. Never returns when there
     /// are no children.
-    pub async fn any_exit(&mut self) -> (String, ExitStatus) {
+    pub(super) async fn any_exit(&mut self) -> (String, ExitStatus) {
         if self.children.is_empty() {
             std::future::pending::<()>().await;
         }
@@ -180,7 +185,7 @@ impl Supervisor {
     /// Stops every child, newest first (the gateway before the nodes it proxies to): SIGTERM,
     /// then SIGKILL after [`GRACE`]. Returns true when every child exited on SIGTERM with
     /// success.
-    pub async fn stop_all(&mut self) -> bool {
+    pub(super) async fn stop_all(&mut self) -> bool {
         let mut clean = true;
         while let Some(mut c) = self.children.pop() {
             clean &= stop(&mut c).await;
@@ -224,7 +229,7 @@ async fn stop(c: &mut Running) -> bool {
 
 /// "exit code 3" or "signal 9".
 #[must_use]
-pub fn describe(status: ExitStatus) -> String {
+pub(super) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
@@ -260,7 +265,7 @@ where
 ///
 /// # Errors
 /// [`UpError::AlreadyRunning`] when the recorded `up` is alive.
-pub async fn reap_stale(dir: &Path) -> Result<(), UpError> {
+pub(super) async fn reap_stale(dir: &Path) -> Result<(), UpError> {
     let path = dir.join("run.json");
     let Ok(bytes) = std::fs::read(&path) else {
         return Ok(());

@@ -13,7 +13,7 @@ use crate::secret::{ConnectionUrl, Secret};
 use crate::Problem;
 
 /// The shortest admin token accepted.
-pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+pub(crate) const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
 /// `[admin]`: the admin API on `listen.admin`.
 ///
@@ -59,7 +59,7 @@ impl AdminConfig {
     /// Whether the admin API can be called at all: a token is configured (without one
     /// every `/admin/v1` call is refused).
     #[must_use]
-    pub fn has_token(&self) -> bool {
+    pub(crate) fn has_token(&self) -> bool {
         self.token_file.is_some() || self.token.is_some()
     }
 

@@ -27,9 +27,9 @@ use crate::Problem;
 use residency_core::RegionId;
 
 /// The default time one region's audit scan may take.
-pub const DEFAULT_AUDIT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_AUDIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest `audit.timeout` accepted.
-pub const MAX_AUDIT_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_AUDIT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// `[audit]`: the region databases `GET /admin/v1/audit` reads.
 #[derive(Debug, Clone, Deserialize)]

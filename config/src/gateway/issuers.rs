@@ -9,13 +9,13 @@ use crate::load::check_file;
 use crate::Problem;
 
 /// The most clock skew an issuer's `leeway` may tolerate.
-pub const MAX_LEEWAY: Duration = Duration::from_secs(30);
+pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(30);
 /// The shortest allowed pause between two JWKS fetches triggered by unknown `kid`s.
-pub const MIN_JWKS_COOLDOWN: Duration = Duration::from_secs(30);
+pub(crate) const MIN_JWKS_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// Algorithms an external issuer may be configured with: asymmetric only, so a key published
 /// in a JWKS can never be used as an HMAC secret.
-pub const EXTERNAL_ALGORITHMS: &[&str] = &[
+pub(crate) const EXTERNAL_ALGORITHMS: &[&str] = &[
     "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
 ];
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::Problem;
 
 /// The smallest header block limit hyper can enforce (its minimum read buffer).
-pub const MIN_HEADER_BYTES: usize = 8192;
+pub(crate) const MIN_HEADER_BYTES: usize = 8192;
 
 /// `[limits]`: sizes, counts and timeouts, with the SPEC defaults.
 #[derive(Debug, Clone, Deserialize)]

@@ -17,10 +17,10 @@ use crate::Problem;
 
 /// The largest allowed `rate_limit.burst`: a bucket never holds more than one minute of
 /// quota, so `RateLimit-Remaining` never exceeds `RateLimit-Limit`.
-pub const MAX_RATE_LIMIT_BURST: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RATE_LIMIT_BURST: Duration = Duration::from_secs(60);
 /// The longest allowed `rate_limit.redis_timeout`: a shared limit must never cost a request
 /// more than this; past it the gateway limits locally instead.
-pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `[rate_limit]`: per-tenant request rate limiting (GCRA).
 ///

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::load::{from_str, load};
+use audit::DEFAULT_AUDIT_TIMEOUT;
 use residency_core::RegionId;
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {

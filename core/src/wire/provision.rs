@@ -65,7 +65,7 @@ pub struct RoleCheckResponse {
 }
 
 /// The longest role name: a role name is a Postgres-identifier-sized label.
-pub const ROLE_NAME_MAX: usize = 63;
+pub(crate) const ROLE_NAME_MAX: usize = 63;
 
 /// What [`is_role_name`] accepts, said to clients when a name is refused.
 pub const ROLE_NAME_RULE: &str = "must be 1-63 characters of [a-z0-9_-], starting with a letter";

@@ -50,7 +50,7 @@ use super::AdminState;
 use crate::proxy::upstream::Region;
 
 /// The response header naming the audit's outcome.
-pub const OUTCOME_HEADER: &str = "x-audit-outcome";
+pub(crate) const OUTCOME_HEADER: &str = "x-audit-outcome";
 /// Time added to `audit.timeout` for the directory read and evidence before the whole run is
 /// abandoned.
 const MARGIN: Duration = Duration::from_secs(15);
@@ -60,7 +60,7 @@ const EVIDENCE_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_PAGE_BYTES: usize = 8 << 20;
 
 /// What the audit endpoint needs, prepared at start.
-pub struct Auditor {
+pub(crate) struct Auditor {
     plan: Option<Plan>,
     running: Arc<Semaphore>,
 }
@@ -74,7 +74,7 @@ struct Plan {
 impl Auditor {
     /// The audit of `cfg`'s regions, or an endpoint that answers 404 without `[audit]`.
     #[must_use]
-    pub fn new(cfg: &GatewayConfig) -> Self {
+    pub(crate) fn new(cfg: &GatewayConfig) -> Self {
         let plan = cfg.audit.as_ref().map(|a: &AuditSection| Plan {
             // Config validation guarantees an entry per region.
             regions: cfg
@@ -127,7 +127,7 @@ fn problem(status: StatusCode, kind: &'static str, detail: &str, retry: Option<u
         (status = 503, response = super::openapi::Unavailable),
         (status = 504, response = super::openapi::GatewayTimeout),
     ))]
-pub async fn audit(State(st): State<Arc<AdminState>>) -> Response {
+pub(crate) async fn audit(State(st): State<Arc<AdminState>>) -> Response {
     let Some(plan) = &st.audit.plan else {
         return problem(
             StatusCode::NOT_FOUND,

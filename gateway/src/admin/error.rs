@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 /// Everything that stops an admin request.
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub(crate) enum AdminError {
     /// No admin token, a wrong one, or none configured.
     #[error("unauthorized")]
     Unauthorized(&'static str),
@@ -92,7 +92,7 @@ pub enum AdminError {
 
 impl AdminError {
     /// A 400 naming `field`.
-    pub fn bad_request(field: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::BadRequest {
             field: field.into(),
             detail: detail.into(),
@@ -100,7 +100,7 @@ impl AdminError {
     }
 
     /// A 422 naming `field`.
-    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),
             detail: detail.into(),
@@ -109,7 +109,7 @@ impl AdminError {
 
     /// The problem this error is shown as.
     #[must_use]
-    pub fn problem(&self) -> Problem {
+    pub(crate) fn problem(&self) -> Problem {
         fn p(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Problem {
             Problem::new(status, kind, detail)
         }
@@ -187,7 +187,7 @@ impl AdminError {
 
     /// Attaches the tenant a failed multi-step operation left behind.
     #[must_use]
-    pub fn for_tenant(self, id: Uuid) -> Self {
+    pub(crate) fn for_tenant(self, id: Uuid) -> Self {
         match self {
             Self::Unavailable {
                 detail,

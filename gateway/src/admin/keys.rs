@@ -19,7 +19,7 @@ use residency_core::TenantStatus;
 use residency_core::{RegionId, TenantId};
 use residency_directory::DEFAULT_API_KEY_ROLE;
 
-use super::{parse_uuid, AdminError, AdminState, Body, RequestId};
+use super::{parse_uuid, tenants, AdminError, AdminState, Body, RequestId};
 use residency_core::assertion::SYSTEM_ROLE;
 
 type Result<T> = std::result::Result<T, AdminError>;
@@ -43,7 +43,7 @@ type Result<T> = std::result::Result<T, AdminError>;
         (status = 502, response = super::openapi::BadGateway),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn create(
+pub(crate) async fn create(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
@@ -69,10 +69,7 @@ pub async fn create(
         return Err(AdminError::invalid("expires_at", "must be in the future"));
     }
     let store = st.store()?;
-    let tenant = store
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    let tenant = tenants::existing(store, id).await?;
     if tenant.status == TenantStatus::Deleted {
         return Err(AdminError::NotFound("tenant"));
     }
@@ -127,23 +124,15 @@ pub async fn create(
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "Every key of the tenant (one page)", body = Page<ApiKey>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ByIdRefusals,
     ))]
-pub async fn list(
+pub(crate) async fn list(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Page<ApiKey>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
-    store
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    tenants::existing(store, id).await?;
     Ok(Json(Page {
         items: store.list_api_keys(id).await?,
         next_cursor: None,
@@ -160,14 +149,9 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "Revoked (idempotent)", body = ApiKey),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ByIdRefusals,
     ))]
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(st): State<Arc<AdminState>>,
     Path((id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKey>> {

@@ -16,13 +16,13 @@
 //! Every admin write is attributed to `admin:<token name>` in the directory history. Every
 //! response carries `x-request-id`; problems carry the same id ([`error`]).
 
-pub mod audit;
-pub mod error;
-pub mod keys;
+pub(crate) mod audit;
+pub(crate) mod error;
+pub(crate) mod keys;
 mod openapi;
-pub mod orgs;
-pub mod provision;
-pub mod tenants;
+pub(crate) mod orgs;
+pub(crate) mod provision;
+pub(crate) mod tenants;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,17 +46,17 @@ use subtle::ConstantTimeEq;
 
 use crate::metrics as m;
 use crate::proxy::Gateway;
-pub use error::AdminError;
+pub(crate) use error::AdminError;
 use residency_http::extract::{BadInput, Rejects};
-pub use residency_http::extract::{Body, Q};
+pub(crate) use residency_http::extract::{Body, Q};
 use residency_http::json::JsonError;
 use residency_http::{Problem, RequestId};
 
 /// Largest admin request body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the admin handlers share.
-pub struct AdminState {
+pub(crate) struct AdminState {
     gateway: Arc<Gateway>,
     /// SHA-256 of the admin token; `None` refuses every admin call.
     token_hash: Option<[u8; 32]>,
@@ -75,7 +75,7 @@ impl AdminState {
     ///
     /// # Errors
     /// When `admin.token_file` cannot be read.
-    pub fn new(
+    pub(crate) fn new(
         cfg: &GatewayConfig,
         gateway: Arc<Gateway>,
         prometheus: PrometheusHandle,
@@ -170,7 +170,7 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// The admin listener's router.
-pub fn router(state: Arc<AdminState>) -> Router {
+pub(crate) fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
         .route(
             "/admin/v1/organizations",
@@ -438,7 +438,7 @@ impl Rejects for AdminState {
 ///
 /// # Errors
 /// 400 for syntax, 422 naming the field for shape.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     residency_http::json::parse(bytes).map_err(from_json)
 }
 
@@ -455,7 +455,7 @@ fn from_json(e: JsonError) -> AdminError {
 ///
 /// # Errors
 /// 400 naming `field`.
-pub fn parse_uuid(raw: &str, field: &str) -> Result<uuid::Uuid, AdminError> {
+pub(crate) fn parse_uuid(raw: &str, field: &str) -> Result<uuid::Uuid, AdminError> {
     uuid::Uuid::parse_str(raw).map_err(|_| AdminError::bad_request(field, "must be a uuid"))
 }
 

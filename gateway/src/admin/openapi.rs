@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use residency_core::wire::ProblemDetails;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToResponse};
+use utoipa::{IntoResponses, Modify, OpenApi, ToResponse};
 
 use super::{audit, keys, orgs, tenants};
 
@@ -205,6 +205,26 @@ pub(super) struct Unavailable(ProblemDetails);
 #[response(content_type = "application/problem+json")]
 #[allow(dead_code)]
 pub(super) struct GatewayTimeout(ProblemDetails);
+
+/// The refusals of an operation without a body on one resource named by its id (a read, a
+/// list hanging off it, a revocation): 400 for an id that is not a UUID, 401, 404, 500, 501
+/// and 503.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum ByIdRefusals {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] BadRequest),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 404)]
+    NotFound(#[ref_response] NotFound),
+    #[response(status = 500)]
+    Internal(#[ref_response] Internal),
+    #[response(status = 501)]
+    NotImplemented(#[ref_response] NotImplemented),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}
 
 #[cfg(test)]
 mod tests {

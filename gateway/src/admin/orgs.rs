@@ -33,7 +33,7 @@ type Result<T> = std::result::Result<T, AdminError>;
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn create_org(
+pub(crate) async fn create_org(
     State(st): State<Arc<AdminState>>,
     Body(b): Body<CreateOrganization>,
 ) -> Result<Response> {
@@ -80,7 +80,7 @@ pub async fn create_org(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     /// Page size.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
@@ -101,7 +101,7 @@ pub struct PageQuery {
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn list_orgs(
+pub(crate) async fn list_orgs(
     State(st): State<Arc<AdminState>>,
     Q(q): Q<PageQuery>,
 ) -> Result<Json<PageOf<Organization>>> {
@@ -116,14 +116,9 @@ pub async fn list_orgs(
     params(("id" = Uuid, Path, description = "Organization id")),
     responses(
         (status = 200, description = "The organization", body = Organization),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ByIdRefusals,
     ))]
-pub async fn get_org(
+pub(crate) async fn get_org(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Organization>> {

@@ -40,7 +40,7 @@ struct NodeCall {
 }
 
 /// Calls region nodes' provisioning endpoint.
-pub struct Provisioner {
+pub(crate) struct Provisioner {
     timeout: Duration,
     connect_timeout: Duration,
     /// Recorded as the assertion's subject `system:<actor>`.
@@ -51,7 +51,7 @@ impl Provisioner {
     /// A provisioner; each call uses a client of the home region's TLS settings (CA and
     /// client certificate) without a pool, since provisioning is rare.
     #[must_use]
-    pub fn new(timeout: Duration, connect_timeout: Duration, actor: String) -> Self {
+    pub(crate) fn new(timeout: Duration, connect_timeout: Duration, actor: String) -> Self {
         Self {
             timeout,
             connect_timeout,
@@ -65,7 +65,7 @@ impl Provisioner {
     /// # Errors
     /// [`AdminError::Unavailable`] when no upstream of the region could be reached in time,
     /// [`AdminError::BadGateway`] when the node answered with an error.
-    pub async fn provision(
+    pub(crate) async fn provision(
         &self,
         regions: &Regions,
         region: &RegionId,
@@ -97,7 +97,7 @@ impl Provisioner {
     /// # Errors
     /// As [`Provisioner::provision`]: 503 when the region cannot be reached, 502 when the node
     /// answers with an error or an unexpected body.
-    pub async fn role_exists(
+    pub(crate) async fn role_exists(
         &self,
         regions: &Regions,
         region: &RegionId,

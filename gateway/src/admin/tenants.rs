@@ -21,7 +21,7 @@ use residency_core::wire::admin::{
 };
 use residency_core::{RegionId, TenantId};
 use residency_core::{TenantStatus, Tier};
-use residency_directory::{NewTenant, TenantFilter, TenantPatch, TenantRecord};
+use residency_directory::{NewTenant, Store, TenantFilter, TenantPatch, TenantRecord};
 use residency_http::page;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -32,9 +32,17 @@ use uuid::Uuid;
 use super::{parse_uuid, AdminError, AdminState, Body, RequestId, Q};
 
 /// Largest per-minute limit override.
-pub const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
+pub(crate) const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
 
 type Result<T> = std::result::Result<T, AdminError>;
+
+/// The tenant `id` in `store`, or 404 `tenant`.
+pub(super) async fn existing(store: &Store, id: Uuid) -> Result<TenantRecord> {
+    store
+        .tenant(id)
+        .await?
+        .ok_or(AdminError::NotFound("tenant"))
+}
 
 /// `limit` and `cursor` of a keyset-paginated list.
 pub(super) struct Page {
@@ -137,7 +145,7 @@ fn check_owner(owner: Option<&Owner>) -> Result<()> {
         (status = 502, response = super::openapi::BadGateway),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn create_tenant(
+pub(crate) async fn create_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
     Body(b): Body<CreateTenant>,
@@ -230,7 +238,7 @@ async fn activate(
         (status = 502, response = super::openapi::BadGateway),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn provision_tenant(
+pub(crate) async fn provision_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
@@ -244,11 +252,7 @@ pub async fn provision_tenant(
         super::parse_json::<Option<Reprovision>>(&body)?.unwrap_or_default()
     };
     check_owner(b.owner.as_ref())?;
-    let t = st
-        .store()?
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    let t = existing(st.store()?, id).await?;
     if matches!(t.status, TenantStatus::Moving | TenantStatus::Deleted) {
         return Err(AdminError::Conflict {
             kind: "tenant_not_provisionable",
@@ -274,7 +278,7 @@ fn status_str(s: TenantStatus) -> String {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct TenantQuery {
+pub(crate) struct TenantQuery {
     /// Only this home region.
     region: Option<String>,
     /// Only this tier.
@@ -306,7 +310,7 @@ pub struct TenantQuery {
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn list_tenants(
+pub(crate) async fn list_tenants(
     State(st): State<Arc<AdminState>>,
     Q(q): Q<TenantQuery>,
 ) -> Result<Json<PageOf<Tenant>>> {
@@ -337,23 +341,14 @@ pub async fn list_tenants(
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "The tenant", body = Tenant),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ByIdRefusals,
     ))]
-pub async fn get_tenant(
+pub(crate) async fn get_tenant(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
-    let t = st
-        .store()?
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    let t = existing(st.store()?, id).await?;
     Ok(Json(Tenant::from(&t)))
 }
 
@@ -376,7 +371,7 @@ pub async fn get_tenant(
         (status = 501, response = super::openapi::NotImplemented),
         (status = 503, response = super::openapi::Unavailable),
     ))]
-pub async fn update_tenant(
+pub(crate) async fn update_tenant(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
     Body(raw): Body<Map<String, Value>>,
@@ -410,10 +405,7 @@ pub async fn update_tenant(
         ));
     }
     let store = st.store()?;
-    let current = store
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    let current = existing(store, id).await?;
     if !matches!(
         current.status,
         TenantStatus::Active | TenantStatus::Suspended
@@ -453,23 +445,15 @@ pub async fn update_tenant(
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "Every change, oldest first", body = List<TenantHistoryEntry>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ByIdRefusals,
     ))]
-pub async fn history(
+pub(crate) async fn history(
     State(st): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Result<Json<List<TenantHistoryEntry>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
-    store
-        .tenant(id)
-        .await?
-        .ok_or(AdminError::NotFound("tenant"))?;
+    existing(store, id).await?;
     Ok(Json(List {
         items: store.history(id).await?,
     }))

@@ -16,7 +16,7 @@ use crate::directory::{ApiKeyRecord, Directory, DirectoryError};
 /// assertion minted from it, which is not reused anyway.
 const CONTEXT_TTL_SECS: u64 = 60;
 /// The start of the subject of every request made with an API key: `apikey:<key id>`.
-pub const SUBJECT_PREFIX: &str = "apikey:";
+pub(crate) const SUBJECT_PREFIX: &str = "apikey:";
 
 /// Verifies an API key against the directory. The outer error is the directory failing to
 /// answer (503), the inner one a refused key (401).

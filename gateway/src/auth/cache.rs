@@ -34,7 +34,7 @@ use crate::metrics as m;
 
 /// Re-mint an assertion when less than this many seconds of it remain, so a node with a few
 /// seconds of clock skew never sees an expired one.
-pub const ASSERTION_REFRESH_MARGIN_SECS: u64 = 15;
+pub(crate) const ASSERTION_REFRESH_MARGIN_SECS: u64 = 15;
 
 /// A token as a cache key (borrowed; the cache keeps its own copy on insert). No `Debug`, so
 /// a token cannot end up in a log by accident.
@@ -102,7 +102,11 @@ impl Verified {
     ///
     /// # Errors
     /// [`AssertionError`] when minting fails.
-    pub fn assertion_for(&self, signer: &Signer, now: u64) -> Result<HeaderValue, AssertionError> {
+    pub(crate) fn assertion_for(
+        &self,
+        signer: &Signer,
+        now: u64,
+    ) -> Result<HeaderValue, AssertionError> {
         // The lock is held only for a compare and, about once a minute, one HMAC: never across
         // an `.await`.
         let mut slot = self
@@ -195,7 +199,7 @@ impl TokenCache {
     }
 
     /// Counts a miss in `gateway_token_cache_total`.
-    pub fn count_miss(&self) {
+    pub(crate) fn count_miss(&self) {
         self.misses.increment(1);
     }
 

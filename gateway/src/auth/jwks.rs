@@ -31,9 +31,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The largest JWKS document accepted.
-pub const MAX_JWKS_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_JWKS_BYTES: usize = 64 * 1024;
 /// The most keys kept from one document.
-pub const MAX_KEYS: usize = 64;
+pub(crate) const MAX_KEYS: usize = 64;
 
 /// One usable verification key. The key set is its only long-lived owner: a verified-token
 /// cache entry holds a `Weak` to it, so nothing else may keep a clone of the `Arc` beyond one
@@ -42,7 +42,7 @@ pub struct JwkKey {
     /// The key.
     pub key: DecodingKey,
     /// Its algorithm family (EC, RSA, Ed).
-    pub family: jsonwebtoken::AlgorithmFamily,
+    pub(crate) family: jsonwebtoken::AlgorithmFamily,
     /// The `alg` the JWK pins, when it does.
     pub alg: Option<Algorithm>,
     /// The JWK it came from: a refresh compares it to keep an unchanged key's identity.
@@ -111,7 +111,7 @@ pub fn parse(bytes: &[u8]) -> Result<KeySet, JwksError> {
 }
 
 /// Where an issuer's keys come from.
-pub enum Source {
+pub(crate) enum Source {
     /// A file, reread on an unknown `kid` (after the cool-down).
     File(PathBuf),
     /// An HTTP URL.
@@ -128,7 +128,7 @@ impl Source {
     ///
     /// # Errors
     /// [`JwksError::Fetch`] when `url` is not a valid URI.
-    pub fn url(url: &str) -> Result<Self, JwksError> {
+    pub(crate) fn url(url: &str) -> Result<Self, JwksError> {
         let uri: Uri = url.parse().map_err(|e| JwksError::Fetch(format!("{e}")))?;
         let client = Box::new(Client::builder(TokioExecutor::new()).build_http());
         Ok(Self::Url { uri, client })
@@ -136,7 +136,7 @@ impl Source {
 }
 
 /// The key set of one issuer, with refresh.
-pub struct Jwks {
+pub(crate) struct Jwks {
     keys: RwLock<Arc<KeySet>>,
     source: Source,
     cooldown: Duration,
@@ -151,7 +151,7 @@ impl Jwks {
     ///
     /// # Errors
     /// [`JwksError`] when a file source cannot be read or parsed.
-    pub async fn load(
+    pub(crate) async fn load(
         source: Source,
         cooldown: Duration,
         timeout: Duration,
@@ -182,7 +182,7 @@ impl Jwks {
 
     /// The key for `kid`, if the current set has it.
     #[must_use]
-    pub fn get(&self, kid: &str) -> Option<Arc<JwkKey>> {
+    pub(crate) fn get(&self, kid: &str) -> Option<Arc<JwkKey>> {
         self.keys
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -192,7 +192,7 @@ impl Jwks {
 
     /// Refetches after an unknown `kid`, unless a fetch started less than the cool-down ago.
     /// Concurrent callers wait for the one fetch in flight instead of starting their own.
-    pub async fn refetch_for_unknown_kid(&self) {
+    pub(crate) async fn refetch_for_unknown_kid(&self) {
         let mut last = self.last_fetch.lock().await;
         if last.is_some_and(|t| t.elapsed() < self.cooldown) {
             return;
@@ -202,14 +202,14 @@ impl Jwks {
     }
 
     /// Fetches now (background refresh), single-flight with other fetches.
-    pub async fn refresh(&self) {
+    pub(crate) async fn refresh(&self) {
         let mut last = self.last_fetch.lock().await;
         *last = Some(Instant::now());
         self.fetch_and_replace().await;
     }
 
     /// Refreshes a URL source every `every` until `shutdown`.
-    pub fn spawn_refresh(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+    pub(crate) fn spawn_refresh(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
         if !matches!(self.source, Source::Url { .. }) {
             return;
         }

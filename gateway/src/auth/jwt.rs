@@ -28,7 +28,7 @@ use super::jwks::{Jwks, JwksError, Source};
 use super::{AuthContext, AuthError, CredentialKind};
 
 /// The longest token accepted, in bytes.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// One configured issuer with its keys.
 struct Issuer {
@@ -41,7 +41,7 @@ struct Issuer {
 }
 
 /// Verifies JWTs of every configured issuer.
-pub struct JwtVerifier {
+pub(crate) struct JwtVerifier {
     issuers: Vec<Issuer>,
     claims: ClaimNames,
 }
@@ -51,7 +51,10 @@ impl JwtVerifier {
     ///
     /// # Errors
     /// [`JwksError`] when a key file cannot be loaded or an algorithm name is unknown.
-    pub async fn load(configs: &[IssuerConfig], claims: ClaimNames) -> Result<Self, JwksError> {
+    pub(crate) async fn load(
+        configs: &[IssuerConfig],
+        claims: ClaimNames,
+    ) -> Result<Self, JwksError> {
         let mut issuers = Vec::with_capacity(configs.len());
         for cfg in configs {
             let source = match (&cfg.jwks_file, &cfg.jwks_url) {
@@ -79,7 +82,7 @@ impl JwtVerifier {
     }
 
     /// Starts the background refresh of every URL key set until `shutdown`.
-    pub fn spawn_refresh(&self, shutdown: CancellationToken) {
+    pub(crate) fn spawn_refresh(&self, shutdown: CancellationToken) {
         for issuer in &self.issuers {
             Arc::clone(&issuer.jwks).spawn_refresh(issuer.refresh, shutdown.clone());
         }
@@ -89,7 +92,7 @@ impl JwtVerifier {
     ///
     /// # Errors
     /// The [`AuthError`] naming the first check that failed.
-    pub async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+    pub(crate) async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }

@@ -44,7 +44,7 @@ pub struct AuthContext {
 impl AuthContext {
     /// Whether an API key (not a JWT) established this context.
     #[must_use]
-    pub fn is_api_key(&self) -> bool {
+    pub(crate) fn is_api_key(&self) -> bool {
         self.kind == CredentialKind::ApiKey
     }
 
@@ -52,7 +52,7 @@ impl AuthContext {
     /// role or a `system:` subject (internal calls), from any credential; or, from a JWT, an
     /// `apikey:` subject (API keys' own identities, which a JWT must not impersonate).
     #[must_use]
-    pub fn is_reserved(&self) -> bool {
+    pub(crate) fn is_reserved(&self) -> bool {
         is_reserved_identity(&self.subject, &self.role)
             || (self.kind == CredentialKind::Jwt
                 && self.subject.starts_with(api_key::SUBJECT_PREFIX))
@@ -121,7 +121,7 @@ pub enum AuthError {
 impl AuthError {
     /// A bounded label for `gateway_auth_failures_total`.
     #[must_use]
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         match self {
             Self::Missing => "missing",
             Self::Scheme => "scheme",
@@ -143,7 +143,7 @@ impl AuthError {
 
     /// The explanation shown to the client: precise enough to fix a client, vague about keys.
     #[must_use]
-    pub fn client_detail(&self) -> &'static str {
+    pub(crate) fn client_detail(&self) -> &'static str {
         match self {
             Self::Missing => "a bearer token or api key is required",
             Self::Scheme => "use 'Authorization: Bearer <token>' or 'Authorization: ApiKey <key>'",
@@ -157,7 +157,7 @@ impl AuthError {
 
     /// The `WWW-Authenticate` challenge (RFC 6750 §3: no error code when no credential came).
     #[must_use]
-    pub fn www_authenticate(&self) -> HeaderValue {
+    pub(crate) fn www_authenticate(&self) -> HeaderValue {
         match self {
             Self::Missing | Self::Scheme => HeaderValue::from_static("Bearer realm=\"residency\""),
             _ => HeaderValue::from_static("Bearer realm=\"residency\", error=\"invalid_token\""),

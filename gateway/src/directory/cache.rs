@@ -199,7 +199,7 @@ impl Cache {
 
     /// Stores an API key read by the read with ticket `read`. Revocation is one-way in the
     /// directory, so a revoked cached key stays revoked even if an older read arrives later.
-    pub fn put_api_key(&self, prefix: String, record: ApiKeyRecord, read: u64) {
+    pub(crate) fn put_api_key(&self, prefix: String, record: ApiKeyRecord, read: u64) {
         self.put(&self.keys, prefix, record, 0, read, |old, mut new| {
             new.revoked |= old.revoked;
             new
@@ -260,19 +260,19 @@ impl Cache {
     /// Remembers that a tenant was not found by a miss query (read ticket `read`). A cached
     /// row is kept: the tenant was not cached when the miss began, so a row cached since came
     /// from a read that saw it created.
-    pub fn put_tenant_absent(&self, id: TenantId, read: u64) {
+    pub(crate) fn put_tenant_absent(&self, id: TenantId, read: u64) {
         self.put_absent(&self.tenants, id, read, false);
     }
 
     /// A point reload (read ticket `read`) found no tenant `id`: it was deleted, so its cached
     /// row goes, unless a read that started later has seen it.
-    pub fn evict_tenant(&self, id: TenantId, read: u64) {
+    pub(crate) fn evict_tenant(&self, id: TenantId, read: u64) {
         self.put_absent(&self.tenants, id, read, true);
     }
 
     /// A point reload (read ticket `read`) found no key with `prefix`: it was deleted, so its
     /// cached row goes, unless a read that started later has seen it.
-    pub fn evict_api_key(&self, prefix: String, read: u64) {
+    pub(crate) fn evict_api_key(&self, prefix: String, read: u64) {
         self.put_absent(&self.keys, prefix, read, true);
     }
 
@@ -354,7 +354,7 @@ impl Cache {
     ///
     /// Shard by shard (dashmap `retain`): readers of other shards never wait, and a reader of
     /// the shard being swept waits for one pass over that shard only.
-    pub fn sweep_unseen(&self, load: u64) -> (usize, usize) {
+    pub(crate) fn sweep_unseen(&self, load: u64) -> (usize, usize) {
         fn unseen<T>(slot: &Slot<T>, load: u64) -> bool {
             matches!(slot, Slot::Found { seen, .. } if *seen < load)
         }
@@ -373,7 +373,7 @@ impl Cache {
     }
 
     /// Marks the data possibly out of date from now on (kept if already stale).
-    pub fn mark_stale(&self) {
+    pub(crate) fn mark_stale(&self) {
         let now = self.now_ms() + 1;
         let _ = self
             .stale_since
@@ -400,7 +400,7 @@ impl Cache {
 
     /// How long the data has been possibly out of date; `None` when fresh.
     #[must_use]
-    pub fn stale_for(&self) -> Option<Duration> {
+    pub(crate) fn stale_for(&self) -> Option<Duration> {
         match self.stale_since.load(Ordering::Acquire) {
             0 => None,
             since => Some(Duration::from_millis(
@@ -411,7 +411,7 @@ impl Cache {
 
     /// Whether cached entries are past `max_stale` (or were never loaded).
     #[must_use]
-    pub fn too_stale(&self) -> bool {
+    pub(crate) fn too_stale(&self) -> bool {
         match self.stale_since.load(Ordering::Relaxed) {
             0 => false,
             since => !self.loaded() || self.now_ms().saturating_sub(since - 1) > self.max_stale_ms,

@@ -56,7 +56,7 @@ pub struct TenantRecord {
 impl TenantRecord {
     /// The routing view of a directory entry.
     #[must_use]
-    pub fn from_entry(t: &TenantEntry) -> Self {
+    pub(crate) fn from_entry(t: &TenantEntry) -> Self {
         Self {
             region: t.region.clone(),
             tier: t.tier,
@@ -90,7 +90,7 @@ impl ApiKeyRecord {
     ///
     /// # Errors
     /// When the stored hash is not 64 hex characters.
-    pub fn from_entry(k: &ApiKeyEntry) -> Result<Self, &'static str> {
+    pub(crate) fn from_entry(k: &ApiKeyEntry) -> Result<Self, &'static str> {
         let mut hash = [0u8; 32];
         hex::decode_to_slice(&k.hash, &mut hash)
             .map_err(|_| "must be 64 hex characters (sha-256)")?;
@@ -126,7 +126,7 @@ pub enum DirectoryError {
 impl DirectoryError {
     /// The response status.
     #[must_use]
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::UnknownTenant => StatusCode::NOT_FOUND,
             Self::Suspended => StatusCode::FORBIDDEN,
@@ -136,7 +136,7 @@ impl DirectoryError {
 
     /// A bounded label.
     #[must_use]
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::UnknownTenant => "unknown_tenant",
             Self::Suspended => "tenant_suspended",
@@ -147,7 +147,7 @@ impl DirectoryError {
 
     /// The client-safe explanation.
     #[must_use]
-    pub fn client_detail(&self) -> &'static str {
+    pub(crate) fn client_detail(&self) -> &'static str {
         match self {
             Self::UnknownTenant => "no such customer",
             Self::Suspended => "the customer account is suspended",
@@ -158,7 +158,7 @@ impl DirectoryError {
 
     /// `Retry-After` seconds, when retrying makes sense.
     #[must_use]
-    pub fn retry_after(&self) -> Option<u64> {
+    pub(crate) fn retry_after(&self) -> Option<u64> {
         matches!(self, Self::Unavailable | Self::DirectoryDown).then_some(5)
     }
 }
@@ -171,7 +171,7 @@ pub struct DirectoryHealth {
     /// A full load completed at least once.
     pub loaded: bool,
     /// How long the data has been possibly out of date (`None` when current).
-    pub stale_for: Option<Duration>,
+    pub(crate) stale_for: Option<Duration>,
     /// Cached data is still allowed to be served.
     pub serving: bool,
     /// Cached tenants (negative entries included).
@@ -192,13 +192,13 @@ fn servable(record: Arc<TenantRecord>) -> Result<Arc<TenantRecord>, DirectoryErr
 
 /// How long start-up waits for the first full load of a Postgres directory before serving
 /// without it (every tenant 503 until the load succeeds in the background).
-pub const WARM_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WARM_WAIT: Duration = Duration::from_secs(5);
 
 /// The directory described by `[directory]`; a Postgres directory syncs until `shutdown`.
 ///
 /// # Errors
 /// An unreadable or invalid directory file, or an unparsable database URL.
-pub async fn from_config(
+pub(crate) async fn from_config(
     source: &DirectorySource,
     regions: &[RegionId],
     shutdown: &CancellationToken,
@@ -409,14 +409,14 @@ impl Directory {
 
     /// Re-reads one tenant now (after an admin write, so this replica answers with the new
     /// state at once instead of when the notification arrives).
-    pub async fn refresh_tenant(&self, tenant: TenantId) {
+    pub(crate) async fn refresh_tenant(&self, tenant: TenantId) {
         if let Some(src) = &self.source {
             src.reload_tenant(tenant).await;
         }
     }
 
     /// Re-reads one API key now.
-    pub async fn refresh_api_key(&self, prefix: &str) {
+    pub(crate) async fn refresh_api_key(&self, prefix: &str) {
         if let Some(src) = &self.source {
             src.reload_api_key(prefix).await;
         }

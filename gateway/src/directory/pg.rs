@@ -37,7 +37,7 @@ use crate::metrics as m;
 
 /// Directory queries caused by cache misses that may run at once; further misses wait (up to
 /// the query timeout) so a flood of unknown ids cannot exhaust the directory's connections.
-pub const MAX_MISS_QUERIES: usize = 4;
+pub(crate) const MAX_MISS_QUERIES: usize = 4;
 /// Rows per page of a full load.
 const PAGE: i64 = 5000;
 /// Pause before retrying a failed full load.
@@ -72,7 +72,7 @@ enum Absent {
 /// The first caller's future runs the loader; the others wait on the same `OnceCell` (if the
 /// first caller is cancelled, a waiter takes over). The entry is removed once the result is
 /// in, so a later miss runs the loader again: only callers that overlap share a result.
-pub struct Flights<K, V> {
+pub(crate) struct Flights<K, V> {
     inflight: DashMap<K, Arc<OnceCell<V>>>,
 }
 
@@ -86,7 +86,7 @@ impl<K: Eq + std::hash::Hash + Clone, V: Clone> Default for Flights<K, V> {
 
 impl<K: Eq + std::hash::Hash + Clone, V: Clone> Flights<K, V> {
     /// Runs `load` for `key` unless a run for it is in flight, then shares its result.
-    pub async fn run<F, Fut>(&self, key: K, load: F) -> V
+    pub(crate) async fn run<F, Fut>(&self, key: K, load: F) -> V
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = V>,
@@ -100,7 +100,7 @@ impl<K: Eq + std::hash::Hash + Clone, V: Clone> Flights<K, V> {
 }
 
 /// The running source: the store, the single-flight tables and the sync task's signals.
-pub struct PgSource {
+pub(crate) struct PgSource {
     store: Store,
     cache: Arc<Cache>,
     timeout: Duration,
@@ -115,7 +115,7 @@ impl PgSource {
     ///
     /// # Errors
     /// When the URL does not parse.
-    pub async fn start(
+    pub(crate) async fn start(
         opts: PgOptions,
         cache: Arc<Cache>,
         shutdown: CancellationToken,
@@ -137,12 +137,12 @@ impl PgSource {
 
     /// The directory database.
     #[must_use]
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
     /// Waits up to `wait` for the first full load; whether it happened.
-    pub async fn wait_loaded(&self, wait: Duration) -> bool {
+    pub(crate) async fn wait_loaded(&self, wait: Duration) -> bool {
         let mut rx = self.loaded.clone();
         tokio::time::timeout(wait, rx.wait_for(|l| *l))
             .await
@@ -153,7 +153,7 @@ impl PgSource {
     ///
     /// # Errors
     /// [`DirectoryError::DirectoryDown`] while the directory is unreachable or the query fails.
-    pub async fn load_tenant(
+    pub(crate) async fn load_tenant(
         &self,
         id: TenantId,
     ) -> Result<Option<Arc<TenantRecord>>, DirectoryError> {
@@ -177,7 +177,7 @@ impl PgSource {
     ///
     /// # Errors
     /// [`DirectoryError::DirectoryDown`] while the directory is unreachable.
-    pub fn api_key_miss(&self) -> Result<Option<Arc<ApiKeyRecord>>, DirectoryError> {
+    pub(crate) fn api_key_miss(&self) -> Result<Option<Arc<ApiKeyRecord>>, DirectoryError> {
         if self.cache.fresh() {
             Ok(None)
         } else {
@@ -194,13 +194,13 @@ impl PgSource {
 
     /// Re-reads one tenant with a fresh query (a tenant no longer there is evicted). Returns
     /// whether the read succeeded.
-    pub async fn reload_tenant(&self, id: TenantId) -> bool {
+    pub(crate) async fn reload_tenant(&self, id: TenantId) -> bool {
         self.query_tenant(id, Absent::Evict).await.is_ok()
     }
 
     /// Re-reads one API key with a fresh query (a key no longer there is evicted). Returns
     /// whether the read succeeded.
-    pub async fn reload_api_key(&self, prefix: &str) -> bool {
+    pub(crate) async fn reload_api_key(&self, prefix: &str) -> bool {
         self.query_api_key(prefix).await.is_ok()
     }
 

@@ -9,7 +9,7 @@ use dashmap::DashMap;
 
 /// The open connections of each client address, at most `max` each.
 #[derive(Debug)]
-pub struct PerIp {
+pub(crate) struct PerIp {
     max: usize,
     open: DashMap<IpAddr, usize>,
 }
@@ -17,7 +17,7 @@ pub struct PerIp {
 impl PerIp {
     /// At most `max` connections per address.
     #[must_use]
-    pub fn new(max: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             max,
             open: DashMap::new(),
@@ -27,7 +27,7 @@ impl PerIp {
     /// Counts a connection from `ip` (an IPv4-mapped IPv6 address counts as the IPv4 one),
     /// or `None` if the address has `max` already.
     #[must_use]
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
         let ip = ip.to_canonical();
         let mut open = self.open.entry(ip).or_insert(0);
         if *open >= self.max {
@@ -41,21 +41,23 @@ impl PerIp {
     }
 
     /// Connections open from `ip`.
+    #[cfg(test)]
     #[must_use]
-    pub fn open(&self, ip: IpAddr) -> usize {
+    pub(crate) fn open(&self, ip: IpAddr) -> usize {
         self.open.get(&ip.to_canonical()).map_or(0, |n| *n)
     }
 
     /// Addresses with a connection open.
+    #[cfg(test)]
     #[must_use]
-    pub fn addresses(&self) -> usize {
+    pub(crate) fn addresses(&self) -> usize {
         self.open.len()
     }
 }
 
 /// One admitted connection; dropping it counts the connection as closed.
 #[derive(Debug)]
-pub struct IpSlot {
+pub(crate) struct IpSlot {
     per_ip: Arc<PerIp>,
     ip: IpAddr,
 }

@@ -31,7 +31,7 @@
 //!   HTTP/2 header block is unfinished.
 
 mod framing;
-pub mod h2;
+pub(crate) mod h2;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -53,7 +53,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use framing::{Framing, Step};
-pub use framing::{Mode, Refusal, MAX_CHUNK_LINE, MAX_HEADERS};
+pub(crate) use framing::{Mode, Refusal};
 use h2::HeaderBlocks;
 
 use crate::error::GatewayError;
@@ -66,7 +66,7 @@ const INITIAL_BUFFER: usize = 4096;
 
 /// Wraps one accepted connection: `io` for hyper to read and write through, `service` for
 /// hyper to call. `mode` says whether HTTP/1 is inspected (plain TCP, or TLS without `h2`).
-pub fn guard<IO, S>(
+pub(crate) fn guard<IO, S>(
     io: IO,
     service: S,
     mode: Mode,
@@ -104,7 +104,7 @@ pub fn guard<IO, S>(
 
 /// The limits the guard shares with hyper.
 #[derive(Debug, Clone, Copy)]
-pub struct GuardLimits {
+pub(crate) struct GuardLimits {
     /// The largest head inspected; a larger one is left to hyper's 431.
     pub max_header_bytes: usize,
     /// Time to receive a complete head the guard is holding, or a complete HTTP/2 header
@@ -172,7 +172,7 @@ struct Deadline {
 
 /// The client stream as hyper sees it: only bytes whose framing has been checked.
 #[derive(Debug)]
-pub struct Guarded<IO> {
+pub(crate) struct Guarded<IO> {
     io: IO,
     framing: Framing,
     /// Received bytes: `pos..ready` checked and waiting for hyper, `ready..end` not yet
@@ -456,7 +456,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
 
 /// The connection's service, answering refused requests with a 400 in their place.
 #[derive(Debug, Clone)]
-pub struct GuardedService<S> {
+pub(crate) struct GuardedService<S> {
     inner: S,
     shared: Arc<Shared>,
 }
@@ -488,7 +488,7 @@ where
 pin_project_lite::pin_project! {
     /// The response to one request: the service's, or the 400 of a refusal.
     #[project = GuardedFutureProj]
-    pub enum GuardedFuture<F> {
+    pub(crate) enum GuardedFuture<F> {
         /// A refused head's 400 (taken when polled).
         Refused { response: Option<Response<Full<Bytes>>> },
         /// The service's answer, replaced by a 400 if the request's body was refused.

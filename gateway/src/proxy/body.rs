@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 /// Why the request body stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// More bytes than the limit.
     #[error("request body exceeds the limit")]
     TooLarge,
@@ -22,7 +22,7 @@ pub enum BodyError {
 }
 
 /// A client body with a byte limit.
-pub struct LimitedBody {
+pub(crate) struct LimitedBody {
     inner: Incoming,
     remaining: u64,
     tripped: Arc<AtomicBool>,
@@ -32,7 +32,7 @@ impl LimitedBody {
     /// Wraps `inner`; `tripped` is set when the limit is exceeded, so the caller can tell a
     /// 413 from an upstream failure.
     #[must_use]
-    pub fn new(inner: Incoming, limit: u64, tripped: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(inner: Incoming, limit: u64, tripped: Arc<AtomicBool>) -> Self {
         Self {
             inner,
             remaining: limit,

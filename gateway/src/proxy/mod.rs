@@ -19,10 +19,10 @@
 //! - bodies are streamed both ways, never buffered or re-encoded;
 //! - a request over its tenant's rate limit never reaches a region node ([`crate::ratelimit`]).
 
-pub mod body;
-pub mod route;
-pub mod tls;
-pub mod upstream;
+pub(crate) mod body;
+pub(crate) mod route;
+pub(crate) mod tls;
+pub(crate) mod upstream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,10 +51,10 @@ use body::LimitedBody;
 use upstream::{Region, Regions, Upstream};
 
 /// The body of every gateway response: a region node's stream, or a gateway-made body.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub(crate) type ResponseBody = Either<Incoming, Full<Bytes>>;
 
 /// Everything the request path needs, shared by all connections.
-pub struct Gateway {
+pub(crate) struct Gateway {
     jwt: JwtVerifier,
     cache: TokenCache,
     directory: Arc<Directory>,
@@ -69,7 +69,10 @@ impl Gateway {
     ///
     /// # Errors
     /// A startup error naming what could not be loaded.
-    pub async fn build(cfg: &GatewayConfig, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+    pub(crate) async fn build(
+        cfg: &GatewayConfig,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
         let regions =
             Regions::from_config(&cfg.regions, &cfg.limits).map_err(anyhow::Error::msg)?;
         let directory = Arc::new(
@@ -88,20 +91,20 @@ impl Gateway {
 
     /// The JWT verifier (for background key refresh).
     #[must_use]
-    pub fn jwt(&self) -> &JwtVerifier {
+    pub(crate) fn jwt(&self) -> &JwtVerifier {
         &self.jwt
     }
 
     /// The directory (shared with the admin API).
     #[must_use]
-    pub fn directory(&self) -> &Arc<Directory> {
+    pub(crate) fn directory(&self) -> &Arc<Directory> {
         &self.directory
     }
 
     /// The configured regions and their upstreams (shared with health checks and the admin
     /// API).
     #[must_use]
-    pub fn regions(&self) -> &Regions {
+    pub(crate) fn regions(&self) -> &Regions {
         &self.regions
     }
 
@@ -118,7 +121,7 @@ impl Gateway {
     /// 6. `upstream_request`: an upstream of the home region, the internal assertion;
     /// 7. `forward`: the call to the region node, body streamed both ways;
     /// 8. `response_filter`: request id, region and rate-limit headers, metrics.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         let (mut parts, body) = req.into_parts();
         let mut ctx = RequestCtx::arrive(&mut parts.headers);
         if parts.method == Method::GET {
@@ -320,7 +323,7 @@ impl Gateway {
 
 /// One request as the phases learn about it, from arrival to the response filter (pingora's
 /// per-request context). The region and upstream are borrowed from the [`Gateway`] (`'g`).
-pub struct RequestCtx<'g> {
+pub(crate) struct RequestCtx<'g> {
     /// The client's request id when well formed, else a new UUIDv7.
     pub request_id: HeaderValue,
     /// When the request arrived: times the rate limiter and the duration metric.
@@ -340,7 +343,7 @@ pub struct RequestCtx<'g> {
 impl RequestCtx<'_> {
     /// Hygiene, the first phase: client-sent internal headers are removed before anything
     /// reads the headers, then the request id is taken or made.
-    pub fn arrive(headers: &mut HeaderMap) -> Self {
+    pub(crate) fn arrive(headers: &mut HeaderMap) -> Self {
         let arrival = Instant::now();
         headers::sanitize_request(headers);
         Self {
@@ -396,8 +399,7 @@ fn record_error(err: &GatewayError, region: Option<&Region>) {
         GatewayError::NoHealthyUpstream { .. } => "no_upstream",
         GatewayError::RegionNotLoaded(_)
         | GatewayError::Assertion(_)
-        | GatewayError::UpstreamUri(_)
-        | GatewayError::Internal(_) => {
+        | GatewayError::UpstreamUri(_) => {
             tracing::error!(error = %err, "internal error");
             return;
         }

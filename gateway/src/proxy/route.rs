@@ -10,14 +10,14 @@
 use crate::error::GatewayError;
 
 /// The prefix of every forwarded path.
-pub const CUSTOMER_API_PREFIX: &str = "/v1";
+pub(crate) const CUSTOMER_API_PREFIX: &str = "/v1";
 
 /// Accepts `path` when it is `/v1` or below it and has no dot segment.
 ///
 /// # Errors
 /// [`GatewayError::NotFound`] outside the customer API, [`GatewayError::BadRequest`] for a dot
 /// segment.
-pub fn check(path: &str) -> Result<(), GatewayError> {
+pub(crate) fn check(path: &str) -> Result<(), GatewayError> {
     let rest = path
         .strip_prefix(CUSTOMER_API_PREFIX)
         .filter(|rest| rest.is_empty() || rest.starts_with('/'))

@@ -32,12 +32,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
 /// The connector of every client that calls region nodes.
-pub type NodeConnector = HttpsConnector<HttpConnector>;
+pub(crate) type NodeConnector = HttpsConnector<HttpConnector>;
 
 /// How one region's nodes are reached: plain HTTP, or TLS with the region's CA (and client
 /// certificate, for mTLS).
 #[derive(Clone)]
-pub struct NodeTls {
+pub(crate) struct NodeTls {
     config: Arc<ClientConfig>,
     https: bool,
     mtls: bool,
@@ -57,7 +57,7 @@ impl NodeTls {
     ///
     /// # Errors
     /// Only if the crypto provider offers no safe protocol version, which aws-lc-rs does.
-    pub fn plain() -> Result<Self, String> {
+    pub(crate) fn plain() -> Result<Self, String> {
         // The connector type needs a TLS config even for plain HTTP; this one trusts nothing
         // and is never used, since such a connector only ever sees `http` URIs.
         let config = builder()?
@@ -75,7 +75,7 @@ impl NodeTls {
     ///
     /// # Errors
     /// A message naming the region and the key whose file is unreadable or unusable.
-    pub fn from_region(entry: &RegionEntry) -> Result<Self, String> {
+    pub(crate) fn from_region(entry: &RegionEntry) -> Result<Self, String> {
         if !entry.uses_tls() {
             return Self::plain();
         }
@@ -113,22 +113,10 @@ impl NodeTls {
         })
     }
 
-    /// Whether the region is reached over TLS.
-    #[must_use]
-    pub fn is_https(&self) -> bool {
-        self.https
-    }
-
-    /// Whether the gateway presents a client certificate.
-    #[must_use]
-    pub fn is_mtls(&self) -> bool {
-        self.mtls
-    }
-
     /// A connector with `connect_timeout` on the TCP connect (the TLS handshake is bounded
     /// by the caller's overall timeout).
     #[must_use]
-    pub fn connector(&self, connect_timeout: Duration) -> NodeConnector {
+    pub(crate) fn connector(&self, connect_timeout: Duration) -> NodeConnector {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
@@ -172,13 +160,13 @@ pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 /// Whether `err` (a client error, with its sources) comes from the TLS layer, for bounded
 /// health-check details and logs.
 #[must_use]
-pub fn is_tls_error(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_tls_error(err: &(dyn std::error::Error + 'static)) -> bool {
     causes(err).any(|e| e.is::<rustls::Error>())
 }
 
 /// `err` and its sources, `: `-joined, for logs (rustls and hyper messages hold no secrets).
 #[must_use]
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = String::new();
     for e in causes(err) {
         let s = e.to_string();

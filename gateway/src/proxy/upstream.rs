@@ -27,11 +27,11 @@ use super::body::LimitedBody;
 use super::tls::{NodeConnector, NodeTls};
 
 /// The pooled client of one region's nodes.
-pub type NodeClient = Client<NodeConnector, LimitedBody>;
+pub(crate) type NodeClient = Client<NodeConnector, LimitedBody>;
 
 /// One region node address and its health.
 #[derive(Debug)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     url: String,
     scheme: Scheme,
     authority: Authority,
@@ -48,7 +48,7 @@ pub struct Upstream {
 
 /// The outcome of one active health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckResult {
+pub(crate) struct CheckResult {
     /// When, seconds since the Unix epoch.
     pub at: u64,
     /// Whether `/readyz` answered 2xx in time.
@@ -59,7 +59,7 @@ pub struct CheckResult {
 
 /// What the admin API shows about one upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamHealth {
+pub(crate) struct UpstreamHealth {
     /// Base URL.
     pub url: String,
     /// Picked for requests right now.
@@ -76,7 +76,7 @@ pub struct UpstreamHealth {
 
 /// Thresholds of the active checks.
 #[derive(Debug, Clone, Copy)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// Consecutive failures that mark an upstream unhealthy.
     pub unhealthy: u32,
     /// Consecutive successes that mark it healthy again.
@@ -104,13 +104,13 @@ impl Upstream {
 
     /// The base URL, as configured (without a trailing `/`).
     #[must_use]
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
     /// Whether the active checks currently pass.
     #[must_use]
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
@@ -118,7 +118,10 @@ impl Upstream {
     ///
     /// # Errors
     /// Only if the parts cannot form a URI, which valid config rules out.
-    pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+    pub(crate) fn uri_for(
+        &self,
+        path_and_query: Option<&PathAndQuery>,
+    ) -> Result<Uri, http::Error> {
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -132,7 +135,7 @@ impl Upstream {
 }
 
 /// A residency region: its id, assertion signer and upstreams.
-pub struct Region {
+pub(crate) struct Region {
     id: RegionId,
     header: HeaderValue,
     label: metrics::SharedString,
@@ -152,7 +155,7 @@ impl Region {
     ///
     /// # Errors
     /// A message when the key or a TLS file cannot be loaded or an upstream URL is unusable.
-    pub fn from_config(entry: &RegionEntry, limits: &Limits) -> Result<Self, String> {
+    pub(crate) fn from_config(entry: &RegionEntry, limits: &Limits) -> Result<Self, String> {
         let key = entry
             .assertion
             .load()
@@ -196,38 +199,38 @@ impl Region {
 
     /// The region id.
     #[must_use]
-    pub fn id(&self) -> &RegionId {
+    pub(crate) fn id(&self) -> &RegionId {
         &self.id
     }
 
     /// The id as a response header value (`x-residency-region`).
     #[must_use]
-    pub fn header(&self) -> &HeaderValue {
+    pub(crate) fn header(&self) -> &HeaderValue {
         &self.header
     }
 
     /// The id as a metric label.
     #[must_use]
-    pub fn label(&self) -> &metrics::SharedString {
+    pub(crate) fn label(&self) -> &metrics::SharedString {
         &self.label
     }
 
     /// The signer of this region's internal assertions.
     #[must_use]
-    pub fn signer(&self) -> &Signer {
+    pub(crate) fn signer(&self) -> &Signer {
         &self.signer
     }
 
     /// The pooled client the proxy sends this region's requests with.
     #[must_use]
-    pub fn client(&self) -> &NodeClient {
+    pub(crate) fn client(&self) -> &NodeClient {
         &self.client
     }
 
     /// This region's TLS settings, to build other clients of its nodes (health checks,
     /// provisioning, audit evidence) with the same trust and client certificate.
     #[must_use]
-    pub fn tls(&self) -> &NodeTls {
+    pub(crate) fn tls(&self) -> &NodeTls {
         &self.tls
     }
 
@@ -238,7 +241,7 @@ impl Region {
     /// The next upstream of this region that passes its checks and is not ejected, round
     /// robin.
     #[must_use]
-    pub fn pick(&self) -> Option<&Upstream> {
+    pub(crate) fn pick(&self) -> Option<&Upstream> {
         let n = self.upstreams.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let now = self.now_ms();
@@ -248,7 +251,7 @@ impl Region {
     }
 
     /// Skips `upstream` for the ejection period after it refused a connection.
-    pub fn eject(&self, upstream: &Upstream) {
+    pub(crate) fn eject(&self, upstream: &Upstream) {
         let now = self.now_ms();
         let until =
             now.saturating_add(u64::try_from(self.eject_for.as_millis()).unwrap_or(u64::MAX));
@@ -263,7 +266,7 @@ impl Region {
     /// Seconds until an upstream may be tried again (at least 1): the soonest end of an
     /// ejection, or the next active check when every upstream fails them.
     #[must_use]
-    pub fn retry_after_secs(&self) -> u64 {
+    pub(crate) fn retry_after_secs(&self) -> u64 {
         let now = self.now_ms();
         let interval = self.check_interval_ms.load(Ordering::Relaxed);
         let soonest = self
@@ -287,12 +290,12 @@ impl Region {
 
     /// This region's upstreams.
     #[must_use]
-    pub fn upstreams(&self) -> &[Upstream] {
+    pub(crate) fn upstreams(&self) -> &[Upstream] {
         &self.upstreams
     }
 
     /// Records the interval of the active checks (for `Retry-After`).
-    pub fn set_check_interval(&self, interval: Duration) {
+    pub(crate) fn set_check_interval(&self, interval: Duration) {
         self.check_interval_ms.store(
             u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
@@ -301,7 +304,7 @@ impl Region {
 
     /// Applies the outcome of an active check of `upstream`: enough consecutive failures
     /// take it out of rotation, enough successes bring it back (and end a passive ejection).
-    pub fn record_check(&self, upstream: &Upstream, result: CheckResult, t: Thresholds) {
+    pub(crate) fn record_check(&self, upstream: &Upstream, result: CheckResult, t: Thresholds) {
         let ok = result.ok;
         *upstream
             .last_check
@@ -330,7 +333,7 @@ impl Region {
 
     /// Health of every upstream, for the admin API.
     #[must_use]
-    pub fn health(&self) -> Vec<UpstreamHealth> {
+    pub(crate) fn health(&self) -> Vec<UpstreamHealth> {
         let now = self.now_ms();
         self.upstreams
             .iter()
@@ -357,7 +360,7 @@ impl Region {
 }
 
 /// Every configured region by id.
-pub struct Regions {
+pub(crate) struct Regions {
     by_id: HashMap<RegionId, Arc<Region>>,
 }
 
@@ -366,7 +369,7 @@ impl Regions {
     ///
     /// # Errors
     /// A message naming the first region that could not be built.
-    pub fn from_config(entries: &[RegionEntry], limits: &Limits) -> Result<Self, String> {
+    pub(crate) fn from_config(entries: &[RegionEntry], limits: &Limits) -> Result<Self, String> {
         let by_id = entries
             .iter()
             .map(|e| Ok((e.id.clone(), Arc::new(Region::from_config(e, limits)?))))
@@ -376,19 +379,19 @@ impl Regions {
 
     /// The region with `id`.
     #[must_use]
-    pub fn get(&self, id: &RegionId) -> Option<&Arc<Region>> {
+    pub(crate) fn get(&self, id: &RegionId) -> Option<&Arc<Region>> {
         self.by_id.get(id)
     }
 
     /// All region ids.
     #[must_use]
-    pub fn ids(&self) -> Vec<RegionId> {
+    pub(crate) fn ids(&self) -> Vec<RegionId> {
         self.by_id.keys().cloned().collect()
     }
 
     /// Every region, sorted by id.
     #[must_use]
-    pub fn all(&self) -> Vec<Arc<Region>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Region>> {
         let mut v: Vec<_> = self.by_id.values().cloned().collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v

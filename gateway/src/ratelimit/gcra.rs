@@ -12,9 +12,9 @@
 use std::time::Duration;
 
 /// Nanoseconds per second.
-pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+pub(crate) const NANOS_PER_SEC: u64 = 1_000_000_000;
 /// The quota window: quotas are per minute.
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 const WINDOW_NS: u64 = 60 * NANOS_PER_SEC;
 
 /// The GCRA parameters of one quota, in nanoseconds.
@@ -61,7 +61,7 @@ impl Params {
     /// The same parameters rounded down to whole microseconds, the unit of the Redis script
     /// (Lua numbers are doubles: microseconds since the epoch stay exact, nanoseconds do not).
     #[must_use]
-    pub fn to_micros(self) -> Self {
+    pub(crate) fn to_micros(self) -> Self {
         let emission_ns = self.emission_ns / 1000 * 1000;
         Self {
             emission_ns,
@@ -84,13 +84,13 @@ impl Params {
 
     /// The emission interval `T` in nanoseconds.
     #[must_use]
-    pub fn emission_ns(&self) -> u64 {
+    pub(crate) fn emission_ns(&self) -> u64 {
         self.emission_ns
     }
 
     /// The capacity `C` in nanoseconds.
     #[must_use]
-    pub fn capacity_ns(&self) -> u64 {
+    pub(crate) fn capacity_ns(&self) -> u64 {
         self.capacity_ns
     }
 
@@ -162,14 +162,14 @@ impl Decision {
     /// Whole seconds, rounded up, until the bucket is full again, i.e. until `remaining`
     /// is back at the full burst (`RateLimit-Reset`); at most 60.
     #[must_use]
-    pub fn reset_secs(&self) -> u64 {
+    pub(crate) fn reset_secs(&self) -> u64 {
         self.reset_secs
     }
 
     /// For a limited request: whole seconds, rounded up, until one more request is allowed
     /// (`Retry-After`, 1 to 60). `None` when allowed.
     #[must_use]
-    pub fn retry_after_secs(&self) -> Option<u64> {
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
         (!self.allowed).then_some(self.retry_after_secs)
     }
 }
@@ -177,7 +177,7 @@ impl Decision {
 /// One GCRA step for a request arriving at `now` on a bucket whose state is `tat` (both in
 /// nanoseconds on one clock): the decision, and the new `tat` to store when it is allowed.
 #[must_use]
-pub fn step(params: &Params, tat: u64, now: u64) -> (Decision, Option<u64>) {
+pub(crate) fn step(params: &Params, tat: u64, now: u64) -> (Decision, Option<u64>) {
     // An idle bucket is simply full (`tat` below `now`). Above `now + C` the state can only
     // be after a quota change lowered the capacity: keep the used part, capped at the new
     // capacity, so a tier change neither grants a fresh burst nor a wait longer than `T`.

@@ -20,7 +20,7 @@
 //!   `cooldown`) and logged at most every 10 s with the url (password redacted) and the error;
 //! - no tenant id in a metric label.
 
-pub mod gcra;
+pub(crate) mod gcra;
 pub mod local;
 pub mod redis;
 
@@ -38,11 +38,11 @@ use local::LocalLimiter;
 use redis::{RedisLimitError, RedisLimiter};
 
 /// `RateLimit-Limit`: the tenant's per-minute quota.
-pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub(crate) const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 /// `RateLimit-Remaining`: requests that would be allowed right now.
-pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub(crate) const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 /// `RateLimit-Reset`: seconds until the tenant's bucket is full again.
-pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+pub(crate) const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// After a Redis failure, requests go straight to the local limiter for this long, so an
 /// outage costs at most one `redis_timeout` wait per cool-down, not one per request.
@@ -52,7 +52,7 @@ const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The rate-limit phase: local, or Redis with local fallback.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     local: LocalLimiter,
     redis: Option<Shared>,
     burst: Duration,
@@ -118,7 +118,7 @@ impl RateLimiter {
     /// When the Redis URL is missing or unusable, or a TLS file (`redis_ca_file`, the client
     /// certificate pair) cannot be read or used; the message names the url, password
     /// redacted, and the reason.
-    pub fn new(cfg: &RateLimitConfig) -> anyhow::Result<Self> {
+    pub(crate) fn new(cfg: &RateLimitConfig) -> anyhow::Result<Self> {
         let redis = match cfg.backend {
             RateLimitBackend::Local => None,
             RateLimitBackend::Redis => {
@@ -143,7 +143,12 @@ impl RateLimiter {
     /// Counts one request of `tenant`, whose per-minute quota is `quota_per_min`, that
     /// arrived at `arrival`, and says whether it may go on. Never fails: Redis trouble means
     /// a local decision. (Redis uses its own clock, so replicas agree.)
-    pub async fn check(&self, tenant: TenantId, quota_per_min: u32, arrival: Instant) -> Decision {
+    pub(crate) async fn check(
+        &self,
+        tenant: TenantId,
+        quota_per_min: u32,
+        arrival: Instant,
+    ) -> Decision {
         let now = self.local.clock(arrival);
         let Some(shared) = &self.redis else {
             return self.check_local(tenant, quota_per_min, now);
@@ -231,7 +236,7 @@ fn nanos(d: Duration) -> u64 {
 /// replacing any a region node sent. The proxy's response filter calls it on every response
 /// of a request that reached this phase; the error map on the 429
 /// ([`crate::error::GatewayError::RateLimited`]).
-pub fn insert_headers(headers: &mut HeaderMap, decision: &Decision) {
+pub(crate) fn insert_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit()));
     headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining()));
     headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset_secs()));

@@ -39,7 +39,7 @@ use super::gcra::{Decision, Params};
 /// `ARGV[3]`, only in tests: the time to use instead of Redis's clock (µs). Returns `{1, TAT - now}` after an allowed request, `{0, TAT - now}` for a limited one.
 /// Numbers are written with `%d`: Lua's default number formatting would round a
 /// microsecond timestamp to 14 significant digits.
-pub const SCRIPT: &str = r"
+pub(crate) const SCRIPT: &str = r"
 local emission = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -61,7 +61,7 @@ return {1, new_tat - now}
 
 /// Why a Redis check gave no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum RedisLimitError {
+pub(crate) enum RedisLimitError {
     /// No answer within `rate_limit.redis_timeout`.
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
@@ -76,7 +76,7 @@ pub enum RedisLimitError {
 impl RedisLimitError {
     /// Whether Redis was too slow (our per-call timeout or the client's own).
     #[must_use]
-    pub fn is_timeout(&self) -> bool {
+    pub(crate) fn is_timeout(&self) -> bool {
         match self {
             Self::Timeout(_) => true,
             Self::Redis(e) => e.is_timeout(),
@@ -87,7 +87,7 @@ impl RedisLimitError {
     /// Whether the TLS layer failed: the server's certificate was not trusted or did not
     /// name the host, or the server refused (or required) a client certificate.
     #[must_use]
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         let Self::Redis(e) = self else {
             return false;
         };
@@ -104,7 +104,7 @@ impl RedisLimitError {
 
     /// A bounded label for logs and the fallback metric: `timeout`, `tls` or `error`.
     #[must_use]
-    pub fn metric_label(&self) -> &'static str {
+    pub(crate) fn metric_label(&self) -> &'static str {
         if self.is_timeout() {
             "timeout"
         } else if self.is_tls() {
@@ -116,7 +116,7 @@ impl RedisLimitError {
 }
 
 /// A connection to the shared limit store.
-pub struct RedisLimiter {
+pub(crate) struct RedisLimiter {
     conn: ConnectionManager,
     script: redis::Script,
     prefix: String,
@@ -144,7 +144,7 @@ impl RedisLimiter {
     /// # Errors
     /// A message naming the url (password redacted) and the reason: no url, a TLS file that
     /// cannot be read or used, or a url the client refuses (validation checked its form).
-    pub fn new(cfg: &RateLimitConfig) -> Result<Self, String> {
+    pub(crate) fn new(cfg: &RateLimitConfig) -> Result<Self, String> {
         let url = cfg
             .redis_url
             .as_ref()
@@ -174,13 +174,13 @@ impl RedisLimiter {
 
     /// The url, password redacted.
     #[must_use]
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
     /// The Redis key of `tenant`'s bucket.
     #[must_use]
-    pub fn key(&self, tenant: TenantId) -> String {
+    pub(crate) fn key(&self, tenant: TenantId) -> String {
         format!("{}{tenant}", self.prefix)
     }
 
@@ -189,7 +189,7 @@ impl RedisLimiter {
     /// # Errors
     /// [`RedisLimitError`] when Redis does not answer in time or fails; nothing was counted
     /// then, or it was counted in Redis but the answer was lost (the caller limits locally).
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         tenant: TenantId,
         params: &Params,

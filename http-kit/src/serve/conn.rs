@@ -60,7 +60,7 @@ impl Activity {
 
     /// Since when nothing has been in flight, or `None` while something is.
     #[must_use]
-    pub fn idle_since(&self) -> Option<Instant> {
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }

@@ -27,7 +27,10 @@ use crate::state::AppState;
         (status = 200, description = "The caller", body = Me),
     )
 )]
-pub async fn me(State(st): State<Arc<AppState>>, caller: Caller) -> Result<Json<Me>, ApiError> {
+pub(super) async fn me(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Json<Me>, ApiError> {
     let region = st.region.id.to_string();
     let out = st
         .db
@@ -60,7 +63,7 @@ pub async fn me(State(st): State<Arc<AppState>>, caller: Caller) -> Result<Json<
         (status = 200, description = "The counts", body = Usage),
     )
 )]
-pub async fn usage(
+pub(super) async fn usage(
     State(st): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Usage>, ApiError> {

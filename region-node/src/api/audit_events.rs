@@ -59,7 +59,7 @@ pub(crate) const DOC: Standard = Standard {
 /// Query of `GET /v1/audit-events`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// Page size, 1-500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -87,7 +87,7 @@ fn time(field: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError>
 }
 
 /// `GET /v1/audit-events`.
-pub async fn list(
+pub(super) async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<ListQuery>,

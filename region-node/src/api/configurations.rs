@@ -77,7 +77,7 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/configurations/{key}`.
-pub async fn get(
+pub(super) async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(key): P<String>,
@@ -101,7 +101,7 @@ pub async fn get(
         (status = 422, description = "The key or a field of the body is invalid (`field` names it)"),
     )
 )]
-pub async fn put(
+pub(super) async fn put(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(key): P<String>,
@@ -138,7 +138,7 @@ pub async fn put(
 }
 
 /// `DELETE /v1/configurations/{key}`.
-pub async fn delete(
+pub(super) async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(key): P<String>,

@@ -8,19 +8,17 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use residency_core::wire::customer::{
-    Connection, CreateConnection, JsonObject, Page as PageOf, UpdateConnection,
-};
+use residency_core::wire::customer::{Connection, CreateConnection, JsonObject, UpdateConnection};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, P, Q};
+use super::extract::{parse_id, Body, P};
 use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
-use super::resource::{Key, Order, Resource};
+use super::resource::{self, Filters, Key, Order, Resource};
 use super::text_field;
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -68,7 +66,7 @@ pub(crate) const DOC: Standard = Standard {
 /// Query of `GET /v1/connections`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// Page size, 1-500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -76,6 +74,18 @@ pub struct ListQuery {
     cursor: Option<String>,
     /// Only connections to this connector.
     connector_id: Option<String>,
+}
+
+impl resource::ListQuery for ListQuery {
+    const CONDITION: &'static str = "$3::text IS NULL OR connector_id = $3";
+
+    fn page(&self) -> Result<Page, ApiError> {
+        Page::new(self.limit, self.cursor.as_deref())
+    }
+
+    fn filters(self) -> Filters {
+        vec![Box::new(self.connector_id)]
+    }
 }
 
 /// Checks that every enabled action is one of the connector's actions.
@@ -123,7 +133,7 @@ fn seal(st: &AppState, tenant: Uuid, id: Uuid, creds: &JsonObject) -> Result<Vec
         (status = 409, description = "A connection with this name exists"),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateConnection>,
@@ -175,24 +185,6 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// `GET /v1/connections`.
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<ListQuery>,
-) -> Result<Json<PageOf<Connection>>, ApiError> {
-    let page = Page::new(q.limit, q.cursor.as_deref())?;
-    CONNECTION
-        .list(
-            &st,
-            &caller,
-            page,
-            "$3::text IS NULL OR connector_id = $3",
-            vec![Box::new(q.connector_id)],
-        )
-        .await
-}
-
 /// `PATCH /v1/connections/{id}`.
 #[utoipa::path(
     patch,
@@ -206,7 +198,7 @@ pub async fn list(
         (status = 409, description = "A connection with this name exists"),
     )
 )]
-pub async fn update(
+pub(super) async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
@@ -264,7 +256,7 @@ pub async fn update(
 }
 
 /// `DELETE /v1/connections/{id}`: refused with 409 while a workflow uses it.
-pub async fn delete(
+pub(super) async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,

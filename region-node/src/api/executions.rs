@@ -51,7 +51,7 @@ fn render(r: &Row) -> Result<Execution, ApiError> {
 ///
 /// # Errors
 /// 404 when it does not exist for this tenant.
-pub async fn load(tx: &Tx<'_>, id: Uuid, logs: bool) -> Result<Execution, ApiError> {
+pub(super) async fn load(tx: &Tx<'_>, id: Uuid, logs: bool) -> Result<Execution, ApiError> {
     let mut out = EXECUTION.load(tx, &id).await?;
     if logs && tx.require(Permission::ExecutionsLogsRead).is_ok() {
         let lines = tx
@@ -88,7 +88,7 @@ pub(crate) const DOC: Standard = Standard {
 /// Query of `GET /v1/executions`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// Page size, 1-500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -102,7 +102,7 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/executions`.
-pub async fn list(
+pub(super) async fn list(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Q(q): Q<ListQuery>,
@@ -128,7 +128,7 @@ pub async fn list(
 }
 
 /// `GET /v1/executions/{id}` (with log lines).
-pub async fn get(
+pub(super) async fn get(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
@@ -158,7 +158,7 @@ pub async fn get(
         (status = 409, description = "The execution has already finished"),
     )
 )]
-pub async fn cancel(
+pub(super) async fn cancel(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,

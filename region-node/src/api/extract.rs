@@ -66,7 +66,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for P<T> {
 ///
 /// # Errors
 /// [`ApiError::NotFound`] naming `what`.
-pub fn parse_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
+pub(crate) fn parse_id(raw: &str, what: &'static str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
 }
 

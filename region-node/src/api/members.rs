@@ -144,7 +144,7 @@ async fn guard_owner(tx: &Tx<'_>, id: Uuid, demoting: bool) -> Result<(), ApiErr
         (status = 409, description = "A member with this subject or email exists"),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateMember>,
@@ -188,7 +188,7 @@ pub async fn create(
         (status = 409, description = "The last owner cannot be demoted"),
     )
 )]
-pub async fn update(
+pub(super) async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
@@ -235,7 +235,7 @@ pub async fn update(
 }
 
 /// `DELETE /v1/members/{id}`.
-pub async fn delete(
+pub(super) async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,

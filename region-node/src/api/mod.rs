@@ -38,7 +38,7 @@ use crate::state::AppState;
 ///
 /// # Errors
 /// 422 naming the field.
-pub fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<(), ApiError> {
+pub(crate) fn text_field(field: &str, v: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let n = v.chars().count();
     if n < min || n > max {
         return Err(ApiError::invalid(
@@ -60,7 +60,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/connectors/{id}", account::CONNECTOR.get_route())
         .route(
             "/v1/connections",
-            get(connections::list).post(connections::create),
+            connections::CONNECTION
+                .list_route_with::<connections::ListQuery>()
+                .post(connections::create),
         )
         .route(
             "/v1/connections/{id}",
@@ -71,7 +73,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/workflows",
-            get(workflows::list).post(workflows::create),
+            workflows::WORKFLOW
+                .list_route_with::<workflows::ListQuery>()
+                .post(workflows::create),
         )
         .route(
             "/v1/workflows/{id}",

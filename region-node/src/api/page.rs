@@ -17,7 +17,7 @@ fn refused(e: PageError) -> ApiError {
 /// repeat `limit` and `cursor` as fields: `serde(flatten)` would lose number parsing.)
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PageQuery {
+pub(super) struct PageQuery {
     /// Page size, 1-500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -27,7 +27,7 @@ pub struct PageQuery {
 
 /// A validated page request.
 #[derive(Debug)]
-pub struct Page {
+pub(super) struct Page {
     /// Rows to return.
     pub limit: i64,
     /// Key after which to continue, if any.
@@ -39,7 +39,7 @@ impl Page {
     ///
     /// # Errors
     /// 422 naming `limit`, or 400 naming `cursor`.
-    pub fn new(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
+    pub(super) fn new(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
         let limit = page::limit(limit).map_err(refused)?;
         let after = cursor
             .map(page::decode_cursor)
@@ -55,7 +55,7 @@ impl Page {
     ///
     /// # Errors
     /// As [`Page::new`].
-    pub fn from_query(q: &PageQuery) -> Result<Self, ApiError> {
+    pub(super) fn from_query(q: &PageQuery) -> Result<Self, ApiError> {
         Self::new(q.limit, q.cursor.as_deref())
     }
 
@@ -63,7 +63,7 @@ impl Page {
     ///
     /// # Errors
     /// 400 when the cursor does not hold a UUID.
-    pub fn after_uuid(&self) -> Result<Option<uuid::Uuid>, ApiError> {
+    pub(super) fn after_uuid(&self) -> Result<Option<uuid::Uuid>, ApiError> {
         self.after
             .as_deref()
             .map(|s| uuid::Uuid::parse_str(s).map_err(|_| refused(PageError::Cursor)))
@@ -72,13 +72,13 @@ impl Page {
 
     /// `LIMIT` to query with: one more than the page, to know whether another page exists.
     #[must_use]
-    pub fn fetch(&self) -> i64 {
+    pub(super) fn fetch(&self) -> i64 {
         self.limit + 1
     }
 
     /// Cuts rows fetched with [`Page::fetch`] down to the page and returns the next page's
     /// cursor (`None` on the last page); `key` gives a row's cursor key.
-    pub fn cut<R>(&self, rows: &mut Vec<R>, key: impl Fn(&R) -> String) -> Option<String> {
+    pub(super) fn cut<R>(&self, rows: &mut Vec<R>, key: impl Fn(&R) -> String) -> Option<String> {
         let limit = u32::try_from(self.limit).unwrap_or(page::MAX_LIMIT);
         page::finish(rows, limit, key)
     }

@@ -25,7 +25,7 @@ use crate::rbac::SystemRole;
 use crate::state::AppState;
 
 /// `POST /internal/v1/provision`.
-pub async fn provision(
+pub(super) async fn provision(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<ProvisionRequest>,
@@ -90,7 +90,7 @@ pub async fn provision(
 /// assertion's tenant, so the gateway's admin API can refuse an API key naming a role this
 /// customer does not have. Answers 200 `{ "name", "exists" }`; a tenant not provisioned here
 /// has no roles.
-pub async fn check_role(
+pub(super) async fn check_role(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<RoleCheckRequest>,

@@ -2,7 +2,8 @@
 //! differs: its filters and its guards. A resource is described once by a [`Resource`]
 //! constant in its module: its table, key, `SELECT`, read permission and how a row renders as
 //! its typed answer (a `residency_core::wire::customer` type). A plain get or unfiltered list
-//! is not even a handler: the router mounts [`Resource::get_route`] / [`Resource::list_route`].
+//! is not even a handler: the router mounts [`Resource::get_route`] / [`Resource::list_route`],
+//! and a list filtered by its query string [`Resource::list_route_with`].
 //!
 //! Every helper runs in the caller's tenant transaction
 //! ([`crate::db::tenant_tx::Db::tenant`]) and checks the permission first. Handlers whose body
@@ -16,6 +17,7 @@ use axum::http::StatusCode;
 use axum::routing::{self, MethodRouter};
 use axum::Json;
 use residency_core::wire::customer::{JsonObject, Page as PageOf};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
@@ -30,6 +32,35 @@ use crate::state::AppState;
 
 /// Extra query parameters of a filtered list, bound as `$3`, `$4`, … in order.
 pub(crate) type Filters = Vec<Box<dyn ToSql + Send + Sync>>;
+
+/// The query string of a list route ([`Resource::list_route_with`]): the page parameters and
+/// the filters it adds.
+pub(crate) trait ListQuery: DeserializeOwned + Send + 'static {
+    /// The SQL condition over the filters (`$3`, `$4`, …), as [`Resource::list`] takes it.
+    const CONDITION: &'static str;
+
+    /// The page size and cursor.
+    ///
+    /// # Errors
+    /// 400 for a page size out of range or a cursor that is not one.
+    fn page(&self) -> Result<Page, ApiError>;
+
+    /// The filter values bound in [`ListQuery::CONDITION`], in order.
+    fn filters(self) -> Filters;
+}
+
+/// An unfiltered list: the page parameters only.
+impl ListQuery for PageQuery {
+    const CONDITION: &'static str = "TRUE";
+
+    fn page(&self) -> Result<Page, ApiError> {
+        Page::from_query(self)
+    }
+
+    fn filters(self) -> Filters {
+        Vec::new()
+    }
+}
 
 /// The column of `table` a resource's rows are named (in paths) and paged (in cursors) by.
 #[derive(Debug, Clone, Copy)]
@@ -168,10 +199,20 @@ impl<T: Send + 'static> Resource<T> {
     where
         T: Serialize,
     {
+        self.list_route_with::<PageQuery>()
+    }
+
+    /// The `GET /v1/<resources>` route of a list filtered by the query string `L`:
+    /// [`Resource::list`] with `L`'s page, condition and filters.
+    pub(crate) fn list_route_with<L: ListQuery>(self) -> MethodRouter<Arc<AppState>>
+    where
+        T: Serialize,
+    {
         routing::get(
-            move |State(st): State<Arc<AppState>>, caller: Caller, Q(q): Q<PageQuery>| async move {
-                let page = Page::from_query(&q)?;
-                self.list(&st, &caller, page, "TRUE", Vec::new()).await
+            move |State(st): State<Arc<AppState>>, caller: Caller, Q(q): Q<L>| async move {
+                let page = q.page()?;
+                self.list(&st, &caller, page, L::CONDITION, q.filters())
+                    .await
             },
         )
     }

@@ -126,7 +126,7 @@ async fn load(tx: &Tx<'_>, id: Uuid) -> Result<Row, ApiError> {
         (status = 409, description = "A role with this name exists"),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateRole>,
@@ -180,7 +180,7 @@ pub async fn create(
         (status = 409, description = "System roles cannot be changed"),
     )
 )]
-pub async fn update(
+pub(super) async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
@@ -224,7 +224,7 @@ pub async fn update(
 }
 
 /// `DELETE /v1/roles/{id}`: custom roles no member holds.
-pub async fn delete(
+pub(super) async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,

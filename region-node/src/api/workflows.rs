@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::customer::{
-    CreateWorkflow, Execution, JsonObject, Page as PageOf, RunWorkflow, UpdateWorkflow, Workflow,
+    CreateWorkflow, Execution, JsonObject, RunWorkflow, UpdateWorkflow, Workflow,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -14,10 +14,10 @@ use tokio_postgres::Row;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, parse_json, Body, P, Q};
+use super::extract::{parse_id, parse_json, Body, P};
 use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
-use super::resource::{object, Key, Order, Resource};
+use super::resource::{self, object, Filters, Key, Order, Resource};
 use super::{executions, text_field};
 use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
@@ -69,7 +69,7 @@ pub(crate) const DOC: Standard = Standard {
 /// Query of `GET /v1/workflows`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// Page size, 1-500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -77,6 +77,18 @@ pub struct ListQuery {
     cursor: Option<String>,
     /// Only enabled (`true`) or disabled (`false`) workflows.
     enabled: Option<bool>,
+}
+
+impl resource::ListQuery for ListQuery {
+    const CONDITION: &'static str = "$3::bool IS NULL OR enabled = $3";
+
+    fn page(&self) -> Result<Page, ApiError> {
+        Page::new(self.limit, self.cursor.as_deref())
+    }
+
+    fn filters(self) -> Filters {
+        vec![Box::new(self.enabled)]
+    }
 }
 
 /// Checks that `connection_id` names a connection of the caller's tenant. Another tenant's
@@ -106,7 +118,7 @@ async fn check_connection(tx: &Tx<'_>, id: Option<Uuid>) -> Result<(), ApiError>
         (status = 409, description = "A workflow with this name exists"),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     Body(body): Body<CreateWorkflow>,
@@ -146,24 +158,6 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// `GET /v1/workflows`.
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    caller: Caller,
-    Q(q): Q<ListQuery>,
-) -> Result<Json<PageOf<Workflow>>, ApiError> {
-    let page = Page::new(q.limit, q.cursor.as_deref())?;
-    WORKFLOW
-        .list(
-            &st,
-            &caller,
-            page,
-            "$3::bool IS NULL OR enabled = $3",
-            vec![Box::new(q.enabled)],
-        )
-        .await
-}
-
 /// `PATCH /v1/workflows/{id}`.
 #[utoipa::path(
     patch,
@@ -177,7 +171,7 @@ pub async fn list(
         (status = 409, description = "A workflow with this name exists"),
     )
 )]
-pub async fn update(
+pub(super) async fn update(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
@@ -233,7 +227,7 @@ pub async fn update(
 }
 
 /// `DELETE /v1/workflows/{id}` (its executions go with it).
-pub async fn delete(
+pub(super) async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,
@@ -259,7 +253,7 @@ pub async fn delete(
         (status = 409, description = "The workflow is disabled"),
     )
 )]
-pub async fn run(
+pub(super) async fn run(
     State(st): State<Arc<AppState>>,
     caller: Caller,
     P(id): P<String>,

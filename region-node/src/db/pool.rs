@@ -23,7 +23,7 @@ use residency_config::node::DatabaseConfig;
 use tokio_postgres::{Client, NoTls, Statement};
 
 /// Most statements cached per connection; the cache is cleared when full.
-pub const STATEMENT_CACHE_SIZE: usize = 256;
+pub(crate) const STATEMENT_CACHE_SIZE: usize = 256;
 
 /// A pooled connection: the client and the statements prepared on it.
 pub struct PgConnection {
@@ -31,7 +31,7 @@ pub struct PgConnection {
     pub client: Client,
     /// Statements prepared on this connection, by SQL text. Locked only for map access, never
     /// across an await; a connection serves one request at a time, so it is uncontended.
-    pub statements: Mutex<HashMap<Box<str>, Statement>>,
+    pub(crate) statements: Mutex<HashMap<Box<str>, Statement>>,
 }
 
 /// bb8 manager wrapping bb8-postgres' manager with the statement cache.
@@ -58,7 +58,7 @@ impl ManageConnection for Manager {
 }
 
 /// The node's connection pool type.
-pub type PgPool = Pool<Manager>;
+pub(crate) type PgPool = Pool<Manager>;
 
 /// The connection settings of the app role's sessions.
 fn pg_config(

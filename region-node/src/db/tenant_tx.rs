@@ -40,7 +40,7 @@ pub struct Caller {
 
 /// The caller's resolved role.
 #[derive(Debug, Clone)]
-pub struct Principal {
+pub(crate) struct Principal {
     /// Role name (system or custom).
     pub role: String,
     /// Permissions of that role, as stored (catalogue order for every role written here).
@@ -53,7 +53,7 @@ pub struct Principal {
 ///
 /// # Errors
 /// [`ApiError::Unexpected`] naming the column and the unknown name.
-pub fn stored_permissions<'r, T>(row: &'r Row, column: &str) -> Result<T, ApiError>
+pub(crate) fn stored_permissions<'r, T>(row: &'r Row, column: &str) -> Result<T, ApiError>
 where
     T: tokio_postgres::types::FromSql<'r>,
 {
@@ -172,7 +172,7 @@ impl Tx<'_> {
 
     /// The caller's role and permissions.
     #[must_use]
-    pub fn principal(&self) -> &Principal {
+    pub(crate) fn principal(&self) -> &Principal {
         &self.principal
     }
 
@@ -213,7 +213,7 @@ impl Tx<'_> {
     ///
     /// # Errors
     /// [`ApiError::Forbidden`] naming the permissions the caller lacks.
-    pub fn require_grantable(
+    pub(crate) fn require_grantable(
         &self,
         role: &str,
         permissions: &[Permission],

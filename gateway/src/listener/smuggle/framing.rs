@@ -21,15 +21,15 @@ use std::mem::MaybeUninit;
 
 /// Header fields per head: hyper's default `max_headers`, which the listener keeps (setting it
 /// makes hyper allocate per request). A head with more is left to hyper's 431.
-pub const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 /// The longest chunk-size line, extensions and CRLF included.
-pub const MAX_CHUNK_LINE: usize = 4096;
+pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 /// The HTTP/2 client connection preface (RFC 9113 §3.4): a stream starting with it is h2.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Why a request was refused with 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Both `Content-Length` and `Transfer-Encoding`.
     LengthAndTransferEncoding,
     /// Several `Content-Length` values that differ.
@@ -63,7 +63,7 @@ impl Refusal {
 
     /// The client-safe explanation, for the problem `detail`.
     #[must_use]
-    pub fn detail(self) -> &'static str {
+    pub(crate) fn detail(self) -> &'static str {
         match self {
             Self::LengthAndTransferEncoding => {
                 "the request has both Content-Length and Transfer-Encoding"
@@ -80,7 +80,7 @@ impl Refusal {
 
     /// A bounded label for logs.
     #[must_use]
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::LengthAndTransferEncoding => "cl_and_te",
             Self::ConflictingLength => "conflicting_cl",
@@ -95,7 +95,7 @@ impl Refusal {
 
     /// Whether it was found in a body, after the request's head went on to hyper.
     #[must_use]
-    pub fn in_body(self) -> bool {
+    pub(crate) fn in_body(self) -> bool {
         matches!(self, Self::InvalidChunk | Self::InvalidTrailer)
     }
 
@@ -117,7 +117,7 @@ impl Refusal {
 
 /// What to do with the bytes received and not yet processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(super) enum Step {
     /// The first `n` bytes are valid and may go on to hyper.
     Release(usize),
     /// Nothing can be decided until more bytes arrive.
@@ -131,7 +131,7 @@ pub enum Step {
 
 /// Which bytes are inspected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// HTTP/1 requests, unless the stream opens with the HTTP/2 preface.
     Http1,
     /// Nothing: an HTTP/2 connection (negotiated by ALPN) has no framing ambiguity.
@@ -162,7 +162,7 @@ enum Body {
 
 /// The framing state of one connection's client-to-server bytes.
 #[derive(Debug)]
-pub struct Framing {
+pub(super) struct Framing {
     state: State,
     max_head: usize,
     /// Whether no head has been released yet (the HTTP/2 preface is recognised only there).
@@ -178,7 +178,7 @@ pub struct Framing {
 impl Framing {
     /// Framing for a new connection whose heads may be at most `max_head` bytes.
     #[must_use]
-    pub fn new(mode: Mode, max_head: usize) -> Self {
+    pub(super) fn new(mode: Mode, max_head: usize) -> Self {
         Self {
             state: match mode {
                 Mode::Http1 => State::Head,
@@ -195,30 +195,30 @@ impl Framing {
     /// Whether the connection speaks HTTP/2: negotiated by ALPN, or opened with the preface
     /// (the preface itself and everything after it is released from then on).
     #[must_use]
-    pub fn is_h2(&self) -> bool {
+    pub(super) fn is_h2(&self) -> bool {
         self.h2
     }
 
     /// Heads released so far, i.e. the number of the request currently being read.
     #[must_use]
-    pub fn requests(&self) -> u64 {
+    pub(super) fn requests(&self) -> u64 {
         self.requests
     }
 
     /// Whether a request head is expected next.
     #[must_use]
-    pub fn expects_head(&self) -> bool {
+    pub(super) fn expects_head(&self) -> bool {
         self.state == State::Head
     }
 
     /// The most unprocessed bytes this framing may ask to hold before deciding.
     #[must_use]
-    pub fn max_pending(&self) -> usize {
+    pub(super) fn max_pending(&self) -> usize {
         self.max_head.max(MAX_CHUNK_LINE)
     }
 
     /// Decides about `input`, the received bytes not yet released (empty when none).
-    pub fn step(&mut self, input: &[u8]) -> Step {
+    pub(super) fn step(&mut self, input: &[u8]) -> Step {
         match self.state {
             State::Opaque if input.is_empty() => Step::PassThrough(u64::MAX),
             State::Opaque => Step::Release(input.len()),
@@ -243,7 +243,7 @@ impl Framing {
     }
 
     /// Records `n` body bytes that went to hyper (from [`Step::PassThrough`] or a release).
-    pub fn passed_through(&mut self, n: usize) {
+    pub(super) fn passed_through(&mut self, n: usize) {
         if let State::Body { remaining, chunk } = self.state {
             let left = remaining.saturating_sub(n as u64);
             self.state = match (left, chunk) {

@@ -28,7 +28,7 @@ const PREFACE_LEN: u8 = 24;
 
 /// Where a client's HTTP/2 byte stream is, frame-wise.
 #[derive(Debug)]
-pub struct HeaderBlocks {
+pub(crate) struct HeaderBlocks {
     /// Preface bytes still to come.
     preface_left: u8,
     /// The frame header being received, `have` bytes of it so far.
@@ -55,7 +55,7 @@ impl Default for HeaderBlocks {
 impl HeaderBlocks {
     /// A connection whose preface has not arrived yet.
     #[must_use]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             preface_left: PREFACE_LEN,
             head: [0; FRAME_HEADER as usize],
@@ -69,7 +69,7 @@ impl HeaderBlocks {
     }
 
     /// Follows the next `bytes` the client sent.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             if self.preface_left > 0 {
                 let n = bytes.len().min(usize::from(self.preface_left));
@@ -129,7 +129,7 @@ impl HeaderBlocks {
     /// the moment it began until it is finished (so a deadline can be kept for it), and
     /// differs for the next one.
     #[must_use]
-    pub fn unfinished(&self) -> Option<u64> {
+    pub(crate) fn unfinished(&self) -> Option<u64> {
         let mid = self.preface_left > 0
             || self.have > 0
             || (self.header_frame && self.payload_left > 0)
