@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod auth;
+mod client_tls;
 pub mod directory;
 pub mod error;
 pub mod headers;
