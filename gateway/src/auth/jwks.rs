@@ -378,6 +378,46 @@ mod tests {
         assert!(jwks.get("k1").is_some());
     }
 
+    /// The next refresh: the answer's `max-age` within `[cool-down, every]`, `every` without
+    /// one, the cool-down after a failure; counted from the last fetch, or from the start of
+    /// the refresh task when nothing was fetched.
+    #[tokio::test]
+    async fn refresh_is_due_after_max_age_within_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = Jwks::from_test_file(&dir.path().join("jwks.json"), "{\"keys\":[]}").await;
+        let (every, cooldown) = (Duration::from_secs(300), Duration::from_secs(3600));
+        assert_eq!(jwks.cooldown, cooldown);
+        let start = Instant::now();
+        let after = |started: Option<Instant>, fresh_for: Option<u64>| {
+            let state = FetchState {
+                started,
+                fresh_for: fresh_for.map(Duration::from_secs),
+            };
+            jwks.due(&state, every, start) - start
+        };
+        // The test source's cool-down (an hour) exceeds `every`: `every` bounds both ends.
+        assert_eq!(after(Some(start), Some(10)), every);
+        let jwks = Jwks {
+            cooldown: Duration::from_secs(30),
+            ..jwks
+        };
+        let after = |started: Option<Instant>, fresh_for: Option<u64>| {
+            let state = FetchState {
+                started,
+                fresh_for: fresh_for.map(Duration::from_secs),
+            };
+            (jwks.due(&state, every, start) - start).as_secs()
+        };
+        assert_eq!(after(Some(start), None), 300);
+        assert_eq!(after(Some(start), Some(120)), 120);
+        assert_eq!(after(Some(start), Some(5)), 30);
+        assert_eq!(after(Some(start), Some(0)), 30);
+        assert_eq!(after(Some(start), Some(86_400)), 300);
+        assert_eq!(after(None, Some(120)), 120);
+        let later = start + Duration::from_secs(50);
+        assert_eq!(after(Some(later), Some(120)), 170);
+    }
+
     #[test]
     fn garbage_is_an_error() {
         assert!(parse(b"not json").is_err());

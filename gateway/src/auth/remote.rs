@@ -53,9 +53,11 @@ pub struct Remote {
 }
 
 /// A fetched document and how long its server says it stays fresh.
-pub(crate) struct Fetched {
-    pub(crate) bytes: Bytes,
-    pub(crate) max_age: Option<Duration>,
+pub struct Fetched {
+    /// The document, at most [`MAX_JWKS_BYTES`].
+    pub bytes: Bytes,
+    /// Its freshness lifetime from `Cache-Control` (less `Age`), when it has one.
+    pub max_age: Option<Duration>,
 }
 
 /// The fields of a discovery document the gateway uses.
@@ -98,7 +100,11 @@ impl Remote {
     }
 
     /// Fetches the key set document (through discovery when so configured).
-    pub(crate) async fn fetch(&self) -> Result<Fetched, JwksError> {
+    ///
+    /// # Errors
+    /// [`JwksError`] naming the URL and the cause: connection, TLS (unknown CA, wrong host
+    /// name), status, size, or a discovery document that does not fit the issuer.
+    pub async fn fetch(&self) -> Result<Fetched, JwksError> {
         let jwks_url = match &self.target {
             Target::Jwks(url) => url.clone(),
             Target::Discovery { issuer, url } => self.discover(issuer, url).await?,
