@@ -487,3 +487,54 @@ async fn an_issuer_given_by_its_url_alone_is_discovered_and_rotated_by_max_age()
     assert_eq!(idp.hits("/keys/a.json"), 1);
     gw.stop().await;
 }
+
+/// A refresh that fails anywhere along discovery (the document gone, then naming another
+/// issuer) keeps the last good keys; a good document again installs the new set.
+#[tokio::test]
+async fn a_failed_discovery_keeps_the_last_good_keys() {
+    use residency_gateway::auth::jwks::{Jwks, Source};
+
+    let ca = Ca::new("idp test ca");
+    let idp = HttpsIdp::start(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let (old, new) = (SigningKey::generate("k-old"), SigningKey::generate("k-new"));
+    idp.serve("/keys/old.json", old.jwks(), None);
+    idp.serve("/keys/new.json", new.jwks(), None);
+    idp.discover(&idp.base, "/keys/old.json");
+    let discovery = format!("{}/.well-known/openid-configuration", idp.base);
+    let remote = Remote::discovery(&idp.base, &discovery, Some(&ca_file)).unwrap();
+    let jwks = Jwks::load(
+        Source::Remote(remote),
+        Duration::from_secs(30),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert!(jwks.get("k-old").is_some());
+
+    idp.state
+        .lock()
+        .unwrap()
+        .docs
+        .remove("/.well-known/openid-configuration");
+    jwks.refresh().await;
+    assert!(
+        jwks.get("k-old").is_some(),
+        "a missing discovery document dropped the keys"
+    );
+
+    idp.discover("https://someone-else.test", "/keys/new.json");
+    jwks.refresh().await;
+    assert!(jwks.get("k-old").is_some() && jwks.get("k-new").is_none());
+    assert_eq!(
+        idp.hits("/keys/new.json"),
+        0,
+        "keys of a mismatched issuer were fetched"
+    );
+
+    idp.discover(&idp.base, "/keys/new.json");
+    jwks.refresh().await;
+    assert!(jwks.get("k-new").is_some() && jwks.get("k-old").is_none());
+}
