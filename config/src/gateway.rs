@@ -117,7 +117,7 @@ pub use claims::ClaimNames;
 pub use directory::DirectorySource;
 pub use health_check::HealthCheckConfig;
 pub use issuers::{
-    check_remote_url, is_loopback, IssuerConfig, EXTERNAL_ALGORITHMS, MAX_LEEWAY, MIN_JWKS_COOLDOWN,
+    check_remote_url, IssuerConfig, EXTERNAL_ALGORITHMS, MAX_LEEWAY, MIN_JWKS_COOLDOWN,
 };
 pub use limits::{Limits, MIN_HEADER_BYTES};
 pub use listen::ListenConfig;

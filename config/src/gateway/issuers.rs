@@ -77,8 +77,7 @@ fn default_jwks_timeout() -> Duration {
 
 /// Whether `url`'s host is a loopback address (`localhost`, `127.0.0.0/8`, `::1`): the only
 /// hosts whose keys may be fetched over plain http.
-#[must_use]
-pub fn is_loopback(url: &url::Url) -> bool {
+fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
