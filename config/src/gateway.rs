@@ -13,7 +13,9 @@
 //! [[issuers]]
 //! issuer = "https://idp.example.com/"
 //! audience = "residency-api"
-//! jwks_file = "keys/jwks.json"      # or jwks_url = "http://127.0.0.1:8080/jwks.json"
+//! jwks_file = "keys/jwks.json"      # or jwks_url = "https://idp.example.com/jwks.json", or
+//!                                   # neither: OIDC discovery from the issuer URL
+//! # ca_file = "idp-ca.pem"          # https trust for jwks_url/discovery; default: system roots
 //! algorithms = ["ES256"]
 //! leeway = "5s"
 //!
@@ -118,7 +120,7 @@ pub use audit::{AuditRegion, AuditSection};
 pub use claims::ClaimNames;
 pub use directory::DirectorySource;
 pub use health_check::HealthCheckConfig;
-pub use issuers::IssuerConfig;
+pub use issuers::{check_remote_url, IssuerConfig};
 pub use limits::Limits;
 pub use listen::ListenConfig;
 pub use rate_limit::{RateLimitBackend, RateLimitConfig};
@@ -169,7 +171,7 @@ impl Validate for GatewayConfig {
             resolve(base, &mut tls.key_file);
         }
         for i in &mut self.issuers {
-            if let Some(f) = &mut i.jwks_file {
+            for f in [&mut i.jwks_file, &mut i.ca_file].into_iter().flatten() {
                 resolve(base, f);
             }
         }

@@ -18,6 +18,7 @@
 
 mod admin;
 pub mod auth;
+mod client_tls;
 pub mod directory;
 mod error;
 pub mod headers;

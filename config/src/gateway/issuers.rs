@@ -27,19 +27,27 @@ pub struct IssuerConfig {
     pub issuer: String,
     /// The `aud` its tokens must carry.
     pub audience: String,
-    /// A JWKS document on disk, read once at start.
+    /// A JWKS document on disk, read at start and again on an unknown `kid`.
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// A JWKS document over HTTP, refreshed in the background.
+    /// A JWKS document over https (plain http only for a loopback host), refreshed in the
+    /// background. With neither `jwks_file` nor `jwks_url`, the keys are found by OpenID
+    /// Connect discovery from the issuer URL ([`IssuerConfig::discovery_url`]).
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// PEM file of the CA certificates trusted for the https fetches of this issuer (JWKS and
+    /// discovery). Without it, the platform's root certificates are trusted.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Accepted `alg` values, from [`EXTERNAL_ALGORITHMS`].
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`, at most [`MAX_LEEWAY`].
     #[serde(default = "default_leeway", with = "crate::duration::serde_str")]
     pub leeway: Duration,
-    /// How often a `jwks_url` is refetched in the background.
+    /// How often remote keys are refetched in the background, and the longest a response's
+    /// `Cache-Control: max-age` is honoured: a shorter `max-age` refetches sooner, down to
+    /// `jwks_cooldown`.
     #[serde(default = "default_jwks_refresh", with = "crate::duration::serde_str")]
     pub jwks_refresh: Duration,
     /// The least time between two fetches caused by unknown `kid`s, at least
@@ -67,6 +75,43 @@ fn default_jwks_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+/// Whether `url`'s host is a loopback address (`localhost`, `127.0.0.0/8`, `::1`): the only
+/// hosts whose keys may be fetched over plain http.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Checks a URL keys are fetched from: https with a host, or plain http to a loopback host.
+///
+/// # Errors
+/// Why the URL is refused, as a sentence for a config problem or a fetch error.
+pub fn check_remote_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a url: {e}"))?;
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(
+            "plain http is allowed only for a loopback host (a local dev IdP); use https".into(),
+        ),
+        _ => Err("must be an https url with a host".into()),
+    }
+}
+
+/// Checks that `issuer` can be discovered: a remote URL ([`check_remote_url`]) without query
+/// or fragment.
+fn check_discovery_issuer(issuer: &str) -> Result<(), String> {
+    let url = check_remote_url(issuer).map_err(|why| format!("is refused: {why}"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    Ok(())
+}
+
 /// Every problem of `[[issuers]]`: at least one, each valid, no issuer twice.
 pub(super) fn validate(issuers: &[IssuerConfig]) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -86,6 +131,20 @@ pub(super) fn validate(issuers: &[IssuerConfig]) -> Vec<Problem> {
 }
 
 impl IssuerConfig {
+    /// The OpenID Connect discovery document of an issuer configured without `jwks_file` and
+    /// `jwks_url`: `<issuer without trailing slash>/.well-known/openid-configuration`
+    /// (OpenID Connect Discovery 1.0, section 4). `None` when a key source is configured.
+    #[must_use]
+    pub fn discovery_url(&self) -> Option<String> {
+        if self.jwks_file.is_some() || self.jwks_url.is_some() {
+            return None;
+        }
+        Some(format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        ))
+    }
+
     /// Every problem of one issuer, keyed under `prefix` (`issuers[i]`).
     fn validate(&self, prefix: &str) -> Vec<Problem> {
         let mut out = Vec::new();
@@ -102,26 +161,38 @@ impl IssuerConfig {
             ));
         }
         match (&self.jwks_file, &self.jwks_url) {
-            (Some(f), None) => check_file(&format!("{prefix}.jwks_file"), f, &mut out),
-            (None, Some(u)) => match url::Url::parse(u) {
-                Ok(u) if u.scheme() == "http" && u.host().is_some() => {}
-                Ok(u) if u.scheme() == "https" => out.push(Problem::new(
-                    format!("{prefix}.jwks_url"),
-                    "https jwks urls are not built yet; use http on a trusted network or jwks_file",
-                )),
-                Ok(_) => out.push(Problem::new(
-                    format!("{prefix}.jwks_url"),
-                    "must be an http url with a host",
-                )),
-                Err(e) => out.push(Problem::new(
-                    format!("{prefix}.jwks_url"),
-                    format!("not a url: {e}"),
-                )),
-            },
-            _ => out.push(Problem::new(
+            (Some(f), None) => {
+                check_file(&format!("{prefix}.jwks_file"), f, &mut out);
+                if self.ca_file.is_some() {
+                    out.push(Problem::new(
+                        format!("{prefix}.ca_file"),
+                        "only for keys fetched over https (jwks_url or discovery), not jwks_file",
+                    ));
+                }
+            }
+            (None, Some(u)) => {
+                if let Err(why) = check_remote_url(u) {
+                    out.push(Problem::new(format!("{prefix}.jwks_url"), why));
+                }
+            }
+            (None, None) => {
+                if let Err(why) = check_discovery_issuer(&self.issuer) {
+                    out.push(Problem::new(
+                        format!("{prefix}.issuer"),
+                        format!(
+                            "without jwks_file or jwks_url the keys are found by discovery \
+                             from the issuer, which {why}"
+                        ),
+                    ));
+                }
+            }
+            (Some(_), Some(_)) => out.push(Problem::new(
                 format!("{prefix}.jwks_file"),
-                "set exactly one of jwks_file and jwks_url",
+                "set at most one of jwks_file and jwks_url",
             )),
+        }
+        if let Some(f) = &self.ca_file {
+            check_file(&format!("{prefix}.ca_file"), f, &mut out);
         }
         if self.algorithms.is_empty() {
             out.push(Problem::new(
@@ -165,5 +236,113 @@ impl IssuerConfig {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The problem keys of one issuer given as TOML lines after `issuer` and `audience`.
+    fn problems(issuer: &str, lines: &str) -> Vec<(String, String)> {
+        let text = format!("issuer = \"{issuer}\"\naudience = \"api\"\n{lines}");
+        let cfg: IssuerConfig = toml::from_str(&text).unwrap();
+        cfg.validate("issuers[0]")
+            .into_iter()
+            .map(|p| (p.key, p.message))
+            .collect()
+    }
+
+    fn keys(issuer: &str, lines: &str) -> Vec<String> {
+        problems(issuer, lines)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    #[test]
+    fn jwks_url_is_https_or_loopback_http() {
+        for ok in [
+            "https://idp.example.com/jwks.json",
+            "http://127.0.0.1:8080/jwks.json",
+            "http://127.9.0.1/jwks.json",
+            "http://localhost:8080/jwks.json",
+            "http://[::1]:8080/jwks.json",
+        ] {
+            assert!(
+                keys("https://idp.test/", &format!("jwks_url = \"{ok}\"")).is_empty(),
+                "{ok}"
+            );
+        }
+        let refused = problems("https://idp.test/", "jwks_url = \"http://10.0.0.7/jwks\"");
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0, "issuers[0].jwks_url");
+        assert!(refused[0].1.contains("loopback"), "{}", refused[0].1);
+        for bad in [
+            "ftp://idp.test/jwks",
+            "not a url",
+            "file:///jwks",
+            "https://",
+        ] {
+            assert_eq!(
+                keys("https://idp.test/", &format!("jwks_url = \"{bad}\"")),
+                ["issuers[0].jwks_url"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_issuer_alone_is_discovered_from_its_url() {
+        let cfg: IssuerConfig =
+            toml::from_str("issuer = \"https://idp.test/realms/a/\"\naudience = \"api\"").unwrap();
+        assert!(cfg.validate("issuers[0]").is_empty());
+        assert_eq!(
+            cfg.discovery_url().as_deref(),
+            Some("https://idp.test/realms/a/.well-known/openid-configuration")
+        );
+        let with_url: IssuerConfig = toml::from_str(
+            "issuer = \"https://idp.test\"\naudience = \"api\"\njwks_url = \"https://idp.test/k\"",
+        )
+        .unwrap();
+        assert_eq!(with_url.discovery_url(), None);
+        assert!(keys("http://127.0.0.1:9000", "").is_empty());
+        for bad in [
+            "idp-without-url",
+            "http://idp.test/",
+            "https://idp.test/?tenant=a",
+        ] {
+            let found = problems(bad, "");
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert_eq!(found[0].0, "issuers[0].issuer");
+            assert!(found[0].1.contains("discovery"), "{}", found[0].1);
+        }
+    }
+
+    #[test]
+    fn ca_file_is_for_fetched_keys_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "pem").unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, "{}").unwrap();
+        let ca_line = format!("ca_file = {:?}", ca.display().to_string());
+        assert!(keys(
+            "https://idp.test/",
+            &format!("jwks_url = \"https://idp.test/k\"\n{ca_line}")
+        )
+        .is_empty());
+        assert!(keys("https://idp.test/", &ca_line).is_empty());
+        assert_eq!(
+            keys(
+                "https://idp.test/",
+                &format!("jwks_file = {:?}\n{ca_line}", jwks.display().to_string())
+            ),
+            ["issuers[0].ca_file"]
+        );
+        assert_eq!(
+            keys("https://idp.test/", "ca_file = \"/nonexistent/ca.pem\""),
+            ["issuers[0].ca_file"]
+        );
     }
 }

@@ -1,9 +1,15 @@
-//! JSON Web Key Sets: the public keys of one issuer, loaded from a file or fetched over HTTP.
+//! JSON Web Key Sets: the public keys of one issuer, loaded from a file or fetched over the
+//! network ([`super::remote`]: https, or OpenID Connect discovery).
 //!
 //! The current key set is an immutable snapshot behind an `RwLock<Arc<_>>`; readers clone the
 //! `Arc` and never hold the lock across an `.await`. A fetch that fails keeps the last good
 //! keys. Fetches caused by an unknown `kid` are single-flight and at most one per cool-down,
 //! so a flood of random `kid`s cannot turn into a flood of JWKS requests.
+//!
+//! A remote set is refreshed in the background: after the response's `Cache-Control: max-age`
+//! when it has one, else after the configured refresh interval, and never sooner than the
+//! cool-down or later than the refresh interval. A failed fetch is retried after the
+//! cool-down.
 //!
 //! Only signature keys of asymmetric types (EC, RSA, OKP) with a `kid` are kept: a symmetric
 //! (`oct`) key in a JWKS is ignored, so a published key can never become an HMAC secret.
@@ -20,15 +26,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Uri;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use super::remote::{Fetched, Remote};
 
 /// The largest JWKS document accepted.
 pub(crate) const MAX_JWKS_BYTES: usize = 64 * 1024;
@@ -111,38 +114,29 @@ pub fn parse(bytes: &[u8]) -> Result<KeySet, JwksError> {
 }
 
 /// Where an issuer's keys come from.
-pub(crate) enum Source {
+pub enum Source {
     /// A file, reread on an unknown `kid` (after the cool-down).
     File(PathBuf),
-    /// An HTTP URL.
-    Url {
-        /// The document's address.
-        uri: Uri,
-        /// A small client used only for JWKS fetches (boxed: it is large and used rarely).
-        client: Box<Client<HttpConnector, Empty<Bytes>>>,
-    },
+    /// A JWKS URL or discovery, refreshed in the background.
+    Remote(Remote),
 }
 
-impl Source {
-    /// A URL source with its own small HTTP client.
-    ///
-    /// # Errors
-    /// [`JwksError::Fetch`] when `url` is not a valid URI.
-    pub(crate) fn url(url: &str) -> Result<Self, JwksError> {
-        let uri: Uri = url.parse().map_err(|e| JwksError::Fetch(format!("{e}")))?;
-        let client = Box::new(Client::builder(TokioExecutor::new()).build_http());
-        Ok(Self::Url { uri, client })
-    }
+/// When the last fetch started and how long its answer said it stays fresh.
+#[derive(Default)]
+struct FetchState {
+    started: Option<Instant>,
+    /// The answer's freshness (`max-age`); zero after a failure, `None` when it gave none.
+    fresh_for: Option<Duration>,
 }
 
 /// The key set of one issuer, with refresh.
-pub(crate) struct Jwks {
+pub struct Jwks {
     keys: RwLock<Arc<KeySet>>,
     source: Source,
     cooldown: Duration,
     timeout: Duration,
     /// Serialises fetches and remembers when the last one started.
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    last_fetch: tokio::sync::Mutex<FetchState>,
 }
 
 impl Jwks {
@@ -151,7 +145,7 @@ impl Jwks {
     ///
     /// # Errors
     /// [`JwksError`] when a file source cannot be read or parsed.
-    pub(crate) async fn load(
+    pub async fn load(
         source: Source,
         cooldown: Duration,
         timeout: Duration,
@@ -161,16 +155,19 @@ impl Jwks {
             source,
             cooldown,
             timeout,
-            last_fetch: tokio::sync::Mutex::new(None),
+            last_fetch: tokio::sync::Mutex::new(FetchState::default()),
         };
         let mut last = jwks.last_fetch.lock().await;
         match (jwks.fetch().await, &jwks.source) {
-            (Ok(set), _) => {
+            (Ok((set, fresh_for)), _) => {
                 jwks.replace(set);
-                *last = Some(Instant::now());
+                *last = FetchState {
+                    started: Some(Instant::now()),
+                    fresh_for,
+                };
             }
             (Err(e), Source::File(_)) => return Err(e),
-            (Err(e), Source::Url { .. }) => {
+            (Err(e), Source::Remote(_)) => {
                 // No cool-down yet: the first token after the issuer recovers triggers a fetch
                 // instead of waiting for the background refresh.
                 tracing::warn!(error = %e, "jwks not available at start; will retry");
@@ -182,7 +179,7 @@ impl Jwks {
 
     /// The key for `kid`, if the current set has it.
     #[must_use]
-    pub(crate) fn get(&self, kid: &str) -> Option<Arc<JwkKey>> {
+    pub fn get(&self, kid: &str) -> Option<Arc<JwkKey>> {
         self.keys
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -194,40 +191,67 @@ impl Jwks {
     /// Concurrent callers wait for the one fetch in flight instead of starting their own.
     pub(crate) async fn refetch_for_unknown_kid(&self) {
         let mut last = self.last_fetch.lock().await;
-        if last.is_some_and(|t| t.elapsed() < self.cooldown) {
+        if last.started.is_some_and(|t| t.elapsed() < self.cooldown) {
             return;
         }
-        *last = Some(Instant::now());
-        self.fetch_and_replace().await;
+        self.fetch_and_replace(&mut last).await;
     }
 
     /// Fetches now (background refresh), single-flight with other fetches.
-    pub(crate) async fn refresh(&self) {
+    pub async fn refresh(&self) {
         let mut last = self.last_fetch.lock().await;
-        *last = Some(Instant::now());
-        self.fetch_and_replace().await;
+        self.fetch_and_replace(&mut last).await;
     }
 
-    /// Refreshes a URL source every `every` until `shutdown`.
+    /// Refreshes a remote source until `shutdown`: when the last answer's `max-age` runs
+    /// out, bounded to `[cool-down, every]`, or `every` without one; after a failure, the
+    /// cool-down. A fetch caused by an unknown `kid` meanwhile postpones the next refresh.
     pub(crate) fn spawn_refresh(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
-        if !matches!(self.source, Source::Url { .. }) {
+        if !matches!(self.source, Source::Remote(_)) {
             return;
         }
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+            let spawned = Instant::now();
             loop {
+                let due = self.next_refresh(every, spawned).await;
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    _ = tick.tick() => self.refresh().await,
+                    () = tokio::time::sleep_until(due) => {}
+                }
+                let mut last = self.last_fetch.lock().await;
+                if self.due(&last, every, spawned) <= Instant::now() {
+                    self.fetch_and_replace(&mut last).await;
                 }
             }
         });
     }
 
-    async fn fetch_and_replace(&self) {
+    async fn next_refresh(&self, every: Duration, spawned: Instant) -> Instant {
+        let last = self.last_fetch.lock().await;
+        self.due(&last, every, spawned)
+    }
+
+    /// When the set is due for a refresh: `fresh_for` bounded to `[cool-down, every]` after
+    /// the last fetch (or after `spawned`, when nothing was fetched yet).
+    fn due(&self, last: &FetchState, every: Duration, spawned: Instant) -> Instant {
+        let wait = last
+            .fresh_for
+            .unwrap_or(every)
+            .clamp(self.cooldown.min(every), every);
+        last.started.unwrap_or(spawned) + wait
+    }
+
+    async fn fetch_and_replace(&self, last: &mut FetchState) {
+        last.started = Some(Instant::now());
         match self.fetch().await {
-            Ok(set) => self.replace(set),
-            Err(e) => tracing::warn!(error = %e, "jwks fetch failed; keeping the last good keys"),
+            Ok((set, fresh_for)) => {
+                self.replace(set);
+                last.fresh_for = fresh_for;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "jwks fetch failed; keeping the last good keys");
+                last.fresh_for = Some(Duration::ZERO);
+            }
         }
     }
 
@@ -253,18 +277,19 @@ impl Jwks {
         }
     }
 
-    async fn fetch(&self) -> Result<KeySet, JwksError> {
+    /// The key set and how long it stays fresh (a remote answer's `max-age`).
+    async fn fetch(&self) -> Result<(KeySet, Option<Duration>), JwksError> {
         let result = match tokio::time::timeout(self.timeout, self.fetch_bytes()).await {
             Ok(r) => r,
             Err(_) => Err(JwksError::Fetch("timed out".to_owned())),
         }
-        .and_then(|b| parse(&b));
+        .and_then(|f| Ok((parse(&f.bytes)?, f.max_age)));
         let label = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!(crate::metrics::JWKS_FETCHES_TOTAL, "result" => label).increment(1);
         result
     }
 
-    async fn fetch_bytes(&self) -> Result<Bytes, JwksError> {
+    async fn fetch_bytes(&self) -> Result<Fetched, JwksError> {
         match &self.source {
             Source::File(path) => {
                 let bytes = tokio::fs::read(path)
@@ -273,22 +298,12 @@ impl Jwks {
                 if bytes.len() > MAX_JWKS_BYTES {
                     return Err(JwksError::Fetch("document larger than 64 KiB".to_owned()));
                 }
-                Ok(Bytes::from(bytes))
+                Ok(Fetched {
+                    bytes: Bytes::from(bytes),
+                    max_age: None,
+                })
             }
-            Source::Url { uri, client } => {
-                let resp = client
-                    .get(uri.clone())
-                    .await
-                    .map_err(|e| JwksError::Fetch(e.to_string()))?;
-                if !resp.status().is_success() {
-                    return Err(JwksError::Fetch(format!("status {}", resp.status())));
-                }
-                Limited::new(resp.into_body(), MAX_JWKS_BYTES)
-                    .collect()
-                    .await
-                    .map(http_body_util::Collected::to_bytes)
-                    .map_err(|e| JwksError::Fetch(e.to_string()))
-            }
+            Source::Remote(remote) => remote.fetch().await,
         }
     }
 }
@@ -361,6 +376,46 @@ mod tests {
         jwks.refresh().await;
         assert_eq!(w1.strong_count(), 0);
         assert!(jwks.get("k1").is_some());
+    }
+
+    /// The next refresh: the answer's `max-age` within `[cool-down, every]`, `every` without
+    /// one, the cool-down after a failure; counted from the last fetch, or from the start of
+    /// the refresh task when nothing was fetched.
+    #[tokio::test]
+    async fn refresh_is_due_after_max_age_within_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = Jwks::from_test_file(&dir.path().join("jwks.json"), "{\"keys\":[]}").await;
+        let (every, cooldown) = (Duration::from_secs(300), Duration::from_secs(3600));
+        assert_eq!(jwks.cooldown, cooldown);
+        let start = Instant::now();
+        let after = |started: Option<Instant>, fresh_for: Option<u64>| {
+            let state = FetchState {
+                started,
+                fresh_for: fresh_for.map(Duration::from_secs),
+            };
+            jwks.due(&state, every, start) - start
+        };
+        // The test source's cool-down (an hour) exceeds `every`: `every` bounds both ends.
+        assert_eq!(after(Some(start), Some(10)), every);
+        let jwks = Jwks {
+            cooldown: Duration::from_secs(30),
+            ..jwks
+        };
+        let after = |started: Option<Instant>, fresh_for: Option<u64>| {
+            let state = FetchState {
+                started,
+                fresh_for: fresh_for.map(Duration::from_secs),
+            };
+            (jwks.due(&state, every, start) - start).as_secs()
+        };
+        assert_eq!(after(Some(start), None), 300);
+        assert_eq!(after(Some(start), Some(120)), 120);
+        assert_eq!(after(Some(start), Some(5)), 30);
+        assert_eq!(after(Some(start), Some(0)), 30);
+        assert_eq!(after(Some(start), Some(86_400)), 300);
+        assert_eq!(after(None, Some(120)), 120);
+        let later = start + Duration::from_secs(50);
+        assert_eq!(after(Some(later), Some(120)), 170);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::Verified;
 use super::jwks::{Jwks, JwksError, Source};
+use super::remote::Remote;
 use super::{AuthContext, AuthError, CredentialKind};
 
 /// The longest token accepted, in bytes.
@@ -57,10 +58,14 @@ impl JwtVerifier {
     ) -> Result<Self, JwksError> {
         let mut issuers = Vec::with_capacity(configs.len());
         for cfg in configs {
-            let source = match (&cfg.jwks_file, &cfg.jwks_url) {
-                (Some(path), _) => Source::File(path.clone()),
-                (None, Some(url)) => Source::url(url)?,
-                (None, None) => return Err(JwksError::Fetch("no jwks source".to_owned())),
+            let ca_file = cfg.ca_file.as_deref();
+            let source = match (&cfg.jwks_file, &cfg.jwks_url, cfg.discovery_url()) {
+                (Some(path), _, _) => Source::File(path.clone()),
+                (None, Some(url), _) => Source::Remote(Remote::jwks(url, ca_file)?),
+                (None, None, Some(url)) => {
+                    Source::Remote(Remote::discovery(&cfg.issuer, &url, ca_file)?)
+                }
+                (None, None, None) => return Err(JwksError::Fetch("no jwks source".to_owned())),
             };
             let jwks = Jwks::load(source, cfg.jwks_cooldown, cfg.jwks_timeout).await?;
             let algorithms = cfg

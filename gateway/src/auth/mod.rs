@@ -12,6 +12,7 @@ pub mod api_key;
 pub mod cache;
 pub mod jwks;
 pub mod jwt;
+pub mod remote;
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use residency_core::assertion::is_reserved_identity;

@@ -19,17 +19,16 @@
 //! error to the client: 502, the upstream is ejected like one that refused the connection,
 //! and, as always, nothing is retried in another region.
 
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_rustls::{DefaultServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use residency_config::gateway::RegionEntry;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
+
+use crate::client_tls::{builder, read_certs, read_key};
+pub(crate) use crate::client_tls::{error_chain, is_tls_error};
 
 /// The connector of every client that calls region nodes.
 pub(crate) type NodeConnector = HttpsConnector<HttpConnector>;
@@ -129,70 +128,4 @@ impl NodeTls {
             Arc::new(DefaultServerNameResolver::default()),
         )
     }
-}
-
-fn builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls protocol versions: {e}"))
-}
-
-pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: holds no pem certificate", path.display()));
-    }
-    Ok(certs)
-}
-
-pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    // The key's bytes never reach a message: only the path and the parser's error kind.
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: holds no pem private key", path.display()))
-}
-
-/// Whether `err` (a client error, with its sources) comes from the TLS layer, for bounded
-/// health-check details and logs.
-#[must_use]
-pub(crate) fn is_tls_error(err: &(dyn std::error::Error + 'static)) -> bool {
-    causes(err).any(|e| e.is::<rustls::Error>())
-}
-
-/// `err` and its sources, `: `-joined, for logs (rustls and hyper messages hold no secrets).
-#[must_use]
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = String::new();
-    for e in causes(err) {
-        let s = e.to_string();
-        if !out.ends_with(&s) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&s);
-        }
-    }
-    out
-}
-
-/// `err`, then its causes. An `io::Error` wrapping another error reports the wrapped
-/// error's *source* as its own, skipping the wrapped error itself (which is where rustls
-/// errors sit), so the wrapped error is visited instead.
-fn causes<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(err), |e| {
-        match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        }
-    })
 }

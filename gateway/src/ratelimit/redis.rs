@@ -29,7 +29,7 @@ use residency_config::gateway::RateLimitConfig;
 use residency_core::TenantId;
 use rustls::sign::CertifiedKey;
 
-use crate::proxy::tls::{is_tls_error, read_certs, read_key};
+use crate::client_tls::{is_tls_error, read_certs, read_key};
 
 use super::gcra::{Decision, Params};
 
