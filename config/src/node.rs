@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use crate::assertion::AssertionKeyConfig;
 use crate::load::{check_file, check_postgres_url, resolve, Validate};
+use crate::pg_url::check_transport;
 use crate::{ConnectionUrl, Problem, Secret};
 use residency_core::RegionId;
 
@@ -172,6 +173,10 @@ pub struct DatabaseConfig {
     /// Name of the read-only auditor role that migrations grant to.
     #[serde(default)]
     pub auditor_role: Option<String>,
+    /// Allow `sslmode=disable` to a host that is not loopback (both URLs); without it such a
+    /// config is refused at start.
+    #[serde(default)]
+    pub allow_insecure_transport: bool,
     /// Apply pending migrations with `owner_url` at start.
     #[serde(default)]
     pub migrate_on_start: bool,
@@ -282,9 +287,13 @@ impl Validate for NodeConfig {
                 "must be greater than 0",
             ));
         }
+        const ALLOW: &str = "database.allow_insecure_transport";
+        let allow = self.database.allow_insecure_transport;
         check_postgres_url("database.url", &self.database.url, &mut out);
+        check_transport("database.url", &self.database.url, allow, ALLOW, &mut out);
         if let Some(owner) = &self.database.owner_url {
             check_postgres_url("database.owner_url", owner, &mut out);
+            check_transport("database.owner_url", owner, allow, ALLOW, &mut out);
         }
         if self.database.migrate_on_start && self.database.owner_url.is_none() {
             out.push(Problem::new(
