@@ -275,6 +275,51 @@ fn postgres_directory_loads_with_defaults_and_masks_the_password() {
 }
 
 #[test]
+fn clear_text_to_a_remote_directory_or_audit_database_is_refused_unless_allowed() {
+    let dir = dir_with_files();
+    let text = |allow_dir: &str, allow_audit: &str| {
+        GOOD.replace(
+            "source = \"file\"\npath = \"directory.toml\"",
+            &format!(
+                "source = \"postgres\"\nurl = \"postgres://d_reader:pw1@dir.internal/d?sslmode=disable\"\n{allow_dir}"
+            ),
+        ) + &format!(
+            "\n[admin]\ntoken = \"admin-token-0123456789abcdef\"\n\
+             directory_url = \"postgres://d_writer:pw2@dir.internal/d?sslmode=disable\"\n\
+             [audit]\n{allow_audit}\n[audit.regions.eu]\n\
+             database_url = \"postgres://eu_auditor:pw3@db.eu/eu?sslmode=disable\"\napp_role = \"eu_app\"\n\
+             [audit.regions.us]\n\
+             database_url = \"postgres://us_auditor@127.0.0.1/us\"\napp_role = \"us_app\"\n"
+        )
+    };
+    assert_eq!(
+        problem_keys(dir.path(), &text("", "")),
+        [
+            "directory.url",
+            "audit.regions.eu.database_url",
+            "admin.directory_url"
+        ]
+    );
+    let e = load_text(dir.path(), &text("", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("directory.allow_insecure_transport = true"),
+        "{e}"
+    );
+    assert!(e.contains("audit.allow_insecure_transport = true"), "{e}");
+    assert!(
+        !e.contains("pw1") && !e.contains("pw2") && !e.contains("pw3"),
+        "{e}"
+    );
+    let allowed = text(
+        "allow_insecure_transport = true",
+        "allow_insecure_transport = true",
+    );
+    assert!(load_text(dir.path(), &allowed).is_ok());
+}
+
+#[test]
 fn postgres_directory_problems_name_their_keys() {
     let dir = dir_with_files();
     let text = GOOD.replace(
