@@ -93,19 +93,14 @@ impl PgUrl {
         }
         let mut hosts: Vec<String> = u.host_str().map(str::to_owned).into_iter().collect();
         let (mut mode, mut root_cert, mut cert, mut key) = (None, None, None, None);
-        let mut kept = Vec::new();
         for (k, v) in u.query_pairs() {
             match &*k {
                 "sslmode" => mode = Some(v.into_owned()),
                 "sslrootcert" => root_cert = Some(PathBuf::from(&*v)),
                 "sslcert" => cert = Some(PathBuf::from(&*v)),
                 "sslkey" => key = Some(PathBuf::from(&*v)),
-                _ => {
-                    if matches!(&*k, "host" | "hostaddr") {
-                        hosts.extend(v.split(',').map(str::to_owned));
-                    }
-                    kept.push((k.into_owned(), v.into_owned()));
-                }
+                "host" | "hostaddr" => hosts.extend(v.split(',').map(str::to_owned)),
+                _ => {}
             }
         }
         if hosts.iter().all(String::is_empty) {
@@ -151,16 +146,14 @@ impl PgUrl {
             (None, None) => None,
             _ => return Err("sslcert and sslkey go together".to_owned()),
         };
-        kept.push((
-            "sslmode".to_owned(),
-            if mode == SslMode::Disable {
-                "disable"
-            } else {
-                "require"
-            }
-            .to_owned(),
-        ));
-        u.query_pairs_mut().clear().extend_pairs(kept);
+        let mut query = without_tls_params(&u);
+        query.push(if mode == SslMode::Disable {
+            "sslmode=disable"
+        } else {
+            "sslmode=require"
+        });
+        let query = query.join("&");
+        u.set_query(Some(&query));
         Ok(Self {
             connect_url: u.into(),
             mode,
@@ -197,6 +190,20 @@ impl PgUrl {
             _ => Ok(()),
         }
     }
+}
+
+/// The raw `k=v` segments of `u`'s query except libpq's TLS parameters, as written: a
+/// re-encoding would turn `%20` into `+`, which `tokio-postgres` does not read as a space.
+#[must_use]
+pub fn without_tls_params(u: &url::Url) -> Vec<&str> {
+    u.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|seg| {
+            let key = seg.split('=').next().unwrap_or_default();
+            !seg.is_empty() && !matches!(key, "sslmode" | "sslrootcert" | "sslcert" | "sslkey")
+        })
+        .collect()
 }
 
 /// Adds the problems of `url`'s transport under `key`: its TLS parameters, unreadable
@@ -283,6 +290,12 @@ mod tests {
         assert_eq!(r.mode, SslMode::VerifyCa);
         let r = PgUrl::parse("postgres://u@h/d?sslmode=require").unwrap();
         assert_eq!(r.mode, SslMode::Require);
+        // Other parameters pass through as written.
+        let o = PgUrl::parse("postgres://u@h/d?options=-c%20a%3Db&sslmode=require").unwrap();
+        assert_eq!(
+            o.connect_url,
+            "postgres://u@h/d?options=-c%20a%3Db&sslmode=require"
+        );
     }
 
     #[test]

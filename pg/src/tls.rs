@@ -145,16 +145,8 @@ impl Target {
 /// The parser's message (it does not echo the URL).
 pub fn settings(url: &str) -> Result<tokio_postgres::Config, String> {
     let mut u = url::Url::parse(url).map_err(|e| format!("not a url: {e}"))?;
-    let kept: Vec<(String, String)> = u
-        .query_pairs()
-        .filter(|(k, _)| !matches!(&**k, "sslmode" | "sslrootcert" | "sslcert" | "sslkey"))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    if kept.is_empty() {
-        u.set_query(None);
-    } else {
-        u.query_pairs_mut().clear().extend_pairs(kept);
-    }
+    let kept = residency_config::pg_url::without_tls_params(&u).join("&");
+    u.set_query((!kept.is_empty()).then_some(kept.as_str()));
     u.as_str()
         .parse()
         .map_err(|e: tokio_postgres::Error| e.to_string())
