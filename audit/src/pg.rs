@@ -46,7 +46,7 @@ impl ScanError {
 
 /// Describes where `url` points, without its password.
 pub(crate) fn database_info(url: &str) -> Result<DatabaseInfo, ScanError> {
-    let cfg: tokio_postgres::Config = url.parse().map_err(|e| ScanError::Url(format!("{e}")))?;
+    let cfg = residency_pg::tls::settings(url).map_err(ScanError::Url)?;
     let host = match cfg.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]

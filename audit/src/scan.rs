@@ -14,10 +14,10 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, IsolationLevel, NoTls, Transaction};
+use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use crate::input::{Progress, RegionInput};
-use crate::pg::{database_info, pg_message, query_err, quote_ident, ScanError};
+use crate::pg::{database_info, query_err, quote_ident, ScanError};
 use crate::posture::{check_app_role, check_objects, read_tenant_tables, Posture};
 use crate::report::{DatabaseInfo, PostureSummary, Violation};
 
@@ -53,10 +53,9 @@ pub(crate) async fn scan(
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<Scan, ScanError> {
     let mut info = database_info(&region.auditor_url)?;
-    let mut cfg: tokio_postgres::Config = region
-        .auditor_url
-        .parse()
+    let mut target = residency_pg::Target::parse(&region.auditor_url)
         .map_err(|e| ScanError::Url(format!("{e}")))?;
+    let cfg = target.config_mut();
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -66,10 +65,15 @@ pub(crate) async fn scan(
         region: &region.id,
         database: &place,
     });
-    let (mut client, conn) = cfg.connect(NoTls).await.map_err(|e| ScanError::Connect {
-        host: place.clone(),
-        message: pg_message(&e),
-    })?;
+    let (mut client, conn) =
+        target
+            .config()
+            .connect(target.tls())
+            .await
+            .map_err(|e| ScanError::Connect {
+                host: format!("{place} (sslmode {})", target.mode().as_str()),
+                message: residency_pg::tls::reason(&e),
+            })?;
     let driver = tokio::spawn(conn);
     let result = scan_connected(&mut client, region, &mut info, progress).await;
     drop(client);

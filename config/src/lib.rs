@@ -5,6 +5,8 @@
 //!   overrides) with errors that name the file and the key ([`load`]);
 //! - the region node's configuration ([`node`]);
 //! - [`Secret`], the one wrapper of every secret in a config (redacted `Debug`/`Display`);
+//! - the transport of Postgres URLs ([`pg_url`]: libpq's `sslmode`, `sslrootcert`, `sslcert`,
+//!   `sslkey`; clear text to a non-loopback host refused unless allowed);
 //! - the internal assertion's keys ([`assertion`]): `[[assertion.keys]]` entries, checked and
 //!   loaded into `residency_core::assertion::AssertionKey`s (the assertion itself is core's).
 //!
@@ -16,6 +18,7 @@ pub mod duration;
 pub mod gateway;
 pub mod load;
 pub mod node;
+pub mod pg_url;
 mod secret;
 
 pub use secret::{ConnectionUrl, Redact, Secret};

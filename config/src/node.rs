@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use crate::assertion::AssertionKeyConfig;
 use crate::load::{check_file, check_postgres_url, resolve, Validate};
+use crate::pg_url::check_transport;
 use crate::{ConnectionUrl, Problem, Secret};
 use residency_core::RegionId;
 
@@ -172,6 +173,10 @@ pub struct DatabaseConfig {
     /// Name of the read-only auditor role that migrations grant to.
     #[serde(default)]
     pub auditor_role: Option<String>,
+    /// Allow `sslmode=disable` to a host that is not loopback (both URLs); without it such a
+    /// config is refused at start.
+    #[serde(default)]
+    pub allow_insecure_transport: bool,
     /// Apply pending migrations with `owner_url` at start.
     #[serde(default)]
     pub migrate_on_start: bool,
@@ -282,9 +287,13 @@ impl Validate for NodeConfig {
                 "must be greater than 0",
             ));
         }
+        const ALLOW: &str = "database.allow_insecure_transport";
+        let allow = self.database.allow_insecure_transport;
         check_postgres_url("database.url", &self.database.url, &mut out);
+        check_transport("database.url", &self.database.url, allow, ALLOW, &mut out);
         if let Some(owner) = &self.database.owner_url {
             check_postgres_url("database.owner_url", owner, &mut out);
+            check_transport("database.owner_url", owner, allow, ALLOW, &mut out);
         }
         if self.database.migrate_on_start && self.database.owner_url.is_none() {
             out.push(Problem::new(
@@ -403,6 +412,56 @@ key_file = "c.key"
             ]
         );
         assert!(err.to_string().contains("node.toml: database.url:"));
+    }
+
+    #[test]
+    fn clear_text_to_a_remote_database_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        write(dir.path(), "ca.pem", b"a ca");
+        let node = |url: &str, owner: &str, extra: &str| {
+            let text = GOOD.replace(
+                "url = \"postgres://app@127.0.0.1:5432/db\"",
+                &format!("url = \"{url}\"\nowner_url = \"{owner}\"\n{extra}"),
+            );
+            write(dir.path(), "node.toml", text.as_bytes());
+            load::<NodeConfig>(&dir.path().join("node.toml"), &Vec::new())
+        };
+        let clear = "postgres://app:pw@db.eu.internal/db?sslmode=disable";
+        let err = node(clear, clear, "").unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["database.url", "database.owner_url"]);
+        let text = err.to_string();
+        assert!(
+            text.contains("database.allow_insecure_transport = true"),
+            "{text}"
+        );
+        assert!(text.contains("db.eu.internal"), "{text}");
+        assert!(!text.contains("pw"), "{text}");
+        assert!(node(clear, clear, "allow_insecure_transport = true").is_ok());
+        // The default for a remote host is verify-full, which needs the CA file.
+        let err = node("postgres://app@db.eu.internal/db", clear, "").unwrap_err();
+        assert!(
+            err.problems[0].message.contains("needs sslrootcert"),
+            "{err}"
+        );
+        let ca = dir.path().join("ca.pem");
+        let verified = format!(
+            "postgres://app@db.eu.internal/db?sslrootcert={}",
+            ca.display()
+        );
+        assert!(node(&verified, &verified, "").is_ok());
+        let missing = "postgres://app@db.eu.internal/db?sslrootcert=/nonexistent/ca.pem";
+        let err = node(missing, &verified, "").unwrap_err();
+        assert_eq!(err.problems[0].key, "database.url");
+        assert!(
+            err.problems[0].message.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+        // Loopback in clear needs no switch.
+        let local = "postgres://app@127.0.0.1/db?sslmode=disable";
+        assert!(node(local, local, "").is_ok());
     }
 
     #[test]

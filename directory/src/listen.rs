@@ -9,7 +9,7 @@ use futures_util::stream::poll_fn;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
 /// How often the listening connection is checked with a round trip.
@@ -70,10 +70,10 @@ pub fn listen(url: String) -> mpsc::Receiver<Change> {
 }
 
 /// One connection's worth of listening: returns when the connection ends.
-async fn session(url: &str, tx: &mpsc::Sender<Change>) -> Result<(), tokio_postgres::Error> {
-    let Ok(connected) =
-        tokio::time::timeout(PING_TIMEOUT, tokio_postgres::connect(url, NoTls)).await
-    else {
+async fn session(url: &str, tx: &mpsc::Sender<Change>) -> anyhow::Result<()> {
+    // Parsed per connection: rotated certificate files are read again on reconnection.
+    let target = residency_pg::Target::parse(url)?;
+    let Ok(connected) = tokio::time::timeout(PING_TIMEOUT, target.connect()).await else {
         tracing::warn!("directory listener connection timed out");
         return Ok(());
     };

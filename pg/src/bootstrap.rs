@@ -17,7 +17,7 @@
 //! and hashed with whatever `password_encryption` the session has (possibly MD5).
 
 use residency_config::node::is_simple_identifier;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// A role to create, with its password.
 #[derive(Debug, Clone)]
@@ -66,9 +66,10 @@ impl Plan {
 }
 
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
+    let (client, conn) = crate::Target::parse(url)?
+        .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to postgres as admin: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("as admin: {e}"))?;
     tokio::spawn(conn);
     Ok(client)
 }

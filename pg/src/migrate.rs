@@ -4,7 +4,7 @@
 
 use aws_lc_rs::digest::{digest, SHA256};
 use residency_config::node::is_simple_identifier;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// One embedded migration.
 pub struct Migration {
@@ -62,9 +62,10 @@ pub async fn run(
     migrations: &[Migration],
     render: impl Fn(&str) -> anyhow::Result<String>,
 ) -> anyhow::Result<Vec<i32>> {
-    let (mut client, conn) = tokio_postgres::connect(url, NoTls)
+    let (mut client, conn) = crate::Target::parse(url)?
+        .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to apply migrations: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("to apply migrations: {e}"))?;
     let task = tokio::spawn(conn);
     let result = apply(&mut client, lock_key, migrations, render).await;
     drop(client);

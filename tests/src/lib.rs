@@ -19,6 +19,7 @@ use std::time::Duration;
 pub mod directory;
 pub mod gateway;
 pub mod stack_contract;
+pub mod tls_postgres;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -71,6 +72,8 @@ pub struct RegionDb {
     pub admin_db_url: String,
     /// Role names: owner, app, auditor.
     pub roles: [String; 3],
+    /// The admin URL it was created with (and is dropped with).
+    admin: String,
 }
 
 impl RegionDb {
@@ -79,6 +82,15 @@ impl RegionDb {
     /// # Panics
     /// When Postgres is unreachable or a migration fails.
     pub async fn create(region: &str) -> Self {
+        Self::create_on(&admin_url(), region).await
+    }
+
+    /// [`RegionDb::create`] on the cluster `admin` (a superuser URL) points at; the role URLs
+    /// keep its parameters (`sslmode`, `sslrootcert`, …).
+    ///
+    /// # Panics
+    /// When Postgres is unreachable or a migration fails.
+    pub async fn create_on(admin: &str, region: &str) -> Self {
         let base = format!(
             "rgt_{}_{}",
             &Uuid::new_v4().simple().to_string()[..10],
@@ -94,7 +106,7 @@ impl RegionDb {
             app: spec("app"),
             auditor: spec("auditor"),
         };
-        let admin = admin_url();
+        let admin = admin.to_owned();
         bootstrap::bootstrap(&admin, &plan)
             .await
             .unwrap_or_else(|e| panic!("bootstrap {base}: {e:#}"));
@@ -114,6 +126,7 @@ impl RegionDb {
                 plan.auditor.name.clone(),
             ],
             name: base,
+            admin: admin.clone(),
         };
         migrate::migrate(
             &db.owner_url,
@@ -132,6 +145,7 @@ impl Drop for RegionDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let roles = self.roles.clone();
+        let admin = self.admin.clone();
         // Drop runs inside the test's runtime; tear down on a thread with its own runtime.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -140,7 +154,7 @@ impl Drop for RegionDb {
                 .expect("runtime");
             rt.block_on(async {
                 let refs: Vec<&str> = roles.iter().map(String::as_str).collect();
-                if let Err(e) = bootstrap::teardown(&admin_url(), &name, &refs).await {
+                if let Err(e) = bootstrap::teardown(&admin, &name, &refs).await {
                     eprintln!("teardown of {name} failed: {e:#}");
                 }
             });

@@ -70,6 +70,17 @@ where
 fn collect_paths(v: &toml::Value, root: &str, out: &mut Vec<String>) {
     match v {
         toml::Value::String(s) if s.starts_with(root) => out.push(s.clone()),
+        // A Postgres URL's CA file (`sslrootcert=`): the loader checks that it can be read.
+        toml::Value::String(s) if s.starts_with("postgres") => out.extend(
+            url::Url::parse(s)
+                .into_iter()
+                .flat_map(|u| {
+                    u.query_pairs()
+                        .map(|(_, v)| v.into_owned())
+                        .collect::<Vec<_>>()
+                })
+                .filter(|v| v.starts_with(root)),
+        ),
         toml::Value::Table(t) => t.values().for_each(|v| collect_paths(v, root, out)),
         toml::Value::Array(a) => a.iter().for_each(|v| collect_paths(v, root, out)),
         _ => {}

@@ -54,19 +54,17 @@ struct Up {
 
 impl Up {
     fn start(dir: &Path, prefix: &str, base: u16, extra: &[&str]) -> Self {
+        Self::start_on(&admin_url(), dir, prefix, base, extra)
+    }
+
+    /// [`Up::start`] against the Postgres `pg` (a superuser URL).
+    fn start_on(pg: &str, dir: &Path, prefix: &str, base: u16, extra: &[&str]) -> Self {
         // A stack.json left by an earlier run must not be mistaken for this run's.
         let _ = std::fs::remove_file(dir.join("stack.json"));
         let log = dir.with_extension(format!("{}.log", Uuid::new_v4().simple()));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(residency())
-            .args([
-                "up",
-                "--pg",
-                &admin_url(),
-                "--prefix",
-                prefix,
-                "--base-port",
-            ])
+            .args(["up", "--pg", pg, "--prefix", prefix, "--base-port"])
             .arg(base.to_string())
             .arg("--dir")
             .arg(dir)
@@ -608,6 +606,39 @@ async fn admin_create_tenant(stack: &Value) -> Value {
         .unwrap_or(Value::Null);
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body
+}
+
+/// `residency up --pg '…?sslmode=verify-full&sslrootcert=…'` against a Postgres that accepts
+/// TLS only: bootstrap, migrations, the nodes' pools, the gateway's directory (reader, LISTEN,
+/// admin writer) all connect over verified TLS, and every region answers through the gateway.
+#[tokio::test]
+async fn up_runs_on_a_tls_only_postgres_with_verify_full() {
+    let pg = integration_tests::tls_postgres::TlsPostgres::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("stack");
+    let prefix = format!("uptls_{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let mut up = Up::start_on(
+        &pg.admin_url(&pg.verify_full()),
+        &dir,
+        &prefix,
+        free_base(),
+        &[],
+    );
+    let stack = up.stack(&dir).await;
+    let gw = Gateway::new(&dir, &stack);
+    for region in ["us", "eu", "apac"] {
+        let t = tenant(&stack, region, "starter");
+        let id = t["id"].as_str().unwrap();
+        let (k, v) = bearer(&mint(&dir, &stack, id));
+        let r = gw.call(Method::GET, "/v1/me", (k, &v), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{region}: {}", r.body);
+        assert_eq!(r.region.as_deref(), Some(region));
+    }
+    // The admin API writes the directory over TLS and the gateway's LISTEN sees it.
+    let created = admin_create_tenant(&stack).await;
+    assert_eq!(created["status"], "active", "{created}");
+    let status = up.stop().await;
+    assert!(status.success(), "up exited with {status}:\n{}", up.log());
 }
 
 /// Runs `up` expecting it to fail at once; returns its exit code and output.

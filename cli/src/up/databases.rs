@@ -18,7 +18,6 @@ use residency_core::RegionId;
 use residency_directory::RolePlan;
 use residency_pg::bootstrap::{self, Plan, RoleSpec};
 use residency_region_node::db::migrate::{self as region_migrate, GrantRoles};
-use tokio_postgres::NoTls;
 
 use super::state::State;
 use super::UpError;
@@ -118,14 +117,17 @@ pub(super) struct Urls {
 /// [`UpError::PostgresUnreachable`] when it cannot connect; [`UpError::Failed`] when the role
 /// cannot create databases and roles.
 pub(super) async fn check_admin(admin_url: &str) -> Result<(), UpError> {
-    let connect = tokio_postgres::connect(admin_url, NoTls);
+    let redacted = residency_config::redact_url(admin_url);
+    let target = residency_pg::Target::parse(admin_url)
+        .map_err(|e| UpError::Failed(anyhow::anyhow!("--pg: {e}")))?;
+    let connect = target.config().connect(target.tls());
     let (client, conn) =
         match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {
                 return Err(UpError::PostgresUnreachable(
-                    residency_config::redact_url(admin_url),
-                    e.to_string(),
+                    format!("{redacted} (sslmode {})", target.mode().as_str()),
+                    residency_pg::tls::reason(&e),
                 ))
             }
             Err(_) => {

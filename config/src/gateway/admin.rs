@@ -165,10 +165,24 @@ impl AdminConfig {
                 "required when the admin api is enabled with a postgres directory: the url of \
                  the directory's writer role (RESIDENCY__ADMIN__DIRECTORY_URL)",
             )),
-            (DirectorySource::Postgres { url: reader, .. }, Some(writer)) => {
+            (
+                DirectorySource::Postgres {
+                    url: reader,
+                    allow_insecure_transport,
+                    ..
+                },
+                Some(writer),
+            ) => {
                 let Some(writer_user) = check_postgres_url(KEY, writer, &mut out) else {
                     return out;
                 };
+                crate::pg_url::check_transport(
+                    KEY,
+                    writer,
+                    *allow_insecure_transport,
+                    super::directory::ALLOW_INSECURE_KEY,
+                    &mut out,
+                );
                 let reader_user = url::Url::parse(reader.expose())
                     .ok()
                     .map(|u| u.username().to_owned());

@@ -40,6 +40,10 @@ pub struct AuditSection {
     /// The longest one region's scan may take; past it the region is reported `failed`.
     #[serde(default = "default_audit_timeout", with = "crate::duration::serde_str")]
     pub timeout: Duration,
+    /// Allow `sslmode=disable` to a region database that is not on a loopback host; without
+    /// it such a config is refused at start.
+    #[serde(default)]
+    pub allow_insecure_transport: bool,
 }
 
 /// `[audit.regions.<id>]`.
@@ -89,6 +93,13 @@ impl AuditSection {
                     "must match [a-z_][a-z0-9_]{0,62}",
                 ));
             }
+            crate::pg_url::check_transport(
+                &format!("{key}.database_url"),
+                &entry.database_url,
+                self.allow_insecure_transport,
+                "audit.allow_insecure_transport",
+                &mut out,
+            );
             match url::Url::parse(entry.database_url.expose()) {
                 Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {
                     if u.username().is_empty() {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::load::check_file;
+use crate::pg_url::check_transport;
 use crate::secret::{ConnectionUrl, Secret};
 use crate::Problem;
 
@@ -38,8 +39,15 @@ pub enum DirectorySource {
         /// Most "no such tenant / api key" answers remembered at once (default 100000).
         #[serde(default = "default_negative_entries")]
         negative_entries: usize,
+        /// Allow `sslmode=disable` to a host that is not loopback, for `url` and
+        /// `admin.directory_url`; without it such a config is refused at start.
+        #[serde(default)]
+        allow_insecure_transport: bool,
     },
 }
+
+/// The key allowing clear text to a remote directory (both of its URLs).
+pub(super) const ALLOW_INSECURE_KEY: &str = "directory.allow_insecure_transport";
 
 fn default_max_stale() -> Duration {
     Duration::from_secs(600)
@@ -66,6 +74,7 @@ impl DirectorySource {
                 negative_ttl,
                 timeout,
                 negative_entries,
+                allow_insecure_transport,
             } => {
                 match url.expose().parse::<url::Url>() {
                     Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {}
@@ -73,6 +82,13 @@ impl DirectorySource {
                     // The parser's message does not echo the input, so no password leaks.
                     Err(e) => out.push(Problem::new("directory.url", format!("not a url: {e}"))),
                 }
+                check_transport(
+                    "directory.url",
+                    url,
+                    *allow_insecure_transport,
+                    ALLOW_INSECURE_KEY,
+                    &mut out,
+                );
                 for (key, d, max, max_text) in [
                     ("directory.max_stale", *max_stale, 86_400, "24h"),
                     ("directory.negative_ttl", *negative_ttl, 300, "5m"),

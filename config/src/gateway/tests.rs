@@ -217,9 +217,9 @@ fn audit_section_names_every_region_and_refuses_the_app_role() {
     let dir = dir_with_files();
     let good = format!(
         "{GOOD}\n[audit]\n[audit.regions.eu]\n\
-         database_url = \"postgres://eu_auditor:s3cret@db/eu\"\napp_role = \"eu_app\"\n\
+         database_url = \"postgres://eu_auditor:s3cret@db/eu?sslmode=require\"\napp_role = \"eu_app\"\n\
          [audit.regions.us]\n\
-         database_url = \"postgres://us_auditor@db/us\"\napp_role = \"us_app\"\n"
+         database_url = \"postgres://us_auditor@db/us?sslmode=require\"\napp_role = \"us_app\"\n"
     );
     let cfg = load_text(dir.path(), &good).unwrap();
     let audit = cfg.audit.unwrap();
@@ -229,7 +229,7 @@ fn audit_section_names_every_region_and_refuses_the_app_role() {
     assert!(!format!("{eu:?}").contains("s3cret"));
     let bad = format!(
         "{GOOD}\n[audit]\ntimeout = \"0s\"\n[audit.regions.eu]\n\
-         database_url = \"postgres://eu_app@db/eu\"\napp_role = \"eu_app\"\n\
+         database_url = \"postgres://eu_app@db/eu?sslmode=require\"\napp_role = \"eu_app\"\n\
          [audit.regions.sa]\n\
          database_url = \"mysql://x@db/sa\"\napp_role = \"Bad\"\n"
     );
@@ -260,6 +260,7 @@ fn postgres_directory_loads_with_defaults_and_masks_the_password() {
         negative_ttl,
         timeout,
         negative_entries,
+        allow_insecure_transport,
     } = &cfg.directory
     else {
         panic!("postgres source expected");
@@ -269,8 +270,54 @@ fn postgres_directory_loads_with_defaults_and_masks_the_password() {
     assert_eq!(*negative_ttl, Duration::from_secs(5));
     assert_eq!(*timeout, Duration::from_secs(2));
     assert_eq!(*negative_entries, 100_000);
+    assert!(!allow_insecure_transport);
     let debug = format!("{cfg:?}");
     assert!(!debug.contains("s3cret"), "{debug}");
+}
+
+#[test]
+fn clear_text_to_a_remote_directory_or_audit_database_is_refused_unless_allowed() {
+    let dir = dir_with_files();
+    let text = |allow_dir: &str, allow_audit: &str| {
+        GOOD.replace(
+            "source = \"file\"\npath = \"directory.toml\"",
+            &format!(
+                "source = \"postgres\"\nurl = \"postgres://d_reader:pw1@dir.internal/d?sslmode=disable\"\n{allow_dir}"
+            ),
+        ) + &format!(
+            "\n[admin]\ntoken = \"admin-token-0123456789abcdef\"\n\
+             directory_url = \"postgres://d_writer:pw2@dir.internal/d?sslmode=disable\"\n\
+             [audit]\n{allow_audit}\n[audit.regions.eu]\n\
+             database_url = \"postgres://eu_auditor:pw3@db.eu/eu?sslmode=disable\"\napp_role = \"eu_app\"\n\
+             [audit.regions.us]\n\
+             database_url = \"postgres://us_auditor@127.0.0.1/us\"\napp_role = \"us_app\"\n"
+        )
+    };
+    assert_eq!(
+        problem_keys(dir.path(), &text("", "")),
+        [
+            "directory.url",
+            "audit.regions.eu.database_url",
+            "admin.directory_url"
+        ]
+    );
+    let e = load_text(dir.path(), &text("", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("directory.allow_insecure_transport = true"),
+        "{e}"
+    );
+    assert!(e.contains("audit.allow_insecure_transport = true"), "{e}");
+    assert!(
+        !e.contains("pw1") && !e.contains("pw2") && !e.contains("pw3"),
+        "{e}"
+    );
+    let allowed = text(
+        "allow_insecure_transport = true",
+        "allow_insecure_transport = true",
+    );
+    assert!(load_text(dir.path(), &allowed).is_ok());
 }
 
 #[test]
@@ -720,9 +767,9 @@ fn debug_output_of_a_config_with_every_secret_shows_none() {
          directory_url = \"postgres://d_writer:writer-pw3@127.0.0.1/dir\"\n\
          [rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://:redis-pw4@127.0.0.1:6379/0\"\n\
          [audit]\n[audit.regions.eu]\n\
-         database_url = \"postgres://eu_auditor:audit-pw5@db/eu\"\napp_role = \"eu_app\"\n\
+         database_url = \"postgres://eu_auditor:audit-pw5@db/eu?sslmode=require\"\napp_role = \"eu_app\"\n\
          [audit.regions.us]\n\
-         database_url = \"postgres://us_auditor:audit-pw6@db/us\"\napp_role = \"us_app\"\n";
+         database_url = \"postgres://us_auditor:audit-pw6@db/us?sslmode=require\"\napp_role = \"us_app\"\n";
     let cfg = load_text(dir.path(), &text).unwrap();
     let debug = format!("{cfg:?}");
     for pw in [

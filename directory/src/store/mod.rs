@@ -8,7 +8,8 @@ use bb8::Pool;
 use bb8_postgres::PostgresConnectionManager;
 use chrono::{DateTime, Utc};
 use residency_core::{ApiKeyEntry, DirectoryFile, TenantEntry};
-use tokio_postgres::{NoTls, Row};
+use residency_pg::tls::MakeTls;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 mod records;
@@ -65,7 +66,7 @@ impl From<tokio_postgres::Error> for StoreError {
                 db.code().code(),
                 db.message()
             )),
-            None => Self::Unavailable(e.to_string()),
+            None => Self::Unavailable(residency_pg::tls::reason(&e)),
         }
     }
 }
@@ -82,7 +83,7 @@ impl From<bb8::RunError<tokio_postgres::Error>> for StoreError {
 /// The directory database handle.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool<PostgresConnectionManager<NoTls>>,
+    pool: Pool<PostgresConnectionManager<MakeTls>>,
 }
 
 impl Store {
@@ -98,11 +99,13 @@ impl Store {
     /// [`Store::connect`] outside an `async` context: nothing connects before the first call.
     ///
     /// # Errors
-    /// When the URL does not parse.
+    /// When the URL does not parse or its certificate files cannot be read (the message
+    /// names the URL without its password).
     pub fn lazy(url: &str) -> anyhow::Result<Self> {
-        let mut cfg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("directory url: {e}"))?;
+        let target =
+            residency_pg::Target::parse(url).map_err(|e| anyhow::anyhow!("directory url: {e}"))?;
+        let tls = target.tls();
+        let mut cfg = target.config().clone();
         cfg.application_name("residency-directory");
         cfg.connect_timeout(Duration::from_secs(3));
         cfg.options("-c statement_timeout=5000");
@@ -110,7 +113,7 @@ impl Store {
             .max_size(8)
             .connection_timeout(Duration::from_secs(3))
             .test_on_check_out(false)
-            .build_unchecked(PostgresConnectionManager::new(cfg, NoTls));
+            .build_unchecked(PostgresConnectionManager::new(cfg, tls));
         Ok(Self { pool })
     }
 

@@ -211,6 +211,8 @@ pub(crate) async fn from_config(
             negative_ttl,
             timeout,
             negative_entries,
+            // Checked with the config: clear text to a remote directory was refused at start.
+            allow_insecure_transport: _,
         } => {
             let opts = pg::PgOptions {
                 url: url.expose().as_str().to_owned(),

@@ -20,7 +20,9 @@ use std::sync::Mutex;
 use bb8::{ManageConnection, Pool};
 use bb8_postgres::PostgresConnectionManager;
 use residency_config::node::DatabaseConfig;
-use tokio_postgres::{Client, NoTls, Statement};
+use residency_pg::tls::MakeTls;
+use residency_pg::Target;
+use tokio_postgres::{Client, Statement};
 
 /// Most statements cached per connection; the cache is cleared when full.
 pub(crate) const STATEMENT_CACHE_SIZE: usize = 256;
@@ -35,7 +37,7 @@ pub struct PgConnection {
 }
 
 /// bb8 manager wrapping bb8-postgres' manager with the statement cache.
-pub struct Manager(PostgresConnectionManager<NoTls>);
+pub struct Manager(PostgresConnectionManager<MakeTls>);
 
 impl ManageConnection for Manager {
     type Connection = PgConnection;
@@ -60,16 +62,15 @@ impl ManageConnection for Manager {
 /// The node's connection pool type.
 pub(crate) type PgPool = Pool<Manager>;
 
-/// The connection settings of the app role's sessions.
-fn pg_config(
-    cfg: &DatabaseConfig,
-    application_name: &str,
-) -> anyhow::Result<tokio_postgres::Config> {
-    let mut pg: tokio_postgres::Config = cfg
-        .url
-        .expose()
-        .parse()
-        .map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
+/// The connection settings of the app role's sessions, with the TLS `database.url` asks for.
+fn pg_config(cfg: &DatabaseConfig, application_name: &str) -> anyhow::Result<Target> {
+    let mut target = Target::parse_checked(
+        cfg.url.expose(),
+        cfg.allow_insecure_transport,
+        "database.allow_insecure_transport",
+    )
+    .map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
+    let pg = target.config_mut();
     pg.application_name(application_name);
     pg.connect_timeout(cfg.connect_timeout);
     pg.options(format!(
@@ -77,17 +78,18 @@ fn pg_config(
         cfg.statement_timeout.as_millis(),
         cfg.statement_timeout.as_millis() * 2
     ));
-    Ok(pg)
+    Ok(target)
 }
 
 /// Builds the pool from config without connecting yet.
 ///
 /// # Errors
-/// When the URL does not parse.
+/// When the URL does not parse or its certificate files cannot be read.
 pub fn build(cfg: &DatabaseConfig, application_name: &str) -> anyhow::Result<PgPool> {
+    let target = pg_config(cfg, application_name)?;
     let manager = Manager(PostgresConnectionManager::new(
-        pg_config(cfg, application_name)?,
-        NoTls,
+        target.config().clone(),
+        target.tls(),
     ));
     Ok(Pool::builder()
         .max_size(cfg.pool_size)
@@ -118,10 +120,10 @@ const OWNED_SHOWN: usize = 10;
 /// Every reason the role is refused, in one message naming the role and the objects, or why
 /// the role could not be checked (the database unreachable). Never the password.
 pub async fn check_app_role(cfg: &DatabaseConfig, application_name: &str) -> anyhow::Result<()> {
-    let pg = pg_config(cfg, application_name)?;
-    let role = pg.get_user().unwrap_or_default().to_owned();
-    let (client, conn) = pg.connect(NoTls).await.map_err(|e| {
-        anyhow::anyhow!("database.url: cannot connect as {role} to check its privileges: {e}")
+    let target = pg_config(cfg, application_name)?;
+    let role = target.config().get_user().unwrap_or_default().to_owned();
+    let (client, conn) = target.connect().await.map_err(|e| {
+        anyhow::anyhow!("database.url: to check the privileges of role {role}: {e}")
     })?;
     let conn = tokio::spawn(conn);
     let result = role_problems(&client).await;
