@@ -36,11 +36,19 @@ pub enum JsonError {
 /// Parses JSON bytes into `T`, naming the field of a value of the wrong shape.
 ///
 /// A body with U+0000 in any string or member name, used or not, is refused as a
-/// [`JsonError::Shape`] naming where it is: Postgres `text` and `jsonb` cannot hold it.
+/// [`JsonError::Shape`] naming where it is: Postgres `text` and `jsonb` cannot hold it. A
+/// top-level array is refused too (every request body is an object, or `null` where one is
+/// optional): serde's derived structs would otherwise read `[null, null]` as a struct.
 ///
 /// # Errors
 /// [`JsonError::Syntax`] or [`JsonError::Shape`].
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(JsonError::Shape {
+            field: "body".to_owned(),
+            detail: "must be a JSON object".to_owned(),
+        });
+    }
     let value = parse_typed(bytes)?;
     // In valid JSON a NUL can only be the escape `\u0000`; only a body holding that text
     // (maybe as an escaped backslash followed by `u0000`) is parsed a second time.
@@ -116,6 +124,31 @@ mod tests {
     #[allow(dead_code)]
     struct Owner {
         email: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Patch {
+        name: Option<String>,
+        enabled: Option<bool>,
+    }
+
+    #[test]
+    fn a_body_is_an_object_never_an_array() {
+        // serde's derived structs also read the sequence form: `[null, null]` would be a
+        // valid, empty patch (schemathesis found PATCH /v1/workflows/{id} answering 200).
+        for text in ["[null, null]", " [ ]", "[\"x\", true]"] {
+            assert_eq!(
+                parse::<Patch>(text.as_bytes()).unwrap_err(),
+                JsonError::Shape {
+                    field: "body".into(),
+                    detail: "must be a JSON object".into()
+                },
+                "{text}"
+            );
+        }
+        assert!(parse::<Patch>(br#"{"name": null}"#).is_ok());
+        assert!(parse::<Option<Patch>>(b"null").unwrap().is_none());
     }
 
     #[test]

@@ -244,3 +244,59 @@ async fn text_postgres_cannot_store_is_a_bad_request() {
         assert_eq!(mapped.kind(), "bad_request", "{what}: {mapped:?}");
     }
 }
+
+/// serde's derived structs also read the sequence form of a struct: schemathesis sent
+/// `PATCH /v1/workflows/{id}` with the body `[null, null]` and got a 200 (an empty patch that
+/// bumped the version). Every JSON body of both APIs is an object: a top-level array is a
+/// 422 naming `body`, and nothing changes.
+#[tokio::test]
+async fn a_json_array_body_is_refused_not_read_as_a_struct() {
+    let s = Stack::start().await;
+    let tenant = s.create_tenant("arrays", "eu", "scale").await;
+    let tid = tenant["id"].as_str().unwrap().to_owned();
+    let token = s.idp.token(&tid, "owner-arrays", "owner");
+    let auth = format!("Bearer {token}");
+    let http = integration_tests::Http::default();
+    let created = http
+        .send(
+            Method::POST,
+            &format!("{}/v1/workflows", s.public),
+            &[("authorization", &auth)],
+            Some(&json!({"name": "w", "definition": {}})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let url = format!(
+        "{}/v1/workflows/{}",
+        s.public,
+        created.json["id"].as_str().unwrap()
+    );
+    let r = http
+        .send(
+            Method::PATCH,
+            &url,
+            &[("authorization", &auth)],
+            Some(&json!([null, null])),
+        )
+        .await;
+    assert_refused("PATCH /v1/workflows/{id}", &r, "invalid", "body");
+    let after = http
+        .send(Method::GET, &url, &[("authorization", &auth)], None)
+        .await;
+    assert_eq!(after.json["version"], created.json["version"], "{after:?}");
+
+    let admin = s
+        .admin(
+            Method::POST,
+            "/admin/v1/organizations",
+            Some(&json!(["acme", "acme.example"])),
+        )
+        .await;
+    assert_refused(
+        "POST /admin/v1/organizations",
+        &admin,
+        "invalid_field",
+        "body",
+    );
+    s.stop().await;
+}
