@@ -2,11 +2,13 @@
 //! shares; each service maps [`JsonError`] into its own error (400 for syntax, 422 naming the
 //! field for shape).
 
+#[cfg(any(feature = "axum", test))]
 use http::header::{HeaderMap, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
 
 /// Whether the request declares a JSON body (`application/json` or any `+json` type).
 #[must_use]
+#[cfg(any(feature = "axum", test))]
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
