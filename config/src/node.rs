@@ -250,6 +250,13 @@ pub struct TlsConfig {
     /// When set, clients (the gateway) must present a certificate signed by this CA (mTLS).
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
+    /// How often the certificate and key files are checked for a change, which reloads them
+    /// without dropping connections (`SIGHUP` reloads too). `"0s"`: only on `SIGHUP`.
+    #[serde(
+        default = "crate::gateway::default_reload_interval",
+        with = "crate::duration::serde_str"
+    )]
+    pub reload_interval: Duration,
 }
 
 /// Whether `name` is a plain Postgres identifier this project is willing to interpolate into
