@@ -10,6 +10,9 @@
 //! bytes). Established connections keep the session they negotiated: a reload only changes
 //! what new handshakes see.
 //!
+//! [`ReloadingClientCa`] does the same for the CA file that client certificates (mTLS) must
+//! chain to.
+//!
 //! [`spawn_reloader`]: ReloadingCert::spawn_reloader
 
 use std::fmt;
@@ -24,6 +27,9 @@ use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
+
+mod client_ca;
+pub use client_ca::ReloadingClientCa;
 
 /// Why a certificate pair could not be loaded; names the file, never holds key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,13 +113,26 @@ impl ReloadingCert {
         Ok(())
     }
 
-    /// Whether either file's modification time or length differs from the last load attempt.
+    /// Reloads on `SIGHUP` and, with a non-zero `interval`, when the files change (checked
+    /// every `interval`), until `shutdown` is cancelled.
+    ///
+    /// # Errors
+    /// When the `SIGHUP` handler cannot be installed.
+    pub fn spawn_reloader(
+        self: &Arc<Self>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        spawn_reloader(Arc::clone(self), interval, shutdown)
+    }
+}
+
+impl Reload for ReloadingCert {
     fn changed(&self) -> bool {
         let now = (stamp(&self.cert_file), stamp(&self.key_file));
         *self.seen.lock().unwrap_or_else(PoisonError::into_inner) != now
     }
 
-    /// Reloads and logs the outcome; `why` says what triggered it.
     fn reload_logged(&self, why: &str) {
         match self.reload_now() {
             Ok(()) => tracing::info!(
@@ -128,41 +147,44 @@ impl ReloadingCert {
             ),
         }
     }
+}
 
-    /// Reloads on `SIGHUP` and, with a non-zero `interval`, when the files change (checked
-    /// every `interval`), until `shutdown` is cancelled.
-    ///
-    /// # Errors
-    /// When the `SIGHUP` handler cannot be installed.
-    pub fn spawn_reloader(
-        self: &Arc<Self>,
-        interval: Duration,
-        shutdown: CancellationToken,
-    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup())?;
-        let this = Arc::clone(self);
-        Ok(tokio::spawn(async move {
-            let period = if interval.is_zero() {
-                Duration::from_secs(u64::from(u32::MAX))
-            } else {
-                interval
-            };
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    Some(()) = hup.recv() => this.reload_logged("SIGHUP"),
-                    _ = tick.tick(), if !interval.is_zero() => {
-                        if this.changed() {
-                            this.reload_logged("file change");
-                        }
+/// What the reloader task needs of a reloadable TLS file.
+trait Reload: Send + Sync + 'static {
+    /// Whether a file's modification time or length differs from the last load attempt.
+    fn changed(&self) -> bool;
+    /// Reloads and logs the outcome; `why` says what triggered it.
+    fn reload_logged(&self, why: &str);
+}
+
+/// The task behind both `spawn_reloader`s.
+fn spawn_reloader<R: Reload>(
+    this: Arc<R>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        let period = if interval.is_zero() {
+            Duration::from_secs(u64::from(u32::MAX))
+        } else {
+            interval
+        };
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(()) = hup.recv() => this.reload_logged("SIGHUP"),
+                _ = tick.tick(), if !interval.is_zero() => {
+                    if this.changed() {
+                        this.reload_logged("file change");
                     }
                 }
             }
-        }))
-    }
+        }
+    }))
 }
 
 impl ResolvesServerCert for ReloadingCert {

@@ -143,6 +143,10 @@ impl Prepared {
                 t.cert
                     .spawn_reloader(c.reload_interval, shutdown.clone())
                     .context("tls reloader: SIGHUP handler")?;
+                if let Some(ca) = &t.client_ca {
+                    ca.spawn_reloader(c.reload_interval, shutdown.clone())
+                        .context("tls client ca reloader: SIGHUP handler")?;
+                }
                 Some(t.acceptor)
             }
             _ => None,
