@@ -564,4 +564,25 @@ key_file = "c.key"
         assert!(!is_simple_identifier("Robert'); drop"));
         assert!(!is_simple_identifier(""));
     }
+
+    #[test]
+    fn tls_reload_interval_defaults_to_ten_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        for f in ["n.pem", "n.key"] {
+            write(dir.path(), f, b"pem");
+        }
+        let tls = "[tls]\ncert_file = \"n.pem\"\nkey_file = \"n.key\"\n";
+        for (extra, want) in [("", 10_000), ("reload_interval = \"500ms\"\n", 500)] {
+            write(
+                dir.path(),
+                "node.toml",
+                format!("{GOOD}{tls}{extra}").as_bytes(),
+            );
+            let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+            let got = cfg.tls.unwrap().reload_interval;
+            assert_eq!(got, Duration::from_millis(want));
+        }
+    }
 }
