@@ -9,6 +9,7 @@
 //! [tls]                             # optional; plain HTTP without it (local use only)
 //! cert_file = "tls/gateway.pem"
 //! key_file = "tls/gateway.key"
+//! reload_interval = "10s"           # file-change check; SIGHUP reloads too; "0s": SIGHUP only
 //!
 //! [[issuers]]
 //! issuer = "https://idp.example.com/"
@@ -125,6 +126,7 @@ pub use limits::Limits;
 pub use listen::ListenConfig;
 pub use rate_limit::{RateLimitBackend, RateLimitConfig};
 pub use regions::RegionEntry;
+pub(crate) use tls::default_reload_interval;
 pub use tls::TlsConfig;
 
 /// The whole gateway configuration.

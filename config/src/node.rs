@@ -250,6 +250,13 @@ pub struct TlsConfig {
     /// When set, clients (the gateway) must present a certificate signed by this CA (mTLS).
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
+    /// How often the certificate and key files are checked for a change, which reloads them
+    /// without dropping connections (`SIGHUP` reloads too). `"0s"`: only on `SIGHUP`.
+    #[serde(
+        default = "crate::gateway::default_reload_interval",
+        with = "crate::duration::serde_str"
+    )]
+    pub reload_interval: Duration,
 }
 
 /// Whether `name` is a plain Postgres identifier this project is willing to interpolate into
@@ -556,5 +563,26 @@ key_file = "c.key"
         assert!(is_simple_identifier("rg_eu_app"));
         assert!(!is_simple_identifier("Robert'); drop"));
         assert!(!is_simple_identifier(""));
+    }
+
+    #[test]
+    fn tls_reload_interval_defaults_to_ten_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        for f in ["n.pem", "n.key"] {
+            write(dir.path(), f, b"pem");
+        }
+        let tls = "[tls]\ncert_file = \"n.pem\"\nkey_file = \"n.key\"\n";
+        for (extra, want) in [("", 10_000), ("reload_interval = \"500ms\"\n", 500)] {
+            write(
+                dir.path(),
+                "node.toml",
+                format!("{GOOD}{tls}{extra}").as_bytes(),
+            );
+            let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+            let got = cfg.tls.unwrap().reload_interval;
+            assert_eq!(got, Duration::from_millis(want));
+        }
     }
 }

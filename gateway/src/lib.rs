@@ -104,7 +104,11 @@ pub async fn run(
     let gateway = Arc::new(Gateway::build(&cfg, &shutdown).await?);
     gateway.jwt().spawn_refresh(shutdown.clone());
     health::spawn(gateway.regions().all(), &cfg.health_check, shutdown.clone());
-    let tls = cfg.tls.as_ref().map(tls::acceptor).transpose()?;
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|t| tls::acceptor(t, &shutdown))
+        .transpose()?;
 
     let admin = match listeners.admin {
         Some(l) => {

@@ -10,6 +10,7 @@
 //! - [`nullable`]: absent vs explicit `null` in PATCH bodies.
 //! - [`serve`]: the accept loop of the region node and the admin listener, with configurable
 //!   [`serve::Limits`].
+//! - [`tls_reload`]: the server certificate that reloads on `SIGHUP` or file change.
 //! - `extract` (feature `axum`): the query and JSON body extractors of the node and the admin
 //!   API.
 //!
@@ -24,6 +25,7 @@ pub mod page;
 mod problem;
 pub mod request_id;
 pub mod serve;
+pub mod tls_reload;
 
 pub use problem::{Problem, PROBLEM_JSON};
 pub use request_id::RequestId;

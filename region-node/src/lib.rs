@@ -91,7 +91,7 @@ pub(crate) fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
 pub struct Prepared {
     cfg: NodeConfig,
     app: axum::Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<tls::NodeTls>,
 }
 
 /// Everything a node does before it binds: migrations (when `migrate_on_start`), the check
@@ -138,6 +138,19 @@ impl Prepared {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let Self { cfg, app, tls } = self;
+        let tls = match (tls, &cfg.tls) {
+            (Some(t), Some(c)) => {
+                t.cert
+                    .spawn_reloader(c.reload_interval, shutdown.clone())
+                    .context("tls reloader: SIGHUP handler")?;
+                if let Some(ca) = &t.client_ca {
+                    ca.spawn_reloader(c.reload_interval, shutdown.clone())
+                        .context("tls client ca reloader: SIGHUP handler")?;
+                }
+                Some(t.acceptor)
+            }
+            _ => None,
+        };
         tracing::info!(
             region = %cfg.region.id,
             addr = %listener.local_addr()?,

@@ -1,49 +1,48 @@
 //! The node's TLS: a rustls acceptor from the `[tls]` PEM files, with optional
-//! client-certificate verification (mTLS) and ALPN `h2`, `http/1.1`. The accept loop is the
-//! HTTP kit's ([`residency_http::serve`]), with the limits of `[limits]`.
+//! client-certificate verification (mTLS) and ALPN `h2`, `http/1.1`. The server certificate
+//! and the client CA reload on `SIGHUP` and when their files change
+//! ([`residency_http::tls_reload`]). The accept loop is the HTTP kit's ([`residency_http::serve`]),
+//! with the limits of `[limits]`.
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use residency_config::node::TlsConfig;
+use residency_http::tls_reload::{ReloadingCert, ReloadingClientCa};
 use tokio_rustls::TlsAcceptor;
+
+/// The node's acceptor and the reloadable certificate it serves.
+pub(crate) struct NodeTls {
+    pub(crate) acceptor: TlsAcceptor,
+    pub(crate) cert: Arc<ReloadingCert>,
+    /// The mTLS client CA, when `tls.client_ca_file` is set.
+    pub(crate) client_ca: Option<Arc<ReloadingClientCa>>,
+}
 
 /// Builds a TLS acceptor from PEM files; with `client_ca_file` it requires client certs.
 ///
 /// # Errors
 /// Unreadable or invalid PEM files.
-pub(crate) fn tls_acceptor(cfg: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(&cfg.cert_file)
-            .with_context(|| format!("tls.cert_file {}", cfg.cert_file.display()))?,
-    ))
-    .collect::<Result<_, _>>()
-    .context("tls.cert_file: invalid pem")?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(&cfg.key_file)
-            .with_context(|| format!("tls.key_file {}", cfg.key_file.display()))?,
-    ))
-    .context("tls.key_file: invalid pem")?
-    .context("tls.key_file: no private key found")?;
+pub(crate) fn tls_acceptor(cfg: &TlsConfig) -> anyhow::Result<NodeTls> {
     let builder = rustls::ServerConfig::builder();
-    let mut config = if let Some(ca) = &cfg.client_ca_file {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut std::io::BufReader::new(
-            std::fs::File::open(ca)
-                .with_context(|| format!("tls.client_ca_file {}", ca.display()))?,
-        )) {
-            roots
-                .add(c?)
-                .context("tls.client_ca_file: invalid certificate")?;
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build()?;
-        builder
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)?
-    } else {
-        builder.with_no_client_auth().with_single_cert(certs, key)?
+    let cert = ReloadingCert::load(
+        &cfg.cert_file,
+        &cfg.key_file,
+        Arc::clone(builder.crypto_provider()),
+    )?;
+    let client_ca = cfg
+        .client_ca_file
+        .as_deref()
+        .map(|ca| ReloadingClientCa::load(ca, Arc::clone(builder.crypto_provider())))
+        .transpose()?;
+    let builder = match &client_ca {
+        Some(ca) => builder.with_client_cert_verifier(Arc::clone(ca) as _),
+        None => builder.with_no_client_auth(),
     };
+    let mut config = builder.with_cert_resolver(Arc::clone(&cert) as _);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(NodeTls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        cert,
+        client_ca,
+    })
 }

@@ -788,3 +788,32 @@ fn debug_output_of_a_config_with_every_secret_shows_none() {
         "{debug}"
     );
 }
+
+#[test]
+fn tls_reload_interval_defaults_to_ten_seconds_and_zero_means_sighup_only() {
+    let dir = dir_with_files();
+    write(dir.path(), "cert.pem", b"pem");
+    write(dir.path(), "key.pem", b"pem");
+    let tls = "[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n";
+    let cfg = load_text(dir.path(), &format!("{tls}{GOOD}")).unwrap();
+    let t = cfg.tls.unwrap();
+    assert_eq!(t.reload_interval, Duration::from_secs(10));
+    assert_eq!(t.cert_file, dir.path().join("cert.pem"));
+    let cfg = load_text(
+        dir.path(),
+        &format!("{tls}reload_interval = \"0s\"\n{GOOD}"),
+    )
+    .unwrap();
+    assert_eq!(cfg.tls.unwrap().reload_interval, Duration::ZERO);
+    let cfg = load_text(
+        dir.path(),
+        &format!("{tls}reload_interval = \"250ms\"\n{GOOD}"),
+    )
+    .unwrap();
+    assert_eq!(cfg.tls.unwrap().reload_interval, Duration::from_millis(250));
+    assert!(load_text(
+        dir.path(),
+        &format!("{tls}reload_interval = \"soon\"\n{GOOD}")
+    )
+    .is_err());
+}

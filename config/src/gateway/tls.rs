@@ -1,6 +1,7 @@
 //! `[tls]`: the certificate and key of the public listener.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -15,6 +16,18 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+    /// How often the files' modification time and length are checked; a change reloads the
+    /// pair without dropping connections (`SIGHUP` reloads too). `"0s"`: only on `SIGHUP`.
+    #[serde(
+        default = "default_reload_interval",
+        with = "crate::duration::serde_str"
+    )]
+    pub reload_interval: Duration,
+}
+
+/// Ten seconds: rotation shows up well within a minute without stat-ing files constantly.
+pub(crate) fn default_reload_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl TlsConfig {
