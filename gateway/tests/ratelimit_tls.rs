@@ -502,9 +502,7 @@ async fn served_locally_after_a_tls_failure(redis: &TlsRedis, tls: &str) -> Stri
     assert_eq!(headers["ratelimit-limit"], "500");
     assert_eq!(remaining(&headers), 499);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    // The metric says why.
-    let after = gw.metrics().await;
-    // The failure is counted as `tls` once a handshake has failed. On a loaded machine the
+    // The metric says why. The failure is counted as `tls` once a handshake has failed. On a loaded machine the
     // first attempt can run out of `redis_timeout` first (counted as `timeout`, Redis then
     // skipped for a second): keep sending, each request served locally, until the TLS
     // failure is counted, with a deadline.
