@@ -459,6 +459,117 @@ fn dockerfile_is_multi_stage_and_ships_every_binary() {
     assert!(text.contains("USER 10001"), "runs as non-root");
 }
 
+/// Whether a `.dockerignore` pattern excludes `path` (both relative to the context root):
+/// `**/` matches any number of leading directories, `*` any run of characters within one
+/// component, and a pattern naming a directory excludes everything under it.
+fn ignored_by(pattern: &str, path: &str) -> bool {
+    fn glob(p: &str, s: &str) -> bool {
+        match p.split_once('*') {
+            None => p == s,
+            Some((head, tail)) => {
+                s.starts_with(head) && (head.len()..=s.len()).any(|i| glob(tail, &s[i..]))
+            }
+        }
+    }
+    fn components(p: &[&str], s: &[&str]) -> bool {
+        match (p.first(), s.first()) {
+            (None, _) => true,
+            (Some(&"**"), _) => (0..=s.len()).any(|i| components(&p[1..], &s[i..])),
+            (Some(pc), Some(sc)) => glob(pc, sc) && components(&p[1..], &s[1..]),
+            (Some(_), None) => false,
+        }
+    }
+    let p: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    let s: Vec<&str> = path.trim_matches('/').split('/').collect();
+    components(&p, &s)
+}
+
+#[test]
+fn dockerignore_keeps_build_output_and_secrets_out_but_not_what_the_build_copies() {
+    let root = deploy().join("..");
+    let text = read(&root.join(".dockerignore"));
+    let patterns: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(
+        patterns.iter().all(|p| !p.starts_with('!')),
+        "no re-inclusions"
+    );
+    let excluded = |path: &str| patterns.iter().any(|p| ignored_by(p, path));
+    for path in [
+        "target/release/region-node",
+        "cli/target/debug/x",
+        ".residency/stack.json",
+        "deploy/secrets/admin.token",
+        "deploy/.env",
+        ".git/HEAD",
+        "cli/src/.main.rs.swp",
+    ] {
+        assert!(
+            excluded(path),
+            ".dockerignore lets {path} into the build context"
+        );
+    }
+    // What the build needs: the manifests, every workspace member, every file a crate
+    // includes at compile time, and what the runtime stage copies.
+    let manifest: toml::Table = read(&root.join("Cargo.toml")).parse().unwrap();
+    let mut needed = vec!["Cargo.toml".to_owned(), "Cargo.lock".to_owned()];
+    for m in manifest["workspace"]["members"].as_array().unwrap() {
+        let m = m.as_str().unwrap();
+        needed.push(format!("{m}/Cargo.toml"));
+        needed.push(format!("{m}/src"));
+        let mut stack = vec![root.join(m).join("src")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    for arg in read(&p).split("include_").skip(1).filter_map(|s| {
+                        let s = s.strip_prefix("str!(\"").or(s.strip_prefix("bytes!(\""))?;
+                        s.split('"').next()
+                    }) {
+                        let target = p.parent().unwrap().join(arg);
+                        let target = target
+                            .canonicalize()
+                            .unwrap_or_else(|e| panic!("{}: include of {arg}: {e}", p.display()));
+                        let rel = target.strip_prefix(root.canonicalize().unwrap()).unwrap();
+                        needed.push(rel.to_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        needed.iter().any(|n| n.starts_with("docs/")),
+        "the include scan found the gateway's OpenAPI document: {needed:?}"
+    );
+    let dockerfile = read(&deploy().join("Dockerfile"));
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.iter().any(|w| w.starts_with("--from=")) {
+            continue;
+        }
+        for src in &words[1..words.len() - 1] {
+            if *src != "." {
+                needed.push((*src).to_owned());
+            }
+        }
+    }
+    for path in &needed {
+        assert!(
+            root.join(path).exists(),
+            "the build needs {path}, which does not exist"
+        );
+        assert!(
+            !excluded(path),
+            ".dockerignore excludes {path}, which the build needs"
+        );
+    }
+}
+
 #[tokio::test]
 async fn directory_init_script_records_migrations_as_the_runner_does() {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
