@@ -953,6 +953,34 @@ fn serving_kubernetes_deployments_mount_only_app_reader_and_writer_secrets() {
             .any(|(s, k)| s == "region-node-db-init" && k == "owner_url"),
         "{refs:?}"
     );
+    // The directory's Job: the CLI's subcommands, with the directory's administrator and
+    // owner credentials from its own Secret, and listed in the kustomization.
+    let kustomization = read(&base.join("kustomization.yaml"));
+    assert!(kustomization.contains("- directory-init.yaml"));
+    let job = find("Job", "directory-init");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"].as_str(), Some("OnFailure"));
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let container = &pod["containers"][0];
+    let command = format!("{:?}", container["command"]);
+    for want in [
+        "residency directory bootstrap",
+        "residency directory migrate",
+    ] {
+        assert!(command.contains(want), "directory-init Job: {command}");
+    }
+    let mut refs = secret_refs(container, pod);
+    refs.sort();
+    let want: Vec<(String, String)> = [
+        "admin_url",
+        "owner_url",
+        "reader_password",
+        "writer_password",
+    ]
+    .iter()
+    .map(|k| ("directory-init".to_owned(), (*k).to_owned()))
+    .collect();
+    assert_eq!(refs, want);
     // No serving node config names an owner URL.
     for r in REGIONS {
         let text = read(&deploy().join(format!("k8s/overlays/{r}/node.toml")));
