@@ -1,9 +1,10 @@
 //! `residency`: the operator CLI. This file only parses arguments and dispatches: each
 //! subcommand lives in its own module and returns the process exit code (`up`, `audit`,
-//! `tenants`/`orgs`/`keys` in `admin`, `token`).
+//! `tenants`/`orgs`/`keys` in `admin`, `directory`, `token`).
 
 mod admin;
 mod audit;
+mod directory;
 mod token;
 mod up;
 
@@ -34,6 +35,9 @@ enum Command {
     Orgs(admin::OrgsArgs),
     /// API keys of a customer (scale and enterprise tiers): create, list, revoke.
     Keys(admin::KeysArgs),
+    /// Set up the global directory database of a deployment: `bootstrap` (roles and
+    /// database, as the server's administrator), then `migrate` (as its owner).
+    Directory(directory::DirectoryArgs),
     /// Mint a development JWT for a tenant from the local stack's signing key.
     Token(token::TokenArgs),
 }
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
             Command::Tenants(args) => admin::tenants(args).await,
             Command::Orgs(args) => admin::orgs(args).await,
             Command::Keys(args) => admin::keys(args).await,
+            Command::Directory(args) => directory::run(args).await,
             Command::Token(args) => token::run(&args),
         }
     })

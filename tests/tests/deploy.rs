@@ -2,8 +2,8 @@
 //! without one: every example config loads through the binaries' own loaders, the YAML
 //! parses, every configured region appears in compose and in the Kubernetes overlays, only
 //! the gateway can reach region nodes, no secret is committed, the Dockerfile builds every
-//! binary, and the directory init script records migrations exactly as the Rust runner does
-//! (run against real Postgres). When `kubectl` is installed the overlays are also rendered.
+//! binary, the build context leaves secrets out, and `residency directory bootstrap`/`migrate`
+//! set up a directory the gateway can use (run against real Postgres). When `kubectl` is installed the overlays are also rendered.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -455,46 +455,172 @@ fn dockerfile_is_multi_stage_and_ships_every_binary() {
     for bin in ["residency-gateway", "region-node", "residency "] {
         assert!(text.contains(&format!("--bin {bin}")), "{bin}");
     }
-    assert!(text.contains("COPY directory/migrations/"));
     assert!(text.contains("USER 10001"), "runs as non-root");
+    // Every set-up step is a subcommand of the shipped binaries: no psql, no scripts.
+    assert!(
+        !text.contains("postgresql-client"),
+        "the image installs psql"
+    );
+    assert!(!text.contains("scripts/"), "the image ships scripts");
 }
 
+/// Whether a `.dockerignore` pattern excludes `path` (both relative to the context root):
+/// `**/` matches any number of leading directories, `*` any run of characters within one
+/// component, and a pattern naming a directory excludes everything under it.
+fn ignored_by(pattern: &str, path: &str) -> bool {
+    fn glob(p: &str, s: &str) -> bool {
+        match p.split_once('*') {
+            None => p == s,
+            Some((head, tail)) => {
+                s.starts_with(head) && (head.len()..=s.len()).any(|i| glob(tail, &s[i..]))
+            }
+        }
+    }
+    fn components(p: &[&str], s: &[&str]) -> bool {
+        match (p.first(), s.first()) {
+            (None, _) => true,
+            (Some(&"**"), _) => (0..=s.len()).any(|i| components(&p[1..], &s[i..])),
+            (Some(pc), Some(sc)) => glob(pc, sc) && components(&p[1..], &s[1..]),
+            (Some(_), None) => false,
+        }
+    }
+    let p: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+    let s: Vec<&str> = path.trim_matches('/').split('/').collect();
+    components(&p, &s)
+}
+
+#[test]
+fn dockerignore_keeps_build_output_and_secrets_out_but_not_what_the_build_copies() {
+    let root = deploy().join("..");
+    let text = read(&root.join(".dockerignore"));
+    let patterns: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(
+        patterns.iter().all(|p| !p.starts_with('!')),
+        "no re-inclusions"
+    );
+    let excluded = |path: &str| patterns.iter().any(|p| ignored_by(p, path));
+    for path in [
+        "target/release/region-node",
+        "cli/target/debug/x",
+        ".residency/stack.json",
+        "deploy/secrets/admin.token",
+        "deploy/.env",
+        ".git/HEAD",
+        "cli/src/.main.rs.swp",
+    ] {
+        assert!(
+            excluded(path),
+            ".dockerignore lets {path} into the build context"
+        );
+    }
+    // What the build needs: the manifests, every workspace member, every file a crate
+    // includes at compile time, and what the runtime stage copies.
+    let manifest: toml::Table = read(&root.join("Cargo.toml")).parse().unwrap();
+    let mut needed = vec!["Cargo.toml".to_owned(), "Cargo.lock".to_owned()];
+    for m in manifest["workspace"]["members"].as_array().unwrap() {
+        let m = m.as_str().unwrap();
+        needed.push(format!("{m}/Cargo.toml"));
+        needed.push(format!("{m}/src"));
+        let mut stack = vec![root.join(m).join("src")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    for arg in read(&p).split("include_").skip(1).filter_map(|s| {
+                        let s = s.strip_prefix("str!(\"").or(s.strip_prefix("bytes!(\""))?;
+                        s.split('"').next()
+                    }) {
+                        let target = p.parent().unwrap().join(arg);
+                        let target = target
+                            .canonicalize()
+                            .unwrap_or_else(|e| panic!("{}: include of {arg}: {e}", p.display()));
+                        let rel = target.strip_prefix(root.canonicalize().unwrap()).unwrap();
+                        needed.push(rel.to_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        needed.iter().any(|n| n.starts_with("docs/")),
+        "the include scan found the gateway's OpenAPI document: {needed:?}"
+    );
+    let dockerfile = read(&deploy().join("Dockerfile"));
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.iter().any(|w| w.starts_with("--from=")) {
+            continue;
+        }
+        for src in &words[1..words.len() - 1] {
+            if *src != "." {
+                needed.push((*src).to_owned());
+            }
+        }
+    }
+    for path in &needed {
+        assert!(
+            root.join(path).exists(),
+            "the build needs {path}, which does not exist"
+        );
+        assert!(
+            !excluded(path),
+            ".dockerignore excludes {path}, which the build needs"
+        );
+    }
+}
+
+/// `residency directory bootstrap` + `migrate` (what the compose service `directory-init` and
+/// the Kubernetes Job run) on a fresh server: run twice, the second run applies nothing, the
+/// roles are the locked-down reader and writer, and the gateway's directory store works as
+/// each of them.
 #[tokio::test]
-async fn directory_init_script_records_migrations_as_the_runner_does() {
+async fn directory_subcommands_set_up_a_directory_the_gateway_can_use() {
+    use residency_core::{RegionId, Tier};
+    use residency_directory::{NewTenant, Store};
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
     let db = format!("dpt_{suffix}_directory");
     let role = format!("dpt_{suffix}_owner");
     let roles = residency_directory::DirectoryRoles::beside_owner(&role);
     let admin = url::Url::parse(&admin_url()).unwrap();
-    let run = || {
-        Command::new("sh")
-            .arg(deploy().join("scripts/directory-init.sh"))
-            .env("PGHOST", admin.host_str().unwrap())
-            .env("PGPORT", admin.port().unwrap_or(5432).to_string())
-            .env("PGADMIN_USER", admin.username())
-            .env("PGADMIN_PASSWORD", admin.password().unwrap_or(""))
-            .env("DIRECTORY_PASSWORD", "dirInitTest1234567890")
-            .env("DIRECTORY_READER_PASSWORD", "dirInitReader1234567890")
-            .env("DIRECTORY_WRITER_PASSWORD", "dirInitWriter1234567890")
-            .env("DIRECTORY_DB", &db)
-            .env("DIRECTORY_ROLE", &role)
-            .env("MIGRATIONS", deploy().join("../directory/migrations"))
-            .env("REGION_NODE", integration_tests::binary("region-node"))
-            // With md5 as the server's default, a SCRAM verifier in pg_authid can only have
-            // been computed by the script's client side: plaintext would be stored as md5.
-            .env("PGOPTIONS", "-c password_encryption=md5")
-            .output()
-            .expect("sh and psql")
+    let url_as = |user: &str, password: &str| {
+        let mut u = admin.clone();
+        u.set_username(user).unwrap();
+        u.set_password(Some(password)).unwrap();
+        u.set_path(&db);
+        u.to_string()
     };
-    let first = run();
-    let second = run();
-    let mut owner = admin.clone();
-    owner.set_username(&role).unwrap();
-    owner.set_password(Some("dirInitTest1234567890")).unwrap();
-    owner.set_path(&db);
-    let applied = residency_directory::migrate(owner.as_str(), &roles).await;
-    // The script's roles and grants are the Rust bootstrap's: the reader reads, the writer
-    // inserts, neither deletes, neither is privileged.
+    let owner = url_as(&role, "dirInitTest1234567890");
+    let reader_url = url_as(&roles.reader, "dirInitReader1234567890");
+    let writer_url = url_as(&roles.writer, "dirInitWriter1234567890");
+    let tmp = tempfile::tempdir().unwrap();
+    let writer_file = tmp.path().join("writer.password");
+    std::fs::write(&writer_file, "dirInitWriter1234567890\n").unwrap();
+    let run = |sub: &str| {
+        let mut cmd = Command::new(integration_tests::binary("residency"));
+        cmd.args(["directory", sub])
+            .env("RESIDENCY_DIRECTORY_ADMIN_URL", admin.as_str())
+            .env("RESIDENCY_DIRECTORY_OWNER_URL", &owner)
+            // The reader's password from the env, the writer's from a file.
+            .env("DIRECTORY_READER_PASSWORD", "dirInitReader1234567890")
+            .env_remove("DIRECTORY_WRITER_PASSWORD");
+        if sub == "bootstrap" {
+            cmd.arg("--writer-password-file").arg(&writer_file);
+        }
+        cmd.output().expect("residency")
+    };
+    let runs: Vec<(&str, Output)> = ["bootstrap", "migrate", "bootstrap", "migrate"]
+        .into_iter()
+        .map(|sub| (sub, run(sub)))
+        .collect();
+    let applied = residency_directory::migrate(&owner, &roles).await;
+    // The roles and grants: the reader reads, the writer inserts, neither deletes, neither is
+    // privileged, every password a SCRAM verifier.
     let grants = {
         let mut in_db = admin.clone();
         in_db.set_path(&db);
@@ -515,35 +641,63 @@ async fn directory_init_script_records_migrations_as_the_runner_does() {
         .ok()
         .map(|r| (0..7).map(|i| r.get::<_, bool>(i)).collect::<Vec<_>>())
     };
+    // The gateway's store: the admin API writes as the writer, the cache reads as the reader.
+    let store = async {
+        let writer = Store::connect(&writer_url).await?;
+        let t = writer
+            .create_tenant(
+                "admin:deploy-test",
+                &NewTenant {
+                    org_id: None,
+                    name: "deploy".into(),
+                    region: RegionId::new("eu").unwrap(),
+                    tier: Tier::Growth,
+                    rate_limit_per_min: None,
+                },
+            )
+            .await?;
+        let reader = Store::connect(&reader_url).await?;
+        let seen = reader
+            .tenants()
+            .await?
+            .iter()
+            .any(|r| r.id.as_uuid() == t.id);
+        anyhow::Ok(seen)
+    }
+    .await;
     residency_pg::bootstrap::teardown(&admin_url(), &db, &[&role, &roles.reader, &roles.writer])
         .await
         .unwrap();
-    succeeded(&first, "directory-init.sh, first run");
-    succeeded(&second, "directory-init.sh, second run");
-    assert!(String::from_utf8_lossy(&first.stdout)
-        .contains("applied directory migration 0001_directory"));
+    for (sub, out) in &runs {
+        succeeded(out, &format!("residency directory {sub}"));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for secret in ["dirInitTest", "dirInitReader", "dirInitWriter"] {
+            assert!(!all.contains(secret), "{sub} printed a password: {all}");
+        }
+    }
+    let stdout = |i: usize| String::from_utf8_lossy(&runs[i].1.stdout).into_owned();
+    assert!(stdout(1).contains("applied directory migration 0001_directory"));
     assert!(
-        !String::from_utf8_lossy(&second.stdout).contains("applied"),
-        "second run applies nothing"
+        !stdout(3).contains("applied directory migration"),
+        "second run applies nothing: {}",
+        stdout(3)
     );
-    // The Rust runner finds every migration recorded with its own checksum.
+    // The Rust runner finds every migration recorded.
     assert_eq!(applied.unwrap(), Vec::<i32>::new());
     assert_eq!(
         grants,
         Some(vec![true, false, true, false, false, true, true]),
         "reader select, reader insert, writer insert, writer delete, privileged, reader connect, \
-         every password stored as a SCRAM verifier sent by the script"
+         every password stored as a SCRAM verifier"
     );
-    // Every embedded migration is shipped as NNNN_name.sql.
-    for m in residency_directory::MIGRATIONS {
-        assert!(
-            deploy()
-                .join(format!("../directory/migrations/{}.sql", m.name))
-                .is_file(),
-            "{}",
-            m.name
-        );
-    }
+    assert!(
+        store.unwrap(),
+        "the reader sees the tenant the writer created"
+    );
 }
 
 /// The environment of a compose service as `(name, value)` pairs (aliases resolved).
@@ -691,6 +845,14 @@ fn compose_init_services_are_one_shot_and_serving_ones_wait_for_them() {
             .collect();
         assert!(vars.iter().any(|v| v == "PG_ADMIN_PASSWORD"), "{init}");
     }
+    // The directory init runs the CLI's subcommands (no script, no psql in the image).
+    let command = format!("{:?}", service(compose, "directory-init")["command"]);
+    for want in [
+        "residency directory bootstrap",
+        "residency directory migrate",
+    ] {
+        assert!(command.contains(want), "directory-init: {command}");
+    }
     // The directory init creates the reader and writer roles with their passwords.
     let dir_vars: Vec<String> = env_of(service(compose, "directory-init"))
         .iter()
@@ -791,6 +953,34 @@ fn serving_kubernetes_deployments_mount_only_app_reader_and_writer_secrets() {
             .any(|(s, k)| s == "region-node-db-init" && k == "owner_url"),
         "{refs:?}"
     );
+    // The directory's Job: the CLI's subcommands, with the directory's administrator and
+    // owner credentials from its own Secret, and listed in the kustomization.
+    let kustomization = read(&base.join("kustomization.yaml"));
+    assert!(kustomization.contains("- directory-init.yaml"));
+    let job = find("Job", "directory-init");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"].as_str(), Some("OnFailure"));
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let container = &pod["containers"][0];
+    let command = format!("{:?}", container["command"]);
+    for want in [
+        "residency directory bootstrap",
+        "residency directory migrate",
+    ] {
+        assert!(command.contains(want), "directory-init Job: {command}");
+    }
+    let mut refs = secret_refs(container, pod);
+    refs.sort();
+    let want: Vec<(String, String)> = [
+        "admin_url",
+        "owner_url",
+        "reader_password",
+        "writer_password",
+    ]
+    .iter()
+    .map(|k| ("directory-init".to_owned(), (*k).to_owned()))
+    .collect();
+    assert_eq!(refs, want);
     // No serving node config names an owner URL.
     for r in REGIONS {
         let text = read(&deploy().join(format!("k8s/overlays/{r}/node.toml")));
