@@ -11,28 +11,23 @@
 //! A tier change cannot be made through the file directory at runtime; its effect on the
 //! next request is tested on the limiter (`ratelimit::local` unit tests).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{json, Value};
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::{fake_node, Idp, AUDIENCE};
+
 const ISSUER: &str = "https://idp.test/";
-const AUDIENCE: &str = "residency-api";
 const KID: &str = "idp-1";
 const STARTER: &str = "0190a5c4-0000-7000-8000-0000000001a1";
 const GROWTH: &str = "0190a5c4-0000-7000-8000-0000000001a2";
@@ -40,72 +35,6 @@ const DEAD_REGION: &str = "0190a5c4-0000-7000-8000-0000000001a3";
 const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 /// The starter tier's interval between two requests once the burst is used: 60 s / 100.
 const STARTER_INTERVAL_MS: u128 = 600;
-
-/// A generated ES256 identity provider key and its JWKS.
-struct Idp {
-    encoding: EncodingKey,
-    jwks: String,
-}
-
-impl Idp {
-    fn generate() -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-        // Uncompressed point: 0x04 || x || y.
-        let point = pair.public_key().as_ref();
-        let jwk = json!({
-            "kty": "EC", "crv": "P-256", "kid": KID, "use": "sig", "alg": "ES256",
-            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
-        });
-        Self {
-            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
-            jwks: json!({ "keys": [jwk] }).to_string(),
-        }
-    }
-
-    fn token(&self, tenant: &str) -> String {
-        let now = residency_core::assertion::now_secs();
-        let claims = json!({
-            "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "tenant_id": tenant,
-            "role": "developer", "iat": now, "exp": now + 600,
-        });
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(KID.to_owned());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).unwrap()
-    }
-}
-
-/// A fake region node that answers 200 and counts what reaches it.
-async fn fake_node() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&hits);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    // The gateway's active health checks are not proxied requests.
-                    if req.uri().path() != "/readyz" {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                    }
-                    async {
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"ok"),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (url, hits)
-}
 
 /// A local address with nothing listening on it.
 async fn closed_addr() -> String {
@@ -352,7 +281,7 @@ fn check_starter_run(run: &UntilLimited) {
 
 #[tokio::test]
 async fn a_starter_tenant_gets_its_quota_then_429_and_others_are_unaffected() {
-    let idp = Idp::generate();
+    let idp = Idp::generate(ISSUER, KID);
     let (node, hits) = fake_node().await;
     let gw = Gateway::start(&idp, &node, "backend = \"local\"").await;
     let metrics_before = gw.metrics().await;
@@ -384,7 +313,7 @@ async fn a_starter_tenant_gets_its_quota_then_429_and_others_are_unaffected() {
 
 #[tokio::test]
 async fn headers_ride_on_errors_after_the_phase_but_not_before_it() {
-    let idp = Idp::generate();
+    let idp = Idp::generate(ISSUER, KID);
     let (node, _) = fake_node().await;
     let gw = Gateway::start(&idp, &node, "").await;
     // The home region is down: a 503 from the routing phase still tells the quota.
@@ -401,7 +330,7 @@ async fn headers_ride_on_errors_after_the_phase_but_not_before_it() {
 
 #[tokio::test]
 async fn two_gateways_sharing_redis_enforce_one_combined_limit() {
-    let idp = Idp::generate();
+    let idp = Idp::generate(ISSUER, KID);
     let (node, hits) = fake_node().await;
     let prefix = format!("residency:test:{}:", uuid::Uuid::new_v4());
     let section = format!(
@@ -443,7 +372,7 @@ async fn two_gateways_sharing_redis_enforce_one_combined_limit() {
 
 #[tokio::test]
 async fn unreachable_redis_means_local_limiting_and_no_5xx() {
-    let idp = Idp::generate();
+    let idp = Idp::generate(ISSUER, KID);
     let (node, hits) = fake_node().await;
     let section = format!(
         "backend = \"redis\"\nredis_url = \"redis://{}/\"\nredis_timeout = \"200ms\"",
@@ -468,7 +397,7 @@ async fn unreachable_redis_means_local_limiting_and_no_5xx() {
 async fn a_redis_that_never_answers_times_out_into_local_limiting() {
     // Accepts connections (the kernel completes the handshake) but never answers.
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let idp = Idp::generate();
+    let idp = Idp::generate(ISSUER, KID);
     let (node, hits) = fake_node().await;
     let section = format!(
         "backend = \"redis\"\nredis_url = \"redis://{}/\"\nredis_timeout = \"100ms\"",

@@ -10,33 +10,26 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use hyper_util::rt::TokioExecutor;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::{fake_node, Idp, AUDIENCE};
+
 const ISSUER: &str = "https://idp.redis-tls.test/";
-const AUDIENCE: &str = "residency-api";
 const KID: &str = "idp-redis-tls-1";
 const STARTER: &str = "0190a5c4-0000-7000-8000-0000000002a1";
 const GROWTH: &str = "0190a5c4-0000-7000-8000-0000000002a2";
@@ -213,70 +206,6 @@ impl TlsRedis {
     }
 }
 
-/// A generated ES256 identity provider key and its JWKS.
-struct Idp {
-    encoding: EncodingKey,
-    jwks: String,
-}
-
-impl Idp {
-    fn generate() -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-        let point = pair.public_key().as_ref();
-        let jwk = json!({
-            "kty": "EC", "crv": "P-256", "kid": KID, "use": "sig", "alg": "ES256",
-            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
-        });
-        Self {
-            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
-            jwks: json!({ "keys": [jwk] }).to_string(),
-        }
-    }
-
-    fn token(&self, tenant: &str) -> String {
-        let now = residency_core::assertion::now_secs();
-        let claims = json!({
-            "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "tenant_id": tenant,
-            "role": "developer", "iat": now, "exp": now + 600,
-        });
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(KID.to_owned());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).unwrap()
-    }
-}
-
-/// A fake region node that answers 200 and counts what reaches it.
-async fn fake_node() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&hits);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    if req.uri().path() != "/readyz" {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                    }
-                    async {
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"ok"),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (url, hits)
-}
-
 /// The `[rate_limit]` section for `redis`, with a fresh key prefix (returned too) and the
 /// TLS keys in `tls` (TOML lines).
 fn section(redis: &TlsRedis, tls: &str) -> (String, String) {
@@ -445,7 +374,7 @@ async fn two_gateways_share_one_limit_through_a_tls_redis() {
     let _serial = SERIAL.lock().await;
     let pki = Pki::new();
     let redis = TlsRedis::start(&pki, "optional").await;
-    let idp = Idp::generate();
+    let idp = Idp::generate(ISSUER, KID);
     let (node, hits) = fake_node().await;
     let (section, prefix) = section(&redis, &files(&pki, &[("redis_ca_file", "ca.pem")]));
     let a = Gateway::start(&idp, &node, &section).await;
@@ -491,7 +420,7 @@ async fn two_gateways_share_one_limit_through_a_tls_redis() {
 /// checks one request: served, limited locally, one fallback counted as `tls`, no decision
 /// from Redis. Returns the key prefix the gateway would have used.
 async fn served_locally_after_a_tls_failure(redis: &TlsRedis, tls: &str) -> String {
-    let idp = Idp::generate();
+    let idp = Idp::generate(ISSUER, KID);
     let (node, hits) = fake_node().await;
     let (section, prefix) = section(redis, tls);
     let gw = Gateway::start(&idp, &node, &section).await;
@@ -564,7 +493,7 @@ async fn a_redis_requiring_client_certificates_accepts_the_configured_one_only()
     let _serial = SERIAL.lock().await;
     let pki = Pki::new();
     let redis = TlsRedis::start(&pki, "yes").await;
-    let idp = Idp::generate();
+    let idp = Idp::generate(ISSUER, KID);
     let (node, _) = fake_node().await;
 
     // With the client certificate: shared through Redis.
@@ -598,7 +527,7 @@ async fn a_redis_requiring_client_certificates_accepts_the_configured_one_only()
 async fn an_unusable_redis_ca_file_stops_the_start_naming_the_url_without_its_password() {
     let _serial = SERIAL.lock().await;
     let pki = Pki::new();
-    let idp = Idp::generate();
+    let idp = Idp::generate(ISSUER, KID);
     let (node, _) = fake_node().await;
     // Nothing listens: the start fails on the file, before any connection.
     std::fs::write(pki.path("empty.pem"), "not a certificate\n").unwrap();
