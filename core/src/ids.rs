@@ -15,6 +15,9 @@ pub enum IdError {
     /// A tenant id must be a UUID.
     #[error("tenant id must be a uuid")]
     Tenant,
+    /// An organization id must be a UUID.
+    #[error("organization id must be a uuid")]
+    Org,
 }
 
 /// A residency region id such as `eu` or `eu-de`.
@@ -121,6 +124,75 @@ impl Serialize for TenantId {
     }
 }
 
+/// An organization (SaaS partner) id: the owner of tenants in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrgId(Uuid);
+
+impl OrgId {
+    /// Wraps a UUID.
+    #[must_use]
+    pub const fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The underlying UUID.
+    #[must_use]
+    pub const fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for OrgId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self).map_err(|_| IdError::Org)
+    }
+}
+
+impl<'de> Deserialize<'de> for OrgId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for OrgId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// A UUID string in the OpenAPI documents, the wire form of [`TenantId`] and [`OrgId`].
+fn uuid_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+        .into()
+}
+
+impl utoipa::PartialSchema for TenantId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        uuid_schema()
+    }
+}
+
+impl utoipa::ToSchema for TenantId {}
+
+impl utoipa::PartialSchema for OrgId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        uuid_schema()
+    }
+}
+
+impl utoipa::ToSchema for OrgId {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +218,19 @@ mod tests {
         let id = Uuid::new_v4();
         assert_eq!(id.to_string().parse::<TenantId>().unwrap().as_uuid(), id);
         assert_eq!("not-a-uuid".parse::<TenantId>(), Err(IdError::Tenant));
+    }
+
+    #[test]
+    fn org_ids_are_uuids_on_the_wire() {
+        let id = Uuid::new_v4();
+        let org: OrgId = serde_json::from_value(serde_json::json!(id.to_string())).unwrap();
+        assert_eq!(org.as_uuid(), id);
+        assert_eq!(
+            serde_json::to_value(org).unwrap(),
+            serde_json::json!(id.to_string())
+        );
+        assert_eq!("not-a-uuid".parse::<OrgId>(), Err(IdError::Org));
+        assert!(serde_json::from_value::<OrgId>(serde_json::json!("x")).is_err());
     }
 
     proptest! {

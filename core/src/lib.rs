@@ -1,6 +1,6 @@
 //! The domain and wire contracts of Residency Gateway, shared by every binary.
 //!
-//! - [`RegionId`], [`TenantId`]: the identifiers that cross process boundaries, parsed once;
+//! - [`RegionId`], [`TenantId`], [`OrgId`]: the identifiers that cross process boundaries, parsed once;
 //! - [`headers`]: the header names the gateway and region nodes agree on;
 //! - [`tenant`]: tiers, statuses, directory entries and the API-key format;
 //! - [`assertion`]: the internal assertion the gateway mints and region nodes verify;
@@ -17,7 +17,7 @@ mod ids;
 mod tenant;
 pub mod wire;
 
-pub use ids::{IdError, RegionId, TenantId};
+pub use ids::{IdError, OrgId, RegionId, TenantId};
 pub use tenant::{
     split_api_key, ApiKeyEntry, DirectoryFile, TenantEntry, TenantStatus, Tier,
     DEFAULT_API_KEY_ROLE,

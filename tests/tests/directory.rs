@@ -22,7 +22,7 @@ async fn next(rx: &mut tokio::sync::mpsc::Receiver<Change>) -> Change {
 async fn new_tenant(
     store: &Store,
     actor: &str,
-    org_id: Option<uuid::Uuid>,
+    org_id: Option<residency_core::OrgId>,
     name: &str,
     region: &str,
     tier: Tier,

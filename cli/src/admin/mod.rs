@@ -363,7 +363,10 @@ async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
                 name: name.clone(),
                 region: region.clone(),
                 tier: value("tier", tier)?,
-                org_id: org_id.as_deref().map(|o| uuid("org_id", o)).transpose()?,
+                org_id: org_id
+                    .as_deref()
+                    .map(|o| uuid("org_id", o).map(residency_core::OrgId::from_uuid))
+                    .transpose()?,
                 owner: match (owner_subject, owner_email) {
                     (Some(s), Some(e)) => Some(Owner {
                         subject: s.clone(),

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use super::provision::Owner;
-use crate::{TenantStatus, Tier};
+use crate::{OrgId, TenantId, TenantStatus, Tier};
 
 /// A keyset-paginated list: `next_cursor` is `null` on the last page, else the value of the
 /// next request's `cursor` parameter.
@@ -51,7 +51,7 @@ pub struct CreateOrganization {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Organization {
     /// Id.
-    pub id: Uuid,
+    pub id: OrgId,
     /// Name.
     pub name: String,
     /// Unique domain.
@@ -93,7 +93,7 @@ pub struct CreateTenant {
     pub tier: Tier,
     /// Owning organization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub org_id: Option<Uuid>,
+    pub org_id: Option<OrgId>,
     /// First owner member, created on the home node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
@@ -160,9 +160,9 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Tenant {
     /// Id.
-    pub id: Uuid,
+    pub id: TenantId,
     /// Owning organization.
-    pub org_id: Option<Uuid>,
+    pub org_id: Option<OrgId>,
     /// Name.
     pub name: String,
     /// Home region: the only region its requests go to.
@@ -238,7 +238,7 @@ pub struct ApiKey {
     /// Id (the subject of requests made with the key).
     pub id: Uuid,
     /// Owning tenant.
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     /// Human name.
     pub name: String,
     /// Public prefix (`rk_<prefix>_…`).
@@ -367,7 +367,7 @@ mod tests {
         let key = CreatedApiKey {
             key: ApiKey {
                 id: Uuid::nil(),
-                tenant_id: Uuid::nil(),
+                tenant_id: TenantId::from_uuid(Uuid::nil()),
                 name: "k".into(),
                 prefix: "abcdefgh".into(),
                 role: "developer".into(),
@@ -394,7 +394,7 @@ mod tests {
     fn responses_keep_the_admin_api_field_names() {
         let t: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
         let tenant = Tenant {
-            id: Uuid::nil(),
+            id: TenantId::from_uuid(Uuid::nil()),
             org_id: None,
             name: "acme".into(),
             region: "eu".into(),
@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(v["tier"], "scale");
         assert_eq!(v["updated_at"], "2026-01-02T03:04:05+00:00");
         let org = Organization {
-            id: Uuid::nil(),
+            id: OrgId::from_uuid(Uuid::nil()),
             name: "p".into(),
             domain: "p.example".into(),
             plan: "free".into(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bb8::Pool;
 use bb8_postgres::PostgresConnectionManager;
 use chrono::{DateTime, Utc};
-use residency_core::{ApiKeyEntry, DirectoryFile, TenantEntry};
+use residency_core::{ApiKeyEntry, DirectoryFile, OrgId, TenantEntry};
 use residency_pg::tls::MakeTls;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -295,12 +295,12 @@ impl Store {
     ///
     /// # Errors
     /// When the directory is unavailable.
-    pub async fn org(&self, id: Uuid) -> Result<Option<Organization>, StoreError> {
+    pub async fn org(&self, id: OrgId) -> Result<Option<Organization>, StoreError> {
         let conn = self.pool.get().await?;
         let row = conn
             .query_opt(
                 "SELECT id, name, domain, plan, created_at FROM organizations WHERE id = $1",
-                &[&id],
+                &[&id.as_uuid()],
             )
             .await?;
         Ok(row.as_ref().map(records::organization))
@@ -325,7 +325,7 @@ impl Store {
                     "INSERT INTO tenants (id, org_id, name, region, tier, status, rate_limit_per_min) \
                      VALUES ($1, $2, $3, $4, $5, 'provisioning', $6) RETURNING {TENANT_COLUMNS}"
                 ),
-                &[&Uuid::now_v7(), &t.org_id, &t.name, &t.region.as_str(), &enum_str(&t.tier), &quota],
+                &[&Uuid::now_v7(), &t.org_id.map(|o| o.as_uuid()), &t.name, &t.region.as_str(), &enum_str(&t.tier), &quota],
             )
             .await?;
         Ok(TenantRecord::from_row(&rows[0]))
@@ -393,7 +393,7 @@ impl Store {
                     &filter.region,
                     &filter.tier.map(|t| enum_str(&t)),
                     &filter.status.map(|s| enum_str(&s)),
-                    &filter.org_id,
+                    &filter.org_id.map(|o| o.as_uuid()),
                     &filter.limit,
                 ],
             )

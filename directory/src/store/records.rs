@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use residency_core::wire::admin::{ApiKey, Limits, Organization, Tenant, TenantHistoryEntry};
 use residency_core::{ApiKeyEntry, TenantEntry, TenantStatus, Tier};
-use residency_core::{RegionId, TenantId};
+use residency_core::{OrgId, RegionId, TenantId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -26,7 +26,7 @@ pub(super) fn enum_str<T: Serialize>(v: &T) -> String {
 
 pub(super) fn organization(r: &Row) -> Organization {
     Organization {
-        id: r.get("id"),
+        id: OrgId::from_uuid(r.get("id")),
         name: r.get("name"),
         domain: r.get("domain"),
         plan: r.get("plan"),
@@ -100,8 +100,8 @@ impl TenantRecord {
 impl From<&TenantRecord> for Tenant {
     fn from(t: &TenantRecord) -> Self {
         Self {
-            id: t.id,
-            org_id: t.org_id,
+            id: TenantId::from_uuid(t.id),
+            org_id: t.org_id.map(OrgId::from_uuid),
             name: t.name.clone(),
             region: t.region.clone(),
             tier: t.tier,
@@ -127,7 +127,7 @@ pub(super) const API_KEY_COLUMNS: &str =
 pub(super) fn api_key(r: &Row) -> ApiKey {
     ApiKey {
         id: r.get("id"),
-        tenant_id: r.get("tenant_id"),
+        tenant_id: TenantId::from_uuid(r.get("tenant_id")),
         name: r.get("name"),
         prefix: r.get("prefix"),
         role: r.get("role"),
@@ -170,7 +170,7 @@ pub(super) fn history_entry(r: &Row) -> TenantHistoryEntry {
 #[derive(Debug, Clone)]
 pub struct NewTenant {
     /// Organization, if any.
-    pub org_id: Option<Uuid>,
+    pub org_id: Option<OrgId>,
     /// Name.
     pub name: String,
     /// Home region (the caller checks it is configured).
@@ -204,7 +204,7 @@ pub struct TenantFilter {
     /// Only this status.
     pub status: Option<TenantStatus>,
     /// Only this organization.
-    pub org_id: Option<Uuid>,
+    pub org_id: Option<OrgId>,
     /// Continue after this id.
     pub after: Option<Uuid>,
     /// Page size (rows returned at most).

@@ -107,7 +107,7 @@ pub(crate) async fn list_orgs(
 ) -> Result<Json<PageOf<Organization>>> {
     let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let rows = st.store()?.list_orgs(page.after, page.fetch()).await?;
-    Ok(page.answer(rows, |o| o.id, |o| o))
+    Ok(page.answer(rows, |o| o.id.as_uuid(), |o| o))
 }
 
 /// `GET /admin/v1/organizations/{id}`.
@@ -125,7 +125,7 @@ pub(crate) async fn get_org(
     let id = parse_uuid(&id, "id")?;
     let org = st
         .store()?
-        .org(id)
+        .org(residency_core::OrgId::from_uuid(id))
         .await?
         .ok_or(AdminError::NotFound("organization"))?;
     Ok(Json(org))

@@ -327,7 +327,10 @@ pub(crate) async fn list_tenants(
         region,
         tier: q.tier.map(|t| enum_value("tier", &t)).transpose()?,
         status: q.status.map(|s| enum_value("status", &s)).transpose()?,
-        org_id: q.org_id.map(|o| parse_uuid(&o, "org_id")).transpose()?,
+        org_id: q
+            .org_id
+            .map(|o| parse_uuid(&o, "org_id").map(residency_core::OrgId::from_uuid))
+            .transpose()?,
         after: page.after,
         limit: page.fetch(),
     };
