@@ -226,6 +226,25 @@ pub(super) enum ByIdRefusals {
     Unavailable(#[ref_response] Unavailable),
 }
 
+/// The refusals of a keyset-paginated list (`limit`, `cursor` and filters in the query):
+/// 400 for a malformed query, 401, 422 for a value out of range, 500, 501 and 503.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum ListRefusals {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] BadRequest),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 422)]
+    Unprocessable(#[ref_response] Unprocessable),
+    #[response(status = 500)]
+    Internal(#[ref_response] Internal),
+    #[response(status = 501)]
+    NotImplemented(#[ref_response] NotImplemented),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

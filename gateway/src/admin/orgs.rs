@@ -94,12 +94,7 @@ pub(crate) struct PageQuery {
     params(PageQuery),
     responses(
         (status = 200, description = "One page, by id", body = PageOf<Organization>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ListRefusals,
     ))]
 pub(crate) async fn list_orgs(
     State(st): State<Arc<AdminState>>,

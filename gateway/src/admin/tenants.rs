@@ -303,12 +303,7 @@ pub(crate) struct TenantQuery {
     params(TenantQuery),
     responses(
         (status = 200, description = "One page, by id", body = PageOf<Tenant>),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::ListRefusals,
     ))]
 pub(crate) async fn list_tenants(
     State(st): State<Arc<AdminState>>,
