@@ -286,8 +286,10 @@ impl MakeTls {
             files,
             current: RwLock::new(Arc::new(client_config(url)?)),
         };
-        *reloading.seen.get_mut().unwrap_or_else(PoisonError::into_inner) =
-            (Instant::now(), reloading.stamps());
+        *reloading
+            .seen
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = (Instant::now(), reloading.stamps());
         Ok(Self {
             config: Some(Arc::new(reloading)),
         })
@@ -308,9 +310,10 @@ fn client_config(url: &PgUrl) -> Result<ClientConfig, String> {
                     .add(cert)
                     .map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
             }
-            let full = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
+            let full =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
             if url.mode == SslMode::VerifyFull {
                 full
             } else {

@@ -190,11 +190,9 @@ async fn rotated_sslrootcert_sslcert_and_sslkey_files_are_used_by_new_connection
     // the right CA lets the *same* target connect, without building it again.
     let ca = dir.path().join("root.pem");
     std::fs::copy(&pg.other_ca_file, &ca).unwrap();
-    let target = Target::parse(&pg.admin_url(&format!(
-        "sslmode=verify-full&sslrootcert={}",
-        ca.display()
-    )))
-    .unwrap();
+    let target =
+        Target::parse(&pg.admin_url(&format!("sslmode=verify-full&sslrootcert={}", ca.display())))
+            .unwrap();
     let e = until(&target, false).await;
     assert!(e.contains("unknown CA"), "{e}");
     rotate(&ca, &std::fs::read(&pg.ca_file).unwrap());
@@ -206,7 +204,13 @@ async fn rotated_sslrootcert_sslcert_and_sslkey_files_are_used_by_new_connection
     rotate(&ca, &std::fs::read(&pg.other_ca_file).unwrap());
     let e = until(&target, false).await;
     assert!(e.contains("unknown CA"), "{e}");
-    assert_eq!(open.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        open.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
 
     // A broken CA file keeps the last good CA set (reported in the log, not here).
     rotate(&ca, &std::fs::read(&pg.ca_file).unwrap());
