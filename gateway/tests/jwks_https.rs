@@ -340,7 +340,7 @@ async fn a_jwks_url_over_https_with_the_issuers_ca_verifies_tokens() {
 }
 
 #[tokio::test]
-async fn a_jwks_url_signed_by_another_ca_is_not_trusted() {
+async fn a_jwks_url_signed_by_another_ca_is_not_trusted_until_the_ca_file_is_rotated() {
     let (ca, other) = (Ca::new("idp test ca"), Ca::new("another ca"));
     let idp = HttpsIdp::start(&ca).await;
     let key = SigningKey::generate("https-1");
@@ -361,6 +361,21 @@ async fn a_jwks_url_signed_by_another_ca_is_not_trusted() {
     );
     // No JWKS request was ever answered: every handshake was refused.
     assert_eq!(idp.hits("/jwks.json"), 0);
+
+    // The issuer's CA file is rotated to the CA that signed the IdP: the next fetch (at the
+    // cool-down, 30 s at the least, after the failed one) trusts it, without a restart.
+    let ca_file = gw._dir.path().join("ca.pem");
+    std::fs::write(ca_file.with_extension("new"), &ca.pem).unwrap();
+    std::fs::rename(ca_file.with_extension("new"), &ca_file).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while gw.status(&key.token(issuer)).await != StatusCode::OK {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rotated ca_file was not used within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(idp.hits("/jwks.json") >= 1);
     gw.stop().await;
 }
 

@@ -549,3 +549,53 @@ async fn an_unusable_redis_ca_file_stops_the_start_naming_the_url_without_its_pa
     assert!(msg.contains("empty.pem"), "{msg}");
     assert!(!msg.contains(REDIS_PASSWORD), "{msg}");
 }
+
+#[tokio::test]
+async fn a_rotated_redis_ca_file_is_used_without_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let pki = Pki::new();
+    let redis = TlsRedis::start(&pki, "optional").await;
+    // The CA file starts as a CA that did not sign the server's certificate.
+    let trust = pki.path("trust.pem");
+    std::fs::copy(pki.path("other-ca.pem"), &trust).unwrap();
+    let tls = files(&pki, &[("redis_ca_file", "trust.pem")]);
+    let idp = Idp::generate(ISSUER, KID);
+    let (node, _hits) = fake_node().await;
+    let (section, prefix) = section(&redis, &tls);
+    let gw = Gateway::start(&idp, &node, &section).await;
+    let token = idp.token(GROWTH);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = gw.metrics().await;
+    loop {
+        let (status, _, _) = gw.get(&token).await;
+        assert_eq!(status, StatusCode::OK);
+        if tls_fallbacks(&gw.metrics().await) > tls_fallbacks(&before) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no tls fallback counted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!redis.exists(&pki, &format!("{prefix}{GROWTH}")).await);
+
+    // Rotated to the CA that signed the server: decisions come from Redis again.
+    let tmp = pki.path("trust.pem.new");
+    std::fs::copy(pki.path("ca.pem"), &tmp).unwrap();
+    std::fs::rename(&tmp, &trust).unwrap();
+    let rotated = gw.metrics().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, _) = gw.get(&token).await;
+        assert_eq!(status, StatusCode::OK);
+        if redis_decisions(&gw.metrics().await) > redis_decisions(&rotated) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no decision from redis 30 s after the ca file was rotated"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(redis.exists(&pki, &format!("{prefix}{GROWTH}")).await);
+    gw.stop().await;
+}

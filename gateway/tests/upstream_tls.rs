@@ -203,6 +203,11 @@ struct Harness {
 
 impl Harness {
     async fn start(health_checks: bool) -> Self {
+        Self::start_with(health_checks, "upstream_eject = \"30s\"").await
+    }
+
+    /// [`Harness::start`] with `limits` as the `[limits]` section's body.
+    async fn start_with(health_checks: bool, limits: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let write =
             |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).unwrap();
@@ -288,7 +293,7 @@ interval = "200ms"
 timeout = "150ms"
 
 [limits]
-upstream_eject = "30s"
+{limits}
 
 {regions}"#
         );
@@ -464,5 +469,73 @@ async fn health_checks_use_each_regions_tls_settings() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    h.stop().await;
+}
+
+/// `GET /v1/me` of `region` until `done(status)` or 10 s pass; the last status.
+async fn me_until(h: &Harness, region: &str, done: impl Fn(StatusCode) -> bool) -> StatusCode {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = h.me(region).await;
+        if done(status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{region}: still {status} {body} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes `bytes` the way a rotation does: a new file renamed over the old one.
+fn rotate(path: &std::path::Path, bytes: &[u8]) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test]
+async fn rotated_ca_and_client_certificate_files_reach_new_upstream_connections() {
+    // No idle upstream connections, so every request makes a new handshake; a short
+    // ejection, so a refused handshake costs one second of 503s.
+    let h = Harness::start_with(false, "upstream_pool_idle = 0\nupstream_eject = \"1s\"").await;
+    let dir = h._dir.path().to_owned();
+
+    // The region's CA file is rotated to the CA that signed its node: served again, without
+    // a restart.
+    assert_eq!(h.me("sa").await.0, StatusCode::BAD_GATEWAY);
+    rotate(
+        &dir.join("other-ca.pem"),
+        &std::fs::read(dir.join("node-ca.pem")).unwrap(),
+    );
+    me_until(&h, "sa", |s| s == StatusCode::OK).await;
+
+    // The client certificate is rotated to one from a CA the node does not trust: new
+    // handshakes present it and are refused; rotated back, served again.
+    assert_eq!(h.me("us").await.0, StatusCode::OK);
+    let good = (
+        std::fs::read(dir.join("client.pem")).unwrap(),
+        std::fs::read(dir.join("client.key")).unwrap(),
+    );
+    let stranger =
+        Ca::new("stranger").leaf("residency-gateway", ExtendedKeyUsagePurpose::ClientAuth);
+    rotate(&dir.join("client.key"), stranger.1.as_bytes());
+    rotate(&dir.join("client.pem"), stranger.0.as_bytes());
+    let mut refused = h.node("us").refused.clone();
+    let before = *refused.borrow();
+    me_until(&h, "us", |s| s != StatusCode::OK).await;
+    tokio::time::timeout(Duration::from_secs(5), refused.wait_for(|n| *n > before))
+        .await
+        .expect("the node refused the stranger's certificate")
+        .unwrap();
+    rotate(&dir.join("client.key"), &good.1);
+    rotate(&dir.join("client.pem"), &good.0);
+    me_until(&h, "us", |s| s == StatusCode::OK).await;
+
+    // A broken CA file keeps the last good CA set.
+    rotate(&dir.join("other-ca.pem"), b"not a certificate");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(h.me("sa").await.0, StatusCode::OK);
     h.stop().await;
 }

@@ -28,7 +28,9 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
+mod client;
 mod client_ca;
+pub use client::{ReloadingCaVerifier, ReloadingClientCert, Watch};
 pub use client_ca::ReloadingClientCa;
 
 /// Why a certificate pair could not be loaded; names the file, never holds key material.
@@ -193,17 +195,29 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// Reads and checks one pair; errors name the file.
+/// Reads and checks one server pair; errors name the files as `tls.cert_file`/`tls.key_file`.
 fn read_pair(
     cert_file: &Path,
     key_file: &Path,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, LoadError> {
-    let cert_err = |what: &dyn fmt::Display| {
-        LoadError(format!("tls.cert_file {}: {what}", cert_file.display()))
-    };
+    read_named_pair(
+        ("tls.cert_file", cert_file),
+        ("tls.key_file", key_file),
+        provider,
+    )
+}
+
+/// Reads and checks one pair; errors name each file by its config key (`cert.0`, `key.0`).
+fn read_named_pair(
+    (cert_key, cert_file): (&str, &Path),
+    (key_key, key_file): (&str, &Path),
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, LoadError> {
+    let cert_err =
+        |what: &dyn fmt::Display| LoadError(format!("{cert_key} {}: {what}", cert_file.display()));
     let key_err =
-        |what: &dyn fmt::Display| LoadError(format!("tls.key_file {}: {what}", key_file.display()));
+        |what: &dyn fmt::Display| LoadError(format!("{key_key} {}: {what}", key_file.display()));
     let mut pem = BufReader::new(File::open(cert_file).map_err(|e| cert_err(&e))?);
     let certs = rustls_pemfile::certs(&mut pem)
         .collect::<Result<Vec<_>, _>>()
@@ -218,9 +232,26 @@ fn read_pair(
     CertifiedKey::from_der(certs, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => key_err(&"does not match the certificate"),
         other => LoadError(format!(
-            "tls.cert_file {} and tls.key_file {}: unusable pair ({other})",
+            "{cert_key} {} and {key_key} {}: unusable pair ({other})",
             cert_file.display(),
             key_file.display()
         )),
     })
+}
+
+/// The CA certificates of one PEM file, at least one; errors name the file by its config
+/// key.
+fn read_roots(key: &str, file: &Path) -> Result<rustls::RootCertStore, LoadError> {
+    let err = |what: &dyn fmt::Display| LoadError(format!("{key} {}: {what}", file.display()));
+    let mut pem = BufReader::new(File::open(file).map_err(|e| err(&e))?);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem) {
+        roots
+            .add(c.map_err(|e| err(&e))?)
+            .map_err(|e| err(&format_args!("invalid certificate ({e})")))?;
+    }
+    if roots.is_empty() {
+        return Err(err(&"holds no certificate"));
+    }
+    Ok(roots)
 }

@@ -20,8 +20,9 @@ use std::future::Future;
 use std::io::{self, BufReader};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use residency_config::pg_url::{PgUrl, SslMode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -202,9 +203,72 @@ fn tls_reason(e: &rustls::Error) -> String {
 }
 
 /// Makes the TLS connector of one connection attempt (`tokio-postgres`'s `MakeTlsConnect`).
+///
+/// The certificate files (`sslrootcert`, `sslcert`, `sslkey`) are read when the target is
+/// parsed and again, at the next connection attempt, when one of them changed (looked at
+/// most once a second): a rotated CA or client certificate is used by new pool connections
+/// without a restart, open connections keep their session. Files that no longer form a usable
+/// set are logged once per change and the previous configuration stays.
 #[derive(Clone)]
 pub struct MakeTls {
-    config: Option<Arc<ClientConfig>>,
+    config: Option<Arc<Reloading>>,
+}
+
+/// The TLS configuration of a URL and the files it was built from.
+struct Reloading {
+    url: PgUrl,
+    files: Vec<std::path::PathBuf>,
+    /// (last look, stamps at the last load attempt).
+    seen: Mutex<(Instant, Vec<Stamp>)>,
+    current: RwLock<Arc<ClientConfig>>,
+}
+
+/// A file's modification time and length, to notice a change.
+type Stamp = Option<(std::time::SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Reloading {
+    fn stamps(&self) -> Vec<Stamp> {
+        self.files.iter().map(|f| stamp(f)).collect()
+    }
+
+    /// The configuration for the next connection, re-read first when a file changed.
+    fn current(&self) -> Arc<ClientConfig> {
+        let changed = {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if seen.0.elapsed() < Duration::from_secs(1) {
+                false
+            } else {
+                seen.0 = Instant::now();
+                let now = self.stamps();
+                let changed = now != seen.1;
+                seen.1 = now;
+                changed
+            }
+        };
+        if changed {
+            match client_config(&self.url) {
+                Ok(config) => {
+                    *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+                        Arc::new(config);
+                    tracing::info!(
+                        url = %residency_config::redact_url(&self.url.connect_url),
+                        "postgres tls files reloaded"
+                    );
+                }
+                Err(e) => tracing::error!(
+                    url = %residency_config::redact_url(&self.url.connect_url),
+                    error = %e,
+                    "postgres tls files reload failed; keeping the previous configuration"
+                ),
+            }
+        }
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl MakeTls {
@@ -212,45 +276,64 @@ impl MakeTls {
         if url.mode == SslMode::Disable {
             return Ok(Self { config: None });
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("tls protocol versions: {e}"))?;
-        let verifier: Arc<dyn ServerCertVerifier> = match &url.root_cert {
-            Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_certs(ca, "sslrootcert")? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
-                }
-                let full =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
-                if url.mode == SslMode::VerifyFull {
-                    full
-                } else {
-                    Arc::new(ChainOnly(full))
-                }
-            }
-            // `PgUrl` asks for `sslrootcert` in the verifying modes, so this is `require`.
-            None => Arc::new(Unchecked(provider)),
+        let mut files: Vec<std::path::PathBuf> = url.root_cert.iter().cloned().collect();
+        if let Some((cert, key)) = &url.client_cert {
+            files.extend([cert.clone(), key.clone()]);
+        }
+        let mut reloading = Reloading {
+            url: url.clone(),
+            seen: Mutex::new((Instant::now(), Vec::new())),
+            files,
+            current: RwLock::new(Arc::new(client_config(url)?)),
         };
-        let builder = builder
-            .dangerous()
-            .with_custom_certificate_verifier(verifier);
-        let mut config = match &url.client_cert {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(read_certs(cert, "sslcert")?, read_key(key)?)
-                .map_err(|e| format!("sslcert and sslkey do not form a usable pair: {e}"))?,
-            None => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![b"postgresql".to_vec()];
+        *reloading
+            .seen
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = (Instant::now(), reloading.stamps());
         Ok(Self {
-            config: Some(Arc::new(config)),
+            config: Some(Arc::new(reloading)),
         })
     }
+}
+
+/// The rustls configuration of a URL that is not `sslmode=disable`.
+fn client_config(url: &PgUrl) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls protocol versions: {e}"))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match &url.root_cert {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(ca, "sslrootcert")? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
+            }
+            let full =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
+            if url.mode == SslMode::VerifyFull {
+                full
+            } else {
+                Arc::new(ChainOnly(full))
+            }
+        }
+        // `PgUrl` asks for `sslrootcert` in the verifying modes, so this is `require`.
+        None => Arc::new(Unchecked(provider)),
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match &url.client_cert {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(read_certs(cert, "sslcert")?, read_key(key)?)
+            .map_err(|e| format!("sslcert and sslkey do not form a usable pair: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(config)
 }
 
 fn read_certs(path: &Path, param: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -379,7 +462,7 @@ impl MakeTlsConnect<Socket> for MakeTls {
 
     fn make_tls_connect(&mut self, domain: &str) -> io::Result<Connector> {
         Ok(Connector {
-            config: self.config.clone(),
+            config: self.config.as_ref().map(|r| r.current()),
             domain: domain.to_owned(),
         })
     }

@@ -149,3 +149,104 @@ async fn a_server_without_tls_is_named_as_such() {
         "{e}"
     );
 }
+
+/// Writes `contents` the way a rotation does: a new file renamed over the old one.
+fn rotate(path: &std::path::Path, contents: &[u8]) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Connects with `target` until `ok(result)` holds or 10 s pass (files are looked at, at
+/// most once a second, at the next connection attempt).
+async fn until(target: &Target, want_ok: bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = target.connect().await;
+        let last = match &r {
+            Ok(_) => "connected".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if r.is_ok() == want_ok {
+            if let Ok((_, conn)) = r {
+                tokio::spawn(conn);
+            }
+            return last;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {last} after 10 s (wanted ok = {want_ok})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn rotated_sslrootcert_sslcert_and_sslkey_files_are_used_by_new_connections() {
+    let pg = TlsPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The CA file starts as a CA that did not sign the server: refused. Rotating the file to
+    // the right CA lets the *same* target connect, without building it again.
+    let ca = dir.path().join("root.pem");
+    std::fs::copy(&pg.other_ca_file, &ca).unwrap();
+    let target =
+        Target::parse(&pg.admin_url(&format!("sslmode=verify-full&sslrootcert={}", ca.display())))
+            .unwrap();
+    let e = until(&target, false).await;
+    assert!(e.contains("unknown CA"), "{e}");
+    rotate(&ca, &std::fs::read(&pg.ca_file).unwrap());
+    until(&target, true).await;
+    let (open, conn) = target.connect().await.unwrap();
+    tokio::spawn(conn);
+
+    // Rotated back: new connections are refused again; the open one keeps its session.
+    rotate(&ca, &std::fs::read(&pg.other_ca_file).unwrap());
+    let e = until(&target, false).await;
+    assert!(e.contains("unknown CA"), "{e}");
+    assert_eq!(
+        open.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+
+    // A broken CA file keeps the last good CA set (reported in the log, not here).
+    rotate(&ca, &std::fs::read(&pg.ca_file).unwrap());
+    until(&target, true).await;
+    rotate(&ca, b"not a certificate");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_kept, conn) = target.connect().await.expect("the last good CA stays");
+    tokio::spawn(conn);
+
+    // The client certificate: a self-signed pair the server does not trust is refused; the
+    // pair from the server's CA, rotated into the same files, is accepted.
+    let (client, conn) = Target::parse(&pg.admin_url(&pg.verify_full()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute("CREATE ROLE certuser LOGIN")
+        .await
+        .unwrap();
+    let stranger = rcgen::generate_simple_self_signed(vec!["certuser".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    std::fs::write(&cert, stranger.cert.pem()).unwrap();
+    std::fs::write(&key, stranger.signing_key.serialize_pem()).unwrap();
+    let target = Target::parse(&format!(
+        "postgres://certuser@localhost:{}/postgres?{}&sslcert={}&sslkey={}",
+        pg.port,
+        pg.verify_full(),
+        cert.display(),
+        key.display()
+    ))
+    .unwrap();
+    until(&target, false).await;
+    let (good_cert, good_key) = pg.client_cert("certuser");
+    rotate(&key, &std::fs::read(good_key).unwrap());
+    rotate(&cert, &std::fs::read(good_cert).unwrap());
+    until(&target, true).await;
+}

@@ -1,7 +1,8 @@
 //! Keys fetched over the network: a JWKS URL, or OpenID Connect discovery from the issuer URL.
 //!
 //! - **Transport**: https with rustls (aws-lc-rs), trusting the issuer's `ca_file` when one is
-//!   configured, else the platform's root certificates. Plain http only to a loopback host
+//!   configured (re-read when the file changes, at the next fetch), else the platform's root
+//!   certificates. Plain http only to a loopback host
 //!   (the dev IdP of `residency up`), with a warning at start; the config refuses anything
 //!   else, and a discovery document fetched over https may not send the keys to plain http.
 //!   Redirects are not followed.
@@ -17,6 +18,7 @@
 //! wrong host name).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,12 +31,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use residency_config::gateway::check_remote_url;
 use residency_config::redact_url;
+use residency_http::tls_reload::ReloadingCaVerifier;
 use rustls::RootCertStore;
 use serde::Deserialize;
 use url::Url;
 
 use super::jwks::{JwksError, MAX_JWKS_BYTES};
-use crate::client_tls::{builder, error_chain, read_certs};
+use crate::client_tls::{builder, error_chain};
 
 type FetchClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -176,14 +179,18 @@ fn checked(url: &str) -> Result<Url, JwksError> {
 /// possible for the loopback URLs [`check_remote_url`] lets through.
 fn client(url: &Url, ca_file: Option<&Path>) -> Result<Box<FetchClient>, JwksError> {
     let fail = |why: String| JwksError::Fetch(format!("{}: {why}", redact_url(url.as_str())));
-    let mut roots = RootCertStore::empty();
-    if let Some(path) = ca_file {
-        for cert in read_certs(path).map_err(|e| fail(format!("ca_file {e}")))? {
-            roots
-                .add(cert)
-                .map_err(|e| fail(format!("ca_file {}: {e}", path.display())))?;
-        }
+    let builder = builder().map_err(fail)?;
+    let config = if let Some(path) = ca_file {
+        // The issuer's CA file is re-read when it changes, at the next fetch's handshake.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = ReloadingCaVerifier::load("ca_file", path, provider)
+            .map_err(|e| fail(e.to_string()))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth()
     } else {
+        let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for e in &native.errors {
             tracing::warn!(error = %e, "reading the platform's root certificates");
@@ -195,11 +202,8 @@ fn client(url: &Url, ca_file: Option<&Path>) -> Result<Box<FetchClient>, JwksErr
                 "no platform root certificates found: https key fetches will fail; set ca_file"
             );
         }
-    }
-    let config = builder()
-        .map_err(fail)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
     // HTTP/1.1 only; the builder sets ALPN to match.
     let connector = HttpsConnectorBuilder::new()
         .with_tls_config(config)

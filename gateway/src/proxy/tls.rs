@@ -1,6 +1,8 @@
 //! TLS and mTLS from the gateway to region nodes: one rustls client config per region (the
-//! aws-lc-rs provider, TLS 1.2 and 1.3), built once at start from the region's
-//! `ca_file` and optional `client_cert_file` / `client_key_file`, and the connector every
+//! aws-lc-rs provider, TLS 1.2 and 1.3), built at start from the region's `ca_file` and
+//! optional `client_cert_file` / `client_key_file` (checked then; afterwards re-read when they
+//! change, at the next handshake: `residency_http::tls_reload::ReloadingCaVerifier` and
+//! `ReloadingClientCert`), and the connector every
 //! client that talks to that region's nodes is built from: the proxy's pooled client, the
 //! active health checks, provisioning and the audit's routing evidence.
 //!
@@ -27,7 +29,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use residency_config::gateway::RegionEntry;
 use rustls::{ClientConfig, RootCertStore};
 
-use crate::client_tls::{builder, read_certs, read_key};
+use residency_http::tls_reload::{ReloadingCaVerifier, ReloadingClientCert};
+
+use crate::client_tls::builder;
 pub(crate) use crate::client_tls::{error_chain, is_tls_error};
 
 /// The connector of every client that calls region nodes.
@@ -83,22 +87,28 @@ impl NodeTls {
             .ca_file
             .as_deref()
             .ok_or_else(|| format!("region {region}: ca_file is required for https upstreams"))?;
-        let mut roots = RootCertStore::empty();
-        for cert in read_certs(ca).map_err(|e| format!("region {region}: ca_file {e}"))? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("region {region}: ca_file {}: {e}", ca.display()))?;
-        }
-        let with_roots = builder()?.with_root_certificates(roots);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = ReloadingCaVerifier::load(
+            format!("regions[{region}].ca_file"),
+            ca,
+            Arc::clone(&provider),
+        )
+        .map_err(|e| format!("region {region}: {e}"))?;
+        let with_roots = builder()?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
         let (config, mtls) = match (&entry.client_cert_file, &entry.client_key_file) {
             (Some(cert), Some(key)) => {
-                let chain = read_certs(cert)
-                    .map_err(|e| format!("region {region}: client_cert_file {e}"))?;
-                let key =
-                    read_key(key).map_err(|e| format!("region {region}: client_key_file {e}"))?;
-                let config = with_roots.with_client_auth_cert(chain, key).map_err(|e| {
-                    format!("region {region}: client_cert_file and client_key_file do not form a usable pair: {e}")
-                })?;
+                let cert_key = format!("regions[{region}].client_cert_file");
+                let key_key = format!("regions[{region}].client_key_file");
+                let pair = ReloadingClientCert::load((&cert_key, cert), (&key_key, key), provider)
+                    .map_err(|e| format!("region {region}: {e}"))?;
+                let mut config = with_roots.with_client_cert_resolver(pair);
+                // No session resumption under mTLS: a resumed session would carry the
+                // identity of the certificate it was first made with, so a rotated (or
+                // withdrawn) client certificate would not reach the node until the ticket
+                // expired. Connections are pooled, so full handshakes stay rare.
+                config.resumption = rustls::client::Resumption::disabled();
                 (config, true)
             }
             _ => (with_roots.with_no_client_auth(), false),

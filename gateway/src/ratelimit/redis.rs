@@ -10,8 +10,9 @@
 //! A `rediss://` url is reached over TLS (rustls, the aws-lc-rs provider): the server's
 //! certificate must chain to `rate_limit.redis_ca_file` (else to the platform's trust store)
 //! and name the url's host; `redis_client_cert_file` / `redis_client_key_file` are presented
-//! when the server asks for a client certificate. The files are read and checked once, when
-//! the limiter is built, so a bad file stops the start; a handshake that fails later (unknown
+//! when the server asks for a client certificate. The files are read and checked when the
+//! limiter is built, so a bad file stops the start, and again when they change (rotation:
+//! a new connection replaces the old one, see [`watch_tls_files`]); a handshake that fails later (unknown
 //! CA, wrong name, refused client certificate) is a Redis failure like any other, reported as
 //! [`RedisLimitError::metric_label`] `tls`.
 //!
@@ -19,14 +20,16 @@
 //! is decided in [`super::RateLimiter`].
 
 use std::error::Error as _;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ClientTlsConfig, TlsCertificates};
 use residency_config::gateway::RateLimitConfig;
 use residency_core::TenantId;
+use residency_http::tls_reload::Watch;
 use rustls::sign::CertifiedKey;
 
 use crate::client_tls::{is_tls_error, read_certs, read_key};
@@ -117,7 +120,9 @@ impl RedisLimitError {
 
 /// A connection to the shared limit store.
 pub(crate) struct RedisLimiter {
-    conn: ConnectionManager,
+    /// Swapped for a new one when the TLS files change (see [`watch_tls_files`]); a check
+    /// loads it without a lock.
+    conn: Arc<ArcSwap<ConnectionManager>>,
     script: redis::Script,
     prefix: String,
     timeout: Duration,
@@ -153,16 +158,25 @@ impl RedisLimiter {
         let fail = |e: &dyn std::fmt::Display| format!("redis {redacted}: {e}");
         let client = client(cfg, url.expose()).map_err(|e| fail(&e))?;
         let timeout = cfg.redis_timeout;
-        let config = ConnectionManagerConfig::new()
-            // Every call is bounded by `timeout` in `check_at`; these bound the connection's
-            // own work (reconnects, replies that come too late), a little longer so the
-            // per-call timeout is the one that fires.
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
-            .set_response_timeout(Some(timeout.saturating_mul(2)))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| fail(&e))?;
+        let conn = connection(client, timeout).map_err(|e| fail(&e))?;
+        let conn = Arc::new(ArcSwap::from_pointee(conn));
+        let files: Vec<PathBuf> = [
+            &cfg.redis_ca_file,
+            &cfg.redis_client_cert_file,
+            &cfg.redis_client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        if cfg.redis_uses_tls() && !files.is_empty() {
+            watch_tls_files(
+                Arc::downgrade(&conn),
+                Watch::new(files),
+                cfg.clone(),
+                redacted.clone(),
+            );
+        }
         Ok(Self {
             conn,
             script: redis::Script::new(SCRIPT),
@@ -205,7 +219,7 @@ impl RedisLimiter {
         now_us: Option<u64>,
     ) -> Result<Decision, RedisLimitError> {
         let params = params.to_micros();
-        let mut conn = self.conn.clone();
+        let mut conn = ConnectionManager::clone(&self.conn.load());
         let mut call = self.script.key(self.key(tenant));
         call.arg(params.emission_ns() / 1000)
             .arg(params.capacity_ns() / 1000);
@@ -221,6 +235,61 @@ impl RedisLimiter {
         let used_us = u64::try_from(used_us).map_err(|_| RedisLimitError::BadReply)?;
         Ok(params.decide(allowed == 1, used_us.saturating_mul(1000)))
     }
+}
+
+/// A lazily connected manager of `client`: opened on first use, re-opened in the background
+/// after a failure.
+fn connection(client: redis::Client, timeout: Duration) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        // Every call is bounded by `timeout` in `check_at`; these bound the connection's
+        // own work (reconnects, replies that come too late), a little longer so the
+        // per-call timeout is the one that fires.
+        .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
+        .set_response_timeout(Some(timeout.saturating_mul(2)))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(100))
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_lazy_with_config(client, config)
+}
+
+/// Certificate rotation for `rediss://`: the client reads its CA and client certificate as
+/// PEM bytes when it is built, so when a file changes (looked at every second) a new client
+/// and connection replace the old ones; checks in flight finish on the old connection. Files
+/// that no longer form a usable set are logged once per change and the current connection
+/// stays. The task ends with the limiter.
+fn watch_tls_files(
+    conn: Weak<ArcSwap<ConnectionManager>>,
+    watch: Watch,
+    cfg: RateLimitConfig,
+    redacted: String,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(conn) = conn.upgrade() else { break };
+            if !watch.changed() {
+                continue;
+            }
+            let Some(url) = cfg.redis_url.as_ref() else {
+                break;
+            };
+            match client(&cfg, url.expose())
+                .and_then(|c| connection(c, cfg.redis_timeout).map_err(|e| e.to_string()))
+            {
+                Ok(new) => {
+                    conn.store(Arc::new(new));
+                    tracing::info!(url = %redacted, "redis tls files reloaded");
+                }
+                Err(e) => tracing::error!(
+                    url = %redacted,
+                    error = %e,
+                    "redis tls files reload failed; keeping the current connection"
+                ),
+            }
+        }
+    });
 }
 
 /// The client of `url`: plain for `redis://`; for `rediss://` TLS with `redis_ca_file`
@@ -337,7 +406,7 @@ mod tests {
             .unwrap();
         assert!(d.allowed());
         assert_eq!(d.remaining(), 999);
-        let mut conn = redis.conn.clone();
+        let mut conn = ConnectionManager::clone(&redis.conn.load());
         let ttl: i64 = redis::cmd("PTTL")
             .arg(redis.key(t))
             .query_async(&mut conn)

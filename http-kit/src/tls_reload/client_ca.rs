@@ -1,7 +1,5 @@
 //! The client-certificate CA of an mTLS listener, reloadable like the server certificate.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -11,12 +9,10 @@ use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::{CertificateDer, UnixTime};
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{
-    DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme,
-};
+use tokio_rustls::rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use tokio_util::sync::CancellationToken;
 
-use super::{spawn_reloader, stamp, LoadError, Reload, Stamp};
+use super::{read_roots, spawn_reloader, stamp, LoadError, Reload, Stamp};
 
 /// A client-certificate verifier over the CA certificates of one PEM file, replaceable while
 /// serving. Every client must present a certificate the current CA file signed.
@@ -140,20 +136,8 @@ fn read_ca(
     file: &Path,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, LoadError> {
-    let err = |what: &dyn std::fmt::Display| {
-        LoadError(format!("tls.client_ca_file {}: {what}", file.display()))
-    };
-    let mut pem = BufReader::new(File::open(file).map_err(|e| err(&e))?);
-    let mut roots = RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem) {
-        roots
-            .add(c.map_err(|e| err(&e))?)
-            .map_err(|e| err(&format_args!("invalid certificate ({e})")))?;
-    }
-    if roots.is_empty() {
-        return Err(err(&"holds no certificate"));
-    }
+    let roots = read_roots("tls.client_ca_file", file)?;
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
         .build()
-        .map_err(|e| err(&e))
+        .map_err(|e| LoadError(format!("tls.client_ca_file {}: {e}", file.display())))
 }
