@@ -72,30 +72,6 @@ async fn serve(cfg: GatewayConfig) -> anyhow::Result<()> {
         None => None,
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
+    residency_http::shutdown::watch(shutdown.clone()).context("signal handlers")?;
     residency_gateway::run(cfg, Listeners { public, admin }, shutdown).await
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-async fn signal(shutdown: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            tracing::error!("cannot listen for SIGTERM");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    // Cancel before logging: if stdout/stderr are closed pipes, a log write must not be able
-    // to stop the shutdown.
-    shutdown.cancel();
-    tracing::info!("shutdown requested; draining");
 }

@@ -25,6 +25,7 @@ pub mod page;
 mod problem;
 pub mod request_id;
 pub mod serve;
+pub mod shutdown;
 pub mod tls_reload;
 
 pub use problem::{Problem, PROBLEM_JSON};

@@ -72,19 +72,6 @@ fn role_from_url(url: &str) -> anyhow::Result<(RoleSpec, String)> {
     Ok((spec, u.path().trim_start_matches('/').to_owned()))
 }
 
-async fn shutdown_signal(token: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    // Cancel before logging: if stdout/stderr are closed pipes, a log write must not be able
-    // to stop the shutdown.
-    token.cancel();
-    tracing::info!("shutdown signal received");
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -138,7 +125,10 @@ async fn main() -> ExitCode {
                 }
             };
             let token = CancellationToken::new();
-            tokio::spawn(shutdown_signal(token.clone()));
+            if let Err(e) = residency_http::shutdown::watch(token.clone()) {
+                eprintln!("cannot install signal handlers: {e}");
+                return ExitCode::from(1);
+            }
             prepared.serve(listener, token).await
         }
         Command::Migrate { config } => {

@@ -176,6 +176,7 @@ struct Gateway {
 struct Reply {
     status: StatusCode,
     region: Option<String>,
+    retry_after: Option<String>,
     body: Value,
 }
 
@@ -240,10 +241,15 @@ impl Gateway {
             .headers()
             .get("x-residency-region")
             .map(|v| v.to_str().unwrap().to_owned());
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         Reply {
             status,
             region,
+            retry_after,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         }
     }
@@ -340,6 +346,89 @@ fn ports_and_children(dir: &Path, stack: &Value) -> (Vec<u16>, Vec<u32>) {
         .map(|c| u32::try_from(c[1].as_u64().unwrap()).unwrap())
         .collect();
     (ports, pids)
+}
+
+/// Whether `pid` runs (a zombie waiting for its parent to reap it does not).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        !s.lines()
+            .any(|l| l.starts_with("State:") && l.contains("zombie"))
+    })
+}
+
+/// The pid `up` recorded for its child `label`.
+fn child_pid(dir: &Path, label: &str) -> u32 {
+    let run: Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    run["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c[0] == label)
+        .map(|c| u32::try_from(c[1].as_u64().unwrap()).unwrap())
+        .unwrap_or_else(|| panic!("no child {label} in run.json: {run}"))
+}
+
+/// SIGKILLs the node of `region`, then calls every region until `region` is served again
+/// (deadline 60 s): the others answer 200 from their own region every time; `region` answers
+/// 502 or 503 (+ `Retry-After`) while its node is down, never another region's data.
+async fn survive_a_killed_node(dir: &Path, stack: &Value, gw: &Gateway, region: &str) {
+    let regions = ["us", "eu", "apac"];
+    let tokens: Vec<(&str, String, String)> = regions
+        .iter()
+        .map(|r| {
+            let id = tenant(stack, r, "starter")["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (*r, mint(dir, stack, &id), id)
+        })
+        .collect();
+    let pid = child_pid(dir, region);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let (mut refused, mut served_again) = (0, false);
+    while !served_again {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{region} not served 60 s after its node was killed"
+        );
+        for (r, token, id) in &tokens {
+            let (k, v) = bearer(token);
+            let reply = gw.call(Method::GET, "/v1/me", (k, &v), None).await;
+            if *r != region {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::OK,
+                    "{r} while {region} is down: {}",
+                    reply.body
+                );
+                assert_eq!(reply.region.as_deref(), Some(*r));
+                assert_eq!(reply.body["tenant_id"], id.as_str());
+            } else if reply.status == StatusCode::OK {
+                assert_eq!(reply.region.as_deref(), Some(region));
+                assert_eq!(reply.body["tenant_id"], id.as_str());
+                served_again = refused > 0;
+            } else {
+                assert!(
+                    reply.status == StatusCode::BAD_GATEWAY
+                        || reply.status == StatusCode::SERVICE_UNAVAILABLE,
+                    "{region} while its node is down: {} {}",
+                    reply.status,
+                    reply.body
+                );
+                if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+                    assert!(reply.retry_after.is_some(), "503 without Retry-After");
+                }
+                refused += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(child_pid(dir, region), pid, "a new {region} process serves");
 }
 
 fn assert_stopped(ports: &[u16], pids: &[u32]) {
@@ -441,6 +530,19 @@ async fn up_serves_every_region_survives_a_restart_and_fresh_resets() {
         .await;
     assert!(r.status.is_success(), "{}", r.body);
 
+    // A region node dies (SIGKILL): `up` restarts it; meanwhile only its region's customers
+    // see errors (502 for a request that met the dead connection, then 503 + Retry-After),
+    // every other region keeps serving from its own node, and then the region recovers
+    // without anyone restarting anything.
+    survive_a_killed_node(&dir, &stack, &gw, "apac").await;
+    assert!(
+        up.log()
+            .contains("[apac] exited unexpectedly (signal 9); restarting in"),
+        "{}",
+        up.log()
+    );
+    assert!(up.log().contains("[apac] restarted (pid"), "{}", up.log());
+
     let (ports, pids) = ports_and_children(&dir, &stack);
     let status = up.stop().await;
     assert!(status.success(), "up exited with {status}:\n{}", up.log());
@@ -486,30 +588,37 @@ async fn up_serves_every_region_survives_a_restart_and_fresh_resets() {
         "the saved demo key still works: {}",
         r.body
     );
-    // This time `up` dies without a chance to clean up (SIGKILL): its children outlive it,
-    // and the next `up` on the directory must stop them before it starts.
-    let (_, orphans) = ports_and_children(&dir, &again);
+    // This time `up` dies without a chance to clean up (SIGKILL): its children notice that
+    // their parent is gone and exit by themselves, freeing their ports.
+    let (orphan_ports, orphans) = ports_and_children(&dir, &again);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(up.child.id()).unwrap()),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
     let _ = up.wait(STOP_DEADLINE).await;
-    assert!(
-        orphans
-            .iter()
-            .all(|p| Path::new(&format!("/proc/{p}")).exists()),
-        "the children outlive a SIGKILLed up"
-    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !orphans.iter().all(|p| !is_running(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "children of a SIGKILLed up still run after 30 s: {:?}",
+            orphans
+                .iter()
+                .filter(|p| is_running(**p))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for p in &orphan_ports {
+        assert!(
+            TcpListener::bind(("127.0.0.1", *p)).is_ok(),
+            "port {p} is still in use"
+        );
+    }
 
     // Run 3: --fresh starts over: new tenants, the marker is gone.
     let mut up = Up::start(&dir, &prefix, base, &["--fresh"]);
     let fresh = up.stack(&dir).await;
-    assert!(
-        up.log().contains("left over from an earlier run"),
-        "{}",
-        up.log()
-    );
     for p in &orphans {
         let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
         assert!(

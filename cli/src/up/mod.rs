@@ -5,10 +5,11 @@
 //! migrations ([`databases`]); write and validate the config files ([`configs`]); serve the dev
 //! identity provider ([`idp`]); start the region nodes and wait for them; seed the demo data
 //! ([`seed`]); start the gateway and wait for it; write `stack.json` ([`stack_json`]); print
-//! endpoints and examples ([`banner`]); then supervise until Ctrl-C/SIGTERM or until a child
-//! exits, and stop every child ([`supervise`]).
+//! endpoints and examples ([`banner`]); then supervise until Ctrl-C/SIGTERM (a child that
+//! dies is restarted with backoff; the others keep serving) and stop every child
+//! ([`supervise`]).
 //!
-//! Exit codes: 0 stopped on request; 1 failed (a child exited, a step failed); 2 invalid
+//! Exit codes: 0 stopped on request; 1 failed (a child exited during the start, a step failed); 2 invalid
 //! command line; 64 invalid flag value; 69 Postgres unreachable; 71 a port is in use; 72 the
 //! `region-node` or `residency-gateway` binary is missing; 75 another `up` is running on the
 //! same directory.
@@ -274,14 +275,8 @@ async fn up(args: UpArgs, stop: CancellationToken) -> Result<(), UpError> {
             let bytes = stack_json::render(&m, &ports, &urls, &tenants)?;
             stack_json::write(&dir, &bytes)?;
             banner::print(&dir, &ports, &regions, &tenants);
-            tokio::select! {
-                () = stop.cancelled() => Ok(()),
-                (label, status) = sup.any_exit() => Err(UpError::ChildFailed(format!(
-                    "{label} exited unexpectedly ({}); stopping the stack (its log: {})",
-                    supervise::describe(status),
-                    dir.join("logs").join(format!("{label}.log")).display()
-                ))),
-            }
+            sup.supervise(&stop).await;
+            Ok(())
         }
     };
     let clean = sup.stop_all().await;

@@ -1,13 +1,17 @@
 //! Child processes of the stack: spawning with labelled log lines (`[eu] ...`, also kept in
-//! `<dir>/logs/<label>.log`), readiness with a deadline and visible progress, and an orderly
-//! stop: SIGTERM, wait up to a grace period, then SIGKILL.
+//! `<dir>/logs/<label>.log`), readiness with a deadline and visible progress, supervision
+//! (a child that dies after the start is restarted with backoff: 1 s doubling to 30 s, ±20 %
+//! jitter, back to 1 s once it has run for a minute), and an orderly stop: SIGTERM, wait up
+//! to a grace period, then SIGKILL.
 //!
 //! No orphans: children are spawned with `kill_on_drop`, so any way out of `up` short of
 //! SIGKILL (error, panic, signal) ends them; each runs in its own process group, so a
 //! terminal's Ctrl-C reaches only `up`, which then stops the gateway before the nodes. A
-//! SIGKILLed `up` cannot clean up (PR_SET_PDEATHSIG would need `unsafe` in a `pre_exec` hook,
-//! which this workspace forbids); for that case the children's pids are recorded in
-//! `<dir>/run.json`, and the next `up` on the same directory stops them before starting.
+//! SIGKILLed `up` cannot clean up, so each child watches it instead: `RESIDENCY_PARENT_PID`
+//! tells the child its parent's pid, and the child drains and exits as soon as its parent
+//! is another process (`residency_http::shutdown`; no `unsafe` `PR_SET_PDEATHSIG`). As a
+//! last resort the children's pids are recorded in `<dir>/run.json`, and the next `up` on the
+//! same directory stops any that are still running before it starts.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::http::Http;
 use super::UpError;
@@ -30,11 +35,26 @@ pub(super) const GRACE: Duration = Duration::from_secs(15);
 /// whose shutdown path writes to a broken stderr may never finish it, so wait less.
 const STALE_GRACE: Duration = Duration::from_secs(3);
 
+/// The first restart delay, doubled after each quick death up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest restart delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A child that ran this long before dying starts again from [`MIN_BACKOFF`].
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
 struct Running {
     label: String,
     program: PathBuf,
-    child: Child,
+    args: Vec<String>,
+    /// `None` while the child waits for its restart.
+    child: Option<Child>,
     logs: Vec<JoinHandle<()>>,
+    started: Instant,
+    /// When a dead child starts again.
+    restart_at: Option<tokio::time::Instant>,
+    /// The delay of the next restart.
+    backoff: Duration,
+    restarts: u32,
 }
 
 /// The running children, in start order.
@@ -73,32 +93,19 @@ impl Supervisor {
         program: &Path,
         args: &[&str],
     ) -> anyhow::Result<u32> {
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("NO_COLOR", "1")
-            .kill_on_drop(true)
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
-        let pid = child.id().context("child exited at once")?;
-        let log_path = self.dir.join("logs").join(format!("{label}.log"));
-        let mut logs = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            logs.push(forward(label, out, log_path.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            logs.push(forward(label, err, log_path));
-        }
-        self.children.push(Running {
+        let mut running = Running {
             label: label.to_owned(),
             program: program.to_path_buf(),
-            child,
-            logs,
-        });
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+            logs: Vec::new(),
+            started: Instant::now(),
+            restart_at: None,
+            backoff: MIN_BACKOFF,
+            restarts: 0,
+        };
+        let pid = launch(&self.dir, &mut running)?;
+        self.children.push(running);
         self.record()?;
         Ok(pid)
     }
@@ -109,7 +116,10 @@ impl Supervisor {
             children: self
                 .children
                 .iter()
-                .filter_map(|c| Some((c.label.clone(), c.child.id()?, c.program.clone())))
+                .filter_map(|c| {
+                    let pid = c.child.as_ref()?.id()?;
+                    Some((c.label.clone(), pid, c.program.clone()))
+                })
                 .collect(),
         };
         super::material::write_private(&self.dir.join("run.json"), &serde_json::to_vec(&run)?)
@@ -138,7 +148,11 @@ impl Supervisor {
                 .iter_mut()
                 .find(|c| c.label == label)
                 .ok_or_else(|| UpError::Failed(anyhow::anyhow!("no child {label}")))?;
-            if let Ok(Some(status)) = child.child.try_wait() {
+            let exited = match child.child.as_mut() {
+                Some(c) => c.try_wait().ok().flatten(),
+                None => None,
+            };
+            if let Some(status) = exited {
                 return Err(UpError::ChildFailed(format!(
                     "{label} exited during start ({}); its log is above and in {}",
                     describe(status),
@@ -166,20 +180,102 @@ impl Supervisor {
         }
     }
 
-    /// Waits until any child exits; returns its label and status. Never returns when there
-    /// are no children.
-    pub(super) async fn any_exit(&mut self) -> (String, ExitStatus) {
-        if self.children.is_empty() {
-            std::future::pending::<()>().await;
+    /// Supervises the started stack until `stop` is cancelled: a child that exits is
+    /// restarted after its backoff, and every exit and restart is printed (and so logged).
+    pub(super) async fn supervise(&mut self, stop: &CancellationToken) {
+        enum Event {
+            Stop,
+            Exit(usize, ExitStatus),
+            RestartDue,
         }
-        let waits = self
+        loop {
+            let next = self.children.iter().filter_map(|c| c.restart_at).min();
+            let event = tokio::select! {
+                () = stop.cancelled() => Event::Stop,
+                (i, status) = self.any_exit() => Event::Exit(i, status),
+                () = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)),
+                    if next.is_some() => Event::RestartDue,
+            };
+            match event {
+                Event::Stop => return,
+                Event::Exit(i, status) => self.exited(i, status),
+                Event::RestartDue => self.restart_due(),
+            }
+        }
+    }
+
+    /// Waits until a running child exits; returns its index and status. Never returns while
+    /// no child runs.
+    async fn any_exit(&mut self) -> (usize, ExitStatus) {
+        let waits: Vec<_> = self
             .children
             .iter_mut()
-            .map(|c| Box::pin(async { (c.label.clone(), c.child.wait().await) }));
-        let ((label, status), _, _) = futures_util::future::select_all(waits).await;
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let child = c.child.as_mut()?;
+                Some(Box::pin(async move { (i, child.wait().await) }))
+            })
+            .collect();
+        if waits.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        let ((i, status), _, _) = futures_util::future::select_all(waits).await;
         // A failed wait means the child is gone from our view; report it as a failure.
         let status = status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(1));
-        (label, status)
+        (i, status)
+    }
+
+    /// Schedules the restart of child `i`, which exited with `status`.
+    fn exited(&mut self, i: usize, status: ExitStatus) {
+        let c = &mut self.children[i];
+        c.child = None;
+        if c.started.elapsed() >= STABLE_AFTER {
+            c.backoff = MIN_BACKOFF;
+        }
+        let delay = jitter(c.backoff);
+        c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
+        c.restart_at = Some(tokio::time::Instant::now() + delay);
+        println!(
+            "  [{}] exited unexpectedly ({}); restarting in {:.1}s (its log: {}); \
+             the other processes keep running",
+            c.label,
+            describe(status),
+            delay.as_secs_f64(),
+            self.dir
+                .join("logs")
+                .join(format!("{}.log", c.label))
+                .display()
+        );
+        let _ = self.record();
+    }
+
+    /// Starts every child whose restart time has come.
+    fn restart_due(&mut self) {
+        let now = tokio::time::Instant::now();
+        for c in &mut self.children {
+            if c.restart_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            c.restart_at = None;
+            c.restarts += 1;
+            match launch(&self.dir, c) {
+                Ok(pid) => println!(
+                    "  [{}] restarted (pid {pid}, restart #{})",
+                    c.label, c.restarts
+                ),
+                Err(e) => {
+                    let delay = jitter(c.backoff);
+                    c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
+                    c.restart_at = Some(now + delay);
+                    println!(
+                        "  [{}] could not be restarted ({e:#}); trying again in {:.1}s",
+                        c.label,
+                        delay.as_secs_f64()
+                    );
+                }
+            }
+        }
+        let _ = self.record();
     }
 
     /// Stops every child, newest first (the gateway before the nodes it proxies to): SIGTERM,
@@ -200,17 +296,60 @@ impl Supervisor {
     }
 }
 
+/// Starts (or restarts) `c`'s process; its output goes to the terminal and its log file.
+fn launch(dir: &Path, c: &mut Running) -> anyhow::Result<u32> {
+    let mut cmd = Command::new(&c.program);
+    cmd.args(&c.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("NO_COLOR", "1")
+        // The child exits by itself when `up` is gone (even after a SIGKILL).
+        .env(
+            residency_http::shutdown::PARENT_PID_ENV,
+            std::process::id().to_string(),
+        )
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", c.program.display()))?;
+    let pid = child.id().context("child exited at once")?;
+    let log_path = dir.join("logs").join(format!("{}.log", c.label));
+    c.logs.retain(|h| !h.is_finished());
+    if let Some(out) = child.stdout.take() {
+        c.logs.push(forward(&c.label, out, log_path.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        c.logs.push(forward(&c.label, err, log_path));
+    }
+    c.child = Some(child);
+    c.started = Instant::now();
+    Ok(pid)
+}
+
+/// `d` ± 20 %, so that children that died together do not restart in lockstep.
+fn jitter(d: Duration) -> Duration {
+    // 0..=400 from a fresh random UUID: per mille offsets -200..=+200.
+    let r = (uuid::Uuid::new_v4().as_u128() % 401) as u32;
+    d * (800 + r) / 1000
+}
+
 async fn stop(c: &mut Running) -> bool {
-    if let Ok(Some(status)) = c.child.try_wait() {
+    let Some(child) = c.child.as_mut() else {
+        println!("  [{}] was waiting for its restart", c.label);
+        return true;
+    };
+    if let Ok(Some(status)) = child.try_wait() {
         println!("  [{}] had already exited ({})", c.label, describe(status));
         return false;
     }
-    let Some(pid) = c.child.id() else {
+    let Some(pid) = child.id() else {
         return false;
     };
     println!("  stopping [{}] (SIGTERM)", c.label);
     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-    match tokio::time::timeout(GRACE, c.child.wait()).await {
+    match tokio::time::timeout(GRACE, child.wait()).await {
         Ok(Ok(status)) => {
             println!("  [{}] stopped ({})", c.label, describe(status));
             status.success()
@@ -221,7 +360,7 @@ async fn stop(c: &mut Running) -> bool {
                 c.label,
                 GRACE.as_secs()
             );
-            let _ = c.child.kill().await;
+            let _ = child.kill().await;
             false
         }
     }
