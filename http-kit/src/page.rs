@@ -135,3 +135,46 @@ mod tests {
         assert_eq!(finish(&mut last, 1, |r| (*r).to_owned()), None);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Every key survives the cursor round trip, and every page cut keeps the first
+        /// `limit` rows and points at the last one kept exactly when more rows exist.
+        #[test]
+        fn cursors_round_trip_any_key_and_pages_cut_right(
+            key in any::<String>(),
+            rows in proptest::collection::vec(any::<String>(), 0..30),
+            limit in 1u32..20,
+        ) {
+            prop_assert_eq!(decode_cursor(&encode_cursor(&key)), Ok(key));
+            let mut page = rows.clone();
+            let next = finish(&mut page, limit, Clone::clone);
+            let kept = rows.len().min(limit as usize);
+            prop_assert_eq!(&page[..], &rows[..kept]);
+            match next {
+                Some(c) => {
+                    prop_assert!(rows.len() > limit as usize);
+                    prop_assert_eq!(decode_cursor(&c), Ok(rows[kept - 1].clone()));
+                }
+                None => prop_assert!(rows.len() <= limit as usize),
+            }
+        }
+
+        /// Arbitrary text is either a cursor of this API or refused; never a panic, never a
+        /// UUID out of something that does not hold one.
+        #[test]
+        fn any_text_decodes_or_is_refused(text in any::<String>()) {
+            if let Ok(key) = decode_cursor(&text) {
+                prop_assert_eq!(encode_cursor(&key), text.clone());
+            }
+            if let Ok(id) = decode_uuid_cursor(&text) {
+                prop_assert_eq!(decode_cursor(&text), Ok(id.to_string()));
+            }
+        }
+    }
+}

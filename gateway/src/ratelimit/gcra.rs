@@ -58,11 +58,13 @@ impl Params {
         }
     }
 
-    /// The same parameters rounded down to whole microseconds, the unit of the Redis script
-    /// (Lua numbers are doubles: microseconds since the epoch stay exact, nanoseconds do not).
+    /// The same parameters in whole microseconds, the unit of the Redis script (Lua numbers
+    /// are doubles: microseconds since the epoch stay exact, nanoseconds do not). The
+    /// interval is rounded *up*, so the shared limit never lets more than the quota through
+    /// (rounding down let 60 s / 7 become 8,571,428 µs: a hair over 7 per minute).
     #[must_use]
     pub(crate) fn to_micros(self) -> Self {
-        let emission_ns = self.emission_ns / 1000 * 1000;
+        let emission_ns = self.emission_ns.div_ceil(1000) * 1000;
         Self {
             emission_ns,
             capacity_ns: u64::from(self.burst) * emission_ns,
@@ -383,5 +385,128 @@ mod tests {
         assert_eq!(ds[0].remaining(), 6);
         assert_eq!(ds[6].remaining(), 0);
         assert!(!ds[7].allowed());
+    }
+}
+
+#[cfg(test)]
+mod props {
+    //! Properties of the GCRA over arbitrary quotas, bursts and arrival schedules.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SEC: u64 = NANOS_PER_SEC;
+
+    /// Arrival times: non-decreasing offsets (ns) from a start far from zero.
+    fn schedule() -> impl Strategy<Value = Vec<u64>> {
+        proptest::collection::vec(0u64..3 * SEC, 1..400).prop_map(|gaps| {
+            let mut t = 1_000_000 * SEC;
+            gaps.into_iter()
+                .map(|g| {
+                    t += g;
+                    t
+                })
+                .collect()
+        })
+    }
+
+    /// Runs `times` through one bucket; the allowed arrival times and every decision.
+    fn run(p: &Params, times: &[u64]) -> (Vec<u64>, Vec<Decision>) {
+        let mut tat = 0;
+        let (mut allowed, mut decisions) = (Vec::new(), Vec::new());
+        for &now in times {
+            let (d, next) = step(p, tat, now);
+            assert_eq!(d.allowed(), next.is_some());
+            if let Some(next) = next {
+                tat = next;
+                allowed.push(now);
+            }
+            decisions.push(d);
+        }
+        (allowed, decisions)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// In any window of one minute, at most quota + burst requests pass (a full bucket,
+        /// then refills at the quota rate).
+        #[test]
+        fn no_minute_lets_more_than_quota_plus_burst_through(
+            quota in 1u32..2_000,
+            burst_ms in 0u64..60_000,
+            times in schedule(),
+        ) {
+            let p = Params::new(quota, Duration::from_millis(burst_ms));
+            let (allowed, _) = run(&p, &times);
+            let window = 60 * SEC;
+            for (i, &start) in allowed.iter().enumerate() {
+                let n = allowed[i..].iter().take_while(|&&t| t < start + window).count();
+                prop_assert!(
+                    n <= (p.quota() + p.burst()) as usize,
+                    "{n} requests in one minute with quota {} burst {}",
+                    p.quota(),
+                    p.burst()
+                );
+            }
+        }
+
+        /// The header numbers stay in their ranges, and a limited request's Retry-After is
+        /// honest: waiting that long, one more request is allowed.
+        #[test]
+        fn headers_stay_in_range_and_retry_after_is_enough(
+            quota in 1u32..2_000,
+            burst_ms in 0u64..60_000,
+            times in schedule(),
+        ) {
+            let p = Params::new(quota, Duration::from_millis(burst_ms));
+            prop_assert!(p.burst() >= 1 && p.burst() <= p.quota());
+            let mut tat = 0;
+            for &now in &times {
+                let (d, next) = step(&p, tat, now);
+                prop_assert_eq!(d.limit(), quota);
+                prop_assert!(d.reset_secs() <= 60);
+                if let Some(next) = next {
+                    prop_assert!(d.remaining() < p.burst());
+                    tat = next;
+                } else {
+                    prop_assert_eq!(d.remaining(), 0);
+                    let wait = d.retry_after_secs().unwrap();
+                    prop_assert!((1..=60).contains(&wait), "Retry-After {}", wait);
+                    let (later, _) = step(&p, tat, now + wait * SEC);
+                    prop_assert!(later.allowed(), "still limited after Retry-After {}", wait);
+                }
+            }
+        }
+
+        /// Requests spaced at least one emission interval apart are never limited.
+        #[test]
+        fn a_rate_at_or_under_the_quota_is_never_limited(
+            quota in 1u32..2_000,
+            burst_ms in 0u64..60_000,
+            extra in proptest::collection::vec(0u64..SEC, 1..200),
+        ) {
+            let p = Params::new(quota, Duration::from_millis(burst_ms));
+            let mut now = 1_000_000 * SEC;
+            let mut tat = 0;
+            for e in extra {
+                let (d, next) = step(&p, tat, now);
+                prop_assert!(d.allowed());
+                tat = next.unwrap();
+                now += p.emission_ns() + e;
+            }
+        }
+
+        /// Microsecond rounding (the Redis backend's unit) never grants more than the
+        /// nanosecond parameters and keeps the burst.
+        #[test]
+        fn micros_keep_the_burst_and_never_grant_more(quota in 1u32..100_000, burst_ms in 0u64..60_000) {
+            let p = Params::new(quota, Duration::from_millis(burst_ms));
+            let m = p.to_micros();
+            prop_assert_eq!(m.burst(), p.burst());
+            prop_assert!(m.capacity_ns() / m.emission_ns() >= u64::from(p.burst()));
+            prop_assert!(m.emission_ns() >= p.emission_ns());
+        }
     }
 }
