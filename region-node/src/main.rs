@@ -120,6 +120,7 @@ async fn main() -> ExitCode {
             // Start-up checks (the database role among them) before binding: a node that
             // must not serve never listens.
             let listen = cfg.node.listen;
+            let cfg_health = cfg.node.health;
             let prepared = match residency_region_node::prepare(cfg).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -137,9 +138,19 @@ async fn main() -> ExitCode {
                     return ExitCode::from(69);
                 }
             };
+            let health = match cfg_health {
+                None => None,
+                Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        eprintln!("{}: node.health: cannot bind {addr}: {e}", config.display(),);
+                        return ExitCode::from(69);
+                    }
+                },
+            };
             let token = CancellationToken::new();
             tokio::spawn(shutdown_signal(token.clone()));
-            prepared.serve(listener, token).await
+            prepared.serve_with_health(listener, health, token).await
         }
         Command::Migrate { config } => {
             let cfg = match load_config(&config) {

@@ -6,7 +6,7 @@
 //! - [`Node`]: a region node served in-process on `127.0.0.1:0` from a real config file,
 //!   connected as the app role (non-superuser, `NOBYPASSRLS`, owns nothing), returned only
 //!   once `/readyz` answers;
-//! - [`Response`] and a tiny HTTP client;
+//! - [`Response`] and a tiny HTTP client; [`https::Https`] for TLS and mTLS listeners;
 //! - [`stack_contract::check`]: the SPEC §4 `stack.json` contract, checked from the repo alone.
 //!
 //! The admin URL comes from `RESIDENCY_TEST_ADMIN_URL`, default
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub mod directory;
 pub mod gateway;
+pub mod https;
 pub mod stack_contract;
 pub mod tls_postgres;
 
