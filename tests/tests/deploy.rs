@@ -158,8 +158,13 @@ fn compose_has_a_database_and_a_node_per_region_and_publishes_only_the_gateway()
         );
         assert_eq!(
             entry.upstreams,
-            [format!("http://region-node-{r}:8080")],
-            "the gateway's {r} upstream is the compose service"
+            [format!("https://region-node-{r}:8080")],
+            "the gateway's {r} upstream is the compose service, over TLS"
+        );
+        // mTLS: the region's CA and the gateway's client certificate.
+        assert!(
+            entry.ca_file.is_some() && entry.client_cert_file.is_some(),
+            "{r}: {entry:?}"
         );
         // The node reaches its own database network and the gateway's, nothing else.
         let nets: Vec<&str> = node["networks"]
@@ -264,8 +269,50 @@ fn gen_secrets_provides_every_compose_variable_and_key() {
             assert_eq!(len, 32);
         }
     }
-    for f in ["admin.token", "gateway.pem", "gateway.key", "jwks.json"] {
+    for f in [
+        "admin.token",
+        "gateway.pem",
+        "gateway.key",
+        "jwks.json",
+        "ca.pem",
+        "ca.key",
+        "gateway-client.pem",
+        "gateway-client.key",
+    ] {
         assert!(tmp.path().join("secrets").join(f).is_file(), "{f}");
+    }
+    for r in REGIONS {
+        for ext in ["pem", "key"] {
+            let f = format!("{r}-node.{ext}");
+            assert!(tmp.path().join("secrets").join(&f).is_file(), "{f}");
+        }
+    }
+    // Every certificate chains to the generated CA, with the names its users connect to.
+    let secrets = tmp.path().join("secrets");
+    let mut leaves = vec!["gateway.pem".to_owned(), "gateway-client.pem".to_owned()];
+    leaves.extend(REGIONS.iter().map(|r| format!("{r}-node.pem")));
+    for leaf in &leaves {
+        let out = Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(secrets.join("ca.pem"))
+            .arg(secrets.join(leaf))
+            .output()
+            .unwrap();
+        succeeded(&out, &format!("openssl verify {leaf}"));
+    }
+    for r in REGIONS {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(secrets.join(format!("{r}-node.pem")))
+            .output()
+            .unwrap();
+        succeeded(&out, "openssl x509");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("DNS:region-node-{r}")),
+            "{r}: {text}"
+        );
     }
 }
 
@@ -295,7 +342,9 @@ fn gen_secrets_writes_secret_files_0600_whatever_the_umask() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 2 * REGIONS.len() + 4, "{files:?}");
+    // Per region: assertion and credentials keys, node certificate and key; then the admin
+    // token, the JWKS, the CA pair, the gateway's server and client pairs.
+    assert_eq!(files.len(), 4 * REGIONS.len() + 8, "{files:?}");
     for f in &files {
         assert_eq!(mode(f), 0o600, "{}: {:o}", f.display(), mode(f));
     }
