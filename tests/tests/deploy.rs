@@ -406,26 +406,39 @@ fn kubernetes_base_and_an_overlay_per_region() {
         "gateway-directory",
         "gateway-keys",
         "gateway-tls",
+        "gateway-upstream-tls",
+        "region-node-tls",
     ] {
         assert!(
             text.contains(&format!("Name: {name}")) || text.contains(&format!("name: {name}")),
             "{name}"
         );
     }
-    // Only the gateway reaches region nodes.
+    // Only the gateway reaches region nodes' API port; the other rule admits the health port
+    // only.
     let np = &docs
         .iter()
         .find(|(_, d)| d["metadata"]["name"].as_str() == Some("region-node-from-gateways-only"))
         .unwrap()
         .1;
     let ingress = np["spec"]["ingress"].as_vec().unwrap();
-    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress.len(), 2);
+    let ports = |rule: &Yaml| -> Vec<i64> {
+        rule["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ports(&ingress[0]), [8080]);
     let from = ingress[0]["from"].as_vec().unwrap();
     assert_eq!(from.len(), 1);
     assert_eq!(
         from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str(),
         Some("gateway")
     );
+    assert_eq!(ports(&ingress[1]), [8081], "the health port only");
     for r in REGIONS {
         let dir = deploy().join(format!("k8s/overlays/{r}"));
         let k = &yaml(&dir.join("kustomization.yaml"))[0];
@@ -484,8 +497,8 @@ fn overlays_render_with_kubectl_when_it_is_installed() {
             .unwrap();
         assert_eq!(
             np["spec"]["ingress"].as_vec().unwrap().len(),
-            2,
-            "{r}: in-cluster + cross-cluster rule"
+            3,
+            "{r}: in-cluster, health port and cross-cluster rules"
         );
         assert!(
             text.contains(&format!("id = \"{r}\"")),
@@ -955,7 +968,11 @@ fn serving_kubernetes_deployments_mount_only_app_reader_and_writer_secrets() {
     let allowed: &[(&str, &[(&str, &str)])] = &[
         (
             "region-node",
-            &[("region-node-db", "url"), ("region-node-keys", "*")],
+            &[
+                ("region-node-db", "url"),
+                ("region-node-keys", "*"),
+                ("region-node-tls", "*"),
+            ],
         ),
         (
             "gateway",
@@ -964,6 +981,7 @@ fn serving_kubernetes_deployments_mount_only_app_reader_and_writer_secrets() {
                 ("gateway-directory", "writer_url"),
                 ("gateway-keys", "*"),
                 ("gateway-tls", "*"),
+                ("gateway-upstream-tls", "*"),
             ],
         ),
     ];
@@ -1047,5 +1065,170 @@ fn serving_kubernetes_deployments_mount_only_app_reader_and_writer_secrets() {
             writer.is_some_and(|u| u.contains("residency_directory_writer@")),
             "overlay {r}: admin.directory_url is the writer: {writer:?}"
         );
+    }
+}
+
+/// `(mountPath, subPath)` of every volume mount of a container.
+fn mounts(container: &Yaml) -> Vec<(String, Option<String>)> {
+    container["volumeMounts"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap().to_owned(),
+                m["subPath"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// Whether `path` is inside one of `mounts` (a directory mount, or a file mounted with
+/// `subPath` at exactly that path).
+fn is_mounted(path: &str, mounts: &[(String, Option<String>)]) -> bool {
+    mounts.iter().any(|(at, sub)| match sub {
+        Some(_) => path == at,
+        None => path.starts_with(&format!("{}/", at.trim_end_matches('/'))),
+    })
+}
+
+/// The volume of `pod` mounted at the directory holding `path`: its `secret.secretName`.
+fn secret_behind(path: &str, container: &Yaml, pod: &Yaml) -> Option<String> {
+    let m = container["volumeMounts"].as_vec()?.iter().find(|m| {
+        m["subPath"].is_badvalue()
+            && path.starts_with(&format!(
+                "{}/",
+                m["mountPath"].as_str().unwrap().trim_end_matches('/')
+            ))
+    })?;
+    let name = m["name"].as_str()?;
+    let v = pod["volumes"]
+        .as_vec()?
+        .iter()
+        .find(|v| v["name"].as_str() == Some(name))?;
+    v["secret"]["secretName"].as_str().map(str::to_owned)
+}
+
+/// Every `/etc/residency/…` file a config names (keys, certificates, `sslrootcert=`).
+fn config_paths(file: &Path) -> Vec<String> {
+    let table: toml::Table = read(file).parse().unwrap();
+    let mut out = Vec::new();
+    collect_paths(&toml::Value::Table(table), "/etc/residency/", &mut out);
+    out
+}
+
+/// The production transport: the gateway reaches every region's nodes over https with that
+/// region's CA and its own client certificate (cert-manager `kubernetes.io/tls` Secrets:
+/// `tls.crt`, `tls.key`, `ca.crt`); nodes serve TLS and require it; kubelet probes use the
+/// node's plain health port, which serves nothing else; every file a config names is
+/// mounted into every pod that loads that config (the Deployments and the init Job).
+#[test]
+fn kubernetes_overlays_use_mtls_to_nodes_and_probe_the_health_port() {
+    let base = deploy().join("k8s/base");
+    let docs = docs_in(&base);
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .map(|(_, d)| d)
+            .find(|d| {
+                d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("base lacks {kind} {name}"))
+    };
+    let node_pod = &find("Deployment", "region-node")["spec"]["template"]["spec"];
+    let node = &node_pod["containers"][0];
+    let gw_pod = &find("Deployment", "gateway")["spec"]["template"]["spec"];
+    let gw = &gw_pod["containers"][0];
+    let init_pod = &find("Job", "region-node-init")["spec"]["template"]["spec"];
+    let init = &init_pod["containers"][0];
+    let port_of = |c: &Yaml, name: &str| {
+        c["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .and_then(|p| p["containerPort"].as_i64())
+            .unwrap_or_else(|| panic!("no port named {name}"))
+    };
+    for r in REGIONS {
+        let dir = deploy().join(format!("k8s/overlays/{r}"));
+        let cfg: NodeConfig = load_as(&dir.join("node.toml"));
+        let tls = cfg.tls.as_ref().expect("the node serves TLS");
+        assert!(tls.client_ca_file.is_some(), "{r}: the node requires mTLS");
+        let health = cfg.node.health.expect("a health listener for the probes");
+        assert_ne!(health.port(), cfg.node.listen.port(), "{r}");
+        for probe in ["readinessProbe", "livenessProbe"] {
+            let p = &node[probe]["httpGet"];
+            let port = match &p["port"] {
+                Yaml::String(name) => port_of(node, name),
+                Yaml::Integer(n) => *n,
+                other => panic!("{probe}: port {other:?}"),
+            };
+            assert_eq!(
+                port,
+                i64::from(health.port()),
+                "{r}: {probe} probes the health port"
+            );
+            assert!(
+                matches!(p["scheme"].as_str(), None | Some("HTTP")),
+                "{r}: {probe}"
+            );
+        }
+        assert_eq!(port_of(node, "https"), i64::from(cfg.node.listen.port()));
+        // Server certificate and client CA come from the node's TLS Secret.
+        let text = read(&dir.join("node.toml"));
+        let node_toml: toml::Table = text.parse().unwrap();
+        let t = &node_toml["tls"];
+        let cert = t["cert_file"].as_str().unwrap();
+        assert!(cert.ends_with("/tls.crt"), "{r}: {cert}");
+        assert!(t["key_file"].as_str().unwrap().ends_with("/tls.key"), "{r}");
+        assert!(
+            t["client_ca_file"].as_str().unwrap().ends_with("/ca.crt"),
+            "{r}"
+        );
+        assert_eq!(
+            secret_behind(cert, node, node_pod).as_deref(),
+            Some("region-node-tls"),
+            "{r}: the node's certificate"
+        );
+        for path in config_paths(&dir.join("node.toml")) {
+            assert!(
+                is_mounted(&path, &mounts(node)),
+                "{r}: node: {path} is not mounted"
+            );
+            assert!(
+                is_mounted(&path, &mounts(init)),
+                "{r}: init Job: {path} is not mounted"
+            );
+        }
+
+        let gw_cfg: GatewayConfig = load_as(&dir.join("gateway.toml"));
+        let gw_toml: toml::Table = read(&dir.join("gateway.toml")).parse().unwrap();
+        for (i, entry) in gw_cfg.regions.iter().enumerate() {
+            let id = entry.id.as_str();
+            assert!(
+                entry.uses_tls(),
+                "overlay {r}: {id} upstreams are not https"
+            );
+            let raw = &gw_toml["regions"][i];
+            let ca = raw["ca_file"].as_str().expect("ca_file");
+            let cert = raw["client_cert_file"].as_str().expect("client_cert_file");
+            let key = raw["client_key_file"].as_str().expect("client_key_file");
+            assert!(ca.ends_with("ca.crt"), "overlay {r}: {id}: {ca}");
+            assert!(
+                cert.ends_with("/tls.crt") && key.ends_with("/tls.key"),
+                "{r}: {id}"
+            );
+            assert_eq!(
+                secret_behind(cert, gw, gw_pod).as_deref(),
+                Some("gateway-upstream-tls"),
+                "overlay {r}: {id}: the gateway's client certificate"
+            );
+        }
+        for path in config_paths(&dir.join("gateway.toml")) {
+            assert!(
+                is_mounted(&path, &mounts(gw)),
+                "{r}: gateway: {path} is not mounted"
+            );
+        }
     }
 }
