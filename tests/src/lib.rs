@@ -19,6 +19,7 @@ use std::time::Duration;
 pub mod directory;
 pub mod gateway;
 pub mod https;
+pub mod rehearsal;
 pub mod stack_contract;
 pub mod tls_postgres;
 
