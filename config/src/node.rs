@@ -570,6 +570,31 @@ key_file = "c.key"
     }
 
     #[test]
+    fn the_health_listener_is_optional_and_must_not_be_the_main_one() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        write(dir.path(), "node.toml", GOOD.as_bytes());
+        let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+        assert_eq!(cfg.node.health, None);
+        let with = |health: &str| {
+            let text = GOOD
+                .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:8080\"")
+                .replace("[region]", &format!("health = \"{health}\"\n[region]"));
+            write(dir.path(), "node.toml", text.as_bytes());
+            load::<NodeConfig>(&dir.path().join("node.toml"), &Vec::new())
+        };
+        let cfg = with("0.0.0.0:8081").unwrap();
+        assert_eq!(cfg.node.health, Some("0.0.0.0:8081".parse().unwrap()));
+        let err = with("127.0.0.1:8080").unwrap_err();
+        assert_eq!(err.problems[0].key, "node.health");
+        assert!(
+            err.to_string().contains("must differ from node.listen"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn identifiers() {
         assert!(is_simple_identifier("rg_eu_app"));
         assert!(!is_simple_identifier("Robert'); drop"));
