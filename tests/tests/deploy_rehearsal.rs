@@ -616,6 +616,17 @@ async fn the_kubernetes_overlays_serve_every_region_on_a_tls_only_postgres() {
         let name = format!("region-node-{r}");
         runner.start(&namespaces[r].workload(&name, node_pod)).await;
         until_probe_ready(&runner, &name, node_pod).await;
+        // Its API port requires a gateway's client certificate.
+        let internal_ca_file = runner.dir().join("internal-ca.pem");
+        std::fs::write(&internal_ca_file, &internal_ca).unwrap();
+        let api = format!("https://localhost:{}/readyz", runner.host_port(&name, 8080));
+        let anonymous = Https::new(&internal_ca_file, None)
+            .send(Method::GET, &api, &[], None)
+            .await;
+        assert!(
+            anonymous.is_err(),
+            "{name} served a client without a certificate"
+        );
         runner.alias(&format!("region-node.residency-{r}.svc"), &name);
         runner.alias(&format!("region-node.{r}.residency.internal"), &name);
         names.push(name);
