@@ -59,9 +59,15 @@ done
   -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
   -addext "keyUsage=critical,keyCertSign,cRLSign" \
   -keyout secrets/ca.key -out secrets/ca.pem 2>/dev/null
-# leaf NAME USAGE SAN: secrets/NAME.pem and .key for USAGE (serverAuth or clientAuth).
+# leaf NAME USAGE SAN: secrets/NAME.pem and .key for USAGE (serverAuth or clientAuth). An
+# existing pair is kept unless its certificate does not chain to the CA (the self-signed
+# gateway certificate of earlier versions), or when this user cannot read it (already handed
+# to the containers' uid).
 leaf() {
-  [ -f "secrets/$1.key" ] && return 0
+  if [ -f "secrets/$1.key" ]; then
+    [ -r "secrets/$1.pem" ] || return 0
+    openssl verify -CAfile secrets/ca.pem "secrets/$1.pem" >/dev/null 2>&1 && return 0
+  fi
   ext=$(mktemp)
   printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
     "extendedKeyUsage=$2" "subjectAltName=$3" > "$ext"

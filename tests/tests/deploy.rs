@@ -316,6 +316,54 @@ fn gen_secrets_provides_every_compose_variable_and_key() {
     }
 }
 
+/// An existing deployment's self-signed gateway certificate (what earlier versions generated,
+/// and what TLS clients refuse as a server certificate) is replaced by one from the CA; the
+/// other secrets stay.
+#[test]
+fn gen_secrets_replaces_a_self_signed_gateway_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        deploy().join("gen-secrets.sh"),
+        tmp.path().join("gen-secrets.sh"),
+    )
+    .unwrap();
+    let secrets = tmp.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(secrets.join("gateway.key"))
+        .arg("-out")
+        .arg(secrets.join("gateway.pem"))
+        .output()
+        .unwrap();
+    succeeded(&out, "openssl req -x509");
+    std::fs::write(secrets.join("admin.token"), "kept-token").unwrap();
+    let old = read(&secrets.join("gateway.pem"));
+    let out = Command::new("sh")
+        .arg(tmp.path().join("gen-secrets.sh"))
+        .output()
+        .unwrap();
+    succeeded(&out, "gen-secrets.sh");
+    assert_ne!(read(&secrets.join("gateway.pem")), old, "replaced");
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(secrets.join("ca.pem"))
+        .arg(secrets.join("gateway.pem"))
+        .output()
+        .unwrap();
+    succeeded(&out, "the new gateway certificate chains to the CA");
+    assert_eq!(read(&secrets.join("admin.token")), "kept-token");
+}
+
 /// The secrets end up `0600` in a `0700` folder whatever the caller's umask and whatever the
 /// mode the folders had (here `0777`, with a `secrets/` folder already there, also `0777`).
 #[test]
