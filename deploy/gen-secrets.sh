@@ -4,7 +4,15 @@
 #   deploy/secrets/<region>-assertion.key  32 random bytes: gateway <-> node HS256 secret
 #   deploy/secrets/<region>-credentials.key 32 random bytes: AES-256-GCM key for connection secrets
 #   deploy/secrets/admin.token           bearer token of the admin API
-#   deploy/secrets/gateway.pem, .key     self-signed gateway certificate (replace in production)
+#   deploy/secrets/ca.pem, ca.key        the deployment's private CA (P-256, 10 years); it signs
+#                                        every certificate below. Clients of the gateway trust
+#                                        ca.pem (curl --cacert deploy/secrets/ca.pem). ca.key is
+#                                        mounted nowhere.
+#   deploy/secrets/gateway.pem, .key     the gateway's server certificate (localhost, 127.0.0.1);
+#                                        replace it with one for your public name in production
+#   deploy/secrets/gateway-client.pem, .key  the gateway's client certificate (mTLS to the nodes)
+#   deploy/secrets/<region>-node.pem, .key   each node's server certificate, for its compose
+#                                        service name region-node-<region> (and localhost)
 #   deploy/secrets/jwks.json             your identity provider's JWKS (an empty set until you
 #                                        put yours there; API keys work without it)
 # Existing files are kept, so running it again changes nothing. Needs openssl.
@@ -44,9 +52,37 @@ for r in $REGIONS; do
   done
 done
 [ -f secrets/admin.token ] || openssl rand -hex 24 > secrets/admin.token
-[ -f secrets/gateway.key ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-  -nodes -days 365 -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-  -keyout secrets/gateway.key -out secrets/gateway.pem 2>/dev/null
+# The private CA, then leaf certificates signed by it (not self-signed: TLS clients such as
+# rustls refuse a CA certificate presented as a server's own).
+[ -f secrets/ca.key ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+  -nodes -days 3650 -subj "/CN=residency compose CA" \
+  -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout secrets/ca.key -out secrets/ca.pem 2>/dev/null
+# leaf NAME USAGE SAN: secrets/NAME.pem and .key for USAGE (serverAuth or clientAuth). An
+# existing pair is kept unless its certificate does not chain to the CA (the self-signed
+# gateway certificate of earlier versions), or when this user cannot read it (already handed
+# to the containers' uid).
+leaf() {
+  if [ -f "secrets/$1.key" ]; then
+    [ -r "secrets/$1.pem" ] || return 0
+    openssl verify -CAfile secrets/ca.pem "secrets/$1.pem" >/dev/null 2>&1 && return 0
+  fi
+  ext=$(mktemp)
+  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+    "extendedKeyUsage=$2" "subjectAltName=$3" > "$ext"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+    -keyout "secrets/$1.key" -out "secrets/$1.csr" 2>/dev/null
+  openssl x509 -req -in "secrets/$1.csr" -CA secrets/ca.pem -CAkey secrets/ca.key \
+    -set_serial "0x$(openssl rand -hex 16)" -days 365 -extfile "$ext" \
+    -out "secrets/$1.pem" 2>/dev/null
+  rm -f "secrets/$1.csr" "$ext"
+}
+leaf gateway serverAuth "DNS:localhost,IP:127.0.0.1"
+leaf gateway-client clientAuth "DNS:gateway"
+for r in $REGIONS; do
+  leaf "$r-node" serverAuth "DNS:region-node-$r,DNS:localhost"
+done
 [ -f secrets/jwks.json ] || echo '{"keys":[]}' > secrets/jwks.json
 # Files already handed to the containers' uid (a previous run) are left as they are.
 for f in .env secrets/*; do

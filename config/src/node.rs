@@ -3,6 +3,7 @@
 //! ```toml
 //! [node]
 //! listen = "127.0.0.1:8541"
+//! health = "127.0.0.1:8551"     # optional: plain /healthz, /readyz, /metrics only
 //!
 //! [region]
 //! id = "eu"
@@ -115,6 +116,13 @@ impl NodeLimits {
 pub struct ListenConfig {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// A second, plain-HTTP listener that serves only `GET /healthz`, `GET /readyz` and
+    /// `GET /metrics` (everything else is a 404 problem), so kubelet probes and a metrics
+    /// scraper reach them while the main listener requires a client certificate (mTLS).
+    /// None when absent: the main listener serves them (without mTLS, or with a client
+    /// certificate).
+    #[serde(default)]
+    pub health: Option<SocketAddr>,
     /// Largest accepted request body in bytes. Default 10 MiB, the gateway's default
     /// (SPEC §6). Keep it at least the gateway's `limits.max_body_bytes`: the gateway then
     /// always refuses an oversized body itself (413) before the node would cut the upload off
@@ -288,6 +296,9 @@ impl Validate for NodeConfig {
 
     fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
+        if self.node.health == Some(self.node.listen) && self.node.listen.port() != 0 {
+            out.push(Problem::new("node.health", "must differ from node.listen"));
+        }
         if self.node.max_body_bytes == 0 {
             out.push(Problem::new(
                 "node.max_body_bytes",
@@ -556,6 +567,31 @@ key_file = "c.key"
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_health_listener_is_optional_and_must_not_be_the_main_one() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        write(dir.path(), "node.toml", GOOD.as_bytes());
+        let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+        assert_eq!(cfg.node.health, None);
+        let with = |health: &str| {
+            let text = GOOD
+                .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:8080\"")
+                .replace("[region]", &format!("health = \"{health}\"\n[region]"));
+            write(dir.path(), "node.toml", text.as_bytes());
+            load::<NodeConfig>(&dir.path().join("node.toml"), &Vec::new())
+        };
+        let cfg = with("0.0.0.0:8081").unwrap();
+        assert_eq!(cfg.node.health, Some("0.0.0.0:8081".parse().unwrap()));
+        let err = with("127.0.0.1:8080").unwrap_err();
+        assert_eq!(err.problems[0].key, "node.health");
+        assert!(
+            err.to_string().contains("must differ from node.listen"),
+            "{err}"
+        );
     }
 
     #[test]

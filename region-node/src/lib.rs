@@ -87,10 +87,19 @@ pub(crate) fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
     }))
 }
 
+/// Connections the health listener serves at once: probes and a scraper, not traffic.
+const HEALTH_MAX_CONNECTIONS: usize = 64;
+/// HTTP/2 streams per health connection.
+const HEALTH_MAX_STREAMS: u32 = 8;
+/// A health connection with nothing in flight this long is closed (probes reconnect).
+const HEALTH_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A node that passed its start-up checks, ready to serve on a listener.
 pub struct Prepared {
     cfg: NodeConfig,
     app: axum::Router,
+    /// The health listener's router (`/healthz`, `/readyz`, `/metrics` only).
+    health: axum::Router,
     tls: Option<tls::NodeTls>,
 }
 
@@ -116,6 +125,7 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
     let state = build_state(&cfg)?;
     let tls = cfg.tls.as_ref().map(tls::tls_acceptor).transpose()?;
     let timeout = cfg.node.request_timeout;
+    let health = api::health_router(Arc::clone(&state));
     let app = api::router(state).layer(axum::middleware::from_fn(
         move |req: Request, next: Next| async move {
             match tokio::time::timeout(timeout, next.run(req)).await {
@@ -124,7 +134,12 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
             }
         },
     ));
-    Ok(Prepared { cfg, app, tls })
+    Ok(Prepared {
+        cfg,
+        app,
+        health,
+        tls,
+    })
 }
 
 impl Prepared {
@@ -137,7 +152,26 @@ impl Prepared {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let Self { cfg, app, tls } = self;
+        self.serve_with_health(listener, None, shutdown).await
+    }
+
+    /// [`Prepared::serve`], and the plain-HTTP health listener (`node.health`: `/healthz`,
+    /// `/readyz`, `/metrics`, nothing else) on `health` when given; both stop on `shutdown`.
+    ///
+    /// # Errors
+    /// When the listener's address cannot be read or serving fails.
+    pub async fn serve_with_health(
+        self,
+        listener: TcpListener,
+        health: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Self {
+            cfg,
+            app,
+            health: health_app,
+            tls,
+        } = self;
         let tls = match (tls, &cfg.tls) {
             (Some(t), Some(c)) => {
                 t.cert
@@ -171,14 +205,39 @@ impl Prepared {
             },
             tls,
         };
+        let health = match health {
+            Some(l) => {
+                tracing::info!(addr = %l.local_addr()?, "region node health listener");
+                let opts = ServeOptions {
+                    limits: Limits {
+                        max_connections: HEALTH_MAX_CONNECTIONS,
+                        h2_max_concurrent_streams: HEALTH_MAX_STREAMS,
+                        idle_timeout: Some(HEALTH_IDLE_TIMEOUT),
+                        ..opts.limits
+                    },
+                    tls: None,
+                };
+                let service = TowerToHyperService::new(health_app);
+                Some(tokio::spawn(serve::serve(
+                    l,
+                    opts,
+                    service,
+                    shutdown.clone(),
+                )))
+            }
+            None => None,
+        };
         let service = TowerToHyperService::new(app);
         serve::serve(listener, opts, service, shutdown).await;
+        if let Some(h) = health {
+            h.await.context("health listener")?;
+        }
         Ok(())
     }
 }
 
 /// Serves the node on `listener` until `shutdown` is cancelled, then drains: [`prepare`],
-/// then [`Prepared::serve`].
+/// then [`Prepared::serve`] (no health listener: `node.health` is bound by `main`).
 ///
 /// # Errors
 /// Start-up failures (keys, TLS files, migrations, a database role RLS does not bind).

@@ -107,6 +107,7 @@ async fn main() -> ExitCode {
             // Start-up checks (the database role among them) before binding: a node that
             // must not serve never listens.
             let listen = cfg.node.listen;
+            let cfg_health = cfg.node.health;
             let prepared = match residency_region_node::prepare(cfg).await {
                 Ok(p) => p,
                 Err(e) => {
@@ -124,12 +125,22 @@ async fn main() -> ExitCode {
                     return ExitCode::from(69);
                 }
             };
+            let health = match cfg_health {
+                None => None,
+                Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        eprintln!("{}: node.health: cannot bind {addr}: {e}", config.display(),);
+                        return ExitCode::from(69);
+                    }
+                },
+            };
             let token = CancellationToken::new();
             if let Err(e) = residency_http::shutdown::watch(token.clone()) {
                 eprintln!("cannot install signal handlers: {e}");
                 return ExitCode::from(1);
             }
-            prepared.serve(listener, token).await
+            prepared.serve_with_health(listener, health, token).await
         }
         Command::Migrate { config } => {
             let cfg = match load_config(&config) {

@@ -6,8 +6,10 @@
 //! - [`Node`]: a region node served in-process on `127.0.0.1:0` from a real config file,
 //!   connected as the app role (non-superuser, `NOBYPASSRLS`, owns nothing), returned only
 //!   once `/readyz` answers;
-//! - [`Response`] and a tiny HTTP client;
-//! - [`stack_contract::check`]: the SPEC §4 `stack.json` contract, checked from the repo alone.
+//! - [`Response`] and a tiny HTTP client; [`https::Https`] for TLS and mTLS listeners;
+//! - [`stack_contract::check`]: the SPEC §4 `stack.json` contract, checked from the repo alone;
+//! - [`rehearsal::Runner`]: runs the deployment's workloads (compose services, Kubernetes
+//!   Jobs and Deployments) as local processes for `tests/tests/deploy_rehearsal.rs`.
 //!
 //! The admin URL comes from `RESIDENCY_TEST_ADMIN_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`.
@@ -18,6 +20,8 @@ use std::time::Duration;
 
 pub mod directory;
 pub mod gateway;
+pub mod https;
+pub mod rehearsal;
 pub mod stack_contract;
 pub mod tls_postgres;
 

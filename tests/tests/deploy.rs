@@ -158,8 +158,13 @@ fn compose_has_a_database_and_a_node_per_region_and_publishes_only_the_gateway()
         );
         assert_eq!(
             entry.upstreams,
-            [format!("http://region-node-{r}:8080")],
-            "the gateway's {r} upstream is the compose service"
+            [format!("https://region-node-{r}:8080")],
+            "the gateway's {r} upstream is the compose service, over TLS"
+        );
+        // mTLS: the region's CA and the gateway's client certificate.
+        assert!(
+            entry.ca_file.is_some() && entry.client_cert_file.is_some(),
+            "{r}: {entry:?}"
         );
         // The node reaches its own database network and the gateway's, nothing else.
         let nets: Vec<&str> = node["networks"]
@@ -264,9 +269,99 @@ fn gen_secrets_provides_every_compose_variable_and_key() {
             assert_eq!(len, 32);
         }
     }
-    for f in ["admin.token", "gateway.pem", "gateway.key", "jwks.json"] {
+    for f in [
+        "admin.token",
+        "gateway.pem",
+        "gateway.key",
+        "jwks.json",
+        "ca.pem",
+        "ca.key",
+        "gateway-client.pem",
+        "gateway-client.key",
+    ] {
         assert!(tmp.path().join("secrets").join(f).is_file(), "{f}");
     }
+    for r in REGIONS {
+        for ext in ["pem", "key"] {
+            let f = format!("{r}-node.{ext}");
+            assert!(tmp.path().join("secrets").join(&f).is_file(), "{f}");
+        }
+    }
+    // Every certificate chains to the generated CA, with the names its users connect to.
+    let secrets = tmp.path().join("secrets");
+    let mut leaves = vec!["gateway.pem".to_owned(), "gateway-client.pem".to_owned()];
+    leaves.extend(REGIONS.iter().map(|r| format!("{r}-node.pem")));
+    for leaf in &leaves {
+        let out = Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(secrets.join("ca.pem"))
+            .arg(secrets.join(leaf))
+            .output()
+            .unwrap();
+        succeeded(&out, &format!("openssl verify {leaf}"));
+    }
+    for r in REGIONS {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(secrets.join(format!("{r}-node.pem")))
+            .output()
+            .unwrap();
+        succeeded(&out, "openssl x509");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("DNS:region-node-{r}")),
+            "{r}: {text}"
+        );
+    }
+}
+
+/// An existing deployment's self-signed gateway certificate (what earlier versions generated,
+/// and what TLS clients refuse as a server certificate) is replaced by one from the CA; the
+/// other secrets stay.
+#[test]
+fn gen_secrets_replaces_a_self_signed_gateway_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        deploy().join("gen-secrets.sh"),
+        tmp.path().join("gen-secrets.sh"),
+    )
+    .unwrap();
+    let secrets = tmp.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(secrets.join("gateway.key"))
+        .arg("-out")
+        .arg(secrets.join("gateway.pem"))
+        .output()
+        .unwrap();
+    succeeded(&out, "openssl req -x509");
+    std::fs::write(secrets.join("admin.token"), "kept-token").unwrap();
+    let old = read(&secrets.join("gateway.pem"));
+    let out = Command::new("sh")
+        .arg(tmp.path().join("gen-secrets.sh"))
+        .output()
+        .unwrap();
+    succeeded(&out, "gen-secrets.sh");
+    assert_ne!(read(&secrets.join("gateway.pem")), old, "replaced");
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(secrets.join("ca.pem"))
+        .arg(secrets.join("gateway.pem"))
+        .output()
+        .unwrap();
+    succeeded(&out, "the new gateway certificate chains to the CA");
+    assert_eq!(read(&secrets.join("admin.token")), "kept-token");
 }
 
 /// The secrets end up `0600` in a `0700` folder whatever the caller's umask and whatever the
@@ -295,7 +390,9 @@ fn gen_secrets_writes_secret_files_0600_whatever_the_umask() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 2 * REGIONS.len() + 4, "{files:?}");
+    // Per region: assertion and credentials keys, node certificate and key; then the admin
+    // token, the JWKS, the CA pair, the gateway's server and client pairs.
+    assert_eq!(files.len(), 4 * REGIONS.len() + 8, "{files:?}");
     for f in &files {
         assert_eq!(mode(f), 0o600, "{}: {:o}", f.display(), mode(f));
     }
@@ -357,26 +454,39 @@ fn kubernetes_base_and_an_overlay_per_region() {
         "gateway-directory",
         "gateway-keys",
         "gateway-tls",
+        "gateway-upstream-tls",
+        "region-node-tls",
     ] {
         assert!(
             text.contains(&format!("Name: {name}")) || text.contains(&format!("name: {name}")),
             "{name}"
         );
     }
-    // Only the gateway reaches region nodes.
+    // Only the gateway reaches region nodes' API port; the other rule admits the health port
+    // only.
     let np = &docs
         .iter()
         .find(|(_, d)| d["metadata"]["name"].as_str() == Some("region-node-from-gateways-only"))
         .unwrap()
         .1;
     let ingress = np["spec"]["ingress"].as_vec().unwrap();
-    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress.len(), 2);
+    let ports = |rule: &Yaml| -> Vec<i64> {
+        rule["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ports(&ingress[0]), [8080]);
     let from = ingress[0]["from"].as_vec().unwrap();
     assert_eq!(from.len(), 1);
     assert_eq!(
         from[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str(),
         Some("gateway")
     );
+    assert_eq!(ports(&ingress[1]), [8081], "the health port only");
     for r in REGIONS {
         let dir = deploy().join(format!("k8s/overlays/{r}"));
         let k = &yaml(&dir.join("kustomization.yaml"))[0];
@@ -435,8 +545,8 @@ fn overlays_render_with_kubectl_when_it_is_installed() {
             .unwrap();
         assert_eq!(
             np["spec"]["ingress"].as_vec().unwrap().len(),
-            2,
-            "{r}: in-cluster + cross-cluster rule"
+            3,
+            "{r}: in-cluster, health port and cross-cluster rules"
         );
         assert!(
             text.contains(&format!("id = \"{r}\"")),
@@ -906,7 +1016,11 @@ fn serving_kubernetes_deployments_mount_only_app_reader_and_writer_secrets() {
     let allowed: &[(&str, &[(&str, &str)])] = &[
         (
             "region-node",
-            &[("region-node-db", "url"), ("region-node-keys", "*")],
+            &[
+                ("region-node-db", "url"),
+                ("region-node-keys", "*"),
+                ("region-node-tls", "*"),
+            ],
         ),
         (
             "gateway",
@@ -915,6 +1029,7 @@ fn serving_kubernetes_deployments_mount_only_app_reader_and_writer_secrets() {
                 ("gateway-directory", "writer_url"),
                 ("gateway-keys", "*"),
                 ("gateway-tls", "*"),
+                ("gateway-upstream-tls", "*"),
             ],
         ),
     ];
@@ -998,5 +1113,170 @@ fn serving_kubernetes_deployments_mount_only_app_reader_and_writer_secrets() {
             writer.is_some_and(|u| u.contains("residency_directory_writer@")),
             "overlay {r}: admin.directory_url is the writer: {writer:?}"
         );
+    }
+}
+
+/// `(mountPath, subPath)` of every volume mount of a container.
+fn mounts(container: &Yaml) -> Vec<(String, Option<String>)> {
+    container["volumeMounts"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap().to_owned(),
+                m["subPath"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// Whether `path` is inside one of `mounts` (a directory mount, or a file mounted with
+/// `subPath` at exactly that path).
+fn is_mounted(path: &str, mounts: &[(String, Option<String>)]) -> bool {
+    mounts.iter().any(|(at, sub)| match sub {
+        Some(_) => path == at,
+        None => path.starts_with(&format!("{}/", at.trim_end_matches('/'))),
+    })
+}
+
+/// The volume of `pod` mounted at the directory holding `path`: its `secret.secretName`.
+fn secret_behind(path: &str, container: &Yaml, pod: &Yaml) -> Option<String> {
+    let m = container["volumeMounts"].as_vec()?.iter().find(|m| {
+        m["subPath"].is_badvalue()
+            && path.starts_with(&format!(
+                "{}/",
+                m["mountPath"].as_str().unwrap().trim_end_matches('/')
+            ))
+    })?;
+    let name = m["name"].as_str()?;
+    let v = pod["volumes"]
+        .as_vec()?
+        .iter()
+        .find(|v| v["name"].as_str() == Some(name))?;
+    v["secret"]["secretName"].as_str().map(str::to_owned)
+}
+
+/// Every `/etc/residency/…` file a config names (keys, certificates, `sslrootcert=`).
+fn config_paths(file: &Path) -> Vec<String> {
+    let table: toml::Table = read(file).parse().unwrap();
+    let mut out = Vec::new();
+    collect_paths(&toml::Value::Table(table), "/etc/residency/", &mut out);
+    out
+}
+
+/// The production transport: the gateway reaches every region's nodes over https with that
+/// region's CA and its own client certificate (cert-manager `kubernetes.io/tls` Secrets:
+/// `tls.crt`, `tls.key`, `ca.crt`); nodes serve TLS and require it; kubelet probes use the
+/// node's plain health port, which serves nothing else; every file a config names is
+/// mounted into every pod that loads that config (the Deployments and the init Job).
+#[test]
+fn kubernetes_overlays_use_mtls_to_nodes_and_probe_the_health_port() {
+    let base = deploy().join("k8s/base");
+    let docs = docs_in(&base);
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .map(|(_, d)| d)
+            .find(|d| {
+                d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("base lacks {kind} {name}"))
+    };
+    let node_pod = &find("Deployment", "region-node")["spec"]["template"]["spec"];
+    let node = &node_pod["containers"][0];
+    let gw_pod = &find("Deployment", "gateway")["spec"]["template"]["spec"];
+    let gw = &gw_pod["containers"][0];
+    let init_pod = &find("Job", "region-node-init")["spec"]["template"]["spec"];
+    let init = &init_pod["containers"][0];
+    let port_of = |c: &Yaml, name: &str| {
+        c["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .and_then(|p| p["containerPort"].as_i64())
+            .unwrap_or_else(|| panic!("no port named {name}"))
+    };
+    for r in REGIONS {
+        let dir = deploy().join(format!("k8s/overlays/{r}"));
+        let cfg: NodeConfig = load_as(&dir.join("node.toml"));
+        let tls = cfg.tls.as_ref().expect("the node serves TLS");
+        assert!(tls.client_ca_file.is_some(), "{r}: the node requires mTLS");
+        let health = cfg.node.health.expect("a health listener for the probes");
+        assert_ne!(health.port(), cfg.node.listen.port(), "{r}");
+        for probe in ["readinessProbe", "livenessProbe"] {
+            let p = &node[probe]["httpGet"];
+            let port = match &p["port"] {
+                Yaml::String(name) => port_of(node, name),
+                Yaml::Integer(n) => *n,
+                other => panic!("{probe}: port {other:?}"),
+            };
+            assert_eq!(
+                port,
+                i64::from(health.port()),
+                "{r}: {probe} probes the health port"
+            );
+            assert!(
+                matches!(p["scheme"].as_str(), None | Some("HTTP")),
+                "{r}: {probe}"
+            );
+        }
+        assert_eq!(port_of(node, "https"), i64::from(cfg.node.listen.port()));
+        // Server certificate and client CA come from the node's TLS Secret.
+        let text = read(&dir.join("node.toml"));
+        let node_toml: toml::Table = text.parse().unwrap();
+        let t = &node_toml["tls"];
+        let cert = t["cert_file"].as_str().unwrap();
+        assert!(cert.ends_with("/tls.crt"), "{r}: {cert}");
+        assert!(t["key_file"].as_str().unwrap().ends_with("/tls.key"), "{r}");
+        assert!(
+            t["client_ca_file"].as_str().unwrap().ends_with("/ca.crt"),
+            "{r}"
+        );
+        assert_eq!(
+            secret_behind(cert, node, node_pod).as_deref(),
+            Some("region-node-tls"),
+            "{r}: the node's certificate"
+        );
+        for path in config_paths(&dir.join("node.toml")) {
+            assert!(
+                is_mounted(&path, &mounts(node)),
+                "{r}: node: {path} is not mounted"
+            );
+            assert!(
+                is_mounted(&path, &mounts(init)),
+                "{r}: init Job: {path} is not mounted"
+            );
+        }
+
+        let gw_cfg: GatewayConfig = load_as(&dir.join("gateway.toml"));
+        let gw_toml: toml::Table = read(&dir.join("gateway.toml")).parse().unwrap();
+        for (i, entry) in gw_cfg.regions.iter().enumerate() {
+            let id = entry.id.as_str();
+            assert!(
+                entry.uses_tls(),
+                "overlay {r}: {id} upstreams are not https"
+            );
+            let raw = &gw_toml["regions"][i];
+            let ca = raw["ca_file"].as_str().expect("ca_file");
+            let cert = raw["client_cert_file"].as_str().expect("client_cert_file");
+            let key = raw["client_key_file"].as_str().expect("client_key_file");
+            assert!(ca.ends_with("ca.crt"), "overlay {r}: {id}: {ca}");
+            assert!(
+                cert.ends_with("/tls.crt") && key.ends_with("/tls.key"),
+                "{r}: {id}"
+            );
+            assert_eq!(
+                secret_behind(cert, gw, gw_pod).as_deref(),
+                Some("gateway-upstream-tls"),
+                "overlay {r}: {id}: the gateway's client certificate"
+            );
+        }
+        for path in config_paths(&dir.join("gateway.toml")) {
+            assert!(
+                is_mounted(&path, &mounts(gw)),
+                "{r}: gateway: {path} is not mounted"
+            );
+        }
     }
 }

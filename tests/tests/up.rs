@@ -9,17 +9,15 @@
 //! These tests start real processes; they are few on purpose, and every wait is a poll with
 //! a deadline.
 
-use std::io::BufReader;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use integration_tests::https::Https;
 use integration_tests::{admin_url, binary};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -167,10 +165,10 @@ impl Drop for Teardown {
     }
 }
 
-/// A minimal HTTPS client that trusts only the stack's CA.
+/// The stack's gateway, reached over HTTPS trusting only the stack's CA.
 struct Gateway {
-    url: url::Url,
-    tls: tokio_rustls::TlsConnector,
+    url: String,
+    client: Https,
 }
 
 struct Reply {
@@ -183,20 +181,13 @@ struct Reply {
 impl Gateway {
     fn new(dir: &Path, stack: &Value) -> Self {
         let ca = dir.join(stack["gateway"]["ca_cert"].as_str().unwrap());
-        let mut roots = rustls::RootCertStore::empty();
-        let mut pem = BufReader::new(std::fs::File::open(ca).unwrap());
-        for cert in rustls_pemfile::certs(&mut pem) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         Self {
-            url: url::Url::parse(stack["gateway"]["url"].as_str().unwrap()).unwrap(),
-            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+            url: stack["gateway"]["url"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_owned(),
+            client: Https::new(&ca, None),
         }
     }
 
@@ -207,50 +198,27 @@ impl Gateway {
         auth: (&str, &str),
         body: Option<Value>,
     ) -> Reply {
-        let host = self.url.host_str().unwrap();
-        let port = self.url.port().unwrap();
-        let tcp = tokio::net::TcpStream::connect((host, port)).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
-        let tls = self
-            .tls
-            .connect(name, tcp)
+        let r = self
+            .client
+            .send(
+                method,
+                &format!("{}{path}", self.url),
+                &[auth],
+                body.as_ref(),
+            )
             .await
-            .expect("tls handshake with the stack's CA");
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", format!("{host}:{port}"))
-            .header(auth.0, auth.1);
-        let bytes = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(v.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let resp = send
-            .send_request(req.body(Full::new(bytes)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let region = resp
-            .headers()
-            .get("x-residency-region")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            .expect("a request to the stack's gateway, trusting the stack's CA");
         Reply {
-            status,
-            region,
-            retry_after,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            status: r.status,
+            region: r
+                .headers
+                .get("x-residency-region")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            retry_after: r
+                .headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            body: r.json,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The customer API (`/v1`), the internal provisioning and role-check endpoints
-//! (`/internal/v1`), and health and metrics endpoints, assembled into one router.
+//! (`/internal/v1`), and health and metrics endpoints, assembled into one router; the
+//! health listener's router ([`health_router`]) has only the latter.
 //!
 //! Every `/v1` route sits behind [`crate::auth::customer`]; every `/internal` route behind
 //! [`crate::auth::system`]; only `/healthz`, `/readyz` and `/metrics` need no assertion.
@@ -123,9 +124,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/internal/v1/provision", post(provision::provision))
         .route("/internal/v1/roles/check", post(provision::check_role))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::system));
-    Router::new()
-        .merge(v1)
-        .merge(internal)
+    operations(Router::new().merge(v1).merge(internal), state)
+}
+
+/// The router of the node's health listener (`node.health`): `/healthz`, `/readyz` and
+/// `/metrics` only, without an assertion; every other path is the same 404 problem as on the
+/// main listener, so the customer and internal APIs are never reachable there.
+pub fn health_router(state: Arc<AppState>) -> Router {
+    operations(Router::new(), state)
+}
+
+/// Adds the operations endpoints, the problem+json fallbacks and the request id and metrics
+/// layers to `routes`.
+fn operations(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    routes
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
