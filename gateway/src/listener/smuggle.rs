@@ -557,17 +557,27 @@ pub(crate) fn fuzz_framing(data: &[u8], cuts: &[u8], h2_alpn: bool) {
     for _ in 0..(data.len() * 4 + 16) {
         match f.step(&pending) {
             Step::Release(n) => {
-                assert!(n > 0 && n <= pending.len(), "release {n} of {}", pending.len());
+                assert!(
+                    n > 0 && n <= pending.len(),
+                    "release {n} of {}",
+                    pending.len()
+                );
                 pending.drain(..n);
             }
             Step::Refuse(_) => return,
             Step::PassThrough(limit) => {
-                assert!(pending.is_empty(), "pass-through with {} pending", pending.len());
+                assert!(
+                    pending.is_empty(),
+                    "pass-through with {} pending",
+                    pending.len()
+                );
                 if rest.is_empty() {
                     return;
                 }
                 let want = usize::from(*cut.next().unwrap_or(&255)).max(1);
-                let n = usize::try_from(limit).map_or(want, |l| l.min(want)).min(rest.len());
+                let n = usize::try_from(limit)
+                    .map_or(want, |l| l.min(want))
+                    .min(rest.len());
                 assert!(n > 0, "pass-through of 0 bytes");
                 f.passed_through(n);
                 rest = &rest[n..];
