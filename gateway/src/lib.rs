@@ -21,6 +21,8 @@ pub mod auth;
 mod client_tls;
 pub mod directory;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod headers;
 mod health;
 mod listener;

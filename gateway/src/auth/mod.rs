@@ -188,6 +188,10 @@ pub fn extract(headers: &HeaderMap) -> Result<Credential<'_>, AuthError> {
     }
     if let Some(value) = headers.get("x-api-key") {
         let key = value.to_str().map_err(|_| AuthError::InvalidApiKey)?.trim();
+        // A header of only white space holds no key (found by the `credentials` fuzz target).
+        if key.is_empty() {
+            return Err(AuthError::InvalidApiKey);
+        }
         return Ok(Credential::ApiKey(key));
     }
     Err(AuthError::Missing)
@@ -206,6 +210,17 @@ mod tests {
             );
         }
         m
+    }
+
+    #[test]
+    fn an_api_key_header_of_white_space_is_no_key() {
+        let mut m = HeaderMap::new();
+        m.insert("x-api-key", HeaderValue::from_static("\t\t "));
+        assert_eq!(extract(&m), Err(AuthError::InvalidApiKey));
+        assert_eq!(
+            extract(&h(&[("x-api-key", "")])),
+            Err(AuthError::InvalidApiKey)
+        );
     }
 
     fn ctx(kind: CredentialKind, subject: &str, role: &str) -> AuthContext {

@@ -537,3 +537,71 @@ fn refused(refusal: Refusal, request_id: Option<HeaderValue>) -> Response<Full<B
 
 #[cfg(test)]
 mod tests;
+
+/// Drives the framing over `data` the way [`GuardedIo`] does, delivering the bytes in pieces
+/// whose sizes come from `cuts`, and panics when an invariant breaks: a release of nothing or
+/// of more than is pending, a decision deferred while more than `max_pending` bytes are held
+/// (the guard's buffer would be full), or a pass-through offered while bytes are pending. For
+/// the fuzz target `smuggle_framing` (via [`crate::fuzz`]).
+pub(crate) fn fuzz_framing(data: &[u8], cuts: &[u8], h2_alpn: bool) {
+    let mode = if h2_alpn {
+        framing::Mode::PassThrough
+    } else {
+        framing::Mode::Http1
+    };
+    let mut f = framing::Framing::new(mode, 16 * 1024);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut rest = data;
+    let mut cut = cuts.iter().cycle();
+    // Each loop either consumes input or releases pending bytes, so it ends.
+    for _ in 0..(data.len() * 4 + 16) {
+        match f.step(&pending) {
+            Step::Release(n) => {
+                assert!(
+                    n > 0 && n <= pending.len(),
+                    "release {n} of {}",
+                    pending.len()
+                );
+                pending.drain(..n);
+            }
+            Step::Refuse(_) => return,
+            Step::PassThrough(limit) => {
+                assert!(
+                    pending.is_empty(),
+                    "pass-through with {} pending",
+                    pending.len()
+                );
+                if rest.is_empty() {
+                    return;
+                }
+                let want = usize::from(*cut.next().unwrap_or(&255)).max(1);
+                let n = usize::try_from(limit)
+                    .map_or(want, |l| l.min(want))
+                    .min(rest.len());
+                assert!(n > 0, "pass-through of 0 bytes");
+                f.passed_through(n);
+                rest = &rest[n..];
+            }
+            Step::NeedMore => {
+                assert!(
+                    pending.len() <= f.max_pending(),
+                    "holding {} bytes, more than {}",
+                    pending.len(),
+                    f.max_pending()
+                );
+                if rest.is_empty() {
+                    return;
+                }
+                // The guard's buffer holds at most `max_pending + 1` bytes.
+                let room = f.max_pending() + 1 - pending.len();
+                let n = usize::from(*cut.next().unwrap_or(&255))
+                    .max(1)
+                    .min(rest.len())
+                    .min(room);
+                pending.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+            }
+        }
+    }
+    panic!("no progress after {} steps", data.len() * 4 + 16);
+}
