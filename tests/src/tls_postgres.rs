@@ -58,7 +58,9 @@ fn as_postgres(tool: &str, args: &[&str]) -> std::process::Output {
     out
 }
 
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+/// A new test CA named `name`: (certificate PEM, issuer for [`leaf`]).
+#[must_use]
+pub fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.distinguished_name.push(DnType::CommonName, name);

@@ -110,6 +110,12 @@ impl Domains {
         }
     }
 
+    /// Where certificates come from, when `tls.domains_dir` is set.
+    #[must_use]
+    pub(crate) fn cert_dir(&self) -> Option<&CertDir> {
+        self.certs.get()
+    }
+
     /// The tenant whose active custom domain `hostname` (lowercase) is.
     #[must_use]
     pub fn tenant_of(&self, hostname: &str) -> Option<TenantId> {
