@@ -299,7 +299,7 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
     let r = s
         .admin(Method::DELETE, &format!("/admin/v1/tenants/{a}/domains/api.a.test"), None)
         .await;
-    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    assert_eq!((r.status, &r.json["state"]), (StatusCode::OK, &json!("removed")), "{r:?}");
     s.until("a removed domain gets the default certificate", WITHIN, || async {
         let got = call(&s, Some("api.a.test"), Trust::Any, "api.a.test", &[("authorization", &tb)])
             .await
@@ -401,5 +401,49 @@ async fn a_domain_is_active_only_once_its_certificate_is_good() {
         .admin(Method::DELETE, &format!("/admin/v1/tenants/{b}/domains/shop.a.test"), None)
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    s.stop().await;
+}
+
+/// The `residency` binary's `domains` commands against the same stack (a blocking child
+/// process, hence the multi-thread runtime).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_adds_lists_verifies_and_removes_domains() {
+    let s = tls_stack().await;
+    let tls = s.tls.as_ref().unwrap();
+    let a = s.create_tenant("cli-dom", "eu", "scale").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let residency = |args: &[&str]| {
+        std::process::Command::new(integration_tests::binary("residency"))
+            .args(args)
+            .env("RESIDENCY_ADMIN_URL", &s.admin)
+            .env("RESIDENCY_ADMIN_TOKEN", integration_tests::gateway::ADMIN_TOKEN)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run residency")
+    };
+    let json = |out: std::process::Output| -> Value {
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+    };
+    let added = json(residency(&[
+        "domains", "add", &a, "cli.a.test", "--cert-ref", "cli", "--json",
+    ]));
+    assert_eq!(added["state"], "pending", "{added}");
+    tls.install_cert("cli", &["cli.a.test"]);
+    let verified = json(residency(&["domains", "verify", &a, "cli.a.test", "--json"]));
+    assert_eq!(verified["state"], "active", "{verified}");
+    let table = residency(&["domains", "list", &a]);
+    let text = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(text.starts_with("HOSTNAME") && text.contains("cli.a.test") && text.contains("active"), "{text}");
+    // A refusal exits 1 with the API's detail.
+    let taken = residency(&["domains", "add", &a, "cli.a.test"]);
+    assert_eq!(taken.status.code(), Some(1), "{taken:?}");
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("409"), "{taken:?}");
+    let removed = json(residency(&["domains", "remove", &a, "cli.a.test", "--json"]));
+    assert_eq!(removed["state"], "removed");
+    let empty = residency(&["domains", "list", &a]);
+    assert!(String::from_utf8_lossy(&empty.stdout).contains("(none)"), "{empty:?}");
     s.stop().await;
 }

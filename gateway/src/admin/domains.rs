@@ -9,7 +9,7 @@
 //! - `GET …/domains`: the customer's domains;
 //! - `POST …/domains/{hostname}/verify`: checks the certificate again (after cert-manager
 //!   issued or renewed it) and stores the outcome;
-//! - `DELETE …/domains/{hostname}`: removes it (204).
+//! - `DELETE …/domains/{hostname}`: removes it (200 with the domain in state `removed`).
 //!
 //! Every change is a directory write attributed to `admin:<token name>` (the history trigger
 //! appends it to the tenant's history), re-read into this gateway at once and announced to
@@ -179,20 +179,21 @@ pub(crate) async fn verify_domain(
         ("hostname" = String, Path, description = "The domain's hostname"),
     ),
     responses(
-        (status = 204, description = "Removed"),
+        (status = 200, description = "Removed: the domain in state `removed`", body = Domain),
         super::openapi::ByIdRefusals,
     ))]
 pub(crate) async fn remove(
     State(st): State<Arc<AdminState>>,
     Path((id, hostname)): Path<(String, String)>,
-) -> Result<StatusCode> {
+) -> Result<Json<Domain>> {
     let id = parse_uuid(&id, "id")?;
     let hostname = path_hostname(&hostname)?;
-    st.store()?
+    let domain = st
+        .store()?
         .remove_domain(&st.actor, id, &hostname)
         .await
         .map_err(not_found_domain)?;
     st.gateway.directory().refresh_domain(&hostname).await;
     tracing::info!(tenant = %id, hostname, actor = %st.actor, "custom domain removed");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(domain))
 }
