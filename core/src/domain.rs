@@ -112,7 +112,10 @@ mod tests {
 
     #[test]
     fn hostnames() {
-        assert_eq!(parse_hostname("API.Acme.Example").unwrap(), "api.acme.example");
+        assert_eq!(
+            parse_hostname("API.Acme.Example").unwrap(),
+            "api.acme.example"
+        );
         assert_eq!(parse_hostname("a-b.c9.io").unwrap(), "a-b.c9.io");
         for bad in [
             "",
@@ -139,7 +142,9 @@ mod tests {
         for good in ["api.acme.example", "acme-tls", "a", "x_y.z"] {
             assert!(is_cert_ref(good), "{good}");
         }
-        for bad in ["", ".", "..", "../etc", "a/b", "a..b", ".hidden", "A", "a-", "a b"] {
+        for bad in [
+            "", ".", "..", "../etc", "a/b", "a..b", ".hidden", "A", "a-", "a b",
+        ] {
             assert!(!is_cert_ref(bad), "{bad}");
         }
     }

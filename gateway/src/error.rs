@@ -255,6 +255,28 @@ mod tests {
         assert_eq!(body["request_id"], "req-429");
     }
 
+    #[tokio::test]
+    async fn custom_domain_refusals_are_403_and_421_problems() {
+        let id = HeaderValue::from_static("r");
+        for (err, status, kind) in [
+            (
+                GatewayError::DomainTenantMismatch,
+                StatusCode::FORBIDDEN,
+                "domain_tenant_mismatch",
+            ),
+            (
+                GatewayError::Misdirected,
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+            ),
+        ] {
+            let resp = err.into_response(&id);
+            assert_eq!(resp.status(), status);
+            let body = body_json(resp).await;
+            assert_eq!(body["type"], format!("urn:residency:problem:{kind}"));
+        }
+    }
+
     #[test]
     fn no_upstream_carries_retry_after() {
         let id = HeaderValue::from_static("r");

@@ -155,7 +155,12 @@ fn bearer(s: &Stack, tenant: &str) -> String {
     format!("Bearer {}", s.idp.token(tenant, "user-1", "developer"))
 }
 
-async fn add(s: &Stack, tenant: &str, hostname: &str, cert_ref: &str) -> integration_tests::Response {
+async fn add(
+    s: &Stack,
+    tenant: &str,
+    hostname: &str,
+    cert_ref: &str,
+) -> integration_tests::Response {
     s.admin(
         Method::POST,
         &format!("/admin/v1/tenants/{tenant}/domains"),
@@ -194,7 +199,11 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
         (&json!("api.a.test"), &json!("active"), &json!(a))
     );
     let r = add(&s, &b, "api.b.test", "b-tls").await;
-    assert_eq!((r.status, &r.json["state"]), (StatusCode::CREATED, &json!("active")), "{r:?}");
+    assert_eq!(
+        (r.status, &r.json["state"]),
+        (StatusCode::CREATED, &json!("active")),
+        "{r:?}"
+    );
 
     // Attack: taking another customer's hostname; the answer names nobody.
     let taken = add(&s, &b, "api.a.test", "b-tls").await;
@@ -204,7 +213,13 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.json["detail"], taken.json["detail"]);
     // Not a hostname, or the gateway's own.
-    for bad in ["*.a.test", "10.1.2.3", "api.a.test.", "localhost", DEFAULT_HOST] {
+    for bad in [
+        "*.a.test",
+        "10.1.2.3",
+        "api.a.test.",
+        "localhost",
+        DEFAULT_HOST,
+    ] {
         let r = add(&s, &a, bad, "a-tls").await;
         assert_eq!(
             (r.status, &r.json["field"]),
@@ -220,9 +235,11 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
     // Each SNI gets its certificate, valid for that name under the test CA.
     for (host, cert_ref) in [("api.a.test", "a-tls"), ("api.b.test", "b-tls")] {
         let got = s
-            .until("the custom domain certificate is served", WITHIN, || async {
-                call(&s, Some(host), Trust::Ca, host, &[]).await.ok()
-            })
+            .until(
+                "the custom domain certificate is served",
+                WITHIN,
+                || async { call(&s, Some(host), Trust::Ca, host, &[]).await.ok() },
+            )
             .await;
         assert_eq!(got.leaf, cert_der(&s, cert_ref), "{host}");
     }
@@ -234,10 +251,20 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
 
     // A's credentials on A's hostname: served.
     let (ta, tb) = (bearer(&s, &a), bearer(&s, &b));
-    let ok = call(&s, Some("api.a.test"), Trust::Ca, "api.a.test", &[("authorization", &ta)])
-        .await
-        .unwrap();
-    assert_eq!((ok.status, &ok.json["tenant_id"]), (StatusCode::OK, &json!(a)), "{ok:?}");
+    let ok = call(
+        &s,
+        Some("api.a.test"),
+        Trust::Ca,
+        "api.a.test",
+        &[("authorization", &ta)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (ok.status, &ok.json["tenant_id"]),
+        (StatusCode::OK, &json!(a)),
+        "{ok:?}"
+    );
     let key_a = s.create_api_key(&a, "k", "developer").await["api_key"]
         .as_str()
         .unwrap()
@@ -246,9 +273,15 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
         .as_str()
         .unwrap()
         .to_owned();
-    let ok = call(&s, Some("api.a.test"), Trust::Ca, "api.a.test", &[("x-api-key", &key_a)])
-        .await
-        .unwrap();
+    let ok = call(
+        &s,
+        Some("api.a.test"),
+        Trust::Ca,
+        "api.a.test",
+        &[("x-api-key", &key_a)],
+    )
+    .await
+    .unwrap();
     assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
 
     // Attack: B's token or key on A's hostname (by SNI and Host, or by Host alone without SNI).
@@ -257,9 +290,14 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
         (Some("api.a.test"), ("x-api-key", key_b.as_str())),
         (None, ("authorization", tb.as_str())),
     ] {
-        let r = call(&s, sni, Trust::Any, "api.a.test", &[auth]).await.unwrap();
+        let r = call(&s, sni, Trust::Any, "api.a.test", &[auth])
+            .await
+            .unwrap();
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{sni:?} {r:?}");
-        assert_eq!(r.json["type"], "urn:residency:problem:domain_tenant_mismatch");
+        assert_eq!(
+            r.json["type"],
+            "urn:residency:problem:domain_tenant_mismatch"
+        );
         let text = r.json.to_string();
         assert!(!text.contains(&a) && !text.contains(&b), "{text}");
     }
@@ -274,15 +312,35 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
         let r = call(&s, sni, Trust::Any, host, &[("authorization", auth)])
             .await
             .unwrap();
-        assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST, "{sni:?} {host} {r:?}");
+        assert_eq!(
+            r.status,
+            StatusCode::MISDIRECTED_REQUEST,
+            "{sni:?} {host} {r:?}"
+        );
         assert_eq!(r.json["type"], "urn:residency:problem:misdirected_request");
     }
     // Everyone still works on the default name.
     for t in [&ta, &tb] {
-        let r = call(&s, Some(DEFAULT_HOST), Trust::Ca, DEFAULT_HOST, &[("authorization", t)])
-            .await
-            .unwrap();
+        let r = call(
+            &s,
+            Some(DEFAULT_HOST),
+            Trust::Ca,
+            DEFAULT_HOST,
+            &[("authorization", t)],
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    }
+    // Refusals are counted by reason (never by tenant).
+    let metrics = s.ops("/metrics").await.text;
+    for reason in ["tenant_mismatch", "misdirected"] {
+        assert!(
+            metrics.contains(&format!(
+                "gateway_domain_refusals_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason}"
+        );
     }
     // The registration is in A's history, with the actor.
     let h = s
@@ -297,18 +355,40 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
 
     // Removal through the admin API: within a second the default certificate and no check.
     let r = s
-        .admin(Method::DELETE, &format!("/admin/v1/tenants/{a}/domains/api.a.test"), None)
+        .admin(
+            Method::DELETE,
+            &format!("/admin/v1/tenants/{a}/domains/api.a.test"),
+            None,
+        )
         .await;
-    assert_eq!((r.status, &r.json["state"]), (StatusCode::OK, &json!("removed")), "{r:?}");
-    s.until("a removed domain gets the default certificate", WITHIN, || async {
-        let got = call(&s, Some("api.a.test"), Trust::Any, "api.a.test", &[("authorization", &tb)])
+    assert_eq!(
+        (r.status, &r.json["state"]),
+        (StatusCode::OK, &json!("removed")),
+        "{r:?}"
+    );
+    s.until(
+        "a removed domain gets the default certificate",
+        WITHIN,
+        || async {
+            let got = call(
+                &s,
+                Some("api.a.test"),
+                Trust::Any,
+                "api.a.test",
+                &[("authorization", &tb)],
+            )
             .await
             .ok()?;
-        (got.leaf == default_der(&s) && got.status == StatusCode::OK).then_some(())
-    })
+            (got.leaf == default_der(&s) && got.status == StatusCode::OK).then_some(())
+        },
+    )
     .await;
     let r = s
-        .admin(Method::DELETE, &format!("/admin/v1/tenants/{a}/domains/api.a.test"), None)
+        .admin(
+            Method::DELETE,
+            &format!("/admin/v1/tenants/{a}/domains/api.a.test"),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
 
@@ -317,12 +397,22 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
         .remove_domain("admin:elsewhere", b.parse().unwrap(), "api.b.test")
         .await
         .unwrap();
-    s.until("a domain removed elsewhere stops within a second", WITHIN, || async {
-        let got = call(&s, Some("api.b.test"), Trust::Any, "api.b.test", &[("authorization", &ta)])
+    s.until(
+        "a domain removed elsewhere stops within a second",
+        WITHIN,
+        || async {
+            let got = call(
+                &s,
+                Some("api.b.test"),
+                Trust::Any,
+                "api.b.test",
+                &[("authorization", &ta)],
+            )
             .await
             .ok()?;
-        (got.leaf == default_der(&s) && got.status == StatusCode::OK).then_some(())
-    })
+            (got.leaf == default_der(&s) && got.status == StatusCode::OK).then_some(())
+        },
+    )
     .await;
     // And added elsewhere: served within a second, without a restart.
     s.store
@@ -338,12 +428,22 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
         )
         .await
         .unwrap();
-    s.until("a domain added elsewhere is served within a second", WITHIN, || async {
-        let got = call(&s, Some("api.b.test"), Trust::Ca, "api.b.test", &[("authorization", &tb)])
+    s.until(
+        "a domain added elsewhere is served within a second",
+        WITHIN,
+        || async {
+            let got = call(
+                &s,
+                Some("api.b.test"),
+                Trust::Ca,
+                "api.b.test",
+                &[("authorization", &tb)],
+            )
             .await
             .ok()?;
-        (got.status == StatusCode::FORBIDDEN).then_some(())
-    })
+            (got.status == StatusCode::FORBIDDEN).then_some(())
+        },
+    )
     .await;
     s.stop().await;
 }
@@ -362,43 +462,87 @@ async fn a_domain_is_active_only_once_its_certificate_is_good() {
         .to_owned();
     // No certificate yet: pending, neither served nor enforced.
     let r = add(&s, &a, "shop.a.test", "shop").await;
-    assert_eq!((r.status, &r.json["state"]), (StatusCode::CREATED, &json!("pending")), "{r:?}");
+    assert_eq!(
+        (r.status, &r.json["state"]),
+        (StatusCode::CREATED, &json!("pending")),
+        "{r:?}"
+    );
     let tb = bearer(&s, &b);
-    let got = call(&s, Some("shop.a.test"), Trust::Any, "shop.a.test", &[("authorization", &tb)])
-        .await
-        .unwrap();
-    assert_eq!((got.leaf == default_der(&s), got.status), (true, StatusCode::OK));
+    let got = call(
+        &s,
+        Some("shop.a.test"),
+        Trust::Any,
+        "shop.a.test",
+        &[("authorization", &tb)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (got.leaf == default_der(&s), got.status),
+        (true, StatusCode::OK)
+    );
 
     // A certificate for another name: failed, with the reason.
     tls.install_cert("shop", &["www.a.test"]);
     let verify = format!("/admin/v1/tenants/{a}/domains/shop.a.test/verify");
     let r = s.admin(Method::POST, &verify, None).await;
-    assert_eq!((r.status, &r.json["state"]), (StatusCode::OK, &json!("failed")), "{r:?}");
-    assert!(r.json["reason"].as_str().unwrap().contains("www.a.test"), "{r:?}");
-    let got = call(&s, Some("shop.a.test"), Trust::Any, "shop.a.test", &[("authorization", &tb)])
-        .await
-        .unwrap();
+    assert_eq!(
+        (r.status, &r.json["state"]),
+        (StatusCode::OK, &json!("failed")),
+        "{r:?}"
+    );
+    assert!(
+        r.json["reason"].as_str().unwrap().contains("www.a.test"),
+        "{r:?}"
+    );
+    let got = call(
+        &s,
+        Some("shop.a.test"),
+        Trust::Any,
+        "shop.a.test",
+        &[("authorization", &tb)],
+    )
+    .await
+    .unwrap();
     assert_eq!(got.status, StatusCode::OK);
 
     // The right certificate: active, served and enforced.
     tls.install_cert("shop", &["shop.a.test"]);
     let r = s.admin(Method::POST, &verify, None).await;
-    assert_eq!((r.status, &r.json["state"]), (StatusCode::OK, &json!("active")), "{r:?}");
+    assert_eq!(
+        (r.status, &r.json["state"]),
+        (StatusCode::OK, &json!("active")),
+        "{r:?}"
+    );
     assert!(r.json["verified_at"].is_string());
     s.until("a verified domain is served", WITHIN, || async {
-        let got = call(&s, Some("shop.a.test"), Trust::Ca, "shop.a.test", &[("authorization", &tb)])
-            .await
-            .ok()?;
+        let got = call(
+            &s,
+            Some("shop.a.test"),
+            Trust::Ca,
+            "shop.a.test",
+            &[("authorization", &tb)],
+        )
+        .await
+        .ok()?;
         (got.status == StatusCode::FORBIDDEN).then_some(())
     })
     .await;
     // Only the owner verifies or removes it.
     let r = s
-        .admin(Method::POST, &format!("/admin/v1/tenants/{b}/domains/shop.a.test/verify"), None)
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{b}/domains/shop.a.test/verify"),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
     let r = s
-        .admin(Method::DELETE, &format!("/admin/v1/tenants/{b}/domains/shop.a.test"), None)
+        .admin(
+            Method::DELETE,
+            &format!("/admin/v1/tenants/{b}/domains/shop.a.test"),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
     s.stop().await;
@@ -418,7 +562,10 @@ async fn the_cli_adds_lists_verifies_and_removes_domains() {
         std::process::Command::new(integration_tests::binary("residency"))
             .args(args)
             .env("RESIDENCY_ADMIN_URL", &s.admin)
-            .env("RESIDENCY_ADMIN_TOKEN", integration_tests::gateway::ADMIN_TOKEN)
+            .env(
+                "RESIDENCY_ADMIN_TOKEN",
+                integration_tests::gateway::ADMIN_TOKEN,
+            )
             .env_remove("RUST_LOG")
             .output()
             .expect("run residency")
@@ -428,22 +575,49 @@ async fn the_cli_adds_lists_verifies_and_removes_domains() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
     };
     let added = json(residency(&[
-        "domains", "add", &a, "cli.a.test", "--cert-ref", "cli", "--json",
+        "domains",
+        "add",
+        &a,
+        "cli.a.test",
+        "--cert-ref",
+        "cli",
+        "--json",
     ]));
     assert_eq!(added["state"], "pending", "{added}");
     tls.install_cert("cli", &["cli.a.test"]);
-    let verified = json(residency(&["domains", "verify", &a, "cli.a.test", "--json"]));
+    let verified = json(residency(&[
+        "domains",
+        "verify",
+        &a,
+        "cli.a.test",
+        "--json",
+    ]));
     assert_eq!(verified["state"], "active", "{verified}");
     let table = residency(&["domains", "list", &a]);
     let text = String::from_utf8_lossy(&table.stdout).into_owned();
-    assert!(text.starts_with("HOSTNAME") && text.contains("cli.a.test") && text.contains("active"), "{text}");
+    assert!(
+        text.starts_with("HOSTNAME") && text.contains("cli.a.test") && text.contains("active"),
+        "{text}"
+    );
     // A refusal exits 1 with the API's detail.
     let taken = residency(&["domains", "add", &a, "cli.a.test"]);
     assert_eq!(taken.status.code(), Some(1), "{taken:?}");
-    assert!(String::from_utf8_lossy(&taken.stderr).contains("409"), "{taken:?}");
-    let removed = json(residency(&["domains", "remove", &a, "cli.a.test", "--json"]));
+    assert!(
+        String::from_utf8_lossy(&taken.stderr).contains("409"),
+        "{taken:?}"
+    );
+    let removed = json(residency(&[
+        "domains",
+        "remove",
+        &a,
+        "cli.a.test",
+        "--json",
+    ]));
     assert_eq!(removed["state"], "removed");
     let empty = residency(&["domains", "list", &a]);
-    assert!(String::from_utf8_lossy(&empty.stdout).contains("(none)"), "{empty:?}");
+    assert!(
+        String::from_utf8_lossy(&empty.stdout).contains("(none)"),
+        "{empty:?}"
+    );
     s.stop().await;
 }

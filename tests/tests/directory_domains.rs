@@ -53,7 +53,12 @@ async fn a_hostname_has_one_live_owner_and_every_change_is_in_the_history() {
         .await
         .unwrap();
     assert_eq!(
-        (d.state, d.tenant_id.as_uuid(), d.cert_ref.as_str(), d.version),
+        (
+            d.state,
+            d.tenant_id.as_uuid(),
+            d.cert_ref.as_str(),
+            d.version
+        ),
         (DomainState::Active, a, "a-tls", 1)
     );
     assert!(d.verified_at.is_some());
@@ -91,7 +96,10 @@ async fn a_hostname_has_one_live_owner_and_every_change_is_in_the_history() {
         )
         .await
         .unwrap();
-    assert_eq!((failed.state, failed.reason.as_str(), failed.version), (DomainState::Failed, "expired", 2));
+    assert_eq!(
+        (failed.state, failed.reason.as_str(), failed.version),
+        (DomainState::Failed, "expired", 2)
+    );
     // Only the owner's domain can be verified or removed.
     assert!(matches!(
         writer
@@ -169,7 +177,13 @@ async fn domain_changes_are_notified_by_hostname() {
         hostname: "api.a.example".into(),
     };
     store
-        .add_domain("admin:test", a, "api.a.example", "a", &verdict(DomainState::Active, ""))
+        .add_domain(
+            "admin:test",
+            a,
+            "api.a.example",
+            "a",
+            &verdict(DomainState::Active, ""),
+        )
         .await
         .unwrap();
     assert_eq!(next(&mut rx).await, host());
@@ -193,13 +207,25 @@ async fn the_reader_only_reads_domains_and_the_writer_cannot_delete_or_rewrite_t
     let writer = Store::connect(&db.writer_url).await.unwrap();
     let a = tenant(&writer, "a").await;
     writer
-        .add_domain("admin:test", a, "api.a.example", "a", &verdict(DomainState::Active, ""))
+        .add_domain(
+            "admin:test",
+            a,
+            "api.a.example",
+            "a",
+            &verdict(DomainState::Active, ""),
+        )
         .await
         .unwrap();
     let reader = Store::connect(&db.reader_url).await.unwrap();
     assert_eq!(reader.domains().await.unwrap().len(), 1);
     assert!(reader
-        .add_domain("admin:test", a, "b.a.example", "a", &verdict(DomainState::Active, ""))
+        .add_domain(
+            "admin:test",
+            a,
+            "b.a.example",
+            "a",
+            &verdict(DomainState::Active, "")
+        )
         .await
         .is_err());
     let reader = integration_tests::connect(&db.reader_url).await;
@@ -210,8 +236,16 @@ async fn the_reader_only_reads_domains_and_the_writer_cannot_delete_or_rewrite_t
         ("writer", &writer, "DELETE FROM domains"),
         ("writer", &writer, "TRUNCATE domains"),
         ("writer", &writer, "UPDATE domains SET version = 1"),
-        ("writer", &writer, "UPDATE domains SET hostname = 'c.a.example'"),
-        ("writer", &writer, "ALTER TABLE domains DISABLE TRIGGER domains_notify"),
+        (
+            "writer",
+            &writer,
+            "UPDATE domains SET hostname = 'c.a.example'",
+        ),
+        (
+            "writer",
+            &writer,
+            "ALTER TABLE domains DISABLE TRIGGER domains_notify",
+        ),
     ] {
         let e = client
             .batch_execute(sql)

@@ -93,7 +93,8 @@ async fn audit_matches_the_cli_then_names_a_misplaced_row() {
     let s = Stack::start_with(StackOptions {
         audit: true,
         ..StackOptions::default()
-    }).await;
+    })
+    .await;
     let (_, us_tenant) = customers(&s).await;
 
     let r = s.admin(Method::GET, "/admin/v1/audit", None).await;
@@ -172,7 +173,8 @@ async fn one_audit_at_a_time_and_the_token_is_required() {
     let s = Stack::start_with(StackOptions {
         audit: true,
         ..StackOptions::default()
-    }).await;
+    })
+    .await;
     customers(&s).await;
 
     let r = s.admin_as(None, Method::GET, "/admin/v1/audit", None).await;

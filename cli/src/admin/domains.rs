@@ -98,7 +98,10 @@ async fn run(args: &DomainsArgs) -> Result<Output, CliError> {
         DomainsCmd::Remove { tenant, hostname } => {
             let path = format!("{}/{}", base(tenant), seg(hostname));
             let d: Domain = api.call(Method::DELETE, &path, NO_BODY).await?;
-            Ok(Output::Object(shown(&d), &["hostname", "tenant_id", "state"]))
+            Ok(Output::Object(
+                shown(&d),
+                &["hostname", "tenant_id", "state"],
+            ))
         }
     }
 }

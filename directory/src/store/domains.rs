@@ -55,7 +55,9 @@ impl Store {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
-                &format!("SELECT {COLUMNS} FROM domains WHERE state <> 'removed' ORDER BY hostname"),
+                &format!(
+                    "SELECT {COLUMNS} FROM domains WHERE state <> 'removed' ORDER BY hostname"
+                ),
                 &[],
             )
             .await?;

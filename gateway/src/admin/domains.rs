@@ -36,7 +36,12 @@ async fn check(st: &AdminState, hostname: &str, cert_ref: &str) -> Result<Domain
     let dir = st.gateway.directory().domains().cert_dir().cloned();
     let (hostname, cert_ref) = (hostname.to_owned(), cert_ref.to_owned());
     tokio::task::spawn_blocking(move || {
-        verify::check(dir.as_ref(), &hostname, &cert_ref, chrono::Utc::now().timestamp())
+        verify::check(
+            dir.as_ref(),
+            &hostname,
+            &cert_ref,
+            chrono::Utc::now().timestamp(),
+        )
     })
     .await
     .map_err(|e| AdminError::Internal(format!("certificate check: {e}")))
@@ -80,7 +85,12 @@ pub(crate) async fn add(
     let id = parse_uuid(&id, "id")?;
     let hostname = match parse_hostname(&b.hostname) {
         Ok(h) if !b.hostname.ends_with('.') => h,
-        _ => return Err(AdminError::invalid("hostname", residency_core::domain::HOSTNAME_RULE)),
+        _ => {
+            return Err(AdminError::invalid(
+                "hostname",
+                residency_core::domain::HOSTNAME_RULE,
+            ))
+        }
     };
     if verify::covers(&st.default_names(), &hostname) {
         return Err(AdminError::invalid(

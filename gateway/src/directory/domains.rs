@@ -147,11 +147,14 @@ impl Domains {
             (None, DomainState::Active, Some(dir)) => dir.load(&row.hostname, &row.cert_ref),
             (None, _, Some(_)) => None,
         };
-        let mut slot = self.map.entry(row.hostname.clone()).or_insert_with(|| Slot {
-            row: row.clone(),
-            seen: read,
-            cert: None,
-        });
+        let mut slot = self
+            .map
+            .entry(row.hostname.clone())
+            .or_insert_with(|| Slot {
+                row: row.clone(),
+                seen: read,
+                cert: None,
+            });
         slot.seen = slot.seen.max(read);
         if slot.row.version <= row.version {
             slot.row = row;
@@ -204,7 +207,9 @@ impl Domains {
                 Some(c) => match c.reload_if_changed() {
                     None => {}
                     Some(Ok(())) => tracing::info!(hostname, "custom domain certificate reloaded"),
-                    Some(Err(e)) => tracing::error!(hostname, error = %e, "custom domain certificate reload failed; keeping the previous one"),
+                    Some(Err(e)) => {
+                        tracing::error!(hostname, error = %e, "custom domain certificate reload failed; keeping the previous one")
+                    }
                 },
                 None => {
                     let Some(loaded) = dir.load(&hostname, &cert_ref) else {
@@ -225,13 +230,18 @@ impl Domains {
 
     /// Every `interval` (none when zero), reloads changed certificate files and retries the
     /// ones that could not be loaded, until `shutdown`. File I/O runs on a blocking thread.
-    pub(crate) fn spawn_reloader(self: &Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+    pub(crate) fn spawn_reloader(
+        self: &Arc<Self>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
         if interval.is_zero() {
             return;
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -263,7 +273,10 @@ mod tests {
     #[test]
     fn only_active_domains_answer_and_older_reads_lose() {
         let d = Domains::default();
-        let (a, b) = (TenantId::from_uuid(uuid::Uuid::now_v7()), TenantId::from_uuid(uuid::Uuid::now_v7()));
+        let (a, b) = (
+            TenantId::from_uuid(uuid::Uuid::now_v7()),
+            TenantId::from_uuid(uuid::Uuid::now_v7()),
+        );
         d.apply(row("api.a.example", a, DomainState::Pending, 1), 1);
         assert_eq!(d.tenant_of("api.a.example"), None);
         d.apply(row("api.a.example", a, DomainState::Active, 2), 2);

@@ -350,7 +350,10 @@ impl Directory {
                     format!("tenant {} is not in the directory", d.tenant),
                 ));
             }
-            if d.cert_ref.as_deref().is_some_and(|r| !residency_core::domain::is_cert_ref(r)) {
+            if d.cert_ref
+                .as_deref()
+                .is_some_and(|r| !residency_core::domain::is_cert_ref(r))
+            {
                 problems.push(Problem::new(
                     format!("domains[{i}].cert_ref"),
                     residency_core::domain::CERT_REF_RULE,

@@ -49,11 +49,11 @@ use crate::auth::{self as authn, api_key, AuthContext, Credential};
 use crate::directory::{Directory, TenantRecord};
 use crate::error::GatewayError;
 use crate::listener::TlsServerName;
-use residency_core::TenantId;
 use crate::metrics as m;
 use crate::ratelimit::{self, Decision, RateLimiter};
 use crate::{headers, metrics::status_class};
 use body::LimitedBody;
+use residency_core::TenantId;
 use upstream::{Region, Regions, Upstream};
 
 /// The body of every gateway response: a region node's stream, or a gateway-made body.
@@ -170,8 +170,7 @@ impl Gateway {
         // Borrowed from the context, field by field, so the phases below need no clone of it.
         let verified: &Verified = ctx.verified.insert(verified);
         if domain_owner.is_some_and(|owner| owner != verified.ctx.tenant) {
-            metrics::counter!(m::DOMAIN_REFUSALS_TOTAL, "reason" => "tenant_mismatch")
-                .increment(1);
+            metrics::counter!(m::DOMAIN_REFUSALS_TOTAL, "reason" => "tenant_mismatch").increment(1);
             return Err(GatewayError::DomainTenantMismatch);
         }
         let (tenant, region) = self.resolve(verified).await?;
@@ -527,6 +526,12 @@ fn healthy(request_id: &HeaderValue) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_compared_lowercase_without_a_trailing_dot() {
+        assert_eq!(normalize_host("API.A.example."), "api.a.example");
+        assert!(matches!(normalize_host("api.a.example"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn request_ids_are_kept_when_well_formed_else_generated() {
