@@ -213,9 +213,7 @@ impl Gateway {
             .headers
             .get(HOST)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<http::uri::Authority>().ok())
-            .map(|a| normalize_host(a.host()).into_owned())
-            .map(Cow::Owned);
+            .map(|v| normalize_host(without_port(v)));
         let (mut first, mut differ, mut owner): (Option<&str>, bool, Option<TenantId>) =
             (None, false, None);
         for name in [&sni, &authority, &host].into_iter().flatten() {
@@ -483,6 +481,16 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     residency_http::RequestId::from_headers_or_new(headers).into_header_value()
 }
 
+/// The host of a `Host` header value (`name`, `name:port`, `[v6]:port`), without parsing
+/// (and allocating) a URI authority.
+fn without_port(value: &str) -> &str {
+    if value.starts_with('[') {
+        value.find(']').map_or(value, |end| &value[..=end])
+    } else {
+        value.rsplit_once(':').map_or(value, |(host, _)| host)
+    }
+}
+
 /// A hostname as the domain table keys it: lowercase, without one trailing dot.
 fn normalize_host(host: &str) -> Cow<'_, str> {
     let host = host.strip_suffix('.').unwrap_or(host);
@@ -531,6 +539,9 @@ mod tests {
     fn hosts_are_compared_lowercase_without_a_trailing_dot() {
         assert_eq!(normalize_host("API.A.example."), "api.a.example");
         assert!(matches!(normalize_host("api.a.example"), Cow::Borrowed(_)));
+        assert_eq!(without_port("api.a.example:8443"), "api.a.example");
+        assert_eq!(without_port("api.a.example"), "api.a.example");
+        assert_eq!(without_port("[::1]:443"), "[::1]");
     }
 
     #[test]
