@@ -433,6 +433,42 @@ mod tests {
     }
 
     #[test]
+    fn domains_keep_their_field_names_and_refuse_unknown_fields() {
+        let t: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+        let d = Domain {
+            hostname: "api.acme.example".into(),
+            tenant_id: TenantId::from_uuid(Uuid::nil()),
+            cert_ref: "acme-tls".into(),
+            state: crate::domain::DomainState::Active,
+            reason: String::new(),
+            verified_at: Some(t),
+            version: 1,
+            created_at: t,
+            updated_at: t,
+        };
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            keys(&v),
+            [
+                "cert_ref",
+                "created_at",
+                "hostname",
+                "reason",
+                "state",
+                "tenant_id",
+                "updated_at",
+                "verified_at",
+                "version"
+            ]
+        );
+        assert_eq!(v["state"], "active");
+        assert_eq!(v["verified_at"], "2026-01-02T03:04:05+00:00");
+        assert!(serde_json::from_str::<AddDomain>(r#"{"hostname":"a.b","tenant":"x"}"#).is_err());
+        let add: AddDomain = serde_json::from_str(r#"{"hostname":"a.b"}"#).unwrap();
+        assert_eq!(add.cert_ref, None);
+    }
+
+    #[test]
     fn responses_keep_the_admin_api_field_names() {
         let t: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
         let tenant = Tenant {
