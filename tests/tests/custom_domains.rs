@@ -230,6 +230,19 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
     let list = s
         .admin(Method::GET, &format!("/admin/v1/tenants/{a}/domains"), None)
         .await;
+    // Which customer holds a hostname (any case); unknown ones are 404.
+    let owner = s
+        .admin(Method::GET, "/admin/v1/domains/API.a.test", None)
+        .await;
+    assert_eq!(
+        (owner.status, &owner.json["tenant_id"]),
+        (StatusCode::OK, &json!(a)),
+        "{owner:?}"
+    );
+    let none = s
+        .admin(Method::GET, "/admin/v1/domains/nobody.test", None)
+        .await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND, "{none:?}");
     assert_eq!(list.json["items"].as_array().unwrap().len(), 1, "{list:?}");
 
     // Each SNI gets its certificate, valid for that name under the test CA.
@@ -381,6 +394,10 @@ async fn each_customer_hostname_gets_its_certificate_and_serves_only_its_custome
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    let gone = s
+        .admin(Method::GET, "/admin/v1/domains/api.a.test", None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{gone:?}");
 
     // Removal by another writer (another replica's admin API): through NOTIFY.
     let written = std::time::Instant::now();

@@ -31,6 +31,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/v1/tenants/{id}/domains"),
     ("delete", "/admin/v1/tenants/{id}/domains/{hostname}"),
     ("post", "/admin/v1/tenants/{id}/domains/{hostname}/verify"),
+    ("get", "/admin/v1/domains/{hostname}"),
     ("get", "/admin/v1/regions"),
     ("get", "/admin/v1/audit"),
 ];

@@ -9,7 +9,9 @@
 //! - `GET …/domains`: the customer's domains;
 //! - `POST …/domains/{hostname}/verify`: checks the certificate again (after cert-manager
 //!   issued or renewed it) and stores the outcome;
-//! - `DELETE …/domains/{hostname}`: removes it (200 with the domain in state `removed`).
+//! - `DELETE …/domains/{hostname}`: removes it (200 with the domain in state `removed`);
+//! - `GET /admin/v1/domains/{hostname}`: which customer a hostname belongs to (404 when it is
+//!   not registered or was removed).
 //!
 //! Every change is a directory write attributed to `admin:<token name>` (the history trigger
 //! appends it to the tenant's history), re-read into this gateway at once and announced to
@@ -206,4 +208,29 @@ pub(crate) async fn remove(
     st.gateway.directory().refresh_domain(&hostname).await;
     tracing::info!(tenant = %id, hostname, actor = %st.actor, "custom domain removed");
     Ok(Json(domain))
+}
+
+/// `GET /admin/v1/domains/{hostname}`: the registered domain, whichever customer holds it.
+#[utoipa::path(get, path = "/admin/v1/domains/{hostname}", tag = "domains",
+    security(("admin_token" = [])),
+    params(("hostname" = String, Path, description = "The hostname")),
+    responses(
+        (status = 200, description = "The domain and its customer", body = Domain),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::Internal),
+        (status = 501, response = super::openapi::NotImplemented),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
+pub(crate) async fn get_domain(
+    State(st): State<Arc<AdminState>>,
+    Path(hostname): Path<String>,
+) -> Result<Json<Domain>> {
+    let hostname = path_hostname(&hostname)?;
+    st.store()?
+        .domain(&hostname)
+        .await?
+        .filter(|d| d.state != residency_core::domain::DomainState::Removed)
+        .map(Json)
+        .ok_or(AdminError::NotFound("domain"))
 }

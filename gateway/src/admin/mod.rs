@@ -222,6 +222,7 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
             "/admin/v1/tenants/{id}/domains/{hostname}/verify",
             post(domains::verify_domain),
         )
+        .route("/admin/v1/domains/{hostname}", get(domains::get_domain))
         .route("/admin/v1/regions", get(regions))
         .route("/admin/v1/audit", get(audit::audit))
         .route_layer(middleware::from_fn_with_state(
@@ -297,6 +298,7 @@ const ROUTES: &[&str] = &[
     "/admin/v1/tenants/{id}/domains",
     "/admin/v1/tenants/{id}/domains/{hostname}",
     "/admin/v1/tenants/{id}/domains/{hostname}/verify",
+    "/admin/v1/domains/{hostname}",
     "/admin/v1/regions",
     "/admin/v1/audit",
 ];

@@ -64,6 +64,7 @@ pub(crate) fn document() -> &'static str {
         domains::list,
         domains::verify_domain,
         domains::remove,
+        domains::get_domain,
         super::regions,
         audit::audit,
     ),
