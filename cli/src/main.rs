@@ -1,6 +1,6 @@
 //! `residency`: the operator CLI. This file only parses arguments and dispatches: each
 //! subcommand lives in its own module and returns the process exit code (`up`, `audit`,
-//! `tenants`/`orgs`/`keys` in `admin`, `directory`, `token`).
+//! `tenants`/`orgs`/`keys`/`domains` in `admin`, `directory`, `token`).
 
 mod admin;
 mod audit;
@@ -35,6 +35,9 @@ enum Command {
     Orgs(admin::OrgsArgs),
     /// API keys of a customer (scale and enterprise tiers): create, list, revoke.
     Keys(admin::KeysArgs),
+    /// Custom domains of a customer: add (with its certificate reference), list, verify,
+    /// remove.
+    Domains(admin::DomainsArgs),
     /// Set up the global directory database of a deployment: `bootstrap` (roles and
     /// database, as the server's administrator), then `migrate` (as its owner).
     Directory(directory::DirectoryArgs),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Command::Tenants(args) => admin::tenants(args).await,
             Command::Orgs(args) => admin::orgs(args).await,
             Command::Keys(args) => admin::keys(args).await,
+            Command::Domains(args) => admin::domains(args).await,
             Command::Directory(args) => directory::run(args).await,
             Command::Token(args) => token::run(&args),
         }

@@ -10,6 +10,7 @@
 //! cert_file = "tls/gateway.pem"
 //! key_file = "tls/gateway.key"
 //! reload_interval = "10s"           # file-change check; SIGHUP reloads too; "0s": SIGHUP only
+//! # domains_dir = "tls/domains"     # custom domains: <domains_dir>/<cert_ref>/tls.crt, tls.key
 //!
 //! [[issuers]]
 //! issuer = "https://idp.example.com/"
@@ -171,6 +172,9 @@ impl Validate for GatewayConfig {
         if let Some(tls) = &mut self.tls {
             resolve(base, &mut tls.cert_file);
             resolve(base, &mut tls.key_file);
+            if let Some(dir) = &mut tls.domains_dir {
+                resolve(base, dir);
+            }
         }
         for i in &mut self.issuers {
             for f in [&mut i.jwks_file, &mut i.ca_file].into_iter().flatten() {

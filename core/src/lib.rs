@@ -2,6 +2,7 @@
 //!
 //! - [`RegionId`], [`TenantId`], [`OrgId`]: the identifiers that cross process boundaries, parsed once;
 //! - [`headers`]: the header names the gateway and region nodes agree on;
+//! - [`domain`]: custom domains (hostname rule, verification state, file entries);
 //! - [`tenant`]: tiers, statuses, directory entries and the API-key format;
 //! - [`assertion`]: the internal assertion the gateway mints and region nodes verify;
 //! - [`wire`]: the typed request and response bodies of every contract, with their OpenAPI
@@ -12,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod assertion;
+pub mod domain;
 pub mod headers;
 mod ids;
 mod tenant;

@@ -8,7 +8,7 @@ use crate::{RegionId, TenantId};
 /// The start of every API key: `rk_<prefix>_<secret>`.
 pub(crate) const API_KEY_SCHEME: &str = "rk_";
 
-/// The file-backed directory: `[[tenants]]` and `[[api_keys]]`.
+/// The file-backed directory: `[[tenants]]`, `[[api_keys]]` and `[[domains]]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryFile {
@@ -18,6 +18,9 @@ pub struct DirectoryFile {
     /// API keys, stored as hashes only.
     #[serde(default)]
     pub api_keys: Vec<ApiKeyEntry>,
+    /// Custom domains (`[[domains]]`), each always active.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<crate::domain::DomainEntry>,
 }
 
 /// One tenant (customer) in the directory.

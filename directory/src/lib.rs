@@ -9,6 +9,9 @@
 //!   of its two unprivileged roles ([`DirectoryRoles`]): a **reader** for gateway caches
 //!   (`SELECT` on tenants and API keys, `LISTEN`) and a **writer** for the admin API (insert,
 //!   the few updates it makes, history appends; no `DELETE`, `TRUNCATE` or DDL);
+//! - custom domains ([`Store::add_domain`] and friends): hostname → tenant, certificate
+//!   reference and verification state, removed by state (never deleted), notified as
+//!   [`Change::Domain`];
 //! - [`keys`]: API key generation (`rk_<prefix>_<secret>`, SHA-256 stored).
 
 pub mod keys;
@@ -17,7 +20,8 @@ mod store;
 
 pub use listen::{listen, Change};
 pub use store::{
-    NewTenant, RolePowers, Store, StoreError, TenantFilter, TenantPatch, TenantRecord,
+    DomainVerdict, NewTenant, RolePowers, Store, StoreError, TenantFilter, TenantPatch,
+    TenantRecord,
 };
 
 pub use residency_pg::bootstrap::RoleSpec;
@@ -40,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "0003_api_key_default_role",
         sql: include_str!("../migrations/0003_api_key_default_role.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_domains",
+        sql: include_str!("../migrations/0004_domains.sql"),
     },
 ];
 

@@ -29,6 +29,11 @@ pub enum Change {
         /// The key's public prefix.
         prefix: String,
     },
+    /// A custom domain row changed.
+    Domain {
+        /// The domain's hostname.
+        hostname: String,
+    },
     /// The listener lost its connection; the consumer may mark its data stale.
     Disconnected,
 }
@@ -38,12 +43,14 @@ pub enum Change {
 enum Payload {
     Tenant { id: Uuid },
     ApiKey { prefix: String },
+    Domain { hostname: String },
 }
 
 fn parse(payload: &str) -> Option<Change> {
     match serde_json::from_str::<Payload>(payload).ok()? {
         Payload::Tenant { id } => Some(Change::Tenant(id)),
         Payload::ApiKey { prefix } => Some(Change::ApiKey { prefix }),
+        Payload::Domain { hostname } => Some(Change::Domain { hostname }),
     }
 }
 
@@ -145,6 +152,12 @@ mod tests {
             parse(r#"{"kind":"api_key","id":"x","prefix":"abcd1234"}"#),
             Some(Change::ApiKey {
                 prefix: "abcd1234".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"kind":"domain","hostname":"api.acme.example"}"#),
+            Some(Change::Domain {
+                hostname: "api.acme.example".into()
             })
         );
         assert_eq!(parse("garbage"), None);

@@ -6,7 +6,9 @@
 //!   clone, status check; the future is ready at its first poll, so no runtime is involved);
 //! - `resolve_hit_10k_tenants`: the same rotating over 10 000 tenants, so the map does not
 //!   sit in L1;
-//! - `api_key_hit`: the API key record by prefix (the SHA-256 that follows is not included).
+//! - `api_key_hit`: the API key record by prefix (the SHA-256 that follows is not included);
+//! - `domain_hit` / `domain_miss`: the custom-domain probe of the request path for a
+//!   customer's hostname and for any other name, with 1 000 domains loaded.
 
 use std::hint::black_box;
 
@@ -43,6 +45,13 @@ fn bench(c: &mut criterion::Criterion) {
         expires_at: None,
         revoked: false,
     });
+    for n in 0..1_000 {
+        file.domains.push(residency_core::domain::DomainEntry {
+            hostname: format!("api.customer{n}.example"),
+            tenant: tenant(n),
+            cert_ref: None,
+        });
+    }
     let d = Directory::from_file(file, &[eu]).unwrap();
     let one = tenant(1);
     c.bench_function("resolve_hit", |b| {
@@ -74,6 +83,12 @@ fn bench(c: &mut criterion::Criterion) {
     );
     c.bench_function("cache_probe_hit", |b| {
         b.iter(|| black_box(cache.tenant(black_box(one))));
+    });
+    c.bench_function("domain_hit", |b| {
+        b.iter(|| black_box(d.domains().tenant_of(black_box("api.customer7.example"))));
+    });
+    c.bench_function("domain_miss", |b| {
+        b.iter(|| black_box(d.domains().tenant_of(black_box("gateway.example.com"))));
     });
     c.bench_function("api_key_hit", |b| {
         b.iter(|| black_box(d.api_key(black_box("abcdefgh1234"))));

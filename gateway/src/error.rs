@@ -33,6 +33,13 @@ pub(crate) enum GatewayError {
     /// Authenticated, but this credential may not be used.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// A credential of another customer on a customer's custom domain.
+    #[error("credential of another customer on a custom domain")]
+    DomainTenantMismatch,
+    /// The TLS server name and the request's host name different hostnames, one of them a
+    /// customer's custom domain.
+    #[error("misdirected request")]
+    Misdirected,
     /// Nothing is served at this path on the public listener.
     #[error("not found: {0}")]
     NotFound(&'static str),
@@ -81,7 +88,8 @@ impl GatewayError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::Directory(d) => d.status(),
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::DomainTenantMismatch => StatusCode::FORBIDDEN,
+            Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -102,6 +110,8 @@ impl GatewayError {
             Self::Auth(_) => "unauthorized",
             Self::Directory(d) => d.kind(),
             Self::Forbidden(_) => "forbidden",
+            Self::DomainTenantMismatch => "domain_tenant_mismatch",
+            Self::Misdirected => "misdirected_request",
             Self::NotFound(_) => "not_found",
             Self::RateLimited { .. } => "rate_limited",
             Self::PayloadTooLarge => "payload_too_large",
@@ -121,6 +131,12 @@ impl GatewayError {
             Self::Directory(d) => d.client_detail(),
             Self::RateLimited { .. } => {
                 "the customer's request rate limit is exceeded; retry after the number of seconds in Retry-After"
+            }
+            Self::DomainTenantMismatch => {
+                "this hostname serves one customer only; the credential belongs to another"
+            }
+            Self::Misdirected => {
+                "the tls server name and the host name differ; send the request on a connection made for its host"
             }
             Self::PayloadTooLarge => "the request body exceeds the size limit",
             Self::NoHealthyUpstream { .. } => {
@@ -237,6 +253,28 @@ mod tests {
             "the customer's request rate limit is exceeded; retry after the number of seconds in Retry-After"
         );
         assert_eq!(body["request_id"], "req-429");
+    }
+
+    #[tokio::test]
+    async fn custom_domain_refusals_are_403_and_421_problems() {
+        let id = HeaderValue::from_static("r");
+        for (err, status, kind) in [
+            (
+                GatewayError::DomainTenantMismatch,
+                StatusCode::FORBIDDEN,
+                "domain_tenant_mismatch",
+            ),
+            (
+                GatewayError::Misdirected,
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+            ),
+        ] {
+            let resp = err.into_response(&id);
+            assert_eq!(resp.status(), status);
+            let body = body_json(resp).await;
+            assert_eq!(body["type"], format!("urn:residency:problem:{kind}"));
+        }
     }
 
     #[test]

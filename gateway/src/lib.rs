@@ -109,7 +109,7 @@ pub async fn run(
     let tls = cfg
         .tls
         .as_ref()
-        .map(|t| tls::acceptor(t, &shutdown))
+        .map(|t| tls::acceptor(t, gateway.directory().domains(), &shutdown))
         .transpose()?;
 
     let admin = match listeners.admin {

@@ -28,6 +28,10 @@
 //! - Shutdown: stop accepting at once, close every connection gracefully, wait for up to
 //!   `shutdown_grace` for them (a [`TaskTracker`] of the connection tasks).
 //!
+//! - TLS: the client's server name (SNI) is put on every request of the connection as a
+//!   [`TlsServerName`] extension, so the request path can hold a customer's hostname to that
+//!   customer's credentials and refuse an SNI/`Host` mismatch.
+//!
 //! Not handled here: what a request means; that is the service passed in.
 
 pub(crate) mod per_ip;
@@ -206,6 +210,34 @@ pub(crate) async fn serve<S, B>(
     }
 }
 
+/// The server name (SNI) the client sent in its TLS handshake, lowercase: a request
+/// extension on every request of that connection (the custom-domain check reads it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsServerName(pub(crate) Arc<str>);
+
+/// Tags every request of one connection with the connection's [`TlsServerName`].
+#[derive(Clone)]
+struct WithServerName<S> {
+    inner: S,
+    sni: Option<TlsServerName>,
+}
+
+impl<S, B> Service<Request<Incoming>> for WithServerName<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if let Some(sni) = &self.sni {
+            req.extensions_mut().insert(sni.clone());
+        }
+        self.inner.call(req)
+    }
+}
+
 /// One accepted connection and what serving it needs.
 struct Conn<S> {
     builder: auto::Builder<TokioExecutor>,
@@ -235,14 +267,18 @@ where
     async fn run(self, stream: TcpStream) {
         let peer = self.peer;
         let ended = match self.tls.clone() {
-            None => Ok(self.serve(stream, Mode::Http1).await),
+            None => Ok(self.serve(stream, Mode::Http1, None).await),
             Some(acceptor) => match self.handshake(&acceptor, stream).await {
                 Ok(tls) => {
-                    let mode = match tls.get_ref().1.alpn_protocol() {
+                    let session = tls.get_ref().1;
+                    let mode = match session.alpn_protocol() {
                         Some(b"h2") => Mode::PassThrough,
                         _ => Mode::Http1,
                     };
-                    Ok(self.serve(tls, mode).await)
+                    let sni = session
+                        .server_name()
+                        .map(|n| TlsServerName(Arc::from(n.to_ascii_lowercase())));
+                    Ok(self.serve(tls, mode, sni).await)
                 }
                 Err(e) => Err(e),
             },
@@ -280,12 +316,16 @@ where
 
     /// Serves `io` (HTTP/1 and HTTP/2, through the smuggling guard) until it ends, closing it
     /// gracefully when idle, too old, or on shutdown ([`conn::drive`]).
-    async fn serve<IO>(self, io: IO, mode: Mode) -> Ended<BoxError>
+    async fn serve<IO>(self, io: IO, mode: Mode, sni: Option<TlsServerName>) -> Ended<BoxError>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new(self.accepted_at);
-        let (io, service) = smuggle::guard(io, self.service, mode, self.guard_limits, self.peer);
+        let service = WithServerName {
+            inner: self.service,
+            sni,
+        };
+        let (io, service) = smuggle::guard(io, service, mode, self.guard_limits, self.peer);
         let service = Tracked::new(service, Arc::clone(&activity));
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         conn::drive(

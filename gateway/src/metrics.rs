@@ -30,8 +30,13 @@ pub(crate) const DIRECTORY_LOOKUPS_TOTAL: &str = "gateway_directory_lookups_tota
 /// Seconds the directory data has been possibly out of date (0 while `LISTEN` is connected
 /// and the last full load succeeded).
 pub(crate) const DIRECTORY_STALENESS_SECONDS: &str = "gateway_directory_staleness_seconds";
-/// Directory loads, by `kind` (`full`, `tenant`, `api_key`) and `result` (`ok`, `error`).
+/// Directory loads, by `kind` (`full`, `tenant`, `api_key`, `domain`) and `result` (`ok`,
+/// `error`).
 pub(crate) const DIRECTORY_LOADS_TOTAL: &str = "gateway_directory_loads_total";
+/// Requests refused because of a custom domain, by `reason` (`tenant_mismatch`: a credential
+/// of another customer on a customer's hostname, 403; `misdirected`: the TLS server name and
+/// the `Host` name different hostnames, one of them a customer's, 421).
+pub(crate) const DOMAIN_REFUSALS_TOTAL: &str = "gateway_domain_refusals_total";
 /// Active health checks of upstreams, by `region` and `result` (`ok`, `error`).
 pub(crate) const HEALTH_CHECKS_TOTAL: &str = "gateway_health_checks_total";
 /// Upstreams taken out of rotation, by `region` and `cause` (`connect`, `health_check`).

@@ -115,6 +115,19 @@ impl ReloadingCert {
         Ok(())
     }
 
+    /// Reloads when either file's modification time or length changed since the last
+    /// attempt: `None` when unchanged, else what [`ReloadingCert::reload_now`] returned. For
+    /// callers that poll many certificates on one timer (the gateway's custom domains).
+    pub fn reload_if_changed(&self) -> Option<Result<(), LoadError>> {
+        self.changed().then(|| self.reload_now())
+    }
+
+    /// The certificate file (for logs).
+    #[must_use]
+    pub fn cert_file(&self) -> &Path {
+        &self.cert_file
+    }
+
     /// Reloads on `SIGHUP` and, with a non-zero `interval`, when the files change (checked
     /// every `interval`), until `shutdown` is cancelled.
     ///

@@ -87,6 +87,40 @@ impl Idp {
 pub struct StackOptions {
     /// Give `apac` a database and write `[audit]` with every region's auditor URL.
     pub audit: bool,
+    /// Serve the public listener over TLS ([`StackTls`]): a default certificate for
+    /// [`DEFAULT_HOST`] from a test CA, and `tls.domains_dir` for custom domains.
+    pub tls: bool,
+}
+
+/// The name on the default certificate of a TLS stack.
+pub const DEFAULT_HOST: &str = "gateway.test";
+
+/// The TLS side of a stack started with [`StackOptions::tls`].
+pub struct StackTls {
+    /// The test CA's certificate (PEM): clients trust it.
+    pub ca_pem: String,
+    /// The CA, to sign certificates for custom domains.
+    pub ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The gateway's `tls.domains_dir`.
+    pub domains_dir: std::path::PathBuf,
+}
+
+impl StackTls {
+    /// Installs a certificate for `names` (signed by the test CA) as `cert_ref` under
+    /// `domains_dir`, the way a mounted Secret appears (files renamed into place).
+    ///
+    /// # Panics
+    /// When the files cannot be written.
+    pub fn install_cert(&self, cert_ref: &str, names: &[&str]) {
+        let (cert, key) = crate::tls_postgres::leaf(names, &self.ca, false);
+        let dir = self.domains_dir.join(cert_ref);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, pem) in [("tls.key", key), ("tls.crt", cert)] {
+            let tmp = dir.join(format!(".{name}.new"));
+            std::fs::write(&tmp, pem).unwrap();
+            std::fs::rename(&tmp, dir.join(name)).unwrap();
+        }
+    }
 }
 
 /// A running gateway with a Postgres directory in front of real eu and us nodes, plus an
@@ -117,6 +151,10 @@ pub struct Stack {
     /// The TCP relay between the gateway and the directory database (freeze it to partition
     /// them silently).
     pub directory_link: Relay,
+    /// With [`StackOptions::tls`]: the CA and the custom domains' certificate directory.
+    pub tls: Option<StackTls>,
+    /// The public listener's address.
+    pub public_addr: std::net::SocketAddr,
 }
 
 impl Stack {
@@ -157,6 +195,25 @@ impl Stack {
         } else {
             None
         };
+        let tls = opts.tls.then(|| {
+            let (ca_pem, ca) = crate::tls_postgres::ca("gateway test ca");
+            let (cert, key) = crate::tls_postgres::leaf(&[DEFAULT_HOST, "localhost"], &ca, false);
+            std::fs::write(files.path().join("gateway.pem"), cert).unwrap();
+            std::fs::write(files.path().join("gateway.key"), key).unwrap();
+            let domains_dir = files.path().join("domains");
+            std::fs::create_dir(&domains_dir).unwrap();
+            StackTls {
+                ca_pem,
+                ca,
+                domains_dir,
+            }
+        });
+        let tls_section = if tls.is_some() {
+            "[tls]\ncert_file = \"gateway.pem\"\nkey_file = \"gateway.key\"\n\
+             reload_interval = \"100ms\"\ndomains_dir = \"domains\"\n"
+        } else {
+            ""
+        };
         let region = |node: &Node| {
             format!(
                 "[[regions]]\nid = \"{r}\"\nupstreams = [\"http://{addr}\"]\n\
@@ -171,6 +228,8 @@ impl Stack {
 [listen]
 public = "127.0.0.1:0"
 admin = "127.0.0.1:0"
+
+{tls_section}
 
 [[issuers]]
 issuer = "{ISSUER}"
@@ -221,7 +280,9 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
         let spawned = residency_gateway::spawn_local(&path)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
-        let public_url = format!("http://{}", spawned.public);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let public_url = format!("{scheme}://{}", spawned.public);
+        let public_addr = spawned.public;
         let admin_url = format!("http://{}", spawned.admin);
         let (shutdown, task) = (spawned.shutdown, spawned.task);
         let store = Store::connect(&dir.writer_url).await.unwrap();
@@ -242,6 +303,8 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
             task,
             files,
             directory_link,
+            tls,
+            public_addr,
         };
         stack
             .until("the gateway is ready", Duration::from_secs(20), || async {

@@ -667,7 +667,7 @@ impl AuditFixture {
         let directory = dir.join("directory.toml");
         let file = residency_core::DirectoryFile {
             tenants: self.tenants.clone(),
-            api_keys: Vec::new(),
+            ..residency_core::DirectoryFile::default()
         };
         std::fs::write(&directory, toml::to_string(&file).unwrap()).unwrap();
         (stack, directory)

@@ -27,6 +27,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/v1/tenants/{id}/api-keys"),
     ("get", "/admin/v1/tenants/{id}/api-keys"),
     ("delete", "/admin/v1/tenants/{id}/api-keys/{key_id}"),
+    ("post", "/admin/v1/tenants/{id}/domains"),
+    ("get", "/admin/v1/tenants/{id}/domains"),
+    ("delete", "/admin/v1/tenants/{id}/domains/{hostname}"),
+    ("post", "/admin/v1/tenants/{id}/domains/{hostname}/verify"),
+    ("get", "/admin/v1/domains/{hostname}"),
     ("get", "/admin/v1/regions"),
     ("get", "/admin/v1/audit"),
 ];
@@ -89,7 +94,10 @@ async fn the_admin_listener_serves_its_openapi_document() {
     // unrouted path is 404, a wrong method 405), the others answer without one.
     let any = uuid::Uuid::nil().to_string();
     for (method, path) in ROUTES {
-        let concrete = path.replace("{id}", &any).replace("{key_id}", &any);
+        let concrete = path
+            .replace("{id}", &any)
+            .replace("{key_id}", &any)
+            .replace("{hostname}", "api.example.com");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = s.admin_as(None, method.clone(), &concrete, None).await;
         if path.starts_with("/admin/v1/") {
@@ -131,6 +139,20 @@ async fn the_admin_listener_serves_its_openapi_document() {
         assert!(key.get(&member).is_some(), "ApiKey.{member}: {key}");
     }
     assert!(key["api_key"].is_string(), "{key}");
+    let domain = s
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{}/domains", t["id"].as_str().unwrap()),
+            Some(&serde_json::json!({"hostname": "api.openapi.example"})),
+        )
+        .await;
+    assert_eq!(domain.status, StatusCode::CREATED, "{domain:?}");
+    for member in required(doc, "Domain") {
+        assert!(
+            domain.json.get(&member).is_some(),
+            "Domain.{member}: {domain:?}"
+        );
+    }
     let regions = s.admin(Method::GET, "/admin/v1/regions", None).await;
     for region in regions.json["items"].as_array().unwrap() {
         for member in required(doc, "Region") {

@@ -1,4 +1,4 @@
-//! `residency tenants|orgs|keys ...`: the gateway's admin API from a terminal.
+//! `residency tenants|orgs|keys|domains ...`: the gateway's admin API from a terminal.
 //!
 //! The admin URL and token come from `--admin-url` / `--admin-token` (or
 //! `RESIDENCY_ADMIN_URL` / `RESIDENCY_ADMIN_TOKEN`), else from the `admin` section of
@@ -28,11 +28,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 mod api;
+mod domains;
 mod render;
 #[cfg(test)]
 mod tests;
 
 use api::{AdminApi, CliError};
+pub(crate) use domains::{domains, DomainsArgs};
 use render::{object_lines, table};
 
 /// Where the admin API is and how to format answers; accepted before or after the action.

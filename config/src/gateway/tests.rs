@@ -817,3 +817,30 @@ fn tls_reload_interval_defaults_to_ten_seconds_and_zero_means_sighup_only() {
     )
     .is_err());
 }
+
+#[test]
+fn tls_domains_dir_resolves_relative_to_the_config_and_must_be_a_directory() {
+    let dir = dir_with_files();
+    write(dir.path(), "cert.pem", b"pem");
+    write(dir.path(), "key.pem", b"pem");
+    let tls = "[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n";
+    let cfg = load_text(dir.path(), &format!("{tls}{GOOD}")).unwrap();
+    assert_eq!(cfg.tls.unwrap().domains_dir, None);
+    std::fs::create_dir(dir.path().join("domains")).unwrap();
+    let cfg = load_text(
+        dir.path(),
+        &format!("{tls}domains_dir = \"domains\"\n{GOOD}"),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.tls.unwrap().domains_dir,
+        Some(dir.path().join("domains"))
+    );
+    assert_eq!(
+        problem_keys(
+            dir.path(),
+            &format!("{tls}domains_dir = \"cert.pem\"\n{GOOD}")
+        ),
+        ["tls.domains_dir"]
+    );
+}

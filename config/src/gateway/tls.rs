@@ -23,6 +23,14 @@ pub struct TlsConfig {
         with = "crate::duration::serde_str"
     )]
     pub reload_interval: Duration,
+    /// Certificates of customers' custom domains: a domain whose `cert_ref` is `acme` is
+    /// served with `<domains_dir>/acme/tls.crt` and `tls.key` (a mounted cert-manager Secret
+    /// has that layout), re-read when they change (checked every `reload_interval`). Private
+    /// keys never go into the directory database. Without it, custom domains are still
+    /// enforced (a request on a customer's hostname needs that customer's credential) but
+    /// never get their own certificate and never verify as `active`.
+    #[serde(default)]
+    pub domains_dir: Option<PathBuf>,
 }
 
 /// Ten seconds: rotation shows up well within a minute without stat-ing files constantly.
@@ -31,11 +39,19 @@ pub(crate) fn default_reload_interval() -> Duration {
 }
 
 impl TlsConfig {
-    /// Both files must be readable.
+    /// Both files must be readable; `domains_dir`, when set, must be a directory.
     pub(super) fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         check_file("tls.cert_file", &self.cert_file, &mut out);
         check_file("tls.key_file", &self.key_file, &mut out);
+        if let Some(dir) = &self.domains_dir {
+            if !dir.is_dir() {
+                out.push(Problem::new(
+                    "tls.domains_dir",
+                    format!("{} is not a readable directory", dir.display()),
+                ));
+            }
+        }
         out
     }
 }

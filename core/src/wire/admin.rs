@@ -267,6 +267,48 @@ pub struct CreatedApiKey {
 }
 
 // ---------------------------------------------------------------------------------------
+// Custom domains
+
+/// `POST /admin/v1/tenants/{id}/domains` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddDomain {
+    /// The customer's hostname: a DNS name of at least two labels, no wildcard, no IP
+    /// address, no trailing dot (lowercased); unique across all customers.
+    pub hostname: String,
+    /// The certificate's directory under the gateway's `tls.domains_dir` (holding `tls.crt`
+    /// and `tls.key`, e.g. a mounted cert-manager Secret); the hostname when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_ref: Option<String>,
+}
+
+/// A customer's custom domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Domain {
+    /// The hostname (lowercase).
+    pub hostname: String,
+    /// The customer whose hostname it is.
+    pub tenant_id: TenantId,
+    /// The certificate's directory under `tls.domains_dir`.
+    pub cert_ref: String,
+    /// `pending` (no certificate yet), `active` (served), `failed` (see `reason`), `removed`.
+    pub state: crate::domain::DomainState,
+    /// Why the last verification did not make it active (empty when active).
+    pub reason: String,
+    /// When a verification last found the certificate good, or `null`.
+    #[serde(serialize_with = "super::rfc3339::option")]
+    pub verified_at: Option<DateTime<Utc>>,
+    /// Bumped on every change.
+    pub version: i64,
+    /// Registration time.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
+    pub updated_at: DateTime<Utc>,
+}
+
+// ---------------------------------------------------------------------------------------
 // Regions and readiness
 
 /// `GET /admin/v1/regions` item: a configured region and its upstreams' health.
@@ -388,6 +430,42 @@ mod tests {
         let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         k.sort_unstable();
         k
+    }
+
+    #[test]
+    fn domains_keep_their_field_names_and_refuse_unknown_fields() {
+        let t: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+        let d = Domain {
+            hostname: "api.acme.example".into(),
+            tenant_id: TenantId::from_uuid(Uuid::nil()),
+            cert_ref: "acme-tls".into(),
+            state: crate::domain::DomainState::Active,
+            reason: String::new(),
+            verified_at: Some(t),
+            version: 1,
+            created_at: t,
+            updated_at: t,
+        };
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            keys(&v),
+            [
+                "cert_ref",
+                "created_at",
+                "hostname",
+                "reason",
+                "state",
+                "tenant_id",
+                "updated_at",
+                "verified_at",
+                "version"
+            ]
+        );
+        assert_eq!(v["state"], "active");
+        assert_eq!(v["verified_at"], "2026-01-02T03:04:05+00:00");
+        assert!(serde_json::from_str::<AddDomain>(r#"{"hostname":"a.b","tenant":"x"}"#).is_err());
+        let add: AddDomain = serde_json::from_str(r#"{"hostname":"a.b"}"#).unwrap();
+        assert_eq!(add.cert_ref, None);
     }
 
     #[test]

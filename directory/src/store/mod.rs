@@ -12,8 +12,10 @@ use residency_pg::tls::MakeTls;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+mod domains;
 mod records;
 
+pub use domains::DomainVerdict;
 use records::{enum_str, key_entry, API_KEY_COLUMNS, TENANT_COLUMNS};
 pub use records::{NewTenant, RolePowers, TenantFilter, TenantPatch, TenantRecord};
 use residency_core::wire::admin::{ApiKey, Organization, TenantHistoryEntry};
@@ -133,6 +135,7 @@ impl Store {
                           OR has_table_privilege('api_keys', 'INSERT') OR has_table_privilege('api_keys', 'UPDATE'), \
                         has_table_privilege('tenants', 'DELETE') OR has_table_privilege('api_keys', 'DELETE') \
                           OR has_table_privilege('tenants', 'TRUNCATE') OR has_table_privilege('api_keys', 'TRUNCATE') \
+                          OR has_table_privilege('domains', 'DELETE') \
                    FROM pg_roles r WHERE r.rolname = current_user",
                 &[],
             )
@@ -181,7 +184,7 @@ impl Store {
         Ok(rows.iter().map(key_entry).collect())
     }
 
-    /// Tenants and keys together, in the file directory's shape.
+    /// Tenants, keys and active domains together, in the file directory's shape.
     ///
     /// # Errors
     /// When the directory is unavailable.
@@ -189,6 +192,17 @@ impl Store {
         Ok(DirectoryFile {
             tenants: self.tenants().await?,
             api_keys: self.api_keys().await?,
+            domains: self
+                .domains()
+                .await?
+                .into_iter()
+                .filter(|d| d.state == residency_core::domain::DomainState::Active)
+                .map(|d| residency_core::domain::DomainEntry {
+                    hostname: d.hostname,
+                    tenant: d.tenant_id,
+                    cert_ref: Some(d.cert_ref),
+                })
+                .collect(),
         })
     }
 

@@ -7,7 +7,7 @@
 //!   private address (loopback by default).
 //! - `/admin/v1/...` needs `Authorization: Bearer <admin token>` (compared in constant time:
 //!   SHA-256 of both, then `subtle`); 401 otherwise. Organizations ([`orgs`]), tenants ([`tenants`]),
-//!   API keys ([`keys`]), provisioning on the home region's node ([`provision`]), and the
+//!   API keys ([`keys`]), custom domains ([`domains`]), provisioning on the home region's node ([`provision`]), and the
 //!   regions with their upstreams' health.
 //!
 //! Requests are parsed into and answers built from the wire types of
@@ -17,6 +17,7 @@
 //! response carries `x-request-id`; problems carry the same id ([`error`]).
 
 pub(crate) mod audit;
+pub(crate) mod domains;
 pub(crate) mod error;
 pub(crate) mod keys;
 mod openapi;
@@ -68,6 +69,8 @@ pub(crate) struct AdminState {
     /// The directory as its writer role (`admin.directory_url`); every admin read and write
     /// goes through it, never through the public path's reader.
     writer: Option<residency_directory::Store>,
+    /// The public listener's default certificate, whose names no customer may register.
+    default_cert: Option<std::path::PathBuf>,
 }
 
 impl AdminState {
@@ -119,7 +122,16 @@ impl AdminState {
             ),
             audit: audit::Auditor::new(cfg),
             writer,
+            default_cert: cfg.tls.as_ref().map(|t| t.cert_file.clone()),
         })
+    }
+
+    /// The DNS names of the default certificate as its file holds them now.
+    fn default_names(&self) -> Vec<String> {
+        self.default_cert
+            .as_deref()
+            .map(crate::tls::verify::names_in_pem)
+            .unwrap_or_default()
     }
 
     /// The directory database as the writer role, or 501 for a file directory.
@@ -198,6 +210,19 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
             "/admin/v1/tenants/{id}/api-keys/{key_id}",
             axum::routing::delete(keys::revoke),
         )
+        .route(
+            "/admin/v1/tenants/{id}/domains",
+            post(domains::add).get(domains::list),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/domains/{hostname}",
+            axum::routing::delete(domains::remove),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/domains/{hostname}/verify",
+            post(domains::verify_domain),
+        )
+        .route("/admin/v1/domains/{hostname}", get(domains::get_domain))
         .route("/admin/v1/regions", get(regions))
         .route("/admin/v1/audit", get(audit::audit))
         .route_layer(middleware::from_fn_with_state(
@@ -270,6 +295,10 @@ const ROUTES: &[&str] = &[
     "/admin/v1/tenants/{id}/history",
     "/admin/v1/tenants/{id}/api-keys",
     "/admin/v1/tenants/{id}/api-keys/{key_id}",
+    "/admin/v1/tenants/{id}/domains",
+    "/admin/v1/tenants/{id}/domains/{hostname}",
+    "/admin/v1/tenants/{id}/domains/{hostname}/verify",
+    "/admin/v1/domains/{hostname}",
     "/admin/v1/regions",
     "/admin/v1/audit",
 ];

@@ -15,7 +15,7 @@ use residency_core::wire::ProblemDetails;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse};
 
-use super::{audit, keys, orgs, tenants};
+use super::{audit, domains, keys, orgs, tenants};
 
 /// The security scheme name of the admin token in the document.
 pub(crate) const ADMIN_TOKEN: &str = "admin_token";
@@ -38,7 +38,7 @@ pub(crate) fn document() -> &'static str {
     info(
         title = "Residency Gateway admin API",
         description = "Organizations, tenants (customers) provisioned in their home region, \
-                       API keys, regions and the residency audit. Every `/admin/v1` call needs \
+                       API keys, custom domains, regions and the residency audit. Every `/admin/v1` call needs \
                        `Authorization: Bearer <admin token>`; errors are RFC 9457 \
                        `application/problem+json`.",
         license(name = "Apache-2.0"),
@@ -60,6 +60,11 @@ pub(crate) fn document() -> &'static str {
         keys::create,
         keys::list,
         keys::revoke,
+        domains::add,
+        domains::list,
+        domains::verify_domain,
+        domains::remove,
+        domains::get_domain,
         super::regions,
         audit::audit,
     ),
@@ -88,6 +93,7 @@ pub(crate) fn document() -> &'static str {
         (name = "organizations", description = "SaaS partners owning tenants."),
         (name = "tenants", description = "Customers, provisioned on their home region's node."),
         (name = "api-keys", description = "Tenant API keys (scale and enterprise tiers)."),
+        (name = "domains", description = "Customers' custom domains: hostname, certificate reference, verification state."),
         (name = "regions", description = "Configured regions and their upstreams' health."),
         (name = "audit", description = "The placement and posture audit."),
     )

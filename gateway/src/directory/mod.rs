@@ -22,6 +22,7 @@
 //!   says nothing about other regions.
 
 pub mod cache;
+pub mod domains;
 pub mod pg;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ use residency_core::{RegionId, TenantId};
 use tokio_util::sync::CancellationToken;
 
 use cache::{Cache, Probe};
+use domains::{DomainRow, Domains};
 use pg::PgSource;
 
 /// What the gateway knows about one tenant.
@@ -201,6 +203,19 @@ pub(crate) const WARM_WAIT: Duration = Duration::from_secs(5);
 pub(crate) async fn from_config(
     source: &DirectorySource,
     regions: &[RegionId],
+    certs: Option<domains::CertDir>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Directory> {
+    let directory = from_source(source, regions, shutdown).await?;
+    if let Some(certs) = certs {
+        directory.domains.set_cert_dir(certs);
+    }
+    Ok(directory)
+}
+
+async fn from_source(
+    source: &DirectorySource,
+    regions: &[RegionId],
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Directory> {
     match source {
@@ -230,6 +245,7 @@ pub(crate) async fn from_config(
 /// The directory phase: a cache and, for Postgres, its source.
 pub struct Directory {
     cache: Arc<Cache>,
+    domains: Arc<Domains>,
     source: Option<Arc<PgSource>>,
 }
 
@@ -237,6 +253,7 @@ impl std::fmt::Debug for Directory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Directory")
             .field("cache", &self.cache)
+            .field("domains", &self.domains.len())
             .field("postgres", &self.source.is_some())
             .finish()
     }
@@ -311,6 +328,38 @@ impl Directory {
                 ));
             }
         }
+        let mut hostnames = std::collections::HashSet::new();
+        for (i, d) in file.domains.iter().enumerate() {
+            match residency_core::domain::parse_hostname(&d.hostname) {
+                Ok(h) if h == d.hostname => {}
+                Ok(_) => problems.push(Problem::new(
+                    format!("domains[{i}].hostname"),
+                    "must be lowercase",
+                )),
+                Err(why) => problems.push(Problem::new(format!("domains[{i}].hostname"), why)),
+            }
+            if !hostnames.insert(d.hostname.as_str()) {
+                problems.push(Problem::new(
+                    format!("domains[{i}].hostname"),
+                    format!("hostname {} is listed twice", d.hostname),
+                ));
+            }
+            if !tenants.contains_key(&d.tenant) {
+                problems.push(Problem::new(
+                    format!("domains[{i}].tenant"),
+                    format!("tenant {} is not in the directory", d.tenant),
+                ));
+            }
+            if d.cert_ref
+                .as_deref()
+                .is_some_and(|r| !residency_core::domain::is_cert_ref(r))
+            {
+                problems.push(Problem::new(
+                    format!("domains[{i}].cert_ref"),
+                    residency_core::domain::CERT_REF_RULE,
+                ));
+            }
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -324,8 +373,20 @@ impl Directory {
             cache.put_api_key(prefix, k, read);
         }
         cache.mark_fresh();
+        let domains = Domains::default();
+        for d in file.domains {
+            let row = DomainRow {
+                cert_ref: d.cert_ref.unwrap_or_else(|| d.hostname.clone()),
+                hostname: d.hostname,
+                tenant: d.tenant,
+                state: residency_core::domain::DomainState::Active,
+                version: 0,
+            };
+            domains.apply(row, read);
+        }
         Ok(Self {
             cache: Arc::new(cache),
+            domains: Arc::new(domains),
             source: None,
         })
     }
@@ -346,7 +407,9 @@ impl Directory {
             opts.negative_entries,
             opts.max_stale,
         ));
-        let source = PgSource::start(opts, Arc::clone(&cache), shutdown).await?;
+        let domains = Arc::new(Domains::default());
+        let source =
+            PgSource::start(opts, Arc::clone(&cache), Arc::clone(&domains), shutdown).await?;
         if !source.wait_loaded(warm_wait).await {
             tracing::warn!(
                 "directory not loaded within {warm_wait:?}; serving nothing until it is (503)"
@@ -354,6 +417,7 @@ impl Directory {
         }
         Ok(Self {
             cache,
+            domains,
             source: Some(source),
         })
     }
@@ -414,6 +478,19 @@ impl Directory {
     pub(crate) async fn refresh_tenant(&self, tenant: TenantId) {
         if let Some(src) = &self.source {
             src.reload_tenant(tenant).await;
+        }
+    }
+
+    /// The custom domains (shared with the TLS resolver and the admin API).
+    #[must_use]
+    pub fn domains(&self) -> &Arc<Domains> {
+        &self.domains
+    }
+
+    /// Re-reads one custom domain now (after an admin write).
+    pub(crate) async fn refresh_domain(&self, hostname: &str) {
+        if let Some(src) = &self.source {
+            src.reload_domain(hostname).await;
         }
     }
 

@@ -8,6 +8,8 @@
 //!   fresh query (never joined to a query that may have started before the change), so a
 //!   suspend, tier change or revocation is effective within milliseconds; a re-read that
 //!   finds no row (a hard `DELETE`, which notifies too) evicts the cached one.
+//! - **Custom domains** ([`Change::Domain`]) are re-read by hostname into [`Domains`] the
+//!   same way, and read with every full load (removed ones are not read, so they are swept).
 //! - **Deletions while disconnected**: a full load marks every row it reads and then sweeps
 //!   the cached rows it did not see ([`Cache::sweep_unseen`]), so a resync never keeps a
 //!   tenant or key deleted while notifications were lost.
@@ -32,6 +34,7 @@ use tokio::sync::{watch, OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::cache::Cache;
+use super::domains::{DomainRow, Domains};
 use super::{ApiKeyRecord, DirectoryError, TenantRecord};
 use crate::metrics as m;
 
@@ -103,6 +106,7 @@ impl<K: Eq + std::hash::Hash + Clone, V: Clone> Flights<K, V> {
 pub(crate) struct PgSource {
     store: Store,
     cache: Arc<Cache>,
+    domains: Arc<Domains>,
     timeout: Duration,
     misses: Semaphore,
     tenant_flights: Flights<TenantId, Result<Option<Arc<TenantRecord>>, DirectoryError>>,
@@ -118,6 +122,7 @@ impl PgSource {
     pub(crate) async fn start(
         opts: PgOptions,
         cache: Arc<Cache>,
+        domains: Arc<Domains>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let store = Store::connect(&opts.url).await?;
@@ -125,6 +130,7 @@ impl PgSource {
         let source = Arc::new(Self {
             store,
             cache,
+            domains,
             timeout: opts.timeout,
             misses: Semaphore::new(MAX_MISS_QUERIES),
             tenant_flights: Flights::default(),
@@ -202,6 +208,20 @@ impl PgSource {
     /// whether the read succeeded.
     pub(crate) async fn reload_api_key(&self, prefix: &str) -> bool {
         self.query_api_key(prefix).await.is_ok()
+    }
+
+    /// Re-reads one custom domain with a fresh query (a row no longer there is evicted).
+    /// Returns whether the read succeeded.
+    pub(crate) async fn reload_domain(&self, hostname: &str) -> bool {
+        let read = self.cache.read_ticket();
+        let Ok(row) = self.timed("domain", self.store.domain(hostname)).await else {
+            return false;
+        };
+        match row {
+            Some(d) => self.domains.apply(DomainRow::from(&d), read),
+            None => self.domains.evict(hostname, read),
+        }
+        true
     }
 
     /// Reads one tenant into the cache; `absent` says what "no such row" does to a cached
@@ -287,10 +307,17 @@ impl PgSource {
                 Err(why) => tracing::error!(key_id = %k.id, "directory api key hash {why}"),
             }
         }
+        let domains = self.timed("full", self.store.domains()).await?;
+        for d in &domains {
+            self.domains.apply(DomainRow::from(d), load);
+        }
         let (gone_tenants, gone_keys) = self.cache.sweep_unseen(load);
+        let gone_domains = self.domains.sweep_unseen(load);
         tracing::info!(
             tenants,
             api_keys = keys.len(),
+            domains = domains.len(),
+            dropped_domains = gone_domains,
             dropped_tenants = gone_tenants,
             dropped_api_keys = gone_keys,
             "directory loaded"
@@ -353,6 +380,7 @@ async fn sync(
                     !source.reload_tenant(TenantId::from_uuid(id)).await
                 }
                 Some(Change::ApiKey { prefix }) => !source.reload_api_key(&prefix).await,
+                Some(Change::Domain { hostname }) => !source.reload_domain(&hostname).await,
                 Some(Change::Disconnected) => {
                     if cache.fresh() {
                         tracing::warn!("directory connection lost; serving cached tenants");

@@ -158,3 +158,47 @@ fn api_keys_need_a_tier_that_allows_them() {
     let problems = Directory::from_file(file, &regions()).unwrap_err();
     assert_eq!(problems[0].key, "api_keys[0].tenant");
 }
+
+#[test]
+fn file_domains_are_checked_and_active() {
+    use residency_core::domain::DomainEntry;
+    let entry = |host: &str, tenant: &str| DomainEntry {
+        hostname: host.into(),
+        tenant: tenant.parse().unwrap(),
+        cert_ref: None,
+    };
+    let mut file = DirectoryFile::default();
+    file.tenants
+        .push(tenant(T1, "eu", Tier::Scale, TenantStatus::Active));
+    file.domains.push(entry("api.one.example", T1));
+    let d = Directory::from_file(file.clone(), &regions()).unwrap();
+    assert_eq!(
+        d.domains().tenant_of("api.one.example"),
+        Some(T1.parse().unwrap())
+    );
+    assert_eq!(d.domains().tenant_of("other.example"), None);
+
+    file.domains.push(entry("api.one.example", T1));
+    file.domains.push(entry("API.two.example", T1));
+    file.domains.push(entry("api.three.example", T2));
+    file.domains.push(DomainEntry {
+        cert_ref: Some("../etc".into()),
+        ..entry("api.four.example", T1)
+    });
+    file.domains.push(entry("*.five.example", T1));
+    let keys: Vec<String> = Directory::from_file(file, &regions())
+        .unwrap_err()
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "domains[1].hostname",
+            "domains[2].hostname",
+            "domains[3].tenant",
+            "domains[4].cert_ref",
+            "domains[5].hostname"
+        ]
+    );
+}

@@ -15,6 +15,9 @@
 //! - API keys are refused for tenants whose tier does not allow them, by the credential's kind
 //!   ([`AuthContext::is_api_key`]), never by the subject's text;
 //! - the tenant comes only from the verified credential;
+//! - on an active custom domain (by SNI, authority or `Host`) only that domain's tenant is
+//!   served (403 `domain_tenant_mismatch` otherwise), and a request whose names disagree
+//!   while one is a customer's hostname is refused (421) before any credential work;
 //! - the upstream is chosen only among the tenant's home region's upstreams;
 //! - bodies are streamed both ways, never buffered or re-encoded;
 //! - a request over its tenant's rate limit never reaches a region node ([`crate::ratelimit`]).
@@ -24,6 +27,7 @@ pub(crate) mod route;
 pub(crate) mod tls;
 pub(crate) mod upstream;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,10 +48,12 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::{self as authn, api_key, AuthContext, Credential};
 use crate::directory::{Directory, TenantRecord};
 use crate::error::GatewayError;
+use crate::listener::TlsServerName;
 use crate::metrics as m;
 use crate::ratelimit::{self, Decision, RateLimiter};
 use crate::{headers, metrics::status_class};
 use body::LimitedBody;
+use residency_core::TenantId;
 use upstream::{Region, Regions, Upstream};
 
 /// The body of every gateway response: a region node's stream, or a gateway-made body.
@@ -76,7 +82,13 @@ impl Gateway {
         let regions =
             Regions::from_config(&cfg.regions, &cfg.limits).map_err(anyhow::Error::msg)?;
         let directory = Arc::new(
-            crate::directory::from_config(&cfg.directory, &regions.ids(), shutdown).await?,
+            crate::directory::from_config(
+                &cfg.directory,
+                &regions.ids(),
+                crate::tls::cert_dir(cfg.tls.as_ref()),
+                shutdown,
+            )
+            .await?,
         );
         let jwt = JwtVerifier::load(&cfg.issuers, cfg.claims.clone()).await?;
         Ok(Self {
@@ -115,7 +127,10 @@ impl Gateway {
     ///    the two local answers, `GET /healthz` and `GET /openapi.json` (the customer API's
     ///    document), need no credential and end here;
     /// 2. `check_request`: the route (`/v1/…` only) and the declared body length;
-    /// 3. `authenticate`: the credential, to an [`Arc<Verified>`];
+    ///    `check_domain`: a customer's hostname (SNI or `Host`) names its tenant, and SNI and
+    ///    `Host` agree (else 421);
+    /// 3. `authenticate`: the credential, to an [`Arc<Verified>`]; on a customer's hostname
+    ///    it must be that customer's (else 403 `domain_tenant_mismatch`);
     /// 4. `resolve`: the tenant's directory record and home [`Region`];
     /// 5. `rate_limit`: the tenant's quota, a [`Decision`];
     /// 6. `upstream_request`: an upstream of the home region, the internal assertion;
@@ -150,9 +165,14 @@ impl Gateway {
         body: Incoming,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         self.check_request(&parts)?;
+        let domain_owner = self.check_domain(&parts)?;
         let verified = self.authenticate(&parts.headers, ctx.now).await?;
         // Borrowed from the context, field by field, so the phases below need no clone of it.
         let verified: &Verified = ctx.verified.insert(verified);
+        if domain_owner.is_some_and(|owner| owner != verified.ctx.tenant) {
+            metrics::counter!(m::DOMAIN_REFUSALS_TOTAL, "reason" => "tenant_mismatch").increment(1);
+            return Err(GatewayError::DomainTenantMismatch);
+        }
         let (tenant, region) = self.resolve(verified).await?;
         ctx.region = Some(region);
         let tenant: &TenantRecord = ctx.tenant.insert(tenant);
@@ -171,6 +191,45 @@ impl Gateway {
             return Err(GatewayError::PayloadTooLarge);
         }
         Ok(())
+    }
+
+    /// Custom-domain check, before any credential work: the tenant whose active custom domain
+    /// the request names (by TLS server name, URI authority or `Host`), which the
+    /// credential must then belong to. When one of those names is a customer's hostname, all
+    /// that are present must be the same name: a connection set up for one hostname carries
+    /// no request for another (421 Misdirected Request, RFC 9110 §15.5.20). One dashmap
+    /// probe per name; nothing when no custom domain exists.
+    fn check_domain(&self, parts: &Parts) -> Result<Option<TenantId>, GatewayError> {
+        let domains = self.directory.domains();
+        if domains.is_empty() {
+            return Ok(None);
+        }
+        let sni = parts
+            .extensions
+            .get::<TlsServerName>()
+            .map(|n| Cow::Borrowed(&*n.0));
+        let authority = parts.uri.host().map(normalize_host);
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| normalize_host(without_port(v)));
+        let (mut first, mut differ, mut owner): (Option<&str>, bool, Option<TenantId>) =
+            (None, false, None);
+        for name in [&sni, &authority, &host].into_iter().flatten() {
+            match first {
+                Some(f) => differ |= f != name.as_ref(),
+                None => first = Some(name.as_ref()),
+            }
+            if owner.is_none() {
+                owner = domains.tenant_of(name);
+            }
+        }
+        if differ && owner.is_some() {
+            metrics::counter!(m::DOMAIN_REFUSALS_TOTAL, "reason" => "misdirected").increment(1);
+            return Err(GatewayError::Misdirected);
+        }
+        Ok(owner)
     }
 
     /// Authentication phase: a cached bearer token, else a verified one (then cached), or an
@@ -422,6 +481,26 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     residency_http::RequestId::from_headers_or_new(headers).into_header_value()
 }
 
+/// The host of a `Host` header value (`name`, `name:port`, `[v6]:port`), without parsing
+/// (and allocating) a URI authority.
+fn without_port(value: &str) -> &str {
+    if value.starts_with('[') {
+        value.find(']').map_or(value, |end| &value[..=end])
+    } else {
+        value.rsplit_once(':').map_or(value, |(host, _)| host)
+    }
+}
+
+/// A hostname as the domain table keys it: lowercase, without one trailing dot.
+fn normalize_host(host: &str) -> Cow<'_, str> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -455,6 +534,15 @@ fn healthy(request_id: &HeaderValue) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_compared_lowercase_without_a_trailing_dot() {
+        assert_eq!(normalize_host("API.A.example."), "api.a.example");
+        assert!(matches!(normalize_host("api.a.example"), Cow::Borrowed(_)));
+        assert_eq!(without_port("api.a.example:8443"), "api.a.example");
+        assert_eq!(without_port("api.a.example"), "api.a.example");
+        assert_eq!(without_port("[::1]:443"), "[::1]");
+    }
 
     #[test]
     fn request_ids_are_kept_when_well_formed_else_generated() {

@@ -112,7 +112,7 @@ struct Gateway;
 
 /// What the gateway answers for any operation: status, the name of the shared response in
 /// `components.responses`, and its description.
-const GATEWAY_REFUSALS: [(&str, &str, &str); 8] = [
+const GATEWAY_REFUSALS: [(&str, &str, &str); 9] = [
     (
         "400",
         "BadRequest",
@@ -126,12 +126,17 @@ const GATEWAY_REFUSALS: [(&str, &str, &str); 8] = [
     (
         "403",
         "Forbidden",
-        "The credential lacks a permission of the operation, names a reserved identity, or its tenant is suspended",
+        "The credential lacks a permission of the operation, names a reserved identity, or its tenant is suspended; or the request is on another customer's custom domain (`domain_tenant_mismatch`)",
     ),
     (
         "404",
         "TenantNotFound",
         "The credential's tenant does not exist (or was deleted)",
+    ),
+    (
+        "421",
+        "Misdirected",
+        "The TLS server name and the request's host name different hostnames, one of them a customer's custom domain; send the request on a connection made for its host",
     ),
     (
         "429",
