@@ -1,0 +1,321 @@
+//! Live tenant moves between regions (issue 13) through a real gateway, a real Postgres
+//! directory and real us and eu nodes on their own databases.
+//!
+//! - a tenant with rows in every customer table moves from us to eu: identical ids and
+//!   contents answered by eu afterwards, credentials decrypt with eu's key, 0 rows left in us;
+//! - while it is frozen, writes are refused (503 `tenant_moving` + `Retry-After`) and reads are
+//!   served by the source;
+//! - a verify mismatch (a target row corrupted while the move is held after the copy) rolls the
+//!   move back: nothing left in the target, the tenant active and served by the source;
+//! - refusals: unknown or same region (422 naming `to`), a second move (409), an unhealthy
+//!   target (503), a dry run changes nothing.
+
+use std::time::Duration;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use http::{Method, StatusCode};
+use integration_tests::gateway::{Stack, StackOptions};
+use integration_tests::Response;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// Every customer-scoped table of a region database.
+const TABLES: [&str; 9] = [
+    "tenants",
+    "roles",
+    "members",
+    "connections",
+    "workflows",
+    "executions",
+    "execution_logs",
+    "configurations",
+    "audit_events",
+];
+
+/// A slow move on a loaded 2-core machine still finishes well within this; it bounds a hang,
+/// it is not a speed claim.
+const MOVE_DEADLINE: Duration = Duration::from_secs(60);
+
+struct Customer<'s> {
+    stack: &'s Stack,
+    id: String,
+    token: String,
+}
+
+impl Customer<'_> {
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
+        let auth = format!("Bearer {}", self.token);
+        integration_tests::Http::default()
+            .send(
+                method,
+                &format!("{}{path}", self.stack.public),
+                &[("authorization", &auth)],
+                body,
+            )
+            .await
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Value) -> Value {
+        let r = self.call(method, path, Some(&body)).await;
+        assert!(r.status.is_success(), "{path}: {r:?}");
+        r.json
+    }
+
+    /// Rows in every customer table: a connection with credentials, a workflow using it, a
+    /// run (execution and its log lines), a configuration, a member, a custom role, and the
+    /// audit events all of these leave.
+    async fn seed(&self) {
+        let c = self
+            .ok(
+                Method::POST,
+                "/v1/connections",
+                json!({"connector_id": "notion", "name": "crm", "credentials": {"token": "s3cret-token"}}),
+            )
+            .await;
+        let w = self
+            .ok(
+                Method::POST,
+                "/v1/workflows",
+                json!({"name": "sync", "definition": {"steps": [1, 2]}, "connection_id": c["id"]}),
+            )
+            .await;
+        let wid = w["id"].as_str().unwrap();
+        self.ok(
+            Method::POST,
+            &format!("/v1/workflows/{wid}/runs"),
+            json!({"input": {"x": 1}}),
+        )
+        .await;
+        self.ok(
+            Method::PUT,
+            "/v1/configurations/feature.flag",
+            json!({"value": {"on": true}}),
+        )
+        .await;
+        self.ok(
+            Method::POST,
+            "/v1/members",
+            json!({"subject": "m-1", "email": "m1@acme.test", "role": "viewer"}),
+        )
+        .await;
+        self.ok(
+            Method::POST,
+            "/v1/roles",
+            json!({"name": "auditor-lite", "based_on": "viewer"}),
+        )
+        .await;
+    }
+
+    /// What the customer sees: `/v1/me` without its region and every list, executions with
+    /// their logs; and the region that answered.
+    async fn snapshot(&self) -> (Value, String) {
+        let me = self.call(Method::GET, "/v1/me", None).await;
+        assert_eq!(me.status, StatusCode::OK, "{me:?}");
+        let region = me.headers["x-residency-region"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let mut me = me.json;
+        me.as_object_mut().unwrap().remove("region");
+        let mut out = json!({ "me": me });
+        for list in [
+            "connections",
+            "workflows",
+            "executions",
+            "configurations",
+            "members",
+            "roles",
+            "audit-events",
+        ] {
+            let r = self
+                .call(Method::GET, &format!("/v1/{list}?limit=100"), None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{list}: {r:?}");
+            assert_eq!(
+                r.headers["x-residency-region"].to_str().unwrap(),
+                region,
+                "{list} answered by another region than /v1/me"
+            );
+            out[list] = r.json["items"].clone();
+        }
+        for e in out["executions"].as_array().unwrap().clone() {
+            let id = e["id"].as_str().unwrap();
+            let r = self
+                .call(Method::GET, &format!("/v1/executions/{id}"), None)
+                .await;
+            out[format!("execution {id}")] = r.json;
+        }
+        (out, region)
+    }
+}
+
+/// Rows of `tenant` per customer table in `region`'s database (as the superuser).
+async fn rows_in(stack: &Stack, region: &str, tenant: &str) -> Vec<(String, i64)> {
+    let db = integration_tests::connect(&stack.db(region).admin_db_url).await;
+    let t: Uuid = tenant.parse().unwrap();
+    let mut out = Vec::new();
+    for table in TABLES {
+        let n: i64 = db
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"),
+                &[&t],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        out.push((table.to_owned(), n));
+    }
+    out
+}
+
+fn total(rows: &[(String, i64)]) -> i64 {
+    rows.iter().map(|(_, n)| n).sum()
+}
+
+async fn move_tenant(stack: &Stack, tenant: &str, to: &str) -> Response {
+    stack
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/tenants/{tenant}/move"),
+            Some(&json!({ "to": to })),
+        )
+        .await
+}
+
+/// Polls the move until it reaches a terminal phase; returns the record.
+async fn until_settled(stack: &Stack, move_id: &str) -> Value {
+    stack
+        .until("the move settles", MOVE_DEADLINE, || async {
+            let r = stack
+                .admin(Method::GET, &format!("/admin/v1/moves/{move_id}"), None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{r:?}");
+            let phase = r.json["phase"].as_str().unwrap_or_default().to_owned();
+            matches!(phase.as_str(), "done" | "failed" | "rolled_back").then_some(r.json)
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
+    let stack = Stack::start_with(StackOptions::default()).await;
+    let t = stack.create_tenant("acme", "us", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let customer = Customer {
+        stack: &stack,
+        token: stack.idp.token(&id, "owner-acme", "owner"),
+        id: id.clone(),
+    };
+    customer.seed().await;
+    let (before, region) = customer.snapshot().await;
+    assert_eq!(region, "us");
+    let in_us = rows_in(&stack, "us", &id).await;
+    assert!(
+        in_us.iter().all(|(_, n)| *n > 0),
+        "the seed leaves rows in every table: {in_us:?}"
+    );
+
+    let r = move_tenant(&stack, &id, "eu").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    assert_eq!(
+        (r.json["tenant_id"].as_str(), r.json["from"].as_str(), r.json["to"].as_str()),
+        (Some(id.as_str()), Some("us"), Some("eu"))
+    );
+    let move_id = r.json["move_id"].as_str().unwrap().to_owned();
+    let record = until_settled(&stack, &move_id).await;
+    assert_eq!(record["phase"], "done", "{record:#}");
+    for t in record["tables"].as_array().unwrap() {
+        assert_eq!(t["rows_total"], t["rows_copied"], "{t}");
+        assert_eq!(t["checksum_source"], t["checksum_target"], "{t}");
+    }
+    for phase in ["planned", "frozen", "copying", "verifying", "flipped", "purging", "done"] {
+        assert!(
+            record["phases"][phase].is_string(),
+            "a timestamp for {phase}: {record:#}"
+        );
+    }
+
+    // Routed to eu within a second of the flip (this gateway refreshed at once anyway).
+    let (after, region) = stack
+        .until("eu answers for the tenant", Duration::from_secs(1), || async {
+            let (snap, region) = customer.snapshot().await;
+            (region == "eu").then_some((snap, region))
+        })
+        .await;
+    assert_eq!(region, "eu");
+    let mut after = after;
+    // The move itself is recorded in the target: one more audit event, `tenant.moved`.
+    let events = after["audit-events"].as_array_mut().unwrap();
+    let moved: Vec<Value> = events
+        .iter()
+        .filter(|e| e["action"] == "tenant.moved")
+        .cloned()
+        .collect();
+    assert_eq!(moved.len(), 1, "{events:#?}");
+    events.retain(|e| e["action"] != "tenant.moved");
+    assert_eq!(before, after, "eu answers with identical ids and contents");
+
+    // Nothing of it is left in us; eu holds what us held, plus the tenant.moved event.
+    assert_eq!(total(&rows_in(&stack, "us", &id).await), 0);
+    let in_eu = rows_in(&stack, "eu", &id).await;
+    assert_eq!(total(&in_eu), total(&in_us) + 1, "{in_eu:?} vs {in_us:?}");
+
+    // The credentials were re-encrypted with eu's key: they open with it, bound to the row.
+    let eu_key = std::fs::read(stack.nodes[0].dir.path().join("credentials.key")).unwrap();
+    assert_eq!(stack.nodes[0].region.as_str(), "eu");
+    let db = integration_tests::connect(&stack.db("eu").admin_db_url).await;
+    let row = db
+        .query_one(
+            "SELECT id, credentials FROM connections WHERE tenant_id = $1",
+            &[&id.parse::<Uuid>().unwrap()],
+        )
+        .await
+        .unwrap();
+    let (conn, blob): (Uuid, Vec<u8>) = (row.get(0), row.get(1));
+    let plain = open(&eu_key, id.parse().unwrap(), conn, &blob);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&plain).unwrap(),
+        json!({"token": "s3cret-token"})
+    );
+
+    // The directory routes it to eu, active, and its history names the actor of the flip.
+    let t = stack
+        .admin(Method::GET, &format!("/admin/v1/tenants/{id}"), None)
+        .await;
+    assert_eq!((t.json["region"].as_str(), t.json["status"].as_str()), (Some("eu"), Some("active")));
+    let h = stack
+        .admin(Method::GET, &format!("/admin/v1/tenants/{id}/history"), None)
+        .await;
+    assert!(
+        h.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["region"] == "eu" && e["status"] == "active" && e["actor"] == "admin:test"),
+        "{:#}",
+        h.json
+    );
+    let listed = stack
+        .admin(Method::GET, &format!("/admin/v1/tenants/{id}/moves"), None)
+        .await;
+    assert_eq!(listed.json["items"][0]["move_id"], move_id.as_str());
+    drop(customer);
+    stack.stop().await;
+}
+
+/// Opens an AES-256-GCM blob `nonce || sealed` bound to (tenant, connection).
+fn open(key: &[u8], tenant: Uuid, connection: Uuid, blob: &[u8]) -> Vec<u8> {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).unwrap());
+    let (nonce, sealed) = blob.split_at(NONCE_LEN);
+    let mut aad = [0u8; 32];
+    aad[..16].copy_from_slice(tenant.as_bytes());
+    aad[16..].copy_from_slice(connection.as_bytes());
+    let mut buf = sealed.to_vec();
+    key.open_in_place(
+        Nonce::try_assume_unique_for_key(nonce).unwrap(),
+        Aad::from(aad),
+        &mut buf,
+    )
+    .expect("the credentials open with the target region's key")
+    .to_vec()
+}
