@@ -17,7 +17,7 @@ mod store;
 
 pub use listen::{listen, Change};
 pub use store::{
-    NewTenant, RolePowers, Store, StoreError, TenantFilter, TenantPatch, TenantRecord,
+    Lease, MoveRecord, MoveTableRecord, NewTenant, RolePowers, Store, StoreError, TenantFilter, TenantPatch, TenantRecord,
 };
 
 pub use residency_pg::bootstrap::RoleSpec;
@@ -40,6 +40,12 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "0003_api_key_default_role",
         sql: include_str!("../migrations/0003_api_key_default_role.sql"),
+    },
+    // 0004 is another change's (custom domains); the runner only needs increasing versions.
+    Migration {
+        version: 5,
+        name: "0005_tenant_moves",
+        sql: include_str!("../migrations/0005_tenant_moves.sql"),
     },
 ];
 

@@ -12,9 +12,11 @@ use residency_pg::tls::MakeTls;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+mod moves;
 mod records;
 
 use records::{enum_str, key_entry, API_KEY_COLUMNS, TENANT_COLUMNS};
+pub use moves::{Lease, MoveRecord, MoveTableRecord};
 pub use records::{NewTenant, RolePowers, TenantFilter, TenantPatch, TenantRecord};
 use residency_core::wire::admin::{ApiKey, Organization, TenantHistoryEntry};
 

@@ -7,8 +7,8 @@
 //!   private address (loopback by default).
 //! - `/admin/v1/...` needs `Authorization: Bearer <admin token>` (compared in constant time:
 //!   SHA-256 of both, then `subtle`); 401 otherwise. Organizations ([`orgs`]), tenants ([`tenants`]),
-//!   API keys ([`keys`]), provisioning on the home region's node ([`provision`]), and the
-//!   regions with their upstreams' health.
+//!   API keys ([`keys`]), provisioning on the home region's node ([`provision`]), tenant moves
+//!   between regions ([`moves`]), and the regions with their upstreams' health.
 //!
 //! Requests are parsed into and answers built from the wire types of
 //! `residency_core::wire::admin`, which the CLI uses too.
@@ -19,6 +19,7 @@
 pub(crate) mod audit;
 pub(crate) mod error;
 pub(crate) mod keys;
+pub(crate) mod moves;
 mod openapi;
 pub(crate) mod orgs;
 pub(crate) mod provision;
@@ -68,6 +69,10 @@ pub(crate) struct AdminState {
     /// The directory as its writer role (`admin.directory_url`); every admin read and write
     /// goes through it, never through the public path's reader.
     writer: Option<residency_directory::Store>,
+    /// Tenant move settings (`[admin] move_*`).
+    moves: moves::MoveSettings,
+    /// The gateway's shutdown: move drivers stop with it (resume continues them).
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AdminState {
@@ -79,6 +84,7 @@ impl AdminState {
         cfg: &GatewayConfig,
         gateway: Arc<Gateway>,
         prometheus: PrometheusHandle,
+        shutdown: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Self> {
         let token = match (&cfg.admin.token_file, &cfg.admin.token) {
             (Some(f), _) => Some(
@@ -119,6 +125,13 @@ impl AdminState {
             ),
             audit: audit::Auditor::new(cfg),
             writer,
+            moves: moves::MoveSettings {
+                batch_rows: cfg.admin.move_batch_rows,
+                purge_grace: cfg.admin.move_purge_grace,
+                lease: cfg.admin.move_lease,
+                hold_before_verify: cfg.admin.move_test_hold_before_verify,
+            },
+            shutdown,
         })
     }
 
@@ -190,6 +203,11 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
             post(tenants::provision_tenant),
         )
         .route("/admin/v1/tenants/{id}/history", get(tenants::history))
+        .route("/admin/v1/tenants/{id}/move", post(moves::start))
+        .route("/admin/v1/tenants/{id}/moves", get(moves::list))
+        .route("/admin/v1/moves/{move_id}", get(moves::get))
+        .route("/admin/v1/moves/{move_id}/resume", post(moves::resume))
+        .route("/admin/v1/moves/{move_id}/abort", post(moves::abort))
         .route(
             "/admin/v1/tenants/{id}/api-keys",
             post(keys::create).get(keys::list),
@@ -268,6 +286,11 @@ const ROUTES: &[&str] = &[
     "/admin/v1/tenants/{id}",
     "/admin/v1/tenants/{id}/provision",
     "/admin/v1/tenants/{id}/history",
+    "/admin/v1/tenants/{id}/move",
+    "/admin/v1/tenants/{id}/moves",
+    "/admin/v1/moves/{move_id}",
+    "/admin/v1/moves/{move_id}/resume",
+    "/admin/v1/moves/{move_id}/abort",
     "/admin/v1/tenants/{id}/api-keys",
     "/admin/v1/tenants/{id}/api-keys/{key_id}",
     "/admin/v1/regions",

@@ -33,10 +33,13 @@ use crate::proxy::upstream::Regions;
 /// One kind of internal call: where it goes, how it is named in messages, and the problem
 /// kind of a refusal.
 #[derive(Clone, Copy)]
-struct NodeCall {
-    path: &'static str,
-    what: &'static str,
-    kind: &'static str,
+pub(crate) struct NodeCall {
+    /// The node's path.
+    pub(crate) path: &'static str,
+    /// How the call is named in messages ("the move's copy").
+    pub(crate) what: &'static str,
+    /// The problem kind of a node's refusal.
+    pub(crate) kind: &'static str,
 }
 
 /// Calls region nodes' provisioning endpoint.
@@ -117,6 +120,26 @@ impl Provisioner {
             .call(regions, region, tenant, &call, &body, request_id)
             .await?;
         Ok(answer.exists)
+    }
+
+    /// A tenant move's internal call (`residency_core::wire::moves::node`) on `region`, as
+    /// [`Provisioner::call`].
+    ///
+    /// # Errors
+    /// 503 when the region cannot be reached, 502 when its node refuses.
+    pub(crate) async fn move_call<B: Serialize, R: DeserializeOwned>(
+        &self,
+        regions: &Regions,
+        region: &RegionId,
+        tenant: TenantId,
+        call: &NodeCall,
+        body: &B,
+        request_id: &HeaderValue,
+    ) -> Result<R, AdminError> {
+        let (_, answer) = self
+            .call(regions, region, tenant, call, body, request_id)
+            .await?;
+        Ok(answer)
     }
 
     /// POSTs `body` to `call.path` on one healthy upstream of `region` with a system
