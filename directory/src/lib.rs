@@ -17,7 +17,8 @@ mod store;
 
 pub use listen::{listen, Change};
 pub use store::{
-    Lease, MoveRecord, MoveTableRecord, NewTenant, RolePowers, Store, StoreError, TenantFilter, TenantPatch, TenantRecord,
+    Lease, MoveRecord, MoveTableRecord, NewTenant, RolePowers, Store, StoreError, TenantFilter,
+    TenantPatch, TenantRecord,
 };
 
 pub use residency_pg::bootstrap::RoleSpec;

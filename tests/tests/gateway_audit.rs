@@ -90,7 +90,11 @@ async fn cli_report(s: &Stack, dir: &std::path::Path) -> (Option<i32>, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_matches_the_cli_then_names_a_misplaced_row() {
-    let s = Stack::start_with(StackOptions { audit: true }).await;
+    let s = Stack::start_with(StackOptions {
+        audit: true,
+        ..StackOptions::default()
+    })
+    .await;
     let (_, us_tenant) = customers(&s).await;
 
     let r = s.admin(Method::GET, "/admin/v1/audit", None).await;
@@ -166,7 +170,11 @@ async fn audit_matches_the_cli_then_names_a_misplaced_row() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_audit_at_a_time_and_the_token_is_required() {
-    let s = Stack::start_with(StackOptions { audit: true }).await;
+    let s = Stack::start_with(StackOptions {
+        audit: true,
+        ..StackOptions::default()
+    })
+    .await;
     customers(&s).await;
 
     let r = s.admin_as(None, Method::GET, "/admin/v1/audit", None).await;

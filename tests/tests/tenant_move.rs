@@ -38,7 +38,6 @@ const MOVE_DEADLINE: Duration = Duration::from_secs(60);
 
 struct Customer<'s> {
     stack: &'s Stack,
-    id: String,
     token: String,
 }
 
@@ -182,18 +181,24 @@ async fn move_tenant(stack: &Stack, tenant: &str, to: &str) -> Response {
         .await
 }
 
-/// Polls the move until it reaches a terminal phase; returns the record.
+/// Polls the move until it is `done` or `rolled_back`; returns the record.
 async fn until_settled(stack: &Stack, move_id: &str) -> Value {
-    stack
-        .until("the move settles", MOVE_DEADLINE, || async {
-            let r = stack
-                .admin(Method::GET, &format!("/admin/v1/moves/{move_id}"), None)
-                .await;
-            assert_eq!(r.status, StatusCode::OK, "{r:?}");
-            let phase = r.json["phase"].as_str().unwrap_or_default().to_owned();
-            matches!(phase.as_str(), "done" | "failed" | "rolled_back").then_some(r.json)
-        })
-        .await
+    let deadline = tokio::time::Instant::now() + MOVE_DEADLINE;
+    loop {
+        let r = stack
+            .admin(Method::GET, &format!("/admin/v1/moves/{move_id}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        if matches!(r.json["phase"].as_str(), Some("done" | "rolled_back")) {
+            return r.json;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the move did not settle: {:#}",
+            r.json
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -204,7 +209,6 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
     let customer = Customer {
         stack: &stack,
         token: stack.idp.token(&id, "owner-acme", "owner"),
-        id: id.clone(),
     };
     customer.seed().await;
     let (before, region) = customer.snapshot().await;
@@ -218,7 +222,11 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
     let r = move_tenant(&stack, &id, "eu").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
     assert_eq!(
-        (r.json["tenant_id"].as_str(), r.json["from"].as_str(), r.json["to"].as_str()),
+        (
+            r.json["tenant_id"].as_str(),
+            r.json["from"].as_str(),
+            r.json["to"].as_str()
+        ),
         (Some(id.as_str()), Some("us"), Some("eu"))
     );
     let move_id = r.json["move_id"].as_str().unwrap().to_owned();
@@ -228,7 +236,15 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
         assert_eq!(t["rows_total"], t["rows_copied"], "{t}");
         assert_eq!(t["checksum_source"], t["checksum_target"], "{t}");
     }
-    for phase in ["planned", "frozen", "copying", "verifying", "flipped", "purging", "done"] {
+    for phase in [
+        "planned",
+        "frozen",
+        "copying",
+        "verifying",
+        "flipped",
+        "purging",
+        "done",
+    ] {
         assert!(
             record["phases"][phase].is_string(),
             "a timestamp for {phase}: {record:#}"
@@ -237,10 +253,14 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
 
     // Routed to eu within a second of the flip (this gateway refreshed at once anyway).
     let (after, region) = stack
-        .until("eu answers for the tenant", Duration::from_secs(1), || async {
-            let (snap, region) = customer.snapshot().await;
-            (region == "eu").then_some((snap, region))
-        })
+        .until(
+            "eu answers for the tenant",
+            Duration::from_secs(1),
+            || async {
+                let (snap, region) = customer.snapshot().await;
+                (region == "eu").then_some((snap, region))
+            },
+        )
         .await;
     assert_eq!(region, "eu");
     let mut after = after;
@@ -282,9 +302,16 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
     let t = stack
         .admin(Method::GET, &format!("/admin/v1/tenants/{id}"), None)
         .await;
-    assert_eq!((t.json["region"].as_str(), t.json["status"].as_str()), (Some("eu"), Some("active")));
+    assert_eq!(
+        (t.json["region"].as_str(), t.json["status"].as_str()),
+        (Some("eu"), Some("active"))
+    );
     let h = stack
-        .admin(Method::GET, &format!("/admin/v1/tenants/{id}/history"), None)
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{id}/history"),
+            None,
+        )
         .await;
     assert!(
         h.json["items"]
@@ -318,4 +345,263 @@ fn open(key: &[u8], tenant: Uuid, connection: Uuid, blob: &[u8]) -> Vec<u8> {
     )
     .expect("the credentials open with the target region's key")
     .to_vec()
+}
+
+fn held() -> StackOptions {
+    StackOptions {
+        move_hold_before_verify: true,
+        ..StackOptions::default()
+    }
+}
+
+/// Polls the move until it is `failed` with the test hook's "held" error.
+async fn until_held(stack: &Stack, move_id: &str) -> Value {
+    stack
+        .until("the move is held after its copy", MOVE_DEADLINE, || async {
+            let r = stack
+                .admin(Method::GET, &format!("/admin/v1/moves/{move_id}"), None)
+                .await;
+            (r.json["phase"] == "failed").then_some(r.json)
+        })
+        .await
+}
+
+/// A system-free write and read straight at a node, as the gateway would send them.
+async fn direct_write(stack: &Stack, region: &str, tenant: &str) -> Response {
+    let node = stack
+        .nodes
+        .iter()
+        .find(|n| n.region.as_str() == region)
+        .unwrap();
+    node.call(
+        Method::PUT,
+        "/v1/configurations/direct.write",
+        tenant.parse().unwrap(),
+        "owner-acme",
+        "owner",
+        Some(&json!({"value": 1})),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_frozen_writes_are_refused_reads_served_and_a_verify_mismatch_rolls_back() {
+    let stack = Stack::start_with(held()).await;
+    let t = stack.create_tenant("acme", "us", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let customer = Customer {
+        stack: &stack,
+        token: stack.idp.token(&id, "owner-acme", "owner"),
+    };
+    customer.seed().await;
+    let (before, _) = customer.snapshot().await;
+    let in_us = rows_in(&stack, "us", &id).await;
+
+    let r = move_tenant(&stack, &id, "eu").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let move_id = r.json["move_id"].as_str().unwrap().to_owned();
+    let held = until_held(&stack, &move_id).await;
+    assert_eq!(held["failed_in"], "copying", "{held:#}");
+    assert_eq!(
+        rows_in(&stack, "eu", &id).await,
+        in_us,
+        "everything reached eu"
+    );
+
+    // Frozen: reads are served by us, writes are refused with 503 tenant_moving.
+    let (during, region) = customer.snapshot().await;
+    assert_eq!((region.as_str(), &during), ("us", &before));
+    let w = customer
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            Some(&json!({"name": "late", "definition": {}})),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE, "{w:?}");
+    assert_eq!(w.json["type"], "urn:residency:problem:tenant_moving");
+    assert!(w.headers.contains_key("retry-after"), "{w:?}");
+    // A write reaching the source node without the gateway (a replica whose cache is behind)
+    // is refused by the node itself: the tenant's transactions there are read-only.
+    let d = direct_write(&stack, "us", &id).await;
+    assert_eq!(d.status, StatusCode::SERVICE_UNAVAILABLE, "{d:?}");
+    assert_eq!(d.json["type"], "urn:residency:problem:tenant_moving");
+
+    // Corrupt one copied row in the target, then let the move verify.
+    let eu = integration_tests::connect(&stack.db("eu").admin_db_url).await;
+    let n = eu
+        .execute(
+            "UPDATE workflows SET description = 'tampered' WHERE tenant_id = $1",
+            &[&id.parse::<Uuid>().unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let r = stack
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/moves/{move_id}/resume"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let record = until_settled(&stack, &move_id).await;
+    assert_eq!(record["phase"], "rolled_back", "{record:#}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("workflows"), "{error}");
+    let wf = record["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "workflows")
+        .unwrap();
+    assert_ne!(wf["checksum_source"], wf["checksum_target"], "{wf}");
+
+    // Nothing left in eu, everything still in us, served from us, writable again.
+    assert_eq!(total(&rows_in(&stack, "eu", &id).await), 0);
+    assert_eq!(rows_in(&stack, "us", &id).await, in_us);
+    let (after, region) = customer.snapshot().await;
+    assert_eq!((region.as_str(), &after), ("us", &before));
+    let t = stack
+        .admin(Method::GET, &format!("/admin/v1/tenants/{id}"), None)
+        .await;
+    assert_eq!(
+        (t.json["region"].as_str(), t.json["status"].as_str()),
+        (Some("us"), Some("active"))
+    );
+    let d = direct_write(&stack, "us", &id).await;
+    assert_eq!(d.status, StatusCode::CREATED, "{d:?}");
+    customer
+        .ok(
+            Method::POST,
+            "/v1/workflows",
+            json!({"name": "after", "definition": {}}),
+        )
+        .await;
+    drop(customer);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refusals_dry_run_one_move_at_a_time_and_abort() {
+    let stack = Stack::start_with(held()).await;
+    let t = stack.create_tenant("acme", "us", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/v1/tenants/{id}/move");
+
+    for (to, why) in [("mars", "not a configured region"), ("us", "already in us")] {
+        let r = stack
+            .admin(Method::POST, &path, Some(&json!({ "to": to })))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        assert_eq!(r.json["field"], "to", "{r:?}");
+        assert!(r.json["detail"].as_str().unwrap().contains(why), "{r:?}");
+    }
+    // apac has no node: once its health check says so, a move there is 503 before anything.
+    let r = stack
+        .until(
+            "a move to apac is refused",
+            Duration::from_secs(10),
+            || async {
+                let r = stack
+                    .admin(Method::POST, &path, Some(&json!({ "to": "apac" })))
+                    .await;
+                (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(r)
+            },
+        )
+        .await;
+    assert!(r.json["detail"].as_str().unwrap().contains("apac"), "{r:?}");
+
+    // A dry run answers the plan and changes nothing.
+    let r = stack
+        .admin(
+            Method::POST,
+            &path,
+            Some(&json!({ "to": "eu", "dry_run": true })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let tables: Vec<&str> = r.json["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(tables, TABLES);
+    assert!(r.json["rows_total"].as_i64().unwrap() >= 8, "{r:?}");
+    assert!(r.json["estimated_bytes"].as_i64().unwrap() > 0, "{r:?}");
+    let listed = stack
+        .admin(Method::GET, &format!("/admin/v1/tenants/{id}/moves"), None)
+        .await;
+    assert_eq!(listed.json["items"], json!([]));
+    assert_eq!(total(&rows_in(&stack, "eu", &id).await), 0);
+
+    // Two concurrent requests: one starts, the other is 409 move_in_progress.
+    let (a, b) = tokio::join!(
+        move_tenant(&stack, &id, "eu"),
+        move_tenant(&stack, &id, "eu")
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::ACCEPTED, StatusCode::CONFLICT],
+        "{a:?} {b:?}"
+    );
+    let (started, refused) = if a.status == StatusCode::ACCEPTED {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(
+        refused.json["type"],
+        "urn:residency:problem:move_in_progress"
+    );
+    let move_id = started.json["move_id"].as_str().unwrap().to_owned();
+    until_held(&stack, &move_id).await;
+    let again = move_tenant(&stack, &id, "eu").await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
+    assert!(total(&rows_in(&stack, "eu", &id).await) > 0);
+
+    // Abort: the target's rows are deleted, the tenant is active on us again.
+    let r = stack
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/moves/{move_id}/abort"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let record = until_settled(&stack, &move_id).await;
+    assert_eq!(record["phase"], "rolled_back", "{record:#}");
+    assert!(
+        record["error"].as_str().unwrap().contains("aborted"),
+        "{record:#}"
+    );
+    assert_eq!(total(&rows_in(&stack, "eu", &id).await), 0);
+    let me = stack.me(&id).await;
+    assert_eq!(me.status, StatusCode::OK, "{me:?}");
+    assert_eq!(me.headers["x-residency-region"], "us");
+    let r = stack
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/moves/{move_id}/abort"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    // PATCH with a region points to the move endpoint.
+    let r = stack
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{id}"),
+            Some(&json!({"region": "eu"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("/move"),
+        "{r:?}"
+    );
+    stack.stop().await;
 }

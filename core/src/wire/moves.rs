@@ -25,7 +25,9 @@ pub struct MoveRequest {
 
 /// The phase of a move. `done` and `rolled_back` are final; `failed` waits for an operator's
 /// `resume` (continue where it stopped) or `abort` (roll back).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MovePhase {
     /// Recorded with its plan; nothing changed yet.

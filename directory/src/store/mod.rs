@@ -15,8 +15,8 @@ use uuid::Uuid;
 mod moves;
 mod records;
 
-use records::{enum_str, key_entry, API_KEY_COLUMNS, TENANT_COLUMNS};
 pub use moves::{Lease, MoveRecord, MoveTableRecord};
+use records::{enum_str, key_entry, API_KEY_COLUMNS, TENANT_COLUMNS};
 pub use records::{NewTenant, RolePowers, TenantFilter, TenantPatch, TenantRecord};
 use residency_core::wire::admin::{ApiKey, Organization, TenantHistoryEntry};
 

@@ -121,7 +121,8 @@ impl MoveRecord {
     }
 }
 
-const MOVE_COLUMNS: &str = "id, tenant_id, from_region, to_region, phase, failed_in, abort_requested, \
+const MOVE_COLUMNS: &str =
+    "id, tenant_id, from_region, to_region, phase, failed_in, abort_requested, \
      actor, error, phases, coalesce(lease_until > now(), false) AS leased, created_at";
 
 fn phase(s: &str) -> MovePhase {

@@ -142,6 +142,55 @@ impl Provisioner {
         Ok(answer)
     }
 
+    /// Whether a node of `region` answers `GET /readyz` with 200 now (each available
+    /// upstream tried once): a move checks its target and source this way before it records
+    /// anything, rather than trusting the last periodic health check.
+    ///
+    /// # Errors
+    /// 503 naming the region when none does.
+    pub(crate) async fn ready(
+        &self,
+        regions: &Regions,
+        region: &RegionId,
+        which: &str,
+    ) -> Result<(), AdminError> {
+        let unavailable = AdminError::Unavailable {
+            detail: format!(
+                "the {which} region {region} has no healthy node; nothing was changed, retry later"
+            ),
+            retry_after: 5,
+            tenant_id: None,
+        };
+        let Some(region) = regions.get(region) else {
+            return Err(unavailable);
+        };
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(region.tls().connector(self.connect_timeout));
+        for _ in 0..region.upstreams().len() {
+            let Some(upstream) = region.pick() else {
+                break;
+            };
+            let Ok(uri) = upstream.uri_for(Some(&http::uri::PathAndQuery::from_static("/readyz")))
+            else {
+                continue;
+            };
+            let Ok(req) = Request::builder()
+                .method(Method::GET)
+                .uri(uri)
+                .body(Full::new(Bytes::new()))
+            else {
+                continue;
+            };
+            match tokio::time::timeout(self.timeout, client.request(req)).await {
+                Ok(Ok(resp)) if resp.status() == StatusCode::OK => return Ok(()),
+                Ok(Err(_)) => region.eject(upstream),
+                _ => {}
+            }
+        }
+        Err(unavailable)
+    }
+
     /// POSTs `body` to `call.path` on one healthy upstream of `region` with a system
     /// assertion for `tenant`, trying each available upstream of that region (never another
     /// region's) once. Returns the first successful answer, parsed (a 502 when it is not of

@@ -33,8 +33,8 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::error::ApiError;
-use residency_core::wire::moves::node as mv;
 use crate::state::AppState;
+use residency_core::wire::moves::node as mv;
 
 /// Checks a text field's length in characters.
 ///

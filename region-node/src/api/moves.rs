@@ -25,7 +25,7 @@ use aws_lc_rs::digest::{digest, SHA256};
 use axum::extract::State;
 use axum::Json;
 use residency_core::wire::moves::node::{
-    Arrive, ChecksumRequest, Checksums, CopyRequest, Copied, ExportBatch, ExportRequest, Freeze,
+    Arrive, ChecksumRequest, Checksums, Copied, CopyRequest, ExportBatch, ExportRequest, Freeze,
     Frozen, Plan, PlanTable, Purged, TableChecksum, EXPORT_SUBJECT_PREFIX,
 };
 use serde_json::{json, Value};
@@ -189,7 +189,9 @@ fn sealed(row: &Value) -> Result<(Uuid, Vec<u8>), ApiError> {
 fn open_credentials(st: &AppState, tenant: Uuid, row: &mut Value) -> Result<(), ApiError> {
     let (id, blob) = sealed(row)?;
     let plain = st.cipher.open(tenant, id, &blob).map_err(|e| {
-        ApiError::Unexpected(anyhow::anyhow!("connection {id}: {e} with this region's key"))
+        ApiError::Unexpected(anyhow::anyhow!(
+            "connection {id}: {e} with this region's key"
+        ))
     })?;
     row["credentials"] = Value::String(hex::encode(plain));
     if let Some(o) = row.as_object_mut() {
@@ -241,7 +243,9 @@ pub(super) async fn copy(
     let got = peer::export(&base, &body.export_token, &caller.request_id, &request).await?;
     let n = i64::try_from(got.rows.len()).unwrap_or(i64::MAX);
     if n > limit {
-        return Err(ApiError::Peer("the source sent more rows than asked".into()));
+        return Err(ApiError::Peer(
+            "the source sent more rows than asked".into(),
+        ));
     }
     let mut rows = got.rows;
     if t.name == "connections" {
@@ -313,10 +317,15 @@ pub(super) async fn checksum(
 /// under two regions' keys differ; their plaintexts must not.
 async fn credentials_digest(st: &AppState, tx: &Tx<'_>) -> Result<u64, ApiError> {
     let mut sum = 0u64;
-    for r in tx.query("SELECT id, credentials FROM connections", &[]).await? {
+    for r in tx
+        .query("SELECT id, credentials FROM connections", &[])
+        .await?
+    {
         let (id, blob): (Uuid, Vec<u8>) = (r.get(0), r.get(1));
         let plain = st.cipher.open(tx.tenant(), id, &blob).map_err(|e| {
-            ApiError::Unexpected(anyhow::anyhow!("connection {id}: {e} with this region's key"))
+            ApiError::Unexpected(anyhow::anyhow!(
+                "connection {id}: {e} with this region's key"
+            ))
         })?;
         let mut input = id.as_bytes().to_vec();
         input.extend_from_slice(&plain);

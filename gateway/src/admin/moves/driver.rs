@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use residency_core::assertion::now_secs;
 use residency_core::wire::moves::node::{
-    self as mv, Arrive, ChecksumRequest, Checksums, CopyRequest, Copied, Freeze, Frozen, Purged,
+    self as mv, Arrive, ChecksumRequest, Checksums, Copied, CopyRequest, Freeze, Frozen, Purged,
     Source,
 };
 use residency_core::wire::moves::MovePhase;
@@ -206,10 +206,17 @@ impl Driver {
                     // The node-side freeze waits for the source's writes in flight, and
                     // refuses every later one, whatever a gateway's cache still says.
                     let f: Frozen = self
-                        .node(&m, &m.from, call(mv::FREEZE_PATH, "the freeze"), &Freeze { frozen: true })
+                        .node(
+                            &m,
+                            &m.from,
+                            call(mv::FREEZE_PATH, "the freeze"),
+                            &Freeze { frozen: true },
+                        )
                         .await?;
                     if !f.frozen {
-                        return Err(Stop::Fail("the source node did not freeze the tenant".into()));
+                        return Err(Stop::Fail(
+                            "the source node did not freeze the tenant".into(),
+                        ));
                     }
                     store.move_phase(id, self.lease, MovePhase::Copying).await?;
                 }
@@ -218,12 +225,22 @@ impl Driver {
                     if self.st.moves.hold_before_verify && !resumed {
                         return Err(Stop::Fail("held before verifying (test hook)".into()));
                     }
-                    store.move_phase(id, self.lease, MovePhase::Verifying).await?;
+                    store
+                        .move_phase(id, self.lease, MovePhase::Verifying)
+                        .await?;
                 }
                 MovePhase::Verifying => {
                     self.verify(&m).await?;
                     let _: Frozen = self
-                        .node(&m, &m.to, call(mv::ARRIVE_PATH, "the arrival"), &Arrive { move_id: m.id, from: m.from.clone() })
+                        .node(
+                            &m,
+                            &m.to,
+                            call(mv::ARRIVE_PATH, "the arrival"),
+                            &Arrive {
+                                move_id: m.id,
+                                from: m.from.clone(),
+                            },
+                        )
                         .await?;
                     store.flip_move(&m.actor, &m, self.lease).await?;
                     self.st
@@ -242,7 +259,12 @@ impl Driver {
                 }
                 MovePhase::Purging => {
                     let p: Purged = self
-                        .node(&m, &m.from, call(mv::PURGE_PATH, "the purge"), &serde_json::json!({}))
+                        .node(
+                            &m,
+                            &m.from,
+                            call(mv::PURGE_PATH, "the purge"),
+                            &serde_json::json!({}),
+                        )
                         .await?;
                     tracing::info!(move_id = %id, rows = p.rows, "source purged");
                     store.move_phase(id, self.lease, MovePhase::Done).await?;
@@ -313,17 +335,18 @@ impl Driver {
             tables: m.tables.iter().map(|t| t.table.clone()).collect(),
         };
         let c = call(mv::CHECKSUM_PATH, "the checksum");
-        let (source, target): (Result<Checksums, Stop>, Result<Checksums, Stop>) = tokio::join!(
-            self.node(m, &m.from, c, &ask),
-            self.node(m, &m.to, c, &ask)
-        );
+        let (source, target): (Result<Checksums, Stop>, Result<Checksums, Stop>) =
+            tokio::join!(self.node(m, &m.from, c, &ask), self.node(m, &m.to, c, &ask));
         let (source, target) = (source?, target?);
         let mut differ = Vec::new();
         for t in &m.tables {
             let s = source.tables.iter().find(|x| x.table == t.table);
             let g = target.tables.iter().find(|x| x.table == t.table);
             let (Some(s), Some(g)) = (s, g) else {
-                return Err(Stop::Fail(format!("no checksum of {} from a node", t.table)));
+                return Err(Stop::Fail(format!(
+                    "no checksum of {} from a node",
+                    t.table
+                )));
             };
             store
                 .record_checksums(m.id, self.lease, t.ord, &s.checksum, &g.checksum)
@@ -354,13 +377,28 @@ impl Driver {
         // The target may have been thawed by an arrival whose flip never happened: freeze
         // it again, so the purge (frozen tenants only) can run.
         let _: Frozen = self
-            .node(&m, &m.to, call(mv::FREEZE_PATH, "the rollback's freeze"), &Freeze { frozen: true })
+            .node(
+                &m,
+                &m.to,
+                call(mv::FREEZE_PATH, "the rollback's freeze"),
+                &Freeze { frozen: true },
+            )
             .await?;
         let purged: Purged = self
-            .node(&m, &m.to, call(mv::PURGE_PATH, "the rollback's purge"), &serde_json::json!({}))
+            .node(
+                &m,
+                &m.to,
+                call(mv::PURGE_PATH, "the rollback's purge"),
+                &serde_json::json!({}),
+            )
             .await?;
         let _: Frozen = self
-            .node(&m, &m.from, call(mv::FREEZE_PATH, "the thaw"), &Freeze { frozen: false })
+            .node(
+                &m,
+                &m.from,
+                call(mv::FREEZE_PATH, "the thaw"),
+                &Freeze { frozen: false },
+            )
             .await?;
         self.st
             .store()?

@@ -131,16 +131,7 @@ pub(crate) async fn start(
     let from = RegionId::new(&t.region)
         .map_err(|e| AdminError::Internal(format!("stored region: {e}")))?;
     for (which, r) in [("target", &to), ("source", &from)] {
-        let healthy = st.gateway.regions().get(r).and_then(|r| r.pick()).is_some();
-        if !healthy {
-            return Err(AdminError::Unavailable {
-                detail: format!(
-                    "the {which} region {r} has no healthy node; nothing was changed, retry later"
-                ),
-                retry_after: 5,
-                tenant_id: None,
-            });
-        }
+        st.provisioner.ready(st.gateway.regions(), r, which).await?;
     }
     let plan: Plan = st
         .provisioner

@@ -63,7 +63,9 @@ pub(crate) async fn export(
     let uri = format!(
         "{}://{}{EXPORT_PATH}",
         base.scheme_str().unwrap_or("http"),
-        base.authority().map(http::uri::Authority::as_str).unwrap_or_default()
+        base.authority()
+            .map(http::uri::Authority::as_str)
+            .unwrap_or_default()
     );
     let bytes = serde_json::to_vec(body).map_err(|e| ApiError::Unexpected(e.into()))?;
     let req = Request::builder()
