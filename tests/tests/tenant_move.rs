@@ -605,3 +605,295 @@ async fn refusals_dry_run_one_move_at_a_time_and_abort() {
     );
     stack.stop().await;
 }
+
+/// Adds `n` configurations and `n` audit events to `tenant` in `region`'s database directly
+/// (as the superuser: bulk data without n API calls).
+async fn bulk(stack: &Stack, region: &str, tenant: &str, n: i64) {
+    let db = integration_tests::connect(&stack.db(region).admin_db_url).await;
+    let t: Uuid = tenant.parse().unwrap();
+    db.execute(
+        "INSERT INTO configurations (tenant_id, key, value, updated_by) \
+         SELECT $1, 'bulk.' || g, jsonb_build_object('n', g, 'text', repeat('x', 64)), 'bulk' \
+         FROM generate_series(1, $2::bigint) g",
+        &[&t, &n],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO audit_events (tenant_id, id, actor, action, target_type, target_id, detail) \
+         SELECT $1, gen_random_uuid(), 'bulk', 'bulk.insert', 'configuration', 'bulk.' || g, \
+                jsonb_build_object('n', g) \
+         FROM generate_series(1, $2::bigint) g",
+        &[&t, &n],
+    )
+    .await
+    .unwrap();
+}
+
+fn move_record_path(move_id: &str) -> String {
+    format!("/admin/v1/moves/{move_id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_move_whose_driver_dies_mid_copy_is_resumed_to_identical_checksums() {
+    let mut stack = Stack::start_with(StackOptions {
+        move_batch_rows: 10,
+        ..StackOptions::default()
+    })
+    .await;
+    let t = stack.create_tenant("acme", "us", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    bulk(&stack, "us", &id, 1500).await;
+    let in_us = rows_in(&stack, "us", &id).await;
+
+    let r = move_tenant(&stack, &id, "eu").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let move_id = r.json["move_id"].as_str().unwrap().to_owned();
+    // Stop the driving gateway once some, not all, rows are copied.
+    let copied_then = stack
+        .until("the copy is under way", MOVE_DEADLINE, || async {
+            let r = stack
+                .admin(Method::GET, &move_record_path(&move_id), None)
+                .await;
+            let copied: i64 = r.json["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["rows_copied"].as_i64().unwrap())
+                .sum();
+            (r.json["phase"] == "copying" && copied > 100).then_some(copied)
+        })
+        .await;
+    stack.restart_gateway().await;
+    let stopped = stack
+        .admin(Method::GET, &move_record_path(&move_id), None)
+        .await;
+    assert_eq!(stopped.json["phase"], "copying", "{:#}", stopped.json);
+    let copied_at_stop: i64 = stopped.json["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["rows_copied"].as_i64().unwrap())
+        .sum();
+    assert!(
+        copied_at_stop >= copied_then && copied_at_stop < total(&in_us),
+        "stopped mid-copy: {copied_at_stop} of {}",
+        total(&in_us)
+    );
+    // Nobody drives it now; the tenant stays frozen, its reads served by us.
+    let me = stack.me(&id).await;
+    assert_eq!(
+        (
+            me.status,
+            me.headers["x-residency-region"].to_str().unwrap()
+        ),
+        (StatusCode::OK, "us")
+    );
+
+    let r = stack
+        .until("resume is accepted", Duration::from_secs(15), || async {
+            let r = stack
+                .admin(
+                    Method::POST,
+                    &format!("/admin/v1/moves/{move_id}/resume"),
+                    None,
+                )
+                .await;
+            (r.status == StatusCode::ACCEPTED).then_some(r)
+        })
+        .await;
+    assert_eq!(r.json["phase"], "copying");
+    let record = until_settled(&stack, &move_id).await;
+    assert_eq!(record["phase"], "done", "{record:#}");
+    for (t, (_, n)) in record["tables"].as_array().unwrap().iter().zip(&in_us) {
+        assert_eq!(t["checksum_source"], t["checksum_target"], "{t}");
+        assert_eq!(t["rows_copied"].as_i64(), Some(*n), "{t}");
+        assert!(
+            t["checksum_source"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{n}:")),
+            "{t}"
+        );
+    }
+    assert_eq!(total(&rows_in(&stack, "us", &id).await), 0);
+    assert_eq!(total(&rows_in(&stack, "eu", &id).await), total(&in_us) + 1);
+    let me = stack.me(&id).await;
+    assert_eq!(me.headers["x-residency-region"], "eu");
+    stack.stop().await;
+}
+
+#[derive(Debug)]
+struct Sample {
+    at: std::time::Instant,
+    status: StatusCode,
+    region: Option<String>,
+    kind: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_a_read_load_no_read_fails_and_none_is_answered_by_the_wrong_region() {
+    let stack = Stack::start_with(StackOptions {
+        move_batch_rows: 100,
+        ..StackOptions::default()
+    })
+    .await;
+    let t = stack.create_tenant("acme", "us", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    bulk(&stack, "us", &id, 3000).await;
+    // The load is far over the scale tier's quota; a 429 would say nothing about the move.
+    let r = stack
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{id}"),
+            Some(&json!({"limits": {"rate_limit_per_min": 1_000_000}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let token = format!("Bearer {}", stack.idp.token(&id, "owner-acme", "owner"));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let load = |method: Method, path: &'static str, body: Option<Value>| {
+        let (public, token, stop) = (stack.public.clone(), token.clone(), stop.clone());
+        tokio::spawn(async move {
+            let http = integration_tests::Http::default();
+            let mut out = Vec::new();
+            while !stop.is_cancelled() {
+                let r = http
+                    .send(
+                        method.clone(),
+                        &format!("{public}{path}"),
+                        &[("authorization", &token)],
+                        body.as_ref(),
+                    )
+                    .await;
+                out.push(Sample {
+                    at: std::time::Instant::now(),
+                    status: r.status,
+                    region: r
+                        .headers
+                        .get("x-residency-region")
+                        .map(|v| v.to_str().unwrap().to_owned()),
+                    kind: r.json["type"].as_str().map(str::to_owned),
+                });
+            }
+            out
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|_| load(Method::GET, "/v1/configurations?limit=5", None))
+        .collect();
+    let writer = load(
+        Method::PUT,
+        "/v1/configurations/load.write",
+        Some(json!({"value": 1})),
+    );
+    let started = std::time::Instant::now();
+    let r = move_tenant(&stack, &id, "eu").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let move_id = r.json["move_id"].as_str().unwrap().to_owned();
+    let record = until_settled(&stack, &move_id).await;
+    let moved_in = started.elapsed();
+    assert_eq!(record["phase"], "done", "{record:#}");
+    // Keep loading a little after the end, so post-move answers are in the samples.
+    stack
+        .until("reads answered by eu", Duration::from_secs(5), || async {
+            let me = stack.me(&id).await;
+            (me.headers["x-residency-region"] == "eu").then_some(())
+        })
+        .await;
+    stop.cancel();
+    let mut reads = Vec::new();
+    for r in readers {
+        reads.extend(r.await.unwrap());
+    }
+    let writes = writer.await.unwrap();
+
+    let failed: Vec<&Sample> = reads
+        .iter()
+        .filter(|s| s.status != StatusCode::OK)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed reads, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    // Once eu answered, us never answers again.
+    reads.sort_by_key(|s| s.at);
+    let first_eu = reads.iter().position(|s| s.region.as_deref() == Some("eu"));
+    let first_eu = first_eu.expect("some read answered by eu");
+    let wrong: Vec<&Sample> = reads[first_eu..]
+        .iter()
+        .filter(|s| s.region.as_deref() != Some("eu"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} reads from us after the flip, first: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    // Writes are refused only with tenant_moving, in one window.
+    let refused: Vec<&Sample> = writes.iter().filter(|s| !s.status.is_success()).collect();
+    assert!(
+        refused
+            .iter()
+            .all(|s| s.status == StatusCode::SERVICE_UNAVAILABLE
+                && s.kind.as_deref() == Some("urn:residency:problem:tenant_moving")),
+        "{:?}",
+        refused
+            .iter()
+            .find(|s| s.status != StatusCode::SERVICE_UNAVAILABLE)
+    );
+    let (Some(first), Some(last)) = (refused.first(), refused.last()) else {
+        panic!("no write was refused during the move");
+    };
+    let inside = writes
+        .iter()
+        .filter(|s| s.at > first.at && s.at < last.at && s.status.is_success())
+        .count();
+    assert_eq!(inside, 0, "a write succeeded inside the freeze window");
+    assert!(
+        writes.last().unwrap().status.is_success(),
+        "writes work again after the move"
+    );
+    let rows = total(&rows_in(&stack, "eu", &id).await);
+    println!(
+        "MOVE UNDER LOAD: {rows} rows moved in {:.2}s; {} reads (0 failed, 0 from us after the first eu answer), \
+         {} writes, {} refused; freeze window (first to last refused write) {:.0} ms",
+        moved_in.as_secs_f64(),
+        reads.len(),
+        writes.len(),
+        refused.len(),
+        last.at.duration_since(first.at).as_secs_f64() * 1000.0,
+    );
+    stack.stop().await;
+}
+
+/// The README's figure: a tenant with 100,000 rows moved on this machine. A measurement, not
+/// a check of speed: run it with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "measurement: 100,000 rows"]
+async fn measure_a_100k_row_move() {
+    let stack = Stack::start_with(StackOptions {
+        move_batch_rows: 5000,
+        ..StackOptions::default()
+    })
+    .await;
+    let t = stack.create_tenant("big", "us", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    bulk(&stack, "us", &id, 50_000).await;
+    let rows = total(&rows_in(&stack, "us", &id).await);
+    let started = std::time::Instant::now();
+    let r = move_tenant(&stack, &id, "eu").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let record = until_settled(&stack, r.json["move_id"].as_str().unwrap()).await;
+    let took = started.elapsed();
+    assert_eq!(record["phase"], "done", "{record:#}");
+    assert_eq!(total(&rows_in(&stack, "us", &id).await), 0);
+    println!(
+        "MOVE 100K: {rows} rows moved us -> eu in {:.2}s (batch 5000); phases {:#}",
+        took.as_secs_f64(),
+        record["phases"]
+    );
+    stack.stop().await;
+}
