@@ -203,7 +203,11 @@ async fn until_settled(stack: &Stack, move_id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
-    let stack = Stack::start_with(StackOptions::default()).await;
+    let stack = Stack::start_with(StackOptions {
+        audit: true,
+        ..StackOptions::default()
+    })
+    .await;
     let t = stack.create_tenant("acme", "us", "scale").await;
     let id = t["id"].as_str().unwrap().to_owned();
     let customer = Customer {
@@ -326,6 +330,7 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
         .admin(Method::GET, &format!("/admin/v1/tenants/{id}/moves"), None)
         .await;
     assert_eq!(listed.json["items"][0]["move_id"], move_id.as_str());
+    assert_audit_clean(&stack).await;
     drop(customer);
     stack.stop().await;
 }
@@ -347,8 +352,38 @@ fn open(key: &[u8], tenant: Uuid, connection: Uuid, blob: &[u8]) -> Vec<u8> {
     .to_vec()
 }
 
+/// `GET /admin/v1/audit` finds nothing: placement and posture hold in every region.
+async fn assert_audit_clean(stack: &Stack) {
+    let r = stack.admin(Method::GET, "/admin/v1/audit", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        r.json["violations"],
+        json!([]),
+        "{:#}",
+        r.json["violations"]
+    );
+    assert_eq!(r.headers["x-audit-outcome"], "clean");
+}
+
+/// The kinds and regions of the audit's violations.
+async fn audit_violations(stack: &Stack) -> Vec<(String, String)> {
+    let r = stack.admin(Method::GET, "/admin/v1/audit", None).await;
+    r.json["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap().to_owned(),
+                v["region"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn held() -> StackOptions {
     StackOptions {
+        audit: true,
         move_hold_before_verify: true,
         ..StackOptions::default()
     }
@@ -406,6 +441,13 @@ async fn while_frozen_writes_are_refused_reads_served_and_a_verify_mismatch_roll
         rows_in(&stack, "eu", &id).await,
         in_us,
         "everything reached eu"
+    );
+    // A failed move explains nothing: its rows in eu are misplaced until it is resumed or
+    // aborted.
+    let v = audit_violations(&stack).await;
+    assert!(
+        !v.is_empty() && v.iter().all(|(k, r)| k == "misplaced_rows" && r == "eu"),
+        "{v:?}"
     );
 
     // Frozen: reads are served by us, writes are refused with 503 tenant_moving.
@@ -471,6 +513,7 @@ async fn while_frozen_writes_are_refused_reads_served_and_a_verify_mismatch_roll
     );
     let d = direct_write(&stack, "us", &id).await;
     assert_eq!(d.status, StatusCode::CREATED, "{d:?}");
+    assert_audit_clean(&stack).await;
     customer
         .ok(
             Method::POST,
@@ -637,6 +680,7 @@ fn move_record_path(move_id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_move_whose_driver_dies_mid_copy_is_resumed_to_identical_checksums() {
     let mut stack = Stack::start_with(StackOptions {
+        audit: true,
         move_batch_rows: 10,
         ..StackOptions::default()
     })
@@ -680,6 +724,8 @@ async fn a_move_whose_driver_dies_mid_copy_is_resumed_to_identical_checksums() {
         "stopped mid-copy: {copied_at_stop} of {}",
         total(&in_us)
     );
+    // Rows in both regions while the record says copying are expected, not a violation.
+    assert_audit_clean(&stack).await;
     // Nobody drives it now; the tenant stays frozen, its reads served by us.
     let me = stack.me(&id).await;
     assert_eq!(
@@ -720,6 +766,7 @@ async fn a_move_whose_driver_dies_mid_copy_is_resumed_to_identical_checksums() {
     assert_eq!(total(&rows_in(&stack, "eu", &id).await), total(&in_us) + 1);
     let me = stack.me(&id).await;
     assert_eq!(me.headers["x-residency-region"], "eu");
+    assert_audit_clean(&stack).await;
     stack.stop().await;
 }
 
