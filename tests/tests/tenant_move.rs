@@ -944,3 +944,62 @@ async fn measure_a_100k_row_move() {
     );
     stack.stop().await;
 }
+
+fn residency(stack: &Stack, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(integration_tests::binary("residency"))
+        .args(args)
+        .env("RESIDENCY_ADMIN_URL", &stack.admin)
+        .env(
+            "RESIDENCY_ADMIN_TOKEN",
+            integration_tests::gateway::ADMIN_TOKEN,
+        )
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run residency")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_plans_moves_and_reports() {
+    let stack = Stack::start().await;
+    let t = stack.create_tenant("acme", "us", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+
+    let plan = residency(&stack, &["tenants", "move", &id, "--to", "eu", "--dry-run"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{plan:?}");
+    assert!(
+        text.contains("plan: tenant") && text.contains("audit_events"),
+        "{text}"
+    );
+
+    let bad = residency(&stack, &["tenants", "move", &id, "--to", "mars"]);
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("to: mars"),
+        "{bad:?}"
+    );
+    let none = residency(&stack, &["tenants", "move", &id, "--resume"]);
+    assert_eq!(none.status.code(), Some(1), "{none:?}");
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("no move in flight"),
+        "{none:?}"
+    );
+
+    let moved = residency(&stack, &["tenants", "move", &id, "--to", "eu", "--json"]);
+    assert!(moved.status.success(), "{moved:?}");
+    let record: Value = serde_json::from_slice(&moved.stdout).unwrap();
+    assert_eq!(
+        (record["phase"].as_str(), record["to"].as_str()),
+        (Some("done"), Some("eu"))
+    );
+    let people = residency(&stack, &["tenants", "move", &id, "--to", "us"]);
+    assert!(people.status.success(), "{people:?}");
+    let text = String::from_utf8_lossy(&people.stdout);
+    assert!(
+        text.contains("eu → us: done") && text.contains("yes"),
+        "{text}"
+    );
+    let me = stack.me(&id).await;
+    assert_eq!(me.headers["x-residency-region"], "us");
+    stack.stop().await;
+}
