@@ -59,7 +59,7 @@ BEGIN
                                    OR t.checksum_source IS DISTINCT FROM t.checksum_target)))
     THEN
         RAISE EXCEPTION 'a tenant''s region changes only with a verified move'
-            USING ERRCODE = 'restrict_violation';
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NEW;
 END
