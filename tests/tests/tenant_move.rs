@@ -1003,3 +1003,96 @@ async fn the_cli_plans_moves_and_reports() {
     assert_eq!(me.headers["x-residency-region"], "us");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_export_assertion_opens_the_export_only_and_only_of_a_frozen_tenant() {
+    use integration_tests::{Node, NodeOptions, RegionDb};
+    let db = RegionDb::create("us").await;
+    let node = Node::start(&db, "us", NodeOptions::default()).await;
+    let t = Uuid::new_v4();
+    node.provision(t, "acme").await;
+    let export = json!({"table": "tenants", "limit": 10});
+    let as_exporter = format!("system:move-export:{}", Uuid::new_v4());
+    for (path, body) in [
+        ("/internal/v1/moves/purge", json!({})),
+        ("/internal/v1/moves/freeze", json!({"frozen": false})),
+        ("/internal/v1/provision", json!({"name": "x"})),
+    ] {
+        let r = node
+            .call(Method::POST, path, t, &as_exporter, "system", Some(&body))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {r:?}");
+    }
+    // The admin's own system assertion is not an export assertion.
+    let r = node
+        .call(
+            Method::POST,
+            "/internal/v1/moves/export",
+            t,
+            "system:admin:test",
+            "system",
+            Some(&export),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    // Nothing is exported from a tenant that may still be written.
+    let r = node
+        .call(
+            Method::POST,
+            "/internal/v1/moves/export",
+            t,
+            &as_exporter,
+            "system",
+            Some(&export),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    // A purge refuses a tenant that is not frozen.
+    let r = node
+        .call(
+            Method::POST,
+            "/internal/v1/moves/purge",
+            t,
+            "system:admin:test",
+            "system",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    let r = node
+        .call(
+            Method::POST,
+            "/internal/v1/moves/freeze",
+            t,
+            "system:admin:test",
+            "system",
+            Some(&json!({"frozen": true})),
+        )
+        .await;
+    assert_eq!(r.json["frozen"], true, "{r:?}");
+    let r = node
+        .call(
+            Method::POST,
+            "/internal/v1/moves/export",
+            t,
+            &as_exporter,
+            "system",
+            Some(&export),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json["rows"][0]["tenant_id"], t.to_string());
+    // A customer assertion reaches none of it.
+    let r = node
+        .call(
+            Method::POST,
+            "/internal/v1/moves/plan",
+            t,
+            "owner",
+            "owner",
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    node.stop().await;
+}

@@ -196,7 +196,8 @@ pub mod node {
     pub const CHECKSUM_PATH: &str = "/internal/v1/moves/checksum";
     /// Delete every row of the tenant (source after the flip, target on rollback).
     pub const PURGE_PATH: &str = "/internal/v1/moves/purge";
-    /// Make the target the tenant's home: unfreeze and append `tenant.moved`.
+    /// Make the target the tenant's home: thaw it (before the flip), then, once flipped,
+    /// append `tenant.moved` (once).
     pub const ARRIVE_PATH: &str = "/internal/v1/moves/arrive";
 
     /// The subject prefix of an export assertion: `system:move-export:<move id>`. A node
@@ -328,5 +329,9 @@ pub mod node {
         pub move_id: Uuid,
         /// The source region (recorded in the `tenant.moved` event).
         pub from: String,
+        /// `false`: thaw the tenant and set its region (before the flip; the rows stay as
+        /// verified, so a verification repeated after a crash still matches). `true`: append
+        /// the `tenant.moved` audit event unless this move already did (after the flip).
+        pub record_event: bool,
     }
 }

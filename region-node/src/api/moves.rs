@@ -13,8 +13,8 @@
 //!   inserts the batch idempotently, credentials sealed with this region's key;
 //! - `checksum` (both): per table, the count and an order-independent checksum;
 //! - `purge` (source after the flip, target on rollback): `purge_moved_tenant`;
-//! - `arrive` (target, at the flip): thaw, set the home record's region, append
-//!   `tenant.moved` once.
+//! - `arrive` (target): before the flip, thaw and set the home record's region; after it,
+//!   append `tenant.moved` once.
 
 mod catalogue;
 mod peer;
@@ -346,6 +346,15 @@ pub(super) async fn purge(
         .db
         .system(&caller, |tx| {
             Box::pin(async move {
+                let frozen: Option<bool> = tx
+                    .query_opt("SELECT frozen FROM tenants", &[])
+                    .await?
+                    .map(|r| r.get(0));
+                if frozen == Some(false) {
+                    return Err(ApiError::Conflict(
+                        "the tenant is not frozen here: only a tenant being moved is purged".into(),
+                    ));
+                }
                 let n: i64 = tx
                     .query_one("SELECT purge_moved_tenant($1)", &[&tx.tenant()])
                     .await?
@@ -358,7 +367,8 @@ pub(super) async fn purge(
     Ok(Json(Purged { rows }))
 }
 
-/// `POST /internal/v1/moves/arrive`: the target becomes the tenant's home.
+/// `POST /internal/v1/moves/arrive`: the target becomes the tenant's home (thaw, before the
+/// flip), then records it (`tenant.moved`, once, after the flip).
 pub(super) async fn arrive(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -368,16 +378,19 @@ pub(super) async fn arrive(
     st.db
         .system(&caller, move |tx| {
             Box::pin(async move {
-                let tenant = tx.tenant().to_string();
-                tx.execute(FREEZE, &[&tenant]).await?;
-                let n = tx
-                    .execute(
-                        "UPDATE tenants SET frozen = false, region = $1",
-                        &[&region],
-                    )
-                    .await?;
-                if n == 0 {
-                    return Err(ApiError::NotFound("tenant"));
+                if !body.record_event {
+                    let tenant = tx.tenant().to_string();
+                    tx.execute(FREEZE, &[&tenant]).await?;
+                    let n = tx
+                        .execute(
+                            "UPDATE tenants SET frozen = false, region = $1",
+                            &[&region],
+                        )
+                        .await?;
+                    if n == 0 {
+                        return Err(ApiError::NotFound("tenant"));
+                    }
+                    return Ok(());
                 }
                 let move_id = body.move_id.to_string();
                 let recorded: bool = tx

@@ -239,6 +239,7 @@ impl Driver {
                             &Arrive {
                                 move_id: m.id,
                                 from: m.from.clone(),
+                                record_event: false,
                             },
                         )
                         .await?;
@@ -251,6 +252,21 @@ impl Driver {
                     tracing::info!(move_id = %id, tenant = %m.tenant_id, to = %m.to, "tenant flipped");
                 }
                 MovePhase::Flipped => {
+                    // Recorded after the flip, so a verification repeated before it (a
+                    // driver that died between the thaw and the flip) still matches.
+                    let event = Arrive {
+                        move_id: m.id,
+                        from: m.from.clone(),
+                        record_event: true,
+                    };
+                    let _: Frozen = self
+                        .node(
+                            &m,
+                            &m.to,
+                            call(mv::ARRIVE_PATH, "the move's audit event"),
+                            &event,
+                        )
+                        .await?;
                     let grace = self.st.moves.purge_grace;
                     if !grace.is_zero() {
                         tokio::time::sleep(grace).await;
