@@ -55,6 +55,25 @@ pub struct NodeConfig {
     /// Connection limits of the node listener.
     #[serde(default)]
     pub limits: NodeLimits,
+    /// Tenant moves: how this node, as a move's target, reaches source nodes.
+    #[serde(default)]
+    pub moves: MovesConfig,
+}
+
+/// `[moves]`: this node as the target of a tenant move pulls the tenant's rows from a node of
+/// the source region. Plain `http` is used only to a loopback address; an `https` source is
+/// trusted through `peer_ca_file` only (no system roots), with an optional client certificate
+/// for sources whose `tls.client_ca_file` requires one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovesConfig {
+    /// PEM CA certificate(s) of the other regions' nodes. Without it, https sources are
+    /// refused.
+    pub peer_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain presented to source nodes.
+    pub client_cert_file: Option<PathBuf>,
+    /// Its PEM private key.
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// `[limits]`: connection limits of the node listener (the drain time is
@@ -277,6 +296,16 @@ impl Validate for NodeConfig {
             k.resolve_paths(base);
         }
         resolve(base, &mut self.credentials.key_file);
+        for f in [
+            &mut self.moves.peer_ca_file,
+            &mut self.moves.client_cert_file,
+            &mut self.moves.client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(base, f);
+        }
         if let Some(tls) = &mut self.tls {
             resolve(base, &mut tls.cert_file);
             resolve(base, &mut tls.key_file);
@@ -358,6 +387,28 @@ impl Validate for NodeConfig {
             if let Some(ca) = &tls.client_ca_file {
                 check_file("tls.client_ca_file", ca, &mut out);
             }
+        }
+        let m = &self.moves;
+        for (key, f) in [
+            ("moves.peer_ca_file", &m.peer_ca_file),
+            ("moves.client_cert_file", &m.client_cert_file),
+            ("moves.client_key_file", &m.client_key_file),
+        ] {
+            if let Some(f) = f {
+                check_file(key, f, &mut out);
+            }
+        }
+        if m.client_cert_file.is_some() != m.client_key_file.is_some() {
+            out.push(Problem::new(
+                "moves.client_cert_file",
+                "set both moves.client_cert_file and moves.client_key_file, or neither",
+            ));
+        }
+        if m.client_cert_file.is_some() && m.peer_ca_file.is_none() {
+            out.push(Problem::new(
+                "moves.peer_ca_file",
+                "required with a client certificate: it is used for https sources only",
+            ));
         }
         out.extend(self.limits.validate());
         out

@@ -58,7 +58,12 @@ fn as_postgres(tool: &str, args: &[&str]) -> std::process::Output {
     out
 }
 
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+/// A self-signed CA named `name`: (certificate PEM, issuer).
+///
+/// # Panics
+/// When key generation fails.
+#[must_use]
+pub fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.distinguished_name.push(DnType::CommonName, name);

@@ -16,6 +16,7 @@ mod executions;
 pub mod extract;
 mod members;
 mod moves;
+pub(crate) use moves::Peers;
 pub mod openapi;
 mod page;
 mod provision;

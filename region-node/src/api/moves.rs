@@ -19,6 +19,8 @@
 mod catalogue;
 mod peer;
 
+pub(crate) use peer::Peers;
+
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{digest, SHA256};
@@ -228,7 +230,7 @@ pub(super) async fn copy(
 ) -> Result<Json<Copied>, ApiError> {
     let t = table(&body.table)?;
     let limit = batch(body.limit)?;
-    let base = peer::check_url(&body.source.url)?;
+    let base = st.peers.check_url(&body.source.url)?;
     if body.source.region == st.region.id.as_str() {
         return Err(ApiError::invalid(
             "source.region",
@@ -240,7 +242,14 @@ pub(super) async fn copy(
         after: body.after.clone(),
         limit,
     };
-    let got = peer::export(&base, &body.export_token, &caller.request_id, &request).await?;
+    let got = peer::export(
+        &st.peers,
+        &base,
+        &body.export_token,
+        &caller.request_id,
+        &request,
+    )
+    .await?;
     let n = i64::try_from(got.rows.len()).unwrap_or(i64::MAX);
     if n > limit {
         return Err(ApiError::Peer(
