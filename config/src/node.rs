@@ -523,6 +523,40 @@ key_file = "c.key"
     }
 
     #[test]
+    fn moves_peer_files_are_checked_and_come_in_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.key", &[1; 32]);
+        write(dir.path(), "c.key", &[2; 32]);
+        write(dir.path(), "ca.pem", b"a ca");
+        write(dir.path(), "client.pem", b"a cert");
+        let node = |moves: &str| {
+            write(
+                dir.path(),
+                "node.toml",
+                format!("{GOOD}\n[moves]\n{moves}").as_bytes(),
+            );
+            load::<NodeConfig>(&dir.path().join("node.toml"), &Vec::new())
+                .map(|c| c.moves)
+                .map_err(|e| e.problems.iter().map(|p| p.key.clone()).collect::<Vec<_>>())
+        };
+        let ok = node("peer_ca_file = \"ca.pem\"").unwrap();
+        assert_eq!(ok.peer_ca_file, Some(dir.path().join("ca.pem")));
+        assert_eq!(
+            node("peer_ca_file = \"missing.pem\"").unwrap_err(),
+            ["moves.peer_ca_file"]
+        );
+        assert_eq!(
+            node("peer_ca_file = \"ca.pem\"\nclient_cert_file = \"client.pem\"").unwrap_err(),
+            ["moves.client_cert_file"]
+        );
+        assert_eq!(
+            node("client_cert_file = \"client.pem\"\nclient_key_file = \"client.pem\"")
+                .unwrap_err(),
+            ["moves.peer_ca_file"]
+        );
+    }
+
+    #[test]
     fn bad_region_names_the_key() {
         let dir = tempfile::tempdir().unwrap();
         write(

@@ -335,3 +335,28 @@ pub mod node {
         pub record_event: bool,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_spelled_as_on_the_wire_and_ordered() {
+        for p in MovePhase::ALL {
+            let wire = serde_json::to_value(p).unwrap();
+            assert_eq!(wire, p.as_str());
+            assert_eq!(MovePhase::parse(p.as_str()), Some(p));
+        }
+        assert!(MovePhase::Verifying < MovePhase::Flipped);
+        assert!(MovePhase::Done.is_final() && MovePhase::RolledBack.is_final());
+        assert!(!MovePhase::Failed.is_final());
+        assert_eq!(MovePhase::parse("moving"), None);
+    }
+
+    #[test]
+    fn a_move_request_refuses_unknown_fields() {
+        assert!(serde_json::from_str::<MoveRequest>(r#"{"to":"eu","force":true}"#).is_err());
+        let r: MoveRequest = serde_json::from_str(r#"{"to":"eu"}"#).unwrap();
+        assert!(!r.dry_run);
+    }
+}
