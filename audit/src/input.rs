@@ -44,6 +44,17 @@ pub struct MoveInFlight {
 }
 
 impl MoveInFlight {
+    /// A move as the directory stores it (`None` when a stored region id is not valid).
+    #[must_use]
+    pub fn from_record(tenant: TenantId, from: &str, to: &str, phase: MovePhase) -> Option<Self> {
+        Some(Self {
+            tenant,
+            from: RegionId::new(from).ok()?,
+            to: RegionId::new(to).ok()?,
+            phase,
+        })
+    }
+
     /// Whether this move explains rows of its tenant in `region`: only in its own two
     /// regions, and only while rows legitimately exist in both (copying, verifying, flipped,
     /// purging). A `failed` move explains nothing: an operator must resume or abort it.

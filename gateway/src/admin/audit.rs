@@ -59,12 +59,12 @@ async fn moves_in_flight(st: &AdminState) -> Vec<residency_audit::MoveInFlight> 
         Ok(moves) => moves
             .into_iter()
             .filter_map(|m| {
-                Some(residency_audit::MoveInFlight {
-                    tenant: residency_core::TenantId::from_uuid(m.tenant_id),
-                    from: residency_core::RegionId::new(&m.from).ok()?,
-                    to: residency_core::RegionId::new(&m.to).ok()?,
-                    phase: m.phase,
-                })
+                residency_audit::MoveInFlight::from_record(
+                    residency_core::TenantId::from_uuid(m.tenant_id),
+                    &m.from,
+                    &m.to,
+                    m.phase,
+                )
             })
             .collect(),
         Err(e) => {
