@@ -575,3 +575,86 @@ async fn keys_stored_without_a_role_get_the_default_role_on_migration() {
         .await
         .is_err());
 }
+
+/// The writer changes a tenant's region only through a move's flip: from `verifying`, with a
+/// source and an equal target checksum for every table, holding the move's lease; one move in
+/// flight per tenant.
+#[tokio::test]
+async fn a_region_changes_only_with_a_verified_move() {
+    use residency_core::wire::moves::{MovePhase, PlanTable};
+    use residency_directory::Lease;
+    let db = DirectoryDb::create().await;
+    let writer = Store::connect(&db.writer_url).await.unwrap();
+    let t = new_tenant(&writer, "admin:test", None, "mover", "us", Tier::Scale).await;
+    writer
+        .update_tenant(
+            "admin:test",
+            t.id,
+            &TenantPatch {
+                status: Some(TenantStatus::Active),
+                ..TenantPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let lease = Lease {
+        driver: uuid::Uuid::now_v7(),
+        ttl: Duration::from_secs(30),
+    };
+    let plan = [PlanTable {
+        table: "tenants".into(),
+        rows: 1,
+        estimated_bytes: 10,
+    }];
+    let m = writer
+        .create_move("admin:test", t.id, "us", "eu", &plan, lease)
+        .await
+        .unwrap();
+    assert!(matches!(
+        writer
+            .create_move("admin:test", t.id, "us", "eu", &plan, lease)
+            .await,
+        Err(residency_directory::StoreError::Conflict(_))
+    ));
+    writer.freeze_move("admin:test", &m, lease).await.unwrap();
+    assert_eq!(
+        writer.tenant(t.id).await.unwrap().unwrap().status,
+        TenantStatus::Moving
+    );
+    writer
+        .move_phase(m.id, lease, MovePhase::Verifying)
+        .await
+        .unwrap();
+    // Not verified yet, then verified with different checksums: refused.
+    assert!(writer.flip_move("admin:test", &m, lease).await.is_err());
+    writer
+        .record_checksums(m.id, lease, 0, "1:10", "1:11")
+        .await
+        .unwrap();
+    assert!(writer.flip_move("admin:test", &m, lease).await.is_err());
+    // Another driver (no lease) cannot flip a verified move either.
+    writer
+        .record_checksums(m.id, lease, 0, "1:10", "1:10")
+        .await
+        .unwrap();
+    let stranger = Lease {
+        driver: uuid::Uuid::now_v7(),
+        ..lease
+    };
+    assert!(writer.flip_move("admin:test", &m, stranger).await.is_err());
+    writer.flip_move("admin:test", &m, lease).await.unwrap();
+    let after = writer.tenant(t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.region.as_str(), after.status),
+        ("eu", TenantStatus::Active)
+    );
+    let flip = writer.history(t.id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (flip.actor.as_str(), flip.region.as_str()),
+        ("admin:test", "eu")
+    );
+    assert_eq!(
+        writer.get_move(m.id).await.unwrap().unwrap().phase,
+        MovePhase::Flipped
+    );
+}
