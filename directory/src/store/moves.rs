@@ -490,6 +490,34 @@ impl Store {
         .await
     }
 
+    /// The tables' totals counted again once the source is frozen (exact from then on).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the lease was lost.
+    pub async fn replan_move(
+        &self,
+        id: Uuid,
+        lease: Lease,
+        tables: &[PlanTable],
+    ) -> Result<(), StoreError> {
+        for t in tables {
+            self.leased(
+                "",
+                id,
+                lease,
+                &[(
+                    "UPDATE tenant_move_tables SET rows_total = $2, estimated_bytes = $3 \
+                     WHERE move_id = $1 AND table_name = $4",
+                    &[&id, &t.rows, &t.estimated_bytes, &t.table],
+                )],
+                "updated_at = now()",
+                &[],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// The checksums of one table.
     ///
     /// # Errors

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use http::HeaderValue;
 use residency_core::assertion::now_secs;
 use residency_core::wire::moves::node::{
-    self as mv, Arrive, ChecksumRequest, Checksums, Copied, CopyRequest, Freeze, Frozen, Purged,
-    Source,
+    self as mv, Arrive, ChecksumRequest, Checksums, Copied, CopyRequest, Freeze, Frozen, Plan,
+    Purged, Source,
 };
 use residency_core::wire::moves::MovePhase;
 use residency_core::{RegionId, TenantId};
@@ -218,6 +218,16 @@ impl Driver {
                             "the source node did not freeze the tenant".into(),
                         ));
                     }
+                    // Frozen, the counts no longer change: the plan's totals become exact.
+                    let plan: Plan = self
+                        .node(
+                            &m,
+                            &m.from,
+                            call(mv::PLAN_PATH, "the plan"),
+                            &serde_json::json!({}),
+                        )
+                        .await?;
+                    store.replan_move(id, self.lease, &plan.tables).await?;
                     store.move_phase(id, self.lease, MovePhase::Copying).await?;
                 }
                 MovePhase::Copying => {
