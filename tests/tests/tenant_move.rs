@@ -1101,3 +1101,61 @@ async fn an_export_assertion_opens_the_export_only_and_only_of_a_frozen_tenant()
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
     node.stop().await;
 }
+
+/// A freeze written by another replica's admin reaches this gateway through NOTIFY: within a
+/// second its writes are refused and its reads still served; a thaw undoes it as fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_freeze_from_elsewhere_reaches_the_gateway_within_a_second() {
+    use integration_tests::gateway::WITHIN;
+    use residency_core::TenantStatus;
+    use residency_directory::TenantPatch;
+    let stack = Stack::start().await;
+    let t = stack.create_tenant("acme", "us", "scale").await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let customer = Customer {
+        stack: &stack,
+        token: stack.idp.token(&id, "owner-acme", "owner"),
+    };
+    let probe = json!({"value": 1});
+    let write = || customer.call(Method::PUT, "/v1/configurations/freeze.probe", Some(&probe));
+    assert!(write().await.status.is_success());
+    let (moving, active) = (
+        TenantPatch {
+            status: Some(TenantStatus::Moving),
+            ..TenantPatch::default()
+        },
+        TenantPatch {
+            status: Some(TenantStatus::Active),
+            ..TenantPatch::default()
+        },
+    );
+    let tenant: Uuid = id.parse().unwrap();
+    stack
+        .store
+        .update_tenant("admin:elsewhere", tenant, &moving)
+        .await
+        .unwrap();
+    let refused = stack
+        .until("writes are refused", WITHIN, || async {
+            let r = write().await;
+            (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(r)
+        })
+        .await;
+    assert_eq!(refused.json["type"], "urn:residency:problem:tenant_moving");
+    assert_eq!(refused.headers["retry-after"], "2");
+    let read = customer.call(Method::GET, "/v1/configurations", None).await;
+    assert_eq!(read.status, StatusCode::OK, "{read:?}");
+    assert_eq!(read.headers["x-residency-region"], "us");
+    stack
+        .store
+        .update_tenant("admin:elsewhere", tenant, &active)
+        .await
+        .unwrap();
+    stack
+        .until("writes are accepted again", WITHIN, || async {
+            write().await.status.is_success().then_some(())
+        })
+        .await;
+    drop(customer);
+    stack.stop().await;
+}
