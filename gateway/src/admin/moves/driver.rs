@@ -122,6 +122,8 @@ impl Driver {
                     .flatten()
                     .map_or(MovePhase::Planned, |m| effective(&m));
                 tracing::warn!(move_id = %id, phase = at.as_str(), why, "move failed");
+                metrics::counter!(crate::metrics::TENANT_MOVE_PHASES_TOTAL, "phase" => "failed")
+                    .increment(1);
                 if let Err(e) = store.fail_move(id, self.lease, at, &why).await {
                     tracing::warn!(move_id = %id, error = %e, "recording the failure");
                 }
@@ -184,6 +186,8 @@ impl Driver {
         loop {
             let m = self.record(id).await?;
             let at = effective(&m);
+            metrics::counter!(crate::metrics::TENANT_MOVE_PHASES_TOTAL, "phase" => m.phase.as_str())
+                .increment(1);
             if m.abort_requested && at < MovePhase::Flipped {
                 return Err(Stop::RollBack("aborted by an operator".into()));
             }
@@ -337,6 +341,8 @@ impl Driver {
                     .await?;
                 let done = got.last_key.is_none() || got.rows < body.limit;
                 rows += got.rows;
+                metrics::counter!(crate::metrics::TENANT_MOVE_ROWS_TOTAL)
+                    .increment(u64::try_from(got.rows).unwrap_or(0));
                 if got.last_key.is_some() {
                     after = got.last_key;
                 }
@@ -436,6 +442,8 @@ impl Driver {
             .refresh_tenant(TenantId::from_uuid(m.tenant_id))
             .await;
         tracing::warn!(move_id = %id, tenant = %m.tenant_id, target_rows_deleted = purged.rows, why, "move rolled back");
+        metrics::counter!(crate::metrics::TENANT_MOVE_PHASES_TOTAL, "phase" => "rolled_back")
+            .increment(1);
         Ok(())
     }
 }
