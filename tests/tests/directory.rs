@@ -658,3 +658,55 @@ async fn a_region_changes_only_with_a_verified_move() {
         MovePhase::Flipped
     );
 }
+
+/// A driver that died without giving its lease up blocks a resume only until the lease
+/// expires; from then on the new driver holds the move and the old one's writes are refused.
+#[tokio::test]
+async fn a_dead_drivers_lease_expires_and_its_writes_are_refused() {
+    use residency_core::wire::moves::{MovePhase, PlanTable};
+    use residency_directory::Lease;
+    let db = DirectoryDb::create().await;
+    let writer = Store::connect(&db.writer_url).await.unwrap();
+    let t = new_tenant(&writer, "admin:test", None, "lease", "us", Tier::Scale).await;
+    let dead = Lease {
+        driver: uuid::Uuid::now_v7(),
+        ttl: Duration::from_secs(1),
+    };
+    let plan = [PlanTable {
+        table: "tenants".into(),
+        rows: 1,
+        estimated_bytes: 10,
+    }];
+    let m = writer
+        .create_move("admin:test", t.id, "us", "eu", &plan, dead)
+        .await
+        .unwrap();
+    let next = Lease {
+        driver: uuid::Uuid::now_v7(),
+        ttl: Duration::from_secs(30),
+    };
+    assert!(
+        !writer.claim_move(m.id, next).await.unwrap(),
+        "the lease is current"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !writer.claim_move(m.id, next).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(
+        writer.move_phase(m.id, dead, MovePhase::Frozen).await,
+        Err(residency_directory::StoreError::Conflict(_))
+    ));
+    writer
+        .copy_progress(m.id, next, 0, 1, None, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        writer.get_move(m.id).await.unwrap().unwrap().tables[0].rows_copied,
+        1
+    );
+}
