@@ -5,8 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use residency_core::wire::moves::MovePhase;
 use residency_core::RegionId;
-use residency_core::TenantEntry;
+use residency_core::{TenantEntry, TenantId};
 
 use crate::pg::ScanError;
 use crate::report::RoutingEvidence;
@@ -23,6 +24,47 @@ pub struct AuditInput {
     pub tenants: Vec<TenantEntry>,
     /// The longest one region's scan may take; past it the region is `failed`.
     pub region_timeout: Duration,
+    /// Tenant moves the directory has in flight (not `done` or `rolled_back`): while one is
+    /// copying, verifying, flipped or purging, its tenant's rows in its two regions are
+    /// expected.
+    pub moves: Vec<MoveInFlight>,
+}
+
+/// A tenant move in flight, as the directory records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveInFlight {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Source region.
+    pub from: RegionId,
+    /// Target region.
+    pub to: RegionId,
+    /// Its phase.
+    pub phase: MovePhase,
+}
+
+impl MoveInFlight {
+    /// A move as the directory stores it (`None` when a stored region id is not valid).
+    #[must_use]
+    pub fn from_record(tenant: TenantId, from: &str, to: &str, phase: MovePhase) -> Option<Self> {
+        Some(Self {
+            tenant,
+            from: RegionId::new(from).ok()?,
+            to: RegionId::new(to).ok()?,
+            phase,
+        })
+    }
+
+    /// Whether this move explains rows of its tenant in `region`: only in its own two
+    /// regions, and only while rows legitimately exist in both (copying, verifying, flipped,
+    /// purging). A `failed` move explains nothing: an operator must resume or abort it.
+    #[must_use]
+    pub fn explains(&self, region: &RegionId) -> bool {
+        matches!(
+            self.phase,
+            MovePhase::Copying | MovePhase::Verifying | MovePhase::Flipped | MovePhase::Purging
+        ) && (region == &self.from || region == &self.to)
+    }
 }
 
 impl AuditInput {
@@ -33,6 +75,7 @@ impl AuditInput {
             regions,
             tenants,
             region_timeout: DEFAULT_REGION_TIMEOUT,
+            moves: Vec::new(),
         }
     }
 }

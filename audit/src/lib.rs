@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 
 use residency_core::RegionId;
 
-pub use input::{no_progress, AuditInput, Progress, RegionInput};
+pub use input::{no_progress, AuditInput, MoveInFlight, Progress, RegionInput};
 pub use pg::{describe_database, ScanError};
 pub use posture::TENANT_POLICY_EXPR;
 pub use report::{
@@ -115,7 +115,8 @@ pub async fn run_audit(input: &AuditInput, progress: &(dyn Fn(Progress<'_>) + Sy
             tables: s.as_ref().ok().map(|s| s.tables.as_slice()),
         })
         .collect();
-    let (mut violations, placements) = placement::evaluate(&input.tenants, &region_tables);
+    let (mut violations, placements) =
+        placement::evaluate(&input.tenants, &input.moves, &region_tables);
 
     let mut regions = Vec::with_capacity(input.regions.len());
     for ((r, (scan, elapsed)), tenants) in input.regions.iter().zip(scans).zip(placements) {

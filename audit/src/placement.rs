@@ -4,7 +4,10 @@
 //! returns violations and per-tenant summaries, so every rule is unit-tested without Postgres.
 //!
 //! Rules:
-//! - rows of a tenant whose directory home is another region: `misplaced_rows` (one per table);
+//! - rows of a tenant whose directory home is another region: `misplaced_rows` (one per table),
+//!   unless a move of that tenant between this region and its home explains them
+//!   ([`MoveInFlight::explains`]: copying, verifying, flipped or purging; never once it is
+//!   `done`, `failed` or `rolled_back`);
 //! - rows of a tenant the directory does not know: `orphan_rows` (one per table);
 //! - an `active` or `suspended` tenant (one that has been provisioned) without its row in the
 //!   `tenants` table of its home region: `missing_home_record`; when its home region is not
@@ -19,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use residency_core::RegionId;
 use residency_core::{TenantEntry, TenantStatus};
 
+use crate::input::MoveInFlight;
 use crate::report::{TenantPlacement, Violation, ViolationKind};
 use crate::scan::TableScan;
 
@@ -46,8 +50,14 @@ pub(crate) fn status_str(s: TenantStatus) -> &'static str {
 /// Placement violations and, per region (same order as `regions`), the tenants found there.
 pub(crate) fn evaluate(
     directory: &[TenantEntry],
+    moves: &[MoveInFlight],
     regions: &[RegionTables<'_>],
 ) -> (Vec<Violation>, Vec<Vec<TenantPlacement>>) {
+    let moving = |e: &TenantEntry, region: &RegionId| {
+        moves.iter().any(|m| {
+            m.tenant == e.id && m.explains(region) && (m.from == e.region || m.to == e.region)
+        })
+    };
     // The first entry wins if the directory lists a tenant twice.
     let mut by_id: HashMap<String, &TenantEntry> = HashMap::with_capacity(directory.len());
     for t in directory {
@@ -92,7 +102,7 @@ pub(crate) fn evaluate(
                             region.id
                         ),
                     }),
-                    Some(e) if &e.region != region.id => violations.push(Violation {
+                    Some(e) if &e.region != region.id && !moving(e, region.id) => violations.push(Violation {
                         kind: ViolationKind::MisplacedRows,
                         region: region.id.clone(),
                         tenant_id: Some(tenant.clone()),
@@ -223,6 +233,7 @@ mod tests {
         let eu_t = [table("tenants", &[(B, 1)])];
         let (v, p) = evaluate(
             &dir,
+            &[],
             &[
                 RegionTables {
                     id: &us,
@@ -267,6 +278,7 @@ mod tests {
         ];
         let (v, p) = evaluate(
             &dir,
+            &[],
             &[
                 RegionTables {
                     id: &us,
@@ -313,11 +325,66 @@ mod tests {
     }
 
     #[test]
+    fn rows_in_both_regions_are_expected_only_while_a_move_copies_verifies_or_purges() {
+        use residency_core::wire::moves::MovePhase;
+        let (us, eu, apac) = (
+            RegionId::new("us").unwrap(),
+            RegionId::new("eu").unwrap(),
+            RegionId::new("apac").unwrap(),
+        );
+        let dir = [tenant(A, "us", TenantStatus::Moving)];
+        let us_t = [table("tenants", &[(A, 1)])];
+        let eu_t = [table("tenants", &[(A, 1)])];
+        let apac_t = [table("tenants", &[(A, 1)])];
+        let regions = [
+            RegionTables {
+                id: &us,
+                tables: Some(&us_t),
+            },
+            RegionTables {
+                id: &eu,
+                tables: Some(&eu_t),
+            },
+            RegionTables {
+                id: &apac,
+                tables: Some(&apac_t),
+            },
+        ];
+        let found = |phase: MovePhase| {
+            let moves = [MoveInFlight {
+                tenant: A.parse().unwrap(),
+                from: us.clone(),
+                to: eu.clone(),
+                phase,
+            }];
+            let (v, _) = evaluate(&dir, &moves, &regions);
+            v.iter()
+                .map(|v| v.region.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        for phase in [MovePhase::Copying, MovePhase::Verifying, MovePhase::Purging] {
+            // The move's target is expected; a third region never is.
+            assert_eq!(found(phase), ["apac"], "{phase:?}");
+        }
+        for phase in [
+            MovePhase::Frozen,
+            MovePhase::Failed,
+            MovePhase::Done,
+            MovePhase::RolledBack,
+        ] {
+            assert_eq!(found(phase), ["eu", "apac"], "{phase:?}");
+        }
+        let (v, _) = evaluate(&dir, &[], &regions);
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
     fn unscanned_or_uncounted_home_proves_nothing_missing() {
         let us = RegionId::new("us").unwrap();
         let dir = [tenant(A, "us", TenantStatus::Active)];
         let (v, _) = evaluate(
             &dir,
+            &[],
             &[RegionTables {
                 id: &us,
                 tables: None,
@@ -329,6 +396,7 @@ mod tests {
         let tables = [t];
         let (v, _) = evaluate(
             &dir,
+            &[],
             &[RegionTables {
                 id: &us,
                 tables: Some(&tables),

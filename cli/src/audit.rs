@@ -137,24 +137,47 @@ async fn input(args: &AuditArgs) -> Result<(AuditInput, Option<GatewayAccess>), 
             "no directory: the file names none; pass --directory-file directory.toml".to_owned()
         })?,
     };
-    let tenants = read_directory(&directory).await?;
+    let (tenants, moves) = read_directory(&directory).await?;
     let mut input = AuditInput::new(loaded.regions, tenants);
+    input.moves = moves;
     input.region_timeout = args.region_timeout;
     Ok((input, loaded.gateway))
 }
 
-async fn read_directory(spec: &DirectorySpec) -> Result<Vec<TenantEntry>, String> {
+/// The directory's tenants and, for a Postgres directory, its tenant moves in flight (rows in
+/// a moving tenant's two regions are expected while it copies, verifies or purges; a file
+/// directory has no moves).
+async fn read_directory(
+    spec: &DirectorySpec,
+) -> Result<(Vec<TenantEntry>, Vec<residency_audit::MoveInFlight>), String> {
     match spec {
-        DirectorySpec::File(path) => sources::load_directory_file(path).map_err(|e| e.to_string()),
+        DirectorySpec::File(path) => sources::load_directory_file(path)
+            .map(|t| (t, Vec::new()))
+            .map_err(|e| e.to_string()),
         DirectorySpec::Postgres(url) => {
             let place = residency_audit::describe_database(url);
             let store = residency_directory::Store::connect(url)
                 .await
                 .map_err(|e| format!("directory at {place}: {e}"))?;
-            store
+            let tenants = store
                 .tenants()
                 .await
-                .map_err(|e| format!("cannot read the directory at {place}: {e}"))
+                .map_err(|e| format!("cannot read the directory at {place}: {e}"))?;
+            let moves = store
+                .moves_in_flight()
+                .await
+                .map_err(|e| format!("cannot read the moves in the directory at {place}: {e}"))?
+                .into_iter()
+                .filter_map(|m| {
+                    residency_audit::MoveInFlight::from_record(
+                        residency_core::TenantId::from_uuid(m.tenant_id),
+                        &m.from,
+                        &m.to,
+                        m.phase,
+                    )
+                })
+                .collect();
+            Ok((tenants, moves))
         }
     }
 }

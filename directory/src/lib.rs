@@ -20,8 +20,8 @@ mod store;
 
 pub use listen::{listen, Change};
 pub use store::{
-    DomainVerdict, NewTenant, RolePowers, Store, StoreError, TenantFilter, TenantPatch,
-    TenantRecord,
+    DomainVerdict, Lease, MoveRecord, MoveTableRecord, NewTenant, RolePowers, Store, StoreError,
+    TenantFilter, TenantPatch, TenantRecord,
 };
 
 pub use residency_pg::bootstrap::RoleSpec;
@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "0004_domains",
         sql: include_str!("../migrations/0004_domains.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_tenant_moves",
+        sql: include_str!("../migrations/0005_tenant_moves.sql"),
     },
 ];
 

@@ -114,7 +114,8 @@ pub async fn run(
 
     let admin = match listeners.admin {
         Some(l) => {
-            let state = admin::AdminState::new(&cfg, Arc::clone(&gateway), prometheus)?;
+            let state =
+                admin::AdminState::new(&cfg, Arc::clone(&gateway), prometheus, shutdown.clone())?;
             let app = admin::router(Arc::new(state));
             let opts = admin_serve_options(&cfg);
             let svc = service_fn(move |req| {

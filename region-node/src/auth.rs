@@ -15,6 +15,7 @@ use residency_core::assertion::{
     is_reserved_identity, AssertionClaims, AssertionError, Scope, SYSTEM_SUBJECT_PREFIX,
 };
 use residency_core::headers;
+use residency_core::wire::moves::node as mv;
 
 use crate::db::tenant_tx::Caller;
 use crate::error::{current_request_id, ApiError};
@@ -91,6 +92,13 @@ pub(crate) async fn system(
     {
         return Err(ApiError::Forbidden(
             "internal endpoints need a system assertion".into(),
+        ));
+    }
+    // An export assertion (minted by the admin for a move, handed to the target node) opens
+    // the export of that tenant and nothing else: not provisioning, not a purge.
+    if claims.sub.starts_with(mv::EXPORT_SUBJECT_PREFIX) && req.uri().path() != mv::EXPORT_PATH {
+        return Err(ApiError::Forbidden(
+            "an export assertion is good for the move export only".into(),
         ));
     }
     tracing::Span::current().record("tenant_id", tracing::field::display(claims.tid));

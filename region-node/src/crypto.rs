@@ -3,7 +3,8 @@
 //! Each ciphertext is `nonce (12 bytes) || sealed`, stored with the key id so keys can rotate.
 //! The additional authenticated data binds a ciphertext to its tenant and connection, so a
 //! blob copied to another row (or tenant) does not decrypt. Credentials are write-only through
-//! the API: nothing here is ever serialised into a response.
+//! the API: nothing here is ever serialised into a customer response (a tenant move sends the
+//! plaintext once, node to node, to be sealed with the target region's key).
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -19,7 +20,6 @@ pub(crate) enum CryptoError {
     #[error("sealing failed")]
     Seal,
     /// Wrong key, tampered blob, or a blob from another row.
-    #[cfg(test)]
     #[error("credentials cannot be decrypted")]
     Open,
 }
@@ -86,8 +86,9 @@ impl CredentialCipher {
     /// Decrypts a blob made by [`Self::seal`] for the same tenant and connection.
     ///
     /// # Errors
-    /// [`CryptoError::Open`] on any mismatch.
-    #[cfg(test)]
+    /// [`CryptoError::Open`] on any mismatch. Used only by tenant moves: the source node opens
+    /// credentials to send them to the target node, which seals them with its own key, and
+    /// both open them to compare plaintext digests.
     pub(crate) fn open(
         &self,
         tenant: Uuid,

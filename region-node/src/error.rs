@@ -51,6 +51,13 @@ pub enum ApiError {
     /// The database is unreachable, saturated or timed out.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The source node of a move failed this target node's export call (client-safe text:
+    /// the source's own problem detail, cut short, or a transport summary).
+    #[error("move source: {0}")]
+    Peer(String),
+    /// A write to a tenant frozen for a move (its transaction is read-only).
+    #[error("tenant moving")]
+    TenantMoving,
     /// Anything else; details are logged, never sent.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -83,7 +90,8 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::TenantMoving => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Peer(_) => StatusCode::BAD_GATEWAY,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,6 +110,8 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
+            Self::TenantMoving => "tenant_moving",
+            Self::Peer(_) => "move_source_failed",
             Self::Unexpected(_) => "internal",
         }
     }
@@ -119,6 +129,11 @@ impl ApiError {
             Self::PayloadTooLarge => "request body is too large".to_owned(),
             Self::UnsupportedMediaType => "request body must be application/json".to_owned(),
             Self::Unavailable(_) => "the region's database is unavailable, retry later".to_owned(),
+            Self::Peer(why) => why.clone(),
+            Self::TenantMoving => {
+                "the customer is being moved to another region: writes are paused, reads go on; retry later"
+                    .to_owned()
+            }
             Self::Unexpected(_) => "an internal error occurred".to_owned(),
         }
     }
@@ -144,7 +159,7 @@ impl ApiError {
         let p = Problem::new(self.status(), self.kind(), self.client_detail());
         match self {
             Self::Invalid { field, .. } => p.with_field(field.clone()),
-            Self::Unavailable(_) => p.with_retry_after(2),
+            Self::Unavailable(_) | Self::TenantMoving => p.with_retry_after(2),
             _ => p,
         }
     }
@@ -207,6 +222,9 @@ pub fn from_db(e: &tokio_postgres::Error) -> ApiError {
             return ApiError::bad_request(
                 "a value in the request cannot be stored (text must not contain NUL characters)",
             );
+        }
+        if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            return ApiError::TenantMoving;
         }
         if *code == SqlState::QUERY_CANCELED
             || *code == SqlState::ADMIN_SHUTDOWN

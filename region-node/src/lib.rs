@@ -83,6 +83,7 @@ pub(crate) fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
         region: cfg.region.clone(),
         cipher,
         max_body_bytes: cfg.node.max_body_bytes,
+        peers: api::Peers::new(&cfg.moves).map_err(|e| anyhow::anyhow!(e))?,
         metrics: metrics::recorder(),
     }))
 }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub(crate) cipher: CredentialCipher,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// The client of this node as a move's target (`[moves]`).
+    pub(crate) peers: crate::api::Peers,
     /// Prometheus page renderer.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -87,6 +87,10 @@ impl Idp {
 pub struct StackOptions {
     /// Give `apac` a database and write `[audit]` with every region's auditor URL.
     pub audit: bool,
+    /// `[admin] move_batch_rows` (0: the default).
+    pub move_batch_rows: u32,
+    /// `[admin] move_test_hold_before_verify`: every move stops (`failed`) after its copy.
+    pub move_hold_before_verify: bool,
     /// Serve the public listener over TLS ([`StackTls`]): a default certificate for
     /// [`DEFAULT_HOST`] from a test CA, and `tls.domains_dir` for custom domains.
     pub tls: bool,
@@ -247,7 +251,7 @@ timeout = "2s"
 token_file = "admin.token"
 token_name = "test"
 directory_url = "{writer_url}"
-
+{moves}
 [health_check]
 interval = "300ms"
 timeout = "250ms"
@@ -262,6 +266,16 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
 "#,
             url = directory_link.url_for(&dir.reader_url),
             writer_url = dir.writer_url,
+            moves = {
+                let mut m = String::new();
+                if opts.move_batch_rows > 0 {
+                    m.push_str(&format!("move_batch_rows = {}\n", opts.move_batch_rows));
+                }
+                if opts.move_hold_before_verify {
+                    m.push_str("move_test_hold_before_verify = true\n");
+                }
+                m
+            },
             eu = region(&eu),
             us = region(&us),
             audit = apac_db.as_ref().map_or_else(String::new, |apac| {
@@ -476,6 +490,37 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
         let token = self.idp.token(tenant, "user-1", "developer");
         self.get("/v1/me", &[("authorization", &format!("Bearer {token}"))])
             .await
+    }
+
+    /// Stops the gateway (its move drivers stop with it) and starts a new one on the same
+    /// configuration and directory, on new ports; waits until it is ready.
+    ///
+    /// # Panics
+    /// When the old one does not drain or the new one does not start.
+    pub async fn restart_gateway(&mut self) {
+        self.shutdown.cancel();
+        let old = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        tokio::time::timeout(Duration::from_secs(15), old)
+            .await
+            .expect("gateway drained in time")
+            .unwrap()
+            .unwrap();
+        let spawned = residency_gateway::spawn_local(&self.files.path().join("gateway.toml"))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.public = format!("http://{}", spawned.public);
+        self.admin = format!("http://{}", spawned.admin);
+        self.shutdown = spawned.shutdown;
+        self.task = spawned.task;
+        self.until(
+            "the new gateway is ready",
+            Duration::from_secs(20),
+            || async {
+                let r = self.ops("/readyz").await;
+                (r.status == StatusCode::OK).then_some(())
+            },
+        )
+        .await;
     }
 
     /// Stops the gateway and the nodes.

@@ -438,6 +438,8 @@ async fn the_writer_does_what_the_admin_does_and_no_ddl() {
         "DELETE FROM tenant_history".to_owned(),
         "UPDATE tenant_history SET actor = 'someone else'".to_owned(),
         format!("UPDATE tenants SET version = 1 WHERE id = '{tenant}'"),
+        // The writer may update the region column (migration 0005) only inside a move's flip:
+        // without a verified move the trigger refuses it as a privilege error.
         format!("UPDATE tenants SET region = 'us' WHERE id = '{tenant}'"),
         format!("UPDATE api_keys SET hash = repeat('b', 64) WHERE id = '{key}'"),
     ] {
@@ -572,4 +574,139 @@ async fn keys_stored_without_a_role_get_the_default_role_on_migration() {
         .create_api_key("a", t.id, "empty", "", None)
         .await
         .is_err());
+}
+
+/// The writer changes a tenant's region only through a move's flip: from `verifying`, with a
+/// source and an equal target checksum for every table, holding the move's lease; one move in
+/// flight per tenant.
+#[tokio::test]
+async fn a_region_changes_only_with_a_verified_move() {
+    use residency_core::wire::moves::{MovePhase, PlanTable};
+    use residency_directory::Lease;
+    let db = DirectoryDb::create().await;
+    let writer = Store::connect(&db.writer_url).await.unwrap();
+    let t = new_tenant(&writer, "admin:test", None, "mover", "us", Tier::Scale).await;
+    writer
+        .update_tenant(
+            "admin:test",
+            t.id,
+            &TenantPatch {
+                status: Some(TenantStatus::Active),
+                ..TenantPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let lease = Lease {
+        driver: uuid::Uuid::now_v7(),
+        ttl: Duration::from_secs(30),
+    };
+    let plan = [PlanTable {
+        table: "tenants".into(),
+        rows: 1,
+        estimated_bytes: 10,
+    }];
+    let m = writer
+        .create_move("admin:test", t.id, "us", "eu", &plan, lease)
+        .await
+        .unwrap();
+    assert!(matches!(
+        writer
+            .create_move("admin:test", t.id, "us", "eu", &plan, lease)
+            .await,
+        Err(residency_directory::StoreError::Conflict(_))
+    ));
+    writer.freeze_move("admin:test", &m, lease).await.unwrap();
+    assert_eq!(
+        writer.tenant(t.id).await.unwrap().unwrap().status,
+        TenantStatus::Moving
+    );
+    writer
+        .move_phase(m.id, lease, MovePhase::Verifying)
+        .await
+        .unwrap();
+    // Not verified yet, then verified with different checksums: refused.
+    assert!(writer.flip_move("admin:test", &m, lease).await.is_err());
+    writer
+        .record_checksums(m.id, lease, 0, "1:10", "1:11")
+        .await
+        .unwrap();
+    assert!(writer.flip_move("admin:test", &m, lease).await.is_err());
+    // Another driver (no lease) cannot flip a verified move either.
+    writer
+        .record_checksums(m.id, lease, 0, "1:10", "1:10")
+        .await
+        .unwrap();
+    let stranger = Lease {
+        driver: uuid::Uuid::now_v7(),
+        ..lease
+    };
+    assert!(writer.flip_move("admin:test", &m, stranger).await.is_err());
+    writer.flip_move("admin:test", &m, lease).await.unwrap();
+    let after = writer.tenant(t.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.region.as_str(), after.status),
+        ("eu", TenantStatus::Active)
+    );
+    let flip = writer.history(t.id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (flip.actor.as_str(), flip.region.as_str()),
+        ("admin:test", "eu")
+    );
+    assert_eq!(
+        writer.get_move(m.id).await.unwrap().unwrap().phase,
+        MovePhase::Flipped
+    );
+}
+
+/// A driver that died without giving its lease up blocks a resume only until the lease
+/// expires; from then on the new driver holds the move and the old one's writes are refused.
+#[tokio::test]
+async fn a_dead_drivers_lease_expires_and_its_writes_are_refused() {
+    use residency_core::wire::moves::{MovePhase, PlanTable};
+    use residency_directory::Lease;
+    let db = DirectoryDb::create().await;
+    let writer = Store::connect(&db.writer_url).await.unwrap();
+    let t = new_tenant(&writer, "admin:test", None, "lease", "us", Tier::Scale).await;
+    let dead = Lease {
+        driver: uuid::Uuid::now_v7(),
+        ttl: Duration::from_secs(1),
+    };
+    let plan = [PlanTable {
+        table: "tenants".into(),
+        rows: 1,
+        estimated_bytes: 10,
+    }];
+    let m = writer
+        .create_move("admin:test", t.id, "us", "eu", &plan, dead)
+        .await
+        .unwrap();
+    let next = Lease {
+        driver: uuid::Uuid::now_v7(),
+        ttl: Duration::from_secs(30),
+    };
+    assert!(
+        !writer.claim_move(m.id, next).await.unwrap(),
+        "the lease is current"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !writer.claim_move(m.id, next).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(
+        writer.move_phase(m.id, dead, MovePhase::Frozen).await,
+        Err(residency_directory::StoreError::Conflict(_))
+    ));
+    writer
+        .copy_progress(m.id, next, 0, 1, None, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        writer.get_move(m.id).await.unwrap().unwrap().tables[0].rows_copied,
+        1
+    );
 }

@@ -24,6 +24,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/admin/v1/tenants/{id}"),
     ("post", "/admin/v1/tenants/{id}/provision"),
     ("get", "/admin/v1/tenants/{id}/history"),
+    ("post", "/admin/v1/tenants/{id}/move"),
+    ("get", "/admin/v1/tenants/{id}/moves"),
+    ("get", "/admin/v1/moves/{move_id}"),
+    ("post", "/admin/v1/moves/{move_id}/resume"),
+    ("post", "/admin/v1/moves/{move_id}/abort"),
     ("post", "/admin/v1/tenants/{id}/api-keys"),
     ("get", "/admin/v1/tenants/{id}/api-keys"),
     ("delete", "/admin/v1/tenants/{id}/api-keys/{key_id}"),
@@ -97,7 +102,8 @@ async fn the_admin_listener_serves_its_openapi_document() {
         let concrete = path
             .replace("{id}", &any)
             .replace("{key_id}", &any)
-            .replace("{hostname}", "api.example.com");
+            .replace("{hostname}", "api.example.com")
+            .replace("{move_id}", &any);
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = s.admin_as(None, method.clone(), &concrete, None).await;
         if path.starts_with("/admin/v1/") {

@@ -482,6 +482,40 @@ async fn up_serves_every_region_survives_a_restart_and_fresh_resets() {
         r.body
     );
     assert_eq!(r.body["tenant_id"], acme.as_str());
+    // A live move of that customer to us: the us node pulls its rows from the eu node over
+    // the stack's mTLS ([moves] in the generated node configs).
+    let (status, started) = admin(
+        &stack,
+        Method::POST,
+        &format!("/admin/v1/tenants/{acme}/move"),
+        Some(json!({ "to": "us" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let move_path = format!("/admin/v1/moves/{}", started["move_id"].as_str().unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, m) = admin(&stack, Method::GET, &move_path, None).await;
+        if m["phase"] == "done" {
+            break;
+        }
+        assert!(
+            m["phase"] != "failed" && m["phase"] != "rolled_back",
+            "the move over mTLS: {m:#}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the move did not finish: {m:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = gw.call(Method::GET, "/v1/me", (k, &v), None).await;
+    assert_eq!(
+        (r.status, r.region.as_deref()),
+        (StatusCode::OK, Some("us")),
+        "{}",
+        r.body
+    );
     // Something to find again after a restart.
     let eu = tenant(&stack, "eu", "starter")["id"]
         .as_str()
@@ -659,6 +693,36 @@ async fn idp_token(token_url: &str, tenant: &str) -> String {
     let body: Value =
         serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// An admin API call on the stack's admin listener: (status, JSON body).
+async fn admin(
+    stack: &Value,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let url = format!("{}{path}", stack["admin"]["url"].as_str().unwrap());
+    let mut req = Request::builder().method(method).uri(url).header(
+        "authorization",
+        format!("Bearer {}", stack["admin"]["token"].as_str().unwrap()),
+    );
+    let bytes = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(b.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let resp = client
+        .request(req.body(Full::new(bytes)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 async fn admin_create_tenant(stack: &Value) -> Value {

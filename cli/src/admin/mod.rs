@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 mod api;
 mod domains;
+mod moves;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -150,6 +151,25 @@ enum TenantsCmd {
     History {
         /// Customer id.
         id: String,
+    },
+    /// Move a customer and its data to another region (plan, freeze writes, copy node to
+    /// node, verify, flip, purge), with a progress bar per table and a summary; exit 1 unless
+    /// it ends `done`.
+    Move {
+        /// Customer id.
+        id: String,
+        /// Target region.
+        #[arg(long, required_unless_present_any = ["resume", "abort"])]
+        to: Option<String>,
+        /// Show the plan (tables, rows, estimated bytes) and change nothing.
+        #[arg(long, conflicts_with_all = ["resume", "abort"])]
+        dry_run: bool,
+        /// Continue the customer's move in flight from its record.
+        #[arg(long, conflicts_with = "abort")]
+        resume: bool,
+        /// Abort the customer's move in flight (before its flip): roll it back.
+        #[arg(long)]
+        abort: bool,
     },
 }
 
@@ -461,6 +481,25 @@ async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
                 )
                 .await?;
             Ok(Output::Object(shown(&t), TENANT_FIELDS))
+        }
+        TenantsCmd::Move {
+            id,
+            to,
+            dry_run,
+            resume,
+            abort,
+        } => {
+            let action = match (to, *dry_run, *resume, *abort) {
+                (_, _, true, _) => moves::Action::Resume,
+                (_, _, _, true) => moves::Action::Abort,
+                (Some(to), dry_run, _, _) => moves::Action::Start {
+                    to: to.clone(),
+                    dry_run,
+                },
+                (None, ..) => return Err(CliError::Invalid("--to is required".into())),
+            };
+            let (json, text) = moves::run(&api, &seg(id), action, args.opts.json).await?;
+            Ok(Output::Text(json, text))
         }
         TenantsCmd::History { id } => {
             let history: List<TenantHistoryEntry> = api

@@ -151,7 +151,12 @@ pub(super) fn write(
              [database]\nurl = {app}\nowner_url = {owner}\nauditor_role = {aud}\npool_size = 4\n\n\
              [[assertion.keys]]\nkid = {kid}\nalg = \"HS256\"\nkey_file = {akey}\n\n\
              [credentials]\nkey_file = {ckey}\n\n\
-             [tls]\ncert_file = {cert}\nkey_file = {key}\nclient_ca_file = {ca}\n",
+             [tls]\ncert_file = {cert}\nkey_file = {key}\nclient_ca_file = {ca}\n\n\
+             # Tenant moves: this node pulls from the other regions' nodes over mTLS, with\n\
+             # the dev CA's client certificate (the one the gateway presents).\n\
+             [moves]\npeer_ca_file = {ca}\nclient_cert_file = {mcert}\nclient_key_file = {mkey}\n",
+            mcert = q(&format!("../{}", material::GATEWAY_CLIENT_CERT)),
+            mkey = q(&format!("../{}", material::GATEWAY_CLIENT_KEY)),
             id = q(r.as_str()),
             peers = regions
                 .iter()

@@ -53,6 +53,19 @@ pub struct AdminConfig {
     /// An admin connection older than this (less up to 10 % jitter) is closed gracefully.
     #[serde(with = "crate::duration::serde_str")]
     pub max_connection_age: Duration,
+    /// Tenant moves: rows per copy batch (1-10000), each batch one call to the target node.
+    pub move_batch_rows: u32,
+    /// Tenant moves: how long the source's rows are kept after the flip before the purge
+    /// (`"0s"`: purge at once).
+    #[serde(with = "crate::duration::serde_str")]
+    pub move_purge_grace: Duration,
+    /// Tenant moves: the lease a driving task holds on a move, renewed with every step; a
+    /// move whose driver died can be resumed once it expired.
+    #[serde(with = "crate::duration::serde_str")]
+    pub move_lease: Duration,
+    /// Test hook: stop every move after its copy, before verifying (`failed`, "held"), so a
+    /// test can change a copied row before `resume` verifies. Never set in production.
+    pub move_test_hold_before_verify: bool,
 }
 
 impl AdminConfig {
@@ -106,6 +119,15 @@ impl AdminConfig {
                 "admin.provision_timeout",
                 "must be greater than 0",
             ));
+        }
+        if !(1..=10_000).contains(&self.move_batch_rows) {
+            out.push(Problem::new(
+                "admin.move_batch_rows",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.move_lease < Duration::from_secs(1) {
+            out.push(Problem::new("admin.move_lease", "must be at least 1s"));
         }
         out.extend(self.validate_listener());
         out
@@ -216,6 +238,10 @@ impl Default for AdminConfig {
             h2_max_concurrent_streams: 200,
             idle_timeout: Duration::from_secs(60),
             max_connection_age: Duration::from_secs(3600),
+            move_batch_rows: 1000,
+            move_purge_grace: Duration::ZERO,
+            move_lease: Duration::from_secs(5),
+            move_test_hold_before_verify: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`admin`]: the gateway's admin API (organizations, tenants, history, API keys, regions,
 //!   readiness) and its list envelopes;
 //! - [`audit`]: the versioned audit report (`GET /admin/v1/audit`, `residency audit --json`);
+//! - [`moves`]: tenant moves between regions (admin API bodies and the nodes' internal calls);
 //! - [`provision`]: the gateway → home node internal calls (provisioning, role check);
 //! - [`problem`]: the RFC 9457 problem body every service answers errors with.
 //!
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod audit;
 pub mod customer;
+pub mod moves;
 pub mod problem;
 pub mod provision;
 mod rfc3339;

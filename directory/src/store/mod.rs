@@ -13,9 +13,11 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 mod domains;
+mod moves;
 mod records;
 
 pub use domains::DomainVerdict;
+pub use moves::{Lease, MoveRecord, MoveTableRecord};
 use records::{enum_str, key_entry, API_KEY_COLUMNS, TENANT_COLUMNS};
 pub use records::{NewTenant, RolePowers, TenantFilter, TenantPatch, TenantRecord};
 use residency_core::wire::admin::{ApiKey, Organization, TenantHistoryEntry};

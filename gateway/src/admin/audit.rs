@@ -49,6 +49,31 @@ use residency_http::Problem;
 use super::AdminState;
 use crate::proxy::upstream::Region;
 
+/// The directory's moves in flight, for the placement rules (none with a file directory or
+/// when they cannot be read: the audit is then stricter, never laxer).
+async fn moves_in_flight(st: &AdminState) -> Vec<residency_audit::MoveInFlight> {
+    let Ok(store) = st.store() else {
+        return Vec::new();
+    };
+    match store.moves_in_flight().await {
+        Ok(moves) => moves
+            .into_iter()
+            .filter_map(|m| {
+                residency_audit::MoveInFlight::from_record(
+                    residency_core::TenantId::from_uuid(m.tenant_id),
+                    &m.from,
+                    &m.to,
+                    m.phase,
+                )
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "audit: cannot read the moves in flight");
+            Vec::new()
+        }
+    }
+}
+
 /// The response header naming the audit's outcome.
 pub(crate) const OUTCOME_HEADER: &str = "x-audit-outcome";
 /// Time added to `audit.timeout` for the directory read and evidence before the whole run is
@@ -162,6 +187,7 @@ pub(crate) async fn audit(State(st): State<Arc<AdminState>>) -> Response {
         regions,
         tenants,
         region_timeout: plan.timeout,
+        moves: moves_in_flight(&st).await,
     };
     let task = tokio::spawn(async move {
         let _permit = permit;

@@ -7,8 +7,9 @@
 //!   private address (loopback by default).
 //! - `/admin/v1/...` needs `Authorization: Bearer <admin token>` (compared in constant time:
 //!   SHA-256 of both, then `subtle`); 401 otherwise. Organizations ([`orgs`]), tenants ([`tenants`]),
-//!   API keys ([`keys`]), custom domains ([`domains`]), provisioning on the home region's node ([`provision`]), and the
-//!   regions with their upstreams' health.
+//!   API keys ([`keys`]), custom domains ([`domains`]), provisioning on the home region's node
+//!   ([`provision`]), tenant moves between regions ([`moves`]), and the regions with their
+//!   upstreams' health.
 //!
 //! Requests are parsed into and answers built from the wire types of
 //! `residency_core::wire::admin`, which the CLI uses too.
@@ -20,6 +21,7 @@ pub(crate) mod audit;
 pub(crate) mod domains;
 pub(crate) mod error;
 pub(crate) mod keys;
+pub(crate) mod moves;
 mod openapi;
 pub(crate) mod orgs;
 pub(crate) mod provision;
@@ -71,6 +73,10 @@ pub(crate) struct AdminState {
     writer: Option<residency_directory::Store>,
     /// The public listener's default certificate, whose names no customer may register.
     default_cert: Option<std::path::PathBuf>,
+    /// Tenant move settings (`[admin] move_*`).
+    moves: moves::MoveSettings,
+    /// The gateway's shutdown: move drivers stop with it (resume continues them).
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AdminState {
@@ -82,6 +88,7 @@ impl AdminState {
         cfg: &GatewayConfig,
         gateway: Arc<Gateway>,
         prometheus: PrometheusHandle,
+        shutdown: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Self> {
         let token = match (&cfg.admin.token_file, &cfg.admin.token) {
             (Some(f), _) => Some(
@@ -123,6 +130,13 @@ impl AdminState {
             audit: audit::Auditor::new(cfg),
             writer,
             default_cert: cfg.tls.as_ref().map(|t| t.cert_file.clone()),
+            moves: moves::MoveSettings {
+                batch_rows: cfg.admin.move_batch_rows,
+                purge_grace: cfg.admin.move_purge_grace,
+                lease: cfg.admin.move_lease,
+                hold_before_verify: cfg.admin.move_test_hold_before_verify,
+            },
+            shutdown,
         })
     }
 
@@ -202,6 +216,11 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
             post(tenants::provision_tenant),
         )
         .route("/admin/v1/tenants/{id}/history", get(tenants::history))
+        .route("/admin/v1/tenants/{id}/move", post(moves::start))
+        .route("/admin/v1/tenants/{id}/moves", get(moves::list))
+        .route("/admin/v1/moves/{move_id}", get(moves::get))
+        .route("/admin/v1/moves/{move_id}/resume", post(moves::resume))
+        .route("/admin/v1/moves/{move_id}/abort", post(moves::abort))
         .route(
             "/admin/v1/tenants/{id}/api-keys",
             post(keys::create).get(keys::list),
@@ -293,6 +312,11 @@ const ROUTES: &[&str] = &[
     "/admin/v1/tenants/{id}",
     "/admin/v1/tenants/{id}/provision",
     "/admin/v1/tenants/{id}/history",
+    "/admin/v1/tenants/{id}/move",
+    "/admin/v1/tenants/{id}/moves",
+    "/admin/v1/moves/{move_id}",
+    "/admin/v1/moves/{move_id}/resume",
+    "/admin/v1/moves/{move_id}/abort",
     "/admin/v1/tenants/{id}/api-keys",
     "/admin/v1/tenants/{id}/api-keys/{key_id}",
     "/admin/v1/tenants/{id}/domains",

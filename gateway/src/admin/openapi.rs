@@ -15,7 +15,7 @@ use residency_core::wire::ProblemDetails;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse};
 
-use super::{audit, domains, keys, orgs, tenants};
+use super::{audit, domains, keys, moves, orgs, tenants};
 
 /// The security scheme name of the admin token in the document.
 pub(crate) const ADMIN_TOKEN: &str = "admin_token";
@@ -57,6 +57,11 @@ pub(crate) fn document() -> &'static str {
         tenants::update_tenant,
         tenants::provision_tenant,
         tenants::history,
+        moves::start,
+        moves::get,
+        moves::list,
+        moves::resume,
+        moves::abort,
         keys::create,
         keys::list,
         keys::revoke,
@@ -92,6 +97,7 @@ pub(crate) fn document() -> &'static str {
         (name = "operations", description = "Probes, metrics and this document; no token."),
         (name = "organizations", description = "SaaS partners owning tenants."),
         (name = "tenants", description = "Customers, provisioned on their home region's node."),
+        (name = "moves", description = "Live tenant moves between regions: planned, frozen, copied node to node, verified, flipped, purged."),
         (name = "api-keys", description = "Tenant API keys (scale and enterprise tiers)."),
         (name = "domains", description = "Customers' custom domains: hostname, certificate reference, verification state."),
         (name = "regions", description = "Configured regions and their upstreams' health."),

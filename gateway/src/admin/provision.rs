@@ -33,10 +33,13 @@ use crate::proxy::upstream::Regions;
 /// One kind of internal call: where it goes, how it is named in messages, and the problem
 /// kind of a refusal.
 #[derive(Clone, Copy)]
-struct NodeCall {
-    path: &'static str,
-    what: &'static str,
-    kind: &'static str,
+pub(crate) struct NodeCall {
+    /// The node's path.
+    pub(crate) path: &'static str,
+    /// How the call is named in messages ("the move's copy").
+    pub(crate) what: &'static str,
+    /// The problem kind of a node's refusal.
+    pub(crate) kind: &'static str,
 }
 
 /// Calls region nodes' provisioning endpoint.
@@ -117,6 +120,75 @@ impl Provisioner {
             .call(regions, region, tenant, &call, &body, request_id)
             .await?;
         Ok(answer.exists)
+    }
+
+    /// A tenant move's internal call (`residency_core::wire::moves::node`) on `region`, as
+    /// [`Provisioner::call`].
+    ///
+    /// # Errors
+    /// 503 when the region cannot be reached, 502 when its node refuses.
+    pub(crate) async fn move_call<B: Serialize, R: DeserializeOwned>(
+        &self,
+        regions: &Regions,
+        region: &RegionId,
+        tenant: TenantId,
+        call: &NodeCall,
+        body: &B,
+        request_id: &HeaderValue,
+    ) -> Result<R, AdminError> {
+        let (_, answer) = self
+            .call(regions, region, tenant, call, body, request_id)
+            .await?;
+        Ok(answer)
+    }
+
+    /// Whether a node of `region` answers `GET /readyz` with 200 now (each available
+    /// upstream tried once): a move checks its target and source this way before it records
+    /// anything, rather than trusting the last periodic health check.
+    ///
+    /// # Errors
+    /// 503 naming the region when none does.
+    pub(crate) async fn ready(
+        &self,
+        regions: &Regions,
+        region: &RegionId,
+        which: &str,
+    ) -> Result<(), AdminError> {
+        let unavailable = AdminError::Unavailable {
+            detail: format!(
+                "the {which} region {region} has no healthy node; nothing was changed, retry later"
+            ),
+            retry_after: 5,
+            tenant_id: None,
+        };
+        let Some(region) = regions.get(region) else {
+            return Err(unavailable);
+        };
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(region.tls().connector(self.connect_timeout));
+        for _ in 0..region.upstreams().len() {
+            let Some(upstream) = region.pick() else {
+                break;
+            };
+            let Ok(uri) = upstream.uri_for(Some(&http::uri::PathAndQuery::from_static("/readyz")))
+            else {
+                continue;
+            };
+            let Ok(req) = Request::builder()
+                .method(Method::GET)
+                .uri(uri)
+                .body(Full::new(Bytes::new()))
+            else {
+                continue;
+            };
+            match tokio::time::timeout(self.timeout, client.request(req)).await {
+                Ok(Ok(resp)) if resp.status() == StatusCode::OK => return Ok(()),
+                Ok(Err(_)) => region.eject(upstream),
+                _ => {}
+            }
+        }
+        Err(unavailable)
     }
 
     /// POSTs `body` to `call.path` on one healthy upstream of `region` with a system

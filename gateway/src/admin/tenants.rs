@@ -6,7 +6,7 @@
 //! tenants, so a tenant whose provisioning failed is never half-visible, and
 //! `POST /admin/v1/tenants/{id}/provision` finishes it (idempotently). Updates change name,
 //! tier, status (`active`/`suspended`) and the per-minute limit; a region change is a tenant
-//! move (409). Every write re-reads the row into this gateway's cache at once; other replicas
+//! move (409 pointing to `POST /admin/v1/tenants/{id}/move`, [`super::moves`]). Every write re-reads the row into this gateway's cache at once; other replicas
 //! get it through `NOTIFY` within milliseconds.
 
 use std::sync::Arc;
@@ -380,7 +380,7 @@ pub(crate) async fn update_tenant(
             kind: "tenant_move_required",
             detail: format!(
                 "a tenant's region is changed by a tenant move, not an update: the data must move \
-                 with it. Tenant moves are not built yet (planned as POST /admin/v1/tenants/{id}/move)"
+                 with it. Use POST /admin/v1/tenants/{id}/move {{\"to\": \"<region>\"}}"
             ),
             field: Some("region".into()),
         });

@@ -12,7 +12,8 @@
 //!   anything it cannot resolve meanwhile.
 //!
 //! Architecture invariants:
-//! - only `active` tenants are served; `provisioning`, `moving` (503), `suspended` (403) and
+//! - only `active` tenants are served, and `moving` ones for reads (the proxy refuses their
+//!   non-safe methods with 503 `tenant_moving`); `provisioning` (503), `suspended` (403) and
 //!   `deleted`/unknown (404) never reach a region node;
 //! - no directory query on the hot path for a cached tenant;
 //! - a tenant or API key deleted from the directory stops being served: evicted when its
@@ -116,9 +117,12 @@ pub enum DirectoryError {
     /// Suspended by an admin.
     #[error("tenant suspended")]
     Suspended,
-    /// Being provisioned or moved.
+    /// Being provisioned.
     #[error("tenant not available")]
     Unavailable,
+    /// Being moved to another region: a write (non-safe method) is refused, reads go on.
+    #[error("tenant moving")]
+    Moving,
     /// The directory cannot be reached and the cache cannot answer (a miss, or cached data
     /// older than `max_stale`): fail closed.
     #[error("directory unavailable")]
@@ -132,7 +136,9 @@ impl DirectoryError {
         match self {
             Self::UnknownTenant => StatusCode::NOT_FOUND,
             Self::Suspended => StatusCode::FORBIDDEN,
-            Self::Unavailable | Self::DirectoryDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Moving | Self::DirectoryDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -143,6 +149,7 @@ impl DirectoryError {
             Self::UnknownTenant => "unknown_tenant",
             Self::Suspended => "tenant_suspended",
             Self::Unavailable => "tenant_unavailable",
+            Self::Moving => "tenant_moving",
             Self::DirectoryDown => "directory_unavailable",
         }
     }
@@ -153,7 +160,10 @@ impl DirectoryError {
         match self {
             Self::UnknownTenant => "no such customer",
             Self::Suspended => "the customer account is suspended",
-            Self::Unavailable => "the customer account is being provisioned or moved; retry later",
+            Self::Unavailable => "the customer account is being provisioned; retry later",
+            Self::Moving => {
+                "the customer is being moved to another region: writes are paused, reads are served; retry later"
+            }
             Self::DirectoryDown => "the customer directory is not reachable right now; retry later",
         }
     }
@@ -161,7 +171,11 @@ impl DirectoryError {
     /// `Retry-After` seconds, when retrying makes sense.
     #[must_use]
     pub(crate) fn retry_after(&self) -> Option<u64> {
-        matches!(self, Self::Unavailable | Self::DirectoryDown).then_some(5)
+        match self {
+            Self::Moving => Some(2),
+            Self::Unavailable | Self::DirectoryDown => Some(5),
+            Self::UnknownTenant | Self::Suspended => None,
+        }
     }
 }
 
@@ -182,12 +196,13 @@ pub struct DirectoryHealth {
     pub api_keys: usize,
 }
 
-/// Only `active` tenants are served.
+/// Only `active` tenants are served, and `moving` ones for reads (the proxy's resolve phase
+/// refuses their writes).
 fn servable(record: Arc<TenantRecord>) -> Result<Arc<TenantRecord>, DirectoryError> {
     match record.status {
-        TenantStatus::Active => Ok(record),
+        TenantStatus::Active | TenantStatus::Moving => Ok(record),
         TenantStatus::Suspended => Err(DirectoryError::Suspended),
-        TenantStatus::Provisioning | TenantStatus::Moving => Err(DirectoryError::Unavailable),
+        TenantStatus::Provisioning => Err(DirectoryError::Unavailable),
         TenantStatus::Deleted => Err(DirectoryError::UnknownTenant),
     }
 }

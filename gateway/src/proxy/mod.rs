@@ -41,12 +41,13 @@ use hyper::body::Incoming;
 use residency_config::gateway::{GatewayConfig, Limits};
 use residency_core::assertion::now_secs;
 use residency_core::headers::{ASSERTION, REGION, REQUEST_ID};
+use residency_core::TenantStatus;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::cache::{self, TokenCache, Verified};
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::{self as authn, api_key, AuthContext, Credential};
-use crate::directory::{Directory, TenantRecord};
+use crate::directory::{Directory, DirectoryError, TenantRecord};
 use crate::error::GatewayError;
 use crate::listener::TlsServerName;
 use crate::metrics as m;
@@ -173,7 +174,7 @@ impl Gateway {
             metrics::counter!(m::DOMAIN_REFUSALS_TOTAL, "reason" => "tenant_mismatch").increment(1);
             return Err(GatewayError::DomainTenantMismatch);
         }
-        let (tenant, region) = self.resolve(verified).await?;
+        let (tenant, region) = self.resolve(verified, &parts.method).await?;
         ctx.region = Some(region);
         let tenant: &TenantRecord = ctx.tenant.insert(tenant);
         ctx.rate = Some(self.rate_limit(&verified.ctx, tenant, ctx.arrival).await?);
@@ -274,12 +275,19 @@ impl Gateway {
     }
 
     /// Resolve phase: the tenant's directory record, refused when its tier does not allow the
-    /// credential's kind, and its home region.
+    /// credential's kind or when it is being moved and the method is not safe (reads of a
+    /// moving tenant go on, to its source region), and its home region.
     async fn resolve(
         &self,
         verified: &Verified,
+        method: &Method,
     ) -> Result<(Arc<TenantRecord>, &Region), GatewayError> {
         let tenant = self.directory.resolve(verified.ctx.tenant).await?;
+        if tenant.status == TenantStatus::Moving
+            && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        {
+            return Err(GatewayError::Directory(DirectoryError::Moving));
+        }
         if verified.ctx.is_api_key() && !tenant.tier.allows_api_keys() {
             // The tier may have changed after the key was issued (SPEC §2).
             return Err(GatewayError::Forbidden(

@@ -1,4 +1,4 @@
-//! The customer API (`/v1`), the internal provisioning and role-check endpoints
+//! The customer API (`/v1`), the internal provisioning, role-check and tenant-move endpoints
 //! (`/internal/v1`), and health and metrics endpoints, assembled into one router; the
 //! health listener's router ([`health_router`]) has only the latter.
 //!
@@ -16,6 +16,8 @@ mod connections;
 mod executions;
 pub mod extract;
 mod members;
+mod moves;
+pub(crate) use moves::Peers;
 pub mod openapi;
 mod page;
 mod provision;
@@ -34,6 +36,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use residency_core::wire::moves::node as mv;
 
 /// Checks a text field's length in characters.
 ///
@@ -123,6 +126,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     let internal = Router::new()
         .route("/internal/v1/provision", post(provision::provision))
         .route("/internal/v1/roles/check", post(provision::check_role))
+        .route(mv::PLAN_PATH, post(moves::plan))
+        .route(mv::FREEZE_PATH, post(moves::freeze))
+        .route(mv::EXPORT_PATH, post(moves::export))
+        .route(mv::COPY_PATH, post(moves::copy))
+        .route(mv::CHECKSUM_PATH, post(moves::checksum))
+        .route(mv::PURGE_PATH, post(moves::purge))
+        .route(mv::ARRIVE_PATH, post(moves::arrive))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::system));
     operations(Router::new().merge(v1).merge(internal), state)
 }

@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_connector_catalogue",
         sql: include_str!("../../migrations/0002_connector_catalogue.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_tenant_moves",
+        sql: include_str!("../../migrations/0003_tenant_moves.sql"),
+    },
 ];
 
 /// The roles the migrations grant to.

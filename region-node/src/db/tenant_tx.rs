@@ -281,8 +281,18 @@ pub struct Db {
     pool: PgPool,
 }
 
-const SET_TENANT: &str =
-    "SELECT set_config('app.tenant_id', $1, true), set_config('app.role', $2, true)";
+/// Sets the tenant and role, then waits (shared) on the tenant's move lock, the advisory lock
+/// (1380275017 = `'RESI'`, `hashtext(tenant id)`): a freeze in progress holds it exclusively
+/// ([`FREEZE`]), so this transaction's next statement sees its outcome. A hash collision only
+/// makes another tenant's requests wait for a freeze.
+const SET_TENANT: &str = "SELECT set_config('app.tenant_id', $1, true), \
+     set_config('app.role', $2, true), \
+     pg_advisory_xact_lock_shared(1380275017, hashtext($1))";
+
+/// Freezes or thaws the transaction's tenant: waits for every customer transaction of it in
+/// flight (their shared lock), then sets the flag; transactions starting after this commits
+/// see it. Used by the move endpoints only.
+pub(crate) const FREEZE: &str = "SELECT pg_advisory_xact_lock(1380275017, hashtext($1))";
 
 const RESOLVE: &str = "\
 WITH chosen AS (
@@ -291,6 +301,7 @@ WITH chosen AS (
                ELSE r.id = (SELECT m.role_id FROM members m WHERE m.subject = $2) END
     LIMIT 1)
 SELECT EXISTS (SELECT 1 FROM tenants) AS provisioned,
+       coalesce((SELECT frozen FROM tenants), false) AS frozen,
        (SELECT name FROM chosen) AS role,
        (SELECT permissions FROM chosen) AS permissions,
        set_config('app.role', coalesce((SELECT name FROM chosen), ''), true)";
@@ -358,6 +369,11 @@ impl Db {
                     .await?;
                 if !row.get::<_, bool>("provisioned") {
                     return Err(ApiError::NotFound("tenant"));
+                }
+                if row.get::<_, bool>("frozen") {
+                    // Being moved: reads go on, any write fails with 25006 (→ 503
+                    // tenant_moving, `crate::error::from_db`).
+                    tx.batch_execute("SET TRANSACTION READ ONLY").await?;
                 }
                 let permissions: Option<Vec<Permission>> = stored_permissions(&row, "permissions")?;
                 match (row.get::<_, Option<String>>("role"), permissions) {
