@@ -360,7 +360,7 @@ async fn the_reader_reads_and_listens_but_cannot_change_anything() {
     assert_eq!(fields, ["id", "kind", "prefix"], "{payload}");
     assert!(!payload
         .to_string()
-        .contains(created.rsplit('_').next().unwrap()));
+        .contains(residency_core::split_api_key(&created).unwrap().1));
 
     let client = integration_tests::connect(&db.reader_url).await;
     for sql in [
