@@ -65,6 +65,12 @@ impl Idp {
         }
     }
 
+    /// The JWKS document with the public key.
+    #[must_use]
+    pub fn jwks(&self) -> &str {
+        &self.jwks
+    }
+
     /// A token for `tenant`, valid for 10 minutes.
     ///
     /// # Panics

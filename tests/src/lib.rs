@@ -18,6 +18,8 @@ use std::time::Duration;
 
 pub mod directory;
 pub mod gateway;
+pub mod load;
+pub mod process;
 pub mod stack_contract;
 pub mod tls_postgres;
 
@@ -202,6 +204,22 @@ impl Http {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Response {
+        self.try_send(method, url, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"))
+    }
+
+    /// [`Http::send`], with a transport error (refused, reset, …) as `Err`.
+    ///
+    /// # Errors
+    /// The transport error, as text.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Response, String> {
         let mut req = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -215,19 +233,24 @@ impl Http {
         };
         let resp = self
             .client
-            .request(req.body(Full::new(bytes)).unwrap())
+            .request(req.body(Full::new(bytes)).map_err(|e| e.to_string())?)
             .await
-            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+            .map_err(|e| e.to_string())?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         let text = String::from_utf8_lossy(&body).into_owned();
-        Response {
+        Ok(Response {
             status,
             headers,
             json: serde_json::from_slice(&body).unwrap_or(Value::Null),
             text,
-        }
+        })
     }
 }
 
