@@ -328,8 +328,8 @@ token_name = "test"
 directory_url = "{writer}"
 
 [health_check]
-interval = "300ms"
-timeout = "250ms"
+interval = "500ms"
+timeout = "400ms"
 
 [limits]
 {limits}

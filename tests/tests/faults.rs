@@ -13,6 +13,7 @@
 //! answers (`gateway/tests/ratelimit.rs`), a Redis TLS failure (`ratelimit_tls.rs`), last
 //! good JWKS keys after a failed fetch (`gateway/tests/jwks_https.rs`, `auth::jwks` tests).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -21,7 +22,7 @@ use integration_tests::process::{
     free_port, region_toml, until, GatewayOptions, GatewayProcess, NodeProcess,
 };
 use integration_tests::tls_postgres::TlsPostgres;
-use integration_tests::{Node, NodeOptions, RegionDb, Response};
+use integration_tests::{load, Node, NodeOptions, RegionDb, Response};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use uuid::Uuid;
@@ -543,4 +544,112 @@ async fn pooled_connections_killed_while_idle_cost_no_request() {
         );
     }
     node.stop().await;
+}
+
+/// The load of the drain tests: ~1,000 req/s for 4 s over 16 keep-alive connections.
+const LOAD: load::Plan = load::Plan {
+    rate: 1000,
+    duration: Duration::from_secs(4),
+    connections: 16,
+};
+
+/// When the drain tests send SIGTERM, since the start of the load.
+const SIGTERM_AT: Duration = Duration::from_millis(1500);
+
+/// `GET /v1/me` calls for every customer of `d`, one reused JWT each.
+fn calls(d: &Deployment) -> Arc<Vec<load::Call>> {
+    Arc::new(
+        d.tenants
+            .iter()
+            .map(|(region, tenant)| {
+                let token = d.gw.idp.token(tenant, "load", "viewer");
+                load::Call {
+                    head: format!(
+                        "GET /v1/me HTTP/1.1\r\nhost: gateway.test\r\nauthorization: Bearer {token}\r\n\r\n"
+                    ),
+                    region: region.clone(),
+                    tenant: tenant.clone(),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Prints the figures of a drain run.
+fn print(what: &str, report: &load::Report) {
+    let before = report
+        .records
+        .iter()
+        .filter(|r| r.sent < SIGTERM_AT)
+        .count();
+    let in_flight = report
+        .records
+        .iter()
+        .filter(|r| r.sent < SIGTERM_AT && r.ended >= SIGTERM_AT)
+        .count();
+    eprintln!(
+        "{what}: {} requests ({:.0}/s, latest {:?} behind schedule), {before} sent before \
+         SIGTERM ({:.0}/s), {in_flight} in flight at SIGTERM; outcomes {:?}",
+        report.records.len(),
+        report.rate(&LOAD),
+        report.max_lag,
+        before as f64 / SIGTERM_AT.as_secs_f64(),
+        report.counts()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_to_the_gateway_under_load_loses_no_request_in_flight() {
+    let mut d = Deployment::start(&["us", "eu"], Placement::default(), "").await;
+    d.all_served().await;
+    let load = tokio::spawn(load::run(d.gw.public, calls(&d), LOAD));
+    tokio::time::sleep(SIGTERM_AT).await;
+    integration_tests::process::signal(d.gw.pid(), Signal::SIGTERM);
+    let report = load.await.unwrap();
+    let status = d.gw.wait(Duration::from_secs(20)).await;
+    print("gateway SIGTERM", &report);
+    assert!(status.success(), "{status:?}");
+    for r in &report.records {
+        match &r.outcome {
+            load::Outcome::Answered(200) => {}
+            // After the signal: the listener is closed, new connections are refused.
+            load::Outcome::Refused if r.sent >= SIGTERM_AT => {}
+            other => panic!("{other:?} for a request sent at {:?}", r.sent),
+        }
+    }
+    assert!(
+        report
+            .records
+            .iter()
+            .any(|r| r.outcome == load::Outcome::Refused),
+        "nothing was refused after the drain"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_to_a_node_under_load_completes_its_requests_then_the_gateway_answers_503() {
+    let mut d = Deployment::start(&["eu"], Placement::default(), "").await;
+    d.all_served().await;
+    let load = tokio::spawn(load::run(d.gw.public, calls(&d), LOAD));
+    tokio::time::sleep(SIGTERM_AT).await;
+    d.node("eu").signal(Signal::SIGTERM);
+    let report = load.await.unwrap();
+    let status = d.node_mut("eu").wait(Duration::from_secs(20)).await;
+    print("node SIGTERM", &report);
+    assert!(status.success(), "{status:?}");
+    for r in &report.records {
+        match &r.outcome {
+            load::Outcome::Answered(200) => {}
+            load::Outcome::Answered(502 | 503) if r.sent >= SIGTERM_AT => {}
+            other => panic!("{other:?} for a request sent at {:?}", r.sent),
+        }
+    }
+    assert!(
+        report
+            .records
+            .iter()
+            .any(|r| r.outcome == load::Outcome::Answered(503)),
+        "the gateway never skipped the stopped node"
+    );
+    assert!(d.gw.running(), "the gateway went down with the node");
 }
