@@ -164,12 +164,10 @@ impl Stack {
             None
         };
         let region = |node: &Node| {
-            format!(
-                "[[regions]]\nid = \"{r}\"\nupstreams = [\"http://{addr}\"]\n\
-                 assertion = {{ kid = \"{r}-test\", alg = \"HS256\", key_file = \"{key}\" }}\n",
-                r = node.region,
-                addr = node.addr,
-                key = node.dir.path().join("assertion.key").display(),
+            crate::process::region_toml(
+                node.region.as_str(),
+                &[node.addr],
+                &node.dir.path().join("assertion.key"),
             )
         };
         let config = format!(

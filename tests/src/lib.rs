@@ -499,8 +499,9 @@ impl Drop for Node {
     }
 }
 
-/// Path of a workspace binary, built on first use with the same cargo and profile, so tests
-/// that spawn real processes work under a plain `cargo test`.
+/// Path of a workspace binary, built on first use with the same cargo, so tests that spawn
+/// real processes work under a plain `cargo test`. The debug profile, unless
+/// `RESIDENCY_TEST_PROFILE=release` (for load figures from optimized processes).
 ///
 /// # Panics
 /// When the build fails.
@@ -513,16 +514,20 @@ pub fn binary(name: &str) -> PathBuf {
     let mut built = BUILT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let release = std::env::var("RESIDENCY_TEST_PROFILE").is_ok_and(|p| p == "release");
     if !built.iter().any(|b| b == name) {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--bin", name])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo.args(["build", "--quiet", "--bin", name]);
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.current_dir(&root).status().expect("run cargo build");
         assert!(status.success(), "cargo build --bin {name} failed");
         built.push(name.to_owned());
     }
-    target.join("debug").join(name)
+    target
+        .join(if release { "release" } else { "debug" })
+        .join(name)
 }
 
 /// Region databases seeded through real nodes, and the matching directory, for the audit

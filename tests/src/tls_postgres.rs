@@ -1,7 +1,9 @@
 //! A throw-away Postgres cluster that accepts TLS connections only: `initdb` and `pg_ctl`
 //! (run as the `postgres` user through `runuser` when the tests run as root) on a free
 //! loopback port, `ssl = on`, `hostssl`-only `pg_hba.conf`, and a server certificate for
-//! `localhost` from a test CA made with rcgen. Stopped and removed on drop.
+//! `localhost` from a test CA made with rcgen. [`TlsPostgres::stop`] and
+//! [`TlsPostgres::resume`] take it down and up again on the same port (fault tests);
+//! stopped and removed on drop.
 //!
 //! `postgres` logs in without a password (trust, over TLS); every other role with
 //! SCRAM-SHA-256, so the roles [`crate::RegionDb`] creates authenticate as in production.

@@ -8,10 +8,16 @@
 //! (c) no request crosses regions: `x-residency-region` is always the customer's home and a
 //!     200 body's `tenant_id` the caller's own.
 //!
+//! Graceful drain under load: SIGTERM to the gateway, then to a node, during a constant
+//! load on keep-alive connections ([`integration_tests::load`]); every request in flight
+//! completes, nothing is cut or lost, new connections are refused once the listener closes.
+//!
 //! Everything waits on readiness or polls with a deadline (a hang guard, not a speed claim).
 //! Covered elsewhere and not repeated here: a Redis unreachable from the start or that never
 //! answers (`gateway/tests/ratelimit.rs`), a Redis TLS failure (`ratelimit_tls.rs`), last
-//! good JWKS keys after a failed fetch (`gateway/tests/jwks_https.rs`, `auth::jwks` tests).
+//! good JWKS keys when the endpoint is down or a fetch fails
+//! (`gateway/tests/jwks_https.rs::{a_jwks_endpoint_that_is_down_keeps_the_last_good_keys,
+//! a_failed_discovery_keeps_the_last_good_keys}`, `auth::jwks` tests).
 
 use std::sync::Arc;
 use std::time::Duration;
