@@ -193,6 +193,22 @@ impl NodeProcess {
         signal(self.pid(), sig);
     }
 
+    /// `SIGSTOP`, and waits until every thread of the node is stopped. The stop is not
+    /// immediate: the thread the kernel picks starts the group stop only when it next runs,
+    /// and on a busy machine the node's other threads serve meanwhile.
+    ///
+    /// # Panics
+    /// When it is not running or not stopped within 10 s.
+    pub async fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.pid()));
+        until("the node is stopped", Duration::from_secs(10), || {
+            let tasks = tasks.clone();
+            async move { all_stopped(&tasks).then_some(()) }
+        })
+        .await;
+    }
+
     /// `SIGKILL`, and waits until the process is gone.
     ///
     /// # Panics
@@ -241,6 +257,21 @@ impl NodeProcess {
         )
         .await;
     }
+}
+
+/// Whether every thread under `/proc/<pid>/task` is in the stopped state (`T`).
+fn all_stopped(tasks: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(tasks) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // `pid (comm) S …`: the state follows the last parenthesis.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T")
+        })
+    })
 }
 
 /// The `[[regions]]` entry of a region served by `upstreams` whose assertions are signed with

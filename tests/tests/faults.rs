@@ -234,7 +234,7 @@ async fn a_hung_node_times_out_then_is_skipped_until_it_answers_readyz() {
     let gateway = d.gw.pid();
     let s = &d;
 
-    d.node("apac").signal(Signal::SIGSTOP);
+    d.node("apac").pause().await;
     // The kernel still accepts its connections; nothing answers. The first request waits for
     // the upstream timeout, while the other regions are served meanwhile.
     let started = tokio::time::Instant::now();
