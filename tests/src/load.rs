@@ -110,13 +110,13 @@ impl Report {
     }
 }
 
-/// Runs `plan` against `addr`, cycling through `calls`.
+/// Runs `plan` against `addr` from `start` on (times in the report count from it), cycling
+/// through `calls`.
 ///
 /// # Panics
 /// When `calls` is empty.
-pub async fn run(addr: SocketAddr, calls: Arc<Vec<Call>>, plan: Plan) -> Report {
+pub async fn run(start: Instant, addr: SocketAddr, calls: Arc<Vec<Call>>, plan: Plan) -> Report {
     assert!(!calls.is_empty());
-    let start = Instant::now();
     let total = u64::from(plan.rate) * plan.duration.as_millis() as u64 / 1000;
     let period = Duration::from_secs(1) / plan.rate;
     let tasks: Vec<_> = (0..plan.connections)

@@ -562,6 +562,17 @@ const LOAD: load::Plan = load::Plan {
 /// When the drain tests send SIGTERM, since the start of the load.
 const SIGTERM_AT: Duration = Duration::from_millis(1500);
 
+/// Runs [`LOAD`] against `d`'s gateway and calls `signal` at [`SIGTERM_AT`]; returns the
+/// report and when the signal was sent, since the start of the load.
+async fn load_and_signal(d: &Deployment, signal: impl FnOnce()) -> (load::Report, Duration) {
+    let start = tokio::time::Instant::now();
+    let load = tokio::spawn(load::run(start, d.gw.public, calls(d), LOAD));
+    tokio::time::sleep_until(start + SIGTERM_AT).await;
+    let signalled = start.elapsed();
+    signal();
+    (load.await.unwrap(), signalled)
+}
+
 /// `GET /v1/me` calls for every customer of `d`, one reused JWT each.
 fn calls(d: &Deployment) -> Arc<Vec<load::Call>> {
     Arc::new(
@@ -581,17 +592,13 @@ fn calls(d: &Deployment) -> Arc<Vec<load::Call>> {
     )
 }
 
-/// Prints the figures of a drain run.
-fn print(what: &str, report: &load::Report) {
-    let before = report
-        .records
-        .iter()
-        .filter(|r| r.sent < SIGTERM_AT)
-        .count();
+/// Prints the figures of a drain run whose signal went at `at`.
+fn print(what: &str, report: &load::Report, at: Duration) {
+    let before = report.records.iter().filter(|r| r.sent < at).count();
     let in_flight = report
         .records
         .iter()
-        .filter(|r| r.sent < SIGTERM_AT && r.ended >= SIGTERM_AT)
+        .filter(|r| r.sent < at && r.ended >= at)
         .count();
     eprintln!(
         "{what}: {} requests ({:.0}/s, latest {:?} behind schedule), {before} sent before \
@@ -599,7 +606,7 @@ fn print(what: &str, report: &load::Report) {
         report.records.len(),
         report.rate(&LOAD),
         report.max_lag,
-        before as f64 / SIGTERM_AT.as_secs_f64(),
+        before as f64 / at.as_secs_f64(),
         report.counts()
     );
 }
@@ -608,18 +615,19 @@ fn print(what: &str, report: &load::Report) {
 async fn sigterm_to_the_gateway_under_load_loses_no_request_in_flight() {
     let mut d = Deployment::start(&["us", "eu"], Placement::default(), "").await;
     d.all_served().await;
-    let load = tokio::spawn(load::run(d.gw.public, calls(&d), LOAD));
-    tokio::time::sleep(SIGTERM_AT).await;
-    integration_tests::process::signal(d.gw.pid(), Signal::SIGTERM);
-    let report = load.await.unwrap();
+    let pid = d.gw.pid();
+    let (report, at) = load_and_signal(&d, || {
+        integration_tests::process::signal(pid, Signal::SIGTERM);
+    })
+    .await;
     let status = d.gw.wait(Duration::from_secs(20)).await;
-    print("gateway SIGTERM", &report);
+    print("gateway SIGTERM", &report, at);
     assert!(status.success(), "{status:?}");
     for r in &report.records {
         match &r.outcome {
             load::Outcome::Answered(200) => {}
             // After the signal: the listener is closed, new connections are refused.
-            load::Outcome::Refused if r.sent >= SIGTERM_AT => {}
+            load::Outcome::Refused if r.sent >= at => {}
             other => panic!("{other:?} for a request sent at {:?}", r.sent),
         }
     }
@@ -636,17 +644,14 @@ async fn sigterm_to_the_gateway_under_load_loses_no_request_in_flight() {
 async fn sigterm_to_a_node_under_load_completes_its_requests_then_the_gateway_answers_503() {
     let mut d = Deployment::start(&["eu"], Placement::default(), "").await;
     d.all_served().await;
-    let load = tokio::spawn(load::run(d.gw.public, calls(&d), LOAD));
-    tokio::time::sleep(SIGTERM_AT).await;
-    d.node("eu").signal(Signal::SIGTERM);
-    let report = load.await.unwrap();
+    let (report, at) = load_and_signal(&d, || d.node("eu").signal(Signal::SIGTERM)).await;
     let status = d.node_mut("eu").wait(Duration::from_secs(20)).await;
-    print("node SIGTERM", &report);
+    print("node SIGTERM", &report, at);
     assert!(status.success(), "{status:?}");
     for r in &report.records {
         match &r.outcome {
             load::Outcome::Answered(200) => {}
-            load::Outcome::Answered(502 | 503) if r.sent >= SIGTERM_AT => {}
+            load::Outcome::Answered(502 | 503) if r.sent >= at => {}
             other => panic!("{other:?} for a request sent at {:?}", r.sent),
         }
     }
