@@ -647,6 +647,24 @@ async fn sigterm_to_a_node_under_load_completes_its_requests_then_the_gateway_an
     let (report, at) = load_and_signal(&d, || d.node("eu").signal(Signal::SIGTERM)).await;
     let status = d.node_mut("eu").wait(Duration::from_secs(20)).await;
     print("node SIGTERM", &report, at);
+    // The gateway's 502s are refused connections to the closed listener, never a request
+    // cut on a connection the node was draining.
+    let metrics = d.gw.admin(Method::GET, "/metrics", None).await.text;
+    let errors = |kind| {
+        metric(
+            &metrics,
+            "gateway_upstream_errors_total",
+            &[("error_kind", kind)],
+        )
+    };
+    eprintln!(
+        "node SIGTERM: gateway upstream errors: connect {}, io {}, timeout {}",
+        errors("connect"),
+        errors("io"),
+        errors("timeout")
+    );
+    assert_eq!(errors("io"), 0, "requests failed on a draining connection");
+    assert_eq!(errors("timeout"), 0);
     assert!(status.success(), "{status:?}");
     for r in &report.records {
         match &r.outcome {
