@@ -25,7 +25,9 @@
 //!   than `max_connection_age` (less up to 10 % jitter), or open when shutdown starts, is
 //!   closed gracefully (HTTP/2 `GOAWAY`; HTTP/1 closes once idle or after the current
 //!   response) and dropped if its requests have not finished `shutdown_grace` later.
-//! - Shutdown: stop accepting at once, close every connection gracefully, wait for up to
+//! - Shutdown: close the listener at once (new connections are refused), then close every
+//!   connection gracefully (HTTP/2 `GOAWAY`; HTTP/1 answers with `Connection: close` for up
+//!   to [`residency_http::serve::conn::HTTP1_DRAIN_WINDOW`]), wait for up to
 //!   `shutdown_grace` for them (a [`TaskTracker`] of the connection tasks).
 //!
 //! - TLS: the client's server name (SNI) is put on every request of the connection as a
@@ -147,6 +149,8 @@ pub(crate) async fn serve<S, B>(
 {
     let builder = opts.builder();
     let connections = TaskTracker::new();
+    // Cancelled once the listener is closed: what the connections drain on.
+    let drain = CancellationToken::new();
     let permits = Arc::new(Semaphore::new(opts.max_connections));
     let per_ip = PerIp::new(opts.max_connections_per_ip);
     let jitter = RandomState::new();
@@ -189,7 +193,7 @@ pub(crate) async fn serve<S, B>(
                 max_age: conn::jittered(opts.max_connection_age, jitter.hash_one(accepted)),
                 grace: opts.shutdown_grace,
             },
-            shutdown: shutdown.clone(),
+            shutdown: drain.clone(),
         };
         connections.spawn(async move {
             let _permit = permit;
@@ -199,7 +203,11 @@ pub(crate) async fn serve<S, B>(
             metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
         });
     }
+    // The listener closes before any connection starts draining: a client whose connection
+    // ends with a drain answer (`Connection: close`) and reconnects must be refused, not
+    // land in the backlog of a listener about to close (a reset after its request).
     drop(listener);
+    drain.cancel();
     connections.close();
     // Each connection closes gracefully on `shutdown` and drops itself after the grace time.
     if tokio::time::timeout(opts.shutdown_grace, connections.wait())

@@ -112,6 +112,8 @@ struct Doc {
 struct IdpState {
     docs: HashMap<String, Doc>,
     hits: HashMap<String, usize>,
+    /// Every request answered 503 (the provider is down).
+    down: bool,
 }
 
 /// A local https identity provider on `localhost:<port>`.
@@ -120,6 +122,7 @@ struct HttpsIdp {
     base: String,
     port: u16,
     state: Arc<Mutex<IdpState>>,
+    accept: tokio::task::AbortHandle,
 }
 
 impl HttpsIdp {
@@ -144,7 +147,7 @@ impl HttpsIdp {
         let port = listener.local_addr().unwrap().port();
         let state: Arc<Mutex<IdpState>> = Arc::default();
         let shared = Arc::clone(&state);
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, state) = (acceptor.clone(), Arc::clone(&shared));
                 tokio::spawn(async move {
@@ -155,7 +158,8 @@ impl HttpsIdp {
                         let path = req.uri().path().to_owned();
                         let mut st = state.lock().unwrap();
                         *st.hits.entry(path.clone()).or_default() += 1;
-                        let resp = match st.docs.get(&path) {
+                        let doc = st.docs.get(&path).filter(|_| !st.down);
+                        let resp = match doc {
                             Some(doc) => {
                                 let mut b =
                                     Response::builder().header("content-type", "application/json");
@@ -164,6 +168,10 @@ impl HttpsIdp {
                                 }
                                 b.body(Full::new(Bytes::from(doc.body.clone()))).unwrap()
                             }
+                            None if st.down => Response::builder()
+                                .status(StatusCode::SERVICE_UNAVAILABLE)
+                                .body(Full::default())
+                                .unwrap(),
                             None => Response::builder()
                                 .status(StatusCode::NOT_FOUND)
                                 .body(Full::default())
@@ -181,7 +189,14 @@ impl HttpsIdp {
             base: format!("https://localhost:{port}"),
             port,
             state,
+            accept: accept.abort_handle(),
         }
+    }
+
+    /// Takes the provider down: open connections get 503, new ones are refused.
+    fn stop(&self) {
+        self.state.lock().unwrap().down = true;
+        self.accept.abort();
     }
 
     fn serve(&self, path: &str, body: String, cache_control: Option<&'static str>) {
@@ -552,4 +567,41 @@ async fn a_failed_discovery_keeps_the_last_good_keys() {
     idp.discover(&idp.base, "/keys/new.json");
     jwks.refresh().await;
     assert!(jwks.get("k-new").is_some() && jwks.get("k-old").is_none());
+}
+
+/// The JWKS endpoint down (503 on open connections, then refused): every refresh keeps the
+/// last good keys, the ones tokens are verified with.
+#[tokio::test]
+async fn a_jwks_endpoint_that_is_down_keeps_the_last_good_keys() {
+    use residency_gateway::auth::jwks::{Jwks, Source};
+
+    let ca = Ca::new("idp test ca");
+    let idp = HttpsIdp::start(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let key = SigningKey::generate("k-1");
+    idp.serve("/jwks.json", key.jwks(), None);
+    let url = format!("{}/jwks.json", idp.base);
+    let remote = Remote::jwks(&url, Some(&ca_file)).unwrap();
+    let jwks = Jwks::load(
+        Source::Remote(remote),
+        Duration::from_secs(30),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert!(jwks.get("k-1").is_some());
+
+    idp.stop();
+    jwks.refresh().await;
+    assert!(jwks.get("k-1").is_some(), "a 503 dropped the keys");
+    // Nothing listens any more: the fetch is refused, the keys stay.
+    let refused = Remote::jwks(&url, Some(&ca_file)).unwrap().fetch().await;
+    assert!(refused.is_err(), "the provider still answers");
+    jwks.refresh().await;
+    assert!(
+        jwks.get("k-1").is_some(),
+        "a refused fetch dropped the keys"
+    );
 }

@@ -15,9 +15,10 @@
 //!   than that (less up to 10 % jitter) is too.
 //! - Accept errors (`EMFILE`, aborted handshakes) are logged and retried after a short pause;
 //!   they never stop the server.
-//! - Shutdown: stop accepting at once, ask every connection to close gracefully (HTTP/2
-//!   `GOAWAY`; HTTP/1 after the current response); a connection whose requests have not
-//!   finished [`Limits::shutdown_grace`] later is dropped, and `serve` returns.
+//! - Shutdown: close the listener at once (new connections are refused), then ask every
+//!   connection to close gracefully (HTTP/2 `GOAWAY`; HTTP/1 answers with `Connection: close`
+//!   for up to [`conn::HTTP1_DRAIN_WINDOW`], then closes); a connection whose requests have
+//!   not finished [`Limits::shutdown_grace`] later is dropped, and `serve` returns.
 //!
 //! The gateway's public listener keeps its own loop (`gateway/src/listener.rs`): it puts the
 //! request-smuggling guard between the stream and hyper (choosing what to inspect by the
@@ -188,6 +189,8 @@ pub async fn serve<S, B>(
     let limits = opts.limits;
     let builder = limits.connection_builder();
     let connections = TaskTracker::new();
+    // Cancelled once the listener is closed: what the connections drain on.
+    let drain = CancellationToken::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let jitter = RandomState::new();
     let mut accepted = 0u64;
@@ -220,7 +223,7 @@ pub async fn serve<S, B>(
                 max_age: conn::jittered(max_age, jitter.hash_one(accepted)),
                 grace: limits.shutdown_grace,
             },
-            shutdown: shutdown.clone(),
+            shutdown: drain.clone(),
         };
         let tls = opts.tls.clone();
         let timeout = limits.header_read_timeout;
@@ -251,7 +254,11 @@ pub async fn serve<S, B>(
             }
         });
     }
+    // The listener closes before any connection starts draining: a client whose connection
+    // ends with a drain answer (`Connection: close`) and reconnects must be refused, not
+    // land in the backlog of a listener about to close (a reset after its request).
     drop(listener);
+    drain.cancel();
     connections.close();
     tracing::info!("draining in-flight requests");
     // Each connection closes gracefully on `shutdown` and drops itself after the grace time.

@@ -2,6 +2,7 @@
 //!
 //! - [`bootstrap`]: an administrator creates a database and its owner, app and auditor roles;
 //! - [`migrate`]: the owner applies embedded, versioned, checksummed migrations;
+//! - [`pool`]: the check-out test of the connection pools (a closed connection is replaced);
 //! - [`tls`]: every Postgres connection of the project, over rustls as its URL asks
 //!   (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`).
 //!
@@ -10,6 +11,7 @@
 
 pub mod bootstrap;
 pub mod migrate;
+pub mod pool;
 pub mod tls;
 
 pub use tls::Target;

@@ -19,6 +19,8 @@ pub struct DirectoryDb {
     /// The writer role: what the admin API writes through (`admin.directory_url`).
     pub writer_url: String,
     roles: [String; 3],
+    /// The admin URL it was created with (and is dropped with).
+    admin: String,
 }
 
 impl DirectoryDb {
@@ -36,6 +38,19 @@ impl DirectoryDb {
     /// # Panics
     /// When Postgres is unreachable or the migration fails.
     pub async fn create_with(migrations: &[residency_pg::migrate::Migration]) -> Self {
+        Self::create_on_with(&admin_url(), migrations).await
+    }
+
+    /// [`DirectoryDb::create`] on the cluster `admin` (a superuser URL) points at; the role
+    /// URLs keep its parameters (`sslmode`, `sslrootcert`, …).
+    ///
+    /// # Panics
+    /// When Postgres is unreachable or the migration fails.
+    pub async fn create_on(admin: &str) -> Self {
+        Self::create_on_with(admin, residency_directory::MIGRATIONS).await
+    }
+
+    async fn create_on_with(admin: &str, migrations: &[residency_pg::migrate::Migration]) -> Self {
         let name = format!(
             "rgt_{}_directory",
             &Uuid::new_v4().simple().to_string()[..10]
@@ -49,7 +64,7 @@ impl DirectoryDb {
             reader: spec("reader"),
             writer: spec("writer"),
         };
-        let admin = admin_url();
+        let admin = admin.to_owned();
         residency_directory::bootstrap(&admin, &name, &plan)
             .await
             .unwrap_or_else(|e| panic!("bootstrap {name}: {e:#}"));
@@ -70,6 +85,7 @@ impl DirectoryDb {
             writer_url: role_url(&plan.writer),
             roles: [plan.owner.name, plan.reader.name, plan.writer.name],
             name,
+            admin,
         }
     }
 }
@@ -89,6 +105,7 @@ impl Drop for DirectoryDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let roles = self.roles.clone();
+        let admin = self.admin.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -96,8 +113,7 @@ impl Drop for DirectoryDb {
                 .expect("runtime");
             rt.block_on(async {
                 let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
-                if let Err(e) = residency_pg::bootstrap::teardown(&admin_url(), &name, &roles).await
-                {
+                if let Err(e) = residency_pg::bootstrap::teardown(&admin, &name, &roles).await {
                     eprintln!("teardown of {name} failed: {e:#}");
                 }
             });

@@ -65,6 +65,12 @@ impl Idp {
         }
     }
 
+    /// The JWKS document with the public key.
+    #[must_use]
+    pub fn jwks(&self) -> &str {
+        &self.jwks
+    }
+
     /// A token for `tenant`, valid for 10 minutes.
     ///
     /// # Panics
@@ -219,12 +225,10 @@ impl Stack {
             ""
         };
         let region = |node: &Node| {
-            format!(
-                "[[regions]]\nid = \"{r}\"\nupstreams = [\"http://{addr}\"]\n\
-                 assertion = {{ kid = \"{r}-test\", alg = \"HS256\", key_file = \"{key}\" }}\n",
-                r = node.region,
-                addr = node.addr,
-                key = node.dir.path().join("assertion.key").display(),
+            crate::process::region_toml(
+                node.region.as_str(),
+                &[node.addr],
+                &node.dir.path().join("assertion.key"),
             )
         };
         let config = format!(

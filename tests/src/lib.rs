@@ -21,6 +21,8 @@ use std::time::Duration;
 pub mod directory;
 pub mod gateway;
 pub mod https;
+pub mod load;
+pub mod process;
 pub mod rehearsal;
 pub mod stack_contract;
 pub mod tls_postgres;
@@ -206,6 +208,22 @@ impl Http {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Response {
+        self.try_send(method, url, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"))
+    }
+
+    /// [`Http::send`], with a transport error (refused, reset, …) as `Err`.
+    ///
+    /// # Errors
+    /// The transport error, as text.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Response, String> {
         let mut req = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -219,19 +237,24 @@ impl Http {
         };
         let resp = self
             .client
-            .request(req.body(Full::new(bytes)).unwrap())
+            .request(req.body(Full::new(bytes)).map_err(|e| e.to_string())?)
             .await
-            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+            .map_err(|e| e.to_string())?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         let text = String::from_utf8_lossy(&body).into_owned();
-        Response {
+        Ok(Response {
             status,
             headers,
             json: serde_json::from_slice(&body).unwrap_or(Value::Null),
             text,
-        }
+        })
     }
 }
 
@@ -480,8 +503,9 @@ impl Drop for Node {
     }
 }
 
-/// Path of a workspace binary, built on first use with the same cargo and profile, so tests
-/// that spawn real processes work under a plain `cargo test`.
+/// Path of a workspace binary, built on first use with the same cargo, so tests that spawn
+/// real processes work under a plain `cargo test`. The debug profile, unless
+/// `RESIDENCY_TEST_PROFILE=release` (for load figures from optimized processes).
 ///
 /// # Panics
 /// When the build fails.
@@ -494,16 +518,20 @@ pub fn binary(name: &str) -> PathBuf {
     let mut built = BUILT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let release = std::env::var("RESIDENCY_TEST_PROFILE").is_ok_and(|p| p == "release");
     if !built.iter().any(|b| b == name) {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--bin", name])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo.args(["build", "--quiet", "--bin", name]);
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.current_dir(&root).status().expect("run cargo build");
         assert!(status.success(), "cargo build --bin {name} failed");
         built.push(name.to_owned());
     }
-    target.join("debug").join(name)
+    target
+        .join(if release { "release" } else { "debug" })
+        .join(name)
 }
 
 /// Region databases seeded through real nodes, and the matching directory, for the audit

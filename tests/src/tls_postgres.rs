@@ -1,7 +1,9 @@
 //! A throw-away Postgres cluster that accepts TLS connections only: `initdb` and `pg_ctl`
 //! (run as the `postgres` user through `runuser` when the tests run as root) on a free
 //! loopback port, `ssl = on`, `hostssl`-only `pg_hba.conf`, and a server certificate for
-//! `localhost` from a test CA made with rcgen. Stopped and removed on drop.
+//! `localhost` from a test CA made with rcgen. [`TlsPostgres::stop`] and
+//! [`TlsPostgres::resume`] take it down and up again on the same port (fault tests);
+//! stopped and removed on drop.
 //!
 //! `postgres` logs in without a password (trust, over TLS); every other role with
 //! SCRAM-SHA-256, so the roles [`crate::RegionDb`] creates authenticate as in production.
@@ -168,13 +170,44 @@ impl TlsPostgres {
              hostssl all all 127.0.0.1/32 scram-sha-256\n",
             0o600,
         );
-        let log = dir.path().join("postgres.log");
-        write_owned(&log, "", 0o644);
+        write_owned(&dir.path().join("postgres.log"), "", 0o644);
+        let cluster = Self {
+            port,
+            ca_file,
+            other_ca_file,
+            issuer,
+            dir,
+        };
+        cluster.resume();
+        cluster
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: clients are disconnected, new connections
+    /// refused) and waits until it is down. The data stays; [`TlsPostgres::resume`] starts
+    /// it again on the same port.
+    ///
+    /// # Panics
+    /// When `pg_ctl` fails.
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data");
+        as_postgres(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
+    }
+
+    /// Starts the (stopped) server and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When `pg_ctl` fails.
+    pub fn resume(&self) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("postgres.log");
         as_postgres(
             "pg_ctl",
             &[
                 "-D",
-                data_s,
+                data.to_str().unwrap(),
                 "-l",
                 log.to_str().unwrap(),
                 "-w",
@@ -183,13 +216,6 @@ impl TlsPostgres {
                 "start",
             ],
         );
-        Self {
-            port,
-            ca_file,
-            other_ca_file,
-            issuer,
-            dir,
-        }
     }
 
     /// The superuser's URL with `sslmode` and any other `params` (`k=v&…`).

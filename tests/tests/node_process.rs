@@ -5,9 +5,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use integration_tests::{binary, write_node_config, Http, RegionDb};
-use residency_core::assertion::{now_secs, AssertionKey, Signer};
-use residency_core::{RegionId, TenantId};
+use integration_tests::process::NodeProcess;
+use integration_tests::{binary, Http, RegionDb};
+use nix::sys::signal::Signal;
+use residency_core::assertion::now_secs;
+use residency_core::TenantId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
@@ -40,104 +42,14 @@ async fn config_errors_name_file_and_key() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `region-node serve` child on a fresh config of its own.
-struct Served {
-    child: tokio::process::Child,
-    port: u16,
-    key: AssertionKey,
-    _dir: tempfile::TempDir,
-}
-
-/// Spawns `region-node serve` for `db` as `region` on a free port, with `RUST_LOG=log` and
-/// `env` set, stdout to `stdout` and stderr piped; killed when dropped.
-fn serve(db: &RegionDb, region: &str, log: &str, stdout: Stdio, env: &[(&str, &str)]) -> Served {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (path, key) = write_node_config(dir.path(), db, region, &format!("127.0.0.1:{port}"), 2);
-    let child = tokio::process::Command::new(binary("region-node"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", log)
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    Served {
-        child,
-        port,
-        key,
-        _dir: dir,
-    }
-}
-
-/// Waits until the node on `port` accepts connections and its `/readyz` answers 200. The
-/// deadline is a hang guard, not a speed assertion.
-async fn until_ready(http: &Http, port: u16) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let ok = tokio::time::timeout(Duration::from_secs(1), async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if ok
-            && http
-                .send(
-                    Method::GET,
-                    &format!("http://127.0.0.1:{port}/readyz"),
-                    &[],
-                    None,
-                )
-                .await
-                .status
-                == StatusCode::OK
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node binary never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Sends SIGTERM to `child`.
-fn sigterm(child: &tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-}
-
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let db = RegionDb::create("eu").await;
-    let Served {
-        mut child,
-        port,
-        key,
-        _dir,
-    } = serve(&db, "eu", "warn", Stdio::null(), &[]);
-    let http = Http::default();
-    let base = format!("http://127.0.0.1:{port}");
-    until_ready(&http, port).await;
+    let mut node = NodeProcess::spawn(&db, "eu", "warn", Stdio::null, &[]);
+    let (http, port, base) = (Http::default(), node.port, node.base());
+    node.until_ready().await;
     let t = Uuid::new_v4();
-    let signer = Signer::new(RegionId::new("eu").unwrap(), &key, 60);
+    let signer = node.signer();
     let sys = signer
         .mint_system(TenantId::from_uuid(t), "test", now_secs())
         .unwrap()
@@ -170,7 +82,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     stream.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await; // let the node start reading the request
 
-    sigterm(&child);
+    node.signal(Signal::SIGTERM);
     // New connections are refused once the listener closes...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -192,32 +104,22 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         .unwrap();
     let resp = String::from_utf8_lossy(&resp);
     assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = node.wait(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]
 async fn sigterm_works_when_the_log_pipes_are_closed() {
     let db = RegionDb::create("us").await;
-    let Served {
-        mut child,
-        port,
-        _dir,
-        ..
-    } = serve(&db, "us", "info", Stdio::piped(), &[]);
+    let mut node = NodeProcess::spawn(&db, "us", "info", Stdio::piped, &[]);
     // The supervisor goes away: nobody reads the node's logs any more.
+    let child = node.child.as_mut().unwrap();
     drop(child.stdout.take());
     drop(child.stderr.take());
-    until_ready(&Http::default(), port).await;
-    sigterm(&child);
+    node.until_ready().await;
+    node.signal(Signal::SIGTERM);
     // A hang guard well above the 5 s drain grace, not a speed assertion.
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("node ignored SIGTERM with closed log pipes")
-        .unwrap();
+    let status = node.wait(Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
 }
 
@@ -225,15 +127,14 @@ async fn sigterm_works_when_the_log_pipes_are_closed() {
 /// refuse to start; returns its stderr. The timeout is a hang guard (a node that does not
 /// refuse serves forever), not a speed assertion.
 async fn refused_start(db: &RegionDb, url: &str) -> String {
-    let Served {
-        child, port, _dir, ..
-    } = serve(
+    let mut node = NodeProcess::spawn(
         db,
         "eu",
         "warn",
-        Stdio::null(),
+        Stdio::null,
         &[("RESIDENCY__DATABASE__URL", url)],
     );
+    let (child, port) = (node.child.take().unwrap(), node.port);
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("the node did not refuse to start: it is still running")

@@ -84,10 +84,31 @@ impl From<bb8::RunError<tokio_postgres::Error>> for StoreError {
     }
 }
 
+/// bb8-postgres' manager with the check-out test of [`residency_pg::pool`]: a connection
+/// closed while idle (the directory restarted) is replaced, without a ping per check-out.
+struct Manager(PostgresConnectionManager<MakeTls>);
+
+impl bb8::ManageConnection for Manager {
+    type Connection = tokio_postgres::Client;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        self.0.connect().await
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        residency_pg::pool::unless_closed(conn).await
+    }
+
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        conn.is_closed()
+    }
+}
+
 /// The directory database handle.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool<PostgresConnectionManager<MakeTls>>,
+    pool: Pool<Manager>,
 }
 
 impl Store {
@@ -116,8 +137,8 @@ impl Store {
         let pool = Pool::builder()
             .max_size(8)
             .connection_timeout(Duration::from_secs(3))
-            .test_on_check_out(false)
-            .build_unchecked(PostgresConnectionManager::new(cfg, tls));
+            .test_on_check_out(true)
+            .build_unchecked(Manager(PostgresConnectionManager::new(cfg, tls)));
         Ok(Self { pool })
     }
 

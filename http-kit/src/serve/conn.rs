@@ -12,20 +12,41 @@
 //!
 //! After a graceful close starts, in-flight requests have `shutdown_grace` to finish; then
 //! the connection is dropped.
+//!
+//! A graceful close for shutdown or age does not close an HTTP/1 keep-alive connection
+//! while it is idle: a client may be sending its next request at that very moment, and a
+//! request written to a connection that closes unread is lost to the client (it sees a reset
+//! or an EOF instead of an answer, though the server never read it). Instead the connection
+//! stays open for [`HTTP1_DRAIN_WINDOW`] (at most the grace time): every response it sends
+//! from then on carries `Connection: close`, so the client sees the end of the connection
+//! in an answer, and hyper closes it after that answer. A connection still idle when the
+//! window ends is closed then. HTTP/2 connections get `GOAWAY` at once, which names the last
+//! stream served, so nothing is lost there. (Envoy drains HTTP/1 the same way.)
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Buf;
-use http::{Request, Response};
+use http::header::{HeaderValue, CONNECTION};
+use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::service::Service;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// How long an HTTP/1 connection stays open after a graceful close for shutdown or age
+/// starts, so that a request the client is sending just then is answered (with
+/// `Connection: close`) instead of lost; bounded by the grace time.
+pub const HTTP1_DRAIN_WINDOW: Duration = Duration::from_secs(1);
+
+/// The protocol of a connection's requests, as far as seen: none yet, HTTP/1, HTTP/2.
+const PROTOCOL_UNKNOWN: u8 = 0;
+const PROTOCOL_HTTP1: u8 = 1;
+const PROTOCOL_HTTP2: u8 = 2;
 
 /// The requests in flight on one connection and when the last one ended.
 #[derive(Debug)]
@@ -34,6 +55,10 @@ pub struct Activity {
     in_flight: AtomicU32,
     /// Microseconds from `opened` to the end of the last request (0: none yet).
     last_end_us: AtomicU64,
+    /// `PROTOCOL_*` of the last request.
+    protocol: AtomicU8,
+    /// A graceful close has started: HTTP/1 responses carry `Connection: close`.
+    draining: AtomicBool,
 }
 
 impl Activity {
@@ -44,7 +69,19 @@ impl Activity {
             opened,
             in_flight: AtomicU32::new(0),
             last_end_us: AtomicU64::new(0),
+            protocol: AtomicU8::new(PROTOCOL_UNKNOWN),
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the connection carries HTTP/2 (known from its first request).
+    fn is_http2(&self) -> bool {
+        self.protocol.load(Ordering::Acquire) == PROTOCOL_HTTP2
+    }
+
+    /// Whether responses must carry `Connection: close` from now on.
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// When the connection opened.
@@ -109,9 +146,17 @@ where
 
     fn call(&self, req: Request<R>) -> Self::Future {
         let in_flight = self.activity.start();
+        let http1 = req.version() < Version::HTTP_2;
+        let protocol = if http1 {
+            PROTOCOL_HTTP1
+        } else {
+            PROTOCOL_HTTP2
+        };
+        self.activity.protocol.store(protocol, Ordering::Release);
         TrackedFuture {
             inner: self.inner.call(req),
             in_flight: Some(in_flight),
+            http1,
         }
     }
 }
@@ -122,6 +167,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         in_flight: Option<InFlight>,
+        http1: bool,
     }
 }
 
@@ -133,8 +179,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let resp = std::task::ready!(this.inner.poll(cx))?;
+        let mut resp = std::task::ready!(this.inner.poll(cx))?;
         let in_flight = this.in_flight.take();
+        if *this.http1 && in_flight.as_ref().is_some_and(|f| f.0.is_draining()) {
+            // hyper closes the connection after a response that says so.
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         Poll::Ready(Ok(resp.map(|inner| TrackedBody {
             inner,
             _in_flight: in_flight,
@@ -219,7 +270,10 @@ pub enum Ended<E> {
 }
 
 /// Drives `conn` until it ends, closing it gracefully (`graceful_shutdown`) when it is idle,
-/// too old, or `shutdown` is cancelled, and dropping it if that does not finish in time.
+/// too old, or `shutdown` is cancelled, and dropping it if that does not finish in time. For
+/// age and shutdown, an HTTP/1 connection (or one that has not sent a request yet) is first
+/// left open for [`HTTP1_DRAIN_WINDOW`] with `Connection: close` on its responses (see the
+/// module documentation).
 pub async fn drive<C, E>(
     conn: C,
     graceful_shutdown: impl Fn(Pin<&mut C>),
@@ -236,18 +290,28 @@ where
     let age = tokio::time::sleep_until(opened + lifetime.max_age);
     // Reset when a graceful close starts; never polled before.
     let drain = tokio::time::sleep_until(opened + lifetime.max_age);
-    let (mut idle, mut age, mut drain) = (
+    // Reset when an HTTP/1 connection is left open to drain; never polled before.
+    let window = tokio::time::sleep_until(opened + lifetime.max_age);
+    let (mut idle, mut age, mut drain, mut window) = (
         std::pin::pin!(idle),
         std::pin::pin!(age),
         std::pin::pin!(drain),
+        std::pin::pin!(window),
     );
     let mut closing: Option<CloseCause> = None;
+    let mut in_window = false;
     loop {
         let cause = tokio::select! {
             biased;
             r = conn.as_mut() => return Ended::Done(r, closing),
             () = drain.as_mut(), if closing.is_some() => {
                 return Ended::DrainTimedOut(closing.unwrap_or(CloseCause::Shutdown));
+            }
+            () = window.as_mut(), if in_window => {
+                // Closes it now if idle, else after the response being written.
+                in_window = false;
+                graceful_shutdown(conn.as_mut());
+                continue;
             }
             () = shutdown.cancelled(), if closing.is_none() => CloseCause::Shutdown,
             () = age.as_mut(), if closing.is_none() => CloseCause::MaxAge,
@@ -267,9 +331,18 @@ where
                 }
             }
         };
-        graceful_shutdown(conn.as_mut());
-        drain.as_mut().reset(Instant::now() + lifetime.grace);
+        let now = Instant::now();
+        drain.as_mut().reset(now + lifetime.grace);
         closing = Some(cause);
+        if cause == CloseCause::Idle || activity.is_http2() {
+            graceful_shutdown(conn.as_mut());
+        } else {
+            activity.draining.store(true, Ordering::Release);
+            window
+                .as_mut()
+                .reset(now + HTTP1_DRAIN_WINDOW.min(lifetime.grace));
+            in_window = true;
+        }
     }
 }
 

@@ -205,3 +205,91 @@ async fn the_drain_gives_up_after_the_grace_period() {
         started.elapsed()
     );
 }
+
+/// Sends a keep-alive `GET /` on `s` and reads its whole answer (`done` ends the body).
+async fn keep_alive_get(s: &mut TcpStream) -> String {
+    s.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    while !out.ends_with(b"done") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits until the listener refuses connections (the drain has started).
+async fn until_refused(addr: std::net::SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_on_an_idle_keep_alive_connection_during_the_drain_is_answered_and_closes_it() {
+    let server = start(Limits {
+        max_connections: 8,
+        shutdown_grace: Duration::from_secs(5),
+        ..limits()
+    })
+    .await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    let first = keep_alive_get(&mut client).await;
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
+    server.shutdown.cancel();
+    until_refused(server.addr).await;
+    // The client's next request on its idle connection, sent as the drain starts, is not
+    // lost: it is answered, and the answer says the connection ends.
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut client).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("done"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(2), server.task)
+        .await
+        .expect("serve returns once drained")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_drain_closes_a_keep_alive_connection_that_stays_idle_after_the_window() {
+    let server = start(Limits {
+        max_connections: 8,
+        shutdown_grace: Duration::from_secs(5),
+        // Longer than the window: hyper applies it to an idle keep-alive connection too.
+        header_read_timeout: Duration::from_secs(10),
+        ..limits()
+    })
+    .await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    keep_alive_get(&mut client).await;
+    let started = Instant::now();
+    server.shutdown.cancel();
+    assert_eq!(read_to_close(&mut client).await, "");
+    let waited = started.elapsed();
+    assert!(
+        waited >= conn::HTTP1_DRAIN_WINDOW,
+        "closed after {waited:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(2), server.task)
+        .await
+        .expect("serve returns once drained")
+        .unwrap();
+}

@@ -6,7 +6,7 @@
 //! role cannot be checked (database unreachable) does not start either: fail closed, and its
 //! supervisor restarts it. Once started, the pool is lazy and survives database outages,
 //! recovering without a restart when the database comes back: broken connections are detected
-//! by `is_closed` and replaced.
+//! by `is_closed` on check-out and on return ([`residency_pg::pool`]) and replaced.
 //!
 //! tokio-postgres prepares a statement on every `query(&str, ..)` call, which costs an extra
 //! round trip. Each pooled connection therefore keeps the statements it has prepared (bounded,
@@ -51,7 +51,7 @@ impl ManageConnection for Manager {
     }
 
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
-        conn.client.simple_query("").await.map(|_| ())
+        residency_pg::pool::unless_closed(&conn.client).await
     }
 
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
@@ -94,9 +94,11 @@ pub fn build(cfg: &DatabaseConfig, application_name: &str) -> anyhow::Result<PgP
     Ok(Pool::builder()
         .max_size(cfg.pool_size)
         .connection_timeout(cfg.checkout_timeout)
-        // Connections are tested by `is_closed` on return; a ping on every checkout would
-        // add a round trip to every request.
-        .test_on_check_out(false)
+        // Connections are tested by `is_closed` on check-out and on return, never with a
+        // ping: a round trip on every checkout would add to every request. Without the
+        // check-out test, each connection that died while idle (the database restarted)
+        // failed one request after the recovery.
+        .test_on_check_out(true)
         .build_unchecked(manager))
 }
 
