@@ -197,7 +197,7 @@ async fn api_key_lifecycle_and_tier_rule() {
     assert_eq!(list.json["items"].as_array().unwrap().len(), 2);
     for key in [first, second] {
         assert!(!list.text.contains(key.as_str()), "secret in list");
-        let (_, secret) = residency_core::split_api_key(&key).unwrap();
+        let (_, secret) = residency_core::split_api_key(key).unwrap();
         assert!(!list.text.contains(secret), "secret in list");
     }
     assert!(!list.text.contains("hash"), "{}", list.text);
