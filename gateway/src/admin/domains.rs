@@ -68,16 +68,8 @@ fn not_found_domain(e: residency_directory::StoreError) -> AdminError {
     request_body = AddDomain,
     responses(
         (status = 201, description = "Registered; `state` says whether it is served yet", body = Domain),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
+        super::openapi::BodyRefusals,
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
     ))]
 pub(crate) async fn add(
     State(st): State<Arc<AdminState>>,

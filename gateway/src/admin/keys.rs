@@ -31,17 +31,9 @@ type Result<T> = std::result::Result<T, AdminError>;
     request_body = CreateApiKey,
     responses(
         (status = 201, description = "Created; `api_key` is shown only here", body = CreatedApiKey),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
+        super::openapi::BodyRefusals,
         (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
         (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::Unavailable),
     ))]
 pub(crate) async fn create(
     State(st): State<Arc<AdminState>>,

@@ -238,6 +238,33 @@ pub(super) enum ByIdRefusals {
     Unavailable(#[ref_response] Unavailable),
 }
 
+/// The refusals of an operation with a JSON body on one resource named by its id (create
+/// under it, update, an action): 400 for an id that is not a UUID or a body that is not JSON,
+/// 401, 404, 413 for a body over the limit, 415 for another content type, 422 naming the
+/// field, 500, 501 and 503.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum BodyRefusals {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] BadRequest),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 404)]
+    NotFound(#[ref_response] NotFound),
+    #[response(status = 413)]
+    PayloadTooLarge(#[ref_response] PayloadTooLarge),
+    #[response(status = 415)]
+    UnsupportedMediaType(#[ref_response] UnsupportedMediaType),
+    #[response(status = 422)]
+    Unprocessable(#[ref_response] Unprocessable),
+    #[response(status = 500)]
+    Internal(#[ref_response] Internal),
+    #[response(status = 501)]
+    NotImplemented(#[ref_response] NotImplemented),
+    #[response(status = 503)]
+    Unavailable(#[ref_response] Unavailable),
+}
+
 /// The refusals of a keyset-paginated list (`limit`, `cursor` and filters in the query):
 /// 400 for a malformed query, 401, 422 for a value out of range, 500, 501 and 503.
 #[derive(IntoResponses)]

@@ -358,16 +358,8 @@ pub(crate) async fn get_tenant(
     request_body = UpdateTenant,
     responses(
         (status = 200, description = "Updated", body = Tenant),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
+        super::openapi::BodyRefusals,
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
-        (status = 503, response = super::openapi::Unavailable),
     ))]
 pub(crate) async fn update_tenant(
     State(st): State<Arc<AdminState>>,

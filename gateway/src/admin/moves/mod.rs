@@ -71,17 +71,9 @@ async fn the_move(st: &AdminState, id: &str) -> Result<MoveRecord> {
     responses(
         (status = 200, description = "Dry run: the plan; nothing changed", body = MovePlan),
         (status = 202, description = "Recorded and started; follow it at /admin/v1/moves/{move_id}", body = Move),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
+        super::openapi::BodyRefusals,
         (status = 409, response = super::openapi::Conflict),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 500, response = super::openapi::Internal),
-        (status = 501, response = super::openapi::NotImplemented),
         (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::Unavailable),
     ))]
 pub(crate) async fn start(
     State(st): State<Arc<AdminState>>,
