@@ -62,6 +62,45 @@ impl Https {
         }
     }
 
+    /// Opens one HTTP/1.1 connection to the origin of `url` (`https://host:port/…`), for
+    /// callers that keep it alive across requests; returns the sender and the parsed URL.
+    ///
+    /// # Errors
+    /// A failed connection or handshake, as text.
+    ///
+    /// # Panics
+    /// When `url` is not an https URL with a host and port.
+    pub async fn connect(
+        &self,
+        url: &str,
+    ) -> Result<
+        (
+            hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+            url::Url,
+        ),
+        String,
+    > {
+        let u = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(u.scheme(), "https", "{url}");
+        let host = u.host_str().expect("a host").to_owned();
+        let port = u.port_or_known_default().expect("a port");
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("tls handshake with {host}:{port}: {e}"))?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("http handshake: {e}"))?;
+        tokio::spawn(conn);
+        Ok((send, u))
+    }
+
     /// Sends one request on a new connection to `url` (`https://host:port/path`), with
     /// `headers` and an optional JSON body.
     ///
@@ -78,23 +117,9 @@ impl Https {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Response, String> {
-        let u = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-        assert_eq!(u.scheme(), "https", "{url}");
+        let (mut send, u) = self.connect(url).await?;
         let host = u.host_str().expect("a host").to_owned();
         let port = u.port_or_known_default().expect("a port");
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-        let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let tls = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("tls handshake with {host}:{port}: {e}"))?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("http handshake: {e}"))?;
-        tokio::spawn(conn);
         let path = match u.query() {
             Some(q) => format!("{}?{q}", u.path()),
             None => u.path().to_owned(),
