@@ -20,11 +20,11 @@ use std::future::Future;
 use std::io::{self, BufReader};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use residency_config::pg_url::{PgUrl, SslMode};
+use residency_http::tls_reload::Watch;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -217,40 +217,16 @@ pub struct MakeTls {
 /// The TLS configuration of a URL and the files it was built from.
 struct Reloading {
     url: PgUrl,
-    files: Vec<std::path::PathBuf>,
-    /// (last look, stamps at the last load attempt).
-    seen: Mutex<(Instant, Vec<Stamp>)>,
+    /// `sslrootcert`, `sslcert`, `sslkey`: looked at, at most once a second, by the next
+    /// connection attempt (the kit's `Watch`, as the gateway's Redis client does).
+    watch: Watch,
     current: RwLock<Arc<ClientConfig>>,
 }
 
-/// A file's modification time and length, to notice a change.
-type Stamp = Option<(std::time::SystemTime, u64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
 impl Reloading {
-    fn stamps(&self) -> Vec<Stamp> {
-        self.files.iter().map(|f| stamp(f)).collect()
-    }
-
     /// The configuration for the next connection, re-read first when a file changed.
     fn current(&self) -> Arc<ClientConfig> {
-        let changed = {
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            if seen.0.elapsed() < Duration::from_secs(1) {
-                false
-            } else {
-                seen.0 = Instant::now();
-                let now = self.stamps();
-                let changed = now != seen.1;
-                seen.1 = now;
-                changed
-            }
-        };
-        if changed {
+        if self.watch.changed() {
             match client_config(&self.url) {
                 Ok(config) => {
                     *self.current.write().unwrap_or_else(PoisonError::into_inner) =
@@ -280,16 +256,13 @@ impl MakeTls {
         if let Some((cert, key)) = &url.client_cert {
             files.extend([cert.clone(), key.clone()]);
         }
-        let mut reloading = Reloading {
+        // Stamped before the files are read, so a change made meanwhile is seen next time.
+        let watch = Watch::new(files);
+        let reloading = Reloading {
             url: url.clone(),
-            seen: Mutex::new((Instant::now(), Vec::new())),
-            files,
+            watch,
             current: RwLock::new(Arc::new(client_config(url)?)),
         };
-        *reloading
-            .seen
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner) = (Instant::now(), reloading.stamps());
         Ok(Self {
             config: Some(Arc::new(reloading)),
         })

@@ -29,8 +29,8 @@ use super::{read_named_pair, read_roots, stamp, LoadError, Stamp};
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Files and what they looked like when last read; says when to re-read them. Also used by
-/// clients that cannot take a rustls verifier or resolver (the Redis client reads PEM bytes)
-/// and rebuild themselves instead.
+/// clients that cannot take a rustls verifier or resolver and rebuild themselves instead: the
+/// Redis client (it reads PEM bytes) and Postgres connections (`residency_pg::tls`).
 #[derive(Debug)]
 pub struct Watch {
     files: Vec<PathBuf>,
