@@ -232,9 +232,7 @@ impl Supervisor {
         if c.started.elapsed() >= STABLE_AFTER {
             c.backoff = MIN_BACKOFF;
         }
-        let delay = jitter(c.backoff);
-        c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
-        c.restart_at = Some(tokio::time::Instant::now() + delay);
+        let delay = c.schedule_restart(tokio::time::Instant::now());
         println!(
             "  [{}] exited unexpectedly ({}); restarting in {:.1}s (its log: {}); \
              the other processes keep running",
@@ -264,9 +262,7 @@ impl Supervisor {
                     c.label, c.restarts
                 ),
                 Err(e) => {
-                    let delay = jitter(c.backoff);
-                    c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
-                    c.restart_at = Some(now + delay);
+                    let delay = c.schedule_restart(now);
                     println!(
                         "  [{}] could not be restarted ({e:#}); trying again in {:.1}s",
                         c.label,
@@ -293,6 +289,17 @@ impl Supervisor {
         }
         let _ = std::fs::remove_file(self.dir.join("run.json"));
         clean
+    }
+}
+
+impl Running {
+    /// Sets the restart `now` + the current backoff (jittered) and doubles the backoff for the
+    /// next one, up to [`MAX_BACKOFF`]; returns the delay.
+    fn schedule_restart(&mut self, now: tokio::time::Instant) -> Duration {
+        let delay = jitter(self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.restart_at = Some(now + delay);
+        delay
     }
 }
 
