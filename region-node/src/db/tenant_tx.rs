@@ -356,17 +356,26 @@ impl Db {
         let tx = conn.client.transaction().await?;
         let tenant = caller.tenant.to_string();
         let set = statement(&tx, statements, SET_TENANT).await?;
-        tx.execute(&set, &[&tenant, &caller.role_claim]).await?;
+        let set_params: [&(dyn ToSql + Sync); 2] = [&tenant, &caller.role_claim];
         let principal = match scope {
-            Scope::System => Principal {
-                role: "system".to_owned(),
-                permissions: Vec::new(),
-            },
+            Scope::System => {
+                tx.execute(&set, &set_params).await?;
+                Principal {
+                    role: "system".to_owned(),
+                    permissions: Vec::new(),
+                }
+            }
             Scope::Customer => {
                 let resolve = statement(&tx, statements, RESOLVE).await?;
-                let row = tx
-                    .query_one(&resolve, &[&caller.role_claim, &caller.subject])
-                    .await?;
+                // Pipelined: both statements are written before either answer is read (one
+                // round trip instead of two). The server runs them in order, so RESOLVE's
+                // reads already see the tenant setting; if SET_TENANT fails, the transaction
+                // is aborted and RESOLVE fails with it.
+                let (_, row) = futures_util::future::try_join(
+                    tx.execute(&set, &set_params),
+                    tx.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
+                )
+                .await?;
                 if !row.get::<_, bool>("provisioned") {
                     return Err(ApiError::NotFound("tenant"));
                 }
