@@ -1,15 +1,15 @@
 //! Routing evidence from Prometheus text: the gateway's requests per region
-//! (`gateway_requests_total{region=...}`) and the refused misroutes a region node counted
-//! (`node_misdirected_requests_total`, requests whose assertion named another region, answered
+//! (`residency_gateway_requests_total{region=...}`) and the refused misroutes a region node counted
+//! (`residency_node_misdirected_requests_total`, requests whose assertion named another region, answered
 //! 421). Pure parsing; fetching the pages is the caller's business (the CLI does it when the
 //! gateway and nodes are reachable).
 
 use std::collections::BTreeMap;
 
 /// The gateway counter of answered requests, labelled by `region`.
-pub const GATEWAY_REQUESTS: &str = "gateway_requests_total";
+pub const GATEWAY_REQUESTS: &str = "residency_gateway_requests_total";
 /// The node counter of requests refused because they were meant for another region.
-pub const NODE_MISROUTES: &str = "node_misdirected_requests_total";
+pub const NODE_MISROUTES: &str = "residency_node_misdirected_requests_total";
 
 /// Sums every sample of `metric` per value of `label` (samples without the label are left
 /// out). Values that are not finite non-negative numbers are ignored.
@@ -17,6 +17,27 @@ pub const NODE_MISROUTES: &str = "node_misdirected_requests_total";
 pub fn sum_by_label(text: &str, metric: &str, label: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for (labels, value) in samples(text, metric) {
+        if let Some(v) = label_value(labels, label) {
+            *out.entry(v.to_owned()).or_insert(0) += value;
+        }
+    }
+    out
+}
+
+/// As [`sum_by_label`], counting only the samples whose label `only.0` is `only.1` (e.g. the
+/// 5xx answers per region: `("status_class", "5xx")`).
+#[must_use]
+pub fn sum_by_label_where(
+    text: &str,
+    metric: &str,
+    label: &str,
+    only: (&str, &str),
+) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (labels, value) in samples(text, metric) {
+        if label_value(labels, only.0) != Some(only.1) {
+            continue;
+        }
         if let Some(v) = label_value(labels, label) {
             *out.entry(v.to_owned()).or_insert(0) += value;
         }
@@ -76,14 +97,14 @@ fn label_value<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    const PAGE: &str = r#"# HELP gateway_requests_total Requests answered
-# TYPE gateway_requests_total counter
-gateway_requests_total{region="eu",status_class="2xx"} 10
-gateway_requests_total{region="eu",status_class="4xx"} 2
-gateway_requests_total{status_class="4xx",region="us"} 5
-gateway_requests_total{region="none",status_class="4xx"} 7
-gateway_requests_total_other{region="eu"} 100
-node_misdirected_requests_total 3
+    const PAGE: &str = r#"# HELP residency_gateway_requests_total Requests answered
+# TYPE residency_gateway_requests_total counter
+residency_gateway_requests_total{region="eu",status_class="2xx"} 10
+residency_gateway_requests_total{region="eu",status_class="4xx"} 2
+residency_gateway_requests_total{status_class="4xx",region="us"} 5
+residency_gateway_requests_total{region="none",status_class="4xx"} 7
+residency_gateway_requests_total_other{region="eu"} 100
+residency_node_misdirected_requests_total 3
 "#;
 
     #[test]
@@ -96,11 +117,24 @@ node_misdirected_requests_total 3
     }
 
     #[test]
+    fn sums_per_region_of_one_status_class() {
+        let m = sum_by_label_where(PAGE, GATEWAY_REQUESTS, "region", ("status_class", "4xx"));
+        assert_eq!(m.get("eu"), Some(&2));
+        assert_eq!(m.get("us"), Some(&5));
+        assert_eq!(m.get("none"), Some(&7));
+        let m = sum_by_label_where(PAGE, GATEWAY_REQUESTS, "region", ("status_class", "5xx"));
+        assert!(m.is_empty());
+    }
+
+    #[test]
     fn sums_unlabelled_and_reports_absence() {
         assert_eq!(sum(PAGE, NODE_MISROUTES), Some(3));
         assert_eq!(sum("", NODE_MISROUTES), None);
         assert_eq!(
-            sum("node_misdirected_requests_total NaN\n", NODE_MISROUTES),
+            sum(
+                "residency_node_misdirected_requests_total NaN\n",
+                NODE_MISROUTES
+            ),
             None
         );
     }

@@ -20,7 +20,7 @@
 //! upstreams = ["http://node.eu.internal:8080"]
 //!
 //! [gateway]                    # optional: routing evidence from the running gateway
-//! admin_url = "http://gateway.internal:9090"
+//! admin_url = "http://gateway.internal:8480"
 //! ca_cert = "ca.pem"           # for https URLs; the token comes from RESIDENCY__GATEWAY__ADMIN_TOKEN
 //! ```
 //! Values can be overridden from the environment (`RESIDENCY__DIRECTORY__URL=...`), as for
@@ -464,7 +464,7 @@ mod tests {
         let p = write(
             d.path(),
             "stack.json",
-            r#"{"gateway": {"url": "x", "ca_cert": "tls/ca.pem"}, "admin": {"url": "http://127.0.0.1:9090", "token": "t0k"},
+            r#"{"gateway": {"url": "x", "ca_cert": "tls/ca.pem"}, "admin": {"url": "http://127.0.0.1:8480", "token": "t0k"},
                 "directory": {"database_url": "postgres://d@h/dir"},
                 "regions": [
                   {"id": "eu", "node_url": "https://127.0.0.1:8542", "database_url": "postgres://own:p@h/eu",
@@ -485,7 +485,7 @@ mod tests {
         );
         let g = l.gateway.unwrap();
         assert_eq!(g.node_tls, None);
-        assert_eq!(g.admin_url, "http://127.0.0.1:9090");
+        assert_eq!(g.admin_url, "http://127.0.0.1:8480");
         assert_eq!(g.ca_cert, Some(d.path().join("tls/ca.pem")));
         assert!(!format!("{g:?}").contains("t0k"));
     }

@@ -4,7 +4,7 @@
 //! ```toml
 //! [listen]
 //! public = "0.0.0.0:8443"
-//! admin = "127.0.0.1:9090"          # /healthz, /readyz, /metrics; optional
+//! admin = "127.0.0.1:8480"          # /healthz, /readyz, /metrics; optional
 //!
 //! [tls]                             # optional; plain HTTP without it (local use only)
 //! cert_file = "tls/gateway.pem"

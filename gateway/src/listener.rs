@@ -9,7 +9,7 @@
 //!   before `accept`, as in mini-redis), the rest wait in the kernel's accept queue.
 //! - At most `max_connections_per_ip` of them from one client address ([`per_ip`]): one more
 //!   is closed as soon as it is accepted (its permit released at once) and counted in
-//!   `gateway_connections_refused_total{reason="per_ip_limit"}`, so one address holding idle
+//!   `residency_gateway_connections_refused_total{reason="per_ip_limit"}`, so one address holding idle
 //!   connections cannot make the listener hang for everyone else.
 //! - HTTP/1: a client has `header_read_timeout` to send a header block of at most
 //!   `max_header_bytes`; beyond that hyper answers 431 and closes. Requests whose body framing

@@ -5,83 +5,176 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
+use residency_http::prom::{self, BuildInfo};
+pub use residency_http::prom::{Declared, Kind, BUILD_INFO};
 
 /// Requests answered, by `region` (`none` before routing) and `status_class` (`2xx`...).
-pub(crate) const REQUESTS_TOTAL: &str = "gateway_requests_total";
+pub(crate) const REQUESTS_TOTAL: &str = "residency_gateway_requests_total";
 /// Time from request head to response head, by `region`.
-pub(crate) const REQUEST_DURATION_SECONDS: &str = "gateway_request_duration_seconds";
+pub(crate) const REQUEST_DURATION_SECONDS: &str = "residency_gateway_request_duration_seconds";
 /// Refused credentials, by `reason` ([`crate::auth::AuthError::metric_label`]).
-pub(crate) const AUTH_FAILURES_TOTAL: &str = "gateway_auth_failures_total";
+pub(crate) const AUTH_FAILURES_TOTAL: &str = "residency_gateway_auth_failures_total";
 /// Verified-token cache lookups, by `result` (`hit`, `miss`).
-pub const TOKEN_CACHE_TOTAL: &str = "gateway_token_cache_total";
+pub const TOKEN_CACHE_TOTAL: &str = "residency_gateway_token_cache_total";
 /// Failed upstream calls, by `region` and `error_kind` (`connect`, `timeout`, `io`,
 /// `no_upstream`).
-pub(crate) const UPSTREAM_ERRORS_TOTAL: &str = "gateway_upstream_errors_total";
+pub(crate) const UPSTREAM_ERRORS_TOTAL: &str = "residency_gateway_upstream_errors_total";
 /// JWKS fetches, by `result` (`ok`, `error`).
-pub(crate) const JWKS_FETCHES_TOTAL: &str = "gateway_jwks_fetches_total";
+pub(crate) const JWKS_FETCHES_TOTAL: &str = "residency_gateway_jwks_fetches_total";
 /// Client connections currently open.
-pub(crate) const CONNECTIONS_OPEN: &str = "gateway_connections_open";
+pub(crate) const CONNECTIONS_OPEN: &str = "residency_gateway_connections_open";
 /// Client connections closed as soon as they were accepted, by `reason` (`per_ip_limit`: the
 /// client address had `limits.max_connections_per_ip` open already).
-pub(crate) const CONNECTIONS_REFUSED_TOTAL: &str = "gateway_connections_refused_total";
+pub(crate) const CONNECTIONS_REFUSED_TOTAL: &str = "residency_gateway_connections_refused_total";
 /// Directory cache lookups, by `result` (`hit`, `miss`, `negative`, `too_stale`).
-pub(crate) const DIRECTORY_LOOKUPS_TOTAL: &str = "gateway_directory_lookups_total";
+pub(crate) const DIRECTORY_LOOKUPS_TOTAL: &str = "residency_gateway_directory_lookups_total";
 /// Seconds the directory data has been possibly out of date (0 while `LISTEN` is connected
 /// and the last full load succeeded).
-pub(crate) const DIRECTORY_STALENESS_SECONDS: &str = "gateway_directory_staleness_seconds";
+pub(crate) const DIRECTORY_STALENESS_SECONDS: &str =
+    "residency_gateway_directory_staleness_seconds";
 /// Directory loads, by `kind` (`full`, `tenant`, `api_key`, `domain`) and `result` (`ok`,
 /// `error`).
-pub(crate) const DIRECTORY_LOADS_TOTAL: &str = "gateway_directory_loads_total";
+pub(crate) const DIRECTORY_LOADS_TOTAL: &str = "residency_gateway_directory_loads_total";
 /// Requests refused because of a custom domain, by `reason` (`tenant_mismatch`: a credential
 /// of another customer on a customer's hostname, 403; `misdirected`: the TLS server name and
 /// the `Host` name different hostnames, one of them a customer's, 421).
-pub(crate) const DOMAIN_REFUSALS_TOTAL: &str = "gateway_domain_refusals_total";
+pub(crate) const DOMAIN_REFUSALS_TOTAL: &str = "residency_gateway_domain_refusals_total";
 /// Active health checks of upstreams, by `region` and `result` (`ok`, `error`).
-pub(crate) const HEALTH_CHECKS_TOTAL: &str = "gateway_health_checks_total";
+pub(crate) const HEALTH_CHECKS_TOTAL: &str = "residency_gateway_health_checks_total";
 /// Upstreams taken out of rotation, by `region` and `cause` (`connect`, `health_check`).
-pub(crate) const UPSTREAM_EJECTIONS_TOTAL: &str = "gateway_upstream_ejections_total";
+pub(crate) const UPSTREAM_EJECTIONS_TOTAL: &str = "residency_gateway_upstream_ejections_total";
 /// Admin API requests, by `route` (matched template) and `status_class`.
-pub(crate) const ADMIN_REQUESTS_TOTAL: &str = "gateway_admin_requests_total";
+pub(crate) const ADMIN_REQUESTS_TOTAL: &str = "residency_gateway_admin_requests_total";
 /// Tenant move steps run by this gateway's move drivers, by the `phase` they ran in
 /// (`planned`, …, `done`), plus `failed` and `rolled_back` outcomes; never labelled by tenant.
-pub(crate) const TENANT_MOVE_PHASES_TOTAL: &str = "gateway_tenant_move_phases_total";
+pub(crate) const TENANT_MOVE_PHASES_TOTAL: &str = "residency_gateway_tenant_move_phases_total";
 /// Rows copied by this gateway's move drivers (target node inserts, batch by batch).
-pub(crate) const TENANT_MOVE_ROWS_TOTAL: &str = "gateway_tenant_move_rows_copied_total";
+pub(crate) const TENANT_MOVE_ROWS_TOTAL: &str = "residency_gateway_tenant_move_rows_copied_total";
 /// Rate-limit decisions, by `decision` (`allowed`, `limited`) and `backend` (`local`,
 /// `redis`: the backend that decided, so Redis fallbacks count as `local`).
-pub const RATELIMIT_DECISIONS_TOTAL: &str = "gateway_ratelimit_decisions_total";
+pub const RATELIMIT_DECISIONS_TOTAL: &str = "residency_gateway_ratelimit_decisions_total";
 /// Requests limited locally although `backend = "redis"`, by `reason` (`timeout`, `tls`: the
 /// TLS handshake with a `rediss://` server failed, `error`, `cooldown`: skipped for a second
 /// after a failure).
-pub const RATELIMIT_FALLBACK_TOTAL: &str = "gateway_ratelimit_fallback_total";
+pub const RATELIMIT_FALLBACK_TOTAL: &str = "residency_gateway_ratelimit_fallback_total";
 
-/// Latency buckets in seconds: the gateway adds tens of microseconds, nodes take milliseconds.
-const DURATION_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0,
+/// Every metric above with its type and `# HELP` text: described at [`install`], checked by
+/// the tests (prefix, suffixes) and by the Grafana dashboard's test (`deploy/grafana`).
+pub const DECLARED: &[Declared] = &[
+    Declared {
+        name: REQUESTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Requests the gateway answered, by region (none before routing) and status class",
+    },
+    Declared {
+        name: REQUEST_DURATION_SECONDS,
+        kind: Kind::Histogram,
+        help: "Time from request head to response head, by region",
+    },
+    Declared {
+        name: AUTH_FAILURES_TOTAL,
+        kind: Kind::Counter,
+        help: "Refused credentials, by reason",
+    },
+    Declared {
+        name: TOKEN_CACHE_TOTAL,
+        kind: Kind::Counter,
+        help: "Verified-token cache lookups, by result (hit, miss)",
+    },
+    Declared {
+        name: UPSTREAM_ERRORS_TOTAL,
+        kind: Kind::Counter,
+        help: "Failed upstream calls, by region and error kind (connect, timeout, io, no_upstream)",
+    },
+    Declared {
+        name: JWKS_FETCHES_TOTAL,
+        kind: Kind::Counter,
+        help: "JWKS fetches, by result (ok, error)",
+    },
+    Declared {
+        name: CONNECTIONS_OPEN,
+        kind: Kind::Gauge,
+        help: "Client connections currently open on the public listener",
+    },
+    Declared {
+        name: CONNECTIONS_REFUSED_TOTAL,
+        kind: Kind::Counter,
+        help: "Client connections closed as soon as they were accepted, by reason",
+    },
+    Declared {
+        name: DIRECTORY_LOOKUPS_TOTAL,
+        kind: Kind::Counter,
+        help: "Directory cache lookups, by result (hit, miss, negative, too_stale)",
+    },
+    Declared {
+        name: DIRECTORY_STALENESS_SECONDS,
+        kind: Kind::Gauge,
+        help: "Seconds the directory data has possibly been out of date (0 while LISTEN is connected and the last full load succeeded)",
+    },
+    Declared {
+        name: DIRECTORY_LOADS_TOTAL,
+        kind: Kind::Counter,
+        help: "Directory loads, by kind (full, tenant, api_key, domain) and result (ok, error)",
+    },
+    Declared {
+        name: DOMAIN_REFUSALS_TOTAL,
+        kind: Kind::Counter,
+        help: "Requests refused because of a custom domain, by reason (tenant_mismatch, misdirected)",
+    },
+    Declared {
+        name: HEALTH_CHECKS_TOTAL,
+        kind: Kind::Counter,
+        help: "Active health checks of upstreams, by region and result (ok, error)",
+    },
+    Declared {
+        name: UPSTREAM_EJECTIONS_TOTAL,
+        kind: Kind::Counter,
+        help: "Upstreams taken out of rotation, by region and cause (connect, health_check)",
+    },
+    Declared {
+        name: ADMIN_REQUESTS_TOTAL,
+        kind: Kind::Counter,
+        help: "Admin listener requests, by route template and status class",
+    },
+    Declared {
+        name: TENANT_MOVE_PHASES_TOTAL,
+        kind: Kind::Counter,
+        help: "Tenant move steps run by this gateway, by phase (and failed, rolled_back outcomes)",
+    },
+    Declared {
+        name: TENANT_MOVE_ROWS_TOTAL,
+        kind: Kind::Counter,
+        help: "Rows copied to target nodes by this gateway's tenant moves",
+    },
+    Declared {
+        name: RATELIMIT_DECISIONS_TOTAL,
+        kind: Kind::Counter,
+        help: "Rate-limit decisions, by decision (allowed, limited) and the backend that decided (local, redis)",
+    },
+    Declared {
+        name: RATELIMIT_FALLBACK_TOTAL,
+        kind: Kind::Counter,
+        help: "Requests limited locally although the backend is redis, by reason (timeout, tls, error, cooldown)",
+    },
 ];
 
-/// Installs the process-wide Prometheus recorder once and returns its handle.
+/// Installs the process-wide Prometheus recorder once ([`residency_http::prom::install`]: help
+/// text, `_seconds` buckets, `residency_build_info{component="gateway"}`, upkeep every 5 s) and
+/// returns its handle.
 ///
 /// Several gateways in one process (tests) share the recorder, so counters add up across them.
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(REQUEST_DURATION_SECONDS.to_owned()),
-                    DURATION_BUCKETS,
-                )
-                // Static, valid bucket list: cannot fail.
-                .expect("non-empty bucket list");
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // Another recorder may already be installed (an embedding binary's); then our
-            // handle renders an empty page and the embedder's recorder gets the metrics.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
+            prom::install(
+                DECLARED,
+                BuildInfo {
+                    component: "gateway",
+                    version: env!("CARGO_PKG_VERSION"),
+                },
+            )
         })
         .clone()
 }
@@ -107,5 +200,10 @@ mod tests {
         assert_eq!(status_class(200), "2xx");
         assert_eq!(status_class(404), "4xx");
         assert_eq!(status_class(503), "5xx");
+    }
+
+    #[test]
+    fn every_metric_is_declared_by_the_conventions() {
+        assert_eq!(prom::violations(DECLARED), Vec::<String>::new());
     }
 }

@@ -243,7 +243,7 @@ assertion = {{ kid = "eu-1", key_file = "eu.key" }}
     for reason in ["tenant_mismatch", "misdirected"] {
         assert!(
             page.contains(&format!(
-                "gateway_domain_refusals_total{{reason=\"{reason}\"}}"
+                "residency_gateway_domain_refusals_total{{reason=\"{reason}\"}}"
             )),
             "{reason}: {page}"
         );

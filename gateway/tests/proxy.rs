@@ -680,7 +680,7 @@ async fn health_and_metrics_are_served() {
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8_lossy(&body);
     assert!(
-        text.contains("gateway_requests_total{region=\"eu\",status_class=\"2xx\"}"),
+        text.contains("residency_gateway_requests_total{region=\"eu\",status_class=\"2xx\"}"),
         "{text}"
     );
     assert!(!text.contains(EU_TENANT), "tenant id in a metric label");

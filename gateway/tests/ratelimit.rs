@@ -301,7 +301,7 @@ async fn a_starter_tenant_gets_its_quota_then_429_and_others_are_unaffected() {
     let limited = |t: &str| {
         metric(
             t,
-            "gateway_ratelimit_decisions_total",
+            "residency_gateway_ratelimit_decisions_total",
             &[("decision", "limited"), ("backend", "local")],
         )
     };
@@ -352,7 +352,7 @@ async fn two_gateways_sharing_redis_enforce_one_combined_limit() {
     let redis_decisions = |t: &str| {
         metric(
             t,
-            "gateway_ratelimit_decisions_total",
+            "residency_gateway_ratelimit_decisions_total",
             &[("backend", "redis")],
         )
     };
@@ -387,7 +387,7 @@ async fn unreachable_redis_means_local_limiting_and_no_5xx() {
     assert_eq!(hits.load(Ordering::SeqCst), run.allowed.len());
 
     let after = gw.metrics().await;
-    let fallbacks = |t: &str| metric(t, "gateway_ratelimit_fallback_total", &[]);
+    let fallbacks = |t: &str| metric(t, "residency_gateway_ratelimit_fallback_total", &[]);
     let counted = fallbacks(&after) - fallbacks(&before);
     assert!(counted > run.allowed.len() as u64, "{counted} fallbacks");
     gw.stop().await;
@@ -408,7 +408,7 @@ async fn a_redis_that_never_answers_times_out_into_local_limiting() {
     let timeouts = |t: &str| {
         metric(
             t,
-            "gateway_ratelimit_fallback_total",
+            "residency_gateway_ratelimit_fallback_total",
             &[("reason", "timeout")],
         )
     };

@@ -348,7 +348,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
 fn redis_decisions(metrics: &str) -> u64 {
     metric(
         metrics,
-        "gateway_ratelimit_decisions_total",
+        "residency_gateway_ratelimit_decisions_total",
         &[("backend", "redis")],
     )
 }
@@ -356,7 +356,7 @@ fn redis_decisions(metrics: &str) -> u64 {
 fn tls_fallbacks(metrics: &str) -> u64 {
     metric(
         metrics,
-        "gateway_ratelimit_fallback_total",
+        "residency_gateway_ratelimit_fallback_total",
         &[("reason", "tls")],
     )
 }

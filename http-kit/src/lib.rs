@@ -11,6 +11,8 @@
 //! - [`serve`]: the accept loop of the region node and the admin listener, with configurable
 //!   [`serve::Limits`].
 //! - [`tls_reload`]: the server certificate that reloads on `SIGHUP` or file change.
+//! - `prom` (feature `metrics`): the Prometheus recorder, help text, buckets, build info and
+//!   upkeep of every binary.
 //! - `extract` (feature `axum`): the query and JSON body extractors of the node and the admin
 //!   API.
 //!
@@ -23,6 +25,8 @@ pub mod extract;
 pub mod json;
 pub mod page;
 mod problem;
+#[cfg(feature = "metrics")]
+pub mod prom;
 pub mod request_id;
 pub mod serve;
 pub mod shutdown;

@@ -18,7 +18,7 @@ mod auth;
 mod crypto;
 pub mod db;
 pub mod error;
-mod metrics;
+pub mod metrics;
 pub mod rbac;
 mod request_id;
 mod state;

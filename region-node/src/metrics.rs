@@ -9,31 +9,72 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
+use residency_http::prom::{self, BuildInfo, Declared, Kind};
 
 /// Requests served, by `method`, `route`, `status_class`.
-pub(crate) const REQUESTS: &str = "node_requests_total";
+pub(crate) const REQUESTS: &str = "residency_node_requests_total";
 /// Request latency in seconds, by `method`, `route`.
-pub(crate) const DURATION: &str = "node_request_duration_seconds";
+pub(crate) const DURATION: &str = "residency_node_request_duration_seconds";
 /// Refused assertions by `reason`.
-pub(crate) const ASSERTION_FAILURES: &str = "node_assertion_failures_total";
+pub(crate) const ASSERTION_FAILURES: &str = "residency_node_assertion_failures_total";
 /// Assertions addressed to another region (refused with 421).
-pub(crate) const MISDIRECTED: &str = "node_misdirected_requests_total";
+pub(crate) const MISDIRECTED: &str = "residency_node_misdirected_requests_total";
 /// Error responses by `kind`.
-pub(crate) const ERRORS: &str = "node_errors_total";
+pub(crate) const ERRORS: &str = "residency_node_errors_total";
+/// Time of one tenant transaction, pool checkout to commit or rollback, by `scope`
+/// (`customer`, `system`) and `outcome` (`commit`, `error`: rolled back).
+pub(crate) const DB_TRANSACTION_SECONDS: &str = "residency_node_db_transaction_duration_seconds";
 
-/// Installs the process-wide Prometheus recorder once and returns its handle. Several nodes
-/// in one process (tests) share it.
+/// Every metric above with its type and `# HELP` text: described at [`recorder`], checked by
+/// the tests (prefix, suffixes) and by the Grafana dashboard's test (`deploy/grafana`).
+pub const DECLARED: &[Declared] = &[
+    Declared {
+        name: REQUESTS,
+        kind: Kind::Counter,
+        help: "Requests the node served, by method, route template and status class",
+    },
+    Declared {
+        name: DURATION,
+        kind: Kind::Histogram,
+        help: "Request latency, by method and route template",
+    },
+    Declared {
+        name: ASSERTION_FAILURES,
+        kind: Kind::Counter,
+        help: "Gateway assertions the node refused, by reason",
+    },
+    Declared {
+        name: MISDIRECTED,
+        kind: Kind::Counter,
+        help: "Requests refused with 421 because their assertion named another region",
+    },
+    Declared {
+        name: ERRORS,
+        kind: Kind::Counter,
+        help: "Error responses, by kind",
+    },
+    Declared {
+        name: DB_TRANSACTION_SECONDS,
+        kind: Kind::Histogram,
+        help: "Time of one tenant transaction from pool checkout to commit or rollback, by scope and outcome",
+    },
+];
+
+/// Installs the process-wide Prometheus recorder once ([`residency_http::prom::install`]: help
+/// text, `_seconds` buckets, `residency_build_info{component="node"}`, upkeep every 5 s) and
+/// returns its handle. Several nodes in one process (tests) share it.
 pub(crate) fn recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            // Another recorder may already be installed (an embedding process); then this
-            // handle renders an empty page rather than failing the node.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
+            prom::install(
+                DECLARED,
+                BuildInfo {
+                    component: "node",
+                    version: env!("CARGO_PKG_VERSION"),
+                },
+            )
         })
         .clone()
 }
@@ -59,4 +100,14 @@ pub(crate) async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!(DURATION, "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_declared_by_the_conventions() {
+        assert_eq!(prom::violations(DECLARED), Vec::<String>::new());
+    }
 }

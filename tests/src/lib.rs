@@ -224,14 +224,39 @@ impl Http {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Response, String> {
+        let body = body.map(|b| ("application/json", Bytes::from(b.to_string())));
+        self.try_send_bytes(method, url, headers, body).await
+    }
+
+    /// A `POST` of an `application/x-www-form-urlencoded` body (`form` already encoded).
+    ///
+    /// # Panics
+    /// On a transport failure.
+    pub async fn send_form(&self, url: &str, headers: &[(&str, &str)], form: &str) -> Response {
+        let body = Some((
+            "application/x-www-form-urlencoded",
+            Bytes::from(form.to_owned()),
+        ));
+        self.try_send_bytes(Method::POST, url, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+    }
+
+    async fn try_send_bytes(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Bytes)>,
+    ) -> Result<Response, String> {
         let mut req = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         let bytes = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(b.to_string())
+            Some((content_type, b)) => {
+                req = req.header("content-type", content_type);
+                b
             }
             None => Bytes::new(),
         };

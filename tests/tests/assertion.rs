@@ -194,10 +194,10 @@ async fn assertions_are_checked_before_anything_else() {
     );
     let m = node.raw(Method::GET, "/metrics", &[], None).await;
     assert!(
-        m.text.contains("node_assertion_failures_total"),
+        m.text.contains("residency_node_assertion_failures_total"),
         "{}",
         m.text
     );
-    assert!(m.text.contains("node_misdirected_requests_total"));
+    assert!(m.text.contains("residency_node_misdirected_requests_total"));
     assert!(!m.text.contains(&t.to_string()), "tenant id in metrics");
 }

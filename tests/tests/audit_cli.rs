@@ -545,15 +545,15 @@ async fn fake_metrics(body: &'static str, token: Option<&'static str>) -> String
 async fn routing_evidence_comes_from_gateway_and_node_metrics() {
     let fx = AuditFixture::create(&["us", "eu"]).await;
     let gateway = fake_metrics(
-        "# TYPE gateway_requests_total counter\n\
-         gateway_requests_total{region=\"us\",status_class=\"2xx\"} 10\n\
-         gateway_requests_total{region=\"us\",status_class=\"4xx\"} 2\n\
-         gateway_requests_total{region=\"none\",status_class=\"4xx\"} 9\n",
+        "# TYPE residency_gateway_requests_total counter\n\
+         residency_gateway_requests_total{region=\"us\",status_class=\"2xx\"} 10\n\
+         residency_gateway_requests_total{region=\"us\",status_class=\"4xx\"} 2\n\
+         residency_gateway_requests_total{region=\"none\",status_class=\"4xx\"} 9\n",
         Some("admintoken"),
     )
     .await;
     let node = fake_metrics(
-        "node_misdirected_requests_total 3\nnode_requests_total{route=\"/v1/me\"} 40\n",
+        "residency_node_misdirected_requests_total 3\nresidency_node_requests_total{route=\"/v1/me\"} 40\n",
         None,
     )
     .await;

@@ -188,7 +188,7 @@ fn compose_has_a_database_and_a_node_per_region_and_publishes_only_the_gateway()
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    assert_eq!(ports, ["8443:8443", "127.0.0.1:9090:9090"]);
+    assert_eq!(ports, ["8443:8443", "127.0.0.1:8480:8480"]);
     let others_publishing: Vec<&str> = compose["services"]
         .as_hash()
         .unwrap()

@@ -356,7 +356,7 @@ async fn the_compose_deployment_serves_every_region_on_a_tls_only_postgres() {
     }
 
     let secrets = compose.dir.join("secrets");
-    let admin = format!("http://127.0.0.1:{}", runner.host_port("gateway", 9090));
+    let admin = format!("http://127.0.0.1:{}", runner.host_port("gateway", 8480));
     until_ok("the gateway's /readyz", &format!("{admin}/readyz")).await;
     // Clients trust the deployment's CA, which signed the gateway's certificate.
     one_request_per_region(
@@ -644,7 +644,7 @@ async fn the_kubernetes_overlays_serve_every_region_on_a_tls_only_postgres() {
         ));
         names.push(name);
     }
-    let admin = format!("http://127.0.0.1:{}", runner.host_port("gateway-eu", 9090));
+    let admin = format!("http://127.0.0.1:{}", runner.host_port("gateway-eu", 8480));
     one_request_per_region(&admin, &admin_token, &publics, &public_ca_file).await;
     no_secret_logged(&runner, &names, &secrets);
 }

@@ -468,11 +468,11 @@ async fn redis_killed_mid_run_means_local_limiting_then_redis_again_once_it_is_b
     let by_redis = |t: &str| {
         metric(
             t,
-            "gateway_ratelimit_decisions_total",
+            "residency_gateway_ratelimit_decisions_total",
             &[("backend", "redis")],
         )
     };
-    let fallbacks = |t: &str| metric(t, "gateway_ratelimit_fallback_total", &[]);
+    let fallbacks = |t: &str| metric(t, "residency_gateway_ratelimit_fallback_total", &[]);
 
     let before = metrics().await;
     d.all_served().await;
@@ -653,7 +653,7 @@ async fn sigterm_to_a_node_under_load_completes_its_requests_then_the_gateway_an
     let errors = |kind| {
         metric(
             &metrics,
-            "gateway_upstream_errors_total",
+            "residency_gateway_upstream_errors_total",
             &[("error_kind", kind)],
         )
     };

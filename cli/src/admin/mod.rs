@@ -41,7 +41,7 @@ use render::{object_lines, table};
 /// Where the admin API is and how to format answers; accepted before or after the action.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct AdminOpts {
-    /// Admin API base URL, e.g. http://127.0.0.1:9090 (default: from --stack).
+    /// Admin API base URL, e.g. http://127.0.0.1:8480 (default: from --stack).
     #[arg(long, env = "RESIDENCY_ADMIN_URL", global = true)]
     admin_url: Option<String>,
     /// Admin bearer token (default: from --stack). Prefer the environment variable: command

@@ -37,7 +37,7 @@ pub(super) struct Ports {
 }
 
 impl Ports {
-    /// Without `--base-port`: gateway 8443, admin 9090, identity provider 8400, nodes 8541,
+    /// Without `--base-port`: gateway 8443, admin 8480, identity provider 8400, nodes 8541,
     /// 8542, … With `--base-port B`: gateway B, admin B+1, identity provider B+2, nodes B+3…
     ///
     /// # Errors
@@ -48,7 +48,7 @@ impl Ports {
         match base {
             None => Ok(Self {
                 gateway: 8443,
-                admin: 9090,
+                admin: 8480,
                 idp: 8400,
                 nodes: (0..n).map(|i| 8541 + i).collect(),
             }),
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn ports_default_and_from_a_base() {
         let p = Ports::new(None, 3).unwrap();
-        assert_eq!((p.gateway, p.admin, p.idp), (8443, 9090, 8400));
+        assert_eq!((p.gateway, p.admin, p.idp), (8443, 8480, 8400));
         assert_eq!(p.nodes, [8541, 8542, 8543]);
         let p = Ports::new(Some(20000), 3).unwrap();
         assert_eq!((p.gateway, p.admin, p.idp), (20000, 20001, 20002));

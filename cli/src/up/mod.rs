@@ -52,7 +52,7 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value = "residency")]
     prefix: String,
     /// First port: gateway B, admin B+1, identity provider B+2, nodes B+3… (default: gateway
-    /// 8443, admin 9090, identity provider 8400, nodes 8541…).
+    /// 8443, admin 8480, identity provider 8400, nodes 8541…).
     #[arg(long, value_name = "B")]
     base_port: Option<u16>,
     /// Directory for keys, certificates, configs, logs and stack.json.

@@ -88,6 +88,21 @@ const MAX_PAGE_BYTES: usize = 8 << 20;
 pub(crate) struct Auditor {
     plan: Option<Plan>,
     running: Arc<Semaphore>,
+    /// The last report this gateway produced, for the status page.
+    last: std::sync::Mutex<Option<LastAudit>>,
+}
+
+/// The last audit run on this gateway, as the status page shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct LastAudit {
+    /// Unix seconds of its end.
+    pub(crate) at: u64,
+    /// `clean`, `violations` or `could-not-run`.
+    pub(crate) outcome: &'static str,
+    /// One line: the verdict ([`residency_audit::render::verdict`]) and what it counts.
+    pub(crate) verdict: String,
+    /// The self-contained HTML report ([`residency_audit::render::html::render`]).
+    pub(crate) html: String,
 }
 
 struct Plan {
@@ -124,7 +139,47 @@ impl Auditor {
         Self {
             plan,
             running: Arc::new(Semaphore::new(1)),
+            last: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether `[audit]` is configured.
+    pub(crate) fn configured(&self) -> bool {
+        self.plan.is_some()
+    }
+
+    /// The last audit's result, if one ran since start.
+    pub(crate) fn last(&self) -> Option<LastAudit> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn remember(&self, report: &residency_audit::Report, outcome: &'static str) {
+        let last = LastAudit {
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            outcome,
+            verdict: match report.outcome() {
+                Outcome::Clean => "CLEAN: no violation".to_owned(),
+                Outcome::Violations(n) => format!("VIOLATIONS: {n} found"),
+                Outcome::Incomplete(failed) => format!(
+                    "INCOMPLETE: could not audit {}",
+                    failed
+                        .iter()
+                        .map(|(r, _)| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+            html: residency_audit::render::html::render(report),
+        };
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(last);
     }
 }
 
@@ -228,6 +283,7 @@ pub(crate) async fn audit(State(st): State<Arc<AdminState>>) -> Response {
             "could-not-run"
         }
     };
+    st.audit.remember(&report, outcome);
     let mut resp = (StatusCode::OK, Json(report)).into_response();
     let h = resp.headers_mut();
     h.insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
@@ -236,7 +292,10 @@ pub(crate) async fn audit(State(st): State<Arc<AdminState>>) -> Response {
 }
 
 /// Every tenant of the directory: from the gateway's Postgres store, or the file read now.
-async fn tenants(st: &AdminState, source: &DirectorySource) -> Result<Vec<TenantEntry>, String> {
+pub(crate) async fn tenants(
+    st: &AdminState,
+    source: &DirectorySource,
+) -> Result<Vec<TenantEntry>, String> {
     match source {
         DirectorySource::File { path } => {
             let path = path.clone();

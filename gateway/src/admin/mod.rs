@@ -25,6 +25,7 @@ pub(crate) mod moves;
 mod openapi;
 pub(crate) mod orgs;
 pub(crate) mod provision;
+mod status;
 pub(crate) mod tenants;
 
 use std::sync::Arc;
@@ -77,6 +78,12 @@ pub(crate) struct AdminState {
     moves: moves::MoveSettings,
     /// The gateway's shutdown: move drivers stop with it (resume continues them).
     shutdown: tokio_util::sync::CancellationToken,
+    /// Where the tenants are listed from (the status page's customer counts).
+    directory: DirectorySource,
+    /// The status page's browser sessions.
+    sessions: status::Sessions,
+    /// The status page's request rates.
+    rates: Arc<status::Rates>,
 }
 
 impl AdminState {
@@ -121,6 +128,7 @@ impl AdminState {
             token_hash: token.map(|t| sha256(t.as_bytes())),
             actor: format!("admin:{}", cfg.admin.token_name),
             regions: cfg.regions.clone(),
+            rates: status::Rates::start(prometheus.clone(), shutdown.clone()),
             prometheus,
             provisioner: provision::Provisioner::new(
                 cfg.admin.provision_timeout,
@@ -137,6 +145,8 @@ impl AdminState {
                 hold_before_verify: cfg.admin.move_test_hold_before_verify,
             },
             shutdown,
+            directory: cfg.directory.clone(),
+            sessions: status::Sessions::default(),
         })
     }
 
@@ -253,6 +263,10 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
+        .route("/admin/status", get(status::status))
+        .route("/admin/status/audit", get(status::last_audit))
+        .route("/admin/status/login", post(status::login))
+        .route("/admin/status/logout", post(status::logout))
         .merge(api)
         .fallback(|| async { AdminError::NotFound("admin endpoint") })
         .layer(middleware::from_fn(finish))
@@ -432,8 +446,14 @@ async fn metrics_page(State(st): State<Arc<AdminState>>) -> Response {
         (status = 401, response = openapi::Unauthorized),
     ))]
 async fn regions(State(st): State<Arc<AdminState>>) -> Json<List<RegionView>> {
-    let items = st
-        .regions
+    Json(List {
+        items: region_views(&st),
+    })
+}
+
+/// Every configured region with its upstreams' health (the regions endpoint, the status page).
+fn region_views(st: &AdminState) -> Vec<RegionView> {
+    st.regions
         .iter()
         .filter_map(|entry| {
             let region = st.gateway.regions().get(&entry.id)?;
@@ -462,8 +482,7 @@ async fn regions(State(st): State<Arc<AdminState>>) -> Json<List<RegionView>> {
                 upstreams,
             })
         })
-        .collect();
-    Json(List { items })
+        .collect()
 }
 
 /// A malformed query is a 400 naming the field `query`; a body is 415 without a JSON content

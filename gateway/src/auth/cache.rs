@@ -192,13 +192,13 @@ impl TokenCache {
         }
     }
 
-    /// Counts a hit in `gateway_token_cache_total`: an atomic add on a handle registered once,
+    /// Counts a hit in `residency_gateway_token_cache_total`: an atomic add on a handle registered once,
     /// where `metrics::counter!` at the call site would look the series up every time.
     pub fn count_hit(&self) {
         self.hits.increment(1);
     }
 
-    /// Counts a miss in `gateway_token_cache_total`.
+    /// Counts a miss in `residency_gateway_token_cache_total`.
     pub(crate) fn count_miss(&self) {
         self.misses.increment(1);
     }

@@ -120,7 +120,7 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// A bounded label for `gateway_auth_failures_total`.
+    /// A bounded label for `residency_gateway_auth_failures_total`.
     #[must_use]
     pub(crate) fn metric_label(&self) -> &'static str {
         match self {

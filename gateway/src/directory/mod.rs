@@ -194,6 +194,11 @@ pub struct DirectoryHealth {
     pub tenants: usize,
     /// Cached API keys (negative entries included).
     pub api_keys: usize,
+    /// Unix seconds of the last change notification applied (Postgres source; `None`: none
+    /// since start).
+    pub last_notify: Option<u64>,
+    /// Unix seconds of the last successful full load (Postgres source).
+    pub last_full_load: Option<u64>,
 }
 
 /// Only `active` tenants are served, and `moving` ones for reads (the proxy's resolve phase
@@ -520,6 +525,10 @@ impl Directory {
     #[must_use]
     pub fn health(&self) -> DirectoryHealth {
         let (tenants, api_keys) = self.cache.len();
+        let (last_notify, last_full_load) = self
+            .source
+            .as_ref()
+            .map_or((None, None), |s| s.last_events());
         DirectoryHealth {
             source: if self.source.is_some() {
                 "postgres"
@@ -531,6 +540,8 @@ impl Directory {
             serving: !self.cache.too_stale(),
             tenants,
             api_keys,
+            last_notify,
+            last_full_load,
         }
     }
 }

@@ -14,7 +14,7 @@
 //!   the cached rows it did not see ([`Cache::sweep_unseen`]), so a resync never keeps a
 //!   tenant or key deleted while notifications were lost.
 //! - **Staleness**: [`Change::Disconnected`] marks the cache stale; cached entries are served
-//!   for up to `max_stale` (`gateway_directory_staleness_seconds` says for how long), misses
+//!   for up to `max_stale` (`residency_gateway_directory_staleness_seconds` says for how long), misses
 //!   fail closed at once instead of waiting on a dead database.
 //! - **Tenant misses** (not cached while the directory is up): one query per tenant however
 //!   many requests wait on it ([`Flights`]), at most [`MAX_MISS_QUERIES`] such queries at
@@ -23,6 +23,7 @@
 //!   fresh cache holds every key, so a missing prefix is an unknown key (see
 //!   [`PgSource::api_key_miss`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,6 +112,10 @@ pub(crate) struct PgSource {
     misses: Semaphore,
     tenant_flights: Flights<TenantId, Result<Option<Arc<TenantRecord>>, DirectoryError>>,
     loaded: watch::Receiver<bool>,
+    /// Unix seconds of the last change notification (`NOTIFY`) applied; 0: none yet.
+    last_notify: AtomicU64,
+    /// Unix seconds of the last successful full load; 0: none yet.
+    last_full_load: AtomicU64,
 }
 
 impl PgSource {
@@ -135,10 +140,19 @@ impl PgSource {
             misses: Semaphore::new(MAX_MISS_QUERIES),
             tenant_flights: Flights::default(),
             loaded,
+            last_notify: AtomicU64::new(0),
+            last_full_load: AtomicU64::new(0),
         });
         let changes = residency_directory::listen(opts.url);
         tokio::spawn(sync(Arc::clone(&source), changes, loaded_tx, shutdown));
         Ok(source)
+    }
+
+    /// Unix seconds of the last change notification and of the last full load (`None`:
+    /// none yet), for the status page.
+    pub(crate) fn last_events(&self) -> (Option<u64>, Option<u64>) {
+        let at = |a: &AtomicU64| Some(a.load(Ordering::Relaxed)).filter(|s| *s > 0);
+        (at(&self.last_notify), at(&self.last_full_load))
     }
 
     /// The directory database.
@@ -373,7 +387,11 @@ async fn sync(
     loop {
         let resync = tokio::select! {
             () = shutdown.cancelled() => break,
-            change = changes.recv() => match change {
+            change = changes.recv() => match change.inspect(|c| {
+                if !matches!(c, Change::Disconnected | Change::Resync) {
+                    source.last_notify.store(unix_now(), Ordering::Relaxed);
+                }
+            }) {
                 None => break,
                 Some(Change::Resync) => true,
                 Some(Change::Tenant(id)) => {
@@ -401,6 +419,7 @@ async fn sync(
         if resync {
             // A failed point reload also lands here: reloading everything is always correct.
             if source.full_load().await.is_ok() {
+                source.last_full_load.store(unix_now(), Ordering::Relaxed);
                 cache.mark_fresh();
                 loaded.send_replace(true);
                 retry_at = None;
@@ -410,6 +429,12 @@ async fn sync(
             publish_staleness(&cache);
         }
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -482,7 +507,7 @@ mod tests {
         assert!(
             handle
                 .render()
-                .contains("gateway_directory_staleness_seconds 0"),
+                .contains("residency_gateway_directory_staleness_seconds 0"),
             "{}",
             handle.render()
         );
@@ -491,7 +516,7 @@ mod tests {
         let page = handle.render();
         let line = page
             .lines()
-            .find(|l| l.starts_with("gateway_directory_staleness_seconds "))
+            .find(|l| l.starts_with("residency_gateway_directory_staleness_seconds "))
             .unwrap();
         let secs: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!((0.0..60.0).contains(&secs), "{line}");

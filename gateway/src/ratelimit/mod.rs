@@ -16,7 +16,7 @@
 //! Architecture invariants:
 //! - a limited request never reaches a region node;
 //! - Redis trouble never fails a request: the request is limited locally instead, the fallback
-//!   is counted (`gateway_ratelimit_fallback_total`, by reason: `timeout`, `tls`, `error`,
+//!   is counted (`residency_gateway_ratelimit_fallback_total`, by reason: `timeout`, `tls`, `error`,
 //!   `cooldown`) and logged at most every 10 s with the url (password redacted) and the error;
 //! - no tenant id in a metric label.
 

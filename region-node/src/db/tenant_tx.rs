@@ -268,6 +268,7 @@ impl Tx<'_> {
 }
 
 /// How the principal is established for a transaction.
+#[derive(Clone, Copy)]
 enum Scope {
     /// A customer request: tenant must be provisioned; role from claim or member record.
     Customer,
@@ -343,7 +344,25 @@ impl Db {
         self.run(caller, Scope::System, f).await
     }
 
+    /// [`Db::run_timed`], its time recorded in
+    /// `residency_node_db_transaction_duration_seconds{scope, outcome}`.
     async fn run<T, F>(&self, caller: &Caller, scope: Scope, f: F) -> Result<T, ApiError>
+    where
+        F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
+    {
+        let start = std::time::Instant::now();
+        let out = self.run_timed(caller, scope, f).await;
+        let outcome = if out.is_ok() { "commit" } else { "error" };
+        let scope = match scope {
+            Scope::Customer => "customer",
+            Scope::System => "system",
+        };
+        metrics::histogram!(crate::metrics::DB_TRANSACTION_SECONDS, "scope" => scope, "outcome" => outcome)
+            .record(start.elapsed().as_secs_f64());
+        out
+    }
+
+    async fn run_timed<T, F>(&self, caller: &Caller, scope: Scope, f: F) -> Result<T, ApiError>
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {

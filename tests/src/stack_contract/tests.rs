@@ -48,7 +48,7 @@ impl Stack {
         }
         let doc = json!({
             "gateway": { "url": "https://127.0.0.1:8443", "ca_cert": "tls/ca.pem" },
-            "admin": { "url": "http://127.0.0.1:9090", "token": "0123456789abcdef" },
+            "admin": { "url": "http://127.0.0.1:8480", "token": "0123456789abcdef" },
             "jwt": {
                 "issuer": "http://127.0.0.1:8444", "audience": "residency-gateway", "alg": "ES256",
                 "kid": "dev-1", "private_key_pem": "keys/jwt.pem",
