@@ -15,9 +15,8 @@
 //! without its password and the reason (unknown CA, wrong host name, server without TLS,
 //! server refusing clear text).
 
-use std::fs::File;
 use std::future::Future;
-use std::io::{self, BufReader};
+use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -28,6 +27,7 @@ use residency_http::tls_reload::Watch;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -310,9 +310,8 @@ fn client_config(url: &PgUrl) -> Result<ClientConfig, String> {
 }
 
 fn read_certs(path: &Path, param: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = File::open(path).map_err(|e| format!("{param} {}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| format!("{param} {}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!(
@@ -324,11 +323,11 @@ fn read_certs(path: &Path, param: &str) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let file = File::open(path).map_err(|e| format!("sslkey {}: {e}", path.display()))?;
     // The key's bytes never reach a message: only the path and the parser's error kind.
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|e| format!("sslkey {}: {e}", path.display()))?
-        .ok_or_else(|| format!("sslkey {}: holds no pem private key", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!("sslkey {}: holds no pem private key", path.display()),
+        e => format!("sslkey {}: {e}", path.display()),
+    })
 }
 
 /// `verify-ca`: the full check, except that a certificate for another name is accepted
