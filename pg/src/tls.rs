@@ -153,7 +153,40 @@ pub fn settings(url: &str) -> Result<tokio_postgres::Config, String> {
         .map_err(|e: tokio_postgres::Error| e.to_string())
 }
 
-/// Why a connection failed, in the operator's words.
+/// Why a server that answered refused a connection: the operator must fix a name or a
+/// credential in the URL (or the server's `pg_hba.conf`), not start the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// SQLSTATE 28P01 `invalid_password`: the password is wrong (or missing).
+    Password,
+    /// SQLSTATE 28000 `invalid_authorization_specification`: the role does not exist, may not
+    /// log in, or no `pg_hba.conf` line admits this connection.
+    Authorization,
+    /// SQLSTATE 3D000 `invalid_catalog_name`: the database does not exist.
+    NoDatabase,
+}
+
+impl Refusal {
+    /// Whether the login itself was refused (as opposed to the database name).
+    #[must_use]
+    pub fn is_login(self) -> bool {
+        matches!(self, Self::Password | Self::Authorization)
+    }
+}
+
+/// The [`Refusal`] behind a failed connection, if the server answered with one.
+#[must_use]
+pub fn refusal(e: &tokio_postgres::Error) -> Option<Refusal> {
+    match e.as_db_error()?.code().code() {
+        "28P01" => Some(Refusal::Password),
+        "28000" => Some(Refusal::Authorization),
+        "3D000" => Some(Refusal::NoDatabase),
+        _ => None,
+    }
+}
+
+/// Why a connection failed, in the operator's words. A refused login or an unknown database
+/// says so (with its SQLSTATE), so it is not mistaken for a server that is down.
 #[must_use]
 pub fn reason(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
@@ -164,7 +197,24 @@ pub fn reason(e: &tokio_postgres::Error) -> String {
                 db.message()
             );
         }
-        return db.message().to_owned();
+        return match refusal(e) {
+            Some(Refusal::Password) => format!(
+                "the server rejected the login: wrong password (SQLSTATE 28P01: {}); check the \
+                 password in the URL",
+                db.message()
+            ),
+            Some(Refusal::Authorization) => format!(
+                "the server rejected the login (SQLSTATE 28000: {}); check the user name in \
+                 the URL, that the role may log in, and the server's pg_hba.conf",
+                db.message()
+            ),
+            Some(Refusal::NoDatabase) => format!(
+                "the server has no such database (SQLSTATE 3D000: {}); check the database \
+                 name in the URL",
+                db.message()
+            ),
+            None => db.message().to_owned(),
+        };
     }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
