@@ -3,7 +3,8 @@
 //! (3D000) on the shared server (trust auth on 127.0.0.1 accepts any password there), and a
 //! wrong password (28P01) on a throw-away SCRAM cluster ([`TlsPostgres`]), through
 //! [`residency_pg::tls::refusal`] / [`residency_pg::tls::reason`] and
-//! [`residency_pg::Target::connect`], which every connection of the project goes through.
+//! [`residency_pg::Target::connect`], which every connection of the project goes through,
+//! and the directory's pool.
 
 use integration_tests::admin_url;
 use integration_tests::tls_postgres::TlsPostgres;
@@ -60,6 +61,16 @@ async fn an_unknown_role_or_database_is_a_refusal_not_an_outage() {
     assert!(
         why.contains("no such database") && why.contains("SQLSTATE 3D000") && why.contains(&db),
         "{why}"
+    );
+
+    // The directory's pool reports it as the directory being unavailable, with the cause
+    // named (it was "directory error 28000", an unexpected 500).
+    let store = residency_directory::Store::connect(&url).await.unwrap();
+    let e = store.tenants().await.unwrap_err();
+    assert!(
+        matches!(e, residency_directory::StoreError::Unavailable(_))
+            && e.to_string().contains("rejected the login"),
+        "{e:?}"
     );
 
     // A server that does not answer is no refusal.
