@@ -18,15 +18,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-/// Residency Gateway operator CLI.
-#[derive(Parser)]
-#[command(name = "residency", version, about, after_help = EXAMPLES)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-const EXAMPLES: &str = "\
+/// The top-level examples (`-h`), and with the exit codes (`--help`, the man page).
+macro_rules! examples {
+    () => {
+        "\
 Examples:
   residency up                                  # the whole local stack; Ctrl-C stops it
   residency regions                             # regions and their upstreams' health
@@ -36,11 +31,49 @@ Examples:
   TOKEN=$(residency token --tenant <tenant-id>)
   residency audit --html audit.html             # placement and isolation, exit 1 on violations
   residency completions bash > /etc/bash_completion.d/residency
-  residency man --dir /usr/local/share/man/man1
+  residency man --dir /usr/local/share/man/man1"
+    };
+}
 
-Exit codes: 0 done, 1 refused/failed/violations, 2 invalid command line (audit: could not run),
-64 configuration error, 69 service unreachable, 77 Postgres rejected the login
-(`residency man` lists every code).";
+/// Every exit code ([`exit`]), for `--help` and the man page.
+macro_rules! exit_codes {
+    () => {
+        "\
+Exit codes (every command; after sysexits):
+  0   done (audit: clean)
+  1   refused or failed: the admin API answered with a problem, audit found violations,
+      a move did not end done, a step of up failed
+  2   invalid command line (a value outside the possible values); audit: could not run
+  64  configuration error: no usable admin URL or token, an unreadable stack.json or key,
+      an invalid up flag value, a --pg database that does not exist
+  69  a service is unreachable: the gateway's admin API, Postgres
+  71  up: a port is in use
+  72  up: the region-node or residency-gateway binary is missing
+  75  up: another up runs on this --dir
+  76  the gateway answered something this CLI does not understand (another version)
+  77  Postgres rejected the login (wrong password, unknown role, pg_hba.conf)"
+    };
+}
+
+const EXAMPLES: &str = concat!(
+    examples!(),
+    "\n\nExit codes: 0 done, 1 refused/failed, 2 invalid command line, 64 configuration \
+     error, 69 unreachable, 77 Postgres rejected the login (--help lists every code)."
+);
+
+/// Residency Gateway operator CLI.
+#[derive(Parser)]
+#[command(
+    name = "residency",
+    version,
+    about,
+    after_help = EXAMPLES,
+    after_long_help = concat!(examples!(), "\n\n", exit_codes!())
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
 const UP_EXAMPLES: &str = "\
 Examples:

@@ -77,6 +77,8 @@ fn man_pages_are_roff_with_every_subcommand() {
         );
     }
     assert!(page.contains("Examples:"), "{page}");
+    // The exit codes are documented where a user looks: --help and the man page.
+    assert!(page.contains("64  configuration error"), "{page}");
 
     let dir = tempfile::tempdir().unwrap();
     let out = residency(&["man", "--dir", dir.path().join("man1").to_str().unwrap()]);
@@ -103,6 +105,13 @@ fn help_shows_examples_and_possible_values() {
     let top = residency(&["--help"]);
     assert!(stdout(&top).contains("Examples:"), "{top:?}");
     assert!(stdout(&top).contains("regions"), "{top:?}");
+    for code in [
+        "64  configuration error",
+        "69  a service is unreachable",
+        "77  Postgres rejected the login",
+    ] {
+        assert!(stdout(&top).contains(code), "{code}: {top:?}");
+    }
     for sub in [
         &["up", "--help"][..],
         &["tenants", "--help"],
