@@ -44,8 +44,9 @@ Exit codes (every command; after sysexits):
   1   refused or failed: the admin API answered with a problem, audit found violations,
       a move did not end done, a step of up failed
   2   invalid command line (a value outside the possible values); audit: could not run
-  64  configuration error: no usable admin URL or token, an unreadable stack.json or key,
-      an invalid up flag value, a --pg database that does not exist
+  64  configuration error: a missing or malformed setting (admin URL or token, stack.json,
+      signing key, directory URL or password, an up flag value), a --pg database that does
+      not exist
   69  a service is unreachable: the gateway's admin API, Postgres
   71  up: a port is in use
   72  up: the region-node or residency-gateway binary is missing

@@ -207,6 +207,30 @@ fn configuration_errors_exit_64_and_name_the_setting() {
     ]);
     assert_eq!(token.status.code(), Some(64), "{token:?}");
     assert!(stderr(&token).contains("stack.json"), "{token:?}");
+    let bad_url = residency(&["directory", "migrate", "--owner-url", "not a url"]);
+    assert_eq!(bad_url.status.code(), Some(64), "{bad_url:?}");
+    assert!(
+        stderr(&bad_url).contains("RESIDENCY_DIRECTORY_OWNER_URL"),
+        "{bad_url:?}"
+    );
+    let no_password = std::process::Command::new(binary("residency"))
+        .args([
+            "directory",
+            "bootstrap",
+            "--owner-url",
+            "postgres://dir_owner:pw@127.0.0.1:1/dir",
+            "--admin-url",
+            "postgres://postgres@127.0.0.1:1/postgres",
+        ])
+        .env_remove("DIRECTORY_READER_PASSWORD")
+        .env_remove("DIRECTORY_WRITER_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(no_password.status.code(), Some(64), "{no_password:?}");
+    assert!(
+        stderr(&no_password).contains("DIRECTORY_READER_PASSWORD"),
+        "{no_password:?}"
+    );
     // Unreachable is not a configuration error: 69.
     let down = residency(&[
         "regions",
