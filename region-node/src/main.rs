@@ -258,9 +258,9 @@ mod tests {
 
     #[test]
     fn the_old_admin_url_name_is_read_only_as_a_postgres_url_and_with_a_warning() {
-        let flag = Some("postgres://flag@db/postgres".to_owned());
+        let flag = "postgres://flag@db/postgres".to_owned();
         let old = env(&[("RESIDENCY_ADMIN_URL", "postgres://old@db/postgres")]);
-        assert_eq!(pg_admin_url(flag.clone(), &old), (flag.unwrap(), None));
+        assert_eq!(pg_admin_url(Some(flag.clone()), &old), (flag, None));
         let (url, warning) = pg_admin_url(None, &old);
         assert_eq!(url, "postgres://old@db/postgres");
         assert!(warning.unwrap().contains("RESIDENCY_PG_ADMIN_URL"));
