@@ -11,7 +11,7 @@
 # the ratios say what the gateway costs next to the node, not what separate hosts would see.
 #
 # Usage: bench/gateway.sh [seconds=15] [connections=32]
-#   BENCH_PROXIES=0 skips nginx/HAProxy. Needs Postgres as for `residency up` (RESIDENCY_PG).
+#   BENCH_PROXIES=0 skips nginx/HAProxy. Needs Postgres as for `residency up` (RESIDENCY_PG_ADMIN_URL).
 #
 # The stack's nodes require the gateway's client certificate (mTLS), which wrk cannot present,
 # so `direct` runs against a second EU node started from the stack's own node config minus

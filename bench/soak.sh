@@ -11,7 +11,7 @@
 #   SOAK_RATE (default 300 req/s), SOAK_CONNECTIONS (16), SOAK_EVERY (20 s between events),
 #   SOAK_OUT (default target/soak): soak.json (summary, series), soak.log, up.log, stack-logs/.
 # Exits 0 when every check passed, 1 when any failed, 2 on a setup error.
-# Needs Postgres as for `residency up` (RESIDENCY_PG). Binaries from ${CARGO_TARGET_DIR:-target}/debug.
+# Needs Postgres as for `residency up` (RESIDENCY_PG_ADMIN_URL). Binaries from ${CARGO_TARGET_DIR:-target}/debug.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD

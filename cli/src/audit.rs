@@ -17,6 +17,8 @@ use residency_audit::sources::{self, DirectorySpec, GatewayAccess, Loaded};
 use residency_audit::{render, routing, AuditInput, Outcome, Progress, RoutingEvidence};
 use residency_config::load::ProcessEnv;
 use residency_core::TenantEntry;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Where the local stack writes its description (SPEC §4).
 const DEFAULT_STACK: &str = ".residency/stack.json";
@@ -289,12 +291,13 @@ fn node_tls_config(
 ) -> Result<Arc<rustls::ClientConfig>, String> {
     let roots = roots(&files.ca_cert)?;
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let chain = rustls_pemfile::certs(&mut read(&files.client_cert)?.as_slice())
+    let chain = CertificateDer::pem_slice_iter(&read(&files.client_cert)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", files.client_cert.display()))?;
-    let key = rustls_pemfile::private_key(&mut read(&files.client_key)?.as_slice())
-        .map_err(|e| format!("{}: {e}", files.client_key.display()))?
-        .ok_or_else(|| format!("{}: no private key", files.client_key.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&files.client_key)?).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!("{}: no private key", files.client_key.display()),
+        e => format!("{}: {e}", files.client_key.display()),
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -308,7 +311,7 @@ fn node_tls_config(
 fn roots(ca: &Path) -> Result<rustls::RootCertStore, String> {
     let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
         roots
             .add(cert)

@@ -83,6 +83,9 @@ struct MigrateArgs {
     owner: OwnerArgs,
 }
 
+/// Runs `residency directory …`: exit 0, 64 for a missing or malformed setting (URL,
+/// password, role names), 1 when the bootstrap or migration failed (the message names a
+/// refused login or an unknown database as such).
 pub(crate) async fn run(args: DirectoryArgs) -> ExitCode {
     let result = match args.command {
         DirectoryCommand::Bootstrap(a) => bootstrap(a).await,
@@ -92,9 +95,23 @@ pub(crate) async fn run(args: DirectoryArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("residency directory: {e:#}");
-            ExitCode::from(1)
+            if e.is::<ConfigError>() {
+                ExitCode::from(crate::exit::CONFIG)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
+}
+
+/// A setting that is missing or malformed (exit 64, [`crate::exit`]), as opposed to a
+/// bootstrap or migration that failed (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConfigError(String);
+
+fn config(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(ConfigError(format!("{e:#}")))
 }
 
 /// A password from `file` (one line, trailing newline dropped) or else the env `var`.
@@ -139,13 +156,14 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 async fn bootstrap(a: BootstrapArgs) -> anyhow::Result<()> {
-    let owner_url = a.owner.owner_url()?;
-    let (owner, owner_password, database) = credentials(&owner_url)?;
+    let owner_url = a.owner.owner_url().map_err(config)?;
+    let (owner, owner_password, database) = credentials(&owner_url).map_err(config)?;
     let roles = a.owner.roles(&owner);
-    anyhow::ensure!(
-        roles.reader != owner && roles.writer != owner && roles.reader != roles.writer,
-        "owner, reader and writer must be three roles"
-    );
+    if roles.reader == owner || roles.writer == owner || roles.reader == roles.writer {
+        return Err(config(anyhow::anyhow!(
+            "owner, reader and writer must be three roles"
+        )));
+    }
     let plan = RolePlan {
         owner: RoleSpec {
             name: owner,
@@ -153,11 +171,13 @@ async fn bootstrap(a: BootstrapArgs) -> anyhow::Result<()> {
         },
         reader: RoleSpec {
             name: roles.reader.clone(),
-            password: password(a.reader_password_file.as_ref(), "DIRECTORY_READER_PASSWORD")?,
+            password: password(a.reader_password_file.as_ref(), "DIRECTORY_READER_PASSWORD")
+                .map_err(config)?,
         },
         writer: RoleSpec {
             name: roles.writer.clone(),
-            password: password(a.writer_password_file.as_ref(), "DIRECTORY_WRITER_PASSWORD")?,
+            password: password(a.writer_password_file.as_ref(), "DIRECTORY_WRITER_PASSWORD")
+                .map_err(config)?,
         },
     };
     residency_directory::bootstrap(&a.admin_url, &database, &plan).await?;
@@ -169,8 +189,8 @@ async fn bootstrap(a: BootstrapArgs) -> anyhow::Result<()> {
 }
 
 async fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
-    let owner_url = a.owner.owner_url()?;
-    let (owner, _, _) = credentials(&owner_url)?;
+    let owner_url = a.owner.owner_url().map_err(config)?;
+    let (owner, _, _) = credentials(&owner_url).map_err(config)?;
     let roles = a.owner.roles(&owner);
     let applied = residency_directory::migrate(owner_url.as_str(), &roles).await?;
     let names = residency_directory::MIGRATIONS

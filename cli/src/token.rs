@@ -5,7 +5,8 @@
 //! section of `--stack` (default `.residency/stack.json`, SPEC §4; its key path is relative to
 //! the file). For development stacks only: whoever holds the key can act as any tenant.
 //! Prints the token alone (so `TOKEN=$(residency token ...)` works), or
-//! `{"token", "expires_at"}` with `--json`. Exit 0, or 2 when it cannot mint.
+//! `{"token", "expires_at"}` with `--json`. Exit 0, or 64 (a configuration error: no usable
+//! stack.json, key or claim settings) when it cannot mint.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -71,7 +72,7 @@ pub(crate) fn run(args: &TokenArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("residency token: {e}");
-            ExitCode::from(2)
+            ExitCode::from(crate::exit::CONFIG)
         }
     }
 }

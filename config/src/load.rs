@@ -220,6 +220,18 @@ pub fn resolve(base: &Path, p: &mut PathBuf) {
     }
 }
 
+/// The value of `old`, an environment variable renamed to `new`, with the deprecation
+/// warning to print on stderr, for the binaries that still honour the old name while `new`
+/// is unset (clap reads `new` itself). `None` when `old` is unset or empty.
+pub fn deprecated_var(env: &dyn EnvSource, old: &str, new: &str) -> Option<(String, String)> {
+    let value = env
+        .vars()
+        .into_iter()
+        .find_map(|(k, v)| (k == old && !v.is_empty()).then_some(v))?;
+    let warning = format!("warning: {old} is deprecated and will be removed; set {new} instead");
+    Some((value, warning))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +295,21 @@ mod tests {
             problems: vec![Problem::new("db.url", "must not be empty")],
         };
         assert_eq!(e.to_string(), "node.toml: db.url: must not be empty");
+    }
+
+    #[test]
+    fn a_deprecated_variable_is_read_with_a_warning_naming_its_successor() {
+        let env = vec![
+            ("OLD".to_owned(), "v".to_owned()),
+            ("EMPTY".to_owned(), String::new()),
+        ];
+        let (value, warning) = deprecated_var(&env, "OLD", "NEW").unwrap();
+        assert_eq!(value, "v");
+        assert!(
+            warning.contains("OLD is deprecated") && warning.contains("NEW"),
+            "{warning}"
+        );
+        assert_eq!(deprecated_var(&env, "EMPTY", "NEW"), None);
+        assert_eq!(deprecated_var(&env, "UNSET", "NEW"), None);
     }
 }

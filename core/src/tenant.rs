@@ -90,6 +90,9 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, in price order: the values a command line or a form offers.
+    pub const ALL: [Self; 4] = [Self::Starter, Self::Growth, Self::Scale, Self::Enterprise];
+
     /// The tier's default per-minute quota (enterprise defaults to the scale quota until a
     /// per-tenant override is set).
     #[must_use]
@@ -133,6 +136,29 @@ pub enum TenantStatus {
     Moving,
     /// Gone; treated as unknown.
     Deleted,
+}
+
+impl TenantStatus {
+    /// Every status, in lifecycle order: the values a command line or a filter offers.
+    pub const ALL: [Self; 5] = [
+        Self::Provisioning,
+        Self::Active,
+        Self::Suspended,
+        Self::Moving,
+        Self::Deleted,
+    ];
+
+    /// The status as written in config and JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "provisioning",
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Moving => "moving",
+            Self::Deleted => "deleted",
+        }
+    }
 }
 
 /// Splits an API key `rk_<prefix>_<secret>` into its public prefix and its secret.
@@ -183,6 +209,29 @@ mod tests {
         assert_eq!(again.tenants, d.tenants);
         assert_eq!(again.api_keys, d.api_keys);
         assert!(toml::from_str::<DirectoryFile>("[[tenants]]\nid = \"x\"\n").is_err());
+    }
+
+    /// `ALL` lists every variant (the match fails to compile when one is added) and
+    /// `as_str` is the serde name, so a command line built from them offers exactly what the
+    /// API accepts.
+    #[test]
+    fn all_lists_every_variant_by_its_wire_name() {
+        for t in Tier::ALL {
+            match t {
+                Tier::Starter | Tier::Growth | Tier::Scale | Tier::Enterprise => {}
+            }
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for s in TenantStatus::ALL {
+            match s {
+                TenantStatus::Provisioning
+                | TenantStatus::Active
+                | TenantStatus::Suspended
+                | TenantStatus::Moving
+                | TenantStatus::Deleted => {}
+            }
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 
     #[test]

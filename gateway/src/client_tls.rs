@@ -2,11 +2,10 @@
 //! providers, `auth::remote`): the aws-lc-rs client config builder, PEM certificate files,
 //! and error chains that show the TLS cause of a failed request.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ClientConfig;
 
@@ -27,9 +26,8 @@ pub(crate) fn builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::Wa
 /// # Errors
 /// A message naming the path when it cannot be read or holds no certificate.
 pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: holds no pem certificate", path.display()));
@@ -78,9 +76,9 @@ fn causes<'a>(
 }
 
 pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     // The key's bytes never reach a message: only the path and the parser's error kind.
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: holds no pem private key", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!("{}: holds no pem private key", path.display()),
+        e => format!("{}: {e}", path.display()),
+    })
 }

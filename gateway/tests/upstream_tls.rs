@@ -83,7 +83,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
         .unwrap()
 }
@@ -118,9 +119,10 @@ async fn tls_node(
     cert: &(String, String),
     client_ca: Option<&Ca>,
 ) -> TlsNode {
-    let key = rustls_pemfile::private_key(&mut cert.1.as_bytes())
-        .unwrap()
-        .unwrap();
+    let key = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap()
+    };
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap();

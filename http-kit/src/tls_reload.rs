@@ -16,14 +16,14 @@
 //! [`spawn_reloader`]: ReloadingCert::spawn_reloader
 
 use std::fmt;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
@@ -231,17 +231,16 @@ fn read_named_pair(
         |what: &dyn fmt::Display| LoadError(format!("{cert_key} {}: {what}", cert_file.display()));
     let key_err =
         |what: &dyn fmt::Display| LoadError(format!("{key_key} {}: {what}", key_file.display()));
-    let mut pem = BufReader::new(File::open(cert_file).map_err(|e| cert_err(&e))?);
-    let certs = rustls_pemfile::certs(&mut pem)
-        .collect::<Result<Vec<_>, _>>()
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| cert_err(&e))?;
     if certs.is_empty() {
         return Err(cert_err(&"holds no certificate"));
     }
-    let mut pem = BufReader::new(File::open(key_file).map_err(|e| key_err(&e))?);
-    let key = rustls_pemfile::private_key(&mut pem)
-        .map_err(|e| key_err(&e))?
-        .ok_or_else(|| key_err(&"holds no private key"))?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| match e {
+        pem::Error::NoItemsFound => key_err(&"holds no private key"),
+        e => key_err(&e),
+    })?;
     CertifiedKey::from_der(certs, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => key_err(&"does not match the certificate"),
         other => LoadError(format!(
@@ -256,9 +255,8 @@ fn read_named_pair(
 /// key.
 fn read_roots(key: &str, file: &Path) -> Result<rustls::RootCertStore, LoadError> {
     let err = |what: &dyn fmt::Display| LoadError(format!("{key} {}: {what}", file.display()));
-    let mut pem = BufReader::new(File::open(file).map_err(|e| err(&e))?);
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem) {
+    for c in CertificateDer::pem_file_iter(file).map_err(|e| err(&e))? {
         roots
             .add(c.map_err(|e| err(&e))?)
             .map_err(|e| err(&format_args!("invalid certificate ({e})")))?;

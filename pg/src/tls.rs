@@ -15,9 +15,8 @@
 //! without its password and the reason (unknown CA, wrong host name, server without TLS,
 //! server refusing clear text).
 
-use std::fs::File;
 use std::future::Future;
-use std::io::{self, BufReader};
+use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -28,6 +27,7 @@ use residency_http::tls_reload::Watch;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -153,7 +153,40 @@ pub fn settings(url: &str) -> Result<tokio_postgres::Config, String> {
         .map_err(|e: tokio_postgres::Error| e.to_string())
 }
 
-/// Why a connection failed, in the operator's words.
+/// Why a server that answered refused a connection: the operator must fix a name or a
+/// credential in the URL (or the server's `pg_hba.conf`), not start the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// SQLSTATE 28P01 `invalid_password`: the password is wrong (or missing).
+    Password,
+    /// SQLSTATE 28000 `invalid_authorization_specification`: the role does not exist, may not
+    /// log in, or no `pg_hba.conf` line admits this connection.
+    Authorization,
+    /// SQLSTATE 3D000 `invalid_catalog_name`: the database does not exist.
+    NoDatabase,
+}
+
+impl Refusal {
+    /// Whether the login itself was refused (as opposed to the database name).
+    #[must_use]
+    pub fn is_login(self) -> bool {
+        matches!(self, Self::Password | Self::Authorization)
+    }
+}
+
+/// The [`Refusal`] behind a failed connection, if the server answered with one.
+#[must_use]
+pub fn refusal(e: &tokio_postgres::Error) -> Option<Refusal> {
+    match e.as_db_error()?.code().code() {
+        "28P01" => Some(Refusal::Password),
+        "28000" => Some(Refusal::Authorization),
+        "3D000" => Some(Refusal::NoDatabase),
+        _ => None,
+    }
+}
+
+/// Why a connection failed, in the operator's words. A refused login or an unknown database
+/// says so (with its SQLSTATE), so it is not mistaken for a server that is down.
 #[must_use]
 pub fn reason(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
@@ -164,7 +197,24 @@ pub fn reason(e: &tokio_postgres::Error) -> String {
                 db.message()
             );
         }
-        return db.message().to_owned();
+        return match refusal(e) {
+            Some(Refusal::Password) => format!(
+                "the server rejected the login: wrong password (SQLSTATE 28P01: {}); check the \
+                 password in the URL",
+                db.message()
+            ),
+            Some(Refusal::Authorization) => format!(
+                "the server rejected the login (SQLSTATE 28000: {}); check the user name in \
+                 the URL, that the role may log in, and the server's pg_hba.conf",
+                db.message()
+            ),
+            Some(Refusal::NoDatabase) => format!(
+                "the server has no such database (SQLSTATE 3D000: {}); check the database \
+                 name in the URL",
+                db.message()
+            ),
+            None => db.message().to_owned(),
+        };
     }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
@@ -310,9 +360,8 @@ fn client_config(url: &PgUrl) -> Result<ClientConfig, String> {
 }
 
 fn read_certs(path: &Path, param: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = File::open(path).map_err(|e| format!("{param} {}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| format!("{param} {}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!(
@@ -324,11 +373,11 @@ fn read_certs(path: &Path, param: &str) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let file = File::open(path).map_err(|e| format!("sslkey {}: {e}", path.display()))?;
     // The key's bytes never reach a message: only the path and the parser's error kind.
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|e| format!("sslkey {}: {e}", path.display()))?
-        .ok_or_else(|| format!("sslkey {}: holds no pem private key", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!("sslkey {}: holds no pem private key", path.display()),
+        e => format!("sslkey {}: {e}", path.display()),
+    })
 }
 
 /// `verify-ca`: the full check, except that a certificate for another name is accepted

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use residency_config::load::{load, ProcessEnv};
+use residency_config::load::{deprecated_var, load, EnvSource, ProcessEnv};
 use residency_config::node::NodeConfig;
 use residency_region_node::db::bootstrap::{self, Plan, RoleSpec};
 use tokio_util::sync::CancellationToken;
@@ -39,13 +39,11 @@ enum Command {
         /// Node config file.
         #[arg(long, short)]
         config: PathBuf,
-        /// Admin connection URL.
-        #[arg(
-            long,
-            env = "RESIDENCY_ADMIN_URL",
-            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-        )]
-        admin_url: String,
+        /// The Postgres administrator's URL (a role that may create databases and roles;
+        /// default postgres://postgres@127.0.0.1:5432/postgres). The deprecated
+        /// RESIDENCY_ADMIN_URL is still read when it holds a postgres:// URL.
+        #[arg(long, env = "RESIDENCY_PG_ADMIN_URL", hide_env_values = true)]
+        admin_url: Option<String>,
         /// Password for the auditor role.
         #[arg(long, env = "RESIDENCY_AUDITOR_PASSWORD", hide_env_values = true)]
         auditor_password: String,
@@ -61,6 +59,37 @@ fn load_config(path: &std::path::Path) -> Result<NodeConfig, ExitCode> {
         eprintln!("{e}");
         ExitCode::from(64)
     })
+}
+
+/// The default of `bootstrap --admin-url`.
+const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// `bootstrap`'s admin URL: the flag or `RESIDENCY_PG_ADMIN_URL`, else the deprecated
+/// `RESIDENCY_ADMIN_URL` (with a warning) when it is a Postgres URL. That name also means the
+/// gateway's admin API to the `residency` CLI, so an `http://` value is the CLI's and is
+/// ignored here instead of being dialled as a database.
+/// Returns the URL and the warning to print, if any.
+fn pg_admin_url(flag: Option<String>, env: &dyn EnvSource) -> (String, Option<String>) {
+    if let Some(url) = flag {
+        return (url, None);
+    }
+    match deprecated_var(env, "RESIDENCY_ADMIN_URL", "RESIDENCY_PG_ADMIN_URL") {
+        Some((url, warning))
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+        {
+            (url, Some(warning))
+        }
+        Some(_) => (
+            DEFAULT_PG_ADMIN_URL.to_owned(),
+            Some(
+                "ignoring RESIDENCY_ADMIN_URL: not a postgres:// URL (to the residency CLI it is \
+                 the gateway's admin API); the Postgres administrator's URL is \
+                 RESIDENCY_PG_ADMIN_URL"
+                    .to_owned(),
+            ),
+        ),
+        None => (DEFAULT_PG_ADMIN_URL.to_owned(), None),
+    }
 }
 
 fn role_from_url(url: &str) -> anyhow::Result<(RoleSpec, String)> {
@@ -170,6 +199,10 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            let (admin_url, warning) = pg_admin_url(admin_url, &ProcessEnv);
+            if let Some(w) = warning {
+                eprintln!("region-node: {w}");
+            }
             async {
                 let (app, database) = role_from_url(cfg.database.url.expose())?;
                 let (owner, _) = role_from_url(
@@ -209,5 +242,36 @@ async fn main() -> ExitCode {
             eprintln!("region-node: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_old_admin_url_name_is_read_only_as_a_postgres_url_and_with_a_warning() {
+        let flag = "postgres://flag@db/postgres".to_owned();
+        let old = env(&[("RESIDENCY_ADMIN_URL", "postgres://old@db/postgres")]);
+        assert_eq!(pg_admin_url(Some(flag.clone()), &old), (flag, None));
+        let (url, warning) = pg_admin_url(None, &old);
+        assert_eq!(url, "postgres://old@db/postgres");
+        assert!(warning.unwrap().contains("RESIDENCY_PG_ADMIN_URL"));
+        // The CLI's meaning of the old name: the gateway's admin API, never dialled here.
+        let cli = env(&[("RESIDENCY_ADMIN_URL", "http://127.0.0.1:9090")]);
+        let (url, warning) = pg_admin_url(None, &cli);
+        assert_eq!(url, DEFAULT_PG_ADMIN_URL);
+        assert!(warning.unwrap().starts_with("ignoring RESIDENCY_ADMIN_URL"));
+        assert_eq!(
+            pg_admin_url(None, &env(&[])),
+            (DEFAULT_PG_ADMIN_URL.to_owned(), None)
+        );
     }
 }

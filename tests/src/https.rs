@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::Method;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 
@@ -24,7 +25,7 @@ pub struct Https {
 
 fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
     let pem = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    rustls_pemfile::certs(&mut pem.as_slice())
+    CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -50,9 +51,8 @@ impl Https {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
                 let pem = std::fs::read(key).unwrap_or_else(|e| panic!("{}: {e}", key.display()));
-                let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pem.as_slice())
-                    .unwrap()
-                    .expect("a private key");
+                let key = PrivateKeyDer::from_pem_slice(&pem)
+                    .unwrap_or_else(|e| panic!("{}: {e}", key.display()));
                 builder.with_client_auth_cert(certs(cert), key).unwrap()
             }
         };

@@ -136,10 +136,8 @@ async fn call(
 }
 
 fn pem_der(pem: &str) -> CertificateDer<'static> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
-        .next()
-        .unwrap()
-        .unwrap()
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
 fn cert_der(s: &Stack, cert_ref: &str) -> CertificateDer<'static> {

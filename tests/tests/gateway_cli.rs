@@ -131,16 +131,28 @@ async fn the_cli_manages_customers_and_keys_through_the_admin_api() {
     let got = ok_json(&residency(&s, &["tenants", "get", &id, "--json"]));
     assert_eq!(got["status"], "suspended");
 
-    // The API's refusal is shown with its field; exit 1.
+    // An unknown tier is clap's error with the possible values; exit 2, nothing sent.
     let bad = residency(
         &s,
         &[
             "tenants", "create", "--name", "x", "--region", "eu", "--tier", "platinum",
         ],
     );
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(
+        stderr(&bad).contains("[possible values: starter"),
+        "{bad:?}"
+    );
+    // The API's refusal is shown with its field; exit 1.
+    let bad = residency(
+        &s,
+        &[
+            "tenants", "create", "--name", "x", "--region", "mars", "--tier", "scale",
+        ],
+    );
     assert_eq!(bad.status.code(), Some(1), "{bad:?}");
-    assert!(stderr(&bad).contains("tier"), "{bad:?}");
-    // Could not run: exit 2 with a hint.
+    assert!(stderr(&bad).contains("region"), "{bad:?}");
+    // The gateway is unreachable: exit 69 (EX_UNAVAILABLE) with a hint.
     let down = std::process::Command::new(integration_tests::binary("residency"))
         .args([
             "tenants",
@@ -152,7 +164,7 @@ async fn the_cli_manages_customers_and_keys_through_the_admin_api() {
         ])
         .output()
         .unwrap();
-    assert_eq!(down.status.code(), Some(2), "{down:?}");
+    assert_eq!(down.status.code(), Some(69), "{down:?}");
     assert!(
         stderr(&down).contains("cannot reach the admin api"),
         "{down:?}"
@@ -224,5 +236,49 @@ async fn token_mints_a_jwt_the_gateway_accepts_from_a_stack_file() {
         .output()
         .unwrap();
     assert_eq!(ok_json(&list)["items"][0]["id"], id);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_lists_every_region_with_its_upstreams_health() {
+    let s = Stack::start().await;
+    let json = ok_json(&residency(&s, &["regions", "--json"]));
+    let items = json["items"].as_array().unwrap();
+    let ids: Vec<&str> = items.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert!(ids.contains(&"eu") && ids.contains(&"us"), "{json}");
+    for r in items {
+        let upstreams = r["upstreams"].as_array().unwrap();
+        assert!(!upstreams.is_empty(), "{json}");
+        assert!(
+            upstreams[0]["url"].as_str().unwrap().starts_with("http"),
+            "{json}"
+        );
+    }
+    let table = residency(&s, &["regions"]);
+    assert!(table.status.success(), "{table:?}");
+    let text = stdout(&table);
+    assert!(text.starts_with("REGION"), "{text}");
+    for r in items {
+        let id = r["id"].as_str().unwrap();
+        let url = r["upstreams"][0]["url"].as_str().unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{id} (")) && l.contains(url)),
+            "{id} {url} not in {text}"
+        );
+    }
+    // The admin token is required, as for every admin command.
+    let wrong = std::process::Command::new(integration_tests::binary("residency"))
+        .args([
+            "regions",
+            "--admin-url",
+            &s.admin,
+            "--admin-token",
+            "wrong-token-123456789",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    assert!(stderr(&wrong).contains("401"), "{wrong:?}");
     s.stop().await;
 }

@@ -819,6 +819,48 @@ fn unreachable_postgres_is_one_clear_message_with_how_to_start_it() {
     assert!(text.contains("docker"), "{text}");
 }
 
+/// A Postgres that answers but refuses the login is named as such (exit 77, how to fix the
+/// URL), not as unreachable with how to start it; the deprecated `RESIDENCY_PG` still works,
+/// with a warning naming `RESIDENCY_PG_ADMIN_URL`.
+#[test]
+fn a_rejected_login_is_named_not_unreachable() {
+    let role = format!("no_such_role_{}", Uuid::new_v4().simple());
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(residency())
+        .args(["up", "--prefix", "upt_never", "--base-port"])
+        .arg(free_base().to_string())
+        .arg("--dir")
+        .arg(work.path().join("stack"))
+        .env_remove("RESIDENCY_PG_ADMIN_URL")
+        .env(
+            "RESIDENCY_PG",
+            format!("postgres://{role}@127.0.0.1:5432/postgres"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(77), "{text}");
+    assert!(
+        text.contains("RESIDENCY_PG is deprecated") && text.contains("RESIDENCY_PG_ADMIN_URL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused the connection")
+            && text.contains("rejected the login")
+            && text.contains("SQLSTATE 28000")
+            && text.contains(&role),
+        "{text}"
+    );
+    assert!(!text.contains("cannot reach Postgres"), "{text}");
+    assert!(!text.contains("start Postgres"), "{text}");
+    assert!(!work.path().join("stack/stack.json").exists());
+}
+
 #[test]
 fn a_port_in_use_is_named() {
     // Another test's stack may take a range between the probe and this bind: probe again.

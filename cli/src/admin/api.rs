@@ -21,12 +21,18 @@ use super::AdminOpts;
 /// Time one admin call may take (provisioning included).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why a command failed.
+/// Why a command failed; each maps to one exit code ([`crate::exit`]).
 #[derive(Debug, thiserror::Error)]
 pub(super) enum CliError {
-    /// Could not run: arguments, configuration, network.
+    /// No usable admin URL or token, or a request this CLI cannot build (64).
     #[error("{0}")]
-    CouldNotRun(String),
+    Config(String),
+    /// The gateway's admin API is unreachable (69).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The gateway answered with a body this CLI does not understand (76).
+    #[error("{0}")]
+    Protocol(String),
     /// The admin API answered with a problem.
     #[error("{0}")]
     Refused(String),
@@ -40,7 +46,9 @@ impl CliError {
     pub(super) fn exit(&self) -> ExitCode {
         match self {
             Self::Refused(_) | Self::Invalid(_) => ExitCode::from(1),
-            Self::CouldNotRun(_) => ExitCode::from(2),
+            Self::Config(_) => ExitCode::from(crate::exit::CONFIG),
+            Self::Unavailable(_) => ExitCode::from(crate::exit::UNAVAILABLE),
+            Self::Protocol(_) => ExitCode::from(crate::exit::PROTOCOL),
         }
     }
 }
@@ -66,7 +74,7 @@ impl AdminApi {
                 Ok(_) => format!("{} has no admin.{what}", opts.stack.display()),
                 Err(e) => e.clone(),
             };
-            CliError::CouldNotRun(format!(
+            CliError::Config(format!(
                 "no admin {what}: pass {flag} (or set its environment variable), or run \
                  `residency up` to write a stack.json ({why})"
             ))
@@ -82,7 +90,7 @@ impl AdminApi {
             .or_else(|| from_stack("token"))
             .ok_or_else(|| missing("token", "--admin-token"))?;
         if !base.starts_with("http://") {
-            return Err(CliError::CouldNotRun(format!(
+            return Err(CliError::Config(format!(
                 "admin url {base:?} must start with http:// (the admin listener is plain http on a private address)"
             )));
         }
@@ -109,17 +117,18 @@ impl AdminApi {
         let bytes = match body {
             Some(b) => {
                 req = req.header("content-type", "application/json");
-                Bytes::from(serde_json::to_vec(b).map_err(|e| {
-                    CliError::CouldNotRun(format!("cannot encode the request: {e}"))
-                })?)
+                Bytes::from(
+                    serde_json::to_vec(b)
+                        .map_err(|e| CliError::Config(format!("cannot encode the request: {e}")))?,
+                )
             }
             None => Bytes::new(),
         };
         let req = req
             .body(Full::new(bytes))
-            .map_err(|e| CliError::CouldNotRun(format!("invalid admin url {url:?}: {e}")))?;
+            .map_err(|e| CliError::Config(format!("invalid admin url {url:?}: {e}")))?;
         let unreachable = |e: &dyn std::fmt::Display| {
-            CliError::CouldNotRun(format!(
+            CliError::Unavailable(format!(
                 "cannot reach the admin api at {}: {e} (is the gateway running? `residency up` starts one)",
                 self.base
             ))
@@ -137,7 +146,7 @@ impl AdminApi {
             .to_bytes();
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| {
-                CliError::CouldNotRun(format!(
+                CliError::Protocol(format!(
                     "{method} {path}: the admin api at {} answered {} with a body this cli does not understand ({e}); are the cli and the gateway the same version?",
                     self.base,
                     status.as_u16()

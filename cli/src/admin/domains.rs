@@ -21,6 +21,15 @@ const DOMAIN_FIELDS: &[&str] = &[
 ];
 const DOMAIN_COLUMNS: &[&str] = &["hostname", "cert_ref", "state", "verified_at", "reason"];
 
+/// `residency domains --help` examples.
+pub(crate) const DOMAINS_EXAMPLES: &str = "\
+Examples:
+  residency domains add <tenant-id> api.customer.example   # certificate in <domains_dir>/api.customer.example/
+  residency domains add <tenant-id> api.customer.example --cert-ref customer-2026
+  residency domains list <tenant-id>
+  residency domains verify <tenant-id> api.customer.example  # after the certificate was issued or renewed
+  residency domains remove <tenant-id> api.customer.example";
+
 /// `residency domains ...`
 #[derive(Args, Debug)]
 pub(crate) struct DomainsArgs {

@@ -3,26 +3,32 @@
 //! The admin URL and token come from `--admin-url` / `--admin-token` (or
 //! `RESIDENCY_ADMIN_URL` / `RESIDENCY_ADMIN_TOKEN`), else from the `admin` section of
 //! `--stack` (default `.residency/stack.json`, written by `residency up`). Output is a table or
-//! `key: value` lines for people, the API's JSON with `--json` for scripts. Exit codes: 0 done,
-//! 1 the admin API refused (its problem detail is printed, naming the field), 2 could not run
-//! (bad arguments, no admin URL or token, gateway unreachable).
+//! `key: value` lines for people, the API's JSON with `--json` for scripts.
+//!
+//! Exit codes (sysexits, as every `residency` command: see `main.rs`): 0 done, 1 the admin
+//! API refused (its problem detail is printed, naming the field), 2 invalid command line
+//! (clap, with the possible values), 64 no usable admin URL or token (flags, environment,
+//! stack.json), 69 the gateway is unreachable, 76 the gateway answered something this CLI
+//! does not understand.
 //!
 //! Request bodies are built from, and answers read into, the admin API's own types
 //! (`residency_core::wire::admin`), so the CLI and the gateway cannot disagree on a field.
-//! A value that does not fit those types (an unknown tier or status, an `--org-id` that is not
-//! a UUID) is refused before sending, with exit 1 as the API would; every other value rule
-//! (configured regions, lengths, limits) is left to the API.
+//! Tiers and statuses are the core enums as clap possible values, regions well-formed
+//! [`residency_core::RegionId`]s ([`crate::values`]); a value that still does not fit those
+//! types (an `--org-id` that is not a UUID) is refused before sending, with exit 1 as the API
+//! would; every other value rule (configured regions, lengths, limits) is left to the API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use http::Method;
 use residency_core::wire::admin::{
     ApiKey, CreateApiKey, CreateOrganization, CreateTenant, CreatedApiKey, LimitsPatch, List,
-    Organization, Owner, Page, Reprovision, Tenant, TenantHistoryEntry, UpdateTenant,
+    Organization, Owner, Page, Reprovision, SettableStatus, Tenant, TenantHistoryEntry,
+    UpdateTenant,
 };
-use serde::de::DeserializeOwned;
+use residency_core::{RegionId, TenantStatus, Tier};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -30,18 +36,20 @@ use uuid::Uuid;
 mod api;
 mod domains;
 mod moves;
+mod regions;
 mod render;
 #[cfg(test)]
 mod tests;
 
 use api::{AdminApi, CliError};
-pub(crate) use domains::{domains, DomainsArgs};
+pub(crate) use domains::{domains, DomainsArgs, DOMAINS_EXAMPLES};
+pub(crate) use regions::{regions, RegionsArgs, REGIONS_EXAMPLES};
 use render::{object_lines, table};
 
 /// Where the admin API is and how to format answers; accepted before or after the action.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct AdminOpts {
-    /// Admin API base URL, e.g. http://127.0.0.1:8480 (default: from --stack).
+    /// The gateway's admin API base URL, e.g. http://127.0.0.1:8480 (default: from --stack).
     #[arg(long, env = "RESIDENCY_ADMIN_URL", global = true)]
     admin_url: Option<String>,
     /// Admin bearer token (default: from --stack). Prefer the environment variable: command
@@ -77,12 +85,12 @@ enum TenantsCmd {
         /// Customer name.
         #[arg(long)]
         name: String,
-        /// Home region id (must be configured in the gateway), e.g. eu.
-        #[arg(long)]
-        region: String,
-        /// starter, growth, scale or enterprise.
-        #[arg(long)]
-        tier: String,
+        /// Home region id (one of the gateway's regions: `residency regions`), e.g. eu.
+        #[arg(long, value_parser = crate::values::region)]
+        region: RegionId,
+        /// Commercial tier.
+        #[arg(long, value_parser = crate::values::tier())]
+        tier: Tier,
         /// Owning organization id.
         #[arg(long)]
         org_id: Option<String>,
@@ -99,14 +107,14 @@ enum TenantsCmd {
     /// List customers (filters combine).
     List {
         /// Only this region.
-        #[arg(long)]
-        region: Option<String>,
+        #[arg(long, value_parser = crate::values::region)]
+        region: Option<RegionId>,
         /// Only this tier.
-        #[arg(long)]
-        tier: Option<String>,
+        #[arg(long, value_parser = crate::values::tier())]
+        tier: Option<Tier>,
         /// Only this status.
-        #[arg(long)]
-        status: Option<String>,
+        #[arg(long, value_parser = crate::values::status())]
+        status: Option<TenantStatus>,
         /// Only this organization.
         #[arg(long)]
         org_id: Option<String>,
@@ -123,6 +131,12 @@ enum TenantsCmd {
         id: String,
     },
     /// Change name, tier, status (active|suspended) or rate limit.
+    #[command(group(
+        ArgGroup::new("change")
+            .args(["name", "tier", "status", "rate_limit", "default_rate_limit"])
+            .required(true)
+            .multiple(true)
+    ))]
     Update {
         /// Customer id.
         id: String,
@@ -130,11 +144,11 @@ enum TenantsCmd {
         #[arg(long)]
         name: Option<String>,
         /// New tier.
-        #[arg(long)]
-        tier: Option<String>,
-        /// active or suspended.
-        #[arg(long)]
-        status: Option<String>,
+        #[arg(long, value_parser = crate::values::tier())]
+        tier: Option<Tier>,
+        /// Suspend (refused with 403) or reactivate.
+        #[arg(long, value_parser = crate::values::settable_status())]
+        status: Option<SettableStatus>,
         /// New per-minute limit override.
         #[arg(long, conflicts_with = "default_rate_limit")]
         rate_limit: Option<u32>,
@@ -155,12 +169,13 @@ enum TenantsCmd {
     /// Move a customer and its data to another region (plan, freeze writes, copy node to
     /// node, verify, flip, purge), with a progress bar per table and a summary; exit 1 unless
     /// it ends `done`.
+    #[command(after_help = MOVE_EXAMPLES)]
     Move {
         /// Customer id.
         id: String,
         /// Target region.
-        #[arg(long, required_unless_present_any = ["resume", "abort"])]
-        to: Option<String>,
+        #[arg(long, required_unless_present_any = ["resume", "abort"], value_parser = crate::values::region)]
+        to: Option<RegionId>,
         /// Show the plan (tables, rows, estimated bytes) and change nothing.
         #[arg(long, conflicts_with_all = ["resume", "abort"])]
         dry_run: bool,
@@ -355,13 +370,6 @@ fn shown<T: Serialize>(answer: &T) -> Value {
     serde_json::to_value(answer).unwrap_or(Value::Null)
 }
 
-/// A command-line value read as the API's own type, so a value the API would refuse is not
-/// sent: `tier`, `status`.
-fn value<T: DeserializeOwned>(field: &str, raw: &str) -> Result<T, CliError> {
-    serde_json::from_value(Value::String(raw.to_owned()))
-        .map_err(|e| CliError::Invalid(format!("{field}: {e}")))
-}
-
 fn uuid(field: &str, raw: &str) -> Result<Uuid, CliError> {
     Uuid::parse_str(raw).map_err(|_| CliError::Invalid(format!("{field}: must be a uuid")))
 }
@@ -383,8 +391,8 @@ async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
         } => {
             let body = CreateTenant {
                 name: name.clone(),
-                region: region.clone(),
-                tier: value("tier", tier)?,
+                region: region.to_string(),
+                tier: *tier,
                 org_id: org_id
                     .as_deref()
                     .map(|o| uuid("org_id", o).map(residency_core::OrgId::from_uuid))
@@ -415,9 +423,9 @@ async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
             cursor,
         } => {
             let q = query(&[
-                ("region", region.clone()),
-                ("tier", tier.clone()),
-                ("status", status.clone()),
+                ("region", region.as_ref().map(RegionId::to_string)),
+                ("tier", tier.map(|t| t.as_str().to_owned())),
+                ("status", status.map(|s| s.as_str().to_owned())),
                 ("org_id", org_id.clone()),
                 ("limit", limit.map(|l| l.to_string())),
                 ("cursor", cursor.clone()),
@@ -452,17 +460,12 @@ async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
             };
             let body = UpdateTenant {
                 name: name.clone(),
-                tier: tier.as_deref().map(|t| value("tier", t)).transpose()?,
-                status: status.as_deref().map(|s| value("status", s)).transpose()?,
+                tier: *tier,
+                status: *status,
                 limits: limits.map(|l| LimitsPatch {
                     rate_limit_per_min: Some(l),
                 }),
             };
-            if body == UpdateTenant::default() {
-                return Err(CliError::CouldNotRun(
-                    "nothing to update: pass --name, --tier, --status, --rate-limit or --default-rate-limit".into(),
-                ));
-            }
             let t: Tenant = api
                 .call(
                     Method::PATCH,
@@ -493,10 +496,11 @@ async fn run_tenants(args: &TenantsArgs) -> Result<Output, CliError> {
                 (_, _, true, _) => moves::Action::Resume,
                 (_, _, _, true) => moves::Action::Abort,
                 (Some(to), dry_run, _, _) => moves::Action::Start {
-                    to: to.clone(),
+                    to: to.to_string(),
                     dry_run,
                 },
-                (None, ..) => return Err(CliError::Invalid("--to is required".into())),
+                // clap requires --to without --resume or --abort.
+                (None, ..) => return Err(CliError::Config("--to is required".into())),
             };
             let (json, text) = moves::run(&api, &seg(id), action, args.opts.json).await?;
             Ok(Output::Text(json, text))
@@ -590,3 +594,34 @@ async fn run_keys(args: &KeysArgs) -> Result<Output, CliError> {
         }
     }
 }
+
+/// `residency tenants --help` examples.
+pub(crate) const TENANTS_EXAMPLES: &str = "\
+Examples:
+  residency tenants create --name Acme --region eu --tier scale \\
+      --owner-subject alice --owner-email alice@acme.example
+  residency tenants list --region eu --status active
+  residency tenants list --json | jq -r '.items[].id'
+  residency tenants update <id> --status suspended
+  residency tenants update <id> --tier enterprise --rate-limit 5000
+  residency tenants move <id> --to us --dry-run
+  residency tenants history <id>
+
+The admin URL and token come from --admin-url/--admin-token, RESIDENCY_ADMIN_URL/
+RESIDENCY_ADMIN_TOKEN, or the stack.json `residency up` writes.";
+
+/// `residency tenants move --help` examples.
+const MOVE_EXAMPLES: &str = "\
+Examples:
+  residency tenants move <id> --to us --dry-run   # the plan: tables, rows, bytes
+  residency tenants move <id> --to us             # move it; exit 1 unless it ends done
+  residency tenants move <id> --resume            # continue a move that was interrupted
+  residency tenants move <id> --abort             # roll back a move before its flip";
+
+/// `residency keys --help` examples.
+pub(crate) const KEYS_EXAMPLES: &str = "\
+Examples:
+  residency keys create <tenant-id> --name ci --role developer   # the key is shown once
+  residency keys list <tenant-id>
+  residency keys revoke <tenant-id> <key-id>
+  curl -H \"x-api-key: rk_...\" https://127.0.0.1:8443/v1/me";

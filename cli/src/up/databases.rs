@@ -114,7 +114,8 @@ pub(super) struct Urls {
 /// Checks that Postgres answers at `admin_url` with enough rights to create databases.
 ///
 /// # Errors
-/// [`UpError::PostgresUnreachable`] when it cannot connect; [`UpError::Failed`] when the role
+/// [`UpError::PostgresUnreachable`] when it cannot connect; [`UpError::PostgresRefused`] when
+/// the server refuses the login or has no such database; [`UpError::Failed`] when the role
 /// cannot create databases and roles.
 pub(super) async fn check_admin(admin_url: &str) -> Result<(), UpError> {
     let redacted = residency_config::redact_url(admin_url);
@@ -125,10 +126,16 @@ pub(super) async fn check_admin(admin_url: &str) -> Result<(), UpError> {
         match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {
-                return Err(UpError::PostgresUnreachable(
-                    format!("{redacted} (sslmode {})", target.mode().as_str()),
-                    residency_pg::tls::reason(&e),
-                ))
+                let at = format!("{redacted} (sslmode {})", target.mode().as_str());
+                let reason = residency_pg::tls::reason(&e);
+                return Err(match residency_pg::tls::refusal(&e) {
+                    Some(refusal) => UpError::PostgresRefused {
+                        at,
+                        reason,
+                        refusal,
+                    },
+                    None => UpError::PostgresUnreachable(at, reason),
+                });
             }
             Err(_) => {
                 return Err(UpError::PostgresUnreachable(

@@ -16,6 +16,8 @@ use hyper_rustls::{DefaultServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use super::material;
@@ -49,13 +51,16 @@ impl Http {
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
         };
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut read(material::CA_CERT)?.as_slice()) {
-            roots.add(cert?)?;
+        for cert in CertificateDer::pem_slice_iter(&read(material::CA_CERT)?) {
+            roots.add(cert.context(material::CA_CERT)?)?;
         }
-        let chain = rustls_pemfile::certs(&mut read(material::GATEWAY_CLIENT_CERT)?.as_slice())
-            .collect::<Result<Vec<_>, _>>()?;
-        let key = rustls_pemfile::private_key(&mut read(material::GATEWAY_CLIENT_KEY)?.as_slice())?
-            .context("the gateway client key file holds no key")?;
+        let chain = CertificateDer::pem_slice_iter(&read(material::GATEWAY_CLIENT_CERT)?)
+            .collect::<Result<Vec<_>, _>>()
+            .context(material::GATEWAY_CLIENT_CERT)?;
+        let key =
+            PrivateKeyDer::from_pem_slice(&read(material::GATEWAY_CLIENT_KEY)?).map_err(|e| {
+                anyhow::anyhow!("{}: {e}", dir.join(material::GATEWAY_CLIENT_KEY).display())
+            })?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?

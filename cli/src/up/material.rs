@@ -318,13 +318,15 @@ fn ensure_tls(dir: &Path, regions: &[RegionId]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
 
     /// The client certificate verifies against ca.pem as a node's mTLS verifier sees it.
     fn assert_client_cert_chains_to_ca(dir: &Path) {
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         let ca = std::fs::read(dir.join(CA_CERT)).unwrap();
-        for c in rustls_pemfile::certs(&mut ca.as_slice()) {
+        for c in CertificateDer::pem_slice_iter(&ca) {
             roots.add(c.unwrap()).unwrap();
         }
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -334,7 +336,7 @@ mod tests {
         .build()
         .unwrap();
         let chain = std::fs::read(dir.join(GATEWAY_CLIENT_CERT)).unwrap();
-        let certs: Vec<_> = rustls_pemfile::certs(&mut chain.as_slice())
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(&chain)
             .map(Result::unwrap)
             .collect();
         verifier

@@ -9,10 +9,11 @@
 //! dies is restarted with backoff; the others keep serving) and stop every child
 //! ([`supervise`]).
 //!
-//! Exit codes: 0 stopped on request; 1 failed (a child exited during the start, a step failed); 2 invalid
-//! command line; 64 invalid flag value; 69 Postgres unreachable; 71 a port is in use; 72 the
-//! `region-node` or `residency-gateway` binary is missing; 75 another `up` is running on the
-//! same directory.
+//! Exit codes ([`crate::exit`]): 0 stopped on request; 1 failed (a child exited during the
+//! start, a step failed); 2 invalid command line; 64 invalid flag value, or the database of
+//! `--pg` does not exist; 69 Postgres unreachable; 71 a port is in use; 72 the `region-node` or
+//! `residency-gateway` binary is missing; 75 another `up` is running on the same directory;
+//! 77 Postgres rejected the login of `--pg` (wrong password, unknown role, `pg_hba.conf`).
 
 mod banner;
 mod configs;
@@ -45,8 +46,17 @@ pub(crate) const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres
 /// Arguments of `residency up`.
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
-    /// Postgres admin URL (a role that may create databases and roles).
-    #[arg(long, env = "RESIDENCY_PG", default_value = DEFAULT_PG, hide_env_values = true)]
+    /// Postgres admin URL (a role that may create databases and roles; default
+    /// postgres://postgres@127.0.0.1:5432/postgres). The deprecated RESIDENCY_PG is still read.
+    #[arg(
+        long = "pg",
+        value_name = "URL",
+        env = "RESIDENCY_PG_ADMIN_URL",
+        hide_env_values = true
+    )]
+    pg_flag: Option<String>,
+    /// `--pg`, else the deprecated `RESIDENCY_PG`, else [`DEFAULT_PG`]: set by [`run`].
+    #[arg(skip)]
     pg: String,
     /// Prefix of every database and role name, so several stacks share one Postgres.
     #[arg(long, default_value = "residency")]
@@ -85,6 +95,16 @@ pub(crate) enum UpError {
     /// Postgres did not answer.
     #[error("cannot reach Postgres at {0}: {1}")]
     PostgresUnreachable(String, String),
+    /// Postgres answered and refused the connection: the login or the database name.
+    #[error("Postgres at {at} refused the connection: {reason}")]
+    PostgresRefused {
+        /// The URL without its password.
+        at: String,
+        /// [`residency_pg::tls::reason`].
+        reason: String,
+        /// Which refusal.
+        refusal: residency_pg::tls::Refusal,
+    },
     /// A port is taken.
     #[error("port {port} ({what}) is in use: {error}")]
     PortInUse {
@@ -112,8 +132,10 @@ pub(crate) enum UpError {
 impl UpError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) => 64,
-            Self::PostgresUnreachable(..) => 69,
+            Self::Usage(_) => crate::exit::CONFIG,
+            Self::PostgresRefused { refusal, .. } if refusal.is_login() => crate::exit::NOPERM,
+            Self::PostgresRefused { .. } => crate::exit::CONFIG,
+            Self::PostgresUnreachable(..) => crate::exit::UNAVAILABLE,
             Self::PortInUse { .. } => 71,
             Self::MissingBinary(_) => 72,
             Self::AlreadyRunning(_) => 75,
@@ -128,7 +150,17 @@ impl UpError {
                  \x20 - Debian/Ubuntu:  sudo service postgresql start   (or: sudo pg_ctlcluster 15 main start)\n\
                  \x20 - macOS (brew):   brew services start postgresql\n\
                  \x20 - Docker:         docker run -d --name residency-pg -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16\n\
-                 or point --pg (or RESIDENCY_PG) at a server where this role may create databases and roles"
+                 or point --pg (or RESIDENCY_PG_ADMIN_URL) at a server where this role may create databases and roles"
+                    .to_owned(),
+            ),
+            Self::PostgresRefused { refusal, .. } if refusal.is_login() => Some(
+                "Postgres is running but refused this login: fix the user name and password of \
+                 --pg (or RESIDENCY_PG_ADMIN_URL), or allow the role in the server's pg_hba.conf"
+                    .to_owned(),
+            ),
+            Self::PostgresRefused { .. } => Some(
+                "Postgres is running but has no such database: name an existing one in --pg \
+                 (postgres usually)"
                     .to_owned(),
             ),
             Self::PortInUse { .. } => Some(
@@ -141,7 +173,21 @@ impl UpError {
 }
 
 /// Runs `residency up` and returns the process exit code.
-pub(crate) async fn run(args: UpArgs) -> ExitCode {
+pub(crate) async fn run(mut args: UpArgs) -> ExitCode {
+    args.pg = match args.pg_flag.take() {
+        Some(url) => url,
+        None => match residency_config::load::deprecated_var(
+            &residency_config::load::ProcessEnv,
+            "RESIDENCY_PG",
+            "RESIDENCY_PG_ADMIN_URL",
+        ) {
+            Some((url, warning)) => {
+                eprintln!("residency up: {warning}");
+                url
+            }
+            None => DEFAULT_PG.to_owned(),
+        },
+    };
     // Handlers first: from here on SIGTERM and Ctrl-C are ours to handle, never a default
     // death that would leave children behind.
     let stop = CancellationToken::new();

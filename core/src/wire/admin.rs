@@ -112,6 +112,20 @@ pub enum SettableStatus {
     Suspended,
 }
 
+impl SettableStatus {
+    /// Every status an update may set.
+    pub const ALL: [Self; 2] = [Self::Active, Self::Suspended];
+
+    /// The status as written in JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        TenantStatus::as_str(match self {
+            Self::Active => TenantStatus::Active,
+            Self::Suspended => TenantStatus::Suspended,
+        })
+    }
+}
+
 impl From<SettableStatus> for TenantStatus {
     fn from(s: SettableStatus) -> Self {
         match s {

@@ -52,7 +52,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn domains(&self) -> Result<Vec<Domain>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let rows = conn
             .query(
                 &format!(
@@ -69,7 +69,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn domain(&self, hostname: &str) -> Result<Option<Domain>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let row = conn
             .query_opt(
                 &format!("SELECT {COLUMNS} FROM domains WHERE hostname = $1"),
@@ -84,7 +84,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn list_domains(&self, tenant: Uuid) -> Result<Vec<Domain>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let rows = conn
             .query(
                 &format!(

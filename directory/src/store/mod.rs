@@ -2,6 +2,7 @@
 //! and the writes behind the admin API. Every write runs in a transaction that sets
 //! `residency.actor` locally, so the history trigger records who made the change.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bb8::Pool;
@@ -65,6 +66,11 @@ impl From<tokio_postgres::Error> for StoreError {
                     db.constraint().unwrap_or("check")
                 ),
             },
+            // A refused login or a missing database (the pool connecting with a rotated
+            // password, say) is the directory being unavailable, named as such.
+            Some(_) if residency_pg::tls::refusal(&e).is_some() => {
+                Self::Unavailable(residency_pg::tls::reason(&e))
+            }
             Some(db) => Self::Unexpected(anyhow::anyhow!(
                 "directory error {}: {}",
                 db.code().code(),
@@ -86,14 +92,22 @@ impl From<bb8::RunError<tokio_postgres::Error>> for StoreError {
 
 /// bb8-postgres' manager with the check-out test of [`residency_pg::pool`]: a connection
 /// closed while idle (the directory restarted) is replaced, without a ping per check-out.
-struct Manager(PostgresConnectionManager<MakeTls>);
+/// bb8 retries a failed connection until the check-out times out and then reports only the
+/// timeout, so the manager keeps why the last attempt failed ([`Store::conn`] names it).
+struct Manager(
+    PostgresConnectionManager<MakeTls>,
+    Arc<Mutex<Option<String>>>,
+);
 
 impl bb8::ManageConnection for Manager {
     type Connection = tokio_postgres::Client;
     type Error = tokio_postgres::Error;
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        self.0.connect().await
+        let result = self.0.connect().await;
+        *self.1.lock().unwrap_or_else(PoisonError::into_inner) =
+            result.as_ref().err().map(residency_pg::tls::reason);
+        result
     }
 
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -109,6 +123,8 @@ impl bb8::ManageConnection for Manager {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<Manager>,
+    /// Why the pool's last connection attempt failed, if it did (shared with its manager).
+    last_connect_error: Arc<Mutex<Option<String>>>,
 }
 
 impl Store {
@@ -134,12 +150,38 @@ impl Store {
         cfg.application_name("residency-directory");
         cfg.connect_timeout(Duration::from_secs(3));
         cfg.options("-c statement_timeout=5000");
+        let last_connect_error = Arc::new(Mutex::new(None));
         let pool = Pool::builder()
             .max_size(8)
             .connection_timeout(Duration::from_secs(3))
             .test_on_check_out(true)
-            .build_unchecked(Manager(PostgresConnectionManager::new(cfg, tls)));
-        Ok(Self { pool })
+            .build_unchecked(Manager(
+                PostgresConnectionManager::new(cfg, tls),
+                last_connect_error.clone(),
+            ));
+        Ok(Self {
+            pool,
+            last_connect_error,
+        })
+    }
+
+    /// A pooled connection; a check-out that timed out because connections fail says why
+    /// (a refused login, an unknown database, a refused connection).
+    async fn conn(&self) -> Result<bb8::PooledConnection<'_, Manager>, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            bb8::RunError::TimedOut => {
+                let last = self
+                    .last_connect_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                StoreError::Unavailable(match last {
+                    Some(why) => format!("connection checkout timed out: {why}"),
+                    None => "connection checkout timed out".into(),
+                })
+            }
+            other => StoreError::from(other),
+        })
     }
 
     /// What the connected role may do beyond its job, for start-up warnings: a reader or
@@ -148,7 +190,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn role_powers(&self) -> Result<RolePowers, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let row = conn
             .query_one(
                 "SELECT current_user::text, r.rolsuper OR r.rolbypassrls, \
@@ -177,7 +219,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn tenants(&self) -> Result<Vec<TenantEntry>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let rows = conn
             .query(
                 &format!(
@@ -197,7 +239,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyEntry>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let rows = conn
             .query(
                 "SELECT id, tenant_id, prefix, hash, role, expires_at, revoked_at FROM api_keys ORDER BY id",
@@ -234,7 +276,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn tenant(&self, id: Uuid) -> Result<Option<TenantRecord>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let row = conn
             .query_opt(
                 &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"),
@@ -249,7 +291,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKeyEntry>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let row = conn
             .query_opt(
                 "SELECT id, tenant_id, prefix, hash, role, expires_at, revoked_at FROM api_keys WHERE prefix = $1",
@@ -266,7 +308,7 @@ impl Store {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         tx.execute("SELECT set_config('residency.actor', $1, true)", &[&actor])
             .await?;
@@ -317,7 +359,7 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<Organization>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let rows = conn
             .query(
                 "SELECT id, name, domain, plan, created_at FROM organizations \
@@ -333,7 +375,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn org(&self, id: OrgId) -> Result<Option<Organization>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let row = conn
             .query_opt(
                 "SELECT id, name, domain, plan, created_at FROM organizations WHERE id = $1",
@@ -415,7 +457,7 @@ impl Store {
         &self,
         filter: &TenantFilter,
     ) -> Result<Vec<TenantRecord>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let rows = conn
             .query(
                 &format!(
@@ -443,7 +485,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn history(&self, tenant: Uuid) -> Result<Vec<TenantHistoryEntry>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let rows = conn
             .query(
                 "SELECT id, at, actor, change, region, status, tier, version, detail FROM tenant_history \
@@ -500,7 +542,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn list_api_keys(&self, tenant: Uuid) -> Result<Vec<ApiKey>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let rows = conn
             .query(
                 &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY id"),

@@ -196,7 +196,7 @@ impl Store {
         tables: &[PlanTable],
         lease: Lease,
     ) -> Result<MoveRecord, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         let id = Uuid::now_v7();
         tx.execute(
@@ -233,7 +233,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn get_move(&self, id: Uuid) -> Result<Option<MoveRecord>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let Some(row) = conn
             .query_opt(
                 &format!("SELECT {MOVE_COLUMNS} FROM tenant_moves WHERE id = $1"),
@@ -262,7 +262,7 @@ impl Store {
     /// When the directory is unavailable.
     pub async fn moves_of(&self, tenant: Uuid) -> Result<Vec<MoveRecord>, StoreError> {
         let ids: Vec<Uuid> = {
-            let conn = self.pool.get().await?;
+            let conn = self.conn().await?;
             conn.query(
                 "SELECT id FROM tenant_moves WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC",
                 &[&tenant],
@@ -286,7 +286,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn moves_in_flight(&self) -> Result<Vec<MoveRecord>, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         Ok(conn
             .query(
                 &format!(
@@ -306,7 +306,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn claim_move(&self, id: Uuid, lease: Lease) -> Result<bool, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         let n = conn
             .execute(
                 "UPDATE tenant_moves SET driver = $2, lease_until = now() + make_interval(secs => $3) \
@@ -322,7 +322,7 @@ impl Store {
     /// # Errors
     /// When the directory is unavailable.
     pub async fn release_move(&self, id: Uuid, lease: Lease) -> Result<(), StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.conn().await?;
         conn.execute(
             "UPDATE tenant_moves SET lease_until = NULL WHERE id = $1 AND driver = $2",
             &[&id, &lease.driver],
@@ -337,7 +337,7 @@ impl Store {
     /// [`StoreError::NotFound`] for an unknown move.
     pub async fn request_abort(&self, id: Uuid) -> Result<MoveRecord, StoreError> {
         {
-            let conn = self.pool.get().await?;
+            let conn = self.conn().await?;
             conn.execute(
                 "UPDATE tenant_moves SET abort_requested = true, updated_at = now() WHERE id = $1",
                 &[&id],
@@ -359,7 +359,7 @@ impl Store {
         set: &str,
         extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         tx.execute("SELECT set_config('residency.actor', $1, true)", &[&actor])
             .await?;
@@ -560,7 +560,7 @@ impl Store {
         // The tenant update runs first (after the lease check), while the move is still
         // `verifying`, which the trigger requires; the phase is entered in the same
         // transaction. Re-running after a lost answer finds the region already changed.
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         tx.execute("SELECT set_config('residency.actor', $1, true)", &[&actor])
             .await?;

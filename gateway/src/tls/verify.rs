@@ -9,6 +9,8 @@ use std::path::Path;
 use residency_core::domain::DomainState;
 use residency_directory::DomainVerdict;
 use residency_http::tls_reload::ReloadingCert;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -119,11 +121,7 @@ fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
 /// The DNS names of the first certificate in the PEM file `path` (the default certificate);
 /// empty when it cannot be read.
 pub(crate) fn names_in_pem(path: &Path) -> Vec<String> {
-    let Ok(file) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let mut reader = std::io::BufReader::new(file);
-    let Some(Ok(der)) = rustls_pemfile::certs(&mut reader).next() else {
+    let Ok(der) = CertificateDer::from_pem_file(path) else {
         return Vec::new();
     };
     X509Certificate::from_der(der.as_ref())

@@ -7,8 +7,6 @@
 //! through `[moves] peer_ca_file` only (no system roots), with the optional client
 //! certificate of `[moves]` for sources that require one.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +24,7 @@ use residency_config::node::MovesConfig;
 use residency_core::headers::{ASSERTION, REQUEST_ID};
 use residency_core::wire::moves::node::{ExportBatch, ExportRequest, EXPORT_PATH};
 use residency_core::wire::ProblemDetails;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
@@ -45,9 +44,8 @@ pub(crate) struct Peers {
 }
 
 fn certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = File::open(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| format!("{key} {}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!(
@@ -59,11 +57,11 @@ fn certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
 }
 
 fn private_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let file = File::open(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
     // Only the path and the parser's error kind reach a message, never the key's bytes.
-    rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|e| format!("{key} {}: {e}", path.display()))?
-        .ok_or_else(|| format!("{key} {}: holds no pem private key", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!("{key} {}: holds no pem private key", path.display()),
+        e => format!("{key} {}: {e}", path.display()),
+    })
 }
 
 impl Peers {
