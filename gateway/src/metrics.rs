@@ -43,6 +43,9 @@ pub(crate) const HEALTH_CHECKS_TOTAL: &str = "gateway_health_checks_total";
 pub(crate) const UPSTREAM_EJECTIONS_TOTAL: &str = "gateway_upstream_ejections_total";
 /// Admin API requests, by `route` (matched template) and `status_class`.
 pub(crate) const ADMIN_REQUESTS_TOTAL: &str = "gateway_admin_requests_total";
+/// Public signups, by `outcome` (`approved`, `provisional`, `manual_review`, `rejected`,
+/// `rate_limited`).
+pub(crate) const SIGNUPS_TOTAL: &str = "gateway_signups_total";
 /// Tenant move steps run by this gateway's move drivers, by the `phase` they ran in
 /// (`planned`, …, `done`), plus `failed` and `rolled_back` outcomes; never labelled by tenant.
 pub(crate) const TENANT_MOVE_PHASES_TOTAL: &str = "gateway_tenant_move_phases_total";

@@ -15,7 +15,7 @@ use residency_core::wire::ProblemDetails;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse};
 
-use super::{audit, domains, keys, moves, orgs, tenants};
+use super::{audit, domains, keys, moves, org_tokens, orgs, signups, tenants};
 
 /// The security scheme name of the admin token in the document.
 pub(crate) const ADMIN_TOKEN: &str = "admin_token";
@@ -51,6 +51,13 @@ pub(crate) fn document() -> &'static str {
         orgs::create_org,
         orgs::list_orgs,
         orgs::get_org,
+        org_tokens::create,
+        org_tokens::list,
+        org_tokens::revoke,
+        signups::list,
+        signups::get,
+        signups::approve,
+        signups::reject,
         tenants::create_tenant,
         tenants::list_tenants,
         tenants::get_tenant,

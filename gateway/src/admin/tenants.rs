@@ -29,18 +29,20 @@ use serde_json::{Map, Value};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::{parse_uuid, AdminError, AdminState, Body, RequestId, Q};
+use super::{parse_uuid, AdminError, AdminState, Body, Principal, RequestId, Q};
 
 /// Largest per-minute limit override.
 pub(crate) const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
 
 type Result<T> = std::result::Result<T, AdminError>;
 
-/// The tenant `id` in `store`, or 404 `tenant`.
-pub(super) async fn existing(store: &Store, id: Uuid) -> Result<TenantRecord> {
+/// The tenant `id` in `store` as `p` may see it, or 404 `tenant`: another organization's
+/// tenant answers exactly like a nonexistent one.
+pub(super) async fn existing(store: &Store, p: &Principal, id: Uuid) -> Result<TenantRecord> {
     store
         .tenant(id)
         .await?
+        .filter(|t| p.sees_org(t.org_id))
         .ok_or(AdminError::NotFound("tenant"))
 }
 
@@ -148,6 +150,7 @@ fn check_owner(owner: Option<&Owner>) -> Result<()> {
 pub(crate) async fn create_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
+    Extension(p): Extension<Principal>,
     Body(b): Body<CreateTenant>,
 ) -> Result<Response> {
     text("name", &b.name, 200)?;
@@ -166,11 +169,19 @@ pub(crate) async fn create_tenant(
     check_owner(b.owner.as_ref())?;
     let quota = check_limit(b.limits.as_ref())?.flatten();
     let store = st.store()?;
+    // An organization principal creates tenants in its own organization only: naming
+    // another one is answered like naming one that does not exist.
+    let org_id = match (p.org(), b.org_id) {
+        (None, org) => org,
+        (Some(mine), None) => Some(residency_core::OrgId::from_uuid(mine)),
+        (Some(mine), Some(o)) if o.as_uuid() == mine => Some(o),
+        (Some(_), Some(_)) => return Err(AdminError::NotFound("organization")),
+    };
     let created = store
         .create_tenant(
-            &st.actor,
+            &p.actor(),
             &NewTenant {
-                org_id: b.org_id,
+                org_id,
                 name: b.name,
                 region,
                 tier: b.tier,
@@ -179,13 +190,14 @@ pub(crate) async fn create_tenant(
         )
         .await?;
     tracing::info!(tenant = %created.id, region = %created.region, tier = created.tier.as_str(), "tenant created; provisioning");
-    let active = activate(&st, created, b.owner.as_ref(), &rid).await?;
+    let active = activate(&st, &p, created, b.owner.as_ref(), &rid).await?;
     Ok((StatusCode::CREATED, Json(Tenant::from(&active))).into_response())
 }
 
 /// Provisions `t` on its home node and, if it was `provisioning`, sets it `active`.
 async fn activate(
     st: &AdminState,
+    p: &Principal,
     t: TenantRecord,
     owner: Option<&Owner>,
     rid: &RequestId,
@@ -210,7 +222,7 @@ async fn activate(
             ..TenantPatch::default()
         };
         st.store()?
-            .update_tenant(&st.actor, t.id, &patch)
+            .update_tenant(&p.actor(), t.id, &patch)
             .await
             .map_err(|e| AdminError::from(e).for_tenant(t.id))?
     } else {
@@ -241,6 +253,7 @@ async fn activate(
 pub(crate) async fn provision_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Tenant>> {
@@ -252,7 +265,7 @@ pub(crate) async fn provision_tenant(
         super::parse_json::<Option<Reprovision>>(&body)?.unwrap_or_default()
     };
     check_owner(b.owner.as_ref())?;
-    let t = existing(st.store()?, id).await?;
+    let t = existing(st.store()?, &p, id).await?;
     if matches!(t.status, TenantStatus::Moving | TenantStatus::Deleted) {
         return Err(AdminError::Conflict {
             kind: "tenant_not_provisionable",
@@ -263,7 +276,7 @@ pub(crate) async fn provision_tenant(
             field: None,
         });
     }
-    let t = activate(&st, t, b.owner.as_ref(), &rid).await?;
+    let t = activate(&st, &p, t, b.owner.as_ref(), &rid).await?;
     Ok(Json(Tenant::from(&t)))
 }
 
@@ -307,6 +320,7 @@ pub(crate) struct TenantQuery {
     ))]
 pub(crate) async fn list_tenants(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Q(q): Q<TenantQuery>,
 ) -> Result<Json<PageOf<Tenant>>> {
     let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
@@ -318,14 +332,24 @@ pub(crate) async fn list_tenants(
                 .map_err(|e| AdminError::invalid("region", e.to_string()))
         })
         .transpose()?;
+    let asked = q
+        .org_id
+        .map(|o| parse_uuid(&o, "org_id").map(residency_core::OrgId::from_uuid))
+        .transpose()?;
+    // An organization principal lists its own organization's tenants only; asking for
+    // another organization's is an empty list, as for one without tenants.
+    let org_id = match (p.org(), asked) {
+        (None, asked) => asked,
+        (Some(mine), Some(o)) if o.as_uuid() != mine => {
+            return Ok(page.answer(Vec::new(), |t: &TenantRecord| t.id, |t| Tenant::from(&t)))
+        }
+        (Some(mine), _) => Some(residency_core::OrgId::from_uuid(mine)),
+    };
     let filter = TenantFilter {
         region,
         tier: q.tier.map(|t| enum_value("tier", &t)).transpose()?,
         status: q.status.map(|s| enum_value("status", &s)).transpose()?,
-        org_id: q
-            .org_id
-            .map(|o| parse_uuid(&o, "org_id").map(residency_core::OrgId::from_uuid))
-            .transpose()?,
+        org_id,
         after: page.after,
         limit: page.fetch(),
     };
@@ -343,10 +367,11 @@ pub(crate) async fn list_tenants(
     ))]
 pub(crate) async fn get_tenant(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
-    let t = existing(st.store()?, id).await?;
+    let t = existing(st.store()?, &p, id).await?;
     Ok(Json(Tenant::from(&t)))
 }
 
@@ -363,6 +388,7 @@ pub(crate) async fn get_tenant(
     ))]
 pub(crate) async fn update_tenant(
     State(st): State<Arc<AdminState>>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Body(raw): Body<Map<String, Value>>,
 ) -> Result<Json<Tenant>> {
@@ -395,7 +421,7 @@ pub(crate) async fn update_tenant(
         ));
     }
     let store = st.store()?;
-    let current = existing(store, id).await?;
+    let current = existing(store, &who, id).await?;
     if !matches!(
         current.status,
         TenantStatus::Active | TenantStatus::Suspended
@@ -420,12 +446,13 @@ pub(crate) async fn update_tenant(
         status: p.status.map(TenantStatus::from),
         rate_limit_per_min: quota,
     };
-    let t = store.update_tenant(&st.actor, id, &patch).await?;
+    let actor = who.actor();
+    let t = store.update_tenant(&actor, id, &patch).await?;
     st.gateway
         .directory()
         .refresh_tenant(TenantId::from_uuid(id))
         .await;
-    tracing::info!(tenant = %id, actor = %st.actor, "tenant updated");
+    tracing::info!(tenant = %id, actor = %actor, "tenant updated");
     Ok(Json(Tenant::from(&t)))
 }
 
@@ -439,11 +466,12 @@ pub(crate) async fn update_tenant(
     ))]
 pub(crate) async fn history(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<List<TenantHistoryEntry>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
-    existing(store, id).await?;
+    existing(store, &p, id).await?;
     Ok(Json(List {
         items: store.history(id).await?,
     }))
