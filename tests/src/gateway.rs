@@ -100,6 +100,8 @@ pub struct StackOptions {
     /// Serve the public listener over TLS ([`StackTls`]): a default certificate for
     /// [`DEFAULT_HOST`] from a test CA, and `tls.domains_dir` for custom domains.
     pub tls: bool,
+    /// A `[signup]` section (TOML text) appended to the gateway config.
+    pub signup: Option<&'static str>,
 }
 
 /// The name on the default certificate of a TLS stack.
@@ -267,7 +269,9 @@ id = "apac"
 upstreams = ["http://{apac_addr}"]
 assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
 {audit}
+{signup}
 "#,
+            signup = opts.signup.unwrap_or_default(),
             url = directory_link.url_for(&dir.reader_url),
             writer_url = dir.writer_url,
             moves = {
@@ -485,6 +489,18 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
                 &format!("{}{path}", self.public),
                 headers,
                 None,
+            )
+            .await
+    }
+
+    /// `POST` of a JSON body on the public listener, without a credential.
+    pub async fn post_public(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .send(
+                Method::POST,
+                &format!("{}{path}", self.public),
+                &[],
+                Some(body),
             )
             .await
     }
