@@ -126,9 +126,11 @@ pub use health_check::HealthCheckConfig;
 pub use issuers::{check_remote_url, IssuerConfig};
 pub use limits::Limits;
 pub use listen::ListenConfig;
-pub use signup::{is_blocked_domain_entry, LlmConfig, SignupConfig, DEFAULT_SIGNUPS_PER_IP_PER_MIN};
 pub use rate_limit::{RateLimitBackend, RateLimitConfig};
 pub use regions::RegionEntry;
+pub use signup::{
+    is_blocked_domain_entry, LlmConfig, SignupConfig, DEFAULT_SIGNUPS_PER_IP_PER_MIN,
+};
 pub(crate) use tls::default_reload_interval;
 pub use tls::TlsConfig;
 

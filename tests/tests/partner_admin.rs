@@ -140,22 +140,102 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
     let dom = json!({"hostname": format!("x{}.example.net", Uuid::new_v4().simple())});
     let tok = json!({"name": "t", "role": "member"});
     let routes: Vec<(Method, String, String, Option<&Value>)> = vec![
-        (Method::GET, format!("/admin/v1/tenants/{bt}"), format!("/admin/v1/tenants/{ghost}"), None),
-        (Method::PATCH, format!("/admin/v1/tenants/{bt}"), format!("/admin/v1/tenants/{ghost}"), Some(&patch)),
-        (Method::POST, format!("/admin/v1/tenants/{bt}/provision"), format!("/admin/v1/tenants/{ghost}/provision"), None),
-        (Method::GET, format!("/admin/v1/tenants/{bt}/history"), format!("/admin/v1/tenants/{ghost}/history"), None),
-        (Method::GET, format!("/admin/v1/tenants/{bt}/api-keys"), format!("/admin/v1/tenants/{ghost}/api-keys"), None),
-        (Method::POST, format!("/admin/v1/tenants/{bt}/api-keys"), format!("/admin/v1/tenants/{ghost}/api-keys"), Some(&key)),
-        (Method::DELETE, format!("/admin/v1/tenants/{bt}/api-keys/{bkey}"), format!("/admin/v1/tenants/{ghost}/api-keys/{bkey}"), None),
-        (Method::GET, format!("/admin/v1/tenants/{bt}/domains"), format!("/admin/v1/tenants/{ghost}/domains"), None),
-        (Method::POST, format!("/admin/v1/tenants/{bt}/domains"), format!("/admin/v1/tenants/{ghost}/domains"), Some(&dom)),
-        (Method::POST, format!("/admin/v1/tenants/{bt}/domains/{bhost}/verify"), format!("/admin/v1/tenants/{ghost}/domains/{bhost}/verify"), None),
-        (Method::DELETE, format!("/admin/v1/tenants/{bt}/domains/{bhost}"), format!("/admin/v1/tenants/{ghost}/domains/{bhost}"), None),
-        (Method::GET, format!("/admin/v1/domains/{bhost}"), format!("/admin/v1/domains/{ghost_host}"), None),
-        (Method::GET, format!("/admin/v1/organizations/{b}"), format!("/admin/v1/organizations/{ghost}"), None),
-        (Method::GET, format!("/admin/v1/organizations/{b}/tokens"), format!("/admin/v1/organizations/{ghost}/tokens"), None),
-        (Method::POST, format!("/admin/v1/organizations/{b}/tokens"), format!("/admin/v1/organizations/{ghost}/tokens"), Some(&tok)),
-        (Method::DELETE, format!("/admin/v1/organizations/{b}/tokens/{b_owner_id}"), format!("/admin/v1/organizations/{ghost}/tokens/{b_owner_id}"), None),
+        (
+            Method::GET,
+            format!("/admin/v1/tenants/{bt}"),
+            format!("/admin/v1/tenants/{ghost}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/admin/v1/tenants/{bt}"),
+            format!("/admin/v1/tenants/{ghost}"),
+            Some(&patch),
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/tenants/{bt}/provision"),
+            format!("/admin/v1/tenants/{ghost}/provision"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/admin/v1/tenants/{bt}/history"),
+            format!("/admin/v1/tenants/{ghost}/history"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/admin/v1/tenants/{bt}/api-keys"),
+            format!("/admin/v1/tenants/{ghost}/api-keys"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/tenants/{bt}/api-keys"),
+            format!("/admin/v1/tenants/{ghost}/api-keys"),
+            Some(&key),
+        ),
+        (
+            Method::DELETE,
+            format!("/admin/v1/tenants/{bt}/api-keys/{bkey}"),
+            format!("/admin/v1/tenants/{ghost}/api-keys/{bkey}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/admin/v1/tenants/{bt}/domains"),
+            format!("/admin/v1/tenants/{ghost}/domains"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/tenants/{bt}/domains"),
+            format!("/admin/v1/tenants/{ghost}/domains"),
+            Some(&dom),
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/tenants/{bt}/domains/{bhost}/verify"),
+            format!("/admin/v1/tenants/{ghost}/domains/{bhost}/verify"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/admin/v1/tenants/{bt}/domains/{bhost}"),
+            format!("/admin/v1/tenants/{ghost}/domains/{bhost}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/admin/v1/domains/{bhost}"),
+            format!("/admin/v1/domains/{ghost_host}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/admin/v1/organizations/{b}"),
+            format!("/admin/v1/organizations/{ghost}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/admin/v1/organizations/{b}/tokens"),
+            format!("/admin/v1/organizations/{ghost}/tokens"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/organizations/{b}/tokens"),
+            format!("/admin/v1/organizations/{ghost}/tokens"),
+            Some(&tok),
+        ),
+        (
+            Method::DELETE,
+            format!("/admin/v1/organizations/{b}/tokens/{b_owner_id}"),
+            format!("/admin/v1/organizations/{ghost}/tokens/{b_owner_id}"),
+            None,
+        ),
     ];
     for (method, theirs, missing, body) in &routes {
         // The owner reaches every organization-scoped route (tokens included).
@@ -179,11 +259,19 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
         .await;
     assert_eq!(t.json["name"], "b-customer");
     let keys = s
-        .admin(Method::GET, &format!("/admin/v1/tenants/{bt}/api-keys"), None)
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{bt}/api-keys"),
+            None,
+        )
         .await;
     assert!(keys.json["items"][0]["revoked_at"].is_null(), "{keys:?}");
     let toks = s
-        .admin(Method::GET, &format!("/admin/v1/organizations/{b}/tokens"), None)
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/organizations/{b}/tokens"),
+            None,
+        )
         .await;
     assert!(toks.json["items"][0]["revoked_at"].is_null(), "{toks:?}");
 
@@ -208,7 +296,12 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
         .await;
     assert_eq!(list.json["items"], json!([]), "{list:?}");
     let orgs = s
-        .admin_as(Some(&a_member), Method::GET, "/admin/v1/organizations", None)
+        .admin_as(
+            Some(&a_member),
+            Method::GET,
+            "/admin/v1/organizations",
+            None,
+        )
         .await;
     let ids: Vec<&str> = orgs.json["items"]
         .as_array()
@@ -225,18 +318,38 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
     let org_body = json!({"name": "x", "domain": unique("x")});
     let note = json!({"note": "x"});
     let platform: Vec<(Method, String, Option<&Value>)> = vec![
-        (Method::POST, "/admin/v1/organizations".into(), Some(&org_body)),
+        (
+            Method::POST,
+            "/admin/v1/organizations".into(),
+            Some(&org_body),
+        ),
         (Method::GET, "/admin/v1/regions".into(), None),
         (Method::GET, "/admin/v1/audit".into(), None),
-        (Method::POST, format!("/admin/v1/tenants/{at}/move"), Some(&move_body)),
+        (
+            Method::POST,
+            format!("/admin/v1/tenants/{at}/move"),
+            Some(&move_body),
+        ),
         (Method::GET, format!("/admin/v1/tenants/{at}/moves"), None),
         (Method::GET, format!("/admin/v1/moves/{ghost}"), None),
-        (Method::POST, format!("/admin/v1/moves/{ghost}/resume"), None),
+        (
+            Method::POST,
+            format!("/admin/v1/moves/{ghost}/resume"),
+            None,
+        ),
         (Method::POST, format!("/admin/v1/moves/{ghost}/abort"), None),
         (Method::GET, "/admin/v1/signups".into(), None),
         (Method::GET, format!("/admin/v1/signups/{ghost}"), None),
-        (Method::POST, format!("/admin/v1/signups/{ghost}/approve"), Some(&note)),
-        (Method::POST, format!("/admin/v1/signups/{ghost}/reject"), Some(&note)),
+        (
+            Method::POST,
+            format!("/admin/v1/signups/{ghost}/approve"),
+            Some(&note),
+        ),
+        (
+            Method::POST,
+            format!("/admin/v1/signups/{ghost}/reject"),
+            Some(&note),
+        ),
     ];
     for (method, path, body) in &platform {
         let r = s
@@ -273,7 +386,11 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
         .await;
     assert_eq!(kind(&r), "org_admin_required", "{r:?}");
     let keys = s
-        .admin(Method::GET, &format!("/admin/v1/tenants/{at}/api-keys"), None)
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{at}/api-keys"),
+            None,
+        )
         .await;
     assert_eq!(keys.json["items"].as_array().unwrap().len(), 1, "{keys:?}");
     // The owner may mint up to its own role; lists never show a secret or a hash.
@@ -288,7 +405,10 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
         )
         .await;
     assert_eq!(list.json["items"].as_array().unwrap().len(), 4, "{list:?}");
-    assert!(!list.text.contains("rog_") && !list.text.contains("hash"), "{list:?}");
+    assert!(
+        !list.text.contains("rog_") && !list.text.contains("hash"),
+        "{list:?}"
+    );
 
     // A revoked token is refused at once: by the owner through this gateway…
     let r = s
@@ -311,7 +431,11 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
     // …and by another replica writing the directory (no notification to wait for).
     s.store
-        .revoke_org_token("admin:elsewhere", a.parse().unwrap(), a_admin_id.parse().unwrap())
+        .revoke_org_token(
+            "admin:elsewhere",
+            a.parse().unwrap(),
+            a_admin_id.parse().unwrap(),
+        )
         .await
         .unwrap();
     let r = s

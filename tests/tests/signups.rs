@@ -23,7 +23,13 @@ fn domain(prefix: &str) -> String {
     format!("{prefix}{}.com", Uuid::new_v4().simple())
 }
 
-async fn submit(s: &Stack, email: &str, company: &str, website: &str, description: &str) -> Response {
+async fn submit(
+    s: &Stack,
+    email: &str,
+    company: &str,
+    website: &str,
+    description: &str,
+) -> Response {
     s.post_public(
         "/v1/signups",
         &json!({"email": email, "company": company, "website": website, "description": description}),
@@ -64,18 +70,55 @@ async fn every_signup_outcome_with_the_rules_classifier_and_the_review_queue() {
         assert_eq!(r.json["field"], "email");
     }
     for provider in [
-        "gmail.com", "googlemail.com", "outlook.com", "outlook.de", "hotmail.com", "hotmail.co.uk",
-        "live.com", "msn.com", "yahoo.com", "yahoo.fr", "ymail.com", "icloud.com", "me.com",
-        "mac.com", "aol.com", "proton.me", "protonmail.com", "pm.me", "gmx.de", "gmx.net",
-        "web.de", "yandex.ru", "yandex.com", "mail.ru", "qq.com", "163.com", "126.com",
-        "zoho.com", "tutanota.com", "fastmail.fm", "hey.com",
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "outlook.de",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "live.com",
+        "msn.com",
+        "yahoo.com",
+        "yahoo.fr",
+        "ymail.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+        "pm.me",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "yandex.ru",
+        "yandex.com",
+        "mail.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "zoho.com",
+        "tutanota.com",
+        "fastmail.fm",
+        "hey.com",
         // Added in the config: a domain and a family.
-        "corp-mail.example", "mymail.io",
+        "corp-mail.example",
+        "mymail.io",
     ] {
-        let r = submit(&s, &format!("jane@{provider}"), "Acme Software", "https://acme.com", "SaaS").await;
+        let r = submit(
+            &s,
+            &format!("jane@{provider}"),
+            "Acme Software",
+            "https://acme.com",
+            "SaaS",
+        )
+        .await;
         assert_eq!(r.status, StatusCode::CREATED, "{provider}: {r:?}");
         assert_eq!(r.json["status"], "rejected", "{provider}: {r:?}");
-        assert!(reasons(&r).contains("personal email provider"), "{provider}: {r:?}");
+        assert!(
+            reasons(&r).contains("personal email provider"),
+            "{provider}: {r:?}"
+        );
     }
 
     // Approved: a software company on its own domain → an organization on the Free plan
@@ -97,12 +140,22 @@ async fn every_signup_outcome_with_the_rules_classifier_and_the_review_queue() {
     assert_eq!(org["owner_email"], format!("jane@{d1}").as_str());
     assert_eq!(org["provisional"], false);
     let full = s
-        .admin(Method::GET, &format!("/admin/v1/signups/{approved_id}"), None)
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/signups/{approved_id}"),
+            None,
+        )
         .await;
     assert_eq!(full.json["classifier"], "rules", "{full:?}");
     assert_eq!(full.json["classification"]["industry"], "software");
-    assert_eq!(full.json["classification"]["tech_stack"], json!(["rust", "postgres"]));
-    assert_eq!(full.json["classification"]["integration_needs"], json!(["sso", "webhooks"]));
+    assert_eq!(
+        full.json["classification"]["tech_stack"],
+        json!(["rust", "postgres"])
+    );
+    assert_eq!(
+        full.json["classification"]["integration_needs"],
+        json!(["sso", "webhooks"])
+    );
     assert_eq!(full.json["org_id"], org["id"]);
     assert_eq!(full.json["events"][0]["event"], "submitted");
     assert_eq!(full.json["events"][0]["actor"], "signup:pipeline");
@@ -114,20 +167,39 @@ async fn every_signup_outcome_with_the_rules_classifier_and_the_review_queue() {
 
     // Provisional: a regulated industry → an organization with reduced limits.
     let d2 = domain("clinic");
-    let r = submit(&s, &format!("ann@{d2}"), "Care Clinics", &d2, "Patient records for clinics").await;
+    let r = submit(
+        &s,
+        &format!("ann@{d2}"),
+        "Care Clinics",
+        &d2,
+        "Patient records for clinics",
+    )
+    .await;
     assert_eq!(r.json["status"], "provisional", "{r:?}");
     assert!(reasons(&r).contains("regulated"), "{r:?}");
     let provisional_id = r.json["id"].as_str().unwrap().to_owned();
-    let org2 = org_with_domain(&s, &d2).await.expect("a provisional organization");
+    let org2 = org_with_domain(&s, &d2)
+        .await
+        .expect("a provisional organization");
     assert_eq!(org2["provisional"], true);
 
     // Manual review: nothing to classify; then a pending duplicate of it.
     let d3 = domain("zyx");
     let r = submit(&s, &format!("bo@{d3}"), "Zyx", &d3, "").await;
     assert_eq!(r.json["status"], "manual_review", "{r:?}");
-    assert!(reasons(&r).contains("industry could not be classified"), "{r:?}");
+    assert!(
+        reasons(&r).contains("industry could not be classified"),
+        "{r:?}"
+    );
     let first = r.json["id"].as_str().unwrap().to_owned();
-    let r = submit(&s, &format!("al@{d3}"), "Zyx Software", &d3, "SaaS software platform").await;
+    let r = submit(
+        &s,
+        &format!("al@{d3}"),
+        "Zyx Software",
+        &d3,
+        "SaaS software platform",
+    )
+    .await;
     assert_eq!(r.json["status"], "manual_review", "{r:?}");
     assert!(reasons(&r).contains("waiting for review"), "{r:?}");
     let second = r.json["id"].as_str().unwrap().to_owned();
@@ -156,7 +228,10 @@ async fn every_signup_outcome_with_the_rules_classifier_and_the_review_queue() {
     assert_eq!(r.json["review_note"], "called them, real company");
     assert_eq!(r.json["reviewed_by"], "admin:test");
     let org3 = org_with_domain(&s, &d3).await.expect("created on approval");
-    assert_eq!((org3["plan"].as_str(), org3["owner_email"].as_str()), (Some("free"), Some(format!("bo@{d3}").as_str())));
+    assert_eq!(
+        (org3["plan"].as_str(), org3["owner_email"].as_str()),
+        (Some("free"), Some(format!("bo@{d3}").as_str()))
+    );
     let r = s
         .admin(
             Method::POST,
@@ -183,9 +258,16 @@ async fn every_signup_outcome_with_the_rules_classifier_and_the_review_queue() {
         )
         .await;
     assert_eq!(r.json["status"], "approved", "{r:?}");
-    assert_eq!(org_with_domain(&s, &d2).await.unwrap()["provisional"], false);
+    assert_eq!(
+        org_with_domain(&s, &d2).await.unwrap()["provisional"],
+        false
+    );
     let trail = s
-        .admin(Method::GET, &format!("/admin/v1/signups/{provisional_id}"), None)
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/signups/{provisional_id}"),
+            None,
+        )
         .await;
     let events: Vec<&str> = trail.json["events"]
         .as_array()
@@ -212,17 +294,26 @@ async fn fake_llm() -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let authorized = req.headers().get("authorization").and_then(|v| v.to_str().ok())
+                    let authorized = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
                         == Some("Bearer test-llm-key");
                     let body = req.into_body().collect().await.unwrap().to_bytes();
                     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let user = v["messages"][1]["content"].as_str().unwrap_or_default().to_owned();
+                    let user = v["messages"][1]["content"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
                     let content = if user.contains("SLEEP") {
                         tokio::time::sleep(Duration::from_secs(3)).await;
-                        r#"{"industry":"logistics","tech_stack":[],"integration_needs":[]}"#.to_owned()
+                        r#"{"industry":"logistics","tech_stack":[],"integration_needs":[]}"#
+                            .to_owned()
                     } else if user.contains("INVALID") {
                         "sure! the industry is logistics".to_owned()
                     } else if user.contains("EXTRA") {
@@ -231,12 +322,18 @@ async fn fake_llm() -> std::net::SocketAddr {
                         r#"{"industry":"logistics","tech_stack":["go"],"integration_needs":["webhooks"]}"#.to_owned()
                     };
                     let answer = json!({"model": v["model"], "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]});
-                    let status = if authorized { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+                    let status = if authorized {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    };
                     let mut resp = http::Response::new(Full::new(Bytes::from(answer.to_string())));
                     *resp.status_mut() = status;
                     Ok::<_, Infallible>(resp)
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -263,7 +360,11 @@ async fn llm_failures_go_to_review_valid_answers_are_used_and_ips_are_rate_limit
     sent += 1;
     assert_eq!(r.json["status"], "approved", "{r:?}");
     let full = s
-        .admin(Method::GET, &format!("/admin/v1/signups/{}", r.json["id"].as_str().unwrap()), None)
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/signups/{}", r.json["id"].as_str().unwrap()),
+            None,
+        )
         .await;
     assert_eq!(full.json["classifier"], "llm");
     assert_eq!(
@@ -294,7 +395,10 @@ async fn llm_failures_go_to_review_valid_answers_are_used_and_ips_are_rate_limit
             break r;
         }
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
-        assert!(sent <= 3 * per_ip, "no 429 after {sent} signups from one address");
+        assert!(
+            sent <= 3 * per_ip,
+            "no 429 after {sent} signups from one address"
+        );
     };
     assert!(sent > per_ip, "refused after only {sent}");
     assert_eq!(refused.json["type"], "urn:residency:problem:rate_limited");

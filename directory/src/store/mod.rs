@@ -19,17 +19,16 @@ mod records;
 mod signups;
 
 /// The columns of an organization, in [`records::organization`]'s names.
-pub(crate) const ORG_COLUMNS: &str =
-    "id, name, domain, plan, owner_email, provisional, created_at";
+pub(crate) const ORG_COLUMNS: &str = "id, name, domain, plan, owner_email, provisional, created_at";
 
 pub use domains::DomainVerdict;
 pub use moves::{Lease, MoveRecord, MoveTableRecord};
 pub use org_tokens::OrgTokenEntry;
-pub use residency_core::wire::admin::SignupStatus;
-pub use signups::{NewSignup, SignupRecord};
 use records::{enum_str, key_entry, API_KEY_COLUMNS, TENANT_COLUMNS};
 pub use records::{NewTenant, RolePowers, TenantFilter, TenantPatch, TenantRecord};
+pub use residency_core::wire::admin::SignupStatus;
 use residency_core::wire::admin::{ApiKey, Organization, TenantHistoryEntry};
+pub use signups::{NewSignup, SignupRecord};
 
 /// Why a directory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -331,8 +330,10 @@ impl Store {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
-                &format!("SELECT {ORG_COLUMNS} FROM organizations \
-                 WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"),
+                &format!(
+                    "SELECT {ORG_COLUMNS} FROM organizations \
+                 WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
+                ),
                 &[&after, &limit],
             )
             .await?;

@@ -233,7 +233,10 @@ impl Store {
     pub async fn signup(&self, id: Uuid) -> Result<Option<Signup>, StoreError> {
         let conn = self.pool.get().await?;
         let row = conn
-            .query_opt(&format!("SELECT {COLUMNS} FROM signups WHERE id = $1"), &[&id])
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM signups WHERE id = $1"),
+                &[&id],
+            )
             .await?;
         Ok(row.as_ref().map(signup))
     }
@@ -312,14 +315,20 @@ impl Store {
                 }
                 None => {
                     org = Some(
-                        insert_org(&tx, &current.company, &current.domain, &current.email, false)
-                            .await?
-                            .ok_or_else(|| {
-                                StoreError::Conflict(format!(
-                                    "an organization with the domain {} exists meanwhile",
-                                    current.domain
-                                ))
-                            })?,
+                        insert_org(
+                            &tx,
+                            &current.company,
+                            &current.domain,
+                            &current.email,
+                            false,
+                        )
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Conflict(format!(
+                                "an organization with the domain {} exists meanwhile",
+                                current.domain
+                            ))
+                        })?,
                     );
                 }
             }

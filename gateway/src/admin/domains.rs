@@ -29,8 +29,8 @@ use residency_core::TenantStatus;
 use residency_directory::DomainVerdict;
 
 use super::{parse_uuid, tenants, AdminError, AdminState, Body, Principal};
-use axum::Extension;
 use crate::tls::verify;
+use axum::Extension;
 
 type Result<T> = std::result::Result<T, AdminError>;
 

@@ -396,7 +396,10 @@ async fn authenticate(
             });
         }
     }
-    match (&st.writer, residency_directory::keys::split_org_token(presented)) {
+    match (
+        &st.writer,
+        residency_directory::keys::split_org_token(presented),
+    ) {
         (Some(store), Some(_)) => principal::org_token(store, presented).await,
         _ if st.token_hash.is_none() => Err(AdminError::Unauthorized(
             "no admin token is configured on this gateway",

@@ -95,9 +95,8 @@ pub(crate) fn access(route: &str, method: &Method) -> Access {
     match route {
         "/admin/v1/organizations" if read => Access::Org(OrgRole::Member),
         "/admin/v1/organizations/{id}" => Access::Org(OrgRole::Member),
-        "/admin/v1/organizations/{id}/tokens" | "/admin/v1/organizations/{id}/tokens/{token_id}" => {
-            Access::Org(OrgRole::Owner)
-        }
+        "/admin/v1/organizations/{id}/tokens"
+        | "/admin/v1/organizations/{id}/tokens/{token_id}" => Access::Org(OrgRole::Owner),
         "/admin/v1/tenants"
         | "/admin/v1/tenants/{id}"
         | "/admin/v1/tenants/{id}/provision"
@@ -129,8 +128,9 @@ pub(crate) fn check(p: &Principal, need: Access) -> Result<(), AdminError> {
         (Principal::Platform { .. }, _) => Ok(()),
         (Principal::Org { .. }, Access::Platform) => Err(AdminError::Forbidden {
             kind: "platform_admin_required",
-            detail: "this endpoint needs the platform admin token; organization tokens cannot use it"
-                .into(),
+            detail:
+                "this endpoint needs the platform admin token; organization tokens cannot use it"
+                    .into(),
         }),
         (Principal::Org { role, .. }, Access::Org(need)) if *role >= need => Ok(()),
         (Principal::Org { role, .. }, Access::Org(need)) => Err(role_required(*role, need)),

@@ -72,33 +72,86 @@ pub(crate) struct Rules;
 const INDUSTRY_RULES: &[(&str, &[&str])] = &[
     (
         "healthcare",
-        &["health", "clinic", "hospital", "patient", "medical", "pharma", "care home"],
+        &[
+            "health",
+            "clinic",
+            "hospital",
+            "patient",
+            "medical",
+            "pharma",
+            "care home",
+        ],
     ),
     (
         "finance",
-        &["bank", "fintech", "payment", "insurance", "lending", "invest", "accounting"],
+        &[
+            "bank",
+            "fintech",
+            "payment",
+            "insurance",
+            "lending",
+            "invest",
+            "accounting",
+        ],
     ),
     (
         "government",
-        &["government", "public sector", "municipal", "ministry", "agency"],
+        &[
+            "government",
+            "public sector",
+            "municipal",
+            "ministry",
+            "agency",
+        ],
     ),
     (
         "education",
-        &["school", "university", "learning", "education", "course", "student"],
+        &[
+            "school",
+            "university",
+            "learning",
+            "education",
+            "course",
+            "student",
+        ],
     ),
     (
         "retail",
-        &["shop", "store", "ecommerce", "e-commerce", "retail", "marketplace"],
+        &[
+            "shop",
+            "store",
+            "ecommerce",
+            "e-commerce",
+            "retail",
+            "marketplace",
+        ],
     ),
     (
         "logistics",
-        &["logistics", "shipping", "freight", "delivery", "fleet", "warehouse"],
+        &[
+            "logistics",
+            "shipping",
+            "freight",
+            "delivery",
+            "fleet",
+            "warehouse",
+        ],
     ),
-    ("media", &["media", "publishing", "news", "streaming", "video"]),
+    (
+        "media",
+        &["media", "publishing", "news", "streaming", "video"],
+    ),
     ("manufacturing", &["manufactur", "factory", "industrial"]),
     (
         "software",
-        &[" saas ", "software", "platform", "developer", " cloud ", " app "],
+        &[
+            " saas ",
+            "software",
+            "platform",
+            "developer",
+            " cloud ",
+            " app ",
+        ],
     ),
 ];
 
@@ -107,7 +160,10 @@ const TECH_RULES: &[(&str, &[&str])] = &[
     ("go", &["golang", " go "]),
     ("python", &["python", "django", "flask"]),
     ("java", &[" java ", "spring boot", "kotlin"]),
-    ("javascript", &["node.js", " nodejs ", "javascript", "typescript", " react "]),
+    (
+        "javascript",
+        &["node.js", " nodejs ", "javascript", "typescript", " react "],
+    ),
     ("ruby", &[" ruby ", " rails "]),
     ("php", &[" php ", "laravel"]),
     ("dotnet", &[".net", "c#", "dotnet"]),
@@ -120,11 +176,17 @@ const TECH_RULES: &[(&str, &[&str])] = &[
 ];
 
 const INTEGRATION_RULES: &[(&str, &[&str])] = &[
-    ("sso", &[" sso ", "saml", "oidc", "single sign-on", "single sign on"]),
+    (
+        "sso",
+        &[" sso ", "saml", "oidc", "single sign-on", "single sign on"],
+    ),
     ("scim", &["scim", "user provisioning"]),
     ("webhooks", &["webhook"]),
     ("api", &[" api ", " apis ", " rest api"]),
-    ("data_export", &["export", "etl", "warehouse", "bigquery", "snowflake"]),
+    (
+        "data_export",
+        &["export", "etl", "warehouse", "bigquery", "snowflake"],
+    ),
     ("audit_logs", &["audit", "compliance", "siem"]),
 ];
 
@@ -183,7 +245,10 @@ impl Classifier for Rules {
 /// The first rule it breaks.
 pub(crate) fn validate(c: &Classification) -> Result<(), String> {
     if !INDUSTRIES.contains(&c.industry.as_str()) {
-        return Err(format!("industry {:?} is not one of the known industries", c.industry));
+        return Err(format!(
+            "industry {:?} is not one of the known industries",
+            c.industry
+        ));
     }
     for (field, list) in [
         ("tech_stack", &c.tech_stack),
@@ -290,7 +355,8 @@ impl Llm {
         if !status.is_success() {
             return Err(format!("llm answered {status}"));
         }
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("llm response is not json: {e}"))?;
+        let v: Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("llm response is not json: {e}"))?;
         let content = v["choices"][0]["message"]["content"]
             .as_str()
             .ok_or("llm response has no choices[0].message.content")?;

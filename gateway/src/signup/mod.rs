@@ -146,9 +146,9 @@ impl Signups {
                 format!("body: not valid json ({why})"),
             )
             .with_field("body")),
-            Err(residency_http::json::JsonError::Shape { field, detail }) => Err(invalid(
-                &field, &detail,
-            )),
+            Err(residency_http::json::JsonError::Shape { field, detail }) => {
+                Err(invalid(&field, &detail))
+            }
         };
         match outcome {
             Ok(s) => {
@@ -202,7 +202,9 @@ impl Signups {
             classification: None,
             classifier: String::new(),
         };
-        self.decide(&mut new, &applicant).await.map_err(unavailable)?;
+        self.decide(&mut new, &applicant)
+            .await
+            .map_err(unavailable)?;
         self.store
             .create_signup(PIPELINE_ACTOR, &new)
             .await
@@ -334,7 +336,8 @@ fn email_domain(email: &str) -> Option<String> {
             (1..=63).contains(&l.len())
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && l.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         })
         && labels
             .last()
@@ -368,7 +371,17 @@ mod tests {
     #[test]
     fn email_syntax() {
         assert_eq!(email_domain("a.b+c@Acme.COM").as_deref(), Some("acme.com"));
-        for bad in ["", "a", "@acme.com", "a@", "a@acme", "a..b@acme.com", "a@-x.com", "a b@acme.com", "a@acme.c0m"] {
+        for bad in [
+            "",
+            "a",
+            "@acme.com",
+            "a@",
+            "a@acme",
+            "a..b@acme.com",
+            "a@-x.com",
+            "a b@acme.com",
+            "a@acme.c0m",
+        ] {
             assert_eq!(email_domain(bad), None, "{bad}");
         }
     }
@@ -380,12 +393,38 @@ mod tests {
             ..Classification::default()
         };
         let s = |d, w, c: Option<&Classification>, p| outcome(d, w, c, p).0;
-        assert_eq!(s("acme.com", "https://www.acme.com/x", Some(&c("software")), false), SignupStatus::Approved);
-        assert_eq!(s("acme.com", "acme.com", Some(&c("healthcare")), false), SignupStatus::Provisional);
-        assert_eq!(s("acme.com", "other.io", Some(&c("software")), false), SignupStatus::Provisional);
-        assert_eq!(s("acme.com", "", Some(&c("software")), false), SignupStatus::Provisional);
-        assert_eq!(s("acme.com", "acme.com", Some(&c("unknown")), false), SignupStatus::ManualReview);
-        assert_eq!(s("acme.com", "acme.com", None, false), SignupStatus::ManualReview);
-        assert_eq!(s("acme.com", "acme.com", Some(&c("software")), true), SignupStatus::ManualReview);
+        assert_eq!(
+            s(
+                "acme.com",
+                "https://www.acme.com/x",
+                Some(&c("software")),
+                false
+            ),
+            SignupStatus::Approved
+        );
+        assert_eq!(
+            s("acme.com", "acme.com", Some(&c("healthcare")), false),
+            SignupStatus::Provisional
+        );
+        assert_eq!(
+            s("acme.com", "other.io", Some(&c("software")), false),
+            SignupStatus::Provisional
+        );
+        assert_eq!(
+            s("acme.com", "", Some(&c("software")), false),
+            SignupStatus::Provisional
+        );
+        assert_eq!(
+            s("acme.com", "acme.com", Some(&c("unknown")), false),
+            SignupStatus::ManualReview
+        );
+        assert_eq!(
+            s("acme.com", "acme.com", None, false),
+            SignupStatus::ManualReview
+        );
+        assert_eq!(
+            s("acme.com", "acme.com", Some(&c("software")), true),
+            SignupStatus::ManualReview
+        );
     }
 }
