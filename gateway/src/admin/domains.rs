@@ -216,6 +216,7 @@ pub(crate) async fn remove(
     responses(
         (status = 200, description = "The domain and its customer", body = Domain),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
         (status = 500, response = super::openapi::Internal),
         (status = 501, response = super::openapi::NotImplemented),

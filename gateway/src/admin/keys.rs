@@ -32,7 +32,6 @@ type Result<T> = std::result::Result<T, AdminError>;
     responses(
         (status = 201, description = "Created; `api_key` is shown only here", body = CreatedApiKey),
         super::openapi::BodyRefusals,
-        (status = 403, response = super::openapi::Forbidden),
         (status = 502, response = super::openapi::BadGateway),
     ))]
 pub(crate) async fn create(

@@ -473,6 +473,7 @@ async fn metrics_page(State(st): State<Arc<AdminState>>) -> Response {
     responses(
         (status = 200, description = "Every configured region", body = List<RegionView>),
         (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
     ))]
 async fn regions(State(st): State<Arc<AdminState>>) -> Json<List<RegionView>> {
     let items = st

@@ -28,7 +28,6 @@ type Result<T> = std::result::Result<T, AdminError>;
     responses(
         (status = 201, description = "Created; `secret` is shown only here", body = CreatedOrgToken),
         super::openapi::BodyRefusals,
-        (status = 403, response = super::openapi::Forbidden),
     ))]
 pub(crate) async fn create(
     State(st): State<Arc<AdminState>>,

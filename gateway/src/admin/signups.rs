@@ -44,7 +44,6 @@ pub(crate) struct SignupQuery {
     responses(
         (status = 200, description = "One page, by id", body = PageOf<Signup>),
         super::openapi::ListRefusals,
-        (status = 403, response = super::openapi::Forbidden),
     ))]
 pub(crate) async fn list(
     State(st): State<Arc<AdminState>>,
@@ -76,7 +75,6 @@ pub(crate) async fn list(
     responses(
         (status = 200, description = "The signup with `events`", body = Object),
         super::openapi::ByIdRefusals,
-        (status = 403, response = super::openapi::Forbidden),
     ))]
 pub(crate) async fn get(
     State(st): State<Arc<AdminState>>,
@@ -134,7 +132,6 @@ async fn review(
     responses(
         (status = 200, description = "Approved: the organization exists on the Free plan", body = Signup),
         super::openapi::BodyRefusals,
-        (status = 403, response = super::openapi::Forbidden),
         (status = 409, response = super::openapi::Conflict),
     ))]
 pub(crate) async fn approve(
@@ -154,7 +151,6 @@ pub(crate) async fn approve(
     responses(
         (status = 200, description = "Rejected", body = Signup),
         super::openapi::BodyRefusals,
-        (status = 403, response = super::openapi::Forbidden),
         (status = 409, response = super::openapi::Conflict),
     ))]
 pub(crate) async fn reject(
