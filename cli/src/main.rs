@@ -31,8 +31,12 @@ enum Command {
     /// Customers through the gateway's admin API: create, list, get, update, provision,
     /// history.
     Tenants(admin::TenantsArgs),
-    /// Organizations through the gateway's admin API: create, list.
+    /// Organizations through the gateway's admin API: create, list, and their admin tokens
+    /// (`orgs tokens create|list|revoke`).
     Orgs(admin::OrgsArgs),
+    /// Signups: submit one to the public listener; list, approve or reject them (the review
+    /// queue, platform admin).
+    Signups(admin::SignupsArgs),
     /// API keys of a customer (scale and enterprise tiers): create, list, revoke.
     Keys(admin::KeysArgs),
     /// Custom domains of a customer: add (with its certificate reference), list, verify,
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
             Command::Up(args) => up::run(args).await,
             Command::Tenants(args) => admin::tenants(args).await,
             Command::Orgs(args) => admin::orgs(args).await,
+            Command::Signups(args) => admin::signups(args).await,
             Command::Keys(args) => admin::keys(args).await,
             Command::Domains(args) => admin::domains(args).await,
             Command::Directory(args) => directory::run(args).await,

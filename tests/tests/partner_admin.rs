@@ -451,3 +451,143 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
 
     s.stop().await;
 }
+
+fn residency(s: &Stack, token: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(integration_tests::binary("residency"))
+        .args(args)
+        .env("RESIDENCY_ADMIN_URL", &s.admin)
+        .env("RESIDENCY_ADMIN_TOKEN", token)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run residency")
+}
+
+fn cli_json(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+fn refused(out: &std::process::Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The CLI takes an organization token exactly like the platform token, and says what a
+/// 403 or a 404 means for it; `residency signups` submits on the public listener and runs
+/// the review queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_with_an_org_token_and_runs_the_signup_queue() {
+    let s = Stack::start_with(integration_tests::gateway::StackOptions {
+        signup: Some("[signup]\nper_ip_per_min = 100\n"),
+        ..Default::default()
+    })
+    .await;
+    let platform = integration_tests::gateway::ADMIN_TOKEN;
+    let a = org(&s, "cli-a").await;
+    let b = org(&s, "cli-b").await;
+    let r = s
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(&json!({"name": "b-only", "region": "eu", "tier": "starter", "org_id": b})),
+        )
+        .await;
+    let bt = r.json["id"].as_str().unwrap().to_owned();
+
+    let created = cli_json(&residency(
+        &s,
+        platform,
+        &[
+            "orgs", "tokens", "create", &a, "--name", "ci", "--role", "admin", "--json",
+        ],
+    ));
+    let a_admin = created["secret"].as_str().unwrap().to_owned();
+    let listed = residency(&s, platform, &["orgs", "tokens", "list", &a]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("admin"),
+        "{listed:?}"
+    );
+
+    let t = cli_json(&residency(
+        &s,
+        &a_admin,
+        &[
+            "tenants", "create", "--name", "a-cli", "--region", "eu", "--tier", "starter", "--json",
+        ],
+    ));
+    assert_eq!(t["org_id"], a.as_str());
+    let err = refused(&residency(&s, &a_admin, &["tenants", "get", &bt]));
+    assert!(
+        err.contains("404") && err.contains("sees only its own organization"),
+        "{err}"
+    );
+    let err = refused(&residency(
+        &s,
+        &a_admin,
+        &["orgs", "create", "--name", "x", "--domain", &unique("x")],
+    ));
+    assert!(
+        err.contains("403") && err.contains("platform admin"),
+        "{err}"
+    );
+    let err = refused(&residency(
+        &s,
+        &a_admin,
+        &[
+            "orgs", "tokens", "create", &a, "--name", "up", "--role", "owner",
+        ],
+    ));
+    assert!(
+        err.contains("403") && err.contains("role is too low"),
+        "{err}"
+    );
+
+    // Signups: submitted on the public listener without any token, reviewed by the platform.
+    let d = format!("zz{}.com", Uuid::new_v4().simple());
+    let submitted = cli_json(&residency(
+        &s,
+        platform,
+        &[
+            "signups",
+            "submit",
+            "--public-url",
+            &s.public,
+            "--email",
+            &format!("kim@{d}"),
+            "--company",
+            "Qwv",
+            "--website",
+            &d,
+            "--json",
+        ],
+    ));
+    assert_eq!(submitted["status"], "manual_review", "{submitted}");
+    let id = submitted["id"].as_str().unwrap().to_owned();
+    let queue = residency(
+        &s,
+        platform,
+        &["signups", "list", "--status", "manual_review"],
+    );
+    assert!(
+        String::from_utf8_lossy(&queue.stdout).contains(&id),
+        "{queue:?}"
+    );
+    let err = refused(&residency(&s, &a_admin, &["signups", "list"]));
+    assert!(err.contains("platform admin"), "{err}");
+    let approved = cli_json(&residency(
+        &s,
+        platform,
+        &[
+            "signups",
+            "approve",
+            &id,
+            "--note",
+            "verified by phone",
+            "--json",
+        ],
+    ));
+    assert_eq!(approved["status"], "approved");
+    assert!(approved["org_id"].is_string(), "{approved}");
+
+    s.stop().await;
+}

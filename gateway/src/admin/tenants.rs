@@ -34,6 +34,10 @@ use super::{parse_uuid, AdminError, AdminState, Body, Principal, RequestId, Q};
 /// Largest per-minute limit override.
 pub(crate) const MAX_RATE_LIMIT_PER_MIN: u32 = 1_000_000;
 
+/// A provisional organization (created by a `provisional` signup, not yet reviewed) holds at
+/// most this many customers, on the `starter` tier only.
+pub(crate) const PROVISIONAL_MAX_TENANTS: usize = 1;
+
 type Result<T> = std::result::Result<T, AdminError>;
 
 /// The tenant `id` in `store` as `p` may see it, or 404 `tenant`: another organization's
@@ -178,6 +182,9 @@ pub(crate) async fn create_tenant(
         (Some(mine), Some(o)) if o.as_uuid() == mine => Some(o),
         (Some(_), Some(_)) => return Err(AdminError::NotFound("organization")),
     };
+    if let Some(o) = org_id {
+        provisional_limits(store, o, b.tier).await?;
+    }
     let created = store
         .create_tenant(
             &p.actor(),
@@ -193,6 +200,47 @@ pub(crate) async fn create_tenant(
     tracing::info!(tenant = %created.id, region = %created.region, tier = created.tier.as_str(), "tenant created; provisioning");
     let active = activate(&st, &p, created, b.owner.as_ref(), &rid).await?;
     Ok((StatusCode::CREATED, Json(Tenant::from(&active))).into_response())
+}
+
+/// The reduced limits of a provisional organization: 403 `provisional_org_limit` for a tier
+/// above `starter` or a customer beyond [`PROVISIONAL_MAX_TENANTS`]. An unknown organization
+/// is left to the insert (422 naming `org_id`).
+async fn provisional_limits(store: &Store, org: residency_core::OrgId, tier: Tier) -> Result<()> {
+    let Some(o) = store.org(org).await? else {
+        return Ok(());
+    };
+    if !o.provisional {
+        return Ok(());
+    }
+    let refuse = |detail: String| AdminError::Forbidden {
+        kind: "provisional_org_limit",
+        detail,
+    };
+    if tier != Tier::Starter {
+        return Err(refuse(
+            "this organization is provisional until a platform admin reviews its signup: starter tier only".into(),
+        ));
+    }
+    let existing = store
+        .list_tenants(&TenantFilter {
+            region: None,
+            tier: None,
+            status: None,
+            org_id: Some(org),
+            after: None,
+            limit: i64::try_from(PROVISIONAL_MAX_TENANTS).unwrap_or(i64::MAX) + 1,
+        })
+        .await?;
+    let live = existing
+        .iter()
+        .filter(|t| t.status != TenantStatus::Deleted)
+        .count();
+    if live >= PROVISIONAL_MAX_TENANTS {
+        return Err(refuse(format!(
+            "this organization is provisional until a platform admin reviews its signup: at most {PROVISIONAL_MAX_TENANTS} customer"
+        )));
+    }
+    Ok(())
 }
 
 /// Provisions `t` on its home node and, if it was `provisioning`, sets it `active`.
