@@ -182,6 +182,35 @@ async fn every_signup_outcome_with_the_rules_classifier_and_the_review_queue() {
         .await
         .expect("a provisional organization");
     assert_eq!(org2["provisional"], true);
+    // Its reduced limits: one starter customer.
+    let customer = |tier: &str| json!({"name": format!("care-{tier}"), "region": "eu", "tier": tier, "org_id": org2["id"]});
+    let r = s
+        .admin(Method::POST, "/admin/v1/tenants", Some(&customer("scale")))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert_eq!(
+        r.json["type"],
+        "urn:residency:problem:provisional_org_limit"
+    );
+    let r = s
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(&customer("starter")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let r = s
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(&customer("starter")),
+        )
+        .await;
+    assert_eq!(
+        r.json["type"], "urn:residency:problem:provisional_org_limit",
+        "{r:?}"
+    );
 
     // Manual review: nothing to classify; then a pending duplicate of it.
     let d3 = domain("zyx");
@@ -276,6 +305,14 @@ async fn every_signup_outcome_with_the_rules_classifier_and_the_review_queue() {
         .map(|e| e["event"].as_str().unwrap())
         .collect();
     assert_eq!(events, ["submitted", "approved"], "{trail:?}");
+    let r = s
+        .admin(Method::POST, "/admin/v1/tenants", Some(&customer("scale")))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "reviewed: full limits: {r:?}"
+    );
     // The review queue needs the platform token.
     let r = s
         .admin_as(None, Method::GET, "/admin/v1/signups", None)
