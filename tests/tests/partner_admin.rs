@@ -393,6 +393,44 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
         )
         .await;
     assert_eq!(keys.json["items"].as_array().unwrap().len(), 1, "{keys:?}");
+    // Commercial terms stay the platform's: an org admin cannot raise a tier or a limit.
+    for (body, field) in [
+        (json!({"tier": "enterprise"}), "tier"),
+        (
+            json!({"limits": {"rate_limit_per_min": 1_000_000}}),
+            "limits",
+        ),
+    ] {
+        let r = s
+            .admin_as(
+                Some(&a_admin),
+                Method::PATCH,
+                &format!("/admin/v1/tenants/{at}"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{field}: {r:?}");
+        assert_eq!(kind(&r), "platform_admin_required", "{field}");
+    }
+    let r = s
+        .admin_as(
+            Some(&a_admin),
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(&json!({"name": "greedy", "region": "eu", "tier": "starter", "limits": {"rate_limit_per_min": 1_000_000}})),
+        )
+        .await;
+    assert_eq!(kind(&r), "platform_admin_required", "{r:?}");
+    let r = s
+        .admin_as(
+            Some(&a_admin),
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{at}"),
+            Some(&json!({"name": "a-renamed"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json["tier"], "scale");
     // The owner may mint up to its own role; lists never show a secret or a hash.
     let r = token(&s, Some(&a_owner), &a, "owner").await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");

@@ -173,6 +173,9 @@ pub(crate) async fn create_tenant(
     }
     check_owner(b.owner.as_ref())?;
     let quota = check_limit(b.limits.as_ref())?.flatten();
+    if quota.is_some() {
+        platform_term(&p, "limits")?;
+    }
     let store = st.store()?;
     // An organization principal creates tenants in its own organization only: naming
     // another one is answered like naming one that does not exist.
@@ -200,6 +203,18 @@ pub(crate) async fn create_tenant(
     tracing::info!(tenant = %created.id, region = %created.region, tier = created.tier.as_str(), "tenant created; provisioning");
     let active = activate(&st, &p, created, b.owner.as_ref(), &rid).await?;
     Ok((StatusCode::CREATED, Json(Tenant::from(&active))).into_response())
+}
+
+/// A customer's tier changes and rate-limit overrides are commercial terms: the platform
+/// admin's, never an organization token's (403 `platform_admin_required` naming the field).
+fn platform_term(p: &Principal, field: &str) -> Result<()> {
+    if p.org().is_some() {
+        return Err(AdminError::Forbidden {
+            kind: "platform_admin_required",
+            detail: format!("{field}: only the platform admin sets a customer's {field}"),
+        });
+    }
+    Ok(())
 }
 
 /// The reduced limits of a provisional organization: 403 `provisional_org_limit` for a tier
@@ -464,6 +479,12 @@ pub(crate) async fn update_tenant(
         text("name", n, 200)?;
     }
     let quota = check_limit(p.limits.as_ref())?;
+    if p.tier.is_some() {
+        platform_term(&who, "tier")?;
+    }
+    if quota.is_some() {
+        platform_term(&who, "limits")?;
+    }
     if p.name.is_none() && p.tier.is_none() && p.status.is_none() && quota.is_none() {
         return Err(AdminError::invalid(
             "body",
