@@ -1,7 +1,9 @@
 //! The signup pipeline: `POST /v1/signups` on the **public** listener, answered by the
 //! gateway itself before any routing (the admin listener stays private; the customer API
 //! `/v1/…` to region nodes is not involved). No credential; rate-limited per client IP
-//! (the connection's peer address: behind a load balancer, every client shares its address).
+//! (the connection's peer address, IPv6 by /64; behind a load balancer that does not keep it,
+//! every client shares the balancer's address). The limit is this process's (a local GCRA
+//! limiter, not Redis): N gateway replicas allow up to N times `per_ip_per_min`.
 //!
 //! 1. The email's syntax (422 naming `email` otherwise: nothing is stored), then its domain
 //!    against the personal-mail blocklist ([`blocklist`]) → `rejected`.
@@ -92,11 +94,7 @@ impl Signups {
         body: hyper::body::Incoming,
         request_id: &HeaderValue,
     ) -> Response<Full<Bytes>> {
-        // Per client IP (v4 as v4-mapped v6): the 16 bytes key a bucket of its own limiter.
-        let key = ip.map_or([0; 16], |ip| match ip {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            IpAddr::V6(v6) => v6.octets(),
-        });
+        let key = ip.map_or([0; 16], bucket_key);
         let bucket = TenantId::from_uuid(uuid::Uuid::from_bytes(key));
         let decision = self.limiter.check_at(
             bucket,
@@ -247,6 +245,22 @@ impl Signups {
     }
 }
 
+/// The limiter bucket of a client address: an IPv4 address (as v4-mapped IPv6), or an IPv6
+/// address's /64 (one subscriber's usual allocation: rotating through it buys nothing).
+fn bucket_key(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_ipv6_mapped().octets(),
+            None => {
+                let mut k = v6.octets();
+                k[8..].fill(0);
+                k
+            }
+        },
+    }
+}
+
 /// Step 4 (with step 2's pending duplicate): the outcome and its reasons.
 fn outcome(
     domain: &str,
@@ -367,6 +381,18 @@ fn unavailable(e: StoreError) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket_key(a), bucket_key(b));
+        assert_ne!(bucket_key(a), bucket_key(c));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(bucket_key(v4), bucket_key(mapped));
+    }
 
     #[test]
     fn email_syntax() {
