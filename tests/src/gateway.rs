@@ -86,6 +86,26 @@ impl Idp {
         });
         jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
     }
+
+    /// A token with `extra` claims besides `iss`, `aud`, `sub`, `iat` and `exp` (10 minutes).
+    ///
+    /// # Panics
+    /// Never with a generated key.
+    #[must_use]
+    pub fn token_with(&self, sub: &str, extra: &Value) -> String {
+        let now = residency_core::assertion::now_secs();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(KID.to_owned());
+        let mut claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 600,
+        });
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
 }
 
 /// Variations of the stack.

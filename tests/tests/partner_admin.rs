@@ -487,6 +487,89 @@ async fn org_tokens_are_confined_to_their_organization_and_their_role() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
 
+    // A JWT from the identity provider with `org_id` + `org_role` is an organization
+    // credential too, confined the same way.
+    let jwt_admin = s
+        .idp
+        .token_with("partner-ops", &json!({"org_id": a, "org_role": "admin"}));
+    let r = s
+        .admin_as(
+            Some(&jwt_admin),
+            Method::GET,
+            &format!("/admin/v1/tenants/{at}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let r = s
+        .admin_as(
+            Some(&jwt_admin),
+            Method::GET,
+            &format!("/admin/v1/tenants/{bt}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    let r = s
+        .admin_as(
+            Some(&jwt_admin),
+            Method::PATCH,
+            &format!("/admin/v1/tenants/{at}"),
+            Some(&json!({"name": "by-jwt"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let history = s
+        .admin(
+            Method::GET,
+            &format!("/admin/v1/tenants/{at}/history"),
+            None,
+        )
+        .await;
+    let last = history.json["items"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["actor"],
+        format!("org:{a}:jwt:partner-ops").as_str(),
+        "{last}"
+    );
+    let r = s
+        .admin_as(Some(&jwt_admin), Method::GET, "/admin/v1/regions", None)
+        .await;
+    assert_eq!(kind(&r), "platform_admin_required", "{r:?}");
+    let jwt_member = s
+        .idp
+        .token_with("viewer", &json!({"org_id": a, "org_role": "member"}));
+    let r = s
+        .admin_as(
+            Some(&jwt_member),
+            Method::POST,
+            &format!("/admin/v1/tenants/{at}/api-keys"),
+            Some(&json!({"name": "nope"})),
+        )
+        .await;
+    assert_eq!(kind(&r), "org_admin_required", "{r:?}");
+    // Refused: a customer's JWT (no organization claims), an unknown role, an organization
+    // that does not exist.
+    for bad in [
+        s.idp.token(&at, "user-1", "owner"),
+        s.idp
+            .token_with("x", &json!({"org_id": a, "org_role": "superuser"})),
+        s.idp.token_with(
+            "x",
+            &json!({"org_id": Uuid::now_v7().to_string(), "org_role": "owner"}),
+        ),
+    ] {
+        let r = s
+            .admin_as(Some(&bad), Method::GET, "/admin/v1/tenants", None)
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{r:?}");
+    }
+
     s.stop().await;
 }
 

@@ -375,7 +375,7 @@ async fn authorize(State(st): State<Arc<AdminState>>, mut req: Request, next: Ne
 }
 
 /// The platform admin token (compared in constant time), else an organization token (looked
-/// up in the directory on every request).
+/// up in the directory on every request), else a JWT with organization claims.
 async fn authenticate(
     st: &AdminState,
     header: Option<&HeaderValue>,
@@ -396,11 +396,15 @@ async fn authenticate(
             });
         }
     }
+    let jwt_shaped = presented.bytes().filter(|b| *b == b'.').count() == 2;
     match (
         &st.writer,
         residency_directory::keys::split_org_token(presented),
     ) {
         (Some(store), Some(_)) => principal::org_token(store, presented).await,
+        (Some(store), None) if jwt_shaped => {
+            principal::org_jwt(st.gateway.jwt(), store, presented).await
+        }
         _ if st.token_hash.is_none() => Err(AdminError::Unauthorized(
             "no admin token is configured on this gateway",
         )),

@@ -129,7 +129,7 @@ impl Modify for AdminToken {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "The gateway's platform admin token (`admin.token_file` or `admin.token`), or an organization admin token (`rog_<prefix>_<secret>`, `POST /admin/v1/organizations/{id}/tokens`)",
+                        "The gateway's platform admin token (`admin.token_file` or `admin.token`), an organization admin token (`rog_<prefix>_<secret>`, `POST /admin/v1/organizations/{id}/tokens`), or a JWT of a configured issuer with `org_id` and `org_role` claims",
                     ))
                     .build(),
             ),

@@ -5,7 +5,9 @@
 //!   `POST /admin/v1/organizations/{id}/tokens`), looked up in the directory **on every
 //!   admin request** (by its public prefix, hash compared in constant time): the admin API is
 //!   not the hot path, and a lookup per request makes a revocation effective at once on every
-//!   gateway without a cache to invalidate.
+//!   gateway without a cache to invalidate; or a JWT of one of the gateway's `[[issuers]]`
+//!   carrying `org_id` (UUID) and `org_role` (`owner`, `admin`, `member`) claims, verified
+//!   by the public path's verifier (the organization must exist).
 //!
 //! What each route needs is [`access`] (one table, by route template and method):
 //! placement (moves, regions, the audit), creating organizations and the signup review
@@ -31,25 +33,25 @@ pub(crate) enum Principal {
         /// `admin:<token name>`.
         actor: String,
     },
-    /// An organization admin token.
+    /// An organization credential: an organization admin token, or a JWT of a configured
+    /// issuer carrying `org_id` and `org_role`.
     Org {
         /// The organization.
         org_id: Uuid,
-        /// The token's role there.
+        /// The credential's role there.
         role: OrgRole,
-        /// The token's id.
-        token_id: Uuid,
+        /// Who the history records: `org:<org id>:token:<token id>` or
+        /// `org:<org id>:jwt:<subject>`.
+        actor: String,
     },
 }
 
 impl Principal {
-    /// Who the directory history records: `admin:<name>` or `org:<org id>:token:<token id>`.
+    /// Who the directory history records: `admin:<name>`, `org:<org id>:token:<token id>`
+    /// or `org:<org id>:jwt:<subject>`.
     pub(crate) fn actor(&self) -> String {
         match self {
-            Self::Platform { actor } => actor.clone(),
-            Self::Org {
-                org_id, token_id, ..
-            } => format!("org:{org_id}:token:{token_id}"),
+            Self::Platform { actor } | Self::Org { actor, .. } => actor.clone(),
         }
     }
 
@@ -174,7 +176,36 @@ pub(crate) async fn org_token(
     Ok(Principal::Org {
         org_id: entry.org_id,
         role: entry.role,
-        token_id: entry.id,
+        actor: format!("org:{}:token:{}", entry.org_id, entry.id),
+    })
+}
+
+/// Authenticates a JWT of a configured issuer carrying `org_id` and `org_role` (the gateway's
+/// JWT verifier: signature, issuer, audience, expiry); the organization must exist.
+///
+/// # Errors
+/// 401 for a token that does not verify or has no valid organization claims, or names an
+/// organization that does not exist; 503 when the directory cannot answer.
+pub(crate) async fn org_jwt(
+    jwt: &crate::auth::jwt::JwtVerifier,
+    store: &residency_directory::Store,
+    presented: &str,
+) -> Result<Principal, AdminError> {
+    let (org_id, role, subject) = jwt.verify_org(presented).await.map_err(|e| {
+        tracing::debug!(error = ?e, "admin jwt refused");
+        AdminError::Unauthorized("the admin token is not valid")
+    })?;
+    if store
+        .org(residency_core::OrgId::from_uuid(org_id))
+        .await?
+        .is_none()
+    {
+        return Err(AdminError::Unauthorized("the admin token is not valid"));
+    }
+    Ok(Principal::Org {
+        org_id,
+        role,
+        actor: format!("org:{org_id}:jwt:{subject}"),
     })
 }
 
@@ -186,7 +217,7 @@ mod tests {
         Principal::Org {
             org_id: Uuid::nil(),
             role,
-            token_id: Uuid::nil(),
+            actor: "org:test".into(),
         }
     }
 
