@@ -110,8 +110,12 @@ enum Command {
     /// history, move.
     #[command(after_help = admin::TENANTS_EXAMPLES)]
     Tenants(admin::TenantsArgs),
-    /// Organizations through the gateway's admin API: create, list.
+    /// Organizations through the gateway's admin API: create, list, and their admin tokens
+    /// (`orgs tokens create|list|revoke`).
     Orgs(admin::OrgsArgs),
+    /// Signups: submit one to the public listener; list, approve or reject them (the review
+    /// queue, platform admin).
+    Signups(admin::SignupsArgs),
     /// API keys of a customer (scale and enterprise tiers): create, list, revoke.
     #[command(after_help = admin::KEYS_EXAMPLES)]
     Keys(admin::KeysArgs),
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
             Command::Up(args) => up::run(args).await,
             Command::Tenants(args) => admin::tenants(args).await,
             Command::Orgs(args) => admin::orgs(args).await,
+            Command::Signups(args) => admin::signups(args).await,
             Command::Keys(args) => admin::keys(args).await,
             Command::Domains(args) => admin::domains(args).await,
             Command::Regions(args) => admin::regions(args).await,

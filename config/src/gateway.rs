@@ -113,6 +113,7 @@ mod limits;
 mod listen;
 mod rate_limit;
 mod regions;
+mod signup;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -127,6 +128,9 @@ pub use limits::Limits;
 pub use listen::ListenConfig;
 pub use rate_limit::{RateLimitBackend, RateLimitConfig};
 pub use regions::RegionEntry;
+pub use signup::{
+    is_blocked_domain_entry, LlmConfig, SignupConfig, DEFAULT_SIGNUPS_PER_IP_PER_MIN,
+};
 pub(crate) use tls::default_reload_interval;
 pub use tls::TlsConfig;
 
@@ -165,6 +169,9 @@ pub struct GatewayConfig {
     /// answers 404 `audit_not_configured` without it.
     #[serde(default)]
     pub audit: Option<AuditSection>,
+    /// The public signup pipeline (`POST /v1/signups`); absent: no signup route.
+    #[serde(default)]
+    pub signup: Option<SignupConfig>,
 }
 
 impl Validate for GatewayConfig {
@@ -224,6 +231,15 @@ impl Validate for GatewayConfig {
         );
         out.extend(self.health_check.validate());
         out.extend(self.rate_limit.validate());
+        if let Some(signup) = &self.signup {
+            out.extend(signup.validate());
+            if self.admin.directory_url.is_none() {
+                out.push(Problem::new(
+                    "signup",
+                    "needs admin.directory_url (the directory writer role): signups are stored in the directory",
+                ));
+            }
+        }
         out
     }
 }

@@ -28,6 +28,31 @@ pub fn hash(key: &str) -> String {
 /// # Errors
 /// When the system RNG fails.
 pub fn generate() -> anyhow::Result<GeneratedKey> {
+    generate_with("rk")
+}
+
+/// The kind tag of organization admin tokens: `rog_<prefix>_<secret>`.
+pub const ORG_TOKEN_KIND: &str = "rog";
+
+/// Splits an organization admin token into its public prefix and secret, or `None` when it
+/// does not have the `rog_<prefix>_<secret>` shape.
+#[must_use]
+pub fn split_org_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(ORG_TOKEN_KIND)?.strip_prefix('_')?;
+    let (prefix, secret) = rest.split_once('_')?;
+    let prefix_ok = (8..=32).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (prefix_ok && !secret.is_empty()).then_some((prefix, secret))
+}
+
+/// Generates a new secret shaped `<kind>_<prefix>_<secret>` (API keys: `rk`, organization
+/// admin tokens: [`ORG_TOKEN_KIND`]).
+///
+/// # Errors
+/// When the system RNG fails.
+pub fn generate_with(kind: &str) -> anyhow::Result<GeneratedKey> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let rng = SystemRandom::new();
     let mut raw = [0u8; 12 + 32];
@@ -46,7 +71,7 @@ pub fn generate() -> anyhow::Result<GeneratedKey> {
             .map_err(|_| anyhow::anyhow!("system random generator failed"))?;
     }
     let secret = URL_SAFE_NO_PAD.encode(&raw[12..]);
-    let plaintext = format!("rk_{prefix}_{secret}");
+    let plaintext = format!("{kind}_{prefix}_{secret}");
     Ok(GeneratedKey {
         hash: hash(&plaintext),
         plaintext,
@@ -67,5 +92,14 @@ mod tests {
         assert_eq!(k.hash, hash(&k.plaintext));
         assert_eq!(k.hash.len(), 64);
         assert_ne!(generate().unwrap().plaintext, k.plaintext);
+    }
+
+    #[test]
+    fn org_tokens_split_into_their_public_prefix() {
+        let t = generate_with(ORG_TOKEN_KIND).unwrap();
+        assert_eq!(split_org_token(&t.plaintext).unwrap().0, t.prefix);
+        assert!(split_org_token(&generate().unwrap().plaintext).is_none());
+        assert!(split_org_token("rog_short_x").is_none());
+        assert!(split_org_token("rog_abcdefghijkl_").is_none());
     }
 }

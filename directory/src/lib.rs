@@ -20,8 +20,9 @@ mod store;
 
 pub use listen::{listen, Change};
 pub use store::{
-    DomainVerdict, Lease, MoveRecord, MoveTableRecord, NewTenant, RolePowers, Store, StoreError,
-    TenantFilter, TenantPatch, TenantRecord,
+    DomainVerdict, Lease, MoveRecord, MoveTableRecord, NewSignup, NewTenant, OrgTokenEntry,
+    RolePowers, SignupRecord, SignupStatus, Store, StoreError, TenantFilter, TenantPatch,
+    TenantRecord,
 };
 
 pub use residency_pg::bootstrap::RoleSpec;
@@ -54,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "0005_tenant_moves",
         sql: include_str!("../migrations/0005_tenant_moves.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_org_admin",
+        sql: include_str!("../migrations/0006_org_admin.sql"),
     },
 ];
 

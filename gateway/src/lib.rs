@@ -29,6 +29,7 @@ mod listener;
 pub mod metrics;
 mod proxy;
 pub mod ratelimit;
+mod signup;
 mod tls;
 
 use std::convert::Infallible;

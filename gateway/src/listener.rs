@@ -223,11 +223,18 @@ pub(crate) async fn serve<S, B>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TlsServerName(pub(crate) Arc<str>);
 
-/// Tags every request of one connection with the connection's [`TlsServerName`].
+/// The connection's peer address: a request extension on every request (the signup route's
+/// per-IP rate limit reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddr(pub(crate) SocketAddr);
+
+/// Tags every request of one connection with the connection's [`TlsServerName`] and
+/// [`ClientAddr`].
 #[derive(Clone)]
 struct WithServerName<S> {
     inner: S,
     sni: Option<TlsServerName>,
+    peer: SocketAddr,
 }
 
 impl<S, B> Service<Request<Incoming>> for WithServerName<S>
@@ -242,6 +249,7 @@ where
         if let Some(sni) = &self.sni {
             req.extensions_mut().insert(sni.clone());
         }
+        req.extensions_mut().insert(ClientAddr(self.peer));
         self.inner.call(req)
     }
 }
@@ -332,6 +340,7 @@ where
         let service = WithServerName {
             inner: self.service,
             sni,
+            peer: self.peer,
         };
         let (io, service) = smuggle::guard(io, service, mode, self.guard_limits, self.peer);
         let service = Tracked::new(service, Arc::clone(&activity));

@@ -46,6 +46,9 @@ pub(crate) const HEALTH_CHECKS_TOTAL: &str = "residency_gateway_health_checks_to
 pub(crate) const UPSTREAM_EJECTIONS_TOTAL: &str = "residency_gateway_upstream_ejections_total";
 /// Admin API requests, by `route` (matched template) and `status_class`.
 pub(crate) const ADMIN_REQUESTS_TOTAL: &str = "residency_gateway_admin_requests_total";
+/// Public signups, by `outcome` (`approved`, `provisional`, `manual_review`, `rejected`,
+/// `rate_limited`).
+pub(crate) const SIGNUPS_TOTAL: &str = "residency_gateway_signups_total";
 /// Tenant move steps run by this gateway's move drivers, by the `phase` they ran in
 /// (`planned`, …, `done`), plus `failed` and `rolled_back` outcomes; never labelled by tenant.
 pub(crate) const TENANT_MOVE_PHASES_TOTAL: &str = "residency_gateway_tenant_move_phases_total";
@@ -136,6 +139,11 @@ pub const DECLARED: &[Declared] = &[
         name: ADMIN_REQUESTS_TOTAL,
         kind: Kind::Counter,
         help: "Admin listener requests, by route template and status class",
+    },
+    Declared {
+        name: SIGNUPS_TOTAL,
+        kind: Kind::Counter,
+        help: "Public signups, by outcome (approved, provisional, manual_review, rejected, rate_limited)",
     },
     Declared {
         name: TENANT_MOVE_PHASES_TOTAL,

@@ -86,6 +86,26 @@ impl Idp {
         });
         jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
     }
+
+    /// A token with `extra` claims besides `iss`, `aud`, `sub`, `iat` and `exp` (10 minutes).
+    ///
+    /// # Panics
+    /// Never with a generated key.
+    #[must_use]
+    pub fn token_with(&self, sub: &str, extra: &Value) -> String {
+        let now = residency_core::assertion::now_secs();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(KID.to_owned());
+        let mut claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 600,
+        });
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
 }
 
 /// Variations of the stack.
@@ -100,6 +120,8 @@ pub struct StackOptions {
     /// Serve the public listener over TLS ([`StackTls`]): a default certificate for
     /// [`DEFAULT_HOST`] from a test CA, and `tls.domains_dir` for custom domains.
     pub tls: bool,
+    /// A `[signup]` section (TOML text) appended to the gateway config.
+    pub signup: Option<&'static str>,
 }
 
 /// The name on the default certificate of a TLS stack.
@@ -267,7 +289,9 @@ id = "apac"
 upstreams = ["http://{apac_addr}"]
 assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
 {audit}
+{signup}
 "#,
+            signup = opts.signup.unwrap_or_default(),
             url = directory_link.url_for(&dir.reader_url),
             writer_url = dir.writer_url,
             moves = {
@@ -485,6 +509,18 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
                 &format!("{}{path}", self.public),
                 headers,
                 None,
+            )
+            .await
+    }
+
+    /// `POST` of a JSON body on the public listener, without a credential.
+    pub async fn post_public(&self, path: &str, body: &Value) -> Response {
+        self.http
+            .send(
+                Method::POST,
+                &format!("{}{path}", self.public),
+                &[],
+                Some(body),
             )
             .await
     }

@@ -18,6 +18,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/v1/organizations"),
     ("get", "/admin/v1/organizations"),
     ("get", "/admin/v1/organizations/{id}"),
+    ("post", "/admin/v1/organizations/{id}/tokens"),
+    ("get", "/admin/v1/organizations/{id}/tokens"),
+    ("delete", "/admin/v1/organizations/{id}/tokens/{token_id}"),
+    ("get", "/admin/v1/signups"),
+    ("get", "/admin/v1/signups/{id}"),
+    ("post", "/admin/v1/signups/{id}/approve"),
+    ("post", "/admin/v1/signups/{id}/reject"),
     ("post", "/admin/v1/tenants"),
     ("get", "/admin/v1/tenants"),
     ("get", "/admin/v1/tenants/{id}"),
@@ -102,6 +109,7 @@ async fn the_admin_listener_serves_its_openapi_document() {
         let concrete = path
             .replace("{id}", &any)
             .replace("{key_id}", &any)
+            .replace("{token_id}", &any)
             .replace("{hostname}", "api.example.com")
             .replace("{move_id}", &any);
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

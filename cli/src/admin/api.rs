@@ -109,11 +109,55 @@ impl AdminApi {
         path: &str,
         body: Option<&B>,
     ) -> Result<R, CliError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(&url)
-            .header("authorization", format!("Bearer {}", self.token));
+        Self::send(
+            &self.client,
+            &self.base,
+            Some(&self.token),
+            method,
+            path,
+            body,
+        )
+        .await
+    }
+
+    /// `POST` of `body` to `path` on the gateway's **public** listener at `base` (an
+    /// `http://` URL), without any credential: the admin token never goes there.
+    pub(super) async fn public<B: Serialize, R: DeserializeOwned>(
+        base: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<R, CliError> {
+        if !base.starts_with("http://") {
+            return Err(CliError::Config(format!(
+                "public url {base:?}: this cli submits over http:// only (a local stack); \
+                 use an https client such as curl for a deployed gateway"
+            )));
+        }
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self::send(
+            &client,
+            base.trim_end_matches('/'),
+            None,
+            Method::POST,
+            path,
+            Some(body),
+        )
+        .await
+    }
+
+    async fn send<B: Serialize, R: DeserializeOwned>(
+        client: &Client<HttpConnector, Full<Bytes>>,
+        base: &str,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R, CliError> {
+        let url = format!("{base}{path}");
+        let mut req = Request::builder().method(method.clone()).uri(&url);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
         let bytes = match body {
             Some(b) => {
                 req = req.header("content-type", "application/json");
@@ -129,11 +173,10 @@ impl AdminApi {
             .map_err(|e| CliError::Config(format!("invalid admin url {url:?}: {e}")))?;
         let unreachable = |e: &dyn std::fmt::Display| {
             CliError::Unavailable(format!(
-                "cannot reach the admin api at {}: {e} (is the gateway running? `residency up` starts one)",
-                self.base
+                "cannot reach the gateway at {base}: {e} (is the gateway running? `residency up` starts one)"
             ))
         };
-        let resp = tokio::time::timeout(TIMEOUT, self.client.request(req))
+        let resp = tokio::time::timeout(TIMEOUT, client.request(req))
             .await
             .map_err(|_| unreachable(&"timed out"))?
             .map_err(|e| unreachable(&e))?;
@@ -147,8 +190,7 @@ impl AdminApi {
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| {
                 CliError::Protocol(format!(
-                    "{method} {path}: the admin api at {} answered {} with a body this cli does not understand ({e}); are the cli and the gateway the same version?",
-                    self.base,
+                    "{method} {path}: the gateway at {base} answered {} with a body this cli does not understand ({e}); are the cli and the gateway the same version?",
                     status.as_u16()
                 ))
             });
@@ -164,6 +206,22 @@ impl AdminApi {
             msg.push_str(&format!(
                 " (tenant {t} is kept; retry with `residency tenants provision {t}`)"
             ));
+        }
+        let kind = problem.as_ref().map_or("", |p| {
+            p.type_uri.trim_start_matches("urn:residency:problem:")
+        });
+        let org_token = token.is_some_and(|t| t.starts_with("rog_"));
+        match (status.as_u16(), kind) {
+            (403, "platform_admin_required") => msg.push_str(
+                " (an organization token cannot do this; ask the platform admin, who holds the gateway's admin token)",
+            ),
+            (403, "org_admin_required" | "org_owner_required") => msg.push_str(
+                " (this organization token's role is too low; ask an owner of the organization for a token with that role)",
+            ),
+            (404, _) if org_token => msg.push_str(
+                " (an organization token sees only its own organization: another organization's objects are not found either)",
+            ),
+            _ => {}
         }
         if let Some(p) = &problem {
             msg.push_str(&format!(" [request {}]", p.request_id));

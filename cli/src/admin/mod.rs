@@ -1,4 +1,4 @@
-//! `residency tenants|orgs|keys|domains ...`: the gateway's admin API from a terminal.
+//! `residency tenants|orgs|keys|domains|signups ...`: the gateway's admin API from a terminal.
 //!
 //! The admin URL and token come from `--admin-url` / `--admin-token` (or
 //! `RESIDENCY_ADMIN_URL` / `RESIDENCY_ADMIN_TOKEN`), else from the `admin` section of
@@ -24,9 +24,9 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Args, Subcommand};
 use http::Method;
 use residency_core::wire::admin::{
-    ApiKey, CreateApiKey, CreateOrganization, CreateTenant, CreatedApiKey, LimitsPatch, List,
-    Organization, Owner, Page, Reprovision, SettableStatus, Tenant, TenantHistoryEntry,
-    UpdateTenant,
+    ApiKey, CreateApiKey, CreateOrgToken, CreateOrganization, CreateTenant, CreatedApiKey,
+    CreatedOrgToken, LimitsPatch, List, OrgToken, Organization, Owner, Page, Reprovision,
+    SettableStatus, Tenant, TenantHistoryEntry, UpdateTenant,
 };
 use residency_core::{RegionId, TenantStatus, Tier};
 use serde::Serialize;
@@ -38,6 +38,7 @@ mod domains;
 mod moves;
 mod regions;
 mod render;
+mod signups;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +46,7 @@ use api::{AdminApi, CliError};
 pub(crate) use domains::{domains, DomainsArgs, DOMAINS_EXAMPLES};
 pub(crate) use regions::{regions, RegionsArgs, REGIONS_EXAMPLES};
 use render::{object_lines, table};
+pub(crate) use signups::{signups, SignupsArgs};
 
 /// Where the admin API is and how to format answers; accepted before or after the action.
 #[derive(Args, Debug, Clone)]
@@ -220,6 +222,38 @@ enum OrgsCmd {
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// An organization's admin tokens (platform admin, or the organization's owner).
+    Tokens {
+        #[command(subcommand)]
+        cmd: OrgTokensCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OrgTokensCmd {
+    /// Create a token with a role (owner, admin or member); the secret is shown once.
+    Create {
+        /// Organization id.
+        org: String,
+        /// Token name.
+        #[arg(long)]
+        name: String,
+        /// owner, admin or member.
+        #[arg(long)]
+        role: String,
+    },
+    /// List the organization's tokens (never the secrets).
+    List {
+        /// Organization id.
+        org: String,
+    },
+    /// Revoke a token (effective at once on every gateway).
+    Revoke {
+        /// Organization id.
+        org: String,
+        /// Token id.
+        token_id: String,
+    },
 }
 
 /// `residency keys ...`
@@ -335,7 +369,16 @@ const TENANT_COLUMNS: &[&str] = &[
     "status",
     "rate_limit_per_min",
 ];
-const ORG_FIELDS: &[&str] = &["id", "name", "domain", "plan", "created_at"];
+const ORG_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "domain",
+    "plan",
+    "owner_email",
+    "provisional",
+    "created_at",
+];
+const ORG_TOKEN_COLUMNS: &[&str] = &["id", "name", "role", "prefix", "created_at", "revoked_at"];
 const KEY_COLUMNS: &[&str] = &["id", "name", "prefix", "role", "created_at", "revoked_at"];
 const HISTORY_COLUMNS: &[&str] = &[
     "at", "actor", "change", "region", "tier", "status", "version",
@@ -372,6 +415,12 @@ fn shown<T: Serialize>(answer: &T) -> Value {
 
 fn uuid(field: &str, raw: &str) -> Result<Uuid, CliError> {
     Uuid::parse_str(raw).map_err(|_| CliError::Invalid(format!("{field}: must be a uuid")))
+}
+
+/// A wire enum parsed from its name (`role`), refused before anything is sent.
+fn value<T: serde::de::DeserializeOwned>(field: &str, raw: &str) -> Result<T, CliError> {
+    serde_json::from_value(serde_json::Value::String(raw.to_owned()))
+        .map_err(|e| CliError::Invalid(format!("{field}: {e}")))
 }
 
 /// No request body: a GET or DELETE.
@@ -541,6 +590,56 @@ async fn run_orgs(args: &OrgsArgs) -> Result<Output, CliError> {
                 .call(Method::GET, &format!("/admin/v1/organizations{q}"), NO_BODY)
                 .await?;
             Ok(Output::Table(shown(&page), ORG_FIELDS))
+        }
+        OrgsCmd::Tokens { cmd } => run_org_tokens(&api, cmd).await,
+    }
+}
+
+async fn run_org_tokens(api: &AdminApi, cmd: &OrgTokensCmd) -> Result<Output, CliError> {
+    match cmd {
+        OrgTokensCmd::Create { org, name, role } => {
+            let body = CreateOrgToken {
+                name: name.clone(),
+                role: value("role", role)?,
+            };
+            let created: CreatedOrgToken = api
+                .call(
+                    Method::POST,
+                    &format!("/admin/v1/organizations/{}/tokens", seg(org)),
+                    Some(&body),
+                )
+                .await?;
+            let v = shown(&created);
+            let text = format!(
+                "{}\ntoken: {}\n(shown once: store it now; use it as --admin-token / RESIDENCY_ADMIN_TOKEN)\n",
+                object_lines(&v, &["id", "org_id", "name", "role", "prefix"]).trim_end(),
+                created.secret
+            );
+            Ok(Output::Text(v, text))
+        }
+        OrgTokensCmd::List { org } => {
+            let page: Page<OrgToken> = api
+                .call(
+                    Method::GET,
+                    &format!("/admin/v1/organizations/{}/tokens", seg(org)),
+                    NO_BODY,
+                )
+                .await?;
+            Ok(Output::Table(shown(&page), ORG_TOKEN_COLUMNS))
+        }
+        OrgTokensCmd::Revoke { org, token_id } => {
+            let t: OrgToken = api
+                .call(
+                    Method::DELETE,
+                    &format!(
+                        "/admin/v1/organizations/{}/tokens/{}",
+                        seg(org),
+                        seg(token_id)
+                    ),
+                    NO_BODY,
+                )
+                .await?;
+            Ok(Output::Object(shown(&t), ORG_TOKEN_COLUMNS))
         }
     }
 }

@@ -58,9 +58,211 @@ pub struct Organization {
     pub domain: String,
     /// Plan.
     pub plan: String,
+    /// The applicant who owns it (organizations created by an approved signup), or `null`.
+    #[serde(default)]
+    pub owner_email: Option<String>,
+    /// Created by a `provisional` signup: reduced limits until a platform admin reviews it.
+    #[serde(default)]
+    pub provisional: bool,
     /// Creation time.
     #[serde(serialize_with = "super::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+}
+
+/// The role of an organization admin token: `member` reads, `admin` also manages the
+/// organization's customers, keys and domains, `owner` also manages its tokens.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgRole {
+    /// Read-only.
+    Member,
+    /// Manages customers, keys and domains.
+    Admin,
+    /// Also manages the organization's tokens.
+    Owner,
+}
+
+impl OrgRole {
+    /// The wire spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+
+    /// Parses the wire spelling.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "member" => Some(Self::Member),
+            "admin" => Some(Self::Admin),
+            "owner" => Some(Self::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /admin/v1/organizations/{id}/tokens` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrgToken {
+    /// 1-200 characters.
+    pub name: String,
+    /// The token's role in the organization.
+    pub role: OrgRole,
+}
+
+/// An organization admin token as listed: never the secret or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrgToken {
+    /// Id.
+    pub id: Uuid,
+    /// The organization.
+    pub org_id: OrgId,
+    /// Human name.
+    pub name: String,
+    /// Role.
+    pub role: OrgRole,
+    /// Public prefix (`rog_<prefix>_…`).
+    pub prefix: String,
+    /// Who created it (`admin:<name>` or `org:<org id>:token:<token id>`).
+    pub created_by: String,
+    /// Creation time.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
+    pub created_at: DateTime<Utc>,
+    /// Revocation time, or `null`.
+    #[serde(serialize_with = "super::rfc3339::option")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to a token's creation: the token and, this once, its plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedOrgToken {
+    /// The token as listed.
+    #[serde(flatten)]
+    pub token: OrgToken,
+    /// The whole token `rog_<prefix>_<secret>`: shown only here, stored nowhere.
+    pub secret: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Signups
+
+/// `POST /v1/signups` body (public listener, no credential).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitSignup {
+    /// The applicant's work email; its domain becomes the organization's domain.
+    pub email: String,
+    /// Company name, 1-200 characters.
+    pub company: String,
+    /// Company website (`https://…` or a bare host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    /// What the company does and what it wants to integrate, up to 4000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A signup's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupStatus {
+    /// An organization was created on the Free plan with the applicant as owner.
+    Approved,
+    /// An organization was created with reduced limits until a platform admin reviews it.
+    Provisional,
+    /// Queued for a platform admin.
+    ManualReview,
+    /// Refused, with the reasons.
+    Rejected,
+}
+
+impl SignupStatus {
+    /// The wire spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Provisional => "provisional",
+            Self::ManualReview => "manual_review",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// Parses the wire spelling.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "approved" => Some(Self::Approved),
+            "provisional" => Some(Self::Provisional),
+            "manual_review" => Some(Self::ManualReview),
+            "rejected" => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// What the classifier found out about an applicant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Classification {
+    /// Industry (`healthcare`, `finance`, …, or `unknown`).
+    pub industry: String,
+    /// Technologies named by the applicant.
+    pub tech_stack: Vec<String>,
+    /// What the applicant needs to integrate (`sso`, `webhooks`, …).
+    pub integration_needs: Vec<String>,
+}
+
+/// A signup as stored, with its outcome and reasons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Signup {
+    /// Id.
+    pub id: Uuid,
+    /// The applicant's email.
+    pub email: String,
+    /// Its domain.
+    pub domain: String,
+    /// Company name.
+    pub company: String,
+    /// Website, or empty.
+    pub website: String,
+    /// Description, or empty.
+    pub description: String,
+    /// Outcome.
+    pub status: SignupStatus,
+    /// Why, one sentence each.
+    pub reasons: Vec<String>,
+    /// The classifier's answer, when it gave a valid one.
+    pub classification: Option<Classification>,
+    /// Which classifier answered (`rules`, `llm`), or empty before classification.
+    pub classifier: String,
+    /// The organization it created, if any.
+    pub org_id: Option<OrgId>,
+    /// The reviewer's note.
+    pub review_note: Option<String>,
+    /// The reviewer.
+    pub reviewed_by: Option<String>,
+    /// Submission time.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    #[serde(serialize_with = "super::rfc3339::serialize")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /admin/v1/signups/{id}/approve|reject` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewSignup {
+    /// Why, 1-2000 characters; stored with the signup and its audit trail.
+    pub note: String,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -525,11 +727,21 @@ mod tests {
             name: "p".into(),
             domain: "p.example".into(),
             plan: "free".into(),
+            owner_email: None,
+            provisional: false,
             created_at: t,
         };
         assert_eq!(
             keys(&serde_json::to_value(&org).unwrap()),
-            ["created_at", "domain", "id", "name", "plan"]
+            [
+                "created_at",
+                "domain",
+                "id",
+                "name",
+                "owner_email",
+                "plan",
+                "provisional"
+            ]
         );
         let page = Page {
             items: vec![org],

@@ -15,13 +15,21 @@ use uuid::Uuid;
 
 mod domains;
 mod moves;
+mod org_tokens;
 mod records;
+mod signups;
+
+/// The columns of an organization, in [`records::organization`]'s names.
+pub(crate) const ORG_COLUMNS: &str = "id, name, domain, plan, owner_email, provisional, created_at";
 
 pub use domains::DomainVerdict;
 pub use moves::{Lease, MoveRecord, MoveTableRecord};
+pub use org_tokens::OrgTokenEntry;
 use records::{enum_str, key_entry, API_KEY_COLUMNS, TENANT_COLUMNS};
 pub use records::{NewTenant, RolePowers, TenantFilter, TenantPatch, TenantRecord};
+pub use residency_core::wire::admin::SignupStatus;
 use residency_core::wire::admin::{ApiKey, Organization, TenantHistoryEntry};
+pub use signups::{NewSignup, SignupRecord};
 
 /// Why a directory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -332,8 +340,10 @@ impl Store {
         let rows = self
             .write(
                 actor,
-                "INSERT INTO organizations (id, name, domain, plan) VALUES ($1, $2, $3, $4) \
-                 RETURNING id, name, domain, plan, created_at",
+                &format!(
+                    "INSERT INTO organizations (id, name, domain, plan) VALUES ($1, $2, $3, $4) \
+                     RETURNING {ORG_COLUMNS}"
+                ),
                 &[&Uuid::now_v7(), &name, &domain, &plan],
             )
             .await
@@ -362,8 +372,10 @@ impl Store {
         let conn = self.conn().await?;
         let rows = conn
             .query(
-                "SELECT id, name, domain, plan, created_at FROM organizations \
-                 WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+                &format!(
+                    "SELECT {ORG_COLUMNS} FROM organizations \
+                 WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
+                ),
                 &[&after, &limit],
             )
             .await?;
@@ -378,7 +390,7 @@ impl Store {
         let conn = self.conn().await?;
         let row = conn
             .query_opt(
-                "SELECT id, name, domain, plan, created_at FROM organizations WHERE id = $1",
+                &format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"),
                 &[&id.as_uuid()],
             )
             .await?;

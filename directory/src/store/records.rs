@@ -30,6 +30,8 @@ pub(super) fn organization(r: &Row) -> Organization {
         name: r.get("name"),
         domain: r.get("domain"),
         plan: r.get("plan"),
+        owner_email: r.get("owner_email"),
+        provisional: r.get("provisional"),
         created_at: r.get("created_at"),
     }
 }

@@ -201,6 +201,7 @@ fn problem(status: StatusCode, kind: &'static str, detail: &str, retry: Option<u
             `x-audit-outcome`: `clean`, `violations` or `could-not-run`", body = residency_audit::Report,
             headers(("x-audit-outcome" = String, description = "clean, violations or could-not-run"))),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
         (status = 429, response = super::openapi::TooManyRequests),
         (status = 500, response = super::openapi::Internal),

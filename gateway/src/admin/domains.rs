@@ -28,8 +28,9 @@ use residency_core::wire::admin::{AddDomain, Domain, Page};
 use residency_core::TenantStatus;
 use residency_directory::DomainVerdict;
 
-use super::{parse_uuid, tenants, AdminError, AdminState, Body};
+use super::{parse_uuid, tenants, AdminError, AdminState, Body, Principal};
 use crate::tls::verify;
+use axum::Extension;
 
 type Result<T> = std::result::Result<T, AdminError>;
 
@@ -73,6 +74,7 @@ fn not_found_domain(e: residency_directory::StoreError) -> AdminError {
     ))]
 pub(crate) async fn add(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     Body(b): Body<AddDomain>,
 ) -> Result<Response> {
@@ -97,13 +99,13 @@ pub(crate) async fn add(
         return Err(AdminError::invalid("cert_ref", CERT_REF_RULE));
     }
     let store = st.store()?;
-    let tenant = tenants::existing(store, id).await?;
+    let tenant = tenants::existing(store, &p, id).await?;
     if tenant.status == TenantStatus::Deleted {
         return Err(AdminError::NotFound("tenant"));
     }
     let verdict = check(&st, &hostname, &cert_ref).await?;
     let domain = store
-        .add_domain(&st.actor, id, &hostname, &cert_ref, &verdict)
+        .add_domain(&p.actor(), id, &hostname, &cert_ref, &verdict)
         .await
         .map_err(|e| match e {
             residency_directory::StoreError::Conflict(detail) => AdminError::Conflict {
@@ -115,7 +117,7 @@ pub(crate) async fn add(
             other => other.into(),
         })?;
     st.gateway.directory().refresh_domain(&hostname).await;
-    tracing::info!(tenant = %id, hostname, state = domain.state.as_str(), actor = %st.actor, "custom domain added");
+    tracing::info!(tenant = %id, hostname, state = domain.state.as_str(), actor = %p.actor(), "custom domain added");
     Ok((StatusCode::CREATED, Json(domain)).into_response())
 }
 
@@ -129,11 +131,12 @@ pub(crate) async fn add(
     ))]
 pub(crate) async fn list(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Page<Domain>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
-    tenants::existing(store, id).await?;
+    tenants::existing(store, &p, id).await?;
     Ok(Json(Page {
         items: store.list_domains(id).await?,
         next_cursor: None,
@@ -153,11 +156,13 @@ pub(crate) async fn list(
     ))]
 pub(crate) async fn verify_domain(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path((id, hostname)): Path<(String, String)>,
 ) -> Result<Json<Domain>> {
     let id = parse_uuid(&id, "id")?;
     let hostname = path_hostname(&hostname)?;
     let store = st.store()?;
+    in_scope(store, &p, id).await?;
     let current = store
         .list_domains(id)
         .await?
@@ -166,11 +171,11 @@ pub(crate) async fn verify_domain(
         .ok_or(AdminError::NotFound("domain"))?;
     let verdict = check(&st, &hostname, &current.cert_ref).await?;
     let domain = store
-        .set_domain_state(&st.actor, id, &hostname, &verdict)
+        .set_domain_state(&p.actor(), id, &hostname, &verdict)
         .await
         .map_err(not_found_domain)?;
     st.gateway.directory().refresh_domain(&hostname).await;
-    tracing::info!(tenant = %id, hostname, state = domain.state.as_str(), actor = %st.actor, "custom domain verified");
+    tracing::info!(tenant = %id, hostname, state = domain.state.as_str(), actor = %p.actor(), "custom domain verified");
     Ok(Json(domain))
 }
 
@@ -188,17 +193,19 @@ pub(crate) async fn verify_domain(
     ))]
 pub(crate) async fn remove(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path((id, hostname)): Path<(String, String)>,
 ) -> Result<Json<Domain>> {
     let id = parse_uuid(&id, "id")?;
     let hostname = path_hostname(&hostname)?;
-    let domain = st
-        .store()?
-        .remove_domain(&st.actor, id, &hostname)
+    let store = st.store()?;
+    in_scope(store, &p, id).await?;
+    let domain = store
+        .remove_domain(&p.actor(), id, &hostname)
         .await
         .map_err(not_found_domain)?;
     st.gateway.directory().refresh_domain(&hostname).await;
-    tracing::info!(tenant = %id, hostname, actor = %st.actor, "custom domain removed");
+    tracing::info!(tenant = %id, hostname, actor = %p.actor(), "custom domain removed");
     Ok(Json(domain))
 }
 
@@ -209,6 +216,7 @@ pub(crate) async fn remove(
     responses(
         (status = 200, description = "The domain and its customer", body = Domain),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
         (status = 500, response = super::openapi::Internal),
         (status = 501, response = super::openapi::NotImplemented),
@@ -216,13 +224,26 @@ pub(crate) async fn remove(
     ))]
 pub(crate) async fn get_domain(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(hostname): Path<String>,
 ) -> Result<Json<Domain>> {
     let hostname = path_hostname(&hostname)?;
-    st.store()?
+    let store = st.store()?;
+    let domain = store
         .domain(&hostname)
         .await?
         .filter(|d| d.state != residency_core::domain::DomainState::Removed)
-        .map(Json)
-        .ok_or(AdminError::NotFound("domain"))
+        .ok_or(AdminError::NotFound("domain"))?;
+    // Another organization's domain is not found, like one nobody registered.
+    in_scope(store, &p, domain.tenant_id.as_uuid()).await?;
+    Ok(Json(domain))
+}
+
+/// 404 `domain` unless `p` sees the tenant `id` (the same answer as for an unknown domain).
+async fn in_scope(store: &residency_directory::Store, p: &Principal, id: uuid::Uuid) -> Result<()> {
+    match tenants::existing(store, p, id).await {
+        Ok(_) => Ok(()),
+        Err(AdminError::NotFound(_)) => Err(AdminError::NotFound("domain")),
+        Err(e) => Err(e),
+    }
 }

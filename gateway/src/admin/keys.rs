@@ -19,7 +19,7 @@ use residency_core::TenantStatus;
 use residency_core::{RegionId, TenantId};
 use residency_directory::DEFAULT_API_KEY_ROLE;
 
-use super::{parse_uuid, tenants, AdminError, AdminState, Body, RequestId};
+use super::{parse_uuid, tenants, AdminError, AdminState, Body, Principal, RequestId};
 use residency_core::assertion::SYSTEM_ROLE;
 
 type Result<T> = std::result::Result<T, AdminError>;
@@ -32,12 +32,12 @@ type Result<T> = std::result::Result<T, AdminError>;
     responses(
         (status = 201, description = "Created; `api_key` is shown only here", body = CreatedApiKey),
         super::openapi::BodyRefusals,
-        (status = 403, response = super::openapi::Forbidden),
         (status = 502, response = super::openapi::BadGateway),
     ))]
 pub(crate) async fn create(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     Body(b): Body<CreateApiKey>,
 ) -> Result<Response> {
@@ -61,7 +61,7 @@ pub(crate) async fn create(
         return Err(AdminError::invalid("expires_at", "must be in the future"));
     }
     let store = st.store()?;
-    let tenant = tenants::existing(store, id).await?;
+    let tenant = tenants::existing(store, &p, id).await?;
     if tenant.status == TenantStatus::Deleted {
         return Err(AdminError::NotFound("tenant"));
     }
@@ -98,10 +98,10 @@ pub(crate) async fn create(
         }
     }
     let (record, plaintext) = store
-        .create_api_key(&st.actor, id, &b.name, &role, b.expires_at)
+        .create_api_key(&p.actor(), id, &b.name, &role, b.expires_at)
         .await?;
     st.gateway.directory().refresh_api_key(&record.prefix).await;
-    tracing::info!(tenant = %id, key_id = %record.id, actor = %st.actor, "api key created");
+    tracing::info!(tenant = %id, key_id = %record.id, actor = %p.actor(), "api key created");
     // The only time the plaintext leaves the gateway; it is not logged.
     let body = CreatedApiKey {
         key: record,
@@ -120,11 +120,12 @@ pub(crate) async fn create(
     ))]
 pub(crate) async fn list(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Page<ApiKey>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
-    tenants::existing(store, id).await?;
+    tenants::existing(store, &p, id).await?;
     Ok(Json(Page {
         items: store.list_api_keys(id).await?,
         next_cursor: None,
@@ -145,19 +146,21 @@ pub(crate) async fn list(
     ))]
 pub(crate) async fn revoke(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path((id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKey>> {
     let id = parse_uuid(&id, "id")?;
     let key_id = parse_uuid(&key_id, "key_id")?;
-    let record = st
-        .store()?
-        .revoke_api_key(&st.actor, id, key_id)
+    let store = st.store()?;
+    tenants::existing(store, &p, id).await?;
+    let record = store
+        .revoke_api_key(&p.actor(), id, key_id)
         .await
         .map_err(|e| match AdminError::from(e) {
             AdminError::NotFound(_) => AdminError::NotFound("api key"),
             other => other,
         })?;
     st.gateway.directory().refresh_api_key(&record.prefix).await;
-    tracing::info!(tenant = %id, key_id = %key_id, actor = %st.actor, "api key revoked");
+    tracing::info!(tenant = %id, key_id = %key_id, actor = %p.actor(), "api key revoked");
     Ok(Json(record))
 }

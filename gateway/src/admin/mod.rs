@@ -23,8 +23,11 @@ pub(crate) mod error;
 pub(crate) mod keys;
 pub(crate) mod moves;
 mod openapi;
+pub(crate) mod org_tokens;
 pub(crate) mod orgs;
+pub(crate) mod principal;
 pub(crate) mod provision;
+pub(crate) mod signups;
 mod status;
 pub(crate) mod tenants;
 
@@ -51,6 +54,7 @@ use subtle::ConstantTimeEq;
 use crate::metrics as m;
 use crate::proxy::Gateway;
 pub(crate) use error::AdminError;
+pub(crate) use principal::Principal;
 use residency_http::extract::{BadInput, Rejects};
 pub(crate) use residency_http::extract::{Body, Q};
 use residency_http::json::JsonError;
@@ -214,6 +218,18 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/admin/v1/organizations/{id}", get(orgs::get_org))
         .route(
+            "/admin/v1/organizations/{id}/tokens",
+            post(org_tokens::create).get(org_tokens::list),
+        )
+        .route(
+            "/admin/v1/organizations/{id}/tokens/{token_id}",
+            axum::routing::delete(org_tokens::revoke),
+        )
+        .route("/admin/v1/signups", get(signups::list))
+        .route("/admin/v1/signups/{id}", get(signups::get))
+        .route("/admin/v1/signups/{id}/approve", post(signups::approve))
+        .route("/admin/v1/signups/{id}/reject", post(signups::reject))
+        .route(
             "/admin/v1/tenants",
             post(tenants::create_tenant).get(tenants::list_tenants),
         )
@@ -322,6 +338,12 @@ struct RouteLabel(&'static str);
 const ROUTES: &[&str] = &[
     "/admin/v1/organizations",
     "/admin/v1/organizations/{id}",
+    "/admin/v1/organizations/{id}/tokens",
+    "/admin/v1/organizations/{id}/tokens/{token_id}",
+    "/admin/v1/signups",
+    "/admin/v1/signups/{id}",
+    "/admin/v1/signups/{id}/approve",
+    "/admin/v1/signups/{id}/reject",
     "/admin/v1/tenants",
     "/admin/v1/tenants/{id}",
     "/admin/v1/tenants/{id}/provision",
@@ -341,41 +363,88 @@ const ROUTES: &[&str] = &[
     "/admin/v1/audit",
 ];
 
-/// Checks the admin token on every `/admin/v1` route.
-async fn authorize(State(st): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+/// Authenticates every `/admin/v1` route once ([`Principal`]), checks what the route needs
+/// of it ([`principal::access`]) and hands it to the handler as an extension.
+async fn authorize(State(st): State<Arc<AdminState>>, mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .and_then(|p| ROUTES.iter().find(|r| **r == p.as_str()))
         .copied()
         .unwrap_or("unmatched");
-    let mut resp = match check_token(&st, req.headers().get(AUTHORIZATION)) {
-        Ok(()) => next.run(req).await,
+    let need = principal::access(route, req.method());
+    let who = match authenticate(&st, req.headers().get(AUTHORIZATION)).await {
+        Ok(p) => principal::check(&p, need).map(|()| p),
+        Err(e) => Err(e),
+    };
+    let mut resp = match who {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     };
     resp.extensions_mut().insert(RouteLabel(route));
     resp
 }
 
-fn check_token(st: &AdminState, header: Option<&HeaderValue>) -> Result<(), AdminError> {
-    let Some(expected) = &st.token_hash else {
-        return Err(AdminError::Unauthorized(
-            "no admin token is configured on this gateway",
-        ));
-    };
-    let presented = header
+/// The bearer token of an `Authorization` header.
+fn bearer(header: Option<&HeaderValue>) -> Result<&str, AdminError> {
+    header
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or(AdminError::Unauthorized(
             "send 'Authorization: Bearer <admin token>'",
-        ))?;
-    // Hashing first makes the comparison independent of the token's length too.
-    if bool::from(sha256(presented.as_bytes()).ct_eq(expected)) {
+        ))
+}
+
+/// Whether `presented` is the platform admin token, compared in constant time (hashing first
+/// makes the comparison independent of the token's length too).
+fn is_platform_token(st: &AdminState, presented: &str) -> bool {
+    st.token_hash
+        .as_ref()
+        .is_some_and(|expected| bool::from(sha256(presented.as_bytes()).ct_eq(expected)))
+}
+
+/// The platform admin token only (the status page: organization credentials do not open it).
+///
+/// # Errors
+/// [`AdminError::Unauthorized`] without a bearer token or with any other one.
+pub(crate) fn check_token(st: &AdminState, header: Option<&HeaderValue>) -> Result<(), AdminError> {
+    if is_platform_token(st, bearer(header)?) {
         Ok(())
     } else {
         Err(AdminError::Unauthorized("the admin token is not valid"))
+    }
+}
+
+/// The platform admin token (compared in constant time), else an organization token (looked
+/// up in the directory on every request), else a JWT with organization claims.
+async fn authenticate(
+    st: &AdminState,
+    header: Option<&HeaderValue>,
+) -> Result<Principal, AdminError> {
+    let presented = bearer(header)?;
+    if is_platform_token(st, presented) {
+        return Ok(Principal::Platform {
+            actor: st.actor.clone(),
+        });
+    }
+    let jwt_shaped = presented.bytes().filter(|b| *b == b'.').count() == 2;
+    match (
+        &st.writer,
+        residency_directory::keys::split_org_token(presented),
+    ) {
+        (Some(store), Some(_)) => principal::org_token(store, presented).await,
+        (Some(store), None) if jwt_shaped => {
+            principal::org_jwt(st.gateway.jwt(), store, presented).await
+        }
+        _ if st.token_hash.is_none() => Err(AdminError::Unauthorized(
+            "no admin token is configured on this gateway",
+        )),
+        _ => Err(AdminError::Unauthorized("the admin token is not valid")),
     }
 }
 
@@ -444,6 +513,7 @@ async fn metrics_page(State(st): State<Arc<AdminState>>) -> Response {
     responses(
         (status = 200, description = "Every configured region", body = List<RegionView>),
         (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
     ))]
 async fn regions(State(st): State<Arc<AdminState>>) -> Json<List<RegionView>> {
     Json(List {

@@ -15,7 +15,7 @@ use residency_core::wire::ProblemDetails;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse};
 
-use super::{audit, domains, keys, moves, orgs, tenants};
+use super::{audit, domains, keys, moves, org_tokens, orgs, signups, tenants};
 
 /// The security scheme name of the admin token in the document.
 pub(crate) const ADMIN_TOKEN: &str = "admin_token";
@@ -38,9 +38,12 @@ pub(crate) fn document() -> &'static str {
     info(
         title = "Residency Gateway admin API",
         description = "Organizations, tenants (customers) provisioned in their home region, \
-                       API keys, custom domains, regions and the residency audit. Every `/admin/v1` call needs \
-                       `Authorization: Bearer <admin token>`; errors are RFC 9457 \
-                       `application/problem+json`.",
+                       API keys, custom domains, regions, the residency audit and the signup review queue. \
+                       Every `/admin/v1` call needs `Authorization: Bearer <token>`: the platform admin \
+                       token (everything), or an organization token (`rog_…`: its own organization's \
+                       customers, keys and domains; another organization's objects answer 404; moves, \
+                       regions, the audit and signups answer 403 `platform_admin_required`); errors are \
+                       RFC 9457 `application/problem+json`.",
         license(name = "Apache-2.0"),
     ),
     paths(
@@ -51,6 +54,13 @@ pub(crate) fn document() -> &'static str {
         orgs::create_org,
         orgs::list_orgs,
         orgs::get_org,
+        org_tokens::create,
+        org_tokens::list,
+        org_tokens::revoke,
+        signups::list,
+        signups::get,
+        signups::approve,
+        signups::reject,
         tenants::create_tenant,
         tenants::list_tenants,
         tenants::get_tenant,
@@ -102,6 +112,7 @@ pub(crate) fn document() -> &'static str {
         (name = "domains", description = "Customers' custom domains: hostname, certificate reference, verification state."),
         (name = "regions", description = "Configured regions and their upstreams' health."),
         (name = "audit", description = "The placement and posture audit."),
+        (name = "signups", description = "The signup review queue (platform admin only); submissions arrive on the public listener (`POST /v1/signups`)."),
     )
 )]
 struct AdminApiDoc;
@@ -118,7 +129,7 @@ impl Modify for AdminToken {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "The gateway's admin token (`admin.token_file` or `admin.token`)",
+                        "The gateway's platform admin token (`admin.token_file` or `admin.token`), an organization admin token (`rog_<prefix>_<secret>`, `POST /admin/v1/organizations/{id}/tokens`), or a JWT of a configured issuer with `org_id` and `org_role` claims",
                     ))
                     .build(),
             ),
@@ -220,7 +231,7 @@ pub(super) struct GatewayTimeout(ProblemDetails);
 
 /// The refusals of an operation without a body on one resource named by its id (a read, a
 /// list hanging off it, a revocation): 400 for an id that is not a UUID, 401, 404, 500, 501
-/// and 503.
+/// and 503; 403 for an organization token without the role or on a platform-only route.
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub(super) enum ByIdRefusals {
@@ -228,6 +239,8 @@ pub(super) enum ByIdRefusals {
     BadRequest(#[ref_response] BadRequest),
     #[response(status = 401)]
     Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 403)]
+    Forbidden(#[ref_response] Forbidden),
     #[response(status = 404)]
     NotFound(#[ref_response] NotFound),
     #[response(status = 500)]
@@ -249,6 +262,8 @@ pub(super) enum BodyRefusals {
     BadRequest(#[ref_response] BadRequest),
     #[response(status = 401)]
     Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 403)]
+    Forbidden(#[ref_response] Forbidden),
     #[response(status = 404)]
     NotFound(#[ref_response] NotFound),
     #[response(status = 413)]
@@ -274,6 +289,8 @@ pub(super) enum ListRefusals {
     BadRequest(#[ref_response] BadRequest),
     #[response(status = 401)]
     Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 403)]
+    Forbidden(#[ref_response] Forbidden),
     #[response(status = 422)]
     Unprocessable(#[ref_response] Unprocessable),
     #[response(status = 500)]

@@ -13,7 +13,8 @@ use utoipa::IntoParams;
 
 use super::tenants::{text, Page};
 use super::Q;
-use super::{parse_uuid, AdminError, AdminState, Body};
+use super::{parse_uuid, AdminError, AdminState, Body, Principal};
+use axum::Extension;
 
 type Result<T> = std::result::Result<T, AdminError>;
 
@@ -25,6 +26,7 @@ type Result<T> = std::result::Result<T, AdminError>;
         (status = 201, description = "Created", body = Organization),
         (status = 400, response = super::openapi::BadRequest),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
         (status = 409, response = super::openapi::Conflict),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
@@ -98,10 +100,21 @@ pub(crate) struct PageQuery {
     ))]
 pub(crate) async fn list_orgs(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Q(q): Q<PageQuery>,
 ) -> Result<Json<PageOf<Organization>>> {
     let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
-    let rows = st.store()?.list_orgs(page.after, page.fetch()).await?;
+    let store = st.store()?;
+    let rows = match p.org() {
+        None => store.list_orgs(page.after, page.fetch()).await?,
+        // An organization principal's list is its own organization.
+        Some(mine) => store
+            .org(residency_core::OrgId::from_uuid(mine))
+            .await?
+            .filter(|o| page.after.is_none_or(|a| o.id.as_uuid() > a))
+            .into_iter()
+            .collect(),
+    };
     Ok(page.answer(rows, |o| o.id.as_uuid(), |o| o))
 }
 
@@ -115,13 +128,25 @@ pub(crate) async fn list_orgs(
     ))]
 pub(crate) async fn get_org(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Organization>> {
-    let id = parse_uuid(&id, "id")?;
+    let id = visible_org(&p, &id)?;
     let org = st
         .store()?
         .org(residency_core::OrgId::from_uuid(id))
         .await?
         .ok_or(AdminError::NotFound("organization"))?;
     Ok(Json(org))
+}
+
+/// The organization id from a path, or 404 `organization` when `p` may not see it (another
+/// organization's answers like one that does not exist).
+pub(super) fn visible_org(p: &Principal, raw: &str) -> Result<uuid::Uuid> {
+    let id = parse_uuid(raw, "id")?;
+    if p.sees_org(Some(id)) {
+        Ok(id)
+    } else {
+        Err(AdminError::NotFound("organization"))
+    }
 }

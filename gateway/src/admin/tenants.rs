@@ -29,19 +29,25 @@ use serde_json::{Map, Value};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::{parse_uuid, AdminError, AdminState, Body, RequestId, Q};
+use super::{parse_uuid, AdminError, AdminState, Body, Principal, RequestId, Q};
 
 /// Largest per-minute limit override: one million requests a second, more than one gateway
 /// serves, so in effect "unlimited" for a tenant that should never be limited (benchmarks).
 pub(crate) const MAX_RATE_LIMIT_PER_MIN: u32 = 60_000_000;
 
+/// A provisional organization (created by a `provisional` signup, not yet reviewed) holds at
+/// most this many customers, on the `starter` tier only.
+pub(crate) const PROVISIONAL_MAX_TENANTS: usize = 1;
+
 type Result<T> = std::result::Result<T, AdminError>;
 
-/// The tenant `id` in `store`, or 404 `tenant`.
-pub(super) async fn existing(store: &Store, id: Uuid) -> Result<TenantRecord> {
+/// The tenant `id` in `store` as `p` may see it, or 404 `tenant`: another organization's
+/// tenant answers exactly like a nonexistent one.
+pub(super) async fn existing(store: &Store, p: &Principal, id: Uuid) -> Result<TenantRecord> {
     store
         .tenant(id)
         .await?
+        .filter(|t| p.sees_org(t.org_id))
         .ok_or(AdminError::NotFound("tenant"))
 }
 
@@ -138,6 +144,7 @@ fn check_owner(owner: Option<&Owner>) -> Result<()> {
         (status = 201, description = "Created, provisioned on its home node and active", body = Tenant),
         (status = 400, response = super::openapi::BadRequest),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::Unprocessable),
@@ -149,6 +156,7 @@ fn check_owner(owner: Option<&Owner>) -> Result<()> {
 pub(crate) async fn create_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
+    Extension(p): Extension<Principal>,
     Body(b): Body<CreateTenant>,
 ) -> Result<Response> {
     text("name", &b.name, 200)?;
@@ -166,12 +174,26 @@ pub(crate) async fn create_tenant(
     }
     check_owner(b.owner.as_ref())?;
     let quota = check_limit(b.limits.as_ref())?.flatten();
+    if quota.is_some() {
+        platform_term(&p, "limits")?;
+    }
     let store = st.store()?;
+    // An organization principal creates tenants in its own organization only: naming
+    // another one is answered like naming one that does not exist.
+    let org_id = match (p.org(), b.org_id) {
+        (None, org) => org,
+        (Some(mine), None) => Some(residency_core::OrgId::from_uuid(mine)),
+        (Some(mine), Some(o)) if o.as_uuid() == mine => Some(o),
+        (Some(_), Some(_)) => return Err(AdminError::NotFound("organization")),
+    };
+    if let Some(o) = org_id {
+        provisional_limits(store, o, b.tier).await?;
+    }
     let created = store
         .create_tenant(
-            &st.actor,
+            &p.actor(),
             &NewTenant {
-                org_id: b.org_id,
+                org_id,
                 name: b.name,
                 region,
                 tier: b.tier,
@@ -180,13 +202,67 @@ pub(crate) async fn create_tenant(
         )
         .await?;
     tracing::info!(tenant = %created.id, region = %created.region, tier = created.tier.as_str(), "tenant created; provisioning");
-    let active = activate(&st, created, b.owner.as_ref(), &rid).await?;
+    let active = activate(&st, &p, created, b.owner.as_ref(), &rid).await?;
     Ok((StatusCode::CREATED, Json(Tenant::from(&active))).into_response())
+}
+
+/// A customer's tier changes and rate-limit overrides are commercial terms: the platform
+/// admin's, never an organization token's (403 `platform_admin_required` naming the field).
+fn platform_term(p: &Principal, field: &str) -> Result<()> {
+    if p.org().is_some() {
+        return Err(AdminError::Forbidden {
+            kind: "platform_admin_required",
+            detail: format!("{field}: only the platform admin sets a customer's {field}"),
+        });
+    }
+    Ok(())
+}
+
+/// The reduced limits of a provisional organization: 403 `provisional_org_limit` for a tier
+/// above `starter` or a customer beyond [`PROVISIONAL_MAX_TENANTS`]. An unknown organization
+/// is left to the insert (422 naming `org_id`).
+async fn provisional_limits(store: &Store, org: residency_core::OrgId, tier: Tier) -> Result<()> {
+    let Some(o) = store.org(org).await? else {
+        return Ok(());
+    };
+    if !o.provisional {
+        return Ok(());
+    }
+    let refuse = |detail: String| AdminError::Forbidden {
+        kind: "provisional_org_limit",
+        detail,
+    };
+    if tier != Tier::Starter {
+        return Err(refuse(
+            "this organization is provisional until a platform admin reviews its signup: starter tier only".into(),
+        ));
+    }
+    let existing = store
+        .list_tenants(&TenantFilter {
+            region: None,
+            tier: None,
+            status: None,
+            org_id: Some(org),
+            after: None,
+            limit: i64::try_from(PROVISIONAL_MAX_TENANTS).unwrap_or(i64::MAX) + 1,
+        })
+        .await?;
+    let live = existing
+        .iter()
+        .filter(|t| t.status != TenantStatus::Deleted)
+        .count();
+    if live >= PROVISIONAL_MAX_TENANTS {
+        return Err(refuse(format!(
+            "this organization is provisional until a platform admin reviews its signup: at most {PROVISIONAL_MAX_TENANTS} customer"
+        )));
+    }
+    Ok(())
 }
 
 /// Provisions `t` on its home node and, if it was `provisioning`, sets it `active`.
 async fn activate(
     st: &AdminState,
+    p: &Principal,
     t: TenantRecord,
     owner: Option<&Owner>,
     rid: &RequestId,
@@ -211,7 +287,7 @@ async fn activate(
             ..TenantPatch::default()
         };
         st.store()?
-            .update_tenant(&st.actor, t.id, &patch)
+            .update_tenant(&p.actor(), t.id, &patch)
             .await
             .map_err(|e| AdminError::from(e).for_tenant(t.id))?
     } else {
@@ -231,6 +307,7 @@ async fn activate(
         (status = 200, description = "Provisioned (idempotent); active unless suspended", body = Tenant),
         (status = 400, response = super::openapi::BadRequest),
         (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
         (status = 422, response = super::openapi::Unprocessable),
@@ -242,6 +319,7 @@ async fn activate(
 pub(crate) async fn provision_tenant(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Tenant>> {
@@ -253,7 +331,7 @@ pub(crate) async fn provision_tenant(
         super::parse_json::<Option<Reprovision>>(&body)?.unwrap_or_default()
     };
     check_owner(b.owner.as_ref())?;
-    let t = existing(st.store()?, id).await?;
+    let t = existing(st.store()?, &p, id).await?;
     if matches!(t.status, TenantStatus::Moving | TenantStatus::Deleted) {
         return Err(AdminError::Conflict {
             kind: "tenant_not_provisionable",
@@ -264,7 +342,7 @@ pub(crate) async fn provision_tenant(
             field: None,
         });
     }
-    let t = activate(&st, t, b.owner.as_ref(), &rid).await?;
+    let t = activate(&st, &p, t, b.owner.as_ref(), &rid).await?;
     Ok(Json(Tenant::from(&t)))
 }
 
@@ -308,6 +386,7 @@ pub(crate) struct TenantQuery {
     ))]
 pub(crate) async fn list_tenants(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Q(q): Q<TenantQuery>,
 ) -> Result<Json<PageOf<Tenant>>> {
     let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
@@ -319,14 +398,24 @@ pub(crate) async fn list_tenants(
                 .map_err(|e| AdminError::invalid("region", e.to_string()))
         })
         .transpose()?;
+    let asked = q
+        .org_id
+        .map(|o| parse_uuid(&o, "org_id").map(residency_core::OrgId::from_uuid))
+        .transpose()?;
+    // An organization principal lists its own organization's tenants only; asking for
+    // another organization's is an empty list, as for one without tenants.
+    let org_id = match (p.org(), asked) {
+        (None, asked) => asked,
+        (Some(mine), Some(o)) if o.as_uuid() != mine => {
+            return Ok(page.answer(Vec::new(), |t: &TenantRecord| t.id, |t| Tenant::from(&t)))
+        }
+        (Some(mine), _) => Some(residency_core::OrgId::from_uuid(mine)),
+    };
     let filter = TenantFilter {
         region,
         tier: q.tier.map(|t| enum_value("tier", &t)).transpose()?,
         status: q.status.map(|s| enum_value("status", &s)).transpose()?,
-        org_id: q
-            .org_id
-            .map(|o| parse_uuid(&o, "org_id").map(residency_core::OrgId::from_uuid))
-            .transpose()?,
+        org_id,
         after: page.after,
         limit: page.fetch(),
     };
@@ -344,10 +433,11 @@ pub(crate) async fn list_tenants(
     ))]
 pub(crate) async fn get_tenant(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>> {
     let id = parse_uuid(&id, "id")?;
-    let t = existing(st.store()?, id).await?;
+    let t = existing(st.store()?, &p, id).await?;
     Ok(Json(Tenant::from(&t)))
 }
 
@@ -364,6 +454,7 @@ pub(crate) async fn get_tenant(
     ))]
 pub(crate) async fn update_tenant(
     State(st): State<Arc<AdminState>>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Body(raw): Body<Map<String, Value>>,
 ) -> Result<Json<Tenant>> {
@@ -389,6 +480,12 @@ pub(crate) async fn update_tenant(
         text("name", n, 200)?;
     }
     let quota = check_limit(p.limits.as_ref())?;
+    if p.tier.is_some() {
+        platform_term(&who, "tier")?;
+    }
+    if quota.is_some() {
+        platform_term(&who, "limits")?;
+    }
     if p.name.is_none() && p.tier.is_none() && p.status.is_none() && quota.is_none() {
         return Err(AdminError::invalid(
             "body",
@@ -396,7 +493,7 @@ pub(crate) async fn update_tenant(
         ));
     }
     let store = st.store()?;
-    let current = existing(store, id).await?;
+    let current = existing(store, &who, id).await?;
     if !matches!(
         current.status,
         TenantStatus::Active | TenantStatus::Suspended
@@ -421,12 +518,13 @@ pub(crate) async fn update_tenant(
         status: p.status.map(TenantStatus::from),
         rate_limit_per_min: quota,
     };
-    let t = store.update_tenant(&st.actor, id, &patch).await?;
+    let actor = who.actor();
+    let t = store.update_tenant(&actor, id, &patch).await?;
     st.gateway
         .directory()
         .refresh_tenant(TenantId::from_uuid(id))
         .await;
-    tracing::info!(tenant = %id, actor = %st.actor, "tenant updated");
+    tracing::info!(tenant = %id, actor = %actor, "tenant updated");
     Ok(Json(Tenant::from(&t)))
 }
 
@@ -440,11 +538,12 @@ pub(crate) async fn update_tenant(
     ))]
 pub(crate) async fn history(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<List<TenantHistoryEntry>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
-    existing(store, id).await?;
+    existing(store, &p, id).await?;
     Ok(Json(List {
         items: store.history(id).await?,
     }))

@@ -98,6 +98,51 @@ impl JwtVerifier {
     /// # Errors
     /// The [`AuthError`] naming the first check that failed.
     pub(crate) async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        let (claims, key) = self.verified_claims(token).await?;
+        Ok(Verified::signed(self.context(&claims)?, &key))
+    }
+
+    /// Verifies `token` (signature, issuer, audience, expiry) like [`Self::verify`] and
+    /// returns an organization admin's identity from it: the `org_id` (a UUID) and
+    /// `org_role` (`owner`, `admin` or `member`) claims and the subject. No tenant claim is
+    /// needed or read: this is the admin API's credential, not a customer's.
+    ///
+    /// # Errors
+    /// The [`AuthError`] naming the first check that failed; [`AuthError::InvalidClaims`]
+    /// without a valid `org_id`, `org_role` or subject.
+    pub(crate) async fn verify_org(
+        &self,
+        token: &str,
+    ) -> Result<(uuid::Uuid, residency_core::wire::admin::OrgRole, String), AuthError> {
+        let (claims, _) = self.verified_claims(token).await?;
+        let org = claims
+            .get("org_id")
+            .and_then(Value::as_str)
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .ok_or(AuthError::InvalidClaims)?;
+        let role = claims
+            .get("org_role")
+            .and_then(Value::as_str)
+            .and_then(residency_core::wire::admin::OrgRole::parse)
+            .ok_or(AuthError::InvalidClaims)?;
+        let subject = claims
+            .get(&self.claims.subject)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+            .ok_or(AuthError::InvalidClaims)?;
+        Ok((org, role, subject.to_owned()))
+    }
+
+    async fn verified_claims(
+        &self,
+        token: &str,
+    ) -> Result<
+        (
+            Map<String, Value>,
+            std::sync::Arc<crate::auth::jwks::JwkKey>,
+        ),
+        AuthError,
+    > {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
@@ -136,7 +181,7 @@ impl JwtVerifier {
                 | ErrorKind::InvalidToken => AuthError::Malformed,
                 _ => AuthError::InvalidClaims,
             })?;
-        Ok(Verified::signed(self.context(&data.claims)?, &key))
+        Ok((data.claims, key))
     }
 
     fn issuer_of(&self, token: &str) -> Result<&Issuer, AuthError> {

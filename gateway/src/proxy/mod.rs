@@ -68,6 +68,8 @@ pub(crate) struct Gateway {
     regions: Regions,
     limits: Limits,
     ratelimit: RateLimiter,
+    /// `POST /v1/signups`, answered here before routing (`[signup]`).
+    signups: Option<Arc<crate::signup::Signups>>,
 }
 
 impl Gateway {
@@ -99,6 +101,7 @@ impl Gateway {
             regions,
             limits: cfg.limits.clone(),
             ratelimit: RateLimiter::new(&cfg.rate_limit)?,
+            signups: crate::signup::Signups::from_config(cfg)?,
         })
     }
 
@@ -145,6 +148,20 @@ impl Gateway {
                 "/healthz" => return healthy(&ctx.request_id).map(Either::Right),
                 OPENAPI_PATH => return openapi(&ctx.request_id).map(Either::Right),
                 _ => {}
+            }
+        }
+        if let Some(signups) = &self.signups {
+            if parts.method == Method::POST && parts.uri.path() == crate::signup::SIGNUP_PATH {
+                let ip = parts
+                    .extensions
+                    .get::<crate::listener::ClientAddr>()
+                    .map(|a| a.0.ip());
+                let mut resp = signups
+                    .handle(ip, parts.headers.get(CONTENT_TYPE), body, &ctx.request_id)
+                    .await;
+                resp.headers_mut()
+                    .insert(REQUEST_ID, ctx.request_id.clone());
+                return resp.map(Either::Right);
             }
         }
         let resp = match self.proxy(&mut ctx, parts, body).await {

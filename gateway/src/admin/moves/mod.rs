@@ -28,7 +28,7 @@ use residency_directory::{MoveRecord, StoreError};
 
 use super::provision::NodeCall;
 use super::tenants::existing;
-use super::{parse_uuid, AdminError, AdminState, Body, RequestId};
+use super::{parse_uuid, AdminError, AdminState, Body, Principal, RequestId};
 use axum::Extension;
 use driver::Driver;
 
@@ -78,6 +78,7 @@ async fn the_move(st: &AdminState, id: &str) -> Result<MoveRecord> {
 pub(crate) async fn start(
     State(st): State<Arc<AdminState>>,
     Extension(rid): Extension<RequestId>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     Body(b): Body<MoveRequest>,
 ) -> Result<Response> {
@@ -94,7 +95,7 @@ pub(crate) async fn start(
         ));
     }
     let store = st.store()?;
-    let t = existing(store, id).await?;
+    let t = existing(store, &p, id).await?;
     if t.region == to.as_str() {
         return Err(AdminError::invalid(
             "to",
@@ -196,11 +197,12 @@ pub(crate) async fn get(
     ))]
 pub(crate) async fn list(
     State(st): State<Arc<AdminState>>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<List<Move>>> {
     let id = parse_uuid(&id, "id")?;
     let store = st.store()?;
-    existing(store, id).await?;
+    existing(store, &p, id).await?;
     Ok(Json(List {
         items: store
             .moves_of(id)
