@@ -11,6 +11,7 @@
 //! - [`serve`]: the accept loop of the region node and the admin listener, with configurable
 //!   [`serve::Limits`].
 //! - [`tls_reload`]: the server certificate that reloads on `SIGHUP` or file change.
+//! - [`logging`]: the one log subscriber of every binary (`--log-format text|json`).
 //! - `extract` (feature `axum`): the query and JSON body extractors of the node and the admin
 //!   API.
 //!
@@ -21,6 +22,7 @@
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod json;
+pub mod logging;
 pub mod page;
 mod problem;
 pub mod request_id;
