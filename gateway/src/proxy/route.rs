@@ -32,6 +32,74 @@ pub(crate) fn check(path: &str) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// The route templates of the customer API: the paths of `docs/openapi/customer.json` (a
+/// test keeps the two equal). Logs name a request by its template, so an id in the path
+/// never reaches a log line, and the set of values stays bounded.
+pub(crate) const TEMPLATES: &[&str] = &[
+    "/v1/audit-events",
+    "/v1/configurations",
+    "/v1/configurations/{key}",
+    "/v1/connections",
+    "/v1/connections/{id}",
+    "/v1/connectors",
+    "/v1/connectors/{id}",
+    "/v1/executions",
+    "/v1/executions/{id}",
+    "/v1/executions/{id}/cancel",
+    "/v1/me",
+    "/v1/members",
+    "/v1/members/{id}",
+    "/v1/roles",
+    "/v1/roles/{id}",
+    "/v1/usage",
+    "/v1/workflows",
+    "/v1/workflows/{id}",
+    "/v1/workflows/{id}/runs",
+];
+
+/// The route of a path that matches no template (and of one outside the customer API).
+pub(crate) const UNMATCHED: &str = "unmatched";
+
+/// The [`TEMPLATES`] entry `path` (without its query) matches, segment by segment, a `{…}`
+/// segment matching one non-empty segment; [`UNMATCHED`] when none does. The local answers
+/// are their own path (`/healthz`, `/openapi.json`). At most one pass over the path per
+/// template, no allocation.
+pub(crate) fn template(path: &str) -> &'static str {
+    match path {
+        "/healthz" => return "/healthz",
+        "/openapi.json" => return "/openapi.json",
+        _ => {}
+    }
+    if !path.starts_with("/v1/") {
+        return UNMATCHED;
+    }
+    TEMPLATES
+        .iter()
+        .find(|t| matches_template(t, path))
+        .copied()
+        .unwrap_or(UNMATCHED)
+}
+
+fn matches_template(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(ps)) => {
+                let ok = if ts.starts_with('{') {
+                    !ps.is_empty()
+                } else {
+                    ts == ps
+                };
+                if !ok {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
 /// `.` or `..`, with any dot possibly written as `%2e` / `%2E` (RFC 3986 §6.2.2.2).
 fn is_dot_segment(segment: &str) -> bool {
     let b = segment.as_bytes();
@@ -83,6 +151,37 @@ mod tests {
             "//v1/me",
         ] {
             assert!(matches!(check(nf), Err(GatewayError::NotFound(_))), "{nf}");
+        }
+    }
+
+    #[test]
+    fn requests_are_named_by_their_route_template_never_by_their_ids() {
+        for (path, route) in [
+            ("/v1/me", "/v1/me"),
+            ("/v1/workflows", "/v1/workflows"),
+            (
+                "/v1/workflows/0190a5c4-0000-7000-8000-00000000c1a1",
+                "/v1/workflows/{id}",
+            ),
+            ("/v1/workflows/w-1/runs", "/v1/workflows/{id}/runs"),
+            ("/v1/executions/e-9/cancel", "/v1/executions/{id}/cancel"),
+            ("/v1/configurations/feature.x", "/v1/configurations/{key}"),
+            ("/healthz", "/healthz"),
+            ("/openapi.json", "/openapi.json"),
+        ] {
+            assert_eq!(template(path), route, "{path}");
+        }
+        for other in [
+            "/v1",
+            "/v1/",
+            "/v1/me/",
+            "/v1/workflows//runs",
+            "/v1/workflows/w-1/secret-token",
+            "/v1/tokens/abc",
+            "/internal/v1/provision",
+            "/v1/workflows/w/runs/r",
+        ] {
+            assert_eq!(template(other), UNMATCHED, "{other}");
         }
     }
 
