@@ -500,7 +500,7 @@ fn response_filter(
 /// `tenant`, `credential` and `region` are recorded once known. When `info` is filtered out
 /// the span is disabled and none of its fields is computed (the macro checks the level
 /// first).
-fn request_span(request_id: &HeaderValue, parts: &Parts) -> tracing::Span {
+pub(crate) fn request_span(request_id: &HeaderValue, parts: &Parts) -> tracing::Span {
     tracing::info_span!(
         "request",
         request_id = request_id.to_str().unwrap_or_default(),
