@@ -59,6 +59,9 @@
 //! client_cert_file = "tls/gateway-client.pem"   # optional pair: mTLS to the nodes
 //! client_key_file = "tls/gateway-client.key"
 //!
+//! [log]                             # defaults shown; see `LogConfig`
+//! access = false                    # one line per request, target residency::access
+//!
 //! [audit]                           # optional: GET /admin/v1/audit; see `AuditSection`
 //! timeout = "60s"
 //! [audit.regions.eu]                # one entry per configured region
@@ -111,6 +114,7 @@ mod health_check;
 mod issuers;
 mod limits;
 mod listen;
+mod log;
 mod rate_limit;
 mod regions;
 mod signup;
@@ -126,6 +130,7 @@ pub use health_check::HealthCheckConfig;
 pub use issuers::{check_remote_url, IssuerConfig};
 pub use limits::Limits;
 pub use listen::ListenConfig;
+pub use log::LogConfig;
 pub use rate_limit::{RateLimitBackend, RateLimitConfig};
 pub use regions::RegionEntry;
 pub use signup::{
@@ -172,6 +177,9 @@ pub struct GatewayConfig {
     /// The public signup pipeline (`POST /v1/signups`); absent: no signup route.
     #[serde(default)]
     pub signup: Option<SignupConfig>,
+    /// The access log switch (`[log] access`).
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 impl Validate for GatewayConfig {

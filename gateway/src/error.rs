@@ -59,12 +59,21 @@ pub(crate) enum GatewayError {
         /// Seconds until an ejected upstream is tried again.
         retry_after: u64,
     },
-    /// The region node refused or dropped the connection.
-    #[error("upstream connection failed")]
-    UpstreamConnect,
+    /// The region node refused or dropped the connection, or its TLS handshake failed; the
+    /// upstream is ejected. `cause` is the error chain (for the log, never the client).
+    #[error("upstream connect failed (tls: {tls}): {cause}")]
+    UpstreamConnect {
+        /// Whether the TLS handshake failed (unknown CA, name, client certificate).
+        tls: bool,
+        /// The connection error's chain.
+        cause: String,
+    },
     /// The region node's connection failed after it was established.
-    #[error("upstream failed")]
-    UpstreamFailed,
+    #[error("upstream request failed: {cause}")]
+    UpstreamFailed {
+        /// The error's chain.
+        cause: String,
+    },
     /// The region node did not answer in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
@@ -94,7 +103,7 @@ impl GatewayError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoHealthyUpstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamConnect | Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            Self::UpstreamConnect { .. } | Self::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::RegionNotLoaded(_) | Self::Assertion(_) | Self::UpstreamUri(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -116,8 +125,8 @@ impl GatewayError {
             Self::RateLimited { .. } => "rate_limited",
             Self::PayloadTooLarge => "payload_too_large",
             Self::NoHealthyUpstream { .. } => "no_upstream",
-            Self::UpstreamConnect => "upstream_connect",
-            Self::UpstreamFailed => "upstream_failed",
+            Self::UpstreamConnect { .. } => "upstream_connect",
+            Self::UpstreamFailed { .. } => "upstream_failed",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::RegionNotLoaded(_) | Self::Assertion(_) | Self::UpstreamUri(_) => "internal",
         }
@@ -142,7 +151,7 @@ impl GatewayError {
             Self::NoHealthyUpstream { .. } => {
                 "the customer's home region is not reachable right now; retry later"
             }
-            Self::UpstreamConnect | Self::UpstreamFailed => {
+            Self::UpstreamConnect { .. } | Self::UpstreamFailed { .. } => {
                 "the customer's home region could not be reached"
             }
             Self::UpstreamTimeout => "the customer's home region did not answer in time",
@@ -164,6 +173,40 @@ impl GatewayError {
                 None => p,
             },
             _ => p,
+        }
+    }
+
+    /// Logs this error once when it is a 5xx the gateway answers itself (an upstream that
+    /// refused, failed or timed out, no healthy upstream, the directory down, a tenant that
+    /// cannot be served now, an internal error), with the request id, the bounded `kind`,
+    /// the home region when known and the cause; a 4xx is the client's and is not logged
+    /// here. Internal errors (500) at `error`, the others at `warn`. The cause is the error's
+    /// text: library errors and region ids, never a credential (no variant holds one).
+    pub(crate) fn log_server_error(&self, request_id: &HeaderValue, region: Option<&RegionId>) {
+        let status = self.status();
+        if !status.is_server_error() {
+            return;
+        }
+        let request_id = request_id.to_str().unwrap_or_default();
+        let region = region.map(tracing::field::display);
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(
+                request_id,
+                status = status.as_u16(),
+                kind = self.kind(),
+                region,
+                cause = %self,
+                "internal error"
+            );
+        } else {
+            tracing::warn!(
+                request_id,
+                status = status.as_u16(),
+                kind = self.kind(),
+                region,
+                cause = %self,
+                "request not served"
+            );
         }
     }
 

@@ -18,6 +18,8 @@
 
 mod admin;
 pub mod auth;
+#[doc(hidden)]
+pub mod bench;
 mod client_tls;
 pub mod directory;
 mod error;

@@ -10,6 +10,7 @@ use clap::Parser;
 use residency_config::gateway::GatewayConfig;
 use residency_config::load::{load, ProcessEnv};
 use residency_gateway::Listeners;
+use residency_http::logging::LogFormat;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -20,19 +21,14 @@ struct Args {
     /// Path of the gateway's TOML config (`RESIDENCY__SECTION__KEY` variables override it).
     #[arg(long, env = "RESIDENCY_GATEWAY_CONFIG")]
     config: PathBuf,
+    /// Log line format: `text` (default) or `json` (one object per line).
+    #[arg(long, env = residency_http::logging::FORMAT_ENV, default_value = "text")]
+    log_format: LogFormat,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        // A failed log write is dropped silently: reporting it with eprintln! would panic
-        // when stderr is a closed pipe.
-        .log_internal_errors(false)
-        .init();
+    residency_http::logging::init(args.log_format);
     let cfg: GatewayConfig = match load(&args.config, &ProcessEnv) {
         Ok(cfg) => cfg,
         Err(e) => {

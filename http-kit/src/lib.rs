@@ -13,6 +13,7 @@
 //! - [`tls_reload`]: the server certificate that reloads on `SIGHUP` or file change.
 //! - `prom` (feature `metrics`): the Prometheus recorder, help text, buckets, build info and
 //!   upkeep of every binary.
+//! - [`logging`]: the one log subscriber of every binary (`--log-format text|json`).
 //! - `extract` (feature `axum`): the query and JSON body extractors of the node and the admin
 //!   API.
 //!
@@ -23,6 +24,7 @@
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod json;
+pub mod logging;
 pub mod page;
 mod problem;
 #[cfg(feature = "metrics")]

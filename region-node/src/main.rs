@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use residency_config::load::{deprecated_var, load, EnvSource, ProcessEnv};
 use residency_config::node::NodeConfig;
+use residency_http::logging::LogFormat;
 use residency_region_node::db::bootstrap::{self, Plan, RoleSpec};
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +17,14 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log line format: `text` (default) or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = residency_http::logging::FORMAT_ENV,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -103,16 +112,8 @@ fn role_from_url(url: &str) -> anyhow::Result<(RoleSpec, String)> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        // A failed log write is dropped silently: reporting it with eprintln! would panic
-        // when stderr is a closed pipe.
-        .log_internal_errors(false)
-        .init();
     let cli = Cli::parse();
+    residency_http::logging::init(cli.log_format);
     let result = match cli.command {
         Command::ScramVerifier => {
             let mut password = String::new();

@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -63,6 +65,74 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// The lines a child writes to its standard output and error, collected as they arrive (for
+/// suites that assert log lines).
+#[derive(Clone, Default)]
+pub struct Logs {
+    lines: Arc<Mutex<Vec<String>>>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Logs {
+    /// Reads `stream` line by line into these logs until its end.
+    pub fn collect<R>(&self, stream: R)
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    {
+        use tokio::io::AsyncBufReadExt;
+        let (lines, open) = (Arc::clone(&self.lines), Arc::clone(&self.open));
+        open.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stream).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                lines.lock().unwrap().push(line);
+            }
+            open.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    /// Every line so far.
+    ///
+    /// # Panics
+    /// When a collector panicked.
+    #[must_use]
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a line satisfies `pred` and returns it.
+    ///
+    /// # Panics
+    /// When none does within 30 s.
+    pub async fn until_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        until(what, Duration::from_secs(30), || async {
+            self.lines().into_iter().find(|l| pred(l))
+        })
+        .await
+    }
+
+    /// Waits until every collected stream has ended (the child exited), so that no line
+    /// is still on its way.
+    ///
+    /// # Panics
+    /// When a stream is still open after 30 s.
+    pub async fn closed(&self) {
+        until("the log streams end", Duration::from_secs(30), || async {
+            (self.open.load(Ordering::SeqCst) == 0).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Where a [`GatewayProcess`]'s output goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The test's own output.
+    Inherit,
+    /// Collected into [`GatewayProcess::logs`].
+    Capture,
 }
 
 /// The status of a `GET` within 2 s, `None` on a transport failure or no answer.
@@ -303,6 +373,8 @@ pub struct GatewayProcess {
     pub idp: Idp,
     /// Config directory (`gateway.toml`, `jwks.json`, `admin.token`).
     pub files: tempfile::TempDir,
+    /// Its output, with [`Output::Capture`] (empty otherwise).
+    pub logs: Logs,
     http: Http,
 }
 
@@ -328,6 +400,20 @@ impl GatewayProcess {
     /// # Panics
     /// When it does not start or become ready within 30 s.
     pub async fn start(opts: &GatewayOptions<'_>) -> Self {
+        Self::start_with(opts, &[], &[], Output::Inherit).await
+    }
+
+    /// [`GatewayProcess::start`] with extra command-line `args`, `env` set after
+    /// `RUST_LOG=warn` (so it can override it), and its output sent to `output`.
+    ///
+    /// # Panics
+    /// When it does not start or become ready within 30 s.
+    pub async fn start_with(
+        opts: &GatewayOptions<'_>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        output: Output,
+    ) -> Self {
         let files = tempfile::tempdir().unwrap();
         let idp = Idp::generate();
         std::fs::write(files.path().join("jwks.json"), idp.jwks()).unwrap();
@@ -377,21 +463,35 @@ timeout = "400ms"
         );
         let path = files.path().join("gateway.toml");
         std::fs::write(&path, config).unwrap();
-        let child = tokio::process::Command::new(binary("residency-gateway"))
+        let stdio = || match output {
+            Output::Inherit => Stdio::inherit(),
+            Output::Capture => Stdio::piped(),
+        };
+        let mut child = tokio::process::Command::new(binary("residency-gateway"))
             .arg("--config")
             .arg(&path)
+            .args(args)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
+            .envs(env.iter().copied())
+            .stdout(stdio())
+            .stderr(stdio())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        let logs = Logs::default();
+        if let Some(out) = child.stdout.take() {
+            logs.collect(out);
+        }
+        if let Some(err) = child.stderr.take() {
+            logs.collect(err);
+        }
         let gw = Self {
             child: Some(child),
             public,
             admin,
             idp,
             files,
+            logs,
             http: Http::default(),
         };
         let url = format!("http://{admin}/readyz");

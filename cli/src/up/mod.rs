@@ -84,6 +84,16 @@ pub(crate) struct UpArgs {
     /// How long each process may take to become ready.
     #[arg(long, default_value = "60s", value_parser = residency_config::duration::parse)]
     ready_timeout: Duration,
+    /// Log format of the region nodes and the gateway (`text` or `json`), passed to each as
+    /// `--log-format`; their lines are printed labelled (`[eu] …`) and kept unlabelled in
+    /// `<dir>/logs/<label>.log`, one JSON object per line with `json`.
+    #[arg(
+        long,
+        env = residency_http::logging::FORMAT_ENV,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: residency_http::logging::LogFormat,
 }
 
 /// Why `up` stopped; each maps to one exit code and one message.
@@ -357,7 +367,13 @@ async fn start(
         sup.spawn(
             r.as_str(),
             node_bin,
-            &["serve", "--config", &cfg.to_string_lossy()],
+            &[
+                "serve",
+                "--config",
+                &cfg.to_string_lossy(),
+                "--log-format",
+                args.log_format.as_str(),
+            ],
         )?;
     }
     let mut targets = Vec::new();
@@ -380,7 +396,12 @@ async fn start(
     sup.spawn(
         "gateway",
         gateway_bin,
-        &["--config", &files.gateway.to_string_lossy()],
+        &[
+            "--config",
+            &files.gateway.to_string_lossy(),
+            "--log-format",
+            args.log_format.as_str(),
+        ],
     )?;
     sup.wait_ready(
         "gateway",

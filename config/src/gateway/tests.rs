@@ -844,3 +844,23 @@ fn tls_domains_dir_resolves_relative_to_the_config_and_must_be_a_directory() {
         ["tls.domains_dir"]
     );
 }
+
+#[test]
+fn the_access_log_is_off_by_default_and_switched_on_by_file_or_environment() {
+    let dir = dir_with_files();
+    assert!(!load_text(dir.path(), GOOD).unwrap().log.access);
+    let on = format!("{GOOD}\n[log]\naccess = true\n");
+    assert!(load_text(dir.path(), &on).unwrap().log.access);
+    write(dir.path(), "gateway.toml", GOOD.as_bytes());
+    let env = vec![("RESIDENCY__LOG__ACCESS".to_owned(), "true".to_owned())];
+    let cfg: GatewayConfig = load(&dir.path().join("gateway.toml"), &env).unwrap();
+    assert!(cfg.log.access);
+    // A wrong type and an unknown key are refused by name.
+    let err = from_str::<GatewayConfig>(&format!("{GOOD}\n[log]\naccess = \"yes\"\n"), &Vec::new())
+        .unwrap_err();
+    assert_eq!(err.key, "log.access", "{err:?}");
+    let err =
+        from_str::<GatewayConfig>(&format!("{GOOD}\n[log]\nformat = \"json\"\n"), &Vec::new())
+            .unwrap_err();
+    assert!(err.message.contains("format"), "{err:?}");
+}

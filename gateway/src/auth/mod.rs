@@ -27,6 +27,17 @@ pub enum CredentialKind {
     ApiKey,
 }
 
+impl CredentialKind {
+    /// The kind as logs name it: `jwt` or `api_key`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::ApiKey => "api_key",
+        }
+    }
+}
+
 /// Who is calling, as established from a verified credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthContext {

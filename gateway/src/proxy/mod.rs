@@ -43,6 +43,7 @@ use residency_core::assertion::now_secs;
 use residency_core::headers::{ASSERTION, REGION, REQUEST_ID};
 use residency_core::TenantStatus;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::auth::cache::{self, TokenCache, Verified};
 use crate::auth::jwt::JwtVerifier;
@@ -70,6 +71,8 @@ pub(crate) struct Gateway {
     ratelimit: RateLimiter,
     /// `POST /v1/signups`, answered here before routing (`[signup]`).
     signups: Option<Arc<crate::signup::Signups>>,
+    /// `[log] access`: one access log line per request.
+    access_log: bool,
 }
 
 impl Gateway {
@@ -102,6 +105,7 @@ impl Gateway {
             limits: cfg.limits.clone(),
             ratelimit: RateLimiter::new(&cfg.rate_limit)?,
             signups: crate::signup::Signups::from_config(cfg)?,
+            access_log: cfg.log.access,
         })
     }
 
@@ -140,38 +144,62 @@ impl Gateway {
     /// 6. `upstream_request`: an upstream of the home region, the internal assertion;
     /// 7. `forward`: the call to the region node, body streamed both ways;
     /// 8. `response_filter`: request id, region and rate-limit headers, metrics.
+    ///
+    /// The phases run inside the `request` span ([`request_span`]); a 5xx the gateway
+    /// answers itself is logged once ([`GatewayError::log_server_error`]), and with
+    /// `[log] access` every request ends with one access line ([`access_line`]).
     pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         let (mut parts, body) = req.into_parts();
         let mut ctx = RequestCtx::arrive(&mut parts.headers);
-        if parts.method == Method::GET {
+        ctx.span = request_span(&ctx.request_id, &parts);
+        // What the access line needs from the request, taken before the phases consume it;
+        // nothing when the access log is off.
+        let access = self
+            .access_log
+            .then(|| (parts.method.clone(), route::template(parts.uri.path())));
+        let local = if parts.method == Method::GET {
             match parts.uri.path() {
-                "/healthz" => return healthy(&ctx.request_id).map(Either::Right),
-                OPENAPI_PATH => return openapi(&ctx.request_id).map(Either::Right),
-                _ => {}
+                "/healthz" => Some(healthy(&ctx.request_id)),
+                OPENAPI_PATH => Some(openapi(&ctx.request_id)),
+                _ => None,
             }
-        }
-        if let Some(signups) = &self.signups {
-            if parts.method == Method::POST && parts.uri.path() == crate::signup::SIGNUP_PATH {
-                let ip = parts
-                    .extensions
-                    .get::<crate::listener::ClientAddr>()
-                    .map(|a| a.0.ip());
-                let mut resp = signups
-                    .handle(ip, parts.headers.get(CONTENT_TYPE), body, &ctx.request_id)
-                    .await;
-                resp.headers_mut()
-                    .insert(REQUEST_ID, ctx.request_id.clone());
-                return resp.map(Either::Right);
-            }
-        }
-        let resp = match self.proxy(&mut ctx, parts, body).await {
-            Ok(resp) => resp,
-            Err(err) => {
-                record_error(&err, ctx.region);
-                err.into_response(&ctx.request_id).map(Either::Right)
-            }
+        } else {
+            None
         };
-        response_filter(&ctx, resp)
+        let signup = self.signups.as_ref().filter(|_| {
+            parts.method == Method::POST && parts.uri.path() == crate::signup::SIGNUP_PATH
+        });
+        let resp = if let Some(local) = local {
+            local.map(Either::Right)
+        } else if let Some(signups) = signup {
+            let ip = parts
+                .extensions
+                .get::<crate::listener::ClientAddr>()
+                .map(|a| a.0.ip());
+            let mut resp = signups
+                .handle(ip, parts.headers.get(CONTENT_TYPE), body, &ctx.request_id)
+                .await;
+            resp.headers_mut()
+                .insert(REQUEST_ID, ctx.request_id.clone());
+            resp.map(Either::Right)
+        } else {
+            let span = ctx.span.clone();
+            let resp = match self.proxy(&mut ctx, parts, body).instrument(span).await {
+                Ok(resp) => resp,
+                Err(err) => {
+                    record_error(&err, ctx.region);
+                    ctx.span.in_scope(|| {
+                        err.log_server_error(&ctx.request_id, ctx.region.map(|r| r.id()));
+                    });
+                    err.into_response(&ctx.request_id).map(Either::Right)
+                }
+            };
+            response_filter(&ctx, resp)
+        };
+        if let Some((method, route)) = access {
+            access_line(&ctx, &method, route, &resp);
+        }
+        resp
     }
 
     /// Phases 2 to 7; each stops the request with a [`GatewayError`] or records what it found
@@ -187,17 +215,27 @@ impl Gateway {
         let verified = self.authenticate(&parts.headers, ctx.now).await?;
         // Borrowed from the context, field by field, so the phases below need no clone of it.
         let verified: &Verified = ctx.verified.insert(verified);
+        // A no-op when the span is disabled.
+        ctx.span
+            .record("tenant", tracing::field::display(&verified.ctx.tenant))
+            .record("credential", verified.ctx.kind.as_str());
         if domain_owner.is_some_and(|owner| owner != verified.ctx.tenant) {
             metrics::counter!(m::DOMAIN_REFUSALS_TOTAL, "reason" => "tenant_mismatch").increment(1);
             return Err(GatewayError::DomainTenantMismatch);
         }
         let (tenant, region) = self.resolve(verified, &parts.method).await?;
         ctx.region = Some(region);
+        ctx.span
+            .record("region", tracing::field::display(region.id()));
         let tenant: &TenantRecord = ctx.tenant.insert(tenant);
         ctx.rate = Some(self.rate_limit(&verified.ctx, tenant, ctx.arrival).await?);
         let (upstream, req) =
             self.upstream_request(&ctx.request_id, ctx.now, verified, region, parts, body)?;
-        self.forward(region, upstream, req).await
+        // Timed for the access line only.
+        let sent = self.access_log.then(Instant::now);
+        let result = self.forward(region, upstream, req).await;
+        ctx.upstream_time = sent.map(|t| t.elapsed());
+        result
     }
 
     /// Route check and limits: only the customer API is forwarded ([`route`]), and a declared
@@ -353,12 +391,6 @@ impl Gateway {
             retry_after: region.retry_after_secs(),
         })?;
         let assertion = verified.assertion_for(region.signer(), now)?;
-        tracing::debug!(
-            request_id = request_id.to_str().unwrap_or_default(),
-            tenant = %verified.ctx.tenant,
-            region = %region.id(),
-            "forwarding"
-        );
         parts.uri = upstream.uri_for(parts.uri.path_and_query())?;
         parts.version = Version::HTTP_11;
         parts.headers.remove(HOST);
@@ -372,7 +404,8 @@ impl Gateway {
 
     /// Forward phase: sends the request with the home region's own client (its pool, its CA
     /// and client certificate) within the upstream timeout. A connect failure ejects the
-    /// upstream and is a 502, never another region.
+    /// upstream and is a 502, never another region. Failures are not logged here: the error
+    /// carries its cause to the one 5xx log line of [`Gateway::handle`].
     async fn forward(
         &self,
         region: &Region,
@@ -388,15 +421,14 @@ impl Gateway {
                 region.eject(upstream);
                 // A refused TLS handshake (unknown CA, name, client certificate) is a connect
                 // error too: 502 and ejection, never another region.
-                let tls = tls::is_tls_error(&e);
-                let error = tls::error_chain(&e);
-                tracing::warn!(region = %region.id(), tls, %error, "upstream connect failed; ejected");
-                Err(GatewayError::UpstreamConnect)
+                Err(GatewayError::UpstreamConnect {
+                    tls: tls::is_tls_error(&e),
+                    cause: tls::error_chain(&e),
+                })
             }
-            Ok(Err(e)) => {
-                tracing::warn!(region = %region.id(), error = %e, "upstream request failed");
-                Err(GatewayError::UpstreamFailed)
-            }
+            Ok(Err(e)) => Err(GatewayError::UpstreamFailed {
+                cause: tls::error_chain(&e),
+            }),
             Ok(Ok(mut resp)) => {
                 headers::sanitize_response(resp.headers_mut());
                 Ok(resp.map(Either::Left))
@@ -422,6 +454,10 @@ pub(crate) struct RequestCtx<'g> {
     pub region: Option<&'g Region>,
     /// The rate limiter's decision, once that phase ran.
     pub rate: Option<Decision>,
+    /// The `request` span ([`request_span`]); disabled when `info` is filtered out.
+    pub span: tracing::Span,
+    /// How long the region node took to answer the head (timed only for the access log).
+    pub upstream_time: Option<std::time::Duration>,
 }
 
 impl RequestCtx<'_> {
@@ -438,6 +474,8 @@ impl RequestCtx<'_> {
             tenant: None,
             region: None,
             rate: None,
+            span: tracing::Span::none(),
+            upstream_time: None,
         }
     }
 }
@@ -474,19 +512,68 @@ fn response_filter(
     resp
 }
 
-/// Upstream errors counted per region; internal errors logged (never shown to the client).
+/// The `request` span of one request on the public listener: its request id, method and
+/// route template ([`route::template`]: never the raw path with its ids, never the query);
+/// `tenant`, `credential` and `region` are recorded once known. When `debug` is filtered out for
+/// `residency_gateway::proxy` (the default)
+/// the span is disabled and none of its fields is computed (the macro checks the level
+/// first).
+pub(crate) fn request_span(request_id: &HeaderValue, parts: &Parts) -> tracing::Span {
+    // `debug`: a span the formatter records costs microseconds per request (its fields are
+    // formatted when it is created and at each `record`), a few percent of the whole request
+    // path, so it is on only when asked for (`RUST_LOG=info,residency_gateway::proxy=debug`).
+    // Off, it costs a few nanoseconds; the access line and the 5xx line carry their own fields.
+    tracing::debug_span!(
+        "request",
+        request_id = request_id.to_str().unwrap_or_default(),
+        method = parts.method.as_str(),
+        route = route::template(parts.uri.path()),
+        tenant = tracing::field::Empty,
+        credential = tracing::field::Empty,
+        region = tracing::field::Empty,
+    )
+}
+
+/// The access log line of one request (`[log] access`), on target [`ACCESS_TARGET`] at
+/// `info`: request id, tenant, region, credential kind, method, route template, status,
+/// bytes (the response body's declared length; absent for a streamed body of unknown
+/// length), duration until the response head, and the region node's time to answer it.
+fn access_line(
+    ctx: &RequestCtx<'_>,
+    method: &Method,
+    route: &'static str,
+    resp: &Response<ResponseBody>,
+) {
+    use http_body::Body as _;
+    let verified = ctx.verified.as_ref();
+    tracing::info!(
+        target: ACCESS_TARGET,
+        request_id = ctx.request_id.to_str().unwrap_or_default(),
+        tenant = verified.map(|v| tracing::field::display(&v.ctx.tenant)),
+        region = ctx.region.map(|r| tracing::field::display(r.id())),
+        credential = verified.map(|v| v.ctx.kind.as_str()),
+        method = method.as_str(),
+        route,
+        status = resp.status().as_u16(),
+        bytes = resp.body().size_hint().exact(),
+        duration_ms = ctx.arrival.elapsed().as_secs_f64() * 1000.0,
+        upstream_ms = ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+        "request"
+    );
+}
+
+/// The target of access log lines: `RUST_LOG=residency::access=off` silences them, and a log
+/// pipeline can route them apart.
+pub(crate) const ACCESS_TARGET: &str = "residency::access";
+
+/// Upstream errors counted per region (the one log line of a 5xx is
+/// [`GatewayError::log_server_error`]).
 fn record_error(err: &GatewayError, region: Option<&Region>) {
     let kind = match err {
-        GatewayError::UpstreamConnect => "connect",
-        GatewayError::UpstreamFailed => "io",
+        GatewayError::UpstreamConnect { .. } => "connect",
+        GatewayError::UpstreamFailed { .. } => "io",
         GatewayError::UpstreamTimeout => "timeout",
         GatewayError::NoHealthyUpstream { .. } => "no_upstream",
-        GatewayError::RegionNotLoaded(_)
-        | GatewayError::Assertion(_)
-        | GatewayError::UpstreamUri(_) => {
-            tracing::error!(error = %err, "internal error");
-            return;
-        }
         _ => return,
     };
     if let Some(r) = region {
@@ -567,6 +654,23 @@ mod tests {
         assert_eq!(without_port("api.a.example:8443"), "api.a.example");
         assert_eq!(without_port("api.a.example"), "api.a.example");
         assert_eq!(without_port("[::1]:443"), "[::1]");
+    }
+
+    /// Logs name requests by these templates: a route the customer API adds must be added
+    /// there too, or its requests would be logged as `unmatched`.
+    #[test]
+    fn the_route_templates_are_the_customer_apis_paths() {
+        let doc: serde_json::Value = serde_json::from_slice(CUSTOMER_OPENAPI).unwrap();
+        let mut paths: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        paths.sort_unstable();
+        let mut templates = route::TEMPLATES.to_vec();
+        templates.sort_unstable();
+        assert_eq!(templates, paths);
     }
 
     #[test]
