@@ -164,6 +164,38 @@ async fn the_status_page_needs_the_admin_token_or_a_session() {
     assert!(!r.headers.contains_key("set-cookie"));
     d.leaks_nothing(&r);
 
+    // An organization's owner token opens that organization's admin API, never the
+    // platform's status page (neither as a bearer nor at the form).
+    let admin = bearer(ADMIN_TOKEN);
+    let org = http
+        .send(
+            Method::POST,
+            &d.url("/admin/v1/organizations"),
+            &[(BEARER, &admin)],
+            Some(&json!({"name": "Status Org", "domain": "status-org.example"})),
+        )
+        .await;
+    assert_eq!(org.status, StatusCode::CREATED, "{org:?}");
+    let org_id = org.json["id"].as_str().unwrap().to_owned();
+    let tok = http
+        .send(
+            Method::POST,
+            &d.url(&format!("/admin/v1/organizations/{org_id}/tokens")),
+            &[(BEARER, &admin)],
+            Some(&json!({"name": "ops", "role": "owner"})),
+        )
+        .await;
+    assert_eq!(tok.status, StatusCode::CREATED, "{tok:?}");
+    let secret = tok.json["secret"].as_str().unwrap().to_owned();
+    let r = d.get("/admin/status", &[(BEARER, &bearer(&secret))]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "org token: {r:?}");
+    d.leaks_nothing(&r);
+    let r = http
+        .send_form(&d.url("/admin/status/login"), &[], &format!("token={secret}"))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "org token at the form: {r:?}");
+    assert!(!r.headers.contains_key("set-cookie"));
+
     // The right token at the form: a session cookie that is not the token.
     let r = http
         .send_form(

@@ -514,10 +514,9 @@ fn response_filter(
 
 /// The `request` span of one request on the public listener: its request id, method and
 /// route template ([`route::template`]: never the raw path with its ids, never the query);
-/// `tenant`, `credential` and `region` are recorded once known. When `debug` is filtered out for
-/// `residency_gateway::proxy` (the default)
-/// the span is disabled and none of its fields is computed (the macro checks the level
-/// first).
+/// `tenant`, `credential` and `region` are recorded once known. When `debug` is filtered out
+/// for `residency_gateway::proxy` (the default) the span is disabled and none of its fields
+/// is computed (the macro checks the level first).
 pub(crate) fn request_span(request_id: &HeaderValue, parts: &Parts) -> tracing::Span {
     // `debug`: a span the formatter records costs microseconds per request (its fields are
     // formatted when it is created and at each `record`), a few percent of the whole request
