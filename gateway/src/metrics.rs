@@ -33,6 +33,14 @@ pub(crate) const DIRECTORY_STALENESS_SECONDS: &str = "gateway_directory_stalenes
 /// Directory loads, by `kind` (`full`, `tenant`, `api_key`, `domain`) and `result` (`ok`,
 /// `error`).
 pub(crate) const DIRECTORY_LOADS_TOTAL: &str = "gateway_directory_loads_total";
+/// Tenants cached (negative entries included), set once a second; in bounded mode at most
+/// `directory.capacity` rows plus the negative entries.
+pub(crate) const DIRECTORY_CACHED_TENANTS: &str = "gateway_directory_cached_tenants";
+/// Tenants evicted to keep a bounded directory within `directory.capacity`.
+pub(crate) const DIRECTORY_EVICTIONS_TOTAL: &str = "gateway_directory_evictions_total";
+/// Tenant misses that joined a directory query already in flight for the same tenant
+/// instead of issuing their own (single-flight).
+pub(crate) const DIRECTORY_MISS_JOINS_TOTAL: &str = "gateway_directory_miss_joins_total";
 /// Requests refused because of a custom domain, by `reason` (`tenant_mismatch`: a credential
 /// of another customer on a customer's hostname, 403; `misdirected`: the TLS server name and
 /// the `Host` name different hostnames, one of them a customer's, 421).
