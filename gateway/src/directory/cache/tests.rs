@@ -244,3 +244,39 @@ fn a_bounded_cache_evicts_unreferenced_tenants_first() {
     cache.put_tenant(id(6), record(Tier::Scale), 1, cache.read_ticket());
     assert!(cache.len().0 <= 4, "{:?}", cache.len());
 }
+
+/// Memory per API key (both modes hold every key): resident-set growth over 1,000,000 keys
+/// shaped like the directory's (uuid id, 12-character prefix, `developer` role).
+/// `cargo test -p residency-gateway --lib -- --ignored --nocapture bytes_per_api_key`
+#[test]
+#[ignore = "a measurement: run on its own with --ignored --nocapture"]
+fn bytes_per_api_key() {
+    fn rss() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 4096
+    }
+    const N: u64 = 1_000_000;
+    let cache = Cache::new(Duration::from_secs(5), 10, Duration::from_secs(60));
+    let before = rss();
+    let read = cache.read_ticket();
+    for n in 0..N {
+        let record = ApiKeyRecord {
+            id: uuid::Uuid::from_u128(u128::from(n)).to_string(),
+            tenant: TenantId::from_uuid(uuid::Uuid::from_u128(u128::from(n))),
+            hash: [7; 32],
+            role: "developer".into(),
+            expires_at: None,
+            revoked: false,
+        };
+        cache.put_api_key(format!("{n:012x}"), record, read);
+    }
+    let per = rss().saturating_sub(before) / N;
+    println!("{N} api keys: {per} B/key");
+    assert_eq!(cache.len().1, 1_000_000);
+}
