@@ -100,6 +100,8 @@ pub struct StackOptions {
     /// Serve the public listener over TLS ([`StackTls`]): a default certificate for
     /// [`DEFAULT_HOST`] from a test CA, and `tls.domains_dir` for custom domains.
     pub tls: bool,
+    /// `[directory] mode = "bounded"` with this `capacity` (0: full mode).
+    pub directory_capacity: usize,
 }
 
 /// The name on the default certificate of a TLS stack.
@@ -250,6 +252,7 @@ url = "{url}"
 max_stale = "10m"
 negative_ttl = "5s"
 timeout = "2s"
+{bounded}
 
 [admin]
 token_file = "admin.token"
@@ -270,6 +273,11 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
 "#,
             url = directory_link.url_for(&dir.reader_url),
             writer_url = dir.writer_url,
+            bounded = if opts.directory_capacity > 0 {
+                format!("mode = \"bounded\"\ncapacity = {}", opts.directory_capacity)
+            } else {
+                String::new()
+            },
             moves = {
                 let mut m = String::new();
                 if opts.move_batch_rows > 0 {

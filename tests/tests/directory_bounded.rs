@@ -238,3 +238,44 @@ async fn with_the_directory_down_uncached_tenants_fail_closed() {
         Ok(TenantStatus::Active)
     );
 }
+
+/// End to end: a gateway configured with `mode = "bounded"` serves more tenants than its
+/// capacity, each through its first miss, and a suspension of a cached one takes effect.
+#[tokio::test]
+async fn a_bounded_gateway_serves_more_tenants_than_its_capacity() {
+    use http::StatusCode;
+    use integration_tests::gateway::{Stack, StackOptions, WITHIN};
+    let s = Stack::start_with(StackOptions {
+        directory_capacity: 16,
+        ..StackOptions::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let t = s
+            .create_tenant(&format!("bounded {n}"), "eu", "growth")
+            .await;
+        ids.push(t["id"].as_str().unwrap().to_owned());
+    }
+    for round in 0..2 {
+        for id in &ids {
+            assert_eq!(s.me(id).await.status, StatusCode::OK, "round {round}, {id}");
+        }
+        // Held: at most the capacity plus the inserts in progress (none by now).
+        let ready = s.ops("/readyz").await;
+        let held = ready.json["directory"]["tenants_cached"].as_u64();
+        assert!(held.is_some_and(|n| n <= 16), "{:?}", ready.json);
+    }
+    let last = ids.last().unwrap();
+    s.admin(
+        http::Method::PATCH,
+        &format!("/admin/v1/tenants/{last}"),
+        Some(&serde_json::json!({ "status": "suspended" })),
+    )
+    .await;
+    s.until("the suspension is seen", WITHIN, || async {
+        (s.me(last).await.status == StatusCode::FORBIDDEN).then_some(())
+    })
+    .await;
+    s.stop().await;
+}
