@@ -195,10 +195,11 @@ async fn changes_to_cached_tenants_are_seen_and_unknown_ones_refused() {
 #[tokio::test]
 async fn with_the_directory_down_uncached_tenants_fail_closed() {
     let db = DirectoryDb::create().await;
-    let ids = tenants(&db, 2).await;
-    let (cached, uncached) = (ids[0], ids[1]);
+    let ids = tenants(&db, 3).await;
+    let (cached, uncached, gone) = (ids[0], ids[1], ids[2]);
     let d = bounded(&db, 100, Duration::from_secs(2)).await;
     d.resolve(cached).await.unwrap();
+    d.resolve(gone).await.unwrap();
 
     // The directory stops answering the gateway's role: logins refused, sessions ended.
     let reader = url::Url::parse(&db.reader_url)
@@ -227,12 +228,30 @@ async fn with_the_directory_down_uncached_tenants_fail_closed() {
         Err(DirectoryError::DirectoryDown)
     );
 
-    // Back up: the resync refreshes what is cached, and the miss loads.
+    // Deleted while the gateway hears nothing: only the resync can drop it.
+    admin
+        .execute("DELETE FROM tenants WHERE id = $1", &[&gone.as_uuid()])
+        .await
+        .unwrap();
+    assert!(
+        d.resolve(gone).await.is_ok(),
+        "served from the cache up to max_stale"
+    );
+
+    // Back up: the resync refreshes what is cached (dropping what is gone), and the miss loads.
     admin
         .batch_execute(&format!("ALTER ROLE \"{reader}\" LOGIN"))
         .await
         .unwrap();
     until("the directory is fresh", async || d.stats().fresh).await;
+    assert_eq!(d.resolve(gone).await, Err(DirectoryError::UnknownTenant));
+    // The resync refreshed the cached tenant in place: serving it costs no query.
+    let queries = d.stats().miss_queries;
+    assert_eq!(
+        d.resolve(cached).await.map(|r| r.status),
+        Ok(TenantStatus::Active)
+    );
+    assert_eq!(d.stats().miss_queries, queries);
     assert_eq!(
         d.resolve(uncached).await.map(|r| r.status),
         Ok(TenantStatus::Active)
