@@ -125,7 +125,7 @@ mod tls;
 pub use admin::AdminConfig;
 pub use audit::{AuditRegion, AuditSection};
 pub use claims::ClaimNames;
-pub use directory::DirectorySource;
+pub use directory::{DirectoryMode, DirectorySource};
 pub use health_check::HealthCheckConfig;
 pub use issuers::{check_remote_url, IssuerConfig};
 pub use limits::Limits;

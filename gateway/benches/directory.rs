@@ -8,7 +8,12 @@
 //!   sit in L1;
 //! - `api_key_hit`: the API key record by prefix (the SHA-256 that follows is not included);
 //! - `domain_hit` / `domain_miss`: the custom-domain probe of the request path for a
-//!   customer's hostname and for any other name, with 1 000 domains loaded.
+//!   customer's hostname and for any other name, with 1 000 domains loaded;
+//! - `cache_hit_full_1m` / `cache_hit_full_1m_hot_100k`: the cache probe with 1 000 000
+//!   tenants held (full mode), rotating over all of them and over 100 000 of them;
+//! - `cache_hit_bounded_100k_of_1m`: the same probe in bounded mode (capacity 100 000, after
+//!   1 000 000 tenant ids went through it), rotating over the 100 000 it holds: the hit path
+//!   plus the reference bit.
 
 use std::hint::black_box;
 
@@ -95,5 +100,65 @@ fn bench(c: &mut criterion::Criterion) {
     });
 }
 
-criterion::criterion_group!(benches, bench);
+fn record() -> residency_gateway::directory::TenantRecord {
+    residency_gateway::directory::TenantRecord {
+        region: RegionId::new("eu").unwrap(),
+        tier: Tier::Scale,
+        status: TenantStatus::Active,
+        rate_limit_per_min: 1000,
+    }
+}
+
+fn cache_of(n: u32, capacity: Option<usize>) -> residency_gateway::directory::cache::Cache {
+    use std::time::Duration;
+    let mut cache = residency_gateway::directory::cache::Cache::new(
+        Duration::from_secs(5),
+        10,
+        Duration::from_secs(60),
+    );
+    if let Some(c) = capacity {
+        cache = cache.with_capacity(c);
+    }
+    cache.mark_fresh();
+    let read = cache.read_ticket();
+    for i in 0..n {
+        cache.put_tenant(tenant(i), record(), 1, read);
+    }
+    cache
+}
+
+/// Hits rotating over `span` tenants from `first` (a prime stride, so neighbours in the map
+/// are not neighbours in time).
+fn hits(
+    c: &mut criterion::Criterion,
+    name: &str,
+    cache: &residency_gateway::directory::cache::Cache,
+    first: u32,
+    span: u32,
+) {
+    use residency_gateway::directory::cache::Probe;
+    let mut n = 0u32;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            n = (n + 7919) % span;
+            let probe = cache.tenant(tenant(first + n));
+            assert!(matches!(probe, Probe::Hit(_)));
+            black_box(probe)
+        });
+    });
+}
+
+fn bench_scale(c: &mut criterion::Criterion) {
+    const N: u32 = 1_000_000;
+    const CAP: u32 = 100_000;
+    let full = cache_of(N, None);
+    hits(c, "cache_hit_full_1m", &full, 0, N);
+    hits(c, "cache_hit_full_1m_hot_100k", &full, N - CAP, CAP);
+    drop(full);
+    let bounded = cache_of(N, Some(CAP as usize));
+    // After 1 000 000 inserts through 100 000 slots, the last 100 000 are held.
+    hits(c, "cache_hit_bounded_100k_of_1m", &bounded, N - CAP, CAP);
+}
+
+criterion::criterion_group!(benches, bench, bench_scale);
 criterion::criterion_main!(benches);

@@ -36,6 +36,14 @@ pub(crate) const DIRECTORY_STALENESS_SECONDS: &str =
 /// Directory loads, by `kind` (`full`, `tenant`, `api_key`, `domain`) and `result` (`ok`,
 /// `error`).
 pub(crate) const DIRECTORY_LOADS_TOTAL: &str = "residency_gateway_directory_loads_total";
+/// Tenants cached (negative entries included), set once a second; in bounded mode at most
+/// `directory.capacity` rows plus the negative entries.
+pub(crate) const DIRECTORY_CACHED_TENANTS: &str = "residency_gateway_directory_cached_tenants";
+/// Tenants evicted to keep a bounded directory within `directory.capacity`.
+pub(crate) const DIRECTORY_EVICTIONS_TOTAL: &str = "residency_gateway_directory_evictions_total";
+/// Tenant misses that joined a directory query already in flight for the same tenant
+/// instead of issuing their own (single-flight).
+pub(crate) const DIRECTORY_MISS_JOINS_TOTAL: &str = "residency_gateway_directory_miss_joins_total";
 /// Requests refused because of a custom domain, by `reason` (`tenant_mismatch`: a credential
 /// of another customer on a customer's hostname, 403; `misdirected`: the TLS server name and
 /// the `Host` name different hostnames, one of them a customer's, 421).
@@ -134,6 +142,21 @@ pub const DECLARED: &[Declared] = &[
         name: UPSTREAM_EJECTIONS_TOTAL,
         kind: Kind::Counter,
         help: "Upstreams taken out of rotation, by region and cause (connect, health_check)",
+    },
+    Declared {
+        name: DIRECTORY_CACHED_TENANTS,
+        kind: Kind::Gauge,
+        help: "Tenants cached (negative entries included); in bounded mode at most directory.capacity rows plus the negative entries",
+    },
+    Declared {
+        name: DIRECTORY_EVICTIONS_TOTAL,
+        kind: Kind::Counter,
+        help: "Tenants evicted to keep a bounded directory within directory.capacity",
+    },
+    Declared {
+        name: DIRECTORY_MISS_JOINS_TOTAL,
+        kind: Kind::Counter,
+        help: "Tenant misses that joined a directory query already in flight for the same tenant (single-flight)",
     },
     Declared {
         name: ADMIN_REQUESTS_TOTAL,

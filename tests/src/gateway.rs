@@ -122,6 +122,8 @@ pub struct StackOptions {
     pub tls: bool,
     /// A `[signup]` section (TOML text) appended to the gateway config.
     pub signup: Option<&'static str>,
+    /// `[directory] mode = "bounded"` with this `capacity` (0: full mode).
+    pub directory_capacity: usize,
 }
 
 /// The name on the default certificate of a TLS stack.
@@ -272,6 +274,7 @@ url = "{url}"
 max_stale = "10m"
 negative_ttl = "5s"
 timeout = "2s"
+{bounded}
 
 [admin]
 token_file = "admin.token"
@@ -294,6 +297,11 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
             signup = opts.signup.unwrap_or_default(),
             url = directory_link.url_for(&dir.reader_url),
             writer_url = dir.writer_url,
+            bounded = if opts.directory_capacity > 0 {
+                format!("mode = \"bounded\"\ncapacity = {}", opts.directory_capacity)
+            } else {
+                String::new()
+            },
             moves = {
                 let mut m = String::new();
                 if opts.move_batch_rows > 0 {

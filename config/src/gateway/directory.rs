@@ -43,7 +43,49 @@ pub enum DirectorySource {
         /// `admin.directory_url`; without it such a config is refused at start.
         #[serde(default)]
         allow_insecure_transport: bool,
+        /// `full` (default): every tenant is loaded at start and kept in memory; `bounded`:
+        /// tenants are loaded on their first request and at most `capacity` are kept.
+        #[serde(default)]
+        mode: DirectoryMode,
+        /// Most tenants cached at once in `bounded` mode (default 100000); refused with
+        /// `mode = "full"`, which holds every tenant.
+        #[serde(default)]
+        capacity: Option<usize>,
     },
+}
+
+/// `directory.mode`: how many tenants the gateway keeps in memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryMode {
+    /// Every tenant, loaded at start (about 200 bytes each).
+    #[default]
+    Full,
+    /// At most `directory.capacity` tenants, loaded on a miss and evicted when unused.
+    Bounded,
+}
+
+/// Default of `directory.capacity` in bounded mode.
+pub(super) const DEFAULT_CAPACITY: usize = 100_000;
+/// Least `directory.capacity`: fewer would evict tenants that requests in flight still need.
+pub(super) const MIN_CAPACITY: usize = 16;
+/// Most `directory.capacity` (a 1,000,000,000-tenant directory is not what bounded mode is
+/// for: at about 200 bytes each that is 200 GB).
+pub(super) const MAX_CAPACITY: usize = 100_000_000;
+
+impl DirectorySource {
+    /// The tenant capacity of a bounded Postgres directory (`None`: every tenant is held).
+    #[must_use]
+    pub fn bounded_capacity(&self) -> Option<usize> {
+        match self {
+            Self::Postgres {
+                mode: DirectoryMode::Bounded,
+                capacity,
+                ..
+            } => Some(capacity.unwrap_or(DEFAULT_CAPACITY)),
+            _ => None,
+        }
+    }
 }
 
 /// The key allowing clear text to a remote directory (both of its URLs).
@@ -75,6 +117,8 @@ impl DirectorySource {
                 timeout,
                 negative_entries,
                 allow_insecure_transport,
+                mode,
+                capacity,
             } => {
                 match url.expose().parse::<url::Url>() {
                     Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {}
@@ -106,6 +150,21 @@ impl DirectorySource {
                         "directory.negative_entries",
                         "must be greater than 0",
                     ));
+                }
+                match (mode, capacity) {
+                    (DirectoryMode::Full, Some(_)) => out.push(Problem::new(
+                        "directory.capacity",
+                        "only applies with mode = \"bounded\" (mode \"full\" holds every tenant)",
+                    )),
+                    (DirectoryMode::Bounded, Some(n))
+                        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(n) =>
+                    {
+                        out.push(Problem::new(
+                            "directory.capacity",
+                            format!("must be between {MIN_CAPACITY} and {MAX_CAPACITY}"),
+                        ));
+                    }
+                    _ => {}
                 }
             }
         }

@@ -261,6 +261,8 @@ fn postgres_directory_loads_with_defaults_and_masks_the_password() {
         timeout,
         negative_entries,
         allow_insecure_transport,
+        mode,
+        capacity,
     } = &cfg.directory
     else {
         panic!("postgres source expected");
@@ -271,6 +273,8 @@ fn postgres_directory_loads_with_defaults_and_masks_the_password() {
     assert_eq!(*timeout, Duration::from_secs(2));
     assert_eq!(*negative_entries, 100_000);
     assert!(!allow_insecure_transport);
+    assert_eq!((*mode, *capacity), (DirectoryMode::Full, None));
+    assert_eq!(cfg.directory.bounded_capacity(), None);
     let debug = format!("{cfg:?}");
     assert!(!debug.contains("s3cret"), "{debug}");
 }
@@ -863,4 +867,32 @@ fn the_access_log_is_off_by_default_and_switched_on_by_file_or_environment() {
         from_str::<GatewayConfig>(&format!("{GOOD}\n[log]\nformat = \"json\"\n"), &Vec::new())
             .unwrap_err();
     assert!(err.message.contains("format"), "{err:?}");
+}
+
+#[test]
+fn bounded_directory_mode_takes_a_validated_capacity() {
+    let dir = dir_with_files();
+    let text = |extra: &str| {
+        GOOD.replace(
+            "source = \"file\"\npath = \"directory.toml\"",
+            &format!("source = \"postgres\"\nurl = \"postgres://d@127.0.0.1/dir\"\n{extra}"),
+        )
+    };
+    let cfg = load_text(dir.path(), &text("mode = \"bounded\"")).unwrap();
+    assert_eq!(cfg.directory.bounded_capacity(), Some(100_000));
+    let cfg = load_text(dir.path(), &text("mode = \"bounded\"\ncapacity = 500")).unwrap();
+    assert_eq!(cfg.directory.bounded_capacity(), Some(500));
+    for bad in [
+        "mode = \"bounded\"\ncapacity = 0",
+        "mode = \"bounded\"\ncapacity = 200000000",
+        "capacity = 500",
+    ] {
+        assert_eq!(
+            problem_keys(dir.path(), &text(bad)),
+            ["directory.capacity"],
+            "{bad}"
+        );
+    }
+    let err = load_text(dir.path(), &text("mode = \"lazy\"")).unwrap_err();
+    assert!(format!("{err}").contains("directory"), "{err}");
 }

@@ -19,11 +19,20 @@
 //!   full load) and cleared by the next successful full load. Hits are served while stale for
 //!   up to `max_stale`, then refused like misses.
 //!
+//! - bounded mode ([`Cache::with_capacity`]): at most `capacity` tenant rows (plus the
+//!   inserts in progress: at most one per concurrent `put_tenant`, which is
+//!   [`super::pg::MAX_MISS_QUERIES`] misses plus the sync task) are kept, evicted by CLOCK:
+//!   a hit sets the row's reference bit (one relaxed store, only when it is clear), an
+//!   insert beyond capacity moves a hand over a ring of the admitted ids, clearing set bits
+//!   and evicting the first row whose bit is clear. The ring's mutex is taken by inserts only
+//!   (misses, never hits) and never while a map shard is locked. API keys and negative
+//!   entries are not in the ring (keys are all held; negative entries have their own cap).
+//!
 //! What it does not do: I/O. Loading and invalidation live in [`super::pg`].
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry;
@@ -48,7 +57,12 @@ enum Slot<T> {
     Found {
         value: Arc<T>,
         version: i64,
-        seen: u64,
+        /// The ticket (low 63 bits) and, in the top bit ([`REFERENCED`]), the CLOCK
+        /// reference bit of bounded mode. One word for both keeps a slot at 24 bytes (a
+        /// separate flag made it 32, about 17 bytes more per tenant in the map). The ticket
+        /// only changes under the shard's write lock; the bit is set by hits and cleared by
+        /// the hand under its read lock, which leaves the ticket as it is.
+        seen: AtomicU64,
     },
     /// Known not to exist until this many milliseconds after the cache's epoch, as of the
     /// read with ticket `read`.
@@ -88,6 +102,41 @@ impl Counters {
     }
 }
 
+/// The reference bit in [`Slot::Found`]'s `seen` (tickets never reach it).
+const REFERENCED: u64 = 1 << 63;
+
+/// The ticket part of a `seen` word.
+fn ticket(seen: u64) -> u64 {
+    seen & !REFERENCED
+}
+
+/// The CLOCK of a bounded cache: the admitted tenant ids and the hand.
+struct Clock {
+    capacity: usize,
+    ring: Mutex<Ring>,
+    evictions: AtomicU64,
+    evicted: Counter,
+}
+
+#[derive(Default)]
+struct Ring {
+    /// Admitted ids; a slot whose id is no longer cached (deleted, swept) is reused by the
+    /// next admission that reaches it. An id admitted twice (deleted, then loaded again)
+    /// holds two slots until the hand frees the stale one: the ring never undercounts.
+    ids: Vec<TenantId>,
+    hand: usize,
+}
+
+/// What the hand finds at one ring slot.
+enum Verdict {
+    /// Not cached (any more): the slot is free.
+    Free,
+    /// Referenced since the hand last passed: bit cleared, keep it.
+    Spare,
+    /// Not referenced: evict it.
+    Evict,
+}
+
 /// Tenants and API keys in memory.
 pub struct Cache {
     tenants: DashMap<TenantId, Slot<TenantRecord>, Hasher>,
@@ -104,6 +153,8 @@ pub struct Cache {
     stale_since: AtomicU64,
     loaded: AtomicBool,
     counters: Counters,
+    /// Bounded mode.
+    clock: Option<Clock>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -137,6 +188,93 @@ impl Cache {
             stale_since: AtomicU64::new(1),
             loaded: AtomicBool::new(false),
             counters: Counters::new(),
+            clock: None,
+        }
+    }
+
+    /// Bounded mode: keeps at most `capacity` tenant rows (plus the inserts in progress),
+    /// evicting the least recently referenced by CLOCK.
+    #[must_use]
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        self.clock = Some(Clock {
+            capacity,
+            ring: Mutex::new(Ring {
+                ids: Vec::with_capacity(capacity),
+                hand: 0,
+            }),
+            evictions: AtomicU64::new(0),
+            evicted: metrics::counter!(m::DIRECTORY_EVICTIONS_TOTAL),
+        });
+        self
+    }
+
+    /// The tenant capacity in bounded mode (`None`: every tenant is held).
+    #[must_use]
+    pub fn capacity(&self) -> Option<usize> {
+        self.clock.as_ref().map(|c| c.capacity)
+    }
+
+    /// Tenants evicted for capacity so far.
+    #[must_use]
+    pub fn evictions(&self) -> u64 {
+        self.clock
+            .as_ref()
+            .map_or(0, |c| c.evictions.load(Ordering::Relaxed))
+    }
+
+    /// Whether tenant `id` has a slot (a row or a negative entry).
+    pub(crate) fn holds_tenant(&self, id: TenantId) -> bool {
+        self.tenants.contains_key(&id)
+    }
+
+    /// Admits a tenant row just inserted into the ring, evicting one when the ring is full.
+    /// Called with no shard lock held.
+    fn admit(&self, id: TenantId) {
+        let Some(clock) = &self.clock else { return };
+        let mut ring = clock
+            .ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ring.ids.len() < clock.capacity {
+            ring.ids.push(id);
+            return;
+        }
+        // Each slot is passed at most twice (its bit is cleared the first time), so this ends.
+        loop {
+            let at = ring.hand;
+            ring.hand = (at + 1) % ring.ids.len();
+            let old = ring.ids[at];
+            let verdict = match self.tenants.get(&old).as_deref() {
+                Some(Slot::Found { seen, .. }) => {
+                    if seen.fetch_and(!REFERENCED, Ordering::Relaxed) & REFERENCED != 0 {
+                        Verdict::Spare
+                    } else {
+                        Verdict::Evict
+                    }
+                }
+                _ => Verdict::Free,
+            };
+            match verdict {
+                Verdict::Spare => continue,
+                Verdict::Free => {}
+                Verdict::Evict => {
+                    let gone = self.tenants.remove_if(&old, |_, s| {
+                        matches!(s, Slot::Found { seen, .. } if seen.load(Ordering::Relaxed) & REFERENCED == 0)
+                    });
+                    // A hit between the look above and now keeps the row (its bit is set:
+                    // the hand clears it next time round).
+                    if gone.is_none() && self.tenants.contains_key(&old) {
+                        continue;
+                    }
+                    if gone.is_some() {
+                        clock.evictions.fetch_add(1, Ordering::Relaxed);
+                        clock.evicted.increment(1);
+                    }
+                }
+            }
+            ring.ids[at] = id;
+            return;
         }
     }
 
@@ -147,7 +285,18 @@ impl Cache {
     /// Probes for a tenant: no I/O, no lock held after return.
     pub fn tenant(&self, id: TenantId) -> Probe<TenantRecord> {
         let probe = match self.tenants.get(&id).as_deref() {
-            Some(Slot::Found { value, .. }) => Probe::Hit(Arc::clone(value)),
+            Some(Slot::Found { value, seen, .. }) => {
+                // Bounded mode: at most one relaxed store, and none once the bit is set (so a
+                // hot row's cache line is not written on every hit). A store, not an `or`:
+                // the ticket part cannot change while this read guard is held.
+                if self.clock.is_some() {
+                    let word = seen.load(Ordering::Relaxed);
+                    if word & REFERENCED == 0 {
+                        seen.store(word | REFERENCED, Ordering::Relaxed);
+                    }
+                }
+                Probe::Hit(Arc::clone(value))
+            }
             Some(Slot::Absent { until_ms, .. }) if *until_ms > self.now_ms() => Probe::Absent,
             _ => Probe::Miss,
         };
@@ -194,18 +343,45 @@ impl Cache {
     /// Stores a tenant row read at `version` by the read with ticket `read`, unless a newer
     /// version is cached or a later read found the tenant absent.
     pub fn put_tenant(&self, id: TenantId, record: TenantRecord, version: i64, read: u64) {
-        self.put(&self.tenants, id, record, version, read, |_, new| new);
+        if self.put(&self.tenants, id, record, version, read, false, |_, new| {
+            new
+        }) {
+            self.admit(id);
+        }
+    }
+
+    /// Like [`Cache::put_tenant`], but only updates a cached row (the resync of a bounded
+    /// cache re-reads the rows it holds and caches no others).
+    pub(crate) fn refresh_tenant(
+        &self,
+        id: TenantId,
+        record: TenantRecord,
+        version: i64,
+        read: u64,
+    ) {
+        self.put(&self.tenants, id, record, version, read, true, |_, new| new);
     }
 
     /// Stores an API key read by the read with ticket `read`. Revocation is one-way in the
     /// directory, so a revoked cached key stays revoked even if an older read arrives later.
     pub(crate) fn put_api_key(&self, prefix: String, record: ApiKeyRecord, read: u64) {
-        self.put(&self.keys, prefix, record, 0, read, |old, mut new| {
-            new.revoked |= old.revoked;
-            new
-        });
+        self.put(
+            &self.keys,
+            prefix,
+            record,
+            0,
+            read,
+            false,
+            |old, mut new| {
+                new.revoked |= old.revoked;
+                new
+            },
+        );
     }
 
+    /// Stores a row (or, with `only_cached`, updates a cached one); whether a new row was
+    /// inserted (a bounded cache then admits it, after the shard lock is released).
+    #[allow(clippy::too_many_arguments)]
     fn put<K: Eq + Hash, T>(
         &self,
         map: &DashMap<K, Slot<T>, Hasher>,
@@ -213,8 +389,14 @@ impl Cache {
         value: T,
         version: i64,
         read: u64,
+        only_cached: bool,
         merge: impl FnOnce(&T, T) -> T,
-    ) {
+    ) -> bool {
+        let found = |value, seen| Slot::Found {
+            value: Arc::new(value),
+            version,
+            seen: AtomicU64::new(seen),
+        };
         match map.entry(key) {
             Entry::Occupied(mut e) => {
                 let slot = e.get_mut();
@@ -223,36 +405,31 @@ impl Cache {
                         value: old,
                         version: v,
                         seen,
+                        ..
                     } => {
                         // Either way the row existed when this read ran.
-                        *seen = (*seen).max(read);
+                        let word = seen.get_mut();
+                        *word = (*word & REFERENCED) | ticket(*word).max(read);
                         if *v <= version {
-                            let seen = *seen;
-                            *slot = Slot::Found {
-                                value: Arc::new(merge(old, value)),
-                                version,
-                                seen,
-                            };
+                            *old = Arc::new(merge(&**old, value));
+                            *v = version;
                         }
+                        false
                     }
                     // A read that started after this one found no row: it is the later word.
-                    Slot::Absent { read: gone, .. } if *gone > read => {}
+                    Slot::Absent { read: gone, .. } if *gone > read => false,
+                    Slot::Absent { .. } if only_cached => false,
                     Slot::Absent { .. } => {
                         self.negatives.fetch_sub(1, Ordering::Relaxed);
-                        *slot = Slot::Found {
-                            value: Arc::new(value),
-                            version,
-                            seen: read,
-                        };
+                        *slot = found(value, read);
+                        true
                     }
                 }
             }
+            Entry::Vacant(_) if only_cached => false,
             Entry::Vacant(e) => {
-                e.insert(Slot::Found {
-                    value: Arc::new(value),
-                    version,
-                    seen: read,
-                });
+                e.insert(found(value, read));
+                true
             }
         }
     }
@@ -296,7 +473,7 @@ impl Cache {
                         false
                     }
                     // A row from a later read (or, for a miss, any row) wins.
-                    Slot::Found { seen, .. } => evict && *seen < read,
+                    Slot::Found { seen, .. } => evict && ticket(*seen.get_mut()) < read,
                 };
                 if evicted {
                     // Becomes a negative entry when the cap allows (so a slower, earlier read
@@ -354,16 +531,23 @@ impl Cache {
     ///
     /// Shard by shard (dashmap `retain`): readers of other shards never wait, and a reader of
     /// the shard being swept waits for one pass over that shard only.
+    ///
+    /// A bounded cache also drops the negative tenant entries from before the load (its load
+    /// only refreshes cached rows, so it cannot turn them into rows as a full load does).
     pub(crate) fn sweep_unseen(&self, load: u64) -> (usize, usize) {
         fn unseen<T>(slot: &Slot<T>, load: u64) -> bool {
-            matches!(slot, Slot::Found { seen, .. } if *seen < load)
+            matches!(slot, Slot::Found { seen, .. } if ticket(seen.load(Ordering::Relaxed)) < load)
         }
-        let (mut tenants, mut keys) = (0, 0);
+        let bounded = self.clock.is_some();
+        let (mut tenants, mut keys, mut negatives) = (0, 0, 0);
         self.tenants.retain(|_, s| {
             let gone = unseen(s, load);
             tenants += usize::from(gone);
-            !gone
+            let old_negative = bounded && matches!(s, Slot::Absent { read, .. } if *read < load);
+            negatives += usize::from(old_negative);
+            !gone && !old_negative
         });
+        self.negatives.fetch_sub(negatives, Ordering::Relaxed);
         self.keys.retain(|_, s| {
             let gone = unseen(s, load);
             keys += usize::from(gone);

@@ -201,6 +201,23 @@ pub struct DirectoryHealth {
     pub last_full_load: Option<u64>,
 }
 
+/// Size and counters of the tenant cache ([`Directory::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectoryStats {
+    /// Cached tenants (negative entries included).
+    pub tenants: usize,
+    /// Bounded mode's capacity (`None`: every tenant is held).
+    pub capacity: Option<usize>,
+    /// Tenants evicted for capacity.
+    pub evictions: u64,
+    /// Directory queries issued for tenant misses.
+    pub miss_queries: u64,
+    /// Tenant misses that joined a query in flight instead of issuing one.
+    pub miss_joins: u64,
+    /// The data is current (loaded, and `LISTEN` connected since).
+    pub fresh: bool,
+}
+
 /// Only `active` tenants are served, and `moving` ones for reads (the proxy's resolve phase
 /// refuses their writes).
 fn servable(record: Arc<TenantRecord>) -> Result<Arc<TenantRecord>, DirectoryError> {
@@ -248,6 +265,8 @@ async fn from_source(
             negative_entries,
             // Checked with the config: clear text to a remote directory was refused at start.
             allow_insecure_transport: _,
+            mode: _,
+            capacity: _,
         } => {
             let opts = pg::PgOptions {
                 url: url.expose().as_str().to_owned(),
@@ -255,6 +274,7 @@ async fn from_source(
                 negative_ttl: *negative_ttl,
                 negative_entries: *negative_entries,
                 timeout: *timeout,
+                capacity: source.bounded_capacity(),
             };
             tracing::info!(url = %url, "using the postgres directory");
             Directory::postgres(opts, WARM_WAIT, shutdown.clone()).await
@@ -422,11 +442,11 @@ impl Directory {
         warm_wait: Duration,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let cache = Arc::new(Cache::new(
-            opts.negative_ttl,
-            opts.negative_entries,
-            opts.max_stale,
-        ));
+        let mut cache = Cache::new(opts.negative_ttl, opts.negative_entries, opts.max_stale);
+        if let Some(capacity) = opts.capacity {
+            cache = cache.with_capacity(capacity);
+        }
+        let cache = Arc::new(cache);
         let domains = Arc::new(Domains::default());
         let source =
             PgSource::start(opts, Arc::clone(&cache), Arc::clone(&domains), shutdown).await?;
@@ -518,6 +538,20 @@ impl Directory {
     pub(crate) async fn refresh_api_key(&self, prefix: &str) {
         if let Some(src) = &self.source {
             src.reload_api_key(prefix).await;
+        }
+    }
+
+    /// Cache size and the bounded mode's counters.
+    #[must_use]
+    pub fn stats(&self) -> DirectoryStats {
+        let (miss_queries, miss_joins) = self.source.as_ref().map_or((0, 0), |s| s.miss_counts());
+        DirectoryStats {
+            tenants: self.cache.len().0,
+            capacity: self.cache.capacity(),
+            evictions: self.cache.evictions(),
+            miss_queries,
+            miss_joins,
+            fresh: self.cache.fresh(),
         }
     }
 

@@ -19,6 +19,14 @@
 //! - **Tenant misses** (not cached while the directory is up): one query per tenant however
 //!   many requests wait on it ([`Flights`]), at most [`MAX_MISS_QUERIES`] such queries at
 //!   once, and "not found" remembered for `negative_ttl`.
+//! - **Bounded mode** (`capacity`): the cache holds at most `capacity` tenants (CLOCK
+//!   eviction in [`Cache`]); no tenant is read at start, each is read on its first miss
+//!   (single-flight as above); a notification for a tenant the cache does not hold (and is
+//!   not loading) is ignored; a resync re-reads the tenant table once and refreshes only the
+//!   cached rows, sweeping cached ones it no longer finds; while `LISTEN` is down, misses
+//!   still query the directory (cached rows and the ones loaded meanwhile are served up to
+//!   `max_stale` after the disconnect, then everything fails closed). API keys are all held
+//!   in both modes.
 //! - **API key misses** never query: key prefixes come from unauthenticated requests, and a
 //!   fresh cache holds every key, so a missing prefix is an unknown key (see
 //!   [`PgSource::api_key_miss`]).
@@ -60,6 +68,9 @@ pub struct PgOptions {
     pub negative_entries: usize,
     /// Timeout of one query.
     pub timeout: Duration,
+    /// Bounded mode: at most this many tenants cached, each loaded on its first miss
+    /// (`None`: full mode, every tenant loaded at start).
+    pub capacity: Option<usize>,
 }
 
 /// What a point read that finds no row does to a cached one.
@@ -78,12 +89,17 @@ enum Absent {
 /// in, so a later miss runs the loader again: only callers that overlap share a result.
 pub(crate) struct Flights<K, V> {
     inflight: DashMap<K, Arc<OnceCell<V>>>,
+    /// Callers that found a run in flight and joined it.
+    joins: AtomicU64,
+    joined: metrics::Counter,
 }
 
 impl<K: Eq + std::hash::Hash + Clone, V: Clone> Default for Flights<K, V> {
     fn default() -> Self {
         Self {
             inflight: DashMap::new(),
+            joins: AtomicU64::new(0),
+            joined: metrics::counter!(m::DIRECTORY_MISS_JOINS_TOTAL),
         }
     }
 }
@@ -95,11 +111,28 @@ impl<K: Eq + std::hash::Hash + Clone, V: Clone> Flights<K, V> {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = V>,
     {
-        // The shard guard is dropped at the end of this statement, before any `.await`.
-        let cell = Arc::clone(self.inflight.entry(key.clone()).or_default().value());
+        // The shard guard is dropped at the end of this block, before any `.await`.
+        let cell = match self.inflight.entry(key.clone()) {
+            dashmap::Entry::Occupied(e) => {
+                self.joins.fetch_add(1, Ordering::Relaxed);
+                self.joined.increment(1);
+                Arc::clone(e.get())
+            }
+            dashmap::Entry::Vacant(e) => Arc::clone(e.insert(Arc::default()).value()),
+        };
         let out = cell.get_or_init(load).await.clone();
         self.inflight.remove_if(&key, |_, c| Arc::ptr_eq(c, &cell));
         out
+    }
+
+    /// Whether a run for `key` is in flight.
+    fn in_flight(&self, key: &K) -> bool {
+        self.inflight.contains_key(key)
+    }
+
+    /// Callers that joined a run in flight so far.
+    pub(crate) fn joins(&self) -> u64 {
+        self.joins.load(Ordering::Relaxed)
     }
 }
 
@@ -111,6 +144,10 @@ pub(crate) struct PgSource {
     timeout: Duration,
     misses: Semaphore,
     tenant_flights: Flights<TenantId, Result<Option<Arc<TenantRecord>>, DirectoryError>>,
+    /// Directory queries issued for tenant misses.
+    miss_queries: AtomicU64,
+    /// Bounded mode: tenants are loaded on demand, not at start.
+    bounded: bool,
     loaded: watch::Receiver<bool>,
     /// Unix seconds of the last change notification (`NOTIFY`) applied; 0: none yet.
     last_notify: AtomicU64,
@@ -139,6 +176,8 @@ impl PgSource {
             timeout: opts.timeout,
             misses: Semaphore::new(MAX_MISS_QUERIES),
             tenant_flights: Flights::default(),
+            miss_queries: AtomicU64::new(0),
+            bounded: opts.capacity.is_some(),
             loaded,
             last_notify: AtomicU64::new(0),
             last_full_load: AtomicU64::new(0),
@@ -177,12 +216,23 @@ impl PgSource {
         &self,
         id: TenantId,
     ) -> Result<Option<Arc<TenantRecord>>, DirectoryError> {
-        if !self.cache.fresh() {
+        // Full mode: a fresh cache holds every tenant, so while it is stale a miss fails at
+        // once instead of waiting on a database that is probably down. Bounded mode holds a
+        // fraction of the tenants: a miss asks the directory as long as cached data may
+        // still be served (up to `max_stale` after a disconnect), and fails closed (503)
+        // when that query fails.
+        let refuse = if self.bounded {
+            self.cache.too_stale()
+        } else {
+            !self.cache.fresh()
+        };
+        if refuse {
             return Err(DirectoryError::DirectoryDown);
         }
         self.tenant_flights
             .run(id, || async {
                 let _permit = self.miss_permit().await?;
+                self.miss_queries.fetch_add(1, Ordering::Relaxed);
                 self.query_tenant(id, Absent::Remember)
                     .await
                     .map_err(|()| DirectoryError::DirectoryDown)
@@ -214,8 +264,24 @@ impl PgSource {
 
     /// Re-reads one tenant with a fresh query (a tenant no longer there is evicted). Returns
     /// whether the read succeeded.
+    ///
+    /// Bounded mode ignores a tenant it neither holds nor is loading (it is read on its next
+    /// miss). The load in flight is checked first: one that started before the change may
+    /// bring the old row, and this re-read, which starts after, then wins (read tickets); a
+    /// load that starts after this check started after the change.
     pub(crate) async fn reload_tenant(&self, id: TenantId) -> bool {
+        if self.bounded && !self.tenant_flights.in_flight(&id) && !self.cache.holds_tenant(id) {
+            return true;
+        }
         self.query_tenant(id, Absent::Evict).await.is_ok()
+    }
+
+    /// Directory queries issued for tenant misses, and misses that joined one in flight.
+    pub(crate) fn miss_counts(&self) -> (u64, u64) {
+        (
+            self.miss_queries.load(Ordering::Relaxed),
+            self.tenant_flights.joins(),
+        )
     }
 
     /// Re-reads one API key with a fresh query (a key no longer there is evicted). Returns
@@ -285,11 +351,16 @@ impl PgSource {
 
     /// Reads every tenant and key into the cache, then sweeps the cached rows it did not read
     /// (deleted since they were cached). A failed load sweeps nothing.
+    ///
+    /// Bounded mode refreshes only the tenants it holds, and skips the tenant table when it
+    /// holds none (at start).
     async fn full_load(&self) -> Result<(), ()> {
         let load = self.cache.read_ticket();
         let mut after = None;
         let mut tenants = 0usize;
-        loop {
+        // Bounded mode at start (nothing cached): no tenant page to read.
+        let mut more = !self.bounded || self.cache.len().0 > 0;
+        while more {
             let filter = TenantFilter {
                 after,
                 limit: PAGE,
@@ -297,13 +368,18 @@ impl PgSource {
             };
             let page = self.timed("full", self.store.list_tenants(&filter)).await?;
             for row in &page {
+                let id = TenantId::from_uuid(row.id);
+                if self.bounded && !self.cache.holds_tenant(id) {
+                    continue;
+                }
                 if let Some(entry) = routing_entry(row) {
-                    self.cache.put_tenant(
-                        entry.id,
-                        TenantRecord::from_entry(&entry),
-                        row.version,
-                        load,
-                    );
+                    let record = TenantRecord::from_entry(&entry);
+                    if self.bounded {
+                        self.cache
+                            .refresh_tenant(entry.id, record, row.version, load);
+                    } else {
+                        self.cache.put_tenant(entry.id, record, row.version, load);
+                    }
                 }
             }
             tenants += page.len();
@@ -311,7 +387,7 @@ impl PgSource {
                 Some(last) if page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX) => {
                     after = Some(last.id);
                 }
-                _ => break,
+                _ => more = false,
             }
         }
         let keys = self.timed("full", self.store.api_keys()).await?;
@@ -413,6 +489,7 @@ async fn sync(
             _ = tick.tick() => {
                 cache.sweep();
                 publish_staleness(&cache);
+                metrics::gauge!(m::DIRECTORY_CACHED_TENANTS).set(cache.len().0 as f64);
                 false
             }
         };

@@ -210,3 +210,73 @@ fn stale_data_is_served_up_to_max_stale() {
     strict.stale_since.store(1, Ordering::Release);
     assert!(matches!(strict.tenant(id), Probe::TooStale));
 }
+
+#[test]
+fn a_slot_stays_three_words() {
+    // 24 bytes: with the map's power-of-two growth every extra byte of a slot costs about
+    // two per tenant (issue 15: at most 200 bytes per tenant).
+    assert_eq!(std::mem::size_of::<Slot<TenantRecord>>(), 24);
+}
+
+#[test]
+fn a_bounded_cache_evicts_unreferenced_tenants_first() {
+    let cache = Cache::new(Duration::from_secs(5), 10, Duration::from_secs(60)).with_capacity(3);
+    cache.mark_fresh();
+    let id = |n: u128| TenantId::from_uuid(uuid::Uuid::from_u128(n));
+    for n in 1..=3 {
+        cache.put_tenant(id(n), record(Tier::Scale), 1, cache.read_ticket());
+    }
+    // Tenant 2 is hit: the next insert takes 1's place, the one after that 3's.
+    hit(cache.tenant(id(2)));
+    cache.put_tenant(id(4), record(Tier::Scale), 1, cache.read_ticket());
+    cache.put_tenant(id(5), record(Tier::Scale), 1, cache.read_ticket());
+    assert_eq!(cache.len().0, 3);
+    assert_eq!(cache.evictions(), 2);
+    assert!(matches!(cache.tenant(id(1)), Probe::Miss));
+    assert!(matches!(cache.tenant(id(3)), Probe::Miss));
+    hit(cache.tenant(id(2)));
+    // An update of a cached row is not an insert: nothing is evicted.
+    cache.put_tenant(id(5), record(Tier::Growth), 2, cache.read_ticket());
+    assert_eq!(cache.evictions(), 2);
+    // A row deleted meanwhile frees its ring slot without an eviction.
+    cache.evict_tenant(id(4), cache.read_ticket());
+    cache.sweep();
+    cache.put_tenant(id(6), record(Tier::Scale), 1, cache.read_ticket());
+    assert!(cache.len().0 <= 4, "{:?}", cache.len());
+}
+
+/// Memory per API key (both modes hold every key): resident-set growth over 1,000,000 keys
+/// shaped like the directory's (uuid id, 12-character prefix, `developer` role).
+/// `cargo test -p residency-gateway --lib -- --ignored --nocapture bytes_per_api_key`
+#[test]
+#[ignore = "a measurement: run on its own with --ignored --nocapture"]
+fn bytes_per_api_key() {
+    fn rss() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 4096
+    }
+    const N: u64 = 1_000_000;
+    let cache = Cache::new(Duration::from_secs(5), 10, Duration::from_secs(60));
+    let before = rss();
+    let read = cache.read_ticket();
+    for n in 0..N {
+        let record = ApiKeyRecord {
+            id: uuid::Uuid::from_u128(u128::from(n)).to_string(),
+            tenant: TenantId::from_uuid(uuid::Uuid::from_u128(u128::from(n))),
+            hash: [7; 32],
+            role: "developer".into(),
+            expires_at: None,
+            revoked: false,
+        };
+        cache.put_api_key(format!("{n:012x}"), record, read);
+    }
+    let per = rss().saturating_sub(before) / N;
+    println!("{N} api keys: {per} B/key");
+    assert_eq!(cache.len().1, 1_000_000);
+}
