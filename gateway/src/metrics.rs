@@ -210,6 +210,41 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// The request counters and latency histogram of one `region` label, registered once so the
+/// response filter does an atomic add and a histogram record per request, never a registry
+/// look-up (which hashes the labels and takes a shard lock).
+pub(crate) struct RequestMetrics {
+    /// `REQUESTS_TOTAL` by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    by_class: [metrics::Counter; 5],
+    duration: metrics::Histogram,
+}
+
+impl RequestMetrics {
+    /// The handles of `region` (`none` for requests refused before routing).
+    pub(crate) fn new(region: &metrics::SharedString) -> Self {
+        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+            metrics::counter!(REQUESTS_TOTAL, "region" => region.clone(), "status_class" => class)
+        });
+        Self {
+            by_class,
+            duration: metrics::histogram!(REQUEST_DURATION_SECONDS, "region" => region.clone()),
+        }
+    }
+
+    /// Counts one answered request and its time from arrival to response head.
+    pub(crate) fn record(&self, status: u16, elapsed: std::time::Duration) {
+        let class = match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
+        };
+        self.by_class[class].increment(1);
+        self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
 /// The `status_class` label of a status code.
 #[must_use]
 pub fn status_class(status: u16) -> &'static str {

@@ -50,10 +50,10 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::{self as authn, api_key, AuthContext, Credential};
 use crate::directory::{Directory, DirectoryError, TenantRecord};
 use crate::error::GatewayError;
+use crate::headers;
 use crate::listener::TlsServerName;
 use crate::metrics as m;
 use crate::ratelimit::{self, Decision, RateLimiter};
-use crate::{headers, metrics::status_class};
 use body::LimitedBody;
 use residency_core::TenantId;
 use upstream::{Region, Regions, Upstream};
@@ -73,6 +73,8 @@ pub(crate) struct Gateway {
     signups: Option<Arc<crate::signup::Signups>>,
     /// `[log] access`: one access log line per request.
     access_log: bool,
+    /// Request metrics of requests answered before a region was known (`region="none"`).
+    unrouted: m::RequestMetrics,
 }
 
 impl Gateway {
@@ -106,6 +108,7 @@ impl Gateway {
             ratelimit: RateLimiter::new(&cfg.rate_limit)?,
             signups: crate::signup::Signups::from_config(cfg)?,
             access_log: cfg.log.access,
+            unrouted: m::RequestMetrics::new(&metrics::SharedString::const_str("none")),
         })
     }
 
@@ -194,7 +197,7 @@ impl Gateway {
                     err.into_response(&ctx.request_id).map(Either::Right)
                 }
             };
-            response_filter(&ctx, resp)
+            response_filter(&ctx, &self.unrouted, resp)
         };
         if let Some((method, route)) = access {
             access_line(&ctx, &method, route, &resp);
@@ -490,6 +493,7 @@ struct UpstreamRequest {
 /// home region, the rate-limit headers once that phase ran, and the request metrics.
 fn response_filter(
     ctx: &RequestCtx<'_>,
+    unrouted: &m::RequestMetrics,
     mut resp: Response<ResponseBody>,
 ) -> Response<ResponseBody> {
     let h = resp.headers_mut();
@@ -497,18 +501,14 @@ fn response_filter(
     if let Some(decision) = &ctx.rate {
         ratelimit::insert_headers(h, decision);
     }
-    let label = match ctx.region {
+    let counted = match ctx.region {
         Some(r) => {
             h.insert(REGION, r.header().clone());
-            r.label().clone()
+            r.request_metrics()
         }
-        None => metrics::SharedString::const_str("none"),
+        None => unrouted,
     };
-    let class = status_class(resp.status().as_u16());
-    metrics::counter!(m::REQUESTS_TOTAL, "region" => label.clone(), "status_class" => class)
-        .increment(1);
-    metrics::histogram!(m::REQUEST_DURATION_SECONDS, "region" => label)
-        .record(ctx.arrival.elapsed().as_secs_f64());
+    counted.record(resp.status().as_u16(), ctx.arrival.elapsed());
     resp
 }
 

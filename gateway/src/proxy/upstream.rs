@@ -139,6 +139,8 @@ pub(crate) struct Region {
     id: RegionId,
     header: HeaderValue,
     label: metrics::SharedString,
+    /// This region's request metrics, registered once.
+    requests: crate::metrics::RequestMetrics,
     signer: Signer,
     upstreams: Vec<Upstream>,
     tls: NodeTls,
@@ -182,9 +184,11 @@ impl Region {
             .pool_max_idle_per_host(limits.upstream_pool_idle)
             .build(tls.connector(limits.upstream_connect_timeout));
         let eject_for = limits.upstream_eject;
+        let label = metrics::SharedString::from(id.as_str().to_owned());
         Self {
             header: HeaderValue::from_str(id.as_str()).expect("region ids are header-safe"),
-            label: metrics::SharedString::from(id.as_str().to_owned()),
+            requests: crate::metrics::RequestMetrics::new(&label),
+            label,
             signer: Signer::new(id.clone(), key, MAX_TTL_SECS),
             id,
             upstreams,
@@ -213,6 +217,12 @@ impl Region {
     #[must_use]
     pub(crate) fn label(&self) -> &metrics::SharedString {
         &self.label
+    }
+
+    /// The request counters and latency histogram of this region.
+    #[must_use]
+    pub(crate) fn request_metrics(&self) -> &crate::metrics::RequestMetrics {
+        &self.requests
     }
 
     /// The signer of this region's internal assertions.
