@@ -191,9 +191,17 @@ async fn the_status_page_needs_the_admin_token_or_a_session() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "org token: {r:?}");
     d.leaks_nothing(&r);
     let r = http
-        .send_form(&d.url("/admin/status/login"), &[], &format!("token={secret}"))
+        .send_form(
+            &d.url("/admin/status/login"),
+            &[],
+            &format!("token={secret}"),
+        )
         .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "org token at the form: {r:?}");
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "org token at the form: {r:?}"
+    );
     assert!(!r.headers.contains_key("set-cookie"));
 
     // The right token at the form: a session cookie that is not the token.
