@@ -20,6 +20,9 @@ pub(crate) async fn scope(req: Request, next: Next) -> Response {
         path = %req.uri().path(),
         tenant_id = tracing::field::Empty,
     );
+    // With tracing on, the gateway's `traceparent` (the node is reached only through the
+    // gateway: mTLS and the signed assertion) makes this span a child of its request span.
+    residency_http::logging::otlp::adopt_parent(&span, req.headers());
     let header = id.header_value().clone();
     let mut resp = CURRENT_REQUEST_ID
         .scope(id, next.run(req))

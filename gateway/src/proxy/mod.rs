@@ -152,6 +152,8 @@ impl Gateway {
         let (mut parts, body) = req.into_parts();
         let mut ctx = RequestCtx::arrive(&mut parts.headers);
         ctx.span = request_span(&ctx.request_id, &parts);
+        // With tracing on, a valid client `traceparent` is the parent of the request span.
+        residency_http::logging::otlp::adopt_parent(&ctx.span, &parts.headers);
         // What the access line needs from the request, taken before the phases consume it;
         // nothing when the access log is off.
         let access = self
@@ -229,8 +231,11 @@ impl Gateway {
             .record("region", tracing::field::display(region.id()));
         let tenant: &TenantRecord = ctx.tenant.insert(tenant);
         ctx.rate = Some(self.rate_limit(&verified.ctx, tenant, ctx.arrival).await?);
-        let (upstream, req) =
+        let (upstream, mut req) =
             self.upstream_request(&ctx.request_id, ctx.now, verified, region, parts, body)?;
+        // The client's trace context never reaches the node; with tracing on, the request
+        // span's does.
+        residency_http::logging::otlp::forward_context(&ctx.span, req.request.headers_mut());
         // Timed for the access line only.
         let sent = self.access_log.then(Instant::now);
         let result = self.forward(region, upstream, req).await;
