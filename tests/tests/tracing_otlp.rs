@@ -185,6 +185,11 @@ struct Stack {
 
 impl Stack {
     async fn start(rx: SocketAddr, gateway_traces: bool) -> Self {
+        Self::start_with_delay(rx, gateway_traces, "100").await
+    }
+
+    /// [`Stack::start`] with the gateway's export interval `delay_ms`.
+    async fn start_with_delay(rx: SocketAddr, gateway_traces: bool, delay_ms: &str) -> Self {
         let endpoint = format!("http://{rx}");
         let dir = DirectoryDb::create().await;
         let db = RegionDb::create("eu").await;
@@ -218,7 +223,7 @@ impl Stack {
             // The standard OTLP variables point at the receiver too: tracing off must not
             // export even when they are set.
             &[
-                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+                ("OTEL_BSP_SCHEDULE_DELAY", delay_ms),
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ],
             Output::Inherit,
@@ -349,4 +354,26 @@ async fn with_tracing_off_the_gateway_exports_nothing_and_strips_the_client_trac
         .filter(|sp| sp.service == GATEWAY)
         .collect();
     assert!(from_gateway.is_empty(), "{from_gateway:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_spans_are_flushed_when_the_gateway_stops() {
+    let (rx, addr) = Receiver::start().await;
+    // An hour between two exports: only the flush at shutdown can send the span.
+    let mut s = Stack::start_with_delay(addr, true, "3600000").await;
+    s.me("otel-flush", &[]).await;
+    // The node exports every 100 ms: once its span arrived, the request is complete.
+    rx.request_span(NODE, "otel-flush").await;
+    integration_tests::process::signal(s.gw.pid(), Signal::SIGTERM);
+    let status = s.gw.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
+    let gw: Vec<Span> = rx
+        .spans()
+        .into_iter()
+        .filter(|sp| {
+            sp.service == GATEWAY
+                && sp.attributes.get("request_id").and_then(Value::as_str) == Some("otel-flush")
+        })
+        .collect();
+    assert_eq!(gw.len(), 1, "the gateway's span, sent at shutdown: {gw:#?}");
 }
