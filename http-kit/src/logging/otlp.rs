@@ -28,7 +28,8 @@ use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The W3C trace context headers: removed from every request the gateway forwards (a client's
-/// value never reaches a region node) and, with tracing on, replaced by the gateway's own.
+/// header never reaches a region node) and, with tracing on, replaced by the gateway's own
+/// span context (whose `tracestate` carries on a valid client one, parsed and re-serialized).
 pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
