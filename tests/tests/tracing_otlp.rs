@@ -298,6 +298,18 @@ async fn client_trace_context_is_joined_started_or_ignored_and_spans_reach_the_c
     let (rx, addr) = Receiver::start().await;
     let s = Stack::start(addr, true).await;
 
+    // A load balancer's probe of the gateway: answered, not traced.
+    let probe = s
+        .http
+        .send(
+            Method::GET,
+            &format!("http://{}/healthz", s.gw.public),
+            &[("x-request-id", "otel-healthz")],
+            None,
+        )
+        .await;
+    assert_eq!(probe.status, StatusCode::OK, "{probe:?}");
+
     // A valid client traceparent: the gateway's request span is its child.
     let parent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
     s.me("otel-valid", &[("traceparent", &parent)]).await;
@@ -328,6 +340,27 @@ async fn client_trace_context_is_joined_started_or_ignored_and_spans_reach_the_c
         assert_ne!(gw.trace_id, "0".repeat(32), "{id}");
         assert_ne!(node.parent_span_id, CLIENT_SPAN, "{id}");
     }
+
+    // The probes (the gateway's `/healthz` above; the node's `/readyz`, polled by the test
+    // and by the gateway's health checks before and during these requests) are not traced: no trace per health check. They
+    // ended before the spans above, so their batches have arrived.
+    let probes: Vec<Span> = rx
+        .spans()
+        .into_iter()
+        .filter(|sp| {
+            sp.attributes
+                .get("path")
+                .and_then(Value::as_str)
+                .is_some_and(|p| matches!(p, "/readyz" | "/healthz" | "/metrics"))
+                || sp.attributes.get("request_id").and_then(Value::as_str) == Some("otel-healthz")
+        })
+        .collect();
+    assert!(
+        probes.is_empty(),
+        "{} probe spans: {:#?}",
+        probes.len(),
+        probes.first()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

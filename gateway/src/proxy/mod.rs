@@ -528,15 +528,27 @@ pub(crate) fn request_span(request_id: &HeaderValue, parts: &Parts) -> tracing::
     // formatted when it is created and at each `record`), a few percent of the whole request
     // path, so it is on only when asked for (`RUST_LOG=info,residency_gateway::proxy=debug`).
     // Off, it costs a few nanoseconds; the access line and the 5xx line carry their own fields.
-    tracing::debug_span!(
-        "request",
-        request_id = request_id.to_str().unwrap_or_default(),
-        method = parts.method.as_str(),
-        route = route::template(parts.uri.path()),
-        tenant = tracing::field::Empty,
-        credential = tracing::field::Empty,
-        region = tracing::field::Empty,
-    )
+    macro_rules! span {
+        ($($target:tt)*) => {
+            tracing::debug_span!(
+                $($target)*
+                "request",
+                request_id = request_id.to_str().unwrap_or_default(),
+                method = parts.method.as_str(),
+                route = route::template(parts.uri.path()),
+                tenant = tracing::field::Empty,
+                credential = tracing::field::Empty,
+                region = tracing::field::Empty,
+            )
+        };
+    }
+    if residency_http::logging::otlp::enabled() && parts.uri.path() == "/healthz" {
+        // With tracing on, a load balancer's probe is not exported (its span is logged
+        // under `RUST_LOG=residency::untraced=debug`).
+        span!(target: residency_http::logging::UNTRACED_TARGET,)
+    } else {
+        span!()
+    }
 }
 
 /// The access log line of one request (`[log] access`), on target [`ACCESS_TARGET`] at

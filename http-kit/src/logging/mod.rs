@@ -21,6 +21,10 @@ use tracing_subscriber::EnvFilter;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 
+/// The target of spans that are logged but never exported as traces (health probes and
+/// scrapes: one trace per check would drown the real ones).
+pub const UNTRACED_TARGET: &str = "residency::untraced";
+
 /// The environment variable naming the log format when `--log-format` is absent.
 pub const FORMAT_ENV: &str = "RESIDENCY_LOG_FORMAT";
 
@@ -140,7 +144,7 @@ pub fn init_with_otlp(
             .boxed(),
     };
     let spans = tracing_subscriber::filter::filter_fn(|m| {
-        m.is_span() && m.target().starts_with("residency")
+        m.is_span() && m.target().starts_with("residency") && m.target() != UNTRACED_TARGET
     })
     .with_max_level_hint(tracing::Level::DEBUG);
     let otel = tracing_opentelemetry::layer()
