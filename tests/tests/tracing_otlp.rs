@@ -191,6 +191,19 @@ impl Stack {
     /// [`Stack::start`] with the gateway's export interval `delay_ms`.
     async fn start_with_delay(rx: SocketAddr, gateway_traces: bool, delay_ms: &str) -> Self {
         let endpoint = format!("http://{rx}");
+        let gateway = gateway_traces.then(|| endpoint.clone());
+        Self::start_full(rx, gateway.as_deref(), delay_ms, Output::Inherit).await
+    }
+
+    /// The node exports to `rx`; the gateway to `gateway_endpoint` when given, every
+    /// `delay_ms`, its output to `output`.
+    async fn start_full(
+        rx: SocketAddr,
+        gateway_endpoint: Option<&str>,
+        delay_ms: &str,
+        output: Output,
+    ) -> Self {
+        let endpoint = format!("http://{rx}");
         let dir = DirectoryDb::create().await;
         let db = RegionDb::create("eu").await;
         let node = NodeProcess::spawn(
@@ -204,10 +217,9 @@ impl Stack {
             ],
         );
         node.until_ready().await;
-        let extra = if gateway_traces {
-            format!("[tracing]\notlp_endpoint = \"{endpoint}\"\nsample_ratio = 1.0\n")
-        } else {
-            String::new()
+        let extra = match gateway_endpoint {
+            Some(e) => format!("[tracing]\notlp_endpoint = \"{e}\"\nsample_ratio = 1.0\n"),
+            None => String::new(),
         };
         let gw = GatewayProcess::start_with(
             &GatewayOptions {
@@ -226,7 +238,7 @@ impl Stack {
                 ("OTEL_BSP_SCHEDULE_DELAY", delay_ms),
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ],
-            Output::Inherit,
+            output,
         )
         .await;
         let tenant = gw
@@ -409,4 +421,24 @@ async fn the_last_spans_are_flushed_when_the_gateway_stops() {
         })
         .collect();
     assert_eq!(gw.len(), 1, "the gateway's span, sent at shutdown: {gw:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_is_logged_and_requests_still_work() {
+    let (_rx, addr) = Receiver::start().await;
+    // Nothing listens there.
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        integration_tests::process::free_port()
+    );
+    let s = Stack::start_full(addr, Some(&dead), "100", Output::Capture).await;
+    s.me("otel-dead", &[]).await;
+    s.me("otel-dead-2", &[]).await;
+    let line =
+        s.gw.logs
+            .until_line("the export failure", |l| {
+                l.contains("opentelemetry_sdk") && l.contains("ExportError")
+            })
+            .await;
+    assert!(line.contains("ERROR"), "{line}");
 }
