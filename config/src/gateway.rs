@@ -62,6 +62,11 @@
 //! [log]                             # defaults shown; see `LogConfig`
 //! access = false                    # one line per request, target residency::access
 //!
+//! [tracing]                         # optional OTLP span export; see `TracingConfig`
+//! # otlp_endpoint = "http://127.0.0.1:4318"   # off when absent
+//! # service_name = "residency-gateway"
+//! # sample_ratio = 1.0
+//!
 //! [audit]                           # optional: GET /admin/v1/audit; see `AuditSection`
 //! timeout = "60s"
 //! [audit.regions.eu]                # one entry per configured region
@@ -180,6 +185,9 @@ pub struct GatewayConfig {
     /// The access log switch (`[log] access`).
     #[serde(default)]
     pub log: LogConfig,
+    /// Optional OTLP span export (`[tracing]`); off without `otlp_endpoint`.
+    #[serde(default)]
+    pub tracing: crate::tracing::TracingConfig,
 }
 
 impl Validate for GatewayConfig {
@@ -239,6 +247,7 @@ impl Validate for GatewayConfig {
         );
         out.extend(self.health_check.validate());
         out.extend(self.rate_limit.validate());
+        out.extend(self.tracing.validate());
         if let Some(signup) = &self.signup {
             out.extend(signup.validate());
             if self.admin.directory_url.is_none() {

@@ -20,6 +20,7 @@ pub mod load;
 pub mod node;
 pub mod pg_url;
 mod secret;
+pub mod tracing;
 
 pub use secret::{ConnectionUrl, Redact, Secret};
 

@@ -22,6 +22,9 @@
 //!
 //! [credentials]
 //! key_file = "keys/eu-credentials.key"
+//!
+//! [tracing]                     # optional OTLP span export, as in the gateway config
+//! # otlp_endpoint = "http://127.0.0.1:4318"
 //! ```
 
 use std::net::SocketAddr;
@@ -59,6 +62,10 @@ pub struct NodeConfig {
     /// Tenant moves: how this node, as a move's target, reaches source nodes.
     #[serde(default)]
     pub moves: MovesConfig,
+    /// Optional OTLP span export (`[tracing]`, as in the gateway config); off without
+    /// `otlp_endpoint`.
+    #[serde(default)]
+    pub tracing: crate::tracing::TracingConfig,
 }
 
 /// `[moves]`: this node as the target of a tenant move pulls the tenant's rows from a node of
@@ -422,6 +429,7 @@ impl Validate for NodeConfig {
             ));
         }
         out.extend(self.limits.validate());
+        out.extend(self.tracing.validate());
         out
     }
 }

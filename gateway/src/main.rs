@@ -10,6 +10,7 @@ use clap::Parser;
 use residency_config::gateway::GatewayConfig;
 use residency_config::load::{load, ProcessEnv};
 use residency_gateway::Listeners;
+use residency_http::logging::otlp::Otlp;
 use residency_http::logging::LogFormat;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +35,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    residency_http::logging::init(args.log_format);
+    // Logging starts once the config is known (its `[tracing]` section adds the span
+    // exporter); a config problem is written to standard error either way.
     let cfg: GatewayConfig = match load(&args.config, &ProcessEnv) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -52,7 +54,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(cfg)) {
+    // The span exporter's batch task runs on the runtime: installed inside it.
+    let otlp = cfg.tracing.otlp("residency-gateway").map(|t| Otlp {
+        endpoint: t.endpoint,
+        service_name: t.service_name,
+        sample_ratio: t.sample_ratio,
+        // A client's sampled flag does not decide what the gateway records.
+        follow_parent: false,
+    });
+    let guard = {
+        let _rt = runtime.enter();
+        match residency_http::logging::init_with_otlp(args.log_format, otlp.as_ref()) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("{}: {e}", args.config.display());
+                return ExitCode::from(64);
+            }
+        }
+    };
+    let result = runtime.block_on(serve(cfg));
+    // Flushes the last spans while the runtime still runs the exporter.
+    drop(guard);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("residency-gateway: {e:#}");

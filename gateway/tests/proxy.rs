@@ -441,6 +441,34 @@ async fn spoofed_tenant_and_internal_headers_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_client_trace_context_never_reaches_the_node() {
+    // Tracing is off in this process (no OTLP exporter installed): the client's W3C trace
+    // headers are removed, not forwarded; with tracing on the gateway inserts its own
+    // (tests/tests/tracing_otlp.rs).
+    let h = Harness::start().await;
+    let token = h.idp.sign(Some(KID), &claims(EU_TENANT));
+    let (status, _, _) = h
+        .get(
+            "/v1/me",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+                ("tracestate", "vendor=client-chosen"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, seen) = h.nodes["eu"].requests().pop().unwrap();
+    for gone in ["traceparent", "tracestate"] {
+        assert!(seen.get(gone).is_none(), "{gone} reached the node");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn bad_tokens_are_refused_before_any_upstream_call() {
     let h = Harness::start().await;
     let good = claims(EU_TENANT);

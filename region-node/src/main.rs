@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use residency_config::load::{deprecated_var, load, EnvSource, ProcessEnv};
 use residency_config::node::NodeConfig;
+use residency_http::logging::otlp::Otlp;
 use residency_http::logging::LogFormat;
 use residency_region_node::db::bootstrap::{self, Plan, RoleSpec};
 use tokio_util::sync::CancellationToken;
@@ -113,7 +114,12 @@ fn role_from_url(url: &str) -> anyhow::Result<(RoleSpec, String)> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    residency_http::logging::init(cli.log_format);
+    // `serve` starts logging once its config is read (`[tracing]` may add the span
+    // exporter); a config problem goes to standard error either way.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        residency_http::logging::init(cli.log_format);
+    }
+    let mut _otlp_guard = None;
     let result = match cli.command {
         Command::ScramVerifier => {
             let mut password = String::new();
@@ -134,6 +140,20 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            let otlp = cfg.tracing.otlp("region-node").map(|t| Otlp {
+                endpoint: t.endpoint,
+                service_name: t.service_name,
+                sample_ratio: t.sample_ratio,
+                // The gateway (behind mTLS and the assertion) decided whether to record.
+                follow_parent: true,
+            });
+            match residency_http::logging::init_with_otlp(cli.log_format, otlp.as_ref()) {
+                Ok(g) => _otlp_guard = g,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::from(64);
+                }
+            }
             // Start-up checks (the database role among them) before binding: a node that
             // must not serve never listens.
             let listen = cfg.node.listen;

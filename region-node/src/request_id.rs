@@ -13,13 +13,34 @@ use crate::error::CURRENT_REQUEST_ID;
 /// Middleware that scopes the request id for the rest of the stack.
 pub(crate) async fn scope(req: Request, next: Next) -> Response {
     let id = RequestId::from_headers_or_new(req.headers());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %req.method(),
-        path = %req.uri().path(),
-        tenant_id = tracing::field::Empty,
-    );
+    let path = req.uri().path();
+    let span = if residency_http::logging::otlp::enabled()
+        && matches!(path, "/healthz" | "/readyz" | "/metrics")
+    {
+        // With tracing on, probes and scrapes are not exported (their spans are logged on
+        // target `residency::untraced`).
+        tracing::info_span!(
+            target: residency_http::logging::UNTRACED_TARGET,
+            "request",
+            request_id = %id,
+            method = %req.method(),
+            path = %path,
+            tenant_id = tracing::field::Empty,
+        )
+    } else {
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            method = %req.method(),
+            path = %path,
+            tenant_id = tracing::field::Empty,
+        );
+        // With tracing on, the gateway's `traceparent` (the node is reached only through the
+        // gateway: mTLS and the signed assertion) makes this span a child of its request
+        // span.
+        residency_http::logging::otlp::adopt_parent(&span, req.headers());
+        span
+    };
     let header = id.header_value().clone();
     let mut resp = CURRENT_REQUEST_ID
         .scope(id, next.run(req))

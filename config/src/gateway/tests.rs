@@ -896,3 +896,35 @@ fn bounded_directory_mode_takes_a_validated_capacity() {
     let err = load_text(dir.path(), &text("mode = \"lazy\"")).unwrap_err();
     assert!(format!("{err}").contains("directory"), "{err}");
 }
+
+#[test]
+fn tracing_is_off_by_default_and_its_problems_name_their_keys() {
+    let dir = dir_with_files();
+    let cfg = load_text(dir.path(), GOOD).unwrap();
+    assert_eq!(cfg.tracing.otlp("residency-gateway"), None);
+    let on = format!("{GOOD}\n[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\n");
+    let cfg = load_text(dir.path(), &on).unwrap();
+    let t = cfg.tracing.otlp("residency-gateway").unwrap();
+    assert_eq!(t.endpoint, "http://127.0.0.1:4318");
+    assert_eq!(t.service_name, "residency-gateway");
+    for (section, key) in [
+        (
+            "otlp_endpoint = \"https://collector:4318\"",
+            "tracing.otlp_endpoint",
+        ),
+        (
+            "otlp_endpoint = \"http://c:4318\"\nsample_ratio = 1.5",
+            "tracing.sample_ratio",
+        ),
+        ("sample_ratio = 0.5", "tracing.otlp_endpoint"),
+    ] {
+        let text = format!("{GOOD}\n[tracing]\n{section}\n");
+        assert_eq!(problem_keys(dir.path(), &text), [key], "{section}");
+    }
+    let unknown = format!("{GOOD}\n[tracing]\nendpoint = \"http://c:4318\"\n");
+    let err = load_text(dir.path(), &unknown).unwrap_err().to_string();
+    assert!(
+        err.contains("gateway.toml") && err.contains("tracing") && err.contains("endpoint"),
+        "{err}"
+    );
+}

@@ -275,3 +275,29 @@ fn the_health_listener_is_optional_and_must_not_be_the_main_one() {
         "{err}"
     );
 }
+
+#[test]
+fn tracing_section_is_shared_with_the_gateway_and_checked_by_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.key", &[1; 32]);
+    write(dir.path(), "c.key", &[2; 32]);
+    let on = format!(
+        "{GOOD}[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\nservice_name = \"eu-node\"\n"
+    );
+    write(dir.path(), "node.toml", on.as_bytes());
+    let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+    let t = cfg.tracing.otlp("region-node").unwrap();
+    assert_eq!(t.service_name, "eu-node");
+    assert!((t.sample_ratio - 1.0).abs() < f64::EPSILON);
+
+    let bad = format!("{GOOD}[tracing]\notlp_endpoint = \"http://c:4318\"\nsample_ratio = -0.1\n");
+    write(dir.path(), "node.toml", bad.as_bytes());
+    let err = load::<NodeConfig>(&dir.path().join("node.toml"), &Vec::new()).unwrap_err();
+    let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["tracing.sample_ratio"]);
+    assert!(
+        err.to_string()
+            .contains("node.toml: tracing.sample_ratio: "),
+        "{err}"
+    );
+}

@@ -155,6 +155,8 @@ impl Gateway {
         let (mut parts, body) = req.into_parts();
         let mut ctx = RequestCtx::arrive(&mut parts.headers);
         ctx.span = request_span(&ctx.request_id, &parts);
+        // With tracing on, a valid client `traceparent` is the parent of the request span.
+        residency_http::logging::otlp::adopt_parent(&ctx.span, &parts.headers);
         // What the access line needs from the request, taken before the phases consume it;
         // nothing when the access log is off.
         let access = self
@@ -232,8 +234,11 @@ impl Gateway {
             .record("region", tracing::field::display(region.id()));
         let tenant: &TenantRecord = ctx.tenant.insert(tenant);
         ctx.rate = Some(self.rate_limit(&verified.ctx, tenant, ctx.arrival).await?);
-        let (upstream, req) =
+        let (upstream, mut req) =
             self.upstream_request(&ctx.request_id, ctx.now, verified, region, parts, body)?;
+        // The client's trace context never reaches the node; with tracing on, the request
+        // span's does.
+        residency_http::logging::otlp::forward_context(&ctx.span, req.request.headers_mut());
         // Timed for the access line only.
         let sent = self.access_log.then(Instant::now);
         let result = self.forward(region, upstream, req).await;
@@ -522,15 +527,27 @@ pub(crate) fn request_span(request_id: &HeaderValue, parts: &Parts) -> tracing::
     // formatted when it is created and at each `record`), a few percent of the whole request
     // path, so it is on only when asked for (`RUST_LOG=info,residency_gateway::proxy=debug`).
     // Off, it costs a few nanoseconds; the access line and the 5xx line carry their own fields.
-    tracing::debug_span!(
-        "request",
-        request_id = request_id.to_str().unwrap_or_default(),
-        method = parts.method.as_str(),
-        route = route::template(parts.uri.path()),
-        tenant = tracing::field::Empty,
-        credential = tracing::field::Empty,
-        region = tracing::field::Empty,
-    )
+    macro_rules! span {
+        ($($target:tt)*) => {
+            tracing::debug_span!(
+                $($target)*
+                "request",
+                request_id = request_id.to_str().unwrap_or_default(),
+                method = parts.method.as_str(),
+                route = route::template(parts.uri.path()),
+                tenant = tracing::field::Empty,
+                credential = tracing::field::Empty,
+                region = tracing::field::Empty,
+            )
+        };
+    }
+    if residency_http::logging::otlp::enabled() && parts.uri.path() == "/healthz" {
+        // With tracing on, a load balancer's probe is not exported (its span is logged
+        // under `RUST_LOG=residency::untraced=debug`).
+        span!(target: residency_http::logging::UNTRACED_TARGET,)
+    } else {
+        span!()
+    }
 }
 
 /// The access log line of one request (`[log] access`), on target [`ACCESS_TARGET`] at

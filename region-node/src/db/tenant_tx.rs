@@ -19,6 +19,7 @@ use residency_core::TenantId;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement, Transaction};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::pool::{PgPool, STATEMENT_CACHE_SIZE};
@@ -267,6 +268,13 @@ impl Tx<'_> {
     }
 }
 
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Customer => "customer",
+        Scope::System => "system",
+    }
+}
+
 /// How the principal is established for a transaction.
 #[derive(Clone, Copy)]
 enum Scope {
@@ -351,12 +359,15 @@ impl Db {
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
         let start = std::time::Instant::now();
-        let out = self.run_timed(caller, scope, f).await;
+        // The transaction's span (exported with tracing on; no SQL text, no values).
+        let span = tracing::debug_span!(
+            "db.transaction",
+            db.system = "postgresql",
+            db.scope = scope_name(scope),
+        );
+        let out = self.run_timed(caller, scope, f).instrument(span).await;
         let outcome = if out.is_ok() { "commit" } else { "error" };
-        let scope = match scope {
-            Scope::Customer => "customer",
-            Scope::System => "system",
-        };
+        let scope = scope_name(scope);
         metrics::histogram!(crate::metrics::DB_TRANSACTION_SECONDS, "scope" => scope, "outcome" => outcome)
             .record(start.elapsed().as_secs_f64());
         out

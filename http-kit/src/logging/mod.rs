@@ -18,6 +18,13 @@ use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
 
+#[cfg(feature = "otlp")]
+pub mod otlp;
+
+/// The target of spans that are logged but never exported as traces (health probes and
+/// scrapes: one trace per check would drown the real ones).
+pub const UNTRACED_TARGET: &str = "residency::untraced";
+
 /// The environment variable naming the log format when `--log-format` is absent.
 pub const FORMAT_ENV: &str = "RESIDENCY_LOG_FORMAT";
 
@@ -72,11 +79,10 @@ impl FromStr for LogFormat {
 /// # Panics
 /// When a global subscriber is already installed (a second call).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(env_filter())
         // Colours only on a terminal: a file or a log collector gets plain text.
-        .with_ansi(format == LogFormat::Text && std::io::stdout().is_terminal())
+        .with_ansi(ansi(format))
         .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
@@ -89,6 +95,63 @@ pub fn init(format: LogFormat) {
             .with_span_list(false)
             .init(),
     }
+}
+
+fn env_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn ansi(format: LogFormat) -> bool {
+    format == LogFormat::Text && std::io::stdout().is_terminal()
+}
+
+/// [`init`], plus the OTLP span exporter when `otlp` is given ([`otlp`]): the log lines keep
+/// `RUST_LOG` as their filter, and the exporter gets its own (the spans of the Residency
+/// crates at `debug` and above, no events), so the request spans are exported even when the
+/// log lines leave them out. Without `otlp` this is exactly [`init`]. Call inside the tokio
+/// runtime and keep the guard until the end of `main` (dropping it flushes the last spans).
+///
+/// # Errors
+/// The exporter cannot be built (the message names `tracing.otlp_endpoint`).
+///
+/// # Panics
+/// When a global subscriber is already installed (a second call).
+#[cfg(feature = "otlp")]
+pub fn init_with_otlp(
+    format: LogFormat,
+    otlp: Option<&otlp::Otlp>,
+) -> Result<Option<otlp::OtlpGuard>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let Some(cfg) = otlp else {
+        init(format);
+        return Ok(None);
+    };
+    let (tracer, guard) = otlp::tracer(cfg)?;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi(format))
+        .log_internal_errors(false);
+    let fmt: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> = match format {
+        LogFormat::Text => fmt.with_filter(env_filter()).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(env_filter())
+            .boxed(),
+    };
+    let spans = tracing_subscriber::filter::filter_fn(|m| {
+        m.is_span() && m.target().starts_with("residency") && m.target() != UNTRACED_TARGET
+    })
+    .with_max_level_hint(tracing::Level::DEBUG);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(spans);
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    Ok(Some(guard))
 }
 
 #[cfg(test)]
