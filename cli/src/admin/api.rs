@@ -171,9 +171,15 @@ impl AdminApi {
         let req = req
             .body(Full::new(bytes))
             .map_err(|e| CliError::Config(format!("invalid admin url {url:?}: {e}")))?;
+        // With a token this is the admin API; without, the public listener (signups).
+        let what = if token.is_some() {
+            "the admin api"
+        } else {
+            "the gateway's public listener"
+        };
         let unreachable = |e: &dyn std::fmt::Display| {
             CliError::Unavailable(format!(
-                "cannot reach the gateway at {base}: {e} (is the gateway running? `residency up` starts one)"
+                "cannot reach {what} at {base}: {e} (is the gateway running? `residency up` starts one)"
             ))
         };
         let resp = tokio::time::timeout(TIMEOUT, client.request(req))
@@ -190,7 +196,7 @@ impl AdminApi {
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| {
                 CliError::Protocol(format!(
-                    "{method} {path}: the gateway at {base} answered {} with a body this cli does not understand ({e}); are the cli and the gateway the same version?",
+                    "{method} {path}: {what} at {base} answered {} with a body this cli does not understand ({e}); are the cli and the gateway the same version?",
                     status.as_u16()
                 ))
             });
