@@ -222,7 +222,7 @@ pub(crate) struct RequestMetrics {
 impl RequestMetrics {
     /// The handles of `region` (`none` for requests refused before routing).
     pub(crate) fn new(region: &metrics::SharedString) -> Self {
-        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+        let by_class = STATUS_CLASSES.map(|class| {
             metrics::counter!(REQUESTS_TOTAL, "region" => region.clone(), "status_class" => class)
         });
         Self {
@@ -233,28 +233,29 @@ impl RequestMetrics {
 
     /// Counts one answered request and its time from arrival to response head.
     pub(crate) fn record(&self, status: u16, elapsed: std::time::Duration) {
-        let class = match status {
-            100..=199 => 0,
-            200..=299 => 1,
-            300..=399 => 2,
-            400..=499 => 3,
-            _ => 4,
-        };
-        self.by_class[class].increment(1);
+        self.by_class[class_index(status)].increment(1);
         self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+/// The `status_class` label values, in the order [`class_index`] numbers them.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The position of a status code's class in [`STATUS_CLASSES`].
+fn class_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
 /// The `status_class` label of a status code.
 #[must_use]
 pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
+    STATUS_CLASSES[class_index(status)]
 }
 
 #[cfg(test)]
