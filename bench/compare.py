@@ -217,9 +217,19 @@ class Setup:
         self.backend_port, = free_ports(1)
         d = self.work / "backend"
         d.mkdir()
+        self.nginx(d, 1, f"""
+  server {{
+    listen 127.0.0.1:{self.backend_port} backlog=4096;
+    location / {{ default_type application/json; return 200 '{{"ok":true}}\\n'; }}
+  }}""")
+        wait_http(f"http://127.0.0.1:{self.backend_port}/v1/me")
+
+    def nginx(self, d: Path, workers: int, servers: str) -> subprocess.Popen:
+        """Starts nginx from `d` with `workers` workers, no access log, long keep-alive and
+        `servers` (the `upstream`/`server` blocks) inside `http`."""
         (d / "nginx.conf").write_text(f"""
 user root;
-worker_processes 1;
+worker_processes {workers};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 daemon off;
@@ -231,15 +241,11 @@ http {{
   keepalive_timeout 600s;
   client_body_temp_path {d}; proxy_temp_path {d};
   fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
-  server {{
-    listen 127.0.0.1:{self.backend_port} backlog=4096;
-    location / {{ default_type application/json; return 200 '{{"ok":true}}\\n'; }}
-  }}
+{servers}
 }}
 """)
-        self.procs.start(["nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e",
-                          str(d / "error.log")], d / "out.log")
-        wait_http(f"http://127.0.0.1:{self.backend_port}/v1/me")
+        return self.procs.start(["nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e",
+                                 str(d / "error.log")], d / "out.log")
 
     # -- contenders, started per worker count and stopped after
     def start_all(self, workers: int) -> dict[str, str]:
@@ -283,20 +289,7 @@ http {{
         port, = free_ports(1)
         d = self.work / f"nginx-{workers}"
         d.mkdir(exist_ok=True)
-        (d / "nginx.conf").write_text(f"""
-user root;
-worker_processes {workers};
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-daemon off;
-worker_rlimit_nofile 19000;
-events {{ worker_connections 16384; }}
-http {{
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 600s;
-  client_body_temp_path {d}; proxy_temp_path {d};
-  fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
+        self.running["nginx"] = self.nginx(d, workers, f"""
   upstream backend {{ server 127.0.0.1:{self.backend_port}; keepalive 256; }}
   server {{
     listen 127.0.0.1:{port} ssl http2 backlog=4096;
@@ -307,12 +300,7 @@ http {{
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }}
-  }}
-}}
-""")
-        self.running["nginx"] = self.procs.start(
-            ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")],
-            d / "out.log")
+  }}""")
         wait_http(f"https://127.0.0.1:{port}/v1/me", insecure())
         return f"https://127.0.0.1:{port}"
 
