@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use integration_tests::directory::DirectoryDb;
 use integration_tests::gateway::ADMIN_TOKEN;
-use integration_tests::process::{region_toml, GatewayOptions, GatewayProcess, NodeProcess};
+use integration_tests::process::{region_toml, until, GatewayOptions, GatewayProcess, NodeProcess};
 use integration_tests::{Http, RegionDb, Response};
 use serde_json::json;
 use uuid::Uuid;
@@ -361,6 +361,17 @@ async fn the_status_page_shows_the_deployment_in_a_real_browser() {
     assert_eq!(report.status, StatusCode::OK);
     assert!(report.text.contains("<html"), "{}", report.text);
 
+    // Rates need a first snapshot a second old; on a fast machine the page can be read sooner,
+    // so wait for that state on the page itself rather than assert on timing.
+    until(
+        "a rate window on the status page",
+        Duration::from_secs(15),
+        || async {
+            let page = d.get("/admin/status", &[(BEARER, &auth)]).await;
+            page.text.contains("per second over the last").then_some(())
+        },
+    )
+    .await;
     let admin = format!("http://{}", d.gw.admin);
     let dom = browse(&admin, "--dump-dom").await;
     assert!(dom.contains("Residency Gateway status"), "{dom}");
