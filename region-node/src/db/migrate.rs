@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_tenant_moves",
         sql: include_str!("../../migrations/0003_tenant_moves.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_jobs",
+        sql: include_str!("../../migrations/0004_jobs.sql"),
+    },
 ];
 
 /// The roles the migrations grant to.
