@@ -319,7 +319,14 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
                 io::ErrorKind::TimedOut,
                 "http/2 header block not received in time",
             ))),
-            None => Poll::Pending,
+            None => {
+                if self.end == 0 {
+                    // Nothing held: an idle connection keeps no read buffer (it comes back,
+                    // 4 KiB, on the next read), so 10,000 idle clients cost 40 MiB less.
+                    self.buf = Vec::new();
+                }
+                Poll::Pending
+            }
         }
     }
 

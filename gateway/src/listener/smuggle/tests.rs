@@ -496,3 +496,69 @@ proptest! {
         );
     }
 }
+
+/// A client that sends its fragments, one per read, then waits (a keep-alive client between
+/// requests).
+struct Waiting {
+    fragments: VecDeque<Vec<u8>>,
+}
+
+impl AsyncRead for Waiting {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut().fragments.pop_front() {
+            Some(f) => {
+                buf.put_slice(&f);
+                Poll::Ready(Ok(()))
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Reads until the guard is pending; what hyper got.
+fn until_pending(g: &mut Guarded<Waiting>) -> Vec<u8> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        let mut buf = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut *g).poll_read(&mut cx, &mut buf) {
+            Poll::Ready(Ok(())) => out.extend_from_slice(buf.filled()),
+            Poll::Ready(Err(e)) => panic!("{e}"),
+            Poll::Pending => return out,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_holds_no_read_buffer_and_a_partial_head_is_kept() {
+    let head = b"GET /v1/me HTTP/1.1\r\nhost: a\r\n\r\n";
+    let limits = GuardLimits {
+        max_header_bytes: 8 * 1024,
+        header_read_timeout: Duration::from_secs(10),
+    };
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    let io = Waiting {
+        fragments: vec![head.to_vec()].into(),
+    };
+    let (mut g, _) = guard(io, (), Mode::Http1, limits, peer);
+    // The whole first request reaches hyper, then the client waits: nothing is buffered, and
+    // the buffer is gone.
+    assert_eq!(until_pending(&mut g), head);
+    assert_eq!(
+        g.buf.capacity(),
+        0,
+        "an idle connection kept its read buffer"
+    );
+    // A partial head is held (not released to hyper, not dropped) while the client waits.
+    g.io.fragments.push_back(head[..10].to_vec());
+    assert_eq!(until_pending(&mut g), b"");
+    assert!(g.buf.capacity() > 0);
+    g.io.fragments.push_back(head[10..].to_vec());
+    assert_eq!(until_pending(&mut g), head);
+    assert_eq!(g.buf.capacity(), 0);
+}
