@@ -97,6 +97,8 @@ pub(crate) fn access(route: &str, method: &Method) -> Access {
     match route {
         "/admin/v1/organizations" if read => Access::Org(OrgRole::Member),
         "/admin/v1/organizations/{id}" => Access::Org(OrgRole::Member),
+        // The organization-wide audit search is a read (every org role).
+        "/admin/v1/organizations/{id}/audit-events" if read => Access::Org(OrgRole::Member),
         "/admin/v1/organizations/{id}/tokens"
         | "/admin/v1/organizations/{id}/tokens/{token_id}" => Access::Org(OrgRole::Owner),
         "/admin/v1/tenants"

@@ -1,5 +1,5 @@
-//! The customer API (`/v1`), the internal provisioning, role-check and tenant-move endpoints
-//! (`/internal/v1`), and health and metrics endpoints, assembled into one router; the
+//! The customer API (`/v1`), the internal provisioning, role-check, tenant-move and
+//! organization audit search endpoints (`/internal/v1`), and health and metrics endpoints, assembled into one router; the
 //! health listener's router ([`health_router`]) has only the latter.
 //!
 //! Every `/v1` route sits behind [`crate::auth::customer`]; every `/internal` route behind
@@ -17,6 +17,7 @@ mod executions;
 pub mod extract;
 mod members;
 mod moves;
+mod org_audit;
 pub(crate) use moves::Peers;
 pub mod openapi;
 mod page;
@@ -126,6 +127,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let internal = Router::new()
         .route("/internal/v1/provision", post(provision::provision))
         .route("/internal/v1/roles/check", post(provision::check_role))
+        .route(
+            residency_core::wire::org_audit::SEARCH_PATH,
+            post(org_audit::search),
+        )
         .route(mv::PLAN_PATH, post(moves::plan))
         .route(mv::FREEZE_PATH, post(moves::freeze))
         .route(mv::EXPORT_PATH, post(moves::export))
