@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use integration_tests::gateway::Stack;
+use integration_tests::gateway::{Stack, ADMIN_TOKEN};
 use integration_tests::{write_node_config, Http, RegionDb, Response};
 use residency_core::wire::org_audit::SEARCH_PATH;
 use serde_json::{json, Value};
@@ -84,6 +84,23 @@ async fn search(s: &Stack, token: Option<&str>, org: &str, query: &str) -> Respo
         None => s.admin(Method::GET, &path, None).await,
         Some(t) => s.admin_as(Some(t), Method::GET, &path, None).await,
     }
+}
+
+/// Runs `residency orgs audit <org> ARGS` as the platform admin; returns (success, stdout).
+async fn cli(s: &Stack, org: &str, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(integration_tests::binary("residency"))
+        .args(["orgs", "audit", org])
+        .args(args)
+        .env("RESIDENCY_ADMIN_URL", &s.admin)
+        .env("RESIDENCY_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("run residency");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn items(r: &Response) -> Vec<Value> {
@@ -254,6 +271,18 @@ async fn org_audit_search_fans_out_merges_filters_pages_and_reports_a_missing_re
         "{r:?}"
     );
 
+    // The CLI prints the same events as a table, with the filters.
+    let (ok, text) = cli(&s, &a, &["--action", "configuration.put", "--limit", "500"]).await;
+    assert!(ok, "{text}");
+    assert!(text.starts_with("AT"), "{text}");
+    assert_eq!(text.lines().count(), 1 + 7, "{text}");
+    assert!(text.contains("configuration bob-key"), "{text}");
+    assert!(!text.contains("tenant.provision"), "{text}");
+    let (ok, text) = cli(&s, &a, &["--since", pivot, "--json"]).await;
+    assert!(ok, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["items"], json!(every[..4].to_vec()));
+
     // A stopped region: 200, the other regions' events, and the region named.
     apac_stop.cancel();
     apac.await.unwrap().unwrap();
@@ -266,6 +295,9 @@ async fn org_audit_search_fans_out_merges_filters_pages_and_reports_a_missing_re
         .cloned()
         .collect();
     assert_eq!(items(&r), expected);
+    let (ok, text) = cli(&s, &a, &[]).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("incomplete: no answer from apac"), "{text}");
     s.stop().await;
 }
 

@@ -36,6 +36,7 @@ use uuid::Uuid;
 mod api;
 mod domains;
 mod moves;
+mod org_audit;
 mod regions;
 mod render;
 mod signups;
@@ -222,6 +223,9 @@ enum OrgsCmd {
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// An organization's audit events across every region, newest first (platform admin,
+    /// or any role of the organization).
+    Audit(org_audit::AuditQuery),
     /// An organization's admin tokens (platform admin, or the organization's owner).
     Tokens {
         #[command(subcommand)]
@@ -591,6 +595,7 @@ async fn run_orgs(args: &OrgsArgs) -> Result<Output, CliError> {
                 .await?;
             Ok(Output::Table(shown(&page), ORG_FIELDS))
         }
+        OrgsCmd::Audit(q) => org_audit::run(&api, q).await,
         OrgsCmd::Tokens { cmd } => run_org_tokens(&api, cmd).await,
     }
 }

@@ -1,6 +1,7 @@
 //! The customer API (`/v1`), the internal provisioning, role-check, tenant-move and
-//! organization audit search endpoints (`/internal/v1`), and health and metrics endpoints, assembled into one router; the
-//! health listener's router ([`health_router`]) has only the latter.
+//! organization audit search endpoints (`/internal/v1`), and health and metrics endpoints,
+//! assembled into one router; the health listener's router ([`health_router`]) has only the
+//! latter.
 //!
 //! Every `/v1` route sits behind [`crate::auth::customer`]; every `/internal` route behind
 //! [`crate::auth::system`]; only `/healthz`, `/readyz` and `/metrics` need no assertion.
