@@ -19,6 +19,7 @@ pub mod extract;
 mod members;
 mod moves;
 mod org_audit;
+mod ownership;
 pub(crate) use moves::Peers;
 pub mod openapi;
 mod page;
@@ -122,6 +123,22 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .get_route()
                 .patch(roles::update)
                 .delete(roles::delete),
+        )
+        .route(
+            "/v1/ownership-transfers",
+            get(ownership::list).post(ownership::create),
+        )
+        .route(
+            "/v1/ownership-transfers/{id}",
+            axum::routing::delete(ownership::cancel),
+        )
+        .route(
+            "/v1/ownership-transfers/{id}/accept",
+            post(ownership::accept),
+        )
+        .route(
+            "/v1/ownership-transfers/{id}/decline",
+            post(ownership::decline),
         )
         .route("/v1/audit-events", get(audit_events::list))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::customer));

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_tenant_moves",
         sql: include_str!("../../migrations/0003_tenant_moves.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_ownership_transfers",
+        sql: include_str!("../../migrations/0007_ownership_transfers.sql"),
+    },
 ];
 
 /// The roles the migrations grant to.
