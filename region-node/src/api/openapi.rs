@@ -11,8 +11,8 @@
 //! `GET /openapi.json`); the test below fails when it is not current.
 
 use residency_core::wire::customer::{
-    AuditEvent, Configuration, Connection, Connector, CreateConnection, CreateMember, CreateRole,
-    CreateOwnershipTransfer, CreateWorkflow, Execution, ExecutionLog, Me, Member,
+    AuditEvent, Configuration, Connection, Connector, CreateConnection, CreateMember,
+    CreateOwnershipTransfer, CreateRole, CreateWorkflow, Execution, ExecutionLog, Me, Member,
     OwnershipTransfer, Page as PageOf, PutConfiguration, Role, RunWorkflow, TransferStatus,
     UpdateConnection, UpdateMember, UpdateRole, UpdateWorkflow, Usage, UsageCounts, Workflow,
 };
