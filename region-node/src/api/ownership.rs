@@ -177,6 +177,18 @@ pub(super) async fn create(
                             "you cannot offer ownership to yourself",
                         ));
                     }
+                    let owner_already: bool = tx
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM members m JOIN roles r \
+                             ON r.tenant_id = m.tenant_id AND r.id = m.role_id \
+                             WHERE lower(m.email) = lower($1) AND r.name = 'owner')",
+                            &[e],
+                        )
+                        .await?
+                        .get(0);
+                    if owner_already {
+                        return Err(ApiError::invalid("to_email", "is already an owner"));
+                    }
                 }
                 // An open offer past its expiry no longer blocks a new one.
                 tx.execute(
