@@ -11,7 +11,7 @@
 //! yourself (422).
 
 use http::{Method, StatusCode};
-use integration_tests::gateway::Stack;
+use integration_tests::gateway::{Stack, ADMIN_TOKEN};
 use integration_tests::{connect, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -45,6 +45,23 @@ fn kind(r: &Response) -> &str {
 
 async fn call(s: &Stack, who: &str, method: Method, path: &str, body: Option<&Value>) -> Response {
     s.admin_as(Some(who), method, path, body).await
+}
+
+/// Runs `residency orgs ownership ARGS` with `token` as the admin token; returns (success,
+/// stdout).
+async fn cli(s: &Stack, token: &str, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(integration_tests::binary("residency"))
+        .args(["orgs", "ownership"])
+        .args(args)
+        .env("RESIDENCY_ADMIN_URL", &s.admin)
+        .env("RESIDENCY_ADMIN_TOKEN", token)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("run residency");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }
 
 /// Whether `who` may do an owner-only thing (list the organization's tokens).
@@ -288,5 +305,39 @@ async fn organization_ownership_moves_only_by_offer_and_the_recipients_acceptanc
             "ownership.cancelled"
         ]
     );
+
+    // The CLI: the owner offers and withdraws; the recipient's JWT accepts; an organization
+    // token cannot.
+    let (ok, text) = cli(
+        &s,
+        &bob,
+        &["offer", &a, "--to-email", "gina@acme.test", "--json"],
+    )
+    .await;
+    assert!(ok, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let gina_offer = v["id"].as_str().unwrap().to_owned();
+    let (ok, text) = cli(&s, &owner_token, &["accept", &a, &gina_offer]).await;
+    assert!(!ok, "{text}");
+    assert!(text.contains("only the recipient"), "{text}");
+    let gina = jwt(&s, &a, "gina", "member");
+    let (ok, text) = cli(&s, &gina, &["accept", &a, &gina_offer]).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("accepted"), "{text}");
+    assert!(is_owner(&s, &gina, &a).await);
+    let (ok, text) = cli(
+        &s,
+        &gina,
+        &["offer", &a, "--to-email", "hal@acme.test", "--json"],
+    )
+    .await;
+    assert!(ok, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let (ok, text) = cli(&s, &gina, &["cancel", &a, v["id"].as_str().unwrap()]).await;
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&s, ADMIN_TOKEN, &["list", &a]).await;
+    assert!(ok, "{text}");
+    assert!(text.starts_with("ID"), "{text}");
+    assert_eq!(text.lines().count(), 1 + 6, "{text}");
     s.stop().await;
 }

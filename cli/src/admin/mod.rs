@@ -37,6 +37,7 @@ mod api;
 mod domains;
 mod moves;
 mod org_audit;
+mod org_ownership;
 mod regions;
 mod render;
 mod signups;
@@ -226,6 +227,12 @@ enum OrgsCmd {
     /// An organization's audit events across every region, newest first (platform admin,
     /// or any role of the organization).
     Audit(org_audit::AuditQuery),
+    /// The organization's ownership transfer: the owner offers it to an email, the recipient
+    /// accepts or declines with their own identity-provider JWT.
+    Ownership {
+        #[command(subcommand)]
+        cmd: org_ownership::OwnershipCmd,
+    },
     /// An organization's admin tokens (platform admin, or the organization's owner).
     Tokens {
         #[command(subcommand)]
@@ -596,6 +603,7 @@ async fn run_orgs(args: &OrgsArgs) -> Result<Output, CliError> {
             Ok(Output::Table(shown(&page), ORG_FIELDS))
         }
         OrgsCmd::Audit(q) => org_audit::run(&api, q).await,
+        OrgsCmd::Ownership { cmd } => org_ownership::run(&api, cmd).await,
         OrgsCmd::Tokens { cmd } => run_org_tokens(&api, cmd).await,
     }
 }
