@@ -21,8 +21,8 @@ mod store;
 pub use listen::{listen, Change};
 pub use store::{
     DomainVerdict, Lease, MoveRecord, MoveTableRecord, NewSignup, NewTenant, OrgTokenEntry,
-    RolePowers, SignupRecord, SignupStatus, Store, StoreError, TenantFilter, TenantPatch,
-    TenantRecord,
+    OwnershipDecision, OwnershipOutcome, RolePowers, SignupRecord, SignupStatus, Store, StoreError,
+    TenantFilter, TenantPatch, TenantRecord,
 };
 
 pub use residency_pg::bootstrap::RoleSpec;
@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "0006_org_admin",
         sql: include_str!("../migrations/0006_org_admin.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "0007_org_ownership",
+        sql: include_str!("../migrations/0007_org_ownership.sql"),
     },
 ];
 

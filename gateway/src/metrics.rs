@@ -57,6 +57,10 @@ pub(crate) const ADMIN_REQUESTS_TOTAL: &str = "residency_gateway_admin_requests_
 /// Public signups, by `outcome` (`approved`, `provisional`, `manual_review`, `rejected`,
 /// `rate_limited`).
 pub(crate) const SIGNUPS_TOTAL: &str = "residency_gateway_signups_total";
+/// Regions left out of an organization audit search's answer (no answer in time, or an
+/// error), by `region`.
+pub(crate) const ORG_AUDIT_INCOMPLETE_TOTAL: &str =
+    "residency_gateway_org_audit_incomplete_regions_total";
 /// Tenant move steps run by this gateway's move drivers, by the `phase` they ran in
 /// (`planned`, …, `done`), plus `failed` and `rolled_back` outcomes; never labelled by tenant.
 pub(crate) const TENANT_MOVE_PHASES_TOTAL: &str = "residency_gateway_tenant_move_phases_total";
@@ -162,6 +166,11 @@ pub const DECLARED: &[Declared] = &[
         name: ADMIN_REQUESTS_TOTAL,
         kind: Kind::Counter,
         help: "Admin listener requests, by route template and status class",
+    },
+    Declared {
+        name: ORG_AUDIT_INCOMPLETE_TOTAL,
+        kind: Kind::Counter,
+        help: "Regions left out of an organization audit search's answer (no answer in time or an error), by region",
     },
     Declared {
         name: SIGNUPS_TOTAL,

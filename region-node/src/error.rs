@@ -42,6 +42,9 @@ pub enum ApiError {
     /// Conflicts with existing state (duplicate name, referenced row).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// An offer that was valid once and is no longer (an expired ownership offer).
+    #[error("expired: {0}")]
+    Expired(String),
     /// Request body too large.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -88,6 +91,7 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Expired(_) => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) | Self::TenantMoving => StatusCode::SERVICE_UNAVAILABLE,
@@ -107,6 +111,7 @@ impl ApiError {
             Self::BadRequest { .. } => "bad_request",
             Self::Invalid { .. } => "invalid",
             Self::Conflict(_) => "conflict",
+            Self::Expired(_) => "expired",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
@@ -125,7 +130,7 @@ impl ApiError {
             Self::NotFound(what) => format!("{what} not found"),
             Self::BadRequest { detail } => detail.clone(),
             Self::Invalid { field, detail } => format!("{field}: {detail}"),
-            Self::Conflict(why) => why.clone(),
+            Self::Conflict(why) | Self::Expired(why) => why.clone(),
             Self::PayloadTooLarge => "request body is too large".to_owned(),
             Self::UnsupportedMediaType => "request body must be application/json".to_owned(),
             Self::Unavailable(_) => "the region's database is unavailable, retry later".to_owned(),

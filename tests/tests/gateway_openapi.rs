@@ -46,6 +46,21 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/v1/domains/{hostname}"),
     ("get", "/admin/v1/regions"),
     ("get", "/admin/v1/audit"),
+    ("get", "/admin/v1/organizations/{id}/audit-events"),
+    ("post", "/admin/v1/organizations/{id}/ownership-transfers"),
+    ("get", "/admin/v1/organizations/{id}/ownership-transfers"),
+    (
+        "delete",
+        "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}",
+    ),
+    (
+        "post",
+        "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}/accept",
+    ),
+    (
+        "post",
+        "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}/decline",
+    ),
 ];
 
 /// The properties a component schema requires.

@@ -11,7 +11,7 @@ use integration_tests::Response;
 use serde_json::{json, Value};
 
 /// Every `/v1` route of `residency_region_node::api::router`, as method and OpenAPI path.
-const ROUTES: [(&str, &str); 33] = [
+const ROUTES: [(&str, &str); 38] = [
     ("get", "/v1/me"),
     ("get", "/v1/usage"),
     ("get", "/v1/connectors"),
@@ -45,6 +45,11 @@ const ROUTES: [(&str, &str); 33] = [
     ("patch", "/v1/roles/{id}"),
     ("delete", "/v1/roles/{id}"),
     ("get", "/v1/audit-events"),
+    ("get", "/v1/ownership-transfers"),
+    ("post", "/v1/ownership-transfers"),
+    ("delete", "/v1/ownership-transfers/{id}"),
+    ("post", "/v1/ownership-transfers/{id}/accept"),
+    ("post", "/v1/ownership-transfers/{id}/decline"),
 ];
 
 #[tokio::test]
@@ -185,6 +190,10 @@ async fn answers_through_the_gateway_conform_to_the_document() {
         ("/v1/roles", "/v1/roles".to_owned()),
         ("/v1/roles/{id}", format!("/v1/roles/{rid}")),
         ("/v1/audit-events", "/v1/audit-events?limit=2".to_owned()),
+        (
+            "/v1/ownership-transfers",
+            "/v1/ownership-transfers".to_owned(),
+        ),
         // Errors: a missing row, a bad limit, a bad cursor.
         (
             "/v1/workflows/{id}",

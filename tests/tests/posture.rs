@@ -57,6 +57,7 @@ async fn migrated_database_has_the_isolation_posture() {
             "executions",
             "jobs",
             "members",
+            "ownership_transfers",
             "roles",
             "tenants",
             "workflows"
@@ -238,7 +239,7 @@ async fn audit_canonical_tenant_check_is_what_the_migrations_create() {
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 10, "one tenant policy per customer table");
+    assert_eq!(rows.len(), 11, "one tenant policy per customer table");
     for r in &rows {
         let table: String = r.get(0);
         assert_eq!(r.get::<_, String>(1), "*", "{table}: for all commands");

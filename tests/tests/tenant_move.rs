@@ -20,10 +20,11 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// Every customer-scoped table of a region database.
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "tenants",
     "roles",
     "members",
+    "ownership_transfers",
     "connections",
     "workflows",
     "executions",
@@ -62,8 +63,8 @@ impl Customer<'_> {
     }
 
     /// Rows in every customer table: a connection with credentials, a workflow using it, a
-    /// run (execution and its log lines), a configuration, a member, a custom role, and the
-    /// audit events all of these leave.
+    /// run (execution and its log lines), a configuration, a member, an ownership offer to
+    /// it, a custom role, and the audit events all of these leave.
     async fn seed(&self) {
         let c = self
             .ok(
@@ -92,10 +93,17 @@ impl Customer<'_> {
             json!({"value": {"on": true}}),
         )
         .await;
+        let m = self
+            .ok(
+                Method::POST,
+                "/v1/members",
+                json!({"subject": "m-1", "email": "m1@acme.test", "role": "viewer"}),
+            )
+            .await;
         self.ok(
             Method::POST,
-            "/v1/members",
-            json!({"subject": "m-1", "email": "m1@acme.test", "role": "viewer"}),
+            "/v1/ownership-transfers",
+            json!({"to_member_id": m["id"]}),
         )
         .await;
         self.ok(
@@ -124,6 +132,7 @@ impl Customer<'_> {
             "executions",
             "configurations",
             "members",
+            "ownership-transfers",
             "roles",
             "audit-events",
         ] {

@@ -193,6 +193,12 @@ impl AdminApi {
             .await
             .map_err(|e| unreachable(&e))?
             .to_bytes();
+        // A 204 (a withdrawn ownership offer) has no body: read it as JSON `null`.
+        let body = if status == http::StatusCode::NO_CONTENT && body.is_empty() {
+            Bytes::from_static(b"null")
+        } else {
+            body
+        };
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| {
                 CliError::Protocol(format!(

@@ -36,6 +36,8 @@ use uuid::Uuid;
 mod api;
 mod domains;
 mod moves;
+mod org_audit;
+mod org_ownership;
 mod regions;
 mod render;
 mod signups;
@@ -221,6 +223,15 @@ enum OrgsCmd {
         /// Continue from a previous page's next cursor.
         #[arg(long)]
         cursor: Option<String>,
+    },
+    /// An organization's audit events across every region, newest first (platform admin,
+    /// or any role of the organization).
+    Audit(org_audit::AuditQuery),
+    /// The organization's ownership transfer: the owner offers it to an email, the recipient
+    /// accepts or declines with their own identity-provider JWT.
+    Ownership {
+        #[command(subcommand)]
+        cmd: org_ownership::OwnershipCmd,
     },
     /// An organization's admin tokens (platform admin, or the organization's owner).
     Tokens {
@@ -591,6 +602,8 @@ async fn run_orgs(args: &OrgsArgs) -> Result<Output, CliError> {
                 .await?;
             Ok(Output::Table(shown(&page), ORG_FIELDS))
         }
+        OrgsCmd::Audit(q) => org_audit::run(&api, q).await,
+        OrgsCmd::Ownership { cmd } => org_ownership::run(&api, cmd).await,
         OrgsCmd::Tokens { cmd } => run_org_tokens(&api, cmd).await,
     }
 }

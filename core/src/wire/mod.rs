@@ -8,6 +8,8 @@
 //!   readiness) and its list envelopes;
 //! - [`audit`]: the versioned audit report (`GET /admin/v1/audit`, `residency audit --json`);
 //! - [`moves`]: tenant moves between regions (admin API bodies and the nodes' internal calls);
+//! - [`org_audit`]: organization-wide audit search (admin answer, gateway → node fan-out);
+//! - [`org_ownership`]: an organization's ownership transfer (admin API);
 //! - [`provision`]: the gateway → home node internal calls (provisioning, role check);
 //! - [`problem`]: the RFC 9457 problem body every service answers errors with.
 //!
@@ -18,6 +20,8 @@ pub mod admin;
 pub mod audit;
 pub mod customer;
 pub mod moves;
+pub mod org_audit;
+pub mod org_ownership;
 pub mod problem;
 pub mod provision;
 mod rfc3339;

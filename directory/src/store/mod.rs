@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 mod domains;
 mod moves;
+mod org_ownership;
 mod org_tokens;
 mod records;
 mod signups;
@@ -24,6 +25,7 @@ pub(crate) const ORG_COLUMNS: &str = "id, name, domain, plan, owner_email, provi
 
 pub use domains::DomainVerdict;
 pub use moves::{Lease, MoveRecord, MoveTableRecord};
+pub use org_ownership::{OwnershipDecision, OwnershipOutcome};
 pub use org_tokens::OrgTokenEntry;
 use records::{enum_str, key_entry, API_KEY_COLUMNS, TENANT_COLUMNS};
 pub use records::{NewTenant, RolePowers, TenantFilter, TenantPatch, TenantRecord};

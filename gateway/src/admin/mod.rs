@@ -23,6 +23,8 @@ pub(crate) mod error;
 pub(crate) mod keys;
 pub(crate) mod moves;
 mod openapi;
+pub(crate) mod org_audit;
+pub(crate) mod org_ownership;
 pub(crate) mod org_tokens;
 pub(crate) mod orgs;
 pub(crate) mod principal;
@@ -225,6 +227,26 @@ pub(crate) fn router(state: Arc<AdminState>) -> Router {
             "/admin/v1/organizations/{id}/tokens/{token_id}",
             axum::routing::delete(org_tokens::revoke),
         )
+        .route(
+            "/admin/v1/organizations/{id}/audit-events",
+            get(org_audit::search),
+        )
+        .route(
+            "/admin/v1/organizations/{id}/ownership-transfers",
+            post(org_ownership::offer).get(org_ownership::list),
+        )
+        .route(
+            "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}",
+            axum::routing::delete(org_ownership::cancel),
+        )
+        .route(
+            "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}/accept",
+            post(org_ownership::accept),
+        )
+        .route(
+            "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}/decline",
+            post(org_ownership::decline),
+        )
         .route("/admin/v1/signups", get(signups::list))
         .route("/admin/v1/signups/{id}", get(signups::get))
         .route("/admin/v1/signups/{id}/approve", post(signups::approve))
@@ -340,6 +362,11 @@ const ROUTES: &[&str] = &[
     "/admin/v1/organizations/{id}",
     "/admin/v1/organizations/{id}/tokens",
     "/admin/v1/organizations/{id}/tokens/{token_id}",
+    "/admin/v1/organizations/{id}/audit-events",
+    "/admin/v1/organizations/{id}/ownership-transfers",
+    "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}",
+    "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}/accept",
+    "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}/decline",
     "/admin/v1/signups",
     "/admin/v1/signups/{id}",
     "/admin/v1/signups/{id}/approve",

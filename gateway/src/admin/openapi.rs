@@ -15,7 +15,9 @@ use residency_core::wire::ProblemDetails;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse};
 
-use super::{audit, domains, keys, moves, org_tokens, orgs, signups, tenants};
+use super::{
+    audit, domains, keys, moves, org_audit, org_ownership, org_tokens, orgs, signups, tenants,
+};
 
 /// The security scheme name of the admin token in the document.
 pub(crate) const ADMIN_TOKEN: &str = "admin_token";
@@ -57,6 +59,12 @@ pub(crate) fn document() -> &'static str {
         org_tokens::create,
         org_tokens::list,
         org_tokens::revoke,
+        org_audit::search,
+        org_ownership::offer,
+        org_ownership::list,
+        org_ownership::accept,
+        org_ownership::decline,
+        org_ownership::cancel,
         signups::list,
         signups::get,
         signups::approve,

@@ -43,6 +43,9 @@ pub(crate) enum Principal {
         /// Who the history records: `org:<org id>:token:<token id>` or
         /// `org:<org id>:jwt:<subject>`.
         actor: String,
+        /// The person's email: the verified `email` claim of a JWT (`None` for an
+        /// organization token, which is not a person).
+        email: Option<String>,
     },
 }
 
@@ -97,6 +100,20 @@ pub(crate) fn access(route: &str, method: &Method) -> Access {
     match route {
         "/admin/v1/organizations" if read => Access::Org(OrgRole::Member),
         "/admin/v1/organizations/{id}" => Access::Org(OrgRole::Member),
+        // The organization-wide audit search is a read (every org role).
+        "/admin/v1/organizations/{id}/audit-events" if read => Access::Org(OrgRole::Member),
+        // Ownership: the owner offers and withdraws; anyone of the organization may read the
+        // offers; accepting and declining need the recipient's own JWT, which the handler
+        // checks (`org_ownership.rs`), whatever its role.
+        "/admin/v1/organizations/{id}/ownership-transfers" if read => Access::Org(OrgRole::Member),
+        "/admin/v1/organizations/{id}/ownership-transfers"
+        | "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}" => {
+            Access::Org(OrgRole::Owner)
+        }
+        "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}/accept"
+        | "/admin/v1/organizations/{id}/ownership-transfers/{transfer_id}/decline" => {
+            Access::Org(OrgRole::Member)
+        }
         "/admin/v1/organizations/{id}/tokens"
         | "/admin/v1/organizations/{id}/tokens/{token_id}" => Access::Org(OrgRole::Owner),
         "/admin/v1/tenants"
@@ -177,11 +194,18 @@ pub(crate) async fn org_token(
         org_id: entry.org_id,
         role: entry.role,
         actor: format!("org:{}:token:{}", entry.org_id, entry.id),
+        email: None,
     })
 }
 
 /// Authenticates a JWT of a configured issuer carrying `org_id` and `org_role` (the gateway's
 /// JWT verifier: signature, issuer, audience, expiry); the organization must exist.
+///
+/// When the organization has an owner of record (`owner_email`: its signup's applicant, or
+/// whoever accepted its ownership), the `owner` role belongs to that person: a JWT whose
+/// `email` claim is the owner of record is `owner` whatever its `org_role`, and any other
+/// JWT claiming `owner` is taken as `admin`. That is what makes an accepted ownership
+/// transfer swap the roles without waiting for the identity provider's claims to change.
 ///
 /// # Errors
 /// 401 for a token that does not verify or has no valid organization claims, or names an
@@ -191,22 +215,42 @@ pub(crate) async fn org_jwt(
     store: &residency_directory::Store,
     presented: &str,
 ) -> Result<Principal, AdminError> {
-    let (org_id, role, subject) = jwt.verify_org(presented).await.map_err(|e| {
+    let claims = jwt.verify_org(presented).await.map_err(|e| {
         tracing::debug!(error = ?e, "admin jwt refused");
         AdminError::Unauthorized("the admin token is not valid")
     })?;
-    if store
-        .org(residency_core::OrgId::from_uuid(org_id))
+    let Some(org) = store
+        .org(residency_core::OrgId::from_uuid(claims.org))
         .await?
-        .is_none()
-    {
+    else {
         return Err(AdminError::Unauthorized("the admin token is not valid"));
-    }
+    };
+    let role = owner_of_record(
+        claims.role,
+        claims.email.as_deref(),
+        org.owner_email.as_deref(),
+    );
     Ok(Principal::Org {
-        org_id,
+        org_id: claims.org,
         role,
-        actor: format!("org:{org_id}:jwt:{subject}"),
+        actor: format!("org:{}:jwt:{}", claims.org, claims.subject),
+        email: claims.email,
     })
+}
+
+/// The role of a JWT claiming `claimed`, for a person with `email`, in an organization whose
+/// owner of record is `owner` (see [`org_jwt`]).
+pub(crate) fn owner_of_record(
+    claimed: OrgRole,
+    email: Option<&str>,
+    owner: Option<&str>,
+) -> OrgRole {
+    match owner {
+        None => claimed,
+        Some(owner) if email.is_some_and(|e| e.eq_ignore_ascii_case(owner)) => OrgRole::Owner,
+        Some(_) if claimed == OrgRole::Owner => OrgRole::Admin,
+        Some(_) => claimed,
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +262,7 @@ mod tests {
             org_id: Uuid::nil(),
             role,
             actor: "org:test".into(),
+            email: None,
         }
     }
 
@@ -251,6 +296,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.problem().kind, "platform_admin_required");
         assert!(!org(OrgRole::Admin).may_grant(OrgRole::Owner));
+        // The owner of record holds `owner`; anyone else claiming it is an admin.
+        let owner = Some("new@acme.test");
+        assert_eq!(
+            owner_of_record(OrgRole::Member, Some("NEW@acme.test"), owner),
+            OrgRole::Owner
+        );
+        assert_eq!(
+            owner_of_record(OrgRole::Owner, Some("old@acme.test"), owner),
+            OrgRole::Admin
+        );
+        assert_eq!(owner_of_record(OrgRole::Owner, None, owner), OrgRole::Admin);
+        assert_eq!(
+            owner_of_record(OrgRole::Member, None, owner),
+            OrgRole::Member
+        );
+        assert_eq!(owner_of_record(OrgRole::Owner, None, None), OrgRole::Owner);
         assert!(org(OrgRole::Admin).may_grant(OrgRole::Admin));
     }
 }

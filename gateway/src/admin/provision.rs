@@ -62,6 +62,11 @@ impl Provisioner {
         }
     }
 
+    /// How long one internal call may take (`admin.provision_timeout`).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Provisions `tenant` (named `name`) in `region`, trying each available upstream of that
     /// region once.
     ///

@@ -28,6 +28,19 @@ use super::jwks::{Jwks, JwksError, Source};
 use super::remote::Remote;
 use super::{AuthContext, AuthError, CredentialKind};
 
+/// The organization claims of a verified admin JWT ([`JwtVerifier::verify_org`]).
+#[derive(Debug, Clone)]
+pub(crate) struct OrgClaims {
+    /// `org_id`.
+    pub(crate) org: uuid::Uuid,
+    /// `org_role`.
+    pub(crate) role: residency_core::wire::admin::OrgRole,
+    /// The subject.
+    pub(crate) subject: String,
+    /// The `email` claim, if the identity provider sends one.
+    pub(crate) email: Option<String>,
+}
+
 /// The longest token accepted, in bytes.
 pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -110,10 +123,7 @@ impl JwtVerifier {
     /// # Errors
     /// The [`AuthError`] naming the first check that failed; [`AuthError::InvalidClaims`]
     /// without a valid `org_id`, `org_role` or subject.
-    pub(crate) async fn verify_org(
-        &self,
-        token: &str,
-    ) -> Result<(uuid::Uuid, residency_core::wire::admin::OrgRole, String), AuthError> {
+    pub(crate) async fn verify_org(&self, token: &str) -> Result<OrgClaims, AuthError> {
         let (claims, _) = self.verified_claims(token).await?;
         let org = claims
             .get("org_id")
@@ -130,7 +140,19 @@ impl JwtVerifier {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty() && s.len() <= 256)
             .ok_or(AuthError::InvalidClaims)?;
-        Ok((org, role, subject.to_owned()))
+        // An email, when the identity provider sends one: who the person is for an
+        // organization ownership transfer (never used to find an organization).
+        let email = claims
+            .get("email")
+            .and_then(Value::as_str)
+            .filter(|e| (3..=320).contains(&e.len()) && e.contains('@'))
+            .map(str::to_owned);
+        Ok(OrgClaims {
+            org,
+            role,
+            subject: subject.to_owned(),
+            email,
+        })
     }
 
     async fn verified_claims(

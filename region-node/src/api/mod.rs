@@ -1,6 +1,7 @@
-//! The customer API (`/v1`), the internal provisioning, role-check and tenant-move endpoints
-//! (`/internal/v1`), and health and metrics endpoints, assembled into one router; the
-//! health listener's router ([`health_router`]) has only the latter.
+//! The customer API (`/v1`), the internal provisioning, role-check, tenant-move and
+//! organization audit search endpoints (`/internal/v1`), and health and metrics endpoints,
+//! assembled into one router; the health listener's router ([`health_router`]) has only the
+//! latter.
 //!
 //! Every `/v1` route sits behind [`crate::auth::customer`]; every `/internal` route behind
 //! [`crate::auth::system`]; only `/healthz`, `/readyz` and `/metrics` need no assertion.
@@ -17,6 +18,8 @@ mod executions;
 pub mod extract;
 mod members;
 mod moves;
+mod org_audit;
+mod ownership;
 pub(crate) use moves::Peers;
 pub mod openapi;
 mod page;
@@ -121,11 +124,31 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .patch(roles::update)
                 .delete(roles::delete),
         )
+        .route(
+            "/v1/ownership-transfers",
+            get(ownership::list).post(ownership::create),
+        )
+        .route(
+            "/v1/ownership-transfers/{id}",
+            axum::routing::delete(ownership::cancel),
+        )
+        .route(
+            "/v1/ownership-transfers/{id}/accept",
+            post(ownership::accept),
+        )
+        .route(
+            "/v1/ownership-transfers/{id}/decline",
+            post(ownership::decline),
+        )
         .route("/v1/audit-events", get(audit_events::list))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::customer));
     let internal = Router::new()
         .route("/internal/v1/provision", post(provision::provision))
         .route("/internal/v1/roles/check", post(provision::check_role))
+        .route(
+            residency_core::wire::org_audit::SEARCH_PATH,
+            post(org_audit::search),
+        )
         .route(mv::PLAN_PATH, post(moves::plan))
         .route(mv::FREEZE_PATH, post(moves::freeze))
         .route(mv::EXPORT_PATH, post(moves::export))

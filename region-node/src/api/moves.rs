@@ -78,7 +78,7 @@ pub(super) async fn plan(
                     )));
                 }
                 let mut out = Vec::with_capacity(TABLES.len());
-                for t in &TABLES {
+                for t in TABLES {
                     let row = tx.query_one(&t.plan_sql(), &[]).await?;
                     out.push(PlanTable {
                         table: t.name.to_owned(),

@@ -11,10 +11,10 @@
 //! `GET /openapi.json`); the test below fails when it is not current.
 
 use residency_core::wire::customer::{
-    AuditEvent, Configuration, Connection, Connector, CreateConnection, CreateMember, CreateRole,
-    CreateWorkflow, Execution, ExecutionLog, Me, Member, Page as PageOf, PutConfiguration, Role,
-    RunWorkflow, UpdateConnection, UpdateMember, UpdateRole, UpdateWorkflow, Usage, UsageCounts,
-    Workflow,
+    AuditEvent, Configuration, Connection, Connector, CreateConnection, CreateMember,
+    CreateOwnershipTransfer, CreateRole, CreateWorkflow, Execution, ExecutionLog, Me, Member,
+    OwnershipTransfer, Page as PageOf, PutConfiguration, Role, RunWorkflow, TransferStatus,
+    UpdateConnection, UpdateMember, UpdateRole, UpdateWorkflow, Usage, UsageCounts, Workflow,
 };
 use residency_core::wire::ProblemDetails;
 use residency_http::PROBLEM_JSON;
@@ -27,7 +27,8 @@ use utoipa::{Modify, OpenApi};
 use standard::Standard;
 
 use super::{
-    account, audit_events, configurations, connections, executions, members, roles, workflows,
+    account, audit_events, configurations, connections, executions, members, ownership, roles,
+    workflows,
 };
 
 /// The customer API document.
@@ -56,6 +57,11 @@ use super::{
         members::update,
         roles::create,
         roles::update,
+        ownership::list,
+        ownership::create,
+        ownership::accept,
+        ownership::decline,
+        ownership::cancel,
     ),
     components(schemas(
         ProblemDetails,
@@ -67,6 +73,7 @@ use super::{
         PageOf<Member>,
         PageOf<Role>,
         PageOf<AuditEvent>,
+        PageOf<OwnershipTransfer>,
         Me,
         Usage,
         UsageCounts,
@@ -89,6 +96,9 @@ use super::{
         CreateRole,
         UpdateRole,
         AuditEvent,
+        OwnershipTransfer,
+        CreateOwnershipTransfer,
+        TransferStatus,
     )),
     modifiers(&Gateway),
     security(("bearer" = []), ("api_key" = [])),
@@ -102,6 +112,7 @@ use super::{
         (name = "members", description = "People with a role in this customer"),
         (name = "roles", description = "System and custom roles"),
         (name = "audit", description = "The append-only audit trail"),
+        (name = "ownership", description = "Handing a customer's ownership to another member"),
     ),
 )]
 pub(crate) struct CustomerApi;

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_jobs",
         sql: include_str!("../../migrations/0004_jobs.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_ownership_transfers",
+        sql: include_str!("../../migrations/0007_ownership_transfers.sql"),
+    },
 ];
 
 /// The roles the migrations grant to.

@@ -13,6 +13,7 @@ mod connections;
 mod connectors;
 mod executions;
 mod members;
+mod ownership;
 mod roles;
 mod workflows;
 
@@ -23,6 +24,7 @@ pub use connections::{Connection, CreateConnection, UpdateConnection};
 pub use connectors::Connector;
 pub use executions::{Execution, ExecutionLog};
 pub use members::{CreateMember, Member, UpdateMember};
+pub use ownership::{CreateOwnershipTransfer, OwnershipTransfer, TransferStatus};
 pub use roles::{CreateRole, Role, UpdateRole};
 pub use workflows::{CreateWorkflow, RunWorkflow, UpdateWorkflow, Workflow};
 

@@ -17,7 +17,7 @@ pub(crate) struct Table {
 
 /// Every customer table, parents before children: the copy runs in this order, the purge
 /// (`purge_moved_tenant`) in reverse.
-pub(crate) const TABLES: [Table; 10] = [
+pub(crate) const TABLES: &[Table] = &[
     Table {
         name: "tenants",
         key: &[("tenant_id", "uuid")],
@@ -30,6 +30,11 @@ pub(crate) const TABLES: [Table; 10] = [
     },
     Table {
         name: "members",
+        key: &[("id", "uuid")],
+        skip: &[],
+    },
+    Table {
+        name: "ownership_transfers",
         key: &[("id", "uuid")],
         skip: &[],
     },
