@@ -187,7 +187,11 @@ pub async fn serve<S, B>(
     B::Error: Into<BoxError>,
 {
     let limits = opts.limits;
-    let builder = limits.connection_builder();
+    // Lives for the process (one per listener start): hyper-util's connection borrows its
+    // builder, and a builder owned by each connection's task would stay in the task for the
+    // connection's whole life (with the stream and the service beside it).
+    let builder: &'static auto::Builder<TokioExecutor> =
+        Box::leak(Box::new(limits.connection_builder()));
     let connections = TaskTracker::new();
     // Cancelled once the listener is closed: what the connections drain on.
     let drain = CancellationToken::new();
@@ -215,7 +219,7 @@ pub async fn serve<S, B>(
         accepted += 1;
         let max_age = limits.max_connection_age.unwrap_or(NEVER);
         let conn = Conn {
-            builder: builder.clone(),
+            builder,
             service: service.clone(),
             accepted_at: Instant::now(),
             lifetime: Lifetime {
@@ -275,7 +279,7 @@ pub async fn serve<S, B>(
 
 /// One accepted connection and what serving it needs.
 struct Conn<S> {
-    builder: auto::Builder<TokioExecutor>,
+    builder: &'static auto::Builder<TokioExecutor>,
     service: S,
     accepted_at: Instant,
     lifetime: Lifetime,
@@ -295,21 +299,24 @@ where
 {
     /// Serves `io` until the connection ends, closing it gracefully when idle, too old, or on
     /// shutdown ([`conn::drive`]).
-    async fn serve<IO>(self, io: IO) -> Ended<BoxError>
+    ///
+    /// Not an `async fn`: everything is built here and only the boxed connection and the
+    /// drive's own state live in the task while the connection is open (an async function
+    /// would keep `self` and `io` as well, for the connection's whole life).
+    fn serve<IO>(self, io: IO) -> impl std::future::Future<Output = Ended<BoxError>> + Send
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new(self.accepted_at);
         let service = Tracked::new(self.service, Arc::clone(&activity));
-        let conn = self.builder.serve_connection(TokioIo::new(io), service);
+        let conn = Box::pin(self.builder.serve_connection(TokioIo::new(io), service));
         conn::drive(
             conn,
             |c| c.graceful_shutdown(),
-            &activity,
+            activity,
             self.lifetime,
-            &self.shutdown,
+            self.shutdown,
         )
-        .await
     }
 }
 

@@ -274,18 +274,21 @@ pub enum Ended<E> {
 /// age and shutdown, an HTTP/1 connection (or one that has not sent a request yet) is first
 /// left open for [`HTTP1_DRAIN_WINDOW`] with `Connection: close` on its responses (see the
 /// module documentation).
+///
+/// `conn` comes boxed, and the caller's future should hold nothing else large: an async
+/// function keeps its arguments for its whole life, so a connection passed by value would be
+/// held twice (the argument and the pinned local) in every idle connection's task.
 pub async fn drive<C, E>(
-    conn: C,
+    mut conn: Pin<Box<C>>,
     graceful_shutdown: impl Fn(Pin<&mut C>),
-    activity: &Activity,
+    activity: Arc<Activity>,
     lifetime: Lifetime,
-    shutdown: &CancellationToken,
+    shutdown: CancellationToken,
 ) -> Ended<E>
 where
     C: Future<Output = Result<(), E>>,
 {
     let opened = activity.opened();
-    let mut conn = std::pin::pin!(conn);
     let idle = tokio::time::sleep_until(opened + lifetime.idle_timeout);
     let age = tokio::time::sleep_until(opened + lifetime.max_age);
     // Reset when a graceful close starts; never polled before.
