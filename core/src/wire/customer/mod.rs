@@ -14,6 +14,7 @@ mod connectors;
 mod executions;
 mod members;
 mod roles;
+mod webhooks;
 mod workflows;
 
 pub use account::{Me, Usage, UsageCounts};
@@ -24,6 +25,10 @@ pub use connectors::Connector;
 pub use executions::{Execution, ExecutionLog};
 pub use members::{CreateMember, Member, UpdateMember};
 pub use roles::{CreateRole, Role, UpdateRole};
+pub use webhooks::{
+    CreateWebhook, CreatedWebhook, UpdateWebhook, Webhook, WebhookAttempt, WebhookDelivery,
+    WebhookEvent, DELIVERY_HEADER, EVENT_HEADER, EVENT_TYPES, SECRET_PREFIX, SIGNATURE_HEADER,
+};
 pub use workflows::{CreateWorkflow, RunWorkflow, UpdateWorkflow, Workflow};
 
 use serde::{Deserialize, Serialize};

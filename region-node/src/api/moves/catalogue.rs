@@ -17,7 +17,7 @@ pub(crate) struct Table {
 
 /// Every customer table, parents before children: the copy runs in this order, the purge
 /// (`purge_moved_tenant`) in reverse.
-pub(crate) const TABLES: [Table; 10] = [
+pub(crate) const TABLES: [Table; 12] = [
     Table {
         name: "tenants",
         key: &[("tenant_id", "uuid")],
@@ -59,6 +59,16 @@ pub(crate) const TABLES: [Table; 10] = [
         skip: &[],
     },
     Table {
+        name: "webhook_subscriptions",
+        key: &[("id", "uuid")],
+        skip: &["secret", "secret_kid"],
+    },
+    Table {
+        name: "webhook_deliveries",
+        key: &[("id", "uuid")],
+        skip: &[],
+    },
+    Table {
         name: "jobs",
         key: &[("id", "uuid")],
         // A worker of the source region may still claim a job while the tenant is frozen
@@ -71,6 +81,17 @@ pub(crate) const TABLES: [Table; 10] = [
         skip: &[],
     },
 ];
+
+/// The sealed column of a table and its key-id column: ciphertexts under this region's
+/// credentials key, bound to (tenant, row id), which a move opens on the source and seals
+/// again on the target (`connections.credentials`, `webhook_subscriptions.secret`).
+pub(crate) fn sealed_column(table: &str) -> Option<(&'static str, &'static str)> {
+    match table {
+        "connections" => Some(("credentials", "credentials_kid")),
+        "webhook_subscriptions" => Some(("secret", "secret_kid")),
+        _ => None,
+    }
+}
 
 /// The table named `name`, if it is in the catalogue.
 pub(crate) fn find(name: &str) -> Option<&'static Table> {

@@ -1,0 +1,554 @@
+//! The delivery worker: a [`crate::jobs::Handler`] for `webhook_delivery` jobs.
+//!
+//! One attempt is three steps, so no transaction stays open while a customer's server is
+//! slow: (1) in the job's tenant transaction, read the delivery and its subscription and open
+//! the secret; (2) outside any transaction, resolve the target, drop forbidden addresses
+//! ([`super::target::resolve`], against DNS rebinding), connect to an allowed address, and
+//! POST the signed body within `attempt_timeout`; (3) in a new tenant transaction, record the
+//! attempt and finish the job (delivered, dead-lettered, failed) or reschedule it (backoff
+//! with full jitter). Delivery is at least once: receivers deduplicate by
+//! `Residency-Delivery`.
+//!
+//! While the tenant is frozen for a move, the worker writes nothing (the lease expires; the
+//! job moves with the tenant and runs in the new home region).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use bytes::Bytes;
+use chrono::Utc;
+use futures_util::future::BoxFuture;
+use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use residency_config::node::webhooks::WebhooksConfig;
+use residency_core::wire::customer::{
+    WebhookAttempt, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER,
+};
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+use super::target::{self, Refused, Target};
+use crate::db::tenant_tx::{Caller, Db, Tx};
+use crate::error::ApiError;
+use crate::jobs::{self, Claimed, Handler};
+use crate::state::AppState;
+
+/// The most of a receiver's answer read (and then ignored).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Signs `body` sent at unix time `t`: `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+#[must_use]
+pub(crate) fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let mut ctx = hmac::Context::with_key(&key);
+    ctx.update(t.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    format!("t={t},v1={}", hex::encode(ctx.sign().as_ref()))
+}
+
+/// The wait before retry `attempt` (1-based: after the first failure, `attempt` = 1): a
+/// uniformly random time in `[0, min(cap, base · 2^(attempt-1))]` ("full jitter"), so
+/// receivers coming back from an outage are not hit by every retry at once.
+#[must_use]
+pub(crate) fn backoff(cfg: &WebhooksConfig, attempt: u32, random: u64) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let ceiling = cfg
+        .backoff_base
+        .saturating_mul(1u32 << exp)
+        .min(cfg.backoff_cap);
+    let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(if ms == 0 { 0 } else { random % (ms + 1) })
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // A failing RNG only makes the jitter zero, which is still a valid backoff.
+    let _ = SystemRandom::new().fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// The worker's shared parts.
+pub(crate) struct Deliverer {
+    state: Arc<AppState>,
+    cfg: WebhooksConfig,
+    tls: tokio_rustls::TlsConnector,
+    worker: String,
+}
+
+impl Deliverer {
+    /// The handler for runner `worker`.
+    ///
+    /// # Errors
+    /// An unreadable `webhooks.ca_file`.
+    pub(crate) fn new(
+        state: Arc<AppState>,
+        cfg: WebhooksConfig,
+        worker: String,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            state,
+            tls: tls_connector(&cfg)?,
+            cfg,
+            worker,
+        })
+    }
+}
+
+fn tls_connector(cfg: &WebhooksConfig) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|e| anyhow::anyhow!("webhooks.ca_file {}: {e}", path.display()))?
+            {
+                roots.add(cert)?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "webhooks: a platform root certificate could not be loaded");
+            }
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!("webhooks: no platform root certificates; https deliveries will fail until webhooks.ca_file is set");
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// What step (1) found.
+enum Loaded {
+    /// Nothing to do now (frozen tenant): leave the lease to expire.
+    Later,
+    /// Done already: the job was finished in step (1).
+    Done,
+    /// Attempt it.
+    Send(Box<Pending>),
+}
+
+struct Pending {
+    delivery: Uuid,
+    subscription: Uuid,
+    url: String,
+    secret: Vec<u8>,
+    event_type: String,
+    body: Bytes,
+    attempts: i32,
+}
+
+/// One attempt's result.
+struct Outcome {
+    status: Option<u16>,
+    error: Option<String>,
+    duration: Duration,
+    at: chrono::DateTime<Utc>,
+}
+
+impl Outcome {
+    fn delivered(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+fn caller(job: &Claimed) -> Caller {
+    Caller {
+        tenant: job.tenant,
+        subject: "system:webhooks".to_owned(),
+        role_claim: String::new(),
+        request_id: format!("job-{}", job.id),
+    }
+}
+
+async fn frozen(tx: &Tx<'_>) -> Result<bool, ApiError> {
+    Ok(tx
+        .query_opt("SELECT frozen FROM tenants", &[])
+        .await?
+        .is_none_or(|r| r.get::<_, bool>(0)))
+}
+
+impl Deliverer {
+    async fn load(&self, job: &Claimed) -> Result<Loaded, ApiError> {
+        let (id, subject, worker) = (job.id, job.subject, self.worker.clone());
+        let state = Arc::clone(&self.state);
+        self.state
+            .db
+            .system(&caller(job), move |tx| {
+                Box::pin(async move {
+                    if frozen(tx).await? {
+                        return Ok(Loaded::Later);
+                    }
+                    let row = tx
+                        .query_opt(
+                            "SELECT d.status, d.attempts, d.payload, d.event_type, d.subscription_id, \
+                                    s.url, s.secret, s.enabled \
+                             FROM webhook_deliveries d JOIN webhook_subscriptions s \
+                               ON s.tenant_id = d.tenant_id AND s.id = d.subscription_id \
+                             WHERE d.id = $1",
+                            &[&subject],
+                        )
+                        .await?;
+                    let Some(row) = row else {
+                        // The subscription (and with it the delivery) was deleted.
+                        jobs::finish(tx, id, &worker).await?;
+                        return Ok(Loaded::Done);
+                    };
+                    if row.get::<_, &str>("status") != "pending" {
+                        jobs::finish(tx, id, &worker).await?;
+                        return Ok(Loaded::Done);
+                    }
+                    if !row.get::<_, bool>("enabled") {
+                        tx.execute(
+                            "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, \
+                             last_error = 'the webhook is disabled', updated_at = now() WHERE id = $1",
+                            &[&subject],
+                        )
+                        .await?;
+                        jobs::finish(tx, id, &worker).await?;
+                        count("failed");
+                        return Ok(Loaded::Done);
+                    }
+                    let subscription: Uuid = row.get("subscription_id");
+                    let sealed: Vec<u8> = row.get("secret");
+                    let secret = state
+                        .cipher
+                        .open(tx.tenant(), subscription, &sealed)
+                        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("webhook secret: {e}")))?;
+                    let payload: Value = row.get("payload");
+                    let body = serde_json::to_vec(&payload)
+                        .map_err(|e| ApiError::Unexpected(e.into()))?;
+                    Ok(Loaded::Send(Box::new(Pending {
+                        delivery: subject,
+                        subscription,
+                        url: row.get("url"),
+                        secret,
+                        event_type: row.get("event_type"),
+                        body: Bytes::from(body),
+                        attempts: row.get("attempts"),
+                    })))
+                })
+            })
+            .await
+    }
+
+    async fn attempt(&self, s: &Pending) -> Outcome {
+        let at = Utc::now();
+        let start = Instant::now();
+        let result = tokio::time::timeout(self.cfg.attempt_timeout, self.post(s)).await;
+        let duration = start.elapsed();
+        metrics::histogram!(crate::metrics::WEBHOOK_ATTEMPT_SECONDS).record(duration.as_secs_f64());
+        let (status, error) = match result {
+            Ok(Ok(code)) if (200..300).contains(&code) => (Some(code), None),
+            Ok(Ok(code)) => (Some(code), Some(format!("the receiver answered {code}"))),
+            Ok(Err(why)) => (None, Some(why)),
+            Err(_) => (None, Some("timed out".to_owned())),
+        };
+        Outcome {
+            status,
+            error,
+            duration,
+            at,
+        }
+    }
+
+    /// Resolves, checks, connects and POSTs. The error text is client-safe: it never holds a
+    /// resolved address, a TLS library message or the receiver's body.
+    async fn post(&self, s: &Pending) -> Result<u16, String> {
+        let t = target::parse(&s.url, &self.cfg).map_err(|e| e.to_string())?;
+        let addrs = target::resolve(&t, &self.cfg).await.map_err(|e| match e {
+            Refused::Forbidden => {
+                "the host resolves to a private, loopback, link-local or otherwise reserved address: not delivered"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        })?;
+        let tcp = connect(&addrs).await?;
+        let now = Utc::now().timestamp();
+        let sig = signature(&s.secret, now, &s.body);
+        let req = request(&t, s, &sig)?;
+        if t.tls {
+            let name = ServerName::try_from(t.host.clone())
+                .map_err(|_| "the host is not a valid tls server name".to_owned())?;
+            let tls = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|_| "tls handshake failed".to_owned())?;
+            exchange(tls, req).await
+        } else {
+            exchange(tcp, req).await
+        }
+    }
+
+    async fn record(&self, job: &Claimed, s: Pending, out: Outcome) -> Result<(), ApiError> {
+        let (id, worker) = (job.id, self.worker.clone());
+        let cfg = self.cfg.clone();
+        self.state
+            .db
+            .system(&caller(job), move |tx| {
+                Box::pin(async move {
+                    if frozen(tx).await? {
+                        // Frozen meanwhile: record nothing; the move carries the delivery
+                        // and its job, and the new home sends it again (at least once).
+                        return Ok(());
+                    }
+                    let attempts = s.attempts.saturating_add(1);
+                    let log = serde_json::to_value([WebhookAttempt {
+                        at: out.at,
+                        status_code: out.status.map(i32::from),
+                        duration_ms: i32::try_from(out.duration.as_millis()).unwrap_or(i32::MAX),
+                        error: out.error.clone(),
+                    }])
+                    .map_err(|e| ApiError::Unexpected(e.into()))?;
+                    let gone = out.status == Some(410);
+                    let max = i32::try_from(cfg.max_attempts).unwrap_or(i32::MAX);
+                    let (status, next) = if out.delivered() {
+                        ("delivered", None)
+                    } else if gone {
+                        ("failed", None)
+                    } else if attempts >= max {
+                        ("dead", None)
+                    } else {
+                        let wait = backoff(&cfg, u32::try_from(attempts).unwrap_or(1), random_u64());
+                        let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+                        ("pending", Some(Utc::now() + wait))
+                    };
+                    tx.execute(
+                        "UPDATE webhook_deliveries SET status = $2, attempts = $3, \
+                           last_status_code = $4, last_error = $5, last_duration_ms = $6, \
+                           next_attempt_at = $7, attempt_log = attempt_log || $8::jsonb, \
+                           updated_at = now() WHERE id = $1",
+                        &[
+                            &s.delivery,
+                            &status,
+                            &attempts,
+                            &out.status.map(i32::from),
+                            &out.error,
+                            &i32::try_from(out.duration.as_millis()).unwrap_or(i32::MAX),
+                            &next,
+                            &log,
+                        ],
+                    )
+                    .await?;
+                    if gone {
+                        // 410 Gone: the receiver says the endpoint is retired for good. The
+                        // subscription is disabled (its other pending deliveries fail when
+                        // their turn comes) and the audit says who did it.
+                        tx.execute(
+                            "UPDATE webhook_subscriptions SET enabled = false, updated_at = now() WHERE id = $1",
+                            &[&s.subscription],
+                        )
+                        .await?;
+                        tx.audit(
+                            "webhook.disable",
+                            "webhook",
+                            &s.subscription.to_string(),
+                            serde_json::json!({ "reason": "the receiver answered 410 Gone" }),
+                        )
+                        .await?;
+                    }
+                    let kept = match next {
+                        Some(at) => jobs::reschedule(tx, id, &worker, at).await?,
+                        None => jobs::finish(tx, id, &worker).await?,
+                    };
+                    if !kept {
+                        // Another worker took the job after our lease expired: roll back.
+                        return Err(ApiError::Conflict("the job's lease was lost".into()));
+                    }
+                    count(if out.delivered() { "delivered" } else if gone { "gone" } else if status == "dead" { "dead" } else { "retry" });
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+/// Connects to the first address that accepts: only addresses the rules allowed.
+async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, String> {
+    let mut refused = false;
+    for a in addrs {
+        match TcpStream::connect(a).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused = true,
+            Err(_) => {}
+        }
+    }
+    Err(if refused {
+        "connection refused".to_owned()
+    } else {
+        "could not connect".to_owned()
+    })
+}
+
+fn request(t: &Target, s: &Pending, sig: &str) -> Result<Request<Full<Bytes>>, String> {
+    let path = match t.url.query() {
+        Some(q) => format!("{}?{q}", t.url.path()),
+        None => t.url.path().to_owned(),
+    };
+    let host = match (t.url.host_str(), t.url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => t.host.clone(),
+    };
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(HOST, host)
+        .header(CONTENT_TYPE, "application/json")
+        .header(USER_AGENT, concat!("residency-webhooks/", env!("CARGO_PKG_VERSION")))
+        .header(SIGNATURE_HEADER, sig)
+        .header(EVENT_HEADER, &s.event_type)
+        .header(DELIVERY_HEADER, s.delivery.to_string())
+        .body(Full::new(s.body.clone()))
+        .map_err(|_| "the url cannot be requested".to_owned())
+}
+
+/// One HTTP/1.1 request on `io`; the answer's status (its body is read, bounded, and dropped).
+async fn exchange<I>(io: I, req: Request<Full<Bytes>>) -> Result<u16, String>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|_| "the http exchange failed".to_owned())?;
+    let driver = tokio::spawn(conn);
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|_| "the receiver closed the connection without an answer".to_owned());
+    let out = match resp {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let _ = Limited::new(r.into_body(), MAX_ANSWER_BYTES).collect().await;
+            Ok(status)
+        }
+        Err(e) => Err(e),
+    };
+    driver.abort();
+    out
+}
+
+impl Handler for Deliverer {
+    fn run(&self, job: Claimed) -> BoxFuture<'static, Result<(), ApiError>> {
+        let this = Self {
+            state: Arc::clone(&self.state),
+            cfg: self.cfg.clone(),
+            tls: self.tls.clone(),
+            worker: self.worker.clone(),
+        };
+        Box::pin(async move {
+            let s = match this.load(&job).await? {
+                Loaded::Later | Loaded::Done => return Ok(()),
+                Loaded::Send(s) => *s,
+            };
+            let out = this.attempt(&s).await;
+            tracing::debug!(
+                tenant = %job.tenant,
+                delivery = %s.delivery,
+                status = ?out.status,
+                "webhook attempt"
+            );
+            this.record(&job, s, out).await
+        })
+    }
+}
+
+/// The delivery runner, built before the node binds (so a bad `webhooks.ca_file` stops the
+/// start) and started by [`Runner::spawn`] beside the listener.
+pub(crate) struct Runner {
+    db: Db,
+    cfg: jobs::RunnerConfig,
+    handler: Arc<Deliverer>,
+}
+
+/// The runner when `[webhooks] enabled`.
+///
+/// # Errors
+/// An unreadable `webhooks.ca_file`.
+pub(crate) fn prepare(state: &Arc<AppState>, cfg: &WebhooksConfig) -> anyhow::Result<Option<Runner>> {
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let worker = jobs::RunnerConfig::worker_id(super::KIND);
+    let handler = Deliverer::new(Arc::clone(state), cfg.clone(), worker.clone())?;
+    Ok(Some(Runner {
+        db: state.db.clone(),
+        cfg: jobs::RunnerConfig {
+            worker,
+            concurrency: cfg.concurrency,
+            poll_interval: cfg.poll_interval,
+            // Longer than an attempt plus its two short transactions, so a live attempt
+            // keeps its job.
+            lease: cfg.attempt_timeout + Duration::from_secs(30),
+        },
+        handler: Arc::new(handler),
+    }))
+}
+
+impl Runner {
+    /// Starts claiming; stops claiming when `shutdown` fires and finishes the attempts in
+    /// flight (each bounded by `attempt_timeout`).
+    pub(crate) fn spawn(
+        self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        jobs::spawn(self.db, super::KIND, self.cfg, self.handler, shutdown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_over_t_dot_body() {
+        // HMAC-SHA256("key", "1.{}") computed independently with Python's hmac module.
+        let s = signature(b"key", 1, b"{}");
+        assert!(s.starts_with("t=1,v1="), "{s}");
+        assert_eq!(s.len(), "t=1,v1=".len() + 64);
+        assert_ne!(signature(b"key", 2, b"{}"), s);
+        assert_ne!(signature(b"other", 1, b"{}"), s);
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_under_a_doubling_ceiling() {
+        let cfg = WebhooksConfig {
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(10),
+            ..WebhooksConfig::default()
+        };
+        assert_eq!(backoff(&cfg, 1, u64::MAX), Duration::from_millis(u64::MAX % 1001));
+        for (attempt, ceiling_ms) in [(1, 1000), (2, 2000), (3, 4000), (4, 8000), (5, 10_000), (40, 10_000)] {
+            for r in [0, 1, 999, 123_456_789, u64::MAX] {
+                assert!(backoff(&cfg, attempt, r) <= Duration::from_millis(ceiling_ms));
+            }
+            assert_eq!(backoff(&cfg, attempt, ceiling_ms), Duration::from_millis(ceiling_ms));
+        }
+    }
+}
