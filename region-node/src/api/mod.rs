@@ -23,6 +23,7 @@ mod page;
 mod provision;
 mod resource;
 mod roles;
+mod webhooks;
 mod workflows;
 
 use std::sync::Arc;
@@ -121,6 +122,19 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .patch(roles::update)
                 .delete(roles::delete),
         )
+        .route(
+            "/v1/webhooks",
+            webhooks::WEBHOOK.list_route().post(webhooks::create),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            webhooks::WEBHOOK
+                .get_route()
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
         .route("/v1/audit-events", get(audit_events::list))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::customer));
     let internal = Router::new()

@@ -431,6 +431,14 @@ pub(super) async fn arrive(
                         json!({ "from": body.from, "to": region }),
                     )
                     .await?;
+                    // Once, with the audit event: the subscriptions arrived with the tenant,
+                    // and this node (the new home) delivers it.
+                    crate::webhooks::emit(
+                        tx,
+                        crate::webhooks::EventType::TenantMoved,
+                        json!({ "move_id": body.move_id, "from": body.from, "to": region }),
+                    )
+                    .await?;
                 }
                 Ok(())
             })

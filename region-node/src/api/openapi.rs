@@ -13,8 +13,9 @@
 use residency_core::wire::customer::{
     AuditEvent, Configuration, Connection, Connector, CreateConnection, CreateMember, CreateRole,
     CreateWorkflow, Execution, ExecutionLog, Me, Member, Page as PageOf, PutConfiguration, Role,
-    RunWorkflow, UpdateConnection, UpdateMember, UpdateRole, UpdateWorkflow, Usage, UsageCounts,
-    Workflow,
+    RunWorkflow, UpdateConnection, UpdateMember, UpdateRole, UpdateWebhook, UpdateWorkflow, Usage,
+    UsageCounts, Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent, Workflow,
+    CreateWebhook, CreatedWebhook,
 };
 use residency_core::wire::ProblemDetails;
 use residency_http::PROBLEM_JSON;
@@ -27,7 +28,8 @@ use utoipa::{Modify, OpenApi};
 use standard::Standard;
 
 use super::{
-    account, audit_events, configurations, connections, executions, members, roles, workflows,
+    account, audit_events, configurations, connections, executions, members, roles, webhooks,
+    workflows,
 };
 
 /// The customer API document.
@@ -56,6 +58,10 @@ use super::{
         members::update,
         roles::create,
         roles::update,
+        webhooks::create,
+        webhooks::update,
+        webhooks::ping,
+        webhooks::deliveries,
     ),
     components(schemas(
         ProblemDetails,
@@ -67,6 +73,8 @@ use super::{
         PageOf<Member>,
         PageOf<Role>,
         PageOf<AuditEvent>,
+        PageOf<Webhook>,
+        PageOf<WebhookDelivery>,
         Me,
         Usage,
         UsageCounts,
@@ -89,6 +97,13 @@ use super::{
         CreateRole,
         UpdateRole,
         AuditEvent,
+        Webhook,
+        CreatedWebhook,
+        CreateWebhook,
+        UpdateWebhook,
+        WebhookDelivery,
+        WebhookAttempt,
+        WebhookEvent,
     )),
     modifiers(&Gateway),
     security(("bearer" = []), ("api_key" = [])),
@@ -102,6 +117,7 @@ use super::{
         (name = "members", description = "People with a role in this customer"),
         (name = "roles", description = "System and custom roles"),
         (name = "audit", description = "The append-only audit trail"),
+        (name = "webhooks", description = "Signed event deliveries to the customer's https endpoints, from its home region only"),
     ),
 )]
 pub(crate) struct CustomerApi;
@@ -164,7 +180,7 @@ const GATEWAY_REFUSALS: [(&str, &str, &str); 9] = [
 const TOO_LARGE: (&str, &str, &str) = ("413", "PayloadTooLarge", "The body is over the size limit");
 
 /// The resources' standard operations (list, get, delete), declared next to each resource.
-const STANDARD: [&Standard; 8] = [
+const STANDARD: [&Standard; 9] = [
     &account::CONNECTORS_DOC,
     &connections::DOC,
     &workflows::DOC,
@@ -173,6 +189,7 @@ const STANDARD: [&Standard; 8] = [
     &members::DOC,
     &roles::DOC,
     &audit_events::DOC,
+    &webhooks::DOC,
 ];
 
 impl Modify for Gateway {
