@@ -4,110 +4,19 @@
 //! secret, retries after 500s, dead letters, the delivery log, and secrets kept out of every
 //! later answer and out of the node's logs.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use integration_tests::process::{until, Logs, NodeProcess};
+use integration_tests::webhook_receiver::{Received, Receiver};
 use integration_tests::{Http, RegionDb, Response};
 use residency_core::assertion::now_secs;
 use residency_core::TenantId;
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-/// A delivery as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Received {
-    signature: String,
-    event: String,
-    delivery: String,
-    body: Bytes,
-}
-
-/// A local webhook receiver: answers `fail_first` 500s per delivery id, then `then`.
-#[derive(Clone)]
-struct Receiver {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    async fn start(fail_first: usize, then: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let got2 = Arc::clone(&got);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (got, seen) = (Arc::clone(&got2), Arc::clone(&seen));
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                        let (got, seen) = (Arc::clone(&got), Arc::clone(&seen));
-                        async move {
-                            let h = |n: &str| {
-                                req.headers()
-                                    .get(n)
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or_default()
-                                    .to_owned()
-                            };
-                            let (signature, event, delivery) = (
-                                h("residency-signature"),
-                                h("residency-event"),
-                                h("residency-delivery"),
-                            );
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let n = {
-                                let mut seen = seen.lock().unwrap();
-                                let n = seen.entry(delivery.clone()).or_insert(0);
-                                *n += 1;
-                                *n
-                            };
-                            got.lock().unwrap().push(Received {
-                                signature,
-                                event,
-                                delivery,
-                                body,
-                            });
-                            let status = if n <= fail_first { 500 } else { then };
-                            Ok::<_, Infallible>(
-                                hyper::Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::from_static(b"receiver body")))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Self { addr, got }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks?source=residency", self.addr.port())
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-}
 
 /// Checks `Residency-Signature: t=<t>,v1=<hex>` over `<t>.<body>` with `secret`.
 fn verify(secret: &str, r: &Received) {
