@@ -11,7 +11,7 @@ use integration_tests::Response;
 use serde_json::{json, Value};
 
 /// Every `/v1` route of `residency_region_node::api::router`, as method and OpenAPI path.
-const ROUTES: [(&str, &str); 33] = [
+const ROUTES: [(&str, &str); 40] = [
     ("get", "/v1/me"),
     ("get", "/v1/usage"),
     ("get", "/v1/connectors"),
@@ -45,6 +45,13 @@ const ROUTES: [(&str, &str); 33] = [
     ("patch", "/v1/roles/{id}"),
     ("delete", "/v1/roles/{id}"),
     ("get", "/v1/audit-events"),
+    ("get", "/v1/webhooks"),
+    ("post", "/v1/webhooks"),
+    ("get", "/v1/webhooks/{id}"),
+    ("patch", "/v1/webhooks/{id}"),
+    ("delete", "/v1/webhooks/{id}"),
+    ("get", "/v1/webhooks/{id}/deliveries"),
+    ("post", "/v1/webhooks/{id}/ping"),
 ];
 
 #[tokio::test]
