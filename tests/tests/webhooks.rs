@@ -431,3 +431,63 @@ async fn a_target_that_resolves_to_a_forbidden_address_at_delivery_time_is_not_c
     );
     assert!(receiver.got().is_empty(), "the receiver on loopback was reached");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoking_an_api_key_at_the_admin_api_is_delivered_as_api_key_revoked_once() {
+    let stack = integration_tests::gateway::Stack::start().await;
+    let tenant = stack.create_tenant("acme", "eu", "scale").await;
+    let id = tenant["id"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {}", stack.idp.token(&id, "owner-acme", "owner"));
+    let receiver = Receiver::start(0, 200).await;
+    // Through the gateway: the same paths as on the node.
+    let created = Http::default()
+        .send(
+            Method::POST,
+            &format!("{}/v1/webhooks", stack.public),
+            &[("authorization", &auth)],
+            Some(&json!({"url": receiver.url(), "events": ["api_key.revoked"]})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let secret = created.json["secret"].as_str().unwrap().to_owned();
+    let key = stack.create_api_key(&id, "ci", "developer").await;
+    let key_id = key["id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/v1/tenants/{id}/api-keys/{key_id}");
+    let r = stack.admin(Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let got = until("api_key.revoked delivered", Duration::from_secs(30), || async {
+        let got = receiver.got();
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    verify(&secret, &got[0]);
+    assert_eq!(got[0].event, "api_key.revoked");
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["data"]["id"], key_id.as_str(), "{body}");
+    assert_eq!(body["data"]["prefix"], key["prefix"], "{body}");
+    assert_eq!(body["tenant_id"], id.as_str());
+    assert!(!got[0].body.windows(3).any(|w| w == b"rk_"), "no key material: {body}");
+
+    // Revoking again (idempotent) records nothing more; the audit has it once.
+    let r = stack.admin(Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let audit = Http::default()
+        .send(
+            Method::GET,
+            &format!("{}/v1/audit-events?action=api_key.revoke", stack.public),
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(audit.json["items"].as_array().map(Vec::len), Some(1), "{audit:?}");
+    let hook = created.json["id"].as_str().unwrap();
+    let log = Http::default()
+        .send(
+            Method::GET,
+            &format!("{}/v1/webhooks/{hook}/deliveries", stack.public),
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(log.json["items"].as_array().map(Vec::len), Some(1), "{log:?}");
+}

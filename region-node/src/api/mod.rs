@@ -140,6 +140,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let internal = Router::new()
         .route("/internal/v1/provision", post(provision::provision))
         .route("/internal/v1/roles/check", post(provision::check_role))
+        .route(
+            residency_core::wire::provision::KEY_REVOKED_PATH,
+            post(provision::key_revoked),
+        )
         .route(mv::PLAN_PATH, post(moves::plan))
         .route(mv::FREEZE_PATH, post(moves::freeze))
         .route(mv::EXPORT_PATH, post(moves::export))

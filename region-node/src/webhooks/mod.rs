@@ -42,7 +42,6 @@ pub(crate) enum EventType {
     /// The customer arrived in this region (recorded by the move's target node).
     TenantMoved,
     /// An API key of the customer was revoked (reported by the gateway's admin API).
-    #[allow(dead_code)]
     ApiKeyRevoked,
     /// A test event, on request (`POST /v1/webhooks/{id}/ping`).
     Ping,
