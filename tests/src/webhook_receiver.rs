@@ -99,7 +99,10 @@ impl Receiver {
     /// Its URL (plain http).
     #[must_use]
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks?source=residency", self.addr.port())
+        format!(
+            "http://127.0.0.1:{}/hooks?source=residency",
+            self.addr.port()
+        )
     }
 
     /// Every request so far.
@@ -111,4 +114,3 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 }
-

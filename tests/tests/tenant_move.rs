@@ -116,7 +116,11 @@ impl Customer<'_> {
                 MOVE_DEADLINE,
                 || async {
                     let r = self
-                        .call(Method::GET, &format!("/v1/webhooks/{hook}/deliveries"), None)
+                        .call(
+                            Method::GET,
+                            &format!("/v1/webhooks/{hook}/deliveries"),
+                            None,
+                        )
                         .await;
                     let here = r
                         .headers
@@ -335,7 +339,9 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
 
     // The subscription moved with the tenant: eu delivers tenant.moved, signed with the same
     // secret (re-sealed with eu's key), once.
-    customer.until_delivered(&hook_id, "tenant.moved", "eu").await;
+    customer
+        .until_delivered(&hook_id, "tenant.moved", "eu")
+        .await;
     let moved_events: Vec<Value> = receiver
         .got()
         .iter()
@@ -344,7 +350,10 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
         .collect();
     assert_eq!(moved_events.len(), 1, "{moved_events:?}");
     assert_eq!(
-        (&moved_events[0]["data"]["from"], &moved_events[0]["data"]["to"]),
+        (
+            &moved_events[0]["data"]["from"],
+            &moved_events[0]["data"]["to"]
+        ),
         (&json!("us"), &json!("eu"))
     );
     assert_eq!(moved_events[0]["data"]["move_id"], move_id.as_str());

@@ -114,7 +114,12 @@ impl Fixture {
         let a = self
             .node
             .signer()
-            .mint(TenantId::from_uuid(tenant), &format!("user-{role}"), role, now_secs())
+            .mint(
+                TenantId::from_uuid(tenant),
+                &format!("user-{role}"),
+                role,
+                now_secs(),
+            )
             .unwrap()
             .0;
         self.http
@@ -127,7 +132,13 @@ impl Fixture {
             .await
     }
 
-    async fn call(&self, tenant: Uuid, method: Method, path: &str, body: Option<&Value>) -> Response {
+    async fn call(
+        &self,
+        tenant: Uuid,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
         self.call_as(tenant, "owner", method, path, body).await
     }
 
@@ -151,7 +162,12 @@ impl Fixture {
     ) -> Vec<Value> {
         until(what, Duration::from_secs(30), || async {
             let r = self
-                .call(tenant, Method::GET, &format!("/v1/webhooks/{hook}/deliveries"), None)
+                .call(
+                    tenant,
+                    Method::GET,
+                    &format!("/v1/webhooks/{hook}/deliveries"),
+                    None,
+                )
                 .await;
             assert_eq!(r.status, StatusCode::OK, "{r:?}");
             let items = r.json["items"].as_array().unwrap().clone();
@@ -186,7 +202,9 @@ async fn private_loopback_and_link_local_targets_are_refused() {
     assert_refused_naming_url(&r, "ftp");
     let r = f.create(t, "https://u:p@example.com/hook", &["ping"]).await;
     assert_refused_naming_url(&r, "credentials in the url");
-    let r = f.create(t, "https://example.com/hook", &["no.such.event"]).await;
+    let r = f
+        .create(t, "https://example.com/hook", &["no.such.event"])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
     assert_eq!(r.json["field"], "events[0]", "{r:?}");
     let list = f.call(t, Method::GET, "/v1/webhooks", None).await;
@@ -212,13 +230,21 @@ async fn another_tenants_webhook_is_404_and_read_only_roles_cannot_write() {
         (Method::DELETE, one.clone(), None),
     ] {
         let r = f.call(b, method.clone(), &path, body.as_ref()).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {path} as B: {r:?}");
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path} as B: {r:?}"
+        );
     }
     let listed = f.call(b, Method::GET, "/v1/webhooks", None).await;
     assert_eq!(listed.json["items"], json!([]), "{listed:?}");
     // Still A's, unchanged.
     let r = f.call(a, Method::GET, &one, None).await;
-    assert_eq!((r.status, &r.json["enabled"]), (StatusCode::OK, &json!(true)), "{r:?}");
+    assert_eq!(
+        (r.status, &r.json["enabled"]),
+        (StatusCode::OK, &json!(true)),
+        "{r:?}"
+    );
 
     // `operator` holds webhooks.read but not webhooks.manage.
     let r = f.call_as(a, "operator", Method::GET, &one, None).await;
@@ -239,11 +265,15 @@ async fn another_tenants_webhook_is_404_and_read_only_roles_cannot_write() {
         (Method::DELETE, one.clone()),
     ] {
         let body = (method == Method::PATCH).then(|| json!({"enabled": false}));
-        let r = f.call_as(a, "operator", method.clone(), &path, body.as_ref()).await;
+        let r = f
+            .call_as(a, "operator", method.clone(), &path, body.as_ref())
+            .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}: {r:?}");
     }
     // `viewer` may not even read them.
-    let r = f.call_as(a, "viewer", Method::GET, "/v1/webhooks", None).await;
+    let r = f
+        .call_as(a, "viewer", Method::GET, "/v1/webhooks", None)
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
 }
 
@@ -261,31 +291,69 @@ async fn events_are_signed_retried_after_500s_and_logged_and_the_secret_never_re
     let created = f.create(t, &receiver.url(), &events).await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     let secret = created.json["secret"].as_str().unwrap().to_owned();
-    assert!(secret.starts_with("whsec_") && secret.len() > 40, "{secret}");
+    assert!(
+        secret.starts_with("whsec_") && secret.len() > 40,
+        "{secret}"
+    );
     let id = created.json["id"].as_str().unwrap().to_owned();
     // An audit event for the create, without the secret.
-    let audit = f.call(t, Method::GET, "/v1/audit-events?action=webhook.create", None).await;
-    assert_eq!(audit.json["items"].as_array().map(Vec::len), Some(1), "{audit:?}");
+    let audit = f
+        .call(
+            t,
+            Method::GET,
+            "/v1/audit-events?action=webhook.create",
+            None,
+        )
+        .await;
+    assert_eq!(
+        audit.json["items"].as_array().map(Vec::len),
+        Some(1),
+        "{audit:?}"
+    );
 
     // A write that rolls back emits nothing: an invalid member.
     let r = f
-        .call(t, Method::POST, "/v1/members", Some(&json!({"subject": "x", "email": "x@y.test", "role": "nope"})))
+        .call(
+            t,
+            Method::POST,
+            "/v1/members",
+            Some(&json!({"subject": "x", "email": "x@y.test", "role": "nope"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
 
     let member = f
-        .call(t, Method::POST, "/v1/members", Some(&json!({"subject": "ann", "email": "ann@acme.test", "role": "viewer"})))
+        .call(
+            t,
+            Method::POST,
+            "/v1/members",
+            Some(&json!({"subject": "ann", "email": "ann@acme.test", "role": "viewer"})),
+        )
         .await;
     assert_eq!(member.status, StatusCode::CREATED, "{member:?}");
     let member_id = member.json["id"].as_str().unwrap().to_owned();
-    let r = f.call(t, Method::DELETE, &format!("/v1/members/{member_id}"), None).await;
+    let r = f
+        .call(t, Method::DELETE, &format!("/v1/members/{member_id}"), None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
     let conn = f
-        .call(t, Method::POST, "/v1/connections", Some(&json!({"connector_id": "notion", "name": "n", "credentials": {"k": "v"}})))
+        .call(
+            t,
+            Method::POST,
+            "/v1/connections",
+            Some(&json!({"connector_id": "notion", "name": "n", "credentials": {"k": "v"}})),
+        )
         .await;
     assert_eq!(conn.status, StatusCode::CREATED, "{conn:?}");
     let conn_id = conn.json["id"].as_str().unwrap().to_owned();
-    let r = f.call(t, Method::DELETE, &format!("/v1/connections/{conn_id}"), None).await;
+    let r = f
+        .call(
+            t,
+            Method::DELETE,
+            &format!("/v1/connections/{conn_id}"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
 
     let log = f
@@ -296,12 +364,23 @@ async fn events_are_signed_retried_after_500s_and_logged_and_the_secret_never_re
     for d in &log {
         assert_eq!(d["attempts"], 3, "two 500s, then a 204: {d:#}");
         assert_eq!(d["last_status_code"], 204, "{d:#}");
-        let codes: Vec<&Value> = d["attempt_log"].as_array().unwrap().iter().map(|a| &a["status_code"]).collect();
+        let codes: Vec<&Value> = d["attempt_log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| &a["status_code"])
+            .collect();
         assert_eq!(codes, [&json!(500), &json!(500), &json!(204)], "{d:#}");
-        assert_eq!(d["attempt_log"][0]["error"], "the receiver answered 500", "{d:#}");
+        assert_eq!(
+            d["attempt_log"][0]["error"], "the receiver answered 500",
+            "{d:#}"
+        );
         assert_eq!(d["webhook_id"], id.as_str());
     }
-    let mut types: Vec<&str> = log.iter().map(|d| d["event_type"].as_str().unwrap()).collect();
+    let mut types: Vec<&str> = log
+        .iter()
+        .map(|d| d["event_type"].as_str().unwrap())
+        .collect();
     types.sort_unstable();
     let mut want = events.to_vec();
     want.sort_unstable();
@@ -315,9 +394,15 @@ async fn events_are_signed_retried_after_500s_and_logged_and_the_secret_never_re
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["type"], r.event.as_str());
         assert_eq!(body["tenant_id"], t.to_string());
-        assert!(log.iter().any(|d| d["id"] == r.delivery.as_str() && d["event_id"] == body["id"]), "{body}");
+        assert!(
+            log.iter()
+                .any(|d| d["id"] == r.delivery.as_str() && d["event_id"] == body["id"]),
+            "{body}"
+        );
         match r.event.as_str() {
-            "member.added" | "member.removed" => assert_eq!(body["data"]["id"], member_id.as_str(), "{body}"),
+            "member.added" | "member.removed" => {
+                assert_eq!(body["data"]["id"], member_id.as_str(), "{body}")
+            }
             _ => assert_eq!(body["data"]["id"], conn_id.as_str(), "{body}"),
         }
     }
@@ -327,23 +412,46 @@ async fn events_are_signed_retried_after_500s_and_logged_and_the_secret_never_re
     assert!(std::panic::catch_unwind(|| verify(&secret, &forged)).is_err());
 
     // The secret never again: not in any answer, not in the node's logs.
-    for path in [format!("/v1/webhooks/{id}"), "/v1/webhooks".to_owned(), format!("/v1/webhooks/{id}/deliveries"), "/v1/audit-events".to_owned()] {
+    for path in [
+        format!("/v1/webhooks/{id}"),
+        "/v1/webhooks".to_owned(),
+        format!("/v1/webhooks/{id}/deliveries"),
+        "/v1/audit-events".to_owned(),
+    ] {
         let r = f.call(t, Method::GET, &path, None).await;
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
-        assert!(!r.text.contains(&secret) && !r.text.contains("whsec_"), "{path}: {}", r.text);
+        assert!(
+            !r.text.contains(&secret) && !r.text.contains("whsec_"),
+            "{path}: {}",
+            r.text
+        );
     }
-    let r = f.call(t, Method::PATCH, &format!("/v1/webhooks/{id}"), Some(&json!({"description": "changed"}))).await;
+    let r = f
+        .call(
+            t,
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            Some(&json!({"description": "changed"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert!(!r.text.contains("whsec_"), "{}", r.text);
-    let ping = f.call(t, Method::POST, &format!("/v1/webhooks/{id}/ping"), None).await;
+    let ping = f
+        .call(t, Method::POST, &format!("/v1/webhooks/{id}/ping"), None)
+        .await;
     assert_eq!(ping.status, StatusCode::ACCEPTED, "{ping:?}");
     assert!(!ping.text.contains("whsec_"), "{}", ping.text);
     f.deliveries_until(t, &id, "the ping delivered", |items| {
-        items.iter().any(|d| d["event_type"] == "ping" && d["status"] == "delivered")
+        items
+            .iter()
+            .any(|d| d["event_type"] == "ping" && d["status"] == "delivered")
     })
     .await;
     let lines = f.logs.lines();
-    assert!(lines.iter().any(|l| l.contains("webhook attempt")), "debug logs were captured");
+    assert!(
+        lines.iter().any(|l| l.contains("webhook attempt")),
+        "debug logs were captured"
+    );
     let secret_hex = secret.trim_start_matches("whsec_");
     assert!(
         !lines.iter().any(|l| l.contains(secret_hex)),
@@ -351,9 +459,18 @@ async fn events_are_signed_retried_after_500s_and_logged_and_the_secret_never_re
     );
 
     // Deleting the subscription removes its delivery log with it.
-    let r = f.call(t, Method::DELETE, &format!("/v1/webhooks/{id}"), None).await;
+    let r = f
+        .call(t, Method::DELETE, &format!("/v1/webhooks/{id}"), None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
-    let r = f.call(t, Method::GET, &format!("/v1/webhooks/{id}/deliveries"), None).await;
+    let r = f
+        .call(
+            t,
+            Method::GET,
+            &format!("/v1/webhooks/{id}/deliveries"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
 }
 
@@ -365,7 +482,9 @@ async fn a_delivery_that_always_fails_is_dead_lettered_after_max_attempts() {
     let created = f.create(t, &receiver.url(), &["member.added"]).await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     let id = created.json["id"].as_str().unwrap().to_owned();
-    let ping = f.call(t, Method::POST, &format!("/v1/webhooks/{id}/ping"), None).await;
+    let ping = f
+        .call(t, Method::POST, &format!("/v1/webhooks/{id}/ping"), None)
+        .await;
     assert_eq!(ping.status, StatusCode::ACCEPTED, "{ping:?}");
     assert_eq!(ping.json["event_type"], "ping");
     let log = f
@@ -379,7 +498,6 @@ async fn a_delivery_that_always_fails_is_dead_lettered_after_max_attempts() {
     assert_eq!(d["next_attempt_at"], Value::Null, "{d:#}");
     assert_eq!(d["last_error"], "the receiver answered 500", "{d:#}");
     assert_eq!(receiver.got().len(), 3, "no attempt after the dead letter");
-
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,7 +534,9 @@ async fn a_target_that_resolves_to_a_forbidden_address_at_delivery_time_is_not_c
         )
         .await
         .unwrap();
-    let ping = f.call(t, Method::POST, &format!("/v1/webhooks/{sub}/ping"), None).await;
+    let ping = f
+        .call(t, Method::POST, &format!("/v1/webhooks/{sub}/ping"), None)
+        .await;
     assert_eq!(ping.status, StatusCode::ACCEPTED, "{ping:?}");
     let log = f
         .deliveries_until(t, &sub.to_string(), "the ping given up", |items| {
@@ -425,11 +545,17 @@ async fn a_target_that_resolves_to_a_forbidden_address_at_delivery_time_is_not_c
         .await;
     assert_eq!(log[0]["last_status_code"], Value::Null, "{:#}", log[0]);
     assert!(
-        log[0]["last_error"].as_str().unwrap().contains("reserved address"),
+        log[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("reserved address"),
         "{:#}",
         log[0]
     );
-    assert!(receiver.got().is_empty(), "the receiver on loopback was reached");
+    assert!(
+        receiver.got().is_empty(),
+        "the receiver on loopback was reached"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -455,10 +581,14 @@ async fn revoking_an_api_key_at_the_admin_api_is_delivered_as_api_key_revoked_on
     let path = format!("/admin/v1/tenants/{id}/api-keys/{key_id}");
     let r = stack.admin(Method::DELETE, &path, None).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    let got = until("api_key.revoked delivered", Duration::from_secs(30), || async {
-        let got = receiver.got();
-        (!got.is_empty()).then_some(got)
-    })
+    let got = until(
+        "api_key.revoked delivered",
+        Duration::from_secs(30),
+        || async {
+            let got = receiver.got();
+            (!got.is_empty()).then_some(got)
+        },
+    )
     .await;
     verify(&secret, &got[0]);
     assert_eq!(got[0].event, "api_key.revoked");
@@ -466,7 +596,10 @@ async fn revoking_an_api_key_at_the_admin_api_is_delivered_as_api_key_revoked_on
     assert_eq!(body["data"]["id"], key_id.as_str(), "{body}");
     assert_eq!(body["data"]["prefix"], key["prefix"], "{body}");
     assert_eq!(body["tenant_id"], id.as_str());
-    assert!(!got[0].body.windows(3).any(|w| w == b"rk_"), "no key material: {body}");
+    assert!(
+        !got[0].body.windows(3).any(|w| w == b"rk_"),
+        "no key material: {body}"
+    );
 
     // Revoking again (idempotent) records nothing more; the audit has it once.
     let r = stack.admin(Method::DELETE, &path, None).await;
@@ -479,7 +612,11 @@ async fn revoking_an_api_key_at_the_admin_api_is_delivered_as_api_key_revoked_on
             None,
         )
         .await;
-    assert_eq!(audit.json["items"].as_array().map(Vec::len), Some(1), "{audit:?}");
+    assert_eq!(
+        audit.json["items"].as_array().map(Vec::len),
+        Some(1),
+        "{audit:?}"
+    );
     let hook = created.json["id"].as_str().unwrap();
     let log = Http::default()
         .send(
@@ -489,5 +626,9 @@ async fn revoking_an_api_key_at_the_admin_api_is_delivered_as_api_key_revoked_on
             None,
         )
         .await;
-    assert_eq!(log.json["items"].as_array().map(Vec::len), Some(1), "{log:?}");
+    assert_eq!(
+        log.json["items"].as_array().map(Vec::len),
+        Some(1),
+        "{log:?}"
+    );
 }

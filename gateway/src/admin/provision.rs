@@ -19,8 +19,8 @@ use hyper_util::rt::TokioExecutor;
 use residency_core::assertion::now_secs;
 use residency_core::headers::{ASSERTION, REQUEST_ID};
 use residency_core::wire::provision::{
-    KeyRevoked, KeyRevokedRecorded, Owner, ProvisionRequest, ProvisionResponse,
-    RoleCheckRequest, RoleCheckResponse, KEY_REVOKED_PATH, PROVISION_PATH, ROLE_CHECK_PATH,
+    KeyRevoked, KeyRevokedRecorded, Owner, ProvisionRequest, ProvisionResponse, RoleCheckRequest,
+    RoleCheckResponse, KEY_REVOKED_PATH, PROVISION_PATH, ROLE_CHECK_PATH,
 };
 use residency_core::wire::ProblemDetails;
 use residency_core::{RegionId, TenantId};

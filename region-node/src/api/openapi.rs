@@ -12,10 +12,10 @@
 
 use residency_core::wire::customer::{
     AuditEvent, Configuration, Connection, Connector, CreateConnection, CreateMember, CreateRole,
-    CreateWorkflow, Execution, ExecutionLog, Me, Member, Page as PageOf, PutConfiguration, Role,
-    RunWorkflow, UpdateConnection, UpdateMember, UpdateRole, UpdateWebhook, UpdateWorkflow, Usage,
-    UsageCounts, Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent, Workflow,
-    CreateWebhook, CreatedWebhook,
+    CreateWebhook, CreateWorkflow, CreatedWebhook, Execution, ExecutionLog, Me, Member,
+    Page as PageOf, PutConfiguration, Role, RunWorkflow, UpdateConnection, UpdateMember,
+    UpdateRole, UpdateWebhook, UpdateWorkflow, Usage, UsageCounts, Webhook, WebhookAttempt,
+    WebhookDelivery, WebhookEvent, Workflow,
 };
 use residency_core::wire::ProblemDetails;
 use residency_http::PROBLEM_JSON;

@@ -77,8 +77,9 @@ const DELIVERY_COLUMNS: &str = "id, subscription_id, event_id, event_type, statu
 
 fn render_delivery(r: &Row) -> Result<WebhookDelivery, ApiError> {
     let log: serde_json::Value = r.get("attempt_log");
-    let attempt_log: Vec<WebhookAttempt> = serde_json::from_value(log)
-        .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("webhook_deliveries.attempt_log: {e}")))?;
+    let attempt_log: Vec<WebhookAttempt> = serde_json::from_value(log).map_err(|e| {
+        ApiError::Unexpected(anyhow::anyhow!("webhook_deliveries.attempt_log: {e}"))
+    })?;
     Ok(WebhookDelivery {
         id: r.get("id"),
         webhook_id: r.get("subscription_id"),
@@ -197,7 +198,10 @@ pub(super) async fn create(
             })
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(CreatedWebhook { webhook, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWebhook { webhook, secret }),
+    ))
 }
 
 /// `PATCH /v1/webhooks/{id}`.
@@ -338,8 +342,13 @@ pub(super) async fn ping(
                     json!({ "webhook_id": id, "subject": tx.caller().subject }),
                 )?;
                 let delivery = webhooks::queue(tx, id, EventType::Ping, &body).await?;
-                tx.audit("webhook.ping", "webhook", &id.to_string(), json!({ "delivery_id": delivery }))
-                    .await?;
+                tx.audit(
+                    "webhook.ping",
+                    "webhook",
+                    &id.to_string(),
+                    json!({ "delivery_id": delivery }),
+                )
+                .await?;
                 load_delivery(tx, delivery).await
             })
         })
@@ -396,10 +405,7 @@ pub(super) async fn deliveries(
                     )
                     .await?;
                 let next_cursor = page.cut(&mut rows, |r| r.get::<_, Uuid>("id").to_string());
-                let items = rows
-                    .iter()
-                    .map(render_delivery)
-                    .collect::<Result<_, _>>()?;
+                let items = rows.iter().map(render_delivery).collect::<Result<_, _>>()?;
                 Ok(PageOf { items, next_cursor })
             })
         })

@@ -421,7 +421,10 @@ fn request(t: &Target, s: &Pending, sig: &str) -> Result<Request<Full<Bytes>>, S
         .uri(path)
         .header(HOST, host)
         .header(CONTENT_TYPE, "application/json")
-        .header(USER_AGENT, concat!("residency-webhooks/", env!("CARGO_PKG_VERSION")))
+        .header(
+            USER_AGENT,
+            concat!("residency-webhooks/", env!("CARGO_PKG_VERSION")),
+        )
         .header(SIGNATURE_HEADER, sig)
         .header(EVENT_HEADER, &s.event_type)
         .header(DELIVERY_HEADER, s.delivery.to_string())
@@ -445,7 +448,9 @@ where
     let out = match resp {
         Ok(r) => {
             let status = r.status().as_u16();
-            let _ = Limited::new(r.into_body(), MAX_ANSWER_BYTES).collect().await;
+            let _ = Limited::new(r.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await;
             Ok(status)
         }
         Err(e) => Err(e),
@@ -491,7 +496,10 @@ pub(crate) struct Runner {
 ///
 /// # Errors
 /// An unreadable `webhooks.ca_file`.
-pub(crate) fn prepare(state: &Arc<AppState>, cfg: &WebhooksConfig) -> anyhow::Result<Option<Runner>> {
+pub(crate) fn prepare(
+    state: &Arc<AppState>,
+    cfg: &WebhooksConfig,
+) -> anyhow::Result<Option<Runner>> {
     if !cfg.enabled {
         return Ok(None);
     }
@@ -543,12 +551,25 @@ mod tests {
             backoff_cap: Duration::from_secs(10),
             ..WebhooksConfig::default()
         };
-        assert_eq!(backoff(&cfg, 1, u64::MAX), Duration::from_millis(u64::MAX % 1001));
-        for (attempt, ceiling_ms) in [(1, 1000), (2, 2000), (3, 4000), (4, 8000), (5, 10_000), (40, 10_000)] {
+        assert_eq!(
+            backoff(&cfg, 1, u64::MAX),
+            Duration::from_millis(u64::MAX % 1001)
+        );
+        for (attempt, ceiling_ms) in [
+            (1, 1000),
+            (2, 2000),
+            (3, 4000),
+            (4, 8000),
+            (5, 10_000),
+            (40, 10_000),
+        ] {
             for r in [0, 1, 999, 123_456_789, u64::MAX] {
                 assert!(backoff(&cfg, attempt, r) <= Duration::from_millis(ceiling_ms));
             }
-            assert_eq!(backoff(&cfg, attempt, ceiling_ms), Duration::from_millis(ceiling_ms));
+            assert_eq!(
+                backoff(&cfg, attempt, ceiling_ms),
+                Duration::from_millis(ceiling_ms)
+            );
         }
     }
 }

@@ -118,14 +118,7 @@ pub(crate) async fn queue(
         "INSERT INTO webhook_deliveries \
          (tenant_id, id, subscription_id, event_id, event_type, payload, next_attempt_at) \
          VALUES ($1, $2, $3, $4, $5, $6, now())",
-        &[
-            &tx.tenant(),
-            &id,
-            &sub,
-            &payload.id,
-            &event.as_str(),
-            &json,
-        ],
+        &[&tx.tenant(), &id, &sub, &payload.id, &event.as_str(), &json],
     )
     .await?;
     crate::jobs::enqueue(tx, KIND, id, None).await?;
