@@ -107,8 +107,9 @@ pub struct WebhookDelivery {
     pub event_id: Uuid,
     /// The event type.
     pub event_type: String,
-    /// `pending` (waiting for its next attempt), `delivered` (a 2xx), `failed` (not retried:
-    /// the subscription is gone or disabled) or `dead` (every attempt failed).
+    /// `pending` (waiting for its next attempt), `delivered` (a 2xx), `failed` (given up
+    /// without retrying: the webhook was disabled, answered 410 Gone, or its secret cannot be
+    /// read) or `dead` (all `max_attempts` attempts failed).
     pub status: String,
     /// Attempts made.
     pub attempts: i32,
