@@ -311,7 +311,10 @@ fn webhooks_default_on_and_safe_and_bad_values_are_named() {
     let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
     let w = &cfg.webhooks;
     assert!(w.enabled && !w.allow_http && !w.allow_private_targets);
-    assert_eq!((w.max_attempts, w.backoff_base), (8, Duration::from_secs(5)));
+    assert_eq!(
+        (w.max_attempts, w.backoff_base),
+        (8, Duration::from_secs(5))
+    );
 
     let text = format!(
         "{GOOD}\n[webhooks]\nmax_attempts = 0\nbackoff_base = \"10s\"\nbackoff_cap = \"1s\"\n\

@@ -12,48 +12,25 @@
 //! While the tenant is frozen for a move, the worker writes nothing (the lease expires; the
 //! job moves with the tenant and runs in the new home region).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use bytes::Bytes;
 use chrono::Utc;
 use futures_util::future::BoxFuture;
-use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use residency_config::node::webhooks::WebhooksConfig;
-use residency_core::wire::customer::{
-    WebhookAttempt, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER,
-};
+use residency_core::wire::customer::WebhookAttempt;
 use rustls::pki_types::ServerName;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use uuid::Uuid;
 
-use super::target::{self, Refused, Target};
+use super::send;
+use super::target::{self, Refused};
 use crate::db::tenant_tx::{Caller, Db, Tx};
 use crate::error::ApiError;
 use crate::jobs::{self, Claimed, Handler};
 use crate::state::AppState;
-
-/// The most of a receiver's answer read (and then ignored).
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-/// Signs `body` sent at unix time `t`: `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
-#[must_use]
-pub(crate) fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(t.to_string().as_bytes());
-    ctx.update(b".");
-    ctx.update(body);
-    format!("t={t},v1={}", hex::encode(ctx.sign().as_ref()))
-}
 
 /// The wait before retry `attempt` (1-based: after the first failure, `attempt` = 1): a
 /// uniformly random time in `[0, min(cap, base · 2^(attempt-1))]` ("full jitter"), so
@@ -96,44 +73,11 @@ impl Deliverer {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             state,
-            tls: tls_connector(&cfg)?,
+            tls: send::tls_connector(&cfg)?,
             cfg,
             worker,
         })
     }
-}
-
-fn tls_connector(cfg: &WebhooksConfig) -> anyhow::Result<tokio_rustls::TlsConnector> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    match &cfg.ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-                .map_err(|e| anyhow::anyhow!("webhooks.ca_file {}: {e}", path.display()))?
-            {
-                roots.add(cert)?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for e in &found.errors {
-                tracing::warn!(error = %e, "webhooks: a platform root certificate could not be loaded");
-            }
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                tracing::warn!("webhooks: no platform root certificates; https deliveries will fail until webhooks.ca_file is set");
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// What step (1) found.
@@ -292,10 +236,18 @@ impl Deliverer {
             }
             other => other.to_string(),
         })?;
-        let tcp = connect(&addrs).await?;
+        let tcp = send::connect(&addrs).await?;
         let now = Utc::now().timestamp();
-        let sig = signature(&s.secret, now, &s.body);
-        let req = request(&t, s, &sig)?;
+        let sig = send::signature(&s.secret, now, &s.body);
+        let req = send::request(
+            &t,
+            &send::Signed {
+                signature: &sig,
+                event_type: &s.event_type,
+                delivery: s.delivery,
+                body: &s.body,
+            },
+        )?;
         if t.tls {
             let name = ServerName::try_from(t.host.clone())
                 .map_err(|_| "the host is not a valid tls server name".to_owned())?;
@@ -304,9 +256,9 @@ impl Deliverer {
                 .connect(name, tcp)
                 .await
                 .map_err(|_| "tls handshake failed".to_owned())?;
-            exchange(tls, req).await
+            send::exchange(tls, req).await
         } else {
-            exchange(tcp, req).await
+            send::exchange(tcp, req).await
         }
     }
 
@@ -397,79 +349,6 @@ fn count(outcome: &'static str) {
     metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
 }
 
-/// Connects to the first address that accepts: only addresses the rules allowed.
-async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, String> {
-    let mut refused = false;
-    for a in addrs {
-        match TcpStream::connect(a).await {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused = true,
-            Err(_) => {}
-        }
-    }
-    Err(if refused {
-        "connection refused".to_owned()
-    } else {
-        "could not connect".to_owned()
-    })
-}
-
-fn request(t: &Target, s: &Pending, sig: &str) -> Result<Request<Full<Bytes>>, String> {
-    let path = match t.url.query() {
-        Some(q) => format!("{}?{q}", t.url.path()),
-        None => t.url.path().to_owned(),
-    };
-    let host = match (t.url.host_str(), t.url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_owned(),
-        _ => t.host.clone(),
-    };
-    Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(HOST, host)
-        .header(CONTENT_TYPE, "application/json")
-        .header(
-            USER_AGENT,
-            concat!("residency-webhooks/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(SIGNATURE_HEADER, sig)
-        .header(EVENT_HEADER, &s.event_type)
-        .header(DELIVERY_HEADER, s.delivery.to_string())
-        .body(Full::new(s.body.clone()))
-        .map_err(|_| "the url cannot be requested".to_owned())
-}
-
-/// One HTTP/1.1 request on `io`; the answer's status (its body is read, bounded, and dropped).
-async fn exchange<I>(io: I, req: Request<Full<Bytes>>) -> Result<u16, String>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|_| "the http exchange failed".to_owned())?;
-    let driver = tokio::spawn(conn);
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|_| "the receiver closed the connection without an answer".to_owned());
-    let out = match resp {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let _ = Limited::new(r.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await;
-            Ok(status)
-        }
-        Err(e) => Err(e),
-    };
-    driver.abort();
-    out
-}
-
 impl Handler for Deliverer {
     fn run(&self, job: Claimed) -> BoxFuture<'static, Result<(), ApiError>> {
         let this = Self {
@@ -548,14 +427,14 @@ mod tests {
     #[test]
     fn signature_is_hmac_sha256_over_t_dot_body() {
         // HMAC-SHA256("key", "1.{}") computed independently with Python's hmac module.
-        let s = signature(b"key", 1, b"{}");
+        let s = send::signature(b"key", 1, b"{}");
         assert_eq!(
             s,
             "t=1,v1=1ba6b8171186efc613e8bcc0cbdab2748f24984d7c5a84faa2637afa0e40d224"
         );
         assert_eq!(s.len(), "t=1,v1=".len() + 64);
-        assert_ne!(signature(b"key", 2, b"{}"), s);
-        assert_ne!(signature(b"other", 1, b"{}"), s);
+        assert_ne!(send::signature(b"key", 2, b"{}"), s);
+        assert_ne!(send::signature(b"other", 1, b"{}"), s);
     }
 
     #[test]

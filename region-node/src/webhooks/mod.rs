@@ -11,6 +11,7 @@
 //! every attempt on the address actually connected to).
 
 pub(crate) mod deliver;
+mod send;
 pub(crate) mod target;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
