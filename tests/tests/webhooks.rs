@@ -377,6 +377,35 @@ async fn events_are_signed_retried_after_500s_and_logged_and_the_secret_never_re
         );
         assert_eq!(d["webhook_id"], id.as_str());
     }
+    // The log is keyset-paginated, newest first.
+    let first = f
+        .call(
+            t,
+            Method::GET,
+            &format!("/v1/webhooks/{id}/deliveries?limit=3"),
+            None,
+        )
+        .await;
+    let cursor = first.json["next_cursor"].as_str().unwrap().to_owned();
+    let second = f
+        .call(
+            t,
+            Method::GET,
+            &format!("/v1/webhooks/{id}/deliveries?limit=3&cursor={cursor}"),
+            None,
+        )
+        .await;
+    let paged: Vec<&Value> = first.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second.json["items"].as_array().unwrap())
+        .map(|d| &d["id"])
+        .collect();
+    assert_eq!(paged, log.iter().map(|d| &d["id"]).collect::<Vec<_>>());
+    assert_eq!(second.json["next_cursor"], Value::Null);
+    let ids: Vec<&str> = paged.iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
     let mut types: Vec<&str> = log
         .iter()
         .map(|d| d["event_type"].as_str().unwrap())
@@ -534,6 +563,16 @@ async fn a_target_that_resolves_to_a_forbidden_address_at_delivery_time_is_not_c
         )
         .await
         .unwrap();
+    // Changing the URL is checked like creating one.
+    let r = f
+        .call(
+            t,
+            Method::PATCH,
+            &format!("/v1/webhooks/{sub}"),
+            Some(&json!({"url": "http://169.254.169.254/latest/meta-data"})),
+        )
+        .await;
+    assert_refused_naming_url(&r, "patch to the metadata address");
     let ping = f
         .call(t, Method::POST, &format!("/v1/webhooks/{sub}/ping"), None)
         .await;
@@ -631,4 +670,66 @@ async fn revoking_an_api_key_at_the_admin_api_is_delivered_as_api_key_revoked_on
         Some(1),
         "{log:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_gone_disables_the_webhook_and_says_so_in_the_audit() {
+    let f = Fixture::start(true, 5).await;
+    let t = f.provision("acme").await;
+    let receiver = Receiver::start(0, 410).await;
+    let created = f.create(t, &receiver.url(), &["member.added"]).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let ping = f
+        .call(t, Method::POST, &format!("/v1/webhooks/{id}/ping"), None)
+        .await;
+    assert_eq!(ping.status, StatusCode::ACCEPTED, "{ping:?}");
+    let log = f
+        .deliveries_until(t, &id, "the ping failed", |items| {
+            items.first().is_some_and(|d| d["status"] == "failed")
+        })
+        .await;
+    assert_eq!(
+        (&log[0]["attempts"], &log[0]["last_status_code"]),
+        (&json!(1), &json!(410))
+    );
+    assert_eq!(receiver.got().len(), 1, "not retried");
+    let hook = f
+        .call(t, Method::GET, &format!("/v1/webhooks/{id}"), None)
+        .await;
+    assert_eq!(hook.json["enabled"], false, "{hook:?}");
+    let audit = f
+        .call(
+            t,
+            Method::GET,
+            "/v1/audit-events?action=webhook.disable",
+            None,
+        )
+        .await;
+    let items = audit.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{audit:?}");
+    assert_eq!(items[0]["actor"], "system:webhooks");
+    // Disabled: no new deliveries, and a ping is refused.
+    let r = f
+        .call(
+            t,
+            Method::POST,
+            "/v1/members",
+            Some(&json!({"subject": "ann", "email": "ann@acme.test", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let r = f
+        .call(
+            t,
+            Method::GET,
+            &format!("/v1/webhooks/{id}/deliveries"),
+            None,
+        )
+        .await;
+    assert_eq!(r.json["items"].as_array().map(Vec::len), Some(1), "{r:?}");
+    let ping = f
+        .call(t, Method::POST, &format!("/v1/webhooks/{id}/ping"), None)
+        .await;
+    assert_eq!(ping.status, StatusCode::CONFLICT, "{ping:?}");
 }
