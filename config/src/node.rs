@@ -39,6 +39,8 @@ use crate::pg_url::check_transport;
 use crate::{ConnectionUrl, Problem, Secret};
 use residency_core::RegionId;
 
+pub mod webhooks;
+
 /// The whole node configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +68,9 @@ pub struct NodeConfig {
     /// `otlp_endpoint`.
     #[serde(default)]
     pub tracing: crate::tracing::TracingConfig,
+    /// Customer webhook deliveries (`[webhooks]`, on by default).
+    #[serde(default)]
+    pub webhooks: webhooks::WebhooksConfig,
 }
 
 /// `[moves]`: this node as the target of a tenant move pulls the tenant's rows from a node of
@@ -311,6 +316,9 @@ impl Validate for NodeConfig {
             k.resolve_paths(base);
         }
         resolve(base, &mut self.credentials.key_file);
+        if let Some(ca) = &mut self.webhooks.ca_file {
+            resolve(base, ca);
+        }
         for f in [
             &mut self.moves.peer_ca_file,
             &mut self.moves.client_cert_file,
@@ -430,6 +438,10 @@ impl Validate for NodeConfig {
         }
         out.extend(self.limits.validate());
         out.extend(self.tracing.validate());
+        out.extend(self.webhooks.validate());
+        if let Some(ca) = &self.webhooks.ca_file {
+            check_file("webhooks.ca_file", ca, &mut out);
+        }
         out
     }
 }

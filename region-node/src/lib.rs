@@ -16,16 +16,15 @@
 pub mod api;
 mod auth;
 mod crypto;
-// Used by the workflow worker and the webhook deliveries (issues 18 and 17), which land next.
 pub mod db;
 pub mod error;
-#[allow(dead_code)]
 mod jobs;
 pub mod metrics;
 pub mod rbac;
 mod request_id;
 mod state;
 mod tls;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -87,6 +86,7 @@ pub(crate) fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
         cipher,
         max_body_bytes: cfg.node.max_body_bytes,
         peers: api::Peers::new(&cfg.moves).map_err(|e| anyhow::anyhow!(e))?,
+        webhooks: cfg.webhooks.clone(),
         metrics: metrics::recorder(),
     }))
 }
@@ -105,6 +105,8 @@ pub struct Prepared {
     /// The health listener's router (`/healthz`, `/readyz`, `/metrics` only).
     health: axum::Router,
     tls: Option<tls::NodeTls>,
+    /// The webhook delivery runner, started by [`Prepared::serve_with_health`].
+    deliveries: Option<webhooks::deliver::Runner>,
 }
 
 /// Everything a node does before it binds: migrations (when `migrate_on_start`), the check
@@ -129,6 +131,7 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
     let state = build_state(&cfg)?;
     let tls = cfg.tls.as_ref().map(tls::tls_acceptor).transpose()?;
     let timeout = cfg.node.request_timeout;
+    let deliveries = webhooks::deliver::prepare(&state, &cfg.webhooks).context("webhooks")?;
     let health = api::health_router(Arc::clone(&state));
     let app = api::router(state).layer(axum::middleware::from_fn(
         move |req: Request, next: Next| async move {
@@ -143,6 +146,7 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
         app,
         health,
         tls,
+        deliveries,
     })
 }
 
@@ -175,7 +179,10 @@ impl Prepared {
             app,
             health: health_app,
             tls,
+            deliveries,
         } = self;
+        // The webhook delivery worker runs beside the listener and stops with it.
+        let deliveries = deliveries.map(|r| r.spawn(shutdown.clone()));
         let tls = match (tls, &cfg.tls) {
             (Some(t), Some(c)) => {
                 t.cert
@@ -235,6 +242,9 @@ impl Prepared {
         serve::serve(listener, opts, service, shutdown).await;
         if let Some(h) = health {
             h.await.context("health listener")?;
+        }
+        if let Some(d) = deliveries {
+            d.await.context("webhook deliveries")?;
         }
         Ok(())
     }

@@ -26,6 +26,12 @@ pub(crate) const ERRORS: &str = "residency_node_errors_total";
 /// (`customer`, `system`) and `outcome` (`commit`, `error`: rolled back).
 pub(crate) const DB_TRANSACTION_SECONDS: &str = "residency_node_db_transaction_duration_seconds";
 
+/// Webhook delivery attempts by `outcome` (`delivered`, `retry`, `dead`, `gone`: a 410
+/// disabled the subscription, `failed`: the subscription was disabled before the attempt).
+pub(crate) const WEBHOOK_ATTEMPTS: &str = "residency_node_webhook_attempts_total";
+/// Time of one webhook delivery attempt, resolve to last response byte.
+pub(crate) const WEBHOOK_ATTEMPT_SECONDS: &str = "residency_node_webhook_attempt_duration_seconds";
+
 /// Every metric above with its type and `# HELP` text: described at [`recorder`], checked by
 /// the tests (prefix, suffixes) and by the Grafana dashboard's test (`deploy/grafana`).
 pub const DECLARED: &[Declared] = &[
@@ -58,6 +64,16 @@ pub const DECLARED: &[Declared] = &[
         name: DB_TRANSACTION_SECONDS,
         kind: Kind::Histogram,
         help: "Time of one tenant transaction from pool checkout to commit or rollback, by scope and outcome",
+    },
+    Declared {
+        name: WEBHOOK_ATTEMPTS,
+        kind: Kind::Counter,
+        help: "Webhook delivery attempts, by outcome (delivered, retry, dead, gone, failed)",
+    },
+    Declared {
+        name: WEBHOOK_ATTEMPT_SECONDS,
+        kind: Kind::Histogram,
+        help: "Time of one webhook delivery attempt, from resolving the target to the last response byte",
     },
 ];
 

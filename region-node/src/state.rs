@@ -20,6 +20,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The client of this node as a move's target (`[moves]`).
     pub(crate) peers: crate::api::Peers,
+    /// `[webhooks]`: the target rules checked when a subscription is created or changed.
+    pub(crate) webhooks: residency_config::node::webhooks::WebhooksConfig,
     /// Prometheus page renderer.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

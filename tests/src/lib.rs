@@ -26,6 +26,7 @@ pub mod process;
 pub mod rehearsal;
 pub mod stack_contract;
 pub mod tls_postgres;
+pub mod webhook_receiver;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -355,6 +356,14 @@ key_file = "assertion.key"
 
 [credentials]
 key_file = "credentials.key"
+
+[webhooks]
+# Test receivers are local http servers; retries are quick.
+allow_http = true
+allow_private_targets = true
+backoff_base = "100ms"
+backoff_cap = "1s"
+poll_interval = "250ms"
 "#,
         app = db.app_url,
         owner = db.owner_url,

@@ -214,7 +214,7 @@ async fn clean_stack_exits_0_in_every_format() {
             "{stderr}"
         );
         assert!(
-            stderr.contains(&format!("audit: {region}: [9/9]")),
+            stderr.contains(&format!("audit: {region}: [13/13]")),
             "{stderr}"
         );
     }
@@ -237,7 +237,7 @@ async fn clean_stack_exits_0_in_every_format() {
     assert_eq!(report["clean"], true);
     assert_eq!(report["violations"], serde_json::json!([]));
     assert_eq!(report["regions"][1]["id"], "eu");
-    assert_eq!(report["regions"][1]["tables_scanned"], 9);
+    assert_eq!(report["regions"][1]["tables_scanned"], 13);
 
     let page = std::fs::read_to_string(&html).unwrap();
     let (verdict, violations, regions, tenants) = html_summary(&page);

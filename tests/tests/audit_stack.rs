@@ -182,7 +182,7 @@ async fn local_stack_audits_clean_then_names_a_moved_row() {
     );
     for r in regions {
         assert_eq!(r["status"], "audited", "{r}");
-        assert_eq!(r["tables_scanned"], 9, "{r}");
+        assert_eq!(r["tables_scanned"], 13, "{r}");
         assert_eq!(r["posture"]["failed"], 0, "{r}");
         assert!(
             r["database"]["role"]

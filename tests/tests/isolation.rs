@@ -7,7 +7,7 @@ use integration_tests::{connect, Node, NodeOptions, RegionDb};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 11] = [
     "tenants",
     "roles",
     "members",
@@ -16,6 +16,8 @@ const TABLES: [&str; 9] = [
     "executions",
     "execution_logs",
     "configurations",
+    "webhook_subscriptions",
+    "webhook_deliveries",
     "audit_events",
 ];
 
@@ -68,6 +70,13 @@ async fn seed(node: &Node, t: Uuid) -> Seeded {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    // Before the member, so its member.added leaves a delivery row (to a closed port).
+    call(
+        Method::POST,
+        "/v1/webhooks",
+        json!({"url": "http://127.0.0.1:9/hook", "events": ["member.added"]}),
+    )
+    .await;
     let member = call(
         Method::POST,
         "/v1/members",

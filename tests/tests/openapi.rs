@@ -11,7 +11,7 @@ use integration_tests::Response;
 use serde_json::{json, Value};
 
 /// Every `/v1` route of `residency_region_node::api::router`, as method and OpenAPI path.
-const ROUTES: [(&str, &str); 38] = [
+const ROUTES: [(&str, &str); 45] = [
     ("get", "/v1/me"),
     ("get", "/v1/usage"),
     ("get", "/v1/connectors"),
@@ -50,6 +50,13 @@ const ROUTES: [(&str, &str); 38] = [
     ("delete", "/v1/ownership-transfers/{id}"),
     ("post", "/v1/ownership-transfers/{id}/accept"),
     ("post", "/v1/ownership-transfers/{id}/decline"),
+    ("get", "/v1/webhooks"),
+    ("post", "/v1/webhooks"),
+    ("get", "/v1/webhooks/{id}"),
+    ("patch", "/v1/webhooks/{id}"),
+    ("delete", "/v1/webhooks/{id}"),
+    ("get", "/v1/webhooks/{id}/deliveries"),
+    ("post", "/v1/webhooks/{id}/ping"),
 ];
 
 #[tokio::test]

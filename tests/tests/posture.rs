@@ -60,6 +60,8 @@ async fn migrated_database_has_the_isolation_posture() {
             "ownership_transfers",
             "roles",
             "tenants",
+            "webhook_deliveries",
+            "webhook_subscriptions",
             "workflows"
         ]
     );
@@ -239,7 +241,7 @@ async fn audit_canonical_tenant_check_is_what_the_migrations_create() {
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 11, "one tenant policy per customer table");
+    assert_eq!(rows.len(), 13, "one tenant policy per customer table");
     for r in &rows {
         let table: String = r.get(0);
         assert_eq!(r.get::<_, String>(1), "*", "{table}: for all commands");

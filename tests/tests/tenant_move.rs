@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// Every customer-scoped table of a region database.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 13] = [
     "tenants",
     "roles",
     "members",
@@ -30,6 +30,8 @@ const TABLES: [&str; 11] = [
     "executions",
     "execution_logs",
     "configurations",
+    "webhook_subscriptions",
+    "webhook_deliveries",
     "jobs",
     "audit_events",
 ];
@@ -112,6 +114,36 @@ impl Customer<'_> {
             json!({"name": "auditor-lite", "based_on": "viewer"}),
         )
         .await;
+    }
+
+    /// Waits until the webhook's delivery of `event` is `delivered`, answered by `region`.
+    async fn until_delivered(&self, hook: &str, event: &str, region: &str) {
+        self.stack
+            .until(
+                &format!("{event} delivered from {region}"),
+                MOVE_DEADLINE,
+                || async {
+                    let r = self
+                        .call(
+                            Method::GET,
+                            &format!("/v1/webhooks/{hook}/deliveries"),
+                            None,
+                        )
+                        .await;
+                    let here = r
+                        .headers
+                        .get("x-residency-region")
+                        .is_some_and(|v| v == region);
+                    (here
+                        && r.json["items"].as_array().is_some_and(|items| {
+                            items
+                                .iter()
+                                .any(|d| d["event_type"] == event && d["status"] == "delivered")
+                        }))
+                    .then_some(())
+                },
+            )
+            .await;
     }
 
     /// What the customer sees: `/v1/me` without its region and every list, executions with
@@ -224,7 +256,21 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
         stack: &stack,
         token: stack.idp.token(&id, "owner-acme", "owner"),
     };
+    // A webhook subscription (its secret sealed with us's key) before the seed, so the seed's
+    // member.added is delivered from us; tenant.moved is delivered from eu after the move.
+    let receiver = integration_tests::webhook_receiver::Receiver::start(0, 200).await;
+    let hook = customer
+        .ok(
+            Method::POST,
+            "/v1/webhooks",
+            json!({"url": receiver.url(), "events": ["member.added", "tenant.moved"]}),
+        )
+        .await;
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
     customer.seed().await;
+    customer
+        .until_delivered(&hook_id, "member.added", "us")
+        .await;
     // A queued job that no worker will take during the test (due tomorrow): no API leaves one
     // behind for long, and the move must carry it.
     integration_tests::connect(&stack.db("us").admin_db_url)
@@ -300,10 +346,32 @@ async fn move_a_tenant_with_data_in_every_table_from_us_to_eu() {
     events.retain(|e| e["action"] != "tenant.moved");
     assert_eq!(before, after, "eu answers with identical ids and contents");
 
-    // Nothing of it is left in us; eu holds what us held, plus the tenant.moved event.
+    // The subscription moved with the tenant: eu delivers tenant.moved, signed with the same
+    // secret (re-sealed with eu's key), once.
+    customer
+        .until_delivered(&hook_id, "tenant.moved", "eu")
+        .await;
+    let moved_events: Vec<Value> = receiver
+        .got()
+        .iter()
+        .filter(|r| r.event == "tenant.moved")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(moved_events.len(), 1, "{moved_events:?}");
+    assert_eq!(
+        (
+            &moved_events[0]["data"]["from"],
+            &moved_events[0]["data"]["to"]
+        ),
+        (&json!("us"), &json!("eu"))
+    );
+    assert_eq!(moved_events[0]["data"]["move_id"], move_id.as_str());
+
+    // Nothing of it is left in us; eu holds what us held, plus the tenant.moved audit event
+    // and its (delivered) webhook delivery.
     assert_eq!(total(&rows_in(&stack, "us", &id).await), 0);
     let in_eu = rows_in(&stack, "eu", &id).await;
-    assert_eq!(total(&in_eu), total(&in_us) + 1, "{in_eu:?} vs {in_us:?}");
+    assert_eq!(total(&in_eu), total(&in_us) + 2, "{in_eu:?} vs {in_us:?}");
 
     // The credentials were re-encrypted with eu's key: they open with it, bound to the row.
     let eu_key = std::fs::read(stack.nodes[0].dir.path().join("credentials.key")).unwrap();

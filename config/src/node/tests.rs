@@ -301,3 +301,36 @@ fn tracing_section_is_shared_with_the_gateway_and_checked_by_key_and_file() {
         "{err}"
     );
 }
+
+#[test]
+fn webhooks_default_on_and_safe_and_bad_values_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.key", &[1; 32]);
+    write(dir.path(), "c.key", &[2; 32]);
+    write(dir.path(), "node.toml", GOOD.as_bytes());
+    let cfg: NodeConfig = load(&dir.path().join("node.toml"), &Vec::new()).unwrap();
+    let w = &cfg.webhooks;
+    assert!(w.enabled && !w.allow_http && !w.allow_private_targets);
+    assert_eq!(
+        (w.max_attempts, w.backoff_base),
+        (8, Duration::from_secs(5))
+    );
+
+    let text = format!(
+        "{GOOD}\n[webhooks]\nmax_attempts = 0\nbackoff_base = \"10s\"\nbackoff_cap = \"1s\"\n\
+         attempt_timeout = \"0s\"\nconcurrency = 0\nca_file = \"missing.pem\"\n"
+    );
+    write(dir.path(), "node.toml", text.as_bytes());
+    let err = load::<NodeConfig>(&dir.path().join("node.toml"), &Vec::new()).unwrap_err();
+    let keys: Vec<_> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "webhooks.max_attempts",
+            "webhooks.backoff_cap",
+            "webhooks.attempt_timeout",
+            "webhooks.concurrency",
+            "webhooks.ca_file"
+        ]
+    );
+}

@@ -1,6 +1,6 @@
 //! The gateway → home node internal calls, made by the admin API with a system assertion
-//! whose `tid` is the tenant: `POST /internal/v1/provision` and
-//! `POST /internal/v1/roles/check`.
+//! whose `tid` is the tenant: `POST /internal/v1/provision`,
+//! `POST /internal/v1/roles/check` and `POST /internal/v1/events/api-key-revoked`.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -112,4 +112,31 @@ mod tests {
             serde_json::json!({"name": "n", "owner": {"subject": "s", "email": "a@b"}})
         );
     }
+}
+
+/// The node's internal path that records an API key's revocation in the tenant's home region
+/// (an audit event and the `api_key.revoked` webhook event, once per key).
+pub const KEY_REVOKED_PATH: &str = "/internal/v1/events/api-key-revoked";
+
+/// `POST /internal/v1/events/api-key-revoked` body: the revoked key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRevoked {
+    /// The key's id.
+    pub key_id: Uuid,
+    /// Its public prefix.
+    pub prefix: String,
+    /// Its name.
+    pub name: String,
+    /// Who revoked it (the admin API's actor).
+    pub actor: String,
+}
+
+/// `POST /internal/v1/events/api-key-revoked` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRevokedRecorded {
+    /// False when this key's revocation was already recorded (the call is idempotent).
+    pub recorded: bool,
+    /// Webhook deliveries queued.
+    pub deliveries: u32,
 }

@@ -14,7 +14,7 @@ use axum::Json;
 use chrono::Utc;
 use http::StatusCode;
 use residency_core::wire::admin::{ApiKey, CreateApiKey, CreatedApiKey, Page};
-use residency_core::wire::provision::{is_role_name, ROLE_NAME_RULE};
+use residency_core::wire::provision::{is_role_name, KeyRevoked, ROLE_NAME_RULE};
 use residency_core::TenantStatus;
 use residency_core::{RegionId, TenantId};
 use residency_directory::DEFAULT_API_KEY_ROLE;
@@ -146,13 +146,14 @@ pub(crate) async fn list(
     ))]
 pub(crate) async fn revoke(
     State(st): State<Arc<AdminState>>,
+    Extension(rid): Extension<RequestId>,
     Extension(p): Extension<Principal>,
     Path((id, key_id)): Path<(String, String)>,
 ) -> Result<Json<ApiKey>> {
     let id = parse_uuid(&id, "id")?;
     let key_id = parse_uuid(&key_id, "key_id")?;
     let store = st.store()?;
-    tenants::existing(store, &p, id).await?;
+    let tenant = tenants::existing(store, &p, id).await?;
     let record = store
         .revoke_api_key(&p.actor(), id, key_id)
         .await
@@ -162,5 +163,31 @@ pub(crate) async fn revoke(
         })?;
     st.gateway.directory().refresh_api_key(&record.prefix).await;
     tracing::info!(tenant = %id, key_id = %key_id, actor = %p.actor(), "api key revoked");
+    // The revocation is effective above, in the directory. The home node records it (audit
+    // event, `api_key.revoked` webhook) once per key; when the home region cannot be reached
+    // now, the key stays revoked and the event is missing (logged here).
+    let event = KeyRevoked {
+        key_id,
+        prefix: record.prefix.clone(),
+        name: record.name.clone(),
+        actor: p.actor(),
+    };
+    let recorded = match RegionId::new(&tenant.region) {
+        Ok(region) => st
+            .provisioner
+            .key_revoked(
+                st.gateway.regions(),
+                &region,
+                TenantId::from_uuid(id),
+                &event,
+                rid.header_value(),
+            )
+            .await
+            .map(|_| ()),
+        Err(e) => Err(AdminError::Internal(format!("stored region: {e}"))),
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(tenant = %id, key_id = %key_id, error = %e, "api key revoked, but its home region did not record the event");
+    }
     Ok(Json(record))
 }

@@ -19,8 +19,8 @@ use hyper_util::rt::TokioExecutor;
 use residency_core::assertion::now_secs;
 use residency_core::headers::{ASSERTION, REQUEST_ID};
 use residency_core::wire::provision::{
-    Owner, ProvisionRequest, ProvisionResponse, RoleCheckRequest, RoleCheckResponse,
-    PROVISION_PATH, ROLE_CHECK_PATH,
+    KeyRevoked, KeyRevokedRecorded, Owner, ProvisionRequest, ProvisionResponse, RoleCheckRequest,
+    RoleCheckResponse, KEY_REVOKED_PATH, PROVISION_PATH, ROLE_CHECK_PATH,
 };
 use residency_core::wire::ProblemDetails;
 use residency_core::{RegionId, TenantId};
@@ -125,6 +125,30 @@ impl Provisioner {
             .call(regions, region, tenant, &call, &body, request_id)
             .await?;
         Ok(answer.exists)
+    }
+
+    /// Records a revoked API key in `tenant`'s home region ([`KEY_REVOKED_PATH`]): its audit
+    /// event and the `api_key.revoked` webhook event. Idempotent on the node.
+    ///
+    /// # Errors
+    /// As [`Provisioner::provision`].
+    pub(crate) async fn key_revoked(
+        &self,
+        regions: &Regions,
+        region: &RegionId,
+        tenant: TenantId,
+        body: &KeyRevoked,
+        request_id: &HeaderValue,
+    ) -> Result<KeyRevokedRecorded, AdminError> {
+        let call = NodeCall {
+            path: KEY_REVOKED_PATH,
+            what: "the key revocation event",
+            kind: "key_revocation_event_failed",
+        };
+        let (_, answer) = self
+            .call(regions, region, tenant, &call, body, request_id)
+            .await?;
+        Ok(answer)
     }
 
     /// A tenant move's internal call (`residency_core::wire::moves::node`) on `region`, as

@@ -24,6 +24,7 @@ use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
+use crate::webhooks::{self, EventType};
 
 const COLUMNS: &str = "id, connector_id, name, enabled_actions, created_at, updated_at";
 pub(crate) const CONNECTION: Resource<Connection> = Resource {
@@ -178,6 +179,12 @@ pub(super) async fn create(
                     json!({ "connector_id": body.connector_id, "name": body.name }),
                 )
                 .await?;
+                webhooks::emit(
+                    tx,
+                    EventType::ConnectionCreated,
+                    json!({ "id": id, "connector_id": body.connector_id, "name": body.name }),
+                )
+                .await?;
                 render(&row)
             })
         })
@@ -277,7 +284,9 @@ pub(super) async fn delete(
                         "the connection is used by a workflow".into(),
                     ));
                 }
-                CONNECTION.delete_row(tx, &id).await
+                CONNECTION.delete_row(tx, &id).await?;
+                webhooks::emit(tx, EventType::ConnectionDeleted, json!({ "id": id })).await?;
+                Ok(())
             })
         })
         .await?;

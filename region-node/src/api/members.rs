@@ -26,6 +26,7 @@ use crate::db::tenant_tx::{stored_permissions, Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
+use crate::webhooks::{self, EventType};
 
 pub(crate) const MEMBER: Resource<Member> = Resource {
     what: "member",
@@ -168,7 +169,10 @@ pub(super) async fn create(
                 .await?;
                 tx.audit("member.create", "member", &id.to_string(), json!({ "role": body.role }))
                     .await?;
-                load(tx, id).await
+                let member = load(tx, id).await?;
+                let data = serde_json::to_value(&member).map_err(|e| ApiError::Unexpected(e.into()))?;
+                webhooks::emit(tx, EventType::MemberAdded, data).await?;
+                Ok(member)
             })
         })
         .await?;
@@ -247,7 +251,15 @@ pub(super) async fn delete(
                 tx.require(Permission::MembersDelete)?;
                 guard_owner(tx, id, true).await?;
                 guard_grantable(tx, id).await?;
-                MEMBER.delete_row(tx, &id).await
+                let gone = load(tx, id).await?;
+                MEMBER.delete_row(tx, &id).await?;
+                webhooks::emit(
+                    tx,
+                    EventType::MemberRemoved,
+                    json!({ "id": gone.id, "subject": gone.subject, "role": gone.role }),
+                )
+                .await?;
+                Ok(())
             })
         })
         .await?;

@@ -26,6 +26,7 @@ mod page;
 mod provision;
 mod resource;
 mod roles;
+mod webhooks;
 mod workflows;
 
 use std::sync::Arc;
@@ -140,6 +141,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/ownership-transfers/{id}/decline",
             post(ownership::decline),
         )
+        .route(
+            "/v1/webhooks",
+            webhooks::WEBHOOK.list_route().post(webhooks::create),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            webhooks::WEBHOOK
+                .get_route()
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
         .route("/v1/audit-events", get(audit_events::list))
         .route_layer(from_fn_with_state(state.clone(), crate::auth::customer));
     let internal = Router::new()
@@ -148,6 +162,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             residency_core::wire::org_audit::SEARCH_PATH,
             post(org_audit::search),
+        )
+        .route(
+            residency_core::wire::provision::KEY_REVOKED_PATH,
+            post(provision::key_revoked),
         )
         .route(mv::PLAN_PATH, post(moves::plan))
         .route(mv::FREEZE_PATH, post(moves::freeze))

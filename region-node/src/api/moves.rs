@@ -37,7 +37,7 @@ use super::extract::Body;
 use crate::db::tenant_tx::{Caller, Tx, FREEZE};
 use crate::error::ApiError;
 use crate::state::AppState;
-use catalogue::{find, Table, TABLES, TENANT_TABLES_SQL};
+use catalogue::{find, sealed_column, Table, TABLES, TENANT_TABLES_SQL};
 
 /// The largest batch a copy or export asks for.
 const MAX_BATCH: i64 = 10_000;
@@ -156,8 +156,8 @@ pub(super) async fn export(
                 let mut out = Vec::with_capacity(rows.len());
                 for r in &rows {
                     let mut row: Value = r.get("row");
-                    if t.name == "connections" {
-                        open_credentials(&st2, tx.tenant(), &mut row)?;
+                    if let Some(cols) = sealed_column(t.name) {
+                        open_sealed(&st2, tx.tenant(), cols, &mut row)?;
                     }
                     out.push(row);
                 }
@@ -171,54 +171,63 @@ pub(super) async fn export(
     Ok(Json(batch))
 }
 
-/// The row's `credentials` (`\x…` bytea text) and id.
-fn sealed(row: &Value) -> Result<(Uuid, Vec<u8>), ApiError> {
-    let bad = |what: &str| ApiError::Unexpected(anyhow::anyhow!("connection row: {what}"));
+/// The row's sealed column (`\x…` bytea text) and id.
+fn sealed(row: &Value, column: &str) -> Result<(Uuid, Vec<u8>), ApiError> {
+    let bad = |what: &str| ApiError::Unexpected(anyhow::anyhow!("sealed row: {what}"));
     let id: Uuid = row["id"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("id"))?;
-    let blob = row["credentials"]
+    let blob = row[column]
         .as_str()
         .and_then(|s| s.strip_prefix("\\x"))
         .and_then(|h| hex::decode(h).ok())
-        .ok_or_else(|| bad("credentials"))?;
+        .ok_or_else(|| bad(column))?;
     Ok((id, blob))
 }
 
-/// Replaces a connection row's ciphertext by its plaintext (hex), opened with this region's
-/// key; `credentials_kid` goes (the target seals with its own).
-fn open_credentials(st: &AppState, tenant: Uuid, row: &mut Value) -> Result<(), ApiError> {
-    let (id, blob) = sealed(row)?;
+/// Replaces a row's ciphertext (connection credentials, a webhook secret) by its plaintext
+/// (hex), opened with this region's key; the key id column goes (the target seals with its
+/// own).
+fn open_sealed(
+    st: &AppState,
+    tenant: Uuid,
+    (column, kid): (&str, &str),
+    row: &mut Value,
+) -> Result<(), ApiError> {
+    let (id, blob) = sealed(row, column)?;
     let plain = st.cipher.open(tenant, id, &blob).map_err(|e| {
-        ApiError::Unexpected(anyhow::anyhow!(
-            "connection {id}: {e} with this region's key"
-        ))
+        ApiError::Unexpected(anyhow::anyhow!("row {id}: {e} with this region's key"))
     })?;
-    row["credentials"] = Value::String(hex::encode(plain));
+    row[column] = Value::String(hex::encode(plain));
     if let Some(o) = row.as_object_mut() {
-        o.remove("credentials_kid");
+        o.remove(kid);
     }
     Ok(())
 }
 
-/// Seals a received connection row's plaintext (hex) with this region's key.
-fn seal_credentials(st: &AppState, tenant: Uuid, row: &mut Value) -> Result<(), ApiError> {
-    let bad = |what: &str| ApiError::Peer(format!("the source sent a connection without {what}"));
+/// Seals a received row's plaintext (hex) with this region's key.
+fn seal_received(
+    st: &AppState,
+    tenant: Uuid,
+    (column, kid): (&str, &str),
+    row: &mut Value,
+) -> Result<(), ApiError> {
+    let bad = |what: &str| ApiError::Peer(format!("the source sent a row without {what}"));
     let id: Uuid = row["id"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("an id"))?;
-    let plain = row["credentials"]
+    let plain = row[column]
         .as_str()
         .and_then(|h| hex::decode(h).ok())
-        .ok_or_else(|| bad("credentials"))?;
+        .ok_or_else(|| bad(column))?;
     let blob = st
         .cipher
         .seal(tenant, id, &plain)
         .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("sealing: {e}")))?;
-    row["credentials"] = Value::String(format!("\\x{}", hex::encode(blob)));
-    row["credentials_kid"] = Value::String(st.cipher.kid().to_owned());
+    row[column] = Value::String(format!("\\x{}", hex::encode(blob)));
+    row[kid] = Value::String(st.cipher.kid().to_owned());
     Ok(())
 }
 
@@ -257,9 +266,9 @@ pub(super) async fn copy(
         ));
     }
     let mut rows = got.rows;
-    if t.name == "connections" {
+    if let Some(cols) = sealed_column(t.name) {
         for row in &mut rows {
-            seal_credentials(&st, caller.tenant.as_uuid(), row)?;
+            seal_received(&st, caller.tenant.as_uuid(), cols, row)?;
         }
     }
     let region = st.region.id.to_string();
@@ -305,8 +314,9 @@ pub(super) async fn checksum(
                     let row = tx.query_one(&t.checksum_sql(), &[&t.skipped()]).await?;
                     let rows: i64 = row.get(0);
                     let mut checksum = format!("{rows}:{}", row.get::<_, String>(1));
-                    if t.name == "connections" {
-                        checksum.push_str(&format!(":{}", credentials_digest(&st2, tx).await?));
+                    if let Some((column, _)) = sealed_column(t.name) {
+                        let digest = sealed_digest(&st2, tx, t.name, column).await?;
+                        checksum.push_str(&format!(":{digest}"));
                     }
                     out.push(TableChecksum {
                         table: t.name.to_owned(),
@@ -321,20 +331,24 @@ pub(super) async fn checksum(
     Ok(Json(Checksums { tables: out }))
 }
 
-/// An order-independent digest of the tenant's connection credentials by plaintext: the
-/// wrapping sum of the first 8 bytes of SHA-256(id ‖ plaintext) per connection. Ciphertexts
-/// under two regions' keys differ; their plaintexts must not.
-async fn credentials_digest(st: &AppState, tx: &Tx<'_>) -> Result<u64, ApiError> {
+/// An order-independent digest of a table's sealed column by plaintext (connection
+/// credentials, webhook secrets): the wrapping sum of the first 8 bytes of
+/// SHA-256(id ‖ plaintext) per row. Ciphertexts under two regions' keys differ; their
+/// plaintexts must not. `table` and `column` come from the catalogue, never from a request.
+async fn sealed_digest(
+    st: &AppState,
+    tx: &Tx<'_>,
+    table: &str,
+    column: &str,
+) -> Result<u64, ApiError> {
     let mut sum = 0u64;
     for r in tx
-        .query("SELECT id, credentials FROM connections", &[])
+        .query(&format!("SELECT id, {column} FROM {table}"), &[])
         .await?
     {
         let (id, blob): (Uuid, Vec<u8>) = (r.get(0), r.get(1));
         let plain = st.cipher.open(tx.tenant(), id, &blob).map_err(|e| {
-            ApiError::Unexpected(anyhow::anyhow!(
-                "connection {id}: {e} with this region's key"
-            ))
+            ApiError::Unexpected(anyhow::anyhow!("{table} {id}: {e} with this region's key"))
         })?;
         let mut input = id.as_bytes().to_vec();
         input.extend_from_slice(&plain);
@@ -415,6 +429,14 @@ pub(super) async fn arrive(
                         "move",
                         &move_id,
                         json!({ "from": body.from, "to": region }),
+                    )
+                    .await?;
+                    // Once, with the audit event: the subscriptions arrived with the tenant,
+                    // and this node (the new home) delivers it.
+                    crate::webhooks::emit(
+                        tx,
+                        crate::webhooks::EventType::TenantMoved,
+                        json!({ "move_id": body.move_id, "from": body.from, "to": region }),
                     )
                     .await?;
                 }

@@ -12,9 +12,11 @@
 
 use residency_core::wire::customer::{
     AuditEvent, Configuration, Connection, Connector, CreateConnection, CreateMember,
-    CreateOwnershipTransfer, CreateRole, CreateWorkflow, Execution, ExecutionLog, Me, Member,
-    OwnershipTransfer, Page as PageOf, PutConfiguration, Role, RunWorkflow, TransferStatus,
-    UpdateConnection, UpdateMember, UpdateRole, UpdateWorkflow, Usage, UsageCounts, Workflow,
+    CreateOwnershipTransfer, CreateRole, CreateWebhook, CreateWorkflow, CreatedWebhook, Execution,
+    ExecutionLog, Me, Member, OwnershipTransfer, Page as PageOf, PutConfiguration, Role,
+    RunWorkflow, TransferStatus, UpdateConnection, UpdateMember, UpdateRole, UpdateWebhook,
+    UpdateWorkflow, Usage, UsageCounts, Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent,
+    Workflow,
 };
 use residency_core::wire::ProblemDetails;
 use residency_http::PROBLEM_JSON;
@@ -28,7 +30,7 @@ use standard::Standard;
 
 use super::{
     account, audit_events, configurations, connections, executions, members, ownership, roles,
-    workflows,
+    webhooks, workflows,
 };
 
 /// The customer API document.
@@ -62,6 +64,10 @@ use super::{
         ownership::accept,
         ownership::decline,
         ownership::cancel,
+        webhooks::create,
+        webhooks::update,
+        webhooks::ping,
+        webhooks::deliveries,
     ),
     components(schemas(
         ProblemDetails,
@@ -74,6 +80,8 @@ use super::{
         PageOf<Role>,
         PageOf<AuditEvent>,
         PageOf<OwnershipTransfer>,
+        PageOf<Webhook>,
+        PageOf<WebhookDelivery>,
         Me,
         Usage,
         UsageCounts,
@@ -99,6 +107,13 @@ use super::{
         OwnershipTransfer,
         CreateOwnershipTransfer,
         TransferStatus,
+        Webhook,
+        CreatedWebhook,
+        CreateWebhook,
+        UpdateWebhook,
+        WebhookDelivery,
+        WebhookAttempt,
+        WebhookEvent,
     )),
     modifiers(&Gateway),
     security(("bearer" = []), ("api_key" = [])),
@@ -113,6 +128,7 @@ use super::{
         (name = "roles", description = "System and custom roles"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "ownership", description = "Handing a customer's ownership to another member"),
+        (name = "webhooks", description = "Signed event deliveries to the customer's https endpoints, from its home region only"),
     ),
 )]
 pub(crate) struct CustomerApi;
@@ -175,7 +191,7 @@ const GATEWAY_REFUSALS: [(&str, &str, &str); 9] = [
 const TOO_LARGE: (&str, &str, &str) = ("413", "PayloadTooLarge", "The body is over the size limit");
 
 /// The resources' standard operations (list, get, delete), declared next to each resource.
-const STANDARD: [&Standard; 8] = [
+const STANDARD: [&Standard; 9] = [
     &account::CONNECTORS_DOC,
     &connections::DOC,
     &workflows::DOC,
@@ -184,6 +200,7 @@ const STANDARD: [&Standard; 8] = [
     &members::DOC,
     &roles::DOC,
     &audit_events::DOC,
+    &webhooks::DOC,
 ];
 
 impl Modify for Gateway {

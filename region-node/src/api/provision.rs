@@ -5,6 +5,10 @@
 //!
 //! `POST /internal/v1/roles/check` answers whether a role exists for the tenant (the admin
 //! API asks before it creates an API key naming that role).
+//!
+//! `POST /internal/v1/events/api-key-revoked` records an API key's revocation (done in the
+//! directory by the admin API) in the tenant's home region: an `api_key.revoke` audit event
+//! and the `api_key.revoked` webhook event, once per key.
 
 use std::sync::Arc;
 
@@ -12,7 +16,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use residency_core::wire::provision::{
-    ProvisionRequest, ProvisionResponse, RoleCheckRequest, RoleCheckResponse,
+    KeyRevoked, KeyRevokedRecorded, ProvisionRequest, ProvisionResponse, RoleCheckRequest,
+    RoleCheckResponse,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -110,6 +115,66 @@ pub(super) async fn check_role(
                 Ok(RoleCheckResponse {
                     name: body.name,
                     exists,
+                })
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `POST /internal/v1/events/api-key-revoked`: 404 when the tenant is not provisioned here,
+/// 503 while it is frozen for a move (nothing is written to a tenant being copied away).
+pub(super) async fn key_revoked(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    Body(body): Body<KeyRevoked>,
+) -> Result<Json<KeyRevokedRecorded>, ApiError> {
+    text_field("prefix", &body.prefix, 1, 64)?;
+    text_field("name", &body.name, 0, 200)?;
+    text_field("actor", &body.actor, 1, 256)?;
+    let out = st
+        .db
+        .system(&caller, move |tx| {
+            Box::pin(async move {
+                let frozen: Option<bool> = tx
+                    .query_opt("SELECT frozen FROM tenants", &[])
+                    .await?
+                    .map(|r| r.get(0));
+                match frozen {
+                    None => return Err(ApiError::NotFound("tenant")),
+                    Some(true) => return Err(ApiError::TenantMoving),
+                    Some(false) => {}
+                }
+                let key = body.key_id.to_string();
+                let seen: bool = tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM audit_events WHERE action = 'api_key.revoke' AND target_id = $1)",
+                        &[&key],
+                    )
+                    .await?
+                    .get(0);
+                if seen {
+                    return Ok(KeyRevokedRecorded {
+                        recorded: false,
+                        deliveries: 0,
+                    });
+                }
+                tx.audit(
+                    "api_key.revoke",
+                    "api_key",
+                    &key,
+                    json!({ "prefix": body.prefix, "name": body.name, "revoked_by": body.actor }),
+                )
+                .await?;
+                let n = crate::webhooks::emit(
+                    tx,
+                    crate::webhooks::EventType::ApiKeyRevoked,
+                    json!({ "id": body.key_id, "prefix": body.prefix, "name": body.name }),
+                )
+                .await?;
+                Ok(KeyRevokedRecorded {
+                    recorded: true,
+                    deliveries: u32::try_from(n).unwrap_or(u32::MAX),
                 })
             })
         })

@@ -30,6 +30,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_jobs",
         sql: include_str!("../../migrations/0004_jobs.sql"),
     },
+    // 0005 is the workflow worker's (another branch); the gap is deliberate.
+    Migration {
+        version: 6,
+        name: "0006_webhooks",
+        sql: include_str!("../../migrations/0006_webhooks.sql"),
+    },
     Migration {
         version: 7,
         name: "0007_ownership_transfers",

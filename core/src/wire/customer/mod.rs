@@ -15,6 +15,7 @@ mod executions;
 mod members;
 mod ownership;
 mod roles;
+mod webhooks;
 mod workflows;
 
 pub use account::{Me, Usage, UsageCounts};
@@ -26,6 +27,10 @@ pub use executions::{Execution, ExecutionLog};
 pub use members::{CreateMember, Member, UpdateMember};
 pub use ownership::{CreateOwnershipTransfer, OwnershipTransfer, TransferStatus};
 pub use roles::{CreateRole, Role, UpdateRole};
+pub use webhooks::{
+    CreateWebhook, CreatedWebhook, UpdateWebhook, Webhook, WebhookAttempt, WebhookDelivery,
+    WebhookEvent, DELIVERY_HEADER, EVENT_HEADER, EVENT_TYPES, SECRET_PREFIX, SIGNATURE_HEADER,
+};
 pub use workflows::{CreateWorkflow, RunWorkflow, UpdateWorkflow, Workflow};
 
 use serde::{Deserialize, Serialize};

@@ -64,6 +64,16 @@ pub(crate) const TABLES: &[Table] = &[
         skip: &[],
     },
     Table {
+        name: "webhook_subscriptions",
+        key: &[("id", "uuid")],
+        skip: &["secret", "secret_kid"],
+    },
+    Table {
+        name: "webhook_deliveries",
+        key: &[("id", "uuid")],
+        skip: &[],
+    },
+    Table {
         name: "jobs",
         key: &[("id", "uuid")],
         // A worker of the source region may still claim a job while the tenant is frozen
@@ -76,6 +86,17 @@ pub(crate) const TABLES: &[Table] = &[
         skip: &[],
     },
 ];
+
+/// The sealed column of a table and its key-id column: ciphertexts under this region's
+/// credentials key, bound to (tenant, row id), which a move opens on the source and seals
+/// again on the target (`connections.credentials`, `webhook_subscriptions.secret`).
+pub(crate) fn sealed_column(table: &str) -> Option<(&'static str, &'static str)> {
+    match table {
+        "connections" => Some(("credentials", "credentials_kid")),
+        "webhook_subscriptions" => Some(("secret", "secret_kid")),
+        _ => None,
+    }
+}
 
 /// The table named `name`, if it is in the catalogue.
 pub(crate) fn find(name: &str) -> Option<&'static Table> {
