@@ -27,6 +27,7 @@
 //! # otlp_endpoint = "http://127.0.0.1:4318"
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +39,9 @@ use crate::load::{check_file, check_postgres_url, resolve, Validate};
 use crate::pg_url::check_transport;
 use crate::{ConnectionUrl, Problem, Secret};
 use residency_core::RegionId;
+
+mod worker;
+pub use worker::{ConnectorConfig, WorkerConfig};
 
 /// The whole node configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +70,12 @@ pub struct NodeConfig {
     /// `otlp_endpoint`.
     #[serde(default)]
     pub tracing: crate::tracing::TracingConfig,
+    /// The workflow worker (`[worker]`; on by default).
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    /// Per-connector overrides (`[connectors.<id>] base_url`), by catalogue connector id.
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorConfig>,
 }
 
 /// `[moves]`: this node as the target of a tenant move pulls the tenant's rows from a node of
@@ -430,6 +440,8 @@ impl Validate for NodeConfig {
         }
         out.extend(self.limits.validate());
         out.extend(self.tracing.validate());
+        out.extend(self.worker.validate());
+        out.extend(worker::validate_connectors(self.connectors.iter()));
         out
     }
 }

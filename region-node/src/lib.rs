@@ -23,6 +23,7 @@ pub mod rbac;
 mod request_id;
 mod state;
 mod tls;
+mod workflow;
 
 use std::sync::Arc;
 
@@ -84,6 +85,7 @@ pub(crate) fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
         cipher,
         max_body_bytes: cfg.node.max_body_bytes,
         peers: api::Peers::new(&cfg.moves).map_err(|e| anyhow::anyhow!(e))?,
+        connectors: workflow::connector::Connectors::new(&cfg.connectors, cfg.worker.call_timeout),
         metrics: metrics::recorder(),
     }))
 }

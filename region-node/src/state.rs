@@ -20,6 +20,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The client of this node as a move's target (`[moves]`).
     pub(crate) peers: crate::api::Peers,
+    /// The HTTP client of connector actions (`[connectors]`, `worker.call_timeout`).
+    pub(crate) connectors: std::sync::Arc<crate::workflow::connector::Connectors>,
     /// Prometheus page renderer.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -26,7 +26,7 @@ const EXECUTION: Resource<Execution> = Resource {
     what: "execution",
     table: "executions",
     key: Key::Id,
-    columns: "id, workflow_id, status, trigger, input, created_by, created_at, finished_at",
+    columns: "id, workflow_id, status, trigger, input, created_by, created_at, started_at, finished_at, error",
     joins: "",
     order: Order::Asc,
     read: Permission::ExecutionsRead,
@@ -42,7 +42,9 @@ fn render(r: &Row) -> Result<Execution, ApiError> {
         input: object(r, "input")?,
         created_by: r.get("created_by"),
         created_at: r.get("created_at"),
+        started_at: r.get("started_at"),
         finished_at: r.get("finished_at"),
+        error: r.get("error"),
         logs: None,
     })
 }

@@ -89,6 +89,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(workflows::delete),
         )
         .route("/v1/workflows/{id}/runs", post(workflows::run))
+        .route(
+            "/v1/connections/{id}/actions/{action}/invoke",
+            post(connections::invoke),
+        )
         .route("/v1/executions", get(executions::list))
         .route("/v1/executions/{id}", get(executions::get))
         .route("/v1/executions/{id}/cancel", post(executions::cancel))

@@ -47,6 +47,7 @@ use super::{
         account::usage,
         connections::create,
         connections::update,
+        connections::invoke,
         workflows::create,
         workflows::update,
         workflows::run,

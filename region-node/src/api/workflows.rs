@@ -23,6 +23,7 @@ use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
+use crate::workflow::definition::StepKind;
 
 const COLUMNS: &str =
     "id, name, description, definition, connection_id, enabled, version, created_at, updated_at";
@@ -105,6 +106,38 @@ async fn check_connection(tx: &Tx<'_>, id: Option<Uuid>) -> Result<(), ApiError>
     Ok(())
 }
 
+/// Validates a definition (the step language, [`crate::workflow::definition`]) and each
+/// action step's connection and action against this tenant's connections and the catalogue.
+/// `connection` is the workflow's own connection, the default of action steps.
+///
+/// # Errors
+/// 422 naming the step and field (`definition.steps[2].action`).
+pub(super) async fn check_definition(
+    tx: &Tx<'_>,
+    definition: &JsonObject,
+    connection: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let parsed = crate::workflow::definition::parse(definition)
+        .map_err(|e| ApiError::invalid(e.field, e.reason))?;
+    for (i, step) in parsed.steps.iter().enumerate() {
+        if let StepKind::Action {
+            connection_id,
+            action,
+            ..
+        } = &step.kind
+        {
+            crate::workflow::action::check_step(
+                tx,
+                &format!("definition.steps[{i}]"),
+                connection_id.or(connection),
+                action,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// `POST /v1/workflows`.
 #[utoipa::path(
     post,
@@ -131,6 +164,7 @@ pub(super) async fn create(
             Box::pin(async move {
                 tx.require(Permission::WorkflowsCreate)?;
                 check_connection(tx, body.connection_id).await?;
+                check_definition(tx, &body.definition, body.connection_id).await?;
                 let id = Uuid::now_v7();
                 let row = tx
                     .query_one(
@@ -191,6 +225,21 @@ pub(super) async fn update(
                 tx.require(Permission::WorkflowsUpdate)?;
                 if let Some(conn) = body.connection_id {
                     check_connection(tx, conn).await?;
+                }
+                if body.definition.is_some() || body.connection_id.is_some() {
+                    let stored = tx
+                        .query_opt(
+                            "SELECT definition, connection_id FROM workflows WHERE id = $1 FOR UPDATE",
+                            &[&id],
+                        )
+                        .await?
+                        .ok_or(ApiError::NotFound("workflow"))?;
+                    let stored_def = object(&stored, "definition")?;
+                    let definition = body.definition.as_ref().unwrap_or(&stored_def);
+                    let connection = body
+                        .connection_id
+                        .unwrap_or_else(|| stored.get("connection_id"));
+                    check_definition(tx, definition, connection).await?;
                 }
                 let definition = body.definition.map(Value::Object);
                 let row = tx

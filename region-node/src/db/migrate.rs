@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_tenant_moves",
         sql: include_str!("../../migrations/0003_tenant_moves.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_workflow_runs",
+        sql: include_str!("../../migrations/0005_workflow_runs.sql"),
+    },
 ];
 
 /// The roles the migrations grant to.
