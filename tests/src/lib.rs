@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod directory;
+pub mod fake_connector;
 pub mod gateway;
 pub mod https;
 pub mod load;
@@ -355,6 +356,11 @@ key_file = "assertion.key"
 
 [credentials]
 key_file = "credentials.key"
+
+# Off in tests unless a suite turns it on (RESIDENCY__WORKER__ENABLED=true) with its
+# connectors pointed at a local fake: no test calls a real connector.
+[worker]
+enabled = false
 "#,
         app = db.app_url,
         owner = db.owner_url,
