@@ -16,8 +16,11 @@
 pub mod api;
 mod auth;
 mod crypto;
+// Used by the workflow worker and the webhook deliveries (issues 18 and 17), which land next.
 pub mod db;
 pub mod error;
+#[allow(dead_code)]
+mod jobs;
 pub mod metrics;
 pub mod rbac;
 mod request_id;

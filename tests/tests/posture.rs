@@ -55,6 +55,7 @@ async fn migrated_database_has_the_isolation_posture() {
             "connections",
             "execution_logs",
             "executions",
+            "jobs",
             "members",
             "roles",
             "tenants",
@@ -237,7 +238,7 @@ async fn audit_canonical_tenant_check_is_what_the_migrations_create() {
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 9, "one tenant policy per customer table");
+    assert_eq!(rows.len(), 10, "one tenant policy per customer table");
     for r in &rows {
         let table: String = r.get(0);
         assert_eq!(r.get::<_, String>(1), "*", "{table}: for all commands");

@@ -1,7 +1,6 @@
 //! `residency up` end to end: the real binary with its own database prefix, ports and
 //! directory, against real Postgres. It waits for `stack.json`, checks it against the SPEC §4
-//! contract with [`integration_tests::stack_contract`] (and the shared checker when
-//! `RESIDENCY_CHECK_STACK_JSON` names it), calls every region through the gateway
+//! contract with [`integration_tests::stack_contract`], calls every region through the gateway
 //! over TLS (trusting the stack's CA) with a JWT minted from the stack's key and with a demo
 //! API key, stops the stack with SIGTERM and checks that every child exited and every port is
 //! free; then re-runs on the same directory (data kept) and with `--fresh` (data reset).
@@ -263,26 +262,13 @@ fn tenant<'a>(stack: &'a Value, region: &str, tier: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {tier} demo tenant in {region}"))
 }
 
-/// The SPEC §4 contract, checked by the project's own code; when `RESIDENCY_CHECK_STACK_JSON`
-/// names the shared checker (`.ci/run` sets it when `../shared/tools/check-stack-json` exists),
-/// that tool must accept the live file too.
+/// The SPEC §4 contract, checked by the project's own port of it
+/// ([`integration_tests::stack_contract`]); `.ci/run` also runs the shared checker on a live
+/// stack.json (through `.ci/schemathesis`), never the tests.
 fn check_contract(dir: &Path) {
     let path = dir.join("stack.json");
     if let Err(problems) = integration_tests::stack_contract::check(&path) {
         panic!("stack.json breaks the contract:\n{}", problems.join("\n"));
-    }
-    if let Ok(tool) = std::env::var("RESIDENCY_CHECK_STACK_JSON") {
-        let out = Command::new("python3")
-            .arg(&tool)
-            .arg(&path)
-            .output()
-            .expect("run python3");
-        assert!(
-            out.status.success(),
-            "{tool}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 }
 

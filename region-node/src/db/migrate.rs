@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0003_tenant_moves.sql"),
     },
     Migration {
+        version: 4,
+        name: "0004_jobs",
+        sql: include_str!("../../migrations/0004_jobs.sql"),
+    },
+    Migration {
         version: 5,
         name: "0005_workflow_runs",
         sql: include_str!("../../migrations/0005_workflow_runs.sql"),

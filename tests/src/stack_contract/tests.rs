@@ -1,11 +1,7 @@
-//! The checker against a valid document and against each rule broken on its own.
-//!
-//! When `RESIDENCY_CHECK_STACK_JSON` names the shared Python checker, every document checked
-//! here is also fed to it and both must agree (pass or fail), which keeps this port in step
-//! with the tool; `.ci/run` sets it when the tool exists.
+//! The checker against a valid document and against each rule broken on its own. (The shared
+//! Python checker is run by `.ci/run` on a live stack.json, never from the tests.)
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{json, Value};
 
@@ -73,16 +69,8 @@ impl Stack {
         self.dir.path().join("stack.json")
     }
 
-    /// Writes the document and checks it, agreeing with the shared tool when it is named.
+    /// Writes the document and checks it.
     fn problems(&self) -> Vec<String> {
-        self.write(&serde_json::to_vec_pretty(&self.doc).unwrap());
-        let problems = check(&self.path()).err().unwrap_or_default();
-        agree_with_tool(&self.path(), &problems);
-        problems
-    }
-
-    /// Like [`Stack::problems`], for the corners where this port is stricter than the tool.
-    fn problems_stricter_than_tool(&self) -> Vec<String> {
         self.write(&serde_json::to_vec_pretty(&self.doc).unwrap());
         check(&self.path()).err().unwrap_or_default()
     }
@@ -101,25 +89,6 @@ impl Stack {
         );
         problems
     }
-}
-
-/// When the shared checker is named, it must pass exactly when this port passes.
-fn agree_with_tool(path: &Path, problems: &[String]) {
-    let Ok(tool) = std::env::var("RESIDENCY_CHECK_STACK_JSON") else {
-        return;
-    };
-    let out = Command::new("python3")
-        .arg(&tool)
-        .arg(path)
-        .output()
-        .expect("run python3");
-    assert_eq!(
-        out.status.success(),
-        problems.is_empty(),
-        "the shared checker disagrees: it says {}{}, this port says {problems:?}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Removes the field at a JSON pointer.
@@ -558,7 +527,7 @@ fn explicit_nulls_are_wrong_types_although_the_python_tool_skips_them() {
     ] {
         let mut s = Stack::valid();
         set(&mut s.doc, pointer, Value::Null);
-        let problems = s.problems_stricter_than_tool();
+        let problems = s.problems();
         assert!(
             problems.iter().any(|p| p.contains(expected)),
             "{pointer}: {problems:?}"
@@ -567,5 +536,5 @@ fn explicit_nulls_are_wrong_types_although_the_python_tool_skips_them() {
     // A scale tenant's api_key must be a non-empty string, not merely truthy.
     let mut s = Stack::valid();
     set(&mut s.doc, "/demo_tenants/2/api_key", json!(1));
-    assert!(!s.problems_stricter_than_tool().is_empty());
+    assert!(!s.problems().is_empty());
 }

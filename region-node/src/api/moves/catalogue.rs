@@ -17,7 +17,7 @@ pub(crate) struct Table {
 
 /// Every customer table, parents before children: the copy runs in this order, the purge
 /// (`purge_moved_tenant`) in reverse.
-pub(crate) const TABLES: [Table; 9] = [
+pub(crate) const TABLES: [Table; 10] = [
     Table {
         name: "tenants",
         key: &[("tenant_id", "uuid")],
@@ -57,6 +57,13 @@ pub(crate) const TABLES: [Table; 9] = [
         name: "configurations",
         key: &[("key", "text")],
         skip: &[],
+    },
+    Table {
+        name: "jobs",
+        key: &[("id", "uuid")],
+        // A worker of the source region may still claim a job while the tenant is frozen
+        // (the claim does not read the tenant row); its lease differs, its identity does not.
+        skip: &["attempts", "lease_owner", "lease_until"],
     },
     Table {
         name: "audit_events",
