@@ -103,6 +103,8 @@ const HEALTH_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// A node that passed its start-up checks, ready to serve on a listener.
 pub struct Prepared {
     cfg: NodeConfig,
+    /// The shared state (the worker runs over it).
+    state: Arc<AppState>,
     app: axum::Router,
     /// The health listener's router (`/healthz`, `/readyz`, `/metrics` only).
     health: axum::Router,
@@ -132,7 +134,7 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
     let tls = cfg.tls.as_ref().map(tls::tls_acceptor).transpose()?;
     let timeout = cfg.node.request_timeout;
     let health = api::health_router(Arc::clone(&state));
-    let app = api::router(state).layer(axum::middleware::from_fn(
+    let app = api::router(Arc::clone(&state)).layer(axum::middleware::from_fn(
         move |req: Request, next: Next| async move {
             match tokio::time::timeout(timeout, next.run(req)).await {
                 Ok(resp) => resp,
@@ -142,6 +144,7 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
     ));
     Ok(Prepared {
         cfg,
+        state,
         app,
         health,
         tls,
@@ -174,6 +177,7 @@ impl Prepared {
     ) -> anyhow::Result<()> {
         let Self {
             cfg,
+            state,
             app,
             health: health_app,
             tls,
@@ -233,8 +237,15 @@ impl Prepared {
             }
             None => None,
         };
+        // The workflow worker: stops claiming on shutdown and finishes what it runs.
+        let worker = cfg.worker.enabled.then(|| {
+            workflow::worker::start(Arc::clone(&state), cfg.worker.clone(), shutdown.clone())
+        });
         let service = TowerToHyperService::new(app);
         serve::serve(listener, opts, service, shutdown).await;
+        if let Some(w) = worker {
+            w.await.context("workflow worker")?;
+        }
         if let Some(h) = health {
             h.await.context("health listener")?;
         }

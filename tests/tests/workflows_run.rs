@@ -28,16 +28,34 @@ const POST: &str = "/slack/chat.postMessage";
 
 /// A node process with its worker on, its connectors pointed at `fake`, its output captured.
 async fn worker_node(db: &RegionDb, fake: &FakeConnector, lease: &str) -> (NodeProcess, Logs) {
+    worker_node_sharing(db, fake, lease, None).await
+}
+
+/// [`worker_node`], with the credentials key of `with` (replicas of a region share it).
+async fn worker_node_sharing(
+    db: &RegionDb,
+    fake: &FakeConnector,
+    lease: &str,
+    with: Option<&NodeProcess>,
+) -> (NodeProcess, Logs) {
     let slack = fake.base("slack");
     let hubspot = fake.base("hubspot");
-    let env = [
+    let key = with
+        .map(|n| n.dir.path().join("credentials.key").display().to_string())
+        .unwrap_or_default();
+    let mut env = vec![
         ("RESIDENCY__WORKER__ENABLED", "true"),
         ("RESIDENCY__WORKER__POLL_INTERVAL", "100ms"),
         ("RESIDENCY__WORKER__LEASE", lease),
         ("RESIDENCY__WORKER__MAX_ATTEMPTS", "5"),
+        ("RESIDENCY__WORKER__CONCURRENCY", "4"),
+        ("RESIDENCY__DATABASE__POOL_SIZE", "8"),
         ("RESIDENCY__CONNECTORS__SLACK__BASE_URL", slack.as_str()),
         ("RESIDENCY__CONNECTORS__HUBSPOT__BASE_URL", hubspot.as_str()),
     ];
+    if with.is_some() {
+        env.push(("RESIDENCY__CREDENTIALS__KEY_FILE", key.as_str()));
+    }
     let mut node = NodeProcess::spawn(db, "eu", "info", Stdio::piped, &env);
     let logs = Logs::default();
     let child = node.child.as_mut().unwrap();
@@ -625,7 +643,7 @@ async fn a_killed_worker_is_replaced_after_its_lease() {
     first.kill().await;
     fake.answer(SEARCH, Answer::Json(json!({"total": 1})));
     fake.release();
-    let (second, _logs2) = worker_node(&db, &fake, "2s").await;
+    let (second, _logs2) = worker_node_sharing(&db, &fake, "2s", Some(&first)).await;
     let exec = until_status(&second, t, &id, "succeeded").await;
     assert_eq!(
         fake.calls_to(SEARCH).len(),
@@ -644,7 +662,8 @@ async fn two_workers_never_run_the_same_execution() {
     let db = RegionDb::create("eu").await;
     let fake = FakeConnector::start().await;
     let (a, _la) = worker_node(&db, &fake, "10s").await;
-    let (b, _lb) = worker_node(&db, &fake, "10s").await;
+    let (b, _lb) = worker_node_sharing(&db, &fake, "10s", Some(&a)).await;
+    fake.answer(SEARCH, Answer::Json(json!({"total": 1})));
     let t = Uuid::new_v4();
     provision(&a, t, "acme").await;
     let (hs, sl) = connections(&a, t, &["post_message"]).await;

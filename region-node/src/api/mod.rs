@@ -96,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/executions", get(executions::list))
         .route("/v1/executions/{id}", get(executions::get))
         .route("/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/v1/executions/{id}/retry", post(executions::retry))
         .route(
             "/v1/configurations",
             configurations::CONFIGURATION.list_route(),

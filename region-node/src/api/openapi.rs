@@ -52,6 +52,7 @@ use super::{
         workflows::update,
         workflows::run,
         executions::cancel,
+        executions::retry,
         configurations::put,
         members::create,
         members::update,

@@ -287,9 +287,9 @@ pub(super) async fn delete(
         .await
 }
 
-/// `POST /v1/workflows/{id}/runs`: records a queued execution with its planned steps as log
-/// lines; an empty or `null` body runs with empty input. (No worker executes steps yet; see
-/// the README's feature table.)
+/// `POST /v1/workflows/{id}/runs`: queues an execution (and its job, in the same
+/// transaction) for the region's workers; an empty or `null` body runs with empty input. The
+/// run acts as the caller: its subject and its role now.
 #[utoipa::path(
     post,
     path = "/v1/workflows/{id}/runs",
@@ -298,8 +298,8 @@ pub(super) async fn delete(
     summary = "Run a workflow",
     request_body = Option<RunWorkflow>,
     responses(
-        (status = 201, description = "The queued execution, with its planned steps as log lines", body = Execution),
-        (status = 409, description = "The workflow is disabled"),
+        (status = 201, description = "The queued execution", body = Execution),
+        (status = 409, description = "The workflow is disabled, or its definition is not valid"),
     )
 )]
 pub(super) async fn run(
@@ -333,29 +333,31 @@ pub(super) async fn run(
                     return Err(ApiError::Conflict("the workflow is disabled".into()));
                 }
                 let definition: Value = wf.get("definition");
+                // A definition saved before the step language existed (or edited in SQL) is
+                // refused here rather than failing in the worker.
+                if let Some(Err(e)) = definition.as_object().map(crate::workflow::definition::parse) {
+                    return Err(ApiError::Conflict(format!(
+                        "the workflow's definition is not valid: {}: {}",
+                        e.field, e.reason
+                    )));
+                }
                 let exec_id = Uuid::now_v7();
+                // The run acts as its starter: this subject, with the role it has now (checked
+                // again, live, at every step by the worker).
                 tx.execute(
-                    "INSERT INTO executions (tenant_id, id, workflow_id, status, trigger, input, created_by) \
-                     VALUES ($1, $2, $3, 'queued', 'api', $4, $5)",
-                    &[&tx.tenant(), &exec_id, &id, &Value::Object(input), &tx.caller().subject],
+                    "INSERT INTO executions (tenant_id, id, workflow_id, status, trigger, input, created_by, run_by, run_role) \
+                     VALUES ($1, $2, $3, 'queued', 'api', $4, $5, $5, $6)",
+                    &[&tx.tenant(), &exec_id, &id, &Value::Object(input), &tx.caller().subject, &tx.principal().role],
                 )
                 .await?;
-                let mut lines = vec![format!("run requested by {} through the api", tx.caller().subject)];
-                if let Some(steps) = definition.get("steps").and_then(Value::as_array) {
-                    for (i, step) in steps.iter().enumerate() {
-                        let action = step.get("action").and_then(Value::as_str).unwrap_or("unnamed");
-                        lines.push(format!("step {}: {action} planned", i + 1));
-                    }
-                }
-                for (seq, line) in lines.iter().enumerate() {
-                    let seq = i32::try_from(seq + 1).unwrap_or(i32::MAX);
-                    tx.execute(
-                        "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
-                         VALUES ($1, $2, $3, 'info', $4)",
-                        &[&tx.tenant(), &exec_id, &seq, line],
-                    )
-                    .await?;
-                }
+                let line = format!("run requested by {} through the api", tx.caller().subject);
+                tx.execute(
+                    "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
+                     VALUES ($1, $2, 1, 'info', $3)",
+                    &[&tx.tenant(), &exec_id, &line],
+                )
+                .await?;
+                crate::jobs::enqueue(tx, crate::workflow::worker::KIND, exec_id, None).await?;
                 tx.audit("workflow.run", "execution", &exec_id.to_string(), json!({ "workflow_id": id }))
                     .await?;
                 executions::load(tx, exec_id, true).await

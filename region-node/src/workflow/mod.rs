@@ -5,3 +5,4 @@ pub(crate) mod action;
 pub(crate) mod connector;
 pub(crate) mod definition;
 pub(crate) mod template;
+pub(crate) mod worker;
