@@ -130,7 +130,7 @@ async fn answers_through_the_gateway_conform_to_the_document() {
         Method::POST,
         "/v1/workflows".into(),
         Some(
-            json!({"name": "w", "definition": {"steps": [{"action": "a"}]}, "connection_id": cid}),
+            json!({"name": "w", "definition": {"steps": [{"id": "page", "type": "action", "action": "create_page"}]}, "connection_id": cid}),
         ),
     )
     .await;

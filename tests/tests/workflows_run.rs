@@ -517,7 +517,7 @@ async fn definitions_are_validated_by_step_and_field() {
     provision(&node, t, "acme").await;
     let (hs, _) = connections(&node, t, &["post_message"]).await;
     for (definition, field) in [
-        (json!({}), "definition.steps"),
+        (json!({"steps": {}}), "definition.steps"),
         (
             json!({"steps": [{"id": "a", "type": "nap"}]}),
             "definition.steps[0].type",

@@ -400,15 +400,17 @@ fn check_ref(r: &str, earlier: &HashSet<&str>) -> Result<(), String> {
 }
 
 /// Parses and validates `definition` (the whole object; only `steps` is read, other keys are
-/// kept as the customer's own annotations).
+/// kept as the customer's own annotations; no `steps` is a workflow without steps).
 ///
 /// # Errors
 /// The first problem, naming its field.
 pub(crate) fn parse(definition: &Map<String, Value>) -> Result<Definition, Invalid> {
+    // No `steps`: a workflow that does nothing yet (a run of it succeeds at once).
+    let empty = Vec::new();
     let steps = match definition.get("steps") {
         Some(Value::Array(a)) => a,
-        None => return Err(bad("definition.steps", "required: an array of steps")),
-        Some(_) => return Err(bad("definition.steps", "must be an array")),
+        None => &empty,
+        Some(_) => return Err(bad("definition.steps", "must be an array of steps")),
     };
     if steps.len() > MAX_STEPS {
         return Err(bad(
@@ -501,7 +503,8 @@ mod tests {
 
     #[test]
     fn refusals_name_the_step_and_field() {
-        assert_eq!(field(json!({})), "definition.steps");
+        assert!(def(json!({})).unwrap().steps.is_empty());
+        assert_eq!(field(json!({"steps": 5})), "definition.steps");
         assert_eq!(field(json!({"steps": [1]})), "definition.steps[0]");
         assert_eq!(
             field(json!({"steps": [{"type": "delay", "seconds": 1}]})),
