@@ -139,13 +139,17 @@ enum Begin {
     /// Nothing to do (finished, cancelled, or the lease is gone).
     Stop,
     /// Run this step.
-    Step {
-        index: usize,
-        step: Step,
-        ctx: Value,
-        call: Option<action::Ready>,
-        progress: Progress,
-    },
+    Step(Box<Run>),
+}
+
+/// A step to run: its index, definition, template context, the action ready to call, and the
+/// run's progress.
+struct Run {
+    index: usize,
+    step: Step,
+    ctx: Value,
+    call: Option<action::Ready>,
+    progress: Progress,
 }
 
 /// How a step ended.
@@ -282,16 +286,16 @@ impl Worker {
                 // The database is unavailable: the lease expires and the job is claimed again.
                 Err(e) => return Err(e),
             };
-            let Begin::Step {
+            let Begin::Step(run) = begin else {
+                return Ok(());
+            };
+            let Run {
                 index,
                 step,
                 ctx,
                 call,
                 progress,
-            } = begin
-            else {
-                return Ok(());
-            };
+            } = *run;
             let started = Instant::now();
             let secrets = call
                 .as_ref()
@@ -483,7 +487,7 @@ impl Worker {
                                 .await?
                                 .get(0);
                             let Some(conn) = connection_id.or(wf_conn) else {
-                                return Ok((Begin::Step { index: progress.next, step, ctx, call: None, progress }, None));
+                                return Ok((Begin::Step(Box::new(Run { index: progress.next, step, ctx, call: None, progress, })), None));
                             };
                             match action::ready(tx, &st.cipher, conn, action).await {
                                 Ok(r) => Some(r),
@@ -501,7 +505,7 @@ impl Worker {
                         }
                         _ => None,
                     };
-                    Ok((Begin::Step { index: progress.next, step, ctx, call, progress }, None))
+                    Ok((Begin::Step(Box::new(Run { index: progress.next, step, ctx, call, progress, })), None))
                 })
             })
             .await?;
