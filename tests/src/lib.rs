@@ -27,6 +27,7 @@ pub mod process;
 pub mod rehearsal;
 pub mod stack_contract;
 pub mod tls_postgres;
+pub mod workflows;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
