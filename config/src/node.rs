@@ -441,15 +441,6 @@ impl Validate for NodeConfig {
         out.extend(self.limits.validate());
         out.extend(self.tracing.validate());
         out.extend(self.worker.validate());
-        if self.worker.enabled && self.worker.concurrency >= self.database.pool_size as usize {
-            out.push(Problem::new(
-                "worker.concurrency",
-                format!(
-                    "must be below database.pool_size ({}): each running execution holds a connection at times, and requests need the rest",
-                    self.database.pool_size
-                ),
-            ));
-        }
         out.extend(worker::validate_connectors(self.connectors.iter()));
         out
     }

@@ -239,7 +239,12 @@ impl Prepared {
         };
         // The workflow worker: stops claiming on shutdown and finishes what it runs.
         let worker = cfg.worker.enabled.then(|| {
-            workflow::worker::start(Arc::clone(&state), cfg.worker.clone(), shutdown.clone())
+            workflow::worker::start(
+                Arc::clone(&state),
+                cfg.worker.clone(),
+                cfg.database.pool_size,
+                shutdown.clone(),
+            )
         });
         let service = TowerToHyperService::new(app);
         serve::serve(listener, opts, service, shutdown).await;

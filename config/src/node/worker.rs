@@ -4,7 +4,7 @@
 //! ```toml
 //! [worker]
 //! enabled = true          # run workflows on this node (default)
-//! concurrency = 4         # executions run at once by this node
+//! concurrency = 4         # executions run at once by this node (≤ database.pool_size / 2)
 //! poll_interval = "1s"    # how often the queue is polled when idle
 //! lease = "30s"           # a claimed execution is this node's for this long (renewed while a step runs)
 //! max_attempts = 5        # claims of one execution's job before the run is failed
@@ -27,7 +27,8 @@ pub struct WorkerConfig {
     /// Whether this node runs workflows (several nodes of a region may; leases keep each
     /// execution on one at a time).
     pub enabled: bool,
-    /// Executions run at once.
+    /// Executions run at once; at most half of `database.pool_size` (each running execution
+    /// holds a connection at times, requests need the rest), lowered with a warning otherwise.
     pub concurrency: usize,
     /// Polling interval of the queue when it was empty.
     #[serde(with = "crate::duration::serde_str")]
@@ -128,4 +129,61 @@ pub(crate) fn validate_connectors<'a>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_limits_are_named() {
+        assert!(WorkerConfig::default().validate().is_empty());
+        let bad = WorkerConfig {
+            concurrency: 0,
+            poll_interval: Duration::ZERO,
+            lease: Duration::from_millis(10),
+            max_attempts: 0,
+            call_timeout: Duration::from_secs(301),
+            ..WorkerConfig::default()
+        };
+        let keys: Vec<String> = bad.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "worker.concurrency",
+                "worker.poll_interval",
+                "worker.lease",
+                "worker.max_attempts",
+                "worker.call_timeout"
+            ]
+        );
+    }
+
+    #[test]
+    fn connector_urls_are_https_or_loopback_http() {
+        let c = |u: &str| ConnectorConfig {
+            base_url: u.to_owned(),
+        };
+        let ok = [
+            ("slack".to_owned(), c("https://slack.com/api")),
+            ("hubspot".to_owned(), c("http://127.0.0.1:9/hubspot")),
+        ];
+        assert!(validate_connectors(ok.iter().map(|(k, v)| (k, v))).is_empty());
+        let bad = [
+            ("slack".to_owned(), c("http://slack.com/api")),
+            ("Bad".to_owned(), c("https://x.example/?q=1")),
+        ];
+        let keys: Vec<String> = validate_connectors(bad.iter().map(|(k, v)| (k, v)))
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "connectors.slack.base_url",
+                "connectors.Bad",
+                "connectors.Bad.base_url"
+            ]
+        );
+    }
 }

@@ -55,9 +55,20 @@ pub(crate) struct Worker {
 /// the queue-depth gauge, both stopped by `shutdown`.
 pub(crate) fn start(
     st: Arc<AppState>,
-    cfg: WorkerConfig,
+    mut cfg: WorkerConfig,
+    pool_size: u32,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    // Each running execution holds a pooled connection at times; requests need the rest.
+    let most = usize::try_from(pool_size / 2).unwrap_or(1).max(1);
+    if cfg.concurrency > most {
+        tracing::warn!(
+            configured = cfg.concurrency,
+            used = most,
+            "worker.concurrency lowered to half of database.pool_size"
+        );
+        cfg.concurrency = most;
+    }
     let id = jobs::RunnerConfig::worker_id(KIND);
     tracing::info!(worker = %id, concurrency = cfg.concurrency, "workflow worker started");
     let runner = jobs::RunnerConfig {
