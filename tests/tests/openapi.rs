@@ -223,6 +223,17 @@ async fn answers_through_the_gateway_conform_to_the_document() {
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
     check("/v1/connections/{id}/actions/{action}/invoke", "post", &r);
+    // A workflow step still uses the connection: refused.
+    let r = call(Method::DELETE, format!("/v1/connections/{cid}"), None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    check("/v1/connections/{id}", "delete", &r);
+    let r = call(
+        Method::PATCH,
+        format!("/v1/workflows/{wid}"),
+        Some(json!({"definition": {"steps": []}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
     let r = call(Method::DELETE, format!("/v1/connections/{cid}"), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     check("/v1/connections/{id}", "delete", &r);

@@ -257,7 +257,8 @@ pub(super) async fn update(
     Ok(Json(out))
 }
 
-/// `DELETE /v1/connections/{id}`: refused with 409 while a workflow uses it.
+/// `DELETE /v1/connections/{id}`: refused with 409 while a workflow uses it (as its
+/// connection or in a step).
 pub(super) async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -268,9 +269,12 @@ pub(super) async fn delete(
         .tenant(&caller, move |tx| {
             Box::pin(async move {
                 tx.require(Permission::ConnectionsDelete)?;
+                // Used as a workflow's connection, or named by one of its steps.
                 let used = tx
                     .query_opt(
-                        "SELECT 1 FROM workflows WHERE connection_id = $1 LIMIT 1",
+                        "SELECT 1 FROM workflows WHERE connection_id = $1 \
+                         OR jsonb_path_exists(definition, '$.steps[*] ? (@.connection_id == $c)', \
+                                              jsonb_build_object('c', $1::text)) LIMIT 1",
                         &[&id],
                     )
                     .await?;
