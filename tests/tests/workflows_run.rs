@@ -349,3 +349,52 @@ async fn definitions_are_validated_by_step_and_field() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
     assert_eq!(r.json["field"], "definition.steps[0].seconds");
 }
+
+#[tokio::test]
+async fn a_role_that_loses_a_permission_mid_run_stops_the_run() {
+    let db = RegionDb::create("eu").await;
+    let fake = FakeConnector::start().await;
+    let (node, _logs) = worker_node(&db, &fake, "10s").await;
+    let t = Uuid::new_v4();
+    provision(&node, t, "acme").await;
+    let (_, sl) = connections(&node, t, &["post_message"]).await;
+    let role = created(
+        api(
+            &node,
+            t,
+            "owner",
+            Method::POST,
+            "/v1/roles",
+            Some(&json!({
+                "name": "sender", "based_on": "operator"
+            })),
+        )
+        .await,
+    )
+    .await;
+    let wf = workflow(&node, t, "later", json!({"steps": [
+        {"id": "wait", "type": "delay", "seconds": 2},
+        {"id": "notify", "type": "action", "connection_id": sl, "action": "post_message", "input": {"text": "hi"}}
+    ]}))
+    .await;
+    let id = run(&node, t, "sender", &wf, json!({})).await;
+    until_status(&node, t, &id, "running").await;
+    // While the run waits, its role loses connections.use: checked live, the step is refused.
+    let r = api(
+        &node,
+        t,
+        "owner",
+        Method::PATCH,
+        &format!("/v1/roles/{}", role["id"].as_str().unwrap()),
+        Some(&json!({"remove": ["connections.use"]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let exec = until_status(&node, t, &id, "failed").await;
+    let error = exec["error"].as_str().unwrap();
+    assert!(
+        error.contains("step notify") && error.contains("connections.use"),
+        "{error}"
+    );
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
