@@ -345,6 +345,10 @@ fn fill_path(template: &str, fields: &mut Map<String, Value>) -> Result<String, 
         if text.is_empty() {
             return Err(CallError::Input(format!("{name} must not be empty")));
         }
+        // A dot segment would walk the path up on the connector's host.
+        if text == "." || text == ".." {
+            return Err(CallError::Input(format!("{name} must not be . or ..")));
+        }
         out.extend(
             url::form_urlencoded::byte_serialize(text.as_bytes()).map(|s| s.replace('+', "%20")),
         );
@@ -372,6 +376,11 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert!(matches!(
             fill_path("/deals/{deal_id}", &mut f),
+            Err(CallError::Input(_))
+        ));
+        let mut dots = json!({"deal_id": ".."}).as_object().cloned().unwrap();
+        assert!(matches!(
+            fill_path("/deals/{deal_id}", &mut dots),
             Err(CallError::Input(_))
         ));
     }

@@ -576,3 +576,29 @@ fn run_finished(job: &Claimed, status: &str) {
     // webhook event workflow.run.finished: wired by the lead at merge
     tracing::info!(execution = %job.subject, status, "workflow run finished");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_redact_credentials_and_are_short() {
+        let v = json!({"text": "hi sk-live-123456", "api_key": "abc", "nested": {"Authorization": "x"}});
+        let s = summary(&v, &["sk-live-123456".to_owned()]);
+        assert!(
+            !s.contains("sk-live-123456") && !s.contains("\"abc\""),
+            "{s}"
+        );
+        assert!(s.contains("[redacted]"), "{s}");
+        let long = json!({"text": "x".repeat(1000)});
+        assert!(summary(&long, &[]).chars().count() <= SUMMARY_CHARS + 1);
+    }
+
+    #[test]
+    fn jitter_stays_in_its_range() {
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.5..=1.0).contains(&j), "{j}");
+        }
+    }
+}
