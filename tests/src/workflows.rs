@@ -203,7 +203,8 @@ pub async fn run(node: &NodeProcess, t: Uuid, role: &str, wf: &str, input: Value
     r["id"].as_str().unwrap().to_owned()
 }
 
-/// Waits until the execution is in `status`; returns it (with its log lines).
+/// Waits until the execution is in `status`; returns it (with its log lines). Panics at once
+/// when it ended in another status.
 pub async fn until_status(node: &NodeProcess, t: Uuid, id: &str, status: &str) -> Value {
     until(
         &format!("execution {id} {status}"),
@@ -218,7 +219,15 @@ pub async fn until_status(node: &NodeProcess, t: Uuid, id: &str, status: &str) -
                 None,
             )
             .await;
-            (r.json["status"] == status).then_some(r.json)
+            // An execution that ended otherwise fails the test at once, with its log lines.
+            let now = r.json["status"].as_str().unwrap_or_default();
+            let ended = ["succeeded", "failed", "cancelled"].contains(&now);
+            assert!(
+                now == status || !ended,
+                "execution {id} ended {now}, not {status}: {}",
+                r.json
+            );
+            (now == status).then_some(r.json)
         },
     )
     .await
