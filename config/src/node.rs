@@ -27,6 +27,7 @@
 //! # otlp_endpoint = "http://127.0.0.1:4318"
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +41,8 @@ use crate::{ConnectionUrl, Problem, Secret};
 use residency_core::RegionId;
 
 pub mod webhooks;
+mod worker;
+pub use worker::{ConnectorConfig, WorkerConfig};
 
 /// The whole node configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +74,12 @@ pub struct NodeConfig {
     /// Customer webhook deliveries (`[webhooks]`, on by default).
     #[serde(default)]
     pub webhooks: webhooks::WebhooksConfig,
+    /// The workflow worker (`[worker]`; on by default).
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    /// Per-connector overrides (`[connectors.<id>] base_url`), by catalogue connector id.
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorConfig>,
 }
 
 /// `[moves]`: this node as the target of a tenant move pulls the tenant's rows from a node of
@@ -442,6 +451,8 @@ impl Validate for NodeConfig {
         if let Some(ca) = &self.webhooks.ca_file {
             check_file("webhooks.ca_file", ca, &mut out);
         }
+        out.extend(self.worker.validate());
+        out.extend(worker::validate_connectors(self.connectors.iter()));
         out
     }
 }

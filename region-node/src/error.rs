@@ -121,8 +121,8 @@ impl ApiError {
         }
     }
 
-    /// The text a client may see.
-    fn client_detail(&self) -> String {
+    /// The text a client may see (also the reason a workflow step failed with).
+    pub(crate) fn client_detail(&self) -> String {
         match self {
             Self::Unauthenticated(why) => format!("gateway assertion {why}"),
             Self::Misdirected => "this request was routed to the wrong region".to_owned(),

@@ -25,6 +25,7 @@ mod request_id;
 mod state;
 mod tls;
 mod webhooks;
+mod workflow;
 
 use std::sync::Arc;
 
@@ -87,6 +88,7 @@ pub(crate) fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
         max_body_bytes: cfg.node.max_body_bytes,
         peers: api::Peers::new(&cfg.moves).map_err(|e| anyhow::anyhow!(e))?,
         webhooks: cfg.webhooks.clone(),
+        connectors: workflow::connector::Connectors::new(&cfg.connectors, cfg.worker.call_timeout),
         metrics: metrics::recorder(),
     }))
 }
@@ -101,6 +103,8 @@ const HEALTH_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// A node that passed its start-up checks, ready to serve on a listener.
 pub struct Prepared {
     cfg: NodeConfig,
+    /// The shared state (the worker runs over it).
+    state: Arc<AppState>,
     app: axum::Router,
     /// The health listener's router (`/healthz`, `/readyz`, `/metrics` only).
     health: axum::Router,
@@ -133,7 +137,7 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
     let timeout = cfg.node.request_timeout;
     let deliveries = webhooks::deliver::prepare(&state, &cfg.webhooks).context("webhooks")?;
     let health = api::health_router(Arc::clone(&state));
-    let app = api::router(state).layer(axum::middleware::from_fn(
+    let app = api::router(Arc::clone(&state)).layer(axum::middleware::from_fn(
         move |req: Request, next: Next| async move {
             match tokio::time::timeout(timeout, next.run(req)).await {
                 Ok(resp) => resp,
@@ -143,6 +147,7 @@ pub async fn prepare(cfg: NodeConfig) -> anyhow::Result<Prepared> {
     ));
     Ok(Prepared {
         cfg,
+        state,
         app,
         health,
         tls,
@@ -176,6 +181,7 @@ impl Prepared {
     ) -> anyhow::Result<()> {
         let Self {
             cfg,
+            state,
             app,
             health: health_app,
             tls,
@@ -238,8 +244,20 @@ impl Prepared {
             }
             None => None,
         };
+        // The workflow worker: stops claiming on shutdown and finishes what it runs.
+        let worker = cfg.worker.enabled.then(|| {
+            workflow::worker::start(
+                Arc::clone(&state),
+                cfg.worker.clone(),
+                cfg.database.pool_size,
+                shutdown.clone(),
+            )
+        });
         let service = TowerToHyperService::new(app);
         serve::serve(listener, opts, service, shutdown).await;
+        if let Some(w) = worker {
+            w.await.context("workflow worker")?;
+        }
         if let Some(h) = health {
             h.await.context("health listener")?;
         }

@@ -31,6 +31,11 @@ pub(crate) const DB_TRANSACTION_SECONDS: &str = "residency_node_db_transaction_d
 pub(crate) const WEBHOOK_ATTEMPTS: &str = "residency_node_webhook_attempts_total";
 /// Time of one webhook delivery attempt, resolve to last response byte.
 pub(crate) const WEBHOOK_ATTEMPT_SECONDS: &str = "residency_node_webhook_attempt_duration_seconds";
+/// Jobs due and not held by a worker, by `kind` (`execution`), sampled every few seconds.
+pub(crate) const JOB_QUEUE_DEPTH: &str = "residency_node_job_queue_depth";
+/// Time of one workflow step's work, by `kind` (`action`, `transform`, `condition`, `delay`)
+/// and `outcome` (`succeeded`, `retried`, `failed`).
+pub(crate) const WORKFLOW_STEP_SECONDS: &str = "residency_node_workflow_step_duration_seconds";
 
 /// Every metric above with its type and `# HELP` text: described at [`recorder`], checked by
 /// the tests (prefix, suffixes) and by the Grafana dashboard's test (`deploy/grafana`).
@@ -74,6 +79,16 @@ pub const DECLARED: &[Declared] = &[
         name: WEBHOOK_ATTEMPT_SECONDS,
         kind: Kind::Histogram,
         help: "Time of one webhook delivery attempt, from resolving the target to the last response byte",
+    },
+    Declared {
+        name: JOB_QUEUE_DEPTH,
+        kind: Kind::Gauge,
+        help: "Jobs of the region's queue that are due and not held by a worker, by kind",
+    },
+    Declared {
+        name: WORKFLOW_STEP_SECONDS,
+        kind: Kind::Histogram,
+        help: "Time of one workflow step's work (a connector call, a transform), by step kind and outcome",
     },
 ];
 

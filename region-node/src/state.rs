@@ -22,6 +22,8 @@ pub struct AppState {
     pub(crate) peers: crate::api::Peers,
     /// `[webhooks]`: the target rules checked when a subscription is created or changed.
     pub(crate) webhooks: residency_config::node::webhooks::WebhooksConfig,
+    /// The HTTP client of connector actions (`[connectors]`, `worker.call_timeout`).
+    pub(crate) connectors: std::sync::Arc<crate::workflow::connector::Connectors>,
     /// Prometheus page renderer.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

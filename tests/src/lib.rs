@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod directory;
+pub mod fake_connector;
 pub mod gateway;
 pub mod https;
 pub mod load;
@@ -27,6 +28,7 @@ pub mod rehearsal;
 pub mod stack_contract;
 pub mod tls_postgres;
 pub mod webhook_receiver;
+pub mod workflows;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -364,6 +366,10 @@ allow_private_targets = true
 backoff_base = "100ms"
 backoff_cap = "1s"
 poll_interval = "250ms"
+# Off in tests unless a suite turns it on (RESIDENCY__WORKER__ENABLED=true) with its
+# connectors pointed at a local fake: no test calls a real connector.
+[worker]
+enabled = false
 "#,
         app = db.app_url,
         owner = db.owner_url,

@@ -44,7 +44,7 @@ async fn seed(node: &Node, t: Uuid) -> Seeded {
     let wf = call(
         Method::POST,
         "/v1/workflows",
-        json!({"name": "notify", "definition": {"steps": [{"action": "slack.post_message"}]}, "connection_id": conn["id"]}),
+        json!({"name": "notify", "definition": {"steps": [{"id": "notify", "type": "action", "action": "slack.post_message"}]}, "connection_id": conn["id"]}),
     )
     .await;
     let wf_id = wf["id"].as_str().unwrap().to_owned();

@@ -11,7 +11,7 @@ use integration_tests::Response;
 use serde_json::{json, Value};
 
 /// Every `/v1` route of `residency_region_node::api::router`, as method and OpenAPI path.
-const ROUTES: [(&str, &str); 45] = [
+const ROUTES: [(&str, &str); 47] = [
     ("get", "/v1/me"),
     ("get", "/v1/usage"),
     ("get", "/v1/connectors"),
@@ -21,6 +21,7 @@ const ROUTES: [(&str, &str); 45] = [
     ("get", "/v1/connections/{id}"),
     ("patch", "/v1/connections/{id}"),
     ("delete", "/v1/connections/{id}"),
+    ("post", "/v1/connections/{id}/actions/{action}/invoke"),
     ("get", "/v1/workflows"),
     ("post", "/v1/workflows"),
     ("get", "/v1/workflows/{id}"),
@@ -30,6 +31,7 @@ const ROUTES: [(&str, &str); 45] = [
     ("get", "/v1/executions"),
     ("get", "/v1/executions/{id}"),
     ("post", "/v1/executions/{id}/cancel"),
+    ("post", "/v1/executions/{id}/retry"),
     ("get", "/v1/configurations"),
     ("get", "/v1/configurations/{key}"),
     ("put", "/v1/configurations/{key}"),
@@ -142,7 +144,7 @@ async fn answers_through_the_gateway_conform_to_the_document() {
         Method::POST,
         "/v1/workflows".into(),
         Some(
-            json!({"name": "w", "definition": {"steps": [{"action": "a"}]}, "connection_id": cid}),
+            json!({"name": "w", "definition": {"steps": [{"id": "page", "type": "action", "connection_id": cid, "action": "create_page"}]}, "connection_id": cid}),
         ),
     )
     .await;
@@ -225,6 +227,29 @@ async fn answers_through_the_gateway_conform_to_the_document() {
     check("/v1/workflows/{id}/runs", "post", &r);
     let r = call(Method::POST, format!("/v1/executions/{eid}/cancel"), None).await;
     check("/v1/executions/{id}/cancel", "post", &r);
+    let r = call(Method::POST, format!("/v1/executions/{eid}/retry"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    check("/v1/executions/{id}/retry", "post", &r);
+    // Not enabled on the connection: refused before any call.
+    let r = call(
+        Method::POST,
+        format!("/v1/connections/{cid}/actions/create_page/invoke"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    check("/v1/connections/{id}/actions/{action}/invoke", "post", &r);
+    // A workflow step still uses the connection: refused.
+    let r = call(Method::DELETE, format!("/v1/connections/{cid}"), None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    check("/v1/connections/{id}", "delete", &r);
+    let r = call(
+        Method::PATCH,
+        format!("/v1/workflows/{wid}"),
+        Some(json!({"definition": {"steps": []}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
     let r = call(Method::DELETE, format!("/v1/connections/{cid}"), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     check("/v1/connections/{id}", "delete", &r);

@@ -75,11 +75,14 @@ async fn a_nul_character_in_a_json_body_is_a_422_naming_the_field() {
             Method::POST,
             &workflows,
             &[("authorization", &auth)],
-            Some(&json!({"name": "wf", "definition": {"ab": 1, "steps": [{"x": "\\u0000"}]}})),
+            Some(&json!({"name": "wf", "definition": {"ab": 1, "steps": [{"id": "s", "type": "transform", "output": {"x": "\\u0000"}}]}})),
         )
         .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{ok:?}");
-    assert_eq!(ok.json["definition"]["steps"][0]["x"], "\\u0000", "{ok:?}");
+    assert_eq!(
+        ok.json["definition"]["steps"][0]["output"]["x"], "\\u0000",
+        "{ok:?}"
+    );
 
     // The admin API: a tenant and an organization name.
     let r = s

@@ -79,7 +79,7 @@ impl Customer<'_> {
             .ok(
                 Method::POST,
                 "/v1/workflows",
-                json!({"name": "sync", "definition": {"steps": [1, 2]}, "connection_id": c["id"]}),
+                json!({"name": "sync", "definition": {"steps": [{"id": "page", "type": "action", "action": "create_page", "input": {"title": "x"}}]}, "connection_id": c["id"]}),
             )
             .await;
         let wid = w["id"].as_str().unwrap();

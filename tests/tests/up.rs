@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use integration_tests::https::Https;
+use integration_tests::process::until;
 use integration_tests::{admin_url, binary};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -31,12 +32,13 @@ fn residency() -> PathBuf {
     binary("residency")
 }
 
-/// A base port with the 6 ports after it free, below the ephemeral range.
+/// A base port with the 7 ports after it free (gateway, admin, identity provider, three
+/// nodes, the connector sandbox), below the ephemeral range.
 fn free_base() -> u16 {
     let seed = Uuid::new_v4().as_u128();
     for i in 0..200u128 {
         let base = 20_000 + u16::try_from((seed.wrapping_add(i * 7919)) % 10_000).unwrap();
-        if (base..base + 6).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        if (base..base + 7).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return base;
         }
     }
@@ -440,6 +442,30 @@ async fn up_serves_every_region_survives_a_restart_and_fresh_resets() {
         "{}",
         r.body
     );
+    // The demo workflow ran in every region, against the local connector sandbox.
+    for region in ["us", "eu", "apac"] {
+        let t = tenant(&stack, region, "scale");
+        let key = t["api_key"].as_str().unwrap().to_owned();
+        let gw = &gw;
+        let seen = until(
+            &format!("the demo run of {region} succeeded"),
+            Duration::from_secs(60),
+            || {
+                let key = key.clone();
+                async move {
+                    let r = gw
+                        .call(Method::GET, "/v1/executions", ("x-api-key", &key), None)
+                        .await;
+                    let items = r.body["items"].as_array().cloned().unwrap_or_default();
+                    let failed = items.iter().find(|e| e["status"] == "failed");
+                    assert!(failed.is_none(), "{region}: {failed:?}");
+                    items.into_iter().find(|e| e["status"] == "succeeded")
+                }
+            },
+        )
+        .await;
+        assert_eq!(seen["error"], Value::Null, "{region}: {seen}");
+    }
     // The dev identity provider's tokens work too (JWKS fetched by URL).
     let apac = tenant(&stack, "apac", "growth")["id"]
         .as_str()

@@ -52,6 +52,10 @@ pub(super) fn print(dir: &Path, ports: &Ports, regions: &[RegionId], tenants: &[
             material::GATEWAY_CLIENT_CERT,
         );
     }
+    println!(
+        "  connectors      http://127.0.0.1:{}/<connector>   (local sandbox every workflow calls)",
+        ports.sandbox
+    );
     println!("  stack.json      {d}/stack.json   (logs in {d}/logs/)");
     println!();
     println!(

@@ -32,13 +32,16 @@ pub(super) struct Ports {
     pub admin: u16,
     /// Dev identity provider.
     pub idp: u16,
+    /// The local connector sandbox ([`super::sandbox`]).
+    pub sandbox: u16,
     /// Region nodes, in `--regions` order.
     pub nodes: Vec<u16>,
 }
 
 impl Ports {
-    /// Without `--base-port`: gateway 8443, admin 8480, identity provider 8400, nodes 8541,
-    /// 8542, … With `--base-port B`: gateway B, admin B+1, identity provider B+2, nodes B+3…
+    /// Without `--base-port`: gateway 8443, admin 8480, identity provider 8400, connector
+    /// sandbox 8401, nodes 8541, 8542, … With `--base-port B`: gateway B, admin B+1,
+    /// identity provider B+2, nodes B+3…, the connector sandbox after the last node.
     ///
     /// # Errors
     /// [`UpError::Usage`] when the ports would pass 65535.
@@ -50,6 +53,7 @@ impl Ports {
                 gateway: 8443,
                 admin: 8480,
                 idp: 8400,
+                sandbox: 8401,
                 nodes: (0..n).map(|i| 8541 + i).collect(),
             }),
             Some(b) => {
@@ -58,6 +62,7 @@ impl Ports {
                     gateway: b,
                     admin: b + 1,
                     idp: b + 2,
+                    sandbox: b + 3 + n,
                     nodes: (0..n).map(|i| b + 3 + i).collect(),
                 })
             }
@@ -71,6 +76,7 @@ impl Ports {
             (self.gateway, "gateway".to_owned()),
             (self.admin, "gateway admin".to_owned()),
             (self.idp, "dev identity provider".to_owned()),
+            (self.sandbox, "connector sandbox".to_owned()),
         ];
         for (r, p) in regions.iter().zip(&self.nodes) {
             out.push((*p, format!("{r} region node")));
@@ -154,7 +160,16 @@ pub(super) fn write(
              [tls]\ncert_file = {cert}\nkey_file = {key}\nclient_ca_file = {ca}\n\n\
              # Tenant moves: this node pulls from the other regions' nodes over mTLS, with\n\
              # the dev CA's client certificate (the one the gateway presents).\n\
-             [moves]\npeer_ca_file = {ca}\nclient_cert_file = {mcert}\nclient_key_file = {mkey}\n",
+             [moves]\npeer_ca_file = {ca}\nclient_cert_file = {mcert}\nclient_key_file = {mkey}\n\n\
+             # Workflows run here, against the local connector sandbox of `residency up`.\n\
+             [worker]\nenabled = true\nconcurrency = 2\n\n{connectors}",
+            connectors = super::sandbox::CONNECTORS
+                .iter()
+                .map(|c| format!(
+                    "[connectors.{c}]\nbase_url = {}\n",
+                    q(&super::sandbox::base_url(ports.sandbox, c))
+                ))
+                .collect::<String>(),
             mcert = q(&format!("../{}", material::GATEWAY_CLIENT_CERT)),
             mkey = q(&format!("../{}", material::GATEWAY_CLIENT_KEY)),
             id = q(r.as_str()),
@@ -294,6 +309,7 @@ mod tests {
         let p = Ports::new(Some(20000), 3).unwrap();
         assert_eq!((p.gateway, p.admin, p.idp), (20000, 20001, 20002));
         assert_eq!(p.nodes, [20003, 20004, 20005]);
+        assert_eq!(p.sandbox, 20006);
         assert!(matches!(Ports::new(Some(65530), 3), Err(UpError::Usage(_))));
     }
 
@@ -305,6 +321,7 @@ mod tests {
             gateway: port,
             admin: 0,
             idp: 0,
+            sandbox: 0,
             nodes: vec![],
         };
         match p.check_free(&[]) {

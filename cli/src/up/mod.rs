@@ -21,6 +21,7 @@ mod databases;
 mod http;
 mod idp;
 mod material;
+mod sandbox;
 mod seed;
 mod stack_json;
 mod state;
@@ -318,6 +319,16 @@ async fn up(args: UpArgs, stop: CancellationToken) -> Result<(), UpError> {
     )?;
     let idp_stop = CancellationToken::new();
     idp::serve(idp_listener, Arc::new(issuer), idp_stop.clone());
+
+    // The connector sandbox every node's workflows call (no real Slack or HubSpot here).
+    let sandbox_listener = tokio::net::TcpListener::bind(("127.0.0.1", ports.sandbox))
+        .await
+        .map_err(|e| UpError::PortInUse {
+            port: ports.sandbox,
+            what: "connector sandbox".into(),
+            error: e.to_string(),
+        })?;
+    sandbox::serve(sandbox_listener, idp_stop.clone());
 
     let mut sup = Supervisor::new(&dir)?;
     let started = tokio::select! {

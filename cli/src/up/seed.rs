@@ -275,7 +275,7 @@ async fn content(node: &NodeTarget, http: &Http, id: Uuid, name: &str) -> anyhow
         connector_id: "slack".to_owned(),
         name: "Team Slack".to_owned(),
         enabled_actions: vec!["post_message".to_owned()],
-        credentials: object(json!({ "bot_token": "xoxb-demo-not-a-real-token" }))?,
+        credentials: object(json!({ "token": "xoxb-demo-not-a-real-token" }))?,
     })?;
     let r = node
         .call(
@@ -293,8 +293,14 @@ async fn content(node: &NodeTarget, http: &Http, id: Uuid, name: &str) -> anyhow
         name: "Announce new deals".to_owned(),
         description: "Posts every new deal to #sales".to_owned(),
         definition: object(json!({
-            "trigger": { "type": "webhook" },
-            "steps": [ { "action": "slack.post_message", "input": { "channel": "#sales" } } ],
+            "trigger": { "type": "api" },
+            "steps": [
+                { "id": "format", "type": "transform",
+                  "output": { "text": "New deal {{trigger.deal}}: {{trigger.amount}} USD" } },
+                { "id": "announce", "type": "action", "action": "slack.post_message",
+                  "input": { "channel": "#sales", "text": "{{steps.format.output.text}}" },
+                  "retries": { "max": 2, "backoff_seconds": 1 } }
+            ],
         }))?,
         connection_id: Some(connection.id),
         enabled: true,

@@ -42,11 +42,13 @@ pub(crate) const TEMPLATES: &[&str] = &[
     "/v1/configurations/{key}",
     "/v1/connections",
     "/v1/connections/{id}",
+    "/v1/connections/{id}/actions/{action}/invoke",
     "/v1/connectors",
     "/v1/connectors/{id}",
     "/v1/executions",
     "/v1/executions/{id}",
     "/v1/executions/{id}/cancel",
+    "/v1/executions/{id}/retry",
     "/v1/me",
     "/v1/members",
     "/v1/members/{id}",
@@ -87,7 +89,22 @@ pub(crate) fn template(path: &str) -> &'static str {
     let collection = segments.next().unwrap_or_default();
     let id = segments.next();
     let action = segments.next();
-    if segments.next().is_some() || id == Some("") || action == Some("") {
+    // The one five-segment route: `/v1/connections/{id}/actions/{action}/invoke`.
+    let (fourth, fifth) = (segments.next(), segments.next());
+    if let (Some(name), Some(verb)) = (fourth, fifth) {
+        let invoke = collection == "connections"
+            && id.is_some_and(|i| !i.is_empty())
+            && action == Some("actions")
+            && !name.is_empty()
+            && verb == "invoke"
+            && segments.next().is_none();
+        return if invoke {
+            "/v1/connections/{id}/actions/{action}/invoke"
+        } else {
+            UNMATCHED
+        };
+    }
+    if fourth.is_some() || id == Some("") || action == Some("") {
         return UNMATCHED;
     }
     match (collection, id.is_some(), action) {
@@ -101,6 +118,7 @@ pub(crate) fn template(path: &str) -> &'static str {
         ("executions", false, None) => "/v1/executions",
         ("executions", true, None) => "/v1/executions/{id}",
         ("executions", true, Some("cancel")) => "/v1/executions/{id}/cancel",
+        ("executions", true, Some("retry")) => "/v1/executions/{id}/retry",
         ("me", false, None) => "/v1/me",
         ("members", false, None) => "/v1/members",
         ("members", true, None) => "/v1/members/{id}",
@@ -187,6 +205,10 @@ mod tests {
             ),
             ("/v1/workflows/w-1/runs", "/v1/workflows/{id}/runs"),
             ("/v1/executions/e-9/cancel", "/v1/executions/{id}/cancel"),
+            (
+                "/v1/connections/c-1/actions/post_message/invoke",
+                "/v1/connections/{id}/actions/{action}/invoke",
+            ),
             ("/v1/configurations/feature.x", "/v1/configurations/{key}"),
             ("/healthz", "/healthz"),
             ("/openapi.json", "/openapi.json"),
@@ -202,6 +224,10 @@ mod tests {
             "/v1/tokens/abc",
             "/internal/v1/provision",
             "/v1/workflows/w/runs/r",
+            "/v1/connections/c/actions/a",
+            "/v1/connections/c/actions//invoke",
+            "/v1/connections/c/actions/a/invoke/x",
+            "/v1/workflows/w/actions/a/invoke",
         ] {
             assert_eq!(template(other), UNMATCHED, "{other}");
         }
@@ -211,7 +237,10 @@ mod tests {
     #[test]
     fn the_template_match_covers_exactly_the_templates() {
         for t in TEMPLATES {
-            let path = t.replace("{id}", "x-1").replace("{key}", "k.1");
+            let path = t
+                .replace("{id}", "x-1")
+                .replace("{key}", "k.1")
+                .replace("{action}", "post_message");
             assert_eq!(template(&path), *t, "{path}");
         }
     }

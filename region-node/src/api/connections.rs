@@ -8,14 +8,16 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use residency_core::wire::customer::{Connection, CreateConnection, JsonObject, UpdateConnection};
+use residency_core::wire::customer::{
+    ActionResult, Connection, CreateConnection, InvokeAction, JsonObject, UpdateConnection,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::Row;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::extract::{parse_id, Body, P};
+use super::extract::{parse_id, parse_json, Body, P};
 use super::openapi::standard::{Op, PathKey, Standard};
 use super::page::Page;
 use super::resource::{self, Filters, Key, Order, Resource};
@@ -262,7 +264,8 @@ pub(super) async fn update(
     Ok(Json(out))
 }
 
-/// `DELETE /v1/connections/{id}`: refused with 409 while a workflow uses it.
+/// `DELETE /v1/connections/{id}`: refused with 409 while a workflow uses it (as its
+/// connection or in a step).
 pub(super) async fn delete(
     State(st): State<Arc<AppState>>,
     caller: Caller,
@@ -273,9 +276,12 @@ pub(super) async fn delete(
         .tenant(&caller, move |tx| {
             Box::pin(async move {
                 tx.require(Permission::ConnectionsDelete)?;
+                // Used as a workflow's connection, or named by one of its steps.
                 let used = tx
                     .query_opt(
-                        "SELECT 1 FROM workflows WHERE connection_id = $1 LIMIT 1",
+                        "SELECT 1 FROM workflows WHERE connection_id = $1 \
+                         OR jsonb_path_exists(definition, '$.steps[*] ? (@.connection_id == $c)', \
+                                              jsonb_build_object('c', $1::text)) LIMIT 1",
                         &[&id],
                     )
                     .await?;
@@ -291,4 +297,88 @@ pub(super) async fn delete(
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Largest answer body returned by an invoke as is; a larger one is cut to a text summary.
+const MAX_INVOKE_BODY: usize = 64 * 1024;
+
+/// `POST /v1/connections/{id}/actions/{action}/invoke`: runs one action of the connection now,
+/// with the same checks as a workflow step (`connections.use`, the action enabled on the
+/// connection), an audit event written before the call, and the connector's status and body
+/// in the answer (never the credential).
+#[utoipa::path(
+    post,
+    path = "/v1/connections/{id}/actions/{action}/invoke",
+    operation_id = "invokeConnectionAction",
+    tag = "connections",
+    summary = "Run one action of a connection",
+    params(
+        ("id" = Uuid, Path, description = "The connection"),
+        ("action" = String, Path, description = "An action of its connector, enabled on it"),
+    ),
+    request_body = Option<InvokeAction>,
+    responses(
+        (status = 200, description = "The connector answered (its status may be an error)", body = ActionResult),
+        (status = 502, description = "The connector could not be reached or did not answer in time"),
+    )
+)]
+pub(super) async fn invoke(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    P((id, action)): P<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<ActionResult>, ApiError> {
+    let id = parse_id(&id, CONNECTION.what)?;
+    let input = if body.is_empty() {
+        JsonObject::new()
+    } else {
+        parse_json::<Option<InvokeAction>>(&body)?
+            .unwrap_or_default()
+            .input
+    };
+    let st2 = st.clone();
+    let ready = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                let ready = crate::workflow::action::ready(tx, &st2.cipher, id, &action).await?;
+                tx.audit(
+                    "connection.invoke",
+                    "connection",
+                    &id.to_string(),
+                    json!({ "connector_id": ready.spec.connector, "action": ready.spec.action }),
+                )
+                .await?;
+                Ok(ready)
+            })
+        })
+        .await?;
+    use crate::workflow::connector::CallError;
+    let answer = match st
+        .connectors
+        .call(
+            &ready.spec,
+            &ready.credentials,
+            &serde_json::Value::Object(input),
+            st.connectors.call_timeout,
+        )
+        .await
+    {
+        Ok(a) | Err(CallError::Status(a)) => a,
+        Err(e @ (CallError::Input(_) | CallError::Credentials(_))) => {
+            return Err(ApiError::invalid("input", e.to_string()))
+        }
+        Err(e) => return Err(ApiError::Peer(e.to_string())),
+    };
+    let text = answer.body.to_string();
+    let body = if text.len() > MAX_INVOKE_BODY {
+        json!({ "truncated": crate::workflow::connector::truncate(&text, 2000) })
+    } else {
+        answer.body
+    };
+    Ok(Json(ActionResult {
+        status: answer.status,
+        ok: (200..300).contains(&answer.status),
+        body,
+    }))
 }

@@ -26,7 +26,7 @@ const EXECUTION: Resource<Execution> = Resource {
     what: "execution",
     table: "executions",
     key: Key::Id,
-    columns: "id, workflow_id, status, trigger, input, created_by, created_at, finished_at",
+    columns: "id, workflow_id, status, trigger, input, created_by, created_at, started_at, finished_at, error",
     joins: "",
     order: Order::Asc,
     read: Permission::ExecutionsRead,
@@ -42,7 +42,9 @@ fn render(r: &Row) -> Result<Execution, ApiError> {
         input: object(r, "input")?,
         created_by: r.get("created_by"),
         created_at: r.get("created_at"),
+        started_at: r.get("started_at"),
         finished_at: r.get("finished_at"),
+        error: r.get("error"),
         logs: None,
     })
 }
@@ -187,7 +189,91 @@ pub(super) async fn cancel(
                     &[&id],
                 )
                 .await?;
+                // Its job goes too: a delayed or backing-off run is not woken for nothing. A
+                // worker in the middle of a step sees the status when it commits and drops
+                // its result.
+                tx.execute(
+                    "DELETE FROM jobs WHERE kind = $1 AND subject_id = $2",
+                    &[&crate::workflow::worker::KIND, &id],
+                )
+                .await?;
+                let line = format!("cancelled by {}", tx.caller().subject);
+                tx.execute(
+                    "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
+                     SELECT $1, $2, coalesce(max(seq), 0) + 1, 'info', $3 FROM execution_logs WHERE execution_id = $2",
+                    &[&tx.tenant(), &id, &line],
+                )
+                .await?;
                 tx.audit("execution.cancel", "execution", &id.to_string(), json!({}))
+                    .await?;
+                crate::workflow::worker::announce(tx, id, "cancelled", None).await?;
+                load(tx, id, false).await
+            })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `POST /v1/executions/{id}/retry`: queues a failed or cancelled execution again. It goes on
+/// from the step that did not finish (the outputs of the steps done are kept), acting as the
+/// caller (its subject and role now).
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/retry",
+    operation_id = "retryExecution",
+    tag = "executions",
+    summary = "Run a failed or cancelled execution again",
+    responses(
+        (status = 200, description = "Queued again", body = Execution),
+        (status = 409, description = "The execution is queued, running or succeeded"),
+    )
+)]
+pub(super) async fn retry(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    P(id): P<String>,
+) -> Result<Json<Execution>, ApiError> {
+    let id = parse_id(&id, EXECUTION.what)?;
+    let out = st
+        .db
+        .tenant(&caller, move |tx| {
+            Box::pin(async move {
+                tx.require(Permission::ExecutionsRetry)?;
+                let row = tx
+                    .query_opt(
+                        "SELECT status, state FROM executions WHERE id = $1 FOR UPDATE",
+                        &[&id],
+                    )
+                    .await?
+                    .ok_or(ApiError::NotFound("execution"))?;
+                let status: String = row.get("status");
+                if status != "failed" && status != "cancelled" {
+                    return Err(ApiError::Conflict(format!(
+                        "only a failed or cancelled execution is retried; this one is {status}"
+                    )));
+                }
+                // Keep what was done; forget the failed step's attempts, waits and lost workers.
+                let mut state: serde_json::Value = row.get("state");
+                if let Some(o) = state.as_object_mut() {
+                    for k in ["attempt", "in_step", "lost", "delay_until"] {
+                        o.remove(k);
+                    }
+                }
+                tx.execute(
+                    "UPDATE executions SET status = 'queued', error = NULL, finished_at = NULL, \
+                     state = $2, run_by = $3, run_role = $4 WHERE id = $1",
+                    &[&id, &state, &tx.caller().subject, &tx.principal().role],
+                )
+                .await?;
+                let line = format!("retry requested by {}", tx.caller().subject);
+                tx.execute(
+                    "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
+                     SELECT $1, $2, coalesce(max(seq), 0) + 1, 'info', $3 FROM execution_logs WHERE execution_id = $2",
+                    &[&tx.tenant(), &id, &line],
+                )
+                .await?;
+                crate::jobs::enqueue(tx, crate::workflow::worker::KIND, id, None).await?;
+                tx.audit("execution.retry", "execution", &id.to_string(), json!({}))
                     .await?;
                 load(tx, id, false).await
             })

@@ -93,9 +93,14 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(workflows::delete),
         )
         .route("/v1/workflows/{id}/runs", post(workflows::run))
+        .route(
+            "/v1/connections/{id}/actions/{action}/invoke",
+            post(connections::invoke),
+        )
         .route("/v1/executions", get(executions::list))
         .route("/v1/executions/{id}", get(executions::get))
         .route("/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/v1/executions/{id}/retry", post(executions::retry))
         .route(
             "/v1/configurations",
             configurations::CONFIGURATION.list_route(),

@@ -23,6 +23,7 @@ use crate::db::tenant_tx::{Caller, Tx};
 use crate::error::ApiError;
 use crate::rbac::Permission;
 use crate::state::AppState;
+use crate::workflow::definition::StepKind;
 
 const COLUMNS: &str =
     "id, name, description, definition, connection_id, enabled, version, created_at, updated_at";
@@ -105,6 +106,38 @@ async fn check_connection(tx: &Tx<'_>, id: Option<Uuid>) -> Result<(), ApiError>
     Ok(())
 }
 
+/// Validates a definition (the step language, [`crate::workflow::definition`]) and each
+/// action step's connection and action against this tenant's connections and the catalogue.
+/// `connection` is the workflow's own connection, the default of action steps.
+///
+/// # Errors
+/// 422 naming the step and field (`definition.steps[2].action`).
+pub(super) async fn check_definition(
+    tx: &Tx<'_>,
+    definition: &JsonObject,
+    connection: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let parsed = crate::workflow::definition::parse(definition)
+        .map_err(|e| ApiError::invalid(e.field, e.reason))?;
+    for (i, step) in parsed.steps.iter().enumerate() {
+        if let StepKind::Action {
+            connection_id,
+            action,
+            ..
+        } = &step.kind
+        {
+            crate::workflow::action::check_step(
+                tx,
+                &format!("definition.steps[{i}]"),
+                connection_id.or(connection),
+                action,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// `POST /v1/workflows`.
 #[utoipa::path(
     post,
@@ -131,6 +164,7 @@ pub(super) async fn create(
             Box::pin(async move {
                 tx.require(Permission::WorkflowsCreate)?;
                 check_connection(tx, body.connection_id).await?;
+                check_definition(tx, &body.definition, body.connection_id).await?;
                 let id = Uuid::now_v7();
                 let row = tx
                     .query_one(
@@ -192,6 +226,21 @@ pub(super) async fn update(
                 if let Some(conn) = body.connection_id {
                     check_connection(tx, conn).await?;
                 }
+                if body.definition.is_some() || body.connection_id.is_some() {
+                    let stored = tx
+                        .query_opt(
+                            "SELECT definition, connection_id FROM workflows WHERE id = $1 FOR UPDATE",
+                            &[&id],
+                        )
+                        .await?
+                        .ok_or(ApiError::NotFound("workflow"))?;
+                    let stored_def = object(&stored, "definition")?;
+                    let definition = body.definition.as_ref().unwrap_or(&stored_def);
+                    let connection = body
+                        .connection_id
+                        .unwrap_or_else(|| stored.get("connection_id"));
+                    check_definition(tx, definition, connection).await?;
+                }
                 let definition = body.definition.map(Value::Object);
                 let row = tx
                     .query_opt(
@@ -238,9 +287,9 @@ pub(super) async fn delete(
         .await
 }
 
-/// `POST /v1/workflows/{id}/runs`: records a queued execution with its planned steps as log
-/// lines; an empty or `null` body runs with empty input. (No worker executes steps yet; see
-/// the README's feature table.)
+/// `POST /v1/workflows/{id}/runs`: queues an execution (and its job, in the same
+/// transaction) for the region's workers; an empty or `null` body runs with empty input. The
+/// run acts as the caller: its subject and its role now.
 #[utoipa::path(
     post,
     path = "/v1/workflows/{id}/runs",
@@ -249,8 +298,8 @@ pub(super) async fn delete(
     summary = "Run a workflow",
     request_body = Option<RunWorkflow>,
     responses(
-        (status = 201, description = "The queued execution, with its planned steps as log lines", body = Execution),
-        (status = 409, description = "The workflow is disabled"),
+        (status = 201, description = "The queued execution", body = Execution),
+        (status = 409, description = "The workflow is disabled, or its definition is not valid"),
     )
 )]
 pub(super) async fn run(
@@ -284,29 +333,31 @@ pub(super) async fn run(
                     return Err(ApiError::Conflict("the workflow is disabled".into()));
                 }
                 let definition: Value = wf.get("definition");
+                // A definition saved before the step language existed (or edited in SQL) is
+                // refused here rather than failing in the worker.
+                if let Some(Err(e)) = definition.as_object().map(crate::workflow::definition::parse) {
+                    return Err(ApiError::Conflict(format!(
+                        "the workflow's definition is not valid: {}: {}",
+                        e.field, e.reason
+                    )));
+                }
                 let exec_id = Uuid::now_v7();
+                // The run acts as its starter: this subject, with the role it has now (checked
+                // again, live, at every step by the worker).
                 tx.execute(
-                    "INSERT INTO executions (tenant_id, id, workflow_id, status, trigger, input, created_by) \
-                     VALUES ($1, $2, $3, 'queued', 'api', $4, $5)",
-                    &[&tx.tenant(), &exec_id, &id, &Value::Object(input), &tx.caller().subject],
+                    "INSERT INTO executions (tenant_id, id, workflow_id, status, trigger, input, created_by, run_by, run_role) \
+                     VALUES ($1, $2, $3, 'queued', 'api', $4, $5, $5, $6)",
+                    &[&tx.tenant(), &exec_id, &id, &Value::Object(input), &tx.caller().subject, &tx.principal().role],
                 )
                 .await?;
-                let mut lines = vec![format!("run requested by {} through the api", tx.caller().subject)];
-                if let Some(steps) = definition.get("steps").and_then(Value::as_array) {
-                    for (i, step) in steps.iter().enumerate() {
-                        let action = step.get("action").and_then(Value::as_str).unwrap_or("unnamed");
-                        lines.push(format!("step {}: {action} planned", i + 1));
-                    }
-                }
-                for (seq, line) in lines.iter().enumerate() {
-                    let seq = i32::try_from(seq + 1).unwrap_or(i32::MAX);
-                    tx.execute(
-                        "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
-                         VALUES ($1, $2, $3, 'info', $4)",
-                        &[&tx.tenant(), &exec_id, &seq, line],
-                    )
-                    .await?;
-                }
+                let line = format!("run requested by {} through the api", tx.caller().subject);
+                tx.execute(
+                    "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
+                     VALUES ($1, $2, 1, 'info', $3)",
+                    &[&tx.tenant(), &exec_id, &line],
+                )
+                .await?;
+                crate::jobs::enqueue(tx, crate::workflow::worker::KIND, exec_id, None).await?;
                 tx.audit("workflow.run", "execution", &exec_id.to_string(), json!({ "workflow_id": id }))
                     .await?;
                 executions::load(tx, exec_id, true).await

@@ -30,7 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_jobs",
         sql: include_str!("../../migrations/0004_jobs.sql"),
     },
-    // 0005 is the workflow worker's (another branch); the gap is deliberate.
+    Migration {
+        version: 5,
+        name: "0005_workflow_runs",
+        sql: include_str!("../../migrations/0005_workflow_runs.sql"),
+    },
     Migration {
         version: 6,
         name: "0006_webhooks",

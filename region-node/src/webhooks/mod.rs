@@ -29,8 +29,8 @@ pub(crate) const KIND: &str = "webhook_delivery";
 /// The event types (their wire names are `residency_core::wire::customer::EVENT_TYPES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EventType {
-    /// A workflow run finished (wired by the workflow worker).
-    #[allow(dead_code)]
+    /// A workflow run ended, `succeeded` or `failed` (the workflow worker, in the transaction
+    /// that ends it) or `cancelled` (`POST /v1/executions/{id}/cancel`).
     WorkflowRunFinished,
     /// A member was added.
     MemberAdded,

@@ -57,3 +57,29 @@ pub struct UpdateConnection {
     #[schema(value_type = Option<Object>)]
     pub credentials: Option<JsonObject>,
 }
+
+/// Body of `POST /v1/connections/{id}/actions/{action}/invoke` (optional: an empty body
+/// invokes with empty input).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InvokeAction {
+    /// The action's input: path parameters (such as `deal_id`) are taken from it, the rest is
+    /// the JSON body (or the query of a `GET`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: JsonObject,
+}
+
+/// Answer of `POST /v1/connections/{id}/actions/{action}/invoke`: what the connector
+/// answered. The connection's credential is never part of it (scrubbed from the body too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ActionResult {
+    /// The connector's HTTP status.
+    pub status: u16,
+    /// Whether the status is 2xx.
+    pub ok: bool,
+    /// The connector's answer body: its JSON, or `{"text": …}` (cut at 2000 characters) for
+    /// anything else; a body over 64 KiB is replaced by `{"truncated": …}`, its first
+    /// characters.
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+}

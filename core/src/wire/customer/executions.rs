@@ -25,9 +25,18 @@ pub struct Execution {
     pub created_by: String,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// When a worker first started it; `null` while it has not.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub started_at: Option<DateTime<Utc>>,
     /// When it finished; `null` while queued or running.
     #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why it failed or stopped (the failing step and its reason); `null` otherwise. Never
+    /// carries a credential.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub error: Option<String>,
     /// Its log lines, in order: only in the answers of `GET /v1/executions/{id}` and
     /// `POST /v1/workflows/{id}/runs`, and only for a caller with `executions.logs.read`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

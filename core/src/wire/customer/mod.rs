@@ -21,7 +21,7 @@ mod workflows;
 pub use account::{Me, Usage, UsageCounts};
 pub use audit_events::AuditEvent;
 pub use configurations::{Configuration, PutConfiguration};
-pub use connections::{Connection, CreateConnection, UpdateConnection};
+pub use connections::{ActionResult, Connection, CreateConnection, InvokeAction, UpdateConnection};
 pub use connectors::Connector;
 pub use executions::{Execution, ExecutionLog};
 pub use members::{CreateMember, Member, UpdateMember};
