@@ -198,12 +198,7 @@ pub(super) async fn cancel(
                 )
                 .await?;
                 let line = format!("cancelled by {}", tx.caller().subject);
-                tx.execute(
-                    "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
-                     SELECT $1, $2, coalesce(max(seq), 0) + 1, 'info', $3 FROM execution_logs WHERE execution_id = $2",
-                    &[&tx.tenant(), &id, &line],
-                )
-                .await?;
+                crate::workflow::worker::log(tx, id, "info", &line).await?;
                 tx.audit("execution.cancel", "execution", &id.to_string(), json!({}))
                     .await?;
                 crate::workflow::worker::announce(tx, id, "cancelled", None).await?;
@@ -266,12 +261,7 @@ pub(super) async fn retry(
                 )
                 .await?;
                 let line = format!("retry requested by {}", tx.caller().subject);
-                tx.execute(
-                    "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
-                     SELECT $1, $2, coalesce(max(seq), 0) + 1, 'info', $3 FROM execution_logs WHERE execution_id = $2",
-                    &[&tx.tenant(), &id, &line],
-                )
-                .await?;
+                crate::workflow::worker::log(tx, id, "info", &line).await?;
                 crate::jobs::enqueue(tx, crate::workflow::worker::KIND, id, None).await?;
                 tx.audit("execution.retry", "execution", &id.to_string(), json!({}))
                     .await?;

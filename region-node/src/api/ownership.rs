@@ -307,18 +307,7 @@ pub(super) async fn accept(
         .tenant(&caller, move |tx| {
             Box::pin(async move {
                 let (offer, me) = recipient(tx, id).await?;
-                // The expiry is decided here, by the database's clock, in the statement that
-                // closes the offer.
-                let closed = tx
-                    .execute(
-                        "UPDATE ownership_transfers SET status = 'accepted', decided_at = now(), \
-                         decided_by = $2 WHERE id = $1 AND status = 'open' AND expires_at > now()",
-                        &[&id, &tx.caller().subject],
-                    )
-                    .await?;
-                if closed != 1 {
-                    return Err(not_open(&load(tx, id, false).await?));
-                }
+                close_open(tx, id, "accepted").await?;
                 let offerer: String = tx
                     .query_one(
                         "SELECT r.name FROM members m JOIN roles r \
@@ -444,6 +433,15 @@ async fn close(
     status: &str,
     action: &str,
 ) -> Result<OwnershipTransfer, ApiError> {
+    close_open(tx, id, status).await?;
+    tx.audit(action, WHAT, &id.to_string(), json!({})).await?;
+    load(tx, id, false).await
+}
+
+/// Closes the open offer `id` with `status`. The expiry is decided here, by the database's
+/// clock, in the statement that closes the offer: an expired or decided offer is refused
+/// ([`not_open`]) and nothing changes.
+async fn close_open(tx: &Tx<'_>, id: Uuid, status: &str) -> Result<(), ApiError> {
     let closed = tx
         .execute(
             "UPDATE ownership_transfers SET status = $2, decided_at = now(), decided_by = $3 \
@@ -451,9 +449,9 @@ async fn close(
             &[&id, &status, &tx.caller().subject],
         )
         .await?;
-    if closed != 1 {
-        return Err(not_open(&load(tx, id, false).await?));
+    if closed == 1 {
+        Ok(())
+    } else {
+        Err(not_open(&load(tx, id, false).await?))
     }
-    tx.audit(action, WHAT, &id.to_string(), json!({})).await?;
-    load(tx, id, false).await
 }

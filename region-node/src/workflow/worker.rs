@@ -185,7 +185,12 @@ fn caller(job: &Claimed, subject: String, role: String, execution: Uuid) -> Call
 }
 
 /// Appends a log line to an execution (under its row lock, so `seq` is free).
-async fn log(tx: &Tx<'_>, execution: Uuid, level: &str, message: &str) -> Result<(), ApiError> {
+pub(crate) async fn log(
+    tx: &Tx<'_>,
+    execution: Uuid,
+    level: &str,
+    message: &str,
+) -> Result<(), ApiError> {
     tx.execute(
         "INSERT INTO execution_logs (tenant_id, execution_id, seq, level, message) \
          SELECT $1, $2, coalesce(max(seq), 0) + 1, $3, $4 FROM execution_logs WHERE execution_id = $2",
