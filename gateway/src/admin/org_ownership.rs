@@ -37,13 +37,8 @@ type Result<T> = std::result::Result<T, AdminError>;
     request_body = CreateOrgOwnershipTransfer,
     responses(
         (status = 201, description = "Offered; open for 72 hours", body = OrgOwnershipTransfer),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 503, response = super::openapi::Unavailable),
+        super::openapi::BodyRefusals,
     ))]
 pub(crate) async fn offer(
     State(st): State<Arc<AdminState>>,

@@ -310,6 +310,7 @@ async fn activate(
         (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 422, response = super::openapi::Unprocessable),
         (status = 500, response = super::openapi::Internal),
         (status = 501, response = super::openapi::NotImplemented),
