@@ -76,10 +76,7 @@ pub(crate) async fn claim(
     lease: Duration,
     max: u32,
 ) -> Result<Vec<Claimed>, ApiError> {
-    let conn = db.pool().get().await.map_err(|e| match e {
-        bb8::RunError::User(e) => crate::error::from_db(&e),
-        bb8::RunError::TimedOut => ApiError::Unavailable("pool checkout timed out".into()),
-    })?;
+    let conn = db.checkout().await?;
     let lease_ms = i32::try_from(lease.as_millis()).unwrap_or(i32::MAX).max(1);
     let max = i32::try_from(max).unwrap_or(i32::MAX).max(1);
     let rows = conn
@@ -137,9 +134,6 @@ pub(crate) async fn reschedule(
     Ok(n == 1)
 }
 
-// Not used yet: for long jobs (the workflow worker, another branch). Webhook attempts are
-// bounded by `[webhooks] attempt_timeout`, inside their lease.
-#[allow(dead_code)]
 /// Extends `worker`'s lease on a job by `lease` from now (a heartbeat for long work).
 /// `false` as for [`finish`].
 ///
@@ -162,17 +156,12 @@ pub(crate) async fn renew(
     Ok(n == 1)
 }
 
-// Not used yet: the queue-depth gauge lands with the workflow worker (another branch).
-#[allow(dead_code)]
 /// Jobs per kind: `(kind, due and unleased, leased)`, for the queue-depth gauge.
 ///
 /// # Errors
 /// Database errors, or the pool's checkout timeout.
 pub(crate) async fn depth(db: &Db) -> Result<Vec<(String, i64, i64)>, ApiError> {
-    let conn = db.pool().get().await.map_err(|e| match e {
-        bb8::RunError::User(e) => crate::error::from_db(&e),
-        bb8::RunError::TimedOut => ApiError::Unavailable("pool checkout timed out".into()),
-    })?;
+    let conn = db.checkout().await?;
     let rows = conn
         .client
         .query("SELECT job_kind, due, leased FROM job_queue_depth()", &[])

@@ -328,6 +328,21 @@ impl Db {
         &self.pool
     }
 
+    /// A pooled connection, its failures mapped like every query's: a database error through
+    /// [`crate::error::from_db`], the checkout timeout as 503. Tenant transactions start
+    /// here; so does the job claim (`crate::jobs`), the one query outside them.
+    ///
+    /// # Errors
+    /// As above.
+    pub(crate) async fn checkout(
+        &self,
+    ) -> Result<bb8::PooledConnection<'_, super::pool::Manager>, ApiError> {
+        self.pool.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => crate::error::from_db(&e),
+            bb8::RunError::TimedOut => ApiError::Unavailable("pool checkout timed out".into()),
+        })
+    }
+
     /// Runs `f` in a transaction scoped to the caller's tenant, after checking the tenant is
     /// provisioned here (404 otherwise) and resolving the caller's role (403 when it has none).
     ///
@@ -377,10 +392,7 @@ impl Db {
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
-        let mut conn = self.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => crate::error::from_db(&e),
-            bb8::RunError::TimedOut => ApiError::Unavailable("pool checkout timed out".into()),
-        })?;
+        let mut conn = self.checkout().await?;
         let conn = &mut *conn;
         let statements = &conn.statements;
         let tx = conn.client.transaction().await?;

@@ -93,16 +93,22 @@ async fn depth_gauge(
     every: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    // Every kind reported once stays a series: a kind with no row now (its queue emptied)
+    // is set to 0 rather than left at its last value.
+    let mut kinds: std::collections::BTreeSet<String> = [KIND.to_owned()].into();
     loop {
         if let Ok(rows) = jobs::depth(&db).await {
-            let mut seen_execution = false;
+            let mut due_now: std::collections::BTreeMap<String, i64> =
+                std::collections::BTreeMap::new();
             for (kind, due, _leased) in rows {
-                seen_execution |= kind == KIND;
-                #[allow(clippy::cast_precision_loss)]
-                metrics::gauge!(crate::metrics::JOB_QUEUE_DEPTH, "kind" => kind).set(due as f64);
+                kinds.insert(kind.clone());
+                due_now.insert(kind, due);
             }
-            if !seen_execution {
-                metrics::gauge!(crate::metrics::JOB_QUEUE_DEPTH, "kind" => KIND).set(0.0);
+            for kind in &kinds {
+                let due = due_now.get(kind).copied().unwrap_or(0);
+                #[allow(clippy::cast_precision_loss)]
+                metrics::gauge!(crate::metrics::JOB_QUEUE_DEPTH, "kind" => kind.clone())
+                    .set(due as f64);
             }
         }
         tokio::select! {
