@@ -23,6 +23,7 @@
 //! - a request over its tenant's rate limit never reaches a region node ([`crate::ratelimit`]).
 
 pub(crate) mod body;
+pub(crate) mod pool;
 pub(crate) mod route;
 pub(crate) mod tls;
 pub(crate) mod upstream;
@@ -55,11 +56,12 @@ use crate::listener::TlsServerName;
 use crate::metrics as m;
 use crate::ratelimit::{self, Decision, RateLimiter};
 use body::LimitedBody;
+use pool::{SendError, UpstreamBody};
 use residency_core::TenantId;
 use upstream::{Region, Regions, Upstream};
 
 /// The body of every gateway response: a region node's stream, or a gateway-made body.
-pub(crate) type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub(crate) type ResponseBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Everything the request path needs, shared by all connections.
 pub(crate) struct Gateway {
@@ -399,9 +401,13 @@ impl Gateway {
             retry_after: region.retry_after_secs(),
         })?;
         let assertion = verified.assertion_for(region.signer(), now)?;
-        parts.uri = upstream.uri_for(parts.uri.path_and_query())?;
+        // Origin form on the node's own connection, with the node as `Host`.
+        parts.uri = match parts.uri.path_and_query() {
+            Some(pq) => http::Uri::from(pq.clone()),
+            None => http::Uri::from_static("/"),
+        };
         parts.version = Version::HTTP_11;
-        parts.headers.remove(HOST);
+        parts.headers.insert(HOST, upstream.host().clone());
         parts.headers.insert(ASSERTION, assertion);
         parts.headers.insert(REQUEST_ID, request_id.clone());
         let tripped = Arc::new(AtomicBool::new(false));
@@ -410,10 +416,11 @@ impl Gateway {
         Ok((upstream, UpstreamRequest { request, tripped }))
     }
 
-    /// Forward phase: sends the request with the home region's own client (its pool, its CA
-    /// and client certificate) within the upstream timeout. A connect failure ejects the
-    /// upstream and is a 502, never another region. Failures are not logged here: the error
-    /// carries its cause to the one 5xx log line of [`Gateway::handle`].
+    /// Forward phase: sends the request on a keep-alive connection of the picked upstream
+    /// of the home region (its region's CA and client certificate), within the upstream
+    /// timeout. A connect failure ejects the upstream and is a 502, never another region.
+    /// Failures are not logged here: the error carries its cause to the one 5xx log line of
+    /// [`Gateway::handle`].
     async fn forward(
         &self,
         region: &Region,
@@ -421,20 +428,20 @@ impl Gateway {
         req: UpstreamRequest,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let UpstreamRequest { request, tripped } = req;
-        let call = region.client().request(request);
+        let call = upstream.pool().send(request);
         match tokio::time::timeout(self.limits.upstream_timeout, call).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(Err(_)) if tripped.load(Ordering::Relaxed) => Err(GatewayError::PayloadTooLarge),
-            Ok(Err(e)) if e.is_connect() => {
+            Ok(Err(SendError::Connect(e))) => {
                 region.eject(upstream);
                 // A refused TLS handshake (unknown CA, name, client certificate) is a connect
                 // error too: 502 and ejection, never another region.
                 Err(GatewayError::UpstreamConnect {
-                    tls: tls::is_tls_error(&e),
-                    cause: tls::error_chain(&e),
+                    tls: tls::is_tls_error(&*e),
+                    cause: tls::error_chain(&*e),
                 })
             }
-            Ok(Err(e)) => Err(GatewayError::UpstreamFailed {
+            Ok(Err(SendError::Request(e))) => Err(GatewayError::UpstreamFailed {
                 cause: tls::error_chain(&e),
             }),
             Ok(Ok(mut resp)) => {

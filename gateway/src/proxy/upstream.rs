@@ -6,9 +6,10 @@
 //! code path from one region to another's upstream list, so there is no cross-region
 //! fallback to get wrong: when every upstream of the home region is ejected the answer is 503.
 //!
-//! Each region owns its pooled client, built from the region's TLS settings
-//! ([`super::tls::NodeTls`]: plain HTTP, TLS with the region's CA, or mTLS), so one region's
-//! CA or client certificate is never used towards another region's nodes.
+//! Each upstream owns its keep-alive connections ([`super::pool::Pool`]), opened with the
+//! connector of its region's TLS settings ([`super::tls::NodeTls`]: plain HTTP, TLS with the
+//! region's CA, or mTLS), so one region's CA or client certificate is never used towards
+//! another region's nodes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -17,17 +18,12 @@ use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::HeaderValue;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use residency_config::gateway::{Limits, RegionEntry};
 use residency_core::assertion::{AssertionError, AssertionKey, Signer, MAX_TTL_SECS};
 use residency_core::RegionId;
 
-use super::body::LimitedBody;
-use super::tls::{NodeConnector, NodeTls};
-
-/// The pooled client of one region's nodes.
-pub(crate) type NodeClient = Client<NodeConnector, LimitedBody>;
+use super::pool::Pool;
+use super::tls::NodeTls;
 
 /// One region node address and its health.
 #[derive(Debug)]
@@ -35,6 +31,10 @@ pub(crate) struct Upstream {
     url: String,
     scheme: Scheme,
     authority: Authority,
+    /// The authority as the `Host` of requests to this node.
+    host: HeaderValue,
+    /// Its keep-alive connections.
+    pool: Arc<Pool>,
     /// Milliseconds since the region's epoch until which this upstream is skipped.
     ejected_until_ms: AtomicU64,
     /// The verdict of the active checks (starts healthy so a new gateway serves at once).
@@ -84,15 +84,28 @@ pub(crate) struct Thresholds {
 }
 
 impl Upstream {
-    fn parse(url: &str) -> Result<Self, String> {
+    fn parse(url: &str, tls: &NodeTls, limits: &Limits) -> Result<Self, String> {
         let uri: Uri = url.parse().map_err(|e| format!("upstream {url:?}: {e}"))?;
         let parts = uri.into_parts();
+        let scheme = parts.scheme.unwrap_or(Scheme::HTTP);
+        let authority = parts
+            .authority
+            .ok_or_else(|| format!("upstream {url:?} has no host"))?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| format!("upstream {url:?}: {e}"))?;
+        let origin = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| format!("upstream {url:?}: {e}"))?;
+        let connector = tls.connector(limits.upstream_connect_timeout);
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
-            scheme: parts.scheme.unwrap_or(Scheme::HTTP),
-            authority: parts
-                .authority
-                .ok_or_else(|| format!("upstream {url:?} has no host"))?,
+            scheme,
+            authority,
+            host,
+            pool: Arc::new(Pool::new(connector, origin, limits.upstream_pool_idle)),
             ejected_until_ms: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
@@ -112,6 +125,18 @@ impl Upstream {
     #[must_use]
     pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The `Host` of requests to this node.
+    #[must_use]
+    pub(crate) fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// The keep-alive connections the proxy sends this node's requests on.
+    #[must_use]
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
     }
 
     /// The URI of `path_and_query` on this upstream.
@@ -144,7 +169,6 @@ pub(crate) struct Region {
     signer: Signer,
     upstreams: Vec<Upstream>,
     tls: NodeTls,
-    client: NodeClient,
     next: AtomicUsize,
     eject_for: Duration,
     epoch: Instant,
@@ -162,12 +186,12 @@ impl Region {
             .assertion
             .load()
             .map_err(|e: AssertionError| format!("region {}: {e}", entry.id))?;
+        let tls = NodeTls::from_region(entry)?;
         let upstreams = entry
             .upstreams
             .iter()
-            .map(|u| Upstream::parse(u))
+            .map(|u| Upstream::parse(u, &tls, limits))
             .collect::<Result<Vec<_>, _>>()?;
-        let tls = NodeTls::from_region(entry)?;
         Ok(Self::new(entry.id.clone(), &key, upstreams, tls, limits))
     }
 
@@ -178,11 +202,6 @@ impl Region {
         tls: NodeTls,
         limits: &Limits,
     ) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(limits.upstream_pool_idle)
-            .build(tls.connector(limits.upstream_connect_timeout));
         let eject_for = limits.upstream_eject;
         let label = metrics::SharedString::from(id.as_str().to_owned());
         Self {
@@ -193,7 +212,6 @@ impl Region {
             id,
             upstreams,
             tls,
-            client,
             next: AtomicUsize::new(0),
             eject_for,
             epoch: Instant::now(),
@@ -229,12 +247,6 @@ impl Region {
     #[must_use]
     pub(crate) fn signer(&self) -> &Signer {
         &self.signer
-    }
-
-    /// The pooled client the proxy sends this region's requests with.
-    #[must_use]
-    pub(crate) fn client(&self) -> &NodeClient {
-        &self.client
     }
 
     /// This region's TLS settings, to build other clients of its nodes (health checks,
@@ -414,17 +426,16 @@ mod tests {
 
     fn region(urls: &[&str]) -> Region {
         let key = AssertionKey::new("k", "HS256", vec![1; 32]).unwrap();
-        let ups = urls.iter().map(|u| Upstream::parse(u).unwrap()).collect();
-        Region::new(
-            RegionId::new("eu").unwrap(),
-            &key,
-            ups,
-            NodeTls::plain().unwrap(),
-            &Limits {
-                upstream_eject: Duration::from_secs(5),
-                ..Limits::default()
-            },
-        )
+        let tls = NodeTls::plain().unwrap();
+        let limits = Limits {
+            upstream_eject: Duration::from_secs(5),
+            ..Limits::default()
+        };
+        let ups = urls
+            .iter()
+            .map(|u| Upstream::parse(u, &tls, &limits).unwrap())
+            .collect();
+        Region::new(RegionId::new("eu").unwrap(), &key, ups, tls, &limits)
     }
 
     #[test]
