@@ -88,7 +88,7 @@ pub(crate) fn build_state(cfg: &NodeConfig) -> anyhow::Result<Arc<AppState>> {
         max_body_bytes: cfg.node.max_body_bytes,
         peers: api::Peers::new(&cfg.moves).map_err(|e| anyhow::anyhow!(e))?,
         webhooks: cfg.webhooks.clone(),
-        connectors: workflow::connector::Connectors::new(&cfg.connectors, cfg.worker.call_timeout),
+        connectors: workflow::connector::Connectors::new(&cfg.connectors, cfg.worker.call_timeout)?,
         metrics: metrics::recorder(),
     }))
 }

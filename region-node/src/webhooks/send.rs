@@ -50,35 +50,8 @@ pub(crate) fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
 
 /// The TLS client of `https` targets: `webhooks.ca_file`, else the platform's roots.
 pub(crate) fn tls_connector(cfg: &WebhooksConfig) -> anyhow::Result<tokio_rustls::TlsConnector> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    match &cfg.ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-                .map_err(|e| anyhow::anyhow!("webhooks.ca_file {}: {e}", path.display()))?
-            {
-                roots.add(cert)?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for e in &found.errors {
-                tracing::warn!(error = %e, "webhooks: a platform root certificate could not be loaded");
-            }
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                tracing::warn!("webhooks: no platform root certificates; https deliveries will fail until webhooks.ca_file is set");
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let ca_file = cfg.ca_file.as_deref().map(|p| ("webhooks.ca_file", p));
+    let config = crate::tls::client_config(ca_file, "webhooks")?;
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 

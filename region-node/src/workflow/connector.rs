@@ -23,7 +23,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use residency_config::node::ConnectorConfig;
-use rustls::{ClientConfig, RootCertStore};
 use serde_json::{Map, Value};
 
 /// Largest answer body read from a connector.
@@ -108,27 +107,14 @@ pub(crate) struct Connectors {
 impl Connectors {
     /// The client: the platform's roots for https connectors; base URL overrides from
     /// `[connectors]`.
+    ///
+    /// # Errors
+    /// When the TLS client config cannot be built.
     pub(crate) fn new(
         overrides: &BTreeMap<String, ConnectorConfig>,
         call_timeout: Duration,
-    ) -> Arc<Self> {
-        let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-        let mut config = match config {
-            Ok(c) => c,
-            Err(e) => {
-                // The default versions of the default provider: cannot fail in practice.
-                tracing::error!(error = %e, "connector tls config");
-                ClientConfig::builder()
-                    .with_root_certificates(RootCertStore::empty())
-                    .with_no_client_auth()
-            }
-        };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    ) -> anyhow::Result<Arc<Self>> {
+        let config = crate::tls::client_config(None, "connectors")?;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(Duration::from_secs(5)));
         http.set_nodelay(true);
@@ -139,14 +125,14 @@ impl Connectors {
             false,
             Arc::new(DefaultServerNameResolver::default()),
         );
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             overrides: overrides
                 .iter()
                 .map(|(k, v)| (k.clone(), v.base_url.clone()))
                 .collect(),
             call_timeout,
-        })
+        }))
     }
 
     /// Calls `spec` with `input` and the connection's `credentials`, within `timeout` (capped
