@@ -4,9 +4,11 @@
 //! `app.tenant_id` and `app.role` with `set_config(..., true)` (transaction-local, so nothing
 //! survives into the next request on the same pooled connection), checks that the tenant is
 //! provisioned in this region, resolves the caller's role and permissions, and only then runs
-//! the handler's queries. The transaction commits when the handler returns `Ok`; on `Err`, on
-//! panic, or when the request future is dropped, it rolls back (tokio-postgres rolls back a
-//! dropped `Transaction`).
+//! the handler's queries. `BEGIN`, the settings and the role resolution are pipelined: written
+//! together, answered in one round trip, run by the server in that order. The transaction
+//! commits when the handler returns `Ok`; on `Err`, on panic, or when the request future is
+//! dropped, it rolls back (`Open` sends `ROLLBACK` when dropped unfinished, as
+//! tokio-postgres' own `Transaction` does).
 //!
 //! Row-Level Security does the isolation; this module makes sure the setting it relies on is
 //! always present, and always the verified tenant's.
@@ -15,10 +17,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use residency_core::TenantId;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement, Transaction};
+use tokio_postgres::{Client, Row, Statement};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -63,9 +66,10 @@ where
 }
 
 /// A transaction scoped to one tenant. Its `query*`/`execute` methods use the connection's
-/// prepared-statement cache; everything else derefs to the tokio-postgres transaction.
+/// prepared-statement cache; everything else derefs to the tokio-postgres client, whose
+/// session is inside this transaction until it ends.
 pub struct Tx<'c> {
-    tx: Transaction<'c>,
+    tx: Open<'c>,
     statements: &'c Mutex<HashMap<Box<str>, Statement>>,
     caller: Caller,
     principal: Principal,
@@ -73,9 +77,51 @@ pub struct Tx<'c> {
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+/// The open transaction of a pooled connection: `BEGIN` has been (or is about to be) written.
+/// Unless [`Open::commit`] or [`Open::rollback`] ends it, dropping it writes `ROLLBACK`: an
+/// error, a panic or a dropped request future never leaves the transaction, or its
+/// transaction-local settings, on the pooled connection. Created before `BEGIN` is written
+/// (like tokio-postgres' `TransactionBuilder::start`), so a future dropped between writing
+/// `BEGIN` and reading its answer rolls back too; a `ROLLBACK` with no transaction open is a
+/// harmless warning.
+struct Open<'c> {
+    client: &'c Client,
+    done: bool,
+}
+
+impl<'c> Open<'c> {
+    fn new(client: &'c Client) -> Self {
+        Self {
+            client,
+            done: false,
+        }
+    }
+
+    async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
+        self.done = true;
+        self.client.batch_execute("COMMIT").await
+    }
+
+    async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
+        self.done = true;
+        self.client.batch_execute("ROLLBACK").await
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // tokio-postgres writes a request to the connection on the future's first poll
+            // (that is what makes its pipelining work), so one poll sends the `ROLLBACK`; its
+            // answer is not awaited, and the connection's next user queues behind it.
+            let _ = self.client.batch_execute("ROLLBACK").now_or_never();
+        }
+    }
+}
+
 /// The statement for `sql` on this connection, prepared on first use.
 async fn statement(
-    tx: &Transaction<'_>,
+    client: &Client,
     cache: &Mutex<HashMap<Box<str>, Statement>>,
     sql: &str,
 ) -> Result<Statement, tokio_postgres::Error> {
@@ -88,7 +134,7 @@ async fn statement(
     if let Some(s) = cached {
         return Ok(s);
     }
-    let prepared = tx.prepare(sql).await?;
+    let prepared = client.prepare(sql).await?;
     let mut map = cache
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -99,10 +145,10 @@ async fn statement(
     Ok(prepared)
 }
 
-impl<'c> std::ops::Deref for Tx<'c> {
-    type Target = Transaction<'c>;
+impl std::ops::Deref for Tx<'_> {
+    type Target = Client;
     fn deref(&self) -> &Self::Target {
-        &self.tx
+        self.tx.client
     }
 }
 
@@ -116,8 +162,8 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let st = statement(&self.tx, self.statements, sql).await?;
-        self.tx.query(&st, params).await
+        let st = statement(self.tx.client, self.statements, sql).await?;
+        self.tx.client.query(&st, params).await
     }
 
     /// Runs a query expecting exactly one row.
@@ -129,8 +175,8 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Row, tokio_postgres::Error> {
-        let st = statement(&self.tx, self.statements, sql).await?;
-        self.tx.query_one(&st, params).await
+        let st = statement(self.tx.client, self.statements, sql).await?;
+        self.tx.client.query_one(&st, params).await
     }
 
     /// Runs a query expecting at most one row.
@@ -142,8 +188,8 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let st = statement(&self.tx, self.statements, sql).await?;
-        self.tx.query_opt(&st, params).await
+        let st = statement(self.tx.client, self.statements, sql).await?;
+        self.tx.client.query_opt(&st, params).await
     }
 
     /// Executes a statement; returns the number of rows affected.
@@ -155,8 +201,8 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<u64, tokio_postgres::Error> {
-        let st = statement(&self.tx, self.statements, sql).await?;
-        self.tx.execute(&st, params).await
+        let st = statement(self.tx.client, self.statements, sql).await?;
+        self.tx.client.execute(&st, params).await
     }
 
     /// The tenant this transaction is scoped to.
@@ -392,30 +438,40 @@ impl Db {
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
-        let mut conn = self.checkout().await?;
-        let conn = &mut *conn;
-        let statements = &conn.statements;
-        let tx = conn.client.transaction().await?;
+        let conn = self.checkout().await?;
+        let (client, statements) = (&conn.client, &conn.statements);
         let tenant = caller.tenant.to_string();
-        let set = statement(&tx, statements, SET_TENANT).await?;
+        // Prepared outside the transaction (a session-level statement; on the connection's
+        // first use only), so that what follows is one write.
+        let set = statement(client, statements, SET_TENANT).await?;
         let set_params: [&(dyn ToSql + Sync); 2] = [&tenant, &caller.role_claim];
+        // Pipelined: `BEGIN`, the settings and (for a customer) the role resolution are all
+        // written before any answer is read, one round trip instead of three. tokio-postgres
+        // writes requests in the order their futures are first polled, and `try_join*` polls
+        // in argument order; the server runs them in that order, so the settings are inside
+        // the transaction and RESOLVE's reads already see them. If `BEGIN` fails, the rest runs
+        // in single-statement transactions that end at once (nothing survives them); if the
+        // settings fail, the transaction is aborted and RESOLVE fails with it. Either way the
+        // error is returned and `tx` rolls back.
+        let tx = Open::new(client);
         let principal = match scope {
             Scope::System => {
-                tx.execute(&set, &set_params).await?;
+                futures_util::future::try_join(
+                    client.batch_execute("BEGIN"),
+                    client.execute(&set, &set_params),
+                )
+                .await?;
                 Principal {
                     role: "system".to_owned(),
                     permissions: Vec::new(),
                 }
             }
             Scope::Customer => {
-                let resolve = statement(&tx, statements, RESOLVE).await?;
-                // Pipelined: both statements are written before either answer is read (one
-                // round trip instead of two). The server runs them in order, so RESOLVE's
-                // reads already see the tenant setting; if SET_TENANT fails, the transaction
-                // is aborted and RESOLVE fails with it.
-                let (_, row) = futures_util::future::try_join(
-                    tx.execute(&set, &set_params),
-                    tx.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
+                let resolve = statement(client, statements, RESOLVE).await?;
+                let (_, _, row) = futures_util::future::try_join3(
+                    client.batch_execute("BEGIN"),
+                    client.execute(&set, &set_params),
+                    client.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
                 )
                 .await?;
                 if !row.get::<_, bool>("provisioned") {
@@ -424,7 +480,7 @@ impl Db {
                 if row.get::<_, bool>("frozen") {
                     // Being moved: reads go on, any write fails with 25006 (→ 503
                     // tenant_moving, `crate::error::from_db`).
-                    tx.batch_execute("SET TRANSACTION READ ONLY").await?;
+                    client.batch_execute("SET TRANSACTION READ ONLY").await?;
                 }
                 let permissions: Option<Vec<Permission>> = stored_permissions(&row, "permissions")?;
                 match (row.get::<_, Option<String>>("role"), permissions) {
