@@ -10,6 +10,13 @@
 //! dropped, it rolls back (`Open` sends `ROLLBACK` when dropped unfinished, as
 //! tokio-postgres' own `Transaction` does).
 //!
+//! [`Db::read`] is the same transaction started `READ ONLY`, for handlers that only read: the
+//! server refuses any write in it, so committing it and rolling it back have the same effect
+//! (none; the settings and the move lock end either way). Its `COMMIT` (or `ROLLBACK` on
+//! `Err`) is therefore written behind the handler's last query without waiting for the
+//! answer: the response leaves one round trip earlier, and the connection's next user queues
+//! behind the end of this transaction on the wire.
+//!
 //! Row-Level Security does the isolation; this module makes sure the setting it relies on is
 //! always present, and always the verified tenant's.
 
@@ -105,6 +112,14 @@ impl<'c> Open<'c> {
     async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
         self.done = true;
         self.client.batch_execute("ROLLBACK").await
+    }
+
+    /// Writes `COMMIT` without awaiting its answer. Only for a `READ ONLY` transaction, whose
+    /// commit changes nothing and cannot fail in a way the caller could act on.
+    fn commit_unawaited(mut self) {
+        self.done = true;
+        // Written on the first poll, as in `drop`.
+        let _ = self.client.batch_execute("COMMIT").now_or_never();
     }
 }
 
@@ -321,6 +336,15 @@ fn scope_name(scope: Scope) -> &'static str {
     }
 }
 
+/// Whether a transaction may write.
+#[derive(Clone, Copy)]
+enum Access {
+    /// `BEGIN`; the handler's outcome waits for `COMMIT`'s answer.
+    ReadWrite,
+    /// `BEGIN READ ONLY`; `COMMIT` is written, not awaited.
+    ReadOnly,
+}
+
 /// How the principal is established for a transaction.
 #[derive(Clone, Copy)]
 enum Scope {
@@ -398,7 +422,20 @@ impl Db {
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
-        self.run(caller, Scope::Customer, f).await
+        self.run(caller, Scope::Customer, Access::ReadWrite, f)
+            .await
+    }
+
+    /// [`Db::tenant`] for a handler that only reads: the transaction is `READ ONLY` (a write
+    /// in it fails with SQLSTATE 25006) and its end is not awaited (see the module docs).
+    ///
+    /// # Errors
+    /// As [`Db::tenant`].
+    pub async fn read<T, F>(&self, caller: &Caller, f: F) -> Result<T, ApiError>
+    where
+        F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
+    {
+        self.run(caller, Scope::Customer, Access::ReadOnly, f).await
     }
 
     /// Runs `f` for an internal system call (provisioning): the tenant setting is applied the
@@ -410,12 +447,18 @@ impl Db {
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
-        self.run(caller, Scope::System, f).await
+        self.run(caller, Scope::System, Access::ReadWrite, f).await
     }
 
     /// [`Db::run_timed`], its time recorded in
     /// `residency_node_db_transaction_duration_seconds{scope, outcome}`.
-    async fn run<T, F>(&self, caller: &Caller, scope: Scope, f: F) -> Result<T, ApiError>
+    async fn run<T, F>(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        access: Access,
+        f: F,
+    ) -> Result<T, ApiError>
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
@@ -426,7 +469,10 @@ impl Db {
             db.system = "postgresql",
             db.scope = scope_name(scope),
         );
-        let out = self.run_timed(caller, scope, f).instrument(span).await;
+        let out = self
+            .run_timed(caller, scope, access, f)
+            .instrument(span)
+            .await;
         let outcome = if out.is_ok() { "commit" } else { "error" };
         let scope = scope_name(scope);
         metrics::histogram!(crate::metrics::DB_TRANSACTION_SECONDS, "scope" => scope, "outcome" => outcome)
@@ -434,7 +480,13 @@ impl Db {
         out
     }
 
-    async fn run_timed<T, F>(&self, caller: &Caller, scope: Scope, f: F) -> Result<T, ApiError>
+    async fn run_timed<T, F>(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        access: Access,
+        f: F,
+    ) -> Result<T, ApiError>
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
@@ -453,11 +505,15 @@ impl Db {
         // in single-statement transactions that end at once (nothing survives them); if the
         // settings fail, the transaction is aborted and RESOLVE fails with it. Either way the
         // error is returned and `tx` rolls back.
+        let begin = match access {
+            Access::ReadWrite => "BEGIN",
+            Access::ReadOnly => "BEGIN READ ONLY",
+        };
         let tx = Open::new(client);
         let principal = match scope {
             Scope::System => {
                 futures_util::future::try_join(
-                    client.batch_execute("BEGIN"),
+                    client.batch_execute(begin),
                     client.execute(&set, &set_params),
                 )
                 .await?;
@@ -469,7 +525,7 @@ impl Db {
             Scope::Customer => {
                 let resolve = statement(client, statements, RESOLVE).await?;
                 let (_, _, row) = futures_util::future::try_join3(
-                    client.batch_execute("BEGIN"),
+                    client.batch_execute(begin),
                     client.execute(&set, &set_params),
                     client.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
                 )
@@ -477,9 +533,9 @@ impl Db {
                 if !row.get::<_, bool>("provisioned") {
                     return Err(ApiError::NotFound("tenant"));
                 }
-                if row.get::<_, bool>("frozen") {
+                if matches!(access, Access::ReadWrite) && row.get::<_, bool>("frozen") {
                     // Being moved: reads go on, any write fails with 25006 (→ 503
-                    // tenant_moving, `crate::error::from_db`).
+                    // tenant_moving, `crate::error::from_db`). A read-only one already does.
                     client.batch_execute("SET TRANSACTION READ ONLY").await?;
                 }
                 let permissions: Option<Vec<Permission>> = stored_permissions(&row, "permissions")?;
@@ -501,12 +557,18 @@ impl Db {
             principal,
         };
         let out = f(&scoped).await;
-        match out {
-            Ok(v) => {
+        match (access, out) {
+            (Access::ReadOnly, Ok(v)) => {
+                scoped.tx.commit_unawaited();
+                Ok(v)
+            }
+            // Dropping `scoped` writes `ROLLBACK`, not awaited either.
+            (Access::ReadOnly, Err(e)) => Err(e),
+            (Access::ReadWrite, Ok(v)) => {
                 scoped.tx.commit().await?;
                 Ok(v)
             }
-            Err(e) => {
+            (Access::ReadWrite, Err(e)) => {
                 // Explicit rollback keeps the connection clean; if it fails the connection is
                 // closed and the pool replaces it.
                 let _ = scoped.tx.rollback().await;
