@@ -134,8 +134,9 @@ impl Drop for Open<'_> {
     }
 }
 
-/// The statement for `sql` on this connection, prepared on first use.
-async fn statement(
+/// The statement for `sql` on this connection, prepared on first use (also the job claim's,
+/// `crate::jobs::claim`).
+pub(crate) async fn statement(
     client: &Client,
     cache: &Mutex<HashMap<Box<str>, Statement>>,
     sql: &str,
