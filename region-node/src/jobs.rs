@@ -79,12 +79,16 @@ pub(crate) async fn claim(
     let conn = db.checkout().await?;
     let lease_ms = i32::try_from(lease.as_millis()).unwrap_or(i32::MAX).max(1);
     let max = i32::try_from(max).unwrap_or(i32::MAX).max(1);
+    // The connection's cached statement: a poll is one round trip, not a prepare and a query.
+    let claim = crate::db::tenant_tx::statement(
+        &conn.client,
+        &conn.statements,
+        "SELECT job_tenant, job_id, job_subject, job_attempts FROM claim_jobs($1, $2, $3, $4)",
+    )
+    .await?;
     let rows = conn
         .client
-        .query(
-            "SELECT job_tenant, job_id, job_subject, job_attempts FROM claim_jobs($1, $2, $3, $4)",
-            &[&kind, &worker, &lease_ms, &max],
-        )
+        .query(&claim, &[&kind, &worker, &lease_ms, &max])
         .await?;
     Ok(rows
         .iter()
@@ -162,10 +166,13 @@ pub(crate) async fn renew(
 /// Database errors, or the pool's checkout timeout.
 pub(crate) async fn depth(db: &Db) -> Result<Vec<(String, i64, i64)>, ApiError> {
     let conn = db.checkout().await?;
-    let rows = conn
-        .client
-        .query("SELECT job_kind, due, leased FROM job_queue_depth()", &[])
-        .await?;
+    let depth = crate::db::tenant_tx::statement(
+        &conn.client,
+        &conn.statements,
+        "SELECT job_kind, due, leased FROM job_queue_depth()",
+    )
+    .await?;
+    let rows = conn.client.query(&depth, &[]).await?;
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))

@@ -1,15 +1,18 @@
 //! A pool of one connection shared by alternating tenants, with injected failures (statement
-//! errors mid-transaction, request futures dropped mid-query): no request ever sees another
-//! tenant's row, no tenant setting survives a request, and the pool stays healthy.
+//! errors mid-transaction, request futures dropped mid-query), through both tenant
+//! transactions (`Db::tenant`, and `Db::read`, whose end is not awaited): every request's
+//! queries see its own tenant and role in the settings, no request ever sees another tenant's
+//! row, no tenant setting or open transaction survives a request, and the pool stays healthy.
 
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use integration_tests::{Node, NodeOptions, RegionDb};
 use residency_config::node::DatabaseConfig;
 use residency_core::TenantId;
 use residency_region_node::db::pool;
-use residency_region_node::db::tenant_tx::{Caller, Db};
+use residency_region_node::db::tenant_tx::{Caller, Db, Tx};
 use residency_region_node::error::ApiError;
 use uuid::Uuid;
 
@@ -20,6 +23,49 @@ fn caller(t: Uuid) -> Caller {
         role_claim: String::new(),
         request_id: "pool-test".into(),
     }
+}
+
+type Seen = (Vec<Uuid>, String, String);
+
+/// What a handler's queries see: the tenant rows under RLS and the two transaction settings.
+fn observe<'t>(tx: &'t Tx<'t>) -> BoxFuture<'t, Result<Seen, ApiError>> {
+    async move {
+        let rows = tx
+            .query("SELECT tenant_id FROM configurations", &[])
+            .await?;
+        let settings = tx
+            .query_one(
+                "SELECT current_setting('app.tenant_id', true), current_setting('app.role', true)",
+                &[],
+            )
+            .await?;
+        Ok((
+            rows.iter().map(|r| r.get(0)).collect(),
+            settings.get(0),
+            settings.get(1),
+        ))
+    }
+    .boxed()
+}
+
+/// A statement error in the middle of the transaction.
+fn fails_midway<'t>(tx: &'t Tx<'t>) -> BoxFuture<'t, Result<(), ApiError>> {
+    async move {
+        tx.query("SELECT tenant_id FROM configurations", &[])
+            .await?;
+        tx.query("SELECT 1 / 0", &[]).await?;
+        Ok(())
+    }
+    .boxed()
+}
+
+/// A query slow enough to be cut off.
+fn sleeps<'t>(tx: &'t Tx<'t>) -> BoxFuture<'t, Result<(), ApiError>> {
+    async move {
+        tx.query("SELECT pg_sleep(0.03)", &[]).await?;
+        Ok(())
+    }
+    .boxed()
 }
 
 #[tokio::test]
@@ -51,50 +97,42 @@ async fn a_single_connection_never_leaks_a_tenant() {
     let (mut ok, mut injected_errors, mut dropped) = (0, 0, 0);
     for i in 0..1000usize {
         let t = tenants[i % 2];
+        // Both kinds of tenant transaction, alternating every other pair of requests.
+        let read_only = i % 4 >= 2;
         match i % 5 {
             // A statement error in the middle of the transaction.
             3 => {
-                let r = dbh
-                    .tenant(&caller(t), |tx| {
-                        async move {
-                            tx.query("SELECT tenant_id FROM configurations", &[])
-                                .await?;
-                            tx.query("SELECT 1 / 0", &[]).await?;
-                            Ok(())
-                        }
-                        .boxed()
-                    })
-                    .await;
+                let r = if read_only {
+                    dbh.read(&caller(t), fails_midway).await
+                } else {
+                    dbh.tenant(&caller(t), fails_midway).await
+                };
                 assert!(matches!(r, Err(ApiError::Unexpected(_))), "{r:?}");
                 injected_errors += 1;
             }
             // The request future is dropped while its query is running.
             4 => {
                 let who = caller(t);
-                let fut = dbh.tenant(&who, |tx| {
-                    async move {
-                        tx.query("SELECT pg_sleep(0.03)", &[]).await?;
-                        Ok(())
-                    }
-                    .boxed()
-                });
-                let r = tokio::time::timeout(Duration::from_millis(5), fut).await;
+                let r = if read_only {
+                    tokio::time::timeout(Duration::from_millis(5), dbh.read(&who, sleeps)).await
+                } else {
+                    tokio::time::timeout(Duration::from_millis(5), dbh.tenant(&who, sleeps)).await
+                };
                 assert!(r.is_err(), "the slow query should have been cut off");
                 dropped += 1;
             }
             _ => {
-                let seen: Vec<Uuid> = dbh
-                    .tenant(&caller(t), |tx| {
-                        async move {
-                            let rows = tx
-                                .query("SELECT tenant_id FROM configurations", &[])
-                                .await?;
-                            Ok(rows.iter().map(|r| r.get(0)).collect())
-                        }
-                        .boxed()
-                    })
-                    .await
-                    .unwrap_or_else(|e| panic!("request {i} failed: {e:?}"));
+                let r = if read_only {
+                    dbh.read(&caller(t), observe).await
+                } else {
+                    dbh.tenant(&caller(t), observe).await
+                };
+                let (seen, tenant_setting, role_setting) =
+                    r.unwrap_or_else(|e| panic!("request {i} failed: {e:?}"));
+                // The settings are in the handler's own transaction: set before its queries,
+                // the verified tenant, the resolved role (the caller is the tenant's owner).
+                assert_eq!(tenant_setting, t.to_string(), "request {i}");
+                assert_eq!(role_setting, "owner", "request {i}");
                 assert_eq!(seen.len(), 3, "request {i}");
                 assert!(
                     seen.iter().all(|s| *s == t),
@@ -106,21 +144,77 @@ async fn a_single_connection_never_leaks_a_tenant() {
         // Between requests, the pooled connection carries no tenant.
         if i % 50 == 0 {
             let conn = pg.get().await.expect("pool healthy");
-            let setting: Option<String> = conn
+            let row = conn
                 .client
-                .query_one("SELECT current_setting('app.tenant_id', true)", &[])
+                .query_one(
+                    "SELECT current_setting('app.tenant_id', true), \
+                            current_setting('app.role', true)",
+                    &[],
+                )
                 .await
-                .unwrap()
-                .get(0);
+                .unwrap();
+            let (tenant_setting, role_setting): (Option<String>, Option<String>) =
+                (row.get(0), row.get(1));
             assert!(
-                setting.unwrap_or_default().is_empty(),
+                tenant_setting.unwrap_or_default().is_empty(),
                 "tenant setting leaked past request {i}"
+            );
+            assert!(
+                role_setting.unwrap_or_default().is_empty(),
+                "role setting leaked past request {i}"
+            );
+            // A savepoint needs an open transaction block: refused (25P01), the request's
+            // transaction did not stay open on the connection.
+            let probe = conn.client.batch_execute("SAVEPOINT leak_probe").await;
+            assert_eq!(
+                probe.as_ref().err().and_then(|e| e.code()),
+                Some(&tokio_postgres::error::SqlState::NO_ACTIVE_SQL_TRANSACTION),
+                "a transaction survived request {i}: {probe:?}"
             );
         }
     }
     assert_eq!((ok, injected_errors, dropped), (600, 200, 200));
     let state = pg.state();
     assert!(state.connections <= 1, "{state:?}");
+}
+
+/// `Db::read` is a read-only transaction: a write in it fails (SQLSTATE 25006) and changes
+/// nothing, and the same write through `Db::tenant` commits.
+#[tokio::test]
+async fn a_read_transaction_refuses_writes() {
+    let db = RegionDb::create("us").await;
+    let node = Node::start(&db, "us", NodeOptions::default()).await;
+    let t = Uuid::new_v4();
+    node.provision(t, "t").await;
+    let cfg: DatabaseConfig = toml_db(&db.app_url);
+    let dbh = Db::new(pool::build(&cfg, "read-only-test").unwrap());
+    fn put<'t>(tx: &'t Tx<'t>) -> BoxFuture<'t, Result<u64, ApiError>> {
+        async move {
+            let n = tx
+                .execute(
+                    "INSERT INTO configurations (tenant_id, key, value, updated_by) \
+                     VALUES ($1, 'k', '1', 'test')",
+                    &[&tx.tenant()],
+                )
+                .await?;
+            Ok(n)
+        }
+        .boxed()
+    }
+    let refused = dbh.read(&caller(t), put).await;
+    assert!(refused.is_err(), "{refused:?}");
+    fn count<'t>(tx: &'t Tx<'t>) -> BoxFuture<'t, Result<i64, ApiError>> {
+        async move {
+            let row = tx
+                .query_one("SELECT count(*) FROM configurations", &[])
+                .await?;
+            Ok(row.get::<_, i64>(0))
+        }
+        .boxed()
+    }
+    assert_eq!(dbh.read(&caller(t), count).await.unwrap(), 0);
+    assert_eq!(dbh.tenant(&caller(t), put).await.unwrap(), 1);
+    assert_eq!(dbh.read(&caller(t), count).await.unwrap(), 1);
 }
 
 fn toml_db(url: &str) -> DatabaseConfig {

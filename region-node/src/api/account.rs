@@ -34,7 +34,7 @@ pub(super) async fn me(
     let region = st.region.id.to_string();
     let out = st
         .db
-        .tenant(&caller, move |tx| {
+        .read(&caller, move |tx| {
             Box::pin(async move {
                 Ok(Me {
                     tenant_id: tx.tenant(),

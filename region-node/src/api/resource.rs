@@ -171,7 +171,7 @@ impl<T: Send + 'static> Resource<T> {
         let key = self.path_key(raw)?;
         let out = st
             .db
-            .tenant(caller, move |tx| {
+            .read(caller, move |tx| {
                 Box::pin(async move {
                     tx.require(self.read)?;
                     self.load(tx, &*key).await
@@ -247,7 +247,7 @@ impl<T: Send + 'static> Resource<T> {
         );
         let out = st
             .db
-            .tenant(caller, move |tx| {
+            .read(caller, move |tx| {
                 Box::pin(async move {
                     tx.require(self.read)?;
                     let fetch = page.fetch();

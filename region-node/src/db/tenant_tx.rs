@@ -4,9 +4,18 @@
 //! `app.tenant_id` and `app.role` with `set_config(..., true)` (transaction-local, so nothing
 //! survives into the next request on the same pooled connection), checks that the tenant is
 //! provisioned in this region, resolves the caller's role and permissions, and only then runs
-//! the handler's queries. The transaction commits when the handler returns `Ok`; on `Err`, on
-//! panic, or when the request future is dropped, it rolls back (tokio-postgres rolls back a
-//! dropped `Transaction`).
+//! the handler's queries. `BEGIN`, the settings and the role resolution are pipelined: written
+//! together, answered in one round trip, run by the server in that order. The transaction
+//! commits when the handler returns `Ok`; on `Err`, on panic, or when the request future is
+//! dropped, it rolls back (`Open` sends `ROLLBACK` when dropped unfinished, as
+//! tokio-postgres' own `Transaction` does).
+//!
+//! [`Db::read`] is the same transaction started `READ ONLY`, for handlers that only read: the
+//! server refuses any write in it, so committing it and rolling it back have the same effect
+//! (none; the settings and the move lock end either way). Its `COMMIT` (or `ROLLBACK` on
+//! `Err`) is therefore written behind the handler's last query without waiting for the
+//! answer: the response leaves one round trip earlier, and the connection's next user queues
+//! behind the end of this transaction on the wire.
 //!
 //! Row-Level Security does the isolation; this module makes sure the setting it relies on is
 //! always present, and always the verified tenant's.
@@ -15,10 +24,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use residency_core::TenantId;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement, Transaction};
+use tokio_postgres::{Client, Row, Statement};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -63,9 +73,10 @@ where
 }
 
 /// A transaction scoped to one tenant. Its `query*`/`execute` methods use the connection's
-/// prepared-statement cache; everything else derefs to the tokio-postgres transaction.
+/// prepared-statement cache; everything else derefs to the tokio-postgres client, whose
+/// session is inside this transaction until it ends.
 pub struct Tx<'c> {
-    tx: Transaction<'c>,
+    tx: Open<'c>,
     statements: &'c Mutex<HashMap<Box<str>, Statement>>,
     caller: Caller,
     principal: Principal,
@@ -73,9 +84,60 @@ pub struct Tx<'c> {
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// The statement for `sql` on this connection, prepared on first use.
-async fn statement(
-    tx: &Transaction<'_>,
+/// The open transaction of a pooled connection: `BEGIN` has been (or is about to be) written.
+/// Unless [`Open::commit`] or [`Open::rollback`] ends it, dropping it writes `ROLLBACK`: an
+/// error, a panic or a dropped request future never leaves the transaction, or its
+/// transaction-local settings, on the pooled connection. Created before `BEGIN` is written
+/// (like tokio-postgres' `TransactionBuilder::start`), so a future dropped between writing
+/// `BEGIN` and reading its answer rolls back too; a `ROLLBACK` with no transaction open is a
+/// harmless warning.
+struct Open<'c> {
+    client: &'c Client,
+    done: bool,
+}
+
+impl<'c> Open<'c> {
+    fn new(client: &'c Client) -> Self {
+        Self {
+            client,
+            done: false,
+        }
+    }
+
+    async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
+        self.done = true;
+        self.client.batch_execute("COMMIT").await
+    }
+
+    async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
+        self.done = true;
+        self.client.batch_execute("ROLLBACK").await
+    }
+
+    /// Writes `COMMIT` without awaiting its answer. Only for a `READ ONLY` transaction, whose
+    /// commit changes nothing and cannot fail in a way the caller could act on.
+    fn commit_unawaited(mut self) {
+        self.done = true;
+        // Written on the first poll, as in `drop`.
+        let _ = self.client.batch_execute("COMMIT").now_or_never();
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // tokio-postgres writes a request to the connection on the future's first poll
+            // (that is what makes its pipelining work), so one poll sends the `ROLLBACK`; its
+            // answer is not awaited, and the connection's next user queues behind it.
+            let _ = self.client.batch_execute("ROLLBACK").now_or_never();
+        }
+    }
+}
+
+/// The statement for `sql` on this connection, prepared on first use (also the job claim's,
+/// `crate::jobs::claim`).
+pub(crate) async fn statement(
+    client: &Client,
     cache: &Mutex<HashMap<Box<str>, Statement>>,
     sql: &str,
 ) -> Result<Statement, tokio_postgres::Error> {
@@ -88,7 +150,7 @@ async fn statement(
     if let Some(s) = cached {
         return Ok(s);
     }
-    let prepared = tx.prepare(sql).await?;
+    let prepared = client.prepare(sql).await?;
     let mut map = cache
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -99,10 +161,10 @@ async fn statement(
     Ok(prepared)
 }
 
-impl<'c> std::ops::Deref for Tx<'c> {
-    type Target = Transaction<'c>;
+impl std::ops::Deref for Tx<'_> {
+    type Target = Client;
     fn deref(&self) -> &Self::Target {
-        &self.tx
+        self.tx.client
     }
 }
 
@@ -116,8 +178,8 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let st = statement(&self.tx, self.statements, sql).await?;
-        self.tx.query(&st, params).await
+        let st = statement(self.tx.client, self.statements, sql).await?;
+        self.tx.client.query(&st, params).await
     }
 
     /// Runs a query expecting exactly one row.
@@ -129,8 +191,8 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Row, tokio_postgres::Error> {
-        let st = statement(&self.tx, self.statements, sql).await?;
-        self.tx.query_one(&st, params).await
+        let st = statement(self.tx.client, self.statements, sql).await?;
+        self.tx.client.query_one(&st, params).await
     }
 
     /// Runs a query expecting at most one row.
@@ -142,8 +204,8 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let st = statement(&self.tx, self.statements, sql).await?;
-        self.tx.query_opt(&st, params).await
+        let st = statement(self.tx.client, self.statements, sql).await?;
+        self.tx.client.query_opt(&st, params).await
     }
 
     /// Executes a statement; returns the number of rows affected.
@@ -155,8 +217,8 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<u64, tokio_postgres::Error> {
-        let st = statement(&self.tx, self.statements, sql).await?;
-        self.tx.execute(&st, params).await
+        let st = statement(self.tx.client, self.statements, sql).await?;
+        self.tx.client.execute(&st, params).await
     }
 
     /// The tenant this transaction is scoped to.
@@ -275,6 +337,15 @@ fn scope_name(scope: Scope) -> &'static str {
     }
 }
 
+/// Whether a transaction may write.
+#[derive(Clone, Copy)]
+enum Access {
+    /// `BEGIN`; the handler's outcome waits for `COMMIT`'s answer.
+    ReadWrite,
+    /// `BEGIN READ ONLY`; `COMMIT` is written, not awaited.
+    ReadOnly,
+}
+
 /// How the principal is established for a transaction.
 #[derive(Clone, Copy)]
 enum Scope {
@@ -352,7 +423,20 @@ impl Db {
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
-        self.run(caller, Scope::Customer, f).await
+        self.run(caller, Scope::Customer, Access::ReadWrite, f)
+            .await
+    }
+
+    /// [`Db::tenant`] for a handler that only reads: the transaction is `READ ONLY` (a write
+    /// in it fails with SQLSTATE 25006) and its end is not awaited (see the module docs).
+    ///
+    /// # Errors
+    /// As [`Db::tenant`].
+    pub async fn read<T, F>(&self, caller: &Caller, f: F) -> Result<T, ApiError>
+    where
+        F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
+    {
+        self.run(caller, Scope::Customer, Access::ReadOnly, f).await
     }
 
     /// Runs `f` for an internal system call (provisioning): the tenant setting is applied the
@@ -364,12 +448,18 @@ impl Db {
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
-        self.run(caller, Scope::System, f).await
+        self.run(caller, Scope::System, Access::ReadWrite, f).await
     }
 
     /// [`Db::run_timed`], its time recorded in
     /// `residency_node_db_transaction_duration_seconds{scope, outcome}`.
-    async fn run<T, F>(&self, caller: &Caller, scope: Scope, f: F) -> Result<T, ApiError>
+    async fn run<T, F>(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        access: Access,
+        f: F,
+    ) -> Result<T, ApiError>
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
@@ -380,7 +470,10 @@ impl Db {
             db.system = "postgresql",
             db.scope = scope_name(scope),
         );
-        let out = self.run_timed(caller, scope, f).instrument(span).await;
+        let out = self
+            .run_timed(caller, scope, access, f)
+            .instrument(span)
+            .await;
         let outcome = if out.is_ok() { "commit" } else { "error" };
         let scope = scope_name(scope);
         metrics::histogram!(crate::metrics::DB_TRANSACTION_SECONDS, "scope" => scope, "outcome" => outcome)
@@ -388,43 +481,63 @@ impl Db {
         out
     }
 
-    async fn run_timed<T, F>(&self, caller: &Caller, scope: Scope, f: F) -> Result<T, ApiError>
+    async fn run_timed<T, F>(
+        &self,
+        caller: &Caller,
+        scope: Scope,
+        access: Access,
+        f: F,
+    ) -> Result<T, ApiError>
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
-        let mut conn = self.checkout().await?;
-        let conn = &mut *conn;
-        let statements = &conn.statements;
-        let tx = conn.client.transaction().await?;
+        let conn = self.checkout().await?;
+        let (client, statements) = (&conn.client, &conn.statements);
         let tenant = caller.tenant.to_string();
-        let set = statement(&tx, statements, SET_TENANT).await?;
+        // Prepared outside the transaction (a session-level statement; on the connection's
+        // first use only), so that what follows is one write.
+        let set = statement(client, statements, SET_TENANT).await?;
         let set_params: [&(dyn ToSql + Sync); 2] = [&tenant, &caller.role_claim];
+        // Pipelined: `BEGIN`, the settings and (for a customer) the role resolution are all
+        // written before any answer is read, one round trip instead of three. tokio-postgres
+        // writes requests in the order their futures are first polled, and `try_join*` polls
+        // in argument order; the server runs them in that order, so the settings are inside
+        // the transaction and RESOLVE's reads already see them. If `BEGIN` fails, the rest runs
+        // in single-statement transactions that end at once (nothing survives them); if the
+        // settings fail, the transaction is aborted and RESOLVE fails with it. Either way the
+        // error is returned and `tx` rolls back.
+        let begin = match access {
+            Access::ReadWrite => "BEGIN",
+            Access::ReadOnly => "BEGIN READ ONLY",
+        };
+        let tx = Open::new(client);
         let principal = match scope {
             Scope::System => {
-                tx.execute(&set, &set_params).await?;
+                futures_util::future::try_join(
+                    client.batch_execute(begin),
+                    client.execute(&set, &set_params),
+                )
+                .await?;
                 Principal {
                     role: "system".to_owned(),
                     permissions: Vec::new(),
                 }
             }
             Scope::Customer => {
-                let resolve = statement(&tx, statements, RESOLVE).await?;
-                // Pipelined: both statements are written before either answer is read (one
-                // round trip instead of two). The server runs them in order, so RESOLVE's
-                // reads already see the tenant setting; if SET_TENANT fails, the transaction
-                // is aborted and RESOLVE fails with it.
-                let (_, row) = futures_util::future::try_join(
-                    tx.execute(&set, &set_params),
-                    tx.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
+                let resolve = statement(client, statements, RESOLVE).await?;
+                let (_, _, row) = futures_util::future::try_join3(
+                    client.batch_execute(begin),
+                    client.execute(&set, &set_params),
+                    client.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
                 )
                 .await?;
                 if !row.get::<_, bool>("provisioned") {
                     return Err(ApiError::NotFound("tenant"));
                 }
-                if row.get::<_, bool>("frozen") {
+                if matches!(access, Access::ReadWrite) && row.get::<_, bool>("frozen") {
                     // Being moved: reads go on, any write fails with 25006 (→ 503
-                    // tenant_moving, `crate::error::from_db`).
-                    tx.batch_execute("SET TRANSACTION READ ONLY").await?;
+                    // tenant_moving, `crate::error::from_db`). A read-only one already does.
+                    client.batch_execute("SET TRANSACTION READ ONLY").await?;
                 }
                 let permissions: Option<Vec<Permission>> = stored_permissions(&row, "permissions")?;
                 match (row.get::<_, Option<String>>("role"), permissions) {
@@ -445,12 +558,18 @@ impl Db {
             principal,
         };
         let out = f(&scoped).await;
-        match out {
-            Ok(v) => {
+        match (access, out) {
+            (Access::ReadOnly, Ok(v)) => {
+                scoped.tx.commit_unawaited();
+                Ok(v)
+            }
+            // Dropping `scoped` writes `ROLLBACK`, not awaited either.
+            (Access::ReadOnly, Err(e)) => Err(e),
+            (Access::ReadWrite, Ok(v)) => {
                 scoped.tx.commit().await?;
                 Ok(v)
             }
-            Err(e) => {
+            (Access::ReadWrite, Err(e)) => {
                 // Explicit rollback keeps the connection clean; if it fails the connection is
                 // closed and the pool replaces it.
                 let _ = scoped.tx.rollback().await;
