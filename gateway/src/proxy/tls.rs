@@ -3,7 +3,7 @@
 //! optional `client_cert_file` / `client_key_file` (checked then; afterwards re-read when they
 //! change, at the next handshake: `residency_http::tls_reload::ReloadingCaVerifier` and
 //! `ReloadingClientCert`), and the connector every
-//! client that talks to that region's nodes is built from: the proxy's pooled client, the
+//! client that talks to that region's nodes is built from: the proxy's keep-alive pools, the
 //! active health checks, provisioning and the audit's routing evidence.
 //!
 //! Choices:
