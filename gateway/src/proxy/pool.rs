@@ -96,6 +96,14 @@ impl<B: SendBody> Conn<B> {
     }
 }
 
+/// Takes the connections parked longer than [`IDLE_TIMEOUT`] out of `idle` (oldest first, so
+/// they are a prefix), for the caller to close once it has let go of the lock.
+fn take_expired<B: SendBody>(idle: &mut Vec<Idle<B>>) -> Vec<Idle<B>> {
+    let now = Instant::now();
+    let fresh = idle.partition_point(|i| now.duration_since(i.since) > IDLE_TIMEOUT);
+    idle.drain(..fresh).collect()
+}
+
 /// A parked connection and since when it waits.
 struct Idle<B: SendBody> {
     conn: Conn<B>,
@@ -178,15 +186,11 @@ impl<B: SendBody> Pool<B> {
     fn checkout(&self) -> Option<Conn<B>> {
         loop {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            let Idle { mut conn, since } = idle.pop()?;
-            if since.elapsed() > IDLE_TIMEOUT {
-                // Every connection below it waited longer.
-                let expired = std::mem::take(&mut *idle);
-                drop(idle);
-                drop(expired);
-                return None;
-            }
+            let expired = take_expired(&mut idle);
+            let newest = idle.pop();
             drop(idle);
+            drop(expired);
+            let mut conn = newest?.conn;
             if conn.settle() {
                 return Some(conn);
             }
@@ -198,13 +202,13 @@ impl<B: SendBody> Pool<B> {
         if self.max_idle == 0 || !conn.settle() {
             return;
         }
-        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = idle.partition_point(|i| now.duration_since(i.since) > IDLE_TIMEOUT);
-        // Closed outside the lock.
-        let expired: Vec<Idle<B>> = idle.drain(..fresh).collect();
+        let expired = take_expired(&mut idle);
         let surplus = if idle.len() < self.max_idle {
-            idle.push(Idle { conn, since: now });
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
             None
         } else {
             Some(conn)
