@@ -95,20 +95,17 @@ async fn depth_gauge(
 ) {
     // Every kind reported once stays a series: a kind with no row now (its queue emptied)
     // is set to 0 rather than left at its last value.
-    let mut kinds: std::collections::BTreeSet<String> = [KIND.to_owned()].into();
+    let mut due: std::collections::BTreeMap<String, i64> = [(KIND.to_owned(), 0)].into();
     loop {
         if let Ok(rows) = jobs::depth(&db).await {
-            let mut due_now: std::collections::BTreeMap<String, i64> =
-                std::collections::BTreeMap::new();
-            for (kind, due, _leased) in rows {
-                kinds.insert(kind.clone());
-                due_now.insert(kind, due);
+            due.values_mut().for_each(|n| *n = 0);
+            for (kind, n, _leased) in rows {
+                due.insert(kind, n);
             }
-            for kind in &kinds {
-                let due = due_now.get(kind).copied().unwrap_or(0);
+            for (kind, &n) in &due {
                 #[allow(clippy::cast_precision_loss)]
                 metrics::gauge!(crate::metrics::JOB_QUEUE_DEPTH, "kind" => kind.clone())
-                    .set(due as f64);
+                    .set(n as f64);
             }
         }
         tokio::select! {
