@@ -131,48 +131,57 @@ async fn gateway_audit(stack: &Value) -> (String, Value) {
     (outcome, r.json)
 }
 
+/// `value` with only `keys` (a missing one as `null`).
+fn pick(value: &Value, keys: &[&str]) -> Value {
+    keys.iter()
+        .map(|k| ((*k).to_owned(), value[*k].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// `pick` on every element of the array `list`.
+fn pick_each(list: &Value, keys: &[&str]) -> Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| pick(v, keys))
+        .collect()
+}
+
 /// What the gateway's report and the CLI's must share: verdicts and per-region findings.
+/// Row counts are evidence, not verdicts, and the stack is live: its workers run the demo
+/// workflows while the two audits read (execution logs, jobs), so they are left out.
 fn verdicts(report: &Value) -> Value {
     let regions: Vec<Value> = report["regions"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| {
-            // Row counts are evidence, not verdicts, and the stack is live: its workers run
-            // the demo workflows while the two audits read (execution logs, jobs).
-            let tables: Vec<Value> = r["tables"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| {
-                    serde_json::json!({
-                        "table": t["table"], "counted": t["counted"],
-                        "rls_enabled": t["rls_enabled"], "rls_forced": t["rls_forced"],
-                    })
-                })
-                .collect();
-            let tenants: Vec<Value> = r["tenants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| {
-                    serde_json::json!({
-                        "tenant_id": t["tenant_id"], "home_region": t["home_region"],
-                        "at_home": t["at_home"], "status": t["status"],
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "id": r["id"], "status": r["status"], "tables_scanned": r["tables_scanned"],
-                "tables": tables, "tenants": tenants,
-                "posture": r["posture"], "database": r["database"], "upstreams": r["upstreams"],
-            })
+            let mut region = pick(
+                r,
+                &[
+                    "id",
+                    "status",
+                    "tables_scanned",
+                    "posture",
+                    "database",
+                    "upstreams",
+                ],
+            );
+            region["tables"] = pick_each(
+                &r["tables"],
+                &["table", "counted", "rls_enabled", "rls_forced"],
+            );
+            region["tenants"] = pick_each(
+                &r["tenants"],
+                &["tenant_id", "home_region", "at_home", "status"],
+            );
+            region
         })
         .collect();
-    serde_json::json!({
-        "version": report["version"], "clean": report["clean"],
-        "violations": report["violations"], "regions": regions,
-    })
+    let mut shared = pick(report, &["version", "clean", "violations"]);
+    shared["regions"] = regions.into();
+    shared
 }
 
 async fn audit(stack: &Path, extra: &[&str]) -> Output {

@@ -100,6 +100,11 @@ async fn body_of(resp: Response<UpstreamBody<Empty<Bytes>>>) -> Bytes {
     resp.into_body().collect().await.unwrap().to_bytes()
 }
 
+/// One GET through `pool`, read to its end: the body.
+async fn fetch(pool: &Arc<TestPool>, node: &Node) -> Bytes {
+    body_of(pool.send(get(node)).await.unwrap()).await
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_connection_is_parked_after_its_body_and_used_again() {
     let node = Node::start(Answer::Hello).await;
@@ -122,8 +127,7 @@ async fn a_chunked_body_read_to_its_end_parks_its_connection() {
     let node = Node::start(Answer::Chunked).await;
     let pool = node.pool(8);
     for _ in 0..3 {
-        let resp = pool.send(get(&node)).await.unwrap();
-        assert_eq!(body_of(resp).await, "hello");
+        assert_eq!(fetch(&pool, &node).await, "hello");
     }
     assert_eq!(node.accepted(), 1);
     assert_eq!(pool.parked(), 1);
@@ -140,8 +144,7 @@ async fn concurrent_requests_open_connections_and_all_come_back() {
         assert_eq!(body_of(resp).await, "hello");
     }
     assert_eq!(pool.parked(), 3);
-    let resp = pool.send(get(&node)).await.unwrap();
-    assert_eq!(body_of(resp).await, "hello");
+    assert_eq!(fetch(&pool, &node).await, "hello");
     assert_eq!(node.accepted(), 3, "a parked connection served the fourth");
 }
 
@@ -149,13 +152,11 @@ async fn concurrent_requests_open_connections_and_all_come_back() {
 async fn a_connection_the_node_closed_while_parked_is_not_used() {
     let node = Node::start(Answer::HelloThenClose).await;
     let pool = node.pool(8);
-    let resp = pool.send(get(&node)).await.unwrap();
-    assert_eq!(body_of(resp).await, "hello");
+    assert_eq!(fetch(&pool, &node).await, "hello");
     // The node has closed it by now or will have: either the pool notices the close when it
     // takes the connection, or the request bounces off it unsent and goes on a new one.
     for round in 2..=4 {
-        let resp = pool.send(get(&node)).await.unwrap();
-        assert_eq!(body_of(resp).await, "hello");
+        assert_eq!(fetch(&pool, &node).await, "hello");
         assert_eq!(node.accepted(), round);
     }
 }
@@ -174,8 +175,7 @@ async fn a_body_dropped_half_way_takes_its_connection_with_it() {
         0,
         "the rest of the body is still on that connection"
     );
-    let resp = pool.send(get(&node)).await.unwrap();
-    assert_eq!(body_of(resp).await.len(), 1_048_576);
+    assert_eq!(fetch(&pool, &node).await.len(), 1_048_576);
     assert_eq!(node.accepted(), 2);
     assert_eq!(pool.parked(), 1, "a body read to its end parks");
 }
@@ -185,8 +185,7 @@ async fn a_pool_of_size_zero_parks_nothing() {
     let node = Node::start(Answer::Hello).await;
     let pool = node.pool(0);
     for _ in 0..2 {
-        let resp = pool.send(get(&node)).await.unwrap();
-        assert_eq!(body_of(resp).await, "hello");
+        assert_eq!(fetch(&pool, &node).await, "hello");
     }
     assert_eq!(pool.parked(), 0);
     assert_eq!(node.accepted(), 2);
