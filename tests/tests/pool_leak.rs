@@ -1,6 +1,7 @@
 //! A pool of one connection shared by alternating tenants, with injected failures (statement
 //! errors mid-transaction, request futures dropped mid-query), through both tenant
-//! transactions (`Db::tenant`, and `Db::read`, whose end is not awaited): every request's
+//! transactions (`Db::tenant`; `Db::read`, whose end is not awaited; `Db::read_rows`, the
+//! whole transaction pipelined in one write): every request's
 //! queries see its own tenant and role in the settings, no request ever sees another tenant's
 //! row, no tenant setting or open transaction survives a request, and the pool stays healthy.
 
@@ -14,6 +15,7 @@ use residency_core::TenantId;
 use residency_region_node::db::pool;
 use residency_region_node::db::tenant_tx::{Caller, Db, Tx};
 use residency_region_node::error::ApiError;
+use residency_region_node::rbac::Permission;
 use uuid::Uuid;
 
 fn caller(t: Uuid) -> Caller {
@@ -26,6 +28,18 @@ fn caller(t: Uuid) -> Caller {
 }
 
 type Seen = (Vec<Uuid>, String, String);
+
+/// The three ways into a tenant transaction.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Tenant,
+    Read,
+    ReadRows,
+}
+
+/// What [`observe`] sees, as one statement for `Db::read_rows`.
+const OBSERVE_ROWS: &str = "SELECT tenant_id, current_setting('app.tenant_id', true), \
+     current_setting('app.role', true) FROM configurations";
 
 /// What a handler's queries see: the tenant rows under RLS and the two transaction settings.
 fn observe<'t>(tx: &'t Tx<'t>) -> BoxFuture<'t, Result<Seen, ApiError>> {
@@ -97,38 +111,58 @@ async fn a_single_connection_never_leaks_a_tenant() {
     let (mut ok, mut injected_errors, mut dropped) = (0, 0, 0);
     for i in 0..1000usize {
         let t = tenants[i % 2];
-        // Both kinds of tenant transaction, alternating every other pair of requests.
-        let read_only = i % 4 >= 2;
+        // Each kind of tenant transaction meets each outcome below.
+        let kind = [Kind::Tenant, Kind::Read, Kind::ReadRows][(i / 5) % 3];
+        let read = Permission::ConfigurationsRead;
         match i % 5 {
             // A statement error in the middle of the transaction.
             3 => {
-                let r = if read_only {
-                    dbh.read(&caller(t), fails_midway).await
-                } else {
-                    dbh.tenant(&caller(t), fails_midway).await
+                let r = match kind {
+                    Kind::Tenant => dbh.tenant(&caller(t), fails_midway).await,
+                    Kind::Read => dbh.read(&caller(t), fails_midway).await,
+                    Kind::ReadRows => dbh
+                        .read_rows(&caller(t), read, "SELECT 1 / 0", &[])
+                        .await
+                        .map(drop),
                 };
-                assert!(matches!(r, Err(ApiError::Unexpected(_))), "{r:?}");
+                assert!(matches!(r, Err(ApiError::Unexpected(_))), "{kind:?}: {r:?}");
                 injected_errors += 1;
             }
             // The request future is dropped while its query is running.
             4 => {
                 let who = caller(t);
-                let r = if read_only {
-                    tokio::time::timeout(Duration::from_millis(5), dbh.read(&who, sleeps)).await
-                } else {
-                    tokio::time::timeout(Duration::from_millis(5), dbh.tenant(&who, sleeps)).await
+                let cut = Duration::from_millis(5);
+                let r = match kind {
+                    Kind::Tenant => tokio::time::timeout(cut, dbh.tenant(&who, sleeps)).await,
+                    Kind::Read => tokio::time::timeout(cut, dbh.read(&who, sleeps)).await,
+                    Kind::ReadRows => tokio::time::timeout(
+                        cut,
+                        dbh.read_rows(&who, read, "SELECT pg_sleep(0.03)", &[]),
+                    )
+                    .await
+                    .map(|r| r.map(drop)),
                 };
                 assert!(r.is_err(), "the slow query should have been cut off");
                 dropped += 1;
             }
             _ => {
-                let r = if read_only {
-                    dbh.read(&caller(t), observe).await
-                } else {
-                    dbh.tenant(&caller(t), observe).await
+                let r = match kind {
+                    Kind::Tenant => dbh.tenant(&caller(t), observe).await,
+                    Kind::Read => dbh.read(&caller(t), observe).await,
+                    Kind::ReadRows => dbh
+                        .read_rows(&caller(t), read, OBSERVE_ROWS, &[])
+                        .await
+                        .map(|rows| {
+                            let first = rows.first().expect("the tenant has rows");
+                            (
+                                rows.iter().map(|r| r.get(0)).collect(),
+                                first.get(1),
+                                first.get(2),
+                            )
+                        }),
                 };
                 let (seen, tenant_setting, role_setting) =
-                    r.unwrap_or_else(|e| panic!("request {i} failed: {e:?}"));
+                    r.unwrap_or_else(|e| panic!("request {i} ({kind:?}) failed: {e:?}"));
                 // The settings are in the handler's own transaction: set before its queries,
                 // the verified tenant, the resolved role (the caller is the tenant's owner).
                 assert_eq!(tenant_setting, t.to_string(), "request {i}");
@@ -178,8 +212,9 @@ async fn a_single_connection_never_leaks_a_tenant() {
     assert!(state.connections <= 1, "{state:?}");
 }
 
-/// `Db::read` is a read-only transaction: a write in it fails (SQLSTATE 25006) and changes
-/// nothing, and the same write through `Db::tenant` commits.
+/// `Db::read` and `Db::read_rows` are read-only transactions: a write in them fails (SQLSTATE
+/// 25006) as an internal error, not as the 503 `tenant_moving` that 25006 means in a write
+/// transaction, and changes nothing; the same write through `Db::tenant` commits.
 #[tokio::test]
 async fn a_read_transaction_refuses_writes() {
     let db = RegionDb::create("us").await;
@@ -202,7 +237,23 @@ async fn a_read_transaction_refuses_writes() {
         .boxed()
     }
     let refused = dbh.read(&caller(t), put).await;
-    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        matches!(refused, Err(ApiError::Unexpected(_))),
+        "{refused:?}"
+    );
+    let refused = dbh
+        .read_rows(
+            &caller(t),
+            Permission::ConfigurationsRead,
+            "INSERT INTO configurations (tenant_id, key, value, updated_by) \
+             VALUES (current_setting('app.tenant_id')::uuid, 'k', '1', 'test') RETURNING key",
+            &[],
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(ApiError::Unexpected(_))),
+        "{refused:?}"
+    );
     fn count<'t>(tx: &'t Tx<'t>) -> BoxFuture<'t, Result<i64, ApiError>> {
         async move {
             let row = tx

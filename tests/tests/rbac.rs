@@ -350,3 +350,80 @@ async fn a_stored_permission_outside_the_catalogue_is_an_internal_error_not_a_gr
         .await;
     assert_eq!(me.status, StatusCode::OK, "{me:?}");
 }
+
+/// The generic get and list run their statement in the same round trip as the role lookup,
+/// before the role is known (`Db::read_rows`): the answer must still be decided by the role.
+/// A caller who may not read gets 403 and none of the row; an unprovisioned tenant gets 404;
+/// another tenant's owner gets 404 for the row.
+#[tokio::test]
+async fn a_read_answers_only_a_role_that_may_read_even_though_it_ran_first() {
+    let db = RegionDb::create("eu").await;
+    let node = Node::start(&db, "eu", NodeOptions::default()).await;
+    let (t, other) = (Uuid::new_v4(), Uuid::new_v4());
+    node.provision(t, "acme").await;
+    node.provision(other, "globex").await;
+    let marker = "do-not-show-4f1c";
+    let r = node
+        .call(
+            Method::PUT,
+            "/v1/configurations/secret",
+            t,
+            "u",
+            "owner",
+            Some(&json!({ "value": { "token": marker } })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    for path in ["/v1/configurations/secret", "/v1/configurations"] {
+        // end_user holds no configurations.read.
+        let r = node.call(Method::GET, path, t, "e", "end_user", None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {r:?}");
+        assert!(!r.text.contains(marker), "{path}: {r:?}");
+        assert!(
+            r.text.contains("lacks the permission configurations.read"),
+            "{path}: {r:?}"
+        );
+        // No role claim and no member record; a role claim naming no role of the tenant.
+        for (subject, role) in [("stranger", ""), ("x", "superuser")] {
+            let r = node.call(Method::GET, path, t, subject, role, None).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} {role}: {r:?}");
+            assert!(!r.text.contains(marker), "{path}: {r:?}");
+        }
+        // A tenant not provisioned in this region.
+        let r = node
+            .call(Method::GET, path, Uuid::new_v4(), "u", "owner", None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {r:?}");
+        assert!(r.text.contains("tenant"), "{path}: {r:?}");
+    }
+    // Another tenant's owner: the row is not there for it (RLS), the list is empty.
+    let r = node
+        .call(
+            Method::GET,
+            "/v1/configurations/secret",
+            other,
+            "u",
+            "owner",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    let r = node
+        .call(Method::GET, "/v1/configurations", other, "u", "owner", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json["items"], json!([]), "{r:?}");
+    // The owner reads it.
+    let r = node
+        .call(
+            Method::GET,
+            "/v1/configurations/secret",
+            t,
+            "u",
+            "owner",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json["value"]["token"], marker, "{r:?}");
+}

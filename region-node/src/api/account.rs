@@ -32,24 +32,17 @@ pub(super) async fn me(
     caller: Caller,
 ) -> Result<Json<Me>, ApiError> {
     let region = st.region.id.to_string();
-    let out = st
-        .db
-        .read(&caller, move |tx| {
-            Box::pin(async move {
-                Ok(Me {
-                    tenant_id: tx.tenant(),
-                    subject: tx.caller().subject.clone(),
-                    role: tx.principal().role.clone(),
-                    region,
-                    permissions: crate::rbac::names(&tx.principal().permissions)
-                        .into_iter()
-                        .map(str::to_owned)
-                        .collect(),
-                })
-            })
-        })
-        .await?;
-    Ok(Json(out))
+    let principal = st.db.principal(&caller).await?;
+    Ok(Json(Me {
+        tenant_id: caller.tenant.as_uuid(),
+        permissions: crate::rbac::names(&principal.permissions)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        role: principal.role,
+        subject: caller.subject,
+        region,
+    }))
 }
 
 /// `GET /v1/usage`: per-entity row counts of the caller's tenant.
@@ -69,7 +62,7 @@ pub(super) async fn usage(
 ) -> Result<Json<Usage>, ApiError> {
     let out = st
         .db
-        .tenant(&caller, move |tx| {
+        .read(&caller, move |tx| {
             Box::pin(async move {
                 tx.require(Permission::UsageRead)?;
                 let r = tx

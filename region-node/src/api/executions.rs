@@ -138,7 +138,7 @@ pub(super) async fn get(
     let id = parse_id(&id, EXECUTION.what)?;
     let out = st
         .db
-        .tenant(&caller, move |tx| {
+        .read(&caller, move |tx| {
             Box::pin(async move {
                 tx.require(Permission::ExecutionsRead)?;
                 load(tx, id, true).await

@@ -5,8 +5,9 @@
 //! is not even a handler: the router mounts [`Resource::get_route`] / [`Resource::list_route`],
 //! and a list filtered by its query string [`Resource::list_route_with`].
 //!
-//! Every helper runs in the caller's tenant transaction
-//! ([`crate::db::tenant_tx::Db::tenant`]) and checks the permission first. Handlers whose body
+//! Every helper runs in the caller's tenant transaction and checks the permission: the get
+//! and the lists as one pipelined read ([`crate::db::tenant_tx::Db::read_rows`]), the
+//! delete in [`crate::db::tenant_tx::Db::tenant`] before it writes. Handlers whose body
 //! differs (a guard before a delete, logs on a read) call [`Resource::delete_row`] or
 //! [`Resource::load`] inside their own transaction.
 
@@ -149,12 +150,18 @@ impl<T: Send + 'static> Resource<T> {
     /// # Errors
     /// 404, or database errors.
     pub(crate) async fn load(self, tx: &Tx<'_>, key: &(dyn ToSql + Sync)) -> Result<T, ApiError> {
-        let sql = format!("{} WHERE {} = $1", self.select(), self.key_column());
-        let row = tx
-            .query_opt(&sql, &[key])
-            .await?
-            .ok_or(ApiError::NotFound(self.what))?;
-        (self.render)(&row)
+        let row = tx.query_opt(&self.select_one(), &[key]).await?;
+        self.found(row)
+    }
+
+    /// `SELECT … WHERE <key> = $1`.
+    fn select_one(self) -> String {
+        format!("{} WHERE {} = $1", self.select(), self.key_column())
+    }
+
+    /// The rendered row, or 404 naming the resource.
+    fn found(self, row: Option<Row>) -> Result<T, ApiError> {
+        (self.render)(&row.ok_or(ApiError::NotFound(self.what))?)
     }
 
     /// The whole `GET /v1/<resources>/{key}` handler: checks the read permission and reads
@@ -169,16 +176,12 @@ impl<T: Send + 'static> Resource<T> {
         raw: String,
     ) -> Result<Json<T>, ApiError> {
         let key = self.path_key(raw)?;
-        let out = st
+        // At most one row: the key is the table's key within the tenant.
+        let rows = st
             .db
-            .read(caller, move |tx| {
-                Box::pin(async move {
-                    tx.require(self.read)?;
-                    self.load(tx, &*key).await
-                })
-            })
+            .read_rows(caller, self.read, &self.select_one(), &[&*key])
             .await?;
-        Ok(Json(out))
+        Ok(Json(self.found(rows.into_iter().next())?))
     }
 
     /// The `GET /v1/<resources>/{key}` route: [`Resource::get`].
@@ -245,22 +248,13 @@ impl<T: Send + 'static> Resource<T> {
             "{} WHERE ($1::{cast} IS NULL OR {k} {cmp} $1) AND ({condition}) ORDER BY {k} {dir} LIMIT $2",
             self.select()
         );
-        let out = st
-            .db
-            .read(caller, move |tx| {
-                Box::pin(async move {
-                    tx.require(self.read)?;
-                    let fetch = page.fetch();
-                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*after, &fetch];
-                    params.extend(filters.iter().map(|f| &**f as &(dyn ToSql + Sync)));
-                    let mut rows = tx.query(&sql, &params).await?;
-                    let next_cursor = page.cut(&mut rows, |r| self.row_key(r));
-                    let items = rows.iter().map(self.render).collect::<Result<_, _>>()?;
-                    Ok(PageOf { items, next_cursor })
-                })
-            })
-            .await?;
-        Ok(Json(out))
+        let fetch = page.fetch();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&*after, &fetch];
+        params.extend(filters.iter().map(|f| &**f as &(dyn ToSql + Sync)));
+        let mut rows = st.db.read_rows(caller, self.read, &sql, &params).await?;
+        let next_cursor = page.cut(&mut rows, |r| self.row_key(r));
+        let items = rows.iter().map(self.render).collect::<Result<_, _>>()?;
+        Ok(Json(PageOf { items, next_cursor }))
     }
 
     /// A row's key as text, for its cursor.

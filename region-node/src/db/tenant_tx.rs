@@ -58,6 +58,36 @@ pub(crate) struct Principal {
     pub permissions: Vec<Permission>,
 }
 
+impl Principal {
+    /// Fails with 403 unless this role grants `permission`.
+    fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.permissions.contains(&permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "role {} lacks the permission {permission}",
+                self.role
+            )))
+        }
+    }
+
+    /// The principal RESOLVE's row names: 404 when the tenant is not provisioned here, 403
+    /// when the credential names no role of it.
+    fn resolved(row: &Row) -> Result<Self, ApiError> {
+        if !row.get::<_, bool>("provisioned") {
+            return Err(ApiError::NotFound("tenant"));
+        }
+        let permissions: Option<Vec<Permission>> = stored_permissions(row, "permissions")?;
+        match (row.get::<_, Option<String>>("role"), permissions) {
+            (Some(role), Some(permissions)) => Ok(Self { role, permissions }),
+            _ => Err(ApiError::Forbidden(
+                "the credential names no role of this customer and its subject is not a member"
+                    .into(),
+            )),
+        }
+    }
+}
+
 /// Reads a `roles.permissions` column (`Vec<Permission>`, or `Option<…>` when it may be NULL).
 /// A name outside the catalogue is a corrupt row: a 500 whose detail is logged, never a
 /// panic, a grant, or a 503 (the default mapping of a decoding error).
@@ -112,6 +142,11 @@ impl<'c> Open<'c> {
     async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
         self.done = true;
         self.client.batch_execute("ROLLBACK").await
+    }
+
+    /// Marks the transaction ended by a `COMMIT` or `ROLLBACK` the caller wrote itself.
+    fn finished(mut self) {
+        self.done = true;
     }
 
     /// Writes `COMMIT` without awaiting its answer. Only for a `READ ONLY` transaction, whose
@@ -257,14 +292,7 @@ impl Tx<'_> {
     /// # Errors
     /// [`ApiError::Forbidden`] naming the missing permission.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
-        if self.principal.permissions.contains(&permission) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "role {} lacks the permission {permission}",
-                self.principal.role
-            )))
-        }
+        self.principal.require(permission)
     }
 
     /// Fails with 403 unless the caller may grant `role` with `permissions`: every permission
@@ -334,6 +362,37 @@ fn scope_name(scope: Scope) -> &'static str {
     match scope {
         Scope::Customer => "customer",
         Scope::System => "system",
+    }
+}
+
+/// Runs a tenant transaction in its span (exported with tracing on; no SQL text, no values),
+/// its time recorded in `residency_node_db_transaction_duration_seconds{scope, outcome}`.
+async fn observe<T>(
+    scope: Scope,
+    transaction: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let start = std::time::Instant::now();
+    let span = tracing::debug_span!(
+        "db.transaction",
+        db.system = "postgresql",
+        db.scope = scope_name(scope),
+    );
+    let out = transaction.instrument(span).await;
+    let outcome = if out.is_ok() { "commit" } else { "error" };
+    metrics::histogram!(crate::metrics::DB_TRANSACTION_SECONDS, "scope" => scope_name(scope), "outcome" => outcome)
+        .record(start.elapsed().as_secs_f64());
+    out
+}
+
+/// An error of a read-only transaction: a write refused there (25006, which
+/// [`crate::error::from_db`] maps to 503 `tenant_moving`) is this code's bug, a 500, not a
+/// tenant being moved.
+fn read_only_error(e: ApiError) -> ApiError {
+    match e {
+        ApiError::TenantMoving => ApiError::Unexpected(anyhow::anyhow!(
+            "a write in a read-only transaction (SQLSTATE 25006)"
+        )),
+        other => other,
     }
 }
 
@@ -463,22 +522,85 @@ impl Db {
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
-        let start = std::time::Instant::now();
-        // The transaction's span (exported with tracing on; no SQL text, no values).
-        let span = tracing::debug_span!(
-            "db.transaction",
-            db.system = "postgresql",
-            db.scope = scope_name(scope),
-        );
-        let out = self
-            .run_timed(caller, scope, access, f)
-            .instrument(span)
-            .await;
-        let outcome = if out.is_ok() { "commit" } else { "error" };
-        let scope = scope_name(scope);
-        metrics::histogram!(crate::metrics::DB_TRANSACTION_SECONDS, "scope" => scope, "outcome" => outcome)
-            .record(start.elapsed().as_secs_f64());
-        out
+        observe(scope, self.run_timed(caller, scope, access, f)).await
+    }
+
+    /// One read-only statement in the caller's tenant transaction, the whole transaction in
+    /// one round trip: `BEGIN READ ONLY`, the settings, the role resolution, `sql` and
+    /// `COMMIT` are written together and answered together. The statement therefore runs
+    /// before the role is known; its rows are returned only when the tenant is provisioned
+    /// here (404 otherwise) and the role grants `permission` (403 otherwise, the rows
+    /// dropped). It runs after the settings, under Row-Level Security, in a transaction that
+    /// cannot write, so running it for a caller who may not see its answer reveals nothing
+    /// and changes nothing. Used by the generic get and list ([`crate::api::resource`]).
+    ///
+    /// # Errors
+    /// 404, 403, or a database error mapped by [`crate::error::from_db`].
+    pub async fn read_rows(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, ApiError> {
+        let run = async {
+            let (principal, rows) = self.pipelined(caller, Some((sql, params))).await?;
+            principal.require(permission)?;
+            Ok(rows)
+        };
+        observe(Scope::Customer, run).await
+    }
+
+    /// The caller's principal, from a read-only tenant transaction of one round trip
+    /// ([`Db::read_rows`] without a statement): `GET /v1/me`.
+    ///
+    /// # Errors
+    /// As [`Db::read_rows`].
+    pub(crate) async fn principal(&self, caller: &Caller) -> Result<Principal, ApiError> {
+        observe(Scope::Customer, async {
+            Ok(self.pipelined(caller, None).await?.0)
+        })
+        .await
+    }
+
+    /// The pipeline of [`Db::read_rows`]: the principal RESOLVE names and `statement`'s rows
+    /// (none without one). Statements are prepared (once per connection) before anything is
+    /// written, so the transaction itself is one write.
+    async fn pipelined(
+        &self,
+        caller: &Caller,
+        statement_of: Option<(&str, Params<'_>)>,
+    ) -> Result<(Principal, Vec<Row>), ApiError> {
+        let conn = self.checkout().await?;
+        let (client, statements) = (&conn.client, &conn.statements);
+        let tenant = caller.tenant.to_string();
+        let set = statement(client, statements, SET_TENANT).await?;
+        let resolve = statement(client, statements, RESOLVE).await?;
+        let query = match statement_of {
+            Some((sql, params)) => Some((statement(client, statements, sql).await?, params)),
+            None => None,
+        };
+        let set_params: [&(dyn ToSql + Sync); 2] = [&tenant, &caller.role_claim];
+        let tx = Open::new(client);
+        // Written in this order on the first poll of the join (see `run_timed`), answered in
+        // this order; `COMMIT` ends the transaction whatever the answers were (in an aborted
+        // transaction it rolls back), so the connection is clean when the join ends.
+        let (_, _, row, rows, ()) = futures_util::future::try_join5(
+            client.batch_execute("BEGIN READ ONLY"),
+            client.execute(&set, &set_params),
+            client.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
+            async {
+                match &query {
+                    Some((st, params)) => client.query(st, params).await,
+                    None => Ok(Vec::new()),
+                }
+            },
+            client.batch_execute("COMMIT"),
+        )
+        .await
+        .map_err(|e| read_only_error(e.into()))?;
+        tx.finished();
+        Ok((Principal::resolved(&row)?, rows))
     }
 
     async fn run_timed<T, F>(
@@ -531,24 +653,13 @@ impl Db {
                     client.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
                 )
                 .await?;
-                if !row.get::<_, bool>("provisioned") {
-                    return Err(ApiError::NotFound("tenant"));
-                }
+                let principal = Principal::resolved(&row)?;
                 if matches!(access, Access::ReadWrite) && row.get::<_, bool>("frozen") {
                     // Being moved: reads go on, any write fails with 25006 (→ 503
                     // tenant_moving, `crate::error::from_db`). A read-only one already does.
                     client.batch_execute("SET TRANSACTION READ ONLY").await?;
                 }
-                let permissions: Option<Vec<Permission>> = stored_permissions(&row, "permissions")?;
-                match (row.get::<_, Option<String>>("role"), permissions) {
-                    (Some(role), Some(permissions)) => Principal { role, permissions },
-                    _ => {
-                        return Err(ApiError::Forbidden(
-                            "the credential names no role of this customer and its subject is not a member"
-                                .into(),
-                        ))
-                    }
-                }
+                principal
             }
         };
         let scoped = Tx {
@@ -564,7 +675,7 @@ impl Db {
                 Ok(v)
             }
             // Dropping `scoped` writes `ROLLBACK`, not awaited either.
-            (Access::ReadOnly, Err(e)) => Err(e),
+            (Access::ReadOnly, Err(e)) => Err(read_only_error(e)),
             (Access::ReadWrite, Ok(v)) => {
                 scoped.tx.commit().await?;
                 Ok(v)
