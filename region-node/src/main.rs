@@ -12,6 +12,12 @@ use residency_http::logging::LogFormat;
 use residency_region_node::db::bootstrap::{self, Plan, RoleSpec};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of the system allocator, as in the gateway: the request path allocates
+/// and frees small buffers (rows, header maps, JSON) on every request, and glibc's malloc and
+/// free were about 10 % of the node's CPU under the read benchmark (`perf`, `bench/node.sh`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Residency Gateway region node.
 #[derive(Parser)]
 #[command(name = "region-node", version, about)]

@@ -9,6 +9,10 @@ use integration_tests::{Node, NodeOptions, RegionDb};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
+/// The allocator `region-node`'s binary ships with, since this one serves the node in process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = std::env::args()
