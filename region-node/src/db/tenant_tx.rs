@@ -510,21 +510,6 @@ impl Db {
         self.run(caller, Scope::System, Access::ReadWrite, f).await
     }
 
-    /// [`Db::run_timed`], its time recorded in
-    /// `residency_node_db_transaction_duration_seconds{scope, outcome}`.
-    async fn run<T, F>(
-        &self,
-        caller: &Caller,
-        scope: Scope,
-        access: Access,
-        f: F,
-    ) -> Result<T, ApiError>
-    where
-        F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
-    {
-        observe(scope, self.run_timed(caller, scope, access, f)).await
-    }
-
     /// One read-only statement in the caller's tenant transaction, the whole transaction in
     /// one round trip: `BEGIN READ ONLY`, the settings, the role resolution, `sql` and
     /// `COMMIT` are written together and answered together. The statement therefore runs
@@ -582,7 +567,7 @@ impl Db {
         };
         let set_params: [&(dyn ToSql + Sync); 2] = [&tenant, &caller.role_claim];
         let tx = Open::new(client);
-        // Written in this order on the first poll of the join (see `run_timed`), answered in
+        // Written in this order on the first poll of the join (see `run`), answered in
         // this order; `COMMIT` ends the transaction whatever the answers were (in an aborted
         // transaction it rolls back), so the connection is clean when the join ends.
         let (_, _, row, rows, ()) = futures_util::future::try_join5(
@@ -603,7 +588,9 @@ impl Db {
         Ok((Principal::resolved(&row)?, rows))
     }
 
-    async fn run_timed<T, F>(
+    /// Runs `f` in the caller's tenant transaction (see the module docs), in its span and
+    /// recorded in `residency_node_db_transaction_duration_seconds` ([`observe`]).
+    async fn run<T, F>(
         &self,
         caller: &Caller,
         scope: Scope,
@@ -613,79 +600,82 @@ impl Db {
     where
         F: for<'t> FnOnce(&'t Tx<'t>) -> BoxFuture<'t, Result<T, ApiError>>,
     {
-        let conn = self.checkout().await?;
-        let (client, statements) = (&conn.client, &conn.statements);
-        let tenant = caller.tenant.to_string();
-        // Prepared outside the transaction (a session-level statement; on the connection's
-        // first use only), so that what follows is one write.
-        let set = statement(client, statements, SET_TENANT).await?;
-        let set_params: [&(dyn ToSql + Sync); 2] = [&tenant, &caller.role_claim];
-        // Pipelined: `BEGIN`, the settings and (for a customer) the role resolution are all
-        // written before any answer is read, one round trip instead of three. tokio-postgres
-        // writes requests in the order their futures are first polled, and `try_join*` polls
-        // in argument order; the server runs them in that order, so the settings are inside
-        // the transaction and RESOLVE's reads already see them. If `BEGIN` fails, the rest runs
-        // in single-statement transactions that end at once (nothing survives them); if the
-        // settings fail, the transaction is aborted and RESOLVE fails with it. Either way the
-        // error is returned and `tx` rolls back.
-        let begin = match access {
-            Access::ReadWrite => "BEGIN",
-            Access::ReadOnly => "BEGIN READ ONLY",
-        };
-        let tx = Open::new(client);
-        let principal = match scope {
-            Scope::System => {
-                futures_util::future::try_join(
-                    client.batch_execute(begin),
-                    client.execute(&set, &set_params),
-                )
-                .await?;
-                Principal {
-                    role: "system".to_owned(),
-                    permissions: Vec::new(),
+        observe(scope, async move {
+            let conn = self.checkout().await?;
+            let (client, statements) = (&conn.client, &conn.statements);
+            let tenant = caller.tenant.to_string();
+            // Prepared outside the transaction (a session-level statement; on the connection's
+            // first use only), so that what follows is one write.
+            let set = statement(client, statements, SET_TENANT).await?;
+            let set_params: [&(dyn ToSql + Sync); 2] = [&tenant, &caller.role_claim];
+            // Pipelined: `BEGIN`, the settings and (for a customer) the role resolution are all
+            // written before any answer is read, one round trip instead of three. tokio-postgres
+            // writes requests in the order their futures are first polled, and `try_join*` polls
+            // in argument order; the server runs them in that order, so the settings are inside
+            // the transaction and RESOLVE's reads already see them. If `BEGIN` fails, the rest runs
+            // in single-statement transactions that end at once (nothing survives them); if the
+            // settings fail, the transaction is aborted and RESOLVE fails with it. Either way the
+            // error is returned and `tx` rolls back.
+            let begin = match access {
+                Access::ReadWrite => "BEGIN",
+                Access::ReadOnly => "BEGIN READ ONLY",
+            };
+            let tx = Open::new(client);
+            let principal = match scope {
+                Scope::System => {
+                    futures_util::future::try_join(
+                        client.batch_execute(begin),
+                        client.execute(&set, &set_params),
+                    )
+                    .await?;
+                    Principal {
+                        role: "system".to_owned(),
+                        permissions: Vec::new(),
+                    }
+                }
+                Scope::Customer => {
+                    let resolve = statement(client, statements, RESOLVE).await?;
+                    let (_, _, row) = futures_util::future::try_join3(
+                        client.batch_execute(begin),
+                        client.execute(&set, &set_params),
+                        client.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
+                    )
+                    .await?;
+                    let principal = Principal::resolved(&row)?;
+                    if matches!(access, Access::ReadWrite) && row.get::<_, bool>("frozen") {
+                        // Being moved: reads go on, any write fails with 25006 (→ 503
+                        // tenant_moving, `crate::error::from_db`). A read-only one already does.
+                        client.batch_execute("SET TRANSACTION READ ONLY").await?;
+                    }
+                    principal
+                }
+            };
+            let scoped = Tx {
+                tx,
+                statements,
+                caller: caller.clone(),
+                principal,
+            };
+            let out = f(&scoped).await;
+            match (access, out) {
+                (Access::ReadOnly, Ok(v)) => {
+                    scoped.tx.commit_unawaited();
+                    Ok(v)
+                }
+                // Dropping `scoped` writes `ROLLBACK`, not awaited either.
+                (Access::ReadOnly, Err(e)) => Err(read_only_error(e)),
+                (Access::ReadWrite, Ok(v)) => {
+                    scoped.tx.commit().await?;
+                    Ok(v)
+                }
+                (Access::ReadWrite, Err(e)) => {
+                    // Explicit rollback keeps the connection clean; if it fails the connection is
+                    // closed and the pool replaces it.
+                    let _ = scoped.tx.rollback().await;
+                    Err(e)
                 }
             }
-            Scope::Customer => {
-                let resolve = statement(client, statements, RESOLVE).await?;
-                let (_, _, row) = futures_util::future::try_join3(
-                    client.batch_execute(begin),
-                    client.execute(&set, &set_params),
-                    client.query_one(&resolve, &[&caller.role_claim, &caller.subject]),
-                )
-                .await?;
-                let principal = Principal::resolved(&row)?;
-                if matches!(access, Access::ReadWrite) && row.get::<_, bool>("frozen") {
-                    // Being moved: reads go on, any write fails with 25006 (→ 503
-                    // tenant_moving, `crate::error::from_db`). A read-only one already does.
-                    client.batch_execute("SET TRANSACTION READ ONLY").await?;
-                }
-                principal
-            }
-        };
-        let scoped = Tx {
-            tx,
-            statements,
-            caller: caller.clone(),
-            principal,
-        };
-        let out = f(&scoped).await;
-        match (access, out) {
-            (Access::ReadOnly, Ok(v)) => {
-                scoped.tx.commit_unawaited();
-                Ok(v)
-            }
-            // Dropping `scoped` writes `ROLLBACK`, not awaited either.
-            (Access::ReadOnly, Err(e)) => Err(read_only_error(e)),
-            (Access::ReadWrite, Ok(v)) => {
-                scoped.tx.commit().await?;
-                Ok(v)
-            }
-            (Access::ReadWrite, Err(e)) => {
-                // Explicit rollback keeps the connection clean; if it fails the connection is
-                // closed and the pool replaces it.
-                let _ = scoped.tx.rollback().await;
-                Err(e)
-            }
-        }
+        })
+        .await
     }
 }
