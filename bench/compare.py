@@ -6,7 +6,9 @@ Run through bench/compare.sh, which installs the tools and builds the binaries.
 
 Contenders (TLS on the front of every one; worker count W the same for each):
   gateway-jwt     the gateway, full job: ES256 JWT (verified-token cache), directory, GCRA
-                  rate limit, assertion minting, streaming proxy; TOKIO_WORKER_THREADS=W
+                  rate limit, assertion minting, streaming proxy; `listen.public_cores = W`
+                  (W single-threaded runtimes serve the connections) and
+                  TOKIO_WORKER_THREADS=1 for the rest (accept loop, admin, background tasks)
   gateway-apikey  the same with the customer's API key
   nginx           nginx `proxy_pass` with `worker_processes W`, no authentication at all
   haproxy-jwt     HAProxy `nbthread W` doing the same job in its own rules: bearer -> alg check
@@ -266,7 +268,8 @@ http {{
         public, admin = free_ports(2)
         text = (self.stack / "config" / "gateway.toml").read_text()
         text = re.sub(r'(?m)^public = .*$', f'public = "127.0.0.1:{public}"', text)
-        text = re.sub(r'(?m)^admin = .*$', f'admin = "127.0.0.1:{admin}"', text)
+        text = re.sub(r'(?m)^admin = .*$',
+                      f'admin = "127.0.0.1:{admin}"\npublic_cores = {workers}', text)
         text = re.sub(r'(?m)^upstreams = .*$',
                       f'upstreams = ["http://127.0.0.1:{self.backend_port}"]', text)
         text = re.sub(r'(?m)^(ca_file|client_cert_file|client_key_file) = .*\n', '', text)
@@ -274,7 +277,7 @@ http {{
                  "idle_timeout = \"600s\"\n")
         cfg = self.stack / "config" / "bench-gateway.toml"
         cfg.write_text(text)
-        env = dict(os.environ, TOKIO_WORKER_THREADS=str(workers), RUST_LOG="warn")
+        env = dict(os.environ, TOKIO_WORKER_THREADS="1", RUST_LOG="warn")
         env.pop("RESIDENCY_PARENT_PID", None)
         p = self.procs.start([str(self.bin / "residency-gateway"), "--config", str(cfg)],
                              self.work / f"gateway-{workers}.log", env=env)
@@ -567,7 +570,9 @@ def report(res: dict, args, out: Path) -> None:
              f"{args.runs} rounds (min–max); {args.secs} s per measurement, wrk -t1 -c{args.conns} "
              "for saturation. Contenders run in random order per round, one at a time, all on "
              "the same machine as the load generator and the backend, so the cores are shared "
-             "three ways.", "",
+             "three ways. W workers for the gateway are W per-core runtimes serving its "
+             "connections (`listen.public_cores = W`) beside a one-thread runtime for its accept "
+             "loop and background tasks.", "",
              "## Machine", ""]
     for k, v in res["machine"].items():
         lines.append(f"- {k}: {v}")

@@ -5,6 +5,7 @@
 //! [listen]
 //! public = "0.0.0.0:8443"
 //! admin = "127.0.0.1:8480"          # /healthz, /readyz, /metrics; optional
+//! public_cores = 0                  # N > 0: N one-thread runtimes serve the public connections
 //!
 //! [tls]                             # optional; plain HTTP without it (local use only)
 //! cert_file = "tls/gateway.pem"

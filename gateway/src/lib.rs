@@ -149,7 +149,10 @@ pub async fn run(
         regions = cfg.regions.len(),
         "gateway serving"
     );
-    listener::serve(listeners.public, opts, svc, shutdown).await;
+    let cores = listener::cores::Cores::start(cfg.listen.public_cores).map_err(|e| {
+        anyhow::anyhow!("listen.public_cores: cannot start the per-core runtimes: {e}")
+    })?;
+    listener::serve(listeners.public, opts, svc, cores, shutdown).await;
     if let Some(admin) = admin {
         admin.await?;
     }

@@ -36,6 +36,7 @@
 //!
 //! Not handled here: what a request means; that is the service passed in.
 
+pub(crate) mod cores;
 pub(crate) mod per_ip;
 pub(crate) mod smuggle;
 
@@ -131,11 +132,14 @@ impl ServeOptions {
     }
 }
 
-/// Serves `listener` with `service` until `shutdown`, then drains.
+/// Serves `listener` with `service` until `shutdown`, then drains. With `cores`, each
+/// connection is served on one of the per-core runtimes ([`cores`]); otherwise it is a task of
+/// the current runtime.
 pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     opts: ServeOptions,
     service: S,
+    cores: Option<cores::Cores>,
     shutdown: CancellationToken,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -198,13 +202,41 @@ pub(crate) async fn serve<S, B>(
             },
             shutdown: drain.clone(),
         };
-        connections.spawn(async move {
-            let _permit = permit;
-            let _ip_slot = ip_slot;
-            metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
-            conn.run(stream).await;
-            metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
-        });
+        let Some(cores) = &cores else {
+            connections.spawn(async move {
+                let _permit = permit;
+                let _ip_slot = ip_slot;
+                metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
+                conn.run(stream).await;
+                metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
+            });
+            continue;
+        };
+        // Moved to the chosen runtime's reactor: out of this one as a std stream, registered
+        // again on the core's thread.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, client.addr = %peer, "cannot hand the connection to a core");
+                continue;
+            }
+        };
+        cores
+            .pick(accepted)
+            .spawn(connections.track_future(async move {
+                let _permit = permit;
+                let _ip_slot = ip_slot;
+                let stream = match TcpStream::from_std(stream) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot register the connection on its core");
+                        return;
+                    }
+                };
+                metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
+                conn.run(stream).await;
+                metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
+            }));
     }
     // The listener closes before any connection starts draining: a client whose connection
     // ends with a drain answer (`Connection: close`) and reconnects must be refused, not

@@ -124,6 +124,8 @@ pub struct StackOptions {
     pub signup: Option<&'static str>,
     /// `[directory] mode = "bounded"` with this `capacity` (0: full mode).
     pub directory_capacity: usize,
+    /// `[listen] public_cores` (0: connections on the process's runtime).
+    pub public_cores: usize,
 }
 
 /// The name on the default certificate of a TLS stack.
@@ -260,6 +262,7 @@ impl Stack {
 [listen]
 public = "127.0.0.1:0"
 admin = "127.0.0.1:0"
+public_cores = {public_cores}
 
 {tls_section}
 
@@ -295,6 +298,7 @@ assertion = {{ kid = "apac-test", alg = "HS256", key_file = "apac.key" }}
 {signup}
 "#,
             signup = opts.signup.unwrap_or_default(),
+            public_cores = opts.public_cores,
             url = directory_link.url_for(&dir.reader_url),
             writer_url = dir.writer_url,
             bounded = if opts.directory_capacity > 0 {

@@ -15,7 +15,15 @@ pub struct ListenConfig {
     /// The admin listener (`/healthz`, `/readyz`, `/metrics`); none when absent.
     #[serde(default)]
     pub admin: Option<SocketAddr>,
+    /// Single-threaded runtimes, one thread each, that serve the public listener's
+    /// connections (each connection on one of them, in turn); 0 serves them on the process's
+    /// work-stealing runtime.
+    #[serde(default)]
+    pub public_cores: usize,
 }
+
+/// The most per-core runtimes `listen.public_cores` may ask for.
+pub(super) const MAX_PUBLIC_CORES: usize = 1024;
 
 impl ListenConfig {
     /// `listen.admin` must not be the public address.
@@ -25,6 +33,12 @@ impl ListenConfig {
             out.push(Problem::new(
                 "listen.admin",
                 "must differ from listen.public",
+            ));
+        }
+        if self.public_cores > MAX_PUBLIC_CORES {
+            out.push(Problem::new(
+                "listen.public_cores",
+                format!("must be at most {MAX_PUBLIC_CORES} (0 = the process's runtime)"),
             ));
         }
         out

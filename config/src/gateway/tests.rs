@@ -928,3 +928,19 @@ fn tracing_is_off_by_default_and_its_problems_name_their_keys() {
         "{err}"
     );
 }
+
+#[test]
+fn public_cores_defaults_to_the_process_runtime_and_is_bounded() {
+    let dir = dir_with_files();
+    assert_eq!(load_text(dir.path(), GOOD).unwrap().listen.public_cores, 0);
+    let two = GOOD.replace(
+        "admin = \"127.0.0.1:0\"",
+        "admin = \"127.0.0.1:0\"\npublic_cores = 2",
+    );
+    assert_eq!(load_text(dir.path(), &two).unwrap().listen.public_cores, 2);
+    let many = GOOD.replace(
+        "admin = \"127.0.0.1:0\"",
+        "admin = \"127.0.0.1:0\"\npublic_cores = 1025",
+    );
+    assert_eq!(problem_keys(dir.path(), &many), ["listen.public_cores"]);
+}
