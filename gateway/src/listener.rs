@@ -57,7 +57,7 @@ use hyper_util::server::conn::auto;
 use residency_config::gateway::Limits;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -202,14 +202,9 @@ pub(crate) async fn serve<S, B>(
             },
             shutdown: drain.clone(),
         };
+        let slots = (permit, ip_slot);
         let Some(cores) = &cores else {
-            connections.spawn(async move {
-                let _permit = permit;
-                let _ip_slot = ip_slot;
-                metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
-                conn.run(stream).await;
-                metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
-            });
+            connections.spawn(conn.run_counted(stream, slots));
             continue;
         };
         // Moved to the chosen runtime's reactor: out of this one as a std stream, registered
@@ -224,18 +219,12 @@ pub(crate) async fn serve<S, B>(
         cores
             .pick(accepted)
             .spawn(connections.track_future(async move {
-                let _permit = permit;
-                let _ip_slot = ip_slot;
-                let stream = match TcpStream::from_std(stream) {
-                    Ok(s) => s,
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => conn.run_counted(stream, slots).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot register the connection on its core");
-                        return;
                     }
-                };
-                metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
-                conn.run(stream).await;
-                metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
+                }
             }));
     }
     // The listener closes before any connection starts draining: a client whose connection
@@ -314,6 +303,15 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
+    /// [`Conn::run`] holding the connection's slots (the listener's permit, its address's
+    /// slot) until it ends, counted in the open-connections gauge.
+    async fn run_counted(self, stream: TcpStream, slots: (OwnedSemaphorePermit, per_ip::IpSlot)) {
+        let _slots = slots;
+        metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
+        self.run(stream).await;
+        metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
+    }
+
     /// Serves `stream` (after the TLS handshake, when configured) until it ends.
     async fn run(self, stream: TcpStream) {
         let peer = self.peer;
