@@ -17,6 +17,12 @@
 //! answer: the response leaves one round trip earlier, and the connection's next user queues
 //! behind the end of this transaction on the wire.
 //!
+//! [`Db::read_rows`] (one statement: the generic get and list) and [`Db::principal`] (no
+//! statement: `GET /v1/me`) write the whole read-only transaction at once — `BEGIN READ
+//! ONLY`, the settings, the role resolution, the statement, `COMMIT` — and read the answers
+//! together: one round trip. The statement runs before the role is known, so its rows are
+//! returned only after the tenant is found provisioned and the role holds the permission.
+//!
 //! Row-Level Security does the isolation; this module makes sure the setting it relies on is
 //! always present, and always the verified tenant's.
 
