@@ -17,7 +17,7 @@
 //! answer: the response leaves one round trip earlier, and the connection's next user queues
 //! behind the end of this transaction on the wire.
 //!
-//! [`Db::read_rows`] (one statement: the generic get and list) and [`Db::principal`] (no
+//! [`Db::read_rows`] (one statement: the generic get and list) and `Db::principal` (no
 //! statement: `GET /v1/me`) write the whole read-only transaction at once — `BEGIN READ
 //! ONLY`, the settings, the role resolution, the statement, `COMMIT` — and read the answers
 //! together: one round trip. The statement runs before the role is known, so its rows are
