@@ -79,6 +79,7 @@
 //! max_header_bytes = 16384
 //! header_read_timeout = "10s"      # also bounds an unfinished HTTP/2 header block
 //! idle_timeout = "60s"              # no request for that long: GOAWAY (h2) / close (HTTP/1)
+//! park_idle_after = "1s"            # HTTP/1 idle that long: buffers freed until it sends again
 //! max_connection_age = "1h"         # graceful close after 90-100 % of this, then shutdown_grace
 //! max_connections = 10000
 //! max_connections_per_ip = 256      # more from one client address are closed at once

@@ -24,6 +24,8 @@ pub(crate) const UPSTREAM_ERRORS_TOTAL: &str = "residency_gateway_upstream_error
 pub(crate) const JWKS_FETCHES_TOTAL: &str = "residency_gateway_jwks_fetches_total";
 /// Client connections currently open.
 pub(crate) const CONNECTIONS_OPEN: &str = "residency_gateway_connections_open";
+/// Open client connections that are parked (idle HTTP/1, holding no HTTP buffers).
+pub(crate) const CONNECTIONS_PARKED: &str = "residency_gateway_connections_parked";
 /// Client connections closed as soon as they were accepted, by `reason` (`per_ip_limit`: the
 /// client address had `limits.max_connections_per_ip` open already).
 pub(crate) const CONNECTIONS_REFUSED_TOTAL: &str = "residency_gateway_connections_refused_total";
@@ -111,6 +113,11 @@ pub const DECLARED: &[Declared] = &[
         name: CONNECTIONS_OPEN,
         kind: Kind::Gauge,
         help: "Client connections currently open on the public listener",
+    },
+    Declared {
+        name: CONNECTIONS_PARKED,
+        kind: Kind::Gauge,
+        help: "Open client connections parked while idle (HTTP/1, no HTTP buffers held)",
     },
     Declared {
         name: CONNECTIONS_REFUSED_TOTAL,

@@ -108,12 +108,11 @@ impl Limits {
     #[must_use]
     pub fn connection_builder(&self) -> auto::Builder<TokioExecutor> {
         let mut b = auto::Builder::new(TokioExecutor::new());
+        // As in `http1_builder`.
         let mut h1 = b.http1();
         h1.timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout);
         if let Some(max) = self.max_header_bytes {
-            // hyper's read buffer limit doubles as the header block limit: a head that does
-            // not fit gets 431.
             h1.max_buf_size(max);
         }
         let mut h2 = b.http2();
@@ -127,6 +126,24 @@ impl Limits {
             h2.max_header_list_size(u32::try_from(max).unwrap_or(u32::MAX));
         }
         b
+    }
+}
+
+impl Limits {
+    /// hyper's HTTP/1 connection builder with these limits, the same as the HTTP/1 half of
+    /// [`Limits::connection_builder`]: for a listener that knows a connection is HTTP/1 and
+    /// wants hyper's own connection type (which it can take apart again).
+    #[must_use]
+    pub fn http1_builder(&self) -> hyper::server::conn::http1::Builder {
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        if let Some(max) = self.max_header_bytes {
+            // hyper's read buffer limit doubles as the header block limit: a head that does
+            // not fit gets 431.
+            h1.max_buf_size(max);
+        }
+        h1
     }
 }
 
@@ -226,6 +243,7 @@ pub async fn serve<S, B>(
                 idle_timeout: limits.idle_timeout.unwrap_or(NEVER),
                 max_age: conn::jittered(max_age, jitter.hash_one(accepted)),
                 grace: limits.shutdown_grace,
+                park_after: None,
             },
             shutdown: drain.clone(),
         };
@@ -309,14 +327,19 @@ where
     {
         let activity = Activity::new(self.accepted_at);
         let service = Tracked::new(self.service, Arc::clone(&activity));
-        let conn = Box::pin(self.builder.serve_connection(TokioIo::new(io), service));
-        conn::drive(
-            conn,
-            |c| c.graceful_shutdown(),
-            activity,
-            self.lifetime,
-            self.shutdown,
-        )
+        let mut conn = Box::pin(self.builder.serve_connection(TokioIo::new(io), service));
+        let (lifetime, shutdown) = (self.lifetime, self.shutdown);
+        async move {
+            conn::drive(
+                conn.as_mut(),
+                |c| c.graceful_shutdown(),
+                || {},
+                activity,
+                lifetime,
+                shutdown,
+            )
+            .await
+        }
     }
 }
 

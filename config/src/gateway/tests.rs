@@ -68,6 +68,7 @@ fn loads_with_spec_defaults_and_resolved_paths() {
     assert_eq!(cfg.limits.max_header_bytes, 16 * 1024);
     assert_eq!(cfg.limits.header_read_timeout, Duration::from_secs(10));
     assert_eq!(cfg.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(cfg.limits.park_idle_after, Duration::from_secs(1));
     assert_eq!(cfg.limits.max_connection_age, Duration::from_secs(3600));
     assert_eq!(cfg.limits.max_connections_per_ip, 256);
     assert_eq!(cfg.claims, ClaimNames::default());
@@ -523,12 +524,13 @@ fn limits_are_checked() {
     );
     let text = format!(
         "{GOOD}\n[limits]\nidle_timeout = \"0s\"\nmax_connection_age = \"0s\"\n\
-         max_connections = 10\nmax_connections_per_ip = 11\n"
+         park_idle_after = \"0s\"\nmax_connections = 10\nmax_connections_per_ip = 11\n"
     );
     assert_eq!(
         problem_keys(dir.path(), &text),
         [
             "limits.idle_timeout",
+            "limits.park_idle_after",
             "limits.max_connection_age",
             "limits.max_connections_per_ip"
         ]

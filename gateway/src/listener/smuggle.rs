@@ -29,6 +29,15 @@
 //! - The guard enforces the header-read timeout while it holds a partial head (hyper cannot
 //!   see a head it has not received), including the first bytes of a connection, and while an
 //!   HTTP/2 header block is unfinished.
+//! - Before hyper is chosen, [`Guarded::poll_protocol`] reads a connection's first bytes to
+//!   tell HTTP/2 (the preface) from HTTP/1, so the listener can serve HTTP/1 with hyper's
+//!   own HTTP/1 connection, which it can take apart again.
+//! - Parking ([`Parking`]): asked to, between two HTTP/1 requests with nothing held and
+//!   everything written flushed, the guard ends hyper's side of the connection: hyper reads
+//!   an end of stream (an idle keep-alive connection closed by its client, which hyper ends
+//!   quietly), and its shutdown does not reach the socket. The listener then takes the guard
+//!   back from hyper's connection and drops that, buffers and all, until the socket has
+//!   something to read.
 
 mod framing;
 pub(crate) mod h2;
@@ -38,7 +47,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -64,6 +73,13 @@ const STAND_IN_HEAD: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
 /// The buffer for held heads starts this big and grows up to the header limit when needed.
 const INITIAL_BUFFER: usize = 4096;
 
+/// [`Shared::park`]: nothing asked.
+const PARK_NONE: u8 = 0;
+/// [`Shared::park`]: the listener asks the guard to park at its next read.
+const PARK_REQUESTED: u8 = 1;
+/// [`Shared::park`]: the guard gave hyper an end of stream to park the connection.
+const PARKED: u8 = 2;
+
 /// Wraps one accepted connection: `io` for hyper to read and write through, `service` for
 /// hyper to call. `mode` says whether HTTP/1 is inspected (plain TCP, or TLS without `h2`).
 pub(crate) fn guard<IO, S>(
@@ -84,6 +100,7 @@ pub(crate) fn guard<IO, S>(
         phase: Phase::Open,
         received: false,
         h2: HeaderBlocks::new(),
+        unflushed: false,
         deadline: Deadline {
             timeout: limits.header_read_timeout,
             opened: Instant::now(),
@@ -119,6 +136,8 @@ struct Shared {
     dispatched: AtomicU64,
     /// `(request number << 8) | refusal code`, or 0.
     refused: AtomicU64,
+    /// `PARK_*`: whether the connection is asked to park, or parked.
+    park: AtomicU8,
 }
 
 impl Shared {
@@ -186,15 +205,135 @@ pub(crate) struct Guarded<IO> {
     received: bool,
     /// HTTP/2 frame boundaries, followed once [`Framing::is_h2`].
     h2: HeaderBlocks,
+    /// Bytes were written and not flushed since.
+    unflushed: bool,
     deadline: Deadline,
     shared: Arc<Shared>,
     peer: SocketAddr,
 }
 
+/// The connection's protocol, as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Asks a guarded connection to park (see the module documentation).
+#[derive(Debug, Clone)]
+pub(crate) struct Parking(Arc<Shared>);
+
+impl Parking {
+    /// Asks the guard to park at hyper's next read; it declines unless the connection is then
+    /// between two HTTP/1 requests with nothing held and nothing left to flush.
+    pub(crate) fn request(&self) {
+        let _ = self.0.park.compare_exchange(
+            PARK_NONE,
+            PARK_REQUESTED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+}
+
+impl<IO> Guarded<IO> {
+    /// The handle that asks this connection to park.
+    pub(crate) fn parking(&self) -> Parking {
+        Parking(Arc::clone(&self.shared))
+    }
+
+    /// Whether the guard parked the connection (it gave hyper an end of stream for that);
+    /// if so, it is ready to be read again.
+    pub(crate) fn take_parked(&mut self) -> bool {
+        self.shared
+            .park
+            .compare_exchange(PARKED, PARK_NONE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Bytes hyper had read and not used when its connection ended: read again first. (They
+    /// passed the guard already.)
+    pub(crate) fn give_back(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut buf = bytes.to_vec();
+        buf.extend_from_slice(&self.buf[self.pos..self.end]);
+        self.ready = self.ready - self.pos + bytes.len();
+        self.end = buf.len();
+        self.pos = 0;
+        self.buf = buf;
+    }
+
+    /// The stream under the guard.
+    pub(crate) fn get_ref(&self) -> &IO {
+        &self.io
+    }
+
+    /// Whether hyper may be given an end of stream now to park the connection: between two
+    /// HTTP/1 requests (after at least one, so a first head stays under the header-read
+    /// timeout), nothing received and not passed on, everything written flushed.
+    fn parkable(&self) -> bool {
+        self.phase == Phase::Open
+            && self.end == 0
+            && self.framing.requests() > 0
+            && self.framing.expects_head()
+            && !self.framing.is_h2()
+            && !self.unflushed
+    }
+}
+
 impl<IO: AsyncRead + Unpin> Guarded<IO> {
+    /// Reads the connection's first bytes until they tell its protocol: the HTTP/2 preface,
+    /// or anything else (HTTP/1; also the end of the stream). The bytes stay held for hyper.
+    /// Within the header-read timeout, as a first head.
+    pub(crate) fn poll_protocol(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Protocol>> {
+        loop {
+            if self.framing.is_h2() {
+                return Poll::Ready(Ok(Protocol::Http2));
+            }
+            if self.phase != Phase::Open {
+                return Poll::Ready(Ok(Protocol::Http1));
+            }
+            match framing::is_preface(&self.buf[self.pos..self.end]) {
+                Some(true) => return Poll::Ready(Ok(Protocol::Http2)),
+                Some(false) => return Poll::Ready(Ok(Protocol::Http1)),
+                None => {}
+            }
+            if !self.make_room() {
+                return Poll::Ready(Err(io::Error::other("smuggling guard buffer full")));
+            }
+            let mut into = ReadBuf::new(&mut self.buf[self.end..]);
+            match Pin::new(&mut self.io).poll_read(cx, &mut into) {
+                Poll::Pending => return self.pending(cx).map_ok(|()| Protocol::Http1),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    let n = into.filled().len();
+                    if n == 0 {
+                        self.clear_buffer();
+                        self.phase = Phase::Eof;
+                    } else {
+                        self.received = true;
+                        self.end += n;
+                    }
+                }
+            }
+        }
+    }
+
     fn read(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if out.remaining() == 0 {
             return Poll::Ready(Ok(()));
+        }
+        match self.shared.park.load(Ordering::Acquire) {
+            PARK_REQUESTED if self.parkable() => {
+                // hyper sees an idle keep-alive connection end and finishes quietly.
+                self.shared.park.store(PARKED, Ordering::Release);
+                return Poll::Ready(Ok(()));
+            }
+            PARK_REQUESTED => self.shared.park.store(PARK_NONE, Ordering::Release),
+            PARKED => return Poll::Ready(Ok(())),
+            _ => {}
         }
         loop {
             if self.pos < self.ready {
@@ -437,7 +576,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.unflushed = true;
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -445,7 +586,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.unflushed = true;
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -453,11 +596,21 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = ready!(Pin::new(&mut this.io).poll_flush(cx));
+        if flushed.is_ok() {
+            this.unflushed = false;
+        }
+        Poll::Ready(flushed)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.shared.park.load(Ordering::Acquire) == PARKED {
+            // Parked: hyper's connection ends, the client's does not.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 

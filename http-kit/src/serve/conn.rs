@@ -9,6 +9,10 @@
 //! - Age: past its maximum age (less a per-connection jitter of up to 10 %, so connections
 //!   opened together do not all reconnect together) → graceful close.
 //! - Shutdown of the listener → graceful close.
+//! - Parking (optional, [`Lifetime::park_after`]): no request in flight for that long → the
+//!   connection is asked to park (the caller's `park`), i.e. to end its HTTP side and keep
+//!   only its socket until the next request; what that means is the caller's (the gateway's
+//!   public listener parks idle HTTP/1 connections, see `gateway/src/listener.rs`).
 //!
 //! After a graceful close starts, in-flight requests have `shutdown_grace` to finish; then
 //! the connection is dropped.
@@ -97,7 +101,7 @@ impl Activity {
 
     /// Since when nothing has been in flight, or `None` while something is.
     #[must_use]
-    pub(crate) fn idle_since(&self) -> Option<Instant> {
+    pub fn idle_since(&self) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -235,6 +239,8 @@ pub struct Lifetime {
     pub max_age: Duration,
     /// Drain time after a graceful close started.
     pub grace: Duration,
+    /// Nothing in flight for this long: ask the connection to park; `None`: never.
+    pub park_after: Option<Duration>,
 }
 
 /// Why the server closed a connection.
@@ -269,18 +275,33 @@ pub enum Ended<E> {
     DrainTimedOut(CloseCause),
 }
 
+impl<E> Ended<E> {
+    /// The same ending with the error converted.
+    pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> Ended<F> {
+        match self {
+            Self::Done(r, cause) => Ended::Done(r.map_err(f), cause),
+            Self::DrainTimedOut(cause) => Ended::DrainTimedOut(cause),
+        }
+    }
+}
+
 /// Drives `conn` until it ends, closing it gracefully (`graceful_shutdown`) when it is idle,
 /// too old, or `shutdown` is cancelled, and dropping it if that does not finish in time. For
 /// age and shutdown, an HTTP/1 connection (or one that has not sent a request yet) is first
 /// left open for [`HTTP1_DRAIN_WINDOW`] with `Connection: close` on its responses (see the
 /// module documentation).
 ///
-/// `conn` comes boxed, and the caller's future should hold nothing else large: an async
+/// With [`Lifetime::park_after`], `park` is called once nothing has been in flight for that
+/// long (and again each `park_after` while it stays so); the connection may then end on its
+/// own (`Ended::Done(Ok(()), None)`), which the caller tells apart from a client's close.
+///
+/// `conn` lives on the heap, and the caller's future should hold nothing else large: an async
 /// function keeps its arguments for its whole life, so a connection passed by value would be
 /// held twice (the argument and the pinned local) in every idle connection's task.
 pub async fn drive<C, E>(
-    mut conn: Pin<Box<C>>,
+    mut conn: Pin<&mut C>,
     graceful_shutdown: impl Fn(Pin<&mut C>),
+    park: impl Fn(),
     activity: Arc<Activity>,
     lifetime: Lifetime,
     shutdown: CancellationToken,
@@ -295,11 +316,14 @@ where
     let drain = tokio::time::sleep_until(opened + lifetime.max_age);
     // Reset when an HTTP/1 connection is left open to drain; never polled before.
     let window = tokio::time::sleep_until(opened + lifetime.max_age);
-    let (mut idle, mut age, mut drain, mut window) = (
+    let park_after = lifetime.park_after.unwrap_or(lifetime.max_age);
+    let parking = tokio::time::sleep_until(opened + park_after);
+    let (mut idle, mut age, mut drain, mut window, mut parking) = (
         std::pin::pin!(idle),
         std::pin::pin!(age),
         std::pin::pin!(drain),
         std::pin::pin!(window),
+        std::pin::pin!(parking),
     );
     let mut closing: Option<CloseCause> = None;
     let mut in_window = false;
@@ -318,6 +342,20 @@ where
             }
             () = shutdown.cancelled(), if closing.is_none() => CloseCause::Shutdown,
             () = age.as_mut(), if closing.is_none() => CloseCause::MaxAge,
+            () = parking.as_mut(), if closing.is_none() && lifetime.park_after.is_some() => {
+                let now = Instant::now();
+                let next = match activity.idle_since() {
+                    Some(since) if since + park_after <= now => {
+                        // Taken up (or declined) when the connection is polled next.
+                        park();
+                        now + park_after
+                    }
+                    Some(since) => since + park_after,
+                    None => now + park_after,
+                };
+                parking.as_mut().reset(next);
+                continue;
+            }
             () = idle.as_mut(), if closing.is_none() => {
                 let now = Instant::now();
                 match activity.idle_since() {

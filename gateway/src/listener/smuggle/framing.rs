@@ -27,6 +27,19 @@ pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 /// The HTTP/2 client connection preface (RFC 9113 §3.4): a stream starting with it is h2.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// What a connection's first bytes say about its protocol: `Some(true)` HTTP/2 (the whole
+/// preface), `Some(false)` HTTP/1 (bytes the preface does not start with), `None` not yet
+/// known (nothing, or a prefix of the preface).
+pub(super) fn is_preface(held: &[u8]) -> Option<bool> {
+    if held.len() >= PREFACE.len() {
+        Some(held.starts_with(PREFACE))
+    } else if PREFACE.starts_with(held) {
+        None
+    } else {
+        Some(false)
+    }
+}
+
 /// Why a request was refused with 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {

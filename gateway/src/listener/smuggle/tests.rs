@@ -155,6 +155,119 @@ fn an_oversized_head_passes_through_for_hyper_to_refuse() {
     );
 }
 
+const PREFACE_BYTES: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn poll_protocol_now(g: &mut Guarded<Script>) -> Protocol {
+    let mut cx = Context::from_waker(Waker::noop());
+    match g.poll_protocol(&mut cx) {
+        Poll::Ready(Ok(p)) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_first_bytes_tell_the_protocol_and_stay_for_hyper() {
+    let preface = PREFACE_BYTES.to_vec();
+    let (a, b) = preface.split_at(5);
+    let mut g = guarded(vec![a.to_vec(), b.to_vec(), b"frames".to_vec()]);
+    assert_eq!(poll_protocol_now(&mut g), Protocol::Http2);
+    let mut all = preface.clone();
+    all.extend_from_slice(b"frames");
+    assert_eq!(drain(&mut g, 7), (all, End::Eof));
+
+    for first in [&b"GE"[..], b"PRX", b"PRI * HTTP/1.1"] {
+        let mut input = first.to_vec();
+        input.extend_from_slice(b"T / HTTP/1.1\r\n\r\n");
+        let mut g = guarded(vec![first.to_vec(), input[first.len()..].to_vec()]);
+        assert_eq!(poll_protocol_now(&mut g), Protocol::Http1, "{first:?}");
+        let (out, _) = drain(&mut g, 64);
+        if first != b"PRI * HTTP/1.1" {
+            assert_eq!(out, input, "{first:?}");
+        }
+    }
+    // A client that closes at once: HTTP/1, and hyper sees the end.
+    let mut g = guarded(Vec::new());
+    assert_eq!(poll_protocol_now(&mut g), Protocol::Http1);
+    assert_eq!(drain(&mut g, 64), (Vec::new(), End::Eof));
+}
+
+/// Reads exactly `n` bytes through the guard, as hyper would.
+fn read_exactly(g: &mut Guarded<Script>, n: usize) -> Vec<u8> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut out = Vec::new();
+    while out.len() < n {
+        let mut chunk = vec![0u8; n - out.len()];
+        let mut buf = ReadBuf::new(&mut chunk);
+        match Pin::new(&mut *g).poll_read(&mut cx, &mut buf) {
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => out.extend_from_slice(buf.filled()),
+            other => panic!("{other:?} after {} bytes", out.len()),
+        }
+    }
+    out
+}
+
+/// One read through the guard: the bytes, or empty at the end of the stream.
+fn read_once(g: &mut Guarded<Script>) -> Vec<u8> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut chunk = vec![0u8; 4096];
+    let mut buf = ReadBuf::new(&mut chunk);
+    match Pin::new(&mut *g).poll_read(&mut cx, &mut buf) {
+        Poll::Ready(Ok(())) => buf.filled().to_vec(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn parking_happens_only_between_requests_with_nothing_held() {
+    let req = b"GET /a HTTP/1.1\r\nhost: a\r\n\r\n".to_vec();
+    // Before any request: declined (a first head is under the header-read timeout).
+    let mut g = guarded(vec![req.clone(), req.clone()]);
+    g.parking().request();
+    assert_eq!(read_exactly(&mut g, req.len()), req);
+    assert!(!g.take_parked());
+
+    // After one: hyper's next read is an end of stream, and the guard reads on afterwards
+    // (the next request, untouched) once taken back.
+    g.parking().request();
+    assert!(read_once(&mut g).is_empty(), "parked: an end of stream");
+    assert!(g.take_parked());
+    assert!(!g.take_parked(), "taken once");
+    assert_eq!(read_exactly(&mut g, req.len()), req);
+
+    // Half a head held after a request: declined, and the head arrives whole.
+    let (half, rest) = req.split_at(10);
+    let mut first = req.clone();
+    first.extend_from_slice(half);
+    let mut g = guarded(vec![first, rest.to_vec()]);
+    assert_eq!(read_exactly(&mut g, req.len()), req);
+    g.parking().request();
+    assert_eq!(read_exactly(&mut g, req.len()), req);
+    assert!(!g.take_parked());
+
+    // Inside a body: declined.
+    let post = b"POST / HTTP/1.1\r\ncontent-length: 4\r\n\r\n".to_vec();
+    let mut g = guarded(vec![post.clone(), b"ab".to_vec(), b"cd".to_vec()]);
+    assert_eq!(
+        read_exactly(&mut g, post.len() + 2),
+        [&post[..], b"ab"].concat()
+    );
+    g.parking().request();
+    assert_eq!(read_exactly(&mut g, 2), b"cd");
+    assert!(!g.take_parked());
+}
+
+/// Bytes hyper had read but not used come first when the guard is read again.
+#[test]
+fn given_back_bytes_are_read_first() {
+    let req = b"GET /a HTTP/1.1\r\n\r\n".to_vec();
+    let mut g = guarded(vec![req.clone(), req.clone()]);
+    assert_eq!(read_exactly(&mut g, req.len()), req);
+    g.give_back(b"GET /b");
+    let (out, end) = drain(&mut g, 5);
+    assert_eq!(out, [&b"GET /b"[..], &req[..]].concat());
+    assert_eq!(end, End::Eof);
+}
+
 #[tokio::test]
 async fn a_partial_head_times_out() {
     let (mut client, server) = tokio::io::duplex(1024);
