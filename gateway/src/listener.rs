@@ -524,28 +524,34 @@ where
             Ok(Protocol::Http1) => {}
         }
         loop {
-            let parking = io.parking();
-            // On the heap, so a parked connection's task holds none of it.
-            let mut conn = Box::new(http1.serve_connection(TokioIo::new(io), service));
-            // Boxed: the drive's timers are not kept while the connection is parked.
-            let ended = Box::pin(conn::drive(
-                Pin::new(&mut *conn),
-                |c| c.graceful_shutdown(),
-                || parking.request(),
-                Arc::clone(&activity),
-                lifetime,
-                shutdown.clone(),
-            ))
-            .await;
-            if !matches!(ended, Ended::Done(Ok(()), None)) {
-                return ended.map_err(Into::into);
-            }
-            // Taken back inside a `match` arm, so no binding outlives the arm (one that
-            // lived to the end of the loop body would be kept beside `io` while parked).
-            match take_back(*conn) {
-                Some((i, s)) => (io, service) = (i, s),
-                // The client closed it.
-                None => return ended.map_err(Into::into),
+            // Served until parked in a block of its own: the box (moved out of, not yet
+            // freed) or a binding living to the end of the loop body would be kept across
+            // the park, beside `io`.
+            {
+                let parked = {
+                    let parking = io.parking();
+                    // On the heap, so a parked connection's task holds none of it.
+                    let mut conn = Box::new(http1.serve_connection(TokioIo::new(io), service));
+                    // Boxed: the drive's timers are not kept while the connection is parked.
+                    let ended = Box::pin(conn::drive(
+                        Pin::new(&mut *conn),
+                        |c| c.graceful_shutdown(),
+                        || parking.request(),
+                        Arc::clone(&activity),
+                        lifetime,
+                        shutdown.clone(),
+                    ))
+                    .await;
+                    if !matches!(ended, Ended::Done(Ok(()), None)) {
+                        return ended.map_err(Into::into);
+                    }
+                    take_back(*conn)
+                };
+                match parked {
+                    Some((i, s)) => (io, service) = (i, s),
+                    // The client closed it.
+                    None => return Ended::Done(Ok(()), None),
+                }
             }
             metrics::gauge!(m::CONNECTIONS_PARKED).increment(1.0);
             let closed = wait_parked(&io, &activity, &lifetime, &shutdown).await;
@@ -562,9 +568,7 @@ where
 /// The guarded stream and the service of hyper's connection after it ended, if the guard
 /// parked it (else the client closed it). Not async, so nothing of hyper's connection is
 /// kept in the caller's layout while the connection is parked.
-fn take_back<IO, S, B>(
-    conn: http1::Connection<TokioIo<Guarded<IO>>, S>,
-) -> Option<(Guarded<IO>, S)>
+fn take_back<IO, S, B>(conn: http1::Connection<TokioIo<Guarded<IO>>, S>) -> Option<(Guarded<IO>, S)>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
