@@ -504,7 +504,24 @@ where
         shutdown,
     } = how;
     async move {
-        match poll_fn(|cx| io.poll_protocol(cx)).await {
+        // The first bytes, within the header-read timeout (the guard's). A client that has
+        // sent nothing when shutdown starts has the HTTP/1 drain window to begin, as a served
+        // idle connection does, and is closed after it.
+        let protocol = {
+            let mut first = pin!(poll_fn(|cx| io.poll_protocol(cx)));
+            tokio::select! {
+                biased;
+                p = first.as_mut() => p,
+                () = shutdown.cancelled() => {
+                    let window = conn::HTTP1_DRAIN_WINDOW.min(lifetime.grace);
+                    match tokio::time::timeout(window, first).await {
+                        Ok(p) => p,
+                        Err(_) => return Ended::Done(Ok(()), Some(CloseCause::Shutdown)),
+                    }
+                }
+            }
+        };
+        match protocol {
             Err(e) => return Ended::Done(Err(e.into()), None),
             Ok(Protocol::Http2) => {
                 return Box::pin(async move {

@@ -246,7 +246,8 @@ async fn an_idle_connection_parks_and_serves_its_next_requests_as_before() {
 
 #[tokio::test]
 async fn a_parked_tls_connection_is_served_closed_when_idle_and_drained_on_shutdown() {
-    let limits = "park_idle_after = \"150ms\"\nidle_timeout = \"2s\"";
+    let limits = "park_idle_after = \"150ms\"\nidle_timeout = \"2s\"\n\
+                  header_read_timeout = \"20s\"\nshutdown_grace = \"30s\"";
     let mut t = Setup::start(limits, true).await;
 
     // Parked and woken over TLS: the session survives the park.
@@ -265,15 +266,22 @@ async fn a_parked_tls_connection_is_served_closed_when_idle_and_drained_on_shutd
         .await;
 
     // Shutdown: a request sent to a parked connection as the drain starts is still answered,
-    // with `connection: close`, and the connection then ends.
+    // with `connection: close`, and the connection then ends. A connection that has sent
+    // nothing yet is closed after the drain window (1 s), not held until its header-read
+    // timeout (20 s here) or the grace time (30 s).
     let mut b = t.tls().await;
     t.me(&mut b).await;
     t.until_parked(1, "the second connection parks").await;
+    let mut unused = t.tls().await;
     signal(t.gw.pid(), Signal::SIGTERM);
     b.write_all(t.request().as_bytes()).await.unwrap();
     let mut pending = Vec::new();
     let (status, close, body) = response(&mut b, &mut pending).await;
     assert_eq!((status, close), (200, true), "{body}");
     assert!(closed_within(&mut b, Duration::from_secs(10)).await);
+    assert!(
+        closed_within(&mut unused, Duration::from_secs(10)).await,
+        "a connection without a request kept the drain waiting"
+    );
     assert!(t.gw.wait(Duration::from_secs(15)).await.success());
 }
