@@ -630,6 +630,16 @@ where
     type Future = GuardedFuture<S::Future>;
 
     fn call(&self, req: Request<R>) -> Self::Future {
+        // A request in flight is never parked: hyper reads while it waits for the answer (to
+        // notice a client gone), and an end of stream then would abort the request. The
+        // listener asks only while nothing is in flight and the guard answers at hyper's next
+        // read; this also drops an ask that was somehow still pending.
+        let _ = self.shared.park.compare_exchange(
+            PARK_REQUESTED,
+            PARK_NONE,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         let request = self.shared.dispatched.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(refusal) = self.shared.refusal_for(request) {
             // The stand-in for a refused head: the service never sees it.

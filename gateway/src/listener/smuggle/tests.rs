@@ -256,6 +256,27 @@ fn parking_happens_only_between_requests_with_nothing_held() {
     assert!(!g.take_parked());
 }
 
+#[test]
+fn a_request_that_starts_drops_a_pending_ask_to_park() {
+    let req = b"GET /a HTTP/1.1\r\n\r\n".to_vec();
+    let script = Script {
+        fragments: vec![req.clone(), req.clone()].into(),
+    };
+    let limits = GuardLimits {
+        max_header_bytes: 8 * 1024,
+        header_read_timeout: Duration::from_secs(10),
+    };
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    let (mut g, svc) = guard(script, Ok200, Mode::Http1, limits, peer);
+    assert_eq!(read_exactly(&mut g, req.len()), req);
+    // Asked to park, then a request is dispatched before hyper reads again: hyper's reads
+    // while that request is in flight must not see an end of stream.
+    g.parking().request();
+    drop(svc.call(Request::new(())));
+    assert_eq!(read_exactly(&mut g, req.len()), req);
+    assert!(!g.take_parked());
+}
+
 /// Bytes hyper had read but not used come first when the guard is read again.
 #[test]
 fn given_back_bytes_are_read_first() {
