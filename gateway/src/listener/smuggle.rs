@@ -300,24 +300,8 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
                 Some(false) => return Poll::Ready(Ok(Protocol::Http1)),
                 None => {}
             }
-            if !self.make_room() {
-                return Poll::Ready(Err(io::Error::other("smuggling guard buffer full")));
-            }
-            let mut into = ReadBuf::new(&mut self.buf[self.end..]);
-            match Pin::new(&mut self.io).poll_read(cx, &mut into) {
-                Poll::Pending => return self.pending(cx).map_ok(|()| Protocol::Http1),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {
-                    let n = into.filled().len();
-                    if n == 0 {
-                        self.clear_buffer();
-                        self.phase = Phase::Eof;
-                    } else {
-                        self.received = true;
-                        self.end += n;
-                    }
-                }
-            }
+            // At the end of the stream the phase is `Eof`: HTTP/1 on the next turn.
+            ready!(self.fill(cx))?;
         }
     }
 
@@ -382,26 +366,36 @@ impl<IO: AsyncRead + Unpin> Guarded<IO> {
                 Step::PassThrough(limit) => return self.pass_through(cx, out, limit),
                 Step::NeedMore => {}
             }
-            if !self.make_room() {
-                // Unreachable: the framing never holds more than `max_pending` bytes, and the
-                // buffer may grow that big.
-                return Poll::Ready(Err(io::Error::other("smuggling guard buffer full")));
+            if !ready!(self.fill(cx))? {
+                // An unfinished head or line is dropped: hyper just sees the end.
+                return Poll::Ready(Ok(()));
             }
-            let mut into = ReadBuf::new(&mut self.buf[self.end..]);
-            match Pin::new(&mut self.io).poll_read(cx, &mut into) {
-                Poll::Pending => return self.pending(cx),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {
-                    let n = into.filled().len();
-                    if n == 0 {
-                        // An unfinished head or line is dropped: hyper just sees the end.
-                        self.clear_buffer();
-                        self.phase = Phase::Eof;
-                        return Poll::Ready(Ok(()));
-                    }
-                    self.received = true;
-                    self.end += n;
+        }
+    }
+
+    /// Reads more of the client's bytes after those held: `true` if some arrived, `false` at
+    /// the end of the stream (anything held is dropped, the phase is `Eof`); pending (or the
+    /// header-read timeout) as [`Guarded::pending`].
+    fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if !self.make_room() {
+            // Unreachable: the framing never holds more than `max_pending` bytes (the first
+            // bytes, at most the preface), and the buffer may grow that big.
+            return Poll::Ready(Err(io::Error::other("smuggling guard buffer full")));
+        }
+        let mut into = ReadBuf::new(&mut self.buf[self.end..]);
+        match Pin::new(&mut self.io).poll_read(cx, &mut into) {
+            Poll::Pending => self.pending(cx).map_ok(|()| false),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => {
+                let n = into.filled().len();
+                if n == 0 {
+                    self.clear_buffer();
+                    self.phase = Phase::Eof;
+                    return Poll::Ready(Ok(false));
                 }
+                self.received = true;
+                self.end += n;
+                Poll::Ready(Ok(true))
             }
         }
     }

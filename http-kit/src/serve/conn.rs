@@ -344,29 +344,19 @@ where
             () = age.as_mut(), if closing.is_none() => CloseCause::MaxAge,
             () = parking.as_mut(), if closing.is_none() && lifetime.park_after.is_some() => {
                 let now = Instant::now();
-                let next = match activity.idle_since() {
-                    Some(since) if since + park_after <= now => {
-                        // Taken up (or declined) when the connection is polled next.
-                        park();
-                        now + park_after
-                    }
-                    Some(since) => since + park_after,
-                    None => now + park_after,
-                };
+                let next = not_idle_until(&activity, park_after, now).unwrap_or_else(|| {
+                    // Taken up (or declined) when the connection is polled next.
+                    park();
+                    now + park_after
+                });
                 parking.as_mut().reset(next);
                 continue;
             }
             () = idle.as_mut(), if closing.is_none() => {
-                let now = Instant::now();
-                match activity.idle_since() {
-                    Some(since) if since + lifetime.idle_timeout <= now => CloseCause::Idle,
-                    Some(since) => {
-                        idle.as_mut().reset(since + lifetime.idle_timeout);
-                        continue;
-                    }
-                    None => {
-                        // Busy: look again after a whole idle period at the earliest.
-                        idle.as_mut().reset(now + lifetime.idle_timeout);
+                match not_idle_until(&activity, lifetime.idle_timeout, Instant::now()) {
+                    None => CloseCause::Idle,
+                    Some(next) => {
+                        idle.as_mut().reset(next);
                         continue;
                     }
                 }
@@ -384,6 +374,16 @@ where
                 .reset(now + HTTP1_DRAIN_WINDOW.min(lifetime.grace));
             in_window = true;
         }
+    }
+}
+
+/// `None` if nothing has been in flight on `activity` for `period` at `now`; otherwise when
+/// to look again (while busy, a whole period away at the earliest).
+fn not_idle_until(activity: &Activity, period: Duration, now: Instant) -> Option<Instant> {
+    match activity.idle_since() {
+        Some(since) if since + period <= now => None,
+        Some(since) => Some(since + period),
+        None => Some(now + period),
     }
 }
 
