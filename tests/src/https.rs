@@ -84,21 +84,33 @@ impl Https {
         assert_eq!(u.scheme(), "https", "{url}");
         let host = u.host_str().expect("a host").to_owned();
         let port = u.port_or_known_default().expect("a port");
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-        let tls = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("tls handshake with {host}:{port}: {e}"))?;
+        let tls = self.tls_stream((&host, port), &host).await?;
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("http handshake: {e}"))?;
         tokio::spawn(conn);
         Ok((send, u))
+    }
+
+    /// A TLS connection (ALPN `http/1.1`) to `addr` whose certificate must name `name`, for
+    /// callers that write and read the HTTP bytes themselves.
+    ///
+    /// # Errors
+    /// A failed connection or handshake, or an invalid `name`, as text.
+    pub async fn tls_stream(
+        &self,
+        (host, port): (&str, u16),
+        name: &str,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        let tcp = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+        self.tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("tls handshake with {host}:{port}: {e}"))
     }
 
     /// Sends one request on a new connection to `url` (`https://host:port/path`), with

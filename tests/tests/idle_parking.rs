@@ -6,17 +6,15 @@
 //! exactly which bytes are on the wire.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::directory::DirectoryDb;
+use integration_tests::https::Https;
 use integration_tests::process::{
     region_toml, signal, until, GatewayOptions, GatewayProcess, NodeProcess,
 };
 use integration_tests::{Http, RegionDb};
 use nix::sys::signal::Signal;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,8 +26,8 @@ const HOST: &str = "gateway.test";
 struct Setup {
     gw: GatewayProcess,
     _node: NodeProcess,
-    /// The CA of the gateway's certificate, with TLS.
-    ca_pem: Option<String>,
+    /// A client trusting the CA of the gateway's certificate, with TLS.
+    https: Option<Https>,
     tenant: String,
     token: String,
     _dbs: (DirectoryDb, RegionDb),
@@ -41,18 +39,20 @@ impl Setup {
         let (dir, db) = tokio::join!(DirectoryDb::create(), RegionDb::create("eu"));
         let node = NodeProcess::start(&db, "eu", &[]).await;
         let certs = tempfile::tempdir().unwrap();
-        let (ca_pem, extra) = if tls {
+        let (https, extra) = if tls {
             let (ca_pem, ca) = integration_tests::tls_postgres::ca("parking test ca");
             let (cert, key) = integration_tests::tls_postgres::leaf(&[HOST], &ca, false);
             let (c, k) = (certs.path().join("gw.pem"), certs.path().join("gw.key"));
             std::fs::write(&c, cert).unwrap();
             std::fs::write(&k, key).unwrap();
+            let ca_file = certs.path().join("ca.pem");
+            std::fs::write(&ca_file, ca_pem).unwrap();
             let extra = format!(
                 "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
                 c.display(),
                 k.display()
             );
-            (Some(ca_pem), extra)
+            (Some(Https::new(&ca_file, None)), extra)
         } else {
             (None, String::new())
         };
@@ -71,7 +71,7 @@ impl Setup {
         Self {
             gw,
             _node: node,
-            ca_pem,
+            https,
             tenant,
             token,
             _dbs: (dir, db),
@@ -124,21 +124,10 @@ impl Setup {
     }
 
     async fn tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = self.ca_pem.as_ref().expect("a TLS setup");
-        roots
-            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = TcpStream::connect(self.public()).await.unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(cfg))
-            .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        let https = self.https.as_ref().expect("a TLS setup");
+        let addr = self.public();
+        https
+            .tls_stream((&addr.ip().to_string(), addr.port()), HOST)
             .await
             .unwrap()
     }
